@@ -1,0 +1,422 @@
+//! Loading a Spin app: manifest → grants, storage, compiled components, and the
+//! per-request / per-tick instantiation that both triggers share.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use bytes::Bytes;
+use dol_manifest::manifest::Manifest;
+use dol_manifest::outbound::AllowedHosts;
+use dol_manifest::routes::{RouteMatch, Router};
+use dol_manifest::runtime_config::RuntimeConfig;
+use dol_manifest::variables::ResolvedVariables;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiBody, WasiHttp, WasiHttpView};
+
+use crate::bindings::{SpinHost, cron_types};
+use crate::engine::{Limits, deadline_ticks};
+use crate::instance::{ComponentGrants, InstanceState};
+use crate::outbound::{InternalDispatch, InternalTarget, OutboundHooks};
+use crate::output::{PrefixedOutput, Target};
+use crate::storage::{DatabaseLocation, KeyValueBackend, StorageCatalog};
+
+/// Body of every response the host produces.
+pub type ResponseBody = UnsyncBoxBody<Bytes, anyhow::Error>;
+
+/// Name of the cron plugin's export.
+const CRON_EXPORT: &str = "handle-cron-event";
+
+/// A component ready to instantiate.
+pub(crate) struct LoadedComponent {
+    pub(crate) grants: Arc<ComponentGrants>,
+    allowed_hosts: Arc<AllowedHosts>,
+    pre: InstancePre<InstanceState>,
+    proxy: Option<ProxyPre<InstanceState>>,
+    pub(crate) has_cron_export: bool,
+}
+
+/// A loaded app, shared by the HTTP server and the cron scheduler.
+pub struct LoadedApp {
+    pub(crate) engine: Engine,
+    pub(crate) manifest: Manifest,
+    pub(crate) router: Router,
+    pub(crate) components: BTreeMap<String, LoadedComponent>,
+    storage: Arc<StorageCatalog>,
+    pub(crate) limits: Limits,
+    /// Address the HTTP listener is bound to (for `spin-full-url` of chained requests).
+    pub(crate) listen: SocketAddr,
+}
+
+/// Everything that decides how an app is loaded.
+pub struct LoadOptions<'a> {
+    /// The manifest, already parsed.
+    pub manifest: Manifest,
+    /// Runtime config (`--runtime-config-file`), or the defaults.
+    pub runtime_config: RuntimeConfig,
+    /// State directory (`.spin/` next to the manifest by default).
+    pub state_dir: &'a Path,
+    /// Looks up `SPIN_VARIABLE_*` values.
+    pub variable_lookup: &'a (dyn Fn(&str) -> Option<String> + Send + Sync),
+    /// Per-instance limits.
+    pub limits: Limits,
+    /// The engine to compile with.
+    pub engine: Engine,
+    /// Listener address.
+    pub listen: SocketAddr,
+}
+
+impl LoadedApp {
+    /// Resolves variables and storage, compiles and pre-instantiates every component.
+    pub fn load(options: LoadOptions<'_>) -> Result<Self> {
+        let LoadOptions {
+            manifest,
+            runtime_config,
+            state_dir,
+            variable_lookup,
+            limits,
+            engine,
+            listen,
+        } = options;
+        dol_manifest::runtime_config::check_labels(&manifest, &runtime_config)?;
+        let variables =
+            dol_manifest::variables::resolve(&manifest.variables, |name| variable_lookup(name))?;
+        let storage = Arc::new(open_storage(&manifest, &runtime_config, state_dir)?);
+        let router = Router::build(&manifest.application.http_base, &manifest.http_triggers)
+            .with_context(|| format!("{}: routes", manifest.path.display()))?;
+
+        let mut linker: Linker<InstanceState> = Linker::new(&engine);
+        link_host_interfaces(&mut linker)?;
+
+        let mut components = BTreeMap::new();
+        for (id, component) in &manifest.components {
+            if !component.dependencies.is_empty() {
+                // Refused by name rather than ignored: running the component
+                // without its dependencies would fail at its first import.
+                bail!(
+                    "{}: component.{id}.dependencies: component dependencies are not supported by dol yet",
+                    manifest.path.display()
+                );
+            }
+            let wasm = Component::from_file(&engine, &component.source)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!(
+                        "component {id}: loading {} (did you run `dol build`?)",
+                        component.source.display()
+                    )
+                })?;
+            let pre = linker
+                .instantiate_pre(&wasm)
+                .map_err(anyhow::Error::from)
+                .with_context(|| {
+                    format!("component {id}: it imports something dol does not provide")
+                })?;
+            let proxy = ProxyPre::new(pre.clone()).ok();
+            let has_cron_export = wasm.get_export_index(None, CRON_EXPORT).is_some();
+            let grants = Arc::new(grants_for(id, component, &variables)?);
+            let allowed_hosts = Arc::new(component.allowed_hosts.clone());
+            components.insert(
+                id.clone(),
+                LoadedComponent {
+                    grants,
+                    allowed_hosts,
+                    pre,
+                    proxy,
+                    has_cron_export,
+                },
+            );
+        }
+        Ok(Self {
+            engine,
+            manifest,
+            router,
+            components,
+            storage,
+            limits,
+            listen,
+        })
+    }
+
+    /// A fresh store for one instance of `component`.
+    fn new_store(self: &Arc<Self>, component: &LoadedComponent) -> Store<InstanceState> {
+        let id = &component.grants.id;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&component.grants.environment)
+            .stdout(PrefixedOutput::new(id, Target::Stdout))
+            .stderr(PrefixedOutput::new(id, Target::Stderr));
+        let dispatch: Arc<dyn InternalDispatch> = Arc::new(self.clone());
+        let hooks = OutboundHooks::new(id.clone(), component.allowed_hosts.clone(), dispatch);
+        let state = InstanceState::new(
+            wasi.build(),
+            hooks,
+            component.grants.clone(),
+            self.storage.clone(),
+            self.limits.max_memory_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        // Epoch interruption bounds CPU-bound runaways even when the guest never
+        // yields; the tokio timeout around each call bounds time spent in host calls.
+        store.set_epoch_deadline(deadline_ticks(self.limits.request_timeout));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Serves one HTTP request with the component `route` matched.
+    pub(crate) async fn handle_http<B>(
+        self: &Arc<Self>,
+        route: &RouteMatch,
+        request: http::Request<B>,
+    ) -> Result<http::Response<ResponseBody>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let component = self
+            .components
+            .get(&route.component)
+            .ok_or_else(|| anyhow!("route names unknown component {}", route.component))?;
+        let proxy = component.proxy.clone().ok_or_else(|| {
+            anyhow!(
+                "component {} has an HTTP route but does not export wasi:http/incoming-handler",
+                route.component
+            )
+        })?;
+        let mut store = self.new_store(component);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let timeout = self.limits.request_timeout;
+        let component_id = route.component.clone();
+        let task = tokio::spawn(async move {
+            let call = async {
+                let proxy = proxy.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            match tokio::time::timeout(timeout, call).await {
+                Ok(result) => result.map_err(anyhow::Error::from),
+                Err(_) => Err(anyhow!("exceeded the request time limit of {timeout:?}")),
+            }
+        });
+        match receiver.await {
+            Ok(Ok(response)) => {
+                Ok(response.map(|body| body.map_err(|code| anyhow!("{code:?}")).boxed_unsync()))
+            }
+            Ok(Err(code)) => bail!("component {component_id} answered with error {code:?}"),
+            Err(_) => {
+                // The guest dropped the response-outparam without setting it: the
+                // task's own result says why (trap, timeout, or a plain bug).
+                let why = match task.await {
+                    Ok(Ok(())) => anyhow!("it returned without sending a response"),
+                    Ok(Err(error)) => error,
+                    Err(join) => anyhow!(join),
+                };
+                Err(why.context(format!("component {component_id} failed")))
+            }
+        }
+    }
+
+    /// Calls `handle-cron-event` on `component` with `timestamp` (unix seconds).
+    pub(crate) async fn handle_cron(
+        self: &Arc<Self>,
+        component_id: &str,
+        timestamp: u64,
+    ) -> Result<()> {
+        let component = self
+            .components
+            .get(component_id)
+            .ok_or_else(|| anyhow!("cron trigger names unknown component {component_id}"))?;
+        if !component.has_cron_export {
+            bail!(
+                "component {component_id} has a cron trigger but does not export `{CRON_EXPORT}` (fermyon:spin-cron@2.0.0)"
+            );
+        }
+        let mut store = self.new_store(component);
+        let pre = component.pre.clone();
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let handler = instance
+                .get_typed_func::<(cron_types::Metadata,), (Result<(), cron_types::Error>,)>(
+                    &mut store,
+                    CRON_EXPORT,
+                )?;
+            let (outcome,) = handler
+                .call_async(&mut store, (cron_types::Metadata { timestamp },))
+                .await?;
+            Ok::<_, wasmtime::Error>(outcome)
+        };
+        let outcome = tokio::time::timeout(self.limits.request_timeout, call)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "exceeded the time limit of {:?}",
+                    self.limits.request_timeout
+                )
+            })?
+            .map_err(|error: wasmtime::Error| anyhow::Error::from(error))?;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(cron_types::Error::Other(message)) => {
+                bail!("component {component_id} reported: {message}")
+            }
+        }
+    }
+
+    /// Full URL of a request the way `spin-full-url` reports it.
+    pub(crate) fn full_url(&self, authority: Option<&str>, path_and_query: &str) -> String {
+        match authority {
+            Some(authority) => format!("http://{authority}{path_and_query}"),
+            None => format!("http://{}{path_and_query}", self.listen),
+        }
+    }
+}
+
+/// Adds WASI, wasi:http (with Spin's outgoing handler) and the Spin APIs.
+fn link_host_interfaces(linker: &mut Linker<InstanceState>) -> Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker).map_err(anyhow::Error::from)?;
+    let options = wasmtime_wasi_http::p2::bindings::LinkOptions::default();
+    wasmtime_wasi_http::p2::bindings::http::types::add_to_linker::<_, WasiHttp>(
+        linker,
+        &options.into(),
+        InstanceState::http,
+    )
+    .map_err(anyhow::Error::from)?;
+    crate::outbound::link_outgoing_handler(linker)?;
+    SpinHost::add_to_linker::<_, HasSelf<InstanceState>>(linker, |state| state)
+        .map_err(anyhow::Error::from)
+        .context("linking the Spin interfaces")?;
+    Ok(())
+}
+
+fn grants_for(
+    id: &str,
+    component: &dol_manifest::manifest::Component,
+    variables: &ResolvedVariables,
+) -> Result<ComponentGrants> {
+    let mut rendered = BTreeMap::new();
+    for (name, template) in &component.variables {
+        let value = variables
+            .render(template)
+            .with_context(|| format!("component {id}: variable {name}"))?;
+        rendered.insert(name.clone(), value);
+    }
+    Ok(ComponentGrants {
+        id: id.to_string(),
+        key_value_stores: component
+            .key_value_stores
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        sqlite_databases: component
+            .sqlite_databases
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        variables: rendered,
+        environment: component
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+/// Opens every store and database some component lists, as Spin does at start-up.
+fn open_storage(
+    manifest: &Manifest,
+    runtime_config: &RuntimeConfig,
+    state_dir: &Path,
+) -> Result<StorageCatalog> {
+    let mut catalog = StorageCatalog::default();
+    let mut backends: BTreeMap<PathBuf, Arc<KeyValueBackend>> = BTreeMap::new();
+    for component in manifest.components.values() {
+        for label in &component.key_value_stores {
+            if catalog.key_value.contains_key(label) {
+                continue;
+            }
+            let path = runtime_config
+                .key_value_stores
+                .get(label)
+                .and_then(|store| store.path.clone())
+                .unwrap_or_else(|| state_dir.join("sqlite_key_value.db"));
+            let backend = match backends.get(&path) {
+                Some(backend) => backend.clone(),
+                None => {
+                    let backend = Arc::new(
+                        KeyValueBackend::open(&path)
+                            .with_context(|| format!("key-value store {label}"))?,
+                    );
+                    backends.insert(path.clone(), backend.clone());
+                    backend
+                }
+            };
+            catalog.key_value.insert(label.clone(), backend);
+        }
+        for label in &component.sqlite_databases {
+            let path = runtime_config
+                .sqlite_databases
+                .get(label)
+                .and_then(|database| database.path.clone())
+                .unwrap_or_else(|| {
+                    state_dir.join(if label == "default" {
+                        "sqlite_db.db".to_string()
+                    } else {
+                        format!("{label}.db")
+                    })
+                });
+            catalog
+                .sqlite
+                .insert(label.clone(), DatabaseLocation::File(path));
+        }
+    }
+    Ok(catalog)
+}
+
+impl InternalDispatch for Arc<LoadedApp> {
+    fn dispatch(
+        &self,
+        target: InternalTarget,
+        request: http::Request<WasiBody>,
+    ) -> Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<http::Response<WasiBody>, wasmtime_wasi_http::Error>,
+                > + Send,
+        >,
+    > {
+        let this = self.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_string();
+            let route = match &target {
+                InternalTarget::App => this.router.route(&path),
+                InternalTarget::Component(id) => this.router.chained(id, &path),
+            };
+            let Some(route) = route else {
+                return Err(wasmtime_wasi_http::Error::DestinationNotFound);
+            };
+            let response = crate::server::serve_routed(&this, &route, request, None)
+                .await
+                .map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(format!("{e:#}"))))?;
+            Ok(response.map(|body| {
+                body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(format!("{e:#}"))))
+                    .boxed_unsync()
+            }))
+        })
+    }
+}

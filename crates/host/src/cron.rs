@@ -1,0 +1,59 @@
+//! The cron trigger, as the Spin cron plugin runs it: each `[[trigger.cron]]`
+//! fires `handle-cron-event` at its schedule's times, on an injectable clock.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, watch};
+
+use crate::app::LoadedApp;
+use crate::clock::Clock;
+
+/// One firing of a cron trigger, published for tests and logs.
+#[derive(Debug, Clone)]
+pub struct CronEvent {
+    /// The component that ran.
+    pub component: String,
+    /// The scheduled time, unix seconds (the `metadata.timestamp` passed in).
+    pub timestamp: u64,
+    /// `Err` with the reason when the handler failed.
+    pub outcome: Result<(), String>,
+}
+
+/// Runs trigger `index` until shutdown.
+pub(crate) async fn run_trigger(
+    app: Arc<LoadedApp>,
+    index: usize,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<CronEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Some(trigger) = app.manifest.cron_triggers.get(index) else {
+        return;
+    };
+    let component = trigger.component.clone();
+    loop {
+        let Some(next) = trigger.schedule.next_after(clock.now()) else {
+            tracing::info!("cron trigger for {component}: schedule has no more times");
+            return;
+        };
+        tokio::select! {
+            () = clock.sleep_until(next) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let timestamp = u64::try_from(next.timestamp()).unwrap_or(0);
+        let outcome = app
+            .handle_cron(&component, timestamp)
+            .await
+            .map_err(|error| format!("{error:#}"));
+        match &outcome {
+            Ok(()) => tracing::info!("cron {component} at {next} ok"),
+            Err(error) => tracing::error!("cron {component} at {next}: {error}"),
+        }
+        // Nobody listening is the normal case outside tests.
+        drop(events.send(CronEvent {
+            component: component.clone(),
+            timestamp,
+            outcome,
+        }));
+    }
+}

@@ -1,0 +1,120 @@
+//! The wasmtime engine: configuration, compiled-code cache and the epoch ticker
+//! that enforces per-request wall-clock limits.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances. Request deadlines are expressed in
+/// these ticks, so this is also the granularity of the wall-clock limit.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits that apply to every guest instance.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock budget of one request or cron invocation.
+    pub request_timeout: Duration,
+    /// Largest linear memory one instance may grow to.
+    pub max_memory_bytes: usize,
+    /// Instances the pooling allocator keeps slots for (concurrent requests).
+    pub pooled_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            max_memory_bytes: 256 * 1024 * 1024,
+            pooled_instances: 256,
+        }
+    }
+}
+
+/// Builds the engine. `cache_dir` enables wasmtime's compiled-code cache there so
+/// a restart does not recompile unchanged components.
+pub fn build_engine(limits: &Limits, cache_dir: Option<&Path>) -> Result<Engine> {
+    let mut config = base_config(cache_dir)?;
+    let mut pooling = PoolingAllocationConfig::default();
+    // A Spin component is one component instance made of a handful of core
+    // instances (the guest, the WASI adapter shims); size the pool for that.
+    pooling
+        .total_component_instances(limits.pooled_instances)
+        .total_core_instances(limits.pooled_instances * 8)
+        .total_memories(limits.pooled_instances * 4)
+        .total_tables(limits.pooled_instances * 8)
+        .max_memory_size(limits.max_memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(pooling_error) => {
+            // Pooling reserves a lot of virtual address space up front; where the
+            // machine refuses (ulimit -v, small address spaces), fall back to
+            // on-demand allocation instead of refusing to start.
+            tracing::warn!(
+                "pooling allocator unavailable ({pooling_error}); using on-demand allocation"
+            );
+            let config = base_config(cache_dir)?;
+            Engine::new(&config)
+                .map_err(anyhow::Error::from)
+                .context("creating the wasmtime engine")
+        }
+    }
+}
+
+fn base_config(cache_dir: Option<&Path>) -> Result<Config> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if let Some(dir) = cache_dir {
+        let mut cache_config = wasmtime::CacheConfig::new();
+        cache_config.with_directory(dir);
+        let cache = wasmtime::Cache::new(cache_config)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("opening the compiled-code cache in {}", dir.display()))?;
+        config.cache(Some(cache));
+    }
+    Ok(config)
+}
+
+/// Advances the engine epoch every [`EPOCH_TICK`] until dropped.
+pub struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    /// Starts the ticker thread for `engine`.
+    pub fn start(engine: &Engine) -> Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let engine = engine.clone();
+        let thread_stop = stop.clone();
+        // A plain thread, not a tokio task: the ticker must keep running even when
+        // every runtime worker is busy inside guest code, which is exactly when
+        // deadlines matter.
+        std::thread::Builder::new()
+            .name("dol-epoch".into())
+            .spawn(move || {
+                while !thread_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .context("starting the epoch thread")?;
+        Ok(Self { stop })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Epoch ticks that make up `timeout` (at least one).
+pub fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_millis() / EPOCH_TICK.as_millis().max(1);
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}

@@ -1,0 +1,363 @@
+//! Spin's key-value, SQLite (2.0.0 and 3.0.0) and variables interfaces.
+//!
+//! Every call is checked against the calling component's grants first: a label
+//! the component does not list gets Spin's `access-denied`, exactly as on Spin.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use rusqlite::types::Value as SqlValue;
+use wasmtime::component::Resource;
+
+use crate::bindings::{cron_types, key_value, sqlite_v2, sqlite_v3, variables};
+use crate::instance::InstanceState;
+use crate::storage::KeyValueBackend;
+
+/// An open key-value store handed to a guest.
+pub struct KeyValueStore {
+    label: String,
+    backend: Arc<KeyValueBackend>,
+}
+
+/// An open SQLite connection handed to a guest (2.0.0 or 3.0.0 interface).
+pub struct SqliteConnection {
+    connection: rusqlite::Connection,
+}
+
+impl key_value::Host for InstanceState {}
+
+impl key_value::HostStore for InstanceState {
+    fn open(&mut self, label: String) -> Result<Result<Resource<KeyValueStore>, key_value::Error>> {
+        if !self.grants.key_value_stores.contains(&label) {
+            return Ok(Err(key_value::Error::AccessDenied));
+        }
+        let Some(backend) = self.storage.key_value.get(&label).cloned() else {
+            return Ok(Err(key_value::Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(KeyValueStore { label, backend })?))
+    }
+
+    fn get(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+    ) -> Result<Result<Option<Vec<u8>>, key_value::Error>> {
+        let store = self.table.get(&store)?;
+        Ok(store.backend.get(&store.label, &key).map_err(kv_error))
+    }
+
+    fn set(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<Result<(), key_value::Error>> {
+        let store = self.table.get(&store)?;
+        Ok(store
+            .backend
+            .set(&store.label, &key, &value)
+            .map_err(kv_error))
+    }
+
+    fn delete(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+    ) -> Result<Result<(), key_value::Error>> {
+        let store = self.table.get(&store)?;
+        Ok(store.backend.delete(&store.label, &key).map_err(kv_error))
+    }
+
+    fn exists(
+        &mut self,
+        store: Resource<KeyValueStore>,
+        key: String,
+    ) -> Result<Result<bool, key_value::Error>> {
+        let store = self.table.get(&store)?;
+        Ok(store.backend.exists(&store.label, &key).map_err(kv_error))
+    }
+
+    fn get_keys(
+        &mut self,
+        store: Resource<KeyValueStore>,
+    ) -> Result<Result<Vec<String>, key_value::Error>> {
+        let store = self.table.get(&store)?;
+        Ok(store.backend.keys(&store.label).map_err(kv_error))
+    }
+
+    fn drop(&mut self, store: Resource<KeyValueStore>) -> Result<()> {
+        self.table.delete(store)?;
+        Ok(())
+    }
+}
+
+fn kv_error(error: crate::storage::StorageError) -> key_value::Error {
+    tracing::warn!("{error}");
+    key_value::Error::Other(error.to_string())
+}
+
+/// Why a SQLite `open` or `execute` failed, before it is mapped onto whichever
+/// interface version the guest called.
+enum SqliteFailure {
+    NoSuchDatabase,
+    AccessDenied,
+    Io(String),
+}
+
+impl InstanceState {
+    fn open_sqlite(
+        &mut self,
+        database: &str,
+    ) -> Result<Result<Resource<SqliteConnection>, SqliteFailure>> {
+        if !self.grants.sqlite_databases.contains(database) {
+            return Ok(Err(SqliteFailure::AccessDenied));
+        }
+        let Some(location) = self.storage.sqlite.get(database) else {
+            return Ok(Err(SqliteFailure::NoSuchDatabase));
+        };
+        match location.connect() {
+            Ok(connection) => Ok(Ok(self.table.push(SqliteConnection { connection })?)),
+            Err(error) => Ok(Err(SqliteFailure::Io(format!("{error:#}")))),
+        }
+    }
+}
+
+fn owned(value: rusqlite::types::ValueRef<'_>) -> SqlValue {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => SqlValue::Null,
+        ValueRef::Integer(i) => SqlValue::Integer(i),
+        ValueRef::Real(r) => SqlValue::Real(r),
+        ValueRef::Text(t) => SqlValue::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => SqlValue::Blob(b.to_vec()),
+    }
+}
+
+/// Runs one statement with positional parameters and collects every row.
+fn execute(
+    connection: &rusqlite::Connection,
+    statement: &str,
+    parameters: Vec<SqlValue>,
+) -> Result<(Vec<String>, Vec<Vec<SqlValue>>), SqliteFailure> {
+    let io = |e: rusqlite::Error| SqliteFailure::Io(e.to_string());
+    let mut prepared = connection.prepare_cached(statement).map_err(io)?;
+    let columns: Vec<String> = prepared.column_names().map(String::from).collect();
+    let mut rows = prepared
+        .query(rusqlite::params_from_iter(parameters))
+        .map_err(io)?;
+    let mut collected = Vec::new();
+    while let Some(row) = rows.next().map_err(io)? {
+        let mut values = Vec::with_capacity(columns.len());
+        for index in 0..columns.len() {
+            values.push(owned(row.get_ref(index).map_err(io)?));
+        }
+        collected.push(values);
+    }
+    Ok((columns, collected))
+}
+
+macro_rules! sqlite_value_conversions {
+    ($module:ident) => {
+        impl From<$module::Value> for SqlValue {
+            fn from(value: $module::Value) -> Self {
+                match value {
+                    $module::Value::Integer(i) => SqlValue::Integer(i),
+                    $module::Value::Real(r) => SqlValue::Real(r),
+                    $module::Value::Text(t) => SqlValue::Text(t),
+                    $module::Value::Blob(b) => SqlValue::Blob(b),
+                    $module::Value::Null => SqlValue::Null,
+                }
+            }
+        }
+
+        impl From<SqlValue> for $module::Value {
+            fn from(value: SqlValue) -> Self {
+                match value {
+                    SqlValue::Integer(i) => $module::Value::Integer(i),
+                    SqlValue::Real(r) => $module::Value::Real(r),
+                    SqlValue::Text(t) => $module::Value::Text(t),
+                    SqlValue::Blob(b) => $module::Value::Blob(b),
+                    SqlValue::Null => $module::Value::Null,
+                }
+            }
+        }
+
+        impl From<SqliteFailure> for $module::Error {
+            fn from(failure: SqliteFailure) -> Self {
+                match failure {
+                    SqliteFailure::NoSuchDatabase => $module::Error::NoSuchDatabase,
+                    SqliteFailure::AccessDenied => $module::Error::AccessDenied,
+                    SqliteFailure::Io(message) => $module::Error::Io(message),
+                }
+            }
+        }
+
+        impl $module::Host for InstanceState {}
+    };
+}
+
+sqlite_value_conversions!(sqlite_v2);
+sqlite_value_conversions!(sqlite_v3);
+
+fn query_result_v2(columns: Vec<String>, rows: Vec<Vec<SqlValue>>) -> sqlite_v2::QueryResult {
+    sqlite_v2::QueryResult {
+        columns,
+        rows: rows
+            .into_iter()
+            .map(|values| sqlite_v2::RowResult {
+                values: values.into_iter().map(Into::into).collect(),
+            })
+            .collect(),
+    }
+}
+
+fn query_result_v3(columns: Vec<String>, rows: Vec<Vec<SqlValue>>) -> sqlite_v3::QueryResult {
+    sqlite_v3::QueryResult {
+        columns,
+        rows: rows
+            .into_iter()
+            .map(|values| sqlite_v3::RowResult {
+                values: values.into_iter().map(Into::into).collect(),
+            })
+            .collect(),
+    }
+}
+
+impl sqlite_v2::HostConnection for InstanceState {
+    fn open(
+        &mut self,
+        database: String,
+    ) -> Result<Result<Resource<SqliteConnection>, sqlite_v2::Error>> {
+        Ok(self.open_sqlite(&database)?.map_err(Into::into))
+    }
+
+    fn execute(
+        &mut self,
+        connection: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<sqlite_v2::Value>,
+    ) -> Result<Result<sqlite_v2::QueryResult, sqlite_v2::Error>> {
+        let connection = &self.table.get(&connection)?.connection;
+        let parameters = parameters.into_iter().map(Into::into).collect();
+        Ok(execute(connection, &statement, parameters)
+            .map(|(columns, rows)| query_result_v2(columns, rows))
+            .map_err(Into::into))
+    }
+
+    fn drop(&mut self, connection: Resource<SqliteConnection>) -> Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+impl sqlite_v3::HostConnection for InstanceState {
+    fn open(
+        &mut self,
+        database: String,
+    ) -> Result<Result<Resource<SqliteConnection>, sqlite_v3::Error>> {
+        Ok(self.open_sqlite(&database)?.map_err(Into::into))
+    }
+
+    fn execute(
+        &mut self,
+        connection: Resource<SqliteConnection>,
+        statement: String,
+        parameters: Vec<sqlite_v3::Value>,
+    ) -> Result<Result<sqlite_v3::QueryResult, sqlite_v3::Error>> {
+        let connection = &self.table.get(&connection)?.connection;
+        let parameters = parameters.into_iter().map(Into::into).collect();
+        Ok(execute(connection, &statement, parameters)
+            .map(|(columns, rows)| query_result_v3(columns, rows))
+            .map_err(Into::into))
+    }
+
+    fn last_insert_rowid(&mut self, connection: Resource<SqliteConnection>) -> Result<i64> {
+        Ok(self.table.get(&connection)?.connection.last_insert_rowid())
+    }
+
+    fn changes(&mut self, connection: Resource<SqliteConnection>) -> Result<u64> {
+        Ok(self.table.get(&connection)?.connection.changes())
+    }
+
+    fn drop(&mut self, connection: Resource<SqliteConnection>) -> Result<()> {
+        self.table.delete(connection)?;
+        Ok(())
+    }
+}
+
+impl variables::Host for InstanceState {
+    fn get(&mut self, name: String) -> Result<Result<String, variables::Error>> {
+        if !is_valid_variable_name(&name) {
+            return Ok(Err(variables::Error::InvalidName(format!(
+                "invalid variable name {name:?}: use lowercase letters, digits and underscores, starting with a letter"
+            ))));
+        }
+        Ok(match self.grants.variables.get(&name) {
+            Some(value) => Ok(value.clone()),
+            None => Err(variables::Error::Undefined(format!(
+                "no variable for {:?}.{name:?}",
+                self.grants.id
+            ))),
+        })
+    }
+}
+
+/// Spin's rule for variable names as guests ask for them.
+fn is_valid_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl cron_types::Host for InstanceState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variable_names_follow_spin_rules() {
+        assert!(is_valid_variable_name("api_key2"));
+        assert!(!is_valid_variable_name("API_KEY"));
+        assert!(!is_valid_variable_name("2key"));
+        assert!(!is_valid_variable_name(""));
+        assert!(!is_valid_variable_name("a-b"));
+    }
+
+    #[test]
+    fn execute_round_trips_every_value_type() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let (_, rows) = execute(
+            &connection,
+            "SELECT ?1, ?2, ?3, ?4, ?5",
+            vec![
+                SqlValue::Integer(7),
+                SqlValue::Real(1.5),
+                SqlValue::Text("t".into()),
+                SqlValue::Blob(vec![1, 2]),
+                SqlValue::Null,
+            ],
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![
+                SqlValue::Integer(7),
+                SqlValue::Real(1.5),
+                SqlValue::Text("t".into()),
+                SqlValue::Blob(vec![1, 2]),
+                SqlValue::Null
+            ]]
+        );
+    }
+
+    #[test]
+    fn execute_reports_sql_errors_as_io() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let failure = execute(&connection, "SELEC nonsense", vec![])
+            .err()
+            .unwrap();
+        assert!(matches!(failure, SqliteFailure::Io(message) if message.contains("syntax")));
+    }
+}
