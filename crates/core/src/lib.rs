@@ -1,0 +1,10 @@
+//! DOL's pure domain core.
+//!
+//! Nothing in this crate performs I/O: no spin-sdk, wasmtime, tokio or rusqlite.
+//! Clock, randomness and storage come in as arguments or traits, so every rule
+//! here is deterministic and unit-testable, and the same code runs inside the
+//! wasm components and in native tests.
+
+pub mod flags;
+pub mod health;
+pub mod migrate;

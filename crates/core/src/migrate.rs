@@ -1,0 +1,572 @@
+//! Versioned SQL migrations, applied by the app itself on first use.
+//!
+//! The SQL lives in `migrations/NNNN_name.sql` at the repository root and is
+//! embedded here at compile time. [`apply`] runs against any [`SqlExecutor`]
+//! (Spin's SQLite in the components, a fake in tests), so the runner itself
+//! performs no I/O.
+//!
+//! Guarantees:
+//! - bookkeeping lives in `_dol_migrations(version, name, applied_at)`;
+//! - each missing version runs in its own `BEGIN IMMEDIATE` … `COMMIT`
+//!   together with its bookkeeping row, and is rolled back on any error;
+//! - the "already applied?" check is repeated inside the transaction, so two
+//!   instances racing on a fresh database apply each version exactly once;
+//! - Spin's SQLite `execute` runs one statement per call, so every migration
+//!   file is split into statements first ([`split_statements`]).
+
+use std::collections::BTreeSet;
+
+/// A value bound to or read from a SQL statement (SQLite's storage classes).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    /// SQL `NULL`.
+    Null,
+    /// A 64-bit signed integer.
+    Integer(i64),
+    /// A 64-bit float.
+    Real(f64),
+    /// UTF-8 text.
+    Text(String),
+    /// Raw bytes.
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// The integer inside, if this is an [`SqlValue::Integer`].
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Self::Integer(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The text inside, if this is an [`SqlValue::Text`].
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Text(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one SQL statement with positional (`?`) parameters.
+///
+/// Implemented over Spin's SQLite connection in the components. Errors are
+/// plain strings: the runner only wraps and reports them.
+pub trait SqlExecutor {
+    /// Executes exactly one statement and returns its result rows (empty for
+    /// statements that return none).
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String>;
+}
+
+/// One versioned migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// Version number, strictly increasing through [`MIGRATIONS`].
+    pub version: i64,
+    /// Short name (the file name without number and extension).
+    pub name: &'static str,
+    /// The SQL text of the file; may hold several statements and comments.
+    pub sql: &'static str,
+}
+
+/// Every migration of the application, in version order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../../migrations/0001_init.sql"),
+}];
+
+/// The bookkeeping table; created outside any transaction, idempotently.
+pub const BOOKKEEPING_DDL: &str = "CREATE TABLE IF NOT EXISTS _dol_migrations (\
+version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)";
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MigrationReport {
+    /// Versions applied by this call, in order (empty when up to date).
+    pub applied: Vec<i64>,
+    /// The highest version recorded after this call (0 on an empty list).
+    pub current_version: i64,
+}
+
+/// Why [`apply`] failed. The messages come from the database and may hold
+/// internals: log them, do not send them to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MigrateError {
+    /// Creating or reading `_dol_migrations` failed.
+    #[error("migration bookkeeping failed: {0}")]
+    Bookkeeping(String),
+    /// `BEGIN IMMEDIATE` or `COMMIT` failed (e.g. the database is busy).
+    #[error("migration {version}: transaction failed: {message}")]
+    Transaction {
+        /// The migration being applied.
+        version: i64,
+        /// The database's message.
+        message: String,
+    },
+    /// A statement of a migration failed; the migration was rolled back.
+    #[error("migration {version}, statement {statement}: {message}")]
+    Statement {
+        /// The migration being applied.
+        version: i64,
+        /// 1-based index of the failing statement in the file.
+        statement: usize,
+        /// The database's message.
+        message: String,
+    },
+    /// A migration file contains no statement, or a quote or comment is not
+    /// closed.
+    #[error("migration {version}: malformed SQL: {message}")]
+    Malformed {
+        /// The malformed migration.
+        version: i64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Brings the database up to the latest of [`MIGRATIONS`].
+///
+/// `now_ms` (Unix epoch milliseconds) is stored as `applied_at`.
+pub fn apply(exec: &mut impl SqlExecutor, now_ms: i64) -> Result<MigrationReport, MigrateError> {
+    apply_list(exec, MIGRATIONS, now_ms)
+}
+
+/// [`apply`] with an explicit migration list (for tests and tools).
+pub fn apply_list(
+    exec: &mut impl SqlExecutor,
+    migrations: &[Migration],
+    now_ms: i64,
+) -> Result<MigrationReport, MigrateError> {
+    exec.execute(BOOKKEEPING_DDL, &[])
+        .map_err(MigrateError::Bookkeeping)?;
+    let done = applied_versions(exec)?;
+    let mut report = MigrationReport {
+        applied: Vec::new(),
+        current_version: done.last().copied().unwrap_or(0),
+    };
+    for migration in migrations.iter().filter(|m| !done.contains(&m.version)) {
+        if apply_one(exec, migration, now_ms)? {
+            report.applied.push(migration.version);
+        }
+        report.current_version = report.current_version.max(migration.version);
+    }
+    Ok(report)
+}
+
+/// The versions recorded in `_dol_migrations`.
+fn applied_versions(exec: &mut impl SqlExecutor) -> Result<BTreeSet<i64>, MigrateError> {
+    let rows = exec
+        .execute("SELECT version FROM _dol_migrations", &[])
+        .map_err(MigrateError::Bookkeeping)?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| row.first().and_then(SqlValue::as_i64))
+        .collect())
+}
+
+/// Applies one migration in its own transaction. Returns `false` when another
+/// instance applied it first.
+fn apply_one(
+    exec: &mut impl SqlExecutor,
+    migration: &Migration,
+    now_ms: i64,
+) -> Result<bool, MigrateError> {
+    let version = migration.version;
+    let statements =
+        split_statements(migration.sql).map_err(|message| MigrateError::Malformed {
+            version,
+            message: message.to_owned(),
+        })?;
+    if statements.is_empty() {
+        return Err(MigrateError::Malformed {
+            version,
+            message: "no statements".to_owned(),
+        });
+    }
+    let tx_err = |message| MigrateError::Transaction { version, message };
+    exec.execute("BEGIN IMMEDIATE", &[]).map_err(tx_err)?;
+    let result = run_in_transaction(exec, migration, &statements, now_ms);
+    match result {
+        Ok(applied) => {
+            exec.execute("COMMIT", &[]).map_err(|message| {
+                // A failed COMMIT may leave the transaction open; end it.
+                let _ = exec.execute("ROLLBACK", &[]);
+                tx_err(message)
+            })?;
+            Ok(applied)
+        }
+        Err(err) => {
+            // The original error matters more than a failed rollback.
+            let _ = exec.execute("ROLLBACK", &[]);
+            Err(err)
+        }
+    }
+}
+
+/// The body of a migration's transaction: re-check, statements, bookkeeping.
+fn run_in_transaction(
+    exec: &mut impl SqlExecutor,
+    migration: &Migration,
+    statements: &[String],
+    now_ms: i64,
+) -> Result<bool, MigrateError> {
+    let version = migration.version;
+    let already = exec
+        .execute(
+            "SELECT 1 FROM _dol_migrations WHERE version = ?",
+            &[SqlValue::Integer(version)],
+        )
+        .map_err(MigrateError::Bookkeeping)?;
+    if !already.is_empty() {
+        return Ok(false);
+    }
+    for (index, sql) in statements.iter().enumerate() {
+        exec.execute(sql, &[])
+            .map_err(|message| MigrateError::Statement {
+                version,
+                statement: index + 1,
+                message,
+            })?;
+    }
+    exec.execute(
+        "INSERT INTO _dol_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+        &[
+            SqlValue::Integer(version),
+            SqlValue::Text(migration.name.to_owned()),
+            SqlValue::Integer(now_ms),
+        ],
+    )
+    .map_err(MigrateError::Bookkeeping)?;
+    Ok(true)
+}
+
+/// Splits SQL text into single statements at top-level `;`.
+///
+/// Understands `'…'` strings (with `''` escapes), `"…"`, `` `…` `` and `[…]`
+/// identifiers, `--` line comments and `/* … */` block comments. Comments are
+/// dropped, statements are trimmed and empty ones skipped. Not supported:
+/// `CREATE TRIGGER … BEGIN …; END` bodies (their inner `;` would split).
+pub fn split_statements(sql: &str) -> Result<Vec<String>, &'static str> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' | '`' | '[' => {
+                let close = if c == '[' { ']' } else { c };
+                current.push(c);
+                loop {
+                    let Some(d) = chars.next() else {
+                        return Err("unterminated quote");
+                    };
+                    current.push(d);
+                    if d == close {
+                        // A doubled quote is an escaped quote, not the end.
+                        if close != ']' && chars.peek() == Some(&close) {
+                            chars.next();
+                            current.push(close);
+                            continue;
+                        }
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                for d in chars.by_ref() {
+                    if d == '\n' {
+                        break;
+                    }
+                }
+                current.push('\n');
+            }
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut prev = '\0';
+                let mut closed = false;
+                for d in chars.by_ref() {
+                    if prev == '*' && d == '/' {
+                        closed = true;
+                        break;
+                    }
+                    prev = d;
+                }
+                if !closed {
+                    return Err("unterminated block comment");
+                }
+                current.push(' ');
+            }
+            ';' => push_statement(&mut statements, &mut current),
+            _ => current.push(c),
+        }
+    }
+    push_statement(&mut statements, &mut current);
+    Ok(statements)
+}
+
+/// Moves the trimmed `current` into `statements` unless it is empty.
+fn push_statement(statements: &mut Vec<String>, current: &mut String) {
+    let trimmed = current.trim();
+    if !trimmed.is_empty() {
+        statements.push(trimmed.to_owned());
+    }
+    current.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny in-memory stand-in for SQLite: it logs statements, keeps
+    /// `_dol_migrations` rows, honours transactions for that table, and can be
+    /// told to fail a statement containing a given text.
+    #[derive(Default)]
+    struct FakeDb {
+        log: Vec<String>,
+        versions: Vec<i64>,
+        snapshot: Option<Vec<i64>>,
+        fail_on: Option<String>,
+        /// Versions "another instance" commits right after our BEGIN.
+        racer: Vec<i64>,
+    }
+
+    impl SqlExecutor for FakeDb {
+        fn execute(
+            &mut self,
+            sql: &str,
+            params: &[SqlValue],
+        ) -> Result<Vec<Vec<SqlValue>>, String> {
+            self.log.push(sql.to_owned());
+            if self.fail_on.as_deref().is_some_and(|f| sql.contains(f)) {
+                return Err(format!("boom: {sql}"));
+            }
+            let first_int = params.first().and_then(SqlValue::as_i64);
+            match sql {
+                "BEGIN IMMEDIATE" => {
+                    self.versions.append(&mut self.racer);
+                    self.snapshot = Some(self.versions.clone());
+                }
+                "COMMIT" => self.snapshot = None,
+                "ROLLBACK" => {
+                    if let Some(s) = self.snapshot.take() {
+                        self.versions = s;
+                    }
+                }
+                "SELECT version FROM _dol_migrations" => {
+                    return Ok(self
+                        .versions
+                        .iter()
+                        .map(|v| vec![SqlValue::Integer(*v)])
+                        .collect());
+                }
+                s if s.starts_with("SELECT 1 FROM _dol_migrations") => {
+                    let hit = first_int.is_some_and(|v| self.versions.contains(&v));
+                    return Ok(if hit {
+                        vec![vec![SqlValue::Integer(1)]]
+                    } else {
+                        vec![]
+                    });
+                }
+                s if s.starts_with("INSERT INTO _dol_migrations") => {
+                    self.versions.extend(first_int);
+                }
+                _ => {}
+            }
+            Ok(Vec::new())
+        }
+    }
+
+    const TWO: &[Migration] = &[
+        Migration {
+            version: 1,
+            name: "one",
+            sql: "CREATE TABLE a (x TEXT);",
+        },
+        Migration {
+            version: 2,
+            name: "two",
+            sql: "CREATE TABLE b (y);\nCREATE INDEX bi ON b (y);",
+        },
+    ];
+
+    #[test]
+    fn embedded_migrations_are_ordered_and_split() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+        assert!(MIGRATIONS.iter().all(|m| m.version > 0));
+        for m in MIGRATIONS {
+            let statements = split_statements(m.sql).expect("well-formed");
+            assert!(!statements.is_empty(), "migration {} is empty", m.version);
+        }
+        let init = split_statements(MIGRATIONS[0].sql).expect("well-formed");
+        assert_eq!(init.len(), 3);
+        assert!(init[0].starts_with("CREATE TABLE scan_runs"));
+        assert!(init[0].contains("CHECK (outcome IN ('ok', 'error'))"));
+    }
+
+    #[test]
+    fn fresh_database_gets_everything_in_order() {
+        let mut db = FakeDb::default();
+        let report = apply_list(&mut db, TWO, 42).expect("applies");
+        assert_eq!(
+            report,
+            MigrationReport {
+                applied: vec![1, 2],
+                current_version: 2
+            }
+        );
+        assert_eq!(db.versions, vec![1, 2]);
+        let expected = [
+            BOOKKEEPING_DDL,
+            "SELECT version FROM _dol_migrations",
+            "BEGIN IMMEDIATE",
+            "SELECT 1 FROM _dol_migrations WHERE version = ?",
+            "CREATE TABLE a (x TEXT)",
+            "INSERT INTO _dol_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            "COMMIT",
+            "BEGIN IMMEDIATE",
+            "SELECT 1 FROM _dol_migrations WHERE version = ?",
+            "CREATE TABLE b (y)",
+            "CREATE INDEX bi ON b (y)",
+            "INSERT INTO _dol_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            "COMMIT",
+        ];
+        assert_eq!(db.log, expected);
+    }
+
+    #[test]
+    fn second_run_is_a_no_op() {
+        let mut db = FakeDb::default();
+        apply_list(&mut db, TWO, 1).expect("first");
+        db.log.clear();
+        let report = apply_list(&mut db, TWO, 2).expect("second");
+        assert_eq!(
+            report,
+            MigrationReport {
+                applied: vec![],
+                current_version: 2
+            }
+        );
+        assert_eq!(
+            db.log,
+            [BOOKKEEPING_DDL, "SELECT version FROM _dol_migrations"]
+        );
+    }
+
+    #[test]
+    fn only_missing_versions_run() {
+        let mut db = FakeDb {
+            versions: vec![1],
+            ..FakeDb::default()
+        };
+        let report = apply_list(&mut db, TWO, 1).expect("applies");
+        assert_eq!(report.applied, vec![2]);
+        assert!(!db.log.iter().any(|s| s.contains("CREATE TABLE a")));
+    }
+
+    #[test]
+    fn racing_instance_wins_and_we_skip_inside_the_transaction() {
+        let mut db = FakeDb {
+            racer: vec![1],
+            ..FakeDb::default()
+        };
+        let report = apply_list(&mut db, &TWO[..1], 1).expect("applies");
+        assert_eq!(
+            report,
+            MigrationReport {
+                applied: vec![],
+                current_version: 1
+            }
+        );
+        assert!(!db.log.iter().any(|s| s.contains("CREATE TABLE a")));
+        assert_eq!(db.versions, vec![1]);
+    }
+
+    #[test]
+    fn failing_statement_rolls_back_and_stops() {
+        let mut db = FakeDb {
+            fail_on: Some("CREATE INDEX".into()),
+            ..FakeDb::default()
+        };
+        let err = apply_list(&mut db, TWO, 1).expect_err("fails");
+        assert!(matches!(
+            err,
+            MigrateError::Statement {
+                version: 2,
+                statement: 2,
+                ..
+            }
+        ));
+        assert_eq!(db.log.last().map(String::as_str), Some("ROLLBACK"));
+        assert_eq!(db.versions, vec![1]);
+    }
+
+    #[test]
+    fn busy_begin_is_a_transaction_error() {
+        let mut db = FakeDb {
+            fail_on: Some("BEGIN".into()),
+            ..FakeDb::default()
+        };
+        let err = apply_list(&mut db, TWO, 1).expect_err("fails");
+        assert!(matches!(err, MigrateError::Transaction { version: 1, .. }));
+        assert!(db.versions.is_empty());
+    }
+
+    #[test]
+    fn failing_commit_rolls_back() {
+        let mut db = FakeDb {
+            fail_on: Some("COMMIT".into()),
+            ..FakeDb::default()
+        };
+        let err = apply_list(&mut db, TWO, 1).expect_err("fails");
+        assert!(matches!(err, MigrateError::Transaction { version: 1, .. }));
+        assert_eq!(db.log.last().map(String::as_str), Some("ROLLBACK"));
+        assert!(db.versions.is_empty());
+    }
+
+    #[test]
+    fn empty_migration_is_malformed() {
+        let empty = [Migration {
+            version: 7,
+            name: "e",
+            sql: "-- nothing\n ; ;",
+        }];
+        let err = apply_list(&mut FakeDb::default(), &empty, 1).expect_err("fails");
+        assert!(matches!(err, MigrateError::Malformed { version: 7, .. }));
+    }
+
+    #[test]
+    fn splitter_respects_quotes_and_comments() {
+        let sql = "INSERT INTO t VALUES ('a;b', 'it''s; fine'); -- c; d\n\
+                   /* x; y */ SELECT \"we;ird\", [sq;], `bt;` FROM t;\n\
+                   SELECT '--not a comment', '/*nor this*/';  ";
+        let got = split_statements(sql).expect("well-formed");
+        assert_eq!(
+            got,
+            [
+                "INSERT INTO t VALUES ('a;b', 'it''s; fine')",
+                "SELECT \"we;ird\", [sq;], `bt;` FROM t",
+                "SELECT '--not a comment', '/*nor this*/'",
+            ]
+        );
+    }
+
+    #[test]
+    fn splitter_handles_missing_final_semicolon_and_blank_input() {
+        assert_eq!(split_statements("SELECT 1").expect("ok"), ["SELECT 1"]);
+        assert!(
+            split_statements("  \n-- only a comment")
+                .expect("ok")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn splitter_rejects_unterminated_input() {
+        assert_eq!(split_statements("SELECT 'oops"), Err("unterminated quote"));
+        assert_eq!(
+            split_statements("SELECT 1 /* x"),
+            Err("unterminated block comment")
+        );
+    }
+}
