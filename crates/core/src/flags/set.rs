@@ -1,0 +1,510 @@
+//! Parsing, compiling and evaluating a flagd flag set.
+
+use std::collections::BTreeMap;
+
+use datalogic_rs::{Engine, Logic, bumpalo::Bump};
+use serde_json::{Map, Value};
+
+use super::jsstr::js_string;
+use super::ops::{self, FLAGD_KEY, Op, TARGETING_KEY};
+use super::{
+    DefinitionError, ErrorCode, Evaluation, EvaluationContext, FlagType, Reason, TargetingProblem,
+};
+
+/// Internal name `cat` is compiled to: datalogic-rs's built-in `cat` cannot
+/// be overridden and renders values differently from flagd-core.
+const JS_CAT: &str = "$dol_js_cat";
+
+/// `$ref` chains deeper than this are treated as cycles.
+const MAX_REF_DEPTH: usize = 32;
+
+/// An immutable, compiled flagd flag set. Cheap to share behind an `Arc`;
+/// evaluation takes `&self`.
+pub struct FlagSet {
+    engine: Engine,
+    flags: BTreeMap<String, CompiledFlag>,
+    metadata: Map<String, Value>,
+    problems: Vec<TargetingProblem>,
+}
+
+impl std::fmt::Debug for FlagSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlagSet")
+            .field("flags", &self.flags.keys().collect::<Vec<_>>())
+            .field("metadata", &self.metadata)
+            .field("problems", &self.problems)
+            .finish()
+    }
+}
+
+struct CompiledFlag {
+    enabled: bool,
+    variants: Map<String, Value>,
+    default_variant: Option<String>,
+    targeting: Targeting,
+    metadata: Map<String, Value>,
+}
+
+enum Targeting {
+    /// Absent, null or `{}`.
+    None,
+    Compiled(Box<Logic>),
+    /// The rule could not be compiled; evaluation yields PARSE_ERROR.
+    Invalid(String),
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> DefinitionError {
+    DefinitionError::Invalid {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn engine() -> Engine {
+    Engine::builder()
+        .add_operator("fractional", Op(ops::fractional))
+        .add_operator(JS_CAT, Op(ops::cat))
+        .add_operator("sem_ver", Op(ops::sem_ver))
+        .add_operator("starts_with", Op(ops::starts_with))
+        .add_operator("ends_with", Op(ops::ends_with))
+        .build()
+}
+
+impl FlagSet {
+    /// Parse and compile a flagd document.
+    ///
+    /// Structural problems (missing or mistyped members, an unknown state, a
+    /// `defaultVariant` not among the variants, mixed variant types,
+    /// non-scalar metadata) reject the document with the JSON path of the
+    /// problem. A targeting rule that does not compile (unknown operator,
+    /// `$ref` to an undefined evaluator) only breaks its own flag, which then
+    /// evaluates to PARSE_ERROR like in flagd; see [`FlagSet::problems`].
+    pub fn parse(json: &str) -> Result<FlagSet, DefinitionError> {
+        let doc: Value =
+            serde_json::from_str(json).map_err(|e| DefinitionError::Json(e.to_string()))?;
+        Self::from_value(&doc)
+    }
+
+    /// Like [`FlagSet::parse`], from an already-parsed JSON value.
+    pub fn from_value(doc: &Value) -> Result<FlagSet, DefinitionError> {
+        let root = doc
+            .as_object()
+            .ok_or_else(|| invalid("$", "the document must be a JSON object"))?;
+        let metadata = match root.get("metadata") {
+            None | Some(Value::Null) => Map::new(),
+            Some(m) => scalar_map(m, "metadata")?,
+        };
+        let evaluators = match root.get("$evaluators") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(_) => return Err(invalid("$evaluators", "must be an object")),
+        };
+        let flags_json = match root.get("flags") {
+            Some(Value::Object(m)) => m,
+            Some(_) => return Err(invalid("flags", "must be an object")),
+            None => return Err(invalid("flags", "is required")),
+        };
+        let engine = engine();
+        let mut flags = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (key, def) in flags_json {
+            let path = format!("flags.{key}");
+            let flag = compile_flag(&engine, &path, def, &evaluators, &metadata, &mut problems)?;
+            flags.insert(key.clone(), flag);
+        }
+        Ok(FlagSet {
+            engine,
+            flags,
+            metadata,
+            problems,
+        })
+    }
+
+    /// Targeting rules that failed to compile (their flags evaluate to
+    /// PARSE_ERROR). Empty for a fully valid document.
+    pub fn problems(&self) -> &[TargetingProblem] {
+        &self.problems
+    }
+
+    /// Flag keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.keys().map(String::as_str)
+    }
+
+    /// Flag-set level metadata.
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+
+    /// Evaluate one flag. `now_unix_secs` is exposed to rules as
+    /// `$flagd.timestamp`.
+    pub fn evaluate(&self, key: &str, ctx: &EvaluationContext, now_unix_secs: u64) -> Evaluation {
+        let Some(flag) = self.flags.get(key) else {
+            return Evaluation::error(
+                ErrorCode::FlagNotFound,
+                format!("flag '{key}' not found"),
+                self.metadata.clone(),
+            );
+        };
+        self.evaluate_flag(key, flag, ctx, now_unix_secs)
+    }
+
+    /// Evaluate one flag and check that its value has the expected type;
+    /// a value of another type becomes TYPE_MISMATCH.
+    pub fn evaluate_typed(
+        &self,
+        key: &str,
+        expected: FlagType,
+        ctx: &EvaluationContext,
+        now_unix_secs: u64,
+    ) -> Evaluation {
+        let eval = self.evaluate(key, ctx, now_unix_secs);
+        match &eval.value {
+            Some(v) if !expected.matches(v) => Evaluation::error(
+                ErrorCode::TypeMismatch,
+                format!("flag '{key}' resolved to {v}, which is not of type {expected:?}"),
+                eval.metadata,
+            ),
+            _ => eval,
+        }
+    }
+
+    /// Evaluate every enabled flag (disabled flags are left out, as flagd's
+    /// bulk evaluation does); results are keyed and sorted by flag key.
+    pub fn evaluate_all(
+        &self,
+        ctx: &EvaluationContext,
+        now_unix_secs: u64,
+    ) -> BTreeMap<String, Evaluation> {
+        self.flags
+            .iter()
+            .filter(|(_, f)| f.enabled)
+            .map(|(k, f)| (k.clone(), self.evaluate_flag(k, f, ctx, now_unix_secs)))
+            .collect()
+    }
+
+    fn evaluate_flag(
+        &self,
+        key: &str,
+        flag: &CompiledFlag,
+        ctx: &EvaluationContext,
+        now: u64,
+    ) -> Evaluation {
+        let meta = || flag.metadata.clone();
+        if !flag.enabled {
+            return Evaluation {
+                value: None,
+                variant: None,
+                reason: Reason::Disabled,
+                error: None,
+                metadata: meta(),
+            };
+        }
+        let (variant, reason) = match &flag.targeting {
+            Targeting::Invalid(msg) => {
+                return Evaluation::error(ErrorCode::ParseError, msg.clone(), meta());
+            }
+            Targeting::None => (flag.default_variant.clone(), Reason::Static),
+            Targeting::Compiled(logic) => match self.run(logic, key, ctx, now) {
+                Err(msg) => {
+                    return Evaluation::error(
+                        ErrorCode::General,
+                        format!("error evaluating targeting rule for flag '{key}': {msg}"),
+                        meta(),
+                    );
+                }
+                Ok(Value::Null) => (flag.default_variant.clone(), Reason::Default),
+                // flagd names the variant with JavaScript's toString, so
+                // `true` selects variant "true" and 1 selects "1".
+                Ok(v) => (Some(js_string(&v)), Reason::TargetingMatch),
+            },
+        };
+        let Some(variant) = variant else {
+            // No decision and no default variant: the caller's default.
+            return Evaluation {
+                value: None,
+                variant: None,
+                reason: Reason::Default,
+                error: None,
+                metadata: meta(),
+            };
+        };
+        match flag.variants.get(&variant) {
+            Some(value) => Evaluation {
+                value: Some(value.clone()),
+                variant: Some(variant),
+                reason,
+                error: None,
+                metadata: meta(),
+            },
+            None => Evaluation::error(
+                ErrorCode::General,
+                format!("variant '{variant}' not found in flag with key '{key}'"),
+                meta(),
+            ),
+        }
+    }
+
+    fn run(
+        &self,
+        logic: &Logic,
+        key: &str,
+        ctx: &EvaluationContext,
+        now: u64,
+    ) -> Result<Value, String> {
+        let mut data = ctx.attributes.clone();
+        if let Some(tk) = &ctx.targeting_key {
+            data.insert(TARGETING_KEY.to_owned(), Value::String(tk.clone()));
+        }
+        // flagd overwrites any caller-supplied $flagd with its own values.
+        let mut flagd = Map::new();
+        flagd.insert("flagKey".to_owned(), Value::String(key.to_owned()));
+        flagd.insert("timestamp".to_owned(), Value::from(now));
+        data.insert(FLAGD_KEY.to_owned(), Value::Object(flagd));
+        let data = Value::Object(data);
+        let arena = Bump::new();
+        self.engine
+            .evaluate(logic, &data, &arena)
+            .map(|v| v.to_serde_value())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn scalar_map(v: &Value, path: &str) -> Result<Map<String, Value>, DefinitionError> {
+    let m = v
+        .as_object()
+        .ok_or_else(|| invalid(path, "must be an object"))?;
+    for (k, val) in m {
+        if !(val.is_string() || val.is_number() || val.is_boolean()) {
+            return Err(invalid(
+                format!("{path}.{k}"),
+                "metadata values must be strings, numbers or booleans",
+            ));
+        }
+    }
+    Ok(m.clone())
+}
+
+fn compile_flag(
+    engine: &Engine,
+    path: &str,
+    def: &Value,
+    evaluators: &Map<String, Value>,
+    set_metadata: &Map<String, Value>,
+    problems: &mut Vec<TargetingProblem>,
+) -> Result<CompiledFlag, DefinitionError> {
+    let def = def
+        .as_object()
+        .ok_or_else(|| invalid(path, "a flag must be an object"))?;
+    let enabled = match def.get("state") {
+        Some(Value::String(s)) if s == "ENABLED" => true,
+        Some(Value::String(s)) if s == "DISABLED" => false,
+        Some(other) => {
+            return Err(invalid(
+                format!("{path}.state"),
+                format!("must be \"ENABLED\" or \"DISABLED\", got {other}"),
+            ));
+        }
+        None => return Err(invalid(format!("{path}.state"), "is required")),
+    };
+    let variants = match def.get("variants") {
+        Some(Value::Object(m)) if !m.is_empty() => m.clone(),
+        Some(Value::Object(_)) => {
+            return Err(invalid(
+                format!("{path}.variants"),
+                "must define at least one variant",
+            ));
+        }
+        Some(_) => return Err(invalid(format!("{path}.variants"), "must be an object")),
+        None => return Err(invalid(format!("{path}.variants"), "is required")),
+    };
+    check_variant_types(path, &variants)?;
+    let default_variant = match def.get("defaultVariant") {
+        // flagd treats an empty name like a missing one.
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) if variants.contains_key(s) => Some(s.clone()),
+        Some(Value::String(s)) => {
+            return Err(invalid(
+                format!("{path}.defaultVariant"),
+                format!("variant \"{s}\" is not defined in variants"),
+            ));
+        }
+        Some(_) => {
+            return Err(invalid(
+                format!("{path}.defaultVariant"),
+                "must be a string or null",
+            ));
+        }
+    };
+    let mut metadata = set_metadata.clone();
+    match def.get("metadata") {
+        None | Some(Value::Null) => {}
+        Some(m) => metadata.extend(scalar_map(m, &format!("{path}.metadata"))?),
+    }
+    let tpath = format!("{path}.targeting");
+    let targeting = match def.get("targeting") {
+        None | Some(Value::Null) => Targeting::None,
+        Some(Value::Object(m)) if m.is_empty() => Targeting::None,
+        Some(rule @ Value::Object(_)) => {
+            match resolve_refs(rule, evaluators, &tpath, 0).and_then(|resolved| {
+                check_operators(engine, &resolved, &tpath)?;
+                engine
+                    .compile(&rename_cat(resolved))
+                    .map_err(|e| TargetingProblem {
+                        path: tpath.clone(),
+                        message: e.to_string(),
+                    })
+            }) {
+                Ok(logic) => Targeting::Compiled(Box::new(logic)),
+                Err(problem) => {
+                    let msg = format!("{}: {}", problem.path, problem.message);
+                    problems.push(problem);
+                    Targeting::Invalid(msg)
+                }
+            }
+        }
+        Some(_) => return Err(invalid(tpath, "must be a JsonLogic object")),
+    };
+    Ok(CompiledFlag {
+        enabled,
+        variants,
+        default_variant,
+        targeting,
+        metadata,
+    })
+}
+
+/// flagd's schema allows one variant type per flag: all booleans, all
+/// strings, all numbers or all objects.
+fn check_variant_types(path: &str, variants: &Map<String, Value>) -> Result<(), DefinitionError> {
+    let kind = |v: &Value| match v {
+        Value::Bool(_) => Some("boolean"),
+        Value::String(_) => Some("string"),
+        Value::Number(_) => Some("number"),
+        Value::Object(_) => Some("object"),
+        Value::Null | Value::Array(_) => None,
+    };
+    let mut first: Option<(&str, &str)> = None;
+    for (name, value) in variants {
+        let vpath = format!("{path}.variants.{name}");
+        let Some(k) = kind(value) else {
+            return Err(invalid(
+                vpath,
+                "must be a boolean, string, number or object",
+            ));
+        };
+        match first {
+            None => first = Some((name, k)),
+            Some((other, fk)) if fk != k => {
+                return Err(invalid(
+                    vpath,
+                    format!(
+                        "is a {k} but variant \"{other}\" is a {fk}; all variants must share one type"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Replace every `{"$ref": "name"}` with the named `$evaluators` rule.
+fn resolve_refs(
+    rule: &Value,
+    evaluators: &Map<String, Value>,
+    path: &str,
+    depth: usize,
+) -> Result<Value, TargetingProblem> {
+    if depth > MAX_REF_DEPTH {
+        return Err(TargetingProblem {
+            path: path.to_owned(),
+            message: "$ref chain too deep (cyclic $evaluators?)".to_owned(),
+        });
+    }
+    match rule {
+        Value::Object(m) => {
+            if m.len() == 1
+                && let Some(Value::String(name)) = m.get("$ref")
+            {
+                let target = evaluators.get(name).ok_or_else(|| TargetingProblem {
+                    path: path.to_owned(),
+                    message: format!("$ref \"{name}\" is not defined in $evaluators"),
+                })?;
+                return resolve_refs(
+                    target,
+                    evaluators,
+                    &format!("$evaluators.{name}"),
+                    depth + 1,
+                );
+            }
+            let mut out = Map::new();
+            for (k, v) in m {
+                out.insert(
+                    k.clone(),
+                    resolve_refs(v, evaluators, &format!("{path}.{k}"), depth)?,
+                );
+            }
+            Ok(Value::Object(out))
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| resolve_refs(v, evaluators, &format!("{path}[{i}]"), depth))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        other => Ok(other.clone()),
+    }
+}
+
+/// Route every `cat` operator to the JavaScript-faithful implementation.
+fn rename_cat(rule: Value) -> Value {
+    match rule {
+        Value::Object(m) => {
+            let single = m.len() == 1;
+            Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let k = if single && k == "cat" {
+                            JS_CAT.to_owned()
+                        } else {
+                            k
+                        };
+                        (k, rename_cat(v))
+                    })
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(rename_cat).collect()),
+        other => other,
+    }
+}
+
+/// flagd rejects rules that name an operator it does not know; check each
+/// operator object (single-key object) against the engine's operators so an
+/// unknown one is a PARSE_ERROR rather than silently treated as data.
+fn check_operators(engine: &Engine, rule: &Value, path: &str) -> Result<(), TargetingProblem> {
+    match rule {
+        Value::Object(m) => {
+            if let Some((op, args)) = m.iter().next() {
+                if m.len() == 1
+                    && !engine.has_custom_operator(op)
+                    && !engine.builtin_operator_names().any(|b| b == op)
+                {
+                    return Err(TargetingProblem {
+                        path: path.to_owned(),
+                        message: format!("unknown operator \"{op}\""),
+                    });
+                }
+                check_operators(engine, args, &format!("{path}.{op}"))?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_operators(engine, v, &format!("{path}[{i}]"))),
+        _ => Ok(()),
+    }
+}
