@@ -1,0 +1,197 @@
+//! Shared test support: locating the workspace, building the guest components
+//! once per test process, starting the real host in-process, and small mock
+//! HTTP servers for the services DOL talks to.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a panic is a test failure"
+)]
+
+pub mod mock;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use dol_host::clock::ManualClock;
+use dol_host::{HostOptions, RunningApp};
+
+/// The workspace root (where `spin.toml` lives).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// Builds every guest component once per test process (`cargo build` is a no-op
+/// when they are fresh). Panics with cargo's output when the build fails.
+pub fn build_guests() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let output = Command::new(env!("CARGO"))
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "component",
+                "-p",
+                "dol-health",
+                "-p",
+                "dol-scans",
+                "-p",
+                "probe",
+            ])
+            .output()
+            .map_err(|e| format!("running cargo: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    });
+    if let Err(stderr) = result {
+        panic!("building the guest components failed:\n{stderr}");
+    }
+}
+
+/// A host started in-process for one test, with its own state directory, a
+/// manual cron clock and injected variables.
+pub struct TestHost {
+    /// The running host.
+    pub app: RunningApp,
+    /// The clock driving its cron triggers.
+    pub clock: ManualClock,
+    /// HTTP client for talking to it.
+    pub client: reqwest::Client,
+    _state: tempfile::TempDir,
+}
+
+/// What a test may change before the host starts.
+pub struct TestHostBuilder {
+    manifest: PathBuf,
+    variables: Vec<(String, String)>,
+    request_timeout: Duration,
+    max_memory_bytes: usize,
+}
+
+impl TestHostBuilder {
+    /// Sets `SPIN_VARIABLE_<NAME>` for this host only.
+    pub fn variable(mut self, env_name: &str, value: &str) -> Self {
+        self.variables
+            .push((env_name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Lowers the per-request wall-clock limit (runaway tests).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Lowers the per-instance memory limit (runaway tests).
+    pub fn max_memory_bytes(mut self, bytes: usize) -> Self {
+        self.max_memory_bytes = bytes;
+        self
+    }
+
+    /// Starts the host, or returns the start-up error.
+    pub async fn try_start(self) -> anyhow::Result<TestHost> {
+        let state = tempfile::tempdir()?;
+        let clock = ManualClock::new(chrono_start());
+        let mut options = HostOptions::new(&self.manifest);
+        options.listen = "127.0.0.1:0".parse()?;
+        options.state_dir = Some(state.path().to_path_buf());
+        options.cache_dir = Some(workspace_root().join("target/dol-test-cache"));
+        let variables = Arc::new(Mutex::new(self.variables));
+        options.variables = Arc::new(move |name| {
+            let variables = variables.lock().unwrap();
+            variables
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        });
+        options.clock = Arc::new(clock.clone());
+        options.limits.request_timeout = self.request_timeout;
+        options.limits.max_memory_bytes = self.max_memory_bytes;
+        let app = dol_host::start(options).await?;
+        Ok(TestHost {
+            app,
+            clock,
+            client: reqwest::Client::new(),
+            _state: state,
+        })
+    }
+
+    /// Starts the host; panics on a start-up error.
+    pub async fn start(self) -> TestHost {
+        self.try_start().await.expect("host starts")
+    }
+}
+
+/// The instant the manual clock starts at: a fixed, whole minute.
+pub fn chrono_start() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid timestamp")
+}
+
+impl TestHost {
+    /// A host for the manifest at `manifest` (relative to the workspace root).
+    pub fn builder(manifest: impl AsRef<Path>) -> TestHostBuilder {
+        build_guests();
+        TestHostBuilder {
+            manifest: workspace_root().join(manifest),
+            variables: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            max_memory_bytes: 128 * 1024 * 1024,
+        }
+    }
+
+    /// Absolute URL of `path` on this host.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.url())
+    }
+
+    /// GET `path`, returning status and body parsed as JSON (Null when not JSON).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body read");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Sends `method path` with `body`, returning status and JSON body.
+    pub async fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = self
+            .client
+            .request(method, self.url(path))
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body read");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real host (in-process) with the real components,
+//! spoken to over HTTP.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests: a panic is a failure"
+)]
+
+mod apps;
+mod dol_app;
+mod probe;

@@ -1,0 +1,235 @@
+//! The conformance probe — an app written against spin-sdk alone — on `dol up`:
+//! the behaviour a Spin app sees on real Spin (routing headers, key-value,
+//! SQLite 2.0.0 and 3.0.0, variables, environment, outbound allow-list,
+//! streaming bodies, cron) plus the runaway limits.
+
+use std::time::Duration;
+
+use dol_test_support::mock::MockServer;
+use dol_test_support::{TestHost, TestHostBuilder, chrono_start};
+
+const PROBE_APP: &str = "tests/apps/probe-basic/spin.toml";
+
+fn probe() -> TestHostBuilder {
+    TestHost::builder(PROBE_APP).variable("SPIN_VARIABLE_SECRET_TOKEN", "s3cret")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spin_routing_headers_match_spin() {
+    let host = probe().start().await;
+    let (status, body) = host.get_json("/probe/headers?x=1").await;
+    assert_eq!(status, 200, "{body}");
+    let headers = &body["headers"];
+    let addr = host.app.local_addr();
+    assert_eq!(
+        headers["spin-full-url"],
+        format!("http://{addr}/probe/headers?x=1")
+    );
+    assert_eq!(headers["spin-path-info"], "/headers");
+    assert_eq!(headers["spin-matched-route"], "/probe/...");
+    assert_eq!(headers["spin-raw-component-route"], "/probe/...");
+    assert_eq!(headers["spin-component-route"], "/probe");
+    assert_eq!(headers["spin-base-path"], "/");
+    assert!(
+        headers["spin-client-addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{headers}"
+    );
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_spin_headers_are_replaced() {
+    let host = probe().start().await;
+    let response = host
+        .client
+        .get(host.url("/probe/headers"))
+        .header("spin-path-info", "/forged")
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["headers"]["spin-path-info"], "/headers");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_route_is_a_json_404() {
+    let host = probe().start().await;
+    let (status, body) = host.get_json("/nowhere").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_value_round_trip() {
+    let host = probe().start().await;
+    assert_eq!(
+        host.send_json("GET", "/probe/kv/default/greeting", "")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        host.send_json("PUT", "/probe/kv/default/greeting", "hello")
+            .await
+            .0,
+        200
+    );
+    let (status, body) = host.get_json("/probe/kv/default/greeting").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("hello"), "{body}");
+    assert_eq!(
+        host.send_json("DELETE", "/probe/kv/default/greeting", "")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        host.send_json("GET", "/probe/kv/default/greeting", "")
+            .await
+            .0,
+        404
+    );
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_v2_and_v3_share_the_default_database() {
+    let host = probe().start().await;
+    let (status, body) = host
+        .send_json(
+            "POST",
+            "/probe/sqlite/default",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = host
+        .send_json(
+            "POST",
+            "/probe/sqlite3/default",
+            "INSERT INTO notes (text) VALUES ('hi')",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = host
+        .send_json(
+            "POST",
+            "/probe/sqlite/default",
+            "SELECT id, text FROM notes",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["columns"], serde_json::json!(["id", "text"]));
+    assert!(body["rows"].to_string().contains("hi"), "{body}");
+    let (status, body) = host
+        .send_json("POST", "/probe/sqlite/default", "SELEC nonsense")
+        .await;
+    assert_eq!(status, 500);
+    assert!(body.to_string().contains("io"), "{body}");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_come_from_defaults_and_spin_variable_env() {
+    let host = probe().start().await;
+    let (status, body) = host.get_json("/probe/var/greeting").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("hello"), "{body}");
+    let (status, body) = host.get_json("/probe/var/token").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("s3cret"), "{body}");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn component_environment_is_set() {
+    let host = probe().start().await;
+    let (status, body) = host.get_json("/probe/env/PROBE_ENV").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("from-manifest"), "{body}");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_to_an_allowed_host_works() {
+    let mock = MockServer::fixed(200, "hello from mock").await;
+    let host = probe().start().await;
+    let (status, body) = host
+        .send_json("POST", "/probe/outbound", &format!("{}/ping", mock.url()))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 200);
+    assert_eq!(body["body"], "hello from mock");
+    assert_eq!(mock.received.lock().unwrap()[0].path, "/ping");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_response_bodies_stream() {
+    let host = probe().start().await;
+    let payload = "x".repeat(3 * 1024 * 1024);
+    let response = host
+        .client
+        .post(host.url("/probe/echo"))
+        .body(payload.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap().len(), payload.len());
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_cpu_gets_a_500_and_the_host_keeps_serving() {
+    let host = probe()
+        .request_timeout(Duration::from_millis(500))
+        .start()
+        .await;
+    let (status, body) = host.get_json("/probe/loop").await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["code"], "internal_error");
+    assert!(
+        !body.to_string().contains("epoch"),
+        "5xx bodies carry no internals: {body}"
+    );
+    assert_eq!(host.get_json("/probe/headers").await.0, 200);
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_memory_gets_a_500_and_the_host_keeps_serving() {
+    let host = probe().max_memory_bytes(32 * 1024 * 1024).start().await;
+    let (status, body) = host.get_json("/probe/alloc").await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(host.get_json("/probe/headers").await.0, 200);
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cron_fires_on_an_injected_tick() {
+    let host = probe().start().await;
+    let mut events = host.app.cron_events();
+    // The probe's trigger runs every second; one second later it must fire once.
+    let tick = chrono_start() + chrono::Duration::seconds(1);
+    host.clock.set(tick);
+    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.component, "probe");
+    assert_eq!(event.timestamp, u64::try_from(tick.timestamp()).unwrap());
+    assert_eq!(event.outcome, Ok(()));
+    let (status, body) = host.get_json("/probe/kv/default/probe:cron").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.to_string().contains(&tick.timestamp().to_string()),
+        "{body}"
+    );
+    host.app.shutdown().await;
+}
