@@ -134,3 +134,7 @@ case!(outbound_not_allowed, "outbound-not-allowed");
 case!(variable_undeclared, "variable-undeclared");
 case!(variable_invalid_name, "variable-invalid-name");
 case!(private_route, "private-route");
+// Service chaining and self requests stay in-process.
+case!(service_chaining, "service-chaining");
+case!(chaining_not_allowed, "chaining-not-allowed");
+case!(self_request, "self-request");

@@ -144,7 +144,13 @@ pub fn link_outgoing_handler<T: WasiHttpView + 'static>(
             )| {
                 let mut view = store.data_mut().http();
                 let outgoing = view.table.get_mut(&request)?;
-                if outgoing.authority.as_deref().is_none_or(str::is_empty) {
+                // spin-sdk sends a relative URL with no authority, or with only a
+                // port (`:443`) when it filled in the default scheme: no host either way.
+                let host_is_missing = outgoing
+                    .authority
+                    .as_deref()
+                    .is_none_or(|authority| authority.is_empty() || authority.starts_with(':'));
+                if host_is_missing {
                     outgoing.authority = Some(SELF_AUTHORITY.to_string());
                     outgoing.scheme = Some(Scheme::Http);
                 }
