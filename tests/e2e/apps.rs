@@ -138,3 +138,8 @@ case!(private_route, "private-route");
 case!(service_chaining, "service-chaining");
 case!(chaining_not_allowed, "chaining-not-allowed");
 case!(self_request, "self-request");
+// Component dependencies are composed at load time.
+case!(dependencies_composed, "dependencies-composed");
+case!(dependency_unknown_import, "dependency-unknown-import");
+case!(dependency_capabilities, "dependency-capabilities");
+case!(dependency_missing_export, "dependency-missing-export");

@@ -99,22 +99,25 @@ impl LoadedApp {
 
         let mut components = BTreeMap::new();
         for (id, component) in &manifest.components {
-            if !component.dependencies.is_empty() {
-                // Refused by name rather than ignored: running the component
-                // without its dependencies would fail at its first import.
+            if !component.source.exists() {
                 bail!(
-                    "{}: component.{id}.dependencies: component dependencies are not supported by dol yet",
-                    manifest.path.display()
+                    "component {id}: {} does not exist (did you run `dol build`?)",
+                    component.source.display()
                 );
             }
-            let wasm = Component::from_file(&engine, &component.source)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!(
-                        "component {id}: loading {} (did you run `dol build`?)",
-                        component.source.display()
-                    )
-                })?;
+            let wasm = if component.dependencies.is_empty() {
+                Component::from_file(&engine, &component.source)
+            } else {
+                let composed = crate::compose::compose(
+                    id,
+                    &component.source,
+                    &component.dependencies,
+                    component.dependencies_inherit_configuration,
+                )?;
+                Component::new(&engine, composed)
+            }
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("component {id}: loading {}", component.source.display()))?;
             let pre = linker
                 .instantiate_pre(&wasm)
                 .map_err(anyhow::Error::from)

@@ -10,6 +10,7 @@ mod app;
 mod bindings;
 pub mod build;
 pub mod clock;
+mod compose;
 mod cron;
 pub mod engine;
 mod instance;

@@ -186,6 +186,9 @@ pub struct Component {
     pub build: Option<BuildConfig>,
     /// `[component.<id>.dependencies]` by import name.
     pub dependencies: BTreeMap<String, Dependency>,
+    /// `dependencies_inherit_configuration`: whether dependencies may use the
+    /// component's Spin APIs (key-value, SQLite, variables, outbound HTTP).
+    pub dependencies_inherit_configuration: bool,
 }
 
 /// `[component.<id>.build]`.
@@ -709,15 +712,11 @@ fn parse_component(
         ctx.table(&join_key(at, "tool"), tool)?;
     }
     let inherit_key = join_key(at, "dependencies_inherit_configuration");
-    if let Some(value) = table.get("dependencies_inherit_configuration") {
-        // `false` is Spin's default, so only `true` asks for something dol does not do.
-        if ctx.boolean(&inherit_key, value)? {
-            return Err(ctx.unsupported(
-                &inherit_key,
-                "`dependencies_inherit_configuration` is not supported by dol: dependencies get no Spin APIs",
-            ));
-        }
-    }
+    // `false` is Spin's default: dependencies get none of the component's Spin APIs.
+    let dependencies_inherit_configuration = match table.get("dependencies_inherit_configuration") {
+        Some(value) => ctx.boolean(&inherit_key, value)?,
+        None => false,
+    };
     let dependencies = match table.get("dependencies") {
         Some(value) => parse_dependencies(ctx, &join_key(at, "dependencies"), value, base_dir)?,
         None => BTreeMap::new(),
@@ -735,6 +734,7 @@ fn parse_component(
         environment,
         build,
         dependencies,
+        dependencies_inherit_configuration,
     })
 }
 
@@ -1330,11 +1330,6 @@ source = { url = "https://example.com/h.wasm", digest = "sha256:00" }
                 "allowed_http_hosts = [\"example.com\"]",
                 "component.web.allowed_http_hosts",
                 "allowed_outbound_hosts",
-            ),
-            (
-                "dependencies_inherit_configuration = true",
-                "component.web.dependencies_inherit_configuration",
-                "not supported",
             ),
             (
                 "allowed_outbound_hosts = [\"https://{{ host }}\"]",

@@ -27,6 +27,15 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
 }
 
+/// Every guest package the tests run: DOL's components and the test guests.
+pub const GUEST_PACKAGES: &[&str] = &[
+    "dol-health",
+    "dol-scans",
+    "probe",
+    "greeter",
+    "greeting-app",
+];
+
 /// Builds every guest component once per test process (`cargo build` is a no-op
 /// when they are fresh). Panics with cargo's output when the build fails.
 pub fn build_guests() {
@@ -40,13 +49,8 @@ pub fn build_guests() {
                 "wasm32-wasip2",
                 "--profile",
                 "component",
-                "-p",
-                "dol-health",
-                "-p",
-                "dol-scans",
-                "-p",
-                "probe",
             ])
+            .args(GUEST_PACKAGES.iter().flat_map(|package| ["-p", package]))
             .output()
             .map_err(|e| format!("running cargo: {e}"))?;
         if output.status.success() {
