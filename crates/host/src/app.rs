@@ -204,6 +204,7 @@ impl LoadedApp {
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let timeout = self.limits.request_timeout;
         let component_id = route.component.clone();
+        let log_id = component_id.clone();
         let task = tokio::spawn(async move {
             let call = async {
                 let proxy = proxy.instantiate_async(&mut store).await?;
@@ -212,10 +213,16 @@ impl LoadedApp {
                     .call_handle(&mut store, incoming, outparam)
                     .await
             };
-            match tokio::time::timeout(timeout, call).await {
+            let result = match tokio::time::timeout(timeout, call).await {
                 Ok(result) => result.map_err(anyhow::Error::from),
                 Err(_) => Err(anyhow!("exceeded the request time limit of {timeout:?}")),
+            };
+            // A failure after the response started streaming reaches nobody
+            // else: the client only sees the body end early.
+            if let Err(error) = &result {
+                tracing::warn!("component {log_id}: instance failed: {error:#}");
             }
+            result
         });
         match receiver.await {
             Ok(Ok(response)) => {

@@ -20,10 +20,15 @@ pub struct CronEvent {
 }
 
 /// Runs trigger `index` until shutdown.
+///
+/// `started` is the host's start time, read before this task was spawned: the
+/// first firing is the schedule's first time after it, even if the clock moved
+/// on before the task first ran (tests move it right after start-up).
 pub(crate) async fn run_trigger(
     app: Arc<LoadedApp>,
     index: usize,
     clock: Arc<dyn Clock>,
+    started: chrono::DateTime<chrono::Utc>,
     events: broadcast::Sender<CronEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -31,8 +36,9 @@ pub(crate) async fn run_trigger(
         return;
     };
     let component = trigger.component.clone();
+    let mut after = started;
     loop {
-        let Some(next) = trigger.schedule.next_after(clock.now()) else {
+        let Some(next) = trigger.schedule.next_after(after) else {
             tracing::info!("cron trigger for {component}: schedule has no more times");
             return;
         };
@@ -55,5 +61,8 @@ pub(crate) async fn run_trigger(
             timestamp,
             outcome,
         }));
+        // Times missed while the handler ran (or while the host was suspended)
+        // are skipped rather than fired in a burst, like a cron daemon.
+        after = next.max(clock.now());
     }
 }

@@ -158,11 +158,13 @@ pub async fn start(options: HostOptions) -> Result<RunningApp> {
         // The ticker lives exactly as long as the server.
         drop(ticker);
     }));
+    let started = options.clock.now();
     for index in 0..app.manifest.cron_triggers.len() {
         tasks.push(tokio::spawn(cron::run_trigger(
             app.clone(),
             index,
             options.clock.clone(),
+            started,
             cron_events.clone(),
             shutdown_rx.clone(),
         )));

@@ -141,7 +141,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
 /// Every store and database label the app may use, resolved to backends.
 #[derive(Default, Clone)]
 pub struct StorageCatalog {
-    /// Key-value labels → (backend, the store name used inside that backend).
+    /// Key-value labels → their backend (labels sharing a file share a backend).
     pub key_value: BTreeMap<String, Arc<KeyValueBackend>>,
     /// SQLite labels → location.
     pub sqlite: BTreeMap<String, DatabaseLocation>,
