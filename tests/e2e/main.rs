@@ -10,4 +10,5 @@
 
 mod apps;
 mod dol_app;
+mod flags;
 mod probe;

@@ -5,6 +5,7 @@
 //! here is deterministic and unit-testable, and the same code runs inside the
 //! wasm components and in native tests.
 
+pub mod auth;
 pub mod flags;
 pub mod health;
 pub mod migrate;

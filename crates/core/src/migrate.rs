@@ -71,11 +71,18 @@ pub struct Migration {
 }
 
 /// Every migration of the application, in version order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../../migrations/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "flags",
+        sql: include_str!("../../../migrations/0002_flags.sql"),
+    },
+];
 
 /// The bookkeeping table; created outside any transaction, idempotently.
 pub const BOOKKEEPING_DDL: &str = "CREATE TABLE IF NOT EXISTS _dol_migrations (\

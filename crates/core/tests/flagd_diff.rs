@@ -253,7 +253,7 @@ fn main() {
         eprintln!(
             "!!! flagd differential test SKIPPED (DOL_SKIP_NODE_DIFF=1): nothing was compared !!!"
         );
-        println!("0 passed, 0 failed, 1 skipped");
+        println!("flagd-diff: 0 passed, 0 failed, 1 skipped");
         return;
     }
     if !diff_dir()
@@ -265,7 +265,7 @@ fn main() {
              (or set DOL_SKIP_NODE_DIFF=1 to skip)",
             diff_dir().display()
         );
-        println!("0 passed, 1 failed");
+        println!("flagd-diff: 0 passed, 1 failed");
         std::process::exit(1);
     }
     let mut files = vec![diff_dir().join("dol-flags.json")];
@@ -275,7 +275,7 @@ fn main() {
             eprintln!(
                 "flagd differential test: flagd testkit flags not found (set DOL_SHARED_DIR)"
             );
-            println!("0 passed, 1 failed");
+            println!("flagd-diff: 0 passed, 1 failed");
             std::process::exit(1);
         }
     }
@@ -337,7 +337,7 @@ fn main() {
             "{known} cases differ only by json-logic-engine's NaN guard (flagd-core ERROR/GENERAL, DOL evaluates the comparison as false); counted as known disagreements, not failures"
         );
     }
-    println!("{passed} passed, {failed} failed");
+    println!("flagd-diff: {passed} passed, {failed} failed");
     if failed > 0 {
         std::process::exit(1);
     }

@@ -31,6 +31,7 @@ pub fn workspace_root() -> PathBuf {
 pub const GUEST_PACKAGES: &[&str] = &[
     "dol-health",
     "dol-scans",
+    "dol-flag-evaluate",
     "probe",
     "greeter",
     "greeting-app",

@@ -12,8 +12,10 @@
 //! TYPE_MISMATCH and GENERAL, the custom operators `fractional` (v2
 //! bucketing), `sem_ver`, `starts_with` and `ends_with`.
 
+pub mod admin;
 mod jsstr;
 mod murmur;
+pub mod ofrep;
 mod ops;
 mod semver;
 mod set;

@@ -1,0 +1,20 @@
+//! HTTP entry point: routes `/ofrep/...` and the admin paths.
+
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+use crate::{admin, ofrep, platform};
+
+/// Routes a request to OFREP or the admin API.
+#[http_component]
+fn handle(req: Request) -> Response {
+    let path = req.path();
+    if path.starts_with("/ofrep/") {
+        ofrep::handle(&req)
+    } else if path == "/admin/audit" || path == "/admin/flags" || path.starts_with("/admin/flags/")
+    {
+        admin::handle(&req)
+    } else {
+        platform::error(404, "not-found", "no such route")
+    }
+}

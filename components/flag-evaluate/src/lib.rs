@@ -1,0 +1,15 @@
+//! DOL's feature-flag component: OFREP evaluation
+//! (`POST /ofrep/v1/evaluate/flags[/{key}]`) and the admin API
+//! (`/admin/flags...`, `/admin/audit`). The rules live in `dol_core::flags`;
+//! this crate only reads requests, talks to Spin's storage and writes
+//! responses.
+
+// `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`
+// (raw canonical-ABI pointers, `#[export_name]`); the allow is scoped to that
+// module, which holds nothing else but routing.
+mod admin;
+#[allow(unsafe_code)]
+mod http;
+mod ofrep;
+mod platform;
+mod store;

@@ -1,0 +1,100 @@
+//! OFREP over HTTP: auth, request parsing and response mapping come from
+//! `dol_core::flags::ofrep`; this module wires them to Spin.
+
+use dol_core::flags::ofrep::{self, OfrepResponse};
+use spin_sdk::http::{Method, Request, Response};
+
+use crate::{platform, store};
+
+/// Spin variable holding the OFREP client token (empty = open).
+const TOKEN_VARIABLE: &str = "ofrep_token";
+
+/// Handles `/ofrep/...`.
+pub fn handle(req: &Request) -> Response {
+    let token = match spin_sdk::variables::get(TOKEN_VARIABLE) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("flag-evaluate: reading variable {TOKEN_VARIABLE} failed: {err}");
+            return respond(&ofrep::internal_error());
+        }
+    };
+    if let Some(denied) = ofrep::check_auth(
+        &token,
+        platform::header(req, "authorization"),
+        platform::header(req, "x-api-key"),
+    ) {
+        return respond(&denied);
+    }
+    let path = req.path();
+    let key = match path.strip_prefix("/ofrep/v1/evaluate/flags") {
+        Some("" | "/") => None,
+        Some(rest) => match rest.strip_prefix('/').and_then(platform::percent_decode) {
+            Some(key) if !key.is_empty() && !key.contains('/') => Some(key),
+            _ => return not_found_route(),
+        },
+        None => return not_found_route(),
+    };
+    if *req.method() != Method::Post {
+        return platform::json_with(
+            405,
+            &serde_json::json!({ "errorDetails": "use POST" }),
+            &[("allow", "POST".to_owned())],
+        );
+    }
+    let now = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
+    let ctx = match ofrep::parse_request(req.body()) {
+        Ok(ctx) => ctx,
+        Err(err) => {
+            return respond(&match &key {
+                Some(key) => ofrep::request_error(key, &err),
+                None => ofrep::bulk_request_error(&err),
+            });
+        }
+    };
+    let (version, set) = match store::current() {
+        Ok(current) => current,
+        Err(err) => {
+            eprintln!("flag-evaluate: loading flags failed: {err:#}");
+            return respond(&ofrep::internal_error());
+        }
+    };
+    let response = match &key {
+        Some(key) => ofrep::evaluate_single(&set, key, &ctx, now),
+        None => ofrep::evaluate_bulk(
+            &set,
+            version,
+            &ctx,
+            now,
+            platform::header(req, "if-none-match"),
+        ),
+    };
+    respond(&response)
+}
+
+fn not_found_route() -> Response {
+    platform::json(
+        404,
+        &serde_json::json!({ "errorDetails": "no such OFREP route: use POST /ofrep/v1/evaluate/flags[/{key}]" }),
+    )
+}
+
+fn respond(r: &OfrepResponse) -> Response {
+    let mut headers = Vec::new();
+    if let Some(etag) = &r.etag {
+        headers.push(("etag", etag.clone()));
+    }
+    if r.status == 401 {
+        headers.push(("www-authenticate", "Bearer".to_owned()));
+    }
+    match &r.body {
+        Some(body) => platform::json_with(r.status, body, &headers),
+        None => {
+            let mut builder = Response::builder();
+            builder.status(r.status);
+            for (name, value) in &headers {
+                builder.header(*name, value.as_str());
+            }
+            builder.body(Vec::new()).build()
+        }
+    }
+}
