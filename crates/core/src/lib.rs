@@ -7,5 +7,8 @@
 
 pub mod auth;
 pub mod flags;
+pub mod gateway;
 pub mod health;
 pub mod migrate;
+pub mod observe;
+pub mod ratelimit;

@@ -1,0 +1,19 @@
+//! The AI generation gateway's pure core (issue 4).
+//!
+//! Everything the `generate` component decides lives here, free of I/O: the
+//! OpenAI-compatible wire types and their validation ([`openai`]), the quality
+//! gate ([`quality`]), cost accounting ([`cost`]), provider routing
+//! ([`routing`]), circuit breakers ([`circuit`]), retry timing ([`retry`]), the
+//! tier fallback state machine ([`tiers`]) and the offline basic provider
+//! ([`offline`]). Time and jitter come in as arguments, so every decision is
+//! deterministic and unit-testable.
+
+pub mod circuit;
+pub mod cost;
+pub mod offline;
+pub mod openai;
+pub mod quality;
+pub mod retry;
+pub mod routing;
+pub mod text;
+pub mod tiers;

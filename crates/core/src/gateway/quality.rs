@@ -1,0 +1,499 @@
+//! The deterministic quality gate: a 0–10 score over explicit dimensions.
+//!
+//! Each dimension scores in `[0, 1]`:
+//!
+//! | dimension | weight | score |
+//! |---|---|---|
+//! | `length` | 2 | 0 when empty; else `min(1, 0.4 + 0.6 × words / min_words)` |
+//! | `refusal` | 2 | 0 if a refusal phrase appears in the first 300 characters, else 1 |
+//! | `repetition` | 3 | `1 − clamp((r − 0.1) / 0.4, 0, 1)` with `r` the repeated word-trigram ratio |
+//! | `truncation` | 1 | 0 when `finish_reason` is `length` or `content_filter`, else 1 |
+//! | `json` | 1 | when JSON was asked for: 1 if the answer parses as a JSON object, else 0; otherwise 1 |
+//! | `coverage` | 2 | `0.4 + 0.6 × c` with `c` the share of the prompt's key terms (at most 8) found in the answer; 1 without key terms |
+//!
+//! `total = 10 × Σ(weight × score) / Σ weight`, then capped by the hard
+//! failures: empty answer → 0, refusal → 3, invalid JSON when JSON was asked
+//! for → 4, degenerate repetition (`r ≥ 0.5`) → 5, truncation → 6. The
+//! result is rounded to two decimals. All caps are below the default threshold of 7.0, so each hard failure fails the gate.
+
+use serde::{Deserialize, Serialize};
+
+use super::openai::FinishReason;
+use super::text;
+
+/// The default minimum acceptable score.
+pub const DEFAULT_THRESHOLD: f64 = 7.0;
+
+/// Phrases that mark a refusal (matched lower-cased, curly apostrophes folded).
+pub const REFUSAL_PHRASES: &[&str] = &[
+    "as an ai language model",
+    "i am not able to help",
+    "i am unable to",
+    "i can't assist",
+    "i can't help with",
+    "i cannot assist",
+    "i cannot help with",
+    "i cannot provide",
+    "i can't provide",
+    "i must decline",
+    "i won't be able to",
+    "i'm not able to help",
+    "i'm not able to provide",
+    "i'm sorry, but i can't",
+    "i'm sorry, but i cannot",
+    "i'm unable to",
+    "sorry, i can't",
+];
+
+/// Scorer tuning.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QualityConfig {
+    /// Minimum acceptable score.
+    pub threshold: f64,
+    /// Word count at which the length dimension is full.
+    pub min_words: usize,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        Self {
+            threshold: DEFAULT_THRESHOLD,
+            min_words: 8,
+        }
+    }
+}
+
+/// What the scorer looks at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QualityInput<'a> {
+    /// The prompt (e.g. the last user message).
+    pub prompt: &'a str,
+    /// The answer text.
+    pub answer: &'a str,
+    /// The answer's finish reason, if known.
+    pub finish_reason: Option<FinishReason>,
+    /// Whether `response_format` asked for JSON.
+    pub wants_json: bool,
+}
+
+/// A scored dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    /// Empty or too short.
+    Length,
+    /// Refusal phrases.
+    Refusal,
+    /// Repeated word trigrams.
+    Repetition,
+    /// Cut off by the token limit or a filter.
+    Truncation,
+    /// JSON validity when JSON was asked for.
+    Json,
+    /// Coverage of the prompt's key terms.
+    Coverage,
+}
+
+impl Dimension {
+    /// The dimension's weight in the total.
+    pub fn weight(self) -> f64 {
+        match self {
+            Self::Length | Self::Refusal | Self::Coverage => 2.0,
+            Self::Repetition => 3.0,
+            Self::Truncation | Self::Json => 1.0,
+        }
+    }
+}
+
+/// One dimension's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DimensionScore {
+    /// Which dimension.
+    pub dimension: Dimension,
+    /// Score in `[0, 1]`.
+    pub score: f64,
+    /// Its weight.
+    pub weight: f64,
+    /// Why it lost points (`None` at full score).
+    pub reason: Option<String>,
+}
+
+/// The scorer's verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityReport {
+    /// Total 0–10, two decimals.
+    pub total: f64,
+    /// Whether `total ≥ threshold`.
+    pub passed: bool,
+    /// The threshold used.
+    pub threshold: f64,
+    /// Every dimension, in [`Dimension`] order.
+    pub dimensions: Vec<DimensionScore>,
+    /// The reasons of all dimensions that lost points, and of any cap applied.
+    pub reasons: Vec<String>,
+}
+
+impl QualityReport {
+    /// The score of one dimension.
+    pub fn dimension(&self, d: Dimension) -> Option<f64> {
+        self.dimensions
+            .iter()
+            .find(|s| s.dimension == d)
+            .map(|s| s.score)
+    }
+}
+
+fn dim(dimension: Dimension, score: f64, reason: Option<String>) -> DimensionScore {
+    DimensionScore {
+        dimension,
+        score: score.clamp(0.0, 1.0),
+        weight: dimension.weight(),
+        reason,
+    }
+}
+
+/// The share of word trigrams that repeat an earlier one (0 with fewer than 3 words).
+pub fn repeated_trigram_ratio(words: &[String]) -> f64 {
+    if words.len() < 3 {
+        return 0.0;
+    }
+    let grams: Vec<&[String]> = words.windows(3).collect();
+    let mut seen: std::collections::BTreeSet<&[String]> = std::collections::BTreeSet::new();
+    let repeats = grams.iter().filter(|g| !seen.insert(g)).count();
+    repeats as f64 / grams.len() as f64
+}
+
+/// The refusal phrase found in the first 300 characters of the answer, if any.
+pub fn is_refusal(answer: &str) -> Option<&'static str> {
+    let head: String = answer
+        .chars()
+        .take(300)
+        .map(|c| if c == '\u{2019}' { '\'' } else { c })
+        .collect::<String>()
+        .to_lowercase();
+    REFUSAL_PHRASES.iter().copied().find(|p| head.contains(p))
+}
+
+/// Scores an answer.
+pub fn score(input: &QualityInput<'_>, config: &QualityConfig) -> QualityReport {
+    let trimmed = input.answer.trim();
+    let words = text::words(trimmed);
+    let empty = words.is_empty();
+    let mut caps: Vec<(f64, String)> = Vec::new();
+
+    let length = if empty {
+        caps.push((0.0, "answer is empty".to_owned()));
+        dim(Dimension::Length, 0.0, Some("answer is empty".to_owned()))
+    } else {
+        let min = config.min_words.max(1);
+        let s = (0.4 + 0.6 * words.len() as f64 / min as f64).min(1.0);
+        let reason = (words.len() < min)
+            .then(|| format!("answer is short ({} words, {} expected)", words.len(), min));
+        dim(Dimension::Length, s, reason)
+    };
+
+    let refusal = match is_refusal(trimmed) {
+        Some(p) => {
+            caps.push((3.0, "answer is a refusal".to_owned()));
+            dim(
+                Dimension::Refusal,
+                0.0,
+                Some(format!("refusal phrase \"{p}\"")),
+            )
+        }
+        None => dim(Dimension::Refusal, 1.0, None),
+    };
+
+    let ratio = repeated_trigram_ratio(&words);
+    let repetition = {
+        let s = 1.0 - ((ratio - 0.1) / 0.4).clamp(0.0, 1.0);
+        let reason =
+            (ratio > 0.1).then(|| format!("{:.0}% of word trigrams repeat", ratio * 100.0));
+        if ratio >= 0.5 {
+            caps.push((5.0, "answer is degenerate repetition".to_owned()));
+        }
+        dim(Dimension::Repetition, s, reason)
+    };
+
+    let truncation = match input.finish_reason {
+        Some(FinishReason::Length) => {
+            caps.push((6.0, "answer was truncated".to_owned()));
+            dim(
+                Dimension::Truncation,
+                0.0,
+                Some("finish_reason is length: the answer was cut off".to_owned()),
+            )
+        }
+        Some(FinishReason::ContentFilter) => {
+            caps.push((6.0, "answer was truncated".to_owned()));
+            dim(
+                Dimension::Truncation,
+                0.0,
+                Some("finish_reason is content_filter: the answer was cut off".to_owned()),
+            )
+        }
+        _ => dim(Dimension::Truncation, 1.0, None),
+    };
+
+    let json = if input.wants_json {
+        match serde_json::from_str::<serde_json::Value>(trimmed) {
+            Ok(serde_json::Value::Object(_)) => dim(Dimension::Json, 1.0, None),
+            Ok(_) => {
+                caps.push((4.0, "answer is not a JSON object".to_owned()));
+                dim(
+                    Dimension::Json,
+                    0.0,
+                    Some("JSON was asked for but the answer is not a JSON object".to_owned()),
+                )
+            }
+            Err(e) => {
+                caps.push((4.0, "answer is not valid JSON".to_owned()));
+                dim(
+                    Dimension::Json,
+                    0.0,
+                    Some(format!(
+                        "JSON was asked for but the answer does not parse: {e}"
+                    )),
+                )
+            }
+        }
+    } else {
+        dim(Dimension::Json, 1.0, None)
+    };
+
+    let coverage = {
+        let terms: Vec<String> = text::key_terms(input.prompt).into_iter().take(8).collect();
+        if terms.is_empty() {
+            dim(Dimension::Coverage, 1.0, None)
+        } else {
+            let answer_words: std::collections::BTreeSet<&str> =
+                words.iter().map(String::as_str).collect();
+            let missing: Vec<&str> = terms
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !answer_words.contains(t))
+                .collect();
+            let c = (terms.len() - missing.len()) as f64 / terms.len() as f64;
+            let reason = (!missing.is_empty())
+                .then(|| format!("prompt terms not in the answer: {}", missing.join(", ")));
+            dim(Dimension::Coverage, 0.4 + 0.6 * c, reason)
+        }
+    };
+
+    let dimensions = vec![length, refusal, repetition, truncation, json, coverage];
+    let weight_sum: f64 = dimensions.iter().map(|d| d.weight).sum();
+    let weighted: f64 = dimensions.iter().map(|d| d.weight * d.score).sum();
+    let mut total = 10.0 * weighted / weight_sum;
+    let mut reasons: Vec<String> = dimensions.iter().filter_map(|d| d.reason.clone()).collect();
+    for (cap, why) in caps {
+        if total > cap {
+            total = cap;
+            reasons.push(format!("score capped at {cap}: {why}"));
+        }
+    }
+    // Two decimals keep stored and displayed scores identical.
+    let total = ((total * 100.0).round() / 100.0).clamp(0.0, 10.0);
+    QualityReport {
+        total,
+        passed: total >= config.threshold,
+        threshold: config.threshold,
+        dimensions,
+        reasons,
+    }
+}
+
+/// Scores an answer to `request`: the prompt is its last user message and
+/// JSON is checked when its `response_format` asks for JSON.
+pub fn score_for_request(
+    request: &super::openai::ChatRequest,
+    answer: &str,
+    finish_reason: Option<FinishReason>,
+    config: &QualityConfig,
+) -> QualityReport {
+    let prompt = request.last_user_text();
+    score(
+        &QualityInput {
+            prompt: &prompt,
+            answer,
+            finish_reason,
+            wants_json: request.wants_json(),
+        },
+        config,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(prompt: &str, answer: &str, finish: Option<FinishReason>, json: bool) -> QualityReport {
+        score(
+            &QualityInput {
+                prompt,
+                answer,
+                finish_reason: finish,
+                wants_json: json,
+            },
+            &QualityConfig::default(),
+        )
+    }
+
+    const GOOD: &str = "Paris is the capital of France. It sits on the Seine and is the \
+                        country's largest city, home to about two million people.";
+
+    #[test]
+    fn good_answer_passes() {
+        let r = run(
+            "What is the capital of France?",
+            GOOD,
+            Some(FinishReason::Stop),
+            false,
+        );
+        assert_eq!(r.total, 10.0, "{r:?}");
+        assert!(r.passed);
+        assert!(r.reasons.is_empty());
+        assert_eq!(r.dimensions.len(), 6);
+    }
+
+    #[test]
+    fn empty_scores_zero() {
+        let r = run(
+            "What is the capital of France?",
+            "   ",
+            Some(FinishReason::Stop),
+            false,
+        );
+        assert_eq!(r.total, 0.0);
+        assert_eq!(r.dimension(Dimension::Length), Some(0.0));
+        assert!(!r.passed);
+    }
+
+    #[test]
+    fn short_answer_loses_length_points() {
+        let r = run("hi", "Hello there.", Some(FinishReason::Stop), false);
+        let s = r.dimension(Dimension::Length).unwrap();
+        assert!((s - (0.4 + 0.6 * 2.0 / 8.0)).abs() < 1e-9);
+        assert!(r.reasons.iter().any(|x| x.contains("short")));
+    }
+
+    #[test]
+    fn refusal_is_capped() {
+        let r = run(
+            "How do I pick a lock?",
+            "I’m sorry, but I can’t help with picking locks or anything similar to that request.",
+            Some(FinishReason::Stop),
+            false,
+        );
+        assert_eq!(r.dimension(Dimension::Refusal), Some(0.0));
+        assert!(r.total <= 3.0);
+        assert!(!r.passed);
+    }
+
+    #[test]
+    fn repetition_is_penalised() {
+        let answer = "the cat sat on the mat ".repeat(10);
+        let r = run("cat mat", &answer, Some(FinishReason::Stop), false);
+        assert!(r.dimension(Dimension::Repetition).unwrap() < 0.1);
+        assert!(!r.passed, "{r:?}");
+        assert_eq!(r.total, 5.0);
+        let words = text::words("a b c a b c");
+        // Trigrams: abc bca cab abc → one repeat of four.
+        assert!((repeated_trigram_ratio(&words) - 0.25).abs() < 1e-9);
+    }
+
+    #[test]
+    fn truncation_is_capped() {
+        let r = run(
+            "What is the capital of France?",
+            GOOD,
+            Some(FinishReason::Length),
+            false,
+        );
+        assert_eq!(r.dimension(Dimension::Truncation), Some(0.0));
+        assert_eq!(r.total, 6.0);
+        assert!(!r.passed);
+    }
+
+    #[test]
+    fn json_validity_when_asked() {
+        let ok = run(
+            "list capital france",
+            r#"{"capital": "Paris", "country": "France"}"#,
+            Some(FinishReason::Stop),
+            true,
+        );
+        assert_eq!(ok.dimension(Dimension::Json), Some(1.0));
+        let bad = run(
+            "list capital france",
+            r#"{"capital": "Paris", "country": "#,
+            Some(FinishReason::Stop),
+            true,
+        );
+        assert_eq!(bad.dimension(Dimension::Json), Some(0.0));
+        assert!(bad.total <= 4.0);
+        let array = run("x", "[1, 2, 3]", Some(FinishReason::Stop), true);
+        assert_eq!(array.dimension(Dimension::Json), Some(0.0));
+        // Not asked: prose is fine.
+        let prose = run("x", "not json at all", None, false);
+        assert_eq!(prose.dimension(Dimension::Json), Some(1.0));
+    }
+
+    #[test]
+    fn coverage_of_key_terms() {
+        let r = run(
+            "Explain photosynthesis in chloroplasts",
+            "Plants turn light into sugar using energy from the sun every single day.",
+            Some(FinishReason::Stop),
+            false,
+        );
+        assert!((r.dimension(Dimension::Coverage).unwrap() - 0.4).abs() < 1e-9);
+        assert!(r.reasons.iter().any(|x| x.contains("photosynthesis")));
+        let r = run("", GOOD, None, false);
+        assert_eq!(r.dimension(Dimension::Coverage), Some(1.0));
+    }
+
+    #[test]
+    fn threshold_is_configurable() {
+        let cfg = QualityConfig {
+            threshold: 9.5,
+            ..QualityConfig::default()
+        };
+        let r = score(
+            &QualityInput {
+                prompt: "hi",
+                answer: "Hello there, friend.",
+                finish_reason: None,
+                wants_json: false,
+            },
+            &cfg,
+        );
+        assert!(!r.passed);
+        assert_eq!(r.threshold, 9.5);
+    }
+
+    #[test]
+    fn scores_for_a_request() {
+        let req = crate::gateway::openai::ChatRequest::from_value(&serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "capital of France?"}],
+            "response_format": {"type": "json_object"}
+        }))
+        .unwrap();
+        let r = score_for_request(&req, "Paris", None, &QualityConfig::default());
+        assert_eq!(r.dimension(Dimension::Json), Some(0.0));
+        let r = score_for_request(
+            &req,
+            r#"{"capital": "Paris", "country": "France", "note": "largest city too"}"#,
+            Some(FinishReason::Stop),
+            &QualityConfig::default(),
+        );
+        assert_eq!(r.dimension(Dimension::Json), Some(1.0));
+    }
+
+    #[test]
+    fn refusal_phrases_are_lowercase() {
+        for p in REFUSAL_PHRASES {
+            assert_eq!(*p, p.to_lowercase());
+        }
+    }
+}
