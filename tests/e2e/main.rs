@@ -11,4 +11,6 @@
 mod apps;
 mod dol_app;
 mod flags;
+mod flags_in_process;
+mod ofrep_limits;
 mod probe;

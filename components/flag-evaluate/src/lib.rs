@@ -12,4 +12,5 @@ mod admin;
 mod http;
 mod ofrep;
 mod platform;
+mod provider;
 mod store;

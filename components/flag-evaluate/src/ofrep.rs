@@ -9,6 +9,64 @@ use crate::{platform, store};
 /// Spin variable holding the OFREP client token (empty = open).
 const TOKEN_VARIABLE: &str = "ofrep_token";
 
+/// Spin variable: OFREP requests per minute and client (empty, undefined or 0 = no limit).
+const RATE_LIMIT_VARIABLE: &str = "ofrep_rate_limit_per_minute";
+
+/// The 429 response when this client is over its per-minute limit, else `None`.
+/// Clients are told apart by their credentials, or by address when OFREP is open.
+fn rate_limit(req: &Request, token: &str) -> Option<OfrepResponse> {
+    let limit = match spin_sdk::variables::get(RATE_LIMIT_VARIABLE) {
+        Ok(text) if text.trim().is_empty() => 0,
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(limit) => limit,
+            Err(_) => {
+                eprintln!(
+                    "flag-evaluate: {RATE_LIMIT_VARIABLE} is not a whole number; not limiting"
+                );
+                0
+            }
+        },
+        // An app that does not declare the variable simply has no limit.
+        Err(spin_sdk::variables::Error::Undefined(_)) => 0,
+        Err(err) => {
+            eprintln!("flag-evaluate: reading variable {RATE_LIMIT_VARIABLE} failed: {err}");
+            return Some(ofrep::internal_error());
+        }
+    };
+    if limit == 0 {
+        return None;
+    }
+    let client = if token.is_empty() {
+        platform::header(req, "spin-client-addr")
+            .and_then(|addr| addr.rsplit_once(':').map(|(ip, _)| ip))
+            .unwrap_or("unknown")
+            .to_owned()
+    } else {
+        platform::header(req, "authorization")
+            .or_else(|| platform::header(req, "x-api-key"))
+            .map(|credential| {
+                format!(
+                    "{:08x}",
+                    dol_core::flags::murmur3_x86_32(credential.as_bytes(), 0)
+                )
+            })
+            .unwrap_or_default()
+    };
+    let now = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
+    match store::check_rate(&client, now, limit) {
+        Ok(dol_core::ratelimit::Decision::Allow(_)) => None,
+        Ok(dol_core::ratelimit::Decision::Deny { retry_after_secs }) => {
+            Some(ofrep::rate_limited(retry_after_secs))
+        }
+        Err(err) => {
+            // Failing open keeps flags served when key-value hiccups; the limit
+            // protects capacity, it is not an access control.
+            eprintln!("flag-evaluate: rate limiting unavailable: {err:#}");
+            None
+        }
+    }
+}
+
 /// Handles `/ofrep/...`.
 pub fn handle(req: &Request) -> Response {
     let token = match spin_sdk::variables::get(TOKEN_VARIABLE) {
@@ -24,6 +82,9 @@ pub fn handle(req: &Request) -> Response {
         platform::header(req, "x-api-key"),
     ) {
         return respond(&denied);
+    }
+    if let Some(limited) = rate_limit(req, &token) {
+        return respond(&limited);
     }
     let path = req.path();
     let key = match path.strip_prefix("/ofrep/v1/evaluate/flags") {
@@ -85,6 +146,9 @@ fn respond(r: &OfrepResponse) -> Response {
     }
     if r.status == 401 {
         headers.push(("www-authenticate", "Bearer".to_owned()));
+    }
+    if let Some(seconds) = r.retry_after_secs {
+        headers.push(("retry-after", seconds.to_string()));
     }
     match &r.body {
         Some(body) => platform::json_with(r.status, body, &headers),

@@ -29,6 +29,30 @@ thread_local! {
     static CACHE: RefCell<Option<(i64, Rc<FlagSet>)>> = const { RefCell::new(None) };
 }
 
+/// Counts one OFREP request of `client` in the current minute (key-value
+/// `dol:ofrep:rate:<client>`) and says whether it is within `limit`.
+/// Key-value has no compare-and-set, so concurrent requests may each see the
+/// same count: the limit is approximate under bursts, exact for one client
+/// sending serially.
+pub fn check_rate(
+    client: &str,
+    now_secs: u64,
+    limit: u64,
+) -> anyhow::Result<dol_core::ratelimit::Decision> {
+    let kv = Store::open_default().context("open key-value")?;
+    let key = format!("dol:ofrep:rate:{client}");
+    let stored = kv
+        .get(&key)
+        .context("get rate window")?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let decision = dol_core::ratelimit::check(stored, now_secs, limit, 60);
+    if let dol_core::ratelimit::Decision::Allow(window) = decision {
+        kv.set(&key, &serde_json::to_vec(&window)?)
+            .context("store rate window")?;
+    }
+    Ok(decision)
+}
+
 /// The current compiled flag set and its version.
 pub fn current() -> anyhow::Result<(i64, Rc<FlagSet>)> {
     let kv = Store::open_default().context("open key-value")?;

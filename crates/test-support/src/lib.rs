@@ -35,6 +35,7 @@ pub const GUEST_PACKAGES: &[&str] = &[
     "probe",
     "greeter",
     "greeting-app",
+    "flags-consumer",
 ];
 
 /// Builds every guest component once per test process (`cargo build` is a no-op

@@ -31,6 +31,8 @@ pub struct OfrepResponse {
     pub body: Option<Value>,
     /// `ETag` header (bulk evaluation only).
     pub etag: Option<String>,
+    /// `Retry-After` header in seconds (429 only).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl OfrepResponse {
@@ -39,6 +41,7 @@ impl OfrepResponse {
             status,
             body: Some(body),
             etag: None,
+            retry_after_secs: None,
         }
     }
 }
@@ -73,7 +76,22 @@ pub fn parse_request(body: &[u8]) -> Result<EvaluationContext, RequestError> {
             "request body must be a JSON object {\"context\": {...}}",
         ));
     };
-    let attributes = match root.remove("context") {
+    context_from_value(root.remove("context"))
+}
+
+/// Parses a bare evaluation context, a JSON object with an optional string
+/// `targetingKey` (the in-process `dol:platform/flag-evaluator` interface passes this).
+pub fn parse_context(text: &str) -> Result<EvaluationContext, RequestError> {
+    if text.trim().is_empty() {
+        return Ok(EvaluationContext::new());
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| invalid_context(format!("context is not valid JSON: {e}")))?;
+    context_from_value(Some(value))
+}
+
+fn context_from_value(context: Option<Value>) -> Result<EvaluationContext, RequestError> {
+    let attributes = match context {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
         Some(_) => return Err(invalid_context("context must be a JSON object")),
@@ -83,6 +101,17 @@ pub fn parse_request(body: &[u8]) -> Result<EvaluationContext, RequestError> {
         Some(_) => return Err(invalid_context("context.targetingKey must be a string")),
     }
     Ok(EvaluationContext::from_map(attributes))
+}
+
+/// `429 Too Many Requests` with `Retry-After`, for a client over its rate limit.
+pub fn rate_limited(retry_after_secs: u64) -> OfrepResponse {
+    OfrepResponse {
+        retry_after_secs: Some(retry_after_secs),
+        ..OfrepResponse::json(
+            429,
+            json!({ "errorDetails": format!("rate limit reached; retry after {retry_after_secs} s") }),
+        )
+    }
 }
 
 /// The single-flag response for a request that could not be parsed.
@@ -206,12 +235,14 @@ pub fn evaluate_bulk(
             status: 304,
             body: None,
             etag: Some(etag),
+            retry_after_secs: None,
         };
     }
     OfrepResponse {
         status: 200,
         body: Some(body),
         etag: Some(etag),
+        retry_after_secs: None,
     }
 }
 
@@ -354,6 +385,25 @@ mod tests {
         assert_eq!(
             internal_error().body.unwrap(),
             json!({"errorDetails": "internal error"})
+        );
+    }
+
+    #[test]
+    fn bare_contexts_parse_like_ofrep_bodies() {
+        let ctx = parse_context(r#"{"targetingKey": "u1", "plan": "pro"}"#).unwrap();
+        assert_eq!(ctx.targeting_key.as_deref(), Some("u1"));
+        assert_eq!(parse_context("").unwrap().targeting_key, None);
+        assert_eq!(
+            parse_context("[1]").unwrap_err().code,
+            ErrorCode::InvalidContext
+        );
+        assert_eq!(
+            parse_context("{").unwrap_err().code,
+            ErrorCode::InvalidContext
+        );
+        assert_eq!(
+            parse_context(r#"{"targetingKey": 7}"#).unwrap_err().details,
+            "context.targetingKey must be a string"
         );
     }
 }
