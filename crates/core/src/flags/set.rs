@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use datalogic_rs::{Engine, Logic, bumpalo::Bump};
+use datalogic_rs::{DataValue, Engine, Logic, bumpalo::Bump};
 use serde_json::{Map, Value};
 
 use super::jsstr::js_string;
@@ -252,22 +252,55 @@ impl FlagSet {
         ctx: &EvaluationContext,
         now: u64,
     ) -> Result<Value, String> {
-        let mut data = ctx.attributes.clone();
-        if let Some(tk) = &ctx.targeting_key {
-            data.insert(TARGETING_KEY.to_owned(), Value::String(tk.clone()));
-        }
-        // flagd overwrites any caller-supplied $flagd with its own values.
-        let mut flagd = Map::new();
-        flagd.insert("flagKey".to_owned(), Value::String(key.to_owned()));
-        flagd.insert("timestamp".to_owned(), Value::from(now));
-        data.insert(FLAGD_KEY.to_owned(), Value::Object(flagd));
-        let data = Value::Object(data);
-        let arena = Bump::new();
-        self.engine
-            .evaluate(logic, &data, &arena)
-            .map(|v| v.to_serde_value())
-            .map_err(|e| e.to_string())
+        ARENA.with_borrow_mut(|arena| {
+            // Reusing one arena per thread and resetting it keeps evaluation
+            // free of a fresh chunk allocation every call.
+            arena.reset();
+            let data = context_data(arena, key, ctx, now);
+            self.engine
+                .evaluate(logic, data, arena)
+                .map(|v| v.to_serde_value())
+                .map_err(|e| e.to_string())
+        })
     }
+}
+
+thread_local! {
+    /// Scratch arena for targeting evaluation (reset before each use).
+    static ARENA: std::cell::RefCell<Bump> = std::cell::RefCell::new(Bump::new());
+}
+
+/// The data a rule sees, built straight into the arena from the borrowed
+/// context (no clone of the caller's attributes): the attributes, then
+/// `targetingKey`, then `$flagd`. flagd overwrites caller-supplied
+/// `$flagd` (and `targetingKey` when the context has one), so those
+/// attributes are left out.
+fn context_data<'a>(
+    arena: &'a Bump,
+    key: &'a str,
+    ctx: &'a EvaluationContext,
+    now: u64,
+) -> &'a DataValue<'a> {
+    let overridden =
+        |name: &str| name == FLAGD_KEY || (name == TARGETING_KEY && ctx.targeting_key.is_some());
+    let flagd: &[(&str, DataValue<'_>)] = arena.alloc_slice_copy(&[
+        ("flagKey", DataValue::String(key)),
+        (
+            "timestamp",
+            DataValue::from_serde_value_in(&Value::from(now), arena),
+        ),
+    ]);
+    let mut fields: Vec<(&str, DataValue<'_>)> = ctx
+        .attributes
+        .iter()
+        .filter(|(name, _)| !overridden(name))
+        .map(|(name, value)| (name.as_str(), DataValue::from_serde_value_in(value, arena)))
+        .collect();
+    if let Some(targeting_key) = &ctx.targeting_key {
+        fields.push((TARGETING_KEY, DataValue::String(targeting_key)));
+    }
+    fields.push((FLAGD_KEY, DataValue::Object(flagd)));
+    arena.alloc(DataValue::Object(arena.alloc_slice_copy(&fields)))
 }
 
 fn scalar_map(v: &Value, path: &str) -> Result<Map<String, Value>, DefinitionError> {
