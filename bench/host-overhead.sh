@@ -11,16 +11,12 @@ DURATION=${DURATION:-10s}
 DOL_ADDR=127.0.0.1:3901
 NATIVE_ADDR=127.0.0.1:3900
 
-if ! command -v wrk >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
+. bench/lib.sh
 cargo build --release -q -p dol-host --bin dol -p dol-test-support --bin native-hello
 cargo build --target wasm32-wasip2 --profile component -q -p probe
 
 state=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$state"; }
-trap cleanup EXIT
+bench_temp+=("$state")
 
 # Milliseconds from process start to the first 200 of /probe/hello.
 cold_start() {
@@ -39,27 +35,15 @@ cold_nocache=$(cold_start)
 cold_cache=$(cold_start)
 
 RUST_LOG=warn target/release/dol up -f bench/hello/spin.toml --listen "$DOL_ADDR" --state-dir "$state" &
-pids+=($!)
+bench_pids+=($!)
 target/release/native-hello "$NATIVE_ADDR" 2>/dev/null &
-pids+=($!)
+bench_pids+=($!)
 until curl -sf "http://$DOL_ADDR/probe/hello" >/dev/null && curl -sf "http://$NATIVE_ADDR/" >/dev/null; do sleep 0.05; done
-
-# Prints "req/s p50_ms p99_ms" for one load point.
-load() {
-  local url=$1 connections=$2 threads=1
-  [ "$connections" -gt 1 ] && threads=2
-  wrk -t"$threads" -c"$connections" -d"$DURATION" --latency "$url" | awk '
-    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    /Requests\/sec/ { rps = $2 }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
-}
 
 printf '%-12s %5s %10s %9s %9s\n' server conns "req/s" "p50 ms" "p99 ms"
 for c in 1 32; do
-  read -r n_rps n_p50 n_p99 < <(load "http://$NATIVE_ADDR/" "$c")
-  read -r d_rps d_p50 d_p99 < <(load "http://$DOL_ADDR/probe/hello" "$c")
+  read -r n_rps n_p50 n_p99 _ < <(load "http://$NATIVE_ADDR/" "$c")
+  read -r d_rps d_p50 d_p99 _ < <(load "http://$DOL_ADDR/probe/hello" "$c")
   printf '%-12s %5d %10s %9s %9s\n' native "$c" "$n_rps" "$n_p50" "$n_p99"
   printf '%-12s %5d %10s %9s %9s\n' "dol up" "$c" "$d_rps" "$d_p50" "$d_p99"
   awk -v c="$c" -v nr="$n_rps" -v dr="$d_rps" -v n5="$n_p50" -v d5="$d_p50" -v n9="$n_p99" -v d9="$d_p99" 'BEGIN {

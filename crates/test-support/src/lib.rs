@@ -162,23 +162,13 @@ impl TestHost {
         format!("{}{path}", self.app.url())
     }
 
-    /// GET `path`, returning status and body parsed as JSON (Null when not JSON).
+    /// GET `path`, returning status and JSON body (see [`Self::send_json`]).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request sent");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body read");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
-        )
+        self.send_json("GET", path, "").await
     }
 
-    /// Sends `method path` with `body`, returning status and JSON body.
+    /// Sends `method path` with `body`, returning status and the body parsed
+    /// as JSON (a JSON string holding the text when it is not JSON).
     pub async fn send_json(
         &self,
         method: &str,
