@@ -4,14 +4,17 @@
 //! OpenAI-compatible wire types and their validation ([`openai`]), the quality
 //! gate ([`quality`]), cost accounting ([`cost`]), provider routing
 //! ([`routing`]), circuit breakers ([`circuit`]), retry timing ([`retry`]), the
-//! tier fallback state machine ([`tiers`]) and the offline basic provider
-//! ([`offline`]). Time and jitter come in as arguments, so every decision is
+//! tier fallback state machine ([`tiers`]), the offline basic provider
+//! ([`offline`]) and the adapters for real providers: OpenAI-compatible,
+//! Anthropic and Gemini requests, responses, streams and errors
+//! ([`providers`]). Time and jitter come in as arguments, so every decision is
 //! deterministic and unit-testable.
 
 pub mod circuit;
 pub mod cost;
 pub mod offline;
 pub mod openai;
+pub mod providers;
 pub mod quality;
 pub mod retry;
 pub mod routing;
