@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flags",
         sql: include_str!("../../../migrations/0002_flags.sql"),
     },
+    Migration {
+        version: 3,
+        name: "gateway",
+        sql: include_str!("../../../migrations/0003_gateway.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -462,6 +462,7 @@ mod tests {
                 "complete_context",
                 "comprehensive_engines",
                 "generation_experiment",
+                "generation_pipeline",
                 "genre_engines"
             ]
         );

@@ -60,7 +60,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn parse(s: &str) -> Option<Self> {
+    /// Parses a lowercase role name.
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "system" => Some(Self::System),
             "developer" => Some(Self::Developer),
