@@ -12,5 +12,6 @@ mod apps;
 mod dol_app;
 mod flags;
 mod flags_in_process;
+mod gateway;
 mod ofrep_limits;
 mod probe;

@@ -13,40 +13,22 @@
 //! | `DELETE /admin/flags/{key}/kill` | kill switch off |
 //! | `GET /admin/audit?flag=&limit=` | audit log, newest first |
 
-use dol_core::auth::{self, TokenCheck};
 use dol_core::flags::admin::{self as core, AdminError, FlagState};
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 
 use crate::{platform, store};
 
-/// Spin variable holding the admin token (empty = admin routes closed).
-const TOKEN_VARIABLE: &str = "admin_token";
-
 /// Handles `/admin/flags...` and `/admin/audit`.
 pub fn handle(req: &Request) -> Response {
-    let token = match spin_sdk::variables::get(TOKEN_VARIABLE) {
-        Ok(t) => t,
-        Err(err) => {
-            eprintln!("flag-evaluate: reading variable {TOKEN_VARIABLE} failed: {err}");
-            String::new()
-        }
+    let actor = match platform::check_admin(
+        "flag-evaluate",
+        platform::header(req, "authorization"),
+        platform::header(req, "x-dol-actor"),
+    ) {
+        Ok(actor) => actor,
+        Err(response) => return response,
     };
-    if token.is_empty() {
-        return platform::error(
-            403,
-            "admin-closed",
-            "admin routes are closed: admin_token is not configured (set SPIN_VARIABLE_ADMIN_TOKEN)",
-        );
-    }
-    match auth::check_token(&token, auth::bearer(platform::header(req, "authorization"))) {
-        TokenCheck::Valid => {}
-        TokenCheck::Missing | TokenCheck::Open => {
-            return unauthorized("missing credentials: send Authorization: Bearer <admin_token>");
-        }
-        TokenCheck::Wrong => return unauthorized("the bearer token is not the admin token"),
-    }
-    let actor = auth::actor(platform::header(req, "x-dol-actor"), &token);
     match route(req, &actor) {
         Ok(response) => response,
         Err(err) => {
@@ -60,22 +42,6 @@ pub fn handle(req: &Request) -> Response {
     }
 }
 
-fn unauthorized(message: &str) -> Response {
-    platform::json_with(
-        401,
-        &json!({ "error": { "code": "unauthorized", "message": message } }),
-        &[("www-authenticate", "Bearer".to_owned())],
-    )
-}
-
-fn method_not_allowed(allow: &str) -> Response {
-    platform::json_with(
-        405,
-        &json!({ "error": { "code": "method-not-allowed", "message": format!("use {allow}") } }),
-        &[("allow", allow.to_owned())],
-    )
-}
-
 fn refused(err: &AdminError) -> Response {
     platform::json(err.status(), &err.body())
 }
@@ -85,7 +51,7 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
     let method = req.method();
     if path == "/admin/audit" {
         if *method != Method::Get {
-            return Ok(method_not_allowed("GET"));
+            return Ok(platform::method_not_allowed("GET"));
         }
         return audit(req);
     }
@@ -108,7 +74,7 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
                     s.document.clone()
                 })
             }
-            _ => Ok(method_not_allowed("GET, PUT")),
+            _ => Ok(platform::method_not_allowed("GET, PUT")),
         };
     }
     let (raw_key, action) = match rest.split_once('/') {
@@ -142,7 +108,7 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
             let outcome = store::write(actor, |s| s.delete_flag(&key).map(|(n, e)| (n, vec![e])))?;
             written(outcome, |_| json!({ "key": key, "deleted": true }))
         }
-        (None, _) => Ok(method_not_allowed("GET, PUT, DELETE")),
+        (None, _) => Ok(platform::method_not_allowed("GET, PUT, DELETE")),
         (Some("kill"), Method::Post) => {
             let variant = match core::parse_kill_body(req.body()) {
                 Ok(v) => v,
@@ -158,7 +124,7 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
             let outcome = store::write(actor, |s| s.unkill(&key).map(|(n, e)| (n, vec![e])))?;
             written(outcome, view)
         }
-        (Some("kill"), _) => Ok(method_not_allowed("POST, DELETE")),
+        (Some("kill"), _) => Ok(platform::method_not_allowed("POST, DELETE")),
         (Some(_), _) => Ok(platform::error(
             404,
             "not-found",

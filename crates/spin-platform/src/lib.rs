@@ -43,6 +43,51 @@ pub fn from_spin(value: &Value) -> SqlValue {
     }
 }
 
+/// The app's default SQLite database, migrated on the first open per instance.
+pub fn open_db() -> anyhow::Result<Connection> {
+    use anyhow::Context as _;
+    thread_local! {
+        static MIGRATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    let db = Connection::open_default().context("open sqlite")?;
+    if !MIGRATED.get() {
+        dol_core::migrate::apply(&mut SpinSql(&db), now_ms()).context("migrate")?;
+        MIGRATED.set(true);
+    }
+    Ok(db)
+}
+
+/// Runs one statement, naming it in the error.
+pub fn exec<E: SqlExecutor + ?Sized>(
+    db: &mut E,
+    sql: &str,
+    params: &[SqlValue],
+) -> anyhow::Result<Vec<Vec<SqlValue>>> {
+    db.execute(sql, params)
+        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))
+}
+
+/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT` (the write lock is taken
+/// first, so concurrent read-modify-write sequences serialize), rolling back on error.
+pub fn in_transaction<E: SqlExecutor, T>(
+    db: &mut E,
+    body: impl FnOnce(&mut E) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    exec(db, "BEGIN IMMEDIATE", &[])?;
+    match body(db) {
+        Ok(v) => {
+            exec(db, "COMMIT", &[])?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(rollback) = exec(db, "ROLLBACK", &[]) {
+                eprintln!("rollback failed: {rollback:#}");
+            }
+            Err(e)
+        }
+    }
+}
+
 /// Wall-clock time in Unix epoch milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -109,4 +154,52 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(&v.replace('+', " ")))?
     })
+}
+
+/// Spin variable holding the admin token (empty = admin routes closed).
+pub const ADMIN_TOKEN_VARIABLE: &str = "admin_token";
+
+/// Checks an admin request's bearer token against the `admin_token` variable.
+/// Returns the acting admin's name (from `X-DOL-Actor`, else a token label),
+/// or the 401/403 response to send.
+pub fn check_admin(
+    component: &str,
+    authorization: Option<&str>,
+    actor: Option<&str>,
+) -> Result<String, Response> {
+    use dol_core::auth::{self, TokenCheck};
+    let token = spin_sdk::variables::get(ADMIN_TOKEN_VARIABLE).unwrap_or_else(|err| {
+        eprintln!("{component}: reading variable {ADMIN_TOKEN_VARIABLE} failed: {err}");
+        String::new()
+    });
+    if token.is_empty() {
+        return Err(error(
+            403,
+            "admin-closed",
+            "admin routes are closed: admin_token is not configured (set SPIN_VARIABLE_ADMIN_TOKEN)",
+        ));
+    }
+    let unauthorized = |message: &str| {
+        json_with(
+            401,
+            &serde_json::json!({ "error": { "code": "unauthorized", "message": message } }),
+            &[("www-authenticate", "Bearer".to_owned())],
+        )
+    };
+    match auth::check_token(&token, auth::bearer(authorization)) {
+        TokenCheck::Valid => Ok(auth::actor(actor, &token)),
+        TokenCheck::Missing | TokenCheck::Open => Err(unauthorized(
+            "missing credentials: send Authorization: Bearer <admin_token>",
+        )),
+        TokenCheck::Wrong => Err(unauthorized("the bearer token is not the admin token")),
+    }
+}
+
+/// A 405 naming the allowed methods.
+pub fn method_not_allowed(allow: &str) -> Response {
+    json_with(
+        405,
+        &serde_json::json!({ "error": { "code": "method-not-allowed", "message": format!("use {allow}") } }),
+        &[("allow", allow.to_owned())],
+    )
 }

@@ -32,6 +32,7 @@ pub const GUEST_PACKAGES: &[&str] = &[
     "dol-health",
     "dol-scans",
     "dol-flag-evaluate",
+    "dol-generate",
     "probe",
     "greeter",
     "greeting-app",

@@ -1,0 +1,44 @@
+//! The entry tier from a feature flag, evaluated in-process through the
+//! `dol:platform/flag-evaluator` import (the flag-evaluate component,
+//! composed as a Spin component dependency).
+
+// wit-bindgen's import glue needs `unsafe`; the allow covers the generated code only.
+#[allow(unsafe_code, missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "dol:platform/flags-consumer",
+        generate_all,
+    });
+}
+
+use dol_core::gateway::tiers::Tier;
+use serde_json::json;
+
+/// The tier the flag serves for this caller, with the variant name.
+pub fn entry_tier(
+    flag: &str,
+    targeting_key: &str,
+    key_id: &str,
+    model: &str,
+) -> Option<(Tier, String)> {
+    if flag.is_empty() {
+        return None;
+    }
+    let context = json!({
+        "targetingKey": targeting_key,
+        "keyId": key_id,
+        "model": model,
+    });
+    let e = bindings::dol::platform::flag_evaluator::evaluate(flag, &context.to_string());
+    if let Some(code) = &e.error_code {
+        // A missing or broken flag must not break generation: fall back to the default tier.
+        if code != "FLAG_NOT_FOUND" {
+            eprintln!("generate: flag {flag} evaluation failed: {code}");
+        }
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(e.value_json.as_deref()?).ok()?;
+    let tier = Tier::parse(value.as_str()?)?;
+    Some((tier, e.variant.unwrap_or_else(|| tier.as_str().to_owned())))
+}

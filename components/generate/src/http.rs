@@ -1,0 +1,160 @@
+//! HTTP entry point: reads the request, then routes it.
+
+use dol_core::gateway::offline;
+use dol_core::gateway::openai::{ErrorType, ModelList};
+use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
+use spin_sdk::http_component;
+
+use crate::{admin, chat, net, platform, store};
+
+/// A request read into memory (generation bodies are small JSON documents).
+pub struct Incoming {
+    /// Method.
+    pub method: Method,
+    /// Path without the query.
+    pub path: String,
+    /// Query string without `?`.
+    pub query: String,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Incoming {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+async fn read(req: IncomingRequest) -> Result<Incoming, &'static str> {
+    let method = req.method();
+    let path_and_query = req.path_with_query().unwrap_or_default();
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p.to_owned(), q.to_owned()),
+        None => (path_and_query, String::new()),
+    };
+    let headers = req
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
+        .collect();
+    let body = req
+        .into_body()
+        .await
+        .map_err(|_| "could not read the request body")?;
+    if body.len() > MAX_BODY {
+        return Err("request body too large (limit 4 MiB)");
+    }
+    Ok(Incoming {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    })
+}
+
+/// Routes `/v1/...` and `/admin/...`.
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let req = match read(req).await {
+        Ok(r) => r,
+        Err(message) => {
+            return net::respond(
+                out,
+                chat::openai_error(ErrorType::InvalidRequest, message, None, &[]),
+            )
+            .await;
+        }
+    };
+    let path = req.path.trim_end_matches('/');
+    match (path, &req.method) {
+        ("/v1/chat/completions", Method::Post) => chat::serve(req, out, false).await,
+        ("/v1/generate", Method::Post) => chat::serve(req, out, true).await,
+        ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
+        ("/v1/chat/completions" | "/v1/generate", _) => {
+            net::respond(out, platform::method_not_allowed("POST")).await
+        }
+        ("/v1/models", _) => net::respond(out, platform::method_not_allowed("GET")).await,
+        (p, _) if p.starts_with("/admin/") => net::respond(out, admin::handle(&req)).await,
+        _ => {
+            net::respond(
+                out,
+                chat::openai_error(
+                    ErrorType::NotFound,
+                    &format!("Unknown route {}", req.path),
+                    None,
+                    &[],
+                ),
+            )
+            .await
+        }
+    }
+}
+
+/// `GET /v1/models`: the catalog's models of enabled providers, and always the offline model.
+fn models(req: &Incoming) -> spin_sdk::http::Response {
+    let settings = match crate::config::load() {
+        Ok(s) => s,
+        Err(m) => {
+            return chat::openai_error(
+                ErrorType::Server,
+                &format!("gateway misconfigured: {m}"),
+                None,
+                &[],
+            );
+        }
+    };
+    let db = match store::db() {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("generate: {e:#}");
+            return chat::openai_error(
+                ErrorType::Server,
+                "The server had an error while processing your request.",
+                None,
+                &[],
+            );
+        }
+    };
+    if let Err(response) = chat::authenticate(req, &db, &settings.bootstrap_key) {
+        return response;
+    }
+    let catalog = match store::catalog(&db, platform::now_ms()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("generate: {e:#}");
+            return chat::openai_error(
+                ErrorType::Server,
+                "The server had an error while processing your request.",
+                None,
+                &[],
+            );
+        }
+    };
+    let enabled = dol_core::gateway::catalog::enabled_providers(&settings.providers);
+    let mut pairs: Vec<(&str, &str)> = vec![("auto", "dol"), (offline::MODEL, offline::PROVIDER)];
+    pairs.extend(
+        catalog
+            .iter()
+            .filter(|e| enabled.iter().any(|p| p.name == e.provider))
+            .map(|e| (e.model.as_str(), e.provider.as_str())),
+    );
+    let created = u64::try_from(platform::now_ms()).unwrap_or(0) / 1_000;
+    let list = ModelList::new(pairs, created);
+    platform::json(200, &serde_json::to_value(list).unwrap_or_default())
+}

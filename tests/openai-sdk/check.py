@@ -1,0 +1,106 @@
+"""Drives DOL's OpenAI-compatible API with the official `openai` Python SDK.
+
+Usage: python check.py <scenario>   (DOL_BASE_URL and DOL_API_KEY in the environment)
+
+Scenarios:
+  basic          models.list, a non-streamed and a streamed completion (usage included),
+                 DOL's decision record, a 400 and a 401 surfaced as the SDK's exceptions
+  broken-stream  a provider stream cut after its first bytes must raise openai.APIError
+                 from the iterator, never end quietly as a success
+
+Prints one line per check and exits non-zero on the first failure.
+"""
+
+import os
+import sys
+
+import openai
+
+BASE_URL = os.environ["DOL_BASE_URL"]
+API_KEY = os.environ["DOL_API_KEY"]
+PROMPT = "Explain how Rust ownership and borrowing prevent data races"
+
+
+def check(name, condition, detail=""):
+    if not condition:
+        print(f"FAIL {name}: {detail}")
+        sys.exit(1)
+    print(f"ok   {name}")
+
+
+def client(key=API_KEY):
+    return openai.OpenAI(base_url=BASE_URL, api_key=key, max_retries=0, timeout=60)
+
+
+def basic():
+    c = client()
+    ids = [m.id for m in c.models.list()]
+    check("models.list includes the offline model", "dol-basic-offline" in ids, ids)
+
+    r = c.chat.completions.create(model="auto", messages=[{"role": "user", "content": PROMPT}])
+    text = r.choices[0].message.content
+    check("non-streamed answer has text", bool(text), r)
+    check("non-streamed usage", r.usage is not None and r.usage.total_tokens > 0, r.usage)
+    dol = (r.model_extra or {}).get("dol")
+    check("dol decision record", dol is not None and dol.get("tier") and dol.get("provider"), r.model_extra)
+
+    raw = c.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": PROMPT + "?"}])
+    check("x-dol-tier header", raw.headers.get("x-dol-tier") in ("comprehensive", "enhanced", "basic"), dict(raw.headers))
+
+    stream = c.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": PROMPT + " in detail"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces, usage, finish = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            if choice.finish_reason:
+                finish = choice.finish_reason
+    check("streamed answer has text", len("".join(pieces)) > 0, pieces)
+    check("streamed finish_reason", finish == "stop", finish)
+    check("streamed usage chunk", usage is not None and usage.total_tokens > 0, usage)
+
+    try:
+        c.chat.completions.create(model="auto", messages=[])
+        check("empty messages rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("empty messages rejected with 400", e.status_code == 400 and "messages" in str(e), str(e))
+
+    try:
+        client("dol_sk_00000000000000000000000000000000").chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": "hi"}]
+        )
+        check("bad key rejected", False, "no error")
+    except openai.AuthenticationError as e:
+        check("bad key rejected with 401", e.status_code == 401, str(e))
+
+
+def broken_stream():
+    c = client()
+    stream = c.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": PROMPT + " (broken)"}],
+        stream=True,
+        extra_headers={"cache-control": "no-cache"},
+    )
+    pieces = []
+    try:
+        for chunk in stream:
+            for choice in chunk.choices:
+                if choice.delta.content:
+                    pieces.append(choice.delta.content)
+        check("broken stream raises", False, f"stream ended quietly after {pieces!r}")
+    except openai.APIError as e:
+        check("broken stream raises openai.APIError", "stream" in str(e).lower(), str(e))
+        check("some text arrived before the break", len(pieces) > 0, pieces)
+
+
+if __name__ == "__main__":
+    {"basic": basic, "broken-stream": broken_stream}[sys.argv[1]]()
+    print("all checks passed")
