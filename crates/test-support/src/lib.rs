@@ -10,6 +10,7 @@
 )]
 
 pub mod mock;
+pub mod mock_llm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
