@@ -19,7 +19,7 @@ CREATE TABLE api_keys (
 -- Per-key counters, changed only inside BEGIN IMMEDIATE transactions so that
 -- concurrent requests reserve against the same numbers.
 CREATE TABLE key_usage (
-    key_id          TEXT    PRIMARY KEY REFERENCES api_keys (id),
+    key_id          TEXT    PRIMARY KEY,  -- api_keys.id, or `bootstrap`
     window_start    INTEGER NOT NULL DEFAULT 0,   -- Unix seconds
     window_requests INTEGER NOT NULL DEFAULT 0,
     window_tokens   INTEGER NOT NULL DEFAULT 0,

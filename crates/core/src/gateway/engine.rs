@@ -975,18 +975,14 @@ impl Run<'_> {
     ) -> Generation {
         let json = self.request.wants_json();
         let a = offline::answer(&self.request.messages, json);
-        let report = score_for_request(
-            self.request,
-            &a.content,
-            Some(a.finish_reason),
-            &self.quality,
-        );
         let answer = Answer {
             tier: Tier::Basic,
             content: a.content,
             finish_reason: a.finish_reason,
             usage: a.usage,
-            quality: Some(report),
+            // A canned answer is not a model's: it is labelled, not scored, so it never
+            // inflates quality figures (telemetry counts it under the `offline` outcome).
+            quality: None,
             model: offline::MODEL.to_owned(),
             provider: offline::PROVIDER.to_owned(),
             fingerprint: None,
