@@ -82,6 +82,12 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flags",
         sql: include_str!("../../../migrations/0002_flags.sql"),
     },
+    // Version 3 is reserved for another change; versions apply independently.
+    Migration {
+        version: 4,
+        name: "alerts",
+        sql: include_str!("../../../migrations/0004_alerts.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.
