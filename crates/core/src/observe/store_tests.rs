@@ -426,7 +426,10 @@ fn silences_crud_and_muting() {
     ));
     assert_eq!(get_silence(&mut db, "s2").unwrap(), Some(s2.clone()));
     assert_eq!(list_silences(&mut db).unwrap(), [s1.clone(), s2.clone()]);
-    assert_eq!(active_silences(&mut db, T0).unwrap(), std::slice::from_ref(&s1));
+    assert_eq!(
+        active_silences(&mut db, T0).unwrap(),
+        std::slice::from_ref(&s1)
+    );
     assert!(active_silences(&mut db, T0 + 60 * MIN).unwrap().is_empty());
     assert_eq!(active_silences(&mut db, T0 + 150 * MIN).unwrap(), [s2]);
 
