@@ -814,3 +814,27 @@ async fn the_official_openai_python_sdk_works_unchanged() {
     );
     g.host.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emergency_mode_switches_generation_to_the_basic_tier() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let g = start(&[&mock], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let r = g.chat(&key, ask("auto", PROMPT)).await;
+    assert_eq!(r.header("x-dol-tier"), "comprehensive");
+    // An operator forces emergency mode on (as `/dol emergency on` in Slack stores it).
+    let db = rusqlite::Connection::open(g.host.state_dir().join("sqlite_db.db")).unwrap();
+    db.execute(
+        "INSERT INTO control (key, value, updated_by, updated_at) VALUES ('emergency_mode', '{\"mode\":\"on\"}', 'test', 0)",
+        [],
+    )
+    .unwrap();
+    let r = g.chat(&key, ask("auto", PROMPT)).await;
+    assert_eq!((r.header("x-dol-tier"), r.header("x-dol-model")), ("basic", "gpt-4.1-nano"), "{}", r.text);
+    let rec = g.admin("GET", &format!("/admin/requests/{}", r.header("x-dol-request-id")), None).await.json();
+    assert_eq!(rec["variant"], "emergency");
+    db.execute("DELETE FROM control WHERE key = 'emergency_mode'", []).unwrap();
+    let r = g.chat(&key, ask("auto", PROMPT)).await;
+    assert_eq!(r.header("x-dol-tier"), "comprehensive");
+    g.host.app.shutdown().await;
+}

@@ -8,6 +8,7 @@
     reason = "tests: a panic is a failure"
 )]
 
+mod alert_webhook;
 mod apps;
 mod dol_app;
 mod flags;

@@ -19,8 +19,6 @@ use crate::http::Incoming;
 use crate::net::{self, SseClient, WasiUpstream};
 use crate::{config, flags, platform, store};
 
-/// Key-value key holding emergency mode (`{"active": true}` switches generation to the basic tier).
-const EMERGENCY_KEY: &str = "dol:emergency";
 /// EWMA smoothing of observed latency, success and quality (≈ the last 10 attempts weigh most).
 const ROUTING_ALPHA: f64 = 0.2;
 
@@ -188,13 +186,12 @@ pub fn parse_generate(body: &[u8], db: &spin_sdk::sqlite::Connection) -> Result<
     })
 }
 
-fn emergency_active(kv: &spin_sdk::key_value::Store) -> bool {
-    kv.get(EMERGENCY_KEY)
-        .ok()
-        .flatten()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| v.get("active").and_then(Value::as_bool))
-        .unwrap_or(false)
+fn emergency_active(db: &spin_sdk::sqlite::Connection) -> bool {
+    dol_core::observe::store::emergency_active(&mut platform::SpinSql(db)).unwrap_or_else(|e| {
+        // Unknown state: keep serving normally rather than failing every request.
+        eprintln!("generate: reading emergency mode failed: {e}");
+        false
+    })
 }
 
 /// The worst-case cost of the plan's candidates (what a request may spend).
@@ -282,7 +279,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam, generate_route: bool) {
 
     // Entry tier: emergency mode, then the client's hint, then the flag.
     let targeting = request.user.clone().unwrap_or_else(|| caller.id.clone());
-    let (entry, variant) = if emergency_active(&kv) {
+    let (entry, variant) = if emergency_active(&db) {
         (Tier::Basic, "emergency".to_owned())
     } else if let Some(t) = request.dol.tier {
         (t, "-".to_owned())

@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "gateway",
         sql: include_str!("../../../migrations/0003_gateway.sql"),
     },
+    Migration {
+        version: 4,
+        name: "alerts",
+        sql: include_str!("../../../migrations/0004_alerts.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

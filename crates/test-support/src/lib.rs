@@ -34,6 +34,7 @@ pub const GUEST_PACKAGES: &[&str] = &[
     "dol-scans",
     "dol-flag-evaluate",
     "dol-generate",
+    "dol-alert-webhook",
     "probe",
     "greeter",
     "greeting-app",
@@ -157,6 +158,12 @@ impl TestHost {
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 128 * 1024 * 1024,
         }
+    }
+
+    /// The host's state directory (what `.spin/` is for `dol up`): the
+    /// key-value store and `sqlite_db.db`, the `default` SQLite database.
+    pub fn state_dir(&self) -> &Path {
+        self._state.path()
     }
 
     /// Absolute URL of `path` on this host.

@@ -417,6 +417,29 @@ pub enum AlertSource {
     Rule,
     /// Prometheus Alertmanager.
     Alertmanager,
+    /// DOL's generic HMAC-signed inbound webhook.
+    Webhook,
+}
+
+impl AlertSource {
+    /// The lowercase name (`rule`, `alertmanager`, `webhook`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rule => "rule",
+            Self::Alertmanager => "alertmanager",
+            Self::Webhook => "webhook",
+        }
+    }
+
+    /// Parses a name written by [`Self::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rule" => Some(Self::Rule),
+            "alertmanager" => Some(Self::Alertmanager),
+            "webhook" => Some(Self::Webhook),
+            _ => None,
+        }
+    }
 }
 
 /// The stored state of one alert.
@@ -677,7 +700,7 @@ fn rule_summary(rule: &AlertRule, value: Option<f64>) -> String {
 }
 
 /// Evaluates every rule at `now_ms`. States of rules no longer present are
-/// dropped; external (Alertmanager) states pass through unchanged. Returns
+/// dropped; external (Alertmanager, webhook) states pass through unchanged. Returns
 /// the new states (rules first, in rule order) and the notifications.
 pub fn evaluate(
     rules: &[AlertRule],
@@ -754,7 +777,7 @@ pub fn evaluate(
     states.extend(
         previous
             .iter()
-            .filter(|p| p.source == AlertSource::Alertmanager)
+            .filter(|p| p.source != AlertSource::Rule)
             .cloned(),
     );
     (states, out)
@@ -874,6 +897,23 @@ pub fn apply_external(
     silences: &[Silence],
     now_ms: i64,
 ) -> Vec<Notification> {
+    apply_external_from(
+        states,
+        incoming,
+        AlertSource::Alertmanager,
+        silences,
+        now_ms,
+    )
+}
+
+/// [`apply_external`] for alerts from `source` (new states record it).
+pub fn apply_external_from(
+    states: &mut Vec<AlertState>,
+    incoming: &[ExternalAlert],
+    source: AlertSource,
+    silences: &[Silence],
+    now_ms: i64,
+) -> Vec<Notification> {
     let mut out = Vec::new();
     for a in incoming {
         let idx = states.iter().position(|s| s.fingerprint == a.fingerprint);
@@ -905,7 +945,7 @@ pub fn apply_external(
                 let mut s = AlertState {
                     fingerprint: a.fingerprint.clone(),
                     name: a.name.clone(),
-                    source: AlertSource::Alertmanager,
+                    source,
                     severity: a.severity,
                     labels: a.labels.clone(),
                     status: AlertStatus::Inactive,
@@ -1224,6 +1264,38 @@ mod tests {
         assert!(n.is_empty());
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].name, "NodeDown");
+    }
+
+    #[test]
+    fn webhook_alerts_record_their_source_and_survive_evaluation() {
+        let ext = ExternalAlert {
+            fingerprint: "wh1".into(),
+            name: "DiskFull".into(),
+            severity: Severity::Info,
+            labels: BTreeMap::new(),
+            summary: "disk".into(),
+            firing: true,
+            starts_at_ms: None,
+            ends_at_ms: None,
+        };
+        let mut s = Vec::new();
+        let n = apply_external_from(&mut s, &[ext], AlertSource::Webhook, &[], 10);
+        assert_eq!(n.len(), 1);
+        assert_eq!(
+            (s[0].source, s[0].fired_at_ms),
+            (AlertSource::Webhook, Some(10))
+        );
+        let (s, _) = evaluate(&[rule(0)], &MetricValues::new(), &s, &[], MIN);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].fingerprint, "wh1");
+        for src in [
+            AlertSource::Rule,
+            AlertSource::Alertmanager,
+            AlertSource::Webhook,
+        ] {
+            assert_eq!(AlertSource::parse(src.as_str()), Some(src));
+        }
+        assert_eq!(AlertSource::parse("other"), None);
     }
 
     #[test]

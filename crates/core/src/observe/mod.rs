@@ -1,13 +1,17 @@
 //! Observability core: health scoring, telemetry statistics, alert rules and
 //! their state machine, Prometheus exposition, Slack and generic webhook
-//! signing, and Alertmanager intake.
+//! signing, Alertmanager intake, inbound webhook rules, and the alert store
+//! (states, silences, outbox, control values over [`crate::migrate::SqlExecutor`]).
 //!
 //! Everything here is pure: the clock (`now`, Unix milliseconds unless a name
 //! says otherwise), the metric values and the previous states come in as
-//! arguments; the callers (health, scans and webhook components) do the I/O.
+//! arguments, and storage is a trait; the callers (health, scans and webhook
+//! components) do the I/O.
 pub mod alertmanager;
 pub mod alerts;
+pub mod inbound;
 pub mod prometheus;
 pub mod score;
 pub mod slack;
 pub mod stats;
+pub mod store;

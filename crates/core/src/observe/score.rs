@@ -444,10 +444,7 @@ impl From<&super::alerts::AlertState> for ActiveAlert {
             id: s.fingerprint.clone(),
             name: s.name.clone(),
             severity: s.severity.as_str().to_owned(),
-            source: match s.source {
-                super::alerts::AlertSource::Rule => "rule".to_owned(),
-                super::alerts::AlertSource::Alertmanager => "alertmanager".to_owned(),
-            },
+            source: s.source.as_str().to_owned(),
             since_ms: s.fired_at_ms,
             acknowledged_by: s.acknowledged_by.clone(),
         }

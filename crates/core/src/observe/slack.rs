@@ -194,8 +194,8 @@ pub struct AlertView {
     pub labels: Vec<(String, String)>,
 }
 
-/// Escapes Slack mrkdwn control characters.
-fn mrkdwn(s: &str) -> String {
+/// Escapes Slack mrkdwn control characters (`&`, `<`, `>`).
+pub fn mrkdwn(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

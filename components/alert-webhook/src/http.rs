@@ -1,0 +1,51 @@
+//! HTTP entry point: routes `/webhooks/...`, sends the response, then runs
+//! the reply's follow-up (if any).
+
+use spin_sdk::http::{Method, Request, ResponseOutparam};
+use spin_sdk::http_component;
+
+use crate::error::Rejection;
+use crate::reply::{self, Reply};
+use crate::{intake, slack};
+
+/// Routes a request, answers it, then posts any follow-up.
+#[http_component]
+async fn handle(req: Request, out: ResponseOutparam) {
+    let Reply {
+        response,
+        follow_up,
+    } = match route(&req).await {
+        Ok(reply) => reply,
+        Err(rejection) => Reply {
+            response: rejection.response(),
+            follow_up: None,
+        },
+    };
+    reply::send(out, response).await;
+    if let Some(follow_up) = follow_up {
+        follow_up.deliver().await;
+    }
+}
+
+async fn route(req: &Request) -> Result<Reply, Rejection> {
+    let path = req.path();
+    let known = matches!(
+        path,
+        "/webhooks/slack/actions"
+            | "/webhooks/slack/commands"
+            | "/webhooks/alertmanager"
+            | "/webhooks/generic"
+    );
+    if !known {
+        return Err(Rejection::NotFound);
+    }
+    if *req.method() != Method::Post {
+        return Err(Rejection::Method);
+    }
+    match path {
+        "/webhooks/slack/actions" => slack::actions(req).await,
+        "/webhooks/slack/commands" => slack::command(req).await,
+        "/webhooks/alertmanager" => intake::alertmanager(req),
+        _ => intake::generic(req),
+    }
+}

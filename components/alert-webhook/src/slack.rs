@@ -1,0 +1,103 @@
+//! Slack: interactivity (`POST /webhooks/slack/actions`) and the slash
+//! command (`POST /webhooks/slack/commands`), both verified with Slack's v0
+//! signing scheme before anything else happens.
+
+use dol_core::observe::inbound::{self, FORM};
+use dol_core::observe::slack::{self, ActionKind, Command, PayloadError};
+use dol_core::observe::store::{self, EmergencyOverride};
+use serde_json::json;
+use spin_sdk::http::Request;
+
+use crate::error::Rejection;
+use crate::reply::{FollowUp, Reply};
+use crate::{db, flags, platform, request};
+
+/// Spin variable with Slack's signing secret.
+const SIGNING_SECRET: &str = "slack_signing_secret";
+
+/// The verified body: signature and timestamp first, then the content type.
+fn verified(req: &Request) -> Result<&str, Rejection> {
+    let secret = request::secret(SIGNING_SECRET)?;
+    slack::verify_slack(
+        &secret,
+        platform::header(req, "x-slack-request-timestamp"),
+        platform::header(req, "x-slack-signature"),
+        req.body(),
+        request::now_secs(),
+    )
+    .map_err(Rejection::Signature)?;
+    request::require_content_type(req, FORM)?;
+    request::body_text(req)
+}
+
+fn acknowledge(id: &str, who: &str) -> Result<String, Rejection> {
+    let done = db::with(|db| store::acknowledge_alert(db, id, who, platform::now_ms()))?;
+    Ok(inbound::acknowledged_text(&done.alert, who))
+}
+
+fn resolve(id: &str, who: &str) -> Result<String, Rejection> {
+    let done = db::with(|db| store::resolve_alert(db, id, who, platform::now_ms()))?;
+    Ok(inbound::resolved_text(&done.alert, who))
+}
+
+async fn kill(flag: &str, who: &str) -> Result<String, Rejection> {
+    flags::kill(flag, who).await?;
+    Ok(inbound::killed_text(flag, who))
+}
+
+/// A button click: acknowledge, resolve or kill switch. Answers at once and
+/// posts the outcome to the payload's `response_url` afterwards.
+pub async fn actions(req: &Request) -> Result<Reply, Rejection> {
+    let action = slack::parse_interaction(verified(req)?)?;
+    let who = inbound::slack_actor(&action.user_id, action.user_name.as_deref());
+    let text = match &action.kind {
+        ActionKind::Acknowledge { alert_id } => acknowledge(alert_id, &who)?,
+        ActionKind::Resolve { alert_id } => resolve(alert_id, &who)?,
+        ActionKind::KillSwitch { flag_key } => kill(flag_key, &who).await?,
+    };
+    let mut reply = Reply::json(200, &json!({ "ok": true, "text": text }));
+    reply.follow_up = action.response_url.map(|url| FollowUp {
+        url,
+        message: inbound::follow_up(&text),
+    });
+    Ok(reply)
+}
+
+/// A slash command; answers with an ephemeral message.
+pub async fn command(req: &Request) -> Result<Reply, Rejection> {
+    let cmd = match slack::parse_slash_command(verified(req)?) {
+        Ok(cmd) => cmd,
+        Err(PayloadError::UnknownCommand(text)) => {
+            return Ok(Reply::json(
+                200,
+                &inbound::ephemeral(&inbound::usage(&text)),
+            ));
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let who = inbound::slack_actor(&cmd.user_id, cmd.user_name.as_deref());
+    let text = match cmd.command {
+        Command::Status => db::with(|db| {
+            let firing = store::active_alerts(db)?;
+            let emergency = store::emergency_override(db)?;
+            Ok(inbound::status_text(
+                &firing,
+                emergency.as_ref(),
+                platform::now_ms(),
+            ))
+        })?,
+        Command::Ack { alert_id } => acknowledge(&alert_id, &who)?,
+        Command::Resolve { alert_id } => resolve(&alert_id, &who)?,
+        Command::Kill { flag_key } => kill(&flag_key, &who).await?,
+        Command::Emergency { on } => {
+            let mode = if on {
+                EmergencyOverride::On
+            } else {
+                EmergencyOverride::Off
+            };
+            db::with(|db| store::set_emergency_override(db, Some(mode), &who, platform::now_ms()))?;
+            inbound::emergency_text(mode, &who)
+        }
+    };
+    Ok(Reply::json(200, &inbound::ephemeral(&text)))
+}
