@@ -34,7 +34,18 @@ pub fn openai_error(
     platform::json_with(body.status(), &value, extra)
 }
 
-fn internal(context: &str, err: &anyhow::Error) -> Response {
+/// OpenAI's generic 500, with no internals.
+pub fn server_error() -> Response {
+    openai_error(
+        ErrorType::Server,
+        "The server had an error while processing your request.",
+        None,
+        &[],
+    )
+}
+
+/// Logs `err` under `context` and answers [`server_error`].
+pub fn internal(context: &str, err: &anyhow::Error) -> Response {
     eprintln!("generate: {context}: {err:#}");
     openai_error(
         ErrorType::Server,
@@ -371,16 +382,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam, generate_route: bool) {
         .await;
         if let Some(unstarted) = client.take_unstarted() {
             // Defensive: the engine always starts a stream; never leave the client without an answer.
-            net::respond(
-                unstarted,
-                openai_error(
-                    ErrorType::Server,
-                    "The server had an error while processing your request.",
-                    None,
-                    &[],
-                ),
-            )
-            .await;
+            net::respond(unstarted, server_error()).await;
         }
         g
     } else {

@@ -41,17 +41,7 @@ async fn read(req: IncomingRequest) -> Result<Incoming, &'static str> {
         Some((p, q)) => (p.to_owned(), q.to_owned()),
         None => (path_and_query, String::new()),
     };
-    let headers = req
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                String::from_utf8_lossy(&v).into_owned(),
-            )
-        })
-        .collect();
+    let headers = net::header_list(&req.headers());
     let body = req
         .into_body()
         .await
@@ -121,30 +111,14 @@ fn models(req: &Incoming) -> spin_sdk::http::Response {
     };
     let db = match store::db() {
         Ok(db) => db,
-        Err(e) => {
-            eprintln!("generate: {e:#}");
-            return chat::openai_error(
-                ErrorType::Server,
-                "The server had an error while processing your request.",
-                None,
-                &[],
-            );
-        }
+        Err(e) => return chat::internal("models", &e),
     };
     if let Err(response) = chat::authenticate(req, &db, &settings.bootstrap_key) {
         return response;
     }
     let catalog = match store::catalog(&db, platform::now_ms()) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("generate: {e:#}");
-            return chat::openai_error(
-                ErrorType::Server,
-                "The server had an error while processing your request.",
-                None,
-                &[],
-            );
-        }
+        Err(e) => return chat::internal("models", &e),
     };
     let enabled = dol_core::gateway::catalog::enabled_providers(&settings.providers);
     let mut pairs: Vec<(&str, &str)> = vec![("auto", "dol"), (offline::MODEL, offline::PROVIDER)];

@@ -124,17 +124,7 @@ impl Upstream for WasiUpstream {
             .ok_or(TransportError::Timeout)?
             .map_err(transport_error)?;
         let status = response.status();
-        let headers = response
-            .headers()
-            .entries()
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k.to_ascii_lowercase(),
-                    String::from_utf8_lossy(&v).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_list(&response.headers());
         let stream: BodyStream = Box::pin(response.take_body_stream());
         Ok((
             status,
@@ -231,6 +221,20 @@ impl Downstream for SseClient {
             None => false,
         }
     }
+}
+
+/// Header fields as `(lowercase name, text)` pairs.
+pub fn header_list(fields: &Fields) -> Vec<(String, String)> {
+    fields
+        .entries()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Writes a complete response to the slot.
