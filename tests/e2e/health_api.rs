@@ -269,6 +269,10 @@ async fn health_degrades_under_provider_faults_and_metrics_parse() {
     );
     assert!(issues.contains("error rate"), "{issues}");
     assert_eq!(v["generation"]["errors"], 12, "{v}");
+    assert!(
+        v["generation"]["fallbackRate"].as_f64().unwrap() <= 1.0,
+        "{v}"
+    );
     let open = v["providers"]
         .as_array()
         .unwrap()

@@ -12,6 +12,10 @@
 //! * **Error**: outcome `offline` or `stream_aborted` (the `errors` column).
 //! * **Success rate**: `(requests − errors) / requests`.
 //! * **Fallback rate**: requests served below their entry tier / requests.
+//!   `usage_minute.fallbacks` sums the tiers each request descended, so a
+//!   row counts `min(fallbacks, requests)` fallback requests: exact while
+//!   the requests of a row (same minute, tier, provider, model, outcome,
+//!   variant) that fell back descended one tier each or all fell back.
 //! * **Quality**: the gateway's 0–10 score; the health score works on a 1–5
 //!   scale, so it gets `quality / 2`.
 //! * **Percentiles**: see [`bucket_percentile`].
@@ -40,13 +44,13 @@ pub const USAGE_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
 /// Selects the usage rows with `minute >= ?` (Unix seconds); rows read by
 /// [`UsageRow::from_row`].
 pub const USAGE_SINCE_SQL: &str = "SELECT minute, tier, provider, model, outcome, variant, \
-requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, cost_micros, \
-cost_unknown, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11 FROM usage_minute WHERE minute >= ?";
+requests, errors, MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, \
+cost_micros, cost_unknown, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11 FROM usage_minute WHERE minute >= ?";
 
 /// Totals per series over all kept minutes, for `/metrics` (minute column
 /// reported as 0); rows read by [`UsageRow::from_row`].
 pub const USAGE_TOTALS_SQL: &str = "SELECT 0, tier, provider, model, outcome, '-', \
-SUM(requests), SUM(errors), SUM(fallbacks), SUM(cache_hits), SUM(latency_sum_ms), \
+SUM(requests), SUM(errors), SUM(MIN(fallbacks, requests)), SUM(cache_hits), SUM(latency_sum_ms), \
 SUM(quality_sum), SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), SUM(b0), SUM(b1), \
 SUM(b2), SUM(b3), SUM(b4), SUM(b5), SUM(b6), SUM(b7), SUM(b8), SUM(b9), SUM(b10), SUM(b11) \
 FROM usage_minute GROUP BY tier, provider, model, outcome";
@@ -141,7 +145,7 @@ impl UsageRow {
             agg: Agg {
                 requests: int(g(6)),
                 errors: int(g(7)),
-                fallbacks: int(g(8)),
+                fallbacks: int(g(8)).min(int(g(6))),
                 cache_hits: int(g(9)),
                 latency_sum_ms: int(g(10)),
                 quality_sum: real(g(11)),
@@ -161,7 +165,7 @@ pub struct Agg {
     pub requests: u64,
     /// Offline or aborted requests.
     pub errors: u64,
-    /// Requests served below their entry tier.
+    /// Requests served below their entry tier (see the module docs).
     pub fallbacks: u64,
     /// Requests answered from the cache.
     pub cache_hits: u64,
@@ -996,6 +1000,36 @@ mod tests {
         let one = hist(&[(6, 1)]);
         assert_eq!(bucket_percentile(&one, 0.01), Some(5_000));
         assert_eq!(bucket_percentile(&one, 0.99), Some(5_000));
+    }
+
+    #[test]
+    fn rows_parse_and_cap_tier_descents_at_requests() {
+        let mut row: Vec<SqlValue> = vec![
+            SqlValue::Integer(120),
+            SqlValue::Text("basic".into()),
+            SqlValue::Text("offline".into()),
+            SqlValue::Text("dol-basic-offline".into()),
+            SqlValue::Text("offline".into()),
+            SqlValue::Text("-".into()),
+        ];
+        // requests, errors, fallbacks (tier descents), cache hits, latency sum,
+        // quality sum (REAL), quality n, cost, cost unknown.
+        for v in [3, 3, 6, 0, 30] {
+            row.push(SqlValue::Integer(v));
+        }
+        row.push(SqlValue::Real(0.0));
+        for v in [0, 0, 0] {
+            row.push(SqlValue::Integer(v));
+        }
+        for i in 0..USAGE_BUCKETS {
+            row.push(SqlValue::Integer(i64::from(i == 0) * 3));
+        }
+        let r = UsageRow::from_row(&row).unwrap();
+        assert_eq!((r.minute, r.provider.as_str()), (120, "offline"));
+        assert_eq!((r.agg.requests, r.agg.errors, r.agg.fallbacks), (3, 3, 3));
+        assert_eq!(r.agg.buckets[0], 3);
+        assert!((r.agg.summary().fallback_rate - 1.0).abs() < 1e-9);
+        assert_eq!(UsageRow::from_row(&row[..10]), None);
     }
 
     #[test]
