@@ -92,7 +92,7 @@ CREATE TABLE usage_minute (
     variant           TEXT    NOT NULL,
     requests          INTEGER NOT NULL DEFAULT 0,
     errors            INTEGER NOT NULL DEFAULT 0,
-    fallbacks         INTEGER NOT NULL DEFAULT 0,
+    fallbacks         INTEGER NOT NULL DEFAULT 0,  -- requests answered below their entry tier
     cache_hits        INTEGER NOT NULL DEFAULT 0,
     latency_sum_ms    INTEGER NOT NULL DEFAULT 0,
     quality_sum       REAL    NOT NULL DEFAULT 0,

@@ -1,5 +1,5 @@
 //! DOL's own app (`spin.toml` at the repo root) on the host: health answers
-//! with working storage, and the scans component's cron run shows up in it.
+//! (`/health/ready`) with working storage, and the scans component's cron run shows up in it.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use dol_test_support::{TestHost, chrono_start};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_with_storage_round_trips() {
     let host = TestHost::builder("spin.toml").start().await;
-    let (status, body) = host.get_json("/health").await;
+    let (status, body) = host.get_json("/health/ready").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok", "{body}");
     assert!(body["version"].is_string(), "{body}");
@@ -25,7 +25,7 @@ async fn health_answers_with_storage_round_trips() {
         .collect();
     assert_eq!(
         checks,
-        vec![("key-value", true), ("sqlite", true)],
+        vec![("key-value", true), ("sqlite", true), ("migrations", true)],
         "{body}"
     );
     host.app.shutdown().await;
@@ -52,7 +52,7 @@ async fn scans_cron_run_is_visible_through_health() {
         .unwrap();
     assert_eq!(event.component, "scans");
     assert_eq!(event.outcome, Ok(()), "the heartbeat scan succeeds");
-    let (status, body) = host.get_json("/health").await;
+    let (status, body) = host.get_json("/health/ready").await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body["last_scan"]

@@ -14,5 +14,6 @@ mod dol_app;
 mod flags;
 mod flags_in_process;
 mod gateway;
+mod health_api;
 mod ofrep_limits;
 mod probe;

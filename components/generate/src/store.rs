@@ -473,7 +473,8 @@ pub fn record(db: &Connection, r: &RequestRecord) -> anyhow::Result<()> {
             t(&r.outcome),
             t(&r.variant),
             b(r.is_error()),
-            i(u64::from(r.fallbacks)),
+            // Requests that fell back (0/1 each), so the fallback rate is fallbacks / requests.
+            b(r.fallbacks > 0),
             b(r.cached),
             i(r.latency_ms),
             SqlValue::Real(q_sum),

@@ -53,6 +53,43 @@ pub fn sqlite() -> (CheckResult, Option<ScanRun>) {
     })
 }
 
+/// `_dol_migrations` holds every version of `dol_core::migrate::MIGRATIONS`.
+pub fn migrations() -> CheckResult {
+    let start = Instant::now();
+    let outcome = (|| -> anyhow::Result<Vec<i64>> {
+        let db = Connection::open_default().context("open")?;
+        let result = db
+            .execute(dol_core::observe::usage::APPLIED_MIGRATIONS_SQL, &[])
+            .context("select")?;
+        Ok(result
+            .rows
+            .iter()
+            .filter_map(|r| r.values.first())
+            .filter_map(|v| crate::platform::from_spin(v).as_i64())
+            .collect())
+    })();
+    let latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Ok(applied) => {
+            let missing = dol_core::observe::usage::missing_migrations(&applied);
+            if missing.is_empty() {
+                CheckResult::pass("migrations", latency_ms)
+            } else {
+                let list: Vec<String> = missing.iter().map(i64::to_string).collect();
+                CheckResult::fail(
+                    "migrations",
+                    latency_ms,
+                    &format!("missing versions {}", list.join(", ")),
+                )
+            }
+        }
+        Err(err) => {
+            eprintln!("health: migrations check failed: {err:#}");
+            CheckResult::fail("migrations", latency_ms, "unavailable")
+        }
+    }
+}
+
 /// Runs a check, times it, and logs (but does not publish) its error.
 fn timed(
     name: &str,

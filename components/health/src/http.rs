@@ -1,32 +1,100 @@
-//! HTTP entry point: `GET /health`.
+//! HTTP entry point: `GET /health`, `/health/ready`, `/api/health`,
+//! `/api/metrics` and `/metrics`. Parse → core → respond.
 
 use dol_core::health::{HealthReport, latest_scan};
+use dol_core::observe::usage::{self, Window};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-use crate::{checks, platform};
+use crate::{checks, platform, report};
 
-/// Routes `/health`.
+/// Routes the health endpoints.
 #[http_component]
 fn handle(req: Request) -> Response {
-    if req.path() != "/health" {
+    let path = req.path().to_owned();
+    let known = matches!(
+        path.as_str(),
+        "/health" | "/health/ready" | "/api/health" | "/api/metrics" | "/metrics"
+    );
+    if !known {
         return platform::error(404, "not-found", "no such route");
     }
     if *req.method() != Method::Get {
-        return platform::error(405, "method-not-allowed", "use GET");
+        return platform::method_not_allowed("GET");
     }
+    match path.as_str() {
+        "/health" => live(),
+        "/health/ready" => ready(),
+        "/api/health" => api_health(),
+        "/api/metrics" => api_metrics(req.query()),
+        _ => prometheus(),
+    }
+}
+
+/// Liveness: the component answers; no storage is touched.
+fn live() -> Response {
+    platform::json(
+        200,
+        &serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}),
+    )
+}
+
+/// Readiness: key-value and SQLite round trips, migrations applied.
+fn ready() -> Response {
     let (kv, kv_scan) = checks::key_value();
     let (sql, sql_scan) = checks::sqlite();
+    let migrations = checks::migrations();
     let report = HealthReport::new(
         env!("CARGO_PKG_VERSION"),
-        vec![kv, sql],
+        vec![kv, sql, migrations],
         latest_scan(kv_scan, sql_scan),
     );
-    match serde_json::to_value(&report) {
-        Ok(body) => platform::json(report.http_status(), &body),
-        Err(err) => {
-            eprintln!("health: serialising the report failed: {err}");
-            platform::error(500, "internal", "internal error")
-        }
+    respond(report.http_status(), &report)
+}
+
+fn api_health() -> Response {
+    match report::api_health() {
+        Ok(h) => respond(h.http_status(), &h),
+        Err(err) => internal(&err),
     }
+}
+
+fn api_metrics(query: &str) -> Response {
+    let raw = platform::query_param(query, "window").unwrap_or_else(|| "1h".to_owned());
+    let Some(window) = Window::parse(&raw) else {
+        return platform::error(
+            400,
+            "bad-window",
+            &format!("window `{raw}` is not one of 1h, 24h, 7d"),
+        );
+    };
+    match report::overview(window) {
+        Ok(o) => respond(200, &o),
+        Err(err) => internal(&err),
+    }
+}
+
+fn prometheus() -> Response {
+    let text = report::metrics_input().and_then(|m| Ok(usage::render_metrics(&m)?));
+    match text {
+        Ok(body) => Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+            .body(body)
+            .build(),
+        Err(err) => internal(&err),
+    }
+}
+
+fn respond(status: u16, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_value(body) {
+        Ok(v) => platform::json(status, &v),
+        Err(err) => internal(&err.into()),
+    }
+}
+
+/// A 500 without internals; the cause goes to the log.
+fn internal(err: &anyhow::Error) -> Response {
+    eprintln!("health: {err:#}");
+    platform::error(500, "internal", "internal error")
 }

@@ -1,5 +1,7 @@
-//! DOL's health component: `GET /health` reports the version, a key-value and
-//! a SQLite round trip, and the last scan run.
+//! DOL's health component: `GET /health` (liveness), `GET /health/ready`
+//! (storage round trips, migrations), `GET /api/health` (score, checks,
+//! alerts, emergency mode), `GET /api/metrics` (usage overview) and
+//! `GET /metrics` (Prometheus text).
 
 mod checks;
 // `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`
@@ -8,3 +10,4 @@ mod checks;
 #[allow(unsafe_code)]
 mod http;
 mod platform;
+mod report;

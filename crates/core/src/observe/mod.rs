@@ -15,3 +15,4 @@ pub mod score;
 pub mod slack;
 pub mod stats;
 pub mod store;
+pub mod usage;

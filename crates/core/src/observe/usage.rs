@@ -1,0 +1,1211 @@
+//! Reading the gateway's minute aggregates (`usage_minute`, see
+//! [`crate::gateway::telemetry`]): percentiles from the latency histogram
+//! buckets, the `/api/metrics` overview, the generation health inputs,
+//! uptime, circuit-breaker and scan-freshness summaries, and the Prometheus
+//! exposition of `GET /metrics`.
+//!
+//! The component runs the SQL constants here and hands the rows in; nothing
+//! in this module does I/O.
+//!
+//! # Definitions
+//!
+//! * **Error**: outcome `offline` or `stream_aborted` (the `errors` column).
+//! * **Success rate**: `(requests − errors) / requests`.
+//! * **Fallback rate**: requests served below their entry tier / requests.
+//!   `usage_minute.fallbacks` sums the tiers each request descended, so a
+//!   row counts `min(fallbacks, requests)` fallback requests: exact while
+//!   the requests of a row (same minute, tier, provider, model, outcome,
+//!   variant) that fell back descended one tier each or all fell back.
+//! * **Quality**: the gateway's 0–10 score; the health score works on a 1–5
+//!   scale, so it gets `quality / 2`.
+//! * **Percentiles**: see [`bucket_percentile`].
+//! * **Uptime**: see [`uptime_from_minutes`].
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::gateway::circuit::CircuitState;
+use crate::gateway::engine::RoutingState;
+use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
+use crate::migrate::SqlValue;
+
+use crate::health::CheckResult;
+
+use super::prometheus::{HistogramSeries, PromError, Writer};
+use super::score::{
+    ActiveAlert, ApiHealth, EmergencyState, Override, ScoreConfig, TelemetryInputs, WeightedCheck,
+};
+use super::stats::{Summary, Trend, TrendTolerance, trend};
+
+/// Number of latency buckets in `usage_minute` (`b0..b11`, the last `+Inf`).
+pub const USAGE_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
+
+/// Selects the usage rows with `minute >= ?` (Unix seconds); rows read by
+/// [`UsageRow::from_row`].
+pub const USAGE_SINCE_SQL: &str = "SELECT minute, tier, provider, model, outcome, variant, \
+requests, errors, MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, \
+cost_micros, cost_unknown, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11 FROM usage_minute WHERE minute >= ?";
+
+/// Totals per series over all kept minutes, for `/metrics` (minute column
+/// reported as 0); rows read by [`UsageRow::from_row`].
+pub const USAGE_TOTALS_SQL: &str = "SELECT 0, tier, provider, model, outcome, '-', \
+SUM(requests), SUM(errors), SUM(MIN(fallbacks, requests)), SUM(cache_hits), SUM(latency_sum_ms), \
+SUM(quality_sum), SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), SUM(b0), SUM(b1), \
+SUM(b2), SUM(b3), SUM(b4), SUM(b5), SUM(b6), SUM(b7), SUM(b8), SUM(b9), SUM(b10), SUM(b11) \
+FROM usage_minute GROUP BY tier, provider, model, outcome";
+
+/// Requests per route over the kept `requests` rows: `(route, count)`.
+pub const ROUTE_COUNTS_SQL: &str =
+    "SELECT route, COUNT(*) FROM requests GROUP BY route ORDER BY route";
+
+/// Quality histogram per provider/model from `requests`: provider, model,
+/// cumulative counts for `quality <= 1, 2, …, 10`, then sum and count.
+pub const QUALITY_HISTOGRAM_SQL: &str = "SELECT provider, model, \
+SUM(quality <= 1), SUM(quality <= 2), SUM(quality <= 3), SUM(quality <= 4), SUM(quality <= 5), \
+SUM(quality <= 6), SUM(quality <= 7), SUM(quality <= 8), SUM(quality <= 9), SUM(quality <= 10), \
+SUM(quality), COUNT(quality) FROM requests WHERE quality IS NOT NULL GROUP BY provider, model";
+
+/// Latest start per scan: `(name, started_at ms)`.
+pub const SCAN_LATEST_SQL: &str =
+    "SELECT name, MAX(started_at) FROM scan_runs GROUP BY name ORDER BY name";
+
+/// The versions in `_dol_migrations`.
+pub const APPLIED_MIGRATIONS_SQL: &str = "SELECT version FROM _dol_migrations";
+
+/// The versions of [`crate::migrate::MIGRATIONS`] missing from `applied`.
+pub fn missing_migrations(applied: &[i64]) -> Vec<i64> {
+    crate::migrate::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect()
+}
+
+fn int(v: Option<&SqlValue>) -> u64 {
+    match v {
+        Some(SqlValue::Integer(i)) => u64::try_from(*i).unwrap_or(0),
+        // SUM over REAL columns or empty groups.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(SqlValue::Real(r)) if r.is_finite() && *r > 0.0 => *r as u64,
+        _ => 0,
+    }
+}
+
+fn real(v: Option<&SqlValue>) -> f64 {
+    match v {
+        Some(SqlValue::Integer(i)) => *i as f64,
+        Some(SqlValue::Real(r)) => *r,
+        _ => 0.0,
+    }
+}
+
+fn text(v: Option<&SqlValue>) -> String {
+    v.and_then(SqlValue::as_str).unwrap_or("").to_owned()
+}
+
+/// One `usage_minute` row (or a sum of rows).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageRow {
+    /// Unix seconds, multiple of 60.
+    pub minute: i64,
+    /// Tier that answered.
+    pub tier: String,
+    /// Provider that answered.
+    pub provider: String,
+    /// Model that answered.
+    pub model: String,
+    /// Outcome (`success`, `offline`, …).
+    pub outcome: String,
+    /// Flag variant (`-` when none).
+    pub variant: String,
+    /// The counters.
+    pub agg: Agg,
+}
+
+impl UsageRow {
+    /// From a row of [`USAGE_SINCE_SQL`] or [`USAGE_TOTALS_SQL`]; `None` when
+    /// the row is too short.
+    pub fn from_row(row: &[SqlValue]) -> Option<Self> {
+        if row.len() < 15 + USAGE_BUCKETS {
+            return None;
+        }
+        let g = |i: usize| row.get(i);
+        let mut buckets = [0u64; USAGE_BUCKETS];
+        for (i, b) in buckets.iter_mut().enumerate() {
+            *b = int(g(15 + i));
+        }
+        Some(Self {
+            minute: g(0).and_then(SqlValue::as_i64).unwrap_or(0),
+            tier: text(g(1)),
+            provider: text(g(2)),
+            model: text(g(3)),
+            outcome: text(g(4)),
+            variant: text(g(5)),
+            agg: Agg {
+                requests: int(g(6)),
+                errors: int(g(7)),
+                fallbacks: int(g(8)).min(int(g(6))),
+                cache_hits: int(g(9)),
+                latency_sum_ms: int(g(10)),
+                quality_sum: real(g(11)),
+                quality_n: int(g(12)),
+                cost_micros: int(g(13)),
+                cost_unknown: int(g(14)),
+                buckets,
+            },
+        })
+    }
+}
+
+/// Additive counters of one or more usage rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Agg {
+    /// Requests.
+    pub requests: u64,
+    /// Offline or aborted requests.
+    pub errors: u64,
+    /// Requests served below their entry tier (see the module docs).
+    pub fallbacks: u64,
+    /// Requests answered from the cache.
+    pub cache_hits: u64,
+    /// Latency sum, ms.
+    pub latency_sum_ms: u64,
+    /// Quality sum (0–10 scale).
+    pub quality_sum: f64,
+    /// Scored requests.
+    pub quality_n: u64,
+    /// Known cost, micro-dollars.
+    pub cost_micros: u64,
+    /// Requests whose cost is unknown.
+    pub cost_unknown: u64,
+    /// Latency histogram (not cumulative), bounds in [`LATENCY_BUCKETS_MS`].
+    pub buckets: [u64; USAGE_BUCKETS],
+}
+
+impl Agg {
+    /// Adds another aggregate.
+    pub fn add(&mut self, o: &Self) {
+        self.requests = self.requests.saturating_add(o.requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.fallbacks = self.fallbacks.saturating_add(o.fallbacks);
+        self.cache_hits = self.cache_hits.saturating_add(o.cache_hits);
+        self.latency_sum_ms = self.latency_sum_ms.saturating_add(o.latency_sum_ms);
+        self.quality_sum += o.quality_sum;
+        self.quality_n = self.quality_n.saturating_add(o.quality_n);
+        self.cost_micros = self.cost_micros.saturating_add(o.cost_micros);
+        self.cost_unknown = self.cost_unknown.saturating_add(o.cost_unknown);
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a = a.saturating_add(*b);
+        }
+    }
+
+    fn rate(&self, n: u64) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            n as f64 / self.requests as f64
+        }
+    }
+
+    /// Mean quality on the gateway's 0–10 scale.
+    pub fn avg_quality(&self) -> Option<f64> {
+        (self.quality_n > 0).then(|| self.quality_sum / self.quality_n as f64)
+    }
+
+    /// The figures as a [`Summary`] (for [`trend`] and the health score);
+    /// its `avg_quality` is on the 1–5 scale (`quality / 2`).
+    pub fn summary(&self) -> Summary {
+        Summary {
+            total: self.requests,
+            success_rate: self.rate(self.requests.saturating_sub(self.errors)),
+            error_rate: self.rate(self.errors),
+            fallback_rate: self.rate(self.fallbacks),
+            cache_hit_rate: self.rate(self.cache_hits),
+            p50_ms: bucket_percentile(&self.buckets, 0.50),
+            p95_ms: bucket_percentile(&self.buckets, 0.95),
+            p99_ms: bucket_percentile(&self.buckets, 0.99),
+            avg_quality: self.avg_quality().map(|q| q / 2.0),
+            cost_usd: self.cost_micros as f64 / 1_000_000.0,
+        }
+    }
+
+    /// The histogram as a Prometheus series in seconds.
+    pub fn latency_series(&self) -> HistogramSeries {
+        let mut acc = 0u64;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_MS.len());
+        for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            acc = acc.saturating_add(self.buckets.get(i).copied().unwrap_or(0));
+            buckets.push((*le as f64 / 1000.0, acc));
+        }
+        let count = self.buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
+        HistogramSeries {
+            buckets,
+            sum: self.latency_sum_ms as f64 / 1000.0,
+            count,
+        }
+    }
+}
+
+/// The `q` quantile (0.0–1.0) of a `usage_minute` histogram, in ms: the
+/// upper bound of the bucket holding the `ceil(q·n)`-th smallest latency
+/// (rank at least 1). A rank in the `+Inf` bucket reports the last finite
+/// bound (120 000 ms, i.e. "at least"). `None` when the histogram is empty.
+pub fn bucket_percentile(buckets: &[u64; USAGE_BUCKETS], q: f64) -> Option<u64> {
+    let n = buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    if n == 0 {
+        return None;
+    }
+    let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    let last = LATENCY_BUCKETS_MS.last().copied().unwrap_or(0);
+    let mut seen = 0u64;
+    for (i, c) in buckets.iter().enumerate() {
+        seen = seen.saturating_add(*c);
+        if seen >= rank {
+            return Some(LATENCY_BUCKETS_MS.get(i).copied().unwrap_or(last));
+        }
+    }
+    Some(last)
+}
+
+/// A `/api/metrics` window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Window {
+    /// The last hour.
+    #[serde(rename = "1h")]
+    Hour,
+    /// The last 24 hours.
+    #[serde(rename = "24h")]
+    Day,
+    /// The last 7 days.
+    #[serde(rename = "7d")]
+    Week,
+}
+
+impl Window {
+    /// Parses `1h`, `24h` or `7d`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "1h" => Some(Self::Hour),
+            "24h" => Some(Self::Day),
+            "7d" => Some(Self::Week),
+            _ => None,
+        }
+    }
+
+    /// Length in seconds.
+    pub fn seconds(self) -> i64 {
+        match self {
+            Self::Hour => 3_600,
+            Self::Day => 86_400,
+            Self::Week => 7 * 86_400,
+        }
+    }
+}
+
+/// The minute (Unix seconds) a window of `seconds` ending at `now_s`
+/// starts at: minutes `>= start` belong to it (the current, partial minute
+/// included).
+pub fn window_start(now_s: i64, seconds: i64) -> i64 {
+    let current = now_s.div_euclid(60) * 60;
+    current - seconds + 60
+}
+
+/// Figures of one group in the overview.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    /// Requests.
+    pub requests: u64,
+    /// Successful requests (not offline, not aborted).
+    pub successes: u64,
+    /// Errors (offline, aborted).
+    pub errors: u64,
+    /// Fallbacks.
+    pub fallbacks: u64,
+    /// Cache hits.
+    pub cache_hits: u64,
+    /// Successes / requests.
+    pub success_rate: f64,
+    /// Errors / requests.
+    pub error_rate: f64,
+    /// Fallbacks / requests.
+    pub fallback_rate: f64,
+    /// Cache hits / requests.
+    pub cache_hit_rate: f64,
+    /// Median latency (bucket bound), ms.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile, ms.
+    pub p95_ms: Option<u64>,
+    /// 99th percentile, ms.
+    pub p99_ms: Option<u64>,
+    /// Mean latency, ms.
+    pub avg_latency_ms: Option<f64>,
+    /// Mean quality, 0–10.
+    pub avg_quality: Option<f64>,
+    /// Known cost, USD.
+    pub cost_usd: f64,
+    /// Requests with an unknown cost.
+    pub unknown_cost_requests: u64,
+}
+
+impl From<&Agg> for Figures {
+    fn from(a: &Agg) -> Self {
+        let s = a.summary();
+        Self {
+            requests: a.requests,
+            successes: a.requests.saturating_sub(a.errors),
+            errors: a.errors,
+            fallbacks: a.fallbacks,
+            cache_hits: a.cache_hits,
+            success_rate: s.success_rate,
+            error_rate: s.error_rate,
+            fallback_rate: s.fallback_rate,
+            cache_hit_rate: s.cache_hit_rate,
+            p50_ms: s.p50_ms,
+            p95_ms: s.p95_ms,
+            p99_ms: s.p99_ms,
+            avg_latency_ms: (a.requests > 0).then(|| a.latency_sum_ms as f64 / a.requests as f64),
+            avg_quality: a.avg_quality(),
+            cost_usd: s.cost_usd,
+            unknown_cost_requests: a.cost_unknown,
+        }
+    }
+}
+
+/// The body of `GET /api/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overview {
+    /// The window asked for.
+    pub window: Window,
+    /// First minute of the window, Unix seconds.
+    pub from: i64,
+    /// End of the window, Unix seconds.
+    pub to: i64,
+    /// Totals over the window.
+    pub totals: Figures,
+    /// Per provider.
+    pub by_provider: BTreeMap<String, Figures>,
+    /// Per `provider/model`.
+    pub by_model: BTreeMap<String, Figures>,
+    /// Per tier.
+    pub by_tier: BTreeMap<String, Figures>,
+    /// Per flag variant.
+    pub by_variant: BTreeMap<String, Figures>,
+    /// Per outcome (request counts).
+    pub by_outcome: BTreeMap<String, u64>,
+    /// Totals over the window before.
+    pub previous: Figures,
+    /// This window against the previous one (see [`trend`]).
+    pub trend: Trend,
+}
+
+/// Builds the overview from rows of the window and the window before it
+/// (`rows` may hold both: minutes `< from` count as previous, older ones are
+/// ignored).
+pub fn overview(rows: &[UsageRow], window: Window, now_s: i64) -> Overview {
+    let from = window_start(now_s, window.seconds());
+    let prev_from = from - window.seconds();
+    let mut totals = Agg::default();
+    let mut previous = Agg::default();
+    let mut by_provider: BTreeMap<String, Agg> = BTreeMap::new();
+    let mut by_model: BTreeMap<String, Agg> = BTreeMap::new();
+    let mut by_tier: BTreeMap<String, Agg> = BTreeMap::new();
+    let mut by_variant: BTreeMap<String, Agg> = BTreeMap::new();
+    let mut by_outcome: BTreeMap<String, u64> = BTreeMap::new();
+    for r in rows {
+        if r.minute >= from && r.minute <= now_s {
+            totals.add(&r.agg);
+            by_provider
+                .entry(r.provider.clone())
+                .or_default()
+                .add(&r.agg);
+            by_model
+                .entry(format!("{}/{}", r.provider, r.model))
+                .or_default()
+                .add(&r.agg);
+            by_tier.entry(r.tier.clone()).or_default().add(&r.agg);
+            by_variant.entry(r.variant.clone()).or_default().add(&r.agg);
+            let n = by_outcome.entry(r.outcome.clone()).or_default();
+            *n = n.saturating_add(r.agg.requests);
+        } else if r.minute >= prev_from && r.minute < from {
+            previous.add(&r.agg);
+        }
+    }
+    let figures = |m: BTreeMap<String, Agg>| m.iter().map(|(k, v)| (k.clone(), v.into())).collect();
+    Overview {
+        window,
+        from,
+        to: now_s,
+        trend: trend(
+            &previous.summary(),
+            &totals.summary(),
+            &TrendTolerance::default(),
+        ),
+        totals: (&totals).into(),
+        previous: (&previous).into(),
+        by_provider: figures(by_provider),
+        by_model: figures(by_model),
+        by_tier: figures(by_tier),
+        by_variant: figures(by_variant),
+        by_outcome,
+    }
+}
+
+/// Sums the rows with `minute >= from_s`.
+pub fn total_since(rows: &[UsageRow], from_s: i64) -> Agg {
+    let mut a = Agg::default();
+    for r in rows.iter().filter(|r| r.minute >= from_s) {
+        a.add(&r.agg);
+    }
+    a
+}
+
+/// Uptime %: of the minutes (in `rows`, from `from_s` on) that saw
+/// generation traffic, the share in which at least one request succeeded
+/// (was not offline or aborted). 100 when no minute saw traffic: no traffic
+/// is no evidence of downtime.
+pub fn uptime_from_minutes(rows: &[UsageRow], from_s: i64) -> f64 {
+    let mut minutes: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.minute >= from_s) {
+        let e = minutes.entry(r.minute).or_default();
+        e.0 = e.0.saturating_add(r.agg.requests);
+        e.1 =
+            e.1.saturating_add(r.agg.requests.saturating_sub(r.agg.errors));
+    }
+    let busy = minutes.values().filter(|(n, _)| *n > 0).count() as u64;
+    let up = minutes.values().filter(|(n, ok)| *n > 0 && *ok > 0).count() as u64;
+    super::score::uptime_percent(up, busy)
+}
+
+/// Circuit breaker state of one `provider/model`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Breaker {
+    /// Provider.
+    pub provider: String,
+    /// Model.
+    pub model: String,
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+}
+
+impl Breaker {
+    /// Gauge value: 0 closed, 1 half-open, 2 open.
+    pub fn gauge(&self) -> f64 {
+        match self.state {
+            "open" => 2.0,
+            "half_open" => 1.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// The breakers of a [`RoutingState`] at `now_ms` (an open breaker whose
+/// cool-down passed reads half-open).
+pub fn breakers(state: &RoutingState, now_ms: u64) -> Vec<Breaker> {
+    state
+        .entries
+        .iter()
+        .map(|(key, e)| {
+            let (provider, model) = key.split_once('/').unwrap_or((key.as_str(), ""));
+            let state = match e.breaker.state_at(now_ms) {
+                CircuitState::Closed { .. } => "closed",
+                CircuitState::Open { .. } => "open",
+                CircuitState::HalfOpen { .. } => "half_open",
+            };
+            Breaker {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+                state,
+            }
+        })
+        .collect()
+}
+
+/// Generation check over recent usage: fails with a reason when the error
+/// rate exceeds 10 %, p95 exceeds 10 s or mean quality (0–10) is below 5,
+/// given at least `min_samples` requests; passes otherwise.
+pub fn generation_problem(recent: &Agg, min_samples: u64) -> Option<String> {
+    if recent.requests < min_samples {
+        return None;
+    }
+    let s = recent.summary();
+    let mut why = Vec::new();
+    if s.error_rate > 0.10 {
+        why.push(format!(
+            "error rate {:.1} % over 5 min ({} of {} requests offline or aborted)",
+            s.error_rate * 100.0,
+            recent.errors,
+            recent.requests
+        ));
+    }
+    if let Some(p95) = s.p95_ms.filter(|p| *p > 10_000) {
+        why.push(format!("p95 latency {p95} ms over 5 min"));
+    }
+    if let Some(q) = recent.avg_quality().filter(|q| *q < 5.0) {
+        why.push(format!("average quality {q:.1}/10 over 5 min"));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// Providers check: fails naming the open breakers when every known
+/// breaker is open (nothing can answer but the offline tier); passes
+/// otherwise, including when no breaker is known yet.
+pub fn providers_problem(breakers: &[Breaker]) -> Option<String> {
+    let open: Vec<String> = breakers
+        .iter()
+        .filter(|b| b.state == "open")
+        .map(|b| format!("{}/{}", b.provider, b.model))
+        .collect();
+    (!breakers.is_empty() && open.len() == breakers.len())
+        .then(|| format!("every circuit breaker is open: {}", open.join(", ")))
+}
+
+/// Scans check: fails naming the scan when the newest run of any scan is
+/// older than `max_age_ms`. Never having run is not a failure (SpinKube
+/// runs no cron triggers).
+pub fn scans_problem(latest: &[(String, i64)], now_ms: i64, max_age_ms: i64) -> Option<String> {
+    let newest = latest.iter().map(|(_, t)| *t).max()?;
+    let age = now_ms.saturating_sub(newest);
+    (age > max_age_ms).then(|| format!("no scan has run for {} s", age / 1000))
+}
+
+/// Everything `/metrics` shows besides the usage totals.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsInput {
+    /// Usage totals per tier/provider/model/outcome ([`USAGE_TOTALS_SQL`]).
+    pub usage: Vec<UsageRow>,
+    /// Requests per route.
+    pub routes: Vec<(String, u64)>,
+    /// Quality histograms: provider, model, cumulative counts for le 1..10, sum, count.
+    pub quality: Vec<(String, String, [u64; 10], f64, u64)>,
+    /// Circuit breakers.
+    pub breakers: Vec<Breaker>,
+    /// Alerts: id, name, severity, source, status.
+    pub alerts: Vec<(String, String, String, String, String)>,
+    /// Scans: name and age in seconds of the latest run.
+    pub scans: Vec<(String, f64)>,
+    /// Health score 0–100.
+    pub health_score: u8,
+    /// Emergency mode on.
+    pub emergency: bool,
+}
+
+/// Renders the Prometheus text exposition of `GET /metrics`.
+pub fn render_metrics(m: &MetricsInput) -> Result<String, PromError> {
+    let mut w = Writer::new();
+    let labels = |r: &UsageRow| {
+        [
+            ("tier", r.tier.clone()),
+            ("provider", r.provider.clone()),
+            ("model", r.model.clone()),
+            ("outcome", r.outcome.clone()),
+        ]
+    };
+    let owned: Vec<[(&str, String); 4]> = m.usage.iter().map(labels).collect();
+    let refs: Vec<Vec<(&str, &str)>> = owned
+        .iter()
+        .map(|l| l.iter().map(|(k, v)| (*k, v.as_str())).collect())
+        .collect();
+    let counter = |f: &dyn Fn(&Agg) -> f64| -> Vec<(&[(&str, &str)], f64)> {
+        refs.iter()
+            .zip(m.usage.iter())
+            .map(|(l, r)| (l.as_slice(), f(&r.agg)))
+            .collect()
+    };
+    w.counter(
+        "dol_generation_requests_total",
+        "Generation requests by tier, provider, model and outcome.",
+        &counter(&|a| a.requests as f64),
+    )?;
+    w.counter(
+        "dol_generation_errors_total",
+        "Generation requests answered offline or aborted.",
+        &counter(&|a| a.errors as f64),
+    )?;
+    w.counter(
+        "dol_generation_fallbacks_total",
+        "Generation requests served below their entry tier.",
+        &counter(&|a| a.fallbacks as f64),
+    )?;
+    w.counter(
+        "dol_cache_hits_total",
+        "Generation requests answered from the cache.",
+        &counter(&|a| a.cache_hits as f64),
+    )?;
+    w.counter(
+        "dol_cost_usd_total",
+        "Known generation cost, USD.",
+        &counter(&|a| a.cost_micros as f64 / 1_000_000.0),
+    )?;
+    w.counter(
+        "dol_cost_unknown_requests_total",
+        "Generation requests whose cost is unknown.",
+        &counter(&|a| a.cost_unknown as f64),
+    )?;
+    let series: Vec<HistogramSeries> = m.usage.iter().map(|r| r.agg.latency_series()).collect();
+    let hist: Vec<(&[(&str, &str)], &HistogramSeries)> = refs
+        .iter()
+        .zip(series.iter())
+        .map(|(l, s)| (l.as_slice(), s))
+        .collect();
+    w.histogram(
+        "dol_generation_latency_seconds",
+        "Generation latency by tier, provider, model and outcome.",
+        &hist,
+    )?;
+    let route_labels: Vec<[(&str, &str); 1]> = m
+        .routes
+        .iter()
+        .map(|(r, _)| [("route", r.as_str())])
+        .collect();
+    let route_samples: Vec<(&[(&str, &str)], f64)> = route_labels
+        .iter()
+        .zip(m.routes.iter())
+        .map(|(l, (_, n))| (l.as_slice(), *n as f64))
+        .collect();
+    w.counter(
+        "dol_route_requests_total",
+        "Generation requests by route (chat, generate:<template>@<version>).",
+        &route_samples,
+    )?;
+    let q_labels: Vec<[(&str, &str); 2]> = m
+        .quality
+        .iter()
+        .map(|(p, mo, ..)| [("provider", p.as_str()), ("model", mo.as_str())])
+        .collect();
+    let q_series: Vec<HistogramSeries> = m
+        .quality
+        .iter()
+        .map(|(_, _, cum, sum, count)| HistogramSeries {
+            buckets: cum
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ((i + 1) as f64, (*c).min(*count)))
+                .collect(),
+            sum: *sum,
+            count: *count,
+        })
+        .collect();
+    let q_hist: Vec<(&[(&str, &str)], &HistogramSeries)> = q_labels
+        .iter()
+        .zip(q_series.iter())
+        .map(|(l, s)| (l.as_slice(), s))
+        .collect();
+    w.histogram(
+        "dol_generation_quality",
+        "Quality scores (0-10) of scored answers.",
+        &q_hist,
+    )?;
+    let b_labels: Vec<[(&str, &str); 2]> = m
+        .breakers
+        .iter()
+        .map(|b| {
+            [
+                ("provider", b.provider.as_str()),
+                ("model", b.model.as_str()),
+            ]
+        })
+        .collect();
+    let b_samples: Vec<(&[(&str, &str)], f64)> = b_labels
+        .iter()
+        .zip(m.breakers.iter())
+        .map(|(l, b)| (l.as_slice(), b.gauge()))
+        .collect();
+    w.gauge(
+        "dol_circuit_breaker_state",
+        "Circuit breaker per provider/model: 0 closed, 1 half-open, 2 open.",
+        &b_samples,
+    )?;
+    let a_labels: Vec<[(&str, &str); 4]> = m
+        .alerts
+        .iter()
+        .map(|(id, name, sev, src, _)| {
+            [
+                ("id", id.as_str()),
+                ("alertname", name.as_str()),
+                ("severity", sev.as_str()),
+                ("source", src.as_str()),
+            ]
+        })
+        .collect();
+    let a_samples: Vec<(&[(&str, &str)], f64)> = a_labels
+        .iter()
+        .zip(m.alerts.iter())
+        .map(|(l, (.., status))| {
+            let v = match status.as_str() {
+                "pending" => 1.0,
+                "firing" => 2.0,
+                "resolved" => 3.0,
+                _ => 0.0,
+            };
+            (l.as_slice(), v)
+        })
+        .collect();
+    w.gauge(
+        "dol_alert_state",
+        "Alert state: 0 inactive, 1 pending, 2 firing, 3 resolved.",
+        &a_samples,
+    )?;
+    let s_labels: Vec<[(&str, &str); 1]> = m
+        .scans
+        .iter()
+        .map(|(n, _)| [("scan", n.as_str())])
+        .collect();
+    let s_samples: Vec<(&[(&str, &str)], f64)> = s_labels
+        .iter()
+        .zip(m.scans.iter())
+        .map(|(l, (_, age))| (l.as_slice(), *age))
+        .collect();
+    w.gauge(
+        "dol_scan_age_seconds",
+        "Seconds since the latest run of each scan.",
+        &s_samples,
+    )?;
+    w.gauge(
+        "dol_health_score",
+        "Health score 0-100 (see the README).",
+        &[(&[], f64::from(m.health_score))],
+    )?;
+    w.gauge(
+        "dol_emergency_mode",
+        "1 when emergency mode is in force.",
+        &[(&[], if m.emergency { 1.0 } else { 0.0 })],
+    )?;
+    Ok(w.finish())
+}
+
+/// Component weights in the health score (see [`assemble_health`]).
+pub const WEIGHTS: [(&str, u32); 5] = [
+    ("database", 3),
+    ("key-value", 2),
+    ("generation", 2),
+    ("providers", 1),
+    ("scans", 1),
+];
+
+/// A scored check's weight from [`WEIGHTS`] (1 when not listed).
+pub fn weight_of(name: &str) -> u32 {
+    WEIGHTS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(1, |(_, w)| *w)
+}
+
+/// Seconds since the latest run of one scan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScanFreshness {
+    /// Scan name.
+    pub name: String,
+    /// Latest start, Unix ms.
+    pub last_run_ms: i64,
+    /// Seconds since then.
+    pub age_seconds: f64,
+}
+
+/// Freshness of each scan at `now_ms`.
+pub fn scan_freshness(latest: &[(String, i64)], now_ms: i64) -> Vec<ScanFreshness> {
+    latest
+        .iter()
+        .map(|(name, t)| ScanFreshness {
+            name: name.clone(),
+            last_run_ms: *t,
+            age_seconds: now_ms.saturating_sub(*t).max(0) as f64 / 1000.0,
+        })
+        .collect()
+}
+
+/// Emergency mode as `/api/health` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmergencyView {
+    /// Whether emergency mode is in force.
+    pub active: bool,
+    /// `override` when an admin forced it on or off, else `automatic`.
+    pub mode: &'static str,
+    /// Who set the override.
+    pub set_by: Option<String>,
+}
+
+/// The body of `GET /api/health`: the scored [`ApiHealth`] plus details.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthBody {
+    /// `systemHealth`, `uptime`, `components`, `activeAlerts`, `emergency`.
+    #[serde(flatten)]
+    pub health: ApiHealth,
+    /// Emergency mode, override vs automatic.
+    pub emergency_mode: EmergencyView,
+    /// Generation figures over the last 5 minutes.
+    pub generation: Figures,
+    /// Circuit breakers per provider/model.
+    pub providers: Vec<Breaker>,
+    /// Freshness of each scan.
+    pub scans: Vec<ScanFreshness>,
+}
+
+impl HealthBody {
+    /// See [`ApiHealth::http_status`].
+    pub fn http_status(&self) -> u16 {
+        self.health.http_status()
+    }
+}
+
+/// Measured inputs of [`assemble_health`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthInputs {
+    /// Storage checks (`database`, `key-value`), as measured.
+    pub storage: Vec<CheckResult>,
+    /// Usage rows of the last 24 h.
+    pub rows: Vec<UsageRow>,
+    /// How long reading the usage rows took, ms.
+    pub usage_latency_ms: u64,
+    /// Whether reading the usage rows failed.
+    pub usage_failed: bool,
+    /// Circuit breakers.
+    pub breakers: Vec<Breaker>,
+    /// How long reading the routing state took, ms.
+    pub routing_latency_ms: u64,
+    /// Latest run per scan.
+    pub scans: Vec<(String, i64)>,
+    /// How long reading the scans took, ms.
+    pub scans_latency_ms: u64,
+    /// Active alerts.
+    pub alerts: Vec<ActiveAlert>,
+    /// Emergency state (override mode included).
+    pub emergency: EmergencyState,
+    /// Who set the override.
+    pub override_by: Option<String>,
+    /// Now, Unix ms.
+    pub now_ms: i64,
+}
+
+/// Minimum requests in 5 minutes before the generation check can fail.
+pub const GENERATION_MIN_SAMPLES: u64 = 5;
+
+/// A scan older than this fails the scans check, ms (15 minutes).
+pub const SCAN_MAX_AGE_MS: i64 = 15 * 60 * 1000;
+
+/// Scores the system: storage checks as given, then `generation`
+/// ([`generation_problem`] over the last 5 minutes), `providers`
+/// ([`providers_problem`]) and `scans` ([`scans_problem`]), weighted by
+/// [`WEIGHTS`], and the last 5 minutes' telemetry, by
+/// [`super::score::score`]; uptime by [`uptime_from_minutes`] over 24 h.
+pub fn assemble_health(i: HealthInputs) -> HealthBody {
+    let now_s = i.now_ms.div_euclid(1000);
+    let recent = total_since(&i.rows, window_start(now_s, 300));
+    let mut checks: Vec<CheckResult> = i.storage.clone();
+    let gen_check = if i.usage_failed {
+        CheckResult::fail("generation", i.usage_latency_ms, "usage unreadable")
+    } else {
+        match generation_problem(&recent, GENERATION_MIN_SAMPLES) {
+            Some(why) => CheckResult::fail("generation", i.usage_latency_ms, &why),
+            None => CheckResult::pass("generation", i.usage_latency_ms),
+        }
+    };
+    checks.push(gen_check);
+    checks.push(match providers_problem(&i.breakers) {
+        Some(why) => CheckResult::fail("providers", i.routing_latency_ms, &why),
+        None => CheckResult::pass("providers", i.routing_latency_ms),
+    });
+    checks.push(match scans_problem(&i.scans, i.now_ms, SCAN_MAX_AGE_MS) {
+        Some(why) => CheckResult::fail("scans", i.scans_latency_ms, &why),
+        None => CheckResult::pass("scans", i.scans_latency_ms),
+    });
+    let weighted: Vec<WeightedCheck> = checks
+        .into_iter()
+        .map(|c| {
+            let w = weight_of(&c.name);
+            WeightedCheck::new(c, w)
+        })
+        .collect();
+    let telemetry = TelemetryInputs::from(&recent.summary());
+    let system_health = super::score::score(&weighted, &telemetry, &ScoreConfig::default());
+    let mode = match i.emergency.override_mode {
+        Override::Auto => "automatic",
+        Override::ForceOn | Override::ForceOff => "override",
+    };
+    HealthBody {
+        emergency_mode: EmergencyView {
+            active: i.emergency.active,
+            mode,
+            set_by: i.override_by.clone(),
+        },
+        health: ApiHealth {
+            system_health,
+            uptime: uptime_from_minutes(&i.rows, window_start(now_s, 86_400)),
+            components: weighted,
+            active_alerts: i.alerts,
+            emergency: i.emergency,
+        },
+        generation: (&recent).into(),
+        providers: i.breakers,
+        scans: scan_freshness(&i.scans, i.now_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist(pairs: &[(usize, u64)]) -> [u64; USAGE_BUCKETS] {
+        let mut b = [0u64; USAGE_BUCKETS];
+        for (i, n) in pairs {
+            b[*i] = *n;
+        }
+        b
+    }
+
+    fn row(minute: i64, provider: &str, outcome: &str, requests: u64, bucket: usize) -> UsageRow {
+        let errors = u64::from(outcome == "offline") * requests;
+        UsageRow {
+            minute,
+            tier: "standard".into(),
+            provider: provider.into(),
+            model: "m".into(),
+            outcome: outcome.into(),
+            variant: "-".into(),
+            agg: Agg {
+                requests,
+                errors,
+                cache_hits: u64::from(outcome == "cache_hit") * requests,
+                latency_sum_ms: requests * 100,
+                quality_sum: 8.0 * requests as f64,
+                quality_n: requests,
+                cost_micros: 10 * requests,
+                buckets: hist(&[(bucket, requests)]),
+                ..Agg::default()
+            },
+        }
+    }
+
+    #[test]
+    fn percentiles_from_buckets_known_answers() {
+        // 100 requests: 50 ≤ 50 ms, 40 ≤ 250 ms, 9 ≤ 1 s, 1 above 120 s.
+        let b = hist(&[(0, 50), (2, 40), (4, 9), (11, 1)]);
+        assert_eq!(bucket_percentile(&b, 0.50), Some(50));
+        assert_eq!(bucket_percentile(&b, 0.51), Some(250));
+        assert_eq!(bucket_percentile(&b, 0.90), Some(250));
+        assert_eq!(bucket_percentile(&b, 0.95), Some(1_000));
+        assert_eq!(bucket_percentile(&b, 0.99), Some(1_000));
+        assert_eq!(bucket_percentile(&b, 1.0), Some(120_000));
+        assert_eq!(bucket_percentile(&b, 0.0), Some(50));
+        assert_eq!(bucket_percentile(&hist(&[]), 0.5), None);
+        // One sample: every quantile is its bucket.
+        let one = hist(&[(6, 1)]);
+        assert_eq!(bucket_percentile(&one, 0.01), Some(5_000));
+        assert_eq!(bucket_percentile(&one, 0.99), Some(5_000));
+    }
+
+    #[test]
+    fn rows_parse_and_cap_tier_descents_at_requests() {
+        let mut row: Vec<SqlValue> = vec![
+            SqlValue::Integer(120),
+            SqlValue::Text("basic".into()),
+            SqlValue::Text("offline".into()),
+            SqlValue::Text("dol-basic-offline".into()),
+            SqlValue::Text("offline".into()),
+            SqlValue::Text("-".into()),
+        ];
+        // requests, errors, fallbacks (tier descents), cache hits, latency sum,
+        // quality sum (REAL), quality n, cost, cost unknown.
+        for v in [3, 3, 6, 0, 30] {
+            row.push(SqlValue::Integer(v));
+        }
+        row.push(SqlValue::Real(0.0));
+        for v in [0, 0, 0] {
+            row.push(SqlValue::Integer(v));
+        }
+        for i in 0..USAGE_BUCKETS {
+            row.push(SqlValue::Integer(i64::from(i == 0) * 3));
+        }
+        let r = UsageRow::from_row(&row).unwrap();
+        assert_eq!((r.minute, r.provider.as_str()), (120, "offline"));
+        assert_eq!((r.agg.requests, r.agg.errors, r.agg.fallbacks), (3, 3, 3));
+        assert_eq!(r.agg.buckets[0], 3);
+        assert!((r.agg.summary().fallback_rate - 1.0).abs() < 1e-9);
+        assert_eq!(UsageRow::from_row(&row[..10]), None);
+    }
+
+    #[test]
+    fn windows_parse_and_bad_ones_do_not() {
+        assert_eq!(Window::parse("1h").map(Window::seconds), Some(3_600));
+        assert_eq!(Window::parse("24h").map(Window::seconds), Some(86_400));
+        assert_eq!(Window::parse("7d").map(Window::seconds), Some(604_800));
+        assert_eq!(Window::parse("2h"), None);
+        assert_eq!(window_start(7_230, 3_600), 3_660);
+    }
+
+    #[test]
+    fn overview_counts_rates_and_trend() {
+        let now = 100_000 * 60 + 30;
+        let cur = 100_000 * 60;
+        let prev = cur - 3_600;
+        let rows = vec![
+            row(cur, "openai", "success", 30, 1),
+            row(cur - 60, "openai", "cache_hit", 10, 0),
+            row(cur, "offline", "offline", 10, 0),
+            row(prev, "openai", "success", 50, 1),
+            row(prev - 3_600, "openai", "offline", 99, 0),
+        ];
+        let o = overview(&rows, Window::Hour, now);
+        assert_eq!(o.totals.requests, 50);
+        assert_eq!(o.totals.errors, 10);
+        assert_eq!(o.totals.cache_hits, 10);
+        assert!((o.totals.success_rate - 0.8).abs() < 1e-9);
+        assert!((o.totals.cache_hit_rate - 0.2).abs() < 1e-9);
+        assert_eq!(o.by_provider["openai"].requests, 40);
+        assert_eq!(o.by_model["offline/m"].errors, 10);
+        assert_eq!(o.by_outcome["offline"], 10);
+        assert_eq!(o.previous.requests, 50);
+        assert_eq!(o.totals.p50_ms, Some(100));
+        assert!((o.totals.cost_usd - 0.0005).abs() < 1e-12);
+        // Error rate 0 % → 20 %: degrading.
+        assert_eq!(o.trend, Trend::Degrading);
+        let swapped = overview(&rows[3..4], Window::Hour, now);
+        assert_eq!(swapped.totals.requests, 0);
+        assert_eq!(swapped.previous.requests, 50);
+        assert_eq!(swapped.trend, Trend::Stable);
+    }
+
+    #[test]
+    fn uptime_counts_busy_minutes_with_a_success() {
+        let rows = vec![
+            row(60, "openai", "success", 3, 0),
+            row(60, "offline", "offline", 3, 0),
+            row(120, "offline", "offline", 2, 0),
+            row(180, "openai", "success", 1, 0),
+            row(240, "openai", "success", 1, 0),
+        ];
+        assert!((uptime_from_minutes(&rows, 0) - 75.0).abs() < 1e-9);
+        assert!((uptime_from_minutes(&rows, 1_000) - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn check_rules_name_the_problem() {
+        let bad = total_since(&[row(0, "offline", "offline", 20, 0)], 0);
+        let why = generation_problem(&bad, 5).unwrap();
+        assert!(why.contains("error rate 100.0 %"), "{why}");
+        assert_eq!(generation_problem(&bad, 50), None);
+        let b = |s| Breaker {
+            provider: "p".into(),
+            model: "m".into(),
+            state: s,
+        };
+        assert!(providers_problem(&[b("open")]).unwrap().contains("p/m"));
+        assert_eq!(providers_problem(&[b("open"), b("closed")]), None);
+        assert_eq!(providers_problem(&[]), None);
+        assert_eq!(scans_problem(&[], 10, 5), None);
+        let s = [("heartbeat".to_owned(), 0)];
+        assert!(scans_problem(&s, 20_000, 5_000).unwrap().contains("20 s"));
+        assert_eq!(scans_problem(&s, 1_000, 5_000), None);
+        assert_eq!(missing_migrations(&[1, 2, 3, 4]), Vec::<i64>::new());
+        assert_eq!(missing_migrations(&[1, 3]), vec![2, 4]);
+    }
+
+    #[test]
+    fn metrics_text_has_cumulative_histograms() {
+        let m = MetricsInput {
+            usage: vec![row(0, "openai", "success", 4, 2)],
+            routes: vec![("chat".into(), 4)],
+            quality: vec![(
+                "openai".into(),
+                "m".into(),
+                [0, 0, 0, 0, 0, 0, 1, 4, 4, 4],
+                30.0,
+                4,
+            )],
+            breakers: vec![Breaker {
+                provider: "openai".into(),
+                model: "m".into(),
+                state: "open",
+            }],
+            alerts: vec![(
+                "fp".into(),
+                "HighErrorRate".into(),
+                "critical".into(),
+                "alertmanager".into(),
+                "firing".into(),
+            )],
+            scans: vec![("heartbeat".into(), 12.5)],
+            health_score: 65,
+            emergency: false,
+        };
+        let text = render_metrics(&m).unwrap();
+        let l = "tier=\"standard\",provider=\"openai\",model=\"m\",outcome=\"success\"";
+        for line in [
+            format!("dol_generation_requests_total{{{l}}} 4"),
+            format!("dol_generation_latency_seconds_bucket{{{l},le=\"0.1\"}} 0"),
+            format!("dol_generation_latency_seconds_bucket{{{l},le=\"0.25\"}} 4"),
+            format!("dol_generation_latency_seconds_bucket{{{l},le=\"+Inf\"}} 4"),
+            format!("dol_generation_latency_seconds_sum{{{l}}} 0.4"),
+            format!("dol_generation_latency_seconds_count{{{l}}} 4"),
+            format!("dol_cost_usd_total{{{l}}} 4e-5"),
+            "dol_route_requests_total{route=\"chat\"} 4".to_owned(),
+            "dol_generation_quality_bucket{provider=\"openai\",model=\"m\",le=\"8\"} 4".to_owned(),
+            "dol_circuit_breaker_state{provider=\"openai\",model=\"m\"} 2".to_owned(),
+            "dol_alert_state{id=\"fp\",alertname=\"HighErrorRate\",severity=\"critical\",source=\"alertmanager\"} 2".to_owned(),
+            "dol_scan_age_seconds{scan=\"heartbeat\"} 12.5".to_owned(),
+            "dol_health_score 65".to_owned(),
+            "dol_emergency_mode 0".to_owned(),
+        ] {
+            assert!(text.lines().any(|x| x == line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn assembled_health_degrades_on_offline_traffic() {
+        let now_ms = 100_000 * 60_000 + 5_000;
+        let minute = 100_000 * 60;
+        let inputs = |rows: Vec<UsageRow>, breakers: Vec<Breaker>| HealthInputs {
+            storage: vec![
+                CheckResult::pass("database", 3),
+                CheckResult::pass("key-value", 1),
+            ],
+            rows,
+            usage_latency_ms: 1,
+            usage_failed: false,
+            breakers,
+            routing_latency_ms: 1,
+            scans: vec![],
+            scans_latency_ms: 1,
+            alerts: vec![],
+            emergency: EmergencyState::default(),
+            override_by: None,
+            now_ms,
+        };
+        let good = assemble_health(inputs(
+            vec![row(minute, "openai", "success", 20, 1)],
+            vec![],
+        ));
+        assert_eq!(good.health.system_health.score, 100);
+        assert_eq!(good.emergency_mode.mode, "automatic");
+        let open = Breaker {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            state: "open",
+        };
+        let bad = assemble_health(inputs(
+            vec![row(minute, "offline", "offline", 20, 0)],
+            vec![open],
+        ));
+        // Components: 60 × 6/9 = 40; telemetry: 40 − 15 (error rate) = 25.
+        assert_eq!(bad.health.system_health.score, 65);
+        assert_eq!(
+            bad.health.system_health.status,
+            super::super::score::HealthStatus::Warning
+        );
+        let issues = bad.health.system_health.issues.join("\n");
+        assert!(
+            issues.contains("generation check failed: error rate 100.0 %"),
+            "{issues}"
+        );
+        assert!(issues.contains("gpt-4o"), "{issues}");
+        assert!((bad.health.uptime - 0.0).abs() < 1e-9);
+    }
+}
