@@ -392,7 +392,7 @@ fn open_storage(
                 });
             catalog
                 .sqlite
-                .insert(label.clone(), DatabaseLocation::File(path));
+                .insert(label.clone(), DatabaseLocation::file(path));
         }
     }
     Ok(catalog)

@@ -19,9 +19,27 @@ pub struct KeyValueStore {
     backend: Arc<KeyValueBackend>,
 }
 
-/// An open SQLite connection handed to a guest (2.0.0 or 3.0.0 interface).
+/// An open SQLite connection handed to a guest (2.0.0 or 3.0.0 interface);
+/// returned to its database's pool when the guest drops it or the instance ends.
 pub struct SqliteConnection {
-    connection: rusqlite::Connection,
+    connection: Option<rusqlite::Connection>,
+    location: crate::storage::DatabaseLocation,
+}
+
+impl SqliteConnection {
+    fn get(&self) -> Result<&rusqlite::Connection> {
+        self.connection
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("SQLite connection already released"))
+    }
+}
+
+impl Drop for SqliteConnection {
+    fn drop(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.location.release(connection);
+        }
+    }
 }
 
 impl key_value::Host for InstanceState {}
@@ -116,7 +134,10 @@ impl InstanceState {
             return Ok(Err(SqliteFailure::NoSuchDatabase));
         };
         match location.connect() {
-            Ok(connection) => Ok(Ok(self.table.push(SqliteConnection { connection })?)),
+            Ok(connection) => Ok(Ok(self.table.push(SqliteConnection {
+                connection: Some(connection),
+                location: location.clone(),
+            })?)),
             Err(error) => Ok(Err(SqliteFailure::Io(format!("{error:#}")))),
         }
     }
@@ -237,7 +258,7 @@ impl sqlite_v2::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<sqlite_v2::Value>,
     ) -> Result<Result<sqlite_v2::QueryResult, sqlite_v2::Error>> {
-        let connection = &self.table.get(&connection)?.connection;
+        let connection = self.table.get(&connection)?.get()?;
         let parameters = parameters.into_iter().map(Into::into).collect();
         Ok(execute(connection, &statement, parameters)
             .map(|(columns, rows)| query_result_v2(columns, rows))
@@ -264,7 +285,7 @@ impl sqlite_v3::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<sqlite_v3::Value>,
     ) -> Result<Result<sqlite_v3::QueryResult, sqlite_v3::Error>> {
-        let connection = &self.table.get(&connection)?.connection;
+        let connection = self.table.get(&connection)?.get()?;
         let parameters = parameters.into_iter().map(Into::into).collect();
         Ok(execute(connection, &statement, parameters)
             .map(|(columns, rows)| query_result_v3(columns, rows))
@@ -272,11 +293,11 @@ impl sqlite_v3::HostConnection for InstanceState {
     }
 
     fn last_insert_rowid(&mut self, connection: Resource<SqliteConnection>) -> Result<i64> {
-        Ok(self.table.get(&connection)?.connection.last_insert_rowid())
+        Ok(self.table.get(&connection)?.get()?.last_insert_rowid())
     }
 
     fn changes(&mut self, connection: Resource<SqliteConnection>) -> Result<u64> {
-        Ok(self.table.get(&connection)?.connection.changes())
+        Ok(self.table.get(&connection)?.get()?.changes())
     }
 
     fn drop(&mut self, connection: Resource<SqliteConnection>) -> Result<()> {
