@@ -830,10 +830,23 @@ async fn emergency_mode_switches_generation_to_the_basic_tier() {
     )
     .unwrap();
     let r = g.chat(&key, ask("auto", PROMPT)).await;
-    assert_eq!((r.header("x-dol-tier"), r.header("x-dol-model")), ("basic", "gpt-4.1-nano"), "{}", r.text);
-    let rec = g.admin("GET", &format!("/admin/requests/{}", r.header("x-dol-request-id")), None).await.json();
+    assert_eq!(
+        (r.header("x-dol-tier"), r.header("x-dol-model")),
+        ("basic", "gpt-4.1-nano"),
+        "{}",
+        r.text
+    );
+    let rec = g
+        .admin(
+            "GET",
+            &format!("/admin/requests/{}", r.header("x-dol-request-id")),
+            None,
+        )
+        .await
+        .json();
     assert_eq!(rec["variant"], "emergency");
-    db.execute("DELETE FROM control WHERE key = 'emergency_mode'", []).unwrap();
+    db.execute("DELETE FROM control WHERE key = 'emergency_mode'", [])
+        .unwrap();
     let r = g.chat(&key, ask("auto", PROMPT)).await;
     assert_eq!(r.header("x-dol-tier"), "comprehensive");
     g.host.app.shutdown().await;

@@ -16,3 +16,4 @@ mod flags_in_process;
 mod gateway;
 mod ofrep_limits;
 mod probe;
+mod scans_jobs;
