@@ -65,12 +65,21 @@ async fn scans_cron_run_is_visible_through_health() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scans_also_run_over_http() {
-    let host = TestHost::builder("spin.toml").start().await;
-    let (status, body) = host.send_json("POST", "/admin/scans/heartbeat", "").await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = host
-        .send_json("POST", "/admin/scans/no-such-scan", "")
+    let host = TestHost::builder("spin.toml")
+        .variable("SPIN_VARIABLE_ADMIN_TOKEN", "admin")
+        .start()
         .await;
-    assert_eq!(status, 404, "{body}");
+    let post = |path: &'static str| {
+        host.client
+            .post(host.url(path))
+            .header("authorization", "Bearer admin")
+            .send()
+    };
+    let status = post("/admin/scans/heartbeat").await.unwrap().status();
+    assert_eq!(status, 200);
+    let status = post("/admin/scans/no-such-scan").await.unwrap().status();
+    assert_eq!(status, 404);
+    let (status, body) = host.send_json("POST", "/admin/scans/heartbeat", "").await;
+    assert_eq!(status, 401, "admin token required: {body}");
     host.app.shutdown().await;
 }

@@ -17,3 +17,4 @@ mod gateway;
 mod health_api;
 mod ofrep_limits;
 mod probe;
+mod scans_jobs;

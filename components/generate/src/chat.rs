@@ -281,7 +281,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam, generate_route: bool) {
     };
     let request = job.request;
     let now_ms = u64::try_from(platform::now_ms()).unwrap_or(0);
-    let catalog_entries = match store::catalog(&db, platform::now_ms()) {
+    let catalog_entries = match store::routable_catalog(&db, platform::now_ms()) {
         Ok(c) => c,
         Err(e) => return net::respond(out, internal("catalog", &e)).await,
     };

@@ -116,7 +116,7 @@ fn models(req: &Incoming) -> spin_sdk::http::Response {
     if let Err(response) = chat::authenticate(req, &db, &settings.bootstrap_key) {
         return response;
     }
-    let catalog = match store::catalog(&db, platform::now_ms()) {
+    let catalog = match store::routable_catalog(&db, platform::now_ms()) {
         Ok(c) => c,
         Err(e) => return chat::internal("models", &e),
     };

@@ -304,8 +304,27 @@ fn upsert_model(
 
 /// The catalog, seeded from `catalog/models.json` the first time.
 pub fn catalog(db: &Connection, now_ms: i64) -> anyhow::Result<Vec<CatalogEntry>> {
-    let select = "SELECT provider, model, tier, input_price, output_price, context_window, capabilities FROM models ORDER BY provider, model";
+    catalog_where(db, now_ms, "")
+}
+
+/// The models routing may use: everything except models found by discovery
+/// that nobody has priced yet (a provider's list also holds embedding, audio
+/// and other non-chat models; an admin `PUT /admin/models/...` admits one).
+pub fn routable_catalog(db: &Connection, now_ms: i64) -> anyhow::Result<Vec<CatalogEntry>> {
+    catalog_where(
+        db,
+        now_ms,
+        "WHERE NOT (source = 'discovered' AND (input_price IS NULL OR output_price IS NULL))",
+    )
+}
+
+fn catalog_where(db: &Connection, now_ms: i64, filter: &str) -> anyhow::Result<Vec<CatalogEntry>> {
+    let select = format!(
+        "SELECT provider, model, tier, input_price, output_price, context_window, capabilities FROM models {filter} ORDER BY provider, model"
+    );
+    let select = select.as_str();
     let rows = exec(&mut SpinSql(db), select, &[])?;
+    // An empty filtered result may still mean "seeded"; the seed check below is on the whole table.
     if !rows.is_empty() {
         return Ok(rows.iter().filter_map(|r| catalog_row(r)).collect());
     }

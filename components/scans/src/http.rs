@@ -1,30 +1,80 @@
-//! HTTP entry point: `POST /admin/scans/<name>` runs the named scan.
-//!
-//! No auth yet: a later issue puts admin tokens in front of `/admin/...`.
+//! HTTP entry point: `POST /admin/scans/{name}` runs the named scan now and
+//! answers with its run record and summary; `GET /admin/alerts` lists the
+//! alert states. Admin token required (`Authorization: Bearer`).
 
+use dol_core::observe::scans::ALL_SCANS;
+use dol_core::observe::store::{self, AlertQuery};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-use crate::{platform, scan};
+use crate::platform::{self, SpinSql};
 
-/// Routes `/admin/scans/<name>`.
+/// Routes `/admin/scans/{name}` and `/admin/alerts`.
 #[http_component]
 fn handle(req: Request) -> Response {
+    if req.path().trim_end_matches('/') == "/admin/alerts" {
+        if let Err(response) = admin(&req) {
+            return response;
+        }
+        return match req.method() {
+            Method::Get => list_alerts(),
+            _ => platform::method_not_allowed("GET"),
+        };
+    }
     let Some(name) = req.path().strip_prefix("/admin/scans/") else {
         return platform::error(404, "not-found", "no such route");
     };
-    if name != scan::HEARTBEAT {
-        return platform::error(404, "unknown-scan", "no such scan");
+    let name = name.trim_end_matches('/');
+    if !ALL_SCANS.contains(&name) {
+        return platform::error(
+            404,
+            "unknown-scan",
+            &format!("no scan `{name}`; scans: {}", ALL_SCANS.join(", ")),
+        );
+    }
+    if let Err(response) = admin(&req) {
+        return response;
     }
     if *req.method() != Method::Post {
-        return platform::error(405, "method-not-allowed", "use POST");
+        return platform::method_not_allowed("POST");
     }
     let now_secs = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
-    match scan::heartbeat(now_secs) {
-        Ok(run) => platform::json(200, &serde_json::json!({ "scan": run })),
+    match crate::scan::run(name, now_secs) {
+        Ok((run, summary)) => {
+            platform::json(200, &serde_json::json!({ "scan": run, "summary": summary }))
+        }
         Err(err) => {
-            eprintln!("scans: heartbeat over HTTP failed: {err:#}");
-            platform::error(500, "internal", "scan failed")
+            eprintln!("scans: {name} over HTTP failed: {err:#}");
+            platform::error(
+                500,
+                "scan-failed",
+                &format!("scan `{name}` failed (see the logs and scan_runs)"),
+            )
+        }
+    }
+}
+
+/// Checks the admin token; the error is the 401/403 to send.
+fn admin(req: &Request) -> Result<String, Response> {
+    platform::check_admin(
+        "scans",
+        platform::header(req, "authorization"),
+        platform::header(req, "x-dol-actor"),
+    )
+}
+
+/// The alert states, most severe first.
+fn list_alerts() -> Response {
+    let listed = platform::open_db()
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|db| {
+            store::list_alerts(&mut SpinSql(&db), &AlertQuery::default()).map_err(|e| e.to_string())
+        });
+    match listed {
+        Ok(records) => platform::json(200, &serde_json::json!({ "alerts": records })),
+        Err(err) => {
+            eprintln!("scans: listing alerts failed: {err}");
+            platform::error(500, "internal", "listing alerts failed")
         }
     }
 }

@@ -1,16 +1,27 @@
 //! DOL's scans component: periodic scans, run by Spin's cron trigger and,
-//! because SpinKube runs no cron triggers, also over HTTP.
+//! because SpinKube runs no cron triggers, also over HTTP
+//! (`POST /admin/scans/{name}`, admin token).
 //!
 //! One component carries two exports: `wasi:http/incoming-handler` from
 //! spin-sdk's `#[http_component]` ([`http`]) and `handle-cron-event` from
 //! wit-bindgen on `wit/guests.wit` ([`cron`]); wasm-component-ld merges the
 //! two worlds into one component.
+//!
+//! The scans ([`alerts`], [`probes`], [`discovery`], [`report`]) are thin:
+//! their decisions are pure functions in `dol_core::observe::scans`.
 
+mod alerts;
+mod config;
 mod cron;
+mod deliver;
+mod discovery;
 // `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`
 // (raw canonical-ABI pointers, `#[export_name]`); the allow is scoped to that
 // module, which holds nothing else.
 #[allow(unsafe_code)]
 mod http;
+mod net;
 mod platform;
+mod probes;
+mod report;
 mod scan;

@@ -11,6 +11,7 @@
 
 pub mod mock;
 pub mod mock_llm;
+pub mod receiver;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

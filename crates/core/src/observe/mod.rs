@@ -11,6 +11,7 @@ pub mod alertmanager;
 pub mod alerts;
 pub mod inbound;
 pub mod prometheus;
+pub mod scans;
 pub mod score;
 pub mod slack;
 pub mod stats;

@@ -1,0 +1,158 @@
+//! The `alerts` scan (every minute): rule metrics from `usage_minute`, the
+//! health score and automatic emergency mode, the alert state machine, and
+//! delivery of due outbox messages.
+
+use anyhow::Context as _;
+use dol_core::health::CheckResult;
+use dol_core::migrate::SqlValue;
+use dol_core::observe::alerts::{self, AlertRule, AlertSource, AlertStatus};
+use dol_core::observe::scans::{self, DEFAULT_RULES, USAGE_COLUMNS, UsageRow};
+use dol_core::observe::score::{self, EmergencyConfig, EmergencyState, ScoreConfig, WeightedCheck};
+use dol_core::observe::store::{self, AlertQuery, EMERGENCY_AUTO_KEY};
+use serde_json::{Value, json};
+use spin_sdk::sqlite::Connection;
+
+use crate::config::var;
+use crate::platform::{SpinSql, exec, in_transaction, now_ms};
+
+/// Window of the telemetry part of the health score, seconds.
+const SCORE_WINDOW_SECS: u64 = 300;
+
+/// The rules: the `alert_rules` variable when set, else `alerts/rules.json`.
+pub fn rules() -> anyhow::Result<Vec<AlertRule>> {
+    let custom = var("alert_rules");
+    let source = if custom.trim().is_empty() {
+        DEFAULT_RULES
+    } else {
+        custom.as_str()
+    };
+    alerts::parse_rules(source).map_err(|e| anyhow::anyhow!("alert rules: {e}"))
+}
+
+/// `usage_minute` rows from `from_secs` on.
+pub fn usage_since(db: &Connection, from_secs: i64) -> anyhow::Result<Vec<UsageRow>> {
+    Ok(exec(
+        &mut SpinSql(db),
+        &format!("SELECT {USAGE_COLUMNS} FROM usage_minute WHERE minute >= ?"),
+        &[SqlValue::Integer(from_secs)],
+    )?
+    .iter()
+    .filter_map(|r| UsageRow::from_sql_row(r))
+    .collect())
+}
+
+fn count(db: &Connection, sql: &str) -> anyhow::Result<i64> {
+    Ok(exec(&mut SpinSql(db), sql, &[])?
+        .first()
+        .and_then(|r| r.first())
+        .and_then(SqlValue::as_i64)
+        .unwrap_or(0))
+}
+
+/// Runs the scan at `now_ms`; returns its summary.
+pub fn run(db: &Connection, now_ms_: i64) -> anyhow::Result<Value> {
+    let rules = rules()?;
+    let unknown = scans::unknown_metrics(&rules);
+    if !unknown.is_empty() {
+        eprintln!(
+            "scans: alert rules with unknown metrics: {}",
+            unknown.join("; ")
+        );
+    }
+    let now_secs = now_ms_ / 1_000;
+    let longest = rules
+        .iter()
+        .map(|r| r.window_secs)
+        .chain([SCORE_WINDOW_SECS])
+        .max()
+        .unwrap_or(SCORE_WINDOW_SECS);
+    let db_started = now_ms();
+    let rows = usage_since(
+        db,
+        now_secs.saturating_sub(i64::try_from(longest).unwrap_or(0)),
+    )?;
+    let db_ms = u64::try_from(now_ms().saturating_sub(db_started)).unwrap_or(0);
+    let mut values = scans::metric_values(&rules, &rows, now_secs);
+
+    // Window-free metrics.
+    let unpriced = count(
+        db,
+        "SELECT COUNT(*) FROM models WHERE input_price IS NULL OR output_price IS NULL",
+    )?;
+    values.insert("models_without_price", 0, unpriced as f64);
+    let probes = crate::probes::last();
+    let down = probes.iter().filter(|p| !p.up).count();
+    values.insert("providers_down", 0, down as f64);
+
+    // Health score: storage plus the providers' last probes, and telemetry.
+    let mut checks = vec![WeightedCheck::new(CheckResult::pass("sqlite", db_ms), 3)];
+    for p in &probes {
+        let name = format!("provider:{}", p.provider);
+        let check = if p.up {
+            CheckResult::pass(&name, p.latency_ms)
+        } else {
+            CheckResult::fail(&name, p.latency_ms, p.error.as_deref().unwrap_or("down"))
+        };
+        checks.push(WeightedCheck::new(check, 1));
+    }
+    let telemetry = scans::in_window(&rows, now_secs, SCORE_WINDOW_SECS).telemetry();
+    let health = score::score(&checks, &telemetry, &ScoreConfig::default());
+    values.insert("health_score", 0, f64::from(health.score));
+
+    let mut sql = SpinSql(db);
+    // Automatic emergency mode (an admin override under EMERGENCY_KEY wins).
+    let prev: EmergencyState = store::get_control(&mut sql, EMERGENCY_AUTO_KEY)?
+        .and_then(|c| serde_json::from_value(c.value).ok())
+        .unwrap_or_default();
+    let (emergency, reason) =
+        score::decide_emergency(&prev, health.score, now_ms_, &EmergencyConfig::default());
+    if emergency != prev || store::get_control(&mut sql, EMERGENCY_AUTO_KEY)?.is_none() {
+        let value = serde_json::to_value(&emergency).context("emergency state")?;
+        store::set_control(&mut sql, EMERGENCY_AUTO_KEY, &value, "scans", now_ms_)?;
+    }
+
+    // Alert states and notifications, in one transaction.
+    let (firing, queued) = in_transaction(&mut sql, |tx| {
+        let previous: Vec<_> = store::list_alerts(
+            tx,
+            &AlertQuery {
+                source: Some(AlertSource::Rule),
+                ..AlertQuery::default()
+            },
+        )?
+        .into_iter()
+        .map(|r| r.state)
+        .collect();
+        let silences = store::active_silences(tx, now_ms_)?;
+        let (states, notes) = alerts::evaluate(&rules, &values, &previous, &silences, now_ms_);
+        for s in states.iter().filter(|s| s.source == AlertSource::Rule) {
+            let summary = rules
+                .iter()
+                .find(|r| r.name == s.name)
+                .and_then(|r| r.description.clone());
+            store::upsert_alert(tx, s, summary.as_deref(), now_ms_)?;
+        }
+        let mut queued = 0;
+        for n in &notes {
+            if store::enqueue_notification(tx, n, now_ms_)?.is_some() {
+                queued += 1;
+            }
+        }
+        let firing: Vec<String> = states
+            .iter()
+            .filter(|s| s.status == AlertStatus::Firing)
+            .map(|s| s.name.clone())
+            .collect();
+        Ok((firing, queued))
+    })?;
+
+    let delivery = crate::deliver::due(db, now_ms_)?;
+    Ok(json!({
+        "rules": rules.len(),
+        "health": health,
+        "emergency": { "active": emergency.active, "reason": reason },
+        "firing": firing,
+        "queued": queued,
+        "delivery": delivery,
+    }))
+}

@@ -1,0 +1,56 @@
+//! The `probes` scan (every 5 minutes): one model-list call per enabled
+//! provider, recorded up/down with latency under [`PROBES_KEY`] in
+//! key-value. A failed probe is logged and recorded, never silent.
+
+use dol_core::gateway::catalog::enabled_providers;
+use dol_core::gateway::providers::{ProviderConfig, models_request, parse_models};
+use dol_core::observe::scans::{PROBES_KEY, ProbeResult};
+use serde_json::{Value, json};
+use spin_sdk::key_value::Store;
+
+use crate::net;
+use crate::platform::now_ms;
+
+/// The last probes, empty when none ran or the store is unreadable.
+pub fn last() -> Vec<ProbeResult> {
+    Store::open_default()
+        .ok()
+        .and_then(|s| s.get_json::<Vec<ProbeResult>>(PROBES_KEY).ok().flatten())
+        .unwrap_or_default()
+}
+
+/// Probes one provider.
+pub fn probe(cfg: &ProviderConfig, at_ms: i64) -> ProbeResult {
+    let started = now_ms();
+    let answer = net::send(&models_request(cfg));
+    let latency_ms = u64::try_from(now_ms().saturating_sub(started)).unwrap_or(0);
+    let (up, status, error) = match answer {
+        Ok(a) if (200..300).contains(&a.status) => match parse_models(cfg.kind, &a.body) {
+            Ok(_) => (true, Some(a.status), None),
+            Err(f) => (false, Some(a.status), Some(f.to_string())),
+        },
+        Ok(a) => (false, Some(a.status), Some(format!("HTTP {}", a.status))),
+        Err(e) => (false, None, Some(e)),
+    };
+    if let Some(e) = &error {
+        eprintln!("scans: probe of {} failed: {e}", cfg.name);
+    }
+    ProbeResult {
+        provider: cfg.name.clone(),
+        up,
+        status,
+        latency_ms,
+        error,
+        at_ms,
+    }
+}
+
+/// Runs the scan at `now_ms`; returns its summary.
+pub fn run(now_ms_: i64) -> anyhow::Result<Value> {
+    let results: Vec<ProbeResult> = enabled_providers(&crate::config::providers())
+        .iter()
+        .map(|cfg| probe(cfg, now_ms_))
+        .collect();
+    Store::open_default()?.set_json(PROBES_KEY, &results)?;
+    Ok(json!({ "probes": results }))
+}

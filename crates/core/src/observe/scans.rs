@@ -1,0 +1,739 @@
+//! The decisions of the scans component, pure: which scans a cron tick runs,
+//! alert metrics from minute aggregates, the model-discovery diff, the daily
+//! report, retention cut-offs and the messages the outbox delivers.
+//!
+//! # Schedules
+//!
+//! | scan | cron (seconds first) | what |
+//! |---|---|---|
+//! | `alerts` | `0 * * * * *` | alert rules, health score, automatic emergency mode, outbox delivery |
+//! | `probes` | `0 */5 * * * *` | one cheap model-list call per enabled provider |
+//! | `discovery` | `0 0 */6 * * *` | provider model lists diffed against the catalog |
+//! | `report` | `0 0 3 * * *` | performance report of the last 24 h |
+//! | `retention` | `0 0 3 * * *` | deletes telemetry older than `retention_days` |
+//!
+//! Spin's cron plugin tells a component only the tick's time, so every tick
+//! runs the scans [`due_scans`] names for that time; the component claims
+//! each (scan, tick) pair once, so the several triggers that fire together
+//! at 03:00 do not run a scan twice.
+//!
+//! # Alert metrics
+//!
+//! [`metric_values`] computes, for every (metric, window) a rule uses, the
+//! value over the `usage_minute` rows whose minute starts within the window
+//! (`minute >= now - window`):
+//!
+//! | metric | value | no requests |
+//! |---|---|---|
+//! | `requests` | requests | 0 |
+//! | `error_rate` | errors / requests (0–1; `offline` and `stream_aborted` count as errors) | 0 |
+//! | `fallback_rate` | fallbacks / requests (0–1) | 0 |
+//! | `p50_latency_ms`, `p95_latency_ms`, `p99_latency_ms` | upper bound of the histogram bucket holding the rank | no value |
+//! | `avg_quality` | quality sum / scored requests (the gateway's 0–10 scale) | no value |
+//!
+//! and, independent of any window: `models_without_price` (catalog rows
+//! with a NULL input or output price), `providers_down` (providers whose
+//! last probe failed) and `health_score` (0–100). A metric without a value
+//! leaves its alert where it is.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::alerts::{AlertRule, MetricValues, Notification, NotificationKind};
+use super::score::TelemetryInputs;
+use super::slack::{AlertView, alert_message, mrkdwn};
+use crate::gateway::providers::DiscoveredModel;
+use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
+use crate::migrate::SqlValue;
+
+/// Name of the alert-evaluation scan.
+pub const ALERTS: &str = "alerts";
+/// Name of the provider-probe scan.
+pub const PROBES: &str = "probes";
+/// Name of the model-discovery scan.
+pub const DISCOVERY: &str = "discovery";
+/// Name of the daily performance report.
+pub const REPORT: &str = "report";
+/// Name of the retention clean-up.
+pub const RETENTION: &str = "retention";
+/// Name of the heartbeat scan (HTTP only; every scan run also beats).
+pub const HEARTBEAT: &str = "heartbeat";
+
+/// Every scan runnable over `POST /admin/scans/{name}`.
+pub const ALL_SCANS: [&str; 6] = [ALERTS, PROBES, DISCOVERY, REPORT, RETENTION, HEARTBEAT];
+
+/// The alert rules shipped with DOL (`alerts/rules.json`).
+pub const DEFAULT_RULES: &str = include_str!("../../../../alerts/rules.json");
+
+/// Outbox kind of a scan message (report, discovery); the payload is a
+/// [`ScanMessage`].
+pub const KIND_SCAN: &str = "scan";
+
+/// Default retention, days.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// Metric names [`metric_values`] and the scan fill in.
+pub const METRICS: [&str; 10] = [
+    "requests",
+    "error_rate",
+    "fallback_rate",
+    "p50_latency_ms",
+    "p95_latency_ms",
+    "p99_latency_ms",
+    "avg_quality",
+    "models_without_price",
+    "providers_down",
+    "health_score",
+];
+
+/// The scans a cron tick at `timestamp` (Unix seconds, UTC) runs, in order.
+pub fn due_scans(timestamp: u64) -> Vec<&'static str> {
+    let mut out = vec![ALERTS];
+    if timestamp.is_multiple_of(300) {
+        out.push(PROBES);
+    }
+    if timestamp.is_multiple_of(21_600) {
+        out.push(DISCOVERY);
+    }
+    if timestamp % 86_400 == 3 * 3_600 {
+        out.push(REPORT);
+        out.push(RETENTION);
+    }
+    out
+}
+
+/// One `usage_minute` row, as the scans read it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageRow {
+    /// Minute start, Unix seconds.
+    pub minute: i64,
+    /// Tier that answered.
+    pub tier: String,
+    /// Provider that answered.
+    pub provider: String,
+    /// Model that answered.
+    pub model: String,
+    /// Outcome label.
+    pub outcome: String,
+    /// Requests.
+    pub requests: u64,
+    /// Of which errors.
+    pub errors: u64,
+    /// Of which fell back below their entry tier.
+    pub fallbacks: u64,
+    /// Of which were cache hits.
+    pub cache_hits: u64,
+    /// Sum of latencies, ms.
+    pub latency_sum_ms: u64,
+    /// Sum of quality scores.
+    pub quality_sum: f64,
+    /// Scored requests.
+    pub quality_n: u64,
+    /// Cost, micro-dollars.
+    pub cost_micros: u64,
+    /// Latency histogram (`LATENCY_BUCKETS_MS`, then `+Inf`).
+    pub buckets: [u64; 12],
+}
+
+/// Columns [`UsageRow::from_sql_row`] expects, in order.
+pub const USAGE_COLUMNS: &str = "minute, tier, provider, model, outcome, requests, errors, \
+     fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, cost_micros, \
+     b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11";
+
+fn int(v: Option<&SqlValue>) -> i64 {
+    v.and_then(SqlValue::as_i64).unwrap_or(0)
+}
+
+fn uint(v: Option<&SqlValue>) -> u64 {
+    u64::try_from(int(v)).unwrap_or(0)
+}
+
+fn real(v: Option<&SqlValue>) -> f64 {
+    match v {
+        Some(SqlValue::Real(r)) => *r,
+        #[allow(clippy::cast_precision_loss, reason = "sums of small numbers")]
+        Some(SqlValue::Integer(i)) => *i as f64,
+        _ => 0.0,
+    }
+}
+
+fn txt(v: Option<&SqlValue>) -> String {
+    v.and_then(SqlValue::as_str).unwrap_or_default().to_owned()
+}
+
+impl UsageRow {
+    /// A row selected with [`USAGE_COLUMNS`]; `None` when it has too few columns.
+    pub fn from_sql_row(r: &[SqlValue]) -> Option<Self> {
+        if r.len() < 25 {
+            return None;
+        }
+        let mut buckets = [0u64; 12];
+        for (i, b) in buckets.iter_mut().enumerate() {
+            *b = uint(r.get(13 + i));
+        }
+        Some(Self {
+            minute: int(r.first()),
+            tier: txt(r.get(1)),
+            provider: txt(r.get(2)),
+            model: txt(r.get(3)),
+            outcome: txt(r.get(4)),
+            requests: uint(r.get(5)),
+            errors: uint(r.get(6)),
+            fallbacks: uint(r.get(7)),
+            cache_hits: uint(r.get(8)),
+            latency_sum_ms: uint(r.get(9)),
+            quality_sum: real(r.get(10)),
+            quality_n: uint(r.get(11)),
+            cost_micros: uint(r.get(12)),
+            buckets,
+        })
+    }
+}
+
+/// Rows summed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Aggregate {
+    /// Requests.
+    pub requests: u64,
+    /// Errors.
+    pub errors: u64,
+    /// Fallbacks.
+    pub fallbacks: u64,
+    /// Cache hits.
+    pub cache_hits: u64,
+    /// Latency sum, ms.
+    pub latency_sum_ms: u64,
+    /// Quality sum.
+    pub quality_sum: f64,
+    /// Scored requests.
+    pub quality_n: u64,
+    /// Cost, micro-dollars.
+    pub cost_micros: u64,
+    /// Latency histogram.
+    pub buckets: [u64; 12],
+}
+
+impl Aggregate {
+    /// Sums `rows`.
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Self {
+        let mut a = Self::default();
+        for r in rows {
+            a.requests += r.requests;
+            a.errors += r.errors;
+            a.fallbacks += r.fallbacks;
+            a.cache_hits += r.cache_hits;
+            a.latency_sum_ms += r.latency_sum_ms;
+            a.quality_sum += r.quality_sum;
+            a.quality_n += r.quality_n;
+            a.cost_micros += r.cost_micros;
+            for (x, y) in a.buckets.iter_mut().zip(r.buckets) {
+                *x += y;
+            }
+        }
+        a
+    }
+
+    fn rate(&self, n: u64) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            n as f64 / self.requests as f64
+        }
+    }
+
+    /// Errors per request (0 without requests).
+    pub fn error_rate(&self) -> f64 {
+        self.rate(self.errors)
+    }
+
+    /// Fallbacks per request (0 without requests).
+    pub fn fallback_rate(&self) -> f64 {
+        self.rate(self.fallbacks)
+    }
+
+    /// Average quality of scored requests.
+    pub fn avg_quality(&self) -> Option<f64> {
+        (self.quality_n > 0).then(|| self.quality_sum / self.quality_n as f64)
+    }
+
+    /// The `q` quantile (0–1) as the upper bound of the bucket holding its
+    /// rank (the last finite bound for `+Inf`); `None` without samples.
+    pub fn percentile_ms(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a rank between 1 and total"
+        )]
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(
+                    LATENCY_BUCKETS_MS
+                        .get(i)
+                        .or(LATENCY_BUCKETS_MS.last())
+                        .copied()
+                        .unwrap_or(0),
+                );
+            }
+        }
+        None
+    }
+
+    /// Inputs for the health score.
+    pub fn telemetry(&self) -> TelemetryInputs {
+        TelemetryInputs {
+            samples: self.requests,
+            error_rate: self.error_rate(),
+            p95_latency_ms: self.percentile_ms(0.95),
+            avg_quality: self.avg_quality(),
+            fallback_rate: self.fallback_rate(),
+        }
+    }
+}
+
+/// Rows whose minute starts within `window_secs` before `now_secs`.
+pub fn in_window(rows: &[UsageRow], now_secs: i64, window_secs: u64) -> Aggregate {
+    let from = now_secs.saturating_sub(i64::try_from(window_secs).unwrap_or(i64::MAX));
+    Aggregate::of(
+        rows.iter()
+            .filter(|r| r.minute >= from && r.minute <= now_secs),
+    )
+}
+
+/// The values of every windowed metric the rules use, over `rows` at
+/// `now_secs` (see the module docs). Window-free metrics are added by the
+/// caller with window 0.
+pub fn metric_values(rules: &[AlertRule], rows: &[UsageRow], now_secs: i64) -> MetricValues {
+    let mut out = MetricValues::new();
+    let pairs: BTreeSet<(&str, u64)> = rules
+        .iter()
+        .map(|r| (r.metric.as_str(), r.window_secs))
+        .collect();
+    for (metric, window) in pairs {
+        let a = in_window(rows, now_secs, window);
+        let value = match metric {
+            "requests" => Some(a.requests as f64),
+            "error_rate" => Some(a.error_rate()),
+            "fallback_rate" => Some(a.fallback_rate()),
+            "p50_latency_ms" => a.percentile_ms(0.50).map(|v| v as f64),
+            "p95_latency_ms" => a.percentile_ms(0.95).map(|v| v as f64),
+            "p99_latency_ms" => a.percentile_ms(0.99).map(|v| v as f64),
+            "avg_quality" => a.avg_quality(),
+            _ => None,
+        };
+        if let Some(v) = value {
+            out.insert(metric, window, v);
+        }
+    }
+    out
+}
+
+/// Rule metrics that nothing computes (a typo in the rules file).
+pub fn unknown_metrics(rules: &[AlertRule]) -> Vec<String> {
+    rules
+        .iter()
+        .filter(|r| !METRICS.contains(&r.metric.as_str()))
+        .map(|r| format!("{}: {}", r.name, r.metric))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Probes
+
+/// Key-value key of the last probe of every enabled provider (a JSON array
+/// of [`ProbeResult`]), for health and routing.
+pub const PROBES_KEY: &str = "dol:scans:probes";
+
+/// One provider's last probe (its model list, the cheapest call it has).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// Provider name.
+    pub provider: String,
+    /// Whether it answered 2xx with a model list.
+    pub up: bool,
+    /// HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Round trip, ms.
+    pub latency_ms: u64,
+    /// Why it is down (no secrets).
+    pub error: Option<String>,
+    /// When, Unix ms.
+    pub at_ms: i64,
+}
+
+// ---------------------------------------------------------------------------
+// Discovery
+
+/// A `models` catalog row as discovery compares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogModel {
+    /// Provider name.
+    pub provider: String,
+    /// Model id.
+    pub model: String,
+    /// Context window, tokens.
+    pub context_window: u64,
+    /// Capabilities.
+    pub capabilities: BTreeSet<String>,
+    /// Input price (micro-dollars per 1M tokens), NULL = unknown.
+    pub input_price: Option<u64>,
+    /// Output price, NULL = unknown.
+    pub output_price: Option<u64>,
+    /// `seed`, `admin` or `discovered`.
+    pub source: String,
+}
+
+/// Columns [`CatalogModel::from_sql_row`] expects.
+pub const CATALOG_COLUMNS: &str =
+    "provider, model, context_window, capabilities, input_price, output_price, source";
+
+impl CatalogModel {
+    /// A row selected with [`CATALOG_COLUMNS`].
+    pub fn from_sql_row(r: &[SqlValue]) -> Option<Self> {
+        let caps: BTreeSet<String> = serde_json::from_str(r.get(3)?.as_str()?).unwrap_or_default();
+        let price = |v: Option<&SqlValue>| {
+            v.and_then(SqlValue::as_i64)
+                .map(|p| p.max(0).unsigned_abs())
+        };
+        Some(Self {
+            provider: r.first()?.as_str()?.to_owned(),
+            model: r.get(1)?.as_str()?.to_owned(),
+            context_window: uint(r.get(2)),
+            capabilities: caps,
+            input_price: price(r.get(4)),
+            output_price: price(r.get(5)),
+            source: txt(r.get(6)),
+        })
+    }
+
+    /// Whether a price is missing.
+    pub fn unpriced(&self) -> bool {
+        self.input_price.is_none() || self.output_price.is_none()
+    }
+}
+
+/// A model whose reported capabilities or limits differ from the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelChange {
+    /// Model id.
+    pub model: String,
+    /// What changed, e.g. `context_window 8192 -> 128000`.
+    pub changes: Vec<String>,
+}
+
+/// What one provider's model list says compared with the catalog.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ModelDiff {
+    /// Provider name.
+    pub provider: String,
+    /// Listed by the provider, not in the catalog.
+    pub added: Vec<DiscoveredModel>,
+    /// In the catalog (for this provider), no longer listed.
+    pub removed: Vec<String>,
+    /// Listed and catalogued, with different capabilities or context window.
+    pub changed: Vec<ModelChange>,
+}
+
+impl ModelDiff {
+    /// Whether nothing differs.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+/// Diffs `provider`'s listed models against the catalog. Capabilities are
+/// compared only when the provider reports some, the context window only
+/// when reported (an unknown is not a change).
+pub fn diff_models(
+    provider: &str,
+    catalog: &[CatalogModel],
+    listed: &[DiscoveredModel],
+) -> ModelDiff {
+    let ours: BTreeMap<&str, &CatalogModel> = catalog
+        .iter()
+        .filter(|m| m.provider == provider)
+        .map(|m| (m.model.as_str(), m))
+        .collect();
+    let theirs: BTreeSet<&str> = listed.iter().map(|m| m.id.as_str()).collect();
+    let mut diff = ModelDiff {
+        provider: provider.to_owned(),
+        ..ModelDiff::default()
+    };
+    for m in listed {
+        match ours.get(m.id.as_str()) {
+            None => {
+                if !diff.added.iter().any(|a| a.id == m.id) {
+                    diff.added.push(m.clone());
+                }
+            }
+            Some(c) => {
+                let mut changes = Vec::new();
+                if let Some(cw) = m.context_window
+                    && cw != c.context_window
+                {
+                    changes.push(format!("context_window {} -> {cw}", c.context_window));
+                }
+                if !m.capabilities.is_empty() && m.capabilities != c.capabilities {
+                    let fmt =
+                        |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(",");
+                    changes.push(format!(
+                        "capabilities [{}] -> [{}]",
+                        fmt(&c.capabilities),
+                        fmt(&m.capabilities)
+                    ));
+                }
+                if !changes.is_empty() {
+                    diff.changed.push(ModelChange {
+                        model: m.id.clone(),
+                        changes,
+                    });
+                }
+            }
+        }
+    }
+    diff.removed = ours
+        .keys()
+        .filter(|k| !theirs.contains(*k))
+        .map(|k| (*k).to_owned())
+        .collect();
+    diff
+}
+
+/// Context window recorded for a discovered model that reports none.
+pub const UNKNOWN_CONTEXT_WINDOW: u64 = 4_096;
+
+/// The catalog row for a newly discovered model: tier `basic`, no price
+/// (cost unknown until an admin sets one), source `discovered`.
+pub fn discovered_entry(provider: &str, m: &DiscoveredModel) -> CatalogModel {
+    CatalogModel {
+        provider: provider.to_owned(),
+        model: m.id.clone(),
+        context_window: m.context_window.unwrap_or(UNKNOWN_CONTEXT_WINDOW),
+        capabilities: m.capabilities.clone(),
+        input_price: None,
+        output_price: None,
+        source: "discovered".to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Report and retention
+
+/// Milliseconds per day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Rows older than this (Unix ms) are deleted: `now - days`; 0 days keeps
+/// nothing older than now.
+pub fn retention_cutoff_ms(now_ms: i64, days: u32) -> i64 {
+    now_ms.saturating_sub(i64::from(days).saturating_mul(DAY_MS))
+}
+
+/// Parses the `retention_days` variable: a positive whole number of days;
+/// empty or invalid gives [`DEFAULT_RETENTION_DAYS`].
+pub fn parse_retention_days(s: &str) -> u32 {
+    s.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|d| *d > 0)
+        .unwrap_or(DEFAULT_RETENTION_DAYS)
+}
+
+/// One line of the report: a provider/model's figures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportLine {
+    /// `provider/model`.
+    pub key: String,
+    /// Requests.
+    pub requests: u64,
+    /// Error rate (0–1).
+    pub error_rate: f64,
+    /// p95 latency, ms.
+    pub p95_ms: Option<u64>,
+    /// Average quality.
+    pub avg_quality: Option<f64>,
+    /// Cost, USD.
+    pub cost_usd: f64,
+}
+
+/// The daily performance report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Window start, Unix seconds.
+    pub from: i64,
+    /// Window end, Unix seconds.
+    pub to: i64,
+    /// Requests.
+    pub requests: u64,
+    /// Error rate (0–1).
+    pub error_rate: f64,
+    /// Fallback rate (0–1).
+    pub fallback_rate: f64,
+    /// Cache-hit rate (0–1).
+    pub cache_hit_rate: f64,
+    /// Latency percentiles, ms.
+    pub p50_ms: Option<u64>,
+    /// p95, ms.
+    pub p95_ms: Option<u64>,
+    /// p99, ms.
+    pub p99_ms: Option<u64>,
+    /// Average quality.
+    pub avg_quality: Option<f64>,
+    /// Cost, USD.
+    pub cost_usd: f64,
+    /// Per provider/model, most requests first.
+    pub by_model: Vec<ReportLine>,
+}
+
+fn usd(micros: u64) -> f64 {
+    micros as f64 / 1_000_000.0
+}
+
+/// The report over the 24 hours before `now_secs`.
+pub fn daily_report(rows: &[UsageRow], now_secs: i64) -> Report {
+    let from = now_secs.saturating_sub(86_400);
+    let rows: Vec<&UsageRow> = rows
+        .iter()
+        .filter(|r| r.minute >= from && r.minute < now_secs)
+        .collect();
+    let all = Aggregate::of(rows.iter().copied());
+    let mut groups: BTreeMap<String, Vec<&UsageRow>> = BTreeMap::new();
+    for r in &rows {
+        groups
+            .entry(format!("{}/{}", r.provider, r.model))
+            .or_default()
+            .push(r);
+    }
+    let mut by_model: Vec<ReportLine> = groups
+        .into_iter()
+        .map(|(key, rs)| {
+            let a = Aggregate::of(rs);
+            ReportLine {
+                key,
+                requests: a.requests,
+                error_rate: a.error_rate(),
+                p95_ms: a.percentile_ms(0.95),
+                avg_quality: a.avg_quality(),
+                cost_usd: usd(a.cost_micros),
+            }
+        })
+        .collect();
+    by_model.sort_by(|a, b| b.requests.cmp(&a.requests).then(a.key.cmp(&b.key)));
+    Report {
+        from,
+        to: now_secs,
+        requests: all.requests,
+        error_rate: all.error_rate(),
+        fallback_rate: all.fallback_rate(),
+        cache_hit_rate: all.rate(all.cache_hits),
+        p50_ms: all.percentile_ms(0.50),
+        p95_ms: all.percentile_ms(0.95),
+        p99_ms: all.percentile_ms(0.99),
+        avg_quality: all.avg_quality(),
+        cost_usd: usd(all.cost_micros),
+        by_model,
+    }
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map_or_else(|| "n/a".to_owned(), |v| format!("{v} ms"))
+}
+
+/// The report as one line of text per figure.
+pub fn report_text(r: &Report) -> String {
+    let mut s = format!(
+        "Requests {}, errors {:.1} %, fallbacks {:.1} %, cache hits {:.1} %, p50 {}, p95 {}, p99 {}, quality {}, cost ${:.4}",
+        r.requests,
+        r.error_rate * 100.0,
+        r.fallback_rate * 100.0,
+        r.cache_hit_rate * 100.0,
+        ms(r.p50_ms),
+        ms(r.p95_ms),
+        ms(r.p99_ms),
+        r.avg_quality
+            .map_or_else(|| "n/a".to_owned(), |q| format!("{q:.2}")),
+        r.cost_usd
+    );
+    for l in r.by_model.iter().take(10) {
+        s.push_str(&format!(
+            "\n• {}: {} requests, errors {:.1} %, p95 {}, ${:.4}",
+            l.key,
+            l.requests,
+            l.error_rate * 100.0,
+            ms(l.p95_ms),
+            l.cost_usd
+        ));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+/// A non-alert message the outbox delivers (report, discovery).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScanMessage {
+    /// Which scan sent it.
+    pub scan: String,
+    /// Heading.
+    pub title: String,
+    /// Body text (Slack mrkdwn is escaped when sent).
+    pub text: String,
+    /// Machine-readable details for the generic webhook.
+    pub data: Value,
+}
+
+/// The Slack message (Block Kit) for a scan message.
+pub fn scan_slack_message(m: &ScanMessage) -> Value {
+    json!({
+        "text": format!("{}: {}", m.title, m.text),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": m.title}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn(&m.text)}},
+        ],
+    })
+}
+
+/// The Slack view of an alert notification: Acknowledge and Resolve
+/// buttons, and Kill-switch when the alert has a `kill_flag` label.
+pub fn notification_view(n: &Notification) -> AlertView {
+    let status = match n.kind {
+        NotificationKind::Firing => "firing",
+        NotificationKind::Resolved => "resolved",
+        NotificationKind::Acknowledged => "acknowledged",
+    };
+    AlertView {
+        id: n.fingerprint.clone(),
+        name: n.name.clone(),
+        severity: n.severity.as_str().to_owned(),
+        status: status.to_owned(),
+        summary: n.summary.clone(),
+        kill_flag: n.labels.get("kill_flag").cloned(),
+        labels: n
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+/// The Slack message for an alert notification.
+pub fn notification_slack_message(n: &Notification) -> Value {
+    alert_message(&notification_view(n))
+}
+
+/// The generic webhook body for an outbox message of `kind`.
+pub fn webhook_body(kind: &str, payload: &Value) -> Value {
+    json!({ "type": kind, "payload": payload })
+}
+
+#[cfg(test)]
+#[path = "scans_tests.rs"]
+mod tests;
