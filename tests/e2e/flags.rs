@@ -188,6 +188,7 @@ async fn ofrep_bulk_etag_and_304() {
             "complete_context",
             "comprehensive_engines",
             "generation_experiment",
+            "generation_pipeline",
             "genre_engines"
         ]
     );
