@@ -9,20 +9,18 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use dol_core::flags::FlagSet;
-use dol_core::flags::admin::{AdminError, AuditEntry, FlagState};
-use dol_core::migrate::{self, SqlExecutor, SqlValue};
-use serde_json::{Value, json};
+use dol_core::flags::admin::FlagState;
+use dol_core::flags::store as flag_store;
+use dol_core::migrate::{self, SqlExecutor};
+use serde_json::Value;
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
 
 use crate::platform::{SpinSql, now_ms};
 
-/// Key-value key holding the current flag-set version (decimal text).
-pub const VERSION_KEY: &str = "dol:flags:version";
-/// Key-value key holding `{"version", "document"}`: the evaluated document.
-pub const SNAPSHOT_KEY: &str = "dol:flags:snapshot";
+use flag_store::{SNAPSHOT_KEY, VERSION_KEY};
 
 thread_local! {
     /// The compiled set of the version this instance last saw.
@@ -97,7 +95,7 @@ fn from_snapshot(kv: &Store, version: i64) -> Option<FlagSet> {
 /// Publishes a version to key-value: snapshot first, then the version, so a
 /// reader that sees the new version finds its snapshot (or falls back to SQL).
 fn publish(kv: &Store, version: i64, state: &FlagState) {
-    let snapshot = json!({ "version": version, "document": state.effective_document() });
+    let snapshot = flag_store::snapshot_json(version, state);
     let result = kv
         .set(SNAPSHOT_KEY, snapshot.to_string().as_bytes())
         .and_then(|()| kv.set(VERSION_KEY, version.to_string().as_bytes()));
@@ -119,127 +117,8 @@ fn open_db() -> anyhow::Result<Connection> {
     Ok(db)
 }
 
-fn exec(
-    db: &mut impl SqlExecutor,
-    sql: &str,
-    params: &[SqlValue],
-) -> anyhow::Result<Vec<Vec<SqlValue>>> {
-    db.execute(sql, params)
-        .map_err(|e| anyhow::anyhow!("{sql}: {e}"))
-}
-
-/// The latest stored state, seeding the table from `flags/seed.json` when
-/// it is empty (in its own transaction, so racing first requests seed once).
 fn load_latest(db: &mut impl SqlExecutor) -> anyhow::Result<(i64, FlagState)> {
-    if let Some(found) = select_latest(db)? {
-        return Ok(found);
-    }
-    exec(db, "BEGIN IMMEDIATE", &[])?;
-    let result = seed_if_empty(db);
-    finish(db, result)
-}
-
-fn seed_if_empty(db: &mut impl SqlExecutor) -> anyhow::Result<(i64, FlagState)> {
-    if let Some(found) = select_latest(db)? {
-        return Ok(found);
-    }
-    let seed = FlagState::seed().map_err(|e| anyhow::anyhow!("seed: {e:?}"))?;
-    insert_version(db, 1, &seed, "dol", now_ms())?;
-    let entry = AuditEntry {
-        action: "seed",
-        flag_key: None,
-        before: None,
-        after: Some(seed.document.clone()),
-    };
-    insert_audit(db, &entry, "dol", 1, now_ms())?;
-    Ok((1, seed))
-}
-
-/// Commits on success, rolls back on error.
-fn finish<T>(db: &mut impl SqlExecutor, result: anyhow::Result<T>) -> anyhow::Result<T> {
-    match result {
-        Ok(v) => {
-            exec(db, "COMMIT", &[])?;
-            Ok(v)
-        }
-        Err(e) => {
-            if let Err(rollback) = exec(db, "ROLLBACK", &[]) {
-                eprintln!("flag-evaluate: rollback failed: {rollback:#}");
-            }
-            Err(e)
-        }
-    }
-}
-
-fn select_latest(db: &mut impl SqlExecutor) -> anyhow::Result<Option<(i64, FlagState)>> {
-    let rows = exec(
-        db,
-        "SELECT version, document, kills FROM flag_sets ORDER BY version DESC LIMIT 1",
-        &[],
-    )?;
-    let Some(row) = rows.first() else {
-        return Ok(None);
-    };
-    let (Some(version), Some(doc), Some(kills)) = (
-        row.first().and_then(SqlValue::as_i64),
-        row.get(1).and_then(SqlValue::as_str),
-        row.get(2).and_then(SqlValue::as_str),
-    ) else {
-        bail!("flag_sets row has unexpected column types");
-    };
-    let state = FlagState::from_stored(doc, kills).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(Some((version, state)))
-}
-
-fn insert_version(
-    db: &mut impl SqlExecutor,
-    version: i64,
-    state: &FlagState,
-    actor: &str,
-    at: i64,
-) -> anyhow::Result<()> {
-    exec(
-        db,
-        "INSERT INTO flag_sets (version, document, kills, created_at, actor) VALUES (?, ?, ?, ?, ?)",
-        &[
-            SqlValue::Integer(version),
-            SqlValue::Text(state.document.to_string()),
-            SqlValue::Text(state.kills_json()),
-            SqlValue::Integer(at),
-            SqlValue::Text(actor.to_owned()),
-        ],
-    )?;
-    Ok(())
-}
-
-fn opt_json(v: Option<&Value>) -> SqlValue {
-    v.map_or(SqlValue::Null, |v| SqlValue::Text(v.to_string()))
-}
-
-fn insert_audit(
-    db: &mut impl SqlExecutor,
-    entry: &AuditEntry,
-    actor: &str,
-    version: i64,
-    at: i64,
-) -> anyhow::Result<()> {
-    exec(
-        db,
-        "INSERT INTO audit_log (at, actor, action, flag_key, version, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        &[
-            SqlValue::Integer(at),
-            SqlValue::Text(actor.to_owned()),
-            SqlValue::Text(entry.action.to_owned()),
-            entry
-                .flag_key
-                .clone()
-                .map_or(SqlValue::Null, SqlValue::Text),
-            SqlValue::Integer(version),
-            opt_json(entry.before.as_ref()),
-            opt_json(entry.after.as_ref()),
-        ],
-    )?;
-    Ok(())
+    Ok(flag_store::load_latest(db, now_ms())?)
 }
 
 /// The current stored state (admin reads go to SQLite, the source of truth).
@@ -248,25 +127,18 @@ pub fn read_state() -> anyhow::Result<(i64, FlagState)> {
     load_latest(&mut SpinSql(&db))
 }
 
-/// The outcome of an admin write: stored as `version`, or refused.
-pub type WriteOutcome = Result<(i64, FlagState), AdminError>;
+pub use flag_store::WriteOutcome;
 
 /// Applies `edit` to the current state inside one `BEGIN IMMEDIATE`
-/// transaction: on success stores the new state as the next version with
-/// its audit entries and publishes it; on refusal stores nothing. An edit
-/// that changes nothing (e.g. re-importing the same document) stores no new
-/// version.
+/// transaction (`dol_core::flags::store::write`) and publishes a new version
+/// to key-value. Refusals store nothing; an edit that changes nothing stores
+/// no new version.
 pub fn write(
     actor: &str,
-    edit: impl FnOnce(&FlagState) -> Result<(FlagState, Vec<AuditEntry>), AdminError>,
+    edit: impl FnOnce(&FlagState) -> flag_store::EditResult,
 ) -> anyhow::Result<WriteOutcome> {
     let db = open_db()?;
-    let mut sql = SpinSql(&db);
-    // Make sure a first write starts from the seed, not from nothing.
-    load_latest(&mut sql)?;
-    exec(&mut sql, "BEGIN IMMEDIATE", &[])?;
-    let result = write_in_tx(&mut sql, actor, edit);
-    let outcome = finish(&mut sql, result)?;
+    let outcome = flag_store::write(&mut SpinSql(&db), actor, now_ms(), edit)?;
     if let Ok((version, state)) = &outcome {
         let kv = Store::open_default().context("open key-value")?;
         publish(&kv, *version, state);
@@ -274,67 +146,10 @@ pub fn write(
     Ok(outcome)
 }
 
-fn write_in_tx(
-    db: &mut impl SqlExecutor,
-    actor: &str,
-    edit: impl FnOnce(&FlagState) -> Result<(FlagState, Vec<AuditEntry>), AdminError>,
-) -> anyhow::Result<WriteOutcome> {
-    let Some((version, state)) = select_latest(db)? else {
-        bail!("flag_sets is empty after seeding");
-    };
-    let (next, audit) = match edit(&state) {
-        Ok(done) => done,
-        Err(refused) => return Ok(Err(refused)),
-    };
-    if next == state {
-        return Ok(Ok((version, state)));
-    }
-    let at = now_ms();
-    let next_version = version + 1;
-    insert_version(db, next_version, &next, actor, at)?;
-    for entry in &audit {
-        insert_audit(db, entry, actor, next_version, at)?;
-    }
-    Ok(Ok((next_version, next)))
-}
-
 /// Audit entries, newest first, optionally for one flag.
 pub fn audit(flag: Option<&str>, limit: i64) -> anyhow::Result<Vec<Value>> {
     let db = open_db()?;
     let mut sql = SpinSql(&db);
     load_latest(&mut sql)?;
-    let columns = "SELECT id, at, actor, action, flag_key, version, before, after FROM audit_log";
-    let rows = match flag {
-        Some(key) => exec(
-            &mut sql,
-            &format!("{columns} WHERE flag_key = ? ORDER BY id DESC LIMIT ?"),
-            &[SqlValue::Text(key.to_owned()), SqlValue::Integer(limit)],
-        )?,
-        None => exec(
-            &mut sql,
-            &format!("{columns} ORDER BY id DESC LIMIT ?"),
-            &[SqlValue::Integer(limit)],
-        )?,
-    };
-    Ok(rows.iter().map(|row| audit_json(row)).collect())
-}
-
-fn audit_json(row: &[SqlValue]) -> Value {
-    let int = |i: usize| row.get(i).and_then(SqlValue::as_i64);
-    let text = |i: usize| row.get(i).and_then(SqlValue::as_str);
-    let parsed = |i: usize| {
-        text(i)
-            .and_then(|t| serde_json::from_str::<Value>(t).ok())
-            .unwrap_or(Value::Null)
-    };
-    json!({
-        "id": int(0),
-        "at": int(1),
-        "actor": text(2),
-        "action": text(3),
-        "flag_key": text(4),
-        "version": int(5),
-        "before": parsed(6),
-        "after": parsed(7),
-    })
+    Ok(flag_store::audit(&mut sql, flag, limit)?)
 }

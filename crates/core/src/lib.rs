@@ -12,3 +12,6 @@ pub mod health;
 pub mod migrate;
 pub mod observe;
 pub mod ratelimit;
+pub mod rollouts;
+#[cfg(test)]
+mod test_sqlite;

@@ -92,6 +92,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../../../migrations/0004_alerts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "rollouts",
+        sql: include_str!("../../../migrations/0006_rollouts.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

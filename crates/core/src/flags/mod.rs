@@ -19,6 +19,7 @@ pub mod ofrep;
 mod ops;
 mod semver;
 mod set;
+pub mod store;
 
 use serde_json::{Map, Value};
 

@@ -1,0 +1,329 @@
+//! Rollout storage against a real in-memory SQLite with the real
+//! migrations: every change writes flag version, audit entry, row and
+//! outbox message together, and refusals write nothing.
+
+use serde_json::{Value, json};
+
+use super::guard::{Action, Conditions, Status, Telemetry, decide};
+use super::store::*;
+use crate::flags::store as flag_store;
+use crate::flags::{EvaluationContext, FlagSet};
+use crate::test_sqlite::{Sqlite, count, db};
+
+const T0: i64 = 1_800_000_000_000;
+const MIN: i64 = 60_000;
+const FLAG: &str = "generation_pipeline";
+
+fn plan() -> Value {
+    json!({
+        "variant": "enhanced",
+        "steps": [{"percent": 10}, {"percent": 50}, {"percent": 100}],
+        "min_samples": 0,
+        "guards": [{"metric": "quality", "threshold": 7.0, "window": "10m", "min_samples": 5}]
+    })
+}
+
+fn started() -> (Sqlite, Applied) {
+    let mut db = db();
+    let applied = start(&mut db, FLAG, &plan(), "alice", T0).unwrap();
+    (db, applied)
+}
+
+fn flag_def(db: &mut Sqlite) -> Value {
+    let (_, state) = flag_store::select_latest(db).unwrap().unwrap();
+    state.flag(FLAG).cloned().unwrap()
+}
+
+fn variant_share(db: &mut Sqlite) -> usize {
+    let (_, state) = flag_store::select_latest(db).unwrap().unwrap();
+    let set: FlagSet = state.compile().unwrap();
+    (0..1000)
+        .filter(|i| {
+            let ctx = EvaluationContext::new().with_targeting_key(format!("user-{i}"));
+            set.evaluate(FLAG, &ctx, 0).variant.as_deref() == Some("enhanced")
+        })
+        .count()
+}
+
+fn audit_actions(db: &mut Sqlite) -> Vec<String> {
+    flag_store::audit(db, Some(FLAG), 50)
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn start_writes_flag_version_audit_row_and_message_together() {
+    let (mut db, applied) = started();
+    let (version, _) = applied.flags.clone().unwrap();
+    assert_eq!(version, 2, "seed is version 1");
+    assert_eq!(applied.record.percent(), 10);
+    assert_eq!(applied.record.created_by, "alice");
+    let def = flag_def(&mut db);
+    assert_eq!(def["targeting"]["fractional"][0], json!(["enhanced", 10]));
+    assert_eq!(def["metadata"]["dolRolloutPercent"], 10);
+    let share = variant_share(&mut db);
+    assert!((60..=140).contains(&share), "{share} of 1000 at 10 %");
+    assert_eq!(audit_actions(&mut db), vec!["rollout-start"]);
+    assert_eq!(count(&mut db, "outbox"), 1);
+    assert_eq!(count(&mut db, "rollouts"), 1);
+    assert!(blocks_edit(&mut db, FLAG).unwrap());
+    assert!(!blocks_edit(&mut db, "other").unwrap());
+}
+
+#[test]
+fn refusals_store_nothing() {
+    let mut db = db();
+    // Seed first so the flag table is not what changes.
+    flag_store::load_latest(&mut db, T0).unwrap();
+    let before = (count(&mut db, "flag_sets"), count(&mut db, "audit_log"));
+    let bad = start(
+        &mut db,
+        FLAG,
+        &json!({"variant": "nope", "steps": [{"percent": 100}]}),
+        "a",
+        T0,
+    )
+    .unwrap_err();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.body()["field"], "variant");
+    let missing = start(&mut db, "no-such-flag", &plan(), "a", T0).unwrap_err();
+    assert_eq!(missing.status(), 404);
+    let none = admin(&mut db, FLAG, AdminOp::Pause, "a", T0).unwrap_err();
+    assert_eq!(none.status(), 404);
+    assert_eq!(
+        (count(&mut db, "flag_sets"), count(&mut db, "audit_log")),
+        before
+    );
+    assert_eq!(count(&mut db, "rollouts"), 0);
+    assert_eq!(count(&mut db, "outbox"), 0);
+
+    let (mut db, _) = started();
+    let again = start(&mut db, FLAG, &plan(), "bob", T0 + MIN).unwrap_err();
+    assert_eq!(again.status(), 409);
+    let resume = admin(&mut db, FLAG, AdminOp::Resume, "bob", T0).unwrap_err();
+    assert_eq!(resume.status(), 409);
+    let restart = admin(&mut db, FLAG, AdminOp::Restart, "bob", T0).unwrap_err();
+    assert_eq!(restart.status(), 409);
+    assert_eq!(count(&mut db, "flag_sets"), 2);
+}
+
+#[test]
+fn a_failing_statement_rolls_the_whole_change_back() {
+    let mut db = db();
+    flag_store::load_latest(&mut db, T0).unwrap();
+    db.fail_on = Some("INSERT INTO outbox");
+    assert!(start(&mut db, FLAG, &plan(), "a", T0).is_err());
+    db.fail_on = None;
+    assert_eq!(count(&mut db, "flag_sets"), 1);
+    assert_eq!(count(&mut db, "rollouts"), 0);
+    assert!(audit_actions(&mut db).is_empty());
+    // Usable again afterwards.
+    start(&mut db, FLAG, &plan(), "a", T0).unwrap();
+}
+
+#[test]
+fn guard_decisions_advance_and_roll_back_the_served_rule() {
+    let (mut db, applied) = started();
+    let record = applied.record;
+    let healthy = Telemetry {
+        step_samples: 10,
+        guards: vec![super::guard::GuardReading {
+            variant: super::guard::Reading {
+                value: Some(8.0),
+                samples: 10,
+            },
+            control: super::guard::Reading::default(),
+        }],
+    };
+    let d = decide(
+        &record.plan,
+        &record.state,
+        &healthy,
+        Conditions::default(),
+        T0 + MIN,
+    );
+    assert_eq!(d.action, Action::Advance);
+    let applied = apply_decision(&mut db, &record, &d, T0 + MIN)
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied.record.percent(), 50);
+    assert_eq!(applied.flags.as_ref().unwrap().0, 3);
+    let share = variant_share(&mut db);
+    assert!((430..=570).contains(&share), "{share} of 1000 at 50 %");
+
+    // A decision computed on a stale record is dropped.
+    assert!(
+        apply_decision(&mut db, &record, &d, T0 + MIN)
+            .unwrap()
+            .is_none()
+    );
+
+    let record = applied.record;
+    let mut bad = healthy.clone();
+    bad.guards[0].variant.value = Some(4.5);
+    let d = decide(
+        &record.plan,
+        &record.state,
+        &bad,
+        Conditions::default(),
+        T0 + 2 * MIN,
+    );
+    assert_eq!(d.action, Action::RollBack);
+    let applied = apply_decision(&mut db, &record, &d, T0 + 2 * MIN)
+        .unwrap()
+        .unwrap();
+    assert_eq!(applied.record.state.status, Status::RolledBack);
+    assert_eq!(variant_share(&mut db), 0);
+    let def = flag_def(&mut db);
+    assert!(def.get("targeting").is_none(), "{def}");
+    assert!(
+        def.get("metadata")
+            .and_then(|m| m.get("dolRolloutPercent"))
+            .is_none()
+    );
+    let entries = flag_store::audit(&mut db, Some(FLAG), 1).unwrap();
+    assert_eq!(entries[0]["action"], "rollout-rollback");
+    assert_eq!(entries[0]["after"]["breach"]["metric"], "quality");
+    assert!(
+        entries[0]["after"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("quality 4.50 < 7.00"),
+        "{}",
+        entries[0]["after"]
+    );
+    assert_eq!(count(&mut db, "outbox"), 3);
+    assert!(!blocks_edit(&mut db, FLAG).unwrap());
+
+    // Restart needs an admin, and starts from the first step.
+    let restarted = admin(&mut db, FLAG, AdminOp::Restart, "carol", T0 + 3 * MIN).unwrap();
+    assert_eq!(restarted.record.percent(), 10);
+    assert_eq!(restarted.record.state.status, Status::Active);
+}
+
+#[test]
+fn holds_update_the_row_without_audit_or_message() {
+    let (mut db, applied) = started();
+    let record = applied.record;
+    let thin = Telemetry {
+        step_samples: 1,
+        guards: vec![super::guard::GuardReading::default()],
+    };
+    let d = decide(
+        &record.plan,
+        &record.state,
+        &thin,
+        Conditions::default(),
+        T0 + MIN,
+    );
+    assert_eq!(d.action, Action::Hold);
+    let (flags, audits, outbox) = (
+        count(&mut db, "flag_sets"),
+        count(&mut db, "audit_log"),
+        count(&mut db, "outbox"),
+    );
+    let applied = apply_decision(&mut db, &record, &d, T0 + MIN)
+        .unwrap()
+        .unwrap();
+    assert!(applied.flags.is_none());
+    assert_eq!(
+        (
+            count(&mut db, "flag_sets"),
+            count(&mut db, "audit_log"),
+            count(&mut db, "outbox")
+        ),
+        (flags, audits, outbox)
+    );
+    assert_eq!(get(&mut db, FLAG).unwrap().unwrap().state.reason, d.reason);
+}
+
+#[test]
+fn completion_makes_the_variant_default_and_cancel_restores() {
+    let (mut db, applied) = started();
+    let mut record = applied.record;
+    let healthy = Telemetry {
+        step_samples: 10,
+        guards: vec![super::guard::GuardReading {
+            variant: super::guard::Reading {
+                value: Some(9.0),
+                samples: 10,
+            },
+            control: super::guard::Reading::default(),
+        }],
+    };
+    let mut now = T0;
+    while record.state.status == Status::Active {
+        now += MIN;
+        let d = decide(
+            &record.plan,
+            &record.state,
+            &healthy,
+            Conditions::default(),
+            now,
+        );
+        record = apply_decision(&mut db, &record, &d, now)
+            .unwrap()
+            .unwrap()
+            .record;
+    }
+    assert_eq!(record.state.status, Status::Completed);
+    let def = flag_def(&mut db);
+    assert_eq!(def["defaultVariant"], "enhanced");
+    assert!(def.get("targeting").is_none());
+    assert_eq!(variant_share(&mut db), 1000);
+    assert_eq!(
+        audit_actions(&mut db),
+        vec![
+            "rollout-complete",
+            "rollout-advance",
+            "rollout-advance",
+            "rollout-start"
+        ]
+    );
+
+    // A new rollout back to comprehensive, cancelled by an admin.
+    let back = json!({"variant": "comprehensive", "steps": [{"percent": 30}, {"percent": 100}]});
+    start(&mut db, FLAG, &back, "dave", now).unwrap();
+    assert!(variant_share(&mut db) > 500);
+    admin(&mut db, FLAG, AdminOp::Pause, "dave", now + MIN).unwrap();
+    let paused = get(&mut db, FLAG).unwrap().unwrap();
+    assert_eq!(paused.state.status, Status::Paused);
+    let cancelled = admin(&mut db, FLAG, AdminOp::Cancel, "dave", now + 2 * MIN).unwrap();
+    assert_eq!(cancelled.record.state.status, Status::Cancelled);
+    assert_eq!(
+        variant_share(&mut db),
+        1000,
+        "enhanced is the default again"
+    );
+    let cancel_again = admin(&mut db, FLAG, AdminOp::Cancel, "dave", now + 3 * MIN).unwrap_err();
+    assert_eq!(cancel_again.status(), 409);
+}
+
+#[test]
+fn rollout_messages_name_the_flag_and_reason() {
+    let (db, _) = started();
+    let rows = db
+        .conn
+        .prepare("SELECT kind, payload FROM outbox")
+        .unwrap()
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "scan");
+    let payload: Value = serde_json::from_str(&rows[0].1).unwrap();
+    assert_eq!(payload["scan"], "rollouts");
+    assert_eq!(
+        payload["title"],
+        "Rollout of generation_pipeline → enhanced: at 10 %"
+    );
+    assert!(
+        payload["text"]
+            .as_str()
+            .unwrap()
+            .contains("started by alice")
+    );
+}
