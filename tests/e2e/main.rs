@@ -17,4 +17,5 @@ mod gateway;
 mod health_api;
 mod ofrep_limits;
 mod probe;
+mod rollouts;
 mod scans_jobs;

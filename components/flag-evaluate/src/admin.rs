@@ -12,6 +12,7 @@
 //! | `POST /admin/flags/{key}/kill` | kill switch on (body `{"variant"}` optional) |
 //! | `DELETE /admin/flags/{key}/kill` | kill switch off |
 //! | `GET /admin/audit?flag=&limit=` | audit log, newest first |
+//! | `/admin/rollouts`, `/admin/flags/{key}/rollout…` | guarded rollouts (see [`crate::rollouts`]) |
 
 use dol_core::flags::admin::{self as core, AdminError, FlagState};
 use serde_json::{Value, json};
@@ -49,6 +50,9 @@ fn refused(err: &AdminError) -> Response {
 fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
     let path = req.path();
     let method = req.method();
+    if path == "/admin/rollouts" {
+        return crate::rollouts::list(req);
+    }
     if path == "/admin/audit" {
         if *method != Method::Get {
             return Ok(platform::method_not_allowed("GET"));
@@ -70,9 +74,16 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
                     Ok(doc) => doc,
                     Err(err) => return Ok(refused(&err)),
                 };
-                written(store::write(actor, |s| s.import(doc))?, |s| {
-                    s.document.clone()
-                })
+                let owned = crate::rollouts::in_progress_keys()?;
+                let edit = |s: &FlagState| {
+                    for key in &owned {
+                        if doc.get("flags").and_then(|f| f.get(key)) != s.flag(key) {
+                            return Err(under_rollout(key));
+                        }
+                    }
+                    s.import(doc.clone())
+                };
+                written(store::write(actor, edit)?, |s| s.document.clone())
             }
             _ => Ok(platform::method_not_allowed("GET, PUT")),
         };
@@ -100,11 +111,17 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
                 Ok(def) => def,
                 Err(err) => return Ok(refused(&err)),
             };
+            if crate::rollouts::in_progress_keys()?.contains(&key) {
+                return Ok(refused(&under_rollout(&key)));
+            }
             let outcome =
                 store::write(actor, |s| s.put_flag(&key, def).map(|(n, e)| (n, vec![e])))?;
             written(outcome, view)
         }
         (None, Method::Delete) => {
+            if crate::rollouts::in_progress_keys()?.contains(&key) {
+                return Ok(refused(&under_rollout(&key)));
+            }
             let outcome = store::write(actor, |s| s.delete_flag(&key).map(|(n, e)| (n, vec![e])))?;
             written(outcome, |_| json!({ "key": key, "deleted": true }))
         }
@@ -125,12 +142,23 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
             written(outcome, view)
         }
         (Some("kill"), _) => Ok(platform::method_not_allowed("POST, DELETE")),
+        (Some("rollout"), _) => crate::rollouts::handle(req, &key, None, actor),
+        (Some(rest), _) if rest.starts_with("rollout/") => {
+            crate::rollouts::handle(req, &key, rest.strip_prefix("rollout/"), actor)
+        }
         (Some(_), _) => Ok(platform::error(
             404,
             "not-found",
-            "no such route: /admin/flags/{key}[/kill]",
+            "no such route: /admin/flags/{key}[/kill|/rollout]",
         )),
     }
+}
+
+/// The refusal of a direct edit of a flag a rollout owns.
+fn under_rollout(key: &str) -> AdminError {
+    AdminError::Conflict(format!(
+        "flag `{key}` is being rolled out; cancel the rollout (DELETE /admin/flags/{key}/rollout) before editing it"
+    ))
 }
 
 fn with_version(status: u16, body: &Value, version: i64) -> Response {

@@ -11,7 +11,10 @@ fn handle(req: Request) -> Response {
     let path = req.path();
     if path.starts_with("/ofrep/") {
         ofrep::handle(&req)
-    } else if path == "/admin/audit" || path == "/admin/flags" || path.starts_with("/admin/flags/")
+    } else if path == "/admin/audit"
+        || path == "/admin/rollouts"
+        || path == "/admin/flags"
+        || path.starts_with("/admin/flags/")
     {
         admin::handle(&req)
     } else {

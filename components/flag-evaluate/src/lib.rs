@@ -1,6 +1,6 @@
 //! DOL's feature-flag component: OFREP evaluation
 //! (`POST /ofrep/v1/evaluate/flags[/{key}]`) and the admin API
-//! (`/admin/flags...`, `/admin/audit`). The rules live in `dol_core::flags`;
+//! (`/admin/flags...`, `/admin/audit`, `/admin/rollouts`). The rules live in `dol_core::flags`;
 //! this crate only reads requests, talks to Spin's storage and writes
 //! responses.
 
@@ -13,4 +13,5 @@ mod http;
 mod ofrep;
 mod platform;
 mod provider;
+mod rollouts;
 mod store;

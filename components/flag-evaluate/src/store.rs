@@ -13,12 +13,11 @@ use anyhow::Context as _;
 use dol_core::flags::FlagSet;
 use dol_core::flags::admin::FlagState;
 use dol_core::flags::store as flag_store;
-use dol_core::migrate::{self, SqlExecutor};
+use dol_core::migrate::SqlExecutor;
 use serde_json::Value;
 use spin_sdk::key_value::Store;
-use spin_sdk::sqlite::Connection;
 
-use crate::platform::{SpinSql, now_ms};
+use crate::platform::{SpinSql, now_ms, open_db, publish_flags};
 
 use flag_store::{SNAPSHOT_KEY, VERSION_KEY};
 
@@ -73,7 +72,7 @@ pub fn current() -> anyhow::Result<(i64, Rc<FlagSet>)> {
     let db = open_db()?;
     let (version, state) = load_latest(&mut SpinSql(&db))?;
     let set = state.compile().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    publish(&kv, version, &state);
+    publish_flags(version, &state);
     Ok(remember(version, set))
 }
 
@@ -90,31 +89,6 @@ fn from_snapshot(kv: &Store, version: i64) -> Option<FlagSet> {
         return None;
     }
     FlagSet::from_value(snapshot.get("document")?).ok()
-}
-
-/// Publishes a version to key-value: snapshot first, then the version, so a
-/// reader that sees the new version finds its snapshot (or falls back to SQL).
-fn publish(kv: &Store, version: i64, state: &FlagState) {
-    let snapshot = flag_store::snapshot_json(version, state);
-    let result = kv
-        .set(SNAPSHOT_KEY, snapshot.to_string().as_bytes())
-        .and_then(|()| kv.set(VERSION_KEY, version.to_string().as_bytes()));
-    if let Err(err) = result {
-        // Not fatal: readers fall back to SQLite while key-value is stale.
-        eprintln!("flag-evaluate: publishing version {version} to key-value failed: {err}");
-    }
-}
-
-fn open_db() -> anyhow::Result<Connection> {
-    thread_local! {
-        static MIGRATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    }
-    let db = Connection::open_default().context("open sqlite")?;
-    if !MIGRATED.get() {
-        migrate::apply(&mut SpinSql(&db), now_ms()).context("migrate")?;
-        MIGRATED.set(true);
-    }
-    Ok(db)
 }
 
 fn load_latest(db: &mut impl SqlExecutor) -> anyhow::Result<(i64, FlagState)> {
@@ -140,8 +114,7 @@ pub fn write(
     let db = open_db()?;
     let outcome = flag_store::write(&mut SpinSql(&db), actor, now_ms(), edit)?;
     if let Ok((version, state)) = &outcome {
-        let kv = Store::open_default().context("open key-value")?;
-        publish(&kv, *version, state);
+        publish_flags(*version, state);
     }
     Ok(outcome)
 }

@@ -39,7 +39,12 @@ impl bindings::Guest for Cron {
                     continue;
                 }
             }
-            if let Err(err) = crate::scan::run(name, metadata.timestamp) {
+            if let Err(err) = crate::scan::run(
+                name,
+                i64::try_from(metadata.timestamp)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1_000),
+            ) {
                 eprintln!("scans: cron {name} failed: {err:#}");
                 failed.push(name);
             }

@@ -38,8 +38,7 @@ fn handle(req: Request) -> Response {
     if *req.method() != Method::Post {
         return platform::method_not_allowed("POST");
     }
-    let now_secs = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
-    match crate::scan::run(name, now_secs) {
+    match crate::scan::run(name, platform::now_ms()) {
         Ok((run, summary)) => {
             platform::json(200, &serde_json::json!({ "scan": run, "summary": summary }))
         }

@@ -7,7 +7,7 @@
 //! wit-bindgen on `wit/guests.wit` ([`cron`]); wasm-component-ld merges the
 //! two worlds into one component.
 //!
-//! The scans ([`alerts`], [`probes`], [`discovery`], [`report`]) are thin:
+//! The scans ([`alerts`], [`rollouts`], [`probes`], [`discovery`], [`report`]) are thin:
 //! their decisions are pure functions in `dol_core::observe::scans`.
 
 mod alerts;
@@ -24,4 +24,5 @@ mod net;
 mod platform;
 mod probes;
 mod report;
+mod rollouts;
 mod scan;

@@ -5,25 +5,25 @@
 use anyhow::Context as _;
 use dol_core::health::{INSERT_SCAN_RUN_SQL, LAST_RUN_KEY, Outcome, ScanRun};
 use dol_core::migrate::SqlValue;
-use dol_core::observe::scans::{ALERTS, DISCOVERY, HEARTBEAT, PROBES, REPORT, RETENTION};
+use dol_core::observe::scans::{ALERTS, DISCOVERY, HEARTBEAT, PROBES, REPORT, RETENTION, ROLLOUTS};
 use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
 
 use crate::platform::{SpinSql, exec, now_ms, open_db, to_spin};
 
-/// Runs scan `name` for a trigger at `timestamp` (Unix seconds; the cron
-/// tick's time, or now over HTTP). Decisions use `timestamp` as "now".
+/// Runs scan `name` for a trigger at `now` (Unix ms; the cron tick's time,
+/// or the wall clock over HTTP — to the millisecond, so a decision never
+/// sees "now" before a change made a moment earlier). Decisions use `now`.
 /// The run is recorded whether the scan succeeded or not; the error is
 /// returned after recording.
-pub fn run(name: &str, timestamp: u64) -> anyhow::Result<(ScanRun, Value)> {
+pub fn run(name: &str, now: i64) -> anyhow::Result<(ScanRun, Value)> {
     let started = now_ms();
     let db = open_db().context("opening the default database")?;
-    let now = i64::try_from(timestamp)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000);
+    let timestamp = u64::try_from(now.div_euclid(1_000)).unwrap_or(0);
     let result = match name {
         ALERTS => crate::alerts::run(&db, now),
+        ROLLOUTS => crate::rollouts::run(&db, now),
         PROBES => crate::probes::run(now),
         DISCOVERY => crate::discovery::run(&db, now),
         REPORT => crate::report::report(&db, now),

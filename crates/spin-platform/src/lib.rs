@@ -203,3 +203,23 @@ pub fn method_not_allowed(allow: &str) -> Response {
         &[("allow", allow.to_owned())],
     )
 }
+
+/// Publishes a flag-set version to key-value: the snapshot first, then the
+/// version number, so a reader that sees the new version finds its snapshot
+/// (or falls back to SQLite). Called after every committed flag write — by
+/// the flags admin API and by the rollout guard loop — so the change takes
+/// effect at the next evaluation in every component.
+pub fn publish_flags(version: i64, state: &dol_core::flags::admin::FlagState) {
+    use dol_core::flags::store::{SNAPSHOT_KEY, VERSION_KEY, snapshot_json};
+    let result = spin_sdk::key_value::Store::open_default().and_then(|kv| {
+        kv.set(
+            SNAPSHOT_KEY,
+            snapshot_json(version, state).to_string().as_bytes(),
+        )?;
+        kv.set(VERSION_KEY, version.to_string().as_bytes())
+    });
+    if let Err(err) = result {
+        // Not fatal: readers fall back to SQLite while key-value is stale.
+        eprintln!("publishing flag version {version} to key-value failed: {err}");
+    }
+}

@@ -30,6 +30,7 @@
 //! | `GET /__mock/behavior` | the current [`Behavior`] (its `fail_times` counts down) |
 //! | `PUT /__mock/behavior` | replace it (missing fields take their defaults) |
 //! | `PATCH /__mock/behavior` | change only the fields given |
+//! | `GET`/`PUT`/`DELETE /__mock/behavior/{model}` | a behaviour for one model only (wins over the current behaviour, not over the script) |
 //! | `GET`/`POST`/`DELETE /__mock/script` | list, append to (one object or an array) or clear the one-shot queue |
 //! | `GET`/`DELETE /__mock/requests` | the recorded [`RecordedRequest`]s, or clear them |
 //! | `GET`/`PUT /__mock/models` | the model list; `PUT` takes ids or [`MockModel`] objects |
@@ -42,7 +43,8 @@
 //! 2. Keys and headers are checked (401/400), then the body (400), then with
 //!    [`Behavior::strict_models`] the model (404).
 //! 3. The behaviour is the next script item if one is queued, else the
-//!    current behaviour. Failure injection is decided ([`Behavior::fail_status`]).
+//!    requested model's own behaviour if one is set, else the current
+//!    behaviour. Failure injection is decided ([`Behavior::fail_status`]).
 //! 4. [`Behavior::delay_ms`] passes, then the error or the answer is sent.
 //!
 //! Model listings are recorded and checked for keys but never delayed,
@@ -454,6 +456,20 @@ impl MockLlm {
         self.shared.lock().behavior.clone()
     }
 
+    /// Sets the behaviour for one model (wins over the current behaviour,
+    /// not over the script).
+    pub fn set_model_behavior(&self, model: &str, behavior: Behavior) {
+        self.shared
+            .lock()
+            .model_behaviors
+            .insert(model.to_owned(), behavior);
+    }
+
+    /// Removes every per-model behaviour.
+    pub fn clear_model_behaviors(&self) {
+        self.shared.lock().model_behaviors.clear();
+    }
+
     /// Queues a one-shot behaviour: the next generation request uses it
     /// instead of the current behaviour (unset fields take their defaults).
     pub fn push_script(&self, behavior: Behavior) {
@@ -594,6 +610,8 @@ struct Shared {
 
 struct State {
     behavior: Behavior,
+    /// Behaviours for single models, by model id.
+    model_behaviors: BTreeMap<String, Behavior>,
     rng: u64,
     script: VecDeque<Behavior>,
     requests: VecDeque<RecordedRequest>,
@@ -616,6 +634,7 @@ impl Shared {
             state: Mutex::new(State {
                 rng: DEFAULT_SEED,
                 behavior,
+                model_behaviors: BTreeMap::new(),
                 script: VecDeque::new(),
                 requests: VecDeque::new(),
                 request_count: 0,
@@ -674,8 +693,9 @@ impl Shared {
         state.requests.push_back(recorded);
     }
 
-    /// Takes the next script item or the current behaviour and decides failure.
-    fn plan(&self) -> Plan {
+    /// Takes the next script item, the model's behaviour or the current
+    /// behaviour, and decides failure.
+    fn plan(&self, model: &str) -> Plan {
         let mut guard = self.lock();
         let state = &mut *guard;
         if let Some(item) = state.script.pop_front() {
@@ -689,7 +709,10 @@ impl Shared {
                 fail,
             };
         }
-        let behavior = &mut state.behavior;
+        let behavior = match state.model_behaviors.get_mut(model) {
+            Some(b) => b,
+            None => &mut state.behavior,
+        };
         let status = behavior.fail_status.unwrap_or(500);
         let fail = match behavior.fail_times {
             Some(n) if n > 0 => {
@@ -703,7 +726,7 @@ impl Shared {
             None => behavior.fail_status,
         };
         Plan {
-            behavior: state.behavior.clone(),
+            behavior: behavior.clone(),
             fail,
         }
     }
@@ -717,6 +740,7 @@ impl State {
 
     fn reset(&mut self, flavor: Flavor) {
         self.set_behavior(Behavior::default());
+        self.model_behaviors.clear();
         self.script.clear();
         self.requests.clear();
         self.request_count = 0;
@@ -977,6 +1001,27 @@ fn control_inner(
                 .map_err(|e| format!("invalid behavior: {e}"))?;
             state.set_behavior(behavior);
             to_json(&state.behavior)
+        }
+        (method, what) if what.starts_with("behavior/") => {
+            let model = what.trim_start_matches("behavior/");
+            let mut state = shared.lock();
+            match method {
+                "GET" => match state.model_behaviors.get(model) {
+                    Some(b) => to_json(b),
+                    None => control_error(404, format!("no behaviour for model {model}")),
+                },
+                "PUT" => {
+                    let behavior = serde_json::from_value::<Behavior>(control_body(body)?)
+                        .map_err(|e| format!("invalid behavior: {e}"))?;
+                    state.model_behaviors.insert(model.to_owned(), behavior);
+                    to_json(&state.model_behaviors.get(model))
+                }
+                "DELETE" => {
+                    let removed = state.model_behaviors.remove(model).is_some();
+                    json_response(200, &json!({"removed": removed}))
+                }
+                _ => control_error(405, "GET, PUT or DELETE".into()),
+            }
         }
         ("GET", "script") => to_json(&shared.lock().script),
         ("POST", "script") => {
@@ -2073,7 +2118,7 @@ async fn generate(
     if strict && find_model(shared, &request.model).is_none() {
         return error_response(shared, &model_not_found(shared, &request.model));
     }
-    let plan = shared.plan();
+    let plan = shared.plan(&request.model);
     let behavior = &plan.behavior;
     if behavior.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(behavior.delay_ms)).await;

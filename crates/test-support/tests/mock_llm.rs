@@ -872,6 +872,54 @@ async fn script_items_apply_once_each_in_order() {
     assert_eq!(mock.script_len(), 0);
 }
 
+#[tokio::test]
+async fn a_model_behaviour_applies_to_that_model_only() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    mock.set_model_behavior("gpt-4o-mini", Behavior::failing(500));
+    assert_eq!(openai_chat(&mock, &openai_body(false)).await.status(), 500);
+    let mut other = openai_body(false);
+    other["model"] = json!("gpt-4o");
+    assert_eq!(openai_chat(&mock, &other).await.status(), 200);
+    // The script still wins over a model behaviour.
+    mock.push_script(Behavior::with_answer("scripted"));
+    let scripted: Value = openai_chat(&mock, &openai_body(false))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(scripted["choices"][0]["message"]["content"], "scripted");
+    // Over the control API: set, read, delete.
+    let url = mock.url("/__mock/behavior/gpt-4o");
+    let put = client()
+        .put(&url)
+        .json(&json!({"answer": "from control"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let answer: Value = openai_chat(&mock, &other).await.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "from control");
+    let bad = client()
+        .put(&url)
+        .json(&json!({"answr": "typo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let deleted: Value = client()
+        .delete(&url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(deleted["removed"], true);
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 404);
+    mock.clear_model_behaviors();
+    assert_eq!(openai_chat(&mock, &openai_body(false)).await.status(), 200);
+}
+
 async fn statuses_with_rate(seed: u64) -> Vec<u16> {
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
     mock.set_behavior(Behavior {

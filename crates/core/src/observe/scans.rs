@@ -60,9 +60,14 @@ pub const REPORT: &str = "report";
 pub const RETENTION: &str = "retention";
 /// Name of the heartbeat scan (HTTP only; every scan run also beats).
 pub const HEARTBEAT: &str = "heartbeat";
+/// Name of the rollout guard loop (every minute, after the alerts, so it
+/// sees this minute's emergency state).
+pub const ROLLOUTS: &str = crate::rollouts::store::ROLLOUTS;
 
 /// Every scan runnable over `POST /admin/scans/{name}`.
-pub const ALL_SCANS: [&str; 6] = [ALERTS, PROBES, DISCOVERY, REPORT, RETENTION, HEARTBEAT];
+pub const ALL_SCANS: [&str; 7] = [
+    ALERTS, ROLLOUTS, PROBES, DISCOVERY, REPORT, RETENTION, HEARTBEAT,
+];
 
 /// The alert rules shipped with DOL (`alerts/rules.json`).
 pub const DEFAULT_RULES: &str = include_str!("../../../../alerts/rules.json");
@@ -90,7 +95,7 @@ pub const METRICS: [&str; 10] = [
 
 /// The scans a cron tick at `timestamp` (Unix seconds, UTC) runs, in order.
 pub fn due_scans(timestamp: u64) -> Vec<&'static str> {
-    let mut out = vec![ALERTS];
+    let mut out = vec![ALERTS, ROLLOUTS];
     if timestamp.is_multiple_of(300) {
         out.push(PROBES);
     }

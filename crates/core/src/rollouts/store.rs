@@ -12,7 +12,9 @@
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use super::guard::{Action, Breach, Decision, PauseCause, RolloutState, Status};
+use super::guard::{
+    Action, Breach, Conditions, Decision, PauseCause, RolloutState, Status, Telemetry, decide,
+};
 use super::plan::{PlanError, RolloutPlan};
 use super::targeting::flag_at;
 use crate::flags::admin::{AdminError, AuditEntry, FlagState};
@@ -20,6 +22,7 @@ use crate::flags::store::{self as flag_store, FlagStoreError};
 use crate::migrate::{SqlExecutor, SqlValue};
 use crate::observe::scans::{KIND_SCAN, ScanMessage};
 use crate::observe::store::{self as outbox, NewMessage, TARGET_DEFAULT};
+use crate::observe::usage::{USAGE_SINCE_SQL, UsageRow};
 
 /// Scan name under which rollout messages are queued and sent.
 pub const ROLLOUTS: &str = "rollouts";
@@ -63,21 +66,25 @@ impl RolloutError {
         }
     }
 
-    /// The JSON error body; internals are not included for 5xx.
+    /// The JSON error body `{"error": {"code", "message", "field"?}}`;
+    /// internals are not included for 5xx.
     pub fn body(&self) -> Value {
-        match self {
-            Self::Plan(e) => json!({
-                "error": "invalid-plan", "field": e.field, "message": e.message
-            }),
-            Self::FlagNotFound(_) => {
-                json!({"error": "flag-not-found", "message": self.to_string()})
+        let (code, message) = match self {
+            Self::Plan(e) => {
+                return json!({ "error": {
+                    "code": "invalid-plan",
+                    "message": e.to_string(),
+                    "field": e.field,
+                } });
             }
-            Self::NotFound(_) => json!({"error": "no-rollout", "message": self.to_string()}),
-            Self::Conflict(_) => json!({"error": "conflict", "message": self.to_string()}),
+            Self::FlagNotFound(_) => ("flag-not-found", self.to_string()),
+            Self::NotFound(_) => ("no-rollout", self.to_string()),
+            Self::Conflict(_) => ("conflict", self.to_string()),
             Self::Flags(_) | Self::Outbox(_) | Self::Corrupt(_) => {
-                json!({"error": "internal", "message": "internal error"})
+                ("internal", "internal error".to_owned())
             }
-        }
+        };
+        json!({ "error": { "code": code, "message": message } })
     }
 }
 
@@ -620,4 +627,76 @@ fn admin_in_tx(
         actor,
     };
     transition(db, &current, next, change, now_ms)
+}
+
+/// What the guard loop did for one rollout.
+#[derive(Debug, Clone)]
+pub struct GuardOutcome {
+    /// The flag.
+    pub flag_key: String,
+    /// The telemetry read.
+    pub telemetry: Telemetry,
+    /// The decision.
+    pub decision: Decision,
+    /// The served percentage after the decision.
+    pub percent: u8,
+    /// What was written; `None` when an admin changed the rollout since it
+    /// was read (the next tick decides again).
+    pub applied: Option<Applied>,
+}
+
+impl GuardOutcome {
+    /// The scan summary entry.
+    pub fn summary(&self) -> Value {
+        json!({
+            "flag": self.flag_key,
+            "action": self.decision.action,
+            "percent": self.percent,
+            "status": self.decision.next.status,
+            "reason": self.decision.reason,
+            "breach": self.decision.breach,
+            "telemetry": self.telemetry,
+            "stale": self.applied.is_none(),
+        })
+    }
+}
+
+/// The guard loop over every rollout in progress at `now_ms`: reads the
+/// per-variant telemetry from `usage_minute`, the emergency state and the
+/// kill switches, decides, and applies each decision in its own
+/// transaction. The caller publishes the flag versions written and
+/// delivers the queued messages.
+pub fn run_guards(
+    db: &mut impl SqlExecutor,
+    now_ms: i64,
+) -> Result<Vec<GuardOutcome>, RolloutError> {
+    let rollouts = in_progress(db)?;
+    if rollouts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let emergency = outbox::emergency_active(db)?;
+    let (_, flags) = flag_store::load_latest(db, now_ms)?;
+    let mut outcomes = Vec::with_capacity(rollouts.len());
+    for record in rollouts {
+        let from = super::rows_needed_from(&record.plan, record.state.step_started_ms, now_ms);
+        let rows: Vec<UsageRow> = exec(db, USAGE_SINCE_SQL, &[SqlValue::Integer(from)])?
+            .iter()
+            .filter_map(|r| UsageRow::from_row(r))
+            .collect();
+        let telemetry = super::readings(&record.plan, &rows, record.state.step_started_ms, now_ms);
+        let conditions = Conditions {
+            emergency,
+            killed: flags.kills.contains_key(&record.flag_key),
+        };
+        let decision = decide(&record.plan, &record.state, &telemetry, conditions, now_ms);
+        let applied = apply_decision(db, &record, &decision, now_ms)?;
+        outcomes.push(GuardOutcome {
+            flag_key: record.flag_key.clone(),
+            percent: decision.next.percent(&record.plan),
+            telemetry,
+            decision,
+            applied,
+        });
+    }
+    Ok(outcomes)
 }

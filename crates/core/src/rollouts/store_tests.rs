@@ -8,6 +8,7 @@ use super::guard::{Action, Conditions, Status, Telemetry, decide};
 use super::store::*;
 use crate::flags::store as flag_store;
 use crate::flags::{EvaluationContext, FlagSet};
+use crate::observe::store::EmergencyOverride;
 use crate::test_sqlite::{Sqlite, count, db};
 
 const T0: i64 = 1_800_000_000_000;
@@ -87,7 +88,7 @@ fn refusals_store_nothing() {
     )
     .unwrap_err();
     assert_eq!(bad.status(), 400);
-    assert_eq!(bad.body()["field"], "variant");
+    assert_eq!(bad.body()["error"]["field"], "variant");
     let missing = start(&mut db, "no-such-flag", &plan(), "a", T0).unwrap_err();
     assert_eq!(missing.status(), 404);
     let none = admin(&mut db, FLAG, AdminOp::Pause, "a", T0).unwrap_err();
@@ -326,4 +327,53 @@ fn rollout_messages_name_the_flag_and_reason() {
             .unwrap()
             .contains("started by alice")
     );
+}
+
+/// One usage_minute row for `variant`: `n` requests, `errors` of them
+/// errors, average quality `q`, all in the 500 ms bucket.
+fn usage(db: &mut Sqlite, minute_ms: i64, variant: &str, n: i64, errors: i64, q: f64) {
+    db.conn
+        .execute(
+            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, errors, \
+             latency_sum_ms, quality_sum, quality_n, b3) VALUES (?, 'enhanced', 'openai', 'gpt-4o-mini', 'success', ?, ?, ?, ?, ?, ?, ?)",
+            rusqlite::params![minute_ms / 60_000 * 60, variant, n, errors, n * 400, q * n as f64, n, n],
+        )
+        .unwrap();
+}
+
+#[test]
+fn the_guard_loop_reads_per_variant_telemetry_and_rolls_back() {
+    let (mut db, _) = started();
+    // Control is fine, the variant answers badly.
+    for m in 0..3 {
+        usage(&mut db, T0 + m * MIN, "comprehensive", 40, 0, 8.8);
+        usage(&mut db, T0 + m * MIN, "enhanced", 5, 0, 3.0);
+    }
+    let out = run_guards(&mut db, T0 + 3 * MIN).unwrap();
+    assert_eq!(out.len(), 1);
+    let o = &out[0];
+    assert_eq!(o.telemetry.step_samples, 15);
+    assert_eq!(o.telemetry.guards[0].variant.samples, 15);
+    assert_eq!(o.telemetry.guards[0].control.samples, 120);
+    assert_eq!(o.decision.action, Action::RollBack, "{}", o.decision.reason);
+    assert_eq!(o.percent, 0);
+    assert!(o.applied.as_ref().unwrap().flags.is_some());
+    assert_eq!(o.summary()["breach"]["metric"], "quality");
+    assert_eq!(variant_share(&mut db), 0);
+    // Nothing in progress any more: the next tick does nothing.
+    assert!(run_guards(&mut db, T0 + 4 * MIN).unwrap().is_empty());
+}
+
+#[test]
+fn the_guard_loop_pauses_every_rollout_in_an_emergency() {
+    let (mut db, _) = started();
+    crate::observe::store::set_emergency_override(&mut db, Some(EmergencyOverride::On), "ops", T0)
+        .unwrap();
+    let out = run_guards(&mut db, T0 + MIN).unwrap();
+    assert_eq!(out[0].decision.action, Action::Pause);
+    assert_eq!(out[0].percent, 10, "paused, not rolled back");
+    crate::observe::store::set_emergency_override(&mut db, Some(EmergencyOverride::Off), "ops", T0)
+        .unwrap();
+    let out = run_guards(&mut db, T0 + 2 * MIN).unwrap();
+    assert_eq!(out[0].decision.action, Action::Resume);
 }
