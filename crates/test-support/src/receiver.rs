@@ -56,12 +56,17 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver answering `status` (with body `ok`) until told otherwise.
+    /// Starts a receiver on a free loopback port answering `status` (with
+    /// body `ok`) until told otherwise.
     pub async fn start(status: u16) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind receiver");
-        let addr = listener.local_addr().expect("receiver addr");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start_on(addr, status).await.expect("bind receiver")
+    }
+
+    /// Starts a receiver on `addr` (port 0 picks a free one).
+    pub async fn start_on(addr: SocketAddr, status: u16) -> std::io::Result<Receiver> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let status = Arc::new(AtomicU16::new(status));
         let received = Arc::new(Mutex::new(Vec::new()));
         let (st, log) = (status.clone(), received.clone());
@@ -113,12 +118,12 @@ impl Receiver {
                 });
             }
         });
-        Receiver {
+        Ok(Receiver {
             addr,
             status,
             received,
             task,
-        }
+        })
     }
 
     /// Changes the status later requests get.
@@ -129,6 +134,11 @@ impl Receiver {
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().expect("receiver log").clone()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The receiver's URL for `path`, e.g. `http://127.0.0.1:4321/hook`.

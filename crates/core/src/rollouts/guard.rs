@@ -70,6 +70,10 @@ pub enum PauseCause {
 pub struct RolloutState {
     /// Where it is.
     pub status: Status,
+    /// When the rollout (re)started (Unix ms): its telemetry windows begin
+    /// no earlier.
+    #[serde(default)]
+    pub started_ms: i64,
     /// Index of the current step in the plan.
     pub step: usize,
     /// When the current step started (Unix ms).
@@ -91,6 +95,7 @@ impl RolloutState {
     pub fn start(now_ms: i64) -> Self {
         Self {
             status: Status::Active,
+            started_ms: now_ms,
             step: 0,
             step_started_ms: now_ms,
             paused: None,
@@ -522,7 +527,7 @@ pub fn decide(
             Action::Complete,
             next,
             format!(
-                "completed: {} is now the default variant ({} requests at 100 %, guards healthy)",
+                "{} is now the default variant ({} requests at 100 %, guards healthy)",
                 plan.variant, telemetry.step_samples
             ),
             None,

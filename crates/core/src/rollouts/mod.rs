@@ -9,7 +9,8 @@
 //! - [`targeting`]: the rollout as a flagd `fractional` rule in the flag.
 //! - [`store`]: the `rollouts` table and the transactions that change a
 //!   rollout together with its flag version, audit entry and notification.
-//! - [`readings`]: the guard loop's telemetry from `usage_minute` rows.
+//! - [`readings`]: the guard loop's telemetry from the gateway's `requests`
+//!   rows, per variant.
 
 pub mod guard;
 pub mod plan;
@@ -21,8 +22,12 @@ mod guard_tests;
 #[cfg(test)]
 mod store_tests;
 
-use crate::observe::usage::{Agg, UsageRow, bucket_percentile, total_since};
-use guard::{GuardReading, Reading, Telemetry};
+use std::collections::BTreeMap;
+
+use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
+use crate::migrate::SqlValue;
+use crate::observe::usage::{Agg, USAGE_BUCKETS, bucket_percentile};
+use guard::{GuardReading, Reading, RolloutState, Telemetry};
 use plan::{GuardMetric, RolloutPlan};
 
 /// The value of `metric` over an aggregate; `None` when there is nothing to
@@ -41,60 +46,99 @@ pub fn metric_value(metric: GuardMetric, agg: &Agg) -> Option<f64> {
     }
 }
 
-fn of_variant(rows: &[UsageRow], variant: &str, from_s: i64) -> Agg {
-    let picked: Vec<UsageRow> = rows
-        .iter()
-        .filter(|r| r.variant == variant)
-        .cloned()
-        .collect();
-    total_since(&picked, from_s)
-}
-
-/// Start (Unix seconds) of the minute holding `s`.
-fn minute_floor(s: i64) -> i64 {
-    s.div_euclid(60) * 60
-}
-
-/// What the guard loop reads for `plan` at `now_ms` from usage rows (which
-/// must reach back at least to the longest guard window and the step start):
-/// requests of the variant since the minute the step started, and per
-/// guard the variant's and control's value over the guard's window.
-pub fn readings(
-    plan: &RolloutPlan,
-    rows: &[UsageRow],
-    step_started_ms: i64,
-    now_ms: i64,
-) -> Telemetry {
-    let now_s = now_ms.div_euclid(1_000);
-    let step_from = minute_floor(step_started_ms.div_euclid(1_000));
-    let guards = plan
-        .guards
-        .iter()
-        .map(|g| {
-            let from = minute_floor(now_s - i64::try_from(g.window_secs).unwrap_or(i64::MAX));
-            let v = of_variant(rows, &plan.variant, from);
-            let c = of_variant(rows, &plan.control, from);
-            GuardReading {
-                variant: Reading {
-                    value: metric_value(g.metric, &v),
-                    samples: v.requests,
-                },
-                control: Reading {
-                    value: metric_value(g.metric, &c),
-                    samples: c.requests,
-                },
-            }
-        })
-        .collect();
-    Telemetry {
-        step_samples: of_variant(rows, &plan.variant, step_from).requests,
-        guards,
+/// The per-variant aggregate of the `requests` rows with `ts >= ?` (Unix
+/// ms) and `variant IN (?, ?)`, one row per variant, read by
+/// [`agg_from_row`]. The gateway's per-request rows give rollouts exact
+/// boundaries (a step or a rollout starts mid-minute, and an earlier
+/// rollout's traffic in the same minute must not count).
+pub fn variant_aggregate_sql() -> String {
+    let mut buckets = String::new();
+    let mut lower: Option<u64> = None;
+    for le in LATENCY_BUCKETS_MS {
+        let cond = match lower {
+            None => format!("latency_ms <= {le}"),
+            Some(lo) => format!("latency_ms > {lo} AND latency_ms <= {le}"),
+        };
+        buckets.push_str(&format!(", SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)"));
+        lower = Some(le);
     }
+    let last = LATENCY_BUCKETS_MS.last().copied().unwrap_or(0);
+    buckets.push_str(&format!(
+        ", SUM(CASE WHEN latency_ms > {last} THEN 1 ELSE 0 END)"
+    ));
+    format!(
+        "SELECT variant, COUNT(*), \
+         SUM(CASE WHEN outcome IN ('offline', 'stream_aborted') THEN 1 ELSE 0 END), \
+         SUM(CASE WHEN fallbacks > 0 THEN 1 ELSE 0 END), SUM(cached), SUM(latency_ms), \
+         SUM(COALESCE(quality, 0)), COUNT(quality), SUM(COALESCE(cost_micros, 0)), SUM(cost_unknown)\
+         {buckets} FROM requests WHERE ts >= ? AND variant IN (?, ?) GROUP BY variant"
+    )
 }
 
-/// How far back (Unix seconds) [`readings`] needs rows at `now_ms`.
-pub fn rows_needed_from(plan: &RolloutPlan, step_started_ms: i64, now_ms: i64) -> i64 {
-    let longest = plan.guards.iter().map(|g| g.window_secs).max().unwrap_or(0);
-    let window_from = now_ms.div_euclid(1_000) - i64::try_from(longest).unwrap_or(i64::MAX);
-    minute_floor(window_from.min(step_started_ms.div_euclid(1_000)))
+/// One row of [`variant_aggregate_sql`]: the variant and its aggregate.
+pub fn agg_from_row(row: &[SqlValue]) -> Option<(String, Agg)> {
+    let variant = row.first()?.as_str()?.to_owned();
+    let int = |i: usize| match row.get(i) {
+        Some(SqlValue::Integer(n)) => u64::try_from(*n).unwrap_or(0),
+        _ => 0,
+    };
+    let real = |i: usize| match row.get(i) {
+        Some(SqlValue::Integer(n)) => *n as f64,
+        Some(SqlValue::Real(r)) => *r,
+        _ => 0.0,
+    };
+    let mut buckets = [0u64; USAGE_BUCKETS];
+    for (i, b) in buckets.iter_mut().enumerate() {
+        *b = int(10 + i);
+    }
+    Some((
+        variant,
+        Agg {
+            requests: int(1),
+            errors: int(2),
+            fallbacks: int(3),
+            cache_hits: int(4),
+            latency_sum_ms: int(5),
+            quality_sum: real(6),
+            quality_n: int(7),
+            cost_micros: int(8),
+            cost_unknown: int(9),
+            buckets,
+        },
+    ))
+}
+
+/// What the guard loop reads for a rollout at `now_ms`. `aggregate(from_ms)`
+/// returns the per-variant aggregates of the gateway's requests since
+/// `from_ms`. Windows never reach before the rollout (re)started: its
+/// telemetry is its own. Step samples count the variant's requests since
+/// the current step started.
+pub fn readings<E>(
+    plan: &RolloutPlan,
+    state: &RolloutState,
+    now_ms: i64,
+    mut aggregate: impl FnMut(i64) -> Result<BTreeMap<String, Agg>, E>,
+) -> Result<Telemetry, E> {
+    let reading = |aggs: &BTreeMap<String, Agg>, variant: &str, metric: GuardMetric| {
+        let agg = aggs.get(variant).cloned().unwrap_or_default();
+        Reading {
+            value: metric_value(metric, &agg),
+            samples: agg.requests,
+        }
+    };
+    let mut guards = Vec::with_capacity(plan.guards.len());
+    for g in &plan.guards {
+        let window_ms = i64::try_from(g.window_secs.saturating_mul(1_000)).unwrap_or(i64::MAX);
+        let from = now_ms.saturating_sub(window_ms).max(state.started_ms);
+        let aggs = aggregate(from)?;
+        guards.push(GuardReading {
+            variant: reading(&aggs, &plan.variant, g.metric),
+            control: reading(&aggs, &plan.control, g.metric),
+        });
+    }
+    let step = aggregate(state.step_started_ms.max(state.started_ms))?;
+    Ok(Telemetry {
+        step_samples: step.get(&plan.variant).map_or(0, |a| a.requests),
+        guards,
+    })
 }

@@ -22,7 +22,6 @@ use crate::flags::store::{self as flag_store, FlagStoreError};
 use crate::migrate::{SqlExecutor, SqlValue};
 use crate::observe::scans::{KIND_SCAN, ScanMessage};
 use crate::observe::store::{self as outbox, NewMessage, TARGET_DEFAULT};
-use crate::observe::usage::{USAGE_SINCE_SQL, UsageRow};
 
 /// Scan name under which rollout messages are queued and sent.
 pub const ROLLOUTS: &str = "rollouts";
@@ -662,7 +661,7 @@ impl GuardOutcome {
 }
 
 /// The guard loop over every rollout in progress at `now_ms`: reads the
-/// per-variant telemetry from `usage_minute`, the emergency state and the
+/// per-variant telemetry from `requests`, the emergency state and the
 /// kill switches, decides, and applies each decision in its own
 /// transaction. The caller publishes the flag versions written and
 /// delivers the queued messages.
@@ -678,12 +677,19 @@ pub fn run_guards(
     let (_, flags) = flag_store::load_latest(db, now_ms)?;
     let mut outcomes = Vec::with_capacity(rollouts.len());
     for record in rollouts {
-        let from = super::rows_needed_from(&record.plan, record.state.step_started_ms, now_ms);
-        let rows: Vec<UsageRow> = exec(db, USAGE_SINCE_SQL, &[SqlValue::Integer(from)])?
-            .iter()
-            .filter_map(|r| UsageRow::from_row(r))
-            .collect();
-        let telemetry = super::readings(&record.plan, &rows, record.state.step_started_ms, now_ms);
+        let sql = super::variant_aggregate_sql();
+        let telemetry = super::readings(&record.plan, &record.state, now_ms, |from_ms| {
+            let rows = exec(
+                db,
+                &sql,
+                &[
+                    SqlValue::Integer(from_ms),
+                    SqlValue::Text(record.plan.variant.clone()),
+                    SqlValue::Text(record.plan.control.clone()),
+                ],
+            )?;
+            Ok::<_, RolloutError>(rows.iter().filter_map(|r| super::agg_from_row(r)).collect())
+        })?;
         let conditions = Conditions {
             emergency,
             killed: flags.kills.contains_key(&record.flag_key),

@@ -329,25 +329,31 @@ fn rollout_messages_name_the_flag_and_reason() {
     );
 }
 
-/// One usage_minute row for `variant`: `n` requests, `errors` of them
-/// errors, average quality `q`, all in the 500 ms bucket.
-fn usage(db: &mut Sqlite, minute_ms: i64, variant: &str, n: i64, errors: i64, q: f64) {
-    db.conn
-        .execute(
-            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, errors, \
-             latency_sum_ms, quality_sum, quality_n, b3) VALUES (?, 'enhanced', 'openai', 'gpt-4o-mini', 'success', ?, ?, ?, ?, ?, ?, ?)",
-            rusqlite::params![minute_ms / 60_000 * 60, variant, n, errors, n * 400, q * n as f64, n, n],
-        )
-        .unwrap();
+/// `n` request rows for `variant` at `ts_ms`, each 400 ms, quality `q`.
+fn requests(db: &mut Sqlite, ts_ms: i64, variant: &str, n: usize, q: f64) {
+    for i in 0..n {
+        db.conn
+            .execute(
+                "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, attempts, \
+                 latency_ms, prompt_tokens, completion_tokens, cost_micros, cost_unknown, quality, outcome, \
+                 fallbacks, cached, stream, variant, detail) VALUES (?, ?, 'k', 'chat', 'enhanced', 'enhanced', \
+                 'openai', 'gpt-4o-mini', 1, 400, 10, 20, 5, 0, ?, 'success', 0, 0, 0, ?, '')",
+                rusqlite::params![format!("{variant}-{ts_ms}-{i}"), ts_ms, q, variant],
+            )
+            .unwrap();
+    }
 }
 
 #[test]
 fn the_guard_loop_reads_per_variant_telemetry_and_rolls_back() {
     let (mut db, _) = started();
+    // Before the rollout started (same minute): healthy traffic of the
+    // variant from an earlier rollout, which must not count.
+    requests(&mut db, T0 - 1_000, "enhanced", 30, 9.5);
     // Control is fine, the variant answers badly.
     for m in 0..3 {
-        usage(&mut db, T0 + m * MIN, "comprehensive", 40, 0, 8.8);
-        usage(&mut db, T0 + m * MIN, "enhanced", 5, 0, 3.0);
+        requests(&mut db, T0 + m * MIN, "comprehensive", 40, 8.8);
+        requests(&mut db, T0 + m * MIN, "enhanced", 5, 3.0);
     }
     let out = run_guards(&mut db, T0 + 3 * MIN).unwrap();
     assert_eq!(out.len(), 1);
