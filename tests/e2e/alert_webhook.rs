@@ -265,6 +265,9 @@ async fn received(mock: &MockServer, n: usize) -> Vec<dol_test_support::mock::Re
 }
 
 /// Waits until the outbox holds `n` rows.
+/// Waits until the outbox has `n` rows and its last row has been tried
+/// once: the follow-up is queued first and sent after the reply to Slack,
+/// so the row exists a moment before its attempt is recorded.
 async fn outbox_len(
     host: &TestHost,
     n: usize,
@@ -272,7 +275,10 @@ async fn outbox_len(
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rows = outbox(host);
-        if rows.len() >= n || Instant::now() > deadline {
+        let tried = rows
+            .last()
+            .is_some_and(|(_, _, attempts, _, _)| *attempts > 0);
+        if (rows.len() >= n && tried) || Instant::now() > deadline {
             return rows;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

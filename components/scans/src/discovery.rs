@@ -11,10 +11,9 @@ use std::collections::BTreeMap;
 use dol_core::migrate::SqlValue;
 use dol_core::observe::alerts;
 use dol_core::observe::scans::{
-    CATALOG_COLUMNS, CatalogModel, DISCOVERY, KIND_SCAN, ModelDiff, ScanMessage, diff_models,
-    discovered_entry,
+    CATALOG_COLUMNS, CatalogModel, DISCOVERY, ModelDiff, ScanMessage, diff_models,
+    discovered_entry, enqueue_message,
 };
-use dol_core::observe::store::{self, NewMessage, TARGET_DEFAULT};
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
@@ -154,21 +153,11 @@ pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
             text,
             data: serde_json::to_value(&changed)?,
         };
-        let payload = serde_json::to_value(&message)?;
         let key = format!(
             "discovery:{now_ms}:{}",
             alerts::fingerprint(&BTreeMap::from([("text".to_owned(), message.text.clone())]))
         );
-        queued = store::enqueue(
-            &mut SpinSql(db),
-            &NewMessage {
-                kind: KIND_SCAN,
-                target: TARGET_DEFAULT,
-                payload: &payload,
-                dedup_key: Some(&key),
-            },
-            now_ms,
-        )?;
+        queued = enqueue_message(&mut SpinSql(db), &message, &key, now_ms)?;
     }
     Ok(json!({ "providers": diffs, "failures": failures, "queued": queued }))
 }

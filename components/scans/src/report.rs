@@ -4,10 +4,10 @@
 
 use dol_core::migrate::SqlValue;
 use dol_core::observe::scans::{
-    KIND_SCAN, REPORT, ScanMessage, daily_report, parse_retention_days, report_text,
+    REPORT, ScanMessage, daily_report, enqueue_message, parse_retention_days, report_text,
     retention_cutoff_ms,
 };
-use dol_core::observe::store::{self, NewMessage, TARGET_DEFAULT};
+use dol_core::observe::store;
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
@@ -26,18 +26,8 @@ pub fn report(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
         text: report_text(&report),
         data: serde_json::to_value(&report)?,
     };
-    let payload = serde_json::to_value(&message)?;
     let key = format!("report:{now_secs}");
-    let queued = store::enqueue(
-        &mut SpinSql(db),
-        &NewMessage {
-            kind: KIND_SCAN,
-            target: TARGET_DEFAULT,
-            payload: &payload,
-            dedup_key: Some(&key),
-        },
-        now_ms,
-    )?;
+    let queued = enqueue_message(&mut SpinSql(db), &message, &key, now_ms)?;
     Ok(json!({ "report": report, "queued": queued }))
 }
 

@@ -59,6 +59,50 @@ pub trait SqlExecutor {
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String>;
 }
 
+/// A SQL statement that failed, with the database's message (internals:
+/// log it, do not send it to clients).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{sql}: {message}")]
+pub struct StatementError {
+    /// The statement.
+    pub sql: String,
+    /// The database's message.
+    pub message: String,
+}
+
+/// Runs one statement, naming it in the error.
+pub fn run<E: SqlExecutor + ?Sized>(
+    db: &mut E,
+    sql: &str,
+    params: &[SqlValue],
+) -> Result<Vec<Vec<SqlValue>>, StatementError> {
+    db.execute(sql, params).map_err(|message| StatementError {
+        sql: sql.to_owned(),
+        message,
+    })
+}
+
+/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT` (the write lock is taken
+/// first, so concurrent read-modify-write sequences serialise) and rolls
+/// back on any error: the body's own (so a refusal half-way writes nothing)
+/// or a failed `COMMIT`.
+pub fn in_transaction<E: SqlExecutor, T, Er: From<StatementError>>(
+    db: &mut E,
+    body: impl FnOnce(&mut E) -> Result<T, Er>,
+) -> Result<T, Er> {
+    run(db, "BEGIN IMMEDIATE", &[])?;
+    let result = body(db).and_then(|value| {
+        run(db, "COMMIT", &[])?;
+        Ok(value)
+    });
+    if result.is_err() {
+        // The original error matters more than a failed rollback, and SQLite
+        // ends the transaction by itself when the connection is reused.
+        let _ = db.execute("ROLLBACK", &[]);
+    }
+    result
+}
+
 /// One versioned migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migration {

@@ -67,25 +67,13 @@ pub fn exec<E: SqlExecutor + ?Sized>(
         .map_err(|e| anyhow::anyhow!("{sql}: {e}"))
 }
 
-/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT` (the write lock is taken
-/// first, so concurrent read-modify-write sequences serialize), rolling back on error.
+/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error
+/// (`dol_core::migrate::in_transaction` with anyhow errors).
 pub fn in_transaction<E: SqlExecutor, T>(
     db: &mut E,
     body: impl FnOnce(&mut E) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    exec(db, "BEGIN IMMEDIATE", &[])?;
-    match body(db) {
-        Ok(v) => {
-            exec(db, "COMMIT", &[])?;
-            Ok(v)
-        }
-        Err(e) => {
-            if let Err(rollback) = exec(db, "ROLLBACK", &[]) {
-                eprintln!("rollback failed: {rollback:#}");
-            }
-            Err(e)
-        }
-    }
+    dol_core::migrate::in_transaction(db, body)
 }
 
 /// Wall-clock time in Unix epoch milliseconds (0 if the clock is before 1970).

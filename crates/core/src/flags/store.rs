@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::admin::{AdminError, AuditEntry, FlagState};
-use crate::migrate::{SqlExecutor, SqlValue};
+use crate::migrate::{SqlExecutor, SqlValue, StatementError, in_transaction, run};
 
 /// Key-value key holding the current flag-set version (decimal text).
 pub const VERSION_KEY: &str = "dol:flags:version";
@@ -22,13 +22,8 @@ pub const SNAPSHOT_KEY: &str = "dol:flags:snapshot";
 #[derive(Debug, Error)]
 pub enum FlagStoreError {
     /// A SQL statement failed.
-    #[error("{sql}: {message}")]
-    Sql {
-        /// The statement.
-        sql: String,
-        /// The driver's message.
-        message: String,
-    },
+    #[error(transparent)]
+    Sql(#[from] StatementError),
     /// A stored row could not be read back (wrong column types or JSON).
     #[error("corrupt flag storage: {0}")]
     Corrupt(String),
@@ -47,11 +42,7 @@ pub fn exec(
     sql: &str,
     params: &[SqlValue],
 ) -> Result<Vec<Vec<SqlValue>>, FlagStoreError> {
-    db.execute(sql, params)
-        .map_err(|message| FlagStoreError::Sql {
-            sql: sql.to_owned(),
-            message,
-        })
+    Ok(run(db, sql, params)?)
 }
 
 /// The latest stored version and state, if any.
@@ -105,27 +96,6 @@ pub fn load_latest(
         insert_audit(db, &entry, "dol", 1, now_ms)?;
         Ok((1, seed))
     })
-}
-
-/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back on any
-/// error (the body's own error type, so callers' refusals roll back too).
-pub fn in_transaction<E: SqlExecutor, T, Er: From<FlagStoreError>>(
-    db: &mut E,
-    body: impl FnOnce(&mut E) -> Result<T, Er>,
-) -> Result<T, Er> {
-    exec(db, "BEGIN IMMEDIATE", &[])?;
-    match body(db) {
-        Ok(value) => {
-            exec(db, "COMMIT", &[])?;
-            Ok(value)
-        }
-        Err(err) => {
-            // The original error matters more than a failed rollback, which
-            // SQLite also performs by itself when the connection is reused.
-            let _ = exec(db, "ROLLBACK", &[]);
-            Err(err)
-        }
-    }
 }
 
 /// Inserts one version row.

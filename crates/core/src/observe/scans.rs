@@ -695,6 +695,28 @@ pub struct ScanMessage {
     pub data: Value,
 }
 
+/// Queues a scan message (kind [`KIND_SCAN`]) for the configured channels,
+/// deduplicated by `dedup_key`; `None` when it was queued already.
+pub fn enqueue_message(
+    db: &mut impl crate::migrate::SqlExecutor,
+    message: &ScanMessage,
+    dedup_key: &str,
+    now_ms: i64,
+) -> Result<Option<i64>, super::store::StoreError> {
+    let payload =
+        serde_json::to_value(message).map_err(|e| super::store::StoreError::Json(e.to_string()))?;
+    super::store::enqueue(
+        db,
+        &super::store::NewMessage {
+            kind: KIND_SCAN,
+            target: super::store::TARGET_DEFAULT,
+            payload: &payload,
+            dedup_key: Some(dedup_key),
+        },
+        now_ms,
+    )
+}
+
 /// The Slack message (Block Kit) for a scan message.
 pub fn scan_slack_message(m: &ScanMessage) -> Value {
     json!({

@@ -96,7 +96,11 @@ fn advances_step_by_step_then_completes() {
     }
     assert_eq!(percents, vec![25, 50, 75, 100, 100]);
     assert_eq!(state.status, Status::Completed);
-    assert!(state.reason.contains("is now the default variant"), "{}", state.reason);
+    assert!(
+        state.reason.contains("is now the default variant"),
+        "{}",
+        state.reason
+    );
     // Each step held its 10 minutes: 4 steps × 10 min.
     assert_eq!(now, 40 * MIN);
 }

@@ -19,9 +19,9 @@ use super::plan::{PlanError, RolloutPlan};
 use super::targeting::flag_at;
 use crate::flags::admin::{AdminError, AuditEntry, FlagState};
 use crate::flags::store::{self as flag_store, FlagStoreError};
-use crate::migrate::{SqlExecutor, SqlValue};
-use crate::observe::scans::{KIND_SCAN, ScanMessage};
-use crate::observe::store::{self as outbox, NewMessage, TARGET_DEFAULT};
+use crate::migrate::{SqlExecutor, SqlValue, StatementError, in_transaction};
+use crate::observe::scans::{ScanMessage, enqueue_message};
+use crate::observe::store as outbox;
 
 /// Scan name under which rollout messages are queued and sent.
 pub const ROLLOUTS: &str = "rollouts";
@@ -46,6 +46,9 @@ pub enum RolloutError {
     /// Flag storage failed.
     #[error(transparent)]
     Flags(#[from] FlagStoreError),
+    /// A statement failed.
+    #[error(transparent)]
+    Sql(#[from] StatementError),
     /// The outbox failed.
     #[error(transparent)]
     Outbox(#[from] outbox::StoreError),
@@ -61,7 +64,7 @@ impl RolloutError {
             Self::Plan(_) => 400,
             Self::FlagNotFound(_) | Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
-            Self::Flags(_) | Self::Outbox(_) | Self::Corrupt(_) => 500,
+            Self::Flags(_) | Self::Sql(_) | Self::Outbox(_) | Self::Corrupt(_) => 500,
         }
     }
 
@@ -79,7 +82,7 @@ impl RolloutError {
             Self::FlagNotFound(_) => ("flag-not-found", self.to_string()),
             Self::NotFound(_) => ("no-rollout", self.to_string()),
             Self::Conflict(_) => ("conflict", self.to_string()),
-            Self::Flags(_) | Self::Outbox(_) | Self::Corrupt(_) => {
+            Self::Flags(_) | Self::Sql(_) | Self::Outbox(_) | Self::Corrupt(_) => {
                 ("internal", "internal error".to_owned())
             }
         };
@@ -389,21 +392,11 @@ fn transition(
     flag_store::insert_audit(db, &entry, actor, audit_version, now_ms)?;
     save(db, &next)?;
     let msg = message(&current.flag_key, &next, action, breach);
-    let payload = serde_json::to_value(&msg).map_err(|e| RolloutError::Corrupt(e.to_string()))?;
     let key = format!(
         "rollout:{}:{}:{}",
         current.flag_key, entry.action, next.state.updated_ms
     );
-    outbox::enqueue(
-        db,
-        &NewMessage {
-            kind: KIND_SCAN,
-            target: TARGET_DEFAULT,
-            payload: &payload,
-            dedup_key: Some(&key),
-        },
-        now_ms,
-    )?;
+    enqueue_message(db, &msg, &key, now_ms)?;
     Ok(Applied {
         record: next,
         action,
@@ -425,7 +418,7 @@ pub fn start(
     now_ms: i64,
 ) -> Result<Applied, RolloutError> {
     flag_store::load_latest(db, now_ms)?;
-    flag_store::in_transaction(db, |db| start_in_tx(db, flag, body, actor, now_ms))
+    in_transaction(db, |db| start_in_tx(db, flag, body, actor, now_ms))
 }
 
 fn start_in_tx(
@@ -499,7 +492,7 @@ pub fn apply_decision(
     decision: &Decision,
     now_ms: i64,
 ) -> Result<Option<Applied>, RolloutError> {
-    flag_store::in_transaction(db, |db| apply_in_tx(db, seen, decision, now_ms))
+    in_transaction(db, |db| apply_in_tx(db, seen, decision, now_ms))
 }
 
 fn apply_in_tx(
@@ -546,7 +539,7 @@ pub fn admin(
     now_ms: i64,
 ) -> Result<Applied, RolloutError> {
     flag_store::load_latest(db, now_ms)?;
-    flag_store::in_transaction(db, |db| admin_in_tx(db, flag, op, actor, now_ms))
+    in_transaction(db, |db| admin_in_tx(db, flag, op, actor, now_ms))
 }
 
 fn admin_in_tx(
