@@ -92,6 +92,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../../../migrations/0004_alerts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "experiments",
+        sql: include_str!("../../../migrations/0007_experiments.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

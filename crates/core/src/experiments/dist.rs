@@ -44,9 +44,19 @@ const LANCZOS: [f64; 9] = [
     1.505_632_735_149_311_6e-7,
 ];
 
+/// `x > 0`, false for NaN (so `!positive(x)` also rejects NaN).
+fn positive(x: f64) -> bool {
+    x > 0.0
+}
+
+/// `x ≥ 0`, false for NaN.
+fn non_negative(x: f64) -> bool {
+    x >= 0.0
+}
+
 /// Natural logarithm of the gamma function for `x > 0` (NaN otherwise).
 pub fn ln_gamma(x: f64) -> f64 {
-    if !(x > 0.0) {
+    if !positive(x) {
         return f64::NAN;
     }
     if x < 0.5 {
@@ -64,7 +74,7 @@ pub fn ln_gamma(x: f64) -> f64 {
 
 /// Regularized lower incomplete gamma `P(a, x)` for `a > 0`, `x ≥ 0`.
 pub fn gamma_p(a: f64, x: f64) -> f64 {
-    if !(a > 0.0) || !(x >= 0.0) {
+    if !positive(a) || !non_negative(x) {
         return f64::NAN;
     }
     if x == 0.0 {
@@ -80,7 +90,7 @@ pub fn gamma_p(a: f64, x: f64) -> f64 {
 /// Regularized upper incomplete gamma `Q(a, x) = 1 − P(a, x)`, computed
 /// directly in the upper tail so small values keep their precision.
 pub fn gamma_q(a: f64, x: f64) -> f64 {
-    if !(a > 0.0) || !(x >= 0.0) {
+    if !positive(a) || !non_negative(x) {
         return f64::NAN;
     }
     if x == 0.0 {
@@ -141,7 +151,7 @@ fn gamma_cf(a: f64, x: f64) -> f64 {
 
 /// Regularized incomplete beta `I_x(a, b)` for `a, b > 0`, `0 ≤ x ≤ 1`.
 pub fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
-    if !(a > 0.0) || !(b > 0.0) || !(0.0..=1.0).contains(&x) {
+    if !positive(a) || !positive(b) || !(0.0..=1.0).contains(&x) {
         return f64::NAN;
     }
     if x == 0.0 || x == 1.0 {
@@ -309,7 +319,7 @@ pub fn normal_quantile(p: f64) -> f64 {
 /// Student's t survival function `P(T > t)` with `df > 0` degrees of freedom
 /// (`df` may be fractional, as Welch's test produces).
 pub fn t_sf(t: f64, df: f64) -> f64 {
-    if t.is_nan() || !(df > 0.0) {
+    if t.is_nan() || !positive(df) {
         return f64::NAN;
     }
     if t.is_infinite() {
@@ -341,7 +351,7 @@ pub fn t_pdf(t: f64, df: f64) -> f64 {
 
 /// Student's t quantile: the `t` with `t_cdf(t, df) = p`.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
-    if !(0.0..=1.0).contains(&p) || !(df > 0.0) {
+    if !(0.0..=1.0).contains(&p) || !positive(df) {
         return f64::NAN;
     }
     if p == 0.0 {
@@ -393,7 +403,7 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
 
 /// Chi-square survival function `P(X > x)` with `k > 0` degrees of freedom.
 pub fn chi2_sf(x: f64, k: f64) -> f64 {
-    if x.is_nan() || !(k > 0.0) {
+    if x.is_nan() || !positive(k) {
         return f64::NAN;
     }
     if x <= 0.0 {
