@@ -235,6 +235,16 @@ fn variant_line(variant: &str, data: Option<&MetricData>, alpha: f64) -> Variant
     }
 }
 
+/// A p-value for reasons: four decimals, or scientific notation when that
+/// would print as 0.0000.
+fn fmt_p(p: f64) -> String {
+    if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
 fn pct(x: f64) -> String {
     format!("{:.1} %", x * 100.0)
 }
@@ -346,8 +356,9 @@ fn treatment_verdict(
     let mut primary_ok = false;
     match comparison_of(primary, t) {
         Some(c) if c.outcome == "worse" => stop.push(format!(
-            "primary {} is significantly worse (p = {:.4} < {alpha})",
-            primary.metric.name, c.stats.p_value
+            "primary {} is significantly worse (p = {} < {alpha})",
+            primary.metric.name,
+            fmt_p(c.stats.p_value)
         )),
         Some(c) if c.outcome == "better" => {
             let improvement = c
@@ -370,8 +381,9 @@ fn treatment_verdict(
             }
         }
         Some(c) => missing.push(format!(
-            "primary {} is not significant yet (p = {:.4} ≥ {alpha})",
-            primary.metric.name, c.stats.p_value
+            "primary {} is not significant yet (p = {} ≥ {alpha})",
+            primary.metric.name,
+            fmt_p(c.stats.p_value)
         )),
         None => missing.push(format!(
             "primary {} cannot be compared yet (too few observations)",
@@ -383,8 +395,9 @@ fn treatment_verdict(
             && c.outcome == "worse"
         {
             stop.push(format!(
-                "guardrail {} is significantly worse (p = {:.4} < {alpha})",
-                g.metric.name, c.stats.p_value
+                "guardrail {} is significantly worse (p = {} < {alpha})",
+                g.metric.name,
+                fmt_p(c.stats.p_value)
             ));
         }
     }
@@ -410,8 +423,9 @@ fn treatment_verdict(
         (
             Decision::Ship,
             vec![format!(
-                "primary {} improved by {lift} relative (p = {p:.4} < {alpha}); no guardrail is significantly worse; no sample ratio mismatch",
-                primary.metric.name
+                "primary {} improved by {lift} relative (p = {} < {alpha}); no guardrail is significantly worse; no sample ratio mismatch",
+                primary.metric.name,
+                fmt_p(p)
             )],
         )
     } else {
