@@ -11,6 +11,7 @@
 mod alert_webhook;
 mod apps;
 mod dol_app;
+mod experiments;
 mod flags;
 mod flags_in_process;
 mod gateway;

@@ -13,6 +13,10 @@
 //! | `PUT /admin/models/{provider}/{model}` | create or replace a catalog entry |
 //! | `DELETE /admin/models/{provider}/{model}` | remove a catalog entry |
 //! | `GET /admin/requests/{id}` | one request's telemetry record |
+//! | `GET /admin/experiments` | experiment definitions |
+//! | `PUT /admin/experiments/{key}` | create or replace an experiment (validated definition) |
+//! | `GET /admin/experiments/{key}` | the experiment's report (statistics and verdict) |
+//! | `DELETE /admin/experiments/{key}` | delete an experiment (its events stay) |
 
 use dol_core::gateway::catalog;
 use dol_core::gateway::keys::{self, KeyLimits};
@@ -21,7 +25,7 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Method, Response};
 
 use crate::http::Incoming;
-use crate::{platform, store};
+use crate::{experiments, platform, store};
 
 /// Handles `/admin/...`.
 pub fn handle(req: &Incoming) -> Response {
@@ -137,6 +141,15 @@ fn route(req: &Incoming, actor: &str) -> anyhow::Result<Response> {
                 not_found("no such catalog entry")
             }
         }
+        (["experiments"], Method::Get) => experiments::list(&db)?,
+        (["experiments"], _) => platform::method_not_allowed("GET"),
+        (["experiments", key], Method::Put) => match json_body(req) {
+            Ok(body) => experiments::put(&body, &db, key, actor, now)?,
+            Err(r) => r,
+        },
+        (["experiments", key], Method::Get) => experiments::get(&db, key)?,
+        (["experiments", key], Method::Delete) => experiments::delete(&db, key)?,
+        (["experiments", _], _) => platform::method_not_allowed("GET, PUT, DELETE"),
         (["requests", id], Method::Get) => match store::request(&db, id)? {
             Some(v) => platform::json(200, &v),
             None => not_found(&format!("no request {id}")),

@@ -42,3 +42,43 @@ pub fn entry_tier(
     let tier = Tier::parse(value.as_str()?)?;
     Some((tier, e.variant.unwrap_or_else(|| tier.as_str().to_owned())))
 }
+
+/// What evaluating a flag for event attribution gave.
+pub enum Served {
+    /// The variant served to this targeting key.
+    Variant(String),
+    /// The flag does not exist.
+    NotFound,
+    /// The flag exists but served no variant (disabled, no default, or a
+    /// rule error); the text says why.
+    NoVariant(String),
+}
+
+/// The variant `flag` serves to `targeting_key` with the extra `context`
+/// attributes (the same answer OFREP gives).
+pub fn served_variant(
+    flag: &str,
+    targeting_key: &str,
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Served {
+    let mut ctx = context.clone();
+    ctx.insert(
+        "targetingKey".to_owned(),
+        serde_json::Value::String(targeting_key.to_owned()),
+    );
+    let e = bindings::dol::platform::flag_evaluator::evaluate(
+        flag,
+        &serde_json::Value::Object(ctx).to_string(),
+    );
+    match (e.error_code.as_deref(), e.variant) {
+        (Some("FLAG_NOT_FOUND"), _) => Served::NotFound,
+        (Some(code), _) => Served::NoVariant(format!(
+            "evaluation failed: {code}{}",
+            e.error_message
+                .map(|m| format!(" ({m})"))
+                .unwrap_or_default()
+        )),
+        (None, Some(v)) => Served::Variant(v),
+        (None, None) => Served::NoVariant(format!("reason {}", e.reason)),
+    }
+}

@@ -5,7 +5,7 @@ use dol_core::gateway::openai::{ErrorType, ModelList};
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
-use crate::{admin, chat, net, platform, store};
+use crate::{admin, chat, experiments, net, platform, store};
 
 /// A request read into memory (generation bodies are small JSON documents).
 pub struct Incoming {
@@ -58,7 +58,7 @@ async fn read(req: IncomingRequest) -> Result<Incoming, &'static str> {
     })
 }
 
-/// Routes `/v1/...` and `/admin/...`.
+/// Routes `/v1/...` (chat, generate, models, events) and `/admin/...`.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let req = match read(req).await {
@@ -76,6 +76,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         ("/v1/chat/completions", Method::Post) => chat::serve(req, out, false).await,
         ("/v1/generate", Method::Post) => chat::serve(req, out, true).await,
         ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
+        ("/v1/events", Method::Post) => net::respond(out, experiments::post_events(&req)).await,
+        ("/v1/events", _) => net::respond(out, platform::method_not_allowed("POST")).await,
         ("/v1/chat/completions" | "/v1/generate", _) => {
             net::respond(out, platform::method_not_allowed("POST")).await
         }

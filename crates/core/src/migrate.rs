@@ -141,6 +141,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "rollouts",
         sql: include_str!("../../../migrations/0006_rollouts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "experiments",
+        sql: include_str!("../../../migrations/0007_experiments.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.
