@@ -46,19 +46,12 @@ fn event_error(e: &EventError) -> Response {
     bad_event(e.field(), &e.to_string())
 }
 
-/// The latest stored flagd document (`flag_sets`, written by flag-evaluate).
+/// The current flagd document (`flag_sets`, seeded on first use exactly as
+/// flag-evaluate does).
 fn flag_document(db: &Connection) -> anyhow::Result<Value> {
-    let rows = platform::exec(
-        &mut SpinSql(db),
-        "SELECT document FROM flag_sets ORDER BY version DESC LIMIT 1",
-        &[],
-    )?;
-    let text = rows
-        .first()
-        .and_then(|r| r.first())
-        .and_then(|v| v.as_str())
-        .unwrap_or("{}");
-    Ok(serde_json::from_str(text)?)
+    let (_, state) =
+        dol_core::flags::store::load_latest(&mut SpinSql(db), platform::now_ms())?;
+    Ok(state.document)
 }
 
 /// `POST /v1/events`: authenticate (API key), parse, resolve variants, store
