@@ -6,9 +6,12 @@ use anyhow::Context as _;
 use dol_core::health::CheckResult;
 use dol_core::migrate::SqlValue;
 use dol_core::observe::alerts::{self, AlertRule, AlertSource, AlertStatus};
-use dol_core::observe::scans::{self, DEFAULT_RULES, USAGE_COLUMNS, UsageRow};
-use dol_core::observe::score::{self, EmergencyConfig, EmergencyState, ScoreConfig, WeightedCheck};
+use dol_core::observe::scans::{self, DEFAULT_RULES};
+use dol_core::observe::score::{
+    self, EmergencyConfig, EmergencyState, ScoreConfig, TelemetryInputs, WeightedCheck,
+};
 use dol_core::observe::store::{self, AlertQuery, EMERGENCY_AUTO_KEY};
+use dol_core::observe::usage::{self, USAGE_SINCE_SQL, UsageRow};
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
@@ -33,11 +36,11 @@ pub fn rules() -> anyhow::Result<Vec<AlertRule>> {
 pub fn usage_since(db: &Connection, from_secs: i64) -> anyhow::Result<Vec<UsageRow>> {
     Ok(exec(
         &mut SpinSql(db),
-        &format!("SELECT {USAGE_COLUMNS} FROM usage_minute WHERE minute >= ?"),
+        USAGE_SINCE_SQL,
         &[SqlValue::Integer(from_secs)],
     )?
     .iter()
-    .filter_map(|r| UsageRow::from_sql_row(r))
+    .filter_map(|r| UsageRow::from_row(r))
     .collect())
 }
 
@@ -95,7 +98,9 @@ pub fn run(db: &Connection, now_ms_: i64) -> anyhow::Result<Value> {
         };
         checks.push(WeightedCheck::new(check, 1));
     }
-    let telemetry = scans::in_window(&rows, now_secs, SCORE_WINDOW_SECS).telemetry();
+    // The same summary /api/health scores (quality on the 1–5 scale).
+    let telemetry =
+        TelemetryInputs::from(&usage::in_window(&rows, now_secs, SCORE_WINDOW_SECS).summary());
     let health = score::score(&checks, &telemetry, &ScoreConfig::default());
     values.insert("health_score", 0, f64::from(health.score));
 

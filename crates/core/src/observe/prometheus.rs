@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use thiserror::Error;
 
 use super::stats::LatencyHistogram;
+use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
 
 /// The `Content-Type` of the output.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -85,18 +86,25 @@ impl HistogramSeries {
     /// From a [`LatencyHistogram`], bounds and sum converted to seconds
     /// (Prometheus' base unit).
     pub fn from_latency_seconds(h: &LatencyHistogram) -> Self {
-        let mut buckets = Vec::new();
-        let mut count = 0;
-        for (bound, cum) in h.cumulative() {
-            match bound {
-                Some(ms) => buckets.push((ms as f64 / 1000.0, cum)),
-                None => count = cum,
-            }
+        Self::from_latency_buckets(&h.counts, h.sum_ms)
+    }
+
+    /// From per-bucket (not cumulative) latency counts over
+    /// [`LATENCY_BUCKETS_MS`] (the last count is `+Inf`, as in the stored
+    /// `usage_minute.b0..b11`) and their sum in ms, in seconds. Every
+    /// latency histogram DOL exports goes through here, so all share the
+    /// stored bucket bounds.
+    pub fn from_latency_buckets(counts: &[u64], sum_ms: u64) -> Self {
+        let mut acc = 0u64;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_MS.len());
+        for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
+            acc = acc.saturating_add(counts.get(i).copied().unwrap_or(0));
+            buckets.push((*le as f64 / 1000.0, acc));
         }
         Self {
             buckets,
-            sum: h.sum_ms as f64 / 1000.0,
-            count,
+            sum: sum_ms as f64 / 1000.0,
+            count: counts.iter().fold(0u64, |a, b| a.saturating_add(*b)),
         }
     }
 }
@@ -412,25 +420,30 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "# HELP dol_latency_seconds Latency.");
         assert_eq!(lines[1], "# TYPE dol_latency_seconds histogram");
+        // The stored usage_minute bounds: 0.05 s … 120 s, then +Inf.
         assert_eq!(
             lines[2],
-            "dol_latency_seconds_bucket{tier=\"fast\",le=\"0.005\"} 1"
+            "dol_latency_seconds_bucket{tier=\"fast\",le=\"0.05\"} 2"
         );
         assert_eq!(
             lines[3],
-            "dol_latency_seconds_bucket{tier=\"fast\",le=\"0.01\"} 2"
+            "dol_latency_seconds_bucket{tier=\"fast\",le=\"0.1\"} 2"
         );
         assert_eq!(
-            lines[15],
+            lines[11],
             "dol_latency_seconds_bucket{tier=\"fast\",le=\"60\"} 2"
         );
         assert_eq!(
-            lines[16],
+            lines[12],
+            "dol_latency_seconds_bucket{tier=\"fast\",le=\"120\"} 3"
+        );
+        assert_eq!(
+            lines[13],
             "dol_latency_seconds_bucket{tier=\"fast\",le=\"+Inf\"} 3"
         );
-        assert_eq!(lines[17], "dol_latency_seconds_sum{tier=\"fast\"} 70.011");
-        assert_eq!(lines[18], "dol_latency_seconds_count{tier=\"fast\"} 3");
-        assert_eq!(lines.len(), 19);
+        assert_eq!(lines[14], "dol_latency_seconds_sum{tier=\"fast\"} 70.011");
+        assert_eq!(lines[15], "dol_latency_seconds_count{tier=\"fast\"} 3");
+        assert_eq!(lines.len(), 16);
         assert!(text.ends_with('\n'));
     }
 

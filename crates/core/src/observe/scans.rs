@@ -42,10 +42,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::alerts::{AlertRule, MetricValues, Notification, NotificationKind};
-use super::score::TelemetryInputs;
 use super::slack::{AlertView, alert_message, mrkdwn};
+use super::usage::{Agg, UsageRow, in_window};
 use crate::gateway::providers::DiscoveredModel;
-use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
 use crate::migrate::SqlValue;
 
 /// Name of the alert-evaluation scan.
@@ -109,212 +108,17 @@ pub fn due_scans(timestamp: u64) -> Vec<&'static str> {
     out
 }
 
-/// One `usage_minute` row, as the scans read it.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct UsageRow {
-    /// Minute start, Unix seconds.
-    pub minute: i64,
-    /// Tier that answered.
-    pub tier: String,
-    /// Provider that answered.
-    pub provider: String,
-    /// Model that answered.
-    pub model: String,
-    /// Outcome label.
-    pub outcome: String,
-    /// Requests.
-    pub requests: u64,
-    /// Of which errors.
-    pub errors: u64,
-    /// Of which fell back below their entry tier.
-    pub fallbacks: u64,
-    /// Of which were cache hits.
-    pub cache_hits: u64,
-    /// Sum of latencies, ms.
-    pub latency_sum_ms: u64,
-    /// Sum of quality scores.
-    pub quality_sum: f64,
-    /// Scored requests.
-    pub quality_n: u64,
-    /// Cost, micro-dollars.
-    pub cost_micros: u64,
-    /// Latency histogram (`LATENCY_BUCKETS_MS`, then `+Inf`).
-    pub buckets: [u64; 12],
-}
-
-/// Columns [`UsageRow::from_sql_row`] expects, in order.
-pub const USAGE_COLUMNS: &str = "minute, tier, provider, model, outcome, requests, errors, \
-     fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, cost_micros, \
-     b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11";
-
-fn int(v: Option<&SqlValue>) -> i64 {
-    v.and_then(SqlValue::as_i64).unwrap_or(0)
-}
-
 fn uint(v: Option<&SqlValue>) -> u64 {
-    u64::try_from(int(v)).unwrap_or(0)
-}
-
-fn real(v: Option<&SqlValue>) -> f64 {
-    match v {
-        Some(SqlValue::Real(r)) => *r,
-        #[allow(clippy::cast_precision_loss, reason = "sums of small numbers")]
-        Some(SqlValue::Integer(i)) => *i as f64,
-        _ => 0.0,
-    }
+    u64::try_from(v.and_then(SqlValue::as_i64).unwrap_or(0)).unwrap_or(0)
 }
 
 fn txt(v: Option<&SqlValue>) -> String {
     v.and_then(SqlValue::as_str).unwrap_or_default().to_owned()
 }
 
-impl UsageRow {
-    /// A row selected with [`USAGE_COLUMNS`]; `None` when it has too few columns.
-    pub fn from_sql_row(r: &[SqlValue]) -> Option<Self> {
-        if r.len() < 25 {
-            return None;
-        }
-        let mut buckets = [0u64; 12];
-        for (i, b) in buckets.iter_mut().enumerate() {
-            *b = uint(r.get(13 + i));
-        }
-        Some(Self {
-            minute: int(r.first()),
-            tier: txt(r.get(1)),
-            provider: txt(r.get(2)),
-            model: txt(r.get(3)),
-            outcome: txt(r.get(4)),
-            requests: uint(r.get(5)),
-            errors: uint(r.get(6)),
-            fallbacks: uint(r.get(7)),
-            cache_hits: uint(r.get(8)),
-            latency_sum_ms: uint(r.get(9)),
-            quality_sum: real(r.get(10)),
-            quality_n: uint(r.get(11)),
-            cost_micros: uint(r.get(12)),
-            buckets,
-        })
-    }
-}
-
-/// Rows summed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Aggregate {
-    /// Requests.
-    pub requests: u64,
-    /// Errors.
-    pub errors: u64,
-    /// Fallbacks.
-    pub fallbacks: u64,
-    /// Cache hits.
-    pub cache_hits: u64,
-    /// Latency sum, ms.
-    pub latency_sum_ms: u64,
-    /// Quality sum.
-    pub quality_sum: f64,
-    /// Scored requests.
-    pub quality_n: u64,
-    /// Cost, micro-dollars.
-    pub cost_micros: u64,
-    /// Latency histogram.
-    pub buckets: [u64; 12],
-}
-
-impl Aggregate {
-    /// Sums `rows`.
-    pub fn of<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Self {
-        let mut a = Self::default();
-        for r in rows {
-            a.requests += r.requests;
-            a.errors += r.errors;
-            a.fallbacks += r.fallbacks;
-            a.cache_hits += r.cache_hits;
-            a.latency_sum_ms += r.latency_sum_ms;
-            a.quality_sum += r.quality_sum;
-            a.quality_n += r.quality_n;
-            a.cost_micros += r.cost_micros;
-            for (x, y) in a.buckets.iter_mut().zip(r.buckets) {
-                *x += y;
-            }
-        }
-        a
-    }
-
-    fn rate(&self, n: u64) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            n as f64 / self.requests as f64
-        }
-    }
-
-    /// Errors per request (0 without requests).
-    pub fn error_rate(&self) -> f64 {
-        self.rate(self.errors)
-    }
-
-    /// Fallbacks per request (0 without requests).
-    pub fn fallback_rate(&self) -> f64 {
-        self.rate(self.fallbacks)
-    }
-
-    /// Average quality of scored requests.
-    pub fn avg_quality(&self) -> Option<f64> {
-        (self.quality_n > 0).then(|| self.quality_sum / self.quality_n as f64)
-    }
-
-    /// The `q` quantile (0–1) as the upper bound of the bucket holding its
-    /// rank (the last finite bound for `+Inf`); `None` without samples.
-    pub fn percentile_ms(&self, q: f64) -> Option<u64> {
-        let total: u64 = self.buckets.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "a rank between 1 and total"
-        )]
-        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
-        let mut seen = 0;
-        for (i, n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                return Some(
-                    LATENCY_BUCKETS_MS
-                        .get(i)
-                        .or(LATENCY_BUCKETS_MS.last())
-                        .copied()
-                        .unwrap_or(0),
-                );
-            }
-        }
-        None
-    }
-
-    /// Inputs for the health score.
-    pub fn telemetry(&self) -> TelemetryInputs {
-        TelemetryInputs {
-            samples: self.requests,
-            error_rate: self.error_rate(),
-            p95_latency_ms: self.percentile_ms(0.95),
-            avg_quality: self.avg_quality(),
-            fallback_rate: self.fallback_rate(),
-        }
-    }
-}
-
-/// Rows whose minute starts within `window_secs` before `now_secs`.
-pub fn in_window(rows: &[UsageRow], now_secs: i64, window_secs: u64) -> Aggregate {
-    let from = now_secs.saturating_sub(i64::try_from(window_secs).unwrap_or(i64::MAX));
-    Aggregate::of(
-        rows.iter()
-            .filter(|r| r.minute >= from && r.minute <= now_secs),
-    )
-}
-
-/// The values of every windowed metric the rules use, over `rows` at
-/// `now_secs` (see the module docs). Window-free metrics are added by the
+/// The values of every windowed metric the rules use, over `rows` (read
+/// with [`super::usage::USAGE_SINCE_SQL`]) at `now_secs` (see the module
+/// docs). Window-free metrics are added by the
 /// caller with window 0.
 pub fn metric_values(rules: &[AlertRule], rows: &[UsageRow], now_secs: i64) -> MetricValues {
     let mut out = MetricValues::new();
@@ -608,7 +412,7 @@ pub fn daily_report(rows: &[UsageRow], now_secs: i64) -> Report {
         .iter()
         .filter(|r| r.minute >= from && r.minute < now_secs)
         .collect();
-    let all = Aggregate::of(rows.iter().copied());
+    let all = Agg::of(rows.iter().copied());
     let mut groups: BTreeMap<String, Vec<&UsageRow>> = BTreeMap::new();
     for r in &rows {
         groups
@@ -619,7 +423,7 @@ pub fn daily_report(rows: &[UsageRow], now_secs: i64) -> Report {
     let mut by_model: Vec<ReportLine> = groups
         .into_iter()
         .map(|(key, rs)| {
-            let a = Aggregate::of(rs);
+            let a = Agg::of(rs);
             ReportLine {
                 key,
                 requests: a.requests,
@@ -637,7 +441,7 @@ pub fn daily_report(rows: &[UsageRow], now_secs: i64) -> Report {
         requests: all.requests,
         error_rate: all.error_rate(),
         fallback_rate: all.fallback_rate(),
-        cache_hit_rate: all.rate(all.cache_hits),
+        cache_hit_rate: all.cache_hit_rate(),
         p50_ms: all.percentile_ms(0.50),
         p95_ms: all.percentile_ms(0.95),
         p99_ms: all.percentile_ms(0.99),

@@ -12,11 +12,14 @@ fn row(minute: i64, requests: u64, errors: u64, buckets: [u64; 12]) -> UsageRow 
         provider: "openai".into(),
         model: "gpt-4o-mini".into(),
         outcome: "success".into(),
-        requests,
-        errors,
-        buckets,
-        latency_sum_ms: 100 * requests,
-        ..UsageRow::default()
+        variant: "-".into(),
+        agg: Agg {
+            requests,
+            errors,
+            buckets,
+            latency_sum_ms: 100 * requests,
+            ..Agg::default()
+        },
     }
 }
 
@@ -44,45 +47,18 @@ fn due_scans_follow_the_schedules() {
 }
 
 #[test]
-fn usage_rows_parse_from_sql() {
-    let mut r: Vec<SqlValue> = vec![
-        SqlValue::Integer(60),
-        SqlValue::Text("basic".into()),
-        SqlValue::Text("offline".into()),
-        SqlValue::Text("offline-basic".into()),
-        SqlValue::Text("offline".into()),
-        SqlValue::Integer(3),
-        SqlValue::Integer(3),
-        SqlValue::Integer(1),
-        SqlValue::Integer(0),
-        SqlValue::Integer(30),
-        SqlValue::Real(0.0),
-        SqlValue::Integer(0),
-        SqlValue::Integer(0),
-    ];
-    r.extend((0..12).map(|i| SqlValue::Integer(i64::from(i == 0) * 3)));
-    let u = UsageRow::from_sql_row(&r).unwrap();
-    assert_eq!(
-        (u.minute, u.requests, u.errors, u.buckets[0]),
-        (60, 3, 3, 3)
-    );
-    assert_eq!(u.provider, "offline");
-    assert!(UsageRow::from_sql_row(&r[..5]).is_none());
-}
-
-#[test]
 fn percentiles_take_the_bucket_upper_bound() {
     let mut b = [0; 12];
     b[0] = 90; // <= 50 ms
     b[5] = 9; // <= 2500 ms
     b[11] = 1; // +Inf
-    let a = Aggregate::of(&[row(NOW, 100, 0, b)]);
+    let a = Agg::of(&[row(NOW, 100, 0, b)]);
     assert_eq!(a.percentile_ms(0.50), Some(50));
     assert_eq!(a.percentile_ms(0.90), Some(50));
     assert_eq!(a.percentile_ms(0.95), Some(2_500));
     assert_eq!(a.percentile_ms(0.99), Some(2_500));
     assert_eq!(a.percentile_ms(1.0), Some(120_000));
-    assert_eq!(Aggregate::default().percentile_ms(0.5), None);
+    assert_eq!(Agg::default().percentile_ms(0.5), None);
 }
 
 #[test]
@@ -102,12 +78,12 @@ fn rule_metrics_from_aggregate_rows() {
     let mut slow = [0; 12];
     slow[6] = 10;
     let mut old = row(NOW - 1_200, 10, 0, fast);
-    old.quality_sum = 20.0;
-    old.quality_n = 10;
+    old.agg.quality_sum = 20.0;
+    old.agg.quality_n = 10;
     let mut recent = row(NOW - 240, 10, 5, slow);
-    recent.fallbacks = 5;
-    recent.quality_sum = 50.0;
-    recent.quality_n = 10;
+    recent.agg.fallbacks = 5;
+    recent.agg.quality_sum = 50.0;
+    recent.agg.quality_n = 10;
     let rows = vec![
         old,
         recent,
@@ -257,8 +233,8 @@ fn daily_report_covers_the_last_24_hours() {
     let mut b = [0; 12];
     b[2] = 10;
     let mut a = row(NOW - 3_600, 10, 1, b);
-    a.cost_micros = 2_000_000;
-    a.cache_hits = 5;
+    a.agg.cost_micros = 2_000_000;
+    a.agg.cache_hits = 5;
     let mut other = row(NOW - 60, 30, 0, b);
     other.model = "gpt-4o".into();
     let rows = vec![a, other, row(NOW - 90_000, 1_000, 1_000, b)];

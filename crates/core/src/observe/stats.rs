@@ -16,9 +16,12 @@ use thiserror::Error;
 
 /// Upper bounds (inclusive, milliseconds) of the latency buckets. A final
 /// overflow bucket holds everything above the last bound.
-pub const LATENCY_BOUNDS_MS: [u64; 14] = [
-    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 20_000, 30_000, 60_000,
-];
+///
+/// These are the gateway's stored `usage_minute` buckets (`b0..b11`): one
+/// bucket definition, so a histogram built here and the one `/metrics`
+/// exports from storage have the same `le` bounds.
+pub const LATENCY_BOUNDS_MS: [u64; crate::gateway::telemetry::LATENCY_BUCKETS_MS.len()] =
+    crate::gateway::telemetry::LATENCY_BUCKETS_MS;
 
 /// Number of buckets, the overflow bucket included.
 pub const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
@@ -429,10 +432,17 @@ mod tests {
     #[test]
     fn buckets_are_inclusive_upper_bounds() {
         assert_eq!(LatencyHistogram::bucket_of(0), 0);
-        assert_eq!(LatencyHistogram::bucket_of(5), 0);
-        assert_eq!(LatencyHistogram::bucket_of(6), 1);
-        assert_eq!(LatencyHistogram::bucket_of(60_000), 13);
-        assert_eq!(LatencyHistogram::bucket_of(60_001), 14);
+        assert_eq!(LatencyHistogram::bucket_of(50), 0);
+        assert_eq!(LatencyHistogram::bucket_of(51), 1);
+        assert_eq!(LatencyHistogram::bucket_of(120_000), 10);
+        assert_eq!(LatencyHistogram::bucket_of(120_001), 11);
+        // The same buckets as the stored usage_minute histogram.
+        for ms in [0, 50, 51, 999, 1_000, 119_999, 120_000, 120_001, u64::MAX] {
+            assert_eq!(
+                LatencyHistogram::bucket_of(ms),
+                crate::gateway::telemetry::latency_bucket(ms)
+            );
+        }
     }
 
     #[test]
@@ -444,7 +454,7 @@ mod tests {
         }
         assert_eq!(h.percentile(0.5), Some(100));
         assert_eq!(h.percentile(0.95), Some(4_000));
-        assert_eq!(h.percentile(0.0), Some(5));
+        assert_eq!(h.percentile(0.0), Some(50));
         h.record(100_000);
         assert_eq!(h.percentile(1.0), Some(100_000));
     }
@@ -457,7 +467,7 @@ mod tests {
         h.record(7);
         h.record(7);
         h.record(300);
-        assert_eq!(h.to_compact(), "h1:0,2,0,0,0,0,1|314|300");
+        assert_eq!(h.to_compact(), "h1:2,0,0,1|314|300");
         assert_eq!(LatencyHistogram::from_compact(&h.to_compact()), Ok(h));
         assert_eq!(
             LatencyHistogram::from_compact("h2:|0|0"),
@@ -510,7 +520,8 @@ mod tests {
         assert_eq!(s.cache_hit_rate, 0.25);
         assert_eq!(s.avg_quality, Some(3.5));
         assert!((s.cost_usd - 0.002).abs() < 1e-12);
-        assert_eq!(s.p50_ms, Some(25));
+        // All four in the first bucket (<= 50 ms): its bound, capped at the maximum.
+        assert_eq!(s.p50_ms, Some(40));
     }
 
     #[test]

@@ -184,6 +184,15 @@ pub struct Agg {
 }
 
 impl Agg {
+    /// Sums the counters of `rows`.
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Self {
+        let mut a = Self::default();
+        for r in rows {
+            a.add(&r.agg);
+        }
+        a
+    }
+
     /// Adds another aggregate.
     pub fn add(&mut self, o: &Self) {
         self.requests = self.requests.saturating_add(o.requests);
@@ -206,6 +215,26 @@ impl Agg {
         } else {
             n as f64 / self.requests as f64
         }
+    }
+
+    /// Errors per request (0 without requests).
+    pub fn error_rate(&self) -> f64 {
+        self.rate(self.errors)
+    }
+
+    /// Fallback requests per request (0 without requests).
+    pub fn fallback_rate(&self) -> f64 {
+        self.rate(self.fallbacks)
+    }
+
+    /// Cache hits per request (0 without requests).
+    pub fn cache_hit_rate(&self) -> f64 {
+        self.rate(self.cache_hits)
+    }
+
+    /// The `q` quantile of the latency histogram, ms (see [`bucket_percentile`]).
+    pub fn percentile_ms(&self, q: f64) -> Option<u64> {
+        bucket_percentile(&self.buckets, q)
     }
 
     /// Mean quality on the gateway's 0–10 scale.
@@ -232,18 +261,7 @@ impl Agg {
 
     /// The histogram as a Prometheus series in seconds.
     pub fn latency_series(&self) -> HistogramSeries {
-        let mut acc = 0u64;
-        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_MS.len());
-        for (i, le) in LATENCY_BUCKETS_MS.iter().enumerate() {
-            acc = acc.saturating_add(self.buckets.get(i).copied().unwrap_or(0));
-            buckets.push((*le as f64 / 1000.0, acc));
-        }
-        let count = self.buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
-        HistogramSeries {
-            buckets,
-            sum: self.latency_sum_ms as f64 / 1000.0,
-            count,
-        }
+        HistogramSeries::from_latency_buckets(&self.buckets, self.latency_sum_ms)
     }
 }
 
@@ -453,6 +471,17 @@ pub fn overview(rows: &[UsageRow], window: Window, now_s: i64) -> Overview {
         by_variant: figures(by_variant),
         by_outcome,
     }
+}
+
+/// Sums the rows whose minute starts within `window_secs` before `now_secs`
+/// (`now_secs - window_secs <= minute <= now_secs`): the window of an alert
+/// rule's metric.
+pub fn in_window(rows: &[UsageRow], now_secs: i64, window_secs: u64) -> Agg {
+    let from = now_secs.saturating_sub(i64::try_from(window_secs).unwrap_or(i64::MAX));
+    Agg::of(
+        rows.iter()
+            .filter(|r| r.minute >= from && r.minute <= now_secs),
+    )
 }
 
 /// Sums the rows with `minute >= from_s`.
