@@ -7,6 +7,7 @@
 //! says otherwise), the metric values and the previous states come in as
 //! arguments, and storage is a trait; the callers (health, scans and webhook
 //! components) do the I/O.
+pub mod admin;
 pub mod alertmanager;
 pub mod alerts;
 pub mod inbound;

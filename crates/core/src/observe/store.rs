@@ -202,7 +202,7 @@ fn exec(
 }
 
 /// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error.
-fn transaction<E: SqlExecutor, T>(
+pub(crate) fn transaction<E: SqlExecutor, T>(
     db: &mut E,
     body: impl FnOnce(&mut E) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
