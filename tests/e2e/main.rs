@@ -17,6 +17,7 @@ mod flags_in_process;
 mod gateway;
 mod health_api;
 mod ofrep_limits;
+mod ops_admin;
 mod probe;
 mod rollouts;
 mod scans_jobs;

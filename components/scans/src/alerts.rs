@@ -5,8 +5,9 @@
 use anyhow::Context as _;
 use dol_core::health::CheckResult;
 use dol_core::migrate::SqlValue;
+use dol_core::observe::admin;
 use dol_core::observe::alerts::{self, AlertRule, AlertSource, AlertStatus};
-use dol_core::observe::scans::{self, DEFAULT_RULES};
+use dol_core::observe::scans;
 use dol_core::observe::score::{
     self, EmergencyConfig, EmergencyState, ScoreConfig, TelemetryInputs, WeightedCheck,
 };
@@ -21,15 +22,13 @@ use crate::platform::{SpinSql, exec, in_transaction, now_ms};
 /// Window of the telemetry part of the health score, seconds.
 const SCORE_WINDOW_SECS: u64 = 300;
 
-/// The rules: the `alert_rules` variable when set, else `alerts/rules.json`.
-pub fn rules() -> anyhow::Result<Vec<AlertRule>> {
-    let custom = var("alert_rules");
-    let source = if custom.trim().is_empty() {
-        DEFAULT_RULES
-    } else {
-        custom.as_str()
-    };
-    alerts::parse_rules(source).map_err(|e| anyhow::anyhow!("alert rules: {e}"))
+/// The rules in force: those stored through `PUT /admin/alerts/rules`,
+/// else the `alert_rules` variable when set, else `alerts/rules.json` (see
+/// `dol_core::observe::admin`).
+pub fn rules(db: &Connection) -> anyhow::Result<Vec<AlertRule>> {
+    admin::load_rules(&mut SpinSql(db), &var("alert_rules"))
+        .map(|set| set.rules)
+        .map_err(|e| anyhow::anyhow!("alert rules: {e}"))
 }
 
 /// `usage_minute` rows from `from_secs` on.
@@ -54,7 +53,7 @@ fn count(db: &Connection, sql: &str) -> anyhow::Result<i64> {
 
 /// Runs the scan at `now_ms`; returns its summary.
 pub fn run(db: &Connection, now_ms_: i64) -> anyhow::Result<Value> {
-    let rules = rules()?;
+    let rules = rules(db)?;
     let unknown = scans::unknown_metrics(&rules);
     if !unknown.is_empty() {
         eprintln!(

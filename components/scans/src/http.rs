@@ -1,6 +1,8 @@
 //! HTTP entry point: `POST /admin/scans/{name}` runs the named scan now and
 //! answers with its run record and summary; `GET /admin/alerts` lists the
-//! alert states. Admin token required (`Authorization: Bearer`).
+//! alert states; the operator routes (rules, alert actions, silences,
+//! emergency mode) are in [`crate::ops`]. Admin token required
+//! (`Authorization: Bearer`).
 
 use dol_core::observe::scans::ALL_SCANS;
 use dol_core::observe::store::{self, AlertQuery};
@@ -9,9 +11,15 @@ use spin_sdk::http_component;
 
 use crate::platform::{self, SpinSql};
 
-/// Routes `/admin/scans/{name}` and `/admin/alerts`.
+/// Routes `/admin/scans/{name}`, `/admin/alerts` and [`crate::ops`]'s routes.
 #[http_component]
 fn handle(req: Request) -> Response {
+    if crate::ops::owns(req.path()) {
+        return match admin(&req) {
+            Ok(actor) => crate::ops::handle(&req, &actor),
+            Err(response) => response,
+        };
+    }
     if req.path().trim_end_matches('/') == "/admin/alerts" {
         if let Err(response) = admin(&req) {
             return response;

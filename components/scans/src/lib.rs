@@ -21,6 +21,7 @@ mod discovery;
 #[allow(unsafe_code)]
 mod http;
 mod net;
+mod ops;
 mod platform;
 mod probes;
 mod report;
