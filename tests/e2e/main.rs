@@ -12,6 +12,7 @@ mod alert_webhook;
 mod apps;
 mod dol_app;
 mod experiments;
+mod flag_metrics;
 mod flags;
 mod flags_in_process;
 mod gateway;

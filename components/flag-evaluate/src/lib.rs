@@ -8,6 +8,7 @@
 // (raw canonical-ABI pointers, `#[export_name]`); the allow is scoped to that
 // module, which holds nothing else but routing.
 mod admin;
+mod counting;
 #[allow(unsafe_code)]
 mod http;
 mod ofrep;

@@ -129,6 +129,10 @@ pub fn handle(req: &Request) -> Response {
             platform::header(req, "if-none-match"),
         ),
     };
+    // A 304 carries no answer and is not counted.
+    if let Some(body) = &response.body {
+        crate::counting::record_ofrep(body);
+    }
     respond(&response)
 }
 

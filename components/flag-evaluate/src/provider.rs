@@ -39,6 +39,12 @@ impl Guest for Provider {
         };
         let now = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
         let evaluation = set.evaluate(&flag_key, &context, now);
+        crate::counting::record_one(
+            &flag_key,
+            evaluation.variant.as_deref(),
+            evaluation.reason.as_str(),
+            evaluation.error.as_ref().map(|e| e.code.as_str()),
+        );
         Evaluation {
             value_json: evaluation.value.as_ref().map(ToString::to_string),
             variant: evaluation.variant,

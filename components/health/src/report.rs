@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use dol_core::gateway::engine::RoutingState;
 use dol_core::health::CheckResult;
 use dol_core::migrate::{SqlExecutor, SqlValue};
+use dol_core::observe::flag_counts;
 use dol_core::observe::score::{ActiveAlert, EmergencyState, Override};
 use dol_core::observe::store::{self, AlertQuery, EMERGENCY_AUTO_KEY, EmergencyOverride};
 use dol_core::observe::usage::{
@@ -201,7 +202,10 @@ pub fn metrics_input() -> anyhow::Result<MetricsInput> {
         .into_iter()
         .map(|(n, t)| (n, now.saturating_sub(t).max(0) as f64 / 1000.0))
         .collect();
+    let flag_evaluations =
+        flag_counts::totals_from_rows(&platform::exec(&mut db, flag_counts::TOTALS_SQL, &[])?);
     Ok(MetricsInput {
+        flag_evaluations,
         usage,
         routes,
         quality,

@@ -1,6 +1,6 @@
 //! The `alerts` scan (every minute): rule metrics from `usage_minute`, the
-//! health score and automatic emergency mode, the alert state machine, and
-//! delivery of due outbox messages.
+//! health score and automatic emergency mode, the alert state machine,
+//! folding flag evaluation counts, and delivery of due outbox messages.
 
 use anyhow::Context as _;
 use dol_core::health::CheckResult;
@@ -150,6 +150,12 @@ pub fn run(db: &Connection, now_ms_: i64) -> anyhow::Result<Value> {
         Ok((firing, queued))
     })?;
 
+    // Flag evaluation counts for /metrics; a failure here must not stop
+    // alerting, so it is reported in the summary instead.
+    let flag_evaluations = crate::flag_fold::run(db, now_ms_).unwrap_or_else(|err| {
+        eprintln!("scans: folding flag evaluation counts failed: {err:#}");
+        json!({ "error": "folding failed (see the log)" })
+    });
     let delivery = crate::deliver::due(db, now_ms_)?;
     Ok(json!({
         "rules": rules.len(),
@@ -158,5 +164,6 @@ pub fn run(db: &Connection, now_ms_: i64) -> anyhow::Result<Value> {
         "firing": firing,
         "queued": queued,
         "delivery": delivery,
+        "flag_evaluations": flag_evaluations,
     }))
 }

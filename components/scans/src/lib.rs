@@ -15,6 +15,7 @@ mod config;
 mod cron;
 mod deliver;
 mod discovery;
+mod flag_fold;
 // `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`
 // (raw canonical-ABI pointers, `#[export_name]`); the allow is scoped to that
 // module, which holds nothing else.

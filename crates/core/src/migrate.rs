@@ -137,6 +137,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0004_alerts.sql"),
     },
     Migration {
+        version: 5,
+        name: "flag_evaluations",
+        sql: include_str!("../../../migrations/0005_flag_evaluations.sql"),
+    },
+    Migration {
         version: 6,
         name: "rollouts",
         sql: include_str!("../../../migrations/0006_rollouts.sql"),

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod alertmanager;
 pub mod alerts;
+pub mod flag_counts;
 pub mod inbound;
 pub mod prometheus;
 pub mod scans;

@@ -622,6 +622,9 @@ pub struct MetricsInput {
     pub health_score: u8,
     /// Emergency mode on.
     pub emergency: bool,
+    /// Flag evaluation totals: flag, variant, reason, count (see
+    /// [`super::flag_counts`]).
+    pub flag_evaluations: Vec<(String, String, String, u64)>,
 }
 
 /// Renders the Prometheus text exposition of `GET /metrics`.
@@ -794,6 +797,27 @@ pub fn render_metrics(m: &MetricsInput) -> Result<String, PromError> {
         "dol_scan_age_seconds",
         "Seconds since the latest run of each scan.",
         &s_samples,
+    )?;
+    let f_labels: Vec<[(&str, &str); 3]> = m
+        .flag_evaluations
+        .iter()
+        .map(|(f, v, r, _)| {
+            [
+                ("flag", f.as_str()),
+                ("variant", v.as_str()),
+                ("reason", r.as_str()),
+            ]
+        })
+        .collect();
+    let f_samples: Vec<(&[(&str, &str)], f64)> = f_labels
+        .iter()
+        .zip(m.flag_evaluations.iter())
+        .map(|(l, (.., n))| (l.as_slice(), *n as f64))
+        .collect();
+    w.counter(
+        "dol_flag_evaluations_total",
+        "Flag evaluations (OFREP and in-process) by flag, variant and reason; lags 1-3 minutes.",
+        &f_samples,
     )?;
     w.gauge(
         "dol_health_score",
@@ -1174,6 +1198,7 @@ mod tests {
             scans: vec![("heartbeat".into(), 12.5)],
             health_score: 65,
             emergency: false,
+            flag_evaluations: vec![("beta".into(), "-".into(), "DISABLED".into(), 3)],
         };
         let text = render_metrics(&m).unwrap();
         let l = "tier=\"standard\",provider=\"openai\",model=\"m\",outcome=\"success\"";
@@ -1192,6 +1217,8 @@ mod tests {
             "dol_scan_age_seconds{scan=\"heartbeat\"} 12.5".to_owned(),
             "dol_health_score 65".to_owned(),
             "dol_emergency_mode 0".to_owned(),
+            "dol_flag_evaluations_total{flag=\"beta\",variant=\"-\",reason=\"DISABLED\"} 3"
+                .to_owned(),
         ] {
             assert!(text.lines().any(|x| x == line), "missing {line}\n{text}");
         }

@@ -1,0 +1,360 @@
+//! Flag evaluation counts for `dol_flag_evaluations_total{flag,variant,reason}`.
+//!
+//! # Design
+//!
+//! The OFREP path reads key-value only and runs no SQL, and should stay
+//! that way; so the flag-evaluate component counts each answer in
+//! key-value: **one key per minute** ([`minute_key`]), a small JSON list of
+//! `[flag, variant, reason, count]` ([`Counts`]), read, incremented and
+//! written back once per request (a bulk evaluation counts every flag of
+//! the answer in that one write). Every minute the alerts scan lists the
+//! keys of closed minutes (older than [`FOLD_LAG_SECS`]), adds them to the
+//! SQLite totals (`flag_evaluations`, migration 5) with [`fold`], which
+//! also records the minute in `flag_evaluation_minutes` in the same
+//! transaction, then deletes the keys. `/metrics` exports the SQLite
+//! totals only, so the counter never goes backwards and lags the live
+//! traffic by one to three minutes.
+//!
+//! # Accuracy
+//!
+//! Spin key-value has no compare-and-set: two requests of the same minute
+//! that read the key at the same moment both write `n + 1`, and one
+//! increment is lost. Counts are exact for sequential requests and
+//! **undercount under concurrent evaluations** (the README gives the
+//! measured loss). A minute is folded at most once (the minute table), so
+//! nothing is counted twice. Unknown flag keys are counted under the flag
+//! label [`UNKNOWN_FLAG`] so a client sending random keys cannot grow the
+//! metric's label set without bound.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::store::{StoreError, transaction};
+use crate::migrate::{SqlExecutor, SqlValue};
+
+/// Key-value key prefix of the per-minute counts.
+pub const KEY_PREFIX: &str = "dol:flags:evals:";
+
+/// Flag label of evaluations of flags that do not exist.
+pub const UNKNOWN_FLAG: &str = "(unknown)";
+
+/// Variant label of answers without a variant (errors, disabled flags).
+pub const NO_VARIANT: &str = "-";
+
+/// A minute is folded once it ended at least this long ago, seconds, so
+/// requests still writing to it (a request started late in the minute)
+/// have finished.
+pub const FOLD_LAG_SECS: i64 = 120;
+
+/// Totals in the order `/metrics` shows them: flag, variant, reason, count.
+pub const TOTALS_SQL: &str =
+    "SELECT flag, variant, reason, count FROM flag_evaluations ORDER BY flag, variant, reason";
+
+/// The minute (Unix seconds, multiple of 60) holding `now_s`.
+pub fn minute_of(now_s: i64) -> i64 {
+    now_s.div_euclid(60) * 60
+}
+
+/// The key-value key of the counts of `minute`.
+pub fn minute_key(minute: i64) -> String {
+    format!("{KEY_PREFIX}{minute}")
+}
+
+/// The minute of a count key; `None` for other keys.
+pub fn key_minute(key: &str) -> Option<i64> {
+    key.strip_prefix(KEY_PREFIX)?.parse().ok()
+}
+
+/// Evaluation counts by (flag, variant, reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts(pub BTreeMap<(String, String, String), u64>);
+
+impl Counts {
+    /// Counts `n` evaluations.
+    pub fn add(&mut self, flag: &str, variant: Option<&str>, reason: &str, n: u64) {
+        let k = (
+            flag.to_owned(),
+            variant.unwrap_or(NO_VARIANT).to_owned(),
+            reason.to_owned(),
+        );
+        let c = self.0.entry(k).or_default();
+        *c = c.saturating_add(n);
+    }
+
+    /// Counts one evaluation as the in-process provider reports it
+    /// (`error_code` set means reason `ERROR`; `FLAG_NOT_FOUND` is counted
+    /// under [`UNKNOWN_FLAG`]).
+    pub fn add_evaluation(
+        &mut self,
+        flag: &str,
+        variant: Option<&str>,
+        reason: &str,
+        error_code: Option<&str>,
+    ) {
+        let flag = if error_code == Some("FLAG_NOT_FOUND") {
+            UNKNOWN_FLAG
+        } else {
+            flag
+        };
+        self.add(flag, variant, reason, 1);
+    }
+
+    fn add_ofrep_item(&mut self, v: &Value) {
+        let Some(key) = v.get("key").and_then(Value::as_str) else {
+            return;
+        };
+        let code = v.get("errorCode").and_then(Value::as_str);
+        let reason = match code {
+            Some(_) => "ERROR",
+            None => v.get("reason").and_then(Value::as_str).unwrap_or("UNKNOWN"),
+        };
+        let variant = v.get("variant").and_then(Value::as_str);
+        self.add_evaluation(key, variant, reason, code);
+    }
+
+    /// Counts the evaluations of an OFREP answer body: a single evaluation
+    /// (`{key, reason, variant}` or `{key, errorCode}`) or a bulk one
+    /// (`{flags: [...]}`). Bodies without a flag key (bad requests) count
+    /// nothing.
+    pub fn add_ofrep_body(&mut self, body: &Value) {
+        match body.get("flags").and_then(Value::as_array) {
+            Some(flags) => flags.iter().for_each(|f| self.add_ofrep_item(f)),
+            None => self.add_ofrep_item(body),
+        }
+    }
+
+    /// Adds `other` into these counts.
+    pub fn merge(&mut self, other: &Self) {
+        for ((f, v, r), n) in &other.0 {
+            self.add(f, Some(v), r, *n);
+        }
+    }
+
+    /// Whether nothing is counted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The stored form: `[[flag, variant, reason, count], ...]`.
+    pub fn encode(&self) -> String {
+        let rows: Vec<Value> = self
+            .0
+            .iter()
+            .map(|((f, v, r), n)| serde_json::json!([f, v, r, n]))
+            .collect();
+        Value::Array(rows).to_string()
+    }
+
+    /// Reads [`encode`](Self::encode) output; `None` when malformed (a
+    /// corrupt key is skipped, not fatal).
+    pub fn decode(text: &str) -> Option<Self> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        let mut out = Self::default();
+        for row in v.as_array()? {
+            let (Some(f), Some(var), Some(r), Some(n)) = (
+                row.get(0).and_then(Value::as_str),
+                row.get(1).and_then(Value::as_str),
+                row.get(2).and_then(Value::as_str),
+                row.get(3).and_then(Value::as_u64),
+            ) else {
+                return None;
+            };
+            out.add(f, Some(var), r, n);
+        }
+        Some(out)
+    }
+}
+
+/// What [`fold`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FoldOutcome {
+    /// Minutes added to the totals.
+    pub folded: Vec<i64>,
+    /// Minutes skipped: already folded (their key outlived a failed
+    /// delete), or unreadable.
+    pub skipped: Vec<i64>,
+    /// Evaluations added.
+    pub evaluations: u64,
+}
+
+fn sql(
+    db: &mut impl SqlExecutor,
+    context: &'static str,
+    q: &str,
+    p: &[SqlValue],
+) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+    db.execute(q, p)
+        .map_err(|message| StoreError::Sql { context, message })
+}
+
+/// Whether `minute` is closed at `now_s`: it ended [`FOLD_LAG_SECS`] ago.
+pub fn is_closed(minute: i64, now_s: i64) -> bool {
+    minute <= minute_of(now_s) - FOLD_LAG_SECS
+}
+
+/// Adds the closed minutes' counts to the totals and records each minute
+/// as folded, in one transaction; a minute folded before is skipped. The
+/// caller deletes the keys of `folded` and `skipped` after this returns.
+pub fn fold(
+    db: &mut impl SqlExecutor,
+    minutes: &[(i64, String)],
+    now_s: i64,
+    now_ms: i64,
+) -> Result<FoldOutcome, StoreError> {
+    let mut todo: Vec<&(i64, String)> = minutes
+        .iter()
+        .filter(|(m, _)| is_closed(*m, now_s))
+        .collect();
+    todo.sort_by_key(|(m, _)| *m);
+    if todo.is_empty() {
+        return Ok(FoldOutcome::default());
+    }
+    transaction(db, |db| {
+        let mut out = FoldOutcome::default();
+        for (minute, text) in todo {
+            let seen = sql(
+                db,
+                "read folded minute",
+                "SELECT 1 FROM flag_evaluation_minutes WHERE minute = ?",
+                &[SqlValue::Integer(*minute)],
+            )?;
+            let Some(counts) = Counts::decode(text).filter(|_| seen.is_empty()) else {
+                out.skipped.push(*minute);
+                continue;
+            };
+            for ((f, v, r), n) in &counts.0 {
+                sql(
+                    db,
+                    "add flag evaluations",
+                    "INSERT INTO flag_evaluations (flag, variant, reason, count) VALUES (?, ?, ?, ?) \
+                     ON CONFLICT (flag, variant, reason) DO UPDATE SET count = count + excluded.count",
+                    &[
+                        SqlValue::Text(f.clone()),
+                        SqlValue::Text(v.clone()),
+                        SqlValue::Text(r.clone()),
+                        SqlValue::Integer(i64::try_from(*n).unwrap_or(i64::MAX)),
+                    ],
+                )?;
+                out.evaluations = out.evaluations.saturating_add(*n);
+            }
+            sql(
+                db,
+                "record folded minute",
+                "INSERT INTO flag_evaluation_minutes (minute, folded_at) VALUES (?, ?)",
+                &[SqlValue::Integer(*minute), SqlValue::Integer(now_ms)],
+            )?;
+            out.folded.push(*minute);
+        }
+        Ok(out)
+    })
+}
+
+/// Rows of [`TOTALS_SQL`] as `(flag, variant, reason, count)`.
+pub fn totals_from_rows(rows: &[Vec<SqlValue>]) -> Vec<(String, String, String, u64)> {
+    rows.iter()
+        .filter_map(|r| {
+            Some((
+                r.first()?.as_str()?.to_owned(),
+                r.get(1)?.as_str()?.to_owned(),
+                r.get(2)?.as_str()?.to_owned(),
+                u64::try_from(r.get(3)?.as_i64()?).unwrap_or(0),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_sqlite::db;
+
+    const NOW_S: i64 = 1_800_000_000;
+
+    #[test]
+    fn keys_and_minutes() {
+        assert_eq!(minute_of(NOW_S + 59), NOW_S);
+        assert_eq!(minute_key(NOW_S), "dol:flags:evals:1800000000");
+        assert_eq!(key_minute("dol:flags:evals:1800000000"), Some(NOW_S));
+        assert_eq!(key_minute("dol:flags:version"), None);
+        assert_eq!(key_minute("dol:flags:evals:x"), None);
+    }
+
+    #[test]
+    fn ofrep_bodies_count_single_bulk_and_errors() {
+        let mut c = Counts::default();
+        c.add_ofrep_body(&json!({"key":"a","value":true,"reason":"STATIC","variant":"on"}));
+        c.add_ofrep_body(&json!({"key":"a","value":true,"reason":"STATIC","variant":"on"}));
+        c.add_ofrep_body(&json!({"key":"nope","errorCode":"FLAG_NOT_FOUND","errorDetails":"x"}));
+        c.add_ofrep_body(&json!({"key":"b","errorCode":"PARSE_ERROR","errorDetails":"x"}));
+        c.add_ofrep_body(&json!({"key":"d","reason":"DISABLED"}));
+        c.add_ofrep_body(&json!({"errorCode":"INVALID_CONTEXT","errorDetails":"x"}));
+        c.add_ofrep_body(&json!({"flags":[
+            {"key":"a","reason":"STATIC","variant":"on"},
+            {"key":"e","reason":"TARGETING_MATCH","variant":"treatment"}
+        ]}));
+        let get = |f: &str, v: &str, r: &str| c.0.get(&(f.into(), v.into(), r.into())).copied();
+        assert_eq!(get("a", "on", "STATIC"), Some(3));
+        assert_eq!(get(UNKNOWN_FLAG, "-", "ERROR"), Some(1));
+        assert_eq!(get("b", "-", "ERROR"), Some(1));
+        assert_eq!(get("d", "-", "DISABLED"), Some(1));
+        assert_eq!(get("e", "treatment", "TARGETING_MATCH"), Some(1));
+        assert_eq!(c.0.len(), 5);
+        assert_eq!(Counts::decode(&c.encode()), Some(c.clone()));
+        assert_eq!(Counts::decode("{}"), None);
+        assert_eq!(Counts::decode(r#"[["a","b","c",-1]]"#), None);
+        let mut twice = c.clone();
+        twice.merge(&c);
+        assert_eq!(
+            twice.0.get(&("a".into(), "on".into(), "STATIC".into())),
+            Some(&6)
+        );
+    }
+
+    #[test]
+    fn fold_adds_closed_minutes_once() {
+        let mut db = db();
+        let mut c = Counts::default();
+        c.add("a", Some("on"), "STATIC", 2);
+        let m0 = minute_of(NOW_S) - 180;
+        let open = minute_of(NOW_S) - 60;
+        let listed = vec![
+            (m0, c.encode()),
+            (m0 - 60, "garbage".to_owned()),
+            (open, c.encode()),
+        ];
+        let out = fold(&mut db, &listed, NOW_S, 1).unwrap();
+        assert_eq!(out.folded, vec![m0]);
+        assert_eq!(out.skipped, vec![m0 - 60]);
+        assert_eq!(out.evaluations, 2);
+        // The same minute again (its key survived a failed delete): skipped.
+        let again = fold(&mut db, &listed, NOW_S + 60, 2).unwrap();
+        assert_eq!(again.folded, vec![open]);
+        assert!(again.skipped.contains(&m0));
+        let rows = db.execute(TOTALS_SQL, &[]).unwrap();
+        assert_eq!(
+            totals_from_rows(&rows),
+            vec![("a".into(), "on".into(), "STATIC".into(), 4)]
+        );
+        // Nothing closed: no transaction at all.
+        assert_eq!(
+            fold(&mut db, &[], NOW_S, 3).unwrap(),
+            FoldOutcome::default()
+        );
+    }
+
+    #[test]
+    fn a_failed_fold_adds_nothing() {
+        let mut db = db();
+        let mut c = Counts::default();
+        c.add("a", None, "DISABLED", 1);
+        let listed = vec![(minute_of(NOW_S) - 600, c.encode())];
+        db.fail_on = Some("INSERT INTO flag_evaluation_minutes");
+        assert!(fold(&mut db, &listed, NOW_S, 1).is_err());
+        db.fail_on = None;
+        assert!(db.execute(TOTALS_SQL, &[]).unwrap().is_empty());
+        assert_eq!(fold(&mut db, &listed, NOW_S, 1).unwrap().evaluations, 1);
+    }
+}

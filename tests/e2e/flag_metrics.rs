@@ -1,0 +1,176 @@
+//! `dol_flag_evaluations_total` through the real host: OFREP evaluations
+//! (single, bulk, unknown flag) and the generate component's in-process
+//! entry-tier flag are counted per minute in key-value, folded into SQLite
+//! by the alerts scan on an injected cron tick (never slept), exported by
+//! `/metrics` exactly once, and accepted by Prometheus' own parser.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dol_test_support::{TestHost, chrono_start};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "flag-metrics-admin";
+const KEY: &str = "flag-metrics-key";
+
+async fn post(host: &TestHost, path: &str, body: Value, auth: Option<&str>) -> (u16, Value) {
+    let mut req = host.client.post(host.url(path)).json(&body);
+    if let Some(a) = auth {
+        req = req.header("authorization", format!("Bearer {a}"));
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The `dol_flag_evaluations_total` samples of `/metrics`, by label text.
+async fn flag_samples(host: &TestHost) -> (String, BTreeMap<String, f64>) {
+    let text = host
+        .client
+        .get(host.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let samples = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("dol_flag_evaluations_total{"))
+        .filter_map(|l| l.rsplit_once("} "))
+        .map(|(labels, v)| (labels.to_owned(), v.parse().unwrap()))
+        .collect();
+    (text, samples)
+}
+
+fn label(flag: &str, variant: &str, reason: &str) -> String {
+    format!("flag=\"{flag}\",variant=\"{variant}\",reason=\"{reason}\"")
+}
+
+async fn cron_tick(host: &TestHost, minutes: i64) {
+    let mut events = host.app.cron_events();
+    host.clock
+        .set(chrono_start() + chrono::Duration::minutes(minutes));
+    let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.outcome, Ok(()), "the cron scans succeed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_evaluations_are_counted_folded_once_and_exported() {
+    let host = TestHost::builder("spin.toml")
+        .variable("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN)
+        .variable("SPIN_VARIABLE_BOOTSTRAP_API_KEY", KEY)
+        .start()
+        .await;
+    let ctx = json!({"context": {"targetingKey": "user-1", "maturityPhase": "run"}});
+    let mut single = None;
+    for _ in 0..3 {
+        let (s, v) = post(
+            &host,
+            "/ofrep/v1/evaluate/flags/generation_experiment",
+            ctx.clone(),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        single = Some(v);
+    }
+    let single = single.unwrap();
+    let (s, _) = post(
+        &host,
+        "/ofrep/v1/evaluate/flags/no_such_flag",
+        ctx.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    // A bad request evaluates nothing and counts nothing.
+    let (s, _) = post(
+        &host,
+        "/ofrep/v1/evaluate/flags/generation_experiment",
+        json!({"context": 5}),
+        None,
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, bulk) = post(&host, "/ofrep/v1/evaluate/flags", ctx.clone(), None).await;
+    assert_eq!(s, 200, "{bulk}");
+    // The gateway evaluates its entry-tier flag in-process.
+    let (s, v) = post(
+        &host,
+        "/v1/chat/completions",
+        json!({"model": "auto", "messages": [{"role": "user", "content": "Hi"}]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+
+    // Counted in key-value; nothing exported before the scan folds it.
+    let (_, before) = flag_samples(&host).await;
+    assert!(before.is_empty(), "{before:?}");
+
+    // A cron tick well after these minutes closed: the alerts scan folds them.
+    cron_tick(&host, 1).await;
+    let (text, after) = flag_samples(&host).await;
+    let experiment = label(
+        "generation_experiment",
+        single["variant"].as_str().unwrap(),
+        single["reason"].as_str().unwrap(),
+    );
+    // Three single evaluations and one in the bulk answer.
+    assert_eq!(after.get(&experiment), Some(&4.0), "{text}");
+    assert_eq!(
+        after.get(&label("(unknown)", "-", "ERROR")),
+        Some(&1.0),
+        "{text}"
+    );
+    let bulk_flags = bulk["flags"].as_array().unwrap();
+    for f in bulk_flags {
+        let key = f["key"].as_str().unwrap();
+        let variant = f["variant"].as_str().unwrap_or("-");
+        let reason = f["reason"].as_str().unwrap_or("ERROR");
+        assert!(
+            after.contains_key(&label(key, variant, reason)),
+            "{key}: {text}"
+        );
+    }
+    assert!(
+        after
+            .keys()
+            .any(|l| l.starts_with("flag=\"generation_pipeline\"")),
+        "the in-process evaluation is counted: {text}"
+    );
+
+    // Folded once: a later scan adds nothing.
+    cron_tick(&host, 2).await;
+    let (_, again) = flag_samples(&host).await;
+    assert_eq!(again, after);
+
+    // Prometheus' own parser accepts the exposition.
+    let python = dol_test_support::workspace_root().join("tests/prometheus/.venv/bin/python");
+    assert!(
+        python.exists(),
+        "tests/prometheus/.venv is missing: run scripts/test (it installs prometheus_client)"
+    );
+    let script = dol_test_support::workspace_root().join("tests/prometheus/check.py");
+    let url = host.url("/metrics");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("family dol_flag_evaluations counter "),
+        "{stdout}"
+    );
+    host.app.shutdown().await;
+}
