@@ -20,5 +20,6 @@ mod health_api;
 mod ofrep_limits;
 mod ops_admin;
 mod probe;
+mod probe_routing;
 mod rollouts;
 mod scans_jobs;

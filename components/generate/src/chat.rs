@@ -287,6 +287,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam, generate_route: bool) {
     };
     let providers = catalog::enabled_providers(&settings.providers);
     let mut routing = store::routing_state(&kv);
+    crate::probes::apply(&kv, &mut routing, &catalog_entries, settings.circuit);
 
     // Entry tier: emergency mode, then the client's hint, then the flag.
     let targeting = request.user.clone().unwrap_or_else(|| caller.id.clone());

@@ -14,4 +14,5 @@ mod flags;
 mod http;
 mod net;
 mod platform;
+mod probes;
 mod store;

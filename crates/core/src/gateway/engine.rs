@@ -118,6 +118,10 @@ impl Target {
 pub struct RoutingState {
     /// Per `provider/model`.
     pub entries: BTreeMap<String, EntryState>,
+    /// Per provider: the time (Unix ms) of the last health probe folded in
+    /// by [`super::probes::apply_probes`], so each probe acts once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub probes_applied: BTreeMap<String, i64>,
 }
 
 /// Observed behaviour of one catalog entry.

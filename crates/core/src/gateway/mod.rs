@@ -21,6 +21,7 @@ pub mod engine;
 pub mod keys;
 pub mod offline;
 pub mod openai;
+pub mod probes;
 pub mod providers;
 pub mod quality;
 pub mod retry;
