@@ -35,7 +35,7 @@ use super::scans::{DEFAULT_RULES, METRICS};
 use super::store::{
     self, AlertQuery, ControlValue, EMERGENCY_AUTO_KEY, EmergencyOverride, StoreError,
 };
-use crate::migrate::SqlExecutor;
+use crate::migrate::{SqlExecutor, in_transaction};
 
 /// Control key of the stored alert rule set (a JSON array in the file format).
 pub const RULES_KEY: &str = "alert_rules";
@@ -346,10 +346,10 @@ pub fn save_rules(
     by: &str,
     now_ms: i64,
 ) -> Result<(), AdminError> {
-    store::transaction(db, |db| {
+    in_transaction(db, |db| {
         store::set_control(db, RULES_KEY, &rules_json(rules), by, now_ms)?;
         drop_orphans(db, rules)?;
-        Ok(())
+        Ok::<_, StoreError>(())
     })?;
     Ok(())
 }
@@ -409,10 +409,10 @@ pub fn reset_rules(db: &mut impl SqlExecutor, variable: &str) -> Result<bool, Ad
         };
         parse_rules(text).map_err(AdminError::Config)?
     };
-    store::transaction(db, |db| {
+    in_transaction(db, |db| {
         store::delete_control(db, RULES_KEY)?;
         drop_orphans(db, &defaults)?;
-        Ok(())
+        Ok::<_, StoreError>(())
     })?;
     Ok(existed)
 }
@@ -630,7 +630,7 @@ pub fn set_emergency(
         Some(EmergencyOverride::Off) => "off",
         None => "auto",
     };
-    store::transaction(db, |db| {
+    in_transaction(db, |db| -> Result<(), StoreError> {
         store::set_emergency_override(db, mode, by, now_ms)?;
         store::set_control(
             db,

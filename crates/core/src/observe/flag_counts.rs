@@ -30,8 +30,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::store::{StoreError, transaction};
-use crate::migrate::{SqlExecutor, SqlValue};
+use super::store::StoreError;
+use crate::migrate::{SqlExecutor, SqlValue, in_transaction};
 
 /// Key-value key prefix of the per-minute counts.
 pub const KEY_PREFIX: &str = "dol:flags:evals:";
@@ -210,7 +210,7 @@ pub fn fold(
     if todo.is_empty() {
         return Ok(FoldOutcome::default());
     }
-    transaction(db, |db| {
+    in_transaction(db, |db| {
         let mut out = FoldOutcome::default();
         for (minute, text) in todo {
             let seen = sql(

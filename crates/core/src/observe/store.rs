@@ -81,6 +81,17 @@ pub enum StoreError {
     InvalidSilence(&'static str),
 }
 
+/// So [`crate::migrate::in_transaction`] can run store calls: its own
+/// `BEGIN` / `COMMIT` failures become [`StoreError::Sql`].
+impl From<crate::migrate::StatementError> for StoreError {
+    fn from(e: crate::migrate::StatementError) -> Self {
+        Self::Sql {
+            context: "transaction",
+            message: e.to_string(),
+        }
+    }
+}
+
 /// One stored alert: its state-machine state plus what DOL shows about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertRecord {
@@ -202,7 +213,7 @@ fn exec(
 }
 
 /// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error.
-pub(crate) fn transaction<E: SqlExecutor, T>(
+fn transaction<E: SqlExecutor, T>(
     db: &mut E,
     body: impl FnOnce(&mut E) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
