@@ -49,8 +49,7 @@ fn event_error(e: &EventError) -> Response {
 /// The current flagd document (`flag_sets`, seeded on first use exactly as
 /// flag-evaluate does).
 fn flag_document(db: &Connection) -> anyhow::Result<Value> {
-    let (_, state) =
-        dol_core::flags::store::load_latest(&mut SpinSql(db), platform::now_ms())?;
+    let (_, state) = dol_core::flags::store::load_latest(&mut SpinSql(db), platform::now_ms())?;
     Ok(state.document)
 }
 
