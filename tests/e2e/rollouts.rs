@@ -493,15 +493,11 @@ async fn emergency_mode_pauses_rollouts_on_the_cron_tick() {
         )
         .await;
     assert_eq!(s, 201);
-    // An operator forces emergency mode (the control row the Slack command
-    // and the admin API write).
-    let db = rusqlite::Connection::open(env.host.state_dir().join("sqlite_db.db")).unwrap();
-    db.execute(
-        "INSERT INTO control (key, value, updated_by, updated_at) VALUES ('emergency_mode', '{\"mode\":\"on\"}', 'test', 0) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [],
-    )
-    .unwrap();
+    // An operator forces emergency mode.
+    let (s, forced) = env
+        .admin("PUT", "/admin/emergency", Some(&json!({"mode": "on"})))
+        .await;
+    assert_eq!(s, 200, "{forced}");
     let mut events = env.host.app.cron_events();
     env.host
         .clock
@@ -522,8 +518,10 @@ async fn emergency_mode_pauses_rollouts_on_the_cron_tick() {
         "{view}"
     );
     // Emergency over: the next tick resumes it.
-    db.execute("DELETE FROM control WHERE key = 'emergency_mode'", [])
-        .unwrap();
+    let (s, auto) = env
+        .admin("PUT", "/admin/emergency", Some(&json!({"mode": "auto"})))
+        .await;
+    assert_eq!(s, 200, "{auto}");
     let resumed = env.guard().await;
     assert_eq!(resumed["action"], "resume", "{resumed}");
 }

@@ -212,29 +212,6 @@ fn exec(
         .map_err(|message| StoreError::Sql { context, message })
 }
 
-/// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error.
-fn transaction<E: SqlExecutor, T>(
-    db: &mut E,
-    body: impl FnOnce(&mut E) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    exec(db, "begin transaction", "BEGIN IMMEDIATE", &[])?;
-    match body(db) {
-        Ok(value) => match exec(db, "commit", "COMMIT", &[]) {
-            Ok(_) => Ok(value),
-            Err(err) => {
-                // A failed COMMIT may leave the transaction open.
-                let _ = db.execute("ROLLBACK", &[]);
-                Err(err)
-            }
-        },
-        Err(err) => {
-            // The original error matters more than a failed rollback.
-            let _ = db.execute("ROLLBACK", &[]);
-            Err(err)
-        }
-    }
-}
-
 fn text(s: &str) -> SqlValue {
     SqlValue::Text(s.to_owned())
 }
@@ -511,7 +488,7 @@ fn act(
     by: &str,
     now_ms: i64,
 ) -> Result<ActionOutcome, StoreError> {
-    transaction(db, |db| {
+    crate::migrate::in_transaction(db, |db| {
         let Some(record) = get_alert(db, id)? else {
             return Err(ActionError::NotFound(id.to_owned()).into());
         };
@@ -570,7 +547,7 @@ pub fn apply_external_alerts(
     incoming: &[ExternalAlert],
     now_ms: i64,
 ) -> Result<ExternalOutcome, StoreError> {
-    transaction(db, |db| {
+    crate::migrate::in_transaction(db, |db| {
         let mut states = Vec::new();
         for a in incoming {
             if states
