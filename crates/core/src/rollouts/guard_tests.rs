@@ -304,3 +304,28 @@ fn human_durations() {
     assert_eq!(human_secs(86_400), "1d");
     assert_eq!(human_secs(5_400), "1h30m");
 }
+
+#[test]
+fn readings_query_each_window_start_once() {
+    use std::collections::BTreeMap;
+
+    use crate::observe::usage::Agg;
+    let mut plan = plan(OnBreach::Rollback);
+    // Both guards over the same 30 minutes; the step started with the rollout.
+    plan.guards[1].window_secs = 1_800;
+    let state = RolloutState::start(0);
+    let mut calls = Vec::new();
+    let t = super::readings(&plan, &state, 60 * MIN, |from| {
+        calls.push(from);
+        let agg = Agg {
+            requests: 7,
+            ..Agg::default()
+        };
+        Ok::<_, ()>(BTreeMap::from([("enhanced".to_owned(), agg)]))
+    })
+    .unwrap();
+    assert_eq!(calls, vec![30 * MIN, 0]);
+    assert_eq!(t.step_samples, 7);
+    assert_eq!(t.guards[1].variant.samples, 7);
+    assert_eq!(t.guards[1].control.samples, 0);
+}

@@ -126,17 +126,28 @@ pub fn readings<E>(
             samples: agg.requests,
         }
     };
+    // Guards often share a window (and the step may start where a window
+    // does): query each start time once.
+    let mut seen: BTreeMap<i64, BTreeMap<String, Agg>> = BTreeMap::new();
+    let mut since = |from: i64| -> Result<BTreeMap<String, Agg>, E> {
+        if let Some(aggs) = seen.get(&from) {
+            return Ok(aggs.clone());
+        }
+        let aggs = aggregate(from)?;
+        seen.insert(from, aggs.clone());
+        Ok(aggs)
+    };
     let mut guards = Vec::with_capacity(plan.guards.len());
     for g in &plan.guards {
         let window_ms = i64::try_from(g.window_secs.saturating_mul(1_000)).unwrap_or(i64::MAX);
         let from = now_ms.saturating_sub(window_ms).max(state.started_ms);
-        let aggs = aggregate(from)?;
+        let aggs = since(from)?;
         guards.push(GuardReading {
             variant: reading(&aggs, &plan.variant, g.metric),
             control: reading(&aggs, &plan.control, g.metric),
         });
     }
-    let step = aggregate(state.step_started_ms.max(state.started_ms))?;
+    let step = since(state.step_started_ms.max(state.started_ms))?;
     Ok(Telemetry {
         step_samples: step.get(&plan.variant).map_or(0, |a| a.requests),
         guards,
