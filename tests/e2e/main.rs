@@ -13,6 +13,7 @@ mod apps;
 mod dol_app;
 mod experiments;
 mod flag_metrics;
+mod flag_publication;
 mod flags;
 mod flags_in_process;
 mod gateway;

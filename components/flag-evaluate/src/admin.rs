@@ -15,6 +15,7 @@
 //! | `/admin/rollouts`, `/admin/flags/{key}/rollout…` | guarded rollouts (see [`crate::rollouts`]) |
 
 use dol_core::flags::admin::{self as core, AdminError, FlagState};
+use dol_core::rollouts::store::refuse_edits_under_rollout as guarded;
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 
@@ -74,16 +75,8 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
                     Ok(doc) => doc,
                     Err(err) => return Ok(refused(&err)),
                 };
-                let owned = crate::rollouts::in_progress_keys()?;
-                let edit = |s: &FlagState| {
-                    for key in &owned {
-                        if doc.get("flags").and_then(|f| f.get(key)) != s.flag(key) {
-                            return Err(under_rollout(key));
-                        }
-                    }
-                    s.import(doc.clone())
-                };
-                written(store::write(actor, edit)?, |s| s.document.clone())
+                let outcome = store::write(actor, |db, s| guarded(db, s, s.import(doc)))?;
+                written(outcome, |s| s.document.clone())
             }
             _ => Ok(platform::method_not_allowed("GET, PUT")),
         };
@@ -111,18 +104,15 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
                 Ok(def) => def,
                 Err(err) => return Ok(refused(&err)),
             };
-            if crate::rollouts::in_progress_keys()?.contains(&key) {
-                return Ok(refused(&under_rollout(&key)));
-            }
-            let outcome =
-                store::write(actor, |s| s.put_flag(&key, def).map(|(n, e)| (n, vec![e])))?;
+            let outcome = store::write(actor, |db, s| {
+                guarded(db, s, s.put_flag(&key, def).map(|(n, e)| (n, vec![e])))
+            })?;
             written(outcome, view)
         }
         (None, Method::Delete) => {
-            if crate::rollouts::in_progress_keys()?.contains(&key) {
-                return Ok(refused(&under_rollout(&key)));
-            }
-            let outcome = store::write(actor, |s| s.delete_flag(&key).map(|(n, e)| (n, vec![e])))?;
+            let outcome = store::write(actor, |db, s| {
+                guarded(db, s, s.delete_flag(&key).map(|(n, e)| (n, vec![e])))
+            })?;
             written(outcome, |_| json!({ "key": key, "deleted": true }))
         }
         (None, _) => Ok(platform::method_not_allowed("GET, PUT, DELETE")),
@@ -132,13 +122,14 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
                 Err(err) => return Ok(refused(&err)),
             };
             let at = platform::now_ms();
-            let outcome = store::write(actor, |s| {
-                s.kill(&key, variant, at, actor).map(|(n, e)| (n, vec![e]))
+            let outcome = store::write(actor, |_, s| {
+                Ok(s.kill(&key, variant, at, actor).map(|(n, e)| (n, vec![e])))
             })?;
             written(outcome, view)
         }
         (Some("kill"), Method::Delete) => {
-            let outcome = store::write(actor, |s| s.unkill(&key).map(|(n, e)| (n, vec![e])))?;
+            let outcome =
+                store::write(actor, |_, s| Ok(s.unkill(&key).map(|(n, e)| (n, vec![e]))))?;
             written(outcome, view)
         }
         (Some("kill"), _) => Ok(platform::method_not_allowed("POST, DELETE")),
@@ -152,13 +143,6 @@ fn route(req: &Request, actor: &str) -> anyhow::Result<Response> {
             "no such route: /admin/flags/{key}[/kill|/rollout]",
         )),
     }
-}
-
-/// The refusal of a direct edit of a flag a rollout owns.
-fn under_rollout(key: &str) -> AdminError {
-    AdminError::Conflict(format!(
-        "flag `{key}` is being rolled out; cancel the rollout (DELETE /admin/flags/{key}/rollout) before editing it"
-    ))
 }
 
 fn with_version(status: u16, body: &Value, version: i64) -> Response {

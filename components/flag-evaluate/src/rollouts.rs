@@ -16,7 +16,7 @@ use dol_core::rollouts::store::{self as core, AdminOp, Applied, RolloutError};
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 
-use crate::platform::{self, SpinSql, now_ms, open_db, publish_flags};
+use crate::platform::{self, SpinKv, SpinSql, now_ms, open_db};
 
 /// Audit entries of a flag shown with its rollout.
 const TRAIL: i64 = 50;
@@ -28,19 +28,15 @@ fn failed(err: &RolloutError) -> Response {
     platform::json(err.status(), &err.body())
 }
 
-/// Runs a rollout change and publishes the flag version it wrote.
+/// Runs a rollout change (which publishes the flag version it writes).
 fn change(
-    f: impl FnOnce(&mut SpinSql<'_>) -> Result<Applied, RolloutError>,
+    f: impl FnOnce(&mut SpinSql<'_>, &mut SpinKv) -> Result<Applied, RolloutError>,
     status: u16,
 ) -> anyhow::Result<Response> {
     let db = open_db()?;
-    Ok(match f(&mut SpinSql(&db)) {
-        Ok(applied) => {
-            if let Some((version, state)) = &applied.flags {
-                publish_flags(*version, state);
-            }
-            platform::json(status, &applied.record.view())
-        }
+    let mut kv = SpinKv::open_default()?;
+    Ok(match f(&mut SpinSql(&db), &mut kv) {
+        Ok(applied) => platform::json(status, &applied.record.view()),
         Err(err) => failed(&err),
     })
 }
@@ -77,11 +73,12 @@ pub fn handle(req: &Request, key: &str, op: Option<&str>, actor: &str) -> anyhow
                     ));
                 }
             };
-            change(|db| core::start(db, key, &body, actor, now), 201)
+            change(|db, kv| core::start(db, kv, key, &body, actor, now), 201)
         }
-        (None, Method::Delete) => {
-            change(|db| core::admin(db, key, AdminOp::Cancel, actor, now), 200)
-        }
+        (None, Method::Delete) => change(
+            |db, kv| core::admin(db, kv, key, AdminOp::Cancel, actor, now),
+            200,
+        ),
         (None, _) => Ok(platform::method_not_allowed("GET, PUT, DELETE")),
         (Some(name), Method::Post) => {
             let op = match name {
@@ -90,7 +87,7 @@ pub fn handle(req: &Request, key: &str, op: Option<&str>, actor: &str) -> anyhow
                 "restart" => AdminOp::Restart,
                 _ => return Ok(not_found()),
             };
-            change(|db| core::admin(db, key, op, actor, now), 200)
+            change(|db, kv| core::admin(db, kv, key, op, actor, now), 200)
         }
         (Some("pause" | "resume" | "restart"), _) => Ok(platform::method_not_allowed("POST")),
         (Some(_), _) => Ok(not_found()),
@@ -124,15 +121,4 @@ fn view(key: &str) -> anyhow::Result<Response> {
     let mut body = record.view();
     body["audit"] = Value::Array(trail);
     Ok(platform::json(200, &body))
-}
-
-/// The flags owned by rollouts in progress: direct edits of their
-/// definitions are refused, because the rollout rewrites their targeting at
-/// every step.
-pub fn in_progress_keys() -> anyhow::Result<Vec<String>> {
-    let db = open_db()?;
-    Ok(core::in_progress(&mut SpinSql(&db))?
-        .into_iter()
-        .map(|r| r.flag_key)
-        .collect())
 }

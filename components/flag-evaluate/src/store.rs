@@ -1,8 +1,8 @@
 //! Flag storage: SQLite is the source of truth (`flag_sets`, one row per
-//! version, and the append-only `audit_log`); key-value holds the current
-//! version number (`dol:flags:version`) and the evaluated document of that
-//! version (`dol:flags:snapshot`), and each instance keeps the compiled set
-//! of the version it last saw. A steady-state evaluation therefore reads
+//! version, and the append-only `audit_log`); key-value holds the published
+//! version and its evaluated document (`dol_core::flags::store` says how
+//! publication stays in order), and each instance keeps the compiled set of
+//! the version it last saw. A steady-state evaluation therefore reads
 //! key-value only (one get with a warm instance, two with a fresh one) and
 //! runs no SQL query; any write bumps the version.
 
@@ -12,14 +12,11 @@ use std::rc::Rc;
 use anyhow::Context as _;
 use dol_core::flags::FlagSet;
 use dol_core::flags::admin::FlagState;
-use dol_core::flags::store as flag_store;
-use dol_core::migrate::SqlExecutor;
+use dol_core::flags::store::{self as flag_store, Published};
 use serde_json::Value;
 use spin_sdk::key_value::Store;
 
-use crate::platform::{SpinSql, now_ms, open_db, publish_flags};
-
-use flag_store::{SNAPSHOT_KEY, VERSION_KEY};
+use crate::platform::{SpinKv, SpinSql, now_ms, open_db};
 
 thread_local! {
     /// The compiled set of the version this instance last saw.
@@ -51,28 +48,37 @@ pub fn check_rate(
 }
 
 /// The current compiled flag set and its version.
+///
+/// Trusts key-value only when it names a published version whose snapshot
+/// is there; otherwise (nothing published, a write in flight or a crash
+/// before its publication) reads SQLite and publishes the latest version
+/// (`dol_core::flags::store::publish_latest`), so an acknowledged flag change
+/// is never served older.
 pub fn current() -> anyhow::Result<(i64, Rc<FlagSet>)> {
-    let kv = Store::open_default().context("open key-value")?;
-    let version = kv
-        .get(VERSION_KEY)
-        .context("get version")?
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.trim().parse::<i64>().ok());
-    if let Some(version) = version {
+    let mut kv = SpinKv::open_default()?;
+    if let Published::Version(version) = flag_store::published_version(&mut kv)? {
         if let Some(hit) = CACHE.with_borrow(|c| c.as_ref().filter(|(v, _)| *v == version).cloned())
         {
             return Ok(hit);
         }
-        if let Some(set) = from_snapshot(&kv, version) {
+        if let Some(set) = flag_store::published_document(&mut kv, version)?
+            .and_then(|document| FlagSet::from_value(&document).ok())
+        {
             return Ok(remember(version, set));
         }
     }
-    // Cold start, a new version not yet published, or an unreadable
-    // snapshot: read SQLite and publish.
     let db = open_db()?;
-    let (version, state) = load_latest(&mut SpinSql(&db))?;
+    let mut sql = SpinSql(&db);
+    let (version, state) = match flag_store::publish_latest(&mut sql, &mut kv, now_ms()) {
+        Ok(published) => published,
+        Err(err) => {
+            // Key-value refused the publication: serve SQLite's latest, which
+            // is what the publication would have said.
+            eprintln!("flag-evaluate: publishing the flag set failed: {err}");
+            flag_store::load_latest(&mut sql, now_ms())?
+        }
+    };
     let set = state.compile().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    publish_flags(version, &state);
     Ok(remember(version, set))
 }
 
@@ -82,47 +88,41 @@ fn remember(version: i64, set: FlagSet) -> (i64, Rc<FlagSet>) {
     (version, set)
 }
 
-fn from_snapshot(kv: &Store, version: i64) -> Option<FlagSet> {
-    let bytes = kv.get(SNAPSHOT_KEY).ok()??;
-    let snapshot: Value = serde_json::from_slice(&bytes).ok()?;
-    if snapshot.get("version")?.as_i64()? != version {
-        return None;
-    }
-    FlagSet::from_value(snapshot.get("document")?).ok()
-}
-
-fn load_latest(db: &mut impl SqlExecutor) -> anyhow::Result<(i64, FlagState)> {
-    Ok(flag_store::load_latest(db, now_ms())?)
-}
-
 /// The current stored state (admin reads go to SQLite, the source of truth).
 pub fn read_state() -> anyhow::Result<(i64, FlagState)> {
     let db = open_db()?;
-    load_latest(&mut SpinSql(&db))
+    Ok(flag_store::load_latest(&mut SpinSql(&db), now_ms())?)
 }
 
 pub use flag_store::WriteOutcome;
 
 /// Applies `edit` to the current state inside one `BEGIN IMMEDIATE`
-/// transaction (`dol_core::flags::store::write`) and publishes a new version
-/// to key-value. Refusals store nothing; an edit that changes nothing stores
-/// no new version.
+/// transaction and publishes the new version (`dol_core::flags::store::
+/// write_with`). The edit also sees the open transaction, so checks against
+/// other rows (rollouts in progress) happen under the same write lock.
+/// Refusals store nothing; an edit that changes nothing stores no version.
 pub fn write(
     actor: &str,
-    edit: impl FnOnce(&FlagState) -> flag_store::EditResult,
+    edit: impl FnOnce(
+        &mut SpinSql<'_>,
+        &FlagState,
+    ) -> Result<flag_store::EditResult, flag_store::FlagStoreError>,
 ) -> anyhow::Result<WriteOutcome> {
     let db = open_db()?;
-    let outcome = flag_store::write(&mut SpinSql(&db), actor, now_ms(), edit)?;
-    if let Ok((version, state)) = &outcome {
-        publish_flags(*version, state);
-    }
-    Ok(outcome)
+    let mut kv = SpinKv::open_default()?;
+    Ok(flag_store::write_with(
+        &mut SpinSql(&db),
+        &mut kv,
+        actor,
+        now_ms(),
+        edit,
+    )?)
 }
 
 /// Audit entries, newest first, optionally for one flag.
 pub fn audit(flag: Option<&str>, limit: i64) -> anyhow::Result<Vec<Value>> {
     let db = open_db()?;
     let mut sql = SpinSql(&db);
-    load_latest(&mut sql)?;
+    flag_store::load_latest(&mut sql, now_ms())?;
     Ok(flag_store::audit(&mut sql, flag, limit)?)
 }

@@ -12,7 +12,7 @@ use dol_core::gateway::routing::CatalogEntry;
 use dol_core::gateway::telemetry::{RequestRecord, latency_bucket};
 use dol_core::gateway::templates::TemplateSpec;
 use dol_core::gateway::tiers::Tier;
-use dol_core::migrate::{SqlExecutor, SqlValue};
+use dol_core::storage::{SqlExecutor, SqlValue};
 use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;

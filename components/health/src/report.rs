@@ -6,13 +6,13 @@ use std::time::Instant;
 use anyhow::Context as _;
 use dol_core::gateway::engine::RoutingState;
 use dol_core::health::CheckResult;
-use dol_core::migrate::{SqlExecutor, SqlValue};
 use dol_core::observe::flag_counts;
 use dol_core::observe::score::{ActiveAlert, EmergencyState, Override};
 use dol_core::observe::store::{self, AlertQuery, EMERGENCY_AUTO_KEY, EmergencyOverride};
 use dol_core::observe::usage::{
     self, Breaker, HealthBody, HealthInputs, MetricsInput, Overview, UsageRow, Window,
 };
+use dol_core::storage::{SqlExecutor, SqlValue};
 use spin_sdk::key_value::Store;
 
 use crate::checks;

@@ -4,7 +4,6 @@
 
 use anyhow::Context as _;
 use dol_core::health::CheckResult;
-use dol_core::migrate::SqlValue;
 use dol_core::observe::admin;
 use dol_core::observe::alerts::{self, AlertRule, AlertSource, AlertStatus};
 use dol_core::observe::scans;
@@ -13,6 +12,7 @@ use dol_core::observe::score::{
 };
 use dol_core::observe::store::{self, AlertQuery, EMERGENCY_AUTO_KEY};
 use dol_core::observe::usage::{self, USAGE_SINCE_SQL, UsageRow};
+use dol_core::storage::SqlValue;
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 

@@ -8,12 +8,12 @@ use dol_core::gateway::catalog::{self, enabled_providers};
 use dol_core::gateway::providers::{models_request, parse_models};
 use std::collections::BTreeMap;
 
-use dol_core::migrate::SqlValue;
 use dol_core::observe::alerts;
 use dol_core::observe::scans::{
     CATALOG_COLUMNS, CatalogModel, DISCOVERY, ModelDiff, ScanMessage, diff_models,
     discovered_entry, enqueue_message,
 };
+use dol_core::storage::SqlValue;
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 

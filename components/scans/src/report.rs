@@ -2,12 +2,12 @@
 //! stored in the run's summary and sent through the outbox) and
 //! `retention` (deletes rows older than `retention_days`, default 30).
 
-use dol_core::migrate::SqlValue;
 use dol_core::observe::scans::{
     REPORT, ScanMessage, daily_report, enqueue_message, parse_retention_days, report_text,
     retention_cutoff_ms,
 };
 use dol_core::observe::store;
+use dol_core::storage::SqlValue;
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 

@@ -1,31 +1,34 @@
 //! The `rollouts` scan (every minute, and `POST /admin/scans/rollouts`):
 //! the guard loop of `dol_core::rollouts`. Each decision is applied in its
-//! own transaction there; this adapter publishes the flag versions written,
-//! so a rollback takes effect at the next evaluation in every component,
-//! and delivers the queued messages at once.
+//! own transaction there and the flag versions written are published at
+//! once, so a rollback takes effect at the next evaluation in every
+//! component; this adapter delivers the queued messages at once. The same
+//! tick reconciles the published flag set with SQLite
+//! (`dol_core::flags::store::reconcile`), repairing key-value after a crash
+//! between a commit and its publication.
 
 use anyhow::Context as _;
+use dol_core::flags::store::reconcile;
 use dol_core::rollouts::store::run_guards;
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
-use crate::platform::{SpinSql, publish_flags};
+use crate::platform::{SpinKv, SpinSql};
 
 /// Runs the guard loop at `now_ms`; returns one summary per rollout.
 pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
-    let outcomes = run_guards(&mut SpinSql(db), now_ms).context("rollout guard loop")?;
-    let mut notable = false;
-    for applied in outcomes.iter().filter_map(|o| o.applied.as_ref()) {
-        notable |= applied.action.is_notable();
-        if let Some((version, state)) = &applied.flags {
-            publish_flags(*version, state);
-        }
-    }
+    let mut kv = SpinKv::open_default()?;
+    let outcomes = run_guards(&mut SpinSql(db), &mut kv, now_ms).context("rollout guard loop")?;
+    let repaired = reconcile(&mut SpinSql(db), &mut kv, now_ms).context("flag reconciliation")?;
+    let notable = outcomes
+        .iter()
+        .filter_map(|o| o.applied.as_ref())
+        .any(|applied| applied.action.is_notable());
     let delivery = if notable {
         crate::deliver::due(db, now_ms)?
     } else {
         Value::Null
     };
     let summaries: Vec<Value> = outcomes.iter().map(|o| o.summary()).collect();
-    Ok(json!({ "rollouts": summaries, "delivery": delivery }))
+    Ok(json!({ "rollouts": summaries, "delivery": delivery, "flagsRepublished": repaired }))
 }

@@ -4,8 +4,8 @@
 
 use anyhow::Context as _;
 use dol_core::health::{INSERT_SCAN_RUN_SQL, LAST_RUN_KEY, Outcome, ScanRun};
-use dol_core::migrate::SqlValue;
 use dol_core::observe::scans::{ALERTS, DISCOVERY, HEARTBEAT, PROBES, REPORT, RETENTION, ROLLOUTS};
+use dol_core::storage::SqlValue;
 use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::migrate::SqlValue;
+use crate::storage::SqlValue;
 
 /// The key-value key holding the JSON [`ScanRun`] of the latest scan.
 pub const LAST_RUN_KEY: &str = "dol:scans:last-run";

@@ -14,5 +14,6 @@ pub mod migrate;
 pub mod observe;
 pub mod ratelimit;
 pub mod rollouts;
+pub mod storage;
 #[cfg(test)]
 mod test_sqlite;

@@ -1,7 +1,8 @@
 //! A real in-memory SQLite (rusqlite) behind [`SqlExecutor`], with the real
 //! migrations applied, for the store tests of every module.
 
-use crate::migrate::{self, SqlExecutor, SqlValue};
+use crate::migrate;
+use crate::storage::{SqlExecutor, SqlValue};
 
 /// [`SqlExecutor`] over rusqlite, optionally failing statements that
 /// contain a given text (to test rollbacks).

@@ -1,8 +1,9 @@
-//! Guest-side glue shared by DOL's components: [`SqlExecutor`] over a Spin
-//! SQLite connection, the wall clock, JSON responses and small HTTP helpers.
+//! Guest-side glue shared by DOL's components: the core's storage seam
+//! ([`SqlExecutor`] over a Spin SQLite connection, [`KeyValue`] over a Spin
+//! key-value store), the wall clock, JSON responses and small HTTP helpers.
 //! Only the components use it; the core stays free of spin-sdk.
 
-use dol_core::migrate::{SqlExecutor, SqlValue};
+use dol_core::storage::{KeyValue, SqlExecutor, SqlValue};
 use spin_sdk::http::Response;
 use spin_sdk::sqlite::{Connection, Value};
 
@@ -18,6 +19,33 @@ impl SqlExecutor for SpinSql<'_> {
             .iter()
             .map(|row| row.values.iter().map(from_spin).collect())
             .collect())
+    }
+}
+
+/// [`KeyValue`] over a Spin key-value store (`fermyon:spin/key-value@2.0.0`).
+pub struct SpinKv(pub spin_sdk::key_value::Store);
+
+impl SpinKv {
+    /// The app's `default` store.
+    pub fn open_default() -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        Ok(Self(
+            spin_sdk::key_value::Store::open_default().context("open key-value store")?,
+        ))
+    }
+}
+
+impl KeyValue for SpinKv {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.get(key).map_err(|e| e.to_string())
+    }
+
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.0.set(key, value).map_err(|e| e.to_string())
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        self.0.delete(key).map_err(|e| e.to_string())
     }
 }
 
@@ -68,12 +96,12 @@ pub fn exec<E: SqlExecutor + ?Sized>(
 }
 
 /// Runs `body` inside `BEGIN IMMEDIATE` … `COMMIT`, rolling back on error
-/// (`dol_core::migrate::in_transaction` with anyhow errors).
+/// (`dol_core::storage::in_transaction` with anyhow errors).
 pub fn in_transaction<E: SqlExecutor, T>(
     db: &mut E,
     body: impl FnOnce(&mut E) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    dol_core::migrate::in_transaction(db, body)
+    dol_core::storage::in_transaction(db, body)
 }
 
 /// Wall-clock time in Unix epoch milliseconds (0 if the clock is before 1970).
@@ -190,24 +218,4 @@ pub fn method_not_allowed(allow: &str) -> Response {
         &serde_json::json!({ "error": { "code": "method-not-allowed", "message": format!("use {allow}") } }),
         &[("allow", allow.to_owned())],
     )
-}
-
-/// Publishes a flag-set version to key-value: the snapshot first, then the
-/// version number, so a reader that sees the new version finds its snapshot
-/// (or falls back to SQLite). Called after every committed flag write — by
-/// the flags admin API and by the rollout guard loop — so the change takes
-/// effect at the next evaluation in every component.
-pub fn publish_flags(version: i64, state: &dol_core::flags::admin::FlagState) {
-    use dol_core::flags::store::{SNAPSHOT_KEY, VERSION_KEY, snapshot_json};
-    let result = spin_sdk::key_value::Store::open_default().and_then(|kv| {
-        kv.set(
-            SNAPSHOT_KEY,
-            snapshot_json(version, state).to_string().as_bytes(),
-        )?;
-        kv.set(VERSION_KEY, version.to_string().as_bytes())
-    });
-    if let Err(err) = result {
-        // Not fatal: readers fall back to SQLite while key-value is stale.
-        eprintln!("publishing flag version {version} to key-value failed: {err}");
-    }
 }

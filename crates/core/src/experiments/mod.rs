@@ -5,7 +5,7 @@
 //! - [`definition`]: the experiment format an admin stores, validated;
 //! - [`events`]: `POST /v1/events` bodies;
 //! - [`report`]: per-variant results and the ship / keep running / stop verdict;
-//! - [`store`]: SQL over [`crate::migrate::SqlExecutor`] that turns events and
+//! - [`store`]: SQL over [`crate::storage::SqlExecutor`] that turns events and
 //!   gateway telemetry into the report's sufficient statistics.
 //!
 //! Everything is pure; the clock comes in as an argument.

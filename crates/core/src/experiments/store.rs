@@ -24,7 +24,7 @@ use super::definition::{self, Definition, MetricKind};
 use super::events::EventRecord;
 use super::report::{ExperimentData, MetricData, VariantData};
 use super::stats::{MeanSample, ProportionSample};
-use crate::migrate::{SqlExecutor, SqlValue};
+use crate::storage::{SqlExecutor, SqlValue};
 
 /// Why a storage call failed. `Sql` and `Corrupt` carry database internals:
 /// log them, do not send them to clients.

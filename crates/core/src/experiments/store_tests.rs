@@ -9,7 +9,7 @@ use super::events::EventRecord;
 use super::report::MetricData;
 use super::stats::{MeanSample, ProportionSample};
 use super::store;
-use crate::migrate::{SqlExecutor, SqlValue};
+use crate::storage::{SqlExecutor, SqlValue};
 use crate::test_sqlite::{Sqlite, db};
 
 fn ev(at: i64, who: &str, variant: &str, name: &str, value: Option<f64>) -> EventRecord {

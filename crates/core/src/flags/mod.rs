@@ -20,6 +20,8 @@ mod ops;
 mod semver;
 mod set;
 pub mod store;
+#[cfg(test)]
+mod store_tests;
 
 use serde_json::{Map, Value};
 

@@ -1,22 +1,46 @@
 //! Flag storage over SQL: the versioned `flag_sets` rows (the current state
 //! is the highest version), the append-only `audit_log`, and the key-value
-//! snapshot format evaluators read.
+//! snapshot evaluators read.
 //!
-//! Every function takes the [`SqlExecutor`] and the time as arguments, so the
-//! flag-evaluate component (admin edits) and the scans component (rollout
-//! decisions) write flag versions the same way, and tests run it against a
-//! real SQLite.
+//! Every function takes the [`SqlExecutor`], the [`KeyValue`] store and the
+//! time as arguments, so the flag-evaluate component (admin edits) and the
+//! scans component (rollout decisions) write and publish flag versions the
+//! same way, and tests run it against a real SQLite.
+//!
+//! # Publication: served in order, never older than what was acknowledged
+//! SQLite is the source of truth; key-value holds the published version
+//! ([`VERSION_KEY`]) and its evaluated document ([`SNAPSHOT_KEY`]), which is
+//! what evaluators read on the hot path. Spin's key-value has no
+//! compare-and-swap, so ordering comes from SQLite's write lock instead:
+//! 1. a transaction that stores a new version also sets [`VERSION_KEY`] to
+//!    [`UNPUBLISHED`] before it commits ([`store_version`]), while it holds
+//!    the write lock;
+//! 2. after the commit, [`publish_latest`] takes the write lock again
+//!    (`BEGIN IMMEDIATE`), reads the *latest* version and writes its snapshot
+//!    and number. Publications are therefore serialised and each publishes a
+//!    version at least as new as every earlier one: an older snapshot can
+//!    never overwrite a newer one, whatever order concurrent writers finish in.
+//!
+//! An evaluator that finds [`UNPUBLISHED`], no version, or a snapshot of
+//! another version does not trust key-value: it calls [`publish_latest`]
+//! itself. So a crash between a commit and its publication (or a key-value
+//! write that failed) is repaired by the next evaluation, and [`reconcile`]
+//! (run by the minute scan) repairs any other drift between the two stores.
 
 use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::admin::{AdminError, AuditEntry, FlagState};
-use crate::migrate::{SqlExecutor, SqlValue, StatementError, in_transaction, run};
+use crate::storage::{KeyValue, SqlExecutor, SqlValue, StatementError, in_transaction, run};
 
 /// Key-value key holding the current flag-set version (decimal text).
 pub const VERSION_KEY: &str = "dol:flags:version";
 /// Key-value key holding `{"version", "document"}`: the evaluated document.
 pub const SNAPSHOT_KEY: &str = "dol:flags:snapshot";
+/// The value of [`VERSION_KEY`] from the moment a transaction storing a new
+/// version takes the write lock until that version (or a newer one) is
+/// published: evaluators then read SQLite instead of key-value.
+pub const UNPUBLISHED: &str = "unpublished";
 
 /// Why reading or writing flag storage failed.
 #[derive(Debug, Error)]
@@ -27,6 +51,9 @@ pub enum FlagStoreError {
     /// A stored row could not be read back (wrong column types or JSON).
     #[error("corrupt flag storage: {0}")]
     Corrupt(String),
+    /// The key-value store refused a read or write of the published version.
+    #[error("flag key-value store: {0}")]
+    KeyValue(String),
 }
 
 /// The outcome of an admin write: stored as `version` (with the state), or
@@ -151,12 +178,30 @@ pub fn insert_audit(
     Ok(())
 }
 
+/// Stores `state` as `version` (inside an open transaction) and marks the
+/// published version [`UNPUBLISHED`] before the transaction commits, so no
+/// evaluator keeps serving the older snapshot once this version is committed.
+pub fn store_version(
+    db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
+    version: i64,
+    state: &FlagState,
+    actor: &str,
+    at_ms: i64,
+) -> Result<(), FlagStoreError> {
+    insert_version(db, version, state, actor, at_ms)?;
+    kv.set(VERSION_KEY, UNPUBLISHED.as_bytes())
+        .map_err(FlagStoreError::KeyValue)
+}
+
 /// Applies `edit` to the latest state inside an already open transaction:
 /// on success stores the new state as the next version with its audit
-/// entries; on refusal stores nothing. An edit that changes nothing stores
-/// no new version and returns the current one.
+/// entries ([`store_version`]); on refusal stores nothing. An edit that
+/// changes nothing stores no new version and returns the current one.
+/// The caller calls [`publish_latest`] after committing.
 pub fn write_in_tx(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     actor: &str,
     now_ms: i64,
     edit: impl FnOnce(&FlagState) -> EditResult,
@@ -174,23 +219,140 @@ pub fn write_in_tx(
         return Ok(Ok((version, state)));
     }
     let next_version = version + 1;
-    insert_version(db, next_version, &next, actor, now_ms)?;
+    store_version(db, kv, next_version, &next, actor, now_ms)?;
     for entry in &audit {
         insert_audit(db, entry, actor, next_version, now_ms)?;
     }
     Ok(Ok((next_version, next)))
 }
 
-/// [`write_in_tx`] in its own `BEGIN IMMEDIATE` transaction, seeding first
-/// so a first write starts from the seed rather than from nothing.
+/// [`write_in_tx`] in its own `BEGIN IMMEDIATE` transaction (seeding first so
+/// a first write starts from the seed rather than from nothing), then
+/// [`publish_latest`]. A refusal stores and publishes nothing.
+///
+/// The returned version is committed and, when this returns, served: either
+/// published, or (if the publication failed) marked [`UNPUBLISHED`], which
+/// sends evaluators to SQLite until a later publication succeeds.
 pub fn write(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     actor: &str,
     now_ms: i64,
     edit: impl FnOnce(&FlagState) -> EditResult,
 ) -> Result<WriteOutcome, FlagStoreError> {
+    write_with(db, kv, actor, now_ms, |_, state| Ok(edit(state)))
+}
+
+/// [`write`] whose edit also gets the open transaction, for refusals that
+/// depend on other rows read under the same write lock (a flag under a
+/// rollout in progress, say), so no change can slip in between the check
+/// and the write.
+pub fn write_with<E: SqlExecutor, K: KeyValue>(
+    db: &mut E,
+    kv: &mut K,
+    actor: &str,
+    now_ms: i64,
+    edit: impl FnOnce(&mut E, &FlagState) -> Result<EditResult, FlagStoreError>,
+) -> Result<WriteOutcome, FlagStoreError> {
     load_latest(db, now_ms)?;
-    in_transaction(db, |db| write_in_tx(db, actor, now_ms, edit))
+    let outcome = in_transaction(db, |db| {
+        let Some((_, state)) = select_latest(db)? else {
+            return Err(FlagStoreError::Corrupt(
+                "flag_sets is empty after seeding".to_owned(),
+            ));
+        };
+        // The edit runs first against the state read under the lock; its
+        // verdict is then replayed by `write_in_tx` on that same state.
+        let verdict = edit(db, &state)?;
+        write_in_tx(db, kv, actor, now_ms, |_| verdict)
+    })?;
+    if outcome.is_ok() {
+        // Already committed: a failed publication leaves the UNPUBLISHED
+        // mark, under which evaluators read SQLite, so the write stands.
+        let _ = publish_latest(db, kv, now_ms);
+    }
+    Ok(outcome)
+}
+
+/// Publishes the latest stored version to key-value under the write lock
+/// (see the module documentation) and returns it. Seeds an empty table.
+pub fn publish_latest(
+    db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
+    now_ms: i64,
+) -> Result<(i64, FlagState), FlagStoreError> {
+    load_latest(db, now_ms)?;
+    in_transaction(db, |db| {
+        let Some((version, state)) = select_latest(db)? else {
+            return Err(FlagStoreError::Corrupt(
+                "flag_sets is empty after seeding".to_owned(),
+            ));
+        };
+        let snapshot = snapshot_json(version, &state).to_string();
+        // Snapshot first, then the number: a reader that sees the number
+        // finds its snapshot.
+        kv.set(SNAPSHOT_KEY, snapshot.as_bytes())
+            .map_err(FlagStoreError::KeyValue)?;
+        kv.set(VERSION_KEY, version.to_string().as_bytes())
+            .map_err(FlagStoreError::KeyValue)?;
+        Ok((version, state))
+    })
+}
+
+/// What key-value says about the published flag set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Published {
+    /// This version is published and its snapshot can be trusted.
+    Version(i64),
+    /// Nothing published yet, a version being written, or an unreadable
+    /// entry: read SQLite and publish ([`publish_latest`]).
+    Unknown,
+}
+
+/// Reads [`VERSION_KEY`].
+pub fn published_version(kv: &mut impl KeyValue) -> Result<Published, FlagStoreError> {
+    let raw = kv.get(VERSION_KEY).map_err(FlagStoreError::KeyValue)?;
+    Ok(raw
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .map_or(Published::Unknown, Published::Version))
+}
+
+/// The published snapshot's document if it is the snapshot of `version`.
+pub fn published_document(
+    kv: &mut impl KeyValue,
+    version: i64,
+) -> Result<Option<Value>, FlagStoreError> {
+    let Some(bytes) = kv.get(SNAPSHOT_KEY).map_err(FlagStoreError::KeyValue)? else {
+        return Ok(None);
+    };
+    let Ok(mut snapshot) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(None);
+    };
+    if snapshot.get("version").and_then(Value::as_i64) != Some(version) {
+        return Ok(None);
+    }
+    Ok(snapshot.get_mut("document").map(Value::take))
+}
+
+/// Compares key-value with SQLite and republishes when they differ (a
+/// crash between commit and publication, a lost key-value write, a store
+/// wiped by hand). Returns the version published when it repaired
+/// something, `None` when key-value was already current.
+pub fn reconcile(
+    db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
+    now_ms: i64,
+) -> Result<Option<i64>, FlagStoreError> {
+    let (latest, _) = load_latest(db, now_ms)?;
+    if let Published::Version(version) = published_version(kv)?
+        && version == latest
+        && published_document(kv, version)?.is_some()
+    {
+        return Ok(None);
+    }
+    let (published, _) = publish_latest(db, kv, now_ms)?;
+    Ok(Some(published))
 }
 
 /// Audit entries, newest first, optionally for one flag.

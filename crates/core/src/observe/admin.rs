@@ -35,7 +35,7 @@ use super::scans::{DEFAULT_RULES, METRICS};
 use super::store::{
     self, AlertQuery, ControlValue, EMERGENCY_AUTO_KEY, EmergencyOverride, StoreError,
 };
-use crate::migrate::{SqlExecutor, in_transaction};
+use crate::storage::{SqlExecutor, in_transaction};
 
 /// Control key of the stored alert rule set (a JSON array in the file format).
 pub const RULES_KEY: &str = "alert_rules";

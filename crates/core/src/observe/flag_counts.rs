@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::store::StoreError;
-use crate::migrate::{SqlExecutor, SqlValue, in_transaction};
+use crate::storage::{SqlExecutor, SqlValue, in_transaction};
 
 /// Key-value key prefix of the per-minute counts.
 pub const KEY_PREFIX: &str = "dol:flags:evals:";

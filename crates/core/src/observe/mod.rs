@@ -1,7 +1,7 @@
 //! Observability core: health scoring, telemetry statistics, alert rules and
 //! their state machine, Prometheus exposition, Slack and generic webhook
 //! signing, Alertmanager intake, inbound webhook rules, and the alert store
-//! (states, silences, outbox, control values over [`crate::migrate::SqlExecutor`]).
+//! (states, silences, outbox, control values over [`crate::storage::SqlExecutor`]).
 //!
 //! Everything here is pure: the clock (`now`, Unix milliseconds unless a name
 //! says otherwise), the metric values and the previous states come in as

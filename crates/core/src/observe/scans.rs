@@ -45,7 +45,7 @@ use super::alerts::{AlertRule, MetricValues, Notification, NotificationKind};
 use super::slack::{AlertView, alert_message, mrkdwn};
 use super::usage::{Agg, UsageRow, in_window};
 use crate::gateway::providers::DiscoveredModel;
-use crate::migrate::SqlValue;
+use crate::storage::SqlValue;
 
 /// Name of the alert-evaluation scan.
 pub const ALERTS: &str = "alerts";
@@ -502,7 +502,7 @@ pub struct ScanMessage {
 /// Queues a scan message (kind [`KIND_SCAN`]) for the configured channels,
 /// deduplicated by `dedup_key`; `None` when it was queued already.
 pub fn enqueue_message(
-    db: &mut impl crate::migrate::SqlExecutor,
+    db: &mut impl crate::storage::SqlExecutor,
     message: &ScanMessage,
     dedup_key: &str,
     now_ms: i64,

@@ -20,7 +20,7 @@ use super::alerts::{
     self, ActionError, AlertSource, AlertState, AlertStatus, ExternalAlert, Matcher, Notification,
     Severity, Silence,
 };
-use crate::migrate::{SqlExecutor, SqlValue};
+use crate::storage::{SqlExecutor, SqlValue};
 
 /// Outbox kind of an alert notification; the payload is a [`Notification`]
 /// and the target [`TARGET_DEFAULT`].
@@ -81,10 +81,10 @@ pub enum StoreError {
     InvalidSilence(&'static str),
 }
 
-/// So [`crate::migrate::in_transaction`] can run store calls: its own
+/// So [`crate::storage::in_transaction`] can run store calls: its own
 /// `BEGIN` / `COMMIT` failures become [`StoreError::Sql`].
-impl From<crate::migrate::StatementError> for StoreError {
-    fn from(e: crate::migrate::StatementError) -> Self {
+impl From<crate::storage::StatementError> for StoreError {
+    fn from(e: crate::storage::StatementError) -> Self {
         Self::Sql {
             context: "transaction",
             message: e.to_string(),
@@ -488,7 +488,7 @@ fn act(
     by: &str,
     now_ms: i64,
 ) -> Result<ActionOutcome, StoreError> {
-    crate::migrate::in_transaction(db, |db| {
+    crate::storage::in_transaction(db, |db| {
         let Some(record) = get_alert(db, id)? else {
             return Err(ActionError::NotFound(id.to_owned()).into());
         };
@@ -547,7 +547,7 @@ pub fn apply_external_alerts(
     incoming: &[ExternalAlert],
     now_ms: i64,
 ) -> Result<ExternalOutcome, StoreError> {
-    crate::migrate::in_transaction(db, |db| {
+    crate::storage::in_transaction(db, |db| {
         let mut states = Vec::new();
         for a in incoming {
             if states

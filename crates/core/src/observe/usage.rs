@@ -28,7 +28,7 @@ use serde::Serialize;
 use crate::gateway::circuit::CircuitState;
 use crate::gateway::engine::RoutingState;
 use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
-use crate::migrate::SqlValue;
+use crate::storage::SqlValue;
 
 use crate::health::CheckResult;
 

@@ -25,8 +25,8 @@ mod store_tests;
 use std::collections::BTreeMap;
 
 use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
-use crate::migrate::SqlValue;
 use crate::observe::usage::{Agg, USAGE_BUCKETS, bucket_percentile};
+use crate::storage::SqlValue;
 use guard::{GuardReading, Reading, RolloutState, Telemetry};
 use plan::{GuardMetric, RolloutPlan};
 

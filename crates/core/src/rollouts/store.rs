@@ -7,7 +7,8 @@
 //! together: the new flag version (when the served percentage changes), an
 //! `audit_log` entry naming the reason, the rollout row, and a message in
 //! the outbox (Slack and the signed webhook, delivered by the scans). The
-//! caller publishes a new flag version to key-value after the commit.
+//! flag version is published to key-value right after the commit
+//! (`flags::store::publish_latest`), in order with every other flag write.
 
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -18,10 +19,10 @@ use super::guard::{
 use super::plan::{PlanError, RolloutPlan};
 use super::targeting::flag_at;
 use crate::flags::admin::{AdminError, AuditEntry, FlagState};
-use crate::flags::store::{self as flag_store, FlagStoreError};
-use crate::migrate::{SqlExecutor, SqlValue, StatementError, in_transaction};
+use crate::flags::store::{self as flag_store, EditResult, FlagStoreError};
 use crate::observe::scans::{ScanMessage, enqueue_message};
 use crate::observe::store as outbox;
+use crate::storage::{KeyValue, SqlExecutor, SqlValue, StatementError, in_transaction};
 
 /// Scan name under which rollout messages are queued and sent.
 pub const ROLLOUTS: &str = "rollouts";
@@ -270,6 +271,37 @@ pub fn blocks_edit(db: &mut impl SqlExecutor, flag: &str) -> Result<bool, Rollou
     Ok(get(db, flag)?.is_some_and(|r| !r.state.status.is_finished()))
 }
 
+/// Refuses `edited` (an edit of `before`) when it changes the definition of
+/// a flag that a rollout in progress owns, since the rollout rewrites that
+/// flag's targeting at every step; kill switches stay allowed. Meant for the
+/// edit closure of `flags::store::write_with`, which runs inside the write
+/// transaction: a rollout that starts between an admin's read and write is
+/// therefore seen, and the write refused (409) instead of overwriting it.
+pub fn refuse_edits_under_rollout(
+    db: &mut impl SqlExecutor,
+    before: &FlagState,
+    edited: EditResult,
+) -> Result<EditResult, FlagStoreError> {
+    let Ok((next, audit)) = edited else {
+        return Ok(edited);
+    };
+    let owned = in_progress(db).map_err(|err| match err {
+        RolloutError::Flags(flags) => flags,
+        RolloutError::Sql(sql) => FlagStoreError::Sql(sql),
+        other => FlagStoreError::Corrupt(other.to_string()),
+    })?;
+    if let Some(record) = owned
+        .iter()
+        .find(|r| next.flag(&r.flag_key) != before.flag(&r.flag_key))
+    {
+        let key = &record.flag_key;
+        return Ok(Err(AdminError::Conflict(format!(
+            "flag `{key}` is being rolled out; cancel the rollout (DELETE /admin/flags/{key}/rollout) before editing it"
+        ))));
+    }
+    Ok(Ok((next, audit)))
+}
+
 /// Audit action name for a rollout change.
 fn audit_action(action: Action, op: Option<AdminOp>) -> &'static str {
     match (op, action) {
@@ -340,6 +372,7 @@ struct Change<'a> {
 /// (when the served rule changes), the audit entry, the row, the message.
 fn transition(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     current: &RolloutRecord,
     next: RolloutRecord,
     change: Change<'_>,
@@ -385,7 +418,7 @@ fn transition(
         let (state, _) = flags
             .put_flag(&current.flag_key, def)
             .map_err(admin_corrupt)?;
-        flag_store::insert_version(db, version + 1, &state, actor, now_ms)?;
+        flag_store::store_version(db, kv, version + 1, &state, actor, now_ms)?;
         written = Some((version + 1, state));
         version + 1
     };
@@ -412,17 +445,30 @@ fn admin_corrupt(e: AdminError) -> RolloutError {
 /// one. Refused while another is in progress.
 pub fn start(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     flag: &str,
     body: &Value,
     actor: &str,
     now_ms: i64,
 ) -> Result<Applied, RolloutError> {
     flag_store::load_latest(db, now_ms)?;
-    in_transaction(db, |db| start_in_tx(db, flag, body, actor, now_ms))
+    let applied = in_transaction(db, |db| start_in_tx(db, kv, flag, body, actor, now_ms))?;
+    publish(db, kv, &applied, now_ms);
+    Ok(applied)
+}
+
+/// Publishes the flag version a committed change wrote. A failed
+/// publication leaves `flags::store::UNPUBLISHED` set, under which
+/// evaluators read SQLite, so the change is served either way.
+fn publish(db: &mut impl SqlExecutor, kv: &mut impl KeyValue, applied: &Applied, now_ms: i64) {
+    if applied.flags.is_some() {
+        let _ = flag_store::publish_latest(db, kv, now_ms);
+    }
 }
 
 fn start_in_tx(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     flag: &str,
     body: &Value,
     actor: &str,
@@ -478,7 +524,7 @@ fn start_in_tx(
         breach: None,
         actor,
     };
-    transition(db, &before, next, change, now_ms)
+    transition(db, kv, &before, next, change, now_ms)
 }
 
 /// Applies a guard-loop decision made on `seen` (the record the decision
@@ -488,15 +534,21 @@ fn start_in_tx(
 /// entry or message.
 pub fn apply_decision(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     seen: &RolloutRecord,
     decision: &Decision,
     now_ms: i64,
 ) -> Result<Option<Applied>, RolloutError> {
-    in_transaction(db, |db| apply_in_tx(db, seen, decision, now_ms))
+    let applied = in_transaction(db, |db| apply_in_tx(db, kv, seen, decision, now_ms))?;
+    if let Some(applied) = &applied {
+        publish(db, kv, applied, now_ms);
+    }
+    Ok(applied)
 }
 
 fn apply_in_tx(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     seen: &RolloutRecord,
     decision: &Decision,
     now_ms: i64,
@@ -527,23 +579,27 @@ fn apply_in_tx(
         breach: decision.breach.as_ref(),
         actor: ROLLOUTS,
     };
-    transition(db, &current, next, change, now_ms).map(Some)
+    transition(db, kv, &current, next, change, now_ms).map(Some)
 }
 
 /// An admin operation on the rollout of `flag`.
 pub fn admin(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     flag: &str,
     op: AdminOp,
     actor: &str,
     now_ms: i64,
 ) -> Result<Applied, RolloutError> {
     flag_store::load_latest(db, now_ms)?;
-    in_transaction(db, |db| admin_in_tx(db, flag, op, actor, now_ms))
+    let applied = in_transaction(db, |db| admin_in_tx(db, kv, flag, op, actor, now_ms))?;
+    publish(db, kv, &applied, now_ms);
+    Ok(applied)
 }
 
 fn admin_in_tx(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     flag: &str,
     op: AdminOp,
     actor: &str,
@@ -618,7 +674,7 @@ fn admin_in_tx(
         breach: None,
         actor,
     };
-    transition(db, &current, next, change, now_ms)
+    transition(db, kv, &current, next, change, now_ms)
 }
 
 /// What the guard loop did for one rollout.
@@ -656,10 +712,11 @@ impl GuardOutcome {
 /// The guard loop over every rollout in progress at `now_ms`: reads the
 /// per-variant telemetry from `requests`, the emergency state and the
 /// kill switches, decides, and applies each decision in its own
-/// transaction. The caller publishes the flag versions written and
-/// delivers the queued messages.
+/// transaction, publishing each flag version it writes. The caller delivers
+/// the queued messages.
 pub fn run_guards(
     db: &mut impl SqlExecutor,
+    kv: &mut impl KeyValue,
     now_ms: i64,
 ) -> Result<Vec<GuardOutcome>, RolloutError> {
     let rollouts = in_progress(db)?;
@@ -688,7 +745,7 @@ pub fn run_guards(
             killed: flags.kills.contains_key(&record.flag_key),
         };
         let decision = decide(&record.plan, &record.state, &telemetry, conditions, now_ms);
-        let applied = apply_decision(db, &record, &decision, now_ms)?;
+        let applied = apply_decision(db, kv, &record, &decision, now_ms)?;
         outcomes.push(GuardOutcome {
             flag_key: record.flag_key.clone(),
             percent: decision.next.percent(&record.plan),

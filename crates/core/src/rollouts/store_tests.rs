@@ -9,6 +9,7 @@ use super::store::*;
 use crate::flags::store as flag_store;
 use crate::flags::{EvaluationContext, FlagSet};
 use crate::observe::store::EmergencyOverride;
+use crate::storage::MemoryKeyValue;
 use crate::test_sqlite::{Sqlite, count, db};
 
 const T0: i64 = 1_800_000_000_000;
@@ -26,7 +27,14 @@ fn plan() -> Value {
 
 fn started() -> (Sqlite, Applied) {
     let mut db = db();
-    let applied = start(&mut db, FLAG, &plan(), "alice", T0).unwrap();
+    let mut kv = MemoryKeyValue::default();
+    let applied = start(&mut db, &mut kv, FLAG, &plan(), "alice", T0).unwrap();
+    // The version the start wrote is published with it.
+    let (version, _) = applied.flags.clone().unwrap();
+    assert_eq!(
+        flag_store::published_version(&mut kv).unwrap(),
+        flag_store::Published::Version(version)
+    );
     (db, applied)
 }
 
@@ -81,6 +89,7 @@ fn refusals_store_nothing() {
     let before = (count(&mut db, "flag_sets"), count(&mut db, "audit_log"));
     let bad = start(
         &mut db,
+        &mut MemoryKeyValue::default(),
         FLAG,
         &json!({"variant": "nope", "steps": [{"percent": 100}]}),
         "a",
@@ -89,9 +98,25 @@ fn refusals_store_nothing() {
     .unwrap_err();
     assert_eq!(bad.status(), 400);
     assert_eq!(bad.body()["error"]["field"], "variant");
-    let missing = start(&mut db, "no-such-flag", &plan(), "a", T0).unwrap_err();
+    let missing = start(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        "no-such-flag",
+        &plan(),
+        "a",
+        T0,
+    )
+    .unwrap_err();
     assert_eq!(missing.status(), 404);
-    let none = admin(&mut db, FLAG, AdminOp::Pause, "a", T0).unwrap_err();
+    let none = admin(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        AdminOp::Pause,
+        "a",
+        T0,
+    )
+    .unwrap_err();
     assert_eq!(none.status(), 404);
     assert_eq!(
         (count(&mut db, "flag_sets"), count(&mut db, "audit_log")),
@@ -101,11 +126,35 @@ fn refusals_store_nothing() {
     assert_eq!(count(&mut db, "outbox"), 0);
 
     let (mut db, _) = started();
-    let again = start(&mut db, FLAG, &plan(), "bob", T0 + MIN).unwrap_err();
+    let again = start(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        &plan(),
+        "bob",
+        T0 + MIN,
+    )
+    .unwrap_err();
     assert_eq!(again.status(), 409);
-    let resume = admin(&mut db, FLAG, AdminOp::Resume, "bob", T0).unwrap_err();
+    let resume = admin(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        AdminOp::Resume,
+        "bob",
+        T0,
+    )
+    .unwrap_err();
     assert_eq!(resume.status(), 409);
-    let restart = admin(&mut db, FLAG, AdminOp::Restart, "bob", T0).unwrap_err();
+    let restart = admin(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        AdminOp::Restart,
+        "bob",
+        T0,
+    )
+    .unwrap_err();
     assert_eq!(restart.status(), 409);
     assert_eq!(count(&mut db, "flag_sets"), 2);
 }
@@ -115,13 +164,31 @@ fn a_failing_statement_rolls_the_whole_change_back() {
     let mut db = db();
     flag_store::load_latest(&mut db, T0).unwrap();
     db.fail_on = Some("INSERT INTO outbox");
-    assert!(start(&mut db, FLAG, &plan(), "a", T0).is_err());
+    assert!(
+        start(
+            &mut db,
+            &mut MemoryKeyValue::default(),
+            FLAG,
+            &plan(),
+            "a",
+            T0
+        )
+        .is_err()
+    );
     db.fail_on = None;
     assert_eq!(count(&mut db, "flag_sets"), 1);
     assert_eq!(count(&mut db, "rollouts"), 0);
     assert!(audit_actions(&mut db).is_empty());
     // Usable again afterwards.
-    start(&mut db, FLAG, &plan(), "a", T0).unwrap();
+    start(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        &plan(),
+        "a",
+        T0,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -146,9 +213,15 @@ fn guard_decisions_advance_and_roll_back_the_served_rule() {
         T0 + MIN,
     );
     assert_eq!(d.action, Action::Advance);
-    let applied = apply_decision(&mut db, &record, &d, T0 + MIN)
-        .unwrap()
-        .unwrap();
+    let applied = apply_decision(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        &record,
+        &d,
+        T0 + MIN,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(applied.record.percent(), 50);
     assert_eq!(applied.flags.as_ref().unwrap().0, 3);
     let share = variant_share(&mut db);
@@ -156,9 +229,15 @@ fn guard_decisions_advance_and_roll_back_the_served_rule() {
 
     // A decision computed on a stale record is dropped.
     assert!(
-        apply_decision(&mut db, &record, &d, T0 + MIN)
-            .unwrap()
-            .is_none()
+        apply_decision(
+            &mut db,
+            &mut MemoryKeyValue::default(),
+            &record,
+            &d,
+            T0 + MIN
+        )
+        .unwrap()
+        .is_none()
     );
 
     let record = applied.record;
@@ -172,9 +251,15 @@ fn guard_decisions_advance_and_roll_back_the_served_rule() {
         T0 + 2 * MIN,
     );
     assert_eq!(d.action, Action::RollBack);
-    let applied = apply_decision(&mut db, &record, &d, T0 + 2 * MIN)
-        .unwrap()
-        .unwrap();
+    let applied = apply_decision(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        &record,
+        &d,
+        T0 + 2 * MIN,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(applied.record.state.status, Status::RolledBack);
     assert_eq!(variant_share(&mut db), 0);
     let def = flag_def(&mut db);
@@ -199,7 +284,15 @@ fn guard_decisions_advance_and_roll_back_the_served_rule() {
     assert!(!blocks_edit(&mut db, FLAG).unwrap());
 
     // Restart needs an admin, and starts from the first step.
-    let restarted = admin(&mut db, FLAG, AdminOp::Restart, "carol", T0 + 3 * MIN).unwrap();
+    let restarted = admin(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        AdminOp::Restart,
+        "carol",
+        T0 + 3 * MIN,
+    )
+    .unwrap();
     assert_eq!(restarted.record.percent(), 10);
     assert_eq!(restarted.record.state.status, Status::Active);
 }
@@ -225,9 +318,15 @@ fn holds_update_the_row_without_audit_or_message() {
         count(&mut db, "audit_log"),
         count(&mut db, "outbox"),
     );
-    let applied = apply_decision(&mut db, &record, &d, T0 + MIN)
-        .unwrap()
-        .unwrap();
+    let applied = apply_decision(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        &record,
+        &d,
+        T0 + MIN,
+    )
+    .unwrap()
+    .unwrap();
     assert!(applied.flags.is_none());
     assert_eq!(
         (
@@ -264,7 +363,7 @@ fn completion_makes_the_variant_default_and_cancel_restores() {
             Conditions::default(),
             now,
         );
-        record = apply_decision(&mut db, &record, &d, now)
+        record = apply_decision(&mut db, &mut MemoryKeyValue::default(), &record, &d, now)
             .unwrap()
             .unwrap()
             .record;
@@ -286,19 +385,51 @@ fn completion_makes_the_variant_default_and_cancel_restores() {
 
     // A new rollout back to comprehensive, cancelled by an admin.
     let back = json!({"variant": "comprehensive", "steps": [{"percent": 30}, {"percent": 100}]});
-    start(&mut db, FLAG, &back, "dave", now).unwrap();
+    start(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        &back,
+        "dave",
+        now,
+    )
+    .unwrap();
     assert!(variant_share(&mut db) > 500);
-    admin(&mut db, FLAG, AdminOp::Pause, "dave", now + MIN).unwrap();
+    admin(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        AdminOp::Pause,
+        "dave",
+        now + MIN,
+    )
+    .unwrap();
     let paused = get(&mut db, FLAG).unwrap().unwrap();
     assert_eq!(paused.state.status, Status::Paused);
-    let cancelled = admin(&mut db, FLAG, AdminOp::Cancel, "dave", now + 2 * MIN).unwrap();
+    let cancelled = admin(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        AdminOp::Cancel,
+        "dave",
+        now + 2 * MIN,
+    )
+    .unwrap();
     assert_eq!(cancelled.record.state.status, Status::Cancelled);
     assert_eq!(
         variant_share(&mut db),
         1000,
         "enhanced is the default again"
     );
-    let cancel_again = admin(&mut db, FLAG, AdminOp::Cancel, "dave", now + 3 * MIN).unwrap_err();
+    let cancel_again = admin(
+        &mut db,
+        &mut MemoryKeyValue::default(),
+        FLAG,
+        AdminOp::Cancel,
+        "dave",
+        now + 3 * MIN,
+    )
+    .unwrap_err();
     assert_eq!(cancel_again.status(), 409);
 }
 
@@ -355,7 +486,7 @@ fn the_guard_loop_reads_per_variant_telemetry_and_rolls_back() {
         requests(&mut db, T0 + m * MIN, "comprehensive", 40, 8.8);
         requests(&mut db, T0 + m * MIN, "enhanced", 5, 3.0);
     }
-    let out = run_guards(&mut db, T0 + 3 * MIN).unwrap();
+    let out = run_guards(&mut db, &mut MemoryKeyValue::default(), T0 + 3 * MIN).unwrap();
     assert_eq!(out.len(), 1);
     let o = &out[0];
     assert_eq!(o.telemetry.step_samples, 15);
@@ -367,7 +498,11 @@ fn the_guard_loop_reads_per_variant_telemetry_and_rolls_back() {
     assert_eq!(o.summary()["breach"]["metric"], "quality");
     assert_eq!(variant_share(&mut db), 0);
     // Nothing in progress any more: the next tick does nothing.
-    assert!(run_guards(&mut db, T0 + 4 * MIN).unwrap().is_empty());
+    assert!(
+        run_guards(&mut db, &mut MemoryKeyValue::default(), T0 + 4 * MIN)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -375,11 +510,53 @@ fn the_guard_loop_pauses_every_rollout_in_an_emergency() {
     let (mut db, _) = started();
     crate::observe::store::set_emergency_override(&mut db, Some(EmergencyOverride::On), "ops", T0)
         .unwrap();
-    let out = run_guards(&mut db, T0 + MIN).unwrap();
+    let out = run_guards(&mut db, &mut MemoryKeyValue::default(), T0 + MIN).unwrap();
     assert_eq!(out[0].decision.action, Action::Pause);
     assert_eq!(out[0].percent, 10, "paused, not rolled back");
     crate::observe::store::set_emergency_override(&mut db, Some(EmergencyOverride::Off), "ops", T0)
         .unwrap();
-    let out = run_guards(&mut db, T0 + 2 * MIN).unwrap();
+    let out = run_guards(&mut db, &mut MemoryKeyValue::default(), T0 + 2 * MIN).unwrap();
     assert_eq!(out[0].decision.action, Action::Resume);
+}
+
+#[test]
+fn a_flag_edit_racing_a_rollout_start_is_refused_inside_the_write() {
+    // The admin reads the flag (no rollout yet), a rollout starts, then the
+    // admin's write arrives: the check runs under the write lock, so the
+    // write is refused instead of overwriting the rollout's targeting.
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    let (_, read_by_admin) = flag_store::load_latest(&mut db, T0).unwrap();
+    assert!(!blocks_edit(&mut db, FLAG).unwrap());
+    start(&mut db, &mut kv, FLAG, &plan(), "rollouts", T0).unwrap();
+    let rolled_out = flag_def(&mut db);
+    let mut edited = read_by_admin.flag(FLAG).cloned().unwrap();
+    edited["defaultVariant"] = json!("basic");
+    let outcome = flag_store::write_with(&mut db, &mut kv, "admin", T0, |db, s| {
+        refuse_edits_under_rollout(db, s, s.put_flag(FLAG, edited).map(|(n, e)| (n, vec![e])))
+    })
+    .unwrap();
+    let refused = outcome.unwrap_err();
+    assert_eq!(refused.status(), 409, "{:?}", refused.body());
+    assert_eq!(
+        flag_def(&mut db),
+        rolled_out,
+        "the rollout's flag is untouched"
+    );
+    // Other flags and kill switches stay editable during the rollout.
+    let other = flag_store::write_with(&mut db, &mut kv, "admin", T0, |db, s| {
+        let def = json!({"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"});
+        refuse_edits_under_rollout(db, s, s.put_flag("other", def).map(|(n, e)| (n, vec![e])))
+    })
+    .unwrap();
+    assert!(other.is_ok());
+    let killed = flag_store::write_with(&mut db, &mut kv, "admin", T0, |db, s| {
+        refuse_edits_under_rollout(
+            db,
+            s,
+            s.kill(FLAG, None, T0, "admin").map(|(n, e)| (n, vec![e])),
+        )
+    })
+    .unwrap();
+    assert!(killed.is_ok());
 }
