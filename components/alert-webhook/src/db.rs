@@ -8,7 +8,7 @@ use dol_core::observe::store::StoreError;
 use spin_sdk::sqlite::Connection;
 
 use crate::error::Rejection;
-use crate::platform::{SpinSql, now_ms};
+use dol_spin_platform::{SpinSql, now_ms};
 
 thread_local! {
     static MIGRATED: Cell<bool> = const { Cell::new(false) };

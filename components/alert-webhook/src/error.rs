@@ -9,7 +9,7 @@ use dol_core::observe::slack::{PayloadError, VerifyError};
 use dol_core::observe::store::StoreError;
 use spin_sdk::http::Response;
 
-use crate::platform;
+use dol_spin_platform as platform;
 
 /// Why a request was refused or failed. Nothing is stored when a request is
 /// refused.

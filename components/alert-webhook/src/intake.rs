@@ -11,7 +11,9 @@ use spin_sdk::http::Request;
 
 use crate::error::Rejection;
 use crate::reply::Reply;
-use crate::{db, platform, request};
+use dol_spin_platform as platform;
+
+use crate::{db, request};
 
 /// Spin variable with the token Alertmanager sends as `Authorization: Bearer`.
 const ALERTMANAGER_TOKEN: &str = "alertmanager_token";

@@ -20,7 +20,6 @@ mod flags;
 #[allow(unsafe_code)]
 mod http;
 mod intake;
-mod platform;
 mod reply;
 mod request;
 mod slack;

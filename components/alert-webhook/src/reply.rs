@@ -6,7 +6,9 @@ use dol_core::observe::store::{self, KIND_SLACK_RESPONSE, NewMessage};
 use serde_json::Value;
 use spin_sdk::http::{Method, OutgoingResponse, Request, Response, ResponseOutparam, SendError};
 
-use crate::{db, platform};
+use dol_spin_platform as platform;
+
+use crate::db;
 
 /// A response and what to do after sending it.
 pub struct Reply {

@@ -3,7 +3,7 @@
 use spin_sdk::http::Request;
 
 use crate::error::Rejection;
-use crate::platform;
+use dol_spin_platform as platform;
 
 /// The value of a secret Spin variable; an empty or unreadable one closes the
 /// route ([`Rejection::NotConfigured`], 503), it never opens it.

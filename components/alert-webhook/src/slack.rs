@@ -10,7 +10,9 @@ use spin_sdk::http::Request;
 
 use crate::error::Rejection;
 use crate::reply::{FollowUp, Reply};
-use crate::{db, flags, platform, request};
+use dol_spin_platform as platform;
+
+use crate::{db, flags, request};
 
 /// Spin variable with Slack's signing secret.
 const SIGNING_SECRET: &str = "slack_signing_secret";

@@ -19,7 +19,9 @@ use dol_core::rollouts::store::refuse_edits_under_rollout as guarded;
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 
-use crate::{platform, store};
+use dol_spin_platform as platform;
+
+use crate::store;
 
 /// Handles `/admin/flags...` and `/admin/audit`.
 pub fn handle(req: &Request) -> Response {

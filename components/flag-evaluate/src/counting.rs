@@ -9,7 +9,7 @@ use dol_core::observe::flag_counts::{Counts, minute_key, minute_of};
 use serde_json::Value;
 use spin_sdk::key_value::Store;
 
-use crate::platform;
+use dol_spin_platform as platform;
 
 /// Counts the evaluations of an OFREP answer body (single or bulk).
 pub fn record_ofrep(body: &Value) {

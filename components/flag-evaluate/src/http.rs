@@ -3,7 +3,9 @@
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
-use crate::{admin, ofrep, platform};
+use dol_spin_platform as platform;
+
+use crate::{admin, ofrep};
 
 /// Routes a request to OFREP or the admin API.
 #[http_component]

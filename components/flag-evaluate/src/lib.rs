@@ -12,7 +12,6 @@ mod counting;
 #[allow(unsafe_code)]
 mod http;
 mod ofrep;
-mod platform;
 mod provider;
 mod rollouts;
 mod store;

@@ -4,7 +4,9 @@
 use dol_core::flags::ofrep::{self, OfrepResponse};
 use spin_sdk::http::{Method, Request, Response};
 
-use crate::{platform, store};
+use dol_spin_platform as platform;
+
+use crate::store;
 
 /// Spin variable holding the OFREP client token (empty = open).
 const TOKEN_VARIABLE: &str = "ofrep_token";

@@ -19,7 +19,9 @@ mod bindings {
 use bindings::exports::dol::platform::flag_evaluator::{Evaluation, Guest};
 use dol_core::flags::ofrep;
 
-use crate::{platform, store};
+use dol_spin_platform as platform;
+
+use crate::store;
 
 struct Provider;
 

@@ -16,7 +16,7 @@ use dol_core::rollouts::store::{self as core, AdminOp, Applied, RolloutError};
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 
-use crate::platform::{self, SpinKv, SpinSql, now_ms, open_db};
+use dol_spin_platform::{self as platform, SpinKv, SpinSql, now_ms, open_db};
 
 /// Audit entries of a flag shown with its rollout.
 const TRAIL: i64 = 50;

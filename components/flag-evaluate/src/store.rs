@@ -16,7 +16,7 @@ use dol_core::flags::store::{self as flag_store, Published};
 use serde_json::Value;
 use spin_sdk::key_value::Store;
 
-use crate::platform::{SpinKv, SpinSql, now_ms, open_db};
+use dol_spin_platform::{SpinKv, SpinSql, now_ms, open_db};
 
 thread_local! {
     /// The compiled set of the version this instance last saw.

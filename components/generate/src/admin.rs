@@ -25,7 +25,9 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Method, Response};
 
 use crate::http::Incoming;
-use crate::{experiments, platform, store};
+use dol_spin_platform as platform;
+
+use crate::{experiments, store};
 
 /// Handles `/admin/...`.
 pub fn handle(req: &Incoming) -> Response {

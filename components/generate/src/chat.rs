@@ -17,7 +17,9 @@ use spin_sdk::http::{Response, ResponseOutparam};
 
 use crate::http::Incoming;
 use crate::net::{self, SseClient, WasiUpstream};
-use crate::{config, flags, platform, store};
+use dol_spin_platform as platform;
+
+use crate::{config, flags, store};
 
 /// EWMA smoothing of observed latency, success and quality (≈ the last 10 attempts weigh most).
 const ROUTING_ALPHA: f64 = 0.2;

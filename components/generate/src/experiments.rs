@@ -22,8 +22,8 @@ use spin_sdk::sqlite::Connection;
 
 use crate::flags::{self, Served};
 use crate::http::Incoming;
-use crate::platform::{self, SpinSql, in_transaction};
 use crate::{chat, config, store as gw_store};
+use dol_spin_platform::{self as platform, SpinSql, in_transaction};
 
 /// A 400 in the OpenAI error shape: `param` names the field, and so does
 /// the message (prefixed when it does not already start with it).

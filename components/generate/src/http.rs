@@ -5,7 +5,9 @@ use dol_core::gateway::openai::{ErrorType, ModelList};
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
-use crate::{admin, chat, experiments, net, platform, store};
+use dol_spin_platform as platform;
+
+use crate::{admin, chat, experiments, net, store};
 
 /// A request read into memory (generation bodies are small JSON documents).
 pub struct Incoming {

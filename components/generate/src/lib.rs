@@ -13,6 +13,5 @@ mod flags;
 #[allow(unsafe_code)]
 mod http;
 mod net;
-mod platform;
 mod probes;
 mod store;

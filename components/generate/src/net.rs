@@ -158,7 +158,7 @@ impl Upstream for WasiUpstream {
     }
 
     fn now_unix_s(&self) -> u64 {
-        u64::try_from(crate::platform::now_ms()).unwrap_or(0) / 1_000
+        u64::try_from(dol_spin_platform::now_ms()).unwrap_or(0) / 1_000
     }
 
     fn random_u64(&mut self) -> u64 {

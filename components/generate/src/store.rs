@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
 
-use crate::platform::{SpinSql, exec, in_transaction, open_db};
+use dol_spin_platform::{SpinSql, exec, in_transaction, open_db};
 
 /// Key-value key of the routing state.
 const ROUTING_KEY: &str = "gw:routing";

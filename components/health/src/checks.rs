@@ -10,7 +10,7 @@ use dol_core::migrate;
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
 
-use crate::platform::{SpinSql, now_ms};
+use dol_spin_platform::{SpinSql, now_ms};
 
 /// Key written, read back and deleted by the key-value check.
 const PROBE_KEY: &str = "dol:health:probe";
@@ -46,7 +46,11 @@ pub fn sqlite() -> (CheckResult, Option<ScanRun>) {
         }
         let result = db.execute(LAST_SCAN_RUN_SQL, &[]).context("select")?;
         let last = result.rows.first().map(|row| {
-            let values: Vec<_> = row.values.iter().map(crate::platform::from_spin).collect();
+            let values: Vec<_> = row
+                .values
+                .iter()
+                .map(dol_spin_platform::from_spin)
+                .collect();
             ScanRun::from_row(&values)
         });
         Ok(last.flatten())
@@ -65,7 +69,7 @@ pub fn migrations() -> CheckResult {
             .rows
             .iter()
             .filter_map(|r| r.values.first())
-            .filter_map(|v| crate::platform::from_spin(v).as_i64())
+            .filter_map(|v| dol_spin_platform::from_spin(v).as_i64())
             .collect())
     })();
     let latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -6,7 +6,9 @@ use dol_core::observe::usage::{self, Window};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-use crate::{checks, platform, report};
+use dol_spin_platform as platform;
+
+use crate::{checks, report};
 
 /// Routes the health endpoints.
 #[http_component]

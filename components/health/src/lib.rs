@@ -9,5 +9,4 @@ mod checks;
 // module, which holds nothing else.
 #[allow(unsafe_code)]
 mod http;
-mod platform;
 mod report;

@@ -16,7 +16,7 @@ use dol_core::storage::{SqlExecutor, SqlValue};
 use spin_sdk::key_value::Store;
 
 use crate::checks;
-use crate::platform::{self, SpinSql, now_ms};
+use dol_spin_platform::{self as platform, SpinSql, now_ms};
 
 /// The key-value key the gateway keeps its routing state under.
 const ROUTING_KEY: &str = "gw:routing";

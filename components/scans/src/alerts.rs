@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
 use crate::config::var;
-use crate::platform::{SpinSql, exec, in_transaction, now_ms};
+use dol_spin_platform::{SpinSql, exec, in_transaction, now_ms};
 
 /// Window of the telemetry part of the health score, seconds.
 const SCORE_WINDOW_SECS: u64 = 300;

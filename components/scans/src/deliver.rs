@@ -15,7 +15,7 @@ use spin_sdk::sqlite::Connection;
 
 use crate::config::{Channels, channels};
 use crate::net;
-use crate::platform::SpinSql;
+use dol_spin_platform::SpinSql;
 
 /// Most messages sent per scan.
 const BATCH: u32 = 50;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
 use crate::net;
-use crate::platform::{SpinSql, exec, in_transaction};
+use dol_spin_platform::{SpinSql, exec, in_transaction};
 
 fn int(n: Option<u64>) -> SqlValue {
     n.map_or(SqlValue::Null, |n| {

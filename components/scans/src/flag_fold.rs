@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
 
-use crate::platform::SpinSql;
+use dol_spin_platform::SpinSql;
 
 /// Folds the closed minutes at `now_ms`; returns a summary.
 pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {

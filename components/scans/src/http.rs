@@ -9,7 +9,7 @@ use dol_core::observe::store::{self, AlertQuery};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-use crate::platform::{self, SpinSql};
+use dol_spin_platform::{self as platform, SpinSql};
 
 /// Routes `/admin/scans/{name}`, `/admin/alerts` and [`crate::ops`]'s routes.
 #[http_component]

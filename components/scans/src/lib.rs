@@ -23,7 +23,6 @@ mod flag_fold;
 mod http;
 mod net;
 mod ops;
-mod platform;
 mod probes;
 mod report;
 mod rollouts;

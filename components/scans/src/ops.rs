@@ -21,7 +21,7 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::sqlite::Connection;
 
 use crate::config::var;
-use crate::platform::{self, SpinSql};
+use dol_spin_platform::{self as platform, SpinSql};
 
 /// Whether `path` is one of the routes here.
 pub fn owns(path: &str) -> bool {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 
 use crate::net;
-use crate::platform::now_ms;
+use dol_spin_platform::now_ms;
 
 /// The last probes, empty when none ran or the store is unreadable.
 pub fn last() -> Vec<ProbeResult> {

@@ -13,7 +13,7 @@ use spin_sdk::sqlite::Connection;
 
 use crate::alerts::usage_since;
 use crate::config::var;
-use crate::platform::{SpinSql, exec};
+use dol_spin_platform::{SpinSql, exec};
 
 /// Runs the report at `now_ms`; returns it as the summary.
 pub fn report(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {

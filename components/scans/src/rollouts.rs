@@ -13,7 +13,7 @@ use dol_core::rollouts::store::run_guards;
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
-use crate::platform::{SpinKv, SpinSql};
+use dol_spin_platform::{SpinKv, SpinSql};
 
 /// Runs the guard loop at `now_ms`; returns one summary per rollout.
 pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {

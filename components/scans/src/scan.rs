@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
 
-use crate::platform::{SpinSql, exec, now_ms, open_db, to_spin};
+use dol_spin_platform::{SpinSql, exec, now_ms, open_db, to_spin};
 
 /// Runs scan `name` for a trigger at `now` (Unix ms; the cron tick's time,
 /// or the wall clock over HTTP — to the millisecond, so a decision never
