@@ -24,3 +24,5 @@ mod probe;
 mod probe_routing;
 mod rollouts;
 mod scans_jobs;
+mod sqlite_sandbox;
+mod startup;

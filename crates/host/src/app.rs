@@ -120,10 +120,7 @@ impl LoadedApp {
             .with_context(|| format!("component {id}: loading {}", component.source.display()))?;
             let pre = linker
                 .instantiate_pre(&wasm)
-                .map_err(anyhow::Error::from)
-                .with_context(|| {
-                    format!("component {id}: it imports something dol does not provide")
-                })?;
+                .map_err(|error| unsatisfied_import(id, &wasm, &engine, error.into()))?;
             let proxy = ProxyPre::new(pre.clone()).ok();
             let has_cron_export = wasm.get_export_index(None, CRON_EXPORT).is_some();
             let grants = Arc::new(grants_for(id, component, &variables)?);
@@ -314,6 +311,57 @@ fn link_host_interfaces(linker: &mut Linker<InstanceState>) -> Result<()> {
     Ok(())
 }
 
+/// The start-up error for a component the host's interfaces cannot satisfy:
+/// names the import by its full name (wasmtime stops at the first one it
+/// cannot match), says whose it is and what to do, and keeps wasmtime's
+/// explanation as the cause.
+fn unsatisfied_import(
+    id: &str,
+    component: &Component,
+    engine: &Engine,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    // wasmtime's outermost message is "component imports instance `NAME`, but
+    // a matching implementation was not found in the linker"; matching it
+    // against the component's own import names avoids parsing its wording.
+    let outermost = error.to_string();
+    let component_type = component.component_type();
+    let import = component_type
+        .imports(engine)
+        .map(|(name, _)| name)
+        .find(|name| outermost.contains(&format!("`{name}`")));
+    let Some(import) = import else {
+        return error.context(format!(
+            "component {id}: it imports something dol does not provide"
+        ));
+    };
+    // The items inside the import wasmtime could not find, outermost first
+    // ("instance export `bucket` has the wrong type" → `bucket`).
+    let items: Vec<String> = error
+        .chain()
+        .skip(1)
+        .filter_map(|cause| {
+            let message = cause.to_string();
+            let rest = message.strip_prefix("instance export `")?;
+            Some(rest.split_once('`')?.0.to_string())
+        })
+        .collect();
+    let within = if items.is_empty() {
+        String::new()
+    } else {
+        format!(" (no match for its `{}`)", items.join("."))
+    };
+    let message = format!(
+        "component {id}: it imports `{import}`, which dol does not provide{within}; \
+         hint: dol provides WASI 0.2 with wasi:http and Spin's key-value, SQLite and \
+         variables interfaces (fermyon:spin/{{key-value,sqlite,variables}}@2.0.0, \
+         spin:sqlite/sqlite@3.0.0) — \
+         build the component without `{import}`, satisfy it with a dependency in \
+         [component.{id}.dependencies], or run the app on Spin"
+    );
+    error.context(message)
+}
+
 fn grants_for(
     id: &str,
     component: &dol_manifest::manifest::Component,
@@ -428,5 +476,77 @@ impl InternalDispatch for Arc<LoadedApp> {
                     .boxed_unsync()
             }))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary of a component whose only import is an instance `name`
+    /// exporting `f: func()` (hand-encoded: the host has no WAT parser).
+    fn component_importing(name: &str) -> Vec<u8> {
+        fn section(id: u8, content: &[u8]) -> Vec<u8> {
+            let mut bytes = vec![id, u8::try_from(content.len()).unwrap()];
+            bytes.extend_from_slice(content);
+            bytes
+        }
+        // One type: instance { type 0 = func(); export "f" (func (type 0)) }.
+        let types = [
+            0x01, 0x42, 0x02, 0x01, 0x40, 0x00, 0x01, 0x00, 0x04, 0x00, 0x01, b'f', 0x01, 0x00,
+        ];
+        let mut imports = vec![0x01, 0x00, u8::try_from(name.len()).unwrap()];
+        imports.extend_from_slice(name.as_bytes());
+        imports.extend_from_slice(&[0x05, 0x00]);
+        let mut wasm = b"\0asm\x0d\x00\x01\x00".to_vec();
+        wasm.extend(section(7, &types));
+        wasm.extend(section(10, &imports));
+        wasm
+    }
+
+    fn host_linker(engine: &Engine) -> Linker<InstanceState> {
+        let mut linker = Linker::new(engine);
+        link_host_interfaces(&mut linker).unwrap();
+        linker
+    }
+
+    #[test]
+    fn a_missing_import_is_named_with_its_component_and_a_hint() {
+        let engine = Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
+        let linker = host_linker(&engine);
+        let name = "wasi:keyvalue/store@0.2.0-draft2";
+        let wasm = Component::new(&engine, component_importing(name)).unwrap();
+        let error = linker.instantiate_pre(&wasm).map(drop).unwrap_err();
+        let error = unsatisfied_import("lacking", &wasm, &engine, error.into());
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("component lacking: it imports `{name}`")),
+            "{message}"
+        );
+        assert!(message.contains("(no match for its `f`)"), "{message}");
+        assert!(message.contains("hint:"), "{message}");
+        // wasmtime's explanation stays underneath: "Caused by:" is not empty.
+        let causes: Vec<String> = error.chain().skip(1).map(ToString::to_string).collect();
+        assert!(
+            causes.first().is_some_and(|cause| cause.contains(name)),
+            "{causes:?}"
+        );
+    }
+
+    #[test]
+    fn an_unmatched_item_of_a_provided_interface_is_named() {
+        let engine = Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
+        let linker = host_linker(&engine);
+        let wasm = Component::new(&engine, component_importing("wasi:cli/environment@0.2.0"));
+        // `environment` exports no `f`: the interface is there, the item is not.
+        let wasm = wasm.unwrap();
+        let error = linker.instantiate_pre(&wasm).map(drop).unwrap_err();
+        let message = unsatisfied_import("odd", &wasm, &engine, error.into()).to_string();
+        assert!(
+            message.contains(
+                "`wasi:cli/environment@0.2.0`, which dol does not provide (no match for its `f`)"
+            ),
+            "{message}"
+        );
     }
 }

@@ -70,8 +70,12 @@ fn base_config(cache_dir: Option<&Path>) -> Result<Config> {
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     if let Some(dir) = cache_dir {
+        // wasmtime refuses a relative cache directory ("Cache directory path
+        // has to be absolute"); `--state-dir ./x` gives one.
+        let dir = std::path::absolute(dir)
+            .with_context(|| format!("resolving the cache directory {}", dir.display()))?;
         let mut cache_config = wasmtime::CacheConfig::new();
-        cache_config.with_directory(dir);
+        cache_config.with_directory(&dir);
         let cache = wasmtime::Cache::new(cache_config)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("opening the compiled-code cache in {}", dir.display()))?;

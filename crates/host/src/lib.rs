@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
+use tokio::net::TcpSocket;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -112,6 +112,27 @@ impl RunningApp {
     }
 }
 
+/// Pending connections the listener queues: tokio's `TcpListener::bind` default.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// A socket bound to `address` but not yet listening: connecting is refused.
+fn bind_socket(address: SocketAddr) -> Result<TcpSocket> {
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .context("creating the listening socket")?;
+    // As `TcpListener::bind` does: a restarted host can take its port back
+    // while the previous run's connections sit in TIME_WAIT.
+    socket
+        .set_reuseaddr(true)
+        .context("setting SO_REUSEADDR on the listening socket")?;
+    socket
+        .bind(address)
+        .with_context(|| format!("listening on {address}"))?;
+    Ok(socket)
+}
+
 /// Loads the app, binds the listener and starts the triggers.
 pub async fn start(options: HostOptions) -> Result<RunningApp> {
     let manifest = dol_manifest::manifest::load(&options.manifest)?;
@@ -123,11 +144,17 @@ pub async fn start(options: HostOptions) -> Result<RunningApp> {
         Some(path) => dol_manifest::runtime_config::RuntimeConfig::load(path)?,
         None => dol_manifest::runtime_config::RuntimeConfig::default(),
     };
+    // A relative `--state-dir ./x` is taken against the current directory
+    // now, once, so nothing depends on the directory the host later runs in.
+    let state_dir = std::path::absolute(&state_dir)
+        .with_context(|| format!("resolving the state directory {}", state_dir.display()))?;
     let engine = engine::build_engine(&options.limits, options.cache_dir.as_deref())?;
-    let listener = TcpListener::bind(options.listen)
-        .await
-        .with_context(|| format!("listening on {}", options.listen))?;
-    let local_addr = listener.local_addr().context("reading the bound address")?;
+    // Bound now, so a taken port fails before the slow part and the address is
+    // known while loading; listening starts only once the app is loaded, so
+    // until then (and when loading fails) clients are refused rather than
+    // accepted into the backlog and then reset.
+    let socket = bind_socket(options.listen)?;
+    let local_addr = socket.local_addr().context("reading the bound address")?;
     let load_engine = engine.clone();
     let variables = options.variables.clone();
     let limits = options.limits.clone();
@@ -145,6 +172,9 @@ pub async fn start(options: HostOptions) -> Result<RunningApp> {
     })
     .await
     .context("loading the app")??;
+    let listener = socket
+        .listen(LISTEN_BACKLOG)
+        .with_context(|| format!("listening on {local_addr}"))?;
     let app = Arc::new(app);
     let ticker = engine::EpochTicker::start(&engine)?;
 

@@ -154,11 +154,42 @@ fn owned(value: rusqlite::types::ValueRef<'_>) -> SqlValue {
     }
 }
 
-/// Runs one statement with positional parameters and collects every row.
+/// Most bytes of query results the host buffers for one statement: Spin's
+/// `MAX_HOST_BUFFERED_BYTES`. A larger result is refused with an `io` error
+/// instead of exhausting host memory or trapping the guest.
+const MAX_RESULT_BYTES: usize = 128 << 20;
+
+/// What Spin counts for a value besides its text or blob bytes: the size of
+/// its value type on a 64-bit host. A constant rather than a `size_of`, so the
+/// limit does not move with a type's layout.
+const VALUE_OVERHEAD_BYTES: usize = 32;
+
+/// Bytes [`MAX_RESULT_BYTES`] charges for `value`, as Spin counts them.
+fn counted_bytes(value: &SqlValue) -> usize {
+    VALUE_OVERHEAD_BYTES
+        + match value {
+            SqlValue::Null | SqlValue::Integer(_) | SqlValue::Real(_) => 0,
+            SqlValue::Text(text) => text.len(),
+            SqlValue::Blob(blob) => blob.len(),
+        }
+}
+
+/// Runs one statement with positional parameters and collects every row, up
+/// to [`MAX_RESULT_BYTES`].
 fn execute(
     connection: &rusqlite::Connection,
     statement: &str,
     parameters: Vec<SqlValue>,
+) -> Result<(Vec<String>, Vec<Vec<SqlValue>>), SqliteFailure> {
+    execute_within(connection, statement, parameters, MAX_RESULT_BYTES)
+}
+
+/// [`execute`] with the result limit as a parameter (tests use a small one).
+fn execute_within(
+    connection: &rusqlite::Connection,
+    statement: &str,
+    parameters: Vec<SqlValue>,
+    max_result_bytes: usize,
 ) -> Result<(Vec<String>, Vec<Vec<SqlValue>>), SqliteFailure> {
     let io = |e: rusqlite::Error| SqliteFailure::Io(e.to_string());
     let mut prepared = connection.prepare_cached(statement).map_err(io)?;
@@ -167,12 +198,22 @@ fn execute(
         .query(rusqlite::params_from_iter(parameters))
         .map_err(io)?;
     let mut collected = Vec::new();
+    let mut total_bytes = 0usize;
     while let Some(row) = rows.next().map_err(io)? {
         let mut values = Vec::with_capacity(columns.len());
         for index in 0..columns.len() {
-            values.push(owned(row.get_ref(index).map_err(io)?));
+            let value = owned(row.get_ref(index).map_err(io)?);
+            total_bytes = total_bytes.saturating_add(counted_bytes(&value));
+            values.push(value);
         }
         collected.push(values);
+        // Checked per row, as Spin does; stopping here (dropping `rows` resets
+        // the statement) keeps what the host holds near the limit.
+        if total_bytes > max_result_bytes {
+            return Err(SqliteFailure::Io(format!(
+                "query result exceeds limit of {max_result_bytes} bytes"
+            )));
+        }
     }
     Ok((columns, collected))
 }
@@ -380,5 +421,92 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(failure, SqliteFailure::Io(message) if message.contains("syntax")));
+    }
+
+    #[test]
+    fn results_up_to_the_limit_are_returned() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        // Two rows of (32 + 8) + 32 bytes: 144 in all.
+        let (_, rows) = execute_within(
+            &connection,
+            "SELECT zeroblob(8), NULL UNION ALL SELECT 'abcdefgh', 1",
+            vec![],
+            144,
+        )
+        .ok()
+        .unwrap();
+        assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn results_over_the_limit_are_a_clean_io_error() {
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let failure = execute_within(
+            &connection,
+            "SELECT zeroblob(8), NULL UNION ALL SELECT 'abcdefgh', 1",
+            vec![],
+            143,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&failure, SqliteFailure::Io(message) if message == "query result exceeds limit of 143 bytes")
+        );
+        // The connection is still usable afterwards.
+        let (_, rows) = execute(&connection, "SELECT 1", vec![]).ok().unwrap();
+        assert_eq!(rows, vec![vec![SqlValue::Integer(1)]]);
+    }
+
+    #[test]
+    fn the_limit_is_spins_and_stops_reading_rows() {
+        assert_eq!(MAX_RESULT_BYTES, 134_217_728);
+        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        // An endless result: only a bounded error may come back.
+        let failure = execute_within(
+            &connection,
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT randomblob(1024) FROM n",
+            vec![],
+            1 << 20,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            matches!(&failure, SqliteFailure::Io(message) if message == "query result exceeds limit of 1048576 bytes")
+        );
+    }
+
+    #[test]
+    fn guest_sql_cannot_reach_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::storage::DatabaseLocation::file(dir.path().join("guest.db"));
+        let connection = location.connect().unwrap();
+        let target = dir.path().join("escape.db");
+        let target_sql = target.to_str().unwrap().replace('\'', "''");
+        let io_message = |sql: &str| match execute(&connection, sql, vec![]) {
+            Err(SqliteFailure::Io(message)) => message,
+            Err(_) => panic!("{sql}: not an io error"),
+            Ok(_) => panic!("{sql}: succeeded"),
+        };
+        assert_eq!(
+            io_message(&format!("ATTACH '{target_sql}' AS x")),
+            "not authorized"
+        );
+        let (head, tail) = target_sql.split_at(3);
+        assert_eq!(
+            io_message(&format!("ATTACH '{head}' || '{tail}' AS x")),
+            "not authorized"
+        );
+        let vacuum_into = io_message(&format!("VACUUM INTO '{target_sql}'"));
+        assert!(vacuum_into.contains("authoriz"), "{vacuum_into}");
+        assert!(!target.exists());
+        for allowed in [
+            "ATTACH '' AS t",
+            "ATTACH ':memory:' AS m",
+            "DETACH t",
+            "DETACH m",
+            "VACUUM",
+        ] {
+            assert!(execute(&connection, allowed, vec![]).is_ok(), "{allowed}");
+        }
     }
 }

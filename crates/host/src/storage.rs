@@ -3,6 +3,9 @@
 //! Both are SQLite files in the state directory, laid out as Spin lays them out
 //! (`sqlite_key_value.db` with a `spin_key_value` table, `sqlite_db.db` for the
 //! `default` database), so a `.spin/` folder moves between `dol up` and `spin up`.
+//!
+//! Connections a guest runs SQL on are sandboxed the way Spin sandboxes its
+//! in-process connections (see [`sandbox`]): SQL cannot reach other files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rusqlite::config::DbConfig;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// How long a writer waits for another writer before giving up.
@@ -136,14 +141,15 @@ impl DatabaseLocation {
             .pop();
         match reused {
             Some(connection) => Ok(connection),
-            None => open_connection(&self.path),
+            // Only sandboxed connections enter the pool, so a reused one is too.
+            None => open_guest_connection(&self.path),
         }
     }
 
     /// Takes a connection back; one with an open transaction is closed
     /// instead (closing rolls the transaction back).
     pub fn release(&self, connection: Connection) {
-        if !connection.is_autocommit() {
+        if !connection.is_autocommit() || carries_session_state(&connection) {
             return;
         }
         let mut idle = self
@@ -154,6 +160,27 @@ impl DatabaseLocation {
             idle.push(connection);
         }
     }
+}
+
+impl DatabaseLocation {
+    /// Connections waiting in the pool (for tests and diagnostics).
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+}
+
+/// Whether a guest left state on the connection that must not reach the
+/// next request: an attached (temporary or in-memory) database or a TEMP
+/// table. Spin gives every `open` a fresh connection; a pooled one must look
+/// the same, so such a connection is closed instead of pooled.
+fn carries_session_state(connection: &Connection) -> bool {
+    connection
+        .prepare_cached("SELECT count(*) FROM pragma_database_list WHERE name <> 'main'")
+        .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
+        .map_or(true, |others| others > 0)
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -178,6 +205,57 @@ fn open_connection(path: &Path) -> Result<Connection> {
         .pragma_update(None, "synchronous", "NORMAL")
         .with_context(|| format!("setting synchronous=NORMAL on {}", path.display()))?;
     Ok(connection)
+}
+
+/// Opens a connection a guest will run SQL on: [`open_connection`], sandboxed.
+fn open_guest_connection(path: &Path) -> Result<Connection> {
+    let mut connection = open_connection(path)?;
+    sandbox(&mut connection)
+        .with_context(|| format!("sandboxing the SQLite connection to {}", path.display()))?;
+    Ok(connection)
+}
+
+/// Confines guest SQL on `connection` to its own database, as Spin does.
+///
+/// Without this, `ATTACH '/any/path' AS x` or `VACUUM INTO '/any/path'` would
+/// let a guest create or overwrite files anywhere the host may write. Spin
+/// installs an authorizer that refuses to attach files (temporary `''` and
+/// `':memory:'` databases stay allowed: plain `VACUUM` attaches `''`); this
+/// installs the same rule, plus a backstop.
+fn sandbox(connection: &mut Connection) -> rusqlite::Result<()> {
+    connection.authorizer(Some(authorize))?;
+    forbid_attach_create(connection)
+}
+
+/// The backstop behind [`authorize`]: even an `ATTACH` the authorizer somehow
+/// let through cannot create a new file. (`VACUUM INTO` turns this flag back
+/// on for itself, so the authorizer alone guards it.) Temporary and in-memory
+/// databases are unaffected, so Spin's behaviour does not change.
+fn forbid_attach_create(connection: &Connection) -> rusqlite::Result<()> {
+    connection
+        .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_ATTACH_CREATE, false)
+        .map(drop)
+}
+
+/// Spin's authorizer: every action is allowed except attaching a file.
+///
+/// The guest sees `not authorized` when preparing such an `ATTACH`, and
+/// `authorization denied` when a `VACUUM INTO` tries to attach its target.
+fn authorize(context: AuthContext<'_>) -> Authorization {
+    match context.action {
+        AuthAction::Attach { filename } if filename.is_empty() || filename == ":memory:" => {
+            Authorization::Allow
+        }
+        AuthAction::Attach { .. } => Authorization::Deny,
+        // SQLite reports the filename only when it is a plain string literal;
+        // for anything else (`ATTACH 'a' || 'b'`, `ATTACH ?1`) rusqlite cannot
+        // decode the action, and the file is unknown, so it is refused.
+        AuthAction::Unknown {
+            code: rusqlite::ffi::SQLITE_ATTACH,
+            ..
+        } => Authorization::Deny,
+        _ => Authorization::Allow,
+    }
 }
 
 /// Every store and database label the app may use, resolved to backends.
@@ -220,5 +298,152 @@ mod tests {
             .unwrap();
         let reopened = KeyValueBackend::open(&path).unwrap();
         assert_eq!(reopened.get("default", "k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    /// A sandboxed connection to `guest.db` in a fresh directory, as a guest gets it.
+    fn guest_connection() -> (tempfile::TempDir, DatabaseLocation, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DatabaseLocation::file(dir.path().join("guest.db"));
+        let connection = location.connect().unwrap();
+        (dir, location, connection)
+    }
+
+    fn sql_quote(path: &Path) -> String {
+        format!("'{}'", path.display().to_string().replace('\'', "''"))
+    }
+
+    #[test]
+    fn attaching_a_file_is_refused_and_creates_nothing() {
+        let (dir, _location, connection) = guest_connection();
+        let target = dir.path().join("escape.db");
+        let error = connection
+            .execute_batch(&format!("ATTACH {} AS x", sql_quote(&target)))
+            .unwrap_err();
+        assert_eq!(error.to_string(), "not authorized");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn attaching_an_existing_file_is_refused() {
+        let (dir, _location, connection) = guest_connection();
+        let existing = dir.path().join("other.db");
+        Connection::open(&existing)
+            .unwrap()
+            .execute_batch("CREATE TABLE secret (v TEXT)")
+            .unwrap();
+        let error = connection
+            .execute_batch(&format!("ATTACH {} AS x", sql_quote(&existing)))
+            .unwrap_err();
+        assert_eq!(error.to_string(), "not authorized");
+    }
+
+    #[test]
+    fn attaching_a_computed_filename_is_refused() {
+        let (dir, _location, connection) = guest_connection();
+        let target = dir.path().join("escape.db");
+        let (head, tail) = target.to_str().unwrap().split_at(3);
+        let error = connection
+            .execute_batch(&format!("ATTACH '{head}' || '{tail}' AS x"))
+            .unwrap_err();
+        assert_eq!(error.to_string(), "not authorized");
+        let error = connection.prepare("ATTACH ?1 AS x").map(drop).unwrap_err();
+        assert_eq!(error.to_string(), "not authorized");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn vacuum_into_a_file_is_refused_and_creates_nothing() {
+        let (dir, _location, connection) = guest_connection();
+        connection
+            .execute_batch("CREATE TABLE t (v); INSERT INTO t VALUES (1)")
+            .unwrap();
+        let target = dir.path().join("copy.db");
+        let error = connection
+            .execute_batch(&format!("VACUUM INTO {}", sql_quote(&target)))
+            .unwrap_err();
+        assert!(error.to_string().contains("authoriz"), "{error}");
+        assert!(!target.exists());
+        let (head, tail) = target.to_str().unwrap().split_at(3);
+        let error = connection
+            .execute_batch(&format!("VACUUM INTO '{head}' || '{tail}'"))
+            .unwrap_err();
+        assert!(error.to_string().contains("authoriz"), "{error}");
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn temporary_and_in_memory_attachments_and_vacuum_still_work() {
+        let (_dir, _location, connection) = guest_connection();
+        connection
+            .execute_batch(
+                "CREATE TABLE t (v); INSERT INTO t VALUES (1);
+                 ATTACH '' AS t2; CREATE TABLE t2.u (v); INSERT INTO t2.u VALUES (2);
+                 ATTACH ':memory:' AS m; CREATE TABLE m.w (v); INSERT INTO m.w VALUES (3);",
+            )
+            .unwrap();
+        let sum: i64 = connection
+            .query_row(
+                "SELECT (SELECT v FROM t) + (SELECT v FROM t2.u) + (SELECT v FROM m.w)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(sum, 6);
+        connection.execute_batch("DETACH t2; DETACH m").unwrap();
+        connection.execute_batch("VACUUM").unwrap();
+    }
+
+    #[test]
+    fn pooled_connections_stay_sandboxed() {
+        let (dir, location, connection) = guest_connection();
+        location.release(connection);
+        let reused = location.connect().unwrap();
+        let target = dir.path().join("escape.db");
+        assert!(
+            reused
+                .execute_batch(&format!("ATTACH {} AS x", sql_quote(&target)))
+                .is_err()
+        );
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn a_connection_left_with_temp_state_is_not_pooled() {
+        let (_dir, location, connection) = guest_connection();
+        connection
+            .execute_batch("CREATE TEMP TABLE leftover(a)")
+            .unwrap();
+        location.release(connection);
+        let (_dir2, location2, attached) = guest_connection();
+        attached.execute_batch("ATTACH ':memory:' AS m").unwrap();
+        location2.release(attached);
+        // The next request gets a fresh connection without the TEMP table or
+        // the attached database.
+        let fresh = location.connect().unwrap();
+        assert!(fresh.execute_batch("SELECT * FROM temp.leftover").is_err());
+        let fresh2 = location2.connect().unwrap();
+        assert!(
+            fresh2
+                .execute_batch("SELECT * FROM m.sqlite_master")
+                .is_err()
+        );
+        // A clean connection is pooled.
+        location.release(fresh);
+        assert_eq!(location.idle_count(), 1);
+    }
+
+    #[test]
+    fn the_backstop_alone_stops_attach_from_creating_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let connection = Connection::open(dir.path().join("main.db")).unwrap();
+        forbid_attach_create(&connection).unwrap();
+        let target = dir.path().join("escape.db");
+        assert!(
+            connection
+                .execute_batch(&format!("ATTACH {} AS x", sql_quote(&target)))
+                .is_err()
+        );
+        assert!(!target.exists());
+        connection.execute_batch("ATTACH '' AS t").unwrap();
     }
 }
