@@ -124,7 +124,17 @@ impl LoadedApp {
             let proxy = ProxyPre::new(pre.clone()).ok();
             let has_cron_export = wasm.get_export_index(None, CRON_EXPORT).is_some();
             let grants = Arc::new(grants_for(id, component, &variables)?);
-            let allowed_hosts = Arc::new(component.allowed_hosts.clone());
+            let allowed_hosts = Arc::new(
+                component
+                    .resolve_allowed_hosts(&variables)
+                    .map_err(anyhow::Error::from)
+                    .with_context(|| {
+                        format!(
+                            "{}: component.{id}.allowed_outbound_hosts",
+                            manifest.path.display()
+                        )
+                    })?,
+            );
             components.insert(
                 id.clone(),
                 LoadedComponent {
@@ -153,7 +163,14 @@ impl LoadedApp {
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&component.grants.environment)
             .stdout(PrefixedOutput::new(id, Target::Stdout))
-            .stderr(PrefixedOutput::new(id, Target::Stderr));
+            .stderr(PrefixedOutput::new(id, Target::Stderr))
+            .allow_tcp(true)
+            .allow_udp(true);
+        let allowed = component.allowed_hosts.clone();
+        wasi.socket_addr_check(move |addr, addr_use| {
+            let allowed = allowed.clone();
+            Box::pin(async move { crate::outbound::socket_allowed(&allowed, addr, addr_use) })
+        });
         let dispatch: Arc<dyn InternalDispatch> = Arc::new(self.clone());
         let hooks = OutboundHooks::new(id.clone(), component.allowed_hosts.clone(), dispatch);
         let state = InstanceState::new(
@@ -353,9 +370,11 @@ fn unsatisfied_import(
     };
     let message = format!(
         "component {id}: it imports `{import}`, which dol does not provide{within}; \
-         hint: dol provides WASI 0.2 with wasi:http and Spin's key-value, SQLite and \
-         variables interfaces (fermyon:spin/{{key-value,sqlite,variables}}@2.0.0, \
-         spin:sqlite/sqlite@3.0.0) — \
+         hint: dol provides WASI 0.2 with wasi:http and wasi:sockets, and Spin's \
+         key-value, SQLite, variables, Redis and PostgreSQL interfaces \
+         (fermyon:spin/{{key-value,sqlite,variables,redis}}@2.0.0, \
+         spin:sqlite/sqlite@3.0.0, spin:postgres/postgres@4.0.0, \
+         wasi:keyvalue@0.2.0-draft2, wasi:config@0.2.0-draft-2024-09-27) — \
          build the component without `{import}`, satisfy it with a dependency in \
          [component.{id}.dependencies], or run the app on Spin"
     );
@@ -408,19 +427,27 @@ fn open_storage(
             if catalog.key_value.contains_key(label) {
                 continue;
             }
-            let path = runtime_config
-                .key_value_stores
-                .get(label)
-                .and_then(|store| store.path.clone())
-                .unwrap_or_else(|| state_dir.join("sqlite_key_value.db"));
-            let backend = match backends.get(&path) {
+            let config = runtime_config.key_value_stores.get(label);
+            // Labels sharing a Redis URL or a file share one backend.
+            let (location, redis_url) = match config.and_then(|c| c.redis_url.clone()) {
+                Some(url) => (PathBuf::from(format!("redis:{url}")), Some(url)),
+                None => (
+                    config
+                        .and_then(|store| store.path.clone())
+                        .unwrap_or_else(|| state_dir.join("sqlite_key_value.db")),
+                    None,
+                ),
+            };
+            let backend = match backends.get(&location) {
                 Some(backend) => backend.clone(),
                 None => {
-                    let backend = Arc::new(
-                        KeyValueBackend::open(&path)
-                            .with_context(|| format!("key-value store {label}"))?,
-                    );
-                    backends.insert(path.clone(), backend.clone());
+                    let backend = match &redis_url {
+                        Some(url) => KeyValueBackend::redis(url),
+                        None => KeyValueBackend::open(&location),
+                    }
+                    .with_context(|| format!("key-value store {label}"))?;
+                    let backend = Arc::new(backend);
+                    backends.insert(location.clone(), backend.clone());
                     backend
                 }
             };
@@ -514,7 +541,7 @@ mod tests {
     fn a_missing_import_is_named_with_its_component_and_a_hint() {
         let engine = Engine::new(wasmtime::Config::new().wasm_component_model(true)).unwrap();
         let linker = host_linker(&engine);
-        let name = "wasi:keyvalue/store@0.2.0-draft2";
+        let name = "wasi:blobstore/container@0.2.0-draft";
         let wasm = Component::new(&engine, component_importing(name)).unwrap();
         let error = linker.instantiate_pre(&wasm).map(drop).unwrap_err();
         let error = unsatisfied_import("lacking", &wasm, &engine, error.into());

@@ -55,14 +55,17 @@ pub(crate) async fn run_trigger(
             Ok(()) => tracing::info!("cron {component} at {next} ok"),
             Err(error) => tracing::error!("cron {component} at {next}: {error}"),
         }
+        // Times missed while the handler ran (or while the host was suspended)
+        // are skipped rather than fired in a burst, like a cron daemon. Read
+        // the clock before announcing the event: a listener that moves the
+        // clock on as soon as it hears of it must not make the next tick
+        // look missed.
+        after = next.max(clock.now());
         // Nobody listening is the normal case outside tests.
         drop(events.send(CronEvent {
             component: component.clone(),
             timestamp,
             outcome,
         }));
-        // Times missed while the handler ran (or while the host was suspended)
-        // are skipped rather than fired in a burst, like a cron daemon.
-        after = next.max(clock.now());
     }
 }

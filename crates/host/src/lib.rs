@@ -1,8 +1,10 @@
 //! A small Spin-compatible host on wasmtime.
 //!
-//! It reads a Spin manifest (v2), serves its HTTP routes, fires its cron
-//! triggers, and gives components Spin's key-value, SQLite, variables and
-//! allow-listed outbound HTTP, so the same `.wasm` files and `spin.toml` run on
+//! It reads a Spin manifest (v2, or v1 converted as Spin does), serves its
+//! HTTP routes, fires its cron triggers, and gives components Spin's
+//! key-value (also as `wasi:keyvalue`), SQLite, variables (also as
+//! `wasi:config`), and allow-listed outbound HTTP, Redis, PostgreSQL and TCP
+//! sockets, so the same `.wasm` files and `spin.toml` run on
 //! `dol up` and on real Spin. [`start`] builds the whole host in-process, which
 //! is how the CLI and every test use it.
 
@@ -15,6 +17,8 @@ mod cron;
 pub mod engine;
 mod instance;
 mod outbound;
+mod outbound_pg;
+mod outbound_redis;
 mod output;
 mod server;
 mod spin_apis;

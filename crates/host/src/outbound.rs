@@ -2,6 +2,7 @@
 //! chaining to `http://<component>.spin.internal`, and `self` requests.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use dol_manifest::outbound::AllowedHosts;
 use http_body_util::BodyExt;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
@@ -76,6 +78,45 @@ fn denied(component: &str, uri: &http::Uri) -> BoxedFuture<SendResult> {
     Box::new(async { Err(Error::HttpRequestDenied) })
 }
 
+impl OutboundHooks {
+    /// The component's `allowed_outbound_hosts`.
+    pub fn allowed(&self) -> &AllowedHosts {
+        &self.allowed
+    }
+}
+
+/// Spin's check of a database or Redis address (`redis://host:port`,
+/// `postgres://user:pw@host/db`): allowed when `allowed_outbound_hosts` allows
+/// its scheme (`default_scheme` when it has none), host and port (the scheme's
+/// well-known port when it has none).
+pub fn address_allowed(allowed: &AllowedHosts, address: &str, default_scheme: &str) -> bool {
+    let (scheme, rest) = address
+        .split_once("://")
+        .unwrap_or((default_scheme, address));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    // Credentials never take part in the match.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = if let Some(bracketed) = host_port.strip_prefix('[') {
+        match bracketed.split_once(']') {
+            Some((host, rest)) => (host, rest.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        }
+    };
+    let port = match port {
+        Some(port) => match port.parse::<u16>() {
+            Ok(port) => Some(port),
+            Err(_) => return false,
+        },
+        None => None,
+    };
+    !host.is_empty() && allowed.allows(scheme, &host.to_ascii_lowercase(), port)
+}
+
 impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
@@ -122,6 +163,29 @@ impl WasiHttpHooks for OutboundHooks {
     }
 }
 
+/// Spin's `wasi:sockets` rule: a TCP connection or UDP traffic is allowed when
+/// `allowed_outbound_hosts` allows `tcp://ip:port` (or `udp://ip:port`); listening
+/// and accepting are refused. Explicit binds are refused as on Spin; the implicit
+/// bind wasmtime checks before a connect (the unspecified address, port 0)
+/// binds nothing in particular and is allowed, or no connect could ever start.
+pub fn socket_allowed(allowed: &AllowedHosts, addr: SocketAddr, addr_use: SocketAddrUse) -> bool {
+    let scheme = match addr_use {
+        SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+            return addr.ip().is_unspecified() && addr.port() == 0;
+        }
+        SocketAddrUse::TcpListen | SocketAddrUse::TcpAccept => return false,
+        SocketAddrUse::TcpConnect => "tcp",
+        SocketAddrUse::UdpSend | SocketAddrUse::UdpReceive => "udp",
+    };
+    let allowed_here = allowed.allows(scheme, &addr.ip().to_string(), Some(addr.port()));
+    if !allowed_here {
+        tracing::warn!(
+            "outbound {scheme} connection to {addr} denied: not in allowed_outbound_hosts"
+        );
+    }
+    allowed_here
+}
+
 /// The `wasi:http/outgoing-handler` version wasmtime-wasi-http 48 implements;
 /// the linker serves every semver-compatible 0.2.x import with it.
 const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
@@ -163,4 +227,122 @@ pub fn link_outgoing_handler<T: WasiHttpView + 'static>(
         )
         .map_err(anyhow::Error::from)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(entries: &[&str]) -> AllowedHosts {
+        let entries: Vec<String> = entries.iter().map(|e| (*e).to_owned()).collect();
+        AllowedHosts::parse(&entries).unwrap()
+    }
+
+    #[test]
+    fn addresses_are_matched_by_scheme_host_and_port() {
+        let allowed = hosts(&["redis://localhost:6380", "postgres://db.internal"]);
+        assert!(address_allowed(&allowed, "redis://localhost:6380", "redis"));
+        assert!(address_allowed(
+            &allowed,
+            "redis://user:pw@localhost:6380/0",
+            "redis"
+        ));
+        assert!(!address_allowed(
+            &allowed,
+            "redis://localhost:6379",
+            "redis"
+        ));
+        assert!(!address_allowed(&allowed, "redis://localhost", "redis"));
+        assert!(!address_allowed(
+            &allowed,
+            "rediss://localhost:6380",
+            "redis"
+        ));
+        // No port: the scheme's well-known one (postgres 5432).
+        assert!(address_allowed(
+            &allowed,
+            "postgres://u:p@db.internal/app",
+            "postgres"
+        ));
+        assert!(!address_allowed(
+            &allowed,
+            "postgres://db.internal:6543/app",
+            "postgres"
+        ));
+        // Without a scheme the default applies.
+        assert!(address_allowed(&allowed, "localhost:6380", "redis"));
+        assert!(!address_allowed(
+            &hosts(&[]),
+            "redis://localhost:6380",
+            "redis"
+        ));
+        assert!(!address_allowed(
+            &allowed,
+            "redis://localhost:notaport",
+            "redis"
+        ));
+    }
+
+    #[test]
+    fn sockets_follow_spins_allow_list_rules() {
+        let allowed = hosts(&["*://127.0.0.0/24:7000", "tcp://10.0.0.1:5000"]);
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(socket_allowed(
+            &allowed,
+            addr("127.0.0.1:7000"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(socket_allowed(
+            &allowed,
+            addr("127.0.0.9:7000"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(!socket_allowed(
+            &allowed,
+            addr("127.0.1.1:7000"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(!socket_allowed(
+            &allowed,
+            addr("127.0.0.1:7001"),
+            SocketAddrUse::TcpConnect
+        ));
+        assert!(socket_allowed(
+            &allowed,
+            addr("10.0.0.1:5000"),
+            SocketAddrUse::TcpConnect
+        ));
+        // `tcp://` allows TCP only.
+        assert!(!socket_allowed(
+            &allowed,
+            addr("10.0.0.1:5000"),
+            SocketAddrUse::UdpSend
+        ));
+        // The implicit bind before a connect is allowed; explicit binds and listening are not.
+        assert!(socket_allowed(
+            &allowed,
+            addr("0.0.0.0:0"),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!socket_allowed(
+            &allowed,
+            addr("127.0.0.1:7000"),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!socket_allowed(
+            &allowed,
+            addr("0.0.0.0:8080"),
+            SocketAddrUse::TcpBind
+        ));
+        assert!(!socket_allowed(
+            &allowed,
+            addr("127.0.0.1:7000"),
+            SocketAddrUse::TcpListen
+        ));
+        assert!(!socket_allowed(
+            &hosts(&[]),
+            addr("127.0.0.1:7000"),
+            SocketAddrUse::TcpConnect
+        ));
+    }
 }

@@ -1,4 +1,6 @@
-//! Spin's key-value, SQLite (2.0.0 and 3.0.0) and variables interfaces.
+//! Spin's key-value, SQLite (2.0.0 and 3.0.0) and variables interfaces, and the
+//! WASI drafts Spin serves on top of them: `wasi:keyvalue` (store, atomics,
+//! batch) on the same stores and `wasi:config` on the component's variables.
 //!
 //! Every call is checked against the calling component's grants first: a label
 //! the component does not list gets Spin's `access-denied`, exactly as on Spin.
@@ -9,7 +11,10 @@ use anyhow::Result;
 use rusqlite::types::Value as SqlValue;
 use wasmtime::component::Resource;
 
-use crate::bindings::{cron_types, key_value, sqlite_v2, sqlite_v3, variables};
+use crate::bindings::{
+    cron_types, key_value, sqlite_v2, sqlite_v3, variables, wasi_config, wasi_kv, wasi_kv_atomics,
+    wasi_kv_batch,
+};
 use crate::instance::InstanceState;
 use crate::storage::KeyValueBackend;
 
@@ -372,6 +377,249 @@ fn is_valid_variable_name(name: &str) -> bool {
 }
 
 impl cron_types::Host for InstanceState {}
+
+/// Spin's limit on what one key-value or SQLite call may return (128 MiB).
+const MAX_KV_RESULT_BYTES: usize = 128 << 20;
+
+/// A compare-and-swap handle (`wasi:keyvalue/atomics.cas`): the key and the
+/// value `current` last read, which `swap` requires to be unchanged.
+pub struct KeyValueCas {
+    label: String,
+    key: String,
+    backend: Arc<KeyValueBackend>,
+    seen: Option<Vec<u8>>,
+}
+
+fn wasi_kv_error(error: crate::storage::StorageError) -> wasi_kv::Error {
+    tracing::warn!("{error}");
+    wasi_kv::Error::Other(error.to_string())
+}
+
+impl wasi_kv::Host for InstanceState {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> Result<Result<Resource<KeyValueStore>, wasi_kv::Error>> {
+        if !self.grants.key_value_stores.contains(&identifier) {
+            return Ok(Err(wasi_kv::Error::AccessDenied));
+        }
+        let Some(backend) = self.storage.key_value.get(&identifier).cloned() else {
+            return Ok(Err(wasi_kv::Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(KeyValueStore {
+            label: identifier,
+            backend,
+        })?))
+    }
+}
+
+impl wasi_kv::HostBucket for InstanceState {
+    fn get(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        key: String,
+    ) -> Result<Result<Option<Vec<u8>>, wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store.backend.get(&store.label, &key).map_err(wasi_kv_error))
+    }
+
+    fn set(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<Result<(), wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .set(&store.label, &key, &value)
+            .map_err(wasi_kv_error))
+    }
+
+    fn delete(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        key: String,
+    ) -> Result<Result<(), wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .delete(&store.label, &key)
+            .map_err(wasi_kv_error))
+    }
+
+    fn exists(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        key: String,
+    ) -> Result<Result<bool, wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .exists(&store.label, &key)
+            .map_err(wasi_kv_error))
+    }
+
+    fn list_keys(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        cursor: Option<String>,
+    ) -> Result<Result<wasi_kv::KeyResponse, wasi_kv::Error>> {
+        // Spin returns every key at once and refuses cursors.
+        if cursor.is_some() {
+            return Ok(Err(wasi_kv::Error::Other(
+                "list_keys: cursor not supported".to_owned(),
+            )));
+        }
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .keys(&store.label)
+            .map(|keys| wasi_kv::KeyResponse { keys, cursor: None })
+            .map_err(wasi_kv_error))
+    }
+
+    fn drop(&mut self, bucket: Resource<KeyValueStore>) -> Result<()> {
+        self.table.delete(bucket)?;
+        Ok(())
+    }
+}
+
+impl wasi_kv_batch::Host for InstanceState {
+    fn get_many(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        keys: Vec<String>,
+    ) -> Result<Result<Vec<(String, Option<Vec<u8>>)>, wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .get_many(&store.label, &keys, MAX_KV_RESULT_BYTES)
+            .map_err(wasi_kv_error))
+    }
+
+    fn set_many(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> Result<Result<(), wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .set_many(&store.label, &key_values)
+            .map_err(wasi_kv_error))
+    }
+
+    fn delete_many(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        keys: Vec<String>,
+    ) -> Result<Result<(), wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .delete_many(&store.label, &keys)
+            .map_err(wasi_kv_error))
+    }
+}
+
+impl wasi_kv_atomics::Host for InstanceState {
+    fn increment(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        key: String,
+        delta: i64,
+    ) -> Result<Result<i64, wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        Ok(store
+            .backend
+            .increment(&store.label, &key, delta)
+            .map_err(wasi_kv_error))
+    }
+
+    fn swap(
+        &mut self,
+        cas: Resource<KeyValueCas>,
+        value: Vec<u8>,
+    ) -> Result<Result<(), wasi_kv_atomics::CasError>> {
+        let handle = self.table.get(&cas)?;
+        let swapped = handle.backend.compare_and_swap(
+            &handle.label,
+            &handle.key,
+            handle.seen.as_deref(),
+            &value,
+        );
+        match swapped {
+            Ok(true) => {
+                self.table.delete(cas)?;
+                Ok(Ok(()))
+            }
+            // The guest gets its handle back to read the current value and retry.
+            Ok(false) => Ok(Err(wasi_kv_atomics::CasError::CasFailed(cas))),
+            Err(error) => {
+                self.table.delete(cas)?;
+                Ok(Err(wasi_kv_atomics::CasError::StoreError(wasi_kv_error(
+                    error,
+                ))))
+            }
+        }
+    }
+}
+
+impl wasi_kv_atomics::HostCas for InstanceState {
+    fn new(
+        &mut self,
+        bucket: Resource<KeyValueStore>,
+        key: String,
+    ) -> Result<Result<Resource<KeyValueCas>, wasi_kv::Error>> {
+        let store = self.table.get(&bucket)?;
+        let handle = KeyValueCas {
+            label: store.label.clone(),
+            backend: store.backend.clone(),
+            key,
+            seen: None,
+        };
+        Ok(Ok(self.table.push(handle)?))
+    }
+
+    fn current(
+        &mut self,
+        cas: Resource<KeyValueCas>,
+    ) -> Result<Result<Option<Vec<u8>>, wasi_kv::Error>> {
+        let handle = self.table.get_mut(&cas)?;
+        match handle.backend.get(&handle.label, &handle.key) {
+            Ok(value) => {
+                handle.seen.clone_from(&value);
+                Ok(Ok(value))
+            }
+            Err(error) => Ok(Err(wasi_kv_error(error))),
+        }
+    }
+
+    fn drop(&mut self, cas: Resource<KeyValueCas>) -> Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl wasi_config::Host for InstanceState {
+    fn get(&mut self, key: String) -> Result<Result<Option<String>, wasi_config::Error>> {
+        // As Spin: an invalid or undefined name is simply absent.
+        if !is_valid_variable_name(&key) {
+            return Ok(Ok(None));
+        }
+        Ok(Ok(self.grants.variables.get(&key).cloned()))
+    }
+
+    fn get_all(&mut self) -> Result<Result<Vec<(String, String)>, wasi_config::Error>> {
+        Ok(Ok(self
+            .grants
+            .variables
+            .iter()
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -20,17 +20,279 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// How long a writer waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A key-value store behind one or more labels: a SQLite file (Spin's
+/// default) or a Redis server (`type = "redis"` in the runtime config).
+pub enum KeyValueBackend {
+    /// Spin's SQLite layout, shared by every label mapped to the same file.
+    Sqlite(SqliteKeyValue),
+    /// A Redis server; keys are stored unprefixed, as Spin stores them.
+    Redis(RedisKeyValue),
+}
+
+impl KeyValueBackend {
+    /// Opens (creating if needed) the SQLite store file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        SqliteKeyValue::open(path).map(Self::Sqlite)
+    }
+
+    /// Connects to the Redis store at `url` (checked at start-up, as Spin does).
+    pub fn redis(url: &str) -> Result<Self> {
+        RedisKeyValue::connect(url).map(Self::Redis)
+    }
+
+    /// Value of `key` in `store`, if any.
+    pub fn get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.get(store, key),
+            Self::Redis(kv) => kv.get(key),
+        }
+    }
+
+    /// Sets `key` in `store` to `value`.
+    pub fn set(&self, store: &str, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.set(store, key, value),
+            Self::Redis(kv) => kv.set(key, value),
+        }
+    }
+
+    /// Removes `key` from `store` (no error when absent).
+    pub fn delete(&self, store: &str, key: &str) -> Result<(), StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.delete(store, key),
+            Self::Redis(kv) => kv.delete(&[key.to_owned()]),
+        }
+    }
+
+    /// Whether `key` exists in `store`.
+    pub fn exists(&self, store: &str, key: &str) -> Result<bool, StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.exists(store, key),
+            Self::Redis(kv) => kv.exists(key),
+        }
+    }
+
+    /// Every key in `store`.
+    pub fn keys(&self, store: &str) -> Result<Vec<String>, StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.keys(store),
+            Self::Redis(kv) => kv.keys(),
+        }
+    }
+
+    /// Values of `keys` (see each backend for which keys come back), failing
+    /// once the result would pass `limit` bytes.
+    pub fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<Vec<KeyValuePair>, StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.get_many(store, keys, limit),
+            Self::Redis(kv) => kv.get_many(keys, limit),
+        }
+    }
+
+    /// Sets every pair at once.
+    pub fn set_many(&self, store: &str, pairs: &[(String, Vec<u8>)]) -> Result<(), StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.set_many(store, pairs),
+            Self::Redis(kv) => kv.set_many(pairs),
+        }
+    }
+
+    /// Removes every key at once.
+    pub fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.delete_many(store, keys),
+            Self::Redis(kv) => kv.delete(keys),
+        }
+    }
+
+    /// Adds `delta` to the counter at `key` and returns the new value.
+    pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.increment(store, key, delta),
+            Self::Redis(kv) => kv.increment(key, delta),
+        }
+    }
+
+    /// Sets `key` to `new` only if its value is still `expected` (`None`:
+    /// still absent). Returns whether it swapped.
+    pub fn compare_and_swap(
+        &self,
+        store: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StorageError> {
+        match self {
+            Self::Sqlite(kv) => kv.compare_and_swap(store, key, expected, new),
+            Self::Redis(kv) => kv.compare_and_swap(key, expected, new),
+        }
+    }
+}
+
+/// Swaps a Redis value only if it still holds the expected bytes, atomically
+/// on the server.
+const REDIS_CAS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+     redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end";
+
+/// A Redis key-value store, as Spin's `key-value-redis` keeps it: values are
+/// the bytes as given, counters Redis integers (`INCRBY`), `get-many` answers
+/// every key asked for. Calls block the calling thread like the SQLite store's.
+pub struct RedisKeyValue {
+    client: redis::Client,
+    connection: Mutex<Option<redis::Connection>>,
+}
+
+impl RedisKeyValue {
+    fn connect(url: &str) -> Result<Self> {
+        let client =
+            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url:?}"))?;
+        let connection = client
+            .get_connection_with_timeout(BUSY_TIMEOUT)
+            .with_context(|| format!("connecting to the Redis key-value store at {url}"))?;
+        Ok(Self {
+            client,
+            connection: Mutex::new(Some(connection)),
+        })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, StorageError> {
+        let mut guard = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let connection = match guard.as_mut() {
+            Some(connection) => connection,
+            None => guard.insert(self.client.get_connection_with_timeout(BUSY_TIMEOUT)?),
+        };
+        let result = f(connection);
+        // A broken connection is replaced on the next call.
+        if let Err(error) = &result
+            && (error.is_io_error() || error.is_connection_dropped())
+        {
+            *guard = None;
+        }
+        Ok(result?)
+    }
+
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.with(|c| redis::cmd("GET").arg(key).query(c))
+    }
+
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StorageError> {
+        self.with(|c| redis::cmd("SET").arg(key).arg(value).query(c))
+    }
+
+    fn delete(&self, keys: &[String]) -> Result<(), StorageError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| redis::cmd("DEL").arg(keys).query::<i64>(c).map(drop))
+    }
+
+    fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        self.with(|c| redis::cmd("EXISTS").arg(key).query(c))
+    }
+
+    fn keys(&self) -> Result<Vec<String>, StorageError> {
+        self.with(|c| redis::cmd("KEYS").arg("*").query(c))
+    }
+
+    fn get_many(&self, keys: &[String], limit: usize) -> Result<Vec<KeyValuePair>, StorageError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<Vec<u8>>> = self.with(|c| redis::cmd("MGET").arg(keys).query(c))?;
+        let mut total = std::mem::size_of::<Vec<String>>();
+        let mut pairs = Vec::with_capacity(keys.len());
+        for (key, value) in keys.iter().zip(values) {
+            total += std::mem::size_of::<KeyValuePair>()
+                + key.len()
+                + value.as_ref().map_or(0, Vec::len);
+            if total > limit {
+                return Err(StorageError::ResultTooLarge(limit));
+            }
+            pairs.push((key.clone(), value));
+        }
+        Ok(pairs)
+    }
+
+    fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StorageError> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        self.with(|c| {
+            let mut cmd = redis::cmd("MSET");
+            for (key, value) in pairs {
+                cmd.arg(key).arg(value);
+            }
+            cmd.query(c)
+        })
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, StorageError> {
+        self.with(|c| redis::cmd("INCRBY").arg(key).arg(delta).query(c))
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StorageError> {
+        self.with(|c| match expected {
+            Some(old) => redis::cmd("EVAL")
+                .arg(REDIS_CAS_SCRIPT)
+                .arg(1)
+                .arg(key)
+                .arg(old)
+                .arg(new)
+                .query::<i64>(c)
+                .map(|swapped| swapped == 1),
+            None => redis::cmd("SET")
+                .arg(key)
+                .arg(new)
+                .arg("NX")
+                .query::<Option<String>>(c)
+                .map(|reply| reply.is_some()),
+        })
+    }
+}
+
 /// A key-value store backed by one SQLite file, shared by every label mapped to it.
-pub struct KeyValueBackend {
+pub struct SqliteKeyValue {
     connection: Mutex<Connection>,
 }
 
+/// A key and its value, as `wasi:keyvalue/batch.get-many` returns them.
+pub type KeyValuePair = (String, Option<Vec<u8>>);
+
 /// Failure of a key-value backend operation.
 #[derive(Debug, thiserror::Error)]
-#[error("key-value storage: {0}")]
-pub struct StorageError(#[from] rusqlite::Error);
+pub enum StorageError {
+    /// SQLite failed.
+    #[error("key-value storage: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Redis failed.
+    #[error("key-value storage: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A result would be larger than the caller's limit (Spin's wording, which
+    /// guests match on).
+    #[error("query result exceeds limit of {0} bytes")]
+    ResultTooLarge(usize),
+    /// A value `increment` cannot read as a counter.
+    #[error("value of key {0:?} is not a 64-bit counter (8 little-endian bytes)")]
+    NotACounter(String),
+}
 
-impl KeyValueBackend {
+impl SqliteKeyValue {
     /// Opens (creating if needed) the store file at `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let connection = open_connection(path)?;
@@ -95,6 +357,120 @@ impl KeyValueBackend {
     /// Whether `key` exists in `store`.
     pub fn exists(&self, store: &str, key: &str) -> Result<bool, StorageError> {
         Ok(self.get(store, key)?.is_some())
+    }
+
+    /// The values of those `keys` that exist in `store`, as Spin's batch
+    /// `get-many` returns them; fails once the result would pass `limit` bytes
+    /// (values are read one at a time, so the host holds at most one more).
+    pub fn get_many(
+        &self,
+        store: &str,
+        keys: &[String],
+        limit: usize,
+    ) -> Result<Vec<KeyValuePair>, StorageError> {
+        let mut total = std::mem::size_of::<Vec<String>>();
+        let mut found = Vec::new();
+        for key in keys {
+            if let Some(value) = self.get(store, key)? {
+                total += std::mem::size_of::<(String, Option<Vec<u8>>)>() + key.len() + value.len();
+                if total > limit {
+                    return Err(StorageError::ResultTooLarge(limit));
+                }
+                found.push((key.clone(), Some(value)));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Sets every pair in one transaction.
+    pub fn set_many(&self, store: &str, pairs: &[(String, Vec<u8>)]) -> Result<(), StorageError> {
+        self.with(|c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            for (key, value) in pairs {
+                tx.prepare_cached(
+                    "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute(params![store, key, value])?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Removes every key in one transaction.
+    pub fn delete_many(&self, store: &str, keys: &[String]) -> Result<(), StorageError> {
+        self.with(|c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)?;
+            for key in keys {
+                tx.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+                    .execute(params![store, key])?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// Adds `delta` to the counter at `key` (absent counts as 0) and returns
+    /// the new value. The counter is stored as Spin stores it, 8 little-endian
+    /// bytes; the read and the write share one immediate transaction, so
+    /// concurrent increments (from other processes too) are never lost.
+    pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, StorageError> {
+        let guard = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let tx =
+            rusqlite::Transaction::new_unchecked(&guard, rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<Vec<u8>> = tx
+            .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
+            .query_row(params![store, key], |row| row.get(0))
+            .optional()?;
+        let current = match current {
+            None => 0,
+            Some(bytes) => {
+                let bytes: [u8; 8] = bytes
+                    .try_into()
+                    .map_err(|_| StorageError::NotACounter(key.to_owned()))?;
+                i64::from_le_bytes(bytes)
+            }
+        };
+        let new = current.wrapping_add(delta);
+        tx.prepare_cached(
+            "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
+        )?
+        .execute(params![store, key, new.to_le_bytes().as_slice()])?;
+        tx.commit()?;
+        Ok(new)
+    }
+
+    /// Compare-and-swap: sets `key` to `new` only if its value is still
+    /// `expected` (`None`: the key must still be absent). Returns whether it swapped.
+    pub fn compare_and_swap(
+        &self,
+        store: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, StorageError> {
+        self.with(|c| {
+            let changed = match expected {
+                Some(old) => c
+                    .prepare_cached(
+                        "UPDATE spin_key_value SET value = ?4
+                         WHERE store = ?1 AND key = ?2 AND value = ?3",
+                    )?
+                    .execute(params![store, key, old, new])?,
+                None => c
+                    .prepare_cached(
+                        "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (store, key) DO NOTHING",
+                    )?
+                    .execute(params![store, key, new])?,
+            };
+            Ok(changed == 1)
+        })
     }
 
     /// Every key in `store`.
@@ -163,7 +539,8 @@ impl DatabaseLocation {
 }
 
 impl DatabaseLocation {
-    /// Connections waiting in the pool (for tests and diagnostics).
+    /// Connections waiting in the pool (for tests).
+    #[cfg(test)]
     pub fn idle_count(&self) -> usize {
         self.idle
             .lock()
@@ -270,6 +647,195 @@ pub struct StorageCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn backend() -> (tempfile::TempDir, KeyValueBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = KeyValueBackend::open(&dir.path().join("kv.db")).unwrap();
+        (dir, kv)
+    }
+
+    /// A throw-away `redis-server` on loopback, killed on drop; `None` (said
+    /// loudly) where it is not installed, except in CI, where that fails.
+    struct TestRedis {
+        child: std::process::Child,
+        url: String,
+    }
+
+    impl TestRedis {
+        fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = match std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(child) => child,
+                Err(error) => {
+                    assert!(
+                        std::env::var("CI").as_deref() != Ok("true"),
+                        "redis-server is needed in CI: {error}"
+                    );
+                    eprintln!("SKIPPING the Redis key-value test: redis-server: {error}");
+                    return None;
+                }
+            };
+            let started = std::time::Instant::now();
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "redis-server did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(Self {
+                child,
+                url: format!("redis://127.0.0.1:{port}"),
+            })
+        }
+    }
+
+    impl Drop for TestRedis {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[test]
+    fn redis_store_behaves_as_spins() {
+        let Some(redis) = TestRedis::start() else {
+            return;
+        };
+        let kv = KeyValueBackend::redis(&redis.url).unwrap();
+        assert_eq!(kv.get("default", "a").unwrap(), None);
+        kv.set("default", "a", b"1").unwrap();
+        assert!(kv.exists("default", "a").unwrap());
+        assert_eq!(kv.get("default", "a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(kv.keys("default").unwrap(), ["a"]);
+        kv.delete("default", "a").unwrap();
+        assert!(!kv.exists("default", "a").unwrap());
+
+        assert_eq!(kv.increment("default", "n", 10).unwrap(), 10);
+        assert_eq!(kv.increment("default", "n", -3).unwrap(), 7);
+
+        assert!(kv.compare_and_swap("default", "k", None, b"first").unwrap());
+        assert!(!kv.compare_and_swap("default", "k", None, b"again").unwrap());
+        assert!(
+            kv.compare_and_swap("default", "k", Some(b"first"), b"second")
+                .unwrap()
+        );
+        assert!(
+            !kv.compare_and_swap("default", "k", Some(b"first"), b"third")
+                .unwrap()
+        );
+        assert_eq!(kv.get("default", "k").unwrap(), Some(b"second".to_vec()));
+
+        let pairs = vec![
+            ("x".to_owned(), vec![1u8; 100]),
+            ("y".to_owned(), vec![2u8; 100]),
+        ];
+        kv.set_many("default", &pairs).unwrap();
+        let keys = ["x".to_owned(), "missing".to_owned()];
+        // Redis answers every key asked for, as on Spin.
+        assert_eq!(
+            kv.get_many("default", &keys, 1 << 20).unwrap(),
+            [
+                ("x".to_owned(), Some(vec![1u8; 100])),
+                ("missing".to_owned(), None)
+            ]
+        );
+        let error = kv.get_many("default", &keys, 120).unwrap_err();
+        assert_eq!(error.to_string(), "query result exceeds limit of 120 bytes");
+        kv.delete_many("default", &["x".to_owned(), "y".to_owned()])
+            .unwrap();
+        assert_eq!(kv.get("default", "y").unwrap(), None);
+    }
+
+    #[test]
+    fn increment_counts_from_zero_in_spins_layout() {
+        let (_dir, kv) = backend();
+        assert_eq!(kv.increment("default", "n", 10).unwrap(), 10);
+        assert_eq!(kv.increment("default", "n", 5).unwrap(), 15);
+        assert_eq!(kv.increment("default", "n", -20).unwrap(), -5);
+        // Stored as Spin stores it: 8 little-endian bytes.
+        assert_eq!(
+            kv.get("default", "n").unwrap(),
+            Some((-5i64).to_le_bytes().to_vec())
+        );
+        // Stores are separate.
+        assert_eq!(kv.increment("other", "n", 1).unwrap(), 1);
+        kv.set("default", "text", b"abc").unwrap();
+        let error = kv.increment("default", "text", 1).unwrap_err();
+        assert!(matches!(error, StorageError::NotACounter(_)), "{error}");
+        assert_eq!(kv.get("default", "text").unwrap(), Some(b"abc".to_vec()));
+    }
+
+    #[test]
+    fn concurrent_increments_are_never_lost() {
+        let (dir, kv) = backend();
+        // A second backend on the same file stands for another process.
+        let other = Arc::new(KeyValueBackend::open(&dir.path().join("kv.db")).unwrap());
+        let kv = Arc::new(kv);
+        let threads: Vec<_> = [kv.clone(), other]
+            .into_iter()
+            .map(|kv| {
+                std::thread::spawn(move || {
+                    for _ in 0..100 {
+                        kv.increment("s", "n", 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(kv.increment("s", "n", 0).unwrap(), 200);
+    }
+
+    #[test]
+    fn compare_and_swap_only_swaps_an_unchanged_value() {
+        let (_dir, kv) = backend();
+        // Absent: swaps only while still absent.
+        assert!(kv.compare_and_swap("s", "k", None, b"first").unwrap());
+        assert!(!kv.compare_and_swap("s", "k", None, b"again").unwrap());
+        assert_eq!(kv.get("s", "k").unwrap(), Some(b"first".to_vec()));
+        // Present: swaps only from the value read.
+        assert!(
+            kv.compare_and_swap("s", "k", Some(b"first"), b"second")
+                .unwrap()
+        );
+        assert!(
+            !kv.compare_and_swap("s", "k", Some(b"first"), b"third")
+                .unwrap()
+        );
+        assert_eq!(kv.get("s", "k").unwrap(), Some(b"second".to_vec()));
+        // Another store's key of the same name is untouched.
+        assert_eq!(kv.get("t", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn batch_operations_and_the_result_limit() {
+        let (_dir, kv) = backend();
+        let pairs = vec![
+            ("a".to_owned(), vec![1u8; 100]),
+            ("b".to_owned(), vec![2u8; 100]),
+        ];
+        kv.set_many("s", &pairs).unwrap();
+        let keys = ["a".to_owned(), "b".to_owned(), "missing".to_owned()];
+        // Only existing keys come back, as on Spin.
+        let found = kv.get_many("s", &keys, 1 << 20).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0], ("a".to_owned(), Some(vec![1u8; 100])));
+        let error = kv.get_many("s", &keys, 150).unwrap_err();
+        assert_eq!(error.to_string(), "query result exceeds limit of 150 bytes");
+        kv.delete_many("s", &keys).unwrap();
+        assert!(kv.keys("s").unwrap().is_empty());
+    }
 
     #[test]
     fn key_value_round_trip_and_isolation_between_stores() {

@@ -1,4 +1,5 @@
-//! Spin application manifest (version 2) and runtime-config model for the DOL host.
+//! Spin application manifest (version 2, and version 1 read as Spin reads it) and
+//! runtime-config model for the DOL host.
 //!
 //! Everything here is pure except [`manifest::load`] and [`runtime_config::RuntimeConfig::load`],
 //! which read one file each. The host (`dol`) loads a manifest, checks it against the runtime
@@ -19,6 +20,7 @@ pub mod variables;
 
 mod ids;
 mod template;
+mod v1;
 
 pub use manifest::{
     Application, BuildConfig, Component, CronTrigger, Dependency, HttpTrigger, Manifest,

@@ -172,7 +172,9 @@ pub struct Component {
     pub description: Option<String>,
     /// `allowed_outbound_hosts` as written.
     pub allowed_outbound_hosts: Vec<String>,
-    /// `allowed_outbound_hosts` parsed.
+    /// The `allowed_outbound_hosts` entries without `{{ variable }}` templates,
+    /// parsed. The full list, templates rendered, is
+    /// [`Component::resolve_allowed_hosts`].
     pub allowed_hosts: AllowedHosts,
     /// `key_value_stores` labels.
     pub key_value_stores: Vec<String>,
@@ -232,12 +234,46 @@ pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
     parse(&text, path)
 }
 
+impl Component {
+    /// The full `allowed_outbound_hosts` list with `{{ variable }}` templates
+    /// rendered against the app's resolved variables, parsed with Spin's rules.
+    /// An error names the entry as written (never a rendered value, which may
+    /// hold a secret).
+    pub fn resolve_allowed_hosts(
+        &self,
+        variables: &crate::variables::ResolvedVariables,
+    ) -> Result<AllowedHosts, OutboundError> {
+        let mut rendered = Vec::with_capacity(self.allowed_outbound_hosts.len());
+        for entry in &self.allowed_outbound_hosts {
+            let invalid = |reason: String| OutboundError::Invalid {
+                entry: entry.clone(),
+                reason,
+            };
+            let text = variables
+                .render(entry)
+                .map_err(|error| invalid(error.to_string()))?;
+            if let Err(OutboundError::Invalid { reason, .. }) =
+                AllowedHosts::parse(std::slice::from_ref(&text))
+            {
+                return Err(invalid(reason));
+            }
+            rendered.push(text);
+        }
+        AllowedHosts::parse(&rendered)
+    }
+}
+
 /// Validates manifest text; `manifest_path` names the file in errors and anchors relative paths.
 pub fn parse(text: &str, manifest_path: &Path) -> Result<Manifest, ManifestError> {
     let ctx = Ctx::new(manifest_path);
-    let root: Table = text
+    let mut root: Table = text
         .parse()
         .map_err(|error: toml::de::Error| ctx.syntax(text, &error))?;
+    // Spin still runs version 1 manifests: they are read as their version 2
+    // equivalent (see `v1`).
+    if crate::v1::is_version_1(&root) {
+        root = crate::v1::to_v2(&ctx, root)?;
+    }
     check_version(&ctx, &root)?;
     ctx.check_keys(
         "",
@@ -364,7 +400,7 @@ impl Ctx {
         })
     }
 
-    fn strings(&self, key: &str, value: &Value) -> Result<Vec<String>, ManifestError> {
+    pub(crate) fn strings(&self, key: &str, value: &Value) -> Result<Vec<String>, ManifestError> {
         let array = value.as_array().ok_or_else(|| {
             self.invalid(
                 key,
@@ -409,7 +445,7 @@ impl Ctx {
     }
 
     /// A required string field of `table`.
-    fn required_string(
+    pub(crate) fn required_string(
         &self,
         at: &str,
         table: &Table,
@@ -439,25 +475,16 @@ pub(crate) fn join_key(prefix: &str, key: &str) -> String {
 }
 
 const VERSION_KEY: &str = "spin_manifest_version";
-const VERSION_1_HINT: &str = "manifest version 1 is not supported by dol: rewrite it in the version 2 format (spin_manifest_version = 2, [application], [[trigger.http]] and [component.<id>] tables; see https://spinframework.dev/v3/manifest-reference)";
-
 fn check_version(ctx: &Ctx, root: &Table) -> Result<(), ManifestError> {
     match root.get(VERSION_KEY) {
         Some(Value::Integer(2)) => Ok(()),
-        Some(Value::Integer(1)) => Err(ctx.unsupported(VERSION_KEY, VERSION_1_HINT)),
-        Some(Value::String(text)) if text.trim() == "1" => {
-            Err(ctx.unsupported(VERSION_KEY, VERSION_1_HINT))
-        }
-        Some(other) => {
-            Err(ctx.invalid(VERSION_KEY, format!("must be the integer 2, found {other}")))
-        }
-        // Version 1 manifests used `spin_version = "1"` before `spin_manifest_version` existed.
-        None if root.contains_key("spin_version") => {
-            Err(ctx.unsupported("spin_version", VERSION_1_HINT))
-        }
+        Some(other) => Err(ctx.invalid(
+            VERSION_KEY,
+            format!("must be the integer 2 (or \"1\" for a version 1 manifest), found {other}"),
+        )),
         None => Err(ctx.invalid(
             VERSION_KEY,
-            "missing: dol reads Spin manifest version 2; add `spin_manifest_version = 2`",
+            "missing: dol reads Spin manifest versions 1 and 2; add `spin_manifest_version = 2`",
         )),
     }
 }
@@ -684,11 +711,21 @@ fn parse_component(
         Some(value) => ctx.strings(&hosts_key, value)?,
         None => Vec::new(),
     };
-    let allowed_hosts =
-        AllowedHosts::parse(&allowed_outbound_hosts).map_err(|error| match error {
-            OutboundError::Template { .. } => ctx.unsupported(&hosts_key, error.to_string()),
-            OutboundError::Invalid { .. } => ctx.invalid(&hosts_key, error.to_string()),
-        })?;
+    // Entries with `{{ variable }}` templates are checked here (template syntax,
+    // declared variables) and parsed once the variables are resolved, as Spin
+    // does when it prepares an instance (see `Component::resolve_allowed_hosts`).
+    let mut literal_hosts = Vec::new();
+    for entry in &allowed_outbound_hosts {
+        if crate::template::is_template(entry) {
+            check_template_references(ctx, &hosts_key, entry, variables)?;
+        } else {
+            literal_hosts.push(entry.clone());
+        }
+    }
+    let allowed_hosts = AllowedHosts::parse(&literal_hosts).map_err(|error| match error {
+        OutboundError::Template { .. } => ctx.unsupported(&hosts_key, error.to_string()),
+        OutboundError::Invalid { .. } => ctx.invalid(&hosts_key, error.to_string()),
+    })?;
 
     let labels = |field: &str| -> Result<Vec<String>, ManifestError> {
         let key = join_key(at, field);
@@ -736,6 +773,29 @@ fn parse_component(
         dependencies,
         dependencies_inherit_configuration,
     })
+}
+
+/// Checks a template's syntax and that every variable it names is declared.
+fn check_template_references(
+    ctx: &Ctx,
+    key: &str,
+    template: &str,
+    app_variables: &BTreeMap<String, VariableDecl>,
+) -> Result<(), ManifestError> {
+    let parts = parse_template(template).map_err(|reason| ctx.invalid(key, reason))?;
+    for part in parts {
+        if let Part::Variable(reference) = part
+            && !app_variables.contains_key(reference)
+        {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "{template:?} refers to undeclared application variable {reference:?} (declare it under [variables])"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_component_variables(
@@ -1219,26 +1279,98 @@ command = ["npm install", "npm run build"]
     }
 
     #[test]
-    fn manifest_version_must_be_2() {
+    fn manifest_version_must_be_1_or_2() {
         let message = error_at(
             "spin_manifest_version = 1\nname = \"x\"\n",
             "spin_manifest_version",
         );
-        assert!(
-            message.contains("version 1 is not supported by dol"),
-            "{message}"
-        );
-        let message = error_at("spin_manifest_version = \"1\"\n", "spin_manifest_version");
-        assert!(message.contains("version 2 format"), "{message}");
-        let message = error_at("spin_version = \"1\"\nname = \"x\"\n", "spin_version");
-        assert!(message.contains("version 1"), "{message}");
+        assert!(message.contains("must be the integer 2"), "{message}");
         let message = error_at("spin_manifest_version = 3\n", "spin_manifest_version");
-        assert!(
-            message.contains("must be the integer 2, found 3"),
-            "{message}"
-        );
+        assert!(message.contains("found 3"), "{message}");
         let message = error_at("[application]\nname = \"x\"\n", "spin_manifest_version");
         assert!(message.contains("missing"), "{message}");
+        let message = error_at("spin_version = \"1\"\nname = \"x\"\n", "trigger");
+        assert!(message.contains("missing"), "{message}");
+    }
+
+    #[test]
+    fn templated_allowed_hosts_resolve_against_the_app_variables() {
+        let text = format!(
+            "{HEADER}[variables]\nhost = {{ default = \"localhost\" }}\nport = {{ default = \"6379\" }}\n\
+             {WEB}allowed_outbound_hosts = [\"redis://{{{{ host }}}}:{{{{ port }}}}\", \"https://example.com\"]\n"
+        );
+        let manifest = parse(&text, Path::new("spin.toml")).unwrap();
+        let web = &manifest.components["web"];
+        // Only the literal entry is parsed before the variables are known.
+        assert_eq!(web.allowed_hosts.entries().len(), 1);
+        let variables = crate::variables::resolve(&manifest.variables, |_| None).unwrap();
+        let allowed = web.resolve_allowed_hosts(&variables).unwrap();
+        assert!(allowed.allows("redis", "localhost", Some(6379)));
+        assert!(allowed.allows("https", "example.com", None));
+        let overridden = crate::variables::resolve(&manifest.variables, |name| {
+            (name == "SPIN_VARIABLE_HOST").then(|| "cache.internal".to_owned())
+        })
+        .unwrap();
+        let allowed = web.resolve_allowed_hosts(&overridden).unwrap();
+        assert!(allowed.allows("redis", "cache.internal", Some(6379)));
+        assert!(!allowed.allows("redis", "localhost", Some(6379)));
+
+        let undeclared =
+            format!("{HEADER}{WEB}allowed_outbound_hosts = [\"https://{{{{ nope }}}}\"]\n");
+        let message = error_at(&undeclared, "component.web.allowed_outbound_hosts");
+        assert!(
+            message.contains("undeclared application variable"),
+            "{message}"
+        );
+
+        let bad = format!(
+            "{HEADER}[variables]\nhost = {{ default = \"no scheme\" }}\n{WEB}allowed_outbound_hosts = [\"{{{{ host }}}}\"]\n"
+        );
+        let manifest = parse(&bad, Path::new("spin.toml")).unwrap();
+        let variables = crate::variables::resolve(&manifest.variables, |_| None).unwrap();
+        let error = manifest.components["web"]
+            .resolve_allowed_hosts(&variables)
+            .unwrap_err();
+        assert!(error.to_string().contains("{{ host }}"), "{error}");
+    }
+
+    #[test]
+    fn version_1_manifests_are_read_as_their_version_2_equivalent() {
+        let text = r#"
+spin_manifest_version = "1"
+name = "legacy"
+version = "0.1.0"
+authors = ["a"]
+trigger = { type = "http", base = "/" }
+
+[variables]
+greeting = { default = "hi" }
+
+[[component]]
+id = "web"
+source = "web.wasm"
+allowed_http_hosts = ["example.com"]
+key_value_stores = ["default"]
+[component.trigger]
+route = "/..."
+[component.config]
+message = "{{ greeting }}"
+"#;
+        let manifest = parse(text, Path::new("/app/spin.toml")).unwrap();
+        assert_eq!(manifest.application.name, "legacy");
+        let web = &manifest.components["web"];
+        assert_eq!(web.source, Path::new("/app/web.wasm"));
+        assert_eq!(web.variables["message"], "{{ greeting }}");
+        assert_eq!(web.key_value_stores, ["default"]);
+        assert_eq!(
+            web.allowed_outbound_hosts,
+            ["http://example.com", "https://example.com"]
+        );
+        assert_eq!(manifest.http_triggers.len(), 1);
+
+        let redis = text.replace("type = \"http\", base = \"/\"", "type = \"redis\"");
+        let message = error_at(&redis, "trigger.type");
+        assert!(message.contains("not supported by dol"), "{message}");
     }
 
     #[test]
@@ -1330,11 +1462,6 @@ source = { url = "https://example.com/h.wasm", digest = "sha256:00" }
                 "allowed_http_hosts = [\"example.com\"]",
                 "component.web.allowed_http_hosts",
                 "allowed_outbound_hosts",
-            ),
-            (
-                "allowed_outbound_hosts = [\"https://{{ host }}\"]",
-                "component.web.allowed_outbound_hosts",
-                "templates",
             ),
         ] {
             let message = body_error_at(&format!("{WEB}{line}\n"), key);

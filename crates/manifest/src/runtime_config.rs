@@ -1,6 +1,7 @@
 //! Spin's runtime config file (`--runtime-config-file`), as far as dol implements it:
 //! `[key_value_store.<label>]` and `[sqlite_database.<label>]` with `type = "spin"` and an
-//! optional `path`. Every other section or store type is refused by name.
+//! optional `path`, and `[key_value_store.<label>]` with `type = "redis"` and a `url` (Spin's
+//! Redis key-value store). Every other section or store type is refused by name.
 //!
 //! The label `default` is always defined: Spin provides a default key-value store and SQLite
 //! database without configuration; dol backs them with a file in a state directory the host
@@ -25,6 +26,8 @@ pub struct StoreConfig {
     /// `path`, resolved against the runtime config file's folder. `None`: no path given (Spin
     /// then keeps the data in memory; the host decides what dol does).
     pub path: Option<PathBuf>,
+    /// `url` of a `type = "redis"` key-value store (`redis://host:port/db`).
+    pub redis_url: Option<String>,
 }
 
 /// The parsed runtime config.
@@ -67,7 +70,11 @@ impl RuntimeConfig {
             };
             for (label, store) in ctx.table(section, value)? {
                 let key = join_key(section, label);
-                stores.insert(label.clone(), parse_store(&ctx, &key, store, base_dir)?);
+                let allow_redis = section == "key_value_store";
+                stores.insert(
+                    label.clone(),
+                    parse_store(&ctx, &key, store, base_dir, allow_redis)?,
+                );
             }
         }
         Ok(config)
@@ -89,6 +96,7 @@ fn parse_store(
     at: &str,
     value: &Value,
     base_dir: &Path,
+    allow_redis: bool,
 ) -> Result<StoreConfig, ManifestError> {
     let table = ctx.table(at, value)?;
     let type_key = join_key(at, "type");
@@ -96,12 +104,32 @@ fn parse_store(
         Some(value) => ctx.string(&type_key, value)?,
         None => return Err(ctx.invalid(&type_key, "missing: dol supports type = \"spin\"")),
     };
+    if store_type == "redis" && allow_redis {
+        ctx.check_keys(at, table, &["type", "url"], &[])?;
+        let url_key = join_key(at, "url");
+        let url = match table.get("url") {
+            Some(value) => ctx.string(&url_key, value)?.to_owned(),
+            None => {
+                return Err(ctx.invalid(
+                    &url_key,
+                    "missing: a Redis key-value store needs url = \"redis://host:port\"",
+                ));
+            }
+        };
+        return Ok(StoreConfig {
+            path: None,
+            redis_url: Some(url),
+        });
+    }
     if store_type != "spin" {
+        let supported = if allow_redis {
+            "only \"spin\", a local file, and \"redis\""
+        } else {
+            "only \"spin\", a local file"
+        };
         return Err(ctx.unsupported(
             &type_key,
-            format!(
-                "store type {store_type:?} is not supported by dol (only \"spin\", a local file)"
-            ),
+            format!("store type {store_type:?} is not supported by dol ({supported})"),
         ));
     }
     ctx.check_keys(at, table, &["type", "path"], &[])?;
@@ -109,6 +137,7 @@ fn parse_store(
         path: ctx
             .optional_string(at, table, "path")?
             .map(|path| base_dir.join(path)),
+        redis_url: None,
     })
 }
 
@@ -207,10 +236,35 @@ mod tests {
     }
 
     #[test]
-    fn other_store_types_are_refused_by_name() {
-        let message = error("[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://x\"\n");
+    fn redis_key_value_stores_need_a_url() {
+        let config =
+            parse("[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://x:6380\"\n").unwrap();
+        assert_eq!(
+            config.key_value_stores["cache"].redis_url.as_deref(),
+            Some("redis://x:6380")
+        );
+        assert!(config.has_key_value_store("cache"));
+        let message = error("[key_value_store.cache]\ntype = \"redis\"\n");
         assert!(
-            message.contains("key_value_store.cache.type") && message.contains("\"redis\""),
+            message.contains("key_value_store.cache.url: missing"),
+            "{message}"
+        );
+        let message =
+            error("[key_value_store.cache]\ntype = \"redis\"\nurl = \"redis://x\"\npath = \"p\"\n");
+        assert!(message.contains("path"), "{message}");
+        // Redis is a key-value store type only.
+        let message = error("[sqlite_database.db]\ntype = \"redis\"\nurl = \"redis://x\"\n");
+        assert!(
+            message.contains("sqlite_database.db.type") && message.contains("\"redis\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn other_store_types_are_refused_by_name() {
+        let message = error("[key_value_store.cache]\ntype = \"azure_cosmos\"\n");
+        assert!(
+            message.contains("key_value_store.cache.type") && message.contains("azure_cosmos"),
             "{message}"
         );
         let message = error("[sqlite_database.db]\ntype = \"libsql\"\n");
