@@ -493,7 +493,7 @@ async fn slack_refusals_answer_401_or_400_and_change_nothing() {
     let r = post(&host, "/webhooks/slack/actions", &headers, &body).await;
     assert_eq!(
         (r.status, r.code()),
-        (400, "wrong-content-type"),
+        (415, "unsupported-media-type"),
         "{}",
         r.text
     );
@@ -751,7 +751,7 @@ async fn alertmanager_firing_then_resolved_with_fingerprint_dedup() {
     .await;
     assert_eq!(
         (r.status, r.code()),
-        (400, "wrong-content-type"),
+        (415, "unsupported-media-type"),
         "{}",
         r.text
     );
@@ -874,7 +874,7 @@ async fn generic_webhook_signed_and_unsigned() {
     let r = post(&host, "/webhooks/generic", &wrong_type, firing).await;
     assert_eq!(
         (r.status, r.code()),
-        (400, "wrong-content-type"),
+        (415, "unsupported-media-type"),
         "{}",
         r.text
     );

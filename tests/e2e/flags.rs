@@ -334,13 +334,13 @@ async fn admin_errors_store_nothing() {
     let r = admin(&host, "PUT", "/admin/flags/new_flag", &bad.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["error"]["code"], "invalid-definition");
-    assert_eq!(r.body["error"]["path"], "flags.new_flag.defaultVariant");
+    assert_eq!(r.body["error"]["field"], "flags.new_flag.defaultVariant");
 
     let mut doc = exported.clone();
     doc["flags"]["genre_engines"]["state"] = json!("MAYBE");
     let r = admin(&host, "PUT", "/admin/flags", &doc.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.body["error"]["path"], "flags.genre_engines.state");
+    assert_eq!(r.body["error"]["field"], "flags.genre_engines.state");
 
     for (method, path) in [
         ("GET", "/admin/flags/nope"),

@@ -363,3 +363,65 @@ async fn health_degrades_under_provider_faults_and_metrics_parse() {
     assert!(text.contains("alertname=\"DolHighErrorRate\""), "{text}");
     host.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_api_score_is_the_one_the_alerts_scan_records() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let host = start(
+        Some(&mock),
+        &[
+            ("gateway_circuit_failures", "2"),
+            ("gateway_circuit_cooldown_ms", "600000"),
+            ("gateway_retry_attempts", "1"),
+        ],
+    )
+    .await;
+    let key = new_key(&host).await;
+    // The provider fails: offline answers, open breakers, a low score.
+    mock.set_behavior(Behavior::failing(500));
+    for i in 0..12 {
+        chat(&host, &key, &format!("Question {i} for the score"), false).await;
+    }
+    let (s, _, text) = send(&host, "POST", "/admin/scans/alerts", Some(ADMIN), None, &[]).await;
+    assert_eq!(s, 200, "{text}");
+    let summary = &serde_json::from_str::<Value>(&text).unwrap()["summary"];
+    // What the scan recorded in scan_runs: its summary, with the score
+    // that drove automatic emergency mode.
+    let db = rusqlite::Connection::open(host.state_dir().join("sqlite_db.db")).unwrap();
+    let detail: String = db
+        .query_row(
+            "SELECT detail FROM scan_runs WHERE name = 'alerts' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let recorded: Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(&recorded, summary);
+    let scored = &recorded["health"];
+    assert!(scored["score"].as_u64().unwrap() < 80, "{recorded}");
+
+    // /api/health at the same moment: the same score, status and issues,
+    // and the emergency decision the scan made from it.
+    let (status, v) = get(&host, "/api/health").await;
+    assert_eq!(
+        v["systemHealth"]["score"], scored["score"],
+        "{v}\n{recorded}"
+    );
+    assert_eq!(v["systemHealth"]["status"], scored["status"], "{v}");
+    assert_eq!(v["systemHealth"]["issues"], scored["issues"], "{v}");
+    assert_eq!(status == 503, scored["status"] == "CRITICAL", "{v}");
+    assert_eq!(
+        v["emergencyMode"]["active"], recorded["emergency"]["active"],
+        "{v}\n{recorded}"
+    );
+    assert_eq!(
+        recorded["emergency"]["active"],
+        scored["score"].as_u64().unwrap() < 60,
+        "{recorded}"
+    );
+    // And the /metrics gauge.
+    let (_, _, metrics) = send(&host, "GET", "/metrics", None, None, &[]).await;
+    let gauge = format!("dol_health_score {}", scored["score"]);
+    assert!(metrics.lines().any(|l| l == gauge), "{gauge}\n{metrics}");
+    host.app.shutdown().await;
+}

@@ -1,7 +1,8 @@
 //! Every way a webhook request can fail, and the one mapping from failure to
-//! HTTP status and JSON body (`{"error": {"code", "message"}}`). 5xx bodies
+//! the one error model (`dol_core::error::ApiError`, DOL's JSON shape). 5xx bodies
 //! never carry internals; those are logged (without secrets) instead.
 
+use dol_core::error::{ApiError, Code};
 use dol_core::observe::alertmanager::AmError;
 use dol_core::observe::alerts::ActionError;
 use dol_core::observe::inbound::GenericError;
@@ -79,67 +80,55 @@ impl From<StoreError> for Rejection {
     }
 }
 
-impl Rejection {
-    /// HTTP status and error code.
-    fn status(&self) -> (u16, &'static str) {
-        match self {
-            Rejection::NotFound => (404, "not-found"),
-            Rejection::Method => (405, "method-not-allowed"),
-            Rejection::NotConfigured(_) => (503, "not-configured"),
-            Rejection::Signature(err) => (
-                401,
-                match err {
-                    VerifyError::MissingTimestamp => "missing-timestamp",
-                    VerifyError::BadTimestamp => "bad-timestamp",
-                    VerifyError::Stale { .. } => "stale-timestamp",
-                    VerifyError::MissingSignature => "missing-signature",
-                    VerifyError::BadSignatureFormat => "malformed-signature",
-                    VerifyError::Mismatch => "bad-signature",
-                    VerifyError::NoSecret => "not-configured",
-                },
-            ),
-            Rejection::MissingToken | Rejection::WrongToken => (401, "unauthorized"),
-            Rejection::ContentType(_) => (400, "wrong-content-type"),
+impl From<&Rejection> for ApiError {
+    fn from(rejection: &Rejection) -> Self {
+        let code = match rejection {
+            Rejection::NotFound => Code::NotFound,
+            Rejection::Method => return ApiError::method_not_allowed("POST"),
+            Rejection::NotConfigured(_) | Rejection::Signature(VerifyError::NoSecret) => {
+                Code::NotConfigured
+            }
+            Rejection::Signature(err) => match err {
+                VerifyError::MissingTimestamp => Code::MissingTimestamp,
+                VerifyError::BadTimestamp => Code::BadTimestamp,
+                VerifyError::Stale { .. } => Code::StaleTimestamp,
+                VerifyError::MissingSignature => Code::MissingSignature,
+                VerifyError::BadSignatureFormat => Code::MalformedSignature,
+                VerifyError::Mismatch | VerifyError::NoSecret => Code::BadSignature,
+            },
+            Rejection::MissingToken | Rejection::WrongToken => {
+                return ApiError::new(Code::Unauthorized, rejection.to_string())
+                    .with_header("www-authenticate", "Bearer");
+            }
+            Rejection::ContentType(_) => Code::UnsupportedMediaType,
             Rejection::NotUtf8
             | Rejection::Slack(_)
             | Rejection::Generic(_)
-            | Rejection::Alertmanager(_) => (400, "invalid-payload"),
-            Rejection::Alert(ActionError::NotFound(_)) => (404, "alert-not-found"),
-            Rejection::Alert(_) => (409, "alert-conflict"),
-            Rejection::InvalidFlag(_) => (400, "invalid-flag-key"),
-            Rejection::FlagNotFound(_) => (404, "flag-not-found"),
-            Rejection::FlagService(_) => (502, "flags-unavailable"),
-            Rejection::Storage(_) | Rejection::Internal(_) => (500, "internal"),
-        }
-    }
-
-    /// The response for this failure. Server-side failures are logged here
-    /// and answered without details.
-    pub fn response(&self) -> Response {
-        let (status, code) = self.status();
-        let message = match self {
+            | Rejection::Alertmanager(_) => Code::InvalidPayload,
+            Rejection::Alert(ActionError::NotFound(_)) => Code::AlertNotFound,
+            Rejection::Alert(_) => Code::AlertConflict,
+            Rejection::InvalidFlag(_) => {
+                return ApiError::invalid("flag", rejection.to_string());
+            }
+            Rejection::FlagNotFound(_) => Code::FlagNotFound,
             Rejection::FlagService(_) => {
-                eprintln!("alert-webhook: {self}");
-                "the flags admin API failed".to_owned()
+                return ApiError {
+                    internal: Some(rejection.to_string()),
+                    ..ApiError::new(Code::UpstreamFailed, "the flags admin API failed")
+                };
             }
             Rejection::Storage(_) | Rejection::Internal(_) => {
-                eprintln!("alert-webhook: {self}");
-                "internal error".to_owned()
+                return ApiError::internal(rejection.to_string());
             }
-            _ => self.to_string(),
         };
-        let mut headers = Vec::new();
-        match self {
-            Rejection::MissingToken | Rejection::WrongToken => {
-                headers.push(("www-authenticate", "Bearer".to_owned()));
-            }
-            Rejection::Method => headers.push(("allow", "POST".to_owned())),
-            _ => {}
-        }
-        platform::json_with(
-            status,
-            &serde_json::json!({ "error": { "code": code, "message": message } }),
-            &headers,
-        )
+        ApiError::new(code, rejection.to_string())
+    }
+}
+
+impl Rejection {
+    /// The response for this failure. Server-side failures are logged and
+    /// answered without details.
+    pub fn response(&self) -> Response {
+        platform::fail("alert-webhook", &ApiError::from(self))
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP entry point: routes `/ofrep/...` and the admin paths.
 
+use dol_core::error::{ApiError, Code};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -20,6 +21,9 @@ fn handle(req: Request) -> Response {
     {
         admin::handle(&req)
     } else {
-        platform::error(404, "not-found", "no such route")
+        platform::fail(
+            "flag-evaluate",
+            &ApiError::new(Code::NotFound, "no such route"),
+        )
     }
 }

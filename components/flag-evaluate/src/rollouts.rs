@@ -12,6 +12,7 @@
 //! | `POST /admin/flags/{key}/rollout/resume` | resume a paused rollout |
 //! | `POST /admin/flags/{key}/rollout/restart` | start a rolled-back one again |
 
+use dol_core::error::{ApiError, Code};
 use dol_core::rollouts::store::{self as core, AdminOp, Applied, RolloutError};
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
@@ -21,95 +22,76 @@ use dol_spin_platform::{self as platform, SpinKv, SpinSql, now_ms, open_db};
 /// Audit entries of a flag shown with its rollout.
 const TRAIL: i64 = 50;
 
-fn failed(err: &RolloutError) -> Response {
-    if err.status() >= 500 {
-        eprintln!("flag-evaluate: rollout storage failed: {err}");
-    }
-    platform::json(err.status(), &err.body())
-}
-
 /// Runs a rollout change (which publishes the flag version it writes).
 fn change(
     f: impl FnOnce(&mut SpinSql<'_>, &mut SpinKv) -> Result<Applied, RolloutError>,
     status: u16,
-) -> anyhow::Result<Response> {
-    let db = open_db()?;
-    let mut kv = SpinKv::open_default()?;
-    Ok(match f(&mut SpinSql(&db), &mut kv) {
-        Ok(applied) => platform::json(status, &applied.record.view()),
-        Err(err) => failed(&err),
-    })
+) -> Result<Response, ApiError> {
+    let db = open_db().map_err(platform::internal)?;
+    let mut kv = SpinKv::open_default().map_err(platform::internal)?;
+    let applied = f(&mut SpinSql(&db), &mut kv)?;
+    Ok(platform::json(status, &applied.record.view()))
 }
 
 /// `GET /admin/rollouts`.
-pub fn list(req: &Request) -> anyhow::Result<Response> {
+pub fn list(req: &Request) -> Result<Response, ApiError> {
     if *req.method() != Method::Get {
-        return Ok(platform::method_not_allowed("GET"));
+        return Err(ApiError::method_not_allowed("GET"));
     }
-    let db = open_db()?;
-    Ok(match core::list(&mut SpinSql(&db)) {
-        Ok(all) => {
-            let views: Vec<Value> = all.iter().map(|r| r.view()).collect();
-            platform::json(200, &json!({ "rollouts": views }))
-        }
-        Err(err) => failed(&err),
-    })
+    let db = open_db().map_err(platform::internal)?;
+    let views: Vec<Value> = core::list(&mut SpinSql(&db))?
+        .iter()
+        .map(|r| r.view())
+        .collect();
+    Ok(platform::json(200, &json!({ "rollouts": views })))
 }
 
 /// `/admin/flags/{key}/rollout[/{op}]`; `op` is what follows `rollout`.
-pub fn handle(req: &Request, key: &str, op: Option<&str>, actor: &str) -> anyhow::Result<Response> {
-    let method = req.method();
+pub fn handle(
+    req: &Request,
+    key: &str,
+    op: Option<&str>,
+    actor: &str,
+) -> Result<Response, ApiError> {
     let now = now_ms();
-    match (op, method) {
+    match (op, req.method()) {
         (None, Method::Get) => view(key),
         (None, Method::Put) => {
-            let body: Value = match serde_json::from_slice(req.body()) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Ok(platform::error(
-                        400,
-                        "invalid-json",
-                        &format!("the body is not JSON: {e}"),
-                    ));
-                }
-            };
+            let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
+                ApiError::new(Code::InvalidJson, format!("the body is not JSON: {e}"))
+            })?;
             change(|db, kv| core::start(db, kv, key, &body, actor, now), 201)
         }
         (None, Method::Delete) => change(
             |db, kv| core::admin(db, kv, key, AdminOp::Cancel, actor, now),
             200,
         ),
-        (None, _) => Ok(platform::method_not_allowed("GET, PUT, DELETE")),
+        (None, _) => Err(ApiError::method_not_allowed("GET, PUT, DELETE")),
         (Some(name), Method::Post) => {
             let op = match name {
                 "pause" => AdminOp::Pause,
                 "resume" => AdminOp::Resume,
                 "restart" => AdminOp::Restart,
-                _ => return Ok(not_found()),
+                _ => return Err(not_found()),
             };
             change(|db, kv| core::admin(db, kv, key, op, actor, now), 200)
         }
-        (Some("pause" | "resume" | "restart"), _) => Ok(platform::method_not_allowed("POST")),
-        (Some(_), _) => Ok(not_found()),
+        (Some("pause" | "resume" | "restart"), _) => Err(ApiError::method_not_allowed("POST")),
+        (Some(_), _) => Err(not_found()),
     }
 }
 
-fn not_found() -> Response {
-    platform::error(
-        404,
-        "not-found",
+fn not_found() -> ApiError {
+    ApiError::new(
+        Code::NotFound,
         "no such route: /admin/flags/{key}/rollout[/pause|/resume|/restart]",
     )
 }
 
-fn view(key: &str) -> anyhow::Result<Response> {
-    let db = open_db()?;
+fn view(key: &str) -> Result<Response, ApiError> {
+    let db = open_db().map_err(platform::internal)?;
     let mut sql = SpinSql(&db);
-    let record = match core::get(&mut sql, key) {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(failed(&RolloutError::NotFound(key.to_owned()))),
-        Err(err) => return Ok(failed(&err)),
-    };
+    let record = core::get(&mut sql, key)?.ok_or_else(|| RolloutError::NotFound(key.to_owned()))?;
     let trail: Vec<Value> = dol_core::flags::store::audit(&mut sql, Some(key), TRAIL)?
         .into_iter()
         .filter(|e| {

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use anyhow::Context as _;
+use dol_core::error::ApiError;
 use dol_core::flags::FlagSet;
 use dol_core::flags::admin::FlagState;
 use dol_core::flags::store::{self as flag_store, Published};
@@ -89,8 +90,8 @@ fn remember(version: i64, set: FlagSet) -> (i64, Rc<FlagSet>) {
 }
 
 /// The current stored state (admin reads go to SQLite, the source of truth).
-pub fn read_state() -> anyhow::Result<(i64, FlagState)> {
-    let db = open_db()?;
+pub fn read_state() -> Result<(i64, FlagState), ApiError> {
+    let db = open_db().map_err(dol_spin_platform::internal)?;
     Ok(flag_store::load_latest(&mut SpinSql(&db), now_ms())?)
 }
 
@@ -107,9 +108,9 @@ pub fn write(
         &mut SpinSql<'_>,
         &FlagState,
     ) -> Result<flag_store::EditResult, flag_store::FlagStoreError>,
-) -> anyhow::Result<WriteOutcome> {
-    let db = open_db()?;
-    let mut kv = SpinKv::open_default()?;
+) -> Result<WriteOutcome, ApiError> {
+    let db = open_db().map_err(dol_spin_platform::internal)?;
+    let mut kv = SpinKv::open_default().map_err(dol_spin_platform::internal)?;
     Ok(flag_store::write_with(
         &mut SpinSql(&db),
         &mut kv,
@@ -120,8 +121,8 @@ pub fn write(
 }
 
 /// Audit entries, newest first, optionally for one flag.
-pub fn audit(flag: Option<&str>, limit: i64) -> anyhow::Result<Vec<Value>> {
-    let db = open_db()?;
+pub fn audit(flag: Option<&str>, limit: i64) -> Result<Vec<Value>, ApiError> {
+    let db = open_db().map_err(dol_spin_platform::internal)?;
     let mut sql = SpinSql(&db);
     flag_store::load_latest(&mut sql, now_ms())?;
     Ok(flag_store::audit(&mut sql, flag, limit)?)

@@ -8,23 +8,7 @@ use dol_core::gateway::quality::QualityConfig;
 use dol_core::gateway::retry::RetryPolicy;
 use dol_core::gateway::tiers::PipelineConfig;
 
-/// Everything a generation needs to know from configuration.
-pub struct Settings {
-    /// Provider keys and URLs.
-    pub providers: ProviderSettings,
-    /// Driver tuning.
-    pub engine: EngineConfig,
-    /// Quality scorer tuning.
-    pub quality: QualityConfig,
-    /// Circuit breaker tuning.
-    pub circuit: CircuitConfig,
-    /// Cache entry lifetime; 0 disables the cache.
-    pub cache_ttl_secs: u64,
-    /// Flag choosing the entry tier (empty = none).
-    pub tier_flag: String,
-    /// A key accepted without being stored (e.g. for `dol up` on a laptop); empty = none.
-    pub bootstrap_key: String,
-}
+pub use dol_core::gateway::pipeline::Settings;
 
 fn var(name: &str) -> String {
     spin_sdk::variables::get(name).unwrap_or_default()

@@ -5,9 +5,10 @@ use dol_core::gateway::openai::{ErrorType, ModelList};
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
-use dol_spin_platform as platform;
+use dol_core::gateway::store;
+use dol_spin_platform::{self as platform, SpinSql};
 
-use crate::{admin, chat, experiments, net, store};
+use crate::{admin, chat, events, net, reply};
 
 /// A request read into memory (generation bodies are small JSON documents).
 pub struct Incoming {
@@ -68,7 +69,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Err(message) => {
             return net::respond(
                 out,
-                chat::openai_error(ErrorType::InvalidRequest, message, None, &[]),
+                reply::openai_error(ErrorType::InvalidRequest, message, None, &[]),
             )
             .await;
         }
@@ -78,7 +79,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         ("/v1/chat/completions", Method::Post) => chat::serve(req, out, false).await,
         ("/v1/generate", Method::Post) => chat::serve(req, out, true).await,
         ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
-        ("/v1/events", Method::Post) => net::respond(out, experiments::post_events(&req)).await,
+        ("/v1/events", Method::Post) => net::respond(out, events::post_events(&req)).await,
         ("/v1/events", _) => net::respond(out, platform::method_not_allowed("POST")).await,
         ("/v1/chat/completions" | "/v1/generate", _) => {
             net::respond(out, platform::method_not_allowed("POST")).await
@@ -88,7 +89,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         _ => {
             net::respond(
                 out,
-                chat::openai_error(
+                reply::openai_error(
                     ErrorType::NotFound,
                     &format!("Unknown route {}", req.path),
                     None,
@@ -105,7 +106,7 @@ fn models(req: &Incoming) -> spin_sdk::http::Response {
     let settings = match crate::config::load() {
         Ok(s) => s,
         Err(m) => {
-            return chat::openai_error(
+            return reply::openai_error(
                 ErrorType::Server,
                 &format!("gateway misconfigured: {m}"),
                 None,
@@ -113,16 +114,16 @@ fn models(req: &Incoming) -> spin_sdk::http::Response {
             );
         }
     };
-    let db = match store::db() {
+    let db = match platform::open_db() {
         Ok(db) => db,
-        Err(e) => return chat::internal("models", &e),
+        Err(e) => return reply::internal("models", &e),
     };
-    if let Err(response) = chat::authenticate(req, &db, &settings.bootstrap_key) {
+    if let Err(response) = reply::authenticate(req, &db, &settings.bootstrap_key) {
         return response;
     }
-    let catalog = match store::routable_catalog(&db, platform::now_ms()) {
+    let catalog = match store::routable_catalog(&mut SpinSql(&db), platform::now_ms()) {
         Ok(c) => c,
-        Err(e) => return chat::internal("models", &e),
+        Err(e) => return reply::internal("models", &e),
     };
     let enabled = dol_core::gateway::catalog::enabled_providers(&settings.providers);
     let mut pairs: Vec<(&str, &str)> = vec![("auto", "dol"), (offline::MODEL, offline::PROVIDER)];

@@ -1,17 +1,21 @@
 //! DOL's AI generation gateway component: an OpenAI-compatible
 //! `/v1/chat/completions` (streaming too), `/v1/models`, `/v1/generate` over
 //! prompt templates, `/v1/events` (experiment events), and the gateway admin API. Routing, fallback, quality,
-//! cost, limits and caching are decided by `dol_core::gateway`; this crate
-//! is the Spin adapter (HTTP, outbound calls, SQLite, key-value, variables).
+//! cost, limits and caching are decided by `dol_core::gateway`, and its
+//! storage (every SQL statement, the key-value layout) is
+//! `dol_core::gateway::store`; this crate is the Spin adapter (HTTP,
+//! outbound calls, opening SQLite and key-value, variables).
 
 mod admin;
 mod chat;
+mod client;
 mod config;
-mod experiments;
+mod events;
 mod flags;
 // spin-sdk's `#[http_component]` expands to an `#[export_name]` function.
 #[allow(unsafe_code)]
 mod http;
 mod net;
-mod probes;
-mod store;
+mod reply;
+mod timer;
+mod upstream;

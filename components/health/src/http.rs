@@ -43,13 +43,16 @@ fn live() -> Response {
 
 /// Readiness: key-value and SQLite round trips, migrations applied.
 fn ready() -> Response {
-    let (kv, kv_scan) = checks::key_value();
-    let (sql, sql_scan) = checks::sqlite();
+    let storage = checks::Storage::check();
     let migrations = checks::migrations();
     let report = HealthReport::new(
         env!("CARGO_PKG_VERSION"),
-        vec![kv, sql, migrations],
-        latest_scan(kv_scan, sql_scan),
+        vec![
+            storage.key_value.result.clone(),
+            storage.sqlite.result.clone(),
+            migrations,
+        ],
+        latest_scan(storage.key_value.last_run, storage.sqlite.last_run),
     );
     respond(report.http_status(), &report)
 }
@@ -64,11 +67,11 @@ fn api_health() -> Response {
 fn api_metrics(query: &str) -> Response {
     let raw = platform::query_param(query, "window").unwrap_or_else(|| "1h".to_owned());
     let Some(window) = Window::parse(&raw) else {
-        return platform::error(
-            400,
-            "bad-window",
-            &format!("window `{raw}` is not one of 1h, 24h, 7d"),
+        let err = dol_core::error::ApiError::invalid(
+            "window",
+            format!("window `{raw}` is not one of 1h, 24h, 7d"),
         );
+        return platform::fail("health", &err);
     };
     match report::overview(window) {
         Ok(o) => respond(200, &o),

@@ -8,7 +8,10 @@
 //! two worlds into one component.
 //!
 //! The scans ([`alerts`], [`rollouts`], [`probes`], [`discovery`], [`report`]) are thin:
-//! their decisions are pure functions in `dol_core::observe::scans`.
+//! their decisions are pure functions in `dol_core::observe::scans`, their
+//! storage is `dol_core::observe::scan_store` (the health score of the
+//! `alerts` scan is `/api/health`'s, read by `dol_core::observe::system`);
+//! this crate does the network calls and maps the results to JSON.
 
 mod alerts;
 mod config;

@@ -1,6 +1,7 @@
 //! The `probes` scan (every 5 minutes): one model-list call per enabled
 //! provider, recorded up/down with latency under [`PROBES_KEY`] in
-//! key-value. A failed probe is logged and recorded, never silent.
+//! key-value (read by the `alerts` scan and the gateway's routing). A
+//! failed probe is logged and recorded, never silent.
 
 use dol_core::gateway::catalog::enabled_providers;
 use dol_core::gateway::providers::{ProviderConfig, models_request, parse_models};
@@ -10,14 +11,6 @@ use spin_sdk::key_value::Store;
 
 use crate::net;
 use dol_spin_platform::now_ms;
-
-/// The last probes, empty when none ran or the store is unreadable.
-pub fn last() -> Vec<ProbeResult> {
-    Store::open_default()
-        .ok()
-        .and_then(|s| s.get_json::<Vec<ProbeResult>>(PROBES_KEY).ok().flatten())
-        .unwrap_or_default()
-}
 
 /// Probes one provider.
 pub fn probe(cfg: &ProviderConfig, at_ms: i64) -> ProbeResult {

@@ -5,18 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::storage::SqlValue;
-
 /// The key-value key holding the JSON [`ScanRun`] of the latest scan.
 pub const LAST_RUN_KEY: &str = "dol:scans:last-run";
-
-/// Inserts a [`ScanRun`]; parameters from [`ScanRun::to_params`].
-pub const INSERT_SCAN_RUN_SQL: &str = "INSERT INTO scan_runs \
-(name, started_at, finished_at, duration_ms, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)";
-
-/// Selects the latest [`ScanRun`]; rows read by [`ScanRun::from_row`].
-pub const LAST_SCAN_RUN_SQL: &str = "SELECT name, started_at, finished_at, duration_ms, \
-outcome, detail FROM scan_runs ORDER BY started_at DESC, id DESC LIMIT 1";
 
 /// The result of one health check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,7 +74,8 @@ impl Outcome {
     }
 }
 
-/// One scan run, as stored in `scan_runs` and under [`LAST_RUN_KEY`].
+/// One scan run, as stored in `scan_runs` and under [`LAST_RUN_KEY`]
+/// (`dol_core::observe::scan_store` reads and writes it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanRun {
     /// Scan name, e.g. `heartbeat`.
@@ -118,40 +109,6 @@ impl ScanRun {
             outcome: Outcome::Ok,
             detail: String::new(),
         }
-    }
-
-    /// Parameters for [`INSERT_SCAN_RUN_SQL`].
-    pub fn to_params(&self) -> Vec<SqlValue> {
-        vec![
-            SqlValue::Text(self.scan.clone()),
-            SqlValue::Integer(self.started_at),
-            SqlValue::Integer(self.finished_at),
-            SqlValue::Integer(self.duration_ms),
-            SqlValue::Text(self.outcome.as_str().to_owned()),
-            SqlValue::Text(self.detail.clone()),
-        ]
-    }
-
-    /// Reads a row of [`LAST_SCAN_RUN_SQL`]; `None` if it does not fit.
-    /// The table has no trigger timestamp, so `timestamp` is 0.
-    pub fn from_row(row: &[SqlValue]) -> Option<Self> {
-        let [name, started, finished, duration, outcome, detail] = row else {
-            return None;
-        };
-        let outcome = match outcome.as_str()? {
-            "ok" => Outcome::Ok,
-            "error" => Outcome::Error,
-            _ => return None,
-        };
-        Some(Self {
-            scan: name.as_str()?.to_owned(),
-            timestamp: 0,
-            started_at: started.as_i64()?,
-            finished_at: finished.as_i64()?,
-            duration_ms: duration.as_i64()?,
-            outcome,
-            detail: detail.as_str().unwrap_or_default().to_owned(),
-        })
     }
 }
 
@@ -266,30 +223,10 @@ mod tests {
     }
 
     #[test]
-    fn scan_run_round_trips_through_row_and_json() {
+    fn scan_run_round_trips_through_json() {
         let r = run(1_000);
-        let row = r.to_params();
-        let back = ScanRun::from_row(&row).expect("fits");
-        assert_eq!(
-            back,
-            ScanRun {
-                timestamp: 0,
-                ..r.clone()
-            }
-        );
         let json = serde_json::to_string(&r).expect("serialises");
         assert_eq!(serde_json::from_str::<ScanRun>(&json).expect("parses"), r);
-    }
-
-    #[test]
-    fn scan_run_from_bad_rows_is_none() {
-        assert_eq!(ScanRun::from_row(&[]), None);
-        let mut row = run(1).to_params();
-        row[4] = SqlValue::Text("weird".into());
-        assert_eq!(ScanRun::from_row(&row), None);
-        row[4] = SqlValue::Text("error".into());
-        row[1] = SqlValue::Null;
-        assert_eq!(ScanRun::from_row(&row), None);
     }
 
     #[test]

@@ -141,3 +141,214 @@ impl KeyValue for MemoryKeyValue {
         Ok(())
     }
 }
+
+/// A column of a result row that is missing or does not hold the type the
+/// reader expects (a schema change, or a row written by something else).
+/// Internals: log it, do not send it to clients.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{table}.{column}: expected {expected}")]
+pub struct ColumnError {
+    /// The table (or result) the row came from.
+    pub table: &'static str,
+    /// The column, by name.
+    pub column: &'static str,
+    /// What the reader expected, e.g. `integer` or `text or NULL`.
+    pub expected: &'static str,
+}
+
+/// Checked, typed access to one result row: every getter takes the
+/// column's position and its name, and a missing column or a value of the
+/// wrong type is a [`ColumnError`] naming the column (never a panic).
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    table: &'static str,
+    values: &'a [SqlValue],
+}
+
+impl<'a> Row<'a> {
+    /// The row `values` read from `table`.
+    pub fn new(table: &'static str, values: &'a [SqlValue]) -> Self {
+        Self { table, values }
+    }
+
+    /// The error for `column` not holding `expected` (also for the caller's
+    /// own checks, such as an enum stored as text).
+    pub fn error(&self, column: &'static str, expected: &'static str) -> ColumnError {
+        ColumnError {
+            table: self.table,
+            column,
+            expected,
+        }
+    }
+
+    fn value(
+        &self,
+        idx: usize,
+        column: &'static str,
+        expected: &'static str,
+    ) -> Result<&'a SqlValue, ColumnError> {
+        self.values
+            .get(idx)
+            .ok_or_else(|| self.error(column, expected))
+    }
+
+    /// An integer.
+    pub fn int(&self, idx: usize, column: &'static str) -> Result<i64, ColumnError> {
+        const EXPECTED: &str = "integer";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Integer(n) => Ok(*n),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// An integer or `NULL`.
+    pub fn opt_int(&self, idx: usize, column: &'static str) -> Result<Option<i64>, ColumnError> {
+        const EXPECTED: &str = "integer or NULL";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Integer(n) => Ok(Some(*n)),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// A non-negative integer (a count, a price, a Unix time).
+    pub fn uint(&self, idx: usize, column: &'static str) -> Result<u64, ColumnError> {
+        const EXPECTED: &str = "non-negative integer";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Integer(n) => u64::try_from(*n).map_err(|_| self.error(column, EXPECTED)),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// A non-negative integer or `NULL`.
+    pub fn opt_uint(&self, idx: usize, column: &'static str) -> Result<Option<u64>, ColumnError> {
+        const EXPECTED: &str = "non-negative integer or NULL";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Integer(n) => u64::try_from(*n)
+                .map(Some)
+                .map_err(|_| self.error(column, EXPECTED)),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// A number (SQLite hands back a `REAL` column's whole values, and
+    /// integer aggregates, as integers).
+    pub fn real(&self, idx: usize, column: &'static str) -> Result<f64, ColumnError> {
+        const EXPECTED: &str = "real";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Real(r) => Ok(*r),
+            SqlValue::Integer(n) => Ok(*n as f64),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// A number or `NULL`.
+    pub fn opt_real(&self, idx: usize, column: &'static str) -> Result<Option<f64>, ColumnError> {
+        const EXPECTED: &str = "real or NULL";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Real(r) => Ok(Some(*r)),
+            SqlValue::Integer(n) => Ok(Some(*n as f64)),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// Text.
+    pub fn text(&self, idx: usize, column: &'static str) -> Result<&'a str, ColumnError> {
+        const EXPECTED: &str = "text";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Text(t) => Ok(t),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// Text or `NULL`.
+    pub fn opt_text(
+        &self,
+        idx: usize,
+        column: &'static str,
+    ) -> Result<Option<&'a str>, ColumnError> {
+        const EXPECTED: &str = "text or NULL";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Null => Ok(None),
+            SqlValue::Text(t) => Ok(Some(t)),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// A boolean stored as an integer (0 is false, anything else true).
+    pub fn bool(&self, idx: usize, column: &'static str) -> Result<bool, ColumnError> {
+        const EXPECTED: &str = "integer 0 or 1";
+        match self.value(idx, column, EXPECTED)? {
+            SqlValue::Integer(n) => Ok(*n != 0),
+            _ => Err(self.error(column, EXPECTED)),
+        }
+    }
+
+    /// A JSON document stored as text, decoded into `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        idx: usize,
+        column: &'static str,
+    ) -> Result<T, ColumnError> {
+        const EXPECTED: &str = "JSON text of the expected shape";
+        let text = match self.value(idx, column, EXPECTED)? {
+            SqlValue::Text(t) => t,
+            _ => return Err(self.error(column, EXPECTED)),
+        };
+        serde_json::from_str(text).map_err(|_| self.error(column, EXPECTED))
+    }
+}
+
+#[cfg(test)]
+mod row_tests {
+    use super::{ColumnError, Row, SqlValue};
+
+    #[test]
+    fn getters_check_the_type_and_name_the_column() {
+        let values = [
+            SqlValue::Integer(7),
+            SqlValue::Null,
+            SqlValue::Text("x".into()),
+            SqlValue::Real(1.5),
+            SqlValue::Integer(-1),
+        ];
+        let row = Row::new("t", &values);
+        assert_eq!(row.int(0, "a"), Ok(7));
+        assert_eq!(row.uint(0, "a"), Ok(7));
+        assert_eq!(row.real(0, "a"), Ok(7.0));
+        assert_eq!(row.bool(0, "a"), Ok(true));
+        assert_eq!(row.opt_int(1, "b"), Ok(None));
+        assert_eq!(row.opt_text(1, "b"), Ok(None));
+        assert_eq!(row.opt_real(1, "b"), Ok(None));
+        assert_eq!(row.text(2, "c"), Ok("x"));
+        assert_eq!(row.opt_real(3, "d"), Ok(Some(1.5)));
+        fn wrong<T>(column: &'static str, expected: &'static str) -> Result<T, ColumnError> {
+            Err(ColumnError {
+                table: "t",
+                column,
+                expected,
+            })
+        }
+        assert_eq!(row.int(2, "c"), wrong("c", "integer"));
+        assert_eq!(row.uint(4, "e"), wrong("e", "non-negative integer"));
+        assert_eq!(row.real(2, "c"), wrong("c", "real"));
+        assert_eq!(row.text(1, "b"), wrong("b", "text"));
+        // A column the statement no longer selects is an error, not a panic.
+        assert_eq!(row.int(9, "gone"), wrong("gone", "integer"));
+        assert_eq!(
+            row.json::<Vec<String>>(2, "c"),
+            wrong("c", "JSON text of the expected shape")
+        );
+        assert_eq!(
+            ColumnError {
+                table: "models",
+                column: "input_price",
+                expected: "integer or NULL"
+            }
+            .to_string(),
+            "models.input_price: expected integer or NULL"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! key-value store), the wall clock, JSON responses and small HTTP helpers.
 //! Only the components use it; the core stays free of spin-sdk.
 
+use dol_core::error::{ApiError, Code};
 use dol_core::storage::{KeyValue, SqlExecutor, SqlValue};
 use spin_sdk::http::Response;
 use spin_sdk::sqlite::{Connection, Value};
@@ -128,6 +129,31 @@ pub fn error(status: u16, code: &str, message: &str) -> Response {
     )
 }
 
+/// The response for `err` in DOL's JSON shape (`ApiError::to_dol`), with its
+/// headers. A server error's details go to the log under `component`'s
+/// name, never into the body.
+pub fn fail(component: &str, err: &ApiError) -> Response {
+    log_internal(component, err);
+    let headers: Vec<(&str, String)> = err
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .collect();
+    json_with(err.status(), &err.to_dol(), &headers)
+}
+
+/// A server error (500 `internal`) from any failure, its chain kept for the log.
+pub fn internal(err: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("{err:#}"))
+}
+
+/// Logs the details of a server error (the client never sees them).
+pub fn log_internal(component: &str, err: &ApiError) {
+    if let Some(detail) = &err.internal {
+        eprintln!("{component}: {}: {detail}", err.code.as_str());
+    }
+}
+
 /// A JSON response with extra headers.
 pub fn json_with(status: u16, body: &serde_json::Value, headers: &[(&str, String)]) -> Response {
     let mut builder = Response::builder();
@@ -183,24 +209,30 @@ pub fn check_admin(
     authorization: Option<&str>,
     actor: Option<&str>,
 ) -> Result<String, Response> {
+    admin_actor(component, authorization, actor).map_err(|err| fail(component, &err))
+}
+
+/// [`check_admin`] as an [`ApiError`]: `admin-closed` (403) without an
+/// admin token, `unauthorized` (401, `WWW-Authenticate: Bearer`) without
+/// credentials or with wrong ones.
+pub fn admin_actor(
+    component: &str,
+    authorization: Option<&str>,
+    actor: Option<&str>,
+) -> Result<String, ApiError> {
     use dol_core::auth::{self, TokenCheck};
     let token = spin_sdk::variables::get(ADMIN_TOKEN_VARIABLE).unwrap_or_else(|err| {
         eprintln!("{component}: reading variable {ADMIN_TOKEN_VARIABLE} failed: {err}");
         String::new()
     });
     if token.is_empty() {
-        return Err(error(
-            403,
-            "admin-closed",
+        return Err(ApiError::new(
+            Code::AdminClosed,
             "admin routes are closed: admin_token is not configured (set SPIN_VARIABLE_ADMIN_TOKEN)",
         ));
     }
     let unauthorized = |message: &str| {
-        json_with(
-            401,
-            &serde_json::json!({ "error": { "code": "unauthorized", "message": message } }),
-            &[("www-authenticate", "Bearer".to_owned())],
-        )
+        ApiError::new(Code::Unauthorized, message).with_header("www-authenticate", "Bearer")
     };
     match auth::check_token(&token, auth::bearer(authorization)) {
         TokenCheck::Valid => Ok(auth::actor(actor, &token)),
@@ -213,9 +245,5 @@ pub fn check_admin(
 
 /// A 405 naming the allowed methods.
 pub fn method_not_allowed(allow: &str) -> Response {
-    json_with(
-        405,
-        &serde_json::json!({ "error": { "code": "method-not-allowed", "message": format!("use {allow}") } }),
-        &[("allow", allow.to_owned())],
-    )
+    fail("", &ApiError::method_not_allowed(allow))
 }

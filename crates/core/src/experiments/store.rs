@@ -24,7 +24,7 @@ use super::definition::{self, Definition, MetricKind};
 use super::events::EventRecord;
 use super::report::{ExperimentData, MetricData, VariantData};
 use super::stats::{MeanSample, ProportionSample};
-use crate::storage::{SqlExecutor, SqlValue};
+use crate::storage::{SqlExecutor, SqlValue, StatementError, in_transaction};
 
 /// Why a storage call failed. `Sql` and `Corrupt` carry database internals:
 /// log them, do not send them to clients.
@@ -41,6 +41,17 @@ pub enum StoreError {
     /// A stored row has an unexpected shape.
     #[error("experiments: unreadable row: {0}")]
     Corrupt(String),
+}
+
+/// So [`in_transaction`] can run store calls: its own `BEGIN` / `COMMIT`
+/// failures become [`StoreError::Sql`].
+impl From<StatementError> for StoreError {
+    fn from(e: StatementError) -> Self {
+        Self::Sql {
+            context: "transaction",
+            message: e.to_string(),
+        }
+    }
 }
 
 /// A stored experiment.
@@ -213,8 +224,14 @@ pub fn delete(db: &mut (impl SqlExecutor + ?Sized), key: &str) -> Result<bool, S
     Ok(existed)
 }
 
+/// Stores one request's events all or none, in one `BEGIN IMMEDIATE`
+/// transaction (`POST /v1/events`).
+pub fn record_events(db: &mut impl SqlExecutor, events: &[EventRecord]) -> Result<(), StoreError> {
+    in_transaction(db, |tx| insert_events(tx, events))
+}
+
 /// Inserts events. Call inside a transaction so a request's events are
-/// stored all or none.
+/// stored all or none ([`record_events`] does).
 pub fn insert_events(
     db: &mut (impl SqlExecutor + ?Sized),
     events: &[EventRecord],

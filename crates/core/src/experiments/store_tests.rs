@@ -270,3 +270,21 @@ fn gateway_statistics_come_from_requests() {
         MetricData::Proportion(ProportionSample { n: 2, successes: 1 })
     );
 }
+
+#[test]
+fn a_request_s_events_are_stored_all_or_none() {
+    let mut db = db();
+    let events = [
+        ev(100, "u1", "a", "exposure", None),
+        ev(101, "u1", "a", "buy", Some(2.0)),
+    ];
+    store::record_events(&mut db, &events).unwrap();
+    assert_eq!(crate::test_sqlite::count(&mut db, "events"), 2);
+
+    // The commit fails after both inserts ran: both are rolled back.
+    let mut failing = db;
+    failing.fail_on = Some("COMMIT");
+    assert!(store::record_events(&mut failing, &events).is_err());
+    failing.fail_on = None;
+    assert_eq!(crate::test_sqlite::count(&mut failing, "events"), 2);
+}

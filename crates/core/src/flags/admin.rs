@@ -86,21 +86,10 @@ impl AdminError {
         }
     }
 
-    /// The JSON error body `{"error": {"code", "message", "path"?}}`.
+    /// The JSON error body `{"error": {"code", "message", "field"?}}`
+    /// ([`crate::error::ApiError::to_dol`]; `field` is the JSON path).
     pub fn body(&self) -> Value {
-        match self {
-            AdminError::Json(m) => json!({ "error": { "code": "invalid-json", "message": m } }),
-            AdminError::Invalid { path, message } => json!({ "error": {
-                "code": "invalid-definition",
-                "message": format!("{path}: {message}"),
-                "path": path,
-            } }),
-            AdminError::NotFound(key) => json!({ "error": {
-                "code": "flag-not-found",
-                "message": format!("no flag with key '{key}'"),
-            } }),
-            AdminError::Conflict(m) => json!({ "error": { "code": "conflict", "message": m } }),
-        }
+        crate::error::ApiError::from(self.clone()).to_dol()
     }
 }
 
@@ -595,7 +584,7 @@ mod tests {
                 path: "p".into(),
                 message: "m".into()
             }
-            .body()["error"]["path"],
+            .body()["error"]["field"],
             "p"
         );
     }

@@ -1114,4 +1114,4 @@ pub fn closing_frames(g: &Generation, id: &str, created: u64, include_usage: boo
     reason = "tests"
 )]
 #[path = "engine_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -10,7 +10,7 @@ use crate::gateway::providers::ProviderKind;
 
 /// One scripted provider reply.
 #[derive(Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// Status, headers, body chunks, with `delay` ms before the head.
     Http(u16, Vec<(String, String)>, Vec<Vec<u8>>, u64),
     /// The connection fails.
@@ -21,26 +21,26 @@ enum Reply {
     Stall(u16, Vec<Vec<u8>>),
 }
 
-struct Fake {
+pub(crate) struct Fake {
     now: u64,
     scripts: BTreeMap<String, VecDeque<Reply>>,
-    sent: Vec<String>,
+    pub(crate) sent: Vec<String>,
 }
 
-struct FakeBody {
+pub(crate) struct FakeBody {
     chunks: VecDeque<Vec<u8>>,
     stall: bool,
 }
 
 impl Fake {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             now: 0,
             scripts: BTreeMap::new(),
             sent: Vec::new(),
         }
     }
-    fn script(&mut self, model: &str, replies: Vec<Reply>) {
+    pub(crate) fn script(&mut self, model: &str, replies: Vec<Reply>) {
         self.scripts
             .entry(model.to_owned())
             .or_default()
@@ -141,9 +141,9 @@ impl Downstream for Client {
     }
 }
 
-const GOOD: &str = "Rust ownership means every value has a single owner; borrowing lets code read or change a value without taking it, and the compiler checks lifetimes so references never outlive their data.";
+pub(crate) const GOOD: &str = "Rust ownership means every value has a single owner; borrowing lets code read or change a value without taking it, and the compiler checks lifetimes so references never outlive their data.";
 
-fn ok_json(text: &str, finish: &str) -> Reply {
+pub(crate) fn ok_json(text: &str, finish: &str) -> Reply {
     let body = json!({
         "id": "x", "object": "chat.completion", "created": 1, "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
@@ -152,7 +152,7 @@ fn ok_json(text: &str, finish: &str) -> Reply {
     Reply::Http(200, Vec::new(), vec![body.to_string().into_bytes()], 10)
 }
 
-fn status(code: u16, retry_after: Option<&str>) -> Reply {
+pub(crate) fn status(code: u16, retry_after: Option<&str>) -> Reply {
     let headers = retry_after
         .map(|r| vec![("retry-after".to_owned(), r.to_owned())])
         .unwrap_or_default();
@@ -160,7 +160,7 @@ fn status(code: u16, retry_after: Option<&str>) -> Reply {
     Reply::Http(code, headers, vec![body.to_string().into_bytes()], 5)
 }
 
-fn sse(text: &str, done: bool) -> Vec<Vec<u8>> {
+pub(crate) fn sse(text: &str, done: bool) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = text
         .split_inclusive(' ')
         .map(|w| format!("data: {}\n\n", json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": null}]})).into_bytes())
@@ -173,7 +173,7 @@ fn sse(text: &str, done: bool) -> Vec<Vec<u8>> {
     out
 }
 
-fn entry(model: &str, tier: Tier, price: Option<u64>) -> CatalogEntry {
+pub(crate) fn entry(model: &str, tier: Tier, price: Option<u64>) -> CatalogEntry {
     CatalogEntry {
         provider: "openai".to_owned(),
         model: model.to_owned(),
@@ -217,7 +217,7 @@ fn request(stream: bool) -> ChatRequest {
     ChatRequest::from_value(&body).unwrap()
 }
 
-fn config() -> EngineConfig {
+pub(crate) fn config() -> EngineConfig {
     let mut c = EngineConfig::default();
     c.pipeline.retry.base_delay_ms = 100;
     c.attempt_timeout_ms = 5_000;

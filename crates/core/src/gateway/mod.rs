@@ -9,23 +9,35 @@
 //! Anthropic and Gemini requests, responses, streams and errors
 //! ([`providers`]), the generation driver over injected I/O ([`engine`]), the
 //! model catalog ([`catalog`]), API keys and limits ([`keys`]), the response
-//! cache key ([`cache`]), telemetry records ([`telemetry`]) and prompt
-//! templates ([`templates`]). Time and jitter come in as arguments, so every
-//! decision is deterministic and unit-testable.
+//! cache key ([`cache`]), telemetry records ([`telemetry`]), prompt
+//! templates ([`templates`]), the SQL and key-value storage of all of
+//! these ([`store`], over the core's storage seam), the front of a request
+//! (key check, body parsing, template rendering: [`intake`]) and the
+//! request pipeline over injected clock, SQL, key-value, upstream and flag
+//! evaluation ([`pipeline`]: entry tier, reservation, cache, settlement,
+//! the request record). Time and jitter come in
+//! as arguments, so every decision is deterministic and unit-testable.
 
 pub mod cache;
 pub mod catalog;
 pub mod circuit;
 pub mod cost;
 pub mod engine;
+pub mod intake;
 pub mod keys;
 pub mod offline;
 pub mod openai;
+pub mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
 pub mod probes;
 pub mod providers;
 pub mod quality;
 pub mod retry;
 pub mod routing;
+pub mod store;
+#[cfg(test)]
+mod store_tests;
 pub mod telemetry;
 pub mod templates;
 pub mod text;

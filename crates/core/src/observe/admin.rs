@@ -114,7 +114,13 @@ impl AdminError {
     pub fn is_public(&self) -> bool {
         !matches!(
             self,
-            Self::Store(StoreError::Sql { .. } | StoreError::Corrupt { .. } | StoreError::Json(_))
+            Self::Store(
+                StoreError::Sql { .. }
+                    | StoreError::Corrupt { .. }
+                    | StoreError::Column(_)
+                    | StoreError::KeyValue { .. }
+                    | StoreError::Json(_)
+            )
         )
     }
 }

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::store::StoreError;
-use crate::storage::{SqlExecutor, SqlValue, in_transaction};
+use crate::storage::{Row, SqlExecutor, SqlValue, in_transaction};
 
 /// Key-value key prefix of the per-minute counts.
 pub const KEY_PREFIX: &str = "dol:flags:evals:";
@@ -47,9 +47,8 @@ pub const NO_VARIANT: &str = "-";
 /// have finished.
 pub const FOLD_LAG_SECS: i64 = 120;
 
-/// Totals in the order `/metrics` shows them: flag, variant, reason, count.
-pub const TOTALS_SQL: &str =
-    "SELECT flag, variant, reason, count FROM flag_evaluations ORDER BY flag, variant, reason";
+/// The columns [`totals`] reads.
+const TOTALS_COLUMNS: &str = "flag, variant, reason, count";
 
 /// The minute (Unix seconds, multiple of 60) holding `now_s`.
 pub fn minute_of(now_s: i64) -> i64 {
@@ -250,18 +249,26 @@ pub fn fold(
     })
 }
 
-/// Rows of [`TOTALS_SQL`] as `(flag, variant, reason, count)`.
-pub fn totals_from_rows(rows: &[Vec<SqlValue>]) -> Vec<(String, String, String, u64)> {
-    rows.iter()
-        .filter_map(|r| {
-            Some((
-                r.first()?.as_str()?.to_owned(),
-                r.get(1)?.as_str()?.to_owned(),
-                r.get(2)?.as_str()?.to_owned(),
-                u64::try_from(r.get(3)?.as_i64()?).unwrap_or(0),
-            ))
-        })
-        .collect()
+/// The folded totals in the order `/metrics` shows them:
+/// `(flag, variant, reason, count)`.
+pub fn totals(db: &mut impl SqlExecutor) -> Result<Vec<(String, String, String, u64)>, StoreError> {
+    sql(
+        db,
+        "read flag evaluation totals",
+        &format!("SELECT {TOTALS_COLUMNS} FROM flag_evaluations ORDER BY flag, variant, reason"),
+        &[],
+    )?
+    .iter()
+    .map(|values| {
+        let r = Row::new("flag_evaluations", values);
+        Ok((
+            r.text(0, "flag")?.to_owned(),
+            r.text(1, "variant")?.to_owned(),
+            r.text(2, "reason")?.to_owned(),
+            r.uint(3, "count")?,
+        ))
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -333,9 +340,8 @@ mod tests {
         let again = fold(&mut db, &listed, NOW_S + 60, 2).unwrap();
         assert_eq!(again.folded, vec![open]);
         assert!(again.skipped.contains(&m0));
-        let rows = db.execute(TOTALS_SQL, &[]).unwrap();
         assert_eq!(
-            totals_from_rows(&rows),
+            totals(&mut db).unwrap(),
             vec![("a".into(), "on".into(), "STATIC".into(), 4)]
         );
         // Nothing closed: no transaction at all.
@@ -354,7 +360,7 @@ mod tests {
         db.fail_on = Some("INSERT INTO flag_evaluation_minutes");
         assert!(fold(&mut db, &listed, NOW_S, 1).is_err());
         db.fail_on = None;
-        assert!(db.execute(TOTALS_SQL, &[]).unwrap().is_empty());
+        assert!(totals(&mut db).unwrap().is_empty());
         assert_eq!(fold(&mut db, &listed, NOW_S, 1).unwrap().evaluations, 1);
     }
 }

@@ -1,7 +1,10 @@
 //! Observability core: health scoring, telemetry statistics, alert rules and
 //! their state machine, Prometheus exposition, Slack and generic webhook
-//! signing, Alertmanager intake, inbound webhook rules, and the alert store
-//! (states, silences, outbox, control values over [`crate::storage::SqlExecutor`]).
+//! signing, Alertmanager intake, inbound webhook rules, and their storage
+//! over [`crate::storage::SqlExecutor`] and [`crate::storage::KeyValue`]:
+//! the alert store (states, silences, outbox, control values, [`store`]),
+//! the health score's inputs and the health component's reads
+//! ([`system`]), and the scans' storage ([`scan_store`]).
 //!
 //! Everything here is pure: the clock (`now`, Unix milliseconds unless a name
 //! says otherwise), the metric values and the previous states come in as
@@ -13,9 +16,11 @@ pub mod alerts;
 pub mod flag_counts;
 pub mod inbound;
 pub mod prometheus;
+pub mod scan_store;
 pub mod scans;
 pub mod score;
 pub mod slack;
 pub mod stats;
 pub mod store;
+pub mod system;
 pub mod usage;

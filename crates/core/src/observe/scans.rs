@@ -45,7 +45,6 @@ use super::alerts::{AlertRule, MetricValues, Notification, NotificationKind};
 use super::slack::{AlertView, alert_message, mrkdwn};
 use super::usage::{Agg, UsageRow, in_window};
 use crate::gateway::providers::DiscoveredModel;
-use crate::storage::SqlValue;
 
 /// Name of the alert-evaluation scan.
 pub const ALERTS: &str = "alerts";
@@ -108,16 +107,8 @@ pub fn due_scans(timestamp: u64) -> Vec<&'static str> {
     out
 }
 
-fn uint(v: Option<&SqlValue>) -> u64 {
-    u64::try_from(v.and_then(SqlValue::as_i64).unwrap_or(0)).unwrap_or(0)
-}
-
-fn txt(v: Option<&SqlValue>) -> String {
-    v.and_then(SqlValue::as_str).unwrap_or_default().to_owned()
-}
-
 /// The values of every windowed metric the rules use, over `rows` (read
-/// with [`super::usage::USAGE_SINCE_SQL`]) at `now_secs` (see the module
+/// with [`super::system::usage_since`]) at `now_secs` (see the module
 /// docs). Window-free metrics are added by the
 /// caller with window 0.
 pub fn metric_values(rules: &[AlertRule], rows: &[UsageRow], now_secs: i64) -> MetricValues {
@@ -200,29 +191,7 @@ pub struct CatalogModel {
     pub source: String,
 }
 
-/// Columns [`CatalogModel::from_sql_row`] expects.
-pub const CATALOG_COLUMNS: &str =
-    "provider, model, context_window, capabilities, input_price, output_price, source";
-
 impl CatalogModel {
-    /// A row selected with [`CATALOG_COLUMNS`].
-    pub fn from_sql_row(r: &[SqlValue]) -> Option<Self> {
-        let caps: BTreeSet<String> = serde_json::from_str(r.get(3)?.as_str()?).unwrap_or_default();
-        let price = |v: Option<&SqlValue>| {
-            v.and_then(SqlValue::as_i64)
-                .map(|p| p.max(0).unsigned_abs())
-        };
-        Some(Self {
-            provider: r.first()?.as_str()?.to_owned(),
-            model: r.get(1)?.as_str()?.to_owned(),
-            context_window: uint(r.get(2)),
-            capabilities: caps,
-            input_price: price(r.get(4)),
-            output_price: price(r.get(5)),
-            source: txt(r.get(6)),
-        })
-    }
-
     /// Whether a price is missing.
     pub fn unpriced(&self) -> bool {
         self.input_price.is_none() || self.output_price.is_none()
@@ -331,6 +300,56 @@ pub fn discovered_entry(provider: &str, m: &DiscoveredModel) -> CatalogModel {
         output_price: None,
         source: "discovered".to_owned(),
     }
+}
+
+/// One line per difference: `new provider/model (no price yet)`,
+/// `removed provider/model`, `changed provider/model: what; what`.
+pub fn discovery_text(diffs: &[ModelDiff]) -> String {
+    let mut lines = Vec::new();
+    for d in diffs {
+        for m in &d.added {
+            lines.push(format!("new {}/{} (no price yet)", d.provider, m.id));
+        }
+        for m in &d.removed {
+            lines.push(format!("removed {}/{m}", d.provider));
+        }
+        for c in &d.changed {
+            lines.push(format!(
+                "changed {}/{}: {}",
+                d.provider,
+                c.model,
+                c.changes.join("; ")
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
+/// The message of a discovery run at `now_ms` and its deduplication key, or
+/// `None` when no model is new or changed: removed models stay in the
+/// catalog (an admin decides), so they alone would repeat every run.
+pub fn discovery_message(
+    diffs: &[ModelDiff],
+    now_ms: i64,
+) -> Result<Option<(ScanMessage, String)>, serde_json::Error> {
+    let changed: Vec<&ModelDiff> = diffs
+        .iter()
+        .filter(|d| !d.added.is_empty() || !d.changed.is_empty())
+        .collect();
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    let message = ScanMessage {
+        scan: DISCOVERY.to_owned(),
+        title: "DOL model discovery".to_owned(),
+        text: discovery_text(diffs),
+        data: serde_json::to_value(&changed)?,
+    };
+    let key = format!(
+        "discovery:{now_ms}:{}",
+        super::alerts::fingerprint(&BTreeMap::from([("text".to_owned(), message.text.clone())]))
+    );
+    Ok(Some((message, key)))
 }
 
 // ---------------------------------------------------------------------------

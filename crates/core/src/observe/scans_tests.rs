@@ -202,20 +202,27 @@ fn discovery_diff_finds_new_removed_and_changed_models() {
 }
 
 #[test]
-fn catalog_rows_parse_from_sql() {
-    let r = vec![
-        SqlValue::Text("openai".into()),
-        SqlValue::Text("gpt-5".into()),
-        SqlValue::Integer(400_000),
-        SqlValue::Text(r#"["json","tools"]"#.into()),
-        SqlValue::Null,
-        SqlValue::Integer(10),
-        SqlValue::Text("discovered".into()),
-    ];
-    let m = CatalogModel::from_sql_row(&r).unwrap();
-    assert_eq!(m.capabilities.len(), 2);
-    assert_eq!((m.input_price, m.output_price), (None, Some(10)));
-    assert!(m.unpriced());
+fn discovery_messages_name_new_and_changed_models_only() {
+    let catalog = vec![cat("gpt-4o", 128_000, &["json"], true)];
+    let only_removed = diff_models("openai", &catalog, &[]);
+    assert_eq!(only_removed.removed, vec!["gpt-4o".to_owned()]);
+    // Removed models alone send nothing (they would repeat every run).
+    assert_eq!(
+        discovery_message(std::slice::from_ref(&only_removed), 7).unwrap(),
+        None
+    );
+    let added = diff_models("openai", &catalog, &[listed("gpt-5", None, &[])]);
+    let (message, key) = discovery_message(&[added, only_removed], 7)
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.scan, DISCOVERY);
+    assert_eq!(
+        message.text,
+        "new openai/gpt-5 (no price yet)\nremoved openai/gpt-4o\nremoved openai/gpt-4o"
+    );
+    // Data lists only the providers with something new or changed.
+    assert_eq!(message.data.as_array().map(Vec::len), Some(1));
+    assert!(key.starts_with("discovery:7:"), "{key}");
 }
 
 #[test]

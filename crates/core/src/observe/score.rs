@@ -1,5 +1,17 @@
 //! Health score (0–100), status and the emergency-mode decision.
 //!
+//! # One score
+//!
+//! [`system_score`] is DOL's health score: `/api/health`, the
+//! `dol_health_score` gauge of `/metrics` and the `alerts` scan (the
+//! `health_score` rule metric and automatic emergency mode) all compute it
+//! from [`ScoreInputs`] read by [`super::system::read_score_inputs`], so at
+//! the same moment they agree on the score, the status and whether DOL is
+//! in an emergency. Its component checks are the storage round trips
+//! (`database` 3, `key-value` 2), `generation` (2), `providers` (1) and
+//! `scans` (1) ([`super::usage::WEIGHTS`]); its telemetry is the last
+//! 5 minutes of usage ([`super::usage::recent_usage`]).
+//!
 //! # Scoring rules
 //!
 //! The score is the sum of two parts, rounded to the nearest integer:
@@ -37,6 +49,10 @@ use serde::{Deserialize, Serialize};
 use crate::health::CheckResult;
 
 use super::stats::Summary;
+use super::usage::{
+    Agg, Breaker, GENERATION_MIN_SAMPLES, SCAN_MAX_AGE_MS, generation_problem, providers_problem,
+    scans_problem, weight_of,
+};
 
 /// A component check with its weight in the score.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +262,77 @@ pub fn score(checks: &[WeightedCheck], t: &TelemetryInputs, cfg: &ScoreConfig) -
         status: status_for(score, cfg),
         score,
         issues,
+    }
+}
+
+/// Everything [`system_score`] reads, gathered by
+/// [`super::system::read_score_inputs`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreInputs {
+    /// Storage round trips (`database`, `key-value`), as measured.
+    pub storage: Vec<CheckResult>,
+    /// Usage of the last 5 minutes ([`super::usage::recent_usage`]).
+    pub recent: Agg,
+    /// How long reading the usage rows took, ms.
+    pub usage_latency_ms: u64,
+    /// Whether reading the usage rows failed (the generation check fails).
+    pub usage_failed: bool,
+    /// Circuit breakers of the gateway's routing state.
+    pub breakers: Vec<Breaker>,
+    /// How long reading the routing state took, ms.
+    pub routing_latency_ms: u64,
+    /// Latest start per scan, Unix ms.
+    pub scans: Vec<(String, i64)>,
+    /// How long reading the scans took, ms.
+    pub scans_latency_ms: u64,
+    /// Now, Unix ms.
+    pub now_ms: i64,
+}
+
+/// The scored system: the weighted checks and the score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// Every scored check with its weight (`components` of `/api/health`).
+    pub checks: Vec<WeightedCheck>,
+    /// Score, status and issues.
+    pub health: SystemHealth,
+}
+
+/// DOL's health score (see the module docs): the storage checks as given,
+/// then `generation` ([`generation_problem`] over the recent usage, or
+/// failed when it was unreadable), `providers` ([`providers_problem`]) and
+/// `scans` ([`scans_problem`]), weighted by [`super::usage::WEIGHTS`], and
+/// the recent usage as telemetry, by [`score`] with the default rules.
+pub fn system_score(i: &ScoreInputs) -> Scored {
+    let mut checks: Vec<CheckResult> = i.storage.clone();
+    checks.push(if i.usage_failed {
+        CheckResult::fail("generation", i.usage_latency_ms, "usage unreadable")
+    } else {
+        match generation_problem(&i.recent, GENERATION_MIN_SAMPLES) {
+            Some(why) => CheckResult::fail("generation", i.usage_latency_ms, &why),
+            None => CheckResult::pass("generation", i.usage_latency_ms),
+        }
+    });
+    checks.push(match providers_problem(&i.breakers) {
+        Some(why) => CheckResult::fail("providers", i.routing_latency_ms, &why),
+        None => CheckResult::pass("providers", i.routing_latency_ms),
+    });
+    checks.push(match scans_problem(&i.scans, i.now_ms, SCAN_MAX_AGE_MS) {
+        Some(why) => CheckResult::fail("scans", i.scans_latency_ms, &why),
+        None => CheckResult::pass("scans", i.scans_latency_ms),
+    });
+    let weighted: Vec<WeightedCheck> = checks
+        .into_iter()
+        .map(|c| {
+            let w = weight_of(&c.name);
+            WeightedCheck::new(c, w)
+        })
+        .collect();
+    let telemetry = TelemetryInputs::from(&i.recent.summary());
+    let health = score(&weighted, &telemetry, &ScoreConfig::default());
+    Scored {
+        checks: weighted,
+        health,
     }
 }
 

@@ -17,10 +17,11 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::alerts::{
-    self, ActionError, AlertSource, AlertState, AlertStatus, ExternalAlert, Matcher, Notification,
-    Severity, Silence,
+    self, ActionError, AlertRule, AlertSource, AlertState, AlertStatus, ExternalAlert, Matcher,
+    MetricValues, Notification, Severity, Silence,
 };
-use crate::storage::{SqlExecutor, SqlValue};
+use super::score::{EmergencyConfig, EmergencyReason, EmergencyState, Override, decide_emergency};
+use crate::storage::{ColumnError, Row, SqlExecutor, SqlValue};
 
 /// Outbox kind of an alert notification; the payload is a [`Notification`]
 /// and the target [`TARGET_DEFAULT`].
@@ -46,8 +47,8 @@ pub const BACKOFF_MAX_MS: i64 = 3_600_000;
 /// `last_error` is cut to this many characters.
 pub const MAX_ERROR_CHARS: usize = 500;
 
-/// Why a storage call failed. `Sql`, `Corrupt` and `Json` carry database
-/// internals: log them, do not send them to clients.
+/// Why a storage call failed. `Sql`, `Corrupt`, `Column`, `KeyValue` and
+/// `Json` carry storage internals: log them, do not send them to clients.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum StoreError {
     /// A statement failed.
@@ -65,6 +66,18 @@ pub enum StoreError {
         table: &'static str,
         /// What is wrong.
         reason: String,
+    },
+    /// A column of a result row is missing or does not hold the type its
+    /// reader expects.
+    #[error(transparent)]
+    Column(#[from] ColumnError),
+    /// A key-value call failed.
+    #[error("{context}: {message}")]
+    KeyValue {
+        /// What was being done.
+        context: &'static str,
+        /// The store's message.
+        message: String,
     },
     /// A value could not be written as JSON.
     #[error("encoding JSON: {0}")]
@@ -232,67 +245,6 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Json(e.to_string()))
 }
 
-/// Typed access to one result row.
-struct Row<'a> {
-    table: &'static str,
-    values: &'a [SqlValue],
-}
-
-impl<'a> Row<'a> {
-    fn corrupt(&self, i: usize, what: &str) -> StoreError {
-        StoreError::Corrupt {
-            table: self.table,
-            reason: format!("column {i}: expected {what}"),
-        }
-    }
-
-    fn get(&self, i: usize) -> &'a SqlValue {
-        self.values.get(i).unwrap_or(&SqlValue::Null)
-    }
-
-    fn text(&self, i: usize) -> Result<&'a str, StoreError> {
-        self.get(i).as_str().ok_or_else(|| self.corrupt(i, "text"))
-    }
-
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        match self.get(i) {
-            SqlValue::Null => Ok(None),
-            SqlValue::Text(t) => Ok(Some(t.clone())),
-            _ => Err(self.corrupt(i, "text or NULL")),
-        }
-    }
-
-    fn int(&self, i: usize) -> Result<i64, StoreError> {
-        self.get(i)
-            .as_i64()
-            .ok_or_else(|| self.corrupt(i, "an integer"))
-    }
-
-    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError> {
-        match self.get(i) {
-            SqlValue::Null => Ok(None),
-            SqlValue::Integer(n) => Ok(Some(*n)),
-            _ => Err(self.corrupt(i, "an integer or NULL")),
-        }
-    }
-
-    fn opt_real(&self, i: usize) -> Result<Option<f64>, StoreError> {
-        match self.get(i) {
-            SqlValue::Null => Ok(None),
-            SqlValue::Real(r) => Ok(Some(*r)),
-            SqlValue::Integer(n) => Ok(Some(*n as f64)),
-            _ => Err(self.corrupt(i, "a number or NULL")),
-        }
-    }
-
-    fn json<T: for<'de> Deserialize<'de>>(&self, i: usize) -> Result<T, StoreError> {
-        serde_json::from_str(self.text(i)?).map_err(|e| StoreError::Corrupt {
-            table: self.table,
-            reason: format!("column {i}: {e}"),
-        })
-    }
-}
-
 fn u64_of(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -324,36 +276,36 @@ fn parse_status(s: &str) -> Option<AlertStatus> {
 }
 
 fn alert_from_row(values: &[SqlValue]) -> Result<AlertRecord, StoreError> {
-    let r = Row {
-        table: "alert_states",
-        values,
-    };
-    let source = AlertSource::parse(r.text(2)?).ok_or_else(|| r.corrupt(2, "a source"))?;
-    let severity = Severity::parse(r.text(3)?).ok_or_else(|| r.corrupt(3, "a severity"))?;
-    let status = parse_status(r.text(4)?).ok_or_else(|| r.corrupt(4, "a status"))?;
-    let labels: BTreeMap<String, String> = r.json(5)?;
+    let r = Row::new("alert_states", values);
+    let source = AlertSource::parse(r.text(2, "source")?)
+        .ok_or_else(|| r.error("source", "a known source"))?;
+    let severity = Severity::parse(r.text(3, "severity")?)
+        .ok_or_else(|| r.error("severity", "a known severity"))?;
+    let status =
+        parse_status(r.text(4, "status")?).ok_or_else(|| r.error("status", "a known status"))?;
+    let labels: BTreeMap<String, String> = r.json(5, "labels")?;
     let state = AlertState {
-        fingerprint: r.text(0)?.to_owned(),
-        name: r.text(1)?.to_owned(),
+        fingerprint: r.text(0, "fingerprint")?.to_owned(),
+        name: r.text(1, "name")?.to_owned(),
         source,
         severity,
         labels,
         status,
-        value: r.opt_real(7)?,
-        active_since_ms: r.opt_int(8)?,
-        fired_at_ms: r.opt_int(9)?,
-        resolved_at_ms: r.opt_int(10)?,
-        acknowledged_by: r.opt_text(11)?,
-        acknowledged_at_ms: r.opt_int(12)?,
-        resolved_by: r.opt_text(13)?,
-        incidents: u64_of(r.int(14)?),
-        total_repair_ms: u64_of(r.int(15)?),
-        last_repair_ms: r.opt_int(16)?.map(u64_of),
+        value: r.opt_real(7, "value")?,
+        active_since_ms: r.opt_int(8, "active_since")?,
+        fired_at_ms: r.opt_int(9, "fired_at")?,
+        resolved_at_ms: r.opt_int(10, "resolved_at")?,
+        acknowledged_by: r.opt_text(11, "acknowledged_by")?.map(str::to_owned),
+        acknowledged_at_ms: r.opt_int(12, "acknowledged_at")?,
+        resolved_by: r.opt_text(13, "resolved_by")?.map(str::to_owned),
+        incidents: u64_of(r.int(14, "incidents")?),
+        total_repair_ms: u64_of(r.int(15, "total_repair_ms")?),
+        last_repair_ms: r.opt_int(16, "last_repair_ms")?.map(u64_of),
     };
     Ok(AlertRecord {
         state,
-        summary: r.text(6)?.to_owned(),
-        updated_at_ms: r.int(17)?,
+        summary: r.text(6, "summary")?.to_owned(),
+        updated_at_ms: r.int(17, "updated_at")?,
     })
 }
 
@@ -602,18 +554,15 @@ pub fn apply_external_alerts(
 // Silences
 
 fn silence_from_row(values: &[SqlValue]) -> Result<Silence, StoreError> {
-    let r = Row {
-        table: "silences",
-        values,
-    };
-    let matchers: Vec<Matcher> = r.json(1)?;
+    let r = Row::new("silences", values);
+    let matchers: Vec<Matcher> = r.json(1, "matchers")?;
     Ok(Silence {
-        id: r.text(0)?.to_owned(),
+        id: r.text(0, "id")?.to_owned(),
         matchers,
-        starts_at_ms: r.int(2)?,
-        ends_at_ms: r.int(3)?,
-        created_by: r.text(4)?.to_owned(),
-        comment: r.text(5)?.to_owned(),
+        starts_at_ms: r.int(2, "starts_at")?,
+        ends_at_ms: r.int(3, "ends_at")?,
+        created_by: r.text(4, "created_by")?.to_owned(),
+        comment: r.text(5, "comment")?.to_owned(),
     })
 }
 
@@ -723,21 +672,18 @@ const OUTBOX_COLUMNS: &str = "id, kind, target, payload, dedup_key, attempts, ne
 delivered_at, last_error, created_at";
 
 fn message_from_row(values: &[SqlValue]) -> Result<OutboxMessage, StoreError> {
-    let r = Row {
-        table: "outbox",
-        values,
-    };
+    let r = Row::new("outbox", values);
     Ok(OutboxMessage {
-        id: r.int(0)?,
-        kind: r.text(1)?.to_owned(),
-        target: r.text(2)?.to_owned(),
-        payload: r.json(3)?,
-        dedup_key: r.opt_text(4)?,
-        attempts: u32::try_from(r.int(5)?).unwrap_or(u32::MAX),
-        next_attempt_at_ms: r.int(6)?,
-        delivered_at_ms: r.opt_int(7)?,
-        last_error: r.opt_text(8)?,
-        created_at_ms: r.int(9)?,
+        id: r.int(0, "id")?,
+        kind: r.text(1, "kind")?.to_owned(),
+        target: r.text(2, "target")?.to_owned(),
+        payload: r.json(3, "payload")?,
+        dedup_key: r.opt_text(4, "dedup_key")?.map(str::to_owned),
+        attempts: u32::try_from(r.int(5, "attempts")?).unwrap_or(u32::MAX),
+        next_attempt_at_ms: r.int(6, "next_attempt_at")?,
+        delivered_at_ms: r.opt_int(7, "delivered_at")?,
+        last_error: r.opt_text(8, "last_error")?.map(str::to_owned),
+        created_at_ms: r.int(9, "created_at")?,
     })
 }
 
@@ -911,6 +857,8 @@ pub fn purge_delivered(db: &mut impl SqlExecutor, before_ms: i64) -> Result<usiz
 // ---------------------------------------------------------------------------
 // Control values
 
+const CONTROL_COLUMNS: &str = "key, value, updated_by, updated_at";
+
 /// A control value by key.
 pub fn get_control(
     db: &mut impl SqlExecutor,
@@ -919,21 +867,18 @@ pub fn get_control(
     let rows = exec(
         db,
         "read control value",
-        "SELECT key, value, updated_by, updated_at FROM control WHERE key = ?",
+        &format!("SELECT {CONTROL_COLUMNS} FROM control WHERE key = ?"),
         &[text(key)],
     )?;
     let Some(values) = rows.first() else {
         return Ok(None);
     };
-    let r = Row {
-        table: "control",
-        values,
-    };
+    let r = Row::new("control", values);
     Ok(Some(ControlValue {
-        key: r.text(0)?.to_owned(),
-        value: r.json(1)?,
-        updated_by: r.text(2)?.to_owned(),
-        updated_at_ms: r.int(3)?,
+        key: r.text(0, "key")?.to_owned(),
+        value: r.json(1, "value")?,
+        updated_by: r.text(2, "updated_by")?.to_owned(),
+        updated_at_ms: r.int(3, "updated_at")?,
     }))
 }
 
@@ -1013,6 +958,124 @@ pub fn emergency_active(db: &mut impl SqlExecutor) -> Result<bool, StoreError> {
     Ok(get_control(db, EMERGENCY_AUTO_KEY)?
         .and_then(|c| c.value.get("active").and_then(Value::as_bool))
         .unwrap_or(false))
+}
+
+/// The automatic emergency state as last stored under
+/// [`EMERGENCY_AUTO_KEY`]; `None` when never decided, the default state
+/// when unreadable (the next decision rewrites it).
+fn stored_auto_emergency(db: &mut impl SqlExecutor) -> Result<Option<EmergencyState>, StoreError> {
+    Ok(get_control(db, EMERGENCY_AUTO_KEY)?
+        .map(|c| serde_json::from_value(c.value).unwrap_or_default()))
+}
+
+/// Automatic emergency mode: feeds the health `score` at `now_ms` to
+/// [`decide_emergency`] with the stored automatic state and stores the next
+/// state when it changed (or was never stored), as `by`. The operator's
+/// override ([`EMERGENCY_KEY`]) is separate and wins when read
+/// ([`emergency_active`]).
+pub fn apply_auto_emergency(
+    db: &mut impl SqlExecutor,
+    score: u8,
+    by: &str,
+    now_ms: i64,
+) -> Result<(EmergencyState, EmergencyReason), StoreError> {
+    let stored = stored_auto_emergency(db)?;
+    let prev = stored.clone().unwrap_or_default();
+    let (next, reason) = decide_emergency(&prev, score, now_ms, &EmergencyConfig::default());
+    if stored.as_ref() != Some(&next) {
+        let value = serde_json::to_value(&next).map_err(|e| StoreError::Json(e.to_string()))?;
+        set_control(db, EMERGENCY_AUTO_KEY, &value, by, now_ms)?;
+    }
+    Ok((next, reason))
+}
+
+/// Emergency mode as `/api/health` shows it: the automatic state with the
+/// operator's override applied (mode and activity), and who set the
+/// override.
+pub fn emergency_state(
+    db: &mut impl SqlExecutor,
+) -> Result<(EmergencyState, Option<String>), StoreError> {
+    let auto = get_control(db, EMERGENCY_AUTO_KEY)?;
+    let mut state: EmergencyState = auto
+        .as_ref()
+        .and_then(|c| serde_json::from_value(c.value.clone()).ok())
+        .unwrap_or_default();
+    // An older or partial value still says whether it is active.
+    if let Some(active) = auto
+        .as_ref()
+        .and_then(|c| c.value.get("active"))
+        .and_then(Value::as_bool)
+    {
+        state.active = active;
+    }
+    match emergency_override(db)? {
+        Some((mode, c)) => {
+            state.override_mode = match mode {
+                EmergencyOverride::On => Override::ForceOn,
+                EmergencyOverride::Off => Override::ForceOff,
+            };
+            state.active = mode == EmergencyOverride::On;
+            Ok((state, Some(c.updated_by)))
+        }
+        None => {
+            state.override_mode = Override::Auto;
+            Ok((state, None))
+        }
+    }
+}
+
+/// What [`evaluate_rule_alerts`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleEvaluation {
+    /// Names of the rule alerts firing now.
+    pub firing: Vec<String>,
+    /// Notifications queued in the outbox.
+    pub queued: usize,
+}
+
+/// Runs the alert state machine over `rules` with the metric `values` at
+/// `now_ms` ([`alerts::evaluate`], silences respected), stores the rule
+/// alerts' states with their rules' descriptions and queues the
+/// notifications, in one transaction.
+pub fn evaluate_rule_alerts(
+    db: &mut impl SqlExecutor,
+    rules: &[AlertRule],
+    values: &MetricValues,
+    now_ms: i64,
+) -> Result<RuleEvaluation, StoreError> {
+    crate::storage::in_transaction(db, |tx| {
+        let previous: Vec<AlertState> = list_alerts(
+            tx,
+            &AlertQuery {
+                source: Some(AlertSource::Rule),
+                ..AlertQuery::default()
+            },
+        )?
+        .into_iter()
+        .map(|r| r.state)
+        .collect();
+        let silences = active_silences(tx, now_ms)?;
+        let (states, notes) = alerts::evaluate(rules, values, &previous, &silences, now_ms);
+        for s in states.iter().filter(|s| s.source == AlertSource::Rule) {
+            let summary = rules
+                .iter()
+                .find(|r| r.name == s.name)
+                .and_then(|r| r.description.as_deref());
+            upsert_alert(tx, s, summary, now_ms)?;
+        }
+        let mut queued = 0;
+        for n in &notes {
+            if enqueue_notification(tx, n, now_ms)?.is_some() {
+                queued += 1;
+            }
+        }
+        let firing = states
+            .iter()
+            .filter(|s| s.status == AlertStatus::Firing)
+            .map(|s| s.name.clone())
+            .collect();
+        Ok(RuleEvaluation { firing, queued })
+    })
 }
 
 #[cfg(test)]

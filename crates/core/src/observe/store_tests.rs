@@ -519,11 +519,12 @@ fn unreadable_rows_are_errors_not_panics() {
     let err = get_alert(&mut db, "x").unwrap_err();
     assert!(
         matches!(
-            err,
-            StoreError::Corrupt {
+            &err,
+            StoreError::Column(ColumnError {
                 table: "alert_states",
+                column: "labels",
                 ..
-            }
+            })
         ),
         "{err}"
     );

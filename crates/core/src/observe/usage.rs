@@ -4,8 +4,8 @@
 //! uptime, circuit-breaker and scan-freshness summaries, and the Prometheus
 //! exposition of `GET /metrics`.
 //!
-//! The component runs the SQL constants here and hands the rows in; nothing
-//! in this module does I/O.
+//! [`super::system`] reads the rows (over [`crate::storage::SqlExecutor`])
+//! and hands them in; nothing in this module does I/O.
 //!
 //! # Definitions
 //!
@@ -28,50 +28,13 @@ use serde::Serialize;
 use crate::gateway::circuit::CircuitState;
 use crate::gateway::engine::RoutingState;
 use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
-use crate::storage::SqlValue;
-
-use crate::health::CheckResult;
 
 use super::prometheus::{HistogramSeries, PromError, Writer};
-use super::score::{
-    ActiveAlert, ApiHealth, EmergencyState, Override, ScoreConfig, TelemetryInputs, WeightedCheck,
-};
+use super::score::{ActiveAlert, ApiHealth, EmergencyState, Override, ScoreInputs};
 use super::stats::{Summary, Trend, TrendTolerance, trend};
 
 /// Number of latency buckets in `usage_minute` (`b0..b11`, the last `+Inf`).
 pub const USAGE_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
-
-/// Selects the usage rows with `minute >= ?` (Unix seconds); rows read by
-/// [`UsageRow::from_row`].
-pub const USAGE_SINCE_SQL: &str = "SELECT minute, tier, provider, model, outcome, variant, \
-requests, errors, MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, \
-cost_micros, cost_unknown, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11 FROM usage_minute WHERE minute >= ?";
-
-/// Totals per series over all kept minutes, for `/metrics` (minute column
-/// reported as 0); rows read by [`UsageRow::from_row`].
-pub const USAGE_TOTALS_SQL: &str = "SELECT 0, tier, provider, model, outcome, '-', \
-SUM(requests), SUM(errors), SUM(MIN(fallbacks, requests)), SUM(cache_hits), SUM(latency_sum_ms), \
-SUM(quality_sum), SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), SUM(b0), SUM(b1), \
-SUM(b2), SUM(b3), SUM(b4), SUM(b5), SUM(b6), SUM(b7), SUM(b8), SUM(b9), SUM(b10), SUM(b11) \
-FROM usage_minute GROUP BY tier, provider, model, outcome";
-
-/// Requests per route over the kept `requests` rows: `(route, count)`.
-pub const ROUTE_COUNTS_SQL: &str =
-    "SELECT route, COUNT(*) FROM requests GROUP BY route ORDER BY route";
-
-/// Quality histogram per provider/model from `requests`: provider, model,
-/// cumulative counts for `quality <= 1, 2, …, 10`, then sum and count.
-pub const QUALITY_HISTOGRAM_SQL: &str = "SELECT provider, model, \
-SUM(quality <= 1), SUM(quality <= 2), SUM(quality <= 3), SUM(quality <= 4), SUM(quality <= 5), \
-SUM(quality <= 6), SUM(quality <= 7), SUM(quality <= 8), SUM(quality <= 9), SUM(quality <= 10), \
-SUM(quality), COUNT(quality) FROM requests WHERE quality IS NOT NULL GROUP BY provider, model";
-
-/// Latest start per scan: `(name, started_at ms)`.
-pub const SCAN_LATEST_SQL: &str =
-    "SELECT name, MAX(started_at) FROM scan_runs GROUP BY name ORDER BY name";
-
-/// The versions in `_dol_migrations`.
-pub const APPLIED_MIGRATIONS_SQL: &str = "SELECT version FROM _dol_migrations";
 
 /// The versions of [`crate::migrate::MIGRATIONS`] missing from `applied`.
 pub fn missing_migrations(applied: &[i64]) -> Vec<i64> {
@@ -80,28 +43,6 @@ pub fn missing_migrations(applied: &[i64]) -> Vec<i64> {
         .map(|m| m.version)
         .filter(|v| !applied.contains(v))
         .collect()
-}
-
-fn int(v: Option<&SqlValue>) -> u64 {
-    match v {
-        Some(SqlValue::Integer(i)) => u64::try_from(*i).unwrap_or(0),
-        // SUM over REAL columns or empty groups.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Some(SqlValue::Real(r)) if r.is_finite() && *r > 0.0 => *r as u64,
-        _ => 0,
-    }
-}
-
-fn real(v: Option<&SqlValue>) -> f64 {
-    match v {
-        Some(SqlValue::Integer(i)) => *i as f64,
-        Some(SqlValue::Real(r)) => *r,
-        _ => 0.0,
-    }
-}
-
-fn text(v: Option<&SqlValue>) -> String {
-    v.and_then(SqlValue::as_str).unwrap_or("").to_owned()
 }
 
 /// One `usage_minute` row (or a sum of rows).
@@ -121,41 +62,6 @@ pub struct UsageRow {
     pub variant: String,
     /// The counters.
     pub agg: Agg,
-}
-
-impl UsageRow {
-    /// From a row of [`USAGE_SINCE_SQL`] or [`USAGE_TOTALS_SQL`]; `None` when
-    /// the row is too short.
-    pub fn from_row(row: &[SqlValue]) -> Option<Self> {
-        if row.len() < 15 + USAGE_BUCKETS {
-            return None;
-        }
-        let g = |i: usize| row.get(i);
-        let mut buckets = [0u64; USAGE_BUCKETS];
-        for (i, b) in buckets.iter_mut().enumerate() {
-            *b = int(g(15 + i));
-        }
-        Some(Self {
-            minute: g(0).and_then(SqlValue::as_i64).unwrap_or(0),
-            tier: text(g(1)),
-            provider: text(g(2)),
-            model: text(g(3)),
-            outcome: text(g(4)),
-            variant: text(g(5)),
-            agg: Agg {
-                requests: int(g(6)),
-                errors: int(g(7)),
-                fallbacks: int(g(8)).min(int(g(6))),
-                cache_hits: int(g(9)),
-                latency_sum_ms: int(g(10)),
-                quality_sum: real(g(11)),
-                quality_n: int(g(12)),
-                cost_micros: int(g(13)),
-                cost_unknown: int(g(14)),
-                buckets,
-            },
-        })
-    }
 }
 
 /// Additive counters of one or more usage rows.
@@ -606,7 +512,8 @@ pub fn scans_problem(latest: &[(String, i64)], now_ms: i64, max_age_ms: i64) -> 
 /// Everything `/metrics` shows besides the usage totals.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsInput {
-    /// Usage totals per tier/provider/model/outcome ([`USAGE_TOTALS_SQL`]).
+    /// Usage totals per tier/provider/model/outcome (see
+    /// [`super::system::usage_totals`]).
     pub usage: Vec<UsageRow>,
     /// Requests per route.
     pub routes: Vec<(String, u64)>,
@@ -832,7 +739,8 @@ pub fn render_metrics(m: &MetricsInput) -> Result<String, PromError> {
     Ok(w.finish())
 }
 
-/// Component weights in the health score (see [`assemble_health`]).
+/// Component weights in the health score (see
+/// [`super::score::system_score`]).
 pub const WEIGHTS: [(&str, u32); 5] = [
     ("database", 3),
     ("key-value", 2),
@@ -909,33 +817,19 @@ impl HealthBody {
     }
 }
 
-/// Measured inputs of [`assemble_health`].
+/// Inputs of [`assemble_health`] (read by [`super::system::read_api_health`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthInputs {
-    /// Storage checks (`database`, `key-value`), as measured.
-    pub storage: Vec<CheckResult>,
-    /// Usage rows of the last 24 h.
+    /// What the score is computed from.
+    pub score: ScoreInputs,
+    /// Usage rows of the last 24 h (for uptime).
     pub rows: Vec<UsageRow>,
-    /// How long reading the usage rows took, ms.
-    pub usage_latency_ms: u64,
-    /// Whether reading the usage rows failed.
-    pub usage_failed: bool,
-    /// Circuit breakers.
-    pub breakers: Vec<Breaker>,
-    /// How long reading the routing state took, ms.
-    pub routing_latency_ms: u64,
-    /// Latest run per scan.
-    pub scans: Vec<(String, i64)>,
-    /// How long reading the scans took, ms.
-    pub scans_latency_ms: u64,
     /// Active alerts.
     pub alerts: Vec<ActiveAlert>,
     /// Emergency state (override mode included).
     pub emergency: EmergencyState,
     /// Who set the override.
     pub override_by: Option<String>,
-    /// Now, Unix ms.
-    pub now_ms: i64,
 }
 
 /// Minimum requests in 5 minutes before the generation check can fail.
@@ -944,41 +838,22 @@ pub const GENERATION_MIN_SAMPLES: u64 = 5;
 /// A scan older than this fails the scans check, ms (15 minutes).
 pub const SCAN_MAX_AGE_MS: i64 = 15 * 60 * 1000;
 
-/// Scores the system: storage checks as given, then `generation`
-/// ([`generation_problem`] over the last 5 minutes), `providers`
-/// ([`providers_problem`]) and `scans` ([`scans_problem`]), weighted by
-/// [`WEIGHTS`], and the last 5 minutes' telemetry, by
-/// [`super::score::score`]; uptime by [`uptime_from_minutes`] over 24 h.
+/// The window of the score's telemetry and of the generation check, s.
+pub const RECENT_SECS: i64 = 300;
+
+/// The usage of the last [`RECENT_SECS`] at `now_ms` (the current, partial
+/// minute included; see [`window_start`]): what the health score reads.
+pub fn recent_usage(rows: &[UsageRow], now_ms: i64) -> Agg {
+    total_since(rows, window_start(now_ms.div_euclid(1000), RECENT_SECS))
+}
+
+/// The body of `/api/health`: the score ([`super::score::system_score`]),
+/// uptime by [`uptime_from_minutes`] over 24 h, the active alerts, the
+/// emergency mode, the last 5 minutes' figures, the breakers and the scans.
 pub fn assemble_health(i: HealthInputs) -> HealthBody {
-    let now_s = i.now_ms.div_euclid(1000);
-    let recent = total_since(&i.rows, window_start(now_s, 300));
-    let mut checks: Vec<CheckResult> = i.storage.clone();
-    let gen_check = if i.usage_failed {
-        CheckResult::fail("generation", i.usage_latency_ms, "usage unreadable")
-    } else {
-        match generation_problem(&recent, GENERATION_MIN_SAMPLES) {
-            Some(why) => CheckResult::fail("generation", i.usage_latency_ms, &why),
-            None => CheckResult::pass("generation", i.usage_latency_ms),
-        }
-    };
-    checks.push(gen_check);
-    checks.push(match providers_problem(&i.breakers) {
-        Some(why) => CheckResult::fail("providers", i.routing_latency_ms, &why),
-        None => CheckResult::pass("providers", i.routing_latency_ms),
-    });
-    checks.push(match scans_problem(&i.scans, i.now_ms, SCAN_MAX_AGE_MS) {
-        Some(why) => CheckResult::fail("scans", i.scans_latency_ms, &why),
-        None => CheckResult::pass("scans", i.scans_latency_ms),
-    });
-    let weighted: Vec<WeightedCheck> = checks
-        .into_iter()
-        .map(|c| {
-            let w = weight_of(&c.name);
-            WeightedCheck::new(c, w)
-        })
-        .collect();
-    let telemetry = TelemetryInputs::from(&recent.summary());
-    let system_health = super::score::score(&weighted, &telemetry, &ScoreConfig::default());
+    let now_ms = i.score.now_ms;
+    let now_s = now_ms.div_euclid(1000);
+    let scored = super::score::system_score(&i.score);
     let mode = match i.emergency.override_mode {
         Override::Auto => "automatic",
         Override::ForceOn | Override::ForceOff => "override",
@@ -990,21 +865,22 @@ pub fn assemble_health(i: HealthInputs) -> HealthBody {
             set_by: i.override_by.clone(),
         },
         health: ApiHealth {
-            system_health,
+            system_health: scored.health,
             uptime: uptime_from_minutes(&i.rows, window_start(now_s, 86_400)),
-            components: weighted,
+            components: scored.checks,
             active_alerts: i.alerts,
             emergency: i.emergency,
         },
-        generation: (&recent).into(),
-        providers: i.breakers,
-        scans: scan_freshness(&i.scans, i.now_ms),
+        generation: (&i.score.recent).into(),
+        scans: scan_freshness(&i.score.scans, now_ms),
+        providers: i.score.breakers,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::CheckResult;
 
     fn hist(pairs: &[(usize, u64)]) -> [u64; USAGE_BUCKETS] {
         let mut b = [0u64; USAGE_BUCKETS];
@@ -1053,36 +929,6 @@ mod tests {
         let one = hist(&[(6, 1)]);
         assert_eq!(bucket_percentile(&one, 0.01), Some(5_000));
         assert_eq!(bucket_percentile(&one, 0.99), Some(5_000));
-    }
-
-    #[test]
-    fn rows_parse_and_cap_tier_descents_at_requests() {
-        let mut row: Vec<SqlValue> = vec![
-            SqlValue::Integer(120),
-            SqlValue::Text("basic".into()),
-            SqlValue::Text("offline".into()),
-            SqlValue::Text("dol-basic-offline".into()),
-            SqlValue::Text("offline".into()),
-            SqlValue::Text("-".into()),
-        ];
-        // requests, errors, fallbacks (tier descents), cache hits, latency sum,
-        // quality sum (REAL), quality n, cost, cost unknown.
-        for v in [3, 3, 6, 0, 30] {
-            row.push(SqlValue::Integer(v));
-        }
-        row.push(SqlValue::Real(0.0));
-        for v in [0, 0, 0] {
-            row.push(SqlValue::Integer(v));
-        }
-        for i in 0..USAGE_BUCKETS {
-            row.push(SqlValue::Integer(i64::from(i == 0) * 3));
-        }
-        let r = UsageRow::from_row(&row).unwrap();
-        assert_eq!((r.minute, r.provider.as_str()), (120, "offline"));
-        assert_eq!((r.agg.requests, r.agg.errors, r.agg.fallbacks), (3, 3, 3));
-        assert_eq!(r.agg.buckets[0], 3);
-        assert!((r.agg.summary().fallback_rate - 1.0).abs() < 1e-9);
-        assert_eq!(UsageRow::from_row(&row[..10]), None);
     }
 
     #[test]
@@ -1229,21 +1075,24 @@ mod tests {
         let now_ms = 100_000 * 60_000 + 5_000;
         let minute = 100_000 * 60;
         let inputs = |rows: Vec<UsageRow>, breakers: Vec<Breaker>| HealthInputs {
-            storage: vec![
-                CheckResult::pass("database", 3),
-                CheckResult::pass("key-value", 1),
-            ],
+            score: ScoreInputs {
+                storage: vec![
+                    CheckResult::pass("database", 3),
+                    CheckResult::pass("key-value", 1),
+                ],
+                recent: recent_usage(&rows, now_ms),
+                usage_latency_ms: 1,
+                usage_failed: false,
+                breakers,
+                routing_latency_ms: 1,
+                scans: vec![],
+                scans_latency_ms: 1,
+                now_ms,
+            },
             rows,
-            usage_latency_ms: 1,
-            usage_failed: false,
-            breakers,
-            routing_latency_ms: 1,
-            scans: vec![],
-            scans_latency_ms: 1,
             alerts: vec![],
             emergency: EmergencyState::default(),
             override_by: None,
-            now_ms,
         };
         let good = assemble_health(inputs(
             vec![row(minute, "openai", "success", 20, 1)],

@@ -69,25 +69,10 @@ impl RolloutError {
         }
     }
 
-    /// The JSON error body `{"error": {"code", "message", "field"?}}`;
-    /// internals are not included for 5xx.
+    /// The JSON error body `{"error": {"code", "message", "field"?}}`
+    /// ([`crate::error::ApiError`]); internals are not included for 5xx.
     pub fn body(&self) -> Value {
-        let (code, message) = match self {
-            Self::Plan(e) => {
-                return json!({ "error": {
-                    "code": "invalid-plan",
-                    "message": e.to_string(),
-                    "field": e.field,
-                } });
-            }
-            Self::FlagNotFound(_) => ("flag-not-found", self.to_string()),
-            Self::NotFound(_) => ("no-rollout", self.to_string()),
-            Self::Conflict(_) => ("conflict", self.to_string()),
-            Self::Flags(_) | Self::Sql(_) | Self::Outbox(_) | Self::Corrupt(_) => {
-                ("internal", "internal error".to_owned())
-            }
-        };
-        json!({ "error": { "code": code, "message": message } })
+        crate::error::ApiError::from(self).to_dol()
     }
 }
 

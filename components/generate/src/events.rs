@@ -1,7 +1,6 @@
-//! `POST /v1/events` and the experiments admin API. Parsing, validation,
-//! statistics and the SQL live in `dol_core::experiments`; this module reads
-//! the request, resolves variants through the in-process flag evaluator,
-//! and maps results to HTTP.
+//! `POST /v1/events`. Parsing, validation and the SQL live in
+//! `dol_core::experiments`; this module reads the request, resolves variants
+//! through the in-process flag evaluator, and maps results to HTTP.
 //!
 //! Variants of events: when an event has no `variant`, the flag is
 //! evaluated for its targeting key (and `context`) exactly as OFREP would,
@@ -12,9 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use dol_core::experiments::definition::{self, DefinitionError};
 use dol_core::experiments::events::{self, EventError, EventRecord};
-use dol_core::experiments::{report, store};
+use dol_core::experiments::store;
 use dol_core::gateway::openai::{ErrorBody, ErrorType};
 use serde_json::{Value, json};
 use spin_sdk::http::Response;
@@ -22,8 +20,8 @@ use spin_sdk::sqlite::Connection;
 
 use crate::flags::{self, Served};
 use crate::http::Incoming;
-use crate::{chat, config, store as gw_store};
-use dol_spin_platform::{self as platform, SpinSql, in_transaction};
+use crate::{config, reply};
+use dol_spin_platform::{self as platform, SpinSql};
 
 /// A 400 in the OpenAI error shape: `param` names the field, and so does
 /// the message (prefixed when it does not already start with it).
@@ -60,14 +58,14 @@ pub fn post_events(req: &Incoming) -> Response {
         Ok(s) => s,
         Err(m) => {
             eprintln!("generate: events: gateway misconfigured: {m}");
-            return chat::server_error();
+            return reply::server_error();
         }
     };
-    let db = match gw_store::db() {
+    let db = match platform::open_db() {
         Ok(db) => db,
-        Err(e) => return chat::internal("events", &e),
+        Err(e) => return reply::internal("events", &e),
     };
-    let caller = match chat::authenticate(req, &db, &settings.bootstrap_key) {
+    let caller = match reply::authenticate(req, &db, &settings.bootstrap_key) {
         Ok(c) => c,
         Err(response) => return response,
     };
@@ -132,7 +130,7 @@ pub fn post_events(req: &Incoming) -> Response {
                 if document.is_none() {
                     document = match flag_document(&db) {
                         Ok(d) => Some(d),
-                        Err(err) => return chat::internal("events: flag document", &err),
+                        Err(err) => return reply::internal("events: flag document", &err),
                     };
                 }
                 let declared = document
@@ -162,11 +160,8 @@ pub fn post_events(req: &Incoming) -> Response {
             value: e.value,
         });
     }
-    let stored = in_transaction(&mut SpinSql(&db), |db| {
-        store::insert_events(db, &records).map_err(anyhow::Error::from)
-    });
-    if let Err(e) = stored {
-        return chat::internal("events: store", &e);
+    if let Err(e) = store::record_events(&mut SpinSql(&db), &records) {
+        return reply::internal("events: store", &e);
     }
     platform::json(
         202,
@@ -175,73 +170,4 @@ pub fn post_events(req: &Incoming) -> Response {
             "variants_resolved": resolved,
         }),
     )
-}
-
-fn definition_error(e: &DefinitionError) -> Response {
-    platform::json(
-        400,
-        &json!({"error": {"code": "bad-request", "field": e.field(), "message": e.to_string()}}),
-    )
-}
-
-/// `GET /admin/experiments`.
-pub fn list(db: &Connection) -> anyhow::Result<Response> {
-    let all = store::list(&mut SpinSql(db))?;
-    let items: Vec<Value> = all.iter().map(store::StoredExperiment::to_json).collect();
-    Ok(platform::json(200, &json!({ "experiments": items })))
-}
-
-/// `PUT /admin/experiments/{key}`: validate, then create or replace.
-pub fn put(
-    body: &Value,
-    db: &Connection,
-    key: &str,
-    actor: &str,
-    now: i64,
-) -> anyhow::Result<Response> {
-    if let Err(e) = definition::check_key(key) {
-        return Ok(definition_error(&e));
-    }
-    let def = match definition::parse(body, now) {
-        Ok(d) => d,
-        Err(e) => return Ok(definition_error(&e)),
-    };
-    let created = store::put(&mut SpinSql(db), key, &def, actor, now)?;
-    let stored = store::get(&mut SpinSql(db), key)?;
-    let body = stored.map_or(Value::Null, |s| s.to_json());
-    Ok(platform::json(if created { 201 } else { 200 }, &body))
-}
-
-/// `GET /admin/experiments/{key}`: the report.
-pub fn get(db: &Connection, key: &str) -> anyhow::Result<Response> {
-    if let Err(e) = definition::check_key(key) {
-        return Ok(definition_error(&e));
-    }
-    let Some(exp) = store::get(&mut SpinSql(db), key)? else {
-        return Ok(platform::error(
-            404,
-            "not-found",
-            &format!("no experiment {key}"),
-        ));
-    };
-    let data = store::collect(&mut SpinSql(db), &exp.definition)?;
-    let report = report::build(key, &exp.definition, &data);
-    let mut body = serde_json::to_value(&report)?;
-    body["definition"] = exp.definition.to_json();
-    body["created_at"] = json!(exp.created_at);
-    body["updated_at"] = json!(exp.updated_at);
-    body["actor"] = json!(exp.actor);
-    Ok(platform::json(200, &body))
-}
-
-/// `DELETE /admin/experiments/{key}` (its events stay).
-pub fn delete(db: &Connection, key: &str) -> anyhow::Result<Response> {
-    if let Err(e) = definition::check_key(key) {
-        return Ok(definition_error(&e));
-    }
-    Ok(if store::delete(&mut SpinSql(db), key)? {
-        platform::json(200, &json!({ "deleted": key }))
-    } else {
-        platform::error(404, "not-found", &format!("no experiment {key}"))
-    })
 }

@@ -1,0 +1,119 @@
+//! The front of a generation request (issue 11): who the caller is (a stored
+//! key or the bootstrap key) and what it asks for (a chat body, or a prompt
+//! template rendered into one). Errors are [`PipelineError`]s, rendered in
+//! OpenAI's shape by [`PipelineError::reply`].
+
+use serde_json::{Map, Value};
+
+use super::keys::KeyLimits;
+use super::openai::{ChatRequest, ErrorBody, ErrorType};
+use super::pipeline::{Caller, PipelineError};
+use super::store::{self, TemplateVersion};
+use super::templates;
+use crate::auth;
+use crate::storage::SqlExecutor;
+
+/// Authenticates the key presented as `Authorization: Bearer` or `X-API-Key`
+/// (the bearer wins); the configured `bootstrap` key (when not empty) is
+/// accepted without limits.
+pub fn authenticate(
+    sql: &mut impl SqlExecutor,
+    authorization: Option<&str>,
+    x_api_key: Option<&str>,
+    bootstrap: &str,
+) -> Result<Caller, PipelineError> {
+    let presented = auth::bearer(authorization).or(x_api_key);
+    let Some(key) = presented.filter(|k| !k.is_empty()) else {
+        return Err(PipelineError::MissingKey);
+    };
+    if !bootstrap.is_empty() && auth::constant_time_eq(key.as_bytes(), bootstrap.as_bytes()) {
+        return Ok(Caller {
+            id: "bootstrap".to_owned(),
+            limits: KeyLimits::default(),
+        });
+    }
+    match store::find_active_key(sql, key) {
+        Ok(Some(row)) => Ok(Caller {
+            id: row.id,
+            limits: row.limits,
+        }),
+        Ok(None) => Err(PipelineError::InvalidKey),
+        Err(e) => Err(PipelineError::Storage {
+            context: "key lookup",
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// A validated request and its route label (`chat` or `generate:<name>@<version>`).
+pub type Job = (ChatRequest, String);
+
+/// Parses a `POST /v1/chat/completions` body.
+pub fn parse_chat(body: &[u8]) -> Result<Job, PipelineError> {
+    ChatRequest::from_json(body)
+        .map(|request| (request, "chat".to_owned()))
+        .map_err(|e| PipelineError::BadRequest(e.to_error_body()))
+}
+
+fn bad_request(message: &str, param: &str) -> PipelineError {
+    PipelineError::BadRequest(ErrorBody::new(
+        message,
+        ErrorType::InvalidRequest,
+        Some(param.to_owned()),
+        None,
+    ))
+}
+
+/// Renders a `POST /v1/generate` body (`{"template", "version"?,
+/// "variables"?, …request fields}`): the template's defaults, overridden by
+/// the request's fields, with the rendered messages.
+pub fn parse_generate(sql: &mut impl SqlExecutor, body: &[u8]) -> Result<Job, PipelineError> {
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(body) else {
+        return Err(bad_request("body must be a JSON object", "body"));
+    };
+    let Some(Value::String(name)) = fields.remove("template") else {
+        return Err(bad_request(
+            "`template` (the template name) is required",
+            "template",
+        ));
+    };
+    let version = match fields.remove("version") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_i64()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| bad_request("`version` must be a positive integer", "version"))?,
+        ),
+    };
+    let variables = match fields.remove("variables") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(bad_request("`variables` must be an object", "variables")),
+    };
+    if fields.contains_key("messages") {
+        return Err(bad_request(
+            "`messages` come from the template; send `variables` instead",
+            "messages",
+        ));
+    }
+    let TemplateVersion { version, spec } = store::get_template(sql, &name, version)
+        .map_err(|e| PipelineError::Storage {
+            context: "template lookup",
+            message: e.to_string(),
+        })?
+        .ok_or_else(|| PipelineError::TemplateNotFound(name.clone()))?;
+    let messages = templates::render(&spec, &variables)
+        .map_err(|e| bad_request(&e.to_string(), "variables"))?;
+    let mut merged = spec.defaults.clone();
+    merged.extend(fields);
+    merged
+        .entry("model")
+        .or_insert_with(|| Value::String("auto".to_owned()));
+    merged.insert(
+        "messages".to_owned(),
+        serde_json::to_value(&messages).unwrap_or(Value::Null),
+    );
+    let request = ChatRequest::from_value(&Value::Object(merged))
+        .map_err(|e| PipelineError::BadRequest(e.to_error_body()))?;
+    Ok((request, format!("generate:{name}@{version}")))
+}

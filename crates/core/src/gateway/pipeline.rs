@@ -1,0 +1,578 @@
+//! One generation request after parsing, over injected I/O (issue 11): the
+//! entry tier (emergency mode, then the request's hint, then the tier flag),
+//! planning, the worst-case reservation, the response cache (per API key,
+//! TTL, `Cache-Control: no-cache`, streamed replay), the engine, and the
+//! book-keeping afterwards (settlement, routing state, cache fill, the
+//! request record). The component only parses HTTP, builds the adapters and
+//! writes what [`Client`] is given.
+
+use serde_json::Value;
+
+use super::cache::{self, CacheEntry};
+use super::catalog::{self, ProviderSettings};
+use super::circuit::CircuitConfig;
+use super::cost;
+use super::engine::{
+    self, Downstream, EngineConfig, Generation, Outcome, Plan, PlanError, Upstream,
+};
+use super::keys::{Admission, KeyLimits, LimitKind, Reservation};
+use super::openai::{ChatRequest, ErrorBody, ErrorType};
+use super::probes::apply_probes;
+use super::quality::QualityConfig;
+use super::routing::{CatalogEntry, RouteRequest, RoutingWeights};
+use super::store::{self, GatewayStoreError};
+use super::telemetry::RequestRecord;
+use super::tiers::Tier;
+use crate::observe::scans::{PROBES_KEY, ProbeResult};
+use crate::storage::{KeyValue, SqlExecutor};
+
+/// EWMA smoothing of observed latency, success and quality (≈ the last 10 attempts weigh most).
+pub const ROUTING_ALPHA: f64 = 0.2;
+
+/// Everything a generation needs to know from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Provider keys and URLs.
+    pub providers: ProviderSettings,
+    /// Driver tuning.
+    pub engine: EngineConfig,
+    /// Quality scorer tuning.
+    pub quality: QualityConfig,
+    /// Circuit breaker tuning.
+    pub circuit: CircuitConfig,
+    /// Cache entry lifetime; 0 disables the cache.
+    pub cache_ttl_secs: u64,
+    /// Flag choosing the entry tier (empty = none).
+    pub tier_flag: String,
+    /// A key accepted without being stored (e.g. for `dol up` on a laptop); empty = none.
+    pub bootstrap_key: String,
+}
+
+/// The caller, after authentication.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caller {
+    /// Key id (`bootstrap` for the configured bootstrap key).
+    pub id: String,
+    /// Its limits.
+    pub limits: KeyLimits,
+}
+
+/// One parsed generation request.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Who asks.
+    pub caller: Caller,
+    /// The validated request.
+    pub request: ChatRequest,
+    /// `chat` or `generate:<name>@<version>`.
+    pub route: String,
+    /// The `Cache-Control` request header.
+    pub cache_control: Option<String>,
+    /// The response id (`chatcmpl-…`).
+    pub id: String,
+    /// Unix ms when the request arrived.
+    pub started_ms: u64,
+}
+
+/// Wall-clock time.
+pub trait Clock {
+    /// Unix milliseconds now.
+    fn now_ms(&self) -> u64;
+}
+
+/// The in-process flag evaluator.
+pub trait FlagEvaluator {
+    /// The tier `flag` serves (with its variant name) to this context; `None`
+    /// when the flag is missing, broken or serves no tier.
+    fn entry_tier(
+        &mut self,
+        flag: &str,
+        targeting_key: &str,
+        key_id: &str,
+        model: &str,
+    ) -> Option<(Tier, String)>;
+}
+
+/// The HTTP client of one request: a whole JSON answer, or a stream.
+#[allow(
+    async_fn_in_trait,
+    reason = "single-threaded wasm executor; no Send bound wanted"
+)]
+pub trait Client: Downstream {
+    /// Sends a complete JSON response.
+    async fn complete(&mut self, status: u16, headers: Vec<(String, String)>, body: Value);
+}
+
+/// The injected I/O of the pipeline.
+pub struct Io<'a, S, K, U, F, C> {
+    /// SQL (keys, usage, catalog, requests, emergency mode).
+    pub sql: &'a mut S,
+    /// Key-value (routing state, probes, cache).
+    pub kv: &'a mut K,
+    /// Provider calls.
+    pub upstream: &'a mut U,
+    /// Flag evaluation.
+    pub flags: &'a mut F,
+    /// Wall clock.
+    pub clock: &'a C,
+}
+
+/// Why a request was refused before any answer was sent.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PipelineError {
+    /// No API key was presented.
+    #[error("no API key")]
+    MissingKey,
+    /// The key is unknown or revoked.
+    #[error("incorrect or revoked API key")]
+    InvalidKey,
+    /// The body is invalid (OpenAI's error body names the parameter).
+    #[error("{}", .0.error.message)]
+    BadRequest(ErrorBody),
+    /// `/v1/generate` named a template (or version) that does not exist.
+    #[error("no template `{0}`")]
+    TemplateNotFound(String),
+    /// No candidate serves the requested model.
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    /// A key limit refused the request.
+    #[error("{message}")]
+    Refused {
+        /// The limit hit.
+        limit: LimitKind,
+        /// Seconds until it may succeed.
+        retry_after_secs: u64,
+        /// A message for the client.
+        message: String,
+    },
+    /// Storage failed (`context` names the step).
+    #[error("{context}: {message}")]
+    Storage {
+        /// The step.
+        context: &'static str,
+        /// The storage error.
+        message: String,
+    },
+}
+
+fn storage(context: &'static str) -> impl Fn(GatewayStoreError) -> PipelineError {
+    move |e| PipelineError::Storage {
+        context,
+        message: e.to_string(),
+    }
+}
+
+/// An error answer: status, OpenAI body, extra headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorReply {
+    /// HTTP status.
+    pub status: u16,
+    /// OpenAI's error shape.
+    pub body: ErrorBody,
+    /// Extra headers (`retry-after`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl PipelineError {
+    /// The answer to send (a storage failure is a generic 500 with no internals).
+    pub fn reply(&self) -> ErrorReply {
+        let bearer = || vec![("www-authenticate".to_owned(), "Bearer".to_owned())];
+        let (body, headers) = match self {
+            Self::MissingKey => (
+                ErrorBody::new(
+                    "You didn't provide an API key. Send it as Authorization: Bearer <key> (create one with POST /admin/keys).",
+                    ErrorType::Authentication,
+                    None,
+                    Some("missing_api_key".to_owned()),
+                ),
+                bearer(),
+            ),
+            Self::InvalidKey => (
+                ErrorBody::new(
+                    "Incorrect or revoked API key provided.",
+                    ErrorType::Authentication,
+                    None,
+                    Some("invalid_api_key".to_owned()),
+                ),
+                bearer(),
+            ),
+            Self::BadRequest(body) => (body.clone(), Vec::new()),
+            Self::TemplateNotFound(name) => (
+                ErrorBody::new(
+                    format!("No template `{name}` (or no such version)."),
+                    ErrorType::NotFound,
+                    None,
+                    Some("template_not_found".to_owned()),
+                ),
+                Vec::new(),
+            ),
+            Self::Plan(e) => (
+                ErrorBody::new(
+                    e.to_string(),
+                    ErrorType::NotFound,
+                    None,
+                    Some("model_not_found".to_owned()),
+                ),
+                Vec::new(),
+            ),
+            Self::Refused {
+                limit,
+                retry_after_secs,
+                message,
+            } => {
+                let kind = serde_json::to_value(limit)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                (
+                    ErrorBody::new(
+                        message,
+                        ErrorType::RateLimit,
+                        None,
+                        Some(format!("{kind}_limit_exceeded")),
+                    ),
+                    vec![("retry-after".to_owned(), retry_after_secs.to_string())],
+                )
+            }
+            Self::Storage { .. } => (
+                ErrorBody::new(
+                    "The server had an error while processing your request.",
+                    ErrorType::Server,
+                    None,
+                    None,
+                ),
+                Vec::new(),
+            ),
+        };
+        ErrorReply {
+            status: body.status(),
+            body,
+            headers,
+        }
+    }
+}
+
+/// What a served request did (for the component's log).
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The generation (from the cache or the engine).
+    pub generation: Generation,
+    /// The reservation made before answering.
+    pub reservation: Reservation,
+    /// The record written to `requests`.
+    pub record: RequestRecord,
+    /// Book-keeping failures after the answer went out (logged, not sent).
+    pub warnings: Vec<String>,
+}
+
+/// The entry tier and the variant it is attributed to: emergency mode forces
+/// `basic`; else the request's `dol.tier` hint; else the tier flag; else
+/// `comprehensive`.
+pub fn entry_tier(
+    emergency: bool,
+    hint: Option<Tier>,
+    flag: impl FnOnce() -> Option<(Tier, String)>,
+) -> (Tier, String) {
+    if emergency {
+        (Tier::Basic, "emergency".to_owned())
+    } else if let Some(t) = hint {
+        (t, "-".to_owned())
+    } else {
+        flag().unwrap_or((Tier::Comprehensive, "-".to_owned()))
+    }
+}
+
+/// The worst-case cost of the plan's candidates (what a request may spend):
+/// prompt plus output limit, priced at the dearest candidate with a price.
+pub fn reservation(plan: &Plan, request: &ChatRequest) -> Reservation {
+    let req = RouteRequest::from_chat(request, plan.entry, engine::DEFAULT_OUTPUT_TOKENS);
+    let cost = plan
+        .tiers
+        .iter()
+        .flatten()
+        .filter_map(|t| {
+            cost::request_cost(
+                req.input_tokens,
+                req.output_tokens,
+                t.entry.input_price,
+                t.entry.output_price,
+            )
+            .micros()
+        })
+        .max()
+        .unwrap_or(0);
+    Reservation {
+        tokens: req.input_tokens + req.output_tokens,
+        cost_micros: cost,
+    }
+}
+
+/// A cache hit as a generation: costs nothing, made no attempt.
+pub fn from_cache(hit: CacheEntry) -> Generation {
+    let mut info = hit.info;
+    info.cached = true;
+    info.attempts = 0;
+    Generation {
+        info,
+        content: hit.content,
+        finish_reason: hit.finish_reason,
+        usage: hit.usage,
+        quality: None,
+        attempts: Vec::new(),
+        observations: Vec::new(),
+        fallbacks: 0,
+        ttft_ms: None,
+        outcome: Outcome::Success,
+        system_fingerprint: None,
+    }
+}
+
+/// Tokens and cost to settle: a cache hit used none (the reservation is released).
+pub fn settlement(g: &Generation) -> (u64, u64) {
+    if g.info.cached {
+        (0, 0)
+    } else {
+        (g.usage.total_tokens, g.info.cost_micros.unwrap_or(0))
+    }
+}
+
+/// The request record, rewritten for a cache hit (outcome `cache_hit`, cost 0).
+pub fn record(
+    g: &Generation,
+    call: &Call,
+    entry: Tier,
+    finished_ms: u64,
+    variant: &str,
+) -> RequestRecord {
+    let mut r = RequestRecord::from_generation(
+        g,
+        &call.id,
+        call.started_ms,
+        &call.caller.id,
+        &call.route,
+        entry,
+        finished_ms.saturating_sub(call.started_ms),
+        call.request.stream,
+        variant,
+    );
+    if g.info.cached {
+        r.cached = true;
+        r.outcome = "cache_hit".to_owned();
+        r.cost_micros = Some(0);
+    }
+    r
+}
+
+/// Folds the scans' provider probes not yet applied into `routing`; absent or
+/// unreadable probes change nothing.
+fn apply_stored_probes(
+    kv: &mut impl KeyValue,
+    routing: &mut engine::RoutingState,
+    catalog: &[CatalogEntry],
+    circuit: CircuitConfig,
+    warnings: &mut Vec<String>,
+) {
+    let probes: Vec<ProbeResult> = match kv.get(PROBES_KEY) {
+        Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
+            Ok(p) => p,
+            Err(e) => return warnings.push(format!("reading provider probes failed: {e}")),
+        },
+        Ok(None) => return,
+        Err(e) => return warnings.push(format!("reading provider probes failed: {e}")),
+    };
+    let keys: Vec<String> = catalog.iter().map(CatalogEntry::key).collect();
+    let fx = apply_probes(routing, &probes, &keys, circuit);
+    if !fx.opened.is_empty() {
+        warnings.push(format!(
+            "failed health probe opened breakers: {}",
+            fx.opened.join(", ")
+        ));
+    }
+}
+
+fn head(g: &Generation, id: &str) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = g
+        .info
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    h.push(("x-dol-request-id".to_owned(), id.to_owned()));
+    h
+}
+
+async fn answer_from_cache(client: &mut impl Client, g: &Generation, call: &Call, created: u64) {
+    if !call.request.stream {
+        let body = serde_json::to_value(g.completion(&call.id, created)).unwrap_or(Value::Null);
+        return client.complete(200, head(g, &call.id), body).await;
+    }
+    if !client.start(head(g, &call.id)).await {
+        return;
+    }
+    for frame in engine::replay_frames(g, &call.id, created, call.request.include_usage()) {
+        if !client.send(frame).await {
+            return;
+        }
+    }
+}
+
+/// Serves one parsed request: decides, answers through `client`, then applies
+/// the book-keeping through the injected stores. An `Err` means nothing was
+/// sent: the caller answers with [`PipelineError::reply`].
+pub async fn serve<S, K, U, F, C, D>(
+    io: Io<'_, S, K, U, F, C>,
+    client: &mut D,
+    call: &Call,
+    settings: &Settings,
+) -> Result<Served, PipelineError>
+where
+    S: SqlExecutor,
+    K: KeyValue,
+    U: Upstream,
+    F: FlagEvaluator,
+    C: Clock,
+    D: Client,
+{
+    let Io {
+        sql,
+        kv,
+        upstream,
+        flags,
+        clock,
+    } = io;
+    let mut warnings = Vec::new();
+    let request = &call.request;
+    let now_ms = clock.now_ms();
+    let catalog_entries = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
+        .map_err(storage("catalog"))?;
+    let providers = catalog::enabled_providers(&settings.providers);
+    let mut routing = store::routing_state(kv);
+    apply_stored_probes(
+        kv,
+        &mut routing,
+        &catalog_entries,
+        settings.circuit,
+        &mut warnings,
+    );
+
+    let emergency = crate::observe::store::emergency_active(sql).unwrap_or_else(|e| {
+        // Unknown state: keep serving normally rather than failing every request.
+        warnings.push(format!("reading emergency mode failed: {e}"));
+        false
+    });
+    let (entry, variant) = entry_tier(emergency, request.dol.tier, || {
+        let targeting = request.user.as_deref().unwrap_or(&call.caller.id);
+        flags.entry_tier(
+            &settings.tier_flag,
+            targeting,
+            &call.caller.id,
+            &request.model,
+        )
+    });
+    let plan = engine::plan(
+        request,
+        &catalog_entries,
+        &providers,
+        &routing,
+        entry,
+        &RoutingWeights::default(),
+        now_ms,
+    )?;
+
+    let want = reservation(&plan, request);
+    let now_secs = now_ms / 1_000;
+    match store::admit(sql, &call.caller.id, &call.caller.limits, want, now_secs)
+        .map_err(storage("admission"))?
+    {
+        Admission::Admit(_) => {}
+        Admission::Refuse {
+            limit,
+            retry_after_secs,
+            message,
+        } => {
+            return Err(PipelineError::Refused {
+                limit,
+                retry_after_secs,
+                message,
+            });
+        }
+    }
+
+    let cache_key = cache::key(request, &call.caller.id);
+    let use_cache = settings.cache_ttl_secs > 0 && !cache::bypass(call.cache_control.as_deref());
+    let cached = use_cache
+        .then(|| store::cache_get(kv, &cache_key, now_ms))
+        .flatten();
+    let generation = if let Some(hit) = cached {
+        let g = from_cache(hit);
+        answer_from_cache(client, &g, call, clock.now_ms() / 1_000).await;
+        g
+    } else {
+        let downstream = request.stream.then_some(&mut *client);
+        let g = engine::generate(
+            upstream,
+            downstream,
+            request,
+            &plan,
+            settings.engine,
+            settings.quality,
+            &call.id,
+        )
+        .await;
+        if !request.stream {
+            let created = clock.now_ms() / 1_000;
+            let body = serde_json::to_value(g.completion(&call.id, created)).unwrap_or(Value::Null);
+            client.complete(200, head(&g, &call.id), body).await;
+        }
+        g
+    };
+
+    // Book-keeping after the answer went out: failures here are reported, not sent.
+    let finished_ms = clock.now_ms();
+    let (tokens, cost_micros) = settlement(&generation);
+    if let Err(e) = store::settle(
+        sql,
+        &call.caller.id,
+        want,
+        now_secs,
+        tokens,
+        cost_micros,
+        finished_ms / 1_000,
+    ) {
+        warnings.push(format!("settling usage failed: {e}"));
+    }
+    if !generation.info.cached {
+        routing.apply(
+            &generation.observations,
+            ROUTING_ALPHA,
+            settings.circuit,
+            finished_ms,
+        );
+        if let Err(e) = store::set_routing_state(kv, &routing) {
+            warnings.push(format!("storing the routing state failed: {e}"));
+        }
+        if use_cache && generation.outcome == Outcome::Success {
+            let entry = CacheEntry {
+                content: generation.content.clone(),
+                finish_reason: generation.finish_reason,
+                usage: generation.usage,
+                info: generation.info.clone(),
+                stored_at_ms: finished_ms,
+                expires_at_ms: finished_ms + settings.cache_ttl_secs * 1_000,
+            };
+            if let Err(e) = store::cache_put(kv, &cache_key, &entry) {
+                warnings.push(format!("storing the cache entry failed: {e}"));
+            }
+        }
+    }
+    let record = record(&generation, call, plan.entry, finished_ms, &variant);
+    if let Err(e) = store::record(sql, &record) {
+        warnings.push(format!("recording telemetry failed: {e}"));
+    }
+    Ok(Served {
+        generation,
+        reservation: want,
+        record,
+        warnings,
+    })
+}

@@ -1,0 +1,617 @@
+//! Pipeline tests: every decision that used to live in the component's
+//! `chat.rs`, over the engine tests' scripted upstream, a virtual wall clock,
+//! in-memory key-value and the real in-memory SQLite.
+
+use std::cell::Cell;
+
+use futures::executor::block_on;
+use serde_json::{Value, json};
+
+use super::catalog::ProviderSettings;
+use super::engine::Downstream;
+use super::engine::tests::{Fake, GOOD, Reply, config, entry, ok_json, sse, status};
+use super::keys::{KeyLimits, LimitKind};
+use super::openai::ChatRequest;
+use super::pipeline::*;
+use super::routing::RouteRequest;
+use super::store;
+use super::tiers::Tier;
+use crate::observe::store::{EmergencyOverride, set_emergency_override};
+use crate::storage::MemoryKeyValue;
+use crate::test_sqlite::{Sqlite, db};
+
+/// 2026-11-25T00:00:00Z.
+const T0: u64 = 1_795_651_200_000;
+
+struct TestClock(Cell<u64>);
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// Answers a fixed tier, and records each evaluation's context.
+#[derive(Default)]
+struct Flags {
+    answer: Option<(Tier, String)>,
+    calls: Vec<(String, String, String, String)>,
+}
+
+impl FlagEvaluator for Flags {
+    fn entry_tier(&mut self, flag: &str, t: &str, k: &str, m: &str) -> Option<(Tier, String)> {
+        self.calls
+            .push((flag.to_owned(), t.to_owned(), k.to_owned(), m.to_owned()));
+        self.answer.clone()
+    }
+}
+
+/// What the HTTP client was sent.
+#[derive(Default)]
+struct Recorder {
+    status: Option<u16>,
+    head: Vec<(String, String)>,
+    json: Option<Value>,
+    streamed: bool,
+    body: String,
+}
+
+impl Recorder {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Downstream for Recorder {
+    async fn start(&mut self, headers: Vec<(String, String)>) -> bool {
+        self.status = Some(200);
+        self.head = headers;
+        self.streamed = true;
+        true
+    }
+    async fn send(&mut self, bytes: Vec<u8>) -> bool {
+        self.body.push_str(&String::from_utf8(bytes).unwrap());
+        true
+    }
+}
+
+impl Client for Recorder {
+    async fn complete(&mut self, status: u16, headers: Vec<(String, String)>, body: Value) {
+        self.status = Some(status);
+        self.head = headers;
+        self.json = Some(body);
+    }
+}
+
+struct World {
+    sql: Sqlite,
+    kv: MemoryKeyValue,
+    fake: Fake,
+    flags: Flags,
+    clock: TestClock,
+    settings: Settings,
+    next_id: u32,
+}
+
+impl World {
+    /// A catalog of three models (`best` comprehensive at $10/1M, `cheap`
+    /// enhanced at $1/1M, `tiny` basic without a price) on one provider.
+    fn new() -> Self {
+        let mut sql = db();
+        let now = i64::try_from(T0).unwrap();
+        let ours = ["best", "cheap", "tiny"];
+        for e in [
+            entry("best", Tier::Comprehensive, Some(10_000_000)),
+            entry("cheap", Tier::Enhanced, Some(1_000_000)),
+            entry("tiny", Tier::Basic, None),
+        ] {
+            store::put_model(&mut sql, &e, now).unwrap();
+        }
+        // Then the seed goes (ours keep the table from being seeded again).
+        for e in store::catalog(&mut sql, now).unwrap() {
+            if !ours.contains(&e.model.as_str()) {
+                store::delete_model(&mut sql, &e.provider, &e.model, now).unwrap();
+            }
+        }
+        let settings = Settings {
+            providers: ProviderSettings {
+                openai_api_key: "k".to_owned(),
+                openai_base_url: "http://mock/v1".to_owned(),
+                ..ProviderSettings::default()
+            },
+            engine: config(),
+            cache_ttl_secs: 60,
+            tier_flag: "generation_pipeline".to_owned(),
+            ..Settings::default()
+        };
+        Self {
+            sql,
+            kv: MemoryKeyValue::default(),
+            fake: Fake::new(),
+            flags: Flags::default(),
+            clock: TestClock(Cell::new(T0)),
+            settings,
+            next_id: 0,
+        }
+    }
+
+    fn call(&mut self, key: &str, limits: KeyLimits, body: Value) -> Call {
+        self.next_id += 1;
+        Call {
+            caller: Caller {
+                id: key.to_owned(),
+                limits,
+            },
+            request: ChatRequest::from_value(&body).unwrap(),
+            route: "chat".to_owned(),
+            cache_control: None,
+            id: format!("chatcmpl-{}", self.next_id),
+            started_ms: self.clock.now_ms(),
+        }
+    }
+
+    fn serve(&mut self, call: &Call) -> (Result<Served, PipelineError>, Recorder) {
+        let mut client = Recorder::default();
+        let io = Io {
+            sql: &mut self.sql,
+            kv: &mut self.kv,
+            upstream: &mut self.fake,
+            flags: &mut self.flags,
+            clock: &self.clock,
+        };
+        let served = block_on(serve(io, &mut client, call, &self.settings));
+        (served, client)
+    }
+
+    fn ask(&mut self, key: &str, body: Value) -> (Served, Recorder) {
+        let call = self.call(key, KeyLimits::default(), body);
+        let (served, client) = self.serve(&call);
+        (served.unwrap(), client)
+    }
+
+    fn usage(&mut self, key: &str) -> super::keys::Usage {
+        store::usage(&mut self.sql, key).unwrap()
+    }
+}
+
+fn body(stream: bool) -> Value {
+    let mut b = json!({
+        "model": "auto",
+        "messages": [{"role": "user", "content": "Explain Rust ownership and borrowing with lifetimes"}]
+    });
+    if stream {
+        b["stream"] = json!(true);
+        b["stream_options"] = json!({"include_usage": true});
+    }
+    b
+}
+
+fn with(mut b: Value, field: &str, value: Value) -> Value {
+    b[field] = value;
+    b
+}
+
+// ---- entry tier ----
+
+#[test]
+fn entry_tier_precedence_is_emergency_then_hint_then_flag_then_comprehensive() {
+    let flag = || Some((Tier::Enhanced, "treatment".to_owned()));
+    assert_eq!(
+        entry_tier(true, Some(Tier::Comprehensive), flag),
+        (Tier::Basic, "emergency".to_owned())
+    );
+    assert_eq!(
+        entry_tier(false, Some(Tier::Basic), flag),
+        (Tier::Basic, "-".to_owned())
+    );
+    assert_eq!(
+        entry_tier(false, None, flag),
+        (Tier::Enhanced, "treatment".to_owned())
+    );
+    assert_eq!(
+        entry_tier(false, None, || None),
+        (Tier::Comprehensive, "-".to_owned())
+    );
+}
+
+#[test]
+fn the_flag_chooses_the_entry_tier_with_the_user_as_targeting_key() {
+    let mut w = World::new();
+    w.flags.answer = Some((Tier::Enhanced, "cheap-first".to_owned()));
+    w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
+    let (s, _) = w.ask("key_a", with(body(false), "user", json!("u1")));
+    assert_eq!(
+        (s.record.entry_tier, s.record.variant.as_str()),
+        (Tier::Enhanced, "cheap-first")
+    );
+    assert_eq!(
+        w.flags.calls,
+        vec![(
+            "generation_pipeline".to_owned(),
+            "u1".to_owned(),
+            "key_a".to_owned(),
+            "auto".to_owned()
+        )]
+    );
+    // Without a user the key is the targeting key.
+    w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
+    w.ask("key_a", with(body(false), "temperature", json!(0.1)));
+    assert_eq!(w.flags.calls[1].1, "key_a");
+}
+
+#[test]
+fn without_a_flag_answer_the_entry_tier_is_comprehensive() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let (s, c) = w.ask("key_a", body(false));
+    assert_eq!(
+        (s.record.entry_tier, s.record.variant.as_str()),
+        (Tier::Comprehensive, "-")
+    );
+    assert_eq!(c.header("x-dol-model"), Some("best"));
+}
+
+#[test]
+fn the_hint_beats_the_flag_which_is_not_evaluated() {
+    let mut w = World::new();
+    w.flags.answer = Some((Tier::Comprehensive, "treatment".to_owned()));
+    w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
+    let (s, c) = w.ask(
+        "key_a",
+        with(body(false), "dol", json!({"tier": "enhanced"})),
+    );
+    assert_eq!(
+        (s.record.entry_tier, s.record.variant.as_str()),
+        (Tier::Enhanced, "-")
+    );
+    assert_eq!(c.header("x-dol-model"), Some("cheap"));
+    assert!(w.flags.calls.is_empty());
+}
+
+#[test]
+fn emergency_mode_beats_the_hint_and_the_flag() {
+    let mut w = World::new();
+    set_emergency_override(&mut w.sql, Some(EmergencyOverride::On), "test", 1).unwrap();
+    w.flags.answer = Some((Tier::Comprehensive, "treatment".to_owned()));
+    let (s, c) = w.ask(
+        "key_a",
+        with(body(false), "dol", json!({"tier": "comprehensive"})),
+    );
+    assert_eq!(
+        (s.record.entry_tier, s.record.variant.as_str()),
+        (Tier::Basic, "emergency")
+    );
+    assert_eq!(c.header("x-dol-tier"), Some("basic"));
+    assert!(w.flags.calls.is_empty());
+    assert!(!w.fake.sent.iter().any(|m| m == "best" || m == "cheap"));
+}
+
+// ---- reservation ----
+
+#[test]
+fn the_reservation_is_the_worst_case_cost_from_max_tokens_and_the_dearest_price() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let (s, _) = w.ask("key_a", with(body(false), "max_tokens", json!(100)));
+    let req = ChatRequest::from_value(&with(body(false), "max_tokens", json!(100))).unwrap();
+    let route = RouteRequest::from_chat(&req, Tier::Comprehensive, 512);
+    assert_eq!(route.output_tokens, 100);
+    // The dearest priced candidate ($10/1M both ways) sets the cost.
+    let expected = (route.input_tokens + 100) * 10;
+    assert_eq!(s.reservation.tokens, route.input_tokens + 100);
+    assert_eq!(s.reservation.cost_micros, expected);
+}
+
+#[test]
+fn over_budget_is_refused_before_anything_is_sent_or_reserved() {
+    let mut w = World::new();
+    let limits = KeyLimits {
+        monthly_budget_micros: Some(1),
+        ..KeyLimits::default()
+    };
+    let call = w.call("key_a", limits, body(false));
+    let (served, client) = w.serve(&call);
+    let err = served.unwrap_err();
+    assert!(matches!(
+        err,
+        PipelineError::Refused {
+            limit: LimitKind::Budget,
+            ..
+        }
+    ));
+    let reply = err.reply();
+    assert_eq!(reply.status, 429);
+    assert_eq!(
+        reply.body.error.code.as_deref(),
+        Some("budget_limit_exceeded")
+    );
+    assert!(reply.headers.iter().any(|(k, _)| k == "retry-after"));
+    assert_eq!(client.status, None);
+    assert!(w.fake.sent.is_empty());
+    assert_eq!(w.usage("key_a").reserved_micros, 0);
+}
+
+#[test]
+fn a_success_settles_the_actual_cost_and_releases_the_reservation() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let (s, c) = w.ask("key_a", body(false));
+    assert!(s.reservation.cost_micros > 600);
+    // 20 + 40 tokens at $10/1M.
+    assert_eq!(s.record.cost_micros, Some(600));
+    assert_eq!(c.header("x-dol-cost-micros"), Some("600"));
+    let u = w.usage("key_a");
+    assert_eq!((u.spent_micros, u.reserved_micros), (600, 0));
+    let stored = store::request(&mut w.sql, &s.record.id).unwrap().unwrap();
+    assert_eq!(stored.cost_micros, Some(600));
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+}
+
+#[test]
+fn an_upstream_failure_releases_the_reservation() {
+    let mut w = World::new();
+    w.fake.script("best", vec![status(500, None); 5]);
+    w.fake.script("cheap", vec![Reply::Refused; 5]);
+    let (s, c) = w.ask("key_a", body(false));
+    assert_eq!(c.status, Some(200));
+    assert_eq!(s.generation.info.provider, super::offline::PROVIDER);
+    let u = w.usage("key_a");
+    assert_eq!((u.spent_micros, u.reserved_micros), (0, 0));
+}
+
+#[test]
+fn a_cut_stream_releases_the_reservation_and_is_not_cached() {
+    let mut w = World::new();
+    let chunks: Vec<Vec<u8>> = sse(GOOD, false).into_iter().take(3).collect();
+    w.fake.script("best", vec![Reply::Stall(200, chunks)]);
+    let (s, c) = w.ask("key_a", body(true));
+    assert!(c.streamed);
+    assert_ne!(s.generation.outcome, super::engine::Outcome::Success);
+    assert_eq!(w.usage("key_a").reserved_micros, 0);
+    // Not cached: the same request goes upstream again.
+    let before = w.fake.sent.len();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let (again, _) = w.ask("key_a", body(false));
+    assert!(!again.generation.info.cached);
+    assert!(w.fake.sent.len() > before);
+}
+
+// ---- settlement ----
+
+#[test]
+fn an_unknown_price_is_flagged_never_zero() {
+    let mut w = World::new();
+    w.fake.script("tiny", vec![ok_json(GOOD, "stop")]);
+    let (s, c) = w.ask("key_a", with(body(false), "dol", json!({"tier": "basic"})));
+    assert_eq!(c.header("x-dol-model"), Some("tiny"));
+    assert_eq!(c.header("x-dol-cost-micros"), Some("unknown"));
+    assert_eq!(s.record.cost_micros, None);
+    let stored = store::request(&mut w.sql, &s.record.id).unwrap().unwrap();
+    assert_eq!(stored.cost_micros, None);
+    assert_eq!(w.usage("key_a").reserved_micros, 0);
+}
+
+// ---- cache ----
+
+#[test]
+fn a_repeat_is_a_hit_recorded_as_cache_hit_at_no_cost() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let (first, c1) = w.ask("key_a", body(false));
+    assert_eq!(c1.header("x-dol-cache"), Some("miss"));
+    let sent = w.fake.sent.len();
+    let (hit, c2) = w.ask("key_a", body(false));
+    assert_eq!(w.fake.sent.len(), sent, "a hit makes no upstream call");
+    assert_eq!(c2.header("x-dol-cache"), Some("hit"));
+    assert_eq!(c2.header("x-dol-attempts"), Some("0"));
+    assert_eq!(
+        c2.json.as_ref().unwrap()["choices"][0]["message"]["content"],
+        json!(GOOD)
+    );
+    // Record rewriting: a hit is `cache_hit`, cached, and cost 0.
+    assert!(hit.record.cached);
+    assert_eq!(hit.record.outcome, "cache_hit");
+    assert_eq!(hit.record.cost_micros, Some(0));
+    let stored = store::request(&mut w.sql, &hit.record.id).unwrap().unwrap();
+    assert_eq!(
+        (stored.outcome.as_str(), stored.cost_micros),
+        ("cache_hit", Some(0))
+    );
+    // A hit costs nothing: the spend is only the first answer's.
+    let u = w.usage("key_a");
+    assert_eq!(
+        (u.spent_micros, u.reserved_micros),
+        (first.record.cost_micros.unwrap(), 0)
+    );
+}
+
+#[test]
+fn no_cache_bypasses_the_cache() {
+    let mut w = World::new();
+    w.fake
+        .script("best", vec![ok_json(GOOD, "stop"), ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    let mut call = w.call("key_a", KeyLimits::default(), body(false));
+    call.cache_control = Some("no-cache".to_owned());
+    let (s, c) = w.serve(&call);
+    assert!(!s.unwrap().generation.info.cached);
+    assert_eq!(c.header("x-dol-cache"), Some("miss"));
+    assert_eq!(w.fake.sent.len(), 2);
+}
+
+#[test]
+fn a_zero_ttl_disables_the_cache() {
+    let mut w = World::new();
+    w.settings.cache_ttl_secs = 0;
+    w.fake
+        .script("best", vec![ok_json(GOOD, "stop"), ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    let (s, _) = w.ask("key_a", body(false));
+    assert!(!s.generation.info.cached);
+    assert_eq!(w.fake.sent.len(), 2);
+}
+
+#[test]
+fn the_cache_is_per_api_key() {
+    let mut w = World::new();
+    w.fake
+        .script("best", vec![ok_json(GOOD, "stop"), ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    let (s, _) = w.ask("key_b", body(false));
+    assert!(!s.generation.info.cached);
+    assert_eq!(w.fake.sent.len(), 2);
+}
+
+#[test]
+fn entries_expire_after_the_ttl_on_the_injected_clock() {
+    let mut w = World::new();
+    w.fake
+        .script("best", vec![ok_json(GOOD, "stop"), ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    w.clock.0.set(T0 + 59_000);
+    assert!(w.ask("key_a", body(false)).0.generation.info.cached);
+    w.clock.0.set(T0 + 61_000);
+    assert!(!w.ask("key_a", body(false)).0.generation.info.cached);
+    assert_eq!(w.fake.sent.len(), 2);
+}
+
+#[test]
+fn a_streamed_request_replays_a_cached_answer_as_sse() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    let (s, c) = w.ask("key_a", body(true));
+    assert!(s.generation.info.cached);
+    assert!(c.streamed && c.json.is_none());
+    assert_eq!(c.header("x-dol-cache"), Some("hit"));
+    assert!(c.header("x-dol-request-id").is_some());
+    assert!(c.body.starts_with("data: "));
+    assert!(c.body.ends_with("data: [DONE]\n\n"));
+    assert!(c.body.contains("\"usage\""));
+    assert_eq!(w.fake.sent.len(), 1, "{:?}", w.fake.sent);
+}
+
+// ---- intake ----
+
+#[test]
+fn refusals_render_as_openai_errors() {
+    let missing = PipelineError::MissingKey.reply();
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.body.error.code.as_deref(), Some("missing_api_key"));
+    assert!(
+        missing
+            .headers
+            .iter()
+            .any(|(k, v)| k == "www-authenticate" && v == "Bearer")
+    );
+    let storage = PipelineError::Storage {
+        context: "catalog",
+        message: "disk on fire".to_owned(),
+    }
+    .reply();
+    assert_eq!(storage.status, 500);
+    assert!(!storage.body.error.message.contains("disk"));
+    let mut w = World::new();
+    let call = w.call(
+        "key_a",
+        KeyLimits::default(),
+        with(body(false), "model", json!("nope")),
+    );
+    let err = w.serve(&call).0.unwrap_err();
+    assert_eq!(err.reply().status, 404);
+    assert_eq!(
+        err.reply().body.error.code.as_deref(),
+        Some("model_not_found")
+    );
+}
+
+#[test]
+fn authentication_takes_the_bearer_then_x_api_key_then_the_bootstrap_key() {
+    use super::intake::authenticate;
+    let mut sql = db();
+    let limits = KeyLimits {
+        requests_per_minute: Some(3),
+        ..KeyLimits::default()
+    };
+    store::create_key(&mut sql, "key_1", "web", "dol_sk_secret", &limits, 1).unwrap();
+    let c = authenticate(&mut sql, Some("Bearer dol_sk_secret"), None, "").unwrap();
+    assert_eq!((c.id.as_str(), c.limits), ("key_1", limits));
+    let c = authenticate(&mut sql, None, Some("dol_sk_secret"), "").unwrap();
+    assert_eq!(c.id, "key_1");
+    let c = authenticate(&mut sql, Some("Bearer dev"), None, "dev").unwrap();
+    assert_eq!(
+        (c.id.as_str(), c.limits),
+        ("bootstrap", KeyLimits::default())
+    );
+    assert_eq!(
+        authenticate(&mut sql, None, Some(""), "dev"),
+        Err(PipelineError::MissingKey)
+    );
+    assert_eq!(
+        authenticate(&mut sql, Some("Bearer nope"), None, ""),
+        Err(PipelineError::InvalidKey)
+    );
+    assert_eq!(PipelineError::InvalidKey.reply().status, 401);
+    store::revoke_key(&mut sql, "key_1", 2).unwrap();
+    assert_eq!(
+        authenticate(&mut sql, Some("Bearer dol_sk_secret"), None, ""),
+        Err(PipelineError::InvalidKey)
+    );
+}
+
+#[test]
+fn generate_renders_the_template_under_the_request_fields() {
+    use super::intake::{parse_chat, parse_generate};
+    let mut sql = db();
+    let spec: super::templates::TemplateSpec = serde_json::from_value(json!({
+        "messages": [{"role": "user", "content": "Summarize: {{text}}"}],
+        "variables": {"text": {}},
+        "defaults": {"temperature": 0.2, "max_tokens": 50}
+    }))
+    .unwrap();
+    store::put_template(&mut sql, "sum", &spec, "ann", 1).unwrap();
+    let input = json!({"template": "sum", "variables": {"text": "abc"}, "max_tokens": 9});
+    let (req, route) = parse_generate(&mut sql, input.to_string().as_bytes()).unwrap();
+    assert_eq!(route, "generate:sum@1");
+    assert_eq!(req.model, "auto");
+    let v = serde_json::to_value(&req).unwrap();
+    assert_eq!(v["messages"][0]["content"], json!("Summarize: abc"));
+    assert_eq!(
+        (v["max_tokens"].clone(), v["temperature"].clone()),
+        (json!(9), json!(0.2))
+    );
+
+    let mut status = |b: Value| {
+        parse_generate(&mut sql, b.to_string().as_bytes())
+            .unwrap_err()
+            .reply()
+    };
+    let missing = status(json!({"variables": {}}));
+    assert_eq!(
+        (missing.status, missing.body.error.param.as_deref()),
+        (400, Some("template"))
+    );
+    let bad_version = status(json!({"template": "sum", "version": 0}));
+    assert_eq!(bad_version.body.error.param.as_deref(), Some("version"));
+    let messages = status(json!({"template": "sum", "messages": []}));
+    assert_eq!(messages.body.error.param.as_deref(), Some("messages"));
+    let unknown = status(json!({"template": "sum", "version": 2}));
+    assert_eq!(
+        (unknown.status, unknown.body.error.code.as_deref()),
+        (404, Some("template_not_found"))
+    );
+    let unrendered = status(json!({"template": "sum"}));
+    assert_eq!(
+        (unrendered.status, unrendered.body.error.param.as_deref()),
+        (400, Some("variables"))
+    );
+    let chat = parse_chat(b"{\"model\":\"auto\"}").unwrap_err().reply();
+    assert_eq!(chat.status, 400);
+    assert_eq!(
+        parse_chat(body(false).to_string().as_bytes()).unwrap().1,
+        "chat"
+    );
+}

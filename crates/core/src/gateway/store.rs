@@ -1,0 +1,816 @@
+//! The gateway's storage (`migrations/0003_gateway.sql`) over the core's
+//! storage seam: API keys and their usage counters, the model catalog,
+//! prompt templates and request telemetry in SQL ([`SqlExecutor`]); the
+//! routing state and the response cache in key-value ([`KeyValue`]).
+//!
+//! Decisions stay where they are ([`keys::admit`], [`keys::settle`], the
+//! catalog rules): this module only reads and writes, with the time passed
+//! in. Rows are decoded with [`Row`], so a column of an unexpected type is a
+//! [`GatewayStoreError::Column`] naming it, never a panic or a silent zero.
+//!
+//! Read-modify-write sequences run inside `BEGIN IMMEDIATE`
+//! ([`in_transaction`]): the write lock is taken before the read, so two
+//! concurrent requests of one key reserve against the same counters one
+//! after the other and cannot both spend the last of a budget.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use super::cache::CacheEntry;
+use super::catalog::{self, CatalogError};
+use super::engine::RoutingState;
+use super::keys::{self, Admission, KeyLimits, Reservation, Usage};
+use super::routing::CatalogEntry;
+use super::telemetry::{LATENCY_BUCKETS_MS, RequestRecord, latency_bucket};
+use super::templates::TemplateSpec;
+use super::tiers::Tier;
+use crate::storage::{
+    ColumnError, KeyValue, Row, SqlExecutor, SqlValue, StatementError, in_transaction, run,
+};
+
+/// Why a gateway storage call failed. Every variant is an internal failure:
+/// log it, answer the client a generic 500.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GatewayStoreError {
+    /// A statement failed (including `BEGIN IMMEDIATE` and `COMMIT`); the
+    /// transaction, if any, was rolled back.
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    /// A stored row's column is missing or does not hold what the gateway
+    /// wrote there (a schema change, or a row written by something else).
+    #[error("{table}.{column}: expected {expected}")]
+    Column {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// What was expected, e.g. `integer` or `text or NULL`.
+        expected: &'static str,
+    },
+    /// A value could not be encoded as JSON for storing.
+    #[error("encoding {what} as JSON: {message}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's message.
+        message: String,
+    },
+    /// The built-in seed catalog (`catalog/models.json`) is invalid.
+    #[error("seed catalog: {0}")]
+    Seed(#[from] CatalogError),
+    /// The key-value store failed.
+    #[error("key-value `{key}`: {message}")]
+    KeyValue {
+        /// The key read or written.
+        key: String,
+        /// The store's message.
+        message: String,
+    },
+}
+
+impl From<ColumnError> for GatewayStoreError {
+    fn from(e: ColumnError) -> Self {
+        Self::Column {
+            table: e.table,
+            column: e.column,
+            expected: e.expected,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, GatewayStoreError>;
+
+fn text(s: &str) -> SqlValue {
+    SqlValue::Text(s.to_owned())
+}
+
+/// SQLite integers are signed; counters and prices never reach `i64::MAX`,
+/// so saturating is only a guard against nonsense input.
+fn uint(n: u64) -> SqlValue {
+    SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn opt_uint(n: Option<u64>) -> SqlValue {
+    n.map_or(SqlValue::Null, uint)
+}
+
+fn sql_bool(b: bool) -> SqlValue {
+    SqlValue::Integer(i64::from(b))
+}
+
+fn encode<T: serde::Serialize + ?Sized>(what: &'static str, value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| GatewayStoreError::Encode {
+        what,
+        message: e.to_string(),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// API keys
+
+/// A stored API key (only its hash is stored; the key itself is shown once,
+/// at creation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// Key id (`key_…`).
+    pub id: String,
+    /// Name given at creation.
+    pub name: String,
+    /// Display prefix (`dol_sk_1a2b…`).
+    pub prefix: String,
+    /// Limits.
+    pub limits: KeyLimits,
+    /// Created, Unix ms.
+    pub created_at: i64,
+    /// Revoked, Unix ms.
+    pub revoked_at: Option<i64>,
+}
+
+impl StoredKey {
+    /// The key as admin JSON (never the key itself).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "prefix": self.prefix,
+            "limits": self.limits,
+            "created_at": self.created_at,
+            "revoked_at": self.revoked_at,
+        })
+    }
+}
+
+const KEY_COLUMNS: &str = "id, name, prefix, requests_per_minute, tokens_per_minute, \
+monthly_budget_micros, created_at, revoked_at";
+
+fn key_from_row(values: &[SqlValue]) -> Result<StoredKey> {
+    let r = Row::new("api_keys", values);
+    Ok(StoredKey {
+        id: r.text(0, "id")?.to_owned(),
+        name: r.text(1, "name")?.to_owned(),
+        prefix: r.text(2, "prefix")?.to_owned(),
+        limits: KeyLimits {
+            requests_per_minute: r.opt_uint(3, "requests_per_minute")?,
+            tokens_per_minute: r.opt_uint(4, "tokens_per_minute")?,
+            monthly_budget_micros: r.opt_uint(5, "monthly_budget_micros")?,
+        },
+        created_at: r.int(6, "created_at")?,
+        revoked_at: r.opt_int(7, "revoked_at")?,
+    })
+}
+
+/// Stores a new key `secret` under `id` (its hash and display prefix only).
+pub fn create_key(
+    db: &mut impl SqlExecutor,
+    id: &str,
+    name: &str,
+    secret: &str,
+    limits: &KeyLimits,
+    now_ms: i64,
+) -> Result<StoredKey> {
+    let prefix = keys::display_prefix(secret);
+    run(
+        db,
+        "INSERT INTO api_keys (id, name, key_hash, prefix, requests_per_minute, \
+         tokens_per_minute, monthly_budget_micros, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            text(id),
+            text(name),
+            text(&keys::hash_key(secret)),
+            text(&prefix),
+            opt_uint(limits.requests_per_minute),
+            opt_uint(limits.tokens_per_minute),
+            opt_uint(limits.monthly_budget_micros),
+            SqlValue::Integer(now_ms),
+        ],
+    )?;
+    Ok(StoredKey {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        prefix,
+        limits: *limits,
+        created_at: now_ms,
+        revoked_at: None,
+    })
+}
+
+/// Every key, revoked ones included, newest first.
+pub fn list_keys(db: &mut impl SqlExecutor) -> Result<Vec<StoredKey>> {
+    run(
+        db,
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id"),
+        &[],
+    )?
+    .iter()
+    .map(|r| key_from_row(r))
+    .collect()
+}
+
+/// The key with this id, revoked or not.
+pub fn get_key(db: &mut impl SqlExecutor, id: &str) -> Result<Option<StoredKey>> {
+    run(
+        db,
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = ?"),
+        &[text(id)],
+    )?
+    .first()
+    .map(|r| key_from_row(r))
+    .transpose()
+}
+
+/// Revokes key `id` at `now_ms` and returns it; `None` when there is no
+/// such key. Revoking a revoked key changes nothing (it keeps its first
+/// revocation time).
+pub fn revoke_key(db: &mut impl SqlExecutor, id: &str, now_ms: i64) -> Result<Option<StoredKey>> {
+    run(
+        db,
+        "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+        &[SqlValue::Integer(now_ms), text(id)],
+    )?;
+    get_key(db, id)
+}
+
+/// The active (not revoked) key whose secret is `secret`, if any.
+pub fn find_active_key(db: &mut impl SqlExecutor, secret: &str) -> Result<Option<StoredKey>> {
+    run(
+        db,
+        &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL"),
+        &[text(&keys::hash_key(secret))],
+    )?
+    .first()
+    .map(|r| key_from_row(r))
+    .transpose()
+}
+
+// ---------------------------------------------------------------------------
+// Usage counters, admission and settlement
+
+/// The usage counters of key `key_id` (zero when it has none yet).
+pub fn usage(db: &mut impl SqlExecutor, key_id: &str) -> Result<Usage> {
+    let rows = run(
+        db,
+        "SELECT window_start, window_requests, window_tokens, month, spent_micros, \
+         reserved_micros FROM key_usage WHERE key_id = ?",
+        &[text(key_id)],
+    )?;
+    let Some(values) = rows.first() else {
+        return Ok(Usage::default());
+    };
+    let r = Row::new("key_usage", values);
+    Ok(Usage {
+        window_start: r.uint(0, "window_start")?,
+        window_requests: r.uint(1, "window_requests")?,
+        window_tokens: r.uint(2, "window_tokens")?,
+        month: r.text(3, "month")?.to_owned(),
+        spent_micros: r.uint(4, "spent_micros")?,
+        reserved_micros: r.uint(5, "reserved_micros")?,
+    })
+}
+
+fn write_usage(db: &mut impl SqlExecutor, key_id: &str, u: &Usage) -> Result<()> {
+    run(
+        db,
+        "INSERT INTO key_usage (key_id, window_start, window_requests, window_tokens, month, \
+         spent_micros, reserved_micros) VALUES (?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (key_id) DO UPDATE SET window_start = excluded.window_start, \
+         window_requests = excluded.window_requests, window_tokens = excluded.window_tokens, \
+         month = excluded.month, spent_micros = excluded.spent_micros, \
+         reserved_micros = excluded.reserved_micros",
+        &[
+            text(key_id),
+            uint(u.window_start),
+            uint(u.window_requests),
+            uint(u.window_tokens),
+            text(&u.month),
+            uint(u.spent_micros),
+            uint(u.reserved_micros),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Admits a request of key `key_id` at `now_secs`, reserving `want` (its
+/// worst-case tokens and cost), or refuses it ([`keys::admit`] decides).
+/// The read, the decision and the write happen in one `BEGIN IMMEDIATE`
+/// transaction, so concurrent requests see each other's reservations: the
+/// budget is never overspent by requests admitted at the same time.
+pub fn admit(
+    db: &mut impl SqlExecutor,
+    key_id: &str,
+    limits: &KeyLimits,
+    want: Reservation,
+    now_secs: u64,
+) -> Result<Admission> {
+    in_transaction(db, |tx| {
+        let stored = usage(tx, key_id)?;
+        let decision = keys::admit(&stored, limits, want, now_secs);
+        if let Admission::Admit(next) = &decision {
+            write_usage(tx, key_id, next)?;
+        }
+        Ok(decision)
+    })
+}
+
+/// Swaps the reservation `want` made at `reserved_at_secs` for what the
+/// request actually used (`tokens`, `cost_micros`) at `now_secs`
+/// ([`keys::settle`] decides), in one `BEGIN IMMEDIATE` transaction.
+pub fn settle(
+    db: &mut impl SqlExecutor,
+    key_id: &str,
+    want: Reservation,
+    reserved_at_secs: u64,
+    tokens: u64,
+    cost_micros: u64,
+    now_secs: u64,
+) -> Result<()> {
+    in_transaction(db, |tx| {
+        let stored = usage(tx, key_id)?;
+        let next = keys::settle(
+            &stored,
+            want,
+            reserved_at_secs,
+            tokens,
+            cost_micros,
+            now_secs,
+        );
+        write_usage(tx, key_id, &next)
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The model catalog
+
+const CATALOG_SELECT: &str = "SELECT provider, model, tier, input_price, output_price, \
+context_window, capabilities FROM models";
+
+/// Models discovery found that nobody has priced yet: a provider's list also
+/// holds embedding, audio and other non-chat models, so they are not routed
+/// to until an admin `PUT /admin/models/...` admits one.
+const ROUTABLE_FILTER: &str =
+    "WHERE NOT (source = 'discovered' AND (input_price IS NULL OR output_price IS NULL))";
+
+fn catalog_entry_from_row(values: &[SqlValue]) -> Result<CatalogEntry> {
+    let r = Row::new("models", values);
+    let tier = Tier::parse(r.text(2, "tier")?)
+        .ok_or_else(|| r.error("tier", "comprehensive, enhanced or basic"))?;
+    Ok(CatalogEntry {
+        provider: r.text(0, "provider")?.to_owned(),
+        model: r.text(1, "model")?.to_owned(),
+        tier,
+        input_price: r.opt_uint(3, "input_price")?,
+        output_price: r.opt_uint(4, "output_price")?,
+        context_window: r.uint(5, "context_window")?,
+        capabilities: r.json::<BTreeSet<String>>(6, "capabilities")?,
+    })
+}
+
+fn upsert_model(
+    db: &mut impl SqlExecutor,
+    e: &CatalogEntry,
+    source: &str,
+    now_ms: i64,
+) -> Result<()> {
+    let capabilities = encode("capabilities", &e.capabilities)?;
+    run(
+        db,
+        "INSERT INTO models (provider, model, tier, input_price, output_price, context_window, \
+         capabilities, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (provider, model) DO UPDATE SET tier = excluded.tier, \
+         input_price = excluded.input_price, output_price = excluded.output_price, \
+         context_window = excluded.context_window, capabilities = excluded.capabilities, \
+         source = excluded.source, updated_at = excluded.updated_at",
+        &[
+            text(&e.provider),
+            text(&e.model),
+            text(e.tier.as_str()),
+            opt_uint(e.input_price),
+            opt_uint(e.output_price),
+            uint(e.context_window),
+            text(&capabilities),
+            text(source),
+            SqlValue::Integer(now_ms),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Seeds the catalog from `catalog/models.json` (source `seed`) when the
+/// `models` table is empty; returns whether it did. The emptiness check is
+/// made under the write lock, so racing first requests (and the discovery
+/// scan) seed once. Everything that reads or changes the catalog calls this
+/// first, so an admin change or a discovered model on a fresh database
+/// never keeps the seed out.
+pub fn seed_catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<bool> {
+    const ANY_MODEL: &str = "SELECT 1 FROM models LIMIT 1";
+    // The common case (seeded long ago) takes no write lock.
+    if !run(db, ANY_MODEL, &[])?.is_empty() {
+        return Ok(false);
+    }
+    let seed = catalog::parse(catalog::SEED)?;
+    in_transaction(db, |tx| {
+        if !run(tx, ANY_MODEL, &[])?.is_empty() {
+            return Ok(false);
+        }
+        for e in &seed {
+            upsert_model(tx, e, "seed", now_ms)?;
+        }
+        Ok(true)
+    })
+}
+
+fn select_catalog(
+    db: &mut impl SqlExecutor,
+    now_ms: i64,
+    filter: &str,
+) -> Result<Vec<CatalogEntry>> {
+    let select = format!("{CATALOG_SELECT} {filter} ORDER BY provider, model");
+    let mut rows = run(db, &select, &[])?;
+    // Rows mean the table is seeded; none may mean only that the filter
+    // matched nothing, which seed_catalog tells apart.
+    if rows.is_empty() && seed_catalog(db, now_ms)? {
+        rows = run(db, &select, &[])?;
+    }
+    rows.iter().map(|r| catalog_entry_from_row(r)).collect()
+}
+
+/// The whole catalog by provider and model, seeded the first time.
+pub fn catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<Vec<CatalogEntry>> {
+    select_catalog(db, now_ms, "")
+}
+
+/// The models routing may use: the catalog without the models discovery
+/// found that nobody has priced yet. Seeded the first time.
+pub fn routable_catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<Vec<CatalogEntry>> {
+    select_catalog(db, now_ms, ROUTABLE_FILTER)
+}
+
+/// Creates or replaces one catalog entry (source `admin`).
+pub fn put_model(db: &mut impl SqlExecutor, entry: &CatalogEntry, now_ms: i64) -> Result<()> {
+    seed_catalog(db, now_ms)?;
+    upsert_model(db, entry, "admin", now_ms)
+}
+
+/// Deletes one catalog entry; returns whether it existed.
+pub fn delete_model(
+    db: &mut impl SqlExecutor,
+    provider: &str,
+    model: &str,
+    now_ms: i64,
+) -> Result<bool> {
+    seed_catalog(db, now_ms)?;
+    let key = [text(provider), text(model)];
+    let existed = !run(
+        db,
+        "SELECT 1 FROM models WHERE provider = ? AND model = ?",
+        &key,
+    )?
+    .is_empty();
+    run(
+        db,
+        "DELETE FROM models WHERE provider = ? AND model = ?",
+        &key,
+    )?;
+    Ok(existed)
+}
+
+// ---------------------------------------------------------------------------
+// Prompt templates
+
+/// One stored version of a template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateVersion {
+    /// The version (1, 2, …).
+    pub version: i64,
+    /// The template.
+    pub spec: TemplateSpec,
+}
+
+/// A template's name and latest version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSummary {
+    /// The name.
+    pub name: String,
+    /// The latest version.
+    pub latest_version: i64,
+    /// When the latest version was stored, Unix ms.
+    pub updated_at: i64,
+}
+
+impl TemplateSummary {
+    /// Admin JSON `{"name", "latest_version", "updated_at"}`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "latest_version": self.latest_version,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// Stores `spec` as the next version of template `name` (old versions stay
+/// usable); returns the new version. Numbering happens under the write
+/// lock, so concurrent writers get distinct versions.
+pub fn put_template(
+    db: &mut impl SqlExecutor,
+    name: &str,
+    spec: &TemplateSpec,
+    actor: &str,
+    now_ms: i64,
+) -> Result<i64> {
+    let body = encode("template", spec)?;
+    in_transaction(db, |tx| {
+        let rows = run(
+            tx,
+            "SELECT COALESCE(MAX(version), 0) FROM prompt_templates WHERE name = ?",
+            &[text(name)],
+        )?;
+        let latest = match rows.first() {
+            Some(values) => Row::new("prompt_templates", values).int(0, "version")?,
+            None => 0,
+        };
+        let version = latest + 1;
+        run(
+            tx,
+            "INSERT INTO prompt_templates (name, version, spec, created_at, actor) \
+             VALUES (?, ?, ?, ?, ?)",
+            &[
+                text(name),
+                SqlValue::Integer(version),
+                text(&body),
+                SqlValue::Integer(now_ms),
+                text(actor),
+            ],
+        )?;
+        Ok(version)
+    })
+}
+
+/// Version `version` of template `name`, or its latest when `None`.
+pub fn get_template(
+    db: &mut impl SqlExecutor,
+    name: &str,
+    version: Option<i64>,
+) -> Result<Option<TemplateVersion>> {
+    let rows = match version {
+        Some(v) => run(
+            db,
+            "SELECT version, spec FROM prompt_templates WHERE name = ? AND version = ?",
+            &[text(name), SqlValue::Integer(v)],
+        )?,
+        None => run(
+            db,
+            "SELECT version, spec FROM prompt_templates WHERE name = ? \
+             ORDER BY version DESC LIMIT 1",
+            &[text(name)],
+        )?,
+    };
+    let Some(values) = rows.first() else {
+        return Ok(None);
+    };
+    let r = Row::new("prompt_templates", values);
+    Ok(Some(TemplateVersion {
+        version: r.int(0, "version")?,
+        spec: r.json(1, "spec")?,
+    }))
+}
+
+/// Every template's name and latest version, by name.
+pub fn list_templates(db: &mut impl SqlExecutor) -> Result<Vec<TemplateSummary>> {
+    run(
+        db,
+        "SELECT name, MAX(version), MAX(created_at) FROM prompt_templates \
+         GROUP BY name ORDER BY name",
+        &[],
+    )?
+    .iter()
+    .map(|values| {
+        let r = Row::new("prompt_templates", values);
+        Ok(TemplateSummary {
+            name: r.text(0, "name")?.to_owned(),
+            latest_version: r.int(1, "version")?,
+            updated_at: r.int(2, "created_at")?,
+        })
+    })
+    .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Request telemetry
+
+/// `usage_minute`'s latency histogram columns, by [`latency_bucket`] index
+/// (the last is `+Inf`). A fixed list, so the column name spliced into the
+/// upsert can only ever be one of these.
+const LATENCY_COLUMNS: [&str; LATENCY_BUCKETS_MS.len() + 1] = [
+    "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10", "b11",
+];
+
+/// Writes one request's telemetry: its `requests` row and its share of the
+/// `usage_minute` aggregate (one insert and one upsert, so the hot path
+/// stays two statements).
+pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
+    run(
+        db,
+        "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
+         attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
+         cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        &[
+            text(&r.id),
+            uint(r.ts_ms),
+            text(&r.key_id),
+            text(&r.route),
+            text(r.tier.as_str()),
+            text(r.entry_tier.as_str()),
+            text(&r.provider),
+            text(&r.model),
+            uint(u64::from(r.attempts)),
+            uint(r.latency_ms),
+            opt_uint(r.ttft_ms),
+            uint(r.prompt_tokens),
+            uint(r.completion_tokens),
+            opt_uint(r.cost_micros),
+            sql_bool(r.cost_micros.is_none()),
+            r.quality.map_or(SqlValue::Null, SqlValue::Real),
+            text(&r.outcome),
+            uint(u64::from(r.fallbacks)),
+            sql_bool(r.cached),
+            sql_bool(r.stream),
+            text(&r.variant),
+            text(&r.detail.to_string()),
+        ],
+    )?;
+    // latency_bucket never goes past the +Inf index, which is b11 anyway.
+    let bucket = LATENCY_COLUMNS
+        .get(latency_bucket(r.latency_ms))
+        .copied()
+        .unwrap_or("b11");
+    let (quality_sum, quality_n) = r.quality.map_or((0.0, 0), |q| (q, 1));
+    run(
+        db,
+        &format!(
+            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
+             errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, prompt_tokens, \
+             completion_tokens, cost_micros, cost_unknown, {bucket}) \
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
+             ON CONFLICT (minute, tier, provider, model, outcome, variant) DO UPDATE SET \
+             requests = requests + 1, errors = errors + excluded.errors, \
+             fallbacks = fallbacks + excluded.fallbacks, \
+             cache_hits = cache_hits + excluded.cache_hits, \
+             latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
+             quality_sum = quality_sum + excluded.quality_sum, \
+             quality_n = quality_n + excluded.quality_n, \
+             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+             completion_tokens = completion_tokens + excluded.completion_tokens, \
+             cost_micros = cost_micros + excluded.cost_micros, \
+             cost_unknown = cost_unknown + excluded.cost_unknown, {bucket} = {bucket} + 1"
+        ),
+        &[
+            uint(r.minute()),
+            text(r.tier.as_str()),
+            text(&r.provider),
+            text(&r.model),
+            text(&r.outcome),
+            text(&r.variant),
+            sql_bool(r.is_error()),
+            // Requests that fell back (0/1 each), so the fallback rate is fallbacks / requests.
+            sql_bool(r.fallbacks > 0),
+            sql_bool(r.cached),
+            uint(r.latency_ms),
+            SqlValue::Real(quality_sum),
+            SqlValue::Integer(quality_n),
+            uint(r.prompt_tokens),
+            uint(r.completion_tokens),
+            uint(r.cost_micros.unwrap_or(0)),
+            sql_bool(r.cost_micros.is_none()),
+        ],
+    )?;
+    Ok(())
+}
+
+const REQUEST_COLUMNS: &str = "id, ts, key_id, route, tier, entry_tier, provider, model, \
+attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, quality, outcome, \
+fallbacks, cached, stream, variant, detail";
+
+fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
+    let r = Row::new("requests", values);
+    let tier = |idx, column| -> Result<Tier> {
+        Ok(Tier::parse(r.text(idx, column)?)
+            .ok_or_else(|| r.error(column, "comprehensive, enhanced or basic"))?)
+    };
+    let small = |idx, column| -> Result<u32> {
+        u32::try_from(r.uint(idx, column)?)
+            .map_err(|_| r.error(column, "integer of at most 32 bits").into())
+    };
+    Ok(RequestRecord {
+        id: r.text(0, "id")?.to_owned(),
+        ts_ms: r.uint(1, "ts")?,
+        key_id: r.text(2, "key_id")?.to_owned(),
+        route: r.text(3, "route")?.to_owned(),
+        tier: tier(4, "tier")?,
+        entry_tier: tier(5, "entry_tier")?,
+        provider: r.text(6, "provider")?.to_owned(),
+        model: r.text(7, "model")?.to_owned(),
+        attempts: small(8, "attempts")?,
+        latency_ms: r.uint(9, "latency_ms")?,
+        ttft_ms: r.opt_uint(10, "ttft_ms")?,
+        prompt_tokens: r.uint(11, "prompt_tokens")?,
+        completion_tokens: r.uint(12, "completion_tokens")?,
+        cost_micros: r.opt_uint(13, "cost_micros")?,
+        quality: r.opt_real(14, "quality")?,
+        outcome: r.text(15, "outcome")?.to_owned(),
+        fallbacks: small(16, "fallbacks")?,
+        cached: r.bool(17, "cached")?,
+        stream: r.bool(18, "stream")?,
+        variant: r.text(19, "variant")?.to_owned(),
+        detail: r.json(20, "detail")?,
+    })
+}
+
+/// The stored record of request `id`, if any.
+pub fn request(db: &mut impl SqlExecutor, id: &str) -> Result<Option<RequestRecord>> {
+    run(
+        db,
+        &format!("SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?"),
+        &[text(id)],
+    )?
+    .first()
+    .map(|r| request_from_row(r))
+    .transpose()
+}
+
+/// A stored request record as the admin API shows it (`GET
+/// /admin/requests/{id}`): the `requests` columns by name, `cost_unknown`
+/// spelled out.
+pub fn request_json(r: &RequestRecord) -> Value {
+    json!({
+        "id": r.id,
+        "ts": r.ts_ms,
+        "key_id": r.key_id,
+        "route": r.route,
+        "tier": r.tier.as_str(),
+        "entry_tier": r.entry_tier.as_str(),
+        "provider": r.provider,
+        "model": r.model,
+        "attempts": r.attempts,
+        "latency_ms": r.latency_ms,
+        "ttft_ms": r.ttft_ms,
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "cost_micros": r.cost_micros,
+        "cost_unknown": r.cost_micros.is_none(),
+        "quality": r.quality,
+        "outcome": r.outcome,
+        "fallbacks": r.fallbacks,
+        "cached": r.cached,
+        "stream": r.stream,
+        "variant": r.variant,
+        "detail": r.detail,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Key-value: routing state and the response cache
+
+/// Key-value key of the routing state (observed stats and breakers).
+pub const ROUTING_KEY: &str = "gw:routing";
+
+/// The routing state; empty when absent or unreadable. It is learned again
+/// from traffic, so losing it must not fail a request.
+pub fn routing_state(kv: &mut impl KeyValue) -> RoutingState {
+    kv.get(ROUTING_KEY)
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Stores the routing state.
+pub fn set_routing_state(kv: &mut impl KeyValue, state: &RoutingState) -> Result<()> {
+    let bytes = encode("routing state", state)?;
+    kv.set(ROUTING_KEY, bytes.as_bytes())
+        .map_err(|message| GatewayStoreError::KeyValue {
+            key: ROUTING_KEY.to_owned(),
+            message,
+        })
+}
+
+/// The cached answer under `key` if it is still fresh at `now_ms`. A
+/// missing, unreadable or stale entry is a miss: the request is then
+/// answered by a provider.
+pub fn cache_get(kv: &mut impl KeyValue, key: &str, now_ms: u64) -> Option<CacheEntry> {
+    let bytes = kv.get(key).ok()??;
+    let entry: CacheEntry = serde_json::from_slice(&bytes).ok()?;
+    entry.is_fresh(now_ms).then_some(entry)
+}
+
+/// Stores a cached answer under `key`.
+pub fn cache_put(kv: &mut impl KeyValue, key: &str, entry: &CacheEntry) -> Result<()> {
+    let bytes = encode("cache entry", entry)?;
+    kv.set(key, bytes.as_bytes())
+        .map_err(|message| GatewayStoreError::KeyValue {
+            key: key.to_owned(),
+            message,
+        })
+}

@@ -1,0 +1,781 @@
+//! Gateway storage against a real in-memory SQLite (rusqlite) with the real
+//! migrations applied: keys, admission and settlement (including requests
+//! racing for the last of a budget on separate connections), the catalog and
+//! its seeding, template versions, request telemetry and its minute
+//! aggregate, the key-value state, and rows of the wrong shape.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use super::cache::CacheEntry;
+use super::catalog;
+use super::engine::{EntryState, RoutingState};
+use super::keys::{self, Admission, KeyLimits, LimitKind, Reservation, Usage};
+use super::openai::{DolInfo, FinishReason, Usage as TokenUsage};
+use super::routing::CatalogEntry;
+use super::store::*;
+use super::telemetry::RequestRecord;
+use super::templates::{TemplateMessage, TemplateSpec};
+use super::tiers::Tier;
+use crate::storage::{KeyValue, MemoryKeyValue, SqlExecutor, SqlValue, StatementError};
+use crate::test_sqlite::{Sqlite, count, db};
+
+/// 2026-11-26T00:00:00Z, Unix seconds.
+const NOW_SECS: u64 = 1_795_651_200;
+const NOW_MS: i64 = 1_795_651_200_000;
+
+fn sql(db: &mut Sqlite, statement: &str) {
+    db.conn.execute_batch(statement).unwrap();
+}
+
+fn scalar(db: &mut Sqlite, query: &str) -> SqlValue {
+    db.execute(query, &[]).unwrap().remove(0).remove(0)
+}
+
+fn want(cost_micros: u64) -> Reservation {
+    Reservation {
+        tokens: 100,
+        cost_micros,
+    }
+}
+
+fn budget(micros: u64) -> KeyLimits {
+    KeyLimits {
+        monthly_budget_micros: Some(micros),
+        ..KeyLimits::default()
+    }
+}
+
+fn admitted(decision: &Admission) -> bool {
+    matches!(decision, Admission::Admit(_))
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+
+#[test]
+fn a_key_is_stored_hashed_found_by_its_secret_and_revoked_once() {
+    let mut db = db();
+    let secret = keys::format_key([7; 16]);
+    let limits = KeyLimits {
+        requests_per_minute: Some(5),
+        tokens_per_minute: None,
+        monthly_budget_micros: Some(1_000),
+    };
+    let created = create_key(&mut db, "key_a", "alpha", &secret, &limits, NOW_MS).unwrap();
+    assert_eq!(created.prefix, keys::display_prefix(&secret));
+    assert_eq!(created.revoked_at, None);
+    // Only the hash is stored.
+    assert_eq!(
+        scalar(&mut db, "SELECT key_hash FROM api_keys"),
+        SqlValue::Text(keys::hash_key(&secret))
+    );
+    assert!(!created.to_json().to_string().contains(&secret));
+
+    assert_eq!(
+        find_active_key(&mut db, &secret).unwrap(),
+        Some(created.clone())
+    );
+    assert_eq!(find_active_key(&mut db, "dol_sk_other").unwrap(), None);
+    assert_eq!(get_key(&mut db, "key_a").unwrap(), Some(created.clone()));
+    assert_eq!(get_key(&mut db, "key_none").unwrap(), None);
+
+    create_key(
+        &mut db,
+        "key_b",
+        "beta",
+        "dol_sk_b",
+        &KeyLimits::default(),
+        NOW_MS + 1,
+    )
+    .unwrap();
+    let ids: Vec<String> = list_keys(&mut db)
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["key_b", "key_a"], "newest first");
+
+    let revoked = revoke_key(&mut db, "key_a", NOW_MS + 5).unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(NOW_MS + 5));
+    assert_eq!(revoked.limits, limits);
+    assert_eq!(find_active_key(&mut db, &secret).unwrap(), None);
+    // Revoked keys are still listed, and a second revocation keeps the first time.
+    assert_eq!(list_keys(&mut db).unwrap().len(), 2);
+    let again = revoke_key(&mut db, "key_a", NOW_MS + 9).unwrap().unwrap();
+    assert_eq!(again.revoked_at, Some(NOW_MS + 5));
+    assert_eq!(revoke_key(&mut db, "key_none", NOW_MS).unwrap(), None);
+}
+
+#[test]
+fn key_json_is_the_admin_shape() {
+    let key = StoredKey {
+        id: "key_a".into(),
+        name: "alpha".into(),
+        prefix: "dol_sk_abcd…".into(),
+        limits: budget(5),
+        created_at: 1,
+        revoked_at: None,
+    };
+    assert_eq!(
+        key.to_json(),
+        json!({"id": "key_a", "name": "alpha", "prefix": "dol_sk_abcd…",
+               "limits": {"monthly_budget_micros": 5}, "created_at": 1, "revoked_at": null})
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Admission and settlement
+
+#[test]
+fn a_key_without_counters_has_zero_usage() {
+    let mut db = db();
+    assert_eq!(usage(&mut db, "key_a").unwrap(), Usage::default());
+}
+
+#[test]
+fn the_request_limit_refuses_and_a_refusal_writes_nothing() {
+    let mut db = db();
+    let limits = KeyLimits {
+        requests_per_minute: Some(2),
+        ..KeyLimits::default()
+    };
+    for _ in 0..2 {
+        assert!(admitted(
+            &admit(&mut db, "k", &limits, want(0), NOW_SECS).unwrap()
+        ));
+    }
+    let before = usage(&mut db, "k").unwrap();
+    assert_eq!(before.window_requests, 2);
+    assert_eq!(before.window_tokens, 200);
+    let refused = admit(&mut db, "k", &limits, want(0), NOW_SECS + 1).unwrap();
+    assert!(matches!(
+        refused,
+        Admission::Refuse {
+            limit: LimitKind::Requests,
+            ..
+        }
+    ));
+    assert_eq!(usage(&mut db, "k").unwrap(), before);
+    // The next minute starts a new window.
+    assert!(admitted(
+        &admit(&mut db, "k", &limits, want(0), NOW_SECS + 60).unwrap()
+    ));
+}
+
+#[test]
+fn reservations_count_against_the_budget_until_settled() {
+    let mut db = db();
+    let limits = budget(1_000);
+    // Two in-flight requests reserve 400 each: 800 committed.
+    for _ in 0..2 {
+        assert!(admitted(
+            &admit(&mut db, "k", &limits, want(400), NOW_SECS).unwrap()
+        ));
+    }
+    assert_eq!(usage(&mut db, "k").unwrap().reserved_micros, 800);
+    // A third would take reserved + spent to 1 200 > 1 000: refused, nothing written.
+    let refused = admit(&mut db, "k", &limits, want(400), NOW_SECS).unwrap();
+    assert!(matches!(
+        refused,
+        Admission::Refuse {
+            limit: LimitKind::Budget,
+            ..
+        }
+    ));
+    assert_eq!(usage(&mut db, "k").unwrap().reserved_micros, 800);
+
+    // Both settle at 100 actually spent: the reservations are released.
+    for _ in 0..2 {
+        settle(&mut db, "k", want(400), NOW_SECS, 50, 100, NOW_SECS + 2).unwrap();
+    }
+    let settled = usage(&mut db, "k").unwrap();
+    assert_eq!(settled.reserved_micros, 0);
+    assert_eq!(settled.spent_micros, 200);
+    assert_eq!(
+        settled.window_tokens, 100,
+        "reserved tokens replaced by used"
+    );
+    assert_eq!(settled.month, keys::month_of(NOW_SECS));
+    // 200 spent + 400 wanted fits again.
+    assert!(admitted(
+        &admit(&mut db, "k", &limits, want(400), NOW_SECS + 3).unwrap()
+    ));
+}
+
+#[test]
+fn a_failed_write_rolls_the_admission_back() {
+    let mut db = db();
+    db.fail_on = Some("INSERT INTO key_usage");
+    let err = admit(&mut db, "k", &budget(1_000), want(10), NOW_SECS).unwrap_err();
+    assert!(matches!(err, GatewayStoreError::Statement(_)), "{err}");
+    db.fail_on = None;
+    assert_eq!(usage(&mut db, "k").unwrap(), Usage::default());
+    // The lock was released: the next admission goes through.
+    assert!(admitted(
+        &admit(&mut db, "k", &budget(1_000), want(10), NOW_SECS).unwrap()
+    ));
+}
+
+/// Requests of one key admitted at the same time on separate connections
+/// (as concurrent Spin instances are) never reserve more than the budget:
+/// each admission reads and writes under one `BEGIN IMMEDIATE`.
+#[test]
+fn concurrent_requests_cannot_overspend_the_budget() {
+    const THREADS: usize = 8;
+    const ATTEMPTS: usize = 6;
+    const BUDGET: u64 = 1_000;
+    const COST: u64 = 70;
+    let path = std::env::temp_dir().join(format!(
+        "dol-gateway-budget-{}-{:?}.sqlite",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let open = || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        Sqlite {
+            conn,
+            fail_on: None,
+        }
+    };
+    crate::migrate::apply(&mut open(), 1).unwrap();
+
+    let barrier = std::sync::Barrier::new(THREADS);
+    let admitted_total: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let barrier = &barrier;
+                let mut db = open();
+                scope.spawn(move || {
+                    barrier.wait();
+                    (0..ATTEMPTS)
+                        .filter(|_| {
+                            admitted(
+                                &admit(&mut db, "k", &budget(BUDGET), want(COST), NOW_SECS)
+                                    .unwrap(),
+                            )
+                        })
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+
+    let stored = usage(&mut open(), "k").unwrap();
+    let _ = std::fs::remove_file(&path);
+    let fits = usize::try_from(BUDGET / COST).unwrap();
+    assert!(
+        THREADS * ATTEMPTS > fits,
+        "the test must ask for more than fits"
+    );
+    assert_eq!(admitted_total, fits);
+    assert_eq!(stored.reserved_micros, COST * (BUDGET / COST));
+    assert!(stored.reserved_micros + stored.spent_micros <= BUDGET);
+    assert_eq!(stored.window_requests, u64::try_from(fits).unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// The catalog
+
+fn entry(provider: &str, model: &str, price: Option<u64>) -> CatalogEntry {
+    CatalogEntry {
+        provider: provider.into(),
+        model: model.into(),
+        input_price: price,
+        output_price: price,
+        context_window: 8_192,
+        capabilities: BTreeSet::from(["json".to_owned(), "streaming".to_owned()]),
+        tier: Tier::Enhanced,
+    }
+}
+
+#[test]
+fn the_catalog_is_seeded_once_from_the_seed_file() {
+    let mut db = db();
+    let seed = catalog::parse(catalog::SEED).unwrap();
+    let mut expected = seed.clone();
+    expected.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+
+    assert_eq!(catalog(&mut db, NOW_MS).unwrap(), expected);
+    assert_eq!(
+        count(&mut db, "models WHERE source = 'seed'"),
+        i64::try_from(seed.len()).unwrap()
+    );
+    // Seeded already: nothing more happens, whoever asks.
+    assert!(!seed_catalog(&mut db, NOW_MS + 1).unwrap());
+    assert_eq!(catalog(&mut db, NOW_MS + 1).unwrap(), expected);
+    assert_eq!(
+        count(&mut db, &format!("models WHERE updated_at = {NOW_MS}")),
+        i64::try_from(seed.len()).unwrap(),
+        "not seeded again"
+    );
+}
+
+#[test]
+fn seeding_reports_whether_it_seeded() {
+    let mut db = db();
+    assert!(seed_catalog(&mut db, NOW_MS).unwrap());
+    assert!(!seed_catalog(&mut db, NOW_MS).unwrap());
+    let seeded = count(&mut db, "models");
+    // A table emptied by an admin is seeded again on the next read.
+    sql(&mut db, "DELETE FROM models");
+    assert_eq!(
+        routable_catalog(&mut db, NOW_MS).unwrap().len(),
+        usize::try_from(seeded).unwrap()
+    );
+}
+
+#[test]
+fn routing_skips_discovered_models_nobody_priced() {
+    let mut db = db();
+    seed_catalog(&mut db, NOW_MS).unwrap();
+    sql(
+        &mut db,
+        "INSERT INTO models (provider, model, tier, input_price, output_price, context_window, \
+         capabilities, source, updated_at) VALUES \
+         ('openai', 'text-embedding-3', 'basic', NULL, NULL, 8192, '[]', 'discovered', 0), \
+         ('openai', 'priced-later', 'basic', 5, 7, 8192, '[]', 'discovered', 0)",
+    );
+    let all = catalog(&mut db, NOW_MS).unwrap();
+    let routable = routable_catalog(&mut db, NOW_MS).unwrap();
+    assert_eq!(all.len(), routable.len() + 1);
+    assert!(all.iter().any(|e| e.model == "text-embedding-3"));
+    assert!(!routable.iter().any(|e| e.model == "text-embedding-3"));
+    assert!(routable.iter().any(|e| e.model == "priced-later"));
+}
+
+#[test]
+fn admin_models_are_created_replaced_and_deleted_without_losing_the_seed() {
+    let mut db = db();
+    // The first change on a fresh database seeds first.
+    put_model(&mut db, &entry("acme", "m1", Some(10)), NOW_MS).unwrap();
+    let seeded = catalog::parse(catalog::SEED).unwrap().len();
+    assert_eq!(catalog(&mut db, NOW_MS).unwrap().len(), seeded + 1);
+    assert_eq!(count(&mut db, "models WHERE source = 'admin'"), 1);
+
+    // Replacing changes the price; an unknown price stays unknown (NULL).
+    put_model(&mut db, &entry("acme", "m1", None), NOW_MS + 1).unwrap();
+    let stored = catalog(&mut db, NOW_MS).unwrap();
+    let m1 = stored.iter().find(|e| e.key() == "acme/m1").unwrap();
+    assert_eq!(m1, &entry("acme", "m1", None));
+
+    assert!(delete_model(&mut db, "acme", "m1", NOW_MS).unwrap());
+    assert!(!delete_model(&mut db, "acme", "m1", NOW_MS).unwrap());
+    assert!(delete_model(&mut db, "openai", "gpt-4o", NOW_MS).unwrap());
+    // A deleted seed model does not come back: the table is not empty.
+    let after = catalog(&mut db, NOW_MS).unwrap();
+    assert_eq!(after.len(), seeded - 1);
+    assert!(!after.iter().any(|e| e.key() == "openai/gpt-4o"));
+}
+
+#[test]
+fn deleting_on_a_fresh_database_finds_the_seed_model() {
+    let mut db = db();
+    assert!(delete_model(&mut db, "openai", "gpt-4o", NOW_MS).unwrap());
+}
+
+// ---------------------------------------------------------------------------
+// Templates
+
+fn spec(content: &str) -> TemplateSpec {
+    TemplateSpec {
+        messages: vec![TemplateMessage {
+            role: "user".into(),
+            content: content.into(),
+        }],
+        variables: Default::default(),
+        defaults: Default::default(),
+        description: None,
+    }
+}
+
+#[test]
+fn every_template_write_is_a_new_version_and_old_ones_stay() {
+    let mut db = db();
+    assert_eq!(get_template(&mut db, "greet", None).unwrap(), None);
+    assert_eq!(
+        put_template(&mut db, "greet", &spec("v1"), "ann", NOW_MS).unwrap(),
+        1
+    );
+    assert_eq!(
+        put_template(&mut db, "greet", &spec("v2"), "bob", NOW_MS + 5).unwrap(),
+        2
+    );
+    assert_eq!(
+        put_template(&mut db, "other", &spec("o"), "ann", NOW_MS + 1).unwrap(),
+        1
+    );
+
+    assert_eq!(
+        get_template(&mut db, "greet", None).unwrap(),
+        Some(TemplateVersion {
+            version: 2,
+            spec: spec("v2")
+        })
+    );
+    assert_eq!(
+        get_template(&mut db, "greet", Some(1))
+            .unwrap()
+            .unwrap()
+            .spec,
+        spec("v1")
+    );
+    assert_eq!(get_template(&mut db, "greet", Some(3)).unwrap(), None);
+
+    let listed: Vec<Value> = list_templates(&mut db)
+        .unwrap()
+        .iter()
+        .map(TemplateSummary::to_json)
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            json!({"name": "greet", "latest_version": 2, "updated_at": NOW_MS + 5}),
+            json!({"name": "other", "latest_version": 1, "updated_at": NOW_MS + 1}),
+        ]
+    );
+}
+
+#[test]
+fn a_failed_template_insert_takes_no_version() {
+    let mut db = db();
+    db.fail_on = Some("INSERT INTO prompt_templates");
+    assert!(put_template(&mut db, "greet", &spec("v1"), "ann", NOW_MS).is_err());
+    db.fail_on = None;
+    assert_eq!(
+        put_template(&mut db, "greet", &spec("v1"), "ann", NOW_MS).unwrap(),
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Request telemetry
+
+fn record_at(id: &str, ts_ms: u64, latency_ms: u64) -> RequestRecord {
+    RequestRecord {
+        id: id.into(),
+        ts_ms,
+        key_id: "key_a".into(),
+        route: "chat".into(),
+        tier: Tier::Enhanced,
+        entry_tier: Tier::Comprehensive,
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        attempts: 2,
+        latency_ms,
+        ttft_ms: Some(40),
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        cost_micros: Some(300),
+        quality: Some(7.5),
+        outcome: "success".into(),
+        fallbacks: 1,
+        cached: false,
+        stream: true,
+        variant: "on".into(),
+        detail: json!({"attempts": [{"provider": "anthropic", "error": "timeout"}]}),
+    }
+}
+
+#[test]
+fn a_request_record_is_stored_and_read_back_whole() {
+    let mut db = db();
+    let r = record_at("chatcmpl-1", NOW_MS as u64 + 1_500, 120);
+    record(&mut db, &r).unwrap();
+    assert_eq!(request(&mut db, "chatcmpl-1").unwrap(), Some(r.clone()));
+    assert_eq!(request(&mut db, "chatcmpl-2").unwrap(), None);
+
+    // Unknown cost: NULL and flagged; no quality: NULL.
+    let mut unknown = record_at("chatcmpl-3", NOW_MS as u64, 10);
+    unknown.cost_micros = None;
+    unknown.quality = None;
+    unknown.ttft_ms = None;
+    record(&mut db, &unknown).unwrap();
+    assert_eq!(
+        request(&mut db, "chatcmpl-3").unwrap(),
+        Some(unknown.clone())
+    );
+    assert_eq!(
+        scalar(
+            &mut db,
+            "SELECT cost_unknown FROM requests WHERE id = 'chatcmpl-3'"
+        ),
+        SqlValue::Integer(1)
+    );
+    assert_eq!(request_json(&unknown)["cost_unknown"], json!(true));
+    assert_eq!(request_json(&unknown)["quality"], Value::Null);
+}
+
+#[test]
+fn request_json_is_the_admin_shape() {
+    let r = record_at("chatcmpl-1", 1_000, 120);
+    assert_eq!(
+        request_json(&r),
+        json!({
+            "id": "chatcmpl-1", "ts": 1_000, "key_id": "key_a", "route": "chat",
+            "tier": "enhanced", "entry_tier": "comprehensive", "provider": "openai",
+            "model": "gpt-4o-mini", "attempts": 2, "latency_ms": 120, "ttft_ms": 40,
+            "prompt_tokens": 10, "completion_tokens": 20, "cost_micros": 300,
+            "cost_unknown": false, "quality": 7.5, "outcome": "success", "fallbacks": 1,
+            "cached": false, "stream": true, "variant": "on",
+            "detail": {"attempts": [{"provider": "anthropic", "error": "timeout"}]},
+        })
+    );
+}
+
+#[test]
+fn requests_fold_into_their_minute_aggregate() {
+    let mut db = db();
+    let minute_ms = NOW_MS as u64;
+    let first = record_at("r1", minute_ms + 1_000, 40); // bucket b0 (≤ 50 ms)
+    let mut second = record_at("r2", minute_ms + 59_000, 200); // b2 (≤ 250 ms)
+    second.cost_micros = None;
+    second.quality = None;
+    second.fallbacks = 0;
+    second.outcome = "success".into();
+    let mut offline = record_at("r3", minute_ms + 2_000, 200);
+    offline.outcome = "offline".into();
+    let mut next_minute = record_at("r4", minute_ms + 60_000, 40);
+    next_minute.variant = "off".into();
+    for r in [&first, &second, &offline, &next_minute] {
+        record(&mut db, r).unwrap();
+    }
+    assert_eq!(count(&mut db, "requests"), 4);
+    // success / offline in this minute, and the next minute's: three rows.
+    assert_eq!(count(&mut db, "usage_minute"), 3);
+
+    let row = db
+        .execute(
+            "SELECT requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, \
+             prompt_tokens, completion_tokens, cost_micros, cost_unknown, b0, b2, b11 \
+             FROM usage_minute WHERE minute = ? AND outcome = 'success' AND variant = 'on'",
+            &[SqlValue::Integer(NOW_MS / 1_000)],
+        )
+        .unwrap()
+        .remove(0);
+    use SqlValue::{Integer as I, Real as R};
+    assert_eq!(
+        row,
+        [
+            I(2),
+            I(0),
+            I(1),
+            I(0),
+            I(240),
+            R(7.5),
+            I(1),
+            I(20),
+            I(40),
+            I(300),
+            I(1),
+            I(1),
+            I(1),
+            I(0)
+        ]
+    );
+    assert_eq!(
+        scalar(
+            &mut db,
+            "SELECT errors FROM usage_minute WHERE outcome = 'offline'"
+        ),
+        I(1)
+    );
+}
+
+#[test]
+fn a_slow_request_lands_in_the_infinite_bucket() {
+    let mut db = db();
+    record(&mut db, &record_at("slow", NOW_MS as u64, 500_000)).unwrap();
+    assert_eq!(
+        scalar(&mut db, "SELECT b11 FROM usage_minute"),
+        SqlValue::Integer(1)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Rows of the wrong shape
+
+fn column_error(
+    table: &'static str,
+    column: &'static str,
+    expected: &'static str,
+) -> GatewayStoreError {
+    GatewayStoreError::Column {
+        table,
+        column,
+        expected,
+    }
+}
+
+#[test]
+fn a_column_of_the_wrong_type_is_a_typed_error_naming_it() {
+    let mut db = db();
+    seed_catalog(&mut db, NOW_MS).unwrap();
+    sql(
+        &mut db,
+        "UPDATE models SET context_window = 'wide' WHERE model = 'gpt-4o'",
+    );
+    let err = catalog(&mut db, NOW_MS).unwrap_err();
+    assert_eq!(
+        err,
+        column_error("models", "context_window", "non-negative integer")
+    );
+    assert_eq!(
+        err.to_string(),
+        "models.context_window: expected non-negative integer"
+    );
+
+    let mut db = crate::test_sqlite::db();
+    seed_catalog(&mut db, NOW_MS).unwrap();
+    sql(
+        &mut db,
+        "UPDATE models SET tier = 'platinum' WHERE model = 'gpt-4o'",
+    );
+    assert_eq!(
+        routable_catalog(&mut db, NOW_MS).unwrap_err(),
+        column_error("models", "tier", "comprehensive, enhanced or basic")
+    );
+
+    let mut db = crate::test_sqlite::db();
+    seed_catalog(&mut db, NOW_MS).unwrap();
+    sql(&mut db, "UPDATE models SET capabilities = 'json'");
+    assert_eq!(
+        catalog(&mut db, NOW_MS).unwrap_err(),
+        column_error("models", "capabilities", "JSON text of the expected shape")
+    );
+}
+
+#[test]
+fn corrupt_key_usage_request_and_template_rows_are_typed_errors() {
+    let mut db = db();
+    create_key(
+        &mut db,
+        "key_a",
+        "a",
+        "dol_sk_a",
+        &KeyLimits::default(),
+        NOW_MS,
+    )
+    .unwrap();
+    sql(&mut db, "UPDATE api_keys SET requests_per_minute = -3");
+    assert_eq!(
+        list_keys(&mut db).unwrap_err(),
+        column_error(
+            "api_keys",
+            "requests_per_minute",
+            "non-negative integer or NULL"
+        )
+    );
+
+    admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).unwrap();
+    sql(&mut db, "UPDATE key_usage SET month = X'01'");
+    assert_eq!(
+        usage(&mut db, "k").unwrap_err(),
+        column_error("key_usage", "month", "text")
+    );
+    // The admission reads the same row inside its transaction: refused as
+    // an error, and the lock is released.
+    assert!(admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).is_err());
+    sql(&mut db, "UPDATE key_usage SET month = ''");
+    admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).unwrap();
+
+    record(&mut db, &record_at("r1", NOW_MS as u64, 10)).unwrap();
+    sql(&mut db, "UPDATE requests SET quality = 'great'");
+    assert_eq!(
+        request(&mut db, "r1").unwrap_err(),
+        column_error("requests", "quality", "real or NULL")
+    );
+
+    put_template(&mut db, "greet", &spec("hi"), "ann", NOW_MS).unwrap();
+    sql(
+        &mut db,
+        "UPDATE prompt_templates SET spec = '{\"nope\": 1}'",
+    );
+    assert_eq!(
+        get_template(&mut db, "greet", None).unwrap_err(),
+        column_error(
+            "prompt_templates",
+            "spec",
+            "JSON text of the expected shape"
+        )
+    );
+}
+
+#[test]
+fn a_failed_statement_names_it() {
+    let mut db = db();
+    db.fail_on = Some("FROM api_keys");
+    let err = list_keys(&mut db).unwrap_err();
+    let GatewayStoreError::Statement(StatementError { sql, .. }) = err else {
+        panic!("expected a statement error, got {err:?}");
+    };
+    assert!(sql.starts_with("SELECT id, name"), "{sql}");
+}
+
+// ---------------------------------------------------------------------------
+// Key-value: routing state and cache
+
+#[test]
+fn the_routing_state_round_trips_and_an_unreadable_one_is_empty() {
+    let mut kv = MemoryKeyValue::default();
+    assert_eq!(routing_state(&mut kv), RoutingState::default());
+    let mut state = RoutingState::default();
+    state
+        .entries
+        .insert("openai/gpt-4o".into(), EntryState::default());
+    state.probes_applied.insert("openai".into(), 5);
+    set_routing_state(&mut kv, &state).unwrap();
+    assert_eq!(routing_state(&mut kv), state);
+
+    kv.set(ROUTING_KEY, b"not json").unwrap();
+    assert_eq!(routing_state(&mut kv), RoutingState::default());
+
+    kv.fail_writes = true;
+    assert!(matches!(
+        set_routing_state(&mut kv, &state),
+        Err(GatewayStoreError::KeyValue { key, .. }) if key == ROUTING_KEY
+    ));
+}
+
+#[test]
+fn the_cache_serves_fresh_entries_only() {
+    let mut kv = MemoryKeyValue::default();
+    let entry = CacheEntry {
+        content: "hello".into(),
+        finish_reason: FinishReason::Stop,
+        usage: TokenUsage {
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            total_tokens: 3,
+        },
+        info: DolInfo {
+            tier: Tier::Basic,
+            provider: "offline".into(),
+            model: "dol-basic-offline".into(),
+            attempts: 0,
+            quality: None,
+            cost_micros: Some(0),
+            cost_unknown: false,
+            cached: false,
+        },
+        stored_at_ms: 1_000,
+        expires_at_ms: 2_000,
+    };
+    assert_eq!(cache_get(&mut kv, "c1", 1_500), None);
+    cache_put(&mut kv, "c1", &entry).unwrap();
+    assert_eq!(cache_get(&mut kv, "c1", 1_500), Some(entry.clone()));
+    assert_eq!(cache_get(&mut kv, "c1", 2_000), None, "stale");
+    kv.set("c2", b"{").unwrap();
+    assert_eq!(
+        cache_get(&mut kv, "c2", 1_500),
+        None,
+        "unreadable is a miss"
+    );
+    kv.fail_writes = true;
+    assert!(cache_put(&mut kv, "c1", &entry).is_err());
+}

@@ -1,0 +1,510 @@
+//! The storage side of the scans component, over [`SqlExecutor`] and
+//! [`KeyValue`]: recording and claiming scan runs, the model catalog as
+//! discovery reads and extends it, the daily report and retention, and the
+//! `alerts` scan from its inputs to its stored decisions. The component
+//! does the network calls (probes, model lists, deliveries) and the
+//! key-value listing; the decisions are in [`super::scans`].
+//!
+//! Times are Unix epoch milliseconds unless a name says otherwise.
+
+use serde::Serialize;
+
+use super::alerts::AlertRule;
+use super::scans::{
+    self, ALERTS, CatalogModel, ModelDiff, PROBES_KEY, ProbeResult, REPORT, Report, ScanMessage,
+    daily_report, diff_models, discovered_entry, discovery_message, enqueue_message,
+    parse_retention_days, report_text, retention_cutoff_ms,
+};
+use super::score::{self, EmergencyReason, SystemHealth};
+use super::store::{self, StoreError};
+use super::system;
+use crate::gateway::providers::DiscoveredModel;
+use crate::health::{CheckResult, LAST_RUN_KEY, Outcome, ScanRun};
+use crate::storage::{KeyValue, Row, SqlExecutor, SqlValue, in_transaction};
+
+fn sql(
+    db: &mut impl SqlExecutor,
+    context: &'static str,
+    q: &str,
+    params: &[SqlValue],
+) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+    db.execute(q, params)
+        .map_err(|message| StoreError::Sql { context, message })
+}
+
+fn int(n: u64) -> SqlValue {
+    SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn json_text<T: Serialize>(value: &T) -> Result<SqlValue, StoreError> {
+    serde_json::to_string(value)
+        .map(SqlValue::Text)
+        .map_err(|e| StoreError::Json(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------
+// Scan runs
+
+const RUN_COLUMNS: &str = "name, started_at, finished_at, duration_ms, outcome, detail";
+
+/// Records `run` in `scan_runs`, then as the last run in key-value
+/// ([`LAST_RUN_KEY`], what `GET /health` shows). `kv` is the opened store,
+/// or why opening it failed: the run is in the table either way.
+pub fn record_run<K: KeyValue>(
+    db: &mut impl SqlExecutor,
+    kv: Result<&mut K, String>,
+    run: &ScanRun,
+) -> Result<(), StoreError> {
+    sql(
+        db,
+        "record the scan run",
+        &format!("INSERT INTO scan_runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"),
+        &[
+            SqlValue::Text(run.scan.clone()),
+            SqlValue::Integer(run.started_at),
+            SqlValue::Integer(run.finished_at),
+            SqlValue::Integer(run.duration_ms),
+            SqlValue::Text(run.outcome.as_str().to_owned()),
+            SqlValue::Text(run.detail.clone()),
+        ],
+    )?;
+    let kv = kv.map_err(|message| StoreError::KeyValue {
+        context: "open the key-value store",
+        message,
+    })?;
+    let bytes = serde_json::to_vec(run).map_err(|e| StoreError::Json(e.to_string()))?;
+    kv.set(LAST_RUN_KEY, &bytes)
+        .map_err(|message| StoreError::KeyValue {
+            context: "write the last-run key",
+            message,
+        })
+}
+
+/// The latest run in `scan_runs` (its `timestamp` is 0: the table does not
+/// keep the trigger's time).
+pub fn last_run(db: &mut impl SqlExecutor) -> Result<Option<ScanRun>, StoreError> {
+    let rows = sql(
+        db,
+        "read the last scan run",
+        &format!("SELECT {RUN_COLUMNS} FROM scan_runs ORDER BY started_at DESC, id DESC LIMIT 1"),
+        &[],
+    )?;
+    let Some(values) = rows.first() else {
+        return Ok(None);
+    };
+    let r = Row::new("scan_runs", values);
+    let outcome = match r.text(4, "outcome")? {
+        "ok" => Outcome::Ok,
+        "error" => Outcome::Error,
+        _ => return Err(r.error("outcome", "ok or error").into()),
+    };
+    Ok(Some(ScanRun {
+        scan: r.text(0, "name")?.to_owned(),
+        timestamp: 0,
+        started_at: r.int(1, "started_at")?,
+        finished_at: r.int(2, "finished_at")?,
+        duration_ms: r.int(3, "duration_ms")?,
+        outcome,
+        detail: r.text(5, "detail")?.to_owned(),
+    }))
+}
+
+/// Claims scan `name` for the cron tick at `tick_secs`: true for the first
+/// caller only (the claim is the tick, kept in `control` and only ever
+/// raised), so triggers firing together run each scan once.
+pub fn claim(
+    db: &mut impl SqlExecutor,
+    name: &str,
+    tick_secs: u64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let rows = sql(
+        db,
+        "claim the scan",
+        "INSERT INTO control (key, value, updated_by, updated_at) VALUES (?, ?, 'scans', ?) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at \
+         WHERE CAST(control.value AS INTEGER) < CAST(excluded.value AS INTEGER) RETURNING key",
+        &[
+            SqlValue::Text(format!("scan_claim:{name}")),
+            SqlValue::Text(i64::try_from(tick_secs).unwrap_or(i64::MAX).to_string()),
+            SqlValue::Integer(now_ms),
+        ],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+// ---------------------------------------------------------------------------
+// Catalog and discovery
+
+const CATALOG_COLUMNS: &str =
+    "provider, model, context_window, capabilities, input_price, output_price, source";
+
+fn price(r: &Row<'_>, i: usize, column: &'static str) -> Result<Option<u64>, StoreError> {
+    Ok(r.opt_int(i, column)?.map(|p| p.max(0).unsigned_abs()))
+}
+
+/// Every model of the `models` catalog.
+pub fn catalog(db: &mut impl SqlExecutor) -> Result<Vec<CatalogModel>, StoreError> {
+    sql(
+        db,
+        "read the catalog",
+        &format!("SELECT {CATALOG_COLUMNS} FROM models ORDER BY provider, model"),
+        &[],
+    )?
+    .iter()
+    .map(|values| {
+        let r = Row::new("models", values);
+        Ok(CatalogModel {
+            provider: r.text(0, "provider")?.to_owned(),
+            model: r.text(1, "model")?.to_owned(),
+            context_window: u64::try_from(r.int(2, "context_window")?).unwrap_or(0),
+            capabilities: r.json(3, "capabilities")?,
+            input_price: price(&r, 4, "input_price")?,
+            output_price: price(&r, 5, "output_price")?,
+            source: r.text(6, "source")?.to_owned(),
+        })
+    })
+    .collect()
+}
+
+/// Catalog models with no input or output price (the
+/// `models_without_price` metric).
+pub fn unpriced_models(db: &mut impl SqlExecutor) -> Result<u64, StoreError> {
+    let rows = sql(
+        db,
+        "count unpriced models",
+        "SELECT COUNT(*) FROM models WHERE input_price IS NULL OR output_price IS NULL",
+        &[],
+    )?;
+    match rows.first() {
+        Some(values) => Ok(Row::new("models", values).uint(0, "COUNT(*)")?),
+        None => Ok(0),
+    }
+}
+
+/// Records the models `diff` found new ([`discovered_entry`]: tier
+/// `basic`, no price, source `discovered`), in one transaction; a model
+/// catalogued meanwhile is left as it is.
+pub fn record_discovered(
+    db: &mut impl SqlExecutor,
+    diff: &ModelDiff,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if diff.added.is_empty() {
+        return Ok(());
+    }
+    in_transaction(db, |tx| {
+        for m in &diff.added {
+            let e = discovered_entry(&diff.provider, m);
+            sql(
+                tx,
+                "record a discovered model",
+                "INSERT INTO models (provider, model, tier, input_price, output_price, \
+                 context_window, capabilities, source, updated_at) \
+                 VALUES (?, ?, 'basic', NULL, NULL, ?, ?, ?, ?) \
+                 ON CONFLICT (provider, model) DO NOTHING",
+                &[
+                    SqlValue::Text(e.provider.clone()),
+                    SqlValue::Text(e.model.clone()),
+                    int(e.context_window),
+                    json_text(&e.capabilities)?,
+                    SqlValue::Text(e.source.clone()),
+                    SqlValue::Integer(now_ms),
+                ],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// A provider whose model list could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiscoveryFailure {
+    /// Provider name.
+    pub provider: String,
+    /// Why (no secrets).
+    pub error: String,
+}
+
+/// What a discovery run found (the scan's summary).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Discovery {
+    /// Per provider listed: its difference from the catalog.
+    pub providers: Vec<ModelDiff>,
+    /// Providers whose list could not be read.
+    pub failures: Vec<DiscoveryFailure>,
+    /// Outbox id of the message, when one was queued.
+    pub queued: Option<i64>,
+}
+
+/// One provider's model list as the component fetched it, or why not.
+pub type Listing = (String, Result<Vec<DiscoveredModel>, String>);
+
+/// The `discovery` scan at `now_ms` from each enabled provider's model
+/// list: diffs each against the catalog, records the new models, and
+/// queues a message when a model is new or changed
+/// ([`discovery_message`]).
+pub fn discover(
+    db: &mut impl SqlExecutor,
+    listings: &[Listing],
+    now_ms: i64,
+) -> Result<Discovery, StoreError> {
+    let catalog = catalog(db)?;
+    let mut providers = Vec::new();
+    let mut failures = Vec::new();
+    for (provider, listed) in listings {
+        match listed {
+            Ok(models) => {
+                let diff = diff_models(provider, &catalog, models);
+                record_discovered(db, &diff, now_ms)?;
+                providers.push(diff);
+            }
+            Err(error) => failures.push(DiscoveryFailure {
+                provider: provider.clone(),
+                error: error.clone(),
+            }),
+        }
+    }
+    let queued =
+        match discovery_message(&providers, now_ms).map_err(|e| StoreError::Json(e.to_string()))? {
+            Some((message, key)) => enqueue_message(db, &message, &key, now_ms)?,
+            None => None,
+        };
+    Ok(Discovery {
+        providers,
+        failures,
+        queued,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Report and retention
+
+/// The `report` scan's summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportRun {
+    /// The report.
+    pub report: Report,
+    /// Outbox id of its message (`None`: queued before for this time).
+    pub queued: Option<i64>,
+}
+
+/// The `report` scan at `now_ms`: the last 24 hours ([`daily_report`]),
+/// queued for the notification channels once per `now`.
+pub fn report(db: &mut impl SqlExecutor, now_ms: i64) -> Result<ReportRun, StoreError> {
+    let now_secs = now_ms / 1_000;
+    let rows = system::usage_since(db, now_secs.saturating_sub(86_400))?;
+    let report = daily_report(&rows, now_secs);
+    let message = ScanMessage {
+        scan: REPORT.to_owned(),
+        title: "DOL daily performance report".to_owned(),
+        text: report_text(&report),
+        data: serde_json::to_value(&report).map_err(|e| StoreError::Json(e.to_string()))?,
+    };
+    let queued = enqueue_message(db, &message, &format!("report:{now_secs}"), now_ms)?;
+    Ok(ReportRun { report, queued })
+}
+
+/// Rows deleted by [`retention`], per table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    /// `requests` rows.
+    pub requests: usize,
+    /// `usage_minute` rows.
+    pub usage_minute: usize,
+    /// `scan_runs` rows.
+    pub scan_runs: usize,
+    /// Delivered `outbox` rows.
+    pub outbox: usize,
+}
+
+/// The `retention` scan's summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    /// Days kept.
+    pub retention_days: u32,
+    /// Rows older than this were deleted, ms.
+    pub cutoff_ms: i64,
+    /// What was deleted.
+    pub deleted: Deleted,
+}
+
+fn delete_before(
+    db: &mut impl SqlExecutor,
+    context: &'static str,
+    q: &str,
+    before: i64,
+) -> Result<usize, StoreError> {
+    Ok(sql(db, context, q, &[SqlValue::Integer(before)])?.len())
+}
+
+/// The `retention` scan at `now_ms`: deletes `requests`, `usage_minute`,
+/// `scan_runs` and delivered `outbox` rows older than the days of the
+/// `retention_days` variable (`days_variable`, see
+/// [`parse_retention_days`]), in one transaction. Undelivered messages are
+/// never deleted.
+pub fn retention(
+    db: &mut impl SqlExecutor,
+    days_variable: &str,
+    now_ms: i64,
+) -> Result<Retention, StoreError> {
+    let days = parse_retention_days(days_variable);
+    let cutoff = retention_cutoff_ms(now_ms, days);
+    let deleted = in_transaction(db, |tx| {
+        Ok::<_, StoreError>(Deleted {
+            requests: delete_before(
+                tx,
+                "delete old requests",
+                "DELETE FROM requests WHERE ts < ? RETURNING 1",
+                cutoff,
+            )?,
+            usage_minute: delete_before(
+                tx,
+                "delete old usage",
+                "DELETE FROM usage_minute WHERE minute < ? RETURNING 1",
+                cutoff / 1_000,
+            )?,
+            scan_runs: delete_before(
+                tx,
+                "delete old scan runs",
+                "DELETE FROM scan_runs WHERE started_at < ? RETURNING 1",
+                cutoff,
+            )?,
+            outbox: store::purge_delivered(tx, cutoff)?,
+        })
+    })?;
+    Ok(Retention {
+        retention_days: days,
+        cutoff_ms: cutoff,
+        deleted,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The alerts scan
+
+/// The last probe of every enabled provider ([`PROBES_KEY`]); none when
+/// no probe ran or the value is unreadable.
+pub fn last_probes(kv: &mut impl KeyValue) -> Vec<ProbeResult> {
+    kv.get(PROBES_KEY)
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// The emergency decision of an `alerts` scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EmergencyDecision {
+    /// Whether automatic emergency mode is on.
+    pub active: bool,
+    /// Why.
+    pub reason: EmergencyReason,
+}
+
+/// What an `alerts` scan decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsRun {
+    /// Rules evaluated.
+    pub rules: usize,
+    /// The health score ([`score::system_score`]), as `/api/health` shows it.
+    pub health: SystemHealth,
+    /// Automatic emergency mode after this score.
+    pub emergency: EmergencyDecision,
+    /// Rule alerts firing now.
+    pub firing: Vec<String>,
+    /// Notifications queued.
+    pub queued: usize,
+    /// Rules naming a metric nothing computes (a typo), for the log.
+    pub unknown_metrics: Vec<String>,
+    /// Inputs left out of the score (see [`system::read_score_inputs`]),
+    /// for the log.
+    pub warnings: Vec<String>,
+}
+
+/// The latest runs per scan with `name` counted as run at `now_ms`.
+fn with_run(mut scans: Vec<(String, i64)>, name: &str, now_ms: i64) -> Vec<(String, i64)> {
+    match scans.iter_mut().find(|(n, _)| n == name) {
+        Some((_, at)) => *at = (*at).max(now_ms),
+        None => scans.push((name.to_owned(), now_ms)),
+    }
+    scans
+}
+
+/// The `alerts` scan at `now_ms`, given its storage round trips
+/// ([`system::key_value_check`] with [`system::SCANS_PROBE_KEY`],
+/// [`system::sqlite_check`]):
+///
+/// 1. reads the health score's inputs with [`system::read_score_inputs`]
+///    and the usage of the rules' longest window, counting this scan as
+///    run now (it is recorded when it ends, so the score is the one
+///    `/api/health` reads right after), and scores them with
+///    [`score::system_score`];
+/// 2. computes the rule metrics ([`scans::metric_values`], then
+///    `models_without_price`, `providers_down` from the last probes, and
+///    `health_score`);
+/// 3. feeds the score to automatic emergency mode
+///    ([`store::apply_auto_emergency`]);
+/// 4. runs the alert state machine ([`store::evaluate_rule_alerts`]).
+///
+/// Unreadable usage (or a failed `sqlite` check, which skips the reads)
+/// is an error here: rule metrics without usage would resolve alerts
+/// wrongly. An unreadable routing state or probe list is left out.
+pub fn run_alerts<E: SqlExecutor, K: KeyValue>(
+    db: &mut E,
+    mut kv: Option<&mut K>,
+    rules: &[AlertRule],
+    sqlite: &CheckResult,
+    key_value: &CheckResult,
+    clock: &mut impl FnMut() -> i64,
+    now_ms: i64,
+) -> Result<AlertsRun, StoreError> {
+    let now_secs = now_ms / 1_000;
+    let longest = rules.iter().map(|r| r.window_secs).max().unwrap_or(0);
+    let from = now_secs.saturating_sub(i64::try_from(longest).unwrap_or(i64::MAX));
+    let mut readings = system::read_score_inputs(
+        Some(&mut *db),
+        kv.as_deref_mut(),
+        sqlite,
+        key_value,
+        from,
+        clock,
+        now_ms,
+    )?;
+    // Rule metrics without usage would resolve alerts wrongly: no decision.
+    if readings.inputs.usage_failed {
+        return Err(readings.usage_error.take().unwrap_or(StoreError::Sql {
+            context: "alerts scan",
+            message: "the sqlite check failed; nothing decided".to_owned(),
+        }));
+    }
+    readings.inputs.scans = with_run(readings.inputs.scans, ALERTS, now_ms);
+    let scored = score::system_score(&readings.inputs);
+
+    let mut values = scans::metric_values(rules, &readings.rows, now_secs);
+    values.insert("models_without_price", 0, unpriced_models(db)? as f64);
+    let probes = kv.map(|kv| last_probes(kv)).unwrap_or_default();
+    let down = probes.iter().filter(|p| !p.up).count();
+    values.insert("providers_down", 0, down as f64);
+    values.insert("health_score", 0, f64::from(scored.health.score));
+
+    let (emergency, reason) =
+        store::apply_auto_emergency(db, scored.health.score, "scans", now_ms)?;
+    let evaluation = store::evaluate_rule_alerts(db, rules, &values, now_ms)?;
+    Ok(AlertsRun {
+        rules: rules.len(),
+        health: scored.health,
+        emergency: EmergencyDecision {
+            active: emergency.active,
+            reason,
+        },
+        firing: evaluation.firing,
+        queued: evaluation.queued,
+        unknown_metrics: scans::unknown_metrics(rules),
+        warnings: readings.warnings,
+    })
+}
+
+#[cfg(test)]
+#[path = "scan_store_tests.rs"]
+mod tests;

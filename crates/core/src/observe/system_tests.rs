@@ -1,0 +1,320 @@
+//! Reads of the health score's inputs against a real in-memory SQLite
+//! with the real migrations, and an in-memory key-value store.
+
+use super::*;
+use crate::gateway::engine::EntryState;
+use crate::observe::score::{HealthStatus, system_score};
+use crate::storage::MemoryKeyValue;
+use crate::test_sqlite::{Sqlite, db};
+
+/// 2027-01-15 08:00:05 UTC, a few seconds into a minute.
+const NOW: i64 = 1_800_000_005_000;
+const MINUTE_S: i64 = 1_800_000_000 / 60 * 60;
+
+/// A clock that advances 1 ms per reading.
+fn ticking() -> impl FnMut() -> i64 {
+    let mut t = NOW;
+    move || {
+        t += 1;
+        t
+    }
+}
+
+/// One `usage_minute` row: `requests` of which `errors` offline, all in
+/// the 100 ms bucket, quality 8/10 each.
+fn usage(db: &mut Sqlite, minute: i64, outcome: &str, requests: i64, errors: i64) {
+    db.conn
+        .execute(
+            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
+             errors, fallbacks, latency_sum_ms, quality_sum, quality_n, b1) \
+             VALUES (?1, 'standard', 'openai', 'gpt-4o', ?2, '-', ?3, ?4, ?4 * 2, ?3 * 100, \
+             ?3 * 8.0, ?3, ?3)",
+            rusqlite::params![minute, outcome, requests, errors],
+        )
+        .unwrap();
+}
+
+fn scan_run(db: &mut Sqlite, name: &str, started_at: i64) {
+    db.conn
+        .execute(
+            "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
+             VALUES (?1, ?2, ?2, 0, 'ok')",
+            rusqlite::params![name, started_at],
+        )
+        .unwrap();
+}
+
+/// A routing state whose only breaker is open at [`NOW`].
+fn open_breaker(kv: &mut MemoryKeyValue) {
+    let mut entry = EntryState::default();
+    for _ in 0..entry.breaker.config.failure_threshold {
+        entry.breaker.record_failure(NOW as u64);
+    }
+    let mut state = RoutingState::default();
+    state.entries.insert("openai/gpt-4o".into(), entry);
+    kv.set(ROUTING_KEY, &serde_json::to_vec(&state).unwrap())
+        .unwrap();
+}
+
+fn ok(name: &str) -> CheckResult {
+    CheckResult::pass(name, 1)
+}
+
+#[test]
+fn usage_rows_read_checked_and_cap_fallbacks_at_requests() {
+    let mut db = db();
+    usage(&mut db, MINUTE_S, "offline", 3, 3);
+    usage(&mut db, MINUTE_S - 600, "success", 2, 0);
+    let rows = usage_since(&mut db, MINUTE_S - 60).unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!((r.minute, r.outcome.as_str()), (MINUTE_S, "offline"));
+    // Six tier descents over three requests: three fallback requests.
+    assert_eq!((r.agg.requests, r.agg.errors, r.agg.fallbacks), (3, 3, 3));
+    assert_eq!((r.agg.buckets[1], r.agg.quality_sum), (3, 24.0));
+    let totals = usage_totals(&mut db).unwrap();
+    let sum: u64 = totals.iter().map(|t| t.agg.requests).sum();
+    assert_eq!((totals.len(), sum), (2, 5));
+    assert!(totals.iter().all(|t| t.minute == 0 && t.variant == "-"));
+
+    // A counter holding text is an error naming the column, not a 0.
+    db.conn
+        .execute(
+            "UPDATE usage_minute SET requests = 'many' WHERE outcome = 'success'",
+            [],
+        )
+        .unwrap();
+    match usage_since(&mut db, 0).unwrap_err() {
+        StoreError::Column(e) => assert_eq!((e.table, e.column), ("usage_minute", "requests")),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn route_quality_scan_and_migration_reads() {
+    let mut db = db();
+    for (id, route, quality) in [
+        ("a", "chat", Some(8.0)),
+        ("b", "chat", Some(3.0)),
+        ("c", "generate:x@1", None),
+    ] {
+        db.conn
+            .execute(
+                "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
+                 attempts, latency_ms, prompt_tokens, completion_tokens, cost_unknown, outcome, \
+                 fallbacks, cached, stream, variant, detail, quality) VALUES (?1, 0, '-', ?2, \
+                 'basic', 'basic', 'openai', 'gpt-4o', 1, 5, 1, 1, 0, 'success', 0, 0, 0, '-', \
+                 '{}', ?3)",
+                rusqlite::params![id, route, quality],
+            )
+            .unwrap();
+    }
+    assert_eq!(
+        route_counts(&mut db).unwrap(),
+        vec![("chat".to_owned(), 2), ("generate:x@1".to_owned(), 1)]
+    );
+    let q = quality_histograms(&mut db).unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].2, [0, 0, 1, 1, 1, 1, 1, 2, 2, 2]);
+    assert_eq!((q[0].3, q[0].4), (11.0, 2));
+    scan_run(&mut db, "alerts", 5);
+    scan_run(&mut db, "alerts", 9);
+    scan_run(&mut db, "probes", 7);
+    assert_eq!(
+        latest_scans(&mut db).unwrap(),
+        vec![("alerts".to_owned(), 9), ("probes".to_owned(), 7)]
+    );
+    let applied = applied_migrations(&mut db).unwrap();
+    assert!(usage::missing_migrations(&applied).is_empty());
+}
+
+#[test]
+fn storage_round_trips_pass_fail_and_name_the_cause() {
+    let mut kv = MemoryKeyValue::default();
+    let run = ScanRun::new("heartbeat", 1, 2, 3);
+    kv.set(LAST_RUN_KEY, &serde_json::to_vec(&run).unwrap())
+        .unwrap();
+    let c = key_value_check(Ok(&mut kv), HEALTH_PROBE_KEY, &mut ticking());
+    assert!(c.result.ok, "{c:?}");
+    assert_eq!(c.result.latency_ms, 1);
+    assert_eq!(c.last_run, Some(run));
+    assert!(!kv.entries.contains_key(HEALTH_PROBE_KEY), "deleted again");
+    kv.fail_writes = true;
+    let c = key_value_check(Ok(&mut kv), HEALTH_PROBE_KEY, &mut ticking());
+    assert_eq!(c.result.error.as_deref(), Some("unavailable"));
+    assert!(c.error.unwrap().starts_with("set: "));
+    let c = key_value_check::<MemoryKeyValue>(Err("open: gone".into()), "k", &mut ticking());
+    assert_eq!(
+        (c.result.ok, c.error.as_deref()),
+        (false, Some("open: gone"))
+    );
+
+    let mut db = db();
+    let c = sqlite_check(Ok(&mut db), &mut ticking());
+    assert_eq!((c.result.ok, c.last_run.as_ref()), (true, None));
+    scan_run(&mut db, "heartbeat", 42);
+    let c = sqlite_check(Ok(&mut db), &mut ticking());
+    assert_eq!(c.last_run.map(|r| r.started_at), Some(42));
+    // A row that does not read: the round trip worked, the log says why.
+    db.conn
+        .execute("UPDATE scan_runs SET started_at = 'soon'", [])
+        .unwrap();
+    let c = sqlite_check(Ok(&mut db), &mut ticking());
+    assert!(c.result.ok);
+    assert!(c.error.unwrap().contains("scan_runs.started_at"));
+    db.fail_on = Some("scan_runs");
+    let c = sqlite_check(Ok(&mut db), &mut ticking());
+    assert_eq!(c.result.error.as_deref(), Some("unavailable"));
+    db.fail_on = None;
+
+    assert!(migrations_check(Ok(&mut db), &mut ticking()).result.ok);
+    db.conn
+        .execute("DELETE FROM _dol_migrations WHERE version = 2", [])
+        .unwrap();
+    let c = migrations_check(Ok(&mut db), &mut ticking());
+    assert_eq!(c.result.error.as_deref(), Some("missing versions 2"));
+}
+
+#[test]
+fn score_inputs_come_from_usage_breakers_and_scans() {
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    usage(&mut db, MINUTE_S, "offline", 12, 12);
+    usage(&mut db, MINUTE_S - 60, "success", 1, 0);
+    // Outside the 5 minutes: counts for uptime, not for the score.
+    usage(&mut db, MINUTE_S - 3_600, "success", 50, 0);
+    scan_run(&mut db, "alerts", NOW - 60_000);
+    open_breaker(&mut kv);
+    let sqlite = ok("sqlite");
+    let r = read_score_inputs(
+        Some(&mut db),
+        Some(&mut kv),
+        &sqlite,
+        &ok("key-value"),
+        MINUTE_S - 86_400,
+        &mut ticking(),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(r.rows.len(), 3);
+    assert_eq!((r.inputs.recent.requests, r.inputs.recent.errors), (13, 12));
+    assert!(!r.inputs.usage_failed);
+    assert_eq!(r.inputs.breakers[0].state, "open");
+    assert_eq!(r.inputs.scans, vec![("alerts".to_owned(), NOW - 60_000)]);
+    let names: Vec<&str> = r.inputs.storage.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["database", "key-value"]);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let scored = system_score(&r.inputs);
+    // Components 60 × 6/9 = 40 (generation and providers failed),
+    // telemetry 40 − 15 (errors) − 5 (fallbacks) = 20.
+    assert_eq!(
+        (scored.health.score, scored.health.status),
+        (60, HealthStatus::Warning)
+    );
+
+    // A later start still reads the score's 5 minutes.
+    let late = read_score_inputs(
+        Some(&mut db),
+        Some(&mut kv),
+        &sqlite,
+        &ok("key-value"),
+        MINUTE_S,
+        &mut ticking(),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(late.inputs.recent, r.inputs.recent);
+}
+
+#[test]
+fn without_sqlite_or_routing_state_the_inputs_say_so() {
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    kv.set(ROUTING_KEY, b"not json").unwrap();
+    let failed = CheckResult::fail("sqlite", 3, "unavailable");
+    let r = read_score_inputs(
+        Some(&mut db),
+        Some(&mut kv),
+        &failed,
+        &ok("key-value"),
+        0,
+        &mut ticking(),
+        NOW,
+    )
+    .unwrap();
+    assert!(r.inputs.usage_failed);
+    assert!(r.inputs.breakers.is_empty());
+    assert_eq!(r.warnings.len(), 1);
+    assert!(r.warnings[0].contains(ROUTING_KEY), "{:?}", r.warnings);
+    let scored = system_score(&r.inputs);
+    let failed: Vec<&str> = scored
+        .checks
+        .iter()
+        .filter(|c| !c.check.ok)
+        .map(|c| c.check.name.as_str())
+        .collect();
+    assert_eq!(failed, ["database", "generation"]);
+
+    // Unreadable usage: the generation check fails, the reason is kept.
+    db.fail_on = Some("usage_minute");
+    let r = read_score_inputs(
+        Some(&mut db),
+        None::<&mut MemoryKeyValue>,
+        &ok("sqlite"),
+        &ok("key-value"),
+        0,
+        &mut ticking(),
+        NOW,
+    )
+    .unwrap();
+    assert!(r.inputs.usage_failed);
+    assert!(matches!(r.usage_error, Some(StoreError::Sql { .. })));
+    assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+}
+
+#[test]
+fn api_health_and_metrics_show_the_one_score() {
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    usage(&mut db, MINUTE_S, "offline", 12, 12);
+    usage(&mut db, MINUTE_S, "success", 1, 0);
+    open_breaker(&mut kv);
+    store::set_emergency_override(&mut db, Some(store::EmergencyOverride::On), "ops", NOW).unwrap();
+    let (sqlite, key_value) = (ok("sqlite"), ok("key-value"));
+    let (body, warnings) = read_api_health(
+        Some(&mut db),
+        Some(&mut kv),
+        &sqlite,
+        &key_value,
+        &mut ticking(),
+        NOW,
+    )
+    .unwrap();
+    assert!(warnings.is_empty());
+    let inputs = read_score_inputs(
+        Some(&mut db),
+        Some(&mut kv),
+        &sqlite,
+        &key_value,
+        0,
+        &mut ticking(),
+        NOW,
+    )
+    .unwrap()
+    .inputs;
+    assert_eq!(body.health.system_health, system_score(&inputs).health);
+    assert_eq!(body.health.system_health.score, 60);
+    assert_eq!(body.http_status(), 200);
+    assert!(body.emergency_mode.active);
+    assert_eq!(body.emergency_mode.set_by.as_deref(), Some("ops"));
+    assert_eq!(body.generation.requests, 13);
+
+    let m = read_metrics(&mut db, &body, NOW).unwrap();
+    assert_eq!((m.health_score, m.emergency), (60, true));
+    assert_eq!(m.breakers, body.providers);
+    let text = usage::render_metrics(&m).unwrap();
+    assert!(text.lines().any(|l| l == "dol_health_score 60"), "{text}");
+
+    let o = read_overview(&mut db, Window::Hour, NOW / 1000).unwrap();
+    assert_eq!((o.totals.requests, o.totals.errors), (13, 12));
+}
