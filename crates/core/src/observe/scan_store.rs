@@ -22,15 +22,7 @@ use crate::gateway::providers::DiscoveredModel;
 use crate::health::{CheckResult, LAST_RUN_KEY, Outcome, ScanRun};
 use crate::storage::{KeyValue, Row, SqlExecutor, SqlValue, in_transaction};
 
-fn sql(
-    db: &mut impl SqlExecutor,
-    context: &'static str,
-    q: &str,
-    params: &[SqlValue],
-) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-    db.execute(q, params)
-        .map_err(|message| StoreError::Sql { context, message })
-}
+use system::sql;
 
 fn int(n: u64) -> SqlValue {
     SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX))

@@ -346,7 +346,8 @@ pub fn read_overview(
 // ---------------------------------------------------------------------------
 // Telemetry reads
 
-fn sql(
+/// Runs one statement, naming `context` in the error.
+pub(super) fn sql(
     db: &mut impl SqlExecutor,
     context: &'static str,
     q: &str,
