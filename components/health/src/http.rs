@@ -6,6 +6,7 @@ use dol_core::observe::usage::{self, Window};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
+use dol_core::error::Code;
 use dol_spin_platform as platform;
 
 use crate::{checks, report};
@@ -19,7 +20,7 @@ fn handle(req: Request) -> Response {
         "/health" | "/health/ready" | "/api/health" | "/api/metrics" | "/metrics"
     );
     if !known {
-        return platform::error(404, "not-found", "no such route");
+        return platform::error(Code::NotFound, "no such route");
     }
     if *req.method() != Method::Get {
         return platform::method_not_allowed("GET");
@@ -101,5 +102,5 @@ fn respond(status: u16, body: &impl serde::Serialize) -> Response {
 /// A 500 without internals; the cause goes to the log.
 fn internal(err: &anyhow::Error) -> Response {
     eprintln!("health: {err:#}");
-    platform::error(500, "internal", "internal error")
+    platform::error(Code::Internal, "internal error")
 }

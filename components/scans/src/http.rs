@@ -9,6 +9,7 @@ use dol_core::observe::store::{self, AlertQuery};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
+use dol_core::error::Code;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Routes `/admin/scans/{name}`, `/admin/alerts` and [`crate::ops`]'s routes.
@@ -30,13 +31,12 @@ fn handle(req: Request) -> Response {
         };
     }
     let Some(name) = req.path().strip_prefix("/admin/scans/") else {
-        return platform::error(404, "not-found", "no such route");
+        return platform::error(Code::NotFound, "no such route");
     };
     let name = name.trim_end_matches('/');
     if !ALL_SCANS.contains(&name) {
         return platform::error(
-            404,
-            "unknown-scan",
+            Code::UnknownScan,
             &format!("no scan `{name}`; scans: {}", ALL_SCANS.join(", ")),
         );
     }
@@ -53,8 +53,7 @@ fn handle(req: Request) -> Response {
         Err(err) => {
             eprintln!("scans: {name} over HTTP failed: {err:#}");
             platform::error(
-                500,
-                "scan-failed",
+                Code::Internal,
                 &format!("scan `{name}` failed (see the logs and scan_runs)"),
             )
         }
@@ -81,7 +80,7 @@ fn list_alerts() -> Response {
         Ok(records) => platform::json(200, &serde_json::json!({ "alerts": records })),
         Err(err) => {
             eprintln!("scans: listing alerts failed: {err}");
-            platform::error(500, "internal", "listing alerts failed")
+            platform::error(Code::Internal, "listing alerts failed")
         }
     }
 }

@@ -21,6 +21,7 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::sqlite::Connection;
 
 use crate::config::var;
+use dol_core::error::Code;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Whether `path` is one of the routes here.
@@ -37,7 +38,7 @@ pub fn owns(path: &str) -> bool {
 fn fail(e: &AdminError) -> Response {
     if !e.is_public() {
         eprintln!("scans: admin action failed: {e}");
-        return platform::error(500, "internal", "internal error");
+        return platform::error(Code::Internal, "internal error");
     }
     let mut err = json!({ "code": e.code(), "message": e.to_string() });
     if let Some(f) = e.field() {
@@ -48,7 +49,7 @@ fn fail(e: &AdminError) -> Response {
 
 fn internal(e: &anyhow::Error) -> Response {
     eprintln!("scans: admin action failed: {e:#}");
-    platform::error(500, "internal", "internal error")
+    platform::error(Code::Internal, "internal error")
 }
 
 fn body(req: &Request) -> Result<&str, Response> {
@@ -63,7 +64,7 @@ fn body(req: &Request) -> Result<&str, Response> {
 fn segment(s: &str) -> Result<String, Response> {
     platform::percent_decode(s)
         .filter(|d| !d.is_empty())
-        .ok_or_else(|| platform::error(400, "invalid-request", "bad path segment"))
+        .ok_or_else(|| platform::error(Code::InvalidRequest, "bad path segment"))
 }
 
 /// Handles a route [`owns`] names, for the admin `actor`.
@@ -95,7 +96,7 @@ pub fn handle(req: &Request, actor: &str) -> Response {
             Err(r) => return r,
         },
         ["admin", "emergency"] => emergency(req, &db, actor, now),
-        _ => return platform::error(404, "not-found", "no such route"),
+        _ => return platform::error(Code::NotFound, "no such route"),
     };
     result.unwrap_or_else(|r| r)
 }

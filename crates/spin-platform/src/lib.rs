@@ -121,12 +121,10 @@ pub fn json(status: u16, body: &serde_json::Value) -> Response {
         .build()
 }
 
-/// A JSON error response `{"error": {"code", "message"}}`.
-pub fn error(status: u16, code: &str, message: &str) -> Response {
-    json(
-        status,
-        &serde_json::json!({ "error": { "code": code, "message": message } }),
-    )
+/// A JSON error response `{"error": {"code", "message"}}` for `code` (its
+/// status follows from the code: one vocabulary, `dol_core::error::Code`).
+pub fn error(code: Code, message: &str) -> Response {
+    fail("", &ApiError::new(code, message))
 }
 
 /// The response for `err` in DOL's JSON shape (`ApiError::to_dol`), with its

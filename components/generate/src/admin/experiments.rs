@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use spin_sdk::http::Response;
 use spin_sdk::sqlite::Connection;
 
+use dol_core::error::Code;
 use dol_spin_platform::{self as platform, SpinSql};
 
 fn definition_error(e: &DefinitionError) -> Response {
@@ -49,8 +50,7 @@ pub fn get(db: &Connection, key: &str) -> anyhow::Result<Response> {
     }
     let Some(exp) = store::get(&mut SpinSql(db), key)? else {
         return Ok(platform::error(
-            404,
-            "not-found",
+            Code::NotFound,
             &format!("no experiment {key}"),
         ));
     };
@@ -72,6 +72,6 @@ pub fn delete(db: &Connection, key: &str) -> anyhow::Result<Response> {
     Ok(if store::delete(&mut SpinSql(db), key)? {
         platform::json(200, &json!({ "deleted": key }))
     } else {
-        platform::error(404, "not-found", &format!("no experiment {key}"))
+        platform::error(Code::NotFound, &format!("no experiment {key}"))
     })
 }

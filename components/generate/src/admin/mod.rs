@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Method, Response};
 
 use crate::http::Incoming;
+use dol_core::error::Code;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Handles `/admin/...`.
@@ -44,7 +45,7 @@ pub fn handle(req: &Incoming) -> Response {
         Ok(r) => r,
         Err(e) => {
             eprintln!("generate: admin {} {} failed: {e:#}", req.method, req.path);
-            platform::error(500, "internal", "internal error")
+            platform::error(Code::Internal, "internal error")
         }
     }
 }
@@ -55,7 +56,7 @@ pub(super) fn bad(message: &str) -> Response {
 }
 
 pub(super) fn not_found(message: &str) -> Response {
-    platform::error(404, "not-found", message)
+    platform::error(Code::NotFound, message)
 }
 
 pub(super) fn json_body(req: &Incoming) -> Result<Value, Response> {
@@ -66,8 +67,7 @@ pub(super) fn json_body(req: &Incoming) -> Result<Value, Response> {
         .starts_with("application/json")
     {
         return Err(platform::error(
-            415,
-            "unsupported-media-type",
+            Code::UnsupportedMediaType,
             "send application/json",
         ));
     }
