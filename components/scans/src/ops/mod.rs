@@ -1,0 +1,144 @@
+//! Operator routes (admin token required): alert rules, alert actions,
+//! silences and the emergency-mode override. Parsing, validation and
+//! storage are `dol_core::observe::{admin, store}`; this module maps HTTP
+//! onto them.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /admin/alerts/rules` | the rules in force and where they come from |
+//! | `PUT /admin/alerts/rules` | replace the whole set (stored, wins over file/variable) |
+//! | `DELETE /admin/alerts/rules` | drop the stored set: file/variable again |
+//! | `GET/PUT/DELETE /admin/alerts/rules/{name}` | one rule |
+//! | `GET /admin/alerts/{id}` | one alert |
+//! | `POST /admin/alerts/{id}/ack`, `/resolve` | acknowledge / resolve |
+//! | `GET/POST /admin/silences`, `GET/DELETE /admin/silences/{id}` | silences |
+//! | `GET/PUT /admin/emergency` | emergency mode: state, and `{"mode": "on"\|"off"\|"auto"}` |
+
+use dol_core::observe::admin::AdminError;
+use dol_core::observe::store;
+use serde_json::json;
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::sqlite::Connection;
+
+mod rules;
+mod silences;
+
+use dol_core::error::Code;
+use dol_spin_platform::{self as platform, SpinSql};
+
+/// Whether `path` is one of the routes here.
+pub fn owns(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    p.starts_with("/admin/alerts/")
+        || p == "/admin/silences"
+        || p.starts_with("/admin/silences/")
+        || p == "/admin/emergency"
+}
+
+/// The error response: `{"error": {"code", "message", "field"?}}`; storage
+/// internals are logged, not sent.
+pub(super) fn fail(e: &AdminError) -> Response {
+    if !e.is_public() {
+        eprintln!("scans: admin action failed: {e}");
+        return platform::error(Code::Internal, "internal error");
+    }
+    let mut err = json!({ "code": e.code(), "message": e.to_string() });
+    if let Some(f) = e.field() {
+        err["field"] = json!(f);
+    }
+    platform::json(e.status(), &json!({ "error": err }))
+}
+
+fn internal(e: &anyhow::Error) -> Response {
+    eprintln!("scans: admin action failed: {e:#}");
+    platform::error(Code::Internal, "internal error")
+}
+
+pub(super) fn body(req: &Request) -> Result<&str, Response> {
+    std::str::from_utf8(req.body()).map_err(|_| {
+        fail(&AdminError::Invalid {
+            field: "(body)".into(),
+            reason: "not UTF-8".into(),
+        })
+    })
+}
+
+fn segment(s: &str) -> Result<String, Response> {
+    platform::percent_decode(s)
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| platform::error(Code::InvalidRequest, "bad path segment"))
+}
+
+/// Handles a route [`owns`] names, for the admin `actor`.
+pub fn handle(req: &Request, actor: &str) -> Response {
+    let path = req.path().trim_end_matches('/').to_owned();
+    let db = match platform::open_db() {
+        Ok(db) => db,
+        Err(e) => return internal(&e),
+    };
+    let now = platform::now_ms();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let result = match parts.as_slice() {
+        ["admin", "alerts", "rules"] => rules::rules(req, &db, actor, now),
+        ["admin", "alerts", "rules", name] => match segment(name) {
+            Ok(name) => rules::rule(req, &db, &name, actor, now),
+            Err(r) => return r,
+        },
+        ["admin", "alerts", id] => match segment(id) {
+            Ok(id) => alert(req, &db, &id),
+            Err(r) => return r,
+        },
+        ["admin", "alerts", id, action @ ("ack" | "resolve")] => match segment(id) {
+            Ok(id) => alert_action(req, &db, &id, action, actor, now),
+            Err(r) => return r,
+        },
+        ["admin", "silences"] => silences::silences(req, &db, actor, now),
+        ["admin", "silences", id] => match segment(id) {
+            Ok(id) => silences::silence(req, &db, &id, now),
+            Err(r) => return r,
+        },
+        ["admin", "emergency"] => silences::emergency(req, &db, actor, now),
+        _ => return platform::error(Code::NotFound, "no such route"),
+    };
+    result.unwrap_or_else(|r| r)
+}
+
+/// A handler's answer; `Err` is the error response to send.
+pub(super) type Answer = Result<Response, Response>;
+
+fn alert(req: &Request, db: &Connection, id: &str) -> Answer {
+    if *req.method() != Method::Get {
+        return Ok(platform::method_not_allowed("GET"));
+    }
+    match store::get_alert(&mut SpinSql(db), id) {
+        Ok(Some(a)) => Ok(platform::json(200, &json!({ "alert": a }))),
+        Ok(None) => Err(fail(&AdminError::Store(store::StoreError::Refused(
+            dol_core::observe::alerts::ActionError::NotFound(id.to_owned()),
+        )))),
+        Err(e) => Err(fail(&AdminError::Store(e))),
+    }
+}
+
+fn alert_action(
+    req: &Request,
+    db: &Connection,
+    id: &str,
+    action: &str,
+    actor: &str,
+    now: i64,
+) -> Answer {
+    if *req.method() != Method::Post {
+        return Ok(platform::method_not_allowed("POST"));
+    }
+    let mut sql = SpinSql(db);
+    let outcome = if action == "ack" {
+        store::acknowledge_alert(&mut sql, id, actor, now)
+    } else {
+        store::resolve_alert(&mut sql, id, actor, now)
+    }
+    .map_err(|e| fail(&AdminError::Store(e)))?;
+    Ok(platform::json(
+        200,
+        &json!({ "alert": outcome.alert, "queued_notification": outcome.queued }),
+    ))
+}
