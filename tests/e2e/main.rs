@@ -8,7 +8,7 @@
     reason = "tests: a panic is a failure"
 )]
 
-mod alert_webhook;
+mod alerts;
 mod apps;
 mod dol_app;
 mod experiments;

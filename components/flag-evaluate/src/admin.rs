@@ -13,6 +13,7 @@
 //! | `DELETE /admin/flags/{key}/kill` | kill switch off |
 //! | `GET /admin/audit?flag=&limit=` | audit log, newest first |
 //! | `/admin/rollouts`, `/admin/flags/{key}/rollout…` | guarded rollouts (see [`crate::rollouts`]) |
+//! | `/admin/experiments[/{key}]` | experiments (see [`crate::experiments`]) |
 
 use dol_core::error::{ApiError, Code};
 use dol_core::flags::admin::{self as core, FlagState};
@@ -24,7 +25,7 @@ use dol_spin_platform as platform;
 
 use crate::store;
 
-/// Handles `/admin/flags...`, `/admin/rollouts` and `/admin/audit`.
+/// Handles `/admin/flags...`, `/admin/rollouts`, `/admin/experiments...` and `/admin/audit`.
 pub fn handle(req: &Request) -> Response {
     let headers = (
         platform::header(req, "authorization"),
@@ -39,6 +40,9 @@ fn route(req: &Request, actor: &str) -> Result<Response, ApiError> {
     let (path, method) = (req.path(), req.method());
     if path == "/admin/rollouts" {
         return crate::rollouts::list(req);
+    }
+    if path == "/admin/experiments" || path.starts_with("/admin/experiments/") {
+        return crate::experiments::route(req, actor);
     }
     if path == "/admin/audit" {
         return match method {

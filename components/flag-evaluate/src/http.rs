@@ -17,6 +17,8 @@ fn handle(req: Request) -> Response {
     } else if path == "/admin/audit"
         || path == "/admin/rollouts"
         || path == "/admin/flags"
+        || path == "/admin/experiments"
+        || path.starts_with("/admin/experiments/")
         || path.starts_with("/admin/flags/")
     {
         admin::handle(&req)

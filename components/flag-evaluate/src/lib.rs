@@ -1,6 +1,6 @@
 //! DOL's feature-flag component: OFREP evaluation
 //! (`POST /ofrep/v1/evaluate/flags[/{key}]`) and the admin API
-//! (`/admin/flags...`, `/admin/audit`, `/admin/rollouts`). The rules live in `dol_core::flags`;
+//! (`/admin/flags...`, `/admin/audit`, `/admin/rollouts`, `/admin/experiments...`). The rules live in `dol_core::flags`;
 //! this crate only reads requests, talks to Spin's storage and writes
 //! responses.
 
@@ -9,6 +9,7 @@
 // module, which holds nothing else but routing.
 mod admin;
 mod counting;
+mod experiments;
 #[allow(unsafe_code)]
 mod http;
 mod ofrep;

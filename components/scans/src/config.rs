@@ -2,23 +2,11 @@
 
 use dol_core::gateway::catalog::ProviderSettings;
 
-/// A variable's value; unset or unreadable is empty.
-pub fn var(name: &str) -> String {
-    spin_sdk::variables::get(name).unwrap_or_default()
-}
+pub use dol_spin_platform::var;
 
 /// Provider keys and URLs, from the same variables as the generate component.
 pub fn providers() -> ProviderSettings {
-    ProviderSettings {
-        openai_api_key: var("openai_api_key"),
-        openai_base_url: var("openai_base_url"),
-        anthropic_api_key: var("anthropic_api_key"),
-        anthropic_base_url: var("anthropic_base_url"),
-        gemini_api_key: var("gemini_api_key"),
-        gemini_base_url: var("gemini_base_url"),
-        local_base_url: var("local_base_url"),
-        local_api_key: var("local_api_key"),
-    }
+    ProviderSettings::from_variables(var)
 }
 
 /// Where notifications go; empty strings are "not configured".

@@ -1,35 +1,17 @@
 //! HTTP entry point: `POST /admin/scans/{name}` runs the named scan now and
-//! answers with its run record and summary; `GET /admin/alerts` lists the
-//! alert states; the operator routes (rules, alert actions, silences,
-//! emergency mode) are in [`crate::ops`]. Admin token required
+//! answers with its run record and summary. Admin token required
 //! (`Authorization: Bearer`).
 
 use dol_core::observe::scans::ALL_SCANS;
-use dol_core::observe::store::{self, AlertQuery};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 use dol_core::error::Code;
-use dol_spin_platform::{self as platform, SpinSql};
+use dol_spin_platform as platform;
 
-/// Routes `/admin/scans/{name}`, `/admin/alerts` and [`crate::ops`]'s routes.
+/// Routes `/admin/scans/{name}`.
 #[http_component]
 fn handle(req: Request) -> Response {
-    if crate::ops::owns(req.path()) {
-        return match admin(&req) {
-            Ok(actor) => crate::ops::handle(&req, &actor),
-            Err(response) => response,
-        };
-    }
-    if req.path().trim_end_matches('/') == "/admin/alerts" {
-        if let Err(response) = admin(&req) {
-            return response;
-        }
-        return match req.method() {
-            Method::Get => list_alerts(),
-            _ => platform::method_not_allowed("GET"),
-        };
-    }
     let Some(name) = req.path().strip_prefix("/admin/scans/") else {
         return platform::error(Code::NotFound, "no such route");
     };
@@ -67,20 +49,4 @@ fn admin(req: &Request) -> Result<String, Response> {
         platform::header(req, "authorization"),
         platform::header(req, "x-dol-actor"),
     )
-}
-
-/// The alert states, most severe first.
-fn list_alerts() -> Response {
-    let listed = platform::open_db()
-        .map_err(|e| format!("{e:#}"))
-        .and_then(|db| {
-            store::list_alerts(&mut SpinSql(&db), &AlertQuery::default()).map_err(|e| e.to_string())
-        });
-    match listed {
-        Ok(records) => platform::json(200, &serde_json::json!({ "alerts": records })),
-        Err(err) => {
-            eprintln!("scans: listing alerts failed: {err}");
-            platform::error(Code::Internal, "listing alerts failed")
-        }
-    }
 }

@@ -1,4 +1,5 @@
-//! DOL's scans component: periodic scans, run by Spin's cron trigger and,
+//! DOL's scans component: the periodic scans (the operator routes for the
+//! alerts they raise are the `alerts` component's), run by Spin's cron trigger and,
 //! because SpinKube runs no cron triggers, also over HTTP
 //! (`POST /admin/scans/{name}`, admin token).
 //!
@@ -25,7 +26,6 @@ mod flag_fold;
 #[allow(unsafe_code)]
 mod http;
 mod net;
-mod ops;
 mod probes;
 mod report;
 mod rollouts;

@@ -366,6 +366,52 @@ impl From<&crate::rollouts::store::RolloutError> for ApiError {
     }
 }
 
+impl From<&crate::observe::admin::AdminError> for ApiError {
+    /// 400 bad input, 404 unknown rule/silence/alert, 409 an alert not in a
+    /// state for the action or a duplicate silence, 500 configuration or
+    /// storage (whose text stays in the log).
+    fn from(err: &crate::observe::admin::AdminError) -> Self {
+        use crate::observe::admin::AdminError;
+        use crate::observe::alerts::ActionError;
+        use crate::observe::store::StoreError;
+        let code = match err {
+            AdminError::Invalid { field, .. } => {
+                return ApiError::invalid(field.clone(), err.to_string());
+            }
+            AdminError::Store(StoreError::InvalidSilence(_)) => Code::InvalidRequest,
+            AdminError::NotFound(_) => Code::NotFound,
+            AdminError::Store(StoreError::Refused(ActionError::NotFound(_))) => Code::AlertNotFound,
+            AdminError::Store(StoreError::Refused(_)) => Code::AlertConflict,
+            AdminError::Store(StoreError::DuplicateSilence(_)) => Code::Conflict,
+            AdminError::Config(_) => {
+                // An operator's configuration mistake: named in the body
+                // (it is theirs to fix), but still a server-side failure.
+                return ApiError::new(Code::InvalidConfig, err.to_string());
+            }
+            AdminError::Store(_) => return ApiError::internal(err.to_string()),
+        };
+        ApiError::new(code, err.to_string())
+    }
+}
+
+impl From<crate::observe::admin::AdminError> for ApiError {
+    fn from(err: crate::observe::admin::AdminError) -> Self {
+        ApiError::from(&err)
+    }
+}
+
+impl From<crate::experiments::definition::DefinitionError> for ApiError {
+    fn from(err: crate::experiments::definition::DefinitionError) -> Self {
+        ApiError::invalid(err.field().to_owned(), err.to_string())
+    }
+}
+
+impl From<crate::experiments::store::StoreError> for ApiError {
+    fn from(err: crate::experiments::store::StoreError) -> Self {
+        ApiError::internal(err.to_string())
+    }
+}
+
 impl From<crate::storage::StatementError> for ApiError {
     fn from(err: crate::storage::StatementError) -> Self {
         ApiError::internal(err.to_string())

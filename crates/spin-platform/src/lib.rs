@@ -196,6 +196,33 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
+/// A Spin variable's value; unset or unreadable reads as empty (every
+/// setting DOL reads treats empty as "not configured" or "the default").
+pub fn var(name: &str) -> String {
+    spin_sdk::variables::get(name).unwrap_or_default()
+}
+
+/// An admin request's JSON body: `Content-Type` must be JSON (415
+/// otherwise; absent counts as JSON), an empty body reads as `{}`, and
+/// anything unparsable is a 400 naming the parser's complaint.
+pub fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    let is_json = content_type
+        .unwrap_or("application/json")
+        .to_ascii_lowercase()
+        .starts_with("application/json");
+    if !is_json {
+        return Err(ApiError::new(
+            Code::UnsupportedMediaType,
+            "send application/json",
+        ));
+    }
+    if body.is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(Code::InvalidRequest, format!("body is not valid JSON: {e}")))
+}
+
 /// Spin variable holding the admin token (empty = admin routes closed).
 pub const ADMIN_TOKEN_VARIABLE: &str = "admin_token";
 

@@ -35,7 +35,7 @@ pub const GUEST_PACKAGES: &[&str] = &[
     "dol-scans",
     "dol-flag-evaluate",
     "dol-generate",
-    "dol-alert-webhook",
+    "dol-alerts",
     "probe",
     "greeter",
     "greeting-app",

@@ -13,13 +13,11 @@
 //! | `PUT /admin/models/{provider}/{model}` | create or replace a catalog entry |
 //! | `DELETE /admin/models/{provider}/{model}` | remove a catalog entry |
 //! | `GET /admin/requests/{id}` | one request's telemetry record |
-//! | `GET /admin/experiments` | experiment definitions |
-//! | `PUT /admin/experiments/{key}` | create or replace an experiment (validated definition) |
-//! | `GET /admin/experiments/{key}` | the experiment's report (statistics and verdict) |
-//! | `DELETE /admin/experiments/{key}` | delete an experiment (its events stay) |
+//!
+//! Experiments (`/admin/experiments`) are the flag-evaluate component's,
+//! beside the flags they split traffic with.
 
 mod catalog;
-mod experiments;
 mod keys;
 mod templates;
 
@@ -60,21 +58,8 @@ pub(super) fn not_found(message: &str) -> Response {
 }
 
 pub(super) fn json_body(req: &Incoming) -> Result<Value, Response> {
-    if !req
-        .header("content-type")
-        .unwrap_or("application/json")
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(platform::error(
-            Code::UnsupportedMediaType,
-            "send application/json",
-        ));
-    }
-    if req.body.is_empty() {
-        return Ok(json!({}));
-    }
-    serde_json::from_slice(&req.body).map_err(|e| bad(&format!("body is not valid JSON: {e}")))
+    platform::json_body(req.header("content-type"), &req.body)
+        .map_err(|err| platform::fail("generate", &err))
 }
 
 fn route(req: &Incoming, actor: &str) -> anyhow::Result<Response> {
@@ -126,15 +111,6 @@ fn route(req: &Incoming, actor: &str) -> anyhow::Result<Response> {
                 not_found("no such catalog entry")
             }
         }
-        (["experiments"], Method::Get) => experiments::list(&db)?,
-        (["experiments"], _) => platform::method_not_allowed("GET"),
-        (["experiments", key], Method::Put) => match json_body(req) {
-            Ok(body) => experiments::put(&body, &db, key, actor, now)?,
-            Err(r) => r,
-        },
-        (["experiments", key], Method::Get) => experiments::get(&db, key)?,
-        (["experiments", key], Method::Delete) => experiments::delete(&db, key)?,
-        (["experiments", _], _) => platform::method_not_allowed("GET, PUT, DELETE"),
         (["requests", id], Method::Get) => match store::request(sql, id)? {
             Some(r) => platform::json(200, &store::request_json(&r)),
             None => not_found(&format!("no request {id}")),

@@ -35,6 +35,7 @@ pub mod providers;
 pub mod quality;
 pub mod retry;
 pub mod routing;
+pub mod settings;
 pub mod store;
 #[cfg(test)]
 mod store_tests;

@@ -27,8 +27,8 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::alerts::{
-    ActionError, AlertRule, AlertSource, AlertState, MatchOp, Matcher, RuleError, Silence,
-    parse_duration_secs, parse_rules,
+    AlertRule, AlertSource, AlertState, MatchOp, Matcher, RuleError, Silence, parse_duration_secs,
+    parse_rules,
 };
 use super::prometheus::valid_label_name;
 use super::scans::{DEFAULT_RULES, METRICS};
@@ -63,7 +63,7 @@ pub enum AdminError {
     /// configuration error, not the client's).
     #[error("the alert_rules variable is invalid: {0}")]
     Config(RuleError),
-    /// Storage failed, or refused the action (see [`AdminError::status`]).
+    /// Storage failed, or refused the action (statuses: `From<&AdminError> for ApiError`).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,54 +74,6 @@ impl AdminError {
             field: field.to_owned(),
             reason: reason.into(),
         }
-    }
-
-    /// The HTTP status: 400 bad input, 404 unknown rule/silence/alert, 409
-    /// an alert not in a state for the action or a duplicate silence, 500
-    /// configuration or storage.
-    pub fn status(&self) -> u16 {
-        match self {
-            Self::Invalid { .. } | Self::Store(StoreError::InvalidSilence(_)) => 400,
-            Self::NotFound(_) | Self::Store(StoreError::Refused(ActionError::NotFound(_))) => 404,
-            Self::Store(StoreError::Refused(_) | StoreError::DuplicateSilence(_)) => 409,
-            Self::Config(_) | Self::Store(_) => 500,
-        }
-    }
-
-    /// The error code of the JSON body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Invalid { .. } | Self::Store(StoreError::InvalidSilence(_)) => "invalid-request",
-            Self::NotFound(_) => "not-found",
-            Self::Store(StoreError::Refused(ActionError::NotFound(_))) => "alert-not-found",
-            Self::Store(StoreError::Refused(_)) => "alert-conflict",
-            Self::Store(StoreError::DuplicateSilence(_)) => "conflict",
-            Self::Config(_) => "invalid-config",
-            Self::Store(_) => "internal",
-        }
-    }
-
-    /// The JSON path of a bad input, when the error names one.
-    pub fn field(&self) -> Option<&str> {
-        match self {
-            Self::Invalid { field, .. } => Some(field),
-            _ => None,
-        }
-    }
-
-    /// Whether the message may be shown to the client (storage internals
-    /// are logged instead).
-    pub fn is_public(&self) -> bool {
-        !matches!(
-            self,
-            Self::Store(
-                StoreError::Sql { .. }
-                    | StoreError::Corrupt { .. }
-                    | StoreError::Column(_)
-                    | StoreError::KeyValue { .. }
-                    | StoreError::Json(_)
-            )
-        )
     }
 }
 

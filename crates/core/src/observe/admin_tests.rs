@@ -5,6 +5,8 @@
 use serde_json::json;
 
 use super::*;
+use crate::error::ApiError;
+use crate::observe::alerts::ActionError;
 use crate::observe::alerts::{Severity, evaluate};
 use crate::observe::scans::DEFAULT_RULES;
 use crate::test_sqlite::{Sqlite, db};
@@ -14,7 +16,10 @@ const T0: i64 = 1_800_000_000_000;
 const ONE: &str = r#"[{"name":"Busy","metric":"requests","comparison":">","threshold":100,"window":"5m","severity":"info"}]"#;
 
 fn field(e: &AdminError) -> &str {
-    e.field().unwrap_or("(none)")
+    match e {
+        AdminError::Invalid { field, .. } => field,
+        _ => "(none)",
+    }
 }
 
 fn control_rows(db: &mut Sqlite) -> i64 {
@@ -63,7 +68,7 @@ fn a_bad_variable_is_a_config_error() {
     let mut db = db();
     let e = load_rules(&mut db, "[{").unwrap_err();
     assert!(matches!(e, AdminError::Config(_)), "{e}");
-    assert_eq!(e.status(), 500);
+    assert_eq!(ApiError::from(&e).status(), 500);
 }
 
 #[test]
@@ -90,7 +95,13 @@ fn put_one_rule_starts_from_the_rules_in_force() {
     delete_rule(&mut db, "", "Busy", "bob", T0 + 2).unwrap();
     assert_eq!(load_rules(&mut db, "").unwrap().rules.len(), shipped);
     let e = delete_rule(&mut db, "", "Busy", "bob", T0 + 3).unwrap_err();
-    assert_eq!((e.status(), e.code()), (404, "not-found"));
+    assert_eq!(
+        (
+            ApiError::from(&e).status(),
+            ApiError::from(&e).code.as_str()
+        ),
+        (404, "not-found")
+    );
     assert_eq!(load_rules(&mut db, "").unwrap().updated_at_ms, Some(T0 + 2));
 }
 
@@ -137,7 +148,7 @@ fn rule_set_errors_name_the_field() {
     for (body, want) in cases {
         let e = parse_rule_set(body).unwrap_err();
         assert_eq!(field(&e), want, "{body}: {e}");
-        assert_eq!(e.status(), 400, "{body}");
+        assert_eq!(ApiError::from(&e).status(), 400, "{body}");
     }
 }
 
@@ -160,7 +171,7 @@ fn single_rule_errors_name_the_field() {
     ] {
         let e = parse_one_rule("Busy", &body).unwrap_err();
         assert_eq!(field(&e), want, "{body}: {e}");
-        assert_eq!(e.status(), 400);
+        assert_eq!(ApiError::from(&e).status(), 400);
     }
     assert!(parse_one_rule("Busy", &format!(r#"{{"name":"Busy",{ok}}}"#)).is_ok());
 }
@@ -301,7 +312,7 @@ fn silence_errors_name_the_field() {
     ] {
         let e = parse_silence(&body, "alice", T0).unwrap_err();
         assert_eq!(field(&e), want, "{body}: {e}");
-        assert_eq!(e.status(), 400, "{body}");
+        assert_eq!(ApiError::from(&e).status(), 400, "{body}");
     }
 }
 
@@ -376,15 +387,27 @@ fn emergency_override_is_recorded_and_wins_over_automatic() {
 #[test]
 fn store_refusals_map_to_statuses() {
     let nf = AdminError::Store(StoreError::Refused(ActionError::NotFound("x".into())));
-    assert_eq!((nf.status(), nf.code()), (404, "alert-not-found"));
+    assert_eq!(
+        (
+            ApiError::from(&nf).status(),
+            ApiError::from(&nf).code.as_str()
+        ),
+        (404, "alert-not-found")
+    );
     let nfire = AdminError::Store(StoreError::Refused(ActionError::NotFiring("x".into())));
-    assert_eq!((nfire.status(), nfire.code()), (409, "alert-conflict"));
+    assert_eq!(
+        (
+            ApiError::from(&nfire).status(),
+            ApiError::from(&nfire).code.as_str()
+        ),
+        (409, "alert-conflict")
+    );
     let dup = AdminError::Store(StoreError::DuplicateSilence("s".into()));
-    assert_eq!(dup.status(), 409);
+    assert_eq!(ApiError::from(&dup).status(), 409);
     let sql = AdminError::Store(StoreError::Sql {
         context: "x",
         message: "secret path".into(),
     });
-    assert_eq!(sql.status(), 500);
-    assert!(!sql.is_public());
+    assert_eq!(ApiError::from(&sql).status(), 500);
+    assert_eq!(ApiError::from(&sql).message, "internal error");
 }

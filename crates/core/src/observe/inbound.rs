@@ -1,4 +1,4 @@
-//! Rules for DOL's inbound webhooks (the `alert-webhook` component): content
+//! Rules for DOL's inbound webhooks (the `alerts` component): content
 //! types, the generic signed webhook's body, and the texts and JSON DOL
 //! answers Slack with. Verification itself is [`super::slack`]; storage is
 //! [`super::store`].

@@ -43,10 +43,10 @@ pub async fn send(out: ResponseOutparam, mut response: Response) {
     match OutgoingResponse::try_from(response) {
         Ok(outgoing) => {
             if let Err(err) = out.set_with_body(outgoing, body).await {
-                eprintln!("alert-webhook: writing the response failed: {err}");
+                eprintln!("alerts: writing the response failed: {err}");
             }
         }
-        Err(err) => eprintln!("alert-webhook: building the response failed: {err}"),
+        Err(err) => eprintln!("alerts: building the response failed: {err}"),
     }
 }
 
@@ -87,12 +87,12 @@ impl FollowUp {
         });
         match queued {
             Ok(id) => eprintln!(
-                "alert-webhook: follow-up to {} failed ({error}); queued in the outbox as #{}",
+                "alerts: follow-up to {} failed ({error}); queued in the outbox as #{}",
                 origin(&self.url),
                 id.unwrap_or_default()
             ),
             Err(err) => eprintln!(
-                "alert-webhook: follow-up to {} failed ({error}) and could not be queued: {err}",
+                "alerts: follow-up to {} failed ({error}) and could not be queued: {err}",
                 origin(&self.url)
             ),
         }

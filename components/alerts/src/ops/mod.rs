@@ -1,10 +1,11 @@
-//! Operator routes (admin token required): alert rules, alert actions,
+//! Operator routes (admin token required): alerts, alert rules, alert actions,
 //! silences and the emergency-mode override. Parsing, validation and
 //! storage are `dol_core::observe::{admin, store}`; this module maps HTTP
 //! onto them.
 //!
 //! | route | what |
 //! |---|---|
+//! | `GET /admin/alerts` | the alert states, most severe first |
 //! | `GET /admin/alerts/rules` | the rules in force and where they come from |
 //! | `PUT /admin/alerts/rules` | replace the whole set (stored, wins over file/variable) |
 //! | `DELETE /admin/alerts/rules` | drop the stored set: file/variable again |
@@ -14,8 +15,9 @@
 //! | `GET/POST /admin/silences`, `GET/DELETE /admin/silences/{id}` | silences |
 //! | `GET/PUT /admin/emergency` | emergency mode: state, and `{"mode": "on"\|"off"\|"auto"}` |
 
+use dol_core::error::{ApiError, Code};
 use dol_core::observe::admin::AdminError;
-use dol_core::observe::store;
+use dol_core::observe::store::{self, AlertQuery};
 use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::sqlite::Connection;
@@ -23,35 +25,22 @@ use spin_sdk::sqlite::Connection;
 mod rules;
 mod silences;
 
-use dol_core::error::Code;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Whether `path` is one of the routes here.
 pub fn owns(path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    p.starts_with("/admin/alerts/")
+    p == "/admin/alerts"
+        || p.starts_with("/admin/alerts/")
         || p == "/admin/silences"
         || p.starts_with("/admin/silences/")
         || p == "/admin/emergency"
 }
 
-/// The error response: `{"error": {"code", "message", "field"?}}`; storage
-/// internals are logged, not sent.
+/// The error response in DOL's JSON shape; storage internals are logged,
+/// not sent.
 pub(super) fn fail(e: &AdminError) -> Response {
-    if !e.is_public() {
-        eprintln!("scans: admin action failed: {e}");
-        return platform::error(Code::Internal, "internal error");
-    }
-    let mut err = json!({ "code": e.code(), "message": e.to_string() });
-    if let Some(f) = e.field() {
-        err["field"] = json!(f);
-    }
-    platform::json(e.status(), &json!({ "error": err }))
-}
-
-fn internal(e: &anyhow::Error) -> Response {
-    eprintln!("scans: admin action failed: {e:#}");
-    platform::error(Code::Internal, "internal error")
+    platform::fail("alerts", &ApiError::from(e))
 }
 
 pub(super) fn body(req: &Request) -> Result<&str, Response> {
@@ -74,11 +63,12 @@ pub fn handle(req: &Request, actor: &str) -> Response {
     let path = req.path().trim_end_matches('/').to_owned();
     let db = match platform::open_db() {
         Ok(db) => db,
-        Err(e) => return internal(&e),
+        Err(e) => return platform::fail("alerts", &platform::internal(e)),
     };
     let now = platform::now_ms();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match parts.as_slice() {
+        ["admin", "alerts"] => list_alerts(req, &db),
         ["admin", "alerts", "rules"] => rules::rules(req, &db, actor, now),
         ["admin", "alerts", "rules", name] => match segment(name) {
             Ok(name) => rules::rule(req, &db, &name, actor, now),
@@ -105,6 +95,16 @@ pub fn handle(req: &Request, actor: &str) -> Response {
 
 /// A handler's answer; `Err` is the error response to send.
 pub(super) type Answer = Result<Response, Response>;
+
+/// `GET /admin/alerts`: the alert states, most severe first.
+fn list_alerts(req: &Request, db: &Connection) -> Answer {
+    if *req.method() != Method::Get {
+        return Ok(platform::method_not_allowed("GET"));
+    }
+    let records = store::list_alerts(&mut SpinSql(db), &AlertQuery::default())
+        .map_err(|e| fail(&AdminError::Store(e)))?;
+    Ok(platform::json(200, &json!({ "alerts": records })))
+}
 
 fn alert(req: &Request, db: &Connection, id: &str) -> Answer {
     if *req.method() != Method::Get {

@@ -1,4 +1,4 @@
-//! The alert-webhook component through the host: signed Slack clicks and
+//! The alerts component's webhooks through the host: signed Slack clicks and
 //! slash commands (and every refusal, with storage unchanged), Alertmanager
 //! intake with fingerprint dedup, the generic HMAC webhook, the kill switch
 //! through service chaining to flag-evaluate, and Slack follow-ups reaching a
@@ -20,7 +20,7 @@ const ADMIN: &str = "admin-s3cret";
 /// The root spin.toml: follow-ups may only go to https://hooks.slack.com.
 const APP: &str = "spin.toml";
 /// The same components with follow-ups allowed to local mock servers.
-const LOCAL: &str = "tests/apps/alert-webhook-local/spin.toml";
+const LOCAL: &str = "tests/apps/alerts-local/spin.toml";
 
 /// Fingerprints in tests/fixtures/alertmanager/firing.json.
 const FP1: &str = "a1b2c3d4e5f60718";

@@ -13,7 +13,7 @@ pub fn secret(name: &'static str) -> Result<String, Rejection> {
         Ok(_) => Err(Rejection::NotConfigured(name)),
         Err(err) => {
             // The error names the variable, never its value.
-            eprintln!("alert-webhook: reading variable {name} failed: {err}");
+            eprintln!("alerts: reading variable {name} failed: {err}");
             Err(Rejection::NotConfigured(name))
         }
     }

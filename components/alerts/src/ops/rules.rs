@@ -7,7 +7,7 @@ use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::sqlite::Connection;
 
 use super::{Answer, body, fail};
-use crate::config::var;
+use dol_spin_platform::var;
 use dol_spin_platform::{self as platform, SpinSql};
 
 pub(super) fn rule_set(db: &Connection) -> Result<admin::RuleSet, Response> {

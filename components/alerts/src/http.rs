@@ -1,12 +1,14 @@
-//! HTTP entry point: routes `/webhooks/...`, sends the response, then runs
-//! the reply's follow-up (if any).
+//! HTTP entry point: routes `/webhooks/...` (answers, then runs the reply's
+//! follow-up, if any) and the operator routes of [`crate::ops`] (admin
+//! token required).
 
 use spin_sdk::http::{Method, Request, ResponseOutparam};
 use spin_sdk::http_component;
 
 use crate::error::Rejection;
 use crate::reply::{self, Reply};
-use crate::{intake, slack};
+use crate::{intake, ops, slack};
+use dol_spin_platform as platform;
 
 /// Routes a request, answers it, then posts any follow-up.
 #[http_component]
@@ -29,6 +31,20 @@ async fn handle(req: Request, out: ResponseOutparam) {
 
 async fn route(req: &Request) -> Result<Reply, Rejection> {
     let path = req.path();
+    if ops::owns(path) {
+        let response = match platform::check_admin(
+            "alerts",
+            platform::header(req, "authorization"),
+            platform::header(req, "x-dol-actor"),
+        ) {
+            Ok(actor) => ops::handle(req, &actor),
+            Err(response) => response,
+        };
+        return Ok(Reply {
+            response,
+            follow_up: None,
+        });
+    }
     let known = matches!(
         path,
         "/webhooks/slack/actions"

@@ -129,6 +129,6 @@ impl Rejection {
     /// The response for this failure. Server-side failures are logged and
     /// answered without details.
     pub fn response(&self) -> Response {
-        platform::fail("alert-webhook", &ApiError::from(self))
+        platform::fail("alerts", &ApiError::from(self))
     }
 }

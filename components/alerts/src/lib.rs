@@ -1,4 +1,6 @@
-//! DOL's inbound alert webhooks:
+//! DOL's alerts component: alerts in and the operator's hands on them.
+//!
+//! Inbound alert webhooks:
 //!
 //! | route | what |
 //! |---|---|
@@ -6,6 +8,10 @@
 //! | `POST /webhooks/slack/commands` | Slack slash command: `status`, `ack`, `resolve`, `kill`, `emergency` |
 //! | `POST /webhooks/alertmanager` | Prometheus Alertmanager webhook v4 (bearer token) |
 //! | `POST /webhooks/generic` | a generic HMAC-SHA256 signed alert |
+//!
+//! Operator routes (admin token), in [`ops`]: `GET /admin/alerts`,
+//! `/admin/alerts/{id}[/ack|/resolve]`, `/admin/alerts/rules[/{name}]`,
+//! `/admin/silences[/{id}]`, `/admin/emergency`.
 //!
 //! Verification, parsing, the alert state machine and storage are in
 //! `dol_core::observe` (`slack`, `alertmanager`, `inbound`, `store`); this
@@ -20,6 +26,7 @@ mod flags;
 #[allow(unsafe_code)]
 mod http;
 mod intake;
+mod ops;
 mod reply;
 mod request;
 mod slack;
