@@ -588,7 +588,13 @@ async fn every_auth_denial_and_bad_definition_is_refused() {
     let (s, b) = call(&host, "POST", "/v1/events", None, Some(&event)).await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
-        (401, Some("missing_api_key")),
+        (401, Some("invalid_api_key")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("didn't provide an API key")),
         "{b}"
     );
     let (s, b) = call(

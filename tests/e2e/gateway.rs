@@ -590,7 +590,7 @@ async fn rate_limits_and_budgets_answer_429_with_retry_after() {
         "every reservation settled: {usage}"
     );
     let r = replies.iter().find(|r| r.status == 429).unwrap();
-    assert_eq!(r.json()["error"]["code"], "budget_limit_exceeded");
+    assert_eq!(r.json()["error"]["code"], "insufficient_quota");
     g.host.app.shutdown().await;
 }
 

@@ -2,8 +2,8 @@
 //! build the Spin adapters, run `dol_core::gateway::pipeline`, write what it
 //! answers. Every decision is the core's.
 
+use dol_core::error::ApiError;
 use dol_core::gateway::intake;
-use dol_core::gateway::openai::ErrorType;
 use dol_core::gateway::pipeline::{self, Call, Io, PipelineError};
 use spin_sdk::http::{Response, ResponseOutparam};
 
@@ -11,7 +11,7 @@ use crate::client::{InProcessFlags, WallClock};
 use crate::config;
 use crate::http::Incoming;
 use crate::net::{self, SseClient};
-use crate::reply::{self, openai_error};
+use crate::reply;
 use crate::upstream::WasiUpstream;
 use dol_spin_platform::{self as platform, SpinKv, SpinSql};
 
@@ -28,8 +28,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam, generate_route: bool) {
         Ok(s) => s,
         Err(message) => {
             eprintln!("generate: configuration error: {message}");
-            let text = format!("gateway misconfigured: {message}");
-            return net::respond(out, openai_error(ErrorType::Server, &text, None, &[])).await;
+            return net::respond(out, reply::openai(&ApiError::from(message))).await;
         }
     };
     let (db, mut kv) = match (platform::open_db(), SpinKv::open_default()) {
@@ -85,7 +84,7 @@ async fn finish(mut client: SseClient, served: Result<pipeline::Served, Pipeline
             for warning in &s.warnings {
                 eprintln!("generate: {warning}");
             }
-            reply::server_error()
+            reply::internal("chat", &"the pipeline served without answering")
         }
         Err(e) => reply::error(e),
     };

@@ -12,6 +12,7 @@ mod bindings {
     });
 }
 
+use dol_core::experiments::attribution::Served;
 use dol_core::gateway::tiers::Tier;
 use serde_json::json;
 
@@ -41,17 +42,6 @@ pub fn entry_tier(
     let value: serde_json::Value = serde_json::from_str(e.value_json.as_deref()?).ok()?;
     let tier = Tier::parse(value.as_str()?)?;
     Some((tier, e.variant.unwrap_or_else(|| tier.as_str().to_owned())))
-}
-
-/// What evaluating a flag for event attribution gave.
-pub enum Served {
-    /// The variant served to this targeting key.
-    Variant(String),
-    /// The flag does not exist.
-    NotFound,
-    /// The flag exists but served no variant (disabled, no default, or a
-    /// rule error); the text says why.
-    NoVariant(String),
 }
 
 /// The variant `flag` serves to `targeting_key` with the extra `context`

@@ -1,7 +1,8 @@
 //! HTTP entry point: reads the request, then routes it.
 
+use dol_core::error::{ApiError, Code};
 use dol_core::gateway::offline;
-use dol_core::gateway::openai::{ErrorType, ModelList};
+use dol_core::gateway::openai::ModelList;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
@@ -67,11 +68,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let req = match read(req).await {
         Ok(r) => r,
         Err(message) => {
-            return net::respond(
-                out,
-                reply::openai_error(ErrorType::InvalidRequest, message, None, &[]),
-            )
-            .await;
+            let err = ApiError::new(Code::InvalidRequest, message);
+            return net::respond(out, reply::openai(&err)).await;
         }
     };
     let path = req.path.trim_end_matches('/');
@@ -87,16 +85,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         ("/v1/models", _) => net::respond(out, platform::method_not_allowed("GET")).await,
         (p, _) if p.starts_with("/admin/") => net::respond(out, admin::handle(&req)).await,
         _ => {
-            net::respond(
-                out,
-                reply::openai_error(
-                    ErrorType::NotFound,
-                    &format!("Unknown route {}", req.path),
-                    None,
-                    &[],
-                ),
-            )
-            .await
+            let err = ApiError::new(Code::NotFound, format!("Unknown route {}", req.path));
+            net::respond(out, reply::openai(&err)).await
         }
     }
 }
@@ -105,14 +95,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 fn models(req: &Incoming) -> spin_sdk::http::Response {
     let settings = match crate::config::load() {
         Ok(s) => s,
-        Err(m) => {
-            return reply::openai_error(
-                ErrorType::Server,
-                &format!("gateway misconfigured: {m}"),
-                None,
-                &[],
-            );
-        }
+        Err(m) => return reply::openai(&ApiError::from(m)),
     };
     let db = match platform::open_db() {
         Ok(db) => db,

@@ -53,6 +53,10 @@ pub enum Code {
     AlertNotFound,
     /// 404: no scan with that name.
     UnknownScan,
+    /// 404: no enabled provider serves the requested model.
+    ModelNotFound,
+    /// 404: no prompt template (or template version) with that name.
+    TemplateNotFound,
     /// 405: the method is not served on this route (`Allow` says which are).
     MethodNotAllowed,
     /// 409: the request conflicts with the current state.
@@ -83,7 +87,7 @@ pub enum Code {
 
 impl Code {
     /// Every code, in the order the README lists them.
-    pub const ALL: [Code; 31] = [
+    pub const ALL: [Code; 33] = [
         Code::InvalidJson,
         Code::InvalidRequest,
         Code::InvalidDefinition,
@@ -103,6 +107,8 @@ impl Code {
         Code::RolloutNotFound,
         Code::AlertNotFound,
         Code::UnknownScan,
+        Code::ModelNotFound,
+        Code::TemplateNotFound,
         Code::MethodNotAllowed,
         Code::Conflict,
         Code::AlertConflict,
@@ -140,6 +146,8 @@ impl Code {
             Code::RolloutNotFound => "rollout-not-found",
             Code::AlertNotFound => "alert-not-found",
             Code::UnknownScan => "unknown-scan",
+            Code::ModelNotFound => "model-not-found",
+            Code::TemplateNotFound => "template-not-found",
             Code::MethodNotAllowed => "method-not-allowed",
             Code::Conflict => "conflict",
             Code::AlertConflict => "alert-conflict",
@@ -174,7 +182,9 @@ impl Code {
             | Code::FlagNotFound
             | Code::RolloutNotFound
             | Code::AlertNotFound
-            | Code::UnknownScan => 404,
+            | Code::UnknownScan
+            | Code::ModelNotFound
+            | Code::TemplateNotFound => 404,
             Code::MethodNotAllowed => 405,
             Code::Conflict | Code::AlertConflict => 409,
             Code::PayloadTooLarge => 413,
@@ -183,6 +193,19 @@ impl Code {
             Code::Internal | Code::InvalidConfig => 500,
             Code::UpstreamFailed => 502,
             Code::Unavailable | Code::NotConfigured => 503,
+        }
+    }
+
+    /// The code in OpenAI's error shape: OpenAI's own code for the cases its
+    /// clients know (a bad key, an unknown model, a rate limit, a spent
+    /// quota), DOL's code for everything else.
+    pub fn openai(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "invalid_api_key",
+            Code::ModelNotFound => "model_not_found",
+            Code::RateLimited => "rate_limit_exceeded",
+            Code::BudgetExceeded => "insufficient_quota",
+            other => other.as_str(),
         }
     }
 
@@ -270,7 +293,9 @@ impl ApiError {
 
     /// OpenAI's error shape (`{"error": {"message", "type", "param",
     /// "code"}}`), for the OpenAI-compatible routes: the type follows the
-    /// status as OpenAI's SDKs expect, `param` is the field.
+    /// status as OpenAI's SDKs expect, `param` is the field, and `code` is
+    /// OpenAI's own code where OpenAI defines one for the case
+    /// ([`Code::openai`]), DOL's otherwise.
     pub fn to_openai(&self) -> ErrorBody {
         let kind = match self.status() {
             401 => ErrorType::Authentication,
@@ -284,7 +309,7 @@ impl ApiError {
             self.message.clone(),
             kind,
             self.field.clone(),
-            Some(self.code.as_str().to_owned()),
+            Some(self.code.openai().to_owned()),
         )
     }
 
@@ -412,6 +437,30 @@ impl From<crate::experiments::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::gateway::settings::SettingsError> for ApiError {
+    /// The operator's configuration is wrong: a 500 that names the variable
+    /// (the operator reads it; no internals are in it).
+    fn from(err: crate::gateway::settings::SettingsError) -> Self {
+        ApiError::new(Code::InvalidConfig, format!("gateway misconfigured: {err}"))
+    }
+}
+
+impl From<crate::gateway::pipeline::PipelineError> for ApiError {
+    fn from(err: crate::gateway::pipeline::PipelineError) -> Self {
+        ApiError::from(&err)
+    }
+}
+
+impl From<crate::experiments::attribution::AttributionError> for ApiError {
+    fn from(err: crate::experiments::attribution::AttributionError) -> Self {
+        use crate::experiments::attribution::AttributionError;
+        match err {
+            AttributionError::Invalid(e) => ApiError::invalid(e.field().to_owned(), e.to_string()),
+            AttributionError::Lookup(_) => ApiError::internal(err.to_string()),
+        }
+    }
+}
+
 impl From<crate::storage::StatementError> for ApiError {
     fn from(err: crate::storage::StatementError) -> Self {
         ApiError::internal(err.to_string())
@@ -492,9 +541,24 @@ mod tests {
         for (err, kind) in cases {
             let body = serde_json::to_value(err.to_openai()).unwrap();
             assert_eq!(body["error"]["type"], kind, "{body}");
-            assert_eq!(body["error"]["code"], err.code.as_str());
+            assert_eq!(body["error"]["code"], err.code.openai());
             assert_eq!(body["error"]["param"], json!(err.field));
         }
+    }
+
+    #[test]
+    fn openai_shape_uses_openais_codes_where_it_has_them() {
+        let code = |c: Code| {
+            serde_json::to_value(ApiError::new(c, "x").to_openai()).unwrap()["error"]["code"]
+                .clone()
+        };
+        assert_eq!(code(Code::Unauthorized), "invalid_api_key");
+        assert_eq!(code(Code::ModelNotFound), "model_not_found");
+        assert_eq!(code(Code::RateLimited), "rate_limit_exceeded");
+        assert_eq!(code(Code::BudgetExceeded), "insufficient_quota");
+        // Everything else is DOL's vocabulary, as in DOL's own shape.
+        assert_eq!(code(Code::InvalidRequest), "invalid-request");
+        assert_eq!(code(Code::TemplateNotFound), "template-not-found");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! `POST /v1/events` bodies: parsing and limits. The component resolves
-//! missing variants (by evaluating the flag) and stores the result.
+//! `POST /v1/events` bodies: parsing and limits. Variants are resolved in
+//! [`super::attribution`].
 //!
 //! Convention: a client sends an event named [`EXPOSURE_EVENT`] when it shows
 //! a flag's variant to a user; any event for the flag makes its targeting key
@@ -34,7 +34,7 @@ pub enum EventError {
 }
 
 impl EventError {
-    fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
         Self::Field {
             field: field.into(),
             problem: problem.into(),

@@ -10,6 +10,7 @@
 //!
 //! Everything is pure; the clock comes in as an argument.
 
+pub mod attribution;
 pub mod definition;
 pub mod dist;
 pub mod events;

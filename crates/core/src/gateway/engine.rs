@@ -20,8 +20,8 @@ use super::circuit::{CircuitBreaker, CircuitConfig};
 use super::cost::{Cost, request_cost};
 use super::offline;
 use super::openai::{
-    ChatCompletion, ChatCompletionChunk, ChatRequest, Delta, DolInfo, ErrorBody, ErrorType,
-    FinishReason, Role, SSE_DONE, Usage,
+    ChatCompletion, ChatCompletionChunk, ChatRequest, Delta, DolInfo, FinishReason, Role, SSE_DONE,
+    Usage,
 };
 use super::providers::{
     self, HttpRequestSpec, ProviderAnswer, ProviderConfig, ProviderFailure, StreamDecoder,
@@ -958,13 +958,11 @@ impl Run<'_> {
         detail: &str,
     ) -> Generation {
         if let Some(d) = downstream {
-            let error = ErrorBody::new(
+            let error = crate::error::ApiError::new(
+                crate::error::Code::UpstreamFailed,
                 format!("The provider stream failed after the answer started: {detail}"),
-                ErrorType::Api,
-                None,
-                Some("stream_interrupted".to_owned()),
             );
-            let _ = d.send(error.to_sse().into_bytes()).await;
+            let _ = d.send(error.to_openai().to_sse().into_bytes()).await;
         }
         let attempts = self.attempts.len() as u32;
         self.finish(*answer, attempts, Outcome::StreamAborted)

@@ -479,7 +479,7 @@ fn a_stalled_stream_after_its_first_byte_is_aborted_not_truncated() {
     let mut client = Client::default();
     let g = run(&mut f, &request(true), Some(&mut client));
     assert_eq!(g.outcome, Outcome::StreamAborted);
-    assert!(client.body.contains("stream_interrupted"));
+    assert!(client.body.contains("upstream-failed"));
 }
 
 #[test]

@@ -32,14 +32,10 @@ impl RequestError {
         }
     }
 
-    /// The OpenAI error body for this problem (`invalid_request_error`, `param` = the path).
+    /// The OpenAI error body for this problem (`invalid_request_error`,
+    /// code `invalid-request`, `param` = the path).
     pub fn to_error_body(&self) -> ErrorBody {
-        ErrorBody::new(
-            self.to_string(),
-            ErrorType::InvalidRequest,
-            Some(self.path.clone()),
-            Some("invalid_value".to_owned()),
-        )
+        crate::error::ApiError::invalid(self.path.clone(), self.to_string()).to_openai()
     }
 }
 
@@ -1425,7 +1421,7 @@ mod tests {
                 "message": "messages[0].role: unknown role \"robot\"",
                 "type": "invalid_request_error",
                 "param": "messages[0].role",
-                "code": "invalid_value"
+                "code": "invalid-request"
             }})
         );
         let auth = ErrorBody::new("bad key", ErrorType::Authentication, None, None);

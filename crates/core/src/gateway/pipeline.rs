@@ -16,13 +16,14 @@ use super::engine::{
     self, Downstream, EngineConfig, Generation, Outcome, Plan, PlanError, Upstream,
 };
 use super::keys::{Admission, KeyLimits, LimitKind, Reservation};
-use super::openai::{ChatRequest, ErrorBody, ErrorType};
+use super::openai::{ChatRequest, ErrorBody};
 use super::probes::apply_probes;
 use super::quality::QualityConfig;
 use super::routing::{CatalogEntry, RouteRequest, RoutingWeights};
 use super::store::{self, GatewayStoreError};
 use super::telemetry::RequestRecord;
 use super::tiers::Tier;
+use crate::error::{ApiError, Code};
 use crate::observe::scans::{PROBES_KEY, ProbeResult};
 use crate::storage::{KeyValue, SqlExecutor};
 
@@ -174,80 +175,53 @@ pub struct ErrorReply {
 }
 
 impl PipelineError {
-    /// The answer to send (a storage failure is a generic 500 with no internals).
+    /// The answer to send in OpenAI's shape (a storage failure is a generic
+    /// 500 with no internals), rendered from the one error model.
     pub fn reply(&self) -> ErrorReply {
-        let bearer = || vec![("www-authenticate".to_owned(), "Bearer".to_owned())];
-        let (body, headers) = match self {
-            Self::MissingKey => (
-                ErrorBody::new(
-                    "You didn't provide an API key. Send it as Authorization: Bearer <key> (create one with POST /admin/keys).",
-                    ErrorType::Authentication,
-                    None,
-                    Some("missing_api_key".to_owned()),
-                ),
-                bearer(),
+        let err = ApiError::from(self);
+        ErrorReply {
+            status: err.status(),
+            body: err.to_openai(),
+            headers: err.headers,
+        }
+    }
+}
+
+impl From<&PipelineError> for ApiError {
+    fn from(err: &PipelineError) -> Self {
+        let bearer = |message: &str| {
+            ApiError::new(Code::Unauthorized, message).with_header("www-authenticate", "Bearer")
+        };
+        match err {
+            PipelineError::MissingKey => bearer(
+                "You didn't provide an API key. Send it as Authorization: Bearer <key> (create one with POST /admin/keys).",
             ),
-            Self::InvalidKey => (
-                ErrorBody::new(
-                    "Incorrect or revoked API key provided.",
-                    ErrorType::Authentication,
-                    None,
-                    Some("invalid_api_key".to_owned()),
-                ),
-                bearer(),
+            PipelineError::InvalidKey => bearer("Incorrect or revoked API key provided."),
+            PipelineError::BadRequest(body) => {
+                let bad = ApiError::new(Code::InvalidRequest, body.error.message.clone());
+                match &body.error.param {
+                    Some(param) => bad.with_field(param.clone()),
+                    None => bad,
+                }
+            }
+            PipelineError::TemplateNotFound(name) => ApiError::new(
+                Code::TemplateNotFound,
+                format!("No template `{name}` (or no such version)."),
             ),
-            Self::BadRequest(body) => (body.clone(), Vec::new()),
-            Self::TemplateNotFound(name) => (
-                ErrorBody::new(
-                    format!("No template `{name}` (or no such version)."),
-                    ErrorType::NotFound,
-                    None,
-                    Some("template_not_found".to_owned()),
-                ),
-                Vec::new(),
-            ),
-            Self::Plan(e) => (
-                ErrorBody::new(
-                    e.to_string(),
-                    ErrorType::NotFound,
-                    None,
-                    Some("model_not_found".to_owned()),
-                ),
-                Vec::new(),
-            ),
-            Self::Refused {
+            PipelineError::Plan(e) => ApiError::new(Code::ModelNotFound, e.to_string()),
+            PipelineError::Refused {
                 limit,
                 retry_after_secs,
                 message,
             } => {
-                let kind = serde_json::to_value(limit)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                (
-                    ErrorBody::new(
-                        message,
-                        ErrorType::RateLimit,
-                        None,
-                        Some(format!("{kind}_limit_exceeded")),
-                    ),
-                    vec![("retry-after".to_owned(), retry_after_secs.to_string())],
-                )
+                let code = match limit {
+                    LimitKind::Budget => Code::BudgetExceeded,
+                    LimitKind::Requests | LimitKind::Tokens => Code::RateLimited,
+                };
+                ApiError::new(code, message.clone())
+                    .with_header("retry-after", retry_after_secs.to_string())
             }
-            Self::Storage { .. } => (
-                ErrorBody::new(
-                    "The server had an error while processing your request.",
-                    ErrorType::Server,
-                    None,
-                    None,
-                ),
-                Vec::new(),
-            ),
-        };
-        ErrorReply {
-            status: body.status(),
-            body,
-            headers,
+            PipelineError::Storage { .. } => ApiError::internal(err.to_string()),
         }
     }
 }

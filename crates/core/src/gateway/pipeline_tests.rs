@@ -324,10 +324,7 @@ fn over_budget_is_refused_before_anything_is_sent_or_reserved() {
     ));
     let reply = err.reply();
     assert_eq!(reply.status, 429);
-    assert_eq!(
-        reply.body.error.code.as_deref(),
-        Some("budget_limit_exceeded")
-    );
+    assert_eq!(reply.body.error.code.as_deref(), Some("insufficient_quota"));
     assert!(reply.headers.iter().any(|(k, _)| k == "retry-after"));
     assert_eq!(client.status, None);
     assert!(w.fake.sent.is_empty());
@@ -500,7 +497,14 @@ fn a_streamed_request_replays_a_cached_answer_as_sse() {
 fn refusals_render_as_openai_errors() {
     let missing = PipelineError::MissingKey.reply();
     assert_eq!(missing.status, 401);
-    assert_eq!(missing.body.error.code.as_deref(), Some("missing_api_key"));
+    assert_eq!(missing.body.error.code.as_deref(), Some("invalid_api_key"));
+    assert!(
+        missing
+            .body
+            .error
+            .message
+            .contains("didn't provide an API key")
+    );
     assert!(
         missing
             .headers
@@ -601,7 +605,7 @@ fn generate_renders_the_template_under_the_request_fields() {
     let unknown = status(json!({"template": "sum", "version": 2}));
     assert_eq!(
         (unknown.status, unknown.body.error.code.as_deref()),
-        (404, Some("template_not_found"))
+        (404, Some("template-not-found"))
     );
     let unrendered = status(json!({"template": "sum"}));
     assert_eq!(
