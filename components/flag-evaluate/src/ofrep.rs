@@ -15,45 +15,29 @@ const TOKEN_VARIABLE: &str = "ofrep_token";
 const RATE_LIMIT_VARIABLE: &str = "ofrep_rate_limit_per_minute";
 
 /// The 429 response when this client is over its per-minute limit, else `None`.
-/// Clients are told apart by their credentials, or by address when OFREP is open.
 fn rate_limit(req: &Request, token: &str) -> Option<OfrepResponse> {
-    let limit = match spin_sdk::variables::get(RATE_LIMIT_VARIABLE) {
-        Ok(text) if text.trim().is_empty() => 0,
-        Ok(text) => match text.trim().parse::<u64>() {
-            Ok(limit) => limit,
-            Err(_) => {
-                eprintln!(
-                    "flag-evaluate: {RATE_LIMIT_VARIABLE} is not a whole number; not limiting"
-                );
-                0
-            }
-        },
+    let raw = match spin_sdk::variables::get(RATE_LIMIT_VARIABLE) {
+        Ok(raw) => raw,
         // An app that does not declare the variable simply has no limit.
-        Err(spin_sdk::variables::Error::Undefined(_)) => 0,
+        Err(spin_sdk::variables::Error::Undefined(_)) => return None,
         Err(err) => {
             eprintln!("flag-evaluate: reading variable {RATE_LIMIT_VARIABLE} failed: {err}");
             return Some(ofrep::internal_error());
         }
     };
+    let limit = ofrep::rate_limit_per_minute(&raw).unwrap_or_else(|warning| {
+        eprintln!("flag-evaluate: {warning}");
+        0
+    });
     if limit == 0 {
         return None;
     }
-    let client = if token.is_empty() {
-        platform::header(req, "spin-client-addr")
-            .and_then(|addr| addr.rsplit_once(':').map(|(ip, _)| ip))
-            .unwrap_or("unknown")
-            .to_owned()
-    } else {
-        platform::header(req, "authorization")
-            .or_else(|| platform::header(req, "x-api-key"))
-            .map(|credential| {
-                format!(
-                    "{:08x}",
-                    dol_core::flags::murmur3_x86_32(credential.as_bytes(), 0)
-                )
-            })
-            .unwrap_or_default()
-    };
+    let client = ofrep::rate_limit_client(
+        !token.is_empty(),
+        platform::header(req, "spin-client-addr"),
+        platform::header(req, "authorization"),
+        platform::header(req, "x-api-key"),
+    );
     let now = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
     match store::check_rate(&client, now, limit) {
         Ok(dol_core::ratelimit::Decision::Allow(_)) => None,
@@ -88,21 +72,12 @@ pub fn handle(req: &Request) -> Response {
     if let Some(limited) = rate_limit(req, &token) {
         return respond(&limited);
     }
-    let path = req.path();
-    let key = match path.strip_prefix("/ofrep/v1/evaluate/flags") {
-        Some("" | "/") => None,
-        Some(rest) => match rest.strip_prefix('/').and_then(platform::percent_decode) {
-            Some(key) if !key.is_empty() && !key.contains('/') => Some(key),
-            _ => return not_found_route(),
-        },
-        None => return not_found_route(),
+    let key = match ofrep::route(req.path(), platform::percent_decode) {
+        Ok(key) => key,
+        Err(not_found) => return respond(&not_found),
     };
     if *req.method() != Method::Post {
-        return platform::json_with(
-            405,
-            &serde_json::json!({ "errorDetails": "use POST" }),
-            &[("allow", "POST".to_owned())],
-        );
+        return respond(&ofrep::method_not_allowed());
     }
     let now = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
     let ctx = match ofrep::parse_request(req.body()) {
@@ -138,13 +113,6 @@ pub fn handle(req: &Request) -> Response {
     respond(&response)
 }
 
-fn not_found_route() -> Response {
-    platform::json(
-        404,
-        &serde_json::json!({ "errorDetails": "no such OFREP route: use POST /ofrep/v1/evaluate/flags[/{key}]" }),
-    )
-}
-
 fn respond(r: &OfrepResponse) -> Response {
     let mut headers = Vec::new();
     if let Some(etag) = &r.etag {
@@ -152,6 +120,9 @@ fn respond(r: &OfrepResponse) -> Response {
     }
     if r.status == 401 {
         headers.push(("www-authenticate", "Bearer".to_owned()));
+    }
+    if r.status == 405 {
+        headers.push(("allow", "POST".to_owned()));
     }
     if let Some(seconds) = r.retry_after_secs {
         headers.push(("retry-after", seconds.to_string()));

@@ -103,6 +103,69 @@ fn context_from_value(context: Option<Value>) -> Result<EvaluationContext, Reque
     Ok(EvaluationContext::from_map(attributes))
 }
 
+/// Which OFREP evaluation a path asks for: `Ok(None)` bulk
+/// (`/ofrep/v1/evaluate/flags`), `Ok(Some(key))` one flag (the key
+/// percent-decoded), `Err` the 404 for any other path.
+pub fn route(
+    path: &str,
+    percent_decode: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, OfrepResponse> {
+    let not_found = || {
+        OfrepResponse::json(
+            404,
+            json!({ "errorDetails": "no such OFREP route: use POST /ofrep/v1/evaluate/flags[/{key}]" }),
+        )
+    };
+    match path.strip_prefix("/ofrep/v1/evaluate/flags") {
+        Some("" | "/") => Ok(None),
+        Some(rest) => match rest.strip_prefix('/').and_then(percent_decode) {
+            Some(key) if !key.is_empty() && !key.contains('/') => Ok(Some(key)),
+            _ => Err(not_found()),
+        },
+        None => Err(not_found()),
+    }
+}
+
+/// `405` for anything but POST.
+pub fn method_not_allowed() -> OfrepResponse {
+    OfrepResponse::json(405, json!({ "errorDetails": "use POST" }))
+}
+
+/// The per-minute limit from the `ofrep_rate_limit_per_minute` variable:
+/// blank or 0 = no limit; anything else that is not a whole number is
+/// reported (for the log) and means no limit either, since the limit
+/// protects capacity and is not an access control.
+pub fn rate_limit_per_minute(raw: &str) -> Result<u64, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(0);
+    }
+    raw.parse::<u64>().map_err(|_| {
+        format!("ofrep_rate_limit_per_minute is not a whole number: {raw:?}; not limiting")
+    })
+}
+
+/// Who a request is counted against for rate limiting: its credential
+/// (hashed, never stored in clear) when OFREP has a token, else its IP
+/// address (`Spin-Client-Addr`, `ip:port`).
+pub fn rate_limit_client(
+    token_configured: bool,
+    client_addr: Option<&str>,
+    authorization: Option<&str>,
+    x_api_key: Option<&str>,
+) -> String {
+    if !token_configured {
+        return client_addr
+            .and_then(|addr| addr.rsplit_once(':').map(|(ip, _)| ip))
+            .unwrap_or("unknown")
+            .to_owned();
+    }
+    authorization
+        .or(x_api_key)
+        .map(|credential| format!("{:08x}", super::murmur3_x86_32(credential.as_bytes(), 0)))
+        .unwrap_or_default()
+}
+
 /// `429 Too Many Requests` with `Retry-After`, for a client over its rate limit.
 pub fn rate_limited(retry_after_secs: u64) -> OfrepResponse {
     OfrepResponse {
@@ -404,6 +467,61 @@ mod tests {
         assert_eq!(
             parse_context(r#"{"targetingKey": 7}"#).unwrap_err().details,
             "context.targetingKey must be a string"
+        );
+    }
+
+    #[test]
+    fn routes_name_the_flag_or_the_bulk_evaluation() {
+        let decode = |s: &str| Some(s.replace("%2D", "-"));
+        assert_eq!(route("/ofrep/v1/evaluate/flags", decode), Ok(None));
+        assert_eq!(route("/ofrep/v1/evaluate/flags/", decode), Ok(None));
+        assert_eq!(
+            route("/ofrep/v1/evaluate/flags/new%2Dui", decode),
+            Ok(Some("new-ui".to_owned()))
+        );
+        for bad in [
+            "/ofrep/v1/evaluate/flagsX",
+            "/ofrep/v1/evaluate/flags/a/b",
+            "/ofrep/v2/x",
+        ] {
+            assert_eq!(route(bad, decode).unwrap_err().status, 404, "{bad}");
+        }
+        assert_eq!(
+            route("/ofrep/v1/evaluate/flags/x", |_| None)
+                .unwrap_err()
+                .status,
+            404
+        );
+    }
+
+    #[test]
+    fn the_rate_limit_variable_is_a_whole_number_or_off() {
+        assert_eq!(rate_limit_per_minute(""), Ok(0));
+        assert_eq!(rate_limit_per_minute(" 120 "), Ok(120));
+        assert!(
+            rate_limit_per_minute("lots")
+                .unwrap_err()
+                .contains("\"lots\"")
+        );
+        assert!(rate_limit_per_minute("-1").is_err());
+    }
+
+    #[test]
+    fn clients_are_told_apart_by_credential_or_address() {
+        assert_eq!(
+            rate_limit_client(false, Some("10.0.0.7:5123"), Some("Bearer t"), None),
+            "10.0.0.7"
+        );
+        assert_eq!(rate_limit_client(false, None, None, None), "unknown");
+        let by_bearer = rate_limit_client(true, Some("10.0.0.7:1"), Some("Bearer t"), None);
+        let by_key = rate_limit_client(true, Some("10.0.0.8:1"), None, Some("Bearer t"));
+        // The same credential is the same client wherever it comes from, and
+        // the credential is never the id itself.
+        assert_eq!(by_bearer, by_key);
+        assert!(!by_bearer.contains('t'));
+        assert_ne!(
+            by_bearer,
+            rate_limit_client(true, None, Some("Bearer u"), None)
         );
     }
 }
