@@ -59,6 +59,14 @@ impl Guest for Provider {
             flag_set_version: version,
         }
     }
+
+    fn declared_variants(flag_key: String) -> Result<Option<Vec<String>>, String> {
+        let (_, set) = store::current().map_err(|error| {
+            eprintln!("flag-evaluate: loading flags failed: {error:#}");
+            "flag storage unavailable".to_owned()
+        })?;
+        Ok(set.variants(&flag_key))
+    }
 }
 
 fn failed(code: &str, message: String, version: i64) -> Evaluation {

@@ -5,38 +5,26 @@
 
 use dol_core::error::ApiError;
 use dol_core::experiments::attribution::{self, FlagLookup, Served};
-use dol_core::experiments::{events, store};
+use dol_core::experiments::store;
 use serde_json::{Map, Value, json};
 use spin_sdk::http::Response;
-use spin_sdk::sqlite::Connection;
 
 use crate::http::Incoming;
 use crate::{config, flags, reply};
 use dol_spin_platform::{self as platform, SpinSql};
 
-/// The in-process evaluator, and the flag document read once per request.
-struct Lookup<'a> {
-    db: &'a Connection,
-    document: Option<Value>,
-}
+/// The flags, through the composed flag-evaluate component (its
+/// `dol:platform/flag-evaluator` export): no HTTP hop, no direct read of
+/// its tables.
+struct Lookup;
 
-impl FlagLookup for Lookup<'_> {
+impl FlagLookup for Lookup {
     fn served(&mut self, flag: &str, targeting_key: &str, context: &Map<String, Value>) -> Served {
         flags::served_variant(flag, targeting_key, context)
     }
 
     fn declared_variants(&mut self, flag: &str) -> Result<Vec<String>, String> {
-        if self.document.is_none() {
-            let (_, state) =
-                dol_core::flags::store::load_latest(&mut SpinSql(self.db), platform::now_ms())
-                    .map_err(|e| e.to_string())?;
-            self.document = Some(state.document);
-        }
-        Ok(self
-            .document
-            .as_ref()
-            .and_then(|d| events::flag_variants(d, flag))
-            .unwrap_or_default())
+        flags::declared_variants(flag).map(Option::unwrap_or_default)
     }
 }
 
@@ -54,11 +42,7 @@ pub fn post_events(req: &Incoming) -> Response {
         Ok(c) => c,
         Err(response) => return response,
     };
-    let mut lookup = Lookup {
-        db: &db,
-        document: None,
-    };
-    let batch = match attribution::attribute(&req.body, &mut lookup, &caller.id, platform::now_ms())
+    let batch = match attribution::attribute(&req.body, &mut Lookup, &caller.id, platform::now_ms())
     {
         Ok(batch) => batch,
         Err(e) => return reply::openai(&ApiError::from(e)),

@@ -72,3 +72,9 @@ pub fn served_variant(
         (None, None) => Served::NoVariant(format!("reason {}", e.reason)),
     }
 }
+
+/// The variant names `flag` declares (`None`: no such flag); `Err` is the
+/// evaluator's storage failure, for the log.
+pub fn declared_variants(flag: &str) -> Result<Option<Vec<String>>, String> {
+    bindings::dol::platform::flag_evaluator::declared_variants(flag)
+}

@@ -26,50 +26,36 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Method, Response};
 
 use crate::http::Incoming;
-use dol_core::error::Code;
+use dol_core::error::{ApiError, Code};
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Handles `/admin/...`.
 pub fn handle(req: &Incoming) -> Response {
-    let actor = match platform::check_admin(
+    platform::admin_actor(
         "generate",
         req.header("authorization"),
         req.header("x-dol-actor"),
-    ) {
-        Ok(a) => a,
-        Err(response) => return response,
-    };
-    match route(req, &actor) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("generate: admin {} {} failed: {e:#}", req.method, req.path);
-            platform::error(Code::Internal, "internal error")
-        }
-    }
+    )
+    .and_then(|actor| route(req, &actor))
+    .unwrap_or_else(|err| platform::fail("generate", &err))
 }
 
-pub(super) fn bad(message: &str) -> Response {
-    let err = dol_core::error::ApiError::new(dol_core::error::Code::InvalidRequest, message);
-    platform::fail("generate", &err)
+fn not_found(message: String) -> ApiError {
+    ApiError::new(Code::NotFound, message)
 }
 
-pub(super) fn not_found(message: &str) -> Response {
-    platform::error(Code::NotFound, message)
-}
-
-pub(super) fn json_body(req: &Incoming) -> Result<Value, Response> {
+pub(super) fn json_body(req: &Incoming) -> Result<Value, ApiError> {
     platform::json_body(req.header("content-type"), &req.body)
-        .map_err(|err| platform::fail("generate", &err))
 }
 
-fn route(req: &Incoming, actor: &str) -> anyhow::Result<Response> {
+fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
     let segments: Vec<&str> = req
         .path
         .trim_start_matches("/admin/")
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let db = platform::open_db()?;
+    let db = platform::open_db().map_err(platform::internal)?;
     let sql = &mut SpinSql(&db);
     let now = platform::now_ms();
     Ok(match (segments.as_slice(), &req.method) {
@@ -82,7 +68,7 @@ fn route(req: &Incoming, actor: &str) -> anyhow::Result<Response> {
         (["keys", id], Method::Get) => keys::get_key(sql, id)?,
         (["keys", id], Method::Delete) => match store::revoke_key(sql, id, now)? {
             Some(k) => platform::json(200, &k.to_json()),
-            None => not_found(&format!("no key {id}")),
+            None => return Err(not_found(format!("no key {id}"))),
         },
         (["keys", _], _) => platform::method_not_allowed("GET, DELETE"),
         (["templates"], Method::Get) => {
@@ -108,13 +94,13 @@ fn route(req: &Incoming, actor: &str) -> anyhow::Result<Response> {
                     &json!({"deleted": format!("{provider}/{}", model.join("/"))}),
                 )
             } else {
-                not_found("no such catalog entry")
+                return Err(not_found("no such catalog entry".to_owned()));
             }
         }
         (["requests", id], Method::Get) => match store::request(sql, id)? {
             Some(r) => platform::json(200, &store::request_json(&r)),
-            None => not_found(&format!("no request {id}")),
+            None => return Err(not_found(format!("no request {id}"))),
         },
-        _ => not_found("no such admin route"),
+        _ => return Err(not_found("no such admin route".to_owned())),
     })
 }

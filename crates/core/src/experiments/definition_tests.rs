@@ -433,11 +433,10 @@ proptest! {
 
 #[test]
 fn flag_variants_come_from_the_flagd_document() {
-    let doc =
-        json!({"flags": {"f": {"variants": {"on": true, "off": false}, "defaultVariant": "off"}}});
-    let mut v = events::flag_variants(&doc, "f").unwrap();
+    let doc = json!({"flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}});
+    let set = crate::flags::FlagSet::from_value(&doc).unwrap();
+    let mut v = set.variants("f").unwrap();
     v.sort();
     assert_eq!(v, ["off", "on"]);
-    assert_eq!(events::flag_variants(&doc, "g"), None);
-    assert_eq!(events::flag_variants(&json!({}), "f"), None);
+    assert_eq!(set.variants("g"), None);
 }

@@ -221,14 +221,3 @@ pub fn parse(body: &Value) -> Result<Vec<EventInput>, EventError> {
         .map(|(i, v)| parse_one(v, &format!("events[{i}]")))
         .collect()
 }
-
-/// The variant names a flagd document declares for `flag` (`None` when the
-/// document has no such flag). Used to check a variant a client reports.
-pub fn flag_variants(document: &Value, flag: &str) -> Option<Vec<String>> {
-    let variants = document
-        .get("flags")?
-        .get(flag)?
-        .get("variants")?
-        .as_object()?;
-    Some(variants.keys().cloned().collect())
-}

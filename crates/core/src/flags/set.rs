@@ -131,6 +131,14 @@ impl FlagSet {
         self.flags.keys().map(String::as_str)
     }
 
+    /// The variant names `key` declares (in the document's order), or
+    /// `None` when there is no such flag.
+    pub fn variants(&self, key: &str) -> Option<Vec<String>> {
+        self.flags
+            .get(key)
+            .map(|flag| flag.variants.keys().cloned().collect())
+    }
+
     /// Flag-set level metadata.
     pub fn metadata(&self) -> &Map<String, Value> {
         &self.metadata

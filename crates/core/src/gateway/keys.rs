@@ -44,8 +44,10 @@ pub fn display_prefix(key: &str) -> String {
     format!("{shown}…")
 }
 
-/// Per-key limits; `None` means unlimited.
+/// Per-key limits; `None` means unlimited. An unknown field is refused, so
+/// a misspelt limit cannot leave a key unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyLimits {
     /// Requests per minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
