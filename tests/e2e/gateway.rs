@@ -650,6 +650,15 @@ async fn bad_input_gets_a_clear_openai_error() {
             .status,
         405
     );
+    // A body over the 4 MiB limit is refused as too large, not as malformed.
+    let huge = ask("auto", &"x".repeat(5 * 1024 * 1024));
+    let r = g.chat(&key, huge).await;
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (413, Some("payload-too-large")),
+        "{}",
+        r.text
+    );
     g.host.app.shutdown().await;
 }
 

@@ -9,9 +9,9 @@ use spin_sdk::http::{Response, ResponseOutparam};
 
 use crate::client::{InProcessFlags, WallClock};
 use crate::config;
-use crate::http::Incoming;
 use crate::net::{self, SseClient};
 use crate::reply;
+use crate::request::Incoming;
 use crate::upstream::WasiUpstream;
 use dol_spin_platform::{self as platform, SpinKv, SpinSql};
 

@@ -9,7 +9,7 @@ use dol_core::experiments::store;
 use serde_json::{Map, Value, json};
 use spin_sdk::http::Response;
 
-use crate::http::Incoming;
+use crate::request::Incoming;
 use crate::{config, flags, reply};
 use dol_spin_platform::{self as platform, SpinSql};
 

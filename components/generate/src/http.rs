@@ -1,4 +1,4 @@
-//! HTTP entry point: reads the request, then routes it.
+//! HTTP entry point: reads the request ([`crate::request`]), then routes it.
 
 use dol_core::error::{ApiError, Code};
 use dol_core::gateway::offline;
@@ -9,68 +9,15 @@ use spin_sdk::http_component;
 use dol_core::gateway::store;
 use dol_spin_platform::{self as platform, SpinSql};
 
+use crate::request::{self, Incoming};
 use crate::{admin, chat, events, net, reply};
-
-/// A request read into memory (generation bodies are small JSON documents).
-pub struct Incoming {
-    /// Method.
-    pub method: Method,
-    /// Path without the query.
-    pub path: String,
-    /// Query string without `?`.
-    pub query: String,
-    /// Headers, names lowercase.
-    pub headers: Vec<(String, String)>,
-    /// Body.
-    pub body: Vec<u8>,
-}
-
-impl Incoming {
-    /// The first value of a header.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Largest request body accepted.
-const MAX_BODY: usize = 4 * 1024 * 1024;
-
-async fn read(req: IncomingRequest) -> Result<Incoming, &'static str> {
-    let method = req.method();
-    let path_and_query = req.path_with_query().unwrap_or_default();
-    let (path, query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p.to_owned(), q.to_owned()),
-        None => (path_and_query, String::new()),
-    };
-    let headers = net::header_list(&req.headers());
-    let body = req
-        .into_body()
-        .await
-        .map_err(|_| "could not read the request body")?;
-    if body.len() > MAX_BODY {
-        return Err("request body too large (limit 4 MiB)");
-    }
-    Ok(Incoming {
-        method,
-        path,
-        query,
-        headers,
-        body,
-    })
-}
 
 /// Routes `/v1/...` (chat, generate, models, events) and `/admin/...`.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let req = match read(req).await {
+    let req = match request::read(req).await {
         Ok(r) => r,
-        Err(message) => {
-            let err = ApiError::new(Code::InvalidRequest, message);
-            return net::respond(out, reply::openai(&err)).await;
-        }
+        Err(err) => return net::respond(out, reply::openai(&err)).await,
     };
     let path = req.path.trim_end_matches('/');
     match (path, &req.method) {

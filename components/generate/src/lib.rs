@@ -17,5 +17,6 @@ mod flags;
 mod http;
 mod net;
 mod reply;
+mod request;
 mod timer;
 mod upstream;

@@ -8,7 +8,7 @@ use dol_core::gateway::pipeline::{Caller, PipelineError};
 use serde_json::Value;
 use spin_sdk::http::Response;
 
-use crate::http::Incoming;
+use crate::request::Incoming;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// `err` in OpenAI's error shape, with its headers; a server error's

@@ -7,7 +7,7 @@ use dol_core::gateway::{admin, store};
 use spin_sdk::http::Response;
 
 use super::json_body;
-use crate::http::Incoming;
+use crate::request::Incoming;
 use dol_spin_platform::{self as platform, SpinKv, SpinSql};
 
 /// The catalog with what routing observed.

@@ -25,7 +25,7 @@ use dol_core::gateway::store::{self, StoredKey, TemplateSummary};
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Response};
 
-use crate::http::Incoming;
+use crate::request::Incoming;
 use dol_core::error::{ApiError, Code};
 use dol_spin_platform::{self as platform, SpinSql};
 

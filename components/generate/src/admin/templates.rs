@@ -9,7 +9,7 @@ use serde_json::json;
 use spin_sdk::http::Response;
 
 use super::json_body;
-use crate::http::Incoming;
+use crate::request::Incoming;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Stores a new template version.
