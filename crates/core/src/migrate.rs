@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "experiments",
         sql: include_str!("../../../migrations/0007_experiments.sql"),
     },
+    Migration {
+        version: 8,
+        name: "latency_buckets",
+        sql: include_str!("../../../migrations/0008_latency_buckets.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -23,7 +23,7 @@ use super::catalog::{self, CatalogError};
 use super::engine::RoutingState;
 use super::keys::{self, Admission, KeyLimits, Reservation, Usage};
 use super::routing::CatalogEntry;
-use super::telemetry::{LATENCY_BUCKETS_MS, RequestRecord, latency_bucket};
+use super::telemetry::{RequestRecord, latency_bucket, latency_column};
 use super::templates::TemplateSpec;
 use super::tiers::Tier;
 use crate::storage::{
@@ -599,13 +599,6 @@ pub fn list_templates(db: &mut impl SqlExecutor) -> Result<Vec<TemplateSummary>>
 // ---------------------------------------------------------------------------
 // Request telemetry
 
-/// `usage_minute`'s latency histogram columns, by [`latency_bucket`] index
-/// (the last is `+Inf`). A fixed list, so the column name spliced into the
-/// upsert can only ever be one of these.
-const LATENCY_COLUMNS: [&str; LATENCY_BUCKETS_MS.len() + 1] = [
-    "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10", "b11",
-];
-
 /// Writes one request's telemetry: its `requests` row and its share of the
 /// `usage_minute` aggregate (one insert and one upsert, so the hot path
 /// stays two statements).
@@ -641,11 +634,9 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             text(&r.detail.to_string()),
         ],
     )?;
-    // latency_bucket never goes past the +Inf index, which is b11 anyway.
-    let bucket = LATENCY_COLUMNS
-        .get(latency_bucket(r.latency_ms))
-        .copied()
-        .unwrap_or("b11");
+    // The column name spliced into the upsert is `l` and a bucket index
+    // (capped at `+Inf`): never anything a client sent.
+    let bucket = latency_column(latency_bucket(r.latency_ms));
     let (quality_sum, quality_n) = r.quality.map_or((0.0, 0), |q| (q, 1));
     run(
         db,

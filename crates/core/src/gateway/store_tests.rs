@@ -15,7 +15,7 @@ use super::keys::{self, Admission, KeyLimits, LimitKind, Reservation, Usage};
 use super::openai::{DolInfo, FinishReason, Usage as TokenUsage};
 use super::routing::CatalogEntry;
 use super::store::*;
-use super::telemetry::RequestRecord;
+use super::telemetry::{LATENCY_BOUND_COUNT, RequestRecord, latency_bucket, latency_column};
 use super::templates::{TemplateMessage, TemplateSpec};
 use super::tiers::Tier;
 use crate::storage::{KeyValue, MemoryKeyValue, SqlExecutor, SqlValue, StatementError};
@@ -532,8 +532,8 @@ fn request_json_is_the_admin_shape() {
 fn requests_fold_into_their_minute_aggregate() {
     let mut db = db();
     let minute_ms = NOW_MS as u64;
-    let first = record_at("r1", minute_ms + 1_000, 40); // bucket b0 (≤ 50 ms)
-    let mut second = record_at("r2", minute_ms + 59_000, 200); // b2 (≤ 250 ms)
+    let first = record_at("r1", minute_ms + 1_000, 40);
+    let mut second = record_at("r2", minute_ms + 59_000, 200);
     second.cost_micros = None;
     second.quality = None;
     second.fallbacks = 0;
@@ -551,9 +551,14 @@ fn requests_fold_into_their_minute_aggregate() {
 
     let row = db
         .execute(
-            "SELECT requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, \
-             prompt_tokens, completion_tokens, cost_micros, cost_unknown, b0, b2, b11 \
-             FROM usage_minute WHERE minute = ? AND outcome = 'success' AND variant = 'on'",
+            &format!(
+                "SELECT requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, \
+                 quality_n, prompt_tokens, completion_tokens, cost_micros, cost_unknown, {}, {}, {} \
+                 FROM usage_minute WHERE minute = ? AND outcome = 'success' AND variant = 'on'",
+                latency_column(latency_bucket(40)),
+                latency_column(latency_bucket(200)),
+                latency_column(LATENCY_BOUND_COUNT),
+            ),
             &[SqlValue::Integer(NOW_MS / 1_000)],
         )
         .unwrap()
@@ -592,7 +597,7 @@ fn a_slow_request_lands_in_the_infinite_bucket() {
     let mut db = db();
     record(&mut db, &record_at("slow", NOW_MS as u64, 500_000)).unwrap();
     assert_eq!(
-        scalar(&mut db, "SELECT b11 FROM usage_minute"),
+        scalar(&mut db, "SELECT l72 FROM usage_minute"),
         SqlValue::Integer(1)
     );
 }

@@ -86,7 +86,7 @@ impl HistogramSeries {
     /// From a [`LatencyHistogram`], bounds and sum converted to seconds
     /// (Prometheus' base unit).
     pub fn from_latency_seconds(h: &LatencyHistogram) -> Self {
-        Self::from_latency_buckets(&h.counts, h.sum_ms)
+        Self::from_latency_buckets(h.counts.as_slice(), h.sum_ms)
     }
 
     /// From per-bucket (not cumulative) latency counts over
@@ -420,30 +420,34 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "# HELP dol_latency_seconds Latency.");
         assert_eq!(lines[1], "# TYPE dol_latency_seconds histogram");
-        // The stored usage_minute bounds: 0.05 s … 120 s, then +Inf.
+        // The stored usage_minute bounds: 0 s, 1 ms … 301.267 s, then +Inf.
+        let bucket = |le: &str| {
+            let prefix = format!("dol_latency_seconds_bucket{{tier=\"fast\",le=\"{le}\"}} ");
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .unwrap_or_else(|| panic!("no bucket le={le}"))
+                .to_owned()
+        };
         assert_eq!(
             lines[2],
-            "dol_latency_seconds_bucket{tier=\"fast\",le=\"0.05\"} 2"
+            "dol_latency_seconds_bucket{tier=\"fast\",le=\"0\"} 0"
         );
+        assert_eq!(bucket("0.002"), "0");
+        assert_eq!(bucket("0.003"), "1");
+        assert_eq!(bucket("0.008"), "2");
+        assert_eq!(bucket("67.92"), "2");
+        assert_eq!(bucket("80.146"), "3");
+        assert_eq!(bucket("301.267"), "3");
+        assert_eq!(bucket("+Inf"), "3");
+        let n = lines.len();
         assert_eq!(
-            lines[3],
-            "dol_latency_seconds_bucket{tier=\"fast\",le=\"0.1\"} 2"
+            lines[n - 2],
+            "dol_latency_seconds_sum{tier=\"fast\"} 70.011"
         );
-        assert_eq!(
-            lines[11],
-            "dol_latency_seconds_bucket{tier=\"fast\",le=\"60\"} 2"
-        );
-        assert_eq!(
-            lines[12],
-            "dol_latency_seconds_bucket{tier=\"fast\",le=\"120\"} 3"
-        );
-        assert_eq!(
-            lines[13],
-            "dol_latency_seconds_bucket{tier=\"fast\",le=\"+Inf\"} 3"
-        );
-        assert_eq!(lines[14], "dol_latency_seconds_sum{tier=\"fast\"} 70.011");
-        assert_eq!(lines[15], "dol_latency_seconds_count{tier=\"fast\"} 3");
-        assert_eq!(lines.len(), 16);
+        assert_eq!(lines[n - 1], "dol_latency_seconds_count{tier=\"fast\"} 3");
+        // HELP, TYPE, one line per bucket (+Inf too), sum, count.
+        assert_eq!(n, 2 + crate::gateway::telemetry::LATENCY_BUCKETS + 2);
         assert!(text.ends_with('\n'));
     }
 

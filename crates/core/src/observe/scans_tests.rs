@@ -3,9 +3,24 @@
 use std::collections::BTreeSet;
 
 use super::*;
+use crate::gateway::telemetry::{LatencyCounts, latency_bucket};
 use crate::observe::alerts::{Severity, parse_rules};
 
-fn row(minute: i64, requests: u64, errors: u64, buckets: [u64; 12]) -> UsageRow {
+/// A histogram of `count` requests at each latency (ms).
+fn lat(pairs: &[(u64, u64)]) -> LatencyCounts {
+    let mut b = LatencyCounts::default();
+    for (ms, count) in pairs {
+        b[latency_bucket(*ms)] += count;
+    }
+    b
+}
+
+/// Whether a histogram reading is within 10 % of the exact value.
+fn near(read: Option<f64>, exact: f64) -> bool {
+    read.is_some_and(|r| (r - exact).abs() <= 0.1 * exact)
+}
+
+fn row(minute: i64, requests: u64, errors: u64, buckets: LatencyCounts) -> UsageRow {
     UsageRow {
         minute,
         tier: "enhanced".into(),
@@ -47,17 +62,16 @@ fn due_scans_follow_the_schedules() {
 }
 
 #[test]
-fn percentiles_take_the_bucket_upper_bound() {
-    let mut b = [0; 12];
-    b[0] = 90; // <= 50 ms
-    b[5] = 9; // <= 2500 ms
-    b[11] = 1; // +Inf
+fn percentiles_read_the_bucket_of_the_nearest_rank() {
+    let b = lat(&[(40, 90), (2_500, 9), (400_000, 1)]);
     let a = Agg::of(&[row(NOW, 100, 0, b)]);
-    assert_eq!(a.percentile_ms(0.50), Some(50));
-    assert_eq!(a.percentile_ms(0.90), Some(50));
-    assert_eq!(a.percentile_ms(0.95), Some(2_500));
-    assert_eq!(a.percentile_ms(0.99), Some(2_500));
-    assert_eq!(a.percentile_ms(1.0), Some(120_000));
+    let p = |q: f64| a.percentile_ms(q).map(|ms| ms as f64);
+    assert!(near(p(0.50), 40.0), "{:?}", p(0.50));
+    assert!(near(p(0.90), 40.0), "{:?}", p(0.90));
+    assert!(near(p(0.95), 2_500.0), "{:?}", p(0.95));
+    assert!(near(p(0.99), 2_500.0), "{:?}", p(0.99));
+    // Past the last bound (just over 5 minutes): "at least".
+    assert_eq!(a.percentile_ms(1.0), Some(301_267));
     assert_eq!(Agg::default().percentile_ms(0.5), None);
 }
 
@@ -73,10 +87,8 @@ fn rule_metrics_from_aggregate_rows() {
     ]"#,
     )
     .unwrap();
-    let mut fast = [0; 12];
-    fast[1] = 10;
-    let mut slow = [0; 12];
-    slow[6] = 10;
+    let fast = lat(&[(100, 10)]);
+    let slow = lat(&[(5_000, 10)]);
     let mut old = row(NOW - 1_200, 10, 0, fast);
     old.agg.quality_sum = 20.0;
     old.agg.quality_n = 10;
@@ -96,8 +108,8 @@ fn rule_metrics_from_aggregate_rows() {
     assert_eq!(v.get("error_rate", 300), Some(0.25));
     // 1 min: only the current minute.
     assert_eq!(v.get("error_rate", 60), Some(0.0));
-    // 5 min: 10 at <=100 ms, 10 at <=5000 ms → p95 in the slow bucket.
-    assert_eq!(v.get("p95_latency_ms", 300), Some(5_000.0));
+    // 5 min: 10 at 100 ms, 10 at 5000 ms → p95 in the slow bucket.
+    assert!(near(v.get("p95_latency_ms", 300), 5_000.0));
     // 30 min: (20 + 50) / 20.
     assert_eq!(v.get("avg_quality", 1_800), Some(3.5));
     assert_eq!(v.get("fallback_rate", 300), Some(0.25));
@@ -237,8 +249,7 @@ fn retention_cutoff_is_days_before_now() {
 
 #[test]
 fn daily_report_covers_the_last_24_hours() {
-    let mut b = [0; 12];
-    b[2] = 10;
+    let b = lat(&[(250, 10)]);
     let mut a = row(NOW - 3_600, 10, 1, b);
     a.agg.cost_micros = 2_000_000;
     a.agg.cache_hits = 5;
@@ -249,7 +260,7 @@ fn daily_report_covers_the_last_24_hours() {
     assert_eq!((r.from, r.to, r.requests), (NOW - 86_400, NOW, 40));
     assert_eq!(r.error_rate, 1.0 / 40.0);
     assert_eq!(r.cache_hit_rate, 5.0 / 40.0);
-    assert_eq!(r.p95_ms, Some(250));
+    assert!(near(r.p95_ms.map(|ms| ms as f64), 250.0), "{:?}", r.p95_ms);
     assert_eq!(r.cost_usd, 2.0);
     assert_eq!(r.by_model[0].key, "openai/gpt-4o");
     assert_eq!(r.by_model[1].requests, 10);

@@ -17,7 +17,7 @@ use thiserror::Error;
 /// Upper bounds (inclusive, milliseconds) of the latency buckets. A final
 /// overflow bucket holds everything above the last bound.
 ///
-/// These are the gateway's stored `usage_minute` buckets (`b0..b11`): one
+/// These are the gateway's stored `usage_minute` buckets (`l0..l72`): one
 /// bucket definition, so a histogram built here and the one `/metrics`
 /// exports from storage have the same `le` bounds.
 pub const LATENCY_BOUNDS_MS: [u64; crate::gateway::telemetry::LATENCY_BUCKETS_MS.len()] =
@@ -30,10 +30,10 @@ pub const BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum HistogramParseError {
     /// The string does not start with the `h1:` version prefix.
-    #[error("histogram: unknown format (expected prefix `h1:`)")]
+    #[error("histogram: unknown format (expected prefix `h2:`)")]
     Version,
     /// The string does not have the `counts|sum|max` shape.
-    #[error("histogram: expected `h1:<counts>|<sum>|<max>`")]
+    #[error("histogram: expected `h2:<counts>|<sum>|<max>`")]
     Shape,
     /// A number did not parse.
     #[error("histogram: `{0}` is not a non-negative integer")]
@@ -50,7 +50,7 @@ pub enum HistogramParseError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LatencyHistogram {
     /// Per-bucket counts (not cumulative); index `BUCKETS - 1` is overflow.
-    pub counts: [u64; BUCKETS],
+    pub counts: crate::gateway::telemetry::LatencyCounts,
     /// Sum of all recorded latencies, milliseconds.
     pub sum_ms: u64,
     /// Largest recorded latency, milliseconds (0 when empty).
@@ -95,34 +95,27 @@ impl LatencyHistogram {
         self.counts.iter().fold(0u64, |a, c| a.saturating_add(*c))
     }
 
-    /// The `q` quantile (0.0–1.0), as the upper bound of the bucket holding
-    /// the `ceil(q·n)`-th smallest value, capped at the observed maximum
-    /// (so the overflow bucket reports the maximum). `None` when empty.
-    /// Non-decreasing in `q`.
+    /// The `q` quantile (0.0–1.0), as the gateway reads it
+    /// ([`crate::gateway::telemetry::latency_percentile`]: within 10 % from
+    /// 1 ms to 5 minutes), capped at the observed maximum (so the overflow
+    /// bucket reports the maximum). `None` when empty. Non-decreasing in `q`.
     pub fn percentile(&self, q: f64) -> Option<u64> {
-        let n = self.count();
-        if n == 0 {
-            return None;
-        }
-        let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
-        // Rank 1 at q = 0 keeps the minimum meaningful; precision loss in the
-        // cast only matters beyond 2^53 samples.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-        let mut seen = 0u64;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen = seen.saturating_add(*c);
-            if seen >= rank {
-                let bound = LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(u64::MAX);
-                return Some(bound.min(self.max_ms));
-            }
-        }
-        Some(self.max_ms)
+        let estimate = crate::gateway::telemetry::latency_percentile(self.counts.as_slice(), q)?;
+        // The overflow bucket only knows "at least the last bound": the
+        // maximum is the better answer there.
+        let overflow = self.counts.last().is_some_and(|c| *c > 0)
+            && estimate == LATENCY_BOUNDS_MS.last().copied().unwrap_or(0)
+            && self.max_ms > estimate;
+        Some(if overflow {
+            self.max_ms
+        } else {
+            estimate.min(self.max_ms)
+        })
     }
 
-    /// Compact text form: `h1:` then the bucket counts separated by commas
+    /// Compact text form (`h2`: the log-spaced buckets): `h2:` then the bucket counts separated by commas
     /// (trailing zero buckets left out), `|` the sum, `|` the maximum.
-    /// An empty histogram is `h1:|0|0`.
+    /// An empty histogram is `h2:|0|0`.
     pub fn to_compact(&self) -> String {
         let used = self
             .counts
@@ -130,12 +123,12 @@ impl LatencyHistogram {
             .rposition(|&c| c != 0)
             .map_or(0, |i| i + 1);
         let counts: Vec<String> = self.counts.iter().take(used).map(u64::to_string).collect();
-        format!("h1:{}|{}|{}", counts.join(","), self.sum_ms, self.max_ms)
+        format!("h2:{}|{}|{}", counts.join(","), self.sum_ms, self.max_ms)
     }
 
     /// Parses [`to_compact`](Self::to_compact) output.
     pub fn from_compact(s: &str) -> Result<Self, HistogramParseError> {
-        let rest = s.strip_prefix("h1:").ok_or(HistogramParseError::Version)?;
+        let rest = s.strip_prefix("h2:").ok_or(HistogramParseError::Version)?;
         let mut parts = rest.split('|');
         let (Some(counts), Some(sum), Some(max), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -432,10 +425,10 @@ mod tests {
     #[test]
     fn buckets_are_inclusive_upper_bounds() {
         assert_eq!(LatencyHistogram::bucket_of(0), 0);
-        assert_eq!(LatencyHistogram::bucket_of(50), 0);
-        assert_eq!(LatencyHistogram::bucket_of(51), 1);
-        assert_eq!(LatencyHistogram::bucket_of(120_000), 10);
-        assert_eq!(LatencyHistogram::bucket_of(120_001), 11);
+        assert_eq!(LatencyHistogram::bucket_of(1), 1);
+        assert_eq!(LatencyHistogram::bucket_of(11), 11);
+        assert_eq!(LatencyHistogram::bucket_of(12), 11);
+        assert_eq!(LatencyHistogram::bucket_of(301_268), BUCKETS - 1);
         // The same buckets as the stored usage_minute histogram.
         for ms in [0, 50, 51, 999, 1_000, 119_999, 120_000, 120_001, u64::MAX] {
             assert_eq!(
@@ -446,47 +439,59 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_use_bucket_bounds_capped_at_max() {
+    fn percentiles_are_within_10_percent_and_capped_at_max() {
         let mut h = LatencyHistogram::new();
         assert_eq!(h.percentile(0.5), None);
         for ms in [3, 8, 20, 40, 90, 200, 400, 900, 2_000, 4_000] {
             h.record(ms);
         }
-        assert_eq!(h.percentile(0.5), Some(100));
-        assert_eq!(h.percentile(0.95), Some(4_000));
-        assert_eq!(h.percentile(0.0), Some(50));
-        h.record(100_000);
-        assert_eq!(h.percentile(1.0), Some(100_000));
+        let near = |q: f64, exact: f64| {
+            let read = h.percentile(q).unwrap() as f64;
+            assert!(
+                (read - exact).abs() <= 0.1 * exact,
+                "q={q}: {read} vs {exact}"
+            );
+        };
+        near(0.5, 90.0);
+        near(0.95, 4_000.0);
+        near(0.0, 3.0);
+        // Past the last bound, the observed maximum is the answer.
+        h.record(900_000);
+        assert_eq!(h.percentile(1.0), Some(900_000));
+        // Never above the maximum seen.
+        let mut one = LatencyHistogram::new();
+        one.record(19);
+        assert!(one.percentile(0.5).unwrap() <= 19);
     }
 
     #[test]
     fn compact_form_round_trips_and_rejects_garbage() {
         let mut h = LatencyHistogram::new();
-        assert_eq!(h.to_compact(), "h1:|0|0");
-        assert_eq!(LatencyHistogram::from_compact("h1:|0|0"), Ok(h.clone()));
+        assert_eq!(h.to_compact(), "h2:|0|0");
+        assert_eq!(LatencyHistogram::from_compact("h2:|0|0"), Ok(h.clone()));
         h.record(7);
         h.record(7);
-        h.record(300);
-        assert_eq!(h.to_compact(), "h1:2,0,0,1|314|300");
+        h.record(12);
+        assert_eq!(h.to_compact(), "h2:0,0,0,0,0,0,0,2,0,0,0,1|26|12");
         assert_eq!(LatencyHistogram::from_compact(&h.to_compact()), Ok(h));
         assert_eq!(
-            LatencyHistogram::from_compact("h2:|0|0"),
+            LatencyHistogram::from_compact("h1:|0|0"),
             Err(HistogramParseError::Version)
         );
         assert_eq!(
-            LatencyHistogram::from_compact("h1:1|2"),
+            LatencyHistogram::from_compact("h2:1|2"),
             Err(HistogramParseError::Shape)
         );
         assert_eq!(
-            LatencyHistogram::from_compact("h1:x|0|0"),
+            LatencyHistogram::from_compact("h2:x|0|0"),
             Err(HistogramParseError::Number("x".into()))
         );
         assert_eq!(
-            LatencyHistogram::from_compact(&format!("h1:{}|0|0", vec!["0"; 16].join(","))),
+            LatencyHistogram::from_compact(&format!("h2:{}|0|0", vec!["0"; BUCKETS + 1].join(","))),
             Err(HistogramParseError::TooManyBuckets)
         );
         assert_eq!(
-            LatencyHistogram::from_compact("h1:|5|0"),
+            LatencyHistogram::from_compact("h2:|5|0"),
             Err(HistogramParseError::Inconsistent)
         );
     }
@@ -520,8 +525,12 @@ mod tests {
         assert_eq!(s.cache_hit_rate, 0.25);
         assert_eq!(s.avg_quality, Some(3.5));
         assert!((s.cost_usd - 0.002).abs() < 1e-12);
-        // All four in the first bucket (<= 50 ms): its bound, capped at the maximum.
-        assert_eq!(s.p50_ms, Some(40));
+        // 10, 20, 30, 40 ms: the median is 20 ms, read within 10 %.
+        assert!(
+            s.p50_ms.is_some_and(|p| (18..=22).contains(&p)),
+            "{:?}",
+            s.p50_ms
+        );
     }
 
     #[test]

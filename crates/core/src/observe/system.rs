@@ -21,6 +21,7 @@ use super::usage::{
     Window, window_start,
 };
 use crate::gateway::engine::RoutingState;
+use crate::gateway::telemetry::{LatencyCounts, latency_column};
 use crate::health::{CheckResult, LAST_RUN_KEY, ScanRun};
 use crate::storage::{KeyValue, Row, SqlExecutor, SqlValue};
 
@@ -360,29 +361,37 @@ pub(super) fn sql(
 /// The `usage_minute` columns [`usage_row`] reads, one row per series and
 /// minute. A row counts at most `requests` fallback requests (see
 /// [`usage`]'s definitions).
-const USAGE_COLUMNS: &str = "minute, tier, provider, model, outcome, variant, requests, errors, \
-MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, cost_micros, \
-cost_unknown, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11";
+fn usage_columns() -> String {
+    let buckets: Vec<&str> = (0..USAGE_BUCKETS).map(latency_column).collect();
+    format!(
+        "minute, tier, provider, model, outcome, variant, requests, errors, \
+         MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, \
+         cost_micros, cost_unknown, {}",
+        buckets.join(", ")
+    )
+}
 
 /// The same per tier/provider/model/outcome over every kept minute (minute
 /// read as 0, variant as `-`).
-const USAGE_TOTAL_COLUMNS: &str = "0, tier, provider, model, outcome, '-', SUM(requests), \
-SUM(errors), SUM(MIN(fallbacks, requests)), SUM(cache_hits), SUM(latency_sum_ms), \
-SUM(quality_sum), SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), SUM(b0), SUM(b1), \
-SUM(b2), SUM(b3), SUM(b4), SUM(b5), SUM(b6), SUM(b7), SUM(b8), SUM(b9), SUM(b10), SUM(b11)";
+fn usage_total_columns() -> String {
+    let buckets: Vec<String> = (0..USAGE_BUCKETS)
+        .map(|i| format!("SUM({})", latency_column(i)))
+        .collect();
+    format!(
+        "0, tier, provider, model, outcome, '-', SUM(requests), SUM(errors), \
+         SUM(MIN(fallbacks, requests)), SUM(cache_hits), SUM(latency_sum_ms), SUM(quality_sum), \
+         SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), {}",
+        buckets.join(", ")
+    )
+}
 
-/// The histogram columns, in bucket order.
-const BUCKET_COLUMNS: [&str; USAGE_BUCKETS] = [
-    "b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9", "b10", "b11",
-];
-
-/// A row selected with [`USAGE_COLUMNS`] or [`USAGE_TOTAL_COLUMNS`]
+/// A row selected with [`usage_columns`] or [`usage_total_columns`]
 /// (columns named as in the table).
 fn usage_row(values: &[SqlValue]) -> Result<UsageRow, StoreError> {
     let r = Row::new("usage_minute", values);
-    let mut buckets = [0u64; USAGE_BUCKETS];
-    for (i, (b, column)) in buckets.iter_mut().zip(BUCKET_COLUMNS).enumerate() {
-        *b = r.uint(15 + i, column)?;
+    let mut buckets = LatencyCounts::default();
+    for (i, b) in buckets.iter_mut().enumerate() {
+        *b = r.uint(15 + i, latency_column(i))?;
     }
     let requests = r.uint(6, "requests")?;
     Ok(UsageRow {
@@ -412,7 +421,10 @@ pub fn usage_since(db: &mut impl SqlExecutor, from_s: i64) -> Result<Vec<UsageRo
     sql(
         db,
         "read usage",
-        &format!("SELECT {USAGE_COLUMNS} FROM usage_minute WHERE minute >= ?"),
+        &format!(
+            "SELECT {} FROM usage_minute WHERE minute >= ?",
+            usage_columns()
+        ),
         &[SqlValue::Integer(from_s)],
     )?
     .iter()
@@ -427,7 +439,8 @@ pub fn usage_totals(db: &mut impl SqlExecutor) -> Result<Vec<UsageRow>, StoreErr
         db,
         "read usage totals",
         &format!(
-            "SELECT {USAGE_TOTAL_COLUMNS} FROM usage_minute GROUP BY tier, provider, model, outcome"
+            "SELECT {} FROM usage_minute GROUP BY tier, provider, model, outcome",
+            usage_total_columns()
         ),
         &[],
     )?

@@ -26,7 +26,7 @@ fn usage(db: &mut Sqlite, minute: i64, outcome: &str, requests: i64, errors: i64
     db.conn
         .execute(
             "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
-             errors, fallbacks, latency_sum_ms, quality_sum, quality_n, b1) \
+             errors, fallbacks, latency_sum_ms, quality_sum, quality_n, l1) \
              VALUES (?1, 'standard', 'openai', 'gpt-4o', ?2, '-', ?3, ?4, ?4 * 2, ?3 * 100, \
              ?3 * 8.0, ?3, ?3)",
             rusqlite::params![minute, outcome, requests, errors],

@@ -27,14 +27,14 @@ use serde::Serialize;
 
 use crate::gateway::circuit::CircuitState;
 use crate::gateway::engine::RoutingState;
-use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
+use crate::gateway::telemetry::{LATENCY_BUCKETS, LatencyCounts, latency_percentile};
 
 use super::prometheus::{HistogramSeries, PromError, Writer};
 use super::score::{ActiveAlert, ApiHealth, EmergencyState, Override, ScoreInputs};
 use super::stats::{Summary, Trend, TrendTolerance, trend};
 
-/// Number of latency buckets in `usage_minute` (`b0..b11`, the last `+Inf`).
-pub const USAGE_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
+/// Number of latency buckets in `usage_minute` (`l0..l72`, the last `+Inf`).
+pub const USAGE_BUCKETS: usize = LATENCY_BUCKETS;
 
 /// The versions of [`crate::migrate::MIGRATIONS`] missing from `applied`.
 pub fn missing_migrations(applied: &[i64]) -> Vec<i64> {
@@ -86,7 +86,7 @@ pub struct Agg {
     /// Requests whose cost is unknown.
     pub cost_unknown: u64,
     /// Latency histogram (not cumulative), bounds in [`LATENCY_BUCKETS_MS`].
-    pub buckets: [u64; USAGE_BUCKETS],
+    pub buckets: LatencyCounts,
 }
 
 impl Agg {
@@ -167,31 +167,15 @@ impl Agg {
 
     /// The histogram as a Prometheus series in seconds.
     pub fn latency_series(&self) -> HistogramSeries {
-        HistogramSeries::from_latency_buckets(&self.buckets, self.latency_sum_ms)
+        HistogramSeries::from_latency_buckets(self.buckets.as_slice(), self.latency_sum_ms)
     }
 }
 
-/// The `q` quantile (0.0–1.0) of a `usage_minute` histogram, in ms: the
-/// upper bound of the bucket holding the `ceil(q·n)`-th smallest latency
-/// (rank at least 1). A rank in the `+Inf` bucket reports the last finite
-/// bound (120 000 ms, i.e. "at least"). `None` when the histogram is empty.
+/// The `q` quantile (0.0–1.0) of a `usage_minute` histogram, in ms
+/// (within 10 % of the exact nearest-rank value from 1 ms to 5 minutes; see
+/// [`latency_percentile`]). `None` when the histogram is empty.
 pub fn bucket_percentile(buckets: &[u64; USAGE_BUCKETS], q: f64) -> Option<u64> {
-    let n = buckets.iter().fold(0u64, |a, b| a.saturating_add(*b));
-    if n == 0 {
-        return None;
-    }
-    let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
-    let last = LATENCY_BUCKETS_MS.last().copied().unwrap_or(0);
-    let mut seen = 0u64;
-    for (i, c) in buckets.iter().enumerate() {
-        seen = seen.saturating_add(*c);
-        if seen >= rank {
-            return Some(LATENCY_BUCKETS_MS.get(i).copied().unwrap_or(last));
-        }
-    }
-    Some(last)
+    latency_percentile(buckets, q)
 }
 
 /// A `/api/metrics` window.
@@ -882,15 +866,16 @@ mod tests {
     use super::*;
     use crate::health::CheckResult;
 
-    fn hist(pairs: &[(usize, u64)]) -> [u64; USAGE_BUCKETS] {
-        let mut b = [0u64; USAGE_BUCKETS];
+    fn hist(pairs: &[(usize, u64)]) -> LatencyCounts {
+        let mut b = LatencyCounts::default();
         for (i, n) in pairs {
             b[*i] = *n;
         }
         b
     }
 
-    fn row(minute: i64, provider: &str, outcome: &str, requests: u64, bucket: usize) -> UsageRow {
+    /// A row of `requests` requests that each took `latency_ms`.
+    fn row(minute: i64, provider: &str, outcome: &str, requests: u64, latency_ms: u64) -> UsageRow {
         let errors = u64::from(outcome == "offline") * requests;
         UsageRow {
             minute,
@@ -907,7 +892,10 @@ mod tests {
                 quality_sum: 8.0 * requests as f64,
                 quality_n: requests,
                 cost_micros: 10 * requests,
-                buckets: hist(&[(bucket, requests)]),
+                buckets: hist(&[(
+                    crate::gateway::telemetry::latency_bucket(latency_ms),
+                    requests,
+                )]),
                 ..Agg::default()
             },
         }
@@ -915,20 +903,33 @@ mod tests {
 
     #[test]
     fn percentiles_from_buckets_known_answers() {
-        // 100 requests: 50 ≤ 50 ms, 40 ≤ 250 ms, 9 ≤ 1 s, 1 above 120 s.
-        let b = hist(&[(0, 50), (2, 40), (4, 9), (11, 1)]);
-        assert_eq!(bucket_percentile(&b, 0.50), Some(50));
-        assert_eq!(bucket_percentile(&b, 0.51), Some(250));
-        assert_eq!(bucket_percentile(&b, 0.90), Some(250));
-        assert_eq!(bucket_percentile(&b, 0.95), Some(1_000));
-        assert_eq!(bucket_percentile(&b, 0.99), Some(1_000));
-        assert_eq!(bucket_percentile(&b, 1.0), Some(120_000));
-        assert_eq!(bucket_percentile(&b, 0.0), Some(50));
+        use crate::gateway::telemetry::latency_bucket;
+        // 100 requests: 50 of 2 ms, 40 of 250 ms, 9 of 1 s, 1 of 10 minutes.
+        let b = hist(&[
+            (latency_bucket(2), 50),
+            (latency_bucket(250), 40),
+            (latency_bucket(1_000), 9),
+            (latency_bucket(600_000), 1),
+        ]);
+        let within = |q: f64, exact: f64| {
+            let read = bucket_percentile(&b, q).unwrap() as f64;
+            assert!(
+                (read - exact).abs() <= 0.1 * exact,
+                "q={q}: {read} vs {exact}"
+            );
+        };
+        within(0.0, 2.0);
+        within(0.50, 2.0);
+        within(0.51, 250.0);
+        within(0.90, 250.0);
+        within(0.95, 1_000.0);
+        within(0.99, 1_000.0);
+        // Beyond 5 minutes the histogram knows only "at least".
+        assert_eq!(bucket_percentile(&b, 1.0), Some(301_267));
         assert_eq!(bucket_percentile(&hist(&[]), 0.5), None);
         // One sample: every quantile is its bucket.
-        let one = hist(&[(6, 1)]);
-        assert_eq!(bucket_percentile(&one, 0.01), Some(5_000));
-        assert_eq!(bucket_percentile(&one, 0.99), Some(5_000));
+        let one = hist(&[(latency_bucket(5_000), 1)]);
+        assert_eq!(bucket_percentile(&one, 0.01), bucket_percentile(&one, 0.99));
     }
 
     #[test]
@@ -946,11 +947,11 @@ mod tests {
         let cur = 100_000 * 60;
         let prev = cur - 3_600;
         let rows = vec![
-            row(cur, "openai", "success", 30, 1),
-            row(cur - 60, "openai", "cache_hit", 10, 0),
-            row(cur, "offline", "offline", 10, 0),
-            row(prev, "openai", "success", 50, 1),
-            row(prev - 3_600, "openai", "offline", 99, 0),
+            row(cur, "openai", "success", 30, 100),
+            row(cur - 60, "openai", "cache_hit", 10, 40),
+            row(cur, "offline", "offline", 10, 40),
+            row(prev, "openai", "success", 50, 100),
+            row(prev - 3_600, "openai", "offline", 99, 40),
         ];
         let o = overview(&rows, Window::Hour, now);
         assert_eq!(o.totals.requests, 50);
@@ -962,7 +963,11 @@ mod tests {
         assert_eq!(o.by_model["offline/m"].errors, 10);
         assert_eq!(o.by_outcome["offline"], 10);
         assert_eq!(o.previous.requests, 50);
-        assert_eq!(o.totals.p50_ms, Some(100));
+        assert!(
+            o.totals.p50_ms.is_some_and(|p| (90..=110).contains(&p)),
+            "{:?}",
+            o.totals.p50_ms
+        );
         assert!((o.totals.cost_usd - 0.0005).abs() < 1e-12);
         // Error rate 0 % → 20 %: degrading.
         assert_eq!(o.trend, Trend::Degrading);
@@ -975,11 +980,11 @@ mod tests {
     #[test]
     fn uptime_counts_busy_minutes_with_a_success() {
         let rows = vec![
-            row(60, "openai", "success", 3, 0),
-            row(60, "offline", "offline", 3, 0),
-            row(120, "offline", "offline", 2, 0),
-            row(180, "openai", "success", 1, 0),
-            row(240, "openai", "success", 1, 0),
+            row(60, "openai", "success", 3, 40),
+            row(60, "offline", "offline", 3, 40),
+            row(120, "offline", "offline", 2, 40),
+            row(180, "openai", "success", 1, 40),
+            row(240, "openai", "success", 1, 40),
         ];
         assert!((uptime_from_minutes(&rows, 0) - 75.0).abs() < 1e-9);
         assert!((uptime_from_minutes(&rows, 1_000) - 100.0).abs() < 1e-9);
@@ -987,7 +992,7 @@ mod tests {
 
     #[test]
     fn check_rules_name_the_problem() {
-        let bad = total_since(&[row(0, "offline", "offline", 20, 0)], 0);
+        let bad = total_since(&[row(0, "offline", "offline", 20, 40)], 0);
         let why = generation_problem(&bad, 5).unwrap();
         assert!(why.contains("error rate 100.0 %"), "{why}");
         assert_eq!(generation_problem(&bad, 50), None);
@@ -1020,7 +1025,7 @@ mod tests {
     #[test]
     fn metrics_text_has_cumulative_histograms() {
         let m = MetricsInput {
-            usage: vec![row(0, "openai", "success", 4, 2)],
+            usage: vec![row(0, "openai", "success", 4, 200)],
             routes: vec![("chat".into(), 4)],
             quality: vec![(
                 "openai".into(),
@@ -1050,8 +1055,8 @@ mod tests {
         let l = "tier=\"standard\",provider=\"openai\",model=\"m\",outcome=\"success\"";
         for line in [
             format!("dol_generation_requests_total{{{l}}} 4"),
-            format!("dol_generation_latency_seconds_bucket{{{l},le=\"0.1\"}} 0"),
-            format!("dol_generation_latency_seconds_bucket{{{l},le=\"0.25\"}} 4"),
+            format!("dol_generation_latency_seconds_bucket{{{l},le=\"0.173\"}} 0"),
+            format!("dol_generation_latency_seconds_bucket{{{l},le=\"0.205\"}} 4"),
             format!("dol_generation_latency_seconds_bucket{{{l},le=\"+Inf\"}} 4"),
             format!("dol_generation_latency_seconds_sum{{{l}}} 0.4"),
             format!("dol_generation_latency_seconds_count{{{l}}} 4"),
@@ -1095,7 +1100,7 @@ mod tests {
             override_by: None,
         };
         let good = assemble_health(inputs(
-            vec![row(minute, "openai", "success", 20, 1)],
+            vec![row(minute, "openai", "success", 20, 100)],
             vec![],
         ));
         assert_eq!(good.health.system_health.score, 100);
@@ -1106,7 +1111,7 @@ mod tests {
             state: "open",
         };
         let bad = assemble_health(inputs(
-            vec![row(minute, "offline", "offline", 20, 0)],
+            vec![row(minute, "offline", "offline", 20, 40)],
             vec![open],
         ));
         // Components: 60 × 6/9 = 40; telemetry: 40 − 15 (error rate) = 25.

@@ -25,7 +25,7 @@ mod store_tests;
 use std::collections::BTreeMap;
 
 use crate::gateway::telemetry::LATENCY_BUCKETS_MS;
-use crate::observe::usage::{Agg, USAGE_BUCKETS, bucket_percentile};
+use crate::observe::usage::{Agg, bucket_percentile};
 use crate::storage::SqlValue;
 use guard::{GuardReading, Reading, RolloutState, Telemetry};
 use plan::{GuardMetric, RolloutPlan};
@@ -87,7 +87,7 @@ pub fn agg_from_row(row: &[SqlValue]) -> Option<(String, Agg)> {
         Some(SqlValue::Real(r)) => *r,
         _ => 0.0,
     };
-    let mut buckets = [0u64; USAGE_BUCKETS];
+    let mut buckets = crate::gateway::telemetry::LatencyCounts::default();
     for (i, b) in buckets.iter_mut().enumerate() {
         *b = int(10 + i);
     }
