@@ -318,3 +318,41 @@ fn api_health_and_metrics_show_the_one_score() {
     let o = read_overview(&mut db, Window::Hour, NOW / 1000).unwrap();
     assert_eq!((o.totals.requests, o.totals.errors), (13, 12));
 }
+
+#[test]
+fn migration_8_keeps_the_old_histogram_readable() {
+    use crate::gateway::telemetry::{latency_bucket, latency_column};
+    use crate::migrate::{MIGRATIONS, apply, apply_list};
+    let mut db = Sqlite {
+        conn: rusqlite::Connection::open_in_memory().unwrap(),
+        fail_on: None,
+    };
+    // A database from before migration 8, with a minute of old-style counts:
+    // 3 requests ≤ 50 ms, 1 ≤ 5 s and 1 over 120 s.
+    apply_list(&mut db, &MIGRATIONS[..7], 0).unwrap();
+    db.conn
+        .execute(
+            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
+             b0, b6, b11) VALUES (?1, 'standard', 'openai', 'gpt-4o', 'success', '-', 5, 3, 1, 1)",
+            rusqlite::params![MINUTE_S],
+        )
+        .unwrap();
+    apply(&mut db, 0).unwrap();
+    let count = |column: &str| -> i64 {
+        db.conn
+            .query_row(&format!("SELECT {column} FROM usage_minute"), [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(count(latency_column(latency_bucket(50))), 3);
+    assert_eq!(count(latency_column(latency_bucket(5_000))), 1);
+    assert_eq!(count(latency_column(latency_bucket(120_001))), 1);
+    assert_eq!(count("b0 + b6 + b11"), 0, "moved, not copied");
+    // Read as before: the median of that minute is about 50 ms, p99 about 120 s.
+    let rows = usage_since(&mut db, 0).unwrap();
+    let p50 = rows[0].agg.percentile_ms(0.5).unwrap();
+    let p99 = rows[0].agg.percentile_ms(0.99).unwrap();
+    assert!((45..=55).contains(&p50), "{p50}");
+    assert!((108_000..=132_000).contains(&p99), "{p99}");
+}
