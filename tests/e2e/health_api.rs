@@ -425,3 +425,66 @@ async fn health_api_score_is_the_one_the_alerts_scan_records() {
     assert!(metrics.lines().any(|l| l == gauge), "{gauge}\n{metrics}");
     host.app.shutdown().await;
 }
+
+/// The percentiles `/api/metrics` reports are within 10 % of the exact ones
+/// computed from the requests' own recorded latencies (fast answers and a
+/// slower one, so the old 50 ms first bucket would have failed this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_percentiles_match_the_recorded_latencies() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let host = start(Some(&mock), &[]).await;
+    let key = new_key(&host).await;
+    let mut latencies = Vec::new();
+    for i in 0..12 {
+        if i == 11 {
+            // One slow answer: it becomes the p99.
+            mock.push_script(Behavior {
+                delay_ms: 400,
+                ..Behavior::default()
+            });
+        }
+        let body = json!({"model": "auto", "messages": [{"role": "user", "content": format!("Explain caching, take {i}")}]});
+        let (s, _, text) = send(
+            &host,
+            "POST",
+            "/v1/chat/completions",
+            Some(&key),
+            Some(body.to_string()),
+            &[("cache-control", "no-cache")],
+        )
+        .await;
+        assert_eq!(s, 200, "{text}");
+        let id = serde_json::from_str::<Value>(&text).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (s, _, record) = send(
+            &host,
+            "GET",
+            &format!("/admin/requests/{id}"),
+            Some(ADMIN),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(s, 200, "{record}");
+        let record: Value = serde_json::from_str(&record).unwrap();
+        latencies.push(record["latency_ms"].as_u64().unwrap());
+    }
+    latencies.sort_unstable();
+    let exact = |q: f64| {
+        latencies[((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    let (s, v) = get(&host, "/api/metrics?window=1h").await;
+    assert_eq!(s, 200, "{v}");
+    for (field, q) in [("p50Ms", 0.5), ("p95Ms", 0.95), ("p99Ms", 0.99)] {
+        let reported = v["totals"][field].as_u64().unwrap() as f64;
+        let exact = exact(q) as f64;
+        // Below 10 ms every millisecond is its own bucket: exact.
+        assert!(
+            (reported - exact).abs() <= 0.1 * exact,
+            "{field}: reported {reported} ms, exact {exact} ms (latencies {latencies:?}): {v}"
+        );
+    }
+    host.app.shutdown().await;
+}
