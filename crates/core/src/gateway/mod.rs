@@ -22,6 +22,8 @@ pub mod cache;
 pub mod catalog;
 pub mod circuit;
 pub mod cost;
+pub mod embedding_pipeline;
+pub mod embeddings;
 pub mod engine;
 pub mod intake;
 pub mod keys;

@@ -145,6 +145,9 @@ pub enum PipelineError {
         /// A message for the client.
         message: String,
     },
+    /// Every provider failed, or none can serve (the body says why; 502 and the like).
+    #[error("{}", .0.error.message)]
+    Failed(ErrorBody),
     /// Storage failed (`context` names the step).
     #[error("{context}: {message}")]
     Storage {
@@ -196,7 +199,7 @@ impl PipelineError {
                 ),
                 bearer(),
             ),
-            Self::BadRequest(body) => (body.clone(), Vec::new()),
+            Self::BadRequest(body) | Self::Failed(body) => (body.clone(), Vec::new()),
             Self::TemplateNotFound(name) => (
                 ErrorBody::new(
                     format!("No template `{name}` (or no such version)."),
