@@ -7,6 +7,8 @@ Scenarios:
                  DOL's decision record, a 400 and a 401 surfaced as the SDK's exceptions
   broken-stream  a provider stream cut after its first bytes must raise openai.APIError
                  from the iterator, never end quietly as a success
+  embeddings     embeddings.create with float and base64 encodings (the SDK's default
+                 asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
 
 Prints one line per check and exits non-zero on the first failure.
 """
@@ -101,6 +103,39 @@ def broken_stream():
         check("some text arrived before the break", len(pieces) > 0, pieces)
 
 
+def embeddings():
+    c = client()
+    texts = ["alpha beta", "gamma"]
+    f = c.embeddings.create(model="text-embedding-3-small", input=texts, dimensions=4, encoding_format="float")
+    check("float: one vector per input", len(f.data) == 2 and [d.index for d in f.data] == [0, 1], f)
+    check("float: dimensions honoured", all(len(d.embedding) == 4 for d in f.data), f.data)
+    check("float: usage", f.usage.prompt_tokens > 0 and f.usage.total_tokens == f.usage.prompt_tokens, f.usage)
+    check("float: model named", f.model == "text-embedding-3-small", f.model)
+
+    b = c.embeddings.create(model="text-embedding-3-small", input=texts, dimensions=4, encoding_format="base64")
+    raw = b.data[0].embedding
+    if isinstance(raw, str):
+        import base64, struct
+        data = base64.b64decode(raw)
+        raw = list(struct.unpack("<%df" % (len(data) // 4), data))
+    check("base64 decodes to the same vector", [round(x, 6) for x in raw] == [round(x, 6) for x in f.data[0].embedding], (raw, f.data[0].embedding))
+
+    d = c.embeddings.create(model="text-embedding-3-small", input="one text", dimensions=4)
+    check("SDK default (base64 under the hood) decodes to floats", len(d.data[0].embedding) == 4 and all(isinstance(x, float) for x in d.data[0].embedding), d.data)
+
+    try:
+        c.embeddings.create(model="text-embedding-3-small", input="")
+        check("empty input rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("empty input rejected with 400", e.status_code == 400 and "input" in str(e), str(e))
+
+    try:
+        client("dol_sk_00000000000000000000000000000000").embeddings.create(model="auto", input="x")
+        check("bad key rejected", False, "no error")
+    except openai.AuthenticationError as e:
+        check("bad key rejected with 401", e.status_code == 401, str(e))
+
+
 if __name__ == "__main__":
-    {"basic": basic, "broken-stream": broken_stream}[sys.argv[1]]()
+    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings}[sys.argv[1]]()
     print("all checks passed")
