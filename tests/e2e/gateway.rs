@@ -854,3 +854,6 @@ async fn emergency_mode_switches_generation_to_the_basic_tier() {
 
 #[path = "gateway_embeddings.rs"]
 mod embeddings;
+
+#[path = "gateway_messages.rs"]
+mod messages;

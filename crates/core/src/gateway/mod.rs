@@ -18,6 +18,7 @@
 //! the request record). Time and jitter come in
 //! as arguments, so every decision is deterministic and unit-testable.
 
+pub mod anthropic_ingress;
 pub mod cache;
 pub mod catalog;
 pub mod circuit;
