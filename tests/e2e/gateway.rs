@@ -857,3 +857,6 @@ mod embeddings;
 
 #[path = "gateway_messages.rs"]
 mod messages;
+
+#[path = "gateway_responses.rs"]
+mod responses;

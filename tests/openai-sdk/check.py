@@ -7,6 +7,8 @@ Scenarios:
                  DOL's decision record, a 400 and a 401 surfaced as the SDK's exceptions
   broken-stream  a provider stream cut after its first bytes must raise openai.APIError
                  from the iterator, never end quietly as a success
+  responses      responses.create (non-streamed): plain text input, message items with
+                 instructions and max_output_tokens, output_text, usage, a 400 for stream=True
   embeddings     embeddings.create with float and base64 encodings (the SDK's default
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
 
@@ -136,6 +138,31 @@ def embeddings():
         check("bad key rejected with 401", e.status_code == 401, str(e))
 
 
+def responses():
+    c = client()
+    r = c.responses.create(model="auto", input=PROMPT)
+    check("responses: a response object", r.object == "response" and r.id.startswith("resp_"), r)
+    check("responses: output_text", len(r.output_text) > 0, r.output)
+    check("responses: completed", r.status == "completed", r.status)
+    check("responses: usage", r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage)
+
+    r = c.responses.create(
+        model="auto",
+        instructions="Answer briefly.",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": PROMPT + "?"}]}],
+        max_output_tokens=300,
+        metadata={"run": "sdk"},
+    )
+    check("responses: items and instructions", len(r.output_text) > 0 and r.instructions == "Answer briefly.", r)
+    check("responses: metadata echoed", r.metadata == {"run": "sdk"}, r.metadata)
+
+    try:
+        c.responses.create(model="auto", input="x", stream=True)
+        check("stream rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("stream rejected with 400", e.status_code == 400 and "stream" in str(e), str(e))
+
+
 if __name__ == "__main__":
-    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings}[sys.argv[1]]()
+    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings, "responses": responses}[sys.argv[1]]()
     print("all checks passed")

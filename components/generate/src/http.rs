@@ -8,7 +8,7 @@ use spin_sdk::http_component;
 use dol_core::gateway::store;
 use dol_spin_platform::{self as platform, SpinSql};
 
-use crate::{admin, chat, embeddings, events, messages, net, reply};
+use crate::{admin, chat, embeddings, events, messages, net, reply, responses};
 
 /// A request read into memory (generation bodies are small JSON documents).
 pub struct Incoming {
@@ -61,7 +61,7 @@ async fn read(req: IncomingRequest) -> Result<Incoming, &'static str> {
     })
 }
 
-/// Routes `/v1/...` (chat, generate, embeddings, messages, models, events) and `/admin/...`.
+/// Routes `/v1/...` (chat, generate, embeddings, messages, responses, models, events) and `/admin/...`.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let req = match read(req).await {
@@ -80,12 +80,18 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         ("/v1/generate", Method::Post) => chat::serve(req, out, true).await,
         ("/v1/embeddings", Method::Post) => net::respond(out, embeddings::serve(&req).await).await,
         ("/v1/messages", Method::Post) => messages::serve(req, out).await,
+        ("/v1/responses", Method::Post) => responses::serve(req, out).await,
         ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
         ("/v1/events", Method::Post) => net::respond(out, events::post_events(&req)).await,
         ("/v1/events", _) => net::respond(out, platform::method_not_allowed("POST")).await,
-        ("/v1/chat/completions" | "/v1/generate" | "/v1/embeddings" | "/v1/messages", _) => {
-            net::respond(out, platform::method_not_allowed("POST")).await
-        }
+        (
+            "/v1/chat/completions"
+            | "/v1/generate"
+            | "/v1/embeddings"
+            | "/v1/messages"
+            | "/v1/responses",
+            _,
+        ) => net::respond(out, platform::method_not_allowed("POST")).await,
         ("/v1/models", _) => net::respond(out, platform::method_not_allowed("GET")).await,
         (p, _) if p.starts_with("/admin/") => net::respond(out, admin::handle(&req)).await,
         _ => {

@@ -36,6 +36,7 @@ mod pipeline_tests;
 pub mod probes;
 pub mod providers;
 pub mod quality;
+pub mod responses_ingress;
 pub mod retry;
 pub mod routing;
 pub mod store;
