@@ -1,6 +1,6 @@
-//! `POST /v1/responses` (OpenAI's Responses API, non-streamed) end to end
-//! (issue 15): the real host and `generate` component, a mock provider, and
-//! the official `openai` SDK's `responses.create`.
+//! `POST /v1/responses` (OpenAI's Responses API, plain and streamed) end to
+//! end (issue 15): the real host and `generate` component, mock providers,
+//! and the official `openai` SDK's `responses.create` and `responses.stream`.
 
 use super::*;
 
@@ -50,6 +50,40 @@ async fn responses_answer_a_response_object_through_the_chat_pipeline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_stream_the_typed_events() {
+    let mock = MockLlm::start(Flavor::Anthropic).await.unwrap();
+    let g = start(&[&mock], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let mut body = respond(json!(PROMPT));
+    body["stream"] = json!(true);
+    let r = g
+        .call(
+            "POST",
+            "/v1/responses",
+            Some(&key),
+            Some(&body),
+            &[("cache-control", "no-cache")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("content-type").starts_with("text/event-stream"));
+    let names: Vec<&str> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(
+        names[..2],
+        ["response.created", "response.in_progress"],
+        "{names:?}"
+    );
+    assert!(names.contains(&"response.output_text.delta"), "{names:?}");
+    assert_eq!(names.last(), Some(&"response.completed"), "{names:?}");
+    assert!(!r.text.contains("[DONE]"));
+    g.host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_without_a_key_are_401() {
     let g = start(&[], &[]).await;
     let r = g
@@ -92,8 +126,8 @@ bad_response!(
     "input"
 );
 bad_response!(
-    responses_stream_is_400_for_now,
-    json!({"model": "auto", "input": "x", "stream": true}),
+    responses_non_boolean_stream_is_400,
+    json!({"model": "auto", "input": "x", "stream": "yes"}),
     "stream"
 );
 bad_response!(

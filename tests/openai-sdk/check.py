@@ -7,8 +7,9 @@ Scenarios:
                  DOL's decision record, a 400 and a 401 surfaced as the SDK's exceptions
   broken-stream  a provider stream cut after its first bytes must raise openai.APIError
                  from the iterator, never end quietly as a success
-  responses      responses.create (non-streamed): plain text input, message items with
-                 instructions and max_output_tokens, output_text, usage, a 400 for stream=True
+  responses      responses.create: plain text input, message items with instructions and
+                 max_output_tokens, output_text, usage; streamed (raw events and the
+                 responses.stream helper); a 400 for tools
   embeddings     embeddings.create with float and base64 encodings (the SDK's default
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
 
@@ -156,11 +157,29 @@ def responses():
     check("responses: items and instructions", len(r.output_text) > 0 and r.instructions == "Answer briefly.", r)
     check("responses: metadata echoed", r.metadata == {"run": "sdk"}, r.metadata)
 
+    events = c.responses.create(model="auto", input=PROMPT + " streamed", stream=True)
+    kinds, deltas, final = [], [], None
+    for e in events:
+        kinds.append(e.type)
+        if e.type == "response.output_text.delta":
+            deltas.append(e.delta)
+        if e.type == "response.completed":
+            final = e.response
+    check("raw stream: created first", kinds[:2] == ["response.created", "response.in_progress"], kinds)
+    check("raw stream: completed last", kinds[-1] == "response.completed", kinds)
+    check("raw stream: text matches", final is not None and final.output_text == "".join(deltas), (final, deltas))
+
+    with c.responses.stream(model="auto", input=PROMPT + " via the helper", extra_headers={"cache-control": "no-cache"}) as s:
+        text = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+        done = s.get_final_response()
+    check("stream helper: text arrived", len(text) > 0, text)
+    check("stream helper: final response", done.output_text == text and done.usage.output_tokens > 0, done)
+
     try:
-        c.responses.create(model="auto", input="x", stream=True)
-        check("stream rejected", False, "no error")
+        c.responses.create(model="auto", input="x", tools=[{"type": "function", "name": "f", "parameters": {}}])
+        check("tools rejected", False, "no error")
     except openai.BadRequestError as e:
-        check("stream rejected with 400", e.status_code == 400 and "stream" in str(e), str(e))
+        check("tools rejected with 400", e.status_code == 400 and "tools" in str(e), str(e))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-//! `POST /v1/responses` (non-streamed): the core maps the Responses request
-//! onto the chat pipeline (`dol_core::gateway::responses_ingress`) and the
-//! completion into a `response` object; this file only wires the adapters.
+//! `POST /v1/responses`: the core maps the Responses request onto the chat
+//! pipeline (`dol_core::gateway::responses_ingress`) and the completion into
+//! a `response` object (a stream into the typed events); this file only
+//! wires the adapters.
 
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::{self, Call, Io, PipelineError};

@@ -1,4 +1,4 @@
-//! `POST /v1/responses`, OpenAI's Responses API, non-streamed (issue 15):
+//! `POST /v1/responses`, OpenAI's Responses API, plain and streamed (issue 15):
 //! the request becomes a [`ChatRequest`] for the same
 //! [`pipeline`](super::pipeline) as chat (any provider), and the completion
 //! comes back as a `response` object ([`response_from_completion`], through
@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use super::engine::Downstream;
 use super::openai::{ChatRequest, ErrorBody, ErrorType};
 use super::pipeline::Client;
+use super::providers::SseParser;
 
 fn bad(message: impl Into<String>, param: &str) -> ErrorBody {
     ErrorBody::new(
@@ -186,12 +187,11 @@ pub fn parse_request(body: &[u8]) -> Result<(ChatRequest, Echo), ErrorBody> {
             k,
         ));
     }
-    if f.get("stream").is_some_and(|s| s.as_bool() == Some(true)) {
-        return Err(bad(
-            "streamed Responses are not supported yet; send `stream: false`",
-            "stream",
-        ));
-    }
+    let stream = match f.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("`stream` must be a boolean", "stream")),
+    };
     let model = match f.get("model") {
         Some(Value::String(m)) if !m.is_empty() => m.clone(),
         _ => return Err(bad("`model` is required", "model")),
@@ -223,6 +223,11 @@ pub fn parse_request(body: &[u8]) -> Result<(ChatRequest, Echo), ErrorBody> {
             chat.insert(k.to_owned(), v.clone());
         }
     }
+    if stream {
+        chat.insert("stream".to_owned(), json!(true));
+        // The usage chunk feeds the final `response.completed`.
+        chat.insert("stream_options".to_owned(), json!({"include_usage": true}));
+    }
     let text = f.get("text").cloned().unwrap_or(Value::Null);
     if let Some(rf) = response_format(&text)? {
         chat.insert("response_format".to_owned(), rf);
@@ -245,34 +250,47 @@ pub fn parse_request(body: &[u8]) -> Result<(ChatRequest, Echo), ErrorBody> {
     Ok((request, echo))
 }
 
-/// A chat completion (OpenAI JSON) as a `response` object.
-pub fn response_from_completion(c: &Value, echo: &Echo) -> Value {
-    let id = c["id"].as_str().unwrap_or_default();
-    let hex = id.strip_prefix("chatcmpl-").unwrap_or(id);
-    let choice = &c["choices"][0];
-    let text = choice["message"]["content"].as_str().unwrap_or_default();
-    let (status, incomplete) = match choice["finish_reason"].as_str() {
-        Some("length") => ("incomplete", json!({"reason": "max_output_tokens"})),
-        Some("content_filter") => ("incomplete", json!({"reason": "content_filter"})),
+/// What a `response` object is built from.
+struct Parts<'a> {
+    hex: &'a str,
+    created: &'a Value,
+    model: &'a Value,
+    text: Option<&'a str>,
+    finish: Option<&'a str>,
+    usage: Option<(u64, u64)>,
+    dol: Option<&'a Value>,
+}
+
+fn build(p: &Parts<'_>, echo: &Echo) -> Value {
+    let (status, incomplete) = match (p.text, p.finish) {
+        (None, _) => ("in_progress", Value::Null),
+        (_, Some("length")) => ("incomplete", json!({"reason": "max_output_tokens"})),
+        (_, Some("content_filter")) => ("incomplete", json!({"reason": "content_filter"})),
         _ => ("completed", Value::Null),
     };
-    let input = c["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-    let output = c["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+    let output: Vec<Value> = p
+        .text
+        .map(|t| message_item(p.hex, t, "completed"))
+        .into_iter()
+        .collect();
+    let usage = p.usage.map_or(Value::Null, |(input, output)| {
+        json!({
+            "input_tokens": input,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": output,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": input + output,
+        })
+    });
     let mut r = json!({
-        "id": format!("resp_{hex}"),
+        "id": format!("resp_{}", p.hex),
         "object": "response",
-        "created_at": c["created"],
+        "created_at": p.created,
         "status": status,
         "error": null,
         "incomplete_details": incomplete,
-        "model": c["model"],
-        "output": [{
-            "type": "message",
-            "id": format!("msg_{hex}"),
-            "status": "completed",
-            "role": "assistant",
-            "content": [{"type": "output_text", "text": text, "annotations": []}],
-        }],
+        "model": p.model,
+        "output": output,
         "parallel_tool_calls": true,
         "tool_choice": "auto",
         "tools": [],
@@ -283,31 +301,240 @@ pub fn response_from_completion(c: &Value, echo: &Echo) -> Value {
         "metadata": echo.metadata,
         "user": echo.user,
         "text": echo.text,
-        "usage": {
-            "input_tokens": input,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": output,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": input + output,
-        },
+        "usage": usage,
     });
-    if let Some(dol) = c.get("dol") {
+    if let Some(dol) = p.dol {
         r["dol"] = dol.clone();
     }
     r
 }
 
+fn message_item(hex: &str, text: &str, status: &str) -> Value {
+    let content: Vec<Value> = if status == "completed" {
+        vec![output_text(text)]
+    } else {
+        Vec::new()
+    };
+    json!({"type": "message", "id": format!("msg_{hex}"), "status": status,
+        "role": "assistant", "content": content})
+}
+
+fn output_text(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+fn hex_of(id: &str) -> &str {
+    id.strip_prefix("chatcmpl-").unwrap_or(id)
+}
+
+/// A chat completion (OpenAI JSON) as a `response` object.
+pub fn response_from_completion(c: &Value, echo: &Echo) -> Value {
+    let choice = &c["choices"][0];
+    let usage = (
+        c["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+        c["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+    );
+    build(
+        &Parts {
+            hex: hex_of(c["id"].as_str().unwrap_or_default()),
+            created: &c["created"],
+            model: &c["model"],
+            text: Some(choice["message"]["content"].as_str().unwrap_or_default()),
+            finish: choice["finish_reason"].as_str(),
+            usage: Some(usage),
+            dol: c.get("dol"),
+        },
+        echo,
+    )
+}
+
+/// Rewrites the pipeline's OpenAI SSE stream into the Responses API's typed
+/// events: `response.created`, `response.in_progress`,
+/// `response.output_item.added`, `response.content_part.added`,
+/// `response.output_text.delta` …, `response.output_text.done`,
+/// `response.content_part.done`, `response.output_item.done`, then
+/// `response.completed` (or `response.incomplete` when the output limit cut
+/// it), each with a `sequence_number`; an error frame becomes an `error` event.
+#[derive(Debug)]
+pub struct StreamTranslator {
+    parser: SseParser,
+    echo: Echo,
+    sequence: u64,
+    hex: String,
+    created: Value,
+    model: Value,
+    text: String,
+    finish: Option<String>,
+    usage: Option<(u64, u64)>,
+    dol: Option<Value>,
+    started: bool,
+    done: bool,
+}
+
+impl StreamTranslator {
+    /// A translator for a request that echoes `echo`.
+    pub fn new(echo: Echo) -> Self {
+        Self {
+            parser: SseParser::new(),
+            echo,
+            sequence: 0,
+            hex: String::new(),
+            created: Value::Null,
+            model: Value::Null,
+            text: String::new(),
+            finish: None,
+            usage: None,
+            dol: None,
+            started: false,
+            done: false,
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>, name: &str, mut data: Value) {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        out.extend(format!("event: {name}\ndata: {data}\n\n").into_bytes());
+    }
+
+    fn response(&self, finished: bool) -> Value {
+        build(
+            &Parts {
+                hex: &self.hex,
+                created: &self.created,
+                model: &self.model,
+                text: finished.then_some(self.text.as_str()),
+                finish: self.finish.as_deref(),
+                usage: self.usage,
+                dol: self.dol.as_ref(),
+            },
+            &self.echo,
+        )
+    }
+
+    fn ids(&self) -> Value {
+        json!({"item_id": format!("msg_{}", self.hex), "output_index": 0, "content_index": 0})
+    }
+
+    fn start(&mut self, chunk: &Value, out: &mut Vec<u8>) {
+        self.started = true;
+        self.hex = hex_of(chunk["id"].as_str().unwrap_or_default()).to_owned();
+        self.created = chunk["created"].clone();
+        self.model = chunk["model"].clone();
+        let r = self.response(false);
+        self.emit(out, "response.created", json!({"response": r}));
+        self.emit(out, "response.in_progress", json!({"response": r}));
+        let item = message_item(&self.hex, "", "in_progress");
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": 0, "item": item}),
+        );
+        let mut part = self.ids();
+        part["part"] = output_text("");
+        self.emit(out, "response.content_part.added", part);
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.done {
+            return;
+        }
+        if !self.started {
+            self.start(&json!({}), out);
+        }
+        self.done = true;
+        let mut done = self.ids();
+        done["text"] = json!(self.text);
+        done["logprobs"] = json!([]);
+        self.emit(out, "response.output_text.done", done);
+        let mut part = self.ids();
+        part["part"] = output_text(&self.text);
+        self.emit(out, "response.content_part.done", part);
+        let item = message_item(&self.hex, &self.text, "completed");
+        self.emit(
+            out,
+            "response.output_item.done",
+            json!({"output_index": 0, "item": item}),
+        );
+        let r = self.response(true);
+        let name = if r["status"] == "incomplete" {
+            "response.incomplete"
+        } else {
+            "response.completed"
+        };
+        self.emit(out, name, json!({"response": r}));
+    }
+
+    /// Consumes bytes the pipeline sent; returns the events to send.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ev in self.parser.feed(bytes) {
+            if self.done {
+                break;
+            }
+            if ev.data.trim() == "[DONE]" {
+                self.end(&mut out);
+                continue;
+            }
+            let Ok(chunk) = serde_json::from_str::<Value>(&ev.data) else {
+                continue;
+            };
+            if let Some(e) = chunk.get("error") {
+                self.done = true;
+                let message = e["message"].as_str().unwrap_or("stream failed").to_owned();
+                // `error` also carries the object the OpenAI SDKs raise on.
+                let data = json!({"code": e["code"], "message": message, "param": null,
+                    "error": {"message": message, "type": e["type"]}});
+                self.emit(&mut out, "error", data);
+                continue;
+            }
+            if !self.started {
+                self.start(&chunk, &mut out);
+            }
+            let choice = &chunk["choices"][0];
+            if let Some(text) = choice["delta"]["content"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+            {
+                self.text.push_str(text);
+                let mut delta = self.ids();
+                delta["delta"] = json!(text);
+                delta["logprobs"] = json!([]);
+                self.emit(&mut out, "response.output_text.delta", delta);
+            }
+            if let Some(f) = choice["finish_reason"].as_str() {
+                self.finish = Some(f.to_owned());
+            }
+            if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
+                self.usage = Some((
+                    u["prompt_tokens"].as_u64().unwrap_or(0),
+                    u["completion_tokens"].as_u64().unwrap_or(0),
+                ));
+            }
+            if let Some(d) = chunk.get("dol").filter(|d| !d.is_null()) {
+                self.dol = Some(d.clone());
+            }
+        }
+        out
+    }
+}
+
 /// The pipeline's [`Client`] for a Responses request: the completion goes
-/// to `inner` as a `response` object. (Streaming is refused at parse time.)
+/// to `inner` as a `response` object, a stream as the typed events.
 pub struct ResponsesClient<'a, D> {
     inner: &'a mut D,
     echo: Echo,
+    translator: StreamTranslator,
 }
 
 impl<'a, D: Client> ResponsesClient<'a, D> {
     /// Wraps the HTTP client of the request.
     pub fn new(inner: &'a mut D, echo: Echo) -> Self {
-        Self { inner, echo }
+        Self {
+            inner,
+            translator: StreamTranslator::new(echo.clone()),
+            echo,
+        }
     }
 }
 
@@ -317,7 +544,12 @@ impl<D: Client> Downstream for ResponsesClient<'_, D> {
     }
 
     async fn send(&mut self, bytes: Vec<u8>) -> bool {
-        self.inner.send(bytes).await
+        let out = self.translator.feed(&bytes);
+        // OpenAI frames with nothing to say as Responses events.
+        if out.is_empty() {
+            return true;
+        }
+        self.inner.send(out).await
     }
 }
 
@@ -400,7 +632,7 @@ mod tests {
             "input[0].content"
         );
         assert_eq!(
-            param(json!({"model": "auto", "input": "x", "stream": true})),
+            param(json!({"model": "auto", "input": "x", "stream": "yes"})),
             "stream"
         );
         assert_eq!(
@@ -450,7 +682,96 @@ mod tests {
         assert_eq!(r["usage"]["total_tokens"], 5);
     }
 
+    fn chunk(text: &str, finish: Option<&str>) -> String {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "chatcmpl-x", "created": 9, "object": "chat.completion.chunk", "model": "m",
+                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+        )
+    }
+
+    fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+        let mut p = SseParser::new();
+        p.feed(bytes)
+            .into_iter()
+            .map(|e| {
+                (
+                    e.event.unwrap_or_default(),
+                    serde_json::from_str(&e.data).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streams_typed_events_in_order_with_sequence_numbers() {
+        let mut t = StreamTranslator::new(Echo::default());
+        let mut out = t.feed(chunk("Hel", None).as_bytes());
+        out.extend(t.feed(chunk("lo", Some("stop")).as_bytes()));
+        out.extend(t.feed(b"data: {\"id\":\"chatcmpl-x\",\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,\"total_tokens\":5}}\n\n"));
+        out.extend(t.feed(b"data: [DONE]\n\n"));
+        let ev = events(&out);
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        for (i, (name, data)) in ev.iter().enumerate() {
+            assert_eq!(data["type"], name.as_str());
+            assert_eq!(data["sequence_number"], i);
+        }
+        let done = &ev[9].1["response"];
+        assert_eq!(done["status"], "completed");
+        assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
+        assert_eq!(done["usage"]["total_tokens"], 5);
+        assert_eq!(ev[0].1["response"]["status"], "in_progress");
+        assert_eq!(ev[4].1["item_id"], "msg_x");
+    }
+
+    #[test]
+    fn a_cut_answer_is_incomplete_and_an_error_frame_an_error_event() {
+        let mut t = StreamTranslator::new(Echo::default());
+        let mut out = t.feed(chunk("a", Some("length")).as_bytes());
+        out.extend(t.feed(b"data: [DONE]\n\n"));
+        assert_eq!(events(&out).last().unwrap().0, "response.incomplete");
+        let mut t = StreamTranslator::new(Echo::default());
+        let mut out = t.feed(chunk("a", None).as_bytes());
+        out.extend(
+            t.feed(b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n"),
+        );
+        let (name, data) = events(&out).pop().unwrap();
+        assert_eq!(
+            (name.as_str(), data["message"].as_str()),
+            ("error", Some("boom"))
+        );
+    }
+
     proptest! {
+        #[test]
+        fn split_streams_translate_the_same(cut in 1usize..300) {
+            let mut all = chunk("Hello there", None);
+            all.push_str(&chunk(" friend", Some("stop")));
+            all.push_str("data: [DONE]\n\n");
+            let whole = StreamTranslator::new(Echo::default()).feed(all.as_bytes());
+            let bytes = all.as_bytes();
+            let cut = cut.min(bytes.len());
+            let mut t = StreamTranslator::new(Echo::default());
+            let mut parts = t.feed(&bytes[..cut]);
+            parts.extend(t.feed(&bytes[cut..]));
+            prop_assert_eq!(whole, parts);
+        }
+
         #[test]
         fn parser_never_panics_and_refuses_with_400(body in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Err(e) = parse_request(&body) {
