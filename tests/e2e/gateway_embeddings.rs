@@ -89,6 +89,19 @@ async fn embeddings_reach_gemini_batch_embed_contents() {
         upstream.json().unwrap()["requests"][1]["content"]["parts"][0]["text"],
         "two"
     );
+    // 150 inputs go out as two batches (Gemini takes at most 100 per call).
+    let many: Vec<String> = (0..150).map(|i| format!("text number {i}")).collect();
+    let before = mock.requests().len();
+    let big = g
+        .embed(
+            &key,
+            json!({"model": "gemini-embedding-001", "input": many}),
+        )
+        .await;
+    assert_eq!(big.status, 200, "{}", big.text);
+    assert_eq!(big.json()["data"].as_array().unwrap().len(), 150);
+    assert_eq!(big.json()["data"][149]["index"], 149);
+    assert_eq!(mock.requests().len(), before + 2);
     // Gemini takes no token arrays: a pinned Gemini model refuses them.
     let t = g
         .embed(

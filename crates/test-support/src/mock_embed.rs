@@ -102,6 +102,13 @@ pub fn gemini(body: &Value, path_model: &str, batch: bool) -> Result<Value, Stri
         .as_array()
         .filter(|r| !r.is_empty())
         .ok_or("requests must be a non-empty list")?;
+    // The real API's limit.
+    if requests.len() > 100 {
+        return Err(
+            "* BatchEmbedContentsRequest.requests: at most 100 requests can be in one batch"
+                .to_owned(),
+        );
+    }
     let want = format!("models/{path_model}");
     let mut out = Vec::new();
     for r in requests {

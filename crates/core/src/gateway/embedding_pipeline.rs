@@ -248,8 +248,36 @@ async fn read_all<U: Upstream>(
     }
 }
 
-/// One attempt at `t`.
+/// One attempt at `t`: one call per batch the provider takes, in order.
 async fn attempt<U: Upstream>(
+    upstream: &mut U,
+    t: &Target,
+    req: &EmbeddingRequest,
+    timeout_ms: u64,
+) -> Result<Embedded, ProviderFailure> {
+    let size = embed::max_batch(t.provider.kind).max(1);
+    if req.inputs.len() <= size {
+        return call(upstream, t, req, timeout_ms).await;
+    }
+    let mut all = Embedded {
+        vectors: Vec::with_capacity(req.inputs.len()),
+        prompt_tokens: Some(0),
+    };
+    for chunk in req.inputs.chunks(size) {
+        let part = EmbeddingRequest {
+            inputs: chunk.to_vec(),
+            ..req.clone()
+        };
+        let e = call(upstream, t, &part, timeout_ms).await?;
+        all.vectors.extend(e.vectors);
+        // One batch without a count makes the total unknown (then estimated).
+        all.prompt_tokens = all.prompt_tokens.zip(e.prompt_tokens).map(|(a, b)| a + b);
+    }
+    Ok(all)
+}
+
+/// One provider call for `req`.
+async fn call<U: Upstream>(
     upstream: &mut U,
     t: &Target,
     req: &EmbeddingRequest,

@@ -144,6 +144,38 @@ fn a_pinned_model_is_called_priced_recorded_and_cached() {
 }
 
 #[test]
+fn large_requests_are_split_into_the_providers_batches() {
+    let mut w = World::new();
+    w.settings.providers = ProviderSettings {
+        gemini_api_key: "g".to_owned(),
+        gemini_base_url: "http://g".to_owned(),
+        ..ProviderSettings::default()
+    };
+    let mut g = embedding_entry("gem-emb", Some(150_000));
+    g.provider = "gemini".to_owned();
+    store::put_model(&mut w.sql, &g, i64::try_from(T0).unwrap()).unwrap();
+    let batch = |n: usize| {
+        let items: Vec<Value> = (0..n).map(|i| json!({"values": [i as f64]})).collect();
+        Reply::Http(
+            200,
+            Vec::new(),
+            vec![json!({"embeddings": items}).to_string().into_bytes()],
+            5,
+        )
+    };
+    // The fake keys scripts by the body's `model`, absent in Gemini bodies.
+    w.fake.script("", vec![batch(100), batch(50)]);
+    let inputs: Vec<String> = (0..150).map(|i| format!("text {i}")).collect();
+    let s = w
+        .serve(json!({"model": "gem-emb", "input": inputs}))
+        .unwrap();
+    let (_, body) = s.answer.unwrap();
+    assert_eq!(w.fake.sent.len(), 2);
+    assert_eq!(body["data"].as_array().unwrap().len(), 150);
+    assert_eq!(body["data"][120]["embedding"], json!([20.0]));
+}
+
+#[test]
 fn an_unpriced_model_records_its_cost_as_unknown_never_zero() {
     let mut w = World::new();
     w.fake.script("emb-b", vec![vectors(1, "emb-b")]);

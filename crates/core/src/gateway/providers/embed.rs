@@ -10,6 +10,9 @@
 //!   `embeddings[].values` in request order, without token counts. Gemini
 //!   takes text only.
 //! - **Anthropic** has no embeddings API: [`embed_request`] refuses it.
+//!
+//! A request with more inputs than one call takes ([`max_batch`]: 100 for
+//! Gemini) is sent in several calls by the pipeline.
 
 use serde_json::{Map, Value, json};
 
@@ -18,6 +21,18 @@ use super::error::{ProviderFailure, classify_error, embedded_error};
 use super::{
     HttpRequestSpec, ProviderConfig, ProviderKind, as_u64, endpoint, gemini, openai_compat, post,
 };
+
+/// Most inputs one Gemini `batchEmbedContents` call takes (the API answers
+/// 400 "at most 100 requests can be in one batch" beyond it).
+pub const GEMINI_MAX_BATCH: usize = 100;
+
+/// Most inputs one call to `kind` carries; larger requests are split.
+pub fn max_batch(kind: ProviderKind) -> usize {
+    match kind {
+        ProviderKind::Gemini => GEMINI_MAX_BATCH,
+        _ => super::super::embeddings::MAX_INPUTS,
+    }
+}
 
 /// Why a provider cannot take an embeddings request at all (a 400 for a
 /// pinned model; a skipped candidate for `auto`).
@@ -206,6 +221,12 @@ mod tests {
         assert_eq!(b["requests"][1]["model"], "models/gemini-embedding-001");
         assert_eq!(b["requests"][1]["content"]["parts"][0]["text"], "b");
         assert_eq!(b["requests"][0]["outputDimensionality"], 4);
+    }
+
+    #[test]
+    fn batch_limits() {
+        assert_eq!(max_batch(ProviderKind::Gemini), 100);
+        assert_eq!(max_batch(ProviderKind::OpenAiCompatible), 2048);
     }
 
     #[test]
