@@ -583,7 +583,13 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
             record.fallbacks = o.fallbacks;
             record.cached = o.info.cached;
             record.detail = json!({"attempts": o.attempts, "inputs": req.inputs.len()});
-            if use_cache && !o.info.cached && o.outcome == "success" {
+            // Offline vectors are not cached: once a provider is configured,
+            // `auto` must reach it rather than replay the stand-in.
+            if use_cache
+                && !o.info.cached
+                && o.outcome == "success"
+                && o.info.provider != offline::PROVIDER
+            {
                 let entry = CachedEmbedding {
                     embedded: o.embedded.clone(),
                     info: o.info.clone(),

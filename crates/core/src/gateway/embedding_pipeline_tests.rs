@@ -246,6 +246,15 @@ fn without_a_configured_provider_auto_is_served_offline() {
         .serve(json!({"model": embeddings::OFFLINE_MODEL, "input": "x"}))
         .unwrap();
     assert!(named.answer.is_ok());
+    // Offline vectors are not cached: a provider configured later is reached.
+    w.settings.providers = World::new().settings.providers;
+    w.fake.script("emb-a", vec![vectors(1, "emb-a")]);
+    w.fake.script("emb-b", vec![vectors(1, "emb-b")]);
+    let later = w
+        .serve(json!({"model": "auto", "input": "hello world"}))
+        .unwrap();
+    assert_eq!(later.record.outcome, "success");
+    assert_ne!(later.record.provider, offline::PROVIDER);
 }
 
 #[test]
