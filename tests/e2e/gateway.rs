@@ -860,3 +860,12 @@ async fn emergency_mode_switches_generation_to_the_basic_tier() {
     assert_eq!(r.header("x-dol-tier"), "comprehensive");
     g.host.app.shutdown().await;
 }
+
+#[path = "gateway_embeddings.rs"]
+mod embeddings;
+
+#[path = "gateway_messages.rs"]
+mod messages;
+
+#[path = "gateway_responses.rs"]
+mod responses;

@@ -7,6 +7,11 @@ Scenarios:
                  DOL's decision record, a 400 and a 401 surfaced as the SDK's exceptions
   broken-stream  a provider stream cut after its first bytes must raise openai.APIError
                  from the iterator, never end quietly as a success
+  responses      responses.create: plain text input, message items with instructions and
+                 max_output_tokens, output_text, usage; streamed (raw events and the
+                 responses.stream helper); a 400 for tools
+  embeddings     embeddings.create with float and base64 encodings (the SDK's default
+                 asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
 
 Prints one line per check and exits non-zero on the first failure.
 """
@@ -101,6 +106,82 @@ def broken_stream():
         check("some text arrived before the break", len(pieces) > 0, pieces)
 
 
+def embeddings():
+    c = client()
+    texts = ["alpha beta", "gamma"]
+    f = c.embeddings.create(model="text-embedding-3-small", input=texts, dimensions=4, encoding_format="float")
+    check("float: one vector per input", len(f.data) == 2 and [d.index for d in f.data] == [0, 1], f)
+    check("float: dimensions honoured", all(len(d.embedding) == 4 for d in f.data), f.data)
+    check("float: usage", f.usage.prompt_tokens > 0 and f.usage.total_tokens == f.usage.prompt_tokens, f.usage)
+    check("float: model named", f.model == "text-embedding-3-small", f.model)
+
+    b = c.embeddings.create(model="text-embedding-3-small", input=texts, dimensions=4, encoding_format="base64")
+    raw = b.data[0].embedding
+    if isinstance(raw, str):
+        import base64, struct
+        data = base64.b64decode(raw)
+        raw = list(struct.unpack("<%df" % (len(data) // 4), data))
+    check("base64 decodes to the same vector", [round(x, 6) for x in raw] == [round(x, 6) for x in f.data[0].embedding], (raw, f.data[0].embedding))
+
+    d = c.embeddings.create(model="text-embedding-3-small", input="one text", dimensions=4)
+    check("SDK default (base64 under the hood) decodes to floats", len(d.data[0].embedding) == 4 and all(isinstance(x, float) for x in d.data[0].embedding), d.data)
+
+    try:
+        c.embeddings.create(model="text-embedding-3-small", input="")
+        check("empty input rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("empty input rejected with 400", e.status_code == 400 and "input" in str(e), str(e))
+
+    try:
+        client("dol_sk_00000000000000000000000000000000").embeddings.create(model="auto", input="x")
+        check("bad key rejected", False, "no error")
+    except openai.AuthenticationError as e:
+        check("bad key rejected with 401", e.status_code == 401, str(e))
+
+
+def responses():
+    c = client()
+    r = c.responses.create(model="auto", input=PROMPT)
+    check("responses: a response object", r.object == "response" and r.id.startswith("resp_"), r)
+    check("responses: output_text", len(r.output_text) > 0, r.output)
+    check("responses: completed", r.status == "completed", r.status)
+    check("responses: usage", r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage)
+
+    r = c.responses.create(
+        model="auto",
+        instructions="Answer briefly.",
+        input=[{"role": "user", "content": [{"type": "input_text", "text": PROMPT + "?"}]}],
+        max_output_tokens=300,
+        metadata={"run": "sdk"},
+    )
+    check("responses: items and instructions", len(r.output_text) > 0 and r.instructions == "Answer briefly.", r)
+    check("responses: metadata echoed", r.metadata == {"run": "sdk"}, r.metadata)
+
+    events = c.responses.create(model="auto", input=PROMPT + " streamed", stream=True)
+    kinds, deltas, final = [], [], None
+    for e in events:
+        kinds.append(e.type)
+        if e.type == "response.output_text.delta":
+            deltas.append(e.delta)
+        if e.type == "response.completed":
+            final = e.response
+    check("raw stream: created first", kinds[:2] == ["response.created", "response.in_progress"], kinds)
+    check("raw stream: completed last", kinds[-1] == "response.completed", kinds)
+    check("raw stream: text matches", final is not None and final.output_text == "".join(deltas), (final, deltas))
+
+    with c.responses.stream(model="auto", input=PROMPT + " via the helper", extra_headers={"cache-control": "no-cache"}) as s:
+        text = "".join(e.delta for e in s if e.type == "response.output_text.delta")
+        done = s.get_final_response()
+    check("stream helper: text arrived", len(text) > 0, text)
+    check("stream helper: final response", done.output_text == text and done.usage.output_tokens > 0, done)
+
+    try:
+        c.responses.create(model="auto", input="x", tools=[{"type": "function", "name": "f", "parameters": {}}])
+        check("tools rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("tools rejected with 400", e.status_code == 400 and "tools" in str(e), str(e))
+
+
 if __name__ == "__main__":
-    {"basic": basic, "broken-stream": broken_stream}[sys.argv[1]]()
+    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings, "responses": responses}[sys.argv[1]]()
     print("all checks passed")

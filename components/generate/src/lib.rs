@@ -1,5 +1,5 @@
 //! DOL's AI generation gateway component: an OpenAI-compatible
-//! `/v1/chat/completions` (streaming too), `/v1/models`, `/v1/generate` over
+//! `/v1/chat/completions` (streaming too), `/v1/embeddings`, Anthropic's `/v1/messages`, `/v1/responses` (streaming too), `/v1/models`, `/v1/generate` over
 //! prompt templates, `/v1/events` (experiment events), and the gateway admin API. Routing, fallback, quality,
 //! cost, limits and caching are decided by `dol_core::gateway`, and its
 //! storage (every SQL statement, the key-value layout) is
@@ -10,13 +10,16 @@ mod admin;
 mod chat;
 mod client;
 mod config;
+mod embeddings;
 mod events;
 mod flags;
 // spin-sdk's `#[http_component]` expands to an `#[export_name]` function.
 #[allow(unsafe_code)]
 mod http;
+mod messages;
 mod net;
 mod reply;
 mod request;
+mod responses;
 mod timer;
 mod upstream;

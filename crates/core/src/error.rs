@@ -298,6 +298,9 @@ impl ApiError {
     /// ([`Code::openai`]), DOL's otherwise.
     pub fn to_openai(&self) -> ErrorBody {
         let kind = match self.status() {
+            // A provider's failure passed on, as OpenAI-compatible gateways
+            // report it (`server_error` stays DOL's own failure).
+            _ if self.code == Code::UpstreamFailed => ErrorType::Api,
             401 => ErrorType::Authentication,
             403 => ErrorType::Permission,
             404 => ErrorType::NotFound,

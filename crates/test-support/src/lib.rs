@@ -10,6 +10,7 @@
 )]
 
 pub mod mock;
+pub mod mock_embed;
 pub mod mock_llm;
 pub mod receiver;
 

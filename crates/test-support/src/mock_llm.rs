@@ -10,9 +10,9 @@
 //!
 //! | flavor | endpoints |
 //! |---|---|
-//! | [`Flavor::OpenAi`] | `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/models/{id}` |
+//! | [`Flavor::OpenAi`] | `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}` |
 //! | [`Flavor::Anthropic`] | `POST /v1/messages`, `GET /v1/models`, `GET /v1/models/{id}` |
-//! | [`Flavor::Gemini`] | `POST /v1beta/models/{model}:generateContent`, `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]`, `GET /v1beta/models`, `GET /v1beta/models/{model}` (also under `/v1/`) |
+//! | [`Flavor::Gemini`] | `POST /v1beta/models/{model}:generateContent`, `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]`, `POST /v1beta/models/{model}:batchEmbedContents` and `:embedContent`, `GET /v1beta/models`, `GET /v1beta/models/{model}` (also under `/v1/`) |
 //!
 //! Anthropic requests always need the `x-api-key` and `anthropic-version`
 //! headers, as the real API does. Keys are only compared when
@@ -1082,6 +1082,11 @@ fn control_inner(
 // ---------------------------------------------------------------------------
 
 enum Route {
+    /// Embeddings (see `mock_embed`): the Gemini path's model, and whether batched.
+    Embed {
+        model: Option<String>,
+        batch: bool,
+    },
     Generate {
         model: Option<String>,
         stream: bool,
@@ -1110,6 +1115,12 @@ fn route(flavor: Flavor, method: &Method, path: &str, query: Option<&str>) -> Ro
             } else {
                 "/v1/messages"
             };
+            if post && flavor == Flavor::OpenAi && path == "/v1/embeddings" {
+                return Route::Embed {
+                    model: None,
+                    batch: true,
+                };
+            }
             if post && path == generate {
                 return Route::Generate {
                     model: None,
@@ -1139,6 +1150,12 @@ fn route(flavor: Flavor, method: &Method, path: &str, query: Option<&str>) -> Ro
                 return Route::NotFound;
             };
             match rest.rsplit_once(':') {
+                Some((model, method @ ("batchEmbedContents" | "embedContent"))) if post => {
+                    Route::Embed {
+                        model: Some(model.to_owned()),
+                        batch: method == "batchEmbedContents",
+                    }
+                }
                 Some((model, "generateContent")) if post => Route::Generate {
                     model: Some(model.to_owned()),
                     stream: false,
@@ -1343,7 +1360,55 @@ async fn api(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Resp
         Route::ListModels => list_models(shared),
         Route::GetModel(id) => get_model(shared, &id),
         Route::Generate { model, stream, sse } => generate(shared, body, model, stream, sse).await,
+        Route::Embed { model, batch } => embed(shared, body, model, batch).await,
         Route::NotFound => error_response(shared, &ApiError::new(404, "Not found")),
+    }
+}
+
+/// An embeddings request: the chat mock's failure injection and delay (by
+/// model), then `mock_embed`'s deterministic vectors.
+async fn embed(shared: &Shared, body: &[u8], path_model: Option<String>, batch: bool) -> Response {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => {
+            return error_response(
+                shared,
+                &ApiError::new(400, "The body must be a JSON object."),
+            );
+        }
+    };
+    let model = path_model
+        .clone()
+        .unwrap_or_else(|| crate::mock_embed::openai_model(&value));
+    let plan = shared.plan(&model);
+    if plan.behavior.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(plan.behavior.delay_ms)).await;
+    }
+    if let Some(status) = plan.fail {
+        let message = plan
+            .behavior
+            .fail_message
+            .clone()
+            .unwrap_or_else(|| default_error_message(status).to_owned());
+        let error = ApiError {
+            status,
+            message,
+            code: None,
+            retry_after_s: plan.behavior.retry_after_s,
+        };
+        return error_response(shared, &error);
+    }
+    let answer = match &path_model {
+        Some(m) => crate::mock_embed::gemini(&value, m, batch),
+        None => crate::mock_embed::openai(&value),
+    };
+    match answer {
+        Ok(v) => {
+            let mut response = json_response(200, &v);
+            request_id_header(shared.flavor, &mut response, shared.next_id());
+            response
+        }
+        Err(message) => error_response(shared, &ApiError::new(400, message)),
     }
 }
 

@@ -19,8 +19,9 @@ use super::tiers::Tier;
 /// The seed catalog shipped with DOL.
 pub const SEED: &str = include_str!("../../../../catalog/models.json");
 
-/// Known capability names.
-pub const CAPABILITIES: &[&str] = &["json", "streaming", "vision", "tools"];
+/// Known capability names. `embeddings` marks an embedding model: only
+/// `POST /v1/embeddings` routes to it, and chat never does.
+pub const CAPABILITIES: &[&str] = &["json", "streaming", "vision", "tools", "embeddings"];
 
 /// Why a catalog document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -211,7 +211,10 @@ pub fn plan(
         Some(
             catalog
                 .iter()
-                .find(|e| e.model == request.model || e.key() == request.model)
+                .find(|e| {
+                    (e.model == request.model || e.key() == request.model)
+                        && !e.capabilities.contains(super::embeddings::CAPABILITY)
+                })
                 .ok_or_else(|| PlanError::UnknownModel(request.model.clone()))?,
         )
     };
@@ -222,6 +225,8 @@ pub fn plan(
     };
     let configured: Vec<&CatalogEntry> = catalog
         .iter()
+        // Embedding models cannot chat: they serve `/v1/embeddings` only.
+        .filter(|e| !e.capabilities.contains(super::embeddings::CAPABILITY))
         .filter(|e| providers.iter().any(|p| p.name == e.provider))
         .collect();
     let mut tiers: [Vec<Target>; 3] = [Vec::new(), Vec::new(), Vec::new()];

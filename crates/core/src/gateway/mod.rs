@@ -19,10 +19,13 @@
 //! as arguments, so every decision is deterministic and unit-testable.
 
 pub mod admin;
+pub mod anthropic_ingress;
 pub mod cache;
 pub mod catalog;
 pub mod circuit;
 pub mod cost;
+pub mod embedding_pipeline;
+pub mod embeddings;
 pub mod engine;
 pub mod intake;
 pub mod keys;
@@ -34,6 +37,7 @@ mod pipeline_tests;
 pub mod probes;
 pub mod providers;
 pub mod quality;
+pub mod responses_ingress;
 pub mod retry;
 pub mod routing;
 pub mod settings;

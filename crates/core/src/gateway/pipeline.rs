@@ -146,6 +146,9 @@ pub enum PipelineError {
         /// A message for the client.
         message: String,
     },
+    /// Every provider failed, or none can serve (the body says why; 502 and the like).
+    #[error("{}", .0.error.message)]
+    Failed(ErrorBody),
     /// Storage failed (`context` names the step).
     #[error("{context}: {message}")]
     Storage {
@@ -209,6 +212,21 @@ impl From<&PipelineError> for ApiError {
                 format!("No template `{name}` (or no such version)."),
             ),
             PipelineError::Plan(e) => ApiError::new(Code::ModelNotFound, e.to_string()),
+            PipelineError::Failed(body) => {
+                // The body was written for the client (which provider
+                // failed how); its status says whose fault it is.
+                let code = match body.status() {
+                    400 => Code::InvalidRequest,
+                    404 => Code::ModelNotFound,
+                    503 => Code::Unavailable,
+                    _ => Code::UpstreamFailed,
+                };
+                let err = ApiError::new(code, body.error.message.clone());
+                match &body.error.param {
+                    Some(param) => err.with_field(param.clone()),
+                    None => err,
+                }
+            }
             PipelineError::Refused {
                 limit,
                 retry_after_secs,

@@ -244,9 +244,13 @@ impl RequestRecord {
     }
 
     /// Whether the request counts as an error for error-rate purposes: no
-    /// provider answer (offline fallback) or a broken stream.
+    /// provider answer (offline fallback, or `failed`: an embeddings request
+    /// whose pinned model failed everywhere) or a broken stream.
     pub fn is_error(&self) -> bool {
-        matches!(self.outcome.as_str(), "offline" | "stream_aborted")
+        matches!(
+            self.outcome.as_str(),
+            "offline" | "failed" | "stream_aborted"
+        )
     }
 
     /// The minute (Unix seconds, multiple of 60) the record belongs to.

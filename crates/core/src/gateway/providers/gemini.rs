@@ -20,7 +20,7 @@ use super::{
     str_field, system_prompt, unversioned,
 };
 
-fn request_headers(cfg: &ProviderConfig, stream: bool) -> Vec<(String, String)> {
+pub(super) fn request_headers(cfg: &ProviderConfig, stream: bool) -> Vec<(String, String)> {
     let mut h = json_headers(stream);
     if let Some(key) = cfg.key() {
         h.push(("x-goog-api-key".to_owned(), key.to_owned()));
@@ -29,7 +29,7 @@ fn request_headers(cfg: &ProviderConfig, stream: bool) -> Vec<(String, String)> 
 }
 
 /// `{base}/v1beta/{path}`, also when the configured base already names a version.
-fn url(cfg: &ProviderConfig, path: &str) -> String {
+pub(super) fn url(cfg: &ProviderConfig, path: &str) -> String {
     endpoint(
         unversioned(&cfg.base_url, &["/v1beta", "/v1"]),
         &format!("v1beta/{path}"),

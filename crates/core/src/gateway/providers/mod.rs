@@ -26,6 +26,7 @@
 //! tools should be routed to OpenAI-compatible providers.
 
 mod anthropic;
+pub mod embed;
 mod error;
 mod gemini;
 mod openai_compat;

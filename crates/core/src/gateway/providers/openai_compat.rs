@@ -17,7 +17,7 @@ use super::{
     endpoint, get, json_headers, post, str_field,
 };
 
-fn auth_headers(cfg: &ProviderConfig, stream: bool) -> Vec<(String, String)> {
+pub(super) fn auth_headers(cfg: &ProviderConfig, stream: bool) -> Vec<(String, String)> {
     let mut h = json_headers(stream);
     if let Some(key) = cfg.key() {
         h.push(("authorization".to_owned(), format!("Bearer {key}")));

@@ -1,0 +1,637 @@
+//! One `POST /v1/embeddings` request over injected I/O (issue 15): the
+//! candidates (catalog models with the `embeddings` capability at enabled
+//! providers that can take the input, ranked by the same router as chat),
+//! the worst-case reservation against the key's limits, the cache by exact
+//! input, attempts with retries and fallback, cost, routing state and the
+//! request record.
+//!
+//! Fallback policy: vectors of different models are not comparable, so a
+//! pinned model falls back only among providers serving that same model and
+//! fails with an error when all fail; `auto` falls back across models and at
+//! the end to the offline provider (labelled, outcome `offline`).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::catalog;
+use super::cost::{self, Cost};
+use super::embeddings::{self, Embedded, EmbeddingRequest};
+use super::engine::{MAX_UPSTREAM_BODY, Observation, PlanError, Target, Upstream, is_auto_model};
+use super::keys::{Admission, Reservation};
+use super::offline;
+use super::openai::{DolInfo, ErrorBody, ErrorType};
+use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings};
+use super::providers::embed::{self, Unsupported};
+use super::providers::{ErrorClass, ProviderFailure};
+use super::retry::{RetryDecision, jitter_from_u64};
+use super::routing::{Candidate, CatalogEntry, RouteRequest, RoutingWeights, route};
+use super::store;
+use super::telemetry::RequestRecord;
+use super::tiers::Tier;
+use crate::storage::{KeyValue, SqlExecutor};
+
+/// The route label of the request record.
+pub const ROUTE: &str = "embeddings";
+
+/// One parsed embeddings request.
+#[derive(Debug, Clone)]
+pub struct EmbedCall {
+    /// Who asks.
+    pub caller: Caller,
+    /// The validated request.
+    pub request: EmbeddingRequest,
+    /// The `Cache-Control` request header.
+    pub cache_control: Option<String>,
+    /// The request id.
+    pub id: String,
+    /// Unix ms when the request arrived.
+    pub started_ms: u64,
+}
+
+/// The answer to send and what was recorded.
+#[derive(Debug, Clone)]
+pub struct EmbedServed {
+    /// Response headers (`x-dol-*`) and OpenAI's response body, or the
+    /// error to send (every provider of a pinned model failed).
+    pub answer: Result<(Vec<(String, String)>, Value), PipelineError>,
+    /// The request record written.
+    pub record: RequestRecord,
+    /// Book-keeping failures (logged, not sent).
+    pub warnings: Vec<String>,
+}
+
+/// A cached answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CachedEmbedding {
+    embedded: Embedded,
+    info: DolInfo,
+    prompt_tokens: u64,
+    expires_at_ms: u64,
+}
+
+/// The enabled candidates for `req`, best first, or the refusal.
+pub fn candidates(
+    req: &EmbeddingRequest,
+    catalog: &[CatalogEntry],
+    settings: &Settings,
+    routing: &super::engine::RoutingState,
+    now_ms: u64,
+) -> Result<Vec<Target>, PipelineError> {
+    if req.model == embeddings::OFFLINE_MODEL {
+        return Ok(Vec::new());
+    }
+    let pinned = !is_auto_model(&req.model);
+    let named = |e: &&CatalogEntry| e.model == req.model || e.key() == req.model;
+    if pinned && !catalog.iter().any(|e| named(&e)) {
+        return Err(PlanError::UnknownModel(req.model.clone()).into());
+    }
+    let embedding: Vec<&CatalogEntry> = catalog
+        .iter()
+        .filter(|e| e.capabilities.contains(embeddings::CAPABILITY))
+        .filter(|e| !pinned || named(e))
+        .collect();
+    if pinned && embedding.is_empty() {
+        return Err(bad(
+            &format!(
+                "The model `{}` is not an embedding model (catalog capability `embeddings`).",
+                req.model
+            ),
+            "model",
+        ));
+    }
+    let providers = catalog::enabled_providers(&settings.providers);
+    let mut refusals: Vec<Unsupported> = Vec::new();
+    let usable: Vec<(&CatalogEntry, super::providers::ProviderConfig)> = embedding
+        .into_iter()
+        .filter_map(|e| {
+            let p = providers.iter().find(|p| p.name == e.provider)?;
+            match embed::supports(p, req) {
+                Ok(()) => Some((e, p.clone())),
+                Err(u) => {
+                    refusals.push(u);
+                    None
+                }
+            }
+        })
+        .collect();
+    if pinned && usable.is_empty() {
+        return Err(match refusals.first() {
+            Some(u) => bad(&u.to_string(), "input"),
+            None => failed(
+                &format!("No configured provider serves the model `{}`.", req.model),
+                ErrorType::Api,
+                "model_not_available",
+            ),
+        });
+    }
+    let list: Vec<Candidate<'_>> = usable
+        .iter()
+        .map(|(e, _)| {
+            let s = routing.entries.get(&e.key());
+            Candidate {
+                entry: e,
+                stats: s.map(|s| &s.stats),
+                breaker: s.map(|s| &s.breaker),
+            }
+        })
+        .collect();
+    let route_req = RouteRequest {
+        tier: None,
+        // Each input is embedded on its own: the longest must fit the window.
+        input_tokens: req.longest_input_tokens(),
+        output_tokens: 0,
+        capabilities: BTreeSet::from([embeddings::CAPABILITY.to_owned()]),
+        max_cost_micros: None,
+        max_latency_ms: None,
+    };
+    let decision = route(&list, &route_req, &RoutingWeights::default(), now_ms);
+    let mut ranked: Vec<Target> = decision
+        .ranked
+        .iter()
+        .filter_map(|r| usable.get(r.index))
+        .map(|(e, p)| Target {
+            entry: (*e).clone(),
+            provider: p.clone(),
+        })
+        .collect();
+    // A pinned model whose breakers are all open is still tried: refusing
+    // outright would turn a flaky provider into a certain failure.
+    if pinned && ranked.is_empty() {
+        ranked = usable
+            .into_iter()
+            .map(|(e, p)| Target {
+                entry: e.clone(),
+                provider: p,
+            })
+            .collect();
+    }
+    Ok(ranked)
+}
+
+fn bad(message: &str, param: &str) -> PipelineError {
+    PipelineError::BadRequest(ErrorBody::new(
+        message,
+        ErrorType::InvalidRequest,
+        Some(param.to_owned()),
+        None,
+    ))
+}
+
+fn failed(message: &str, kind: ErrorType, code: &str) -> PipelineError {
+    PipelineError::Failed(ErrorBody::new(message, kind, None, Some(code.to_owned())))
+}
+
+/// The cost of `tokens` input tokens at `entry`'s price (unknown when unpriced).
+pub fn cost_of(tokens: u64, entry: &CatalogEntry) -> Cost {
+    cost::request_cost(tokens, 0, entry.input_price, entry.output_price)
+}
+
+/// What a request may spend: its tokens at the dearest priced candidate.
+pub fn reservation(req: &EmbeddingRequest, targets: &[Target]) -> Reservation {
+    let tokens = req.approx_tokens();
+    let cost = targets
+        .iter()
+        .filter_map(|t| cost_of(tokens, &t.entry).micros())
+        .max()
+        .unwrap_or(0);
+    Reservation {
+        tokens,
+        cost_micros: cost,
+    }
+}
+
+/// The error a caller gets when a pinned model's every attempt failed: the
+/// provider's refusal of the input as a 400, anything else as a 502.
+pub fn failure_error(model: &str, f: &ProviderFailure) -> PipelineError {
+    match f.class {
+        ErrorClass::BadRequest | ErrorClass::ContextLength => {
+            PipelineError::BadRequest(ErrorBody::new(
+                format!(
+                    "The provider refused the request for `{model}`: {}",
+                    f.message
+                ),
+                ErrorType::InvalidRequest,
+                None,
+                Some(f.class.as_str().to_owned()),
+            ))
+        }
+        _ => failed(
+            &format!(
+                "Every provider of `{model}` failed (last: {}).",
+                f.class.as_str()
+            ),
+            ErrorType::Api,
+            "upstream_failed",
+        ),
+    }
+}
+
+async fn read_all<U: Upstream>(
+    upstream: &mut U,
+    body: &mut U::Body,
+    timeout_ms: u64,
+) -> Result<Vec<u8>, ProviderFailure> {
+    let mut out = Vec::new();
+    loop {
+        match upstream.read(body, timeout_ms).await {
+            Ok(Some(bytes)) => {
+                out.extend_from_slice(&bytes);
+                if out.len() > MAX_UPSTREAM_BODY {
+                    return Err(ProviderFailure::malformed("response body too large"));
+                }
+            }
+            Ok(None) => return Ok(out),
+            Err(_) => return Err(ProviderFailure::stream_ended_early()),
+        }
+    }
+}
+
+/// One attempt at `t`: one call per batch the provider takes, in order.
+async fn attempt<U: Upstream>(
+    upstream: &mut U,
+    t: &Target,
+    req: &EmbeddingRequest,
+    timeout_ms: u64,
+) -> Result<Embedded, ProviderFailure> {
+    let size = embed::max_batch(t.provider.kind).max(1);
+    if req.inputs.len() <= size {
+        return call(upstream, t, req, timeout_ms).await;
+    }
+    let mut all = Embedded {
+        vectors: Vec::with_capacity(req.inputs.len()),
+        prompt_tokens: Some(0),
+    };
+    for chunk in req.inputs.chunks(size) {
+        let part = EmbeddingRequest {
+            inputs: chunk.to_vec(),
+            ..req.clone()
+        };
+        let e = call(upstream, t, &part, timeout_ms).await?;
+        all.vectors.extend(e.vectors);
+        // One batch without a count makes the total unknown (then estimated).
+        all.prompt_tokens = all.prompt_tokens.zip(e.prompt_tokens).map(|(a, b)| a + b);
+    }
+    Ok(all)
+}
+
+/// One provider call for `req`.
+async fn call<U: Upstream>(
+    upstream: &mut U,
+    t: &Target,
+    req: &EmbeddingRequest,
+    timeout_ms: u64,
+) -> Result<Embedded, ProviderFailure> {
+    let spec = embed::embed_request(&t.provider, req, &t.entry.model)
+        .map_err(|u| ProviderFailure::malformed(&u.to_string()))?;
+    let (status, headers, mut body) =
+        upstream
+            .send(&spec, timeout_ms)
+            .await
+            .map_err(|e| ProviderFailure {
+                class: ErrorClass::Server,
+                failure: Some(super::retry::FailureKind::Connect),
+                message: e.to_string(),
+            })?;
+    let bytes = read_all(upstream, &mut body, timeout_ms).await?;
+    let mut r = embed::parse_embed_response(
+        t.provider.kind,
+        status,
+        &headers,
+        &bytes,
+        req.inputs.len(),
+        upstream.now_unix_s(),
+    );
+    if let (Err(f), Some(key)) = (&mut r, t.provider.api_key.as_deref()) {
+        f.redact_secret(key);
+    }
+    r
+}
+
+/// What the attempts produced.
+struct Outcome {
+    embedded: Embedded,
+    info: DolInfo,
+    prompt_tokens: u64,
+    outcome: &'static str,
+    attempts: Vec<Value>,
+    observations: Vec<Observation>,
+    fallbacks: u32,
+}
+
+async fn run<U: Upstream>(
+    upstream: &mut U,
+    req: &EmbeddingRequest,
+    targets: &[Target],
+    settings: &Settings,
+) -> Result<Outcome, (ProviderFailure, Vec<Value>, Vec<Observation>)> {
+    let policy = settings.engine.pipeline.retry;
+    let mut attempts = Vec::new();
+    let mut observations = Vec::new();
+    let mut last: Option<ProviderFailure> = None;
+    for (i, t) in targets.iter().enumerate() {
+        let mut n = 0u32;
+        loop {
+            n += 1;
+            let began = upstream.elapsed_ms();
+            let remaining = policy.remaining_ms(began);
+            let timeout = settings.engine.attempt_timeout_ms.min(remaining).max(1);
+            let r = attempt(upstream, t, req, timeout).await;
+            let latency_ms = upstream.elapsed_ms().saturating_sub(began);
+            observations.push(Observation {
+                key: t.key(),
+                latency_ms,
+                success: r.is_ok(),
+                quality: None,
+            });
+            let outcome = match &r {
+                Ok(_) => "success".to_owned(),
+                Err(f) => f.class.as_str().to_owned(),
+            };
+            attempts.push(json!({"target": t.key(), "attempt": n, "latency_ms": latency_ms, "outcome": outcome}));
+            match r {
+                Ok(embedded) => {
+                    let tokens = embedded
+                        .prompt_tokens
+                        .unwrap_or_else(|| req.approx_tokens());
+                    let cost = cost_of(tokens, &t.entry);
+                    let info = DolInfo {
+                        tier: t.entry.tier,
+                        provider: t.entry.provider.clone(),
+                        model: t.entry.model.clone(),
+                        attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+                        quality: None,
+                        cost_micros: cost.micros(),
+                        cost_unknown: cost.is_unknown(),
+                        cached: false,
+                    };
+                    return Ok(Outcome {
+                        embedded,
+                        info,
+                        prompt_tokens: tokens,
+                        outcome: "success",
+                        attempts,
+                        observations,
+                        fallbacks: u32::try_from(i).unwrap_or(u32::MAX),
+                    });
+                }
+                Err(f) => {
+                    let decision = f.failure.map(|kind| {
+                        policy.decide(
+                            n,
+                            kind,
+                            upstream.elapsed_ms(),
+                            jitter_from_u64(upstream.random_u64()),
+                        )
+                    });
+                    last = Some(f);
+                    match decision {
+                        Some(RetryDecision::RetryAfter { delay_ms }) => {
+                            upstream.sleep(delay_ms).await;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+    let f = last.unwrap_or_else(|| ProviderFailure::malformed("no candidate"));
+    Err((f, attempts, observations))
+}
+
+fn offline_outcome(
+    req: &EmbeddingRequest,
+    outcome: &'static str,
+    tried: Option<(Vec<Value>, Vec<Observation>, u32)>,
+) -> Outcome {
+    let embedded = embeddings::offline(req);
+    let tokens = req.approx_tokens();
+    let (attempts, observations, fallbacks) = tried.unwrap_or_default();
+    Outcome {
+        info: DolInfo {
+            tier: Tier::Basic,
+            provider: offline::PROVIDER.to_owned(),
+            model: embeddings::OFFLINE_MODEL.to_owned(),
+            attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+            quality: None,
+            // The offline provider is free by construction, not by a missing price.
+            cost_micros: Some(0),
+            cost_unknown: false,
+            cached: false,
+        },
+        embedded,
+        prompt_tokens: tokens,
+        outcome,
+        attempts,
+        observations,
+        fallbacks,
+    }
+}
+
+fn headers(info: &DolInfo, id: &str) -> Vec<(String, String)> {
+    let mut h: Vec<(String, String)> = info
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    h.push(("x-dol-request-id".to_owned(), id.to_owned()));
+    h
+}
+
+fn storage(context: &'static str) -> impl Fn(store::GatewayStoreError) -> PipelineError {
+    move |e| PipelineError::Storage {
+        context,
+        message: e.to_string(),
+    }
+}
+
+/// Serves one parsed embeddings request. An `Err` is a refusal before any
+/// provider was asked (nothing recorded); after that the answer, success or
+/// failure, is in [`EmbedServed::answer`] and the request is recorded.
+/// Errors render with [`PipelineError::reply`].
+pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
+    sql: &mut S,
+    kv: &mut K,
+    upstream: &mut U,
+    clock: &C,
+    call: &EmbedCall,
+    settings: &Settings,
+) -> Result<EmbedServed, PipelineError> {
+    let req = &call.request;
+    let now_ms = clock.now_ms();
+    let catalog = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
+        .map_err(storage("catalog"))?;
+    let mut routing = store::routing_state(kv);
+    let targets = candidates(req, &catalog, settings, &routing, now_ms)?;
+    let want = reservation(req, &targets);
+    let now_secs = now_ms / 1_000;
+    if let Admission::Refuse {
+        limit,
+        retry_after_secs,
+        message,
+    } = store::admit(sql, &call.caller.id, &call.caller.limits, want, now_secs)
+        .map_err(storage("admission"))?
+    {
+        return Err(PipelineError::Refused {
+            limit,
+            retry_after_secs,
+            message,
+        });
+    }
+    let mut warnings = Vec::new();
+    let key = embeddings::cache_key(req, &req.model, &call.caller.id);
+    let use_cache =
+        settings.cache_ttl_secs > 0 && !super::cache::bypass(call.cache_control.as_deref());
+    let hit = use_cache
+        .then(|| kv.get(&key).ok().flatten())
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<CachedEmbedding>(&b).ok())
+        .filter(|c| c.expires_at_ms > now_ms);
+    let result = if let Some(c) = hit {
+        let mut info = c.info;
+        info.cached = true;
+        info.attempts = 0;
+        Ok(Outcome {
+            embedded: c.embedded,
+            info,
+            prompt_tokens: c.prompt_tokens,
+            outcome: "cache_hit",
+            attempts: Vec::new(),
+            observations: Vec::new(),
+            fallbacks: 0,
+        })
+    } else if targets.is_empty() {
+        Ok(offline_outcome(req, "success", None))
+    } else {
+        match run(upstream, req, &targets, settings).await {
+            Ok(o) => Ok(o),
+            Err((_, attempts, observations)) if is_auto_model(&req.model) => {
+                let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+                Ok(offline_outcome(
+                    req,
+                    "offline",
+                    Some((attempts, observations, n)),
+                ))
+            }
+            Err((f, attempts, observations)) => Err((f, attempts, observations)),
+        }
+    };
+    let finished_ms = clock.now_ms();
+    let observations = match &result {
+        Ok(o) => o.observations.clone(),
+        Err((_, _, obs)) => obs.clone(),
+    };
+    if !observations.is_empty() {
+        routing.apply(&observations, ROUTING_ALPHA, settings.circuit, finished_ms);
+        if let Err(e) = store::set_routing_state(kv, &routing) {
+            warnings.push(format!("storing the routing state failed: {e}"));
+        }
+    }
+    let (tokens, cost_micros) = match &result {
+        Ok(o) if !o.info.cached => (o.prompt_tokens, o.info.cost_micros.unwrap_or(0)),
+        _ => (0, 0),
+    };
+    if let Err(e) = store::settle(
+        sql,
+        &call.caller.id,
+        want,
+        now_secs,
+        tokens,
+        cost_micros,
+        finished_ms / 1_000,
+    ) {
+        warnings.push(format!("settling usage failed: {e}"));
+    }
+    let mut record = RequestRecord {
+        id: call.id.clone(),
+        ts_ms: call.started_ms,
+        key_id: call.caller.id.clone(),
+        route: ROUTE.to_owned(),
+        tier: Tier::Basic,
+        entry_tier: Tier::Basic,
+        provider: String::new(),
+        model: req.model.clone(),
+        attempts: 0,
+        latency_ms: finished_ms.saturating_sub(call.started_ms),
+        ttft_ms: None,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_micros: None,
+        quality: None,
+        outcome: String::new(),
+        fallbacks: 0,
+        cached: false,
+        stream: false,
+        variant: "-".to_owned(),
+        detail: Value::Null,
+    };
+    let served = match result {
+        Ok(o) => {
+            record.tier = o.info.tier;
+            record.entry_tier = targets.first().map_or(Tier::Basic, |t| t.entry.tier);
+            record.provider = o.info.provider.clone();
+            record.model = o.info.model.clone();
+            record.attempts = o.info.attempts;
+            record.prompt_tokens = o.prompt_tokens;
+            record.cost_micros = if o.info.cached {
+                Some(0)
+            } else {
+                o.info.cost_micros.filter(|_| !o.info.cost_unknown)
+            };
+            record.outcome = o.outcome.to_owned();
+            record.fallbacks = o.fallbacks;
+            record.cached = o.info.cached;
+            record.detail = json!({"attempts": o.attempts, "inputs": req.inputs.len()});
+            // Offline vectors are not cached: once a provider is configured,
+            // `auto` must reach it rather than replay the stand-in.
+            if use_cache
+                && !o.info.cached
+                && o.outcome == "success"
+                && o.info.provider != offline::PROVIDER
+            {
+                let entry = CachedEmbedding {
+                    embedded: o.embedded.clone(),
+                    info: o.info.clone(),
+                    prompt_tokens: o.prompt_tokens,
+                    expires_at_ms: finished_ms + settings.cache_ttl_secs * 1_000,
+                };
+                let bytes = serde_json::to_vec(&entry).unwrap_or_default();
+                if let Err(e) = kv.set(&key, &bytes) {
+                    warnings.push(format!("storing the cache entry failed: {e}"));
+                }
+            }
+            let body = embeddings::response_body(
+                &o.embedded,
+                &o.info.model,
+                req.encoding,
+                o.prompt_tokens,
+            );
+            Ok((headers(&o.info, &call.id), body))
+        }
+        Err((f, attempts, _)) => {
+            record.entry_tier = targets.first().map_or(Tier::Basic, |t| t.entry.tier);
+            record.provider = targets
+                .first()
+                .map(|t| t.entry.provider.clone())
+                .unwrap_or_default();
+            record.attempts = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
+            // `failed` counts as an error in health and metrics, like the offline fallback.
+            record.outcome = "failed".to_owned();
+            record.detail = json!({"attempts": attempts, "failed": f.class.as_str()});
+            Err(failure_error(&req.model, &f))
+        }
+    };
+    if let Err(e) = store::record(sql, &record) {
+        warnings.push(format!("recording telemetry failed: {e}"));
+    }
+    Ok(EmbedServed {
+        answer: served,
+        record,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+#[path = "embedding_pipeline_tests.rs"]
+mod tests;

@@ -1,0 +1,267 @@
+//! `POST /v1/messages`, Anthropic's Messages API as an entry point, end to
+//! end (issue 15): the real host and `generate` component, mock providers
+//! of every wire format behind it, and the official `anthropic` SDK.
+
+use super::*;
+
+const VERSION: (&str, &str) = ("anthropic-version", "2023-06-01");
+
+impl Gateway {
+    /// A Messages call with `x-api-key` (as the Anthropic SDK sends it; none when `key` is empty).
+    async fn messages(&self, key: &str, body: Value) -> Reply {
+        let mut headers = vec![VERSION, ("cache-control", "no-cache")];
+        if !key.is_empty() {
+            headers.push(("x-api-key", key));
+        }
+        self.call("POST", "/v1/messages", None, Some(&body), &headers)
+            .await
+    }
+}
+
+fn hello() -> Value {
+    json!({"model": "auto", "max_tokens": 200, "messages": [{"role": "user", "content": PROMPT}]})
+}
+
+fn event_names(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An Anthropic error body of `kind`.
+fn anthropic_error(r: &Reply, status: u16, kind: &str) -> String {
+    assert_eq!(r.status, status, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    v["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_answer_in_anthropics_shape_through_any_provider() {
+    for flavor in [Flavor::OpenAi, Flavor::Gemini, Flavor::Anthropic] {
+        let mock = MockLlm::start(flavor).await.unwrap();
+        let g = start(&[&mock], &[]).await;
+        let (_, key) = g.new_key(json!({})).await;
+        let r = g
+            .messages(&key, with_system(hello(), "Answer in one paragraph."))
+            .await;
+        assert_eq!(r.status, 200, "{flavor:?}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["role"], "assistant");
+        assert!(v["id"].as_str().unwrap().starts_with("msg_"));
+        assert!(!v["content"][0]["text"].as_str().unwrap().is_empty());
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(r.header("x-dol-provider"), flavor.name());
+        // The system prompt reached the provider.
+        let sent = mock.requests().last().unwrap().body.clone();
+        assert!(sent.contains("Answer in one paragraph."), "{sent}");
+        g.host.app.shutdown().await;
+    }
+}
+
+fn with_system(mut v: Value, system: &str) -> Value {
+    v["system"] = json!(system);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stream_anthropics_events() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let g = start(&[&mock], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let mut body = hello();
+    body["stream"] = json!(true);
+    let r = g.messages(&key, body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.header("content-type").starts_with("text/event-stream"));
+    let names = event_names(&r.text);
+    assert_eq!(
+        names[..3],
+        ["message_start", "ping", "content_block_start"],
+        "{names:?}"
+    );
+    assert!(names.contains(&"content_block_delta".to_owned()));
+    assert_eq!(
+        names[names.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"],
+        "{names:?}"
+    );
+    g.host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_take_a_bearer_key_too() {
+    let g = start(&[], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let r = g
+        .call(
+            "POST",
+            "/v1/messages",
+            Some(&key),
+            Some(&hello()),
+            &[VERSION],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["type"], "message");
+    g.host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_without_a_key_are_401_in_anthropics_shape() {
+    let g = start(&[], &[]).await;
+    let r = g.messages("", hello()).await;
+    anthropic_error(&r, 401, "authentication_error");
+    g.host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_with_a_wrong_key_are_401_in_anthropics_shape() {
+    let g = start(&[], &[]).await;
+    let r = g.messages("sk-ant-not-a-dol-key", hello()).await;
+    anthropic_error(&r, 401, "authentication_error");
+    g.host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_without_anthropic_version_are_400() {
+    let g = start(&[], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let r = g
+        .call("POST", "/v1/messages", Some(&key), Some(&hello()), &[])
+        .await;
+    let m = anthropic_error(&r, 400, "invalid_request_error");
+    assert!(m.contains("anthropic-version"), "{m}");
+    g.host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_for_an_unknown_model_are_404_in_anthropics_shape() {
+    let g = start(&[], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let mut body = hello();
+    body["model"] = json!("claude-nonexistent-9");
+    let r = g.messages(&key, body).await;
+    let m = anthropic_error(&r, 404, "not_found_error");
+    assert!(m.contains("claude-nonexistent-9"), "{m}");
+    g.host.app.shutdown().await;
+}
+
+/// One bad Messages body: a 400 `invalid_request_error` whose message names `names`.
+async fn refused(change: fn(&mut Value), names: &str) {
+    let g = start(&[], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let mut body = hello();
+    change(&mut body);
+    let r = g.messages(&key, body.clone()).await;
+    let m = anthropic_error(&r, 400, "invalid_request_error");
+    assert!(m.contains(names), "{body}: {m}");
+    g.host.app.shutdown().await;
+}
+
+macro_rules! bad_message {
+    ($name:ident, $change:expr, $names:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            refused($change, $names).await;
+        }
+    };
+}
+
+bad_message!(
+    messages_body_not_an_object_is_400,
+    |b| *b = json!([1]),
+    "JSON object"
+);
+bad_message!(
+    messages_missing_max_tokens_is_400,
+    |b| {
+        b.as_object_mut().unwrap().remove("max_tokens");
+    },
+    "max_tokens"
+);
+bad_message!(
+    messages_missing_model_is_400,
+    |b| {
+        b.as_object_mut().unwrap().remove("model");
+    },
+    "model"
+);
+bad_message!(
+    messages_empty_messages_is_400,
+    |b| b["messages"] = json!([]),
+    "messages"
+);
+bad_message!(
+    messages_bad_role_is_400,
+    |b| b["messages"][0]["role"] = json!("system"),
+    "role"
+);
+bad_message!(
+    messages_image_block_is_400,
+    |b| b["messages"][0]["content"] =
+        json!([{"type": "image", "source": {"type": "url", "url": "http://x/y.png"}}]),
+    "image"
+);
+bad_message!(
+    messages_tools_are_400,
+    |b| b["tools"] = json!([{"name": "f", "input_schema": {"type": "object"}}]),
+    "tools"
+);
+bad_message!(
+    messages_temperature_out_of_range_is_400,
+    |b| b["temperature"] = json!(2),
+    "temperature"
+);
+bad_message!(
+    messages_stop_sequences_not_a_list_is_400,
+    |b| b["stop_sequences"] = json!("END"),
+    "stop_sequences"
+);
+bad_message!(
+    messages_unknown_field_is_400,
+    |b| b["frobnicate"] = json!(true),
+    "frobnicate"
+);
+
+fn anthropic_python() -> Option<std::path::PathBuf> {
+    let venv = dol_test_support::workspace_root().join("tests/anthropic-sdk/.venv/bin/python");
+    venv.exists().then_some(venv)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_anthropic_python_sdk_works_unchanged() {
+    let Some(python) = anthropic_python() else {
+        panic!(
+            "tests/anthropic-sdk/.venv is missing: run scripts/test (it installs the anthropic SDK from PyPI)"
+        );
+    };
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let g = start(&[&mock], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let script = dol_test_support::workspace_root().join("tests/anthropic-sdk/check.py");
+    let base = g.host.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg("messages")
+            .env("DOL_BASE_URL", base)
+            .env("DOL_API_KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"));
+    g.host.app.shutdown().await;
+}
