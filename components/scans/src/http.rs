@@ -60,13 +60,9 @@ fn handle(req: Request) -> Response {
     }
 }
 
-/// Checks the admin token; the error is the 401/403 to send.
+/// Checks the admin token or console session; the error is the 401/403 to send.
 fn admin(req: &Request) -> Result<String, Response> {
-    platform::check_admin(
-        "scans",
-        platform::header(req, "authorization"),
-        platform::header(req, "x-dol-actor"),
-    )
+    platform::check_admin("scans", platform::admin_request(req))
 }
 
 /// The alert states, most severe first.

@@ -33,11 +33,14 @@ use dol_spin_platform::{self as platform, SpinSql};
 
 /// Handles `/admin/...`.
 pub fn handle(req: &Incoming) -> Response {
-    let actor = match platform::check_admin(
-        "generate",
-        req.header("authorization"),
-        req.header("x-dol-actor"),
-    ) {
+    let credentials = dol_core::console::AdminRequest {
+        safe_method: dol_core::console::is_safe_method(&req.method.to_string()),
+        authorization: req.header("authorization"),
+        actor: req.header("x-dol-actor"),
+        cookie: req.header("cookie"),
+        csrf: req.header(dol_core::console::CSRF_HEADER),
+    };
+    let actor = match platform::check_admin("generate", credentials) {
         Ok(a) => a,
         Err(response) => return response,
     };

@@ -1,0 +1,511 @@
+//! The operator console's sessions and CSRF tokens (`/admin/dol`).
+//!
+//! A session is a signed cookie value, nothing stored server-side:
+//! `v1.<role>.<issued>.<expires>.<nonce>.<tag>` where the times are Unix
+//! seconds and `tag` is the HMAC-SHA256 of everything before it under a key
+//! derived from the admin token. Changing the admin token therefore ends
+//! every session. The CSRF token is an HMAC of the cookie value under the
+//! same key, so the server recomputes it instead of storing it, and it is
+//! useless without the cookie (which page scripts cannot read: HttpOnly).
+//! The clock and the nonce come in as arguments.
+
+use crate::auth::constant_time_eq;
+use crate::error::{ApiError, Code};
+use crate::observe::slack::hmac_sha256_hex;
+
+/// Name of the session cookie.
+pub const COOKIE_NAME: &str = "dol_session";
+/// Header a state-changing request with a session cookie must carry.
+pub const CSRF_HEADER: &str = "x-dol-csrf";
+/// How long a session lasts (12 hours).
+pub const SESSION_TTL_SECS: i64 = 12 * 60 * 60;
+
+/// What a session may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Signed in with the admin token: reads and changes.
+    Admin,
+    /// Signed in with the viewer token: reads only.
+    Viewer,
+}
+
+impl Role {
+    /// The role's name in the cookie and in the page.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// A verified session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// What it may do.
+    pub role: Role,
+    /// When it was issued (Unix seconds).
+    pub issued: i64,
+    /// When it ends (Unix seconds).
+    pub expires: i64,
+    /// The cookie value it was read from (the CSRF token derives from it).
+    pub value: String,
+}
+
+/// Why a session cookie was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    /// The value is not of the `v1.role.issued.expires.nonce.tag` shape.
+    #[error("the session cookie is malformed")]
+    Malformed,
+    /// The signature does not match (forged, or the admin token changed).
+    #[error("the session cookie's signature does not match")]
+    BadSignature,
+    /// The session's time is over.
+    #[error("the session has expired: sign in again")]
+    Expired,
+    /// No admin token is configured, so no session can be valid.
+    #[error("no admin token is configured")]
+    NoKey,
+}
+
+/// Outcome of signing in with a presented token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    /// The token grants this role.
+    Granted(Role),
+    /// The token is neither the admin nor the viewer token.
+    Refused,
+    /// No admin token is configured: the console is closed.
+    Closed,
+}
+
+/// The signing key for sessions, derived from the admin token (and an
+/// optional extra secret). Empty when no admin token is configured.
+pub fn signing_key(admin_token: &str, extra_secret: &str) -> Vec<u8> {
+    if admin_token.is_empty() {
+        return Vec::new();
+    }
+    hmac_sha256_hex(
+        admin_token.as_bytes(),
+        &[b"dol-console-session-key|", extra_secret.as_bytes()],
+    )
+    .into_bytes()
+}
+
+/// Which role `presented` signs in as (constant-time comparisons; an empty
+/// viewer token grants nothing).
+pub fn sign_in(admin_token: &str, viewer_token: &str, presented: &str) -> SignIn {
+    if admin_token.is_empty() {
+        return SignIn::Closed;
+    }
+    let p = presented.trim().as_bytes();
+    if constant_time_eq(p, admin_token.as_bytes()) {
+        SignIn::Granted(Role::Admin)
+    } else if !viewer_token.is_empty() && constant_time_eq(p, viewer_token.as_bytes()) {
+        SignIn::Granted(Role::Viewer)
+    } else {
+        SignIn::Refused
+    }
+}
+
+/// A new session cookie value for `role`, issued at `now_secs`. `nonce`
+/// makes two sessions issued in the same second differ; only `[A-Za-z0-9_-]`
+/// of it is kept.
+pub fn create(key: &[u8], role: Role, now_secs: i64, nonce: &str) -> String {
+    let nonce: String = nonce
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(32)
+        .collect();
+    let body = format!(
+        "v1.{}.{now_secs}.{}.{nonce}",
+        role.as_str(),
+        now_secs.saturating_add(SESSION_TTL_SECS)
+    );
+    let tag = hmac_sha256_hex(key, &[b"session|", body.as_bytes()]);
+    format!("{body}.{tag}")
+}
+
+/// Verifies a cookie value at `now_secs`.
+pub fn verify(key: &[u8], value: &str, now_secs: i64) -> Result<Session, SessionError> {
+    if key.is_empty() {
+        return Err(SessionError::NoKey);
+    }
+    let (body, tag) = value.rsplit_once('.').ok_or(SessionError::Malformed)?;
+    let parts: Vec<&str> = body.split('.').collect();
+    let [version, role, issued, expires, _nonce] = parts.as_slice() else {
+        return Err(SessionError::Malformed);
+    };
+    let expected = hmac_sha256_hex(key, &[b"session|", body.as_bytes()]);
+    // The signature is checked before anything in the body is trusted.
+    if !constant_time_eq(expected.as_bytes(), tag.as_bytes()) {
+        return Err(SessionError::BadSignature);
+    }
+    let (Some(role), Ok(issued), Ok(expires)) = (
+        Role::parse(role),
+        issued.parse::<i64>(),
+        expires.parse::<i64>(),
+    ) else {
+        return Err(SessionError::Malformed);
+    };
+    if *version != "v1" {
+        return Err(SessionError::Malformed);
+    }
+    if now_secs >= expires || now_secs < issued.saturating_sub(300) {
+        return Err(SessionError::Expired);
+    }
+    Ok(Session {
+        role,
+        issued,
+        expires,
+        value: value.to_owned(),
+    })
+}
+
+/// The CSRF token that belongs to a session cookie value.
+pub fn csrf_token(key: &[u8], cookie_value: &str) -> String {
+    hmac_sha256_hex(key, &[b"csrf|", cookie_value.as_bytes()])
+}
+
+/// Whether `presented` is the CSRF token of `session`.
+pub fn csrf_ok(key: &[u8], session: &Session, presented: Option<&str>) -> bool {
+    let expected = csrf_token(key, &session.value);
+    presented.is_some_and(|p| constant_time_eq(p.trim().as_bytes(), expected.as_bytes()))
+}
+
+/// The session cookie's value in a `Cookie` request header, if present.
+pub fn cookie_value(cookie_header: Option<&str>) -> Option<&str> {
+    cookie_header?.split(';').find_map(|pair| {
+        let (name, value) = pair.trim().split_once('=')?;
+        (name.trim() == COOKIE_NAME).then_some(value.trim())
+    })
+}
+
+/// The `Set-Cookie` value that stores `value` (HttpOnly, SameSite=Strict,
+/// `Secure` when the page was served over HTTPS).
+pub fn set_cookie(value: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!(
+        "{COOKIE_NAME}={value}; Path=/; Max-Age={SESSION_TTL_SECS}; HttpOnly; SameSite=Strict{secure}"
+    )
+}
+
+/// The `Set-Cookie` value that ends the session in the browser.
+pub fn clear_cookie(secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// Whether `method` only reads (a viewer may send it, and it needs no CSRF
+/// token).
+pub fn is_safe_method(method: &str) -> bool {
+    matches!(
+        method.to_ascii_uppercase().as_str(),
+        "GET" | "HEAD" | "OPTIONS"
+    )
+}
+
+/// What an admin API request presents, for [`authorize_admin`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdminRequest<'a> {
+    /// Whether the method only reads ([`is_safe_method`]): a viewer may
+    /// send it, and it needs no CSRF token.
+    pub safe_method: bool,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `X-DOL-Actor` header.
+    pub actor: Option<&'a str>,
+    /// The `Cookie` header.
+    pub cookie: Option<&'a str>,
+    /// The [`CSRF_HEADER`] header.
+    pub csrf: Option<&'a str>,
+}
+
+/// The configured secrets [`authorize_admin`] checks against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdminSecrets<'a> {
+    /// The `admin_token` variable (empty = admin routes closed).
+    pub admin_token: &'a str,
+}
+
+/// Decides an admin API request: the bearer admin token as before, or a
+/// console session cookie (a viewer only reads; a state-changing request
+/// with a session must carry its CSRF token). Returns the actor for the
+/// audit log, or the error to send.
+pub fn authorize_admin(
+    secrets: AdminSecrets<'_>,
+    req: AdminRequest<'_>,
+    now_secs: i64,
+) -> Result<String, ApiError> {
+    use crate::auth::{self, TokenCheck};
+    if secrets.admin_token.is_empty() {
+        return Err(ApiError::new(
+            Code::AdminClosed,
+            "admin routes are closed: admin_token is not configured (set SPIN_VARIABLE_ADMIN_TOKEN)",
+        ));
+    }
+    let unauthorized = |message: &str| {
+        ApiError::new(Code::Unauthorized, message).with_header("www-authenticate", "Bearer")
+    };
+    let bearer = auth::bearer(req.authorization);
+    // A bearer token wins over a cookie: API clients keep their old behaviour.
+    if bearer.is_none()
+        && let Some(value) = cookie_value(req.cookie)
+    {
+        let key = signing_key(secrets.admin_token, "");
+        let session = verify(&key, value, now_secs).map_err(|e| unauthorized(&format!("{e}")))?;
+        if !req.safe_method {
+            if session.role != Role::Admin {
+                return Err(ApiError::new(
+                    Code::Forbidden,
+                    "a viewer session may only read (GET)",
+                ));
+            }
+            if !csrf_ok(&key, &session, req.csrf) {
+                return Err(ApiError::new(
+                    Code::Forbidden,
+                    "missing or wrong CSRF token: send the x-dol-csrf header of the console page",
+                ));
+            }
+        }
+        let who = format!("console:{}", session.role.as_str());
+        return Ok(auth::actor(req.actor.or(Some(&who)), secrets.admin_token));
+    }
+    match auth::check_token(secrets.admin_token, bearer) {
+        TokenCheck::Valid => Ok(auth::actor(req.actor, secrets.admin_token)),
+        TokenCheck::Missing | TokenCheck::Open => Err(unauthorized(
+            "missing credentials: send Authorization: Bearer <admin_token>",
+        )),
+        TokenCheck::Wrong => Err(unauthorized("the bearer token is not the admin token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn key() -> Vec<u8> {
+        signing_key("admin-secret", "")
+    }
+
+    fn admin_req<'a>(
+        method: &'a str,
+        cookie: Option<&'a str>,
+        csrf: Option<&'a str>,
+    ) -> AdminRequest<'a> {
+        AdminRequest {
+            safe_method: is_safe_method(method),
+            cookie,
+            csrf,
+            ..AdminRequest::default()
+        }
+    }
+
+    const SECRETS: AdminSecrets<'static> = AdminSecrets {
+        admin_token: "admin-secret",
+    };
+
+    #[test]
+    fn admin_api_accepts_the_bearer_token_as_before() {
+        let req = AdminRequest {
+            authorization: Some("Bearer admin-secret"),
+            ..AdminRequest::default()
+        };
+        assert!(authorize_admin(SECRETS, req, NOW).is_ok());
+        let wrong = AdminRequest {
+            authorization: Some("Bearer nope"),
+            ..req
+        };
+        let err = authorize_admin(SECRETS, wrong, NOW).unwrap_err();
+        assert_eq!(err.code, Code::Unauthorized);
+        let none = admin_req("GET", None, None);
+        assert_eq!(
+            authorize_admin(SECRETS, none, NOW).unwrap_err().code,
+            Code::Unauthorized
+        );
+        let closed = AdminSecrets { admin_token: "" };
+        assert_eq!(
+            authorize_admin(closed, req, NOW).unwrap_err().code,
+            Code::AdminClosed
+        );
+    }
+
+    #[test]
+    fn admin_api_accepts_sessions_with_csrf_for_changes() {
+        let value = create(&key(), Role::Admin, NOW, "n");
+        let cookie = format!("{COOKIE_NAME}={value}");
+        let csrf = csrf_token(&key(), &value);
+        let get = admin_req("GET", Some(&cookie), None);
+        let actor = authorize_admin(SECRETS, get, NOW).unwrap();
+        assert!(actor.starts_with("console:admin"), "{actor}");
+        let post = admin_req("POST", Some(&cookie), Some(&csrf));
+        assert!(authorize_admin(SECRETS, post, NOW).is_ok());
+        let forged = admin_req("POST", Some(&cookie), None);
+        assert_eq!(
+            authorize_admin(SECRETS, forged, NOW).unwrap_err().code,
+            Code::Forbidden
+        );
+        let wrong = admin_req("DELETE", Some(&cookie), Some("abc"));
+        assert_eq!(
+            authorize_admin(SECRETS, wrong, NOW).unwrap_err().code,
+            Code::Forbidden
+        );
+        let late = admin_req("GET", Some(&cookie), None);
+        let err = authorize_admin(SECRETS, late, NOW + SESSION_TTL_SECS).unwrap_err();
+        assert_eq!(err.code, Code::Unauthorized);
+    }
+
+    #[test]
+    fn viewer_sessions_only_read() {
+        let value = create(&key(), Role::Viewer, NOW, "n");
+        let cookie = format!("{COOKIE_NAME}={value}");
+        let csrf = csrf_token(&key(), &value);
+        assert!(authorize_admin(SECRETS, admin_req("GET", Some(&cookie), None), NOW).is_ok());
+        let post = admin_req("POST", Some(&cookie), Some(&csrf));
+        assert_eq!(
+            authorize_admin(SECRETS, post, NOW).unwrap_err().code,
+            Code::Forbidden
+        );
+    }
+
+    #[test]
+    fn forged_session_cookies_are_unauthorized() {
+        let cookie = format!("{COOKIE_NAME}=v1.admin.1.99999999999.n.deadbeef");
+        let err = authorize_admin(SECRETS, admin_req("GET", Some(&cookie), None), NOW).unwrap_err();
+        assert_eq!(err.code, Code::Unauthorized);
+    }
+
+    #[test]
+    fn signs_in_by_token() {
+        assert_eq!(
+            sign_in("a", "v", "a"),
+            SignIn::Granted(Role::Admin),
+            "admin token"
+        );
+        assert_eq!(sign_in("a", "v", " v "), SignIn::Granted(Role::Viewer));
+        assert_eq!(sign_in("a", "v", "x"), SignIn::Refused);
+        assert_eq!(sign_in("a", "", ""), SignIn::Refused, "empty viewer token");
+        assert_eq!(sign_in("", "v", "v"), SignIn::Closed);
+    }
+
+    #[test]
+    fn round_trips_a_session() {
+        let value = create(&key(), Role::Viewer, NOW, "n1");
+        let s = verify(&key(), &value, NOW + 10).unwrap();
+        assert_eq!(s.role, Role::Viewer);
+        assert_eq!((s.issued, s.expires), (NOW, NOW + SESSION_TTL_SECS));
+        assert!(!value.contains("admin-secret"));
+    }
+
+    #[test]
+    fn refuses_expired_sessions() {
+        let value = create(&key(), Role::Admin, NOW, "n");
+        assert!(verify(&key(), &value, NOW + SESSION_TTL_SECS - 1).is_ok());
+        assert_eq!(
+            verify(&key(), &value, NOW + SESSION_TTL_SECS),
+            Err(SessionError::Expired)
+        );
+        assert_eq!(
+            verify(&key(), &value, NOW - 3600),
+            Err(SessionError::Expired),
+            "issued in the future"
+        );
+    }
+
+    #[test]
+    fn refuses_forged_sessions() {
+        let value = create(&key(), Role::Viewer, NOW, "n");
+        let forged = value.replacen("viewer", "admin", 1);
+        assert_eq!(
+            verify(&key(), &forged, NOW),
+            Err(SessionError::BadSignature)
+        );
+        let other = signing_key("another-admin-token", "");
+        assert_eq!(verify(&other, &value, NOW), Err(SessionError::BadSignature));
+        let extended = value.replacen(
+            &(NOW + SESSION_TTL_SECS).to_string(),
+            &(NOW * 2).to_string(),
+            1,
+        );
+        assert_eq!(
+            verify(&key(), &extended, NOW),
+            Err(SessionError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_sessions() {
+        for bad in ["", "abc", "v1.admin.1.2.n", "a.b.c.d.e.f.g"] {
+            assert!(verify(&key(), bad, NOW).is_err(), "{bad}");
+        }
+        assert_eq!(verify(&key(), "x", NOW), Err(SessionError::Malformed));
+        assert_eq!(
+            verify(&[], &create(&key(), Role::Admin, NOW, "n"), NOW),
+            Err(SessionError::NoKey)
+        );
+        assert!(signing_key("", "x").is_empty());
+    }
+
+    #[test]
+    fn nonce_is_sanitised_and_distinguishes_sessions() {
+        let a = create(&key(), Role::Admin, NOW, "a.b;c");
+        assert_eq!(a.split('.').count(), 6, "{a}");
+        assert_ne!(a, create(&key(), Role::Admin, NOW, "d"));
+    }
+
+    #[test]
+    fn checks_csrf_tokens() {
+        let value = create(&key(), Role::Admin, NOW, "n");
+        let s = verify(&key(), &value, NOW).unwrap();
+        let token = csrf_token(&key(), &value);
+        assert!(csrf_ok(&key(), &s, Some(&token)));
+        assert!(!csrf_ok(&key(), &s, None));
+        assert!(!csrf_ok(&key(), &s, Some("")));
+        let other = create(&key(), Role::Admin, NOW, "m");
+        assert!(
+            !csrf_ok(&key(), &s, Some(&csrf_token(&key(), &other))),
+            "another session's token"
+        );
+    }
+
+    #[test]
+    fn reads_and_writes_cookies() {
+        assert_eq!(
+            cookie_value(Some("a=1; dol_session=xyz ; b=2")),
+            Some("xyz")
+        );
+        assert_eq!(cookie_value(Some("dol_sessionx=1")), None);
+        assert_eq!(cookie_value(None), None);
+        let set = set_cookie("v", true);
+        for attr in [
+            "HttpOnly",
+            "SameSite=Strict",
+            "Secure",
+            "Path=/",
+            "Max-Age=",
+        ] {
+            assert!(set.contains(attr), "{set} lacks {attr}");
+        }
+        assert!(!set_cookie("v", false).contains("Secure"));
+        assert!(clear_cookie(false).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn classifies_methods() {
+        assert!(is_safe_method("GET") && is_safe_method("head"));
+        assert!(!is_safe_method("POST") && !is_safe_method("DELETE") && !is_safe_method("PUT"));
+    }
+}
