@@ -1,0 +1,421 @@
+// DOL operator console: renders the page named in <body data-page> from the
+// JSON APIs of the same origin. The session cookie is HttpOnly; changes send
+// the page's CSRF token in the x-dol-csrf header. No token is stored here.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const page = body.dataset.page;
+  const role = body.dataset.role;
+  const admin = role === "admin";
+  const refreshSecs = Number(body.dataset.refresh) || 30;
+  const csrfMeta = document.querySelector('meta[name="dol-csrf"]');
+  const csrf = csrfMeta ? csrfMeta.content : "";
+  const content = document.getElementById("content");
+  const status = document.getElementById("refresh-status");
+
+  // ---- small helpers -------------------------------------------------------
+
+  /** An element with attributes and children (strings become text nodes). */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    for (const c of children.flat()) {
+      if (c === null || c === undefined) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function time(ms) {
+    return new Date(ms).toLocaleTimeString();
+  }
+
+  function num(v, digits) {
+    if (v === null || v === undefined) return "–";
+    if (typeof v !== "number") return String(v);
+    return digits === undefined ? v.toLocaleString() : v.toFixed(digits);
+  }
+
+  function pct(v) {
+    return v === null || v === undefined ? "–" : (v * 100).toFixed(1) + " %";
+  }
+
+  /** Calls a JSON API; throws an Error naming the problem on failure. */
+  async function api(path, options) {
+    const opts = Object.assign({ method: "GET" }, options || {});
+    const headers = { accept: "application/json" };
+    if (opts.method !== "GET") headers["x-dol-csrf"] = csrf;
+    if (opts.body !== undefined) {
+      headers["content-type"] = "application/json";
+      opts.body = JSON.stringify(opts.body);
+    }
+    const res = await fetch(path, {
+      method: opts.method,
+      headers,
+      body: opts.body,
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    let data = null;
+    try {
+      data = await res.json();
+    } catch (_) {
+      data = null;
+    }
+    // /api/health answers 503 with its full report when CRITICAL: still data.
+    if (!res.ok && !(opts.allow503 && res.status === 503)) {
+      const msg = data && data.error ? data.error.message : "HTTP " + res.status;
+      throw new Error(msg);
+    }
+    return data;
+  }
+
+  function section(title, ...children) {
+    return el("section", { "aria-label": title }, el("h2", {}, title), ...children);
+  }
+
+  function table(headers, rows, empty) {
+    if (!rows.length) return el("p", { class: "empty" }, empty);
+    return el(
+      "table",
+      {},
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c)))))
+    );
+  }
+
+  function card(label, value, id) {
+    return el("div", { class: "card" }, el("span", { class: "label" }, label), el("strong", { id }, value));
+  }
+
+  /** An action button (never rendered for viewers). */
+  function action(label, onclick, extra) {
+    if (!admin) return null;
+    return el("button", Object.assign({ type: "button", class: "action", onclick }, extra || {}), label);
+  }
+
+  function notice(text, kind) {
+    const n = el("p", { class: "notice " + (kind || ""), role: "status" }, text);
+    content.prepend(n);
+    return n;
+  }
+
+  // ---- refresh loop --------------------------------------------------------
+
+  let lastGood = null;
+
+  /** Renders `render()`'s nodes; on failure keeps the old ones and says so. */
+  async function refresh(render) {
+    try {
+      const nodes = await render();
+      content.replaceChildren(...nodes);
+      lastGood = Date.now();
+      status.className = "refresh ok";
+      status.textContent = "Last refreshed " + time(lastGood) + " · every " + refreshSecs + " s";
+    } catch (err) {
+      status.className = "refresh failed";
+      status.textContent =
+        "Refresh failed at " + time(Date.now()) + " (" + err.message + ")" +
+        (lastGood ? "; showing data from " + time(lastGood) : "; no data yet");
+    }
+  }
+
+  function every(render) {
+    refresh(render);
+    setInterval(() => refresh(render), refreshSecs * 1000);
+  }
+
+  // ---- production health ---------------------------------------------------
+
+  async function healthNodes() {
+    const h = await api("/api/health", { allow503: true });
+    const sh = h.systemHealth || {};
+    const word = sh.status || "UNKNOWN";
+    const em = h.emergencyMode || {};
+    const emergency = h.emergency || {};
+    return [
+      section(
+        "Production health",
+        el(
+          "div",
+          { class: "cards" },
+          el(
+            "div",
+            { class: "card status " + word.toLowerCase() },
+            el("span", { class: "label" }, "Status"),
+            el("strong", { id: "health-status" }, word)
+          ),
+          card("Score", num(sh.score), "health-score"),
+          card("Uptime", num(h.uptime, 1) + " %", "health-uptime"),
+          card("Emergency", em.active ? "ACTIVE (" + (em.mode || "") + ")" : "off", "health-emergency")
+        ),
+        em.active
+          ? el("p", { class: "notice failed" }, "Emergency mode is on: " + (em.setBy ? "set by " + em.setBy : emergency.reason || em.mode || "automatic"))
+          : null,
+        (sh.issues || []).length ? el("ul", { class: "issues" }, sh.issues.map((i) => el("li", {}, i))) : null,
+        el("h3", {}, "Component checks"),
+        table(
+          ["Component", "Check", "Latency", "Detail"],
+          (h.components || []).map((c) => [
+            c.name,
+            el("span", { class: c.ok ? "ok" : "bad" }, c.ok ? "ok" : "failing"),
+            num(c.latency_ms) + " ms",
+            c.error || "",
+          ]),
+          "No component checks reported."
+        ),
+        el("h3", {}, "Active alerts"),
+        table(
+          ["Alert", "Severity", "Source"],
+          (h.activeAlerts || []).map((a) => [a.name || a.id, a.severity || "", a.source || ""]),
+          "No active alerts."
+        )
+      ),
+    ];
+  }
+
+  // ---- analytics -----------------------------------------------------------
+
+  let windowName = "1h";
+
+  /** A horizontal SVG bar chart of `[label, value]` pairs. */
+  function barChart(title, pairs, unit) {
+    if (!pairs.length) return el("p", { class: "empty" }, "No traffic in this window yet: send a request to /v1/chat/completions.");
+    const max = Math.max(1, ...pairs.map((p) => p[1]));
+    const rowH = 26;
+    const width = 640;
+    const labelW = 220;
+    const chart = svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${pairs.length * rowH + 10}`, role: "img", "aria-label": title, class: "chart" },
+      svg("title", {}, title),
+      pairs.map(([label, value], i) => {
+        const w = ((width - labelW - 80) * value) / max;
+        const y = i * rowH + 5;
+        return svg(
+          "g",
+          { class: "bar" },
+          svg("text", { x: 0, y: y + 16, class: "bar-label" }, label),
+          svg("rect", { x: labelW, y, width: Math.max(w, 1), height: rowH - 8, rx: 2 }),
+          svg("text", { x: labelW + w + 6, y: y + 16, class: "bar-value" }, num(value) + (unit || ""))
+        );
+      })
+    );
+    return el("figure", {}, chart, el("figcaption", {}, title));
+  }
+
+  async function analyticsNodes() {
+    const m = await api("/api/metrics?window=" + encodeURIComponent(windowName));
+    const t = m.totals || {};
+    const breakdown = (name, group) =>
+      el(
+        "div",
+        {},
+        el("h3", {}, "By " + name),
+        table(
+          [name, "Requests", "Error rate", "Fallback rate", "p50", "p95", "p99", "Quality", "Cost (USD)"],
+          Object.entries(group || {}).map(([k, v]) => [
+            k, num(v.requests), pct(v.errorRate), pct(v.fallbackRate),
+            num(v.p50Ms) + " ms", num(v.p95Ms) + " ms", num(v.p99Ms) + " ms",
+            num(v.avgQuality, 1), num(v.costUsd, 4),
+          ]),
+          "No traffic in this window yet."
+        )
+      );
+    const windows = ["1h", "24h", "7d"].map((w) =>
+      el("button", {
+        type: "button",
+        class: "window" + (w === windowName ? " selected" : ""),
+        "aria-pressed": w === windowName ? "true" : "false",
+        onclick: () => { windowName = w; refresh(analyticsNodes); },
+      }, w)
+    );
+    return [
+      section(
+        "Analytics",
+        el("div", { class: "windows", role: "group", "aria-label": "Window" }, windows),
+        el(
+          "div",
+          { class: "cards" },
+          card("Requests", num(t.requests), "metric-requests"),
+          card("Error rate", pct(t.errorRate), "metric-error-rate"),
+          card("Fallback rate", pct(t.fallbackRate), "metric-fallback-rate"),
+          card("Cache hit rate", pct(t.cacheHitRate), "metric-cache-hit-rate"),
+          card("p95 latency", num(t.p95Ms) + " ms", "metric-p95"),
+          card("Cost", "$" + num(t.costUsd || 0, 4), "metric-cost"),
+          card("Trend", m.trend || "–", "metric-trend")
+        ),
+        barChart(
+          "Requests per model (" + windowName + ")",
+          Object.entries(m.byModel || {}).map(([k, v]) => [k, v.requests || 0])
+        ),
+        breakdown("provider", m.byProvider),
+        breakdown("model", m.byModel),
+        breakdown("tier", m.byTier),
+        breakdown("variant", m.byVariant)
+      ),
+    ];
+  }
+
+  // ---- flags ---------------------------------------------------------------
+
+  async function flagsNodes() {
+    const doc = await api("/admin/flags");
+    const keys = Object.keys(doc.flags || {}).sort();
+    const views = await Promise.all(keys.map((k) => api("/admin/flags/" + encodeURIComponent(k))));
+    const rows = views.map((v) => {
+      const f = v.flag || {};
+      const killed = v.killed;
+      const toggle = killed
+        ? action("Lift kill switch", () => kill(v.key, false), { "data-flag": v.key })
+        : action("Kill switch", () => kill(v.key, true), { "data-flag": v.key });
+      return [
+        el("code", {}, v.key),
+        f.state || "",
+        Object.keys(f.variants || {}).join(", "),
+        f.defaultVariant || "",
+        f.targeting ? "targeting rules" : "default only",
+        killed ? el("span", { class: "bad", "data-killed": v.key }, "KILLED → " + killed.variant) : "live",
+        toggle,
+      ];
+    });
+    return [section("Flags", table(["Flag", "State", "Variants", "Default", "Targeting", "Kill switch", ""], rows, "No flags yet: PUT a flagd document to /admin/flags."))];
+  }
+
+  async function kill(key, on) {
+    const question = on
+      ? "Turn on the kill switch of " + key + "? Everyone gets its default variant at once."
+      : "Lift the kill switch of " + key + "?";
+    if (!window.confirm(question)) return;
+    try {
+      await api("/admin/flags/" + encodeURIComponent(key) + "/kill", { method: on ? "POST" : "DELETE" });
+      await refresh(flagsNodes);
+    } catch (err) {
+      notice("Kill switch failed: " + err.message, "failed");
+    }
+  }
+
+  // ---- keys ----------------------------------------------------------------
+
+  let createdKey = null;
+
+  async function keysNodes() {
+    const k = await api("/admin/keys");
+    const rows = (k.keys || []).map((key) => [
+      el("code", {}, key.id),
+      key.name,
+      key.prefix,
+      time(key.created_at),
+      key.revoked_at ? "revoked " + time(key.revoked_at) : "active",
+      key.revoked_at ? null : action("Revoke", () => revoke(key.id), { "data-key": key.id }),
+    ]);
+    const form = admin
+      ? el(
+          "form",
+          { id: "create-key", onsubmit: createKey },
+          el("label", { for: "key-name" }, "Name"),
+          el("input", { id: "key-name", name: "name", required: true, maxlength: 128 }),
+          el("button", { type: "submit", class: "action" }, "Create key")
+        )
+      : null;
+    // The new key is shown once: kept only until the next render.
+    const shown = createdKey
+      ? el("p", { class: "notice ok", id: "new-key" }, "New key (shown once, store it now): ", el("code", { id: "new-key-value" }, createdKey))
+      : null;
+    createdKey = null;
+    return [section("API keys", shown, form, table(["Id", "Name", "Prefix", "Created", "State", ""], rows, "No keys yet: create one above."))];
+  }
+
+  async function createKey(event) {
+    event.preventDefault();
+    const name = document.getElementById("key-name").value.trim();
+    try {
+      const res = await api("/admin/keys", { method: "POST", body: { name } });
+      createdKey = res.key;
+      await refresh(keysNodes);
+    } catch (err) {
+      notice("Creating the key failed: " + err.message, "failed");
+    }
+  }
+
+  async function revoke(id) {
+    if (!window.confirm("Revoke key " + id + "? Clients using it are refused at once.")) return;
+    try {
+      await api("/admin/keys/" + encodeURIComponent(id), { method: "DELETE" });
+      await refresh(keysNodes);
+    } catch (err) {
+      notice("Revoking failed: " + err.message, "failed");
+    }
+  }
+
+  // ---- alerts --------------------------------------------------------------
+
+  async function alertsNodes() {
+    const a = await api("/admin/alerts");
+    const rows = (a.alerts || []).map((entry) => {
+      const s = entry.state || {};
+      const id = s.fingerprint;
+      return [
+        s.name,
+        s.severity,
+        el("span", { class: s.status === "firing" ? "bad" : "" }, s.status + (s.acknowledged_by ? " (ack by " + s.acknowledged_by + ")" : "")),
+        num(s.value, 3),
+        entry.summary || "",
+        s.status === "firing" && !s.acknowledged_at_ms ? action("Acknowledge", () => alertAction(id, "ack"), { "data-alert": id }) : null,
+        s.status === "firing" ? action("Resolve", () => alertAction(id, "resolve"), { "data-alert": id }) : null,
+      ];
+    });
+    return [section("Alerts", table(["Alert", "Severity", "Status", "Value", "Summary", "", ""], rows, "No alert rules or alerts yet."))];
+  }
+
+  async function alertAction(id, what) {
+    try {
+      await api("/admin/alerts/" + encodeURIComponent(id) + "/" + what, { method: "POST" });
+      await refresh(alertsNodes);
+    } catch (err) {
+      notice("Alert " + what + " failed: " + err.message, "failed");
+    }
+  }
+
+  // ---- pages ---------------------------------------------------------------
+
+  function placeholder(title, text) {
+    return () => Promise.resolve([section(title, el("p", { class: "empty" }, text))]);
+  }
+
+  const pages = {
+    overview: async () => [...(await healthNodes()), ...(await analyticsNodes())],
+    "production-health": healthNodes,
+    analytics: analyticsNodes,
+    flags: flagsNodes,
+    keys: keysNodes,
+    alerts: alertsNodes,
+    optimization: placeholder("Optimization", "Recommendations arrive with the optimization feature."),
+    "video-monitoring": placeholder("Video monitoring", "Video platform health arrives with the video feature."),
+  };
+
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.dataset.nav === page) link.setAttribute("aria-current", "page");
+  }
+  const render = pages[page] || pages.overview;
+  // Pages with actions refresh after each action instead of on a timer, so
+  // a confirmation or a just-created key is not replaced under the operator.
+  if (["flags", "keys"].includes(page)) refresh(render);
+  else every(render);
+})();

@@ -1,0 +1,101 @@
+//! Sign-in and sign-out: the token check, the session cookie and its CSRF
+//! token come from `dol_core::console`; this module reads the variables, the
+//! clock and randomness, and writes the cookie.
+
+use dol_core::console::{self, Role, SignIn};
+use spin_sdk::http::{Request, Response};
+
+use dol_spin_platform as platform;
+
+use crate::pages;
+
+/// A signed-in operator, as a page needs it.
+pub struct Current {
+    /// What the session may do.
+    pub role: Role,
+    /// The CSRF token the page's scripts send with changes.
+    pub csrf: String,
+}
+
+fn key() -> Vec<u8> {
+    let admin = platform::variable("console", platform::ADMIN_TOKEN_VARIABLE);
+    console::signing_key(&admin, "")
+}
+
+fn now_secs() -> i64 {
+    platform::now_ms() / 1000
+}
+
+/// The request's valid session, if any.
+pub fn current(req: &Request) -> Option<Current> {
+    let value = console::cookie_value(platform::header(req, "cookie"))?;
+    let key = key();
+    let session = console::verify(&key, value, now_secs()).ok()?;
+    Some(Current {
+        role: session.role,
+        csrf: console::csrf_token(&key, &session.value),
+    })
+}
+
+/// Whether the browser reached DOL over HTTPS (the cookie is then `Secure`).
+fn secure(req: &Request) -> bool {
+    let https = |v: Option<&str>| v.is_some_and(|v| v.to_ascii_lowercase().starts_with("https"));
+    https(platform::header(req, "spin-full-url"))
+        || https(platform::header(req, "x-forwarded-proto"))
+}
+
+/// `POST /admin/dol/login` with the form field `token`.
+pub fn login(req: &Request) -> Response {
+    let body = String::from_utf8_lossy(req.body());
+    let presented = platform::query_param(&body, "token").unwrap_or_default();
+    let admin = platform::variable("console", platform::ADMIN_TOKEN_VARIABLE);
+    let viewer = platform::variable("console", platform::VIEWER_TOKEN_VARIABLE);
+    match console::sign_in(&admin, &viewer, &presented) {
+        SignIn::Granted(role) => {
+            let nonce: String = wasi::random::random::get_random_bytes(12)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let key = console::signing_key(&admin, "");
+            let value = console::create(&key, role, now_secs(), &nonce);
+            Response::builder()
+                .status(303)
+                .header("location", "/admin/dol")
+                .header("set-cookie", console::set_cookie(&value, secure(req)))
+                .header("cache-control", "no-store")
+                .body(Vec::new())
+                .build()
+        }
+        SignIn::Refused => pages::sign_in(401, Some("That token is not valid. Try again.")),
+        SignIn::Closed => pages::sign_in(
+            403,
+            Some("The console is closed: admin_token is not configured."),
+        ),
+    }
+}
+
+/// `POST /admin/dol/logout`: clears the cookie and shows the sign-in form.
+pub fn logout(req: &Request) -> Response {
+    Response::builder()
+        .status(303)
+        .header("location", "/admin/dol")
+        .header("set-cookie", console::clear_cookie(secure(req)))
+        .header("cache-control", "no-store")
+        .body(Vec::new())
+        .build()
+}
+
+/// Seconds between refreshes: `?refresh=N` (5–3600), else the
+/// `console_refresh_secs` variable, else 30.
+pub fn refresh_secs(req: &Request) -> u32 {
+    let valid = |s: String| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (5..=3600).contains(n))
+    };
+    platform::query_param(req.query(), "refresh")
+        .and_then(valid)
+        .or_else(|| valid(platform::variable("console", "console_refresh_secs")))
+        .unwrap_or(30)
+}
