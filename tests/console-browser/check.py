@@ -15,6 +15,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -122,14 +123,31 @@ def admin_flow(c):
     stored = c.d.execute_script("return JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
     assert ADMIN not in stored
     assert "Last refreshed" in c.text("#refresh-status")
+    transferred = c.d.execute_script(
+        "return performance.getEntries().reduce((n, e) => n + (e.transferSize || 0), 0)"
+    )
+    assert 0 < transferred < 150_000, f"landing page transferred {transferred} bytes"
+    # Keyboard: the skip link first, then the navigation.
+    c.d.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    assert c.d.switch_to.active_element.text == "Skip to content"
+    c.d.switch_to.active_element.send_keys(Keys.TAB)
+    assert c.d.switch_to.active_element.text == "Overview"
     c.shot("overview")
     c.no_console_errors("overview")
     print("ok: signed in, HEALTHY, score", health["systemHealth"]["score"])
 
-    c.go("/admin/dol/production-health")
+    c.go("/admin/dol/production-health?refresh=5")
     c.wait_text("#health-status", lambda t: t == "HEALTHY", "production health")
+    c.wait_text("#refresh-status", lambda t: "every 5 s" in t, "configurable refresh")
     c.shot("production-health")
     c.no_console_errors("production health")
+    # A failing refresh keeps the last data and says so.
+    c.d.execute_script("window.fetch = () => Promise.reject(new Error('network down'))")
+    c.wait_text("#refresh-status", lambda t: "Refresh failed" in t and "showing data from" in t, "failed refresh")
+    assert c.text("#health-status") == "HEALTHY", "the old data stays"
+    c.shot("production-health-refresh-failed")
+    c.no_console_errors("failed refresh")
+    print("ok: refresh every 5 s; a failed refresh keeps the data and says so")
 
     # Chat traffic, then the request count on the analytics page.
     for i in range(3):
@@ -147,6 +165,10 @@ def admin_flow(c):
     c.wait_text("#metric-requests", lambda t: t == f"{expected:,}", "request count")
     bars = c.d.find_elements(By.CSS_SELECTOR, "svg.chart rect")
     assert bars, "a bar chart of requests per model"
+    points = c.d.find_elements(By.CSS_SELECTOR, "svg.series g.point")
+    charted = sum(int(p.get_attribute("data-requests")) for p in points)
+    series = sum(p["requests"] for p in metrics["series"])
+    assert points and charted == series == expected, (len(points), charted, series, expected)
     c.shot("analytics")
     c.no_console_errors("analytics")
     print("ok: analytics shows", expected, "requests")

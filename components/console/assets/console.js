@@ -220,6 +220,40 @@
     return el("figure", {}, chart, el("figcaption", {}, title));
   }
 
+  /** An SVG column chart of the window's series: requests per point, the
+   *  errors among them darker; each point carries its figures for tests. */
+  function seriesChart(title, points) {
+    const total = points.reduce((n, p) => n + p.requests, 0);
+    if (!total) return el("p", { class: "empty" }, "No requests in this window yet: the chart fills as traffic arrives.");
+    const width = 640, height = 160, left = 40, bottom = 20;
+    const max = Math.max(1, ...points.map((p) => p.requests));
+    const w = (width - left) / points.length;
+    const y = (v) => height - bottom - ((height - bottom - 10) * v) / max;
+    const label = (at) => new Date(at * 1000).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    const chart = svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title, class: "chart series" },
+      svg("title", {}, title),
+      svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }),
+      svg("text", { x: 0, y: 14, class: "tick" }, num(max)),
+      svg("text", { x: 0, y: height - bottom, class: "tick" }, "0"),
+      svg("text", { x: left, y: height - 4, class: "tick" }, label(points[0].at)),
+      svg("text", { x: width, y: height - 4, class: "tick end" }, label(points[points.length - 1].at)),
+      points.filter((p) => p.requests > 0).map((p) => {
+        const i = points.indexOf(p);
+        const x = left + i * w;
+        return svg(
+          "g",
+          { class: "point", "data-at": p.at, "data-requests": p.requests, "data-errors": p.errors },
+          svg("title", {}, `${label(p.at)}: ${p.requests} requests, ${p.errors} errors, p95 ${num(p.p95Ms)} ms`),
+          svg("rect", { x: x + 1, y: y(p.requests), width: Math.max(w - 2, 1), height: height - bottom - y(p.requests) }),
+          p.errors ? svg("rect", { x: x + 1, y: y(p.errors), width: Math.max(w - 2, 1), height: height - bottom - y(p.errors), class: "errors" }) : null
+        );
+      })
+    );
+    return el("figure", {}, chart, el("figcaption", {}, title));
+  }
+
   async function analyticsNodes() {
     const m = await api("/api/metrics?window=" + encodeURIComponent(windowName));
     const t = m.totals || {};
@@ -261,6 +295,7 @@
           card("Cost", "$" + num(t.costUsd || 0, 4), "metric-cost"),
           card("Trend", m.trend || "–", "metric-trend")
         ),
+        seriesChart("Requests over the last " + windowName + " (errors darker)", m.series || []),
         barChart(
           "Requests per model (" + windowName + ")",
           Object.entries(m.byModel || {}).map(([k, v]) => [k, v.requests || 0])
