@@ -225,9 +225,47 @@ def admin_flow(c):
     c.wait_text("main", lambda t: "ack by" in t, "acknowledged alert")
     _, alert = http("GET", "/admin/alerts/" + alert_id, headers={"authorization": "Bearer " + ADMIN})
     assert alert["alert"]["state"]["acknowledged_at_ms"], alert
+    assert "HighErrorRate" in c.text("main"), "the rules in force"
     c.shot("alerts")
     c.no_console_errors("alerts")
     print("ok: alert acknowledged from the page")
+
+    # Experiments: the report as the API computes it, intervals drawn.
+    definition = {
+        "flag": "generation_experiment",
+        "control": "control",
+        "variants": [{"name": "control", "weight": 90}, {"name": "treatment", "weight": 10}],
+        "primary": {"kind": "conversion", "event": "purchase"},
+    }
+    status, body = http("PUT", "/admin/experiments/console-demo", definition, {"authorization": "Bearer " + ADMIN})
+    assert status in (200, 201), (status, body)
+    _, report = http("GET", "/admin/experiments/console-demo", headers={"authorization": "Bearer " + ADMIN})
+    c.go("/admin/dol/experiments")
+    c.wait_text("main", lambda t: "console-demo" in t and "Verdict: " + report["verdict"]["decision"] in t, "experiment verdict")
+    c.shot("experiments")
+    c.no_console_errors("experiments")
+
+    c.go("/admin/dol/models")
+    c.wait_text("main", lambda t: "gpt-4o" in t, "the model catalog")
+    c.shot("models")
+    c.no_console_errors("models")
+
+    c.go("/admin/dol/audit")
+    c.wait_text("main", lambda t: "console:admin" in t, "the page's kill in the audit log")
+    c.shot("audit")
+    c.no_console_errors("audit")
+
+    c.go("/admin/dol/scans")
+    c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'button.action[data-scan="heartbeat"]'))).click()
+    c.wait_text("#scan-result", lambda t: "heartbeat ran" in t, "run a scan now")
+    c.shot("scans")
+    c.no_console_errors("scans")
+
+    for placeholder in ("optimization", "video-monitoring"):
+        c.go("/admin/dol/" + placeholder)
+        c.text("main h2")
+        c.no_console_errors(placeholder)
+    print("ok: experiments, models, audit, scans and the placeholder pages")
 
     # Sign out: the cookie is gone and the pages ask to sign in again.
     c.go("/admin/dol")
@@ -250,6 +288,9 @@ def viewer_flow(c):
         ("flags", "table"),
         ("keys", "main h2"),
         ("alerts", "table"),
+        ("scans", "table"),
+        ("experiments", "main h2"),
+        ("audit", "main h2"),
     ):
         c.go("/admin/dol/" + page)
         c.text(ready)

@@ -330,7 +330,42 @@
         toggle,
       ];
     });
-    return [section("Flags", table(["Flag", "State", "Variants", "Default", "Targeting", "Kill switch", ""], rows, "No flags yet: PUT a flagd document to /admin/flags."))];
+    const r = await api("/admin/rollouts");
+    return [
+      section("Flags", table(["Flag", "State", "Variants", "Default", "Targeting", "Kill switch", ""], rows, "No flags yet: PUT a flagd document to /admin/flags.")),
+      section("Rollouts", rolloutTable(r.rollouts || [])),
+    ];
+  }
+
+  function rolloutTable(rollouts) {
+    const rows = rollouts.map((ro) => {
+      const ops = [];
+      if (ro.status === "active") ops.push(action("Pause", () => rolloutOp(ro.flag, "pause"), { "data-rollout": ro.flag }));
+      if (ro.status === "paused") ops.push(action("Resume", () => rolloutOp(ro.flag, "resume"), { "data-rollout": ro.flag }));
+      if (["paused", "rolled_back", "cancelled"].includes(ro.status)) ops.push(action("Restart", () => rolloutOp(ro.flag, "restart"), { "data-rollout": ro.flag }));
+      if (["active", "paused"].includes(ro.status)) ops.push(action("Cancel", () => rolloutOp(ro.flag, "cancel"), { "data-rollout": ro.flag }));
+      return [
+        el("code", {}, ro.flag),
+        ro.variant + " vs " + ro.control,
+        ro.status,
+        el("span", {}, el("progress", { max: 100, value: ro.percent, "aria-label": ro.flag + " rollout percent" }), " " + num(ro.percent) + " %"),
+        "step " + (Number(ro.step) + 1) + " of " + ro.steps,
+        ro.reason || "",
+        ops,
+      ];
+    });
+    return table(["Flag", "Variant", "Status", "Share", "Step", "Reason", ""], rows, "No rollouts: start one with PUT /admin/flags/{key}/rollout.");
+  }
+
+  async function rolloutOp(flag, op) {
+    if (!window.confirm(op[0].toUpperCase() + op.slice(1) + " the rollout of " + flag + "?")) return;
+    const base = "/admin/flags/" + encodeURIComponent(flag) + "/rollout";
+    try {
+      await api(op === "cancel" ? base : base + "/" + op, { method: op === "cancel" ? "DELETE" : "POST" });
+      await refresh(flagsNodes);
+    } catch (err) {
+      notice("Rollout " + op + " failed: " + err.message, "failed");
+    }
   }
 
   async function kill(key, on) {
@@ -416,7 +451,26 @@
         s.status === "firing" ? action("Resolve", () => alertAction(id, "resolve"), { "data-alert": id }) : null,
       ];
     });
-    return [section("Alerts", table(["Alert", "Severity", "Status", "Value", "Summary", "", ""], rows, "No alert rules or alerts yet."))];
+    const [rules, silences] = await Promise.all([api("/admin/alerts/rules"), api("/admin/silences")]);
+    return [
+      section("Alerts", table(["Alert", "Severity", "Status", "Value", "Summary", "", ""], rows, "No alert rules or alerts yet.")),
+      section(
+        "Rules (" + (rules.source || "") + ")",
+        table(
+          ["Rule", "Metric", "Condition", "Window", "For", "Severity"],
+          (rules.rules || []).map((r) => [r.name, r.metric, r.comparison + " " + r.threshold, r.window, r.for || "", r.severity]),
+          "No rules."
+        )
+      ),
+      section(
+        "Silences",
+        table(
+          ["Id", "Matchers", "Active", "Created by"],
+          (silences.silences || []).map((x) => [x.id, JSON.stringify(x.matchers || x.labels || {}), x.active ? "yes" : "no", x.created_by || ""]),
+          "No silences."
+        )
+      ),
+    ];
   }
 
   async function alertAction(id, what) {
@@ -425,6 +479,159 @@
       await refresh(alertsNodes);
     } catch (err) {
       notice("Alert " + what + " failed: " + err.message, "failed");
+    }
+  }
+
+
+  // ---- experiments ---------------------------------------------------------
+
+  /** Each variant's interval drawn on one shared scale, its value a dot. */
+  function intervals(variants) {
+    const withCi = variants.filter((v) => Array.isArray(v.ci));
+    if (!withCi.length) return null;
+    const lo = Math.min(...withCi.map((v) => v.ci[0]));
+    const hi = Math.max(...withCi.map((v) => v.ci[1]));
+    const span = hi - lo || 1;
+    const width = 360, left = 90, rowH = 22;
+    const x = (v) => left + ((width - left - 10) * (v - lo)) / span;
+    return svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${withCi.length * rowH + 6}`, role: "img", "aria-label": "confidence intervals", class: "chart intervals" },
+      withCi.map((v, i) => {
+        const y = i * rowH + 12;
+        return svg(
+          "g",
+          { class: "interval" },
+          svg("text", { x: 0, y: y + 4 }, v.variant),
+          svg("line", { x1: x(v.ci[0]), y1: y, x2: x(v.ci[1]), y2: y, class: "ci" }),
+          svg("circle", { cx: x(v.value), cy: y, r: 4 })
+        );
+      })
+    );
+  }
+
+  async function experimentsNodes() {
+    const list = await api("/admin/experiments");
+    const reports = await Promise.all((list.experiments || []).map((e) => api("/admin/experiments/" + encodeURIComponent(e.key))));
+    if (!reports.length) return [section("Experiments", el("p", { class: "empty" }, "No experiments yet: PUT a definition to /admin/experiments/{key}."))];
+    return [
+      section(
+        "Experiments",
+        reports.map((r) => {
+          const v = r.verdict || {};
+          const srm = (r.units || {}).srm || {};
+          return el(
+            "article",
+            { class: "experiment" },
+            el("h3", {}, r.key + " (flag " + r.flag + ")"),
+            el("p", {}, el("strong", {}, "Verdict: " + (v.decision || "–") + (v.variant ? " " + v.variant : "")), " ", (v.reasons || []).join(" ")),
+            srm.mismatch ? el("p", { class: "notice failed" }, "Sample ratio mismatch (p = " + num(srm.p_value, 4) + "): the split is broken; do not trust the results.") : null,
+            (r.metrics || []).map((m) =>
+              el(
+                "div",
+                {},
+                el("h4", {}, m.name + " (" + m.role + ")"),
+                table(
+                  ["Variant", "n", "Value", "Interval", "Lift", "p-value", "Outcome"],
+                  (m.variants || []).map((x) => {
+                    const c = x.comparison || {};
+                    return [
+                      x.variant, num(x.n), num(x.value, 4),
+                      Array.isArray(x.ci) ? num(x.ci[0], 4) + " – " + num(x.ci[1], 4) : "–",
+                      c.relative_lift === undefined || c.relative_lift === null ? "–" : pct(c.relative_lift),
+                      c.p_value === undefined || c.p_value === null ? "–" : Number(c.p_value).toPrecision(3),
+                      c.outcome || (x.variant === r.control ? "control" : "–"),
+                    ];
+                  }),
+                  "No data yet."
+                ),
+                intervals(m.variants || [])
+              )
+            )
+          );
+        })
+      ),
+    ];
+  }
+
+  // ---- models --------------------------------------------------------------
+
+  async function modelsNodes() {
+    const m = await api("/admin/models");
+    const price = (v) => (v === null || v === undefined ? el("span", { class: "bad" }, "no price") : "$" + num(v, 2));
+    return [
+      section(
+        "Models",
+        table(
+          ["Provider", "Model", "Tier", "Input / 1M", "Output / 1M", "Context", "Capabilities"],
+          (m.models || []).map((x) => [x.provider, el("code", {}, x.model), x.tier, price(x.input_usd_per_1m), price(x.output_usd_per_1m), num(x.context_window), (x.capabilities || []).join(", ")]),
+          "No models in the catalog."
+        )
+      ),
+    ];
+  }
+
+  // ---- audit ---------------------------------------------------------------
+
+  let auditFlag = "";
+
+  async function auditNodes() {
+    const q = "/admin/audit?limit=100" + (auditFlag ? "&flag=" + encodeURIComponent(auditFlag) : "");
+    const a = await api(q);
+    const filter = el(
+      "form",
+      { class: "filter", onsubmit: (e) => { e.preventDefault(); auditFlag = document.getElementById("audit-flag").value.trim(); refresh(auditNodes); } },
+      el("label", { for: "audit-flag" }, "Flag"),
+      el("input", { id: "audit-flag", value: auditFlag, placeholder: "all flags" }),
+      el("button", { type: "submit" }, "Filter")
+    );
+    return [
+      section(
+        "Audit log",
+        filter,
+        table(
+          ["When", "Actor", "Action", "Flag", "Version"],
+          (a.entries || []).map((e) => [new Date(e.at).toLocaleString(), e.actor, e.action, e.flag_key || "", num(e.version)]),
+          "No entries."
+        )
+      ),
+    ];
+  }
+
+  // ---- scans ---------------------------------------------------------------
+
+  const SCANS = ["heartbeat", "alerts", "rollouts", "probes", "discovery", "report", "retention"];
+
+  async function scansNodes() {
+    const h = await api("/api/health", { allow503: true });
+    const seen = new Map((h.scans || []).map((x) => [x.name, x]));
+    return [
+      section(
+        "Scans",
+        table(
+          ["Scan", "Last run", "Age", ""],
+          SCANS.map((name) => {
+            const x = seen.get(name);
+            return [
+              name,
+              x ? new Date(x.lastRunMs).toLocaleString() : "never",
+              x ? num(x.ageSeconds, 0) + " s" : "–",
+              action("Run now", () => runScan(name), { "data-scan": name }),
+            ];
+          }),
+          "No scans."
+        )
+      ),
+    ];
+  }
+
+  async function runScan(name) {
+    try {
+      const r = await api("/admin/scans/" + encodeURIComponent(name), { method: "POST" });
+      await refresh(scansNodes);
+      notice("Scan " + name + " ran: " + ((r.scan && r.scan.status) || "ok"), "ok").id = "scan-result";
+    } catch (err) {
+      notice("Scan " + name + " failed: " + err.message, "failed");
     }
   }
 
@@ -441,6 +648,10 @@
     flags: flagsNodes,
     keys: keysNodes,
     alerts: alertsNodes,
+    experiments: experimentsNodes,
+    models: modelsNodes,
+    audit: auditNodes,
+    scans: scansNodes,
     optimization: placeholder("Optimization", "Recommendations arrive with the optimization feature."),
     "video-monitoring": placeholder("Video monitoring", "Video platform health arrives with the video feature."),
   };
@@ -451,6 +662,6 @@
   const render = pages[page] || pages.overview;
   // Pages with actions refresh after each action instead of on a timer, so
   // a confirmation or a just-created key is not replaced under the operator.
-  if (["flags", "keys"].includes(page)) refresh(render);
+  if (["flags", "keys", "audit", "scans"].includes(page)) refresh(render);
   else every(render);
 })();

@@ -20,6 +20,10 @@ const PAGES: &[&str] = &[
     "flags",
     "keys",
     "alerts",
+    "experiments",
+    "models",
+    "audit",
+    "scans",
     "optimization",
     "video-monitoring",
 ];
