@@ -269,12 +269,15 @@ def admin_flow(c):
 
     # Sign out: the cookie is gone and the pages ask to sign in again.
     c.go("/admin/dol")
+    session = c.d.get_cookie("dol_session")["value"]
     c.d.find_element(By.ID, "sign-out-button").click()
     c.text("#token")
     assert not c.d.get_cookies(), c.d.get_cookies()
     c.go("/admin/dol/keys")
     c.text("#token")
     assert not c.d.find_elements(By.ID, "create-key")
+    status, body = http("GET", "/admin/keys", headers={"cookie": "dol_session=" + session})
+    assert status == 401 and "signed out" in json.dumps(body), (status, body)
     c.no_console_errors("sign out")
     print("ok: signed out and refused")
 

@@ -189,7 +189,7 @@ async fn the_cookie_is_secure_behind_https() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signing_out_clears_the_cookie() {
+async fn signing_out_clears_the_cookie_and_ends_the_session() {
     let host = start(&[]).await;
     let (cookie, _) = session(&host, ADMIN).await;
     let r = send(
@@ -206,6 +206,18 @@ async fn signing_out_clears_the_cookie() {
         set.starts_with("dol_session=;") && set.contains("Max-Age=0"),
         "{set}"
     );
+    // A copy of the cookie no longer works either: the session is over.
+    let r = send(&host, "GET", "/admin/keys", &[("cookie", &cookie)], "").await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    assert!(r.text.contains("signed out"), "{}", r.text);
+    let page = send(&host, "GET", "/admin/dol", &[("cookie", &cookie)], "").await;
+    assert!(
+        page.text.contains("action=\"/admin/dol/login\""),
+        "sign in again"
+    );
+    let (other, _) = session(&host, ADMIN).await;
+    let r = send(&host, "GET", "/admin/keys", &[("cookie", &other)], "").await;
+    assert_eq!(r.status, 200, "other sessions go on: {}", r.text);
     host.app.shutdown().await;
 }
 

@@ -3,6 +3,7 @@
 //! clock and randomness, and writes the cookie.
 
 use dol_core::console::{self, Role, SignIn};
+use dol_core::storage::KeyValue as _;
 use spin_sdk::http::{Request, Response};
 
 use dol_spin_platform as platform;
@@ -31,6 +32,9 @@ pub fn current(req: &Request) -> Option<Current> {
     let value = console::cookie_value(platform::header(req, "cookie"))?;
     let key = key();
     let session = console::verify(&key, value, now_secs()).ok()?;
+    if platform::session_signed_out("console", &session) {
+        return None;
+    }
     Some(Current {
         role: session.role,
         csrf: console::csrf_token(&key, &session.value),
@@ -74,8 +78,21 @@ pub fn login(req: &Request) -> Response {
     }
 }
 
-/// `POST /admin/dol/logout`: clears the cookie and shows the sign-in form.
+/// `POST /admin/dol/logout`: marks the session signed out (so a copy of
+/// the cookie no longer works either), clears the cookie and shows the
+/// sign-in form.
 pub fn logout(req: &Request) -> Response {
+    let value = console::cookie_value(platform::header(req, "cookie"));
+    if let Some(session) = value.and_then(|v| console::verify(&key(), v, now_secs()).ok()) {
+        let mark = session.expires.to_string();
+        let stored = platform::SpinKv::open_default()
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|mut kv| kv.set(&console::signed_out_key(&session), mark.as_bytes()));
+        if let Err(err) = stored {
+            // The cookie is still cleared; the log says the copy stays valid.
+            eprintln!("console: storing the sign-out mark failed: {err}");
+        }
+    }
     Response::builder()
         .status(303)
         .header("location", "/admin/dol")

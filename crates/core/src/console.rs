@@ -75,6 +75,9 @@ pub enum SessionError {
     /// No admin token is configured, so no session can be valid.
     #[error("no admin token is configured")]
     NoKey,
+    /// The session was ended with `POST /admin/dol/logout`.
+    #[error("the session was signed out: sign in again")]
+    SignedOut,
 }
 
 /// Outcome of signing in with a presented token.
@@ -171,6 +174,16 @@ pub fn verify(key: &[u8], value: &str, now_secs: i64) -> Result<Session, Session
     })
 }
 
+/// Prefix of the key-value keys that mark signed-out sessions.
+pub const SIGNED_OUT_PREFIX: &str = "dol:console:signed-out:";
+
+/// The key-value key that marks `session` as signed out (from its
+/// signature, so it names one session and reveals nothing).
+pub fn signed_out_key(session: &Session) -> String {
+    let tag = session.value.rsplit('.').next().unwrap_or_default();
+    format!("{SIGNED_OUT_PREFIX}{}", tag.get(..32).unwrap_or(tag))
+}
+
 /// The CSRF token that belongs to a session cookie value.
 pub fn csrf_token(key: &[u8], cookie_value: &str) -> String {
     hmac_sha256_hex(key, &[b"csrf|", cookie_value.as_bytes()])
@@ -238,13 +251,14 @@ pub struct AdminSecrets<'a> {
 }
 
 /// Decides an admin API request: the bearer admin token as before, or a
-/// console session cookie (a viewer only reads; a state-changing request
-/// with a session must carry its CSRF token). Returns the actor for the
-/// audit log, or the error to send.
+/// console session cookie (not signed out per `signed_out`; a viewer only
+/// reads; a state-changing request with a session must carry its CSRF
+/// token). Returns the actor for the audit log, or the error to send.
 pub fn authorize_admin(
     secrets: AdminSecrets<'_>,
     req: AdminRequest<'_>,
     now_secs: i64,
+    signed_out: &dyn Fn(&Session) -> bool,
 ) -> Result<String, ApiError> {
     use crate::auth::{self, TokenCheck};
     if secrets.admin_token.is_empty() {
@@ -263,6 +277,9 @@ pub fn authorize_admin(
     {
         let key = signing_key(secrets.admin_token, "");
         let session = verify(&key, value, now_secs).map_err(|e| unauthorized(&format!("{e}")))?;
+        if signed_out(&session) {
+            return Err(unauthorized(&SessionError::SignedOut.to_string()));
+        }
         if !req.safe_method {
             if session.role != Role::Admin {
                 return Err(ApiError::new(
@@ -314,6 +331,10 @@ mod tests {
         }
     }
 
+    fn open(_: &Session) -> bool {
+        false
+    }
+
     const SECRETS: AdminSecrets<'static> = AdminSecrets {
         admin_token: "admin-secret",
     };
@@ -324,21 +345,21 @@ mod tests {
             authorization: Some("Bearer admin-secret"),
             ..AdminRequest::default()
         };
-        assert!(authorize_admin(SECRETS, req, NOW).is_ok());
+        assert!(authorize_admin(SECRETS, req, NOW, &open).is_ok());
         let wrong = AdminRequest {
             authorization: Some("Bearer nope"),
             ..req
         };
-        let err = authorize_admin(SECRETS, wrong, NOW).unwrap_err();
+        let err = authorize_admin(SECRETS, wrong, NOW, &open).unwrap_err();
         assert_eq!(err.code, Code::Unauthorized);
         let none = admin_req("GET", None, None);
         assert_eq!(
-            authorize_admin(SECRETS, none, NOW).unwrap_err().code,
+            authorize_admin(SECRETS, none, NOW, &open).unwrap_err().code,
             Code::Unauthorized
         );
         let closed = AdminSecrets { admin_token: "" };
         assert_eq!(
-            authorize_admin(closed, req, NOW).unwrap_err().code,
+            authorize_admin(closed, req, NOW, &open).unwrap_err().code,
             Code::AdminClosed
         );
     }
@@ -349,22 +370,26 @@ mod tests {
         let cookie = format!("{COOKIE_NAME}={value}");
         let csrf = csrf_token(&key(), &value);
         let get = admin_req("GET", Some(&cookie), None);
-        let actor = authorize_admin(SECRETS, get, NOW).unwrap();
+        let actor = authorize_admin(SECRETS, get, NOW, &open).unwrap();
         assert!(actor.starts_with("console:admin"), "{actor}");
         let post = admin_req("POST", Some(&cookie), Some(&csrf));
-        assert!(authorize_admin(SECRETS, post, NOW).is_ok());
+        assert!(authorize_admin(SECRETS, post, NOW, &open).is_ok());
         let forged = admin_req("POST", Some(&cookie), None);
         assert_eq!(
-            authorize_admin(SECRETS, forged, NOW).unwrap_err().code,
+            authorize_admin(SECRETS, forged, NOW, &open)
+                .unwrap_err()
+                .code,
             Code::Forbidden
         );
         let wrong = admin_req("DELETE", Some(&cookie), Some("abc"));
         assert_eq!(
-            authorize_admin(SECRETS, wrong, NOW).unwrap_err().code,
+            authorize_admin(SECRETS, wrong, NOW, &open)
+                .unwrap_err()
+                .code,
             Code::Forbidden
         );
         let late = admin_req("GET", Some(&cookie), None);
-        let err = authorize_admin(SECRETS, late, NOW + SESSION_TTL_SECS).unwrap_err();
+        let err = authorize_admin(SECRETS, late, NOW + SESSION_TTL_SECS, &open).unwrap_err();
         assert_eq!(err.code, Code::Unauthorized);
     }
 
@@ -373,18 +398,52 @@ mod tests {
         let value = create(&key(), Role::Viewer, NOW, "n");
         let cookie = format!("{COOKIE_NAME}={value}");
         let csrf = csrf_token(&key(), &value);
-        assert!(authorize_admin(SECRETS, admin_req("GET", Some(&cookie), None), NOW).is_ok());
+        assert!(
+            authorize_admin(SECRETS, admin_req("GET", Some(&cookie), None), NOW, &open).is_ok()
+        );
         let post = admin_req("POST", Some(&cookie), Some(&csrf));
         assert_eq!(
-            authorize_admin(SECRETS, post, NOW).unwrap_err().code,
+            authorize_admin(SECRETS, post, NOW, &open).unwrap_err().code,
             Code::Forbidden
+        );
+    }
+
+    #[test]
+    fn signed_out_sessions_are_unauthorized() {
+        let value = create(&key(), Role::Admin, NOW, "n");
+        let cookie = format!("{COOKIE_NAME}={value}");
+        let session = verify(&key(), &value, NOW).unwrap();
+        let marked = signed_out_key(&session);
+        assert!(
+            marked.starts_with(SIGNED_OUT_PREFIX) && marked.len() == SIGNED_OUT_PREFIX.len() + 32
+        );
+        let other = verify(&key(), &create(&key(), Role::Admin, NOW, "m"), NOW).unwrap();
+        assert_ne!(marked, signed_out_key(&other), "one key per session");
+        let is_marked = |s: &Session| signed_out_key(s) == marked;
+        let err = authorize_admin(
+            SECRETS,
+            admin_req("GET", Some(&cookie), None),
+            NOW,
+            &is_marked,
+        )
+        .unwrap_err();
+        assert_eq!(err.code, Code::Unauthorized);
+        assert!(err.message.contains("signed out"), "{}", err.message);
+        let bearer = AdminRequest {
+            authorization: Some("Bearer admin-secret"),
+            ..admin_req("GET", Some(&cookie), None)
+        };
+        assert!(
+            authorize_admin(SECRETS, bearer, NOW, &is_marked).is_ok(),
+            "the bearer token is not a session"
         );
     }
 
     #[test]
     fn forged_session_cookies_are_unauthorized() {
         let cookie = format!("{COOKIE_NAME}=v1.admin.1.99999999999.n.deadbeef");
-        let err = authorize_admin(SECRETS, admin_req("GET", Some(&cookie), None), NOW).unwrap_err();
+        let err = authorize_admin(SECRETS, admin_req("GET", Some(&cookie), None), NOW, &open)
+            .unwrap_err();
         assert_eq!(err.code, Code::Unauthorized);
     }
 

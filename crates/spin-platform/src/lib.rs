@@ -240,7 +240,25 @@ pub fn admin_actor(component: &str, req: AdminRequest<'_>) -> Result<String, Api
     let secrets = console::AdminSecrets {
         admin_token: &token,
     };
-    console::authorize_admin(secrets, req, now_ms() / 1000)
+    let signed_out = |session: &console::Session| session_signed_out(component, session);
+    console::authorize_admin(secrets, req, now_ms() / 1000, &signed_out)
+}
+
+/// Whether a console session was signed out (its mark in the `default`
+/// key-value store, [`console::signed_out_key`]). Fails closed: when the
+/// store cannot be read, the session counts as signed out.
+pub fn session_signed_out(component: &str, session: &console::Session) -> bool {
+    let key = console::signed_out_key(session);
+    match SpinKv::open_default()
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|mut kv| kv.get(&key))
+    {
+        Ok(mark) => mark.is_some(),
+        Err(err) => {
+            eprintln!("{component}: reading the console sign-out mark failed: {err}");
+            true
+        }
+    }
 }
 
 /// A 405 naming the allowed methods.
