@@ -2,7 +2,7 @@
 //! Pages are one shell whose script (`console.js`) renders the page named in
 //! its `<body data-page>` from the JSON APIs; nothing secret is in a page.
 
-use dol_core::console::Role;
+use dol_core::console::{self, Role};
 use spin_sdk::http::Response;
 
 use crate::session::Current;
@@ -55,7 +55,12 @@ fn html(status: u16, body: String) -> Response {
 /// The sign-in form, with an error message when given.
 pub fn sign_in(status: u16, error: Option<&str>) -> Response {
     let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .map(|e| {
+            format!(
+                "<p class=\"error\" role=\"alert\">{}</p>",
+                console::escape_html(e)
+            )
+        })
         .unwrap_or_default();
     html(status, SIGN_IN.replace("{{error}}", &error))
 }
@@ -99,12 +104,4 @@ pub fn asset(name: &str) -> Option<Response> {
             .body(body)
             .build(),
     )
-}
-
-/// Text safe inside HTML.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

@@ -102,17 +102,9 @@ pub fn logout(req: &Request) -> Response {
         .build()
 }
 
-/// Seconds between refreshes: `?refresh=N` (5–3600), else the
-/// `console_refresh_secs` variable, else 30.
+/// Seconds between refreshes (`dol_core::console::refresh_secs`).
 pub fn refresh_secs(req: &Request) -> u32 {
-    let valid = |s: String| {
-        s.trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (5..=3600).contains(n))
-    };
-    platform::query_param(req.query(), "refresh")
-        .and_then(valid)
-        .or_else(|| valid(platform::variable("console", "console_refresh_secs")))
-        .unwrap_or(30)
+    let query = platform::query_param(req.query(), "refresh");
+    let variable = platform::variable("console", "console_refresh_secs");
+    console::refresh_secs(query.as_deref(), &variable)
 }

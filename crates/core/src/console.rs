@@ -218,6 +218,34 @@ pub fn clear_cookie(secure: bool) -> String {
     format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}")
 }
 
+/// Seconds between page refreshes when nothing valid is configured.
+pub const DEFAULT_REFRESH_SECS: u32 = 30;
+
+/// Seconds between page refreshes: the page's `?refresh=N`, else the
+/// `console_refresh_secs` variable, else [`DEFAULT_REFRESH_SECS`]; a value
+/// counts only when it is a whole number from 5 to 3600.
+pub fn refresh_secs(query: Option<&str>, variable: &str) -> u32 {
+    let valid = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (5..=3600).contains(n))
+    };
+    query
+        .and_then(valid)
+        .or_else(|| valid(variable))
+        .unwrap_or(DEFAULT_REFRESH_SECS)
+}
+
+/// Text made safe inside HTML (element content and quoted attributes).
+pub fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
 /// Whether `method` only reads (a viewer may send it, and it needs no CSRF
 /// token).
 pub fn is_safe_method(method: &str) -> bool {
@@ -560,6 +588,25 @@ mod tests {
         }
         assert!(!set_cookie("v", false).contains("Secure"));
         assert!(clear_cookie(false).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn picks_the_refresh_interval() {
+        assert_eq!(refresh_secs(None, ""), 30);
+        assert_eq!(refresh_secs(Some("10"), "60"), 10, "the page's choice wins");
+        assert_eq!(refresh_secs(None, "60"), 60);
+        assert_eq!(refresh_secs(Some("4"), "60"), 60, "too short");
+        assert_eq!(refresh_secs(Some("3601"), ""), 30, "too long");
+        assert_eq!(refresh_secs(Some("ten"), "x"), 30);
+        assert_eq!(refresh_secs(Some(" 5 "), ""), 5);
+    }
+
+    #[test]
+    fn escapes_html() {
+        assert_eq!(
+            escape_html(r#"<a href="x">'&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]
