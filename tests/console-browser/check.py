@@ -12,7 +12,11 @@ import sys
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -63,7 +67,10 @@ def browser():
 class Console:
     def __init__(self, driver):
         self.d = driver
-        self.wait = WebDriverWait(driver, 20)
+        # Pages re-render on refresh: an element found a moment ago may be gone.
+        self.wait = WebDriverWait(
+            driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+        )
 
     def go(self, path):
         self.d.get(BASE + path)
@@ -138,6 +145,14 @@ def admin_flow(c):
 
     c.go("/admin/dol/production-health?refresh=5")
     c.wait_text("#health-status", lambda t: t == "HEALTHY", "production health")
+    # Emergency override from the page, shown in the status, then back to automatic.
+    c.d.find_element(By.CSS_SELECTOR, 'button.action[data-emergency="on"]').click()
+    c.wait.until(EC.alert_is_present()).accept()
+    c.wait_text("#health-emergency", lambda t: t.startswith("ACTIVE"), "emergency forced on")
+    c.d.find_element(By.CSS_SELECTOR, 'button.action[data-emergency="auto"]').click()
+    c.wait.until(EC.alert_is_present()).accept()
+    c.wait_text("#health-emergency", lambda t: t == "off", "emergency back to automatic")
+    c.wait_text("#health-status", lambda t: t == "HEALTHY", "healthy again")
     c.wait_text("#refresh-status", lambda t: "every 5 s" in t, "configurable refresh")
     c.shot("production-health")
     c.no_console_errors("production health")
@@ -188,6 +203,25 @@ def admin_flow(c):
     c.shot("flags")
     c.no_console_errors("flags")
     print("ok: kill switch from the page; OFREP serves the default variant")
+
+    # Edit a flag as JSON: the server's validation error names the field.
+    c.d.find_element(By.CSS_SELECTOR, 'button.action[data-edit="beta_features"]').click()
+    editor = c.wait.until(EC.visibility_of_element_located((By.ID, "flag-json")))
+    flag_json = json.loads(editor.get_attribute("value"))
+    flag_json["state"] = "MAYBE"
+    c.d.execute_script("arguments[0].value = arguments[1]", editor, json.dumps(flag_json))
+    c.d.find_element(By.ID, "flag-save").click()
+    c.wait_text("#flag-error", lambda t: t.startswith("flags.beta_features.state:"), "validation error at the field")
+    c.shot("flags-edit-error")
+    flag_json["state"] = "ENABLED"
+    c.d.execute_script("arguments[0].value = arguments[1]", editor, json.dumps(flag_json))
+    c.d.find_element(By.ID, "flag-save").click()
+    c.text("#flag-saved")
+    _, saved = http("GET", "/admin/flags/beta_features", headers={"authorization": "Bearer " + ADMIN})
+    assert saved["flag"]["state"] == "ENABLED", saved
+    # The refused PUT is a 400 that Chromium logs as a failed load; nothing else may be.
+    c.no_console_errors("flag edit", allowed=("/admin/flags/beta_features - Failed to load resource: the server responded with a status of 400",))
+    print("ok: a flag edited as JSON, the validation error shown at its field")
 
     # Create a key: shown once, and it works.
     c.go("/admin/dol/keys")

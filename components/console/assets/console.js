@@ -81,7 +81,9 @@
     // /api/health answers 503 with its full report when CRITICAL: still data.
     if (!res.ok && !(opts.allow503 && res.status === 503)) {
       const msg = data && data.error ? data.error.message : "HTTP " + res.status;
-      throw new Error(msg);
+      const err = new Error(msg);
+      err.field = data && data.error ? data.error.field : undefined;
+      throw err;
     }
     return data;
   }
@@ -168,6 +170,18 @@
         em.active
           ? el("p", { class: "notice failed" }, "Emergency mode is on: " + (em.setBy ? "set by " + em.setBy : emergency.reason || em.mode || "automatic"))
           : null,
+        admin
+          ? el(
+              "p",
+              { class: "emergency-actions" },
+              "Emergency override: ",
+              action("Force on", () => emergencyMode("on"), { "data-emergency": "on" }),
+              " ",
+              action("Force off", () => emergencyMode("off"), { "data-emergency": "off" }),
+              " ",
+              action("Automatic", () => emergencyMode("auto"), { "data-emergency": "auto" })
+            )
+          : null,
         (sh.issues || []).length ? el("ul", { class: "issues" }, sh.issues.map((i) => el("li", {}, i))) : null,
         el("h3", {}, "Component checks"),
         table(
@@ -188,6 +202,17 @@
         )
       ),
     ];
+  }
+
+  async function emergencyMode(mode) {
+    const what = { on: "Force emergency mode ON (cheapest tier for everyone, rollouts paused)?", off: "Force emergency mode OFF?", auto: "Return emergency mode to automatic?" }[mode];
+    if (!window.confirm(what)) return;
+    try {
+      await api("/admin/emergency", { method: "PUT", body: { mode } });
+      await refresh(pages[page] || healthNodes);
+    } catch (err) {
+      notice("Emergency override failed: " + err.message, "failed");
+    }
   }
 
   // ---- analytics -----------------------------------------------------------
@@ -327,12 +352,13 @@
         f.defaultVariant || "",
         f.targeting ? "targeting rules" : "default only",
         killed ? el("span", { class: "bad", "data-killed": v.key }, "KILLED → " + killed.variant) : "live",
-        toggle,
+        [toggle, " ", action("Edit", () => editFlag(v.key, f), { "data-edit": v.key })],
       ];
     });
     const r = await api("/admin/rollouts");
     return [
       section("Flags", table(["Flag", "State", "Variants", "Default", "Targeting", "Kill switch", ""], rows, "No flags yet: PUT a flagd document to /admin/flags.")),
+      el("div", { id: "flag-editor" }),
       section("Rollouts", rolloutTable(r.rollouts || [])),
     ];
   }
@@ -366,6 +392,51 @@
     } catch (err) {
       notice("Rollout " + op + " failed: " + err.message, "failed");
     }
+  }
+
+  /** Edits one flag as JSON; the server's validation error is shown at the
+   *  editor, naming its field. */
+  function editFlag(key, flag) {
+    const box = document.getElementById("flag-editor");
+    const text = el("textarea", { id: "flag-json", rows: 14, cols: 80, "aria-describedby": "flag-error", spellcheck: "false" });
+    text.value = JSON.stringify(flag, null, 2);
+    const error = el("p", { id: "flag-error", class: "error", role: "alert" });
+    const save = async (event) => {
+      event.preventDefault();
+      let body;
+      try {
+        body = JSON.parse(text.value);
+      } catch (err) {
+        error.textContent = "Not valid JSON: " + err.message;
+        return;
+      }
+      try {
+        await api("/admin/flags/" + encodeURIComponent(key), { method: "PUT", body });
+        await refresh(flagsNodes);
+        notice("Flag " + key + " saved.", "ok").id = "flag-saved";
+      } catch (err) {
+        // Name the field first, unless the server's message already does.
+        const named = !err.field || err.message.startsWith(err.field);
+        error.textContent = (named ? "" : err.field + ": ") + err.message;
+        text.setAttribute("aria-invalid", "true");
+      }
+    };
+    box.replaceChildren(
+      section(
+        "Edit " + key,
+        el(
+          "form",
+          { onsubmit: save, class: "editor" },
+          el("label", { for: "flag-json" }, "Flag " + key + " (flagd JSON)"),
+          text,
+          error,
+          el("button", { type: "submit", class: "action", id: "flag-save" }, "Save flag"),
+          " ",
+          el("button", { type: "button", onclick: () => box.replaceChildren() }, "Close")
+        )
+      )
+    );
+    text.focus();
   }
 
   async function kill(key, on) {
