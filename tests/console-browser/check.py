@@ -230,6 +230,7 @@ def admin_flow(c):
     c.d.find_element(By.CSS_SELECTOR, "#create-key button").click()
     key = c.text("#new-key-value")
     assert key.startswith("dol_sk_"), key
+    assert "(no limit)" in c.text("[data-budget]"), "budget column"
     c.shot("keys")
     status, _ = http(
         "POST",
@@ -279,8 +280,20 @@ def admin_flow(c):
     c.shot("experiments")
     c.no_console_errors("experiments")
 
+    # A model without a price (as discovery records one), priced from the page.
+    unpriced = {"tier": "basic", "input_usd_per_1m": None, "output_usd_per_1m": None, "context_window": 4096, "capabilities": []}
+    status, body = http("PUT", "/admin/models/openai/console-new", unpriced, {"authorization": "Bearer " + ADMIN})
+    assert status == 200, (status, body)
     c.go("/admin/dol/models")
-    c.wait_text("main", lambda t: "gpt-4o" in t, "the model catalog")
+    c.wait_text("main", lambda t: "gpt-4o" in t and "no price" in t, "the model catalog")
+    form = c.d.find_element(By.CSS_SELECTOR, 'form[data-price="openai/console-new"]')
+    form.find_element(By.ID, "in-openai-console-new").send_keys("0.5")
+    form.find_element(By.ID, "out-openai-console-new").send_keys("1.5")
+    form.find_element(By.TAG_NAME, "button").click()
+    c.wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, 'form[data-price="openai/console-new"]'))
+    _, catalog = http("GET", "/admin/models", headers={"authorization": "Bearer " + ADMIN})
+    priced = [m for m in catalog["models"] if m["model"] == "console-new"][0]
+    assert (priced["input_usd_per_1m"], priced["output_usd_per_1m"]) == (0.5, 1.5), priced
     c.shot("models")
     c.no_console_errors("models")
 

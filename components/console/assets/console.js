@@ -456,16 +456,38 @@
 
   let createdKey = null;
 
+  /** A bar of `used` out of `limit` (no limit: the figure alone). */
+  function usageBar(label, used, limit, fmt) {
+    if (!limit) return el("span", { class: "usage" }, fmt(used) + " (no limit)");
+    const share = Math.min(1, used / limit);
+    return el(
+      "span",
+      { class: "usage" },
+      svg("svg", { viewBox: "0 0 100 8", class: "usage-bar", role: "img", "aria-label": label + " " + Math.round(share * 100) + " %" },
+        svg("rect", { x: 0, y: 0, width: 100, height: 8, class: "track" }),
+        svg("rect", { x: 0, y: 0, width: Math.max(share * 100, 0.5), height: 8, class: share >= 0.9 ? "fill hot" : "fill" })),
+      " " + fmt(used) + " of " + fmt(limit)
+    );
+  }
+
   async function keysNodes() {
     const k = await api("/admin/keys");
-    const rows = (k.keys || []).map((key) => [
-      el("code", {}, key.id),
-      key.name,
-      key.prefix,
-      time(key.created_at),
-      key.revoked_at ? "revoked " + time(key.revoked_at) : "active",
-      key.revoked_at ? null : action("Revoke", () => revoke(key.id), { "data-key": key.id }),
-    ]);
+    const details = await Promise.all((k.keys || []).map((key) => api("/admin/keys/" + encodeURIComponent(key.id))));
+    const dollars = (micros) => "$" + (micros / 1e6).toFixed(2);
+    const rows = details.map((key) => {
+      const u = key.usage || {};
+      const l = key.limits || {};
+      return [
+        el("code", {}, key.id),
+        key.name,
+        key.prefix,
+        new Date(key.created_at).toLocaleString(),
+        key.revoked_at ? "revoked " + new Date(key.revoked_at).toLocaleString() : "active",
+        el("span", { "data-budget": key.id }, usageBar("budget", u.spent_micros || 0, l.monthly_budget_micros, dollars)),
+        usageBar("requests this minute", u.window_requests || 0, l.requests_per_minute, num),
+        key.revoked_at ? null : action("Revoke", () => revoke(key.id), { "data-key": key.id }),
+      ];
+    });
     const form = admin
       ? el(
           "form",
@@ -480,7 +502,7 @@
       ? el("p", { class: "notice ok", id: "new-key" }, "New key (shown once, store it now): ", el("code", { id: "new-key-value" }, createdKey))
       : null;
     createdKey = null;
-    return [section("API keys", shown, form, table(["Id", "Name", "Prefix", "Created", "State", ""], rows, "No keys yet: create one above."))];
+    return [section("API keys", shown, form, table(["Id", "Name", "Prefix", "Created", "State", "Budget this month", "Requests / min", ""], rows, "No keys yet: create one above."))];
   }
 
   async function createKey(event) {
@@ -629,17 +651,56 @@
 
   async function modelsNodes() {
     const m = await api("/admin/models");
-    const price = (v) => (v === null || v === undefined ? el("span", { class: "bad" }, "no price") : "$" + num(v, 2));
+    const unpriced = (v) => v === null || v === undefined;
+    const price = (v) => (unpriced(v) ? el("span", { class: "bad" }, "no price") : "$" + num(v, 2));
+    const models = m.models || [];
+    const waiting = models.filter((x) => unpriced(x.input_usd_per_1m) || unpriced(x.output_usd_per_1m));
     return [
+      waiting.length
+        ? section(
+            "Models waiting for a price",
+            el("p", {}, "Discovered models are not routed until priced."),
+            waiting.map((x) => priceForm(x))
+          )
+        : null,
       section(
         "Models",
         table(
           ["Provider", "Model", "Tier", "Input / 1M", "Output / 1M", "Context", "Capabilities"],
-          (m.models || []).map((x) => [x.provider, el("code", {}, x.model), x.tier, price(x.input_usd_per_1m), price(x.output_usd_per_1m), num(x.context_window), (x.capabilities || []).join(", ")]),
+          models.map((x) => [x.provider, el("code", {}, x.model), x.tier, price(x.input_usd_per_1m), price(x.output_usd_per_1m), num(x.context_window), (x.capabilities || []).join(", ")]),
           "No models in the catalog."
         )
       ),
-    ];
+    ].filter(Boolean);
+  }
+
+  /** A form pricing one model (admin only; viewers see the list above). */
+  function priceForm(model) {
+    const id = (model.provider + "-" + model.model).replace(/[^A-Za-z0-9_-]/g, "_");
+    if (!admin) return el("p", {}, model.provider + "/" + model.model);
+    const input = el("input", { id: "in-" + id, type: "number", min: 0, step: "any", required: true, "aria-label": "input USD per 1M tokens" });
+    const output = el("input", { id: "out-" + id, type: "number", min: 0, step: "any", required: true, "aria-label": "output USD per 1M tokens" });
+    const error = el("span", { class: "error", role: "alert" });
+    const submit = async (event) => {
+      event.preventDefault();
+      const body = Object.assign({}, model, { input_usd_per_1m: Number(input.value), output_usd_per_1m: Number(output.value) });
+      delete body.provider;
+      delete body.model;
+      try {
+        await api("/admin/models/" + encodeURIComponent(model.provider) + "/" + encodeURIComponent(model.model), { method: "PUT", body });
+        await refresh(modelsNodes);
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    };
+    return el(
+      "form",
+      { class: "filter", onsubmit: submit, "data-price": model.provider + "/" + model.model },
+      el("code", {}, model.provider + "/" + model.model),
+      " input $", input, " output $", output, " per 1M tokens ",
+      el("button", { type: "submit", class: "action" }, "Set price"),
+      error
+    );
   }
 
   // ---- audit ---------------------------------------------------------------
@@ -733,6 +794,6 @@
   const render = pages[page] || pages.overview;
   // Pages with actions refresh after each action instead of on a timer, so
   // a confirmation or a just-created key is not replaced under the operator.
-  if (["flags", "keys", "audit", "scans"].includes(page)) refresh(render);
+  if (["flags", "keys", "audit", "scans", "models"].includes(page)) refresh(render);
   else every(render);
 })();
