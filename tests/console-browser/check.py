@@ -261,6 +261,16 @@ def admin_flow(c):
     _, alert = http("GET", "/admin/alerts/" + alert_id, headers={"authorization": "Bearer " + ADMIN})
     assert alert["alert"]["state"]["acknowledged_at_ms"], alert
     assert "HighErrorRate" in c.text("main"), "the rules in force"
+    # Silence it for 2 h from the page, then remove the silence.
+    c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'button.action[data-silence="DolHighErrorRate"]'))).click()
+    c.wait.until(EC.alert_is_present()).accept()
+    c.wait_text("main", lambda t: "alertname = DolHighErrorRate" in t, "the new silence")
+    _, silences = http("GET", "/admin/silences", headers={"authorization": "Bearer " + ADMIN})
+    assert [x for x in silences["silences"] if x["active"]], silences
+    c.shot("alerts-silenced")
+    c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "button.action[data-unsilence]"))).click()
+    c.wait.until(EC.alert_is_present()).accept()
+    c.wait_text("main", lambda t: "No silences." in t, "the silence removed")
     c.shot("alerts")
     c.no_console_errors("alerts")
     print("ok: alert acknowledged from the page")

@@ -542,11 +542,13 @@
         entry.summary || "",
         s.status === "firing" && !s.acknowledged_at_ms ? action("Acknowledge", () => alertAction(id, "ack"), { "data-alert": id }) : null,
         s.status === "firing" ? action("Resolve", () => alertAction(id, "resolve"), { "data-alert": id }) : null,
+        s.status === "firing" ? action("Silence 2 h", () => silence(s.name), { "data-silence": s.name }) : null,
+        s.incidents ? duration(s.total_repair_ms / s.incidents) + " over " + s.incidents : "–",
       ];
     });
     const [rules, silences] = await Promise.all([api("/admin/alerts/rules"), api("/admin/silences")]);
     return [
-      section("Alerts", table(["Alert", "Severity", "Status", "Value", "Summary", "", ""], rows, "No alert rules or alerts yet.")),
+      section("Alerts", table(["Alert", "Severity", "Status", "Value", "Summary", "", "", "", "Mean time to resolve"], rows, "No alert rules or alerts yet.")),
       section(
         "Rules (" + (rules.source || "") + ")",
         table(
@@ -558,12 +560,45 @@
       section(
         "Silences",
         table(
-          ["Id", "Matchers", "Active", "Created by"],
-          (silences.silences || []).map((x) => [x.id, JSON.stringify(x.matchers || x.labels || {}), x.active ? "yes" : "no", x.created_by || ""]),
+          ["Id", "Matchers", "Active", "Ends", "Created by", ""],
+          (silences.silences || []).map((x) => [
+            el("code", {}, x.id),
+            (x.matchers || []).map((m) => m.name + (m.op === "not_equal" ? " != " : " = ") + m.value).join(", ") || JSON.stringify(x.labels || {}),
+            x.active ? "yes" : "no",
+            x.ends_at ? new Date(x.ends_at).toLocaleString() : "–",
+            x.created_by || "",
+            action("Remove", () => unsilence(x.id), { "data-unsilence": x.id }),
+          ]),
           "No silences."
         )
       ),
     ];
+  }
+
+  function duration(ms) {
+    if (!(ms >= 0)) return "–";
+    const m = Math.round(ms / 60000);
+    return m < 60 ? m + " min" : (m / 60).toFixed(1) + " h";
+  }
+
+  async function silence(name) {
+    if (!window.confirm("Silence " + name + " for 2 hours? It still changes state but notifies nobody.")) return;
+    try {
+      await api("/admin/silences", { method: "POST", body: { labels: { alertname: name }, duration: "2h", comment: "from the console" } });
+      await refresh(alertsNodes);
+    } catch (err) {
+      notice("Silencing failed: " + err.message, "failed");
+    }
+  }
+
+  async function unsilence(id) {
+    if (!window.confirm("Remove silence " + id + "?")) return;
+    try {
+      await api("/admin/silences/" + encodeURIComponent(id), { method: "DELETE" });
+      await refresh(alertsNodes);
+    } catch (err) {
+      notice("Removing the silence failed: " + err.message, "failed");
+    }
   }
 
   async function alertAction(id, what) {
