@@ -297,7 +297,7 @@
           "No traffic in this window yet."
         )
       );
-    const windows = ["1h", "24h", "7d"].map((w) =>
+    const windows = ["1h", "24h", "7d", "30d"].map((w) =>
       el("button", {
         type: "button",
         class: "window" + (w === windowName ? " selected" : ""),

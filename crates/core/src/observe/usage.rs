@@ -206,26 +206,32 @@ pub enum Window {
     /// The last 7 days.
     #[serde(rename = "7d")]
     Week,
+    /// The last 30 days.
+    #[serde(rename = "30d")]
+    Month,
 }
 
 impl Window {
-    /// Parses `1h`, `24h` or `7d`.
+    /// Parses `1h`, `24h`, `7d` or `30d`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "1h" => Some(Self::Hour),
             "24h" => Some(Self::Day),
             "7d" => Some(Self::Week),
+            "30d" => Some(Self::Month),
             _ => None,
         }
     }
 
     /// Width of one point of the window's time series, in seconds: a
-    /// minute for 1 h (60 points), an hour for 24 h (24), 6 hours for 7 d (28).
+    /// minute for 1 h (60 points), an hour for 24 h (24), 6 hours for 7 d
+    /// (28), a day for 30 d (30).
     pub fn step_seconds(self) -> i64 {
         match self {
             Self::Hour => 60,
             Self::Day => 3_600,
             Self::Week => 6 * 3_600,
+            Self::Month => 86_400,
         }
     }
 
@@ -235,6 +241,7 @@ impl Window {
             Self::Hour => 3_600,
             Self::Day => 86_400,
             Self::Week => 7 * 86_400,
+            Self::Month => 30 * 86_400,
         }
     }
 }
@@ -996,6 +1003,7 @@ mod tests {
         assert_eq!(Window::parse("1h").map(Window::seconds), Some(3_600));
         assert_eq!(Window::parse("24h").map(Window::seconds), Some(86_400));
         assert_eq!(Window::parse("7d").map(Window::seconds), Some(604_800));
+        assert_eq!(Window::parse("30d").map(Window::seconds), Some(2_592_000));
         assert_eq!(Window::parse("2h"), None);
         assert_eq!(window_start(7_230, 3_600), 3_660);
     }
@@ -1027,6 +1035,9 @@ mod tests {
         assert_eq!(day.series.len(), 24);
         assert_eq!(day.series.iter().map(|p| p.requests).sum::<u64>(), 108);
         assert_eq!(overview(&rows, Window::Week, now).series.len(), 28);
+        let month = overview(&rows, Window::Month, now);
+        assert_eq!(month.series.len(), 30);
+        assert_eq!(month.series.iter().map(|p| p.requests).sum::<u64>(), 108);
     }
 
     #[test]
