@@ -184,6 +184,12 @@ def admin_flow(c):
     charted = sum(int(p.get_attribute("data-requests")) for p in points)
     series = sum(p["requests"] for p in metrics["series"])
     assert points and charted == series == expected, (len(points), charted, series, expected)
+    # Breakdowns sort by a column on a click on its header.
+    header = c.d.find_element(By.XPATH, "//section[@aria-label='Analytics']//h3[text()='By model']/following-sibling::table[1]//th[2]/button")
+    header.click()
+    assert header.find_element(By.XPATH, "..").get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert header.find_element(By.XPATH, "..").get_attribute("aria-sort") == "descending"
     c.shot("analytics")
     c.no_console_errors("analytics")
     print("ok: analytics shows", expected, "requests")
@@ -307,6 +313,19 @@ def admin_flow(c):
     c.shot("models")
     c.no_console_errors("models")
 
+    for tone in ("neutral", "formal"):
+        template = {
+            "messages": [{"role": "system", "content": f"Answer in a {tone} tone."}, {"role": "user", "content": "Summarize: {{text}}"}],
+            "variables": {"text": {}},
+        }
+        status, body = http("PUT", "/admin/templates/summarize", template, {"authorization": "Bearer " + ADMIN})
+        assert status in (200, 201), (status, body)
+    c.go("/admin/dol/templates")
+    c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'button[data-compare="summarize"]'))).click()
+    c.wait_text("#template-compare", lambda t: "neutral tone" in t and "formal tone" in t, "two versions side by side")
+    c.shot("templates")
+    c.no_console_errors("templates")
+
     c.go("/admin/dol/audit")
     c.wait_text("main", lambda t: "console:admin" in t, "the page's kill in the audit log")
     c.shot("audit")
@@ -351,6 +370,8 @@ def viewer_flow(c):
         ("scans", "table"),
         ("experiments", "main h2"),
         ("audit", "main h2"),
+        ("templates", "main h2"),
+        ("models", "main h2"),
     ):
         c.go("/admin/dol/" + page)
         c.text(ready)

@@ -92,14 +92,33 @@
     return el("section", { "aria-label": title }, el("h2", {}, title), ...children);
   }
 
+  /** A table whose named columns sort on a click (or Enter) on their header. */
   function table(headers, rows, empty) {
     if (!rows.length) return el("p", { class: "empty" }, empty);
-    return el(
-      "table",
-      {},
-      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
-      el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c)))))
-    );
+    const body = el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c)))));
+    const sortBy = (i, th) => {
+      const dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+      for (const other of th.parentNode.children) other.removeAttribute("aria-sort");
+      th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
+      const key = (tr) => {
+        const text = tr.children[i] ? tr.children[i].textContent.trim() : "";
+        const n = parseFloat(text.replace(/[$,%\s]/g, ""));
+        return Number.isNaN(n) ? text.toLowerCase() : n;
+      };
+      const sorted = [...body.children].sort((a, b) => {
+        const [x, y] = [key(a), key(b)];
+        if (typeof x === typeof y) return (x < y ? -1 : x > y ? 1 : 0) * dir;
+        return (typeof x === "number" ? -1 : 1) * dir;
+      });
+      body.replaceChildren(...sorted);
+    };
+    const head = headers.map((h, i) => {
+      if (!h) return el("th", { scope: "col" });
+      const th = el("th", { scope: "col" });
+      th.append(el("button", { type: "button", class: "sort", onclick: () => sortBy(i, th) }, h));
+      return th;
+    });
+    return el("table", {}, el("thead", {}, el("tr", {}, head)), body);
   }
 
   function card(label, value, id) {
@@ -802,6 +821,35 @@
     }
   }
 
+
+  // ---- templates -----------------------------------------------------------
+
+  let templateView = null;
+
+  async function templatesNodes() {
+    const t = await api("/admin/templates");
+    const rows = (t.templates || []).map((x) => [
+      el("code", {}, x.name),
+      num(x.latest_version),
+      new Date(x.updated_at).toLocaleString(),
+      x.latest_version > 1
+        ? el("button", { type: "button", "data-compare": x.name, onclick: () => { templateView = x; refresh(templatesNodes); } }, "Compare v" + (x.latest_version - 1) + " and v" + x.latest_version)
+        : null,
+    ]);
+    const nodes = [section("Prompt templates", table(["Template", "Latest version", "Updated", ""], rows, "No templates yet: PUT one to /admin/templates/{name}."))];
+    if (templateView) {
+      const name = encodeURIComponent(templateView.name);
+      const v = templateView.latest_version;
+      const [older, newer] = await Promise.all([
+        api("/admin/templates/" + name + "?version=" + (v - 1)),
+        api("/admin/templates/" + name + "?version=" + v),
+      ]);
+      const pane = (x) => el("div", { class: "pane" }, el("h3", {}, "v" + x.version), el("pre", {}, JSON.stringify(x.template, null, 2)));
+      nodes.push(section(templateView.name + ": versions side by side", el("div", { class: "side-by-side", id: "template-compare" }, pane(older), pane(newer))));
+    }
+    return nodes;
+  }
+
   // ---- pages ---------------------------------------------------------------
 
   function placeholder(title, text) {
@@ -817,6 +865,7 @@
     alerts: alertsNodes,
     experiments: experimentsNodes,
     models: modelsNodes,
+    templates: templatesNodes,
     audit: auditNodes,
     scans: scansNodes,
     optimization: placeholder("Optimization", "Recommendations arrive with the optimization feature."),
@@ -829,6 +878,6 @@
   const render = pages[page] || pages.overview;
   // Pages with actions refresh after each action instead of on a timer, so
   // a confirmation or a just-created key is not replaced under the operator.
-  if (["flags", "keys", "audit", "scans", "models"].includes(page)) refresh(render);
+  if (["flags", "keys", "audit", "scans", "models", "templates"].includes(page)) refresh(render);
   else every(render);
 })();

@@ -22,6 +22,7 @@ const PAGES: &[&str] = &[
     "alerts",
     "experiments",
     "models",
+    "templates",
     "audit",
     "scans",
     "optimization",
