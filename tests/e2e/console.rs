@@ -455,3 +455,29 @@ async fn the_console_works_in_headless_chromium() {
     println!("{stdout}screenshots: {}", artifacts.display());
     host.app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_sign_in_attempts_are_refused_for_a_while() {
+    let host = start(&[]).await;
+    for i in 0..dol_core::console::SIGN_IN_ATTEMPTS {
+        let r = login(&host, "guess", &[]).await;
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    // Even the right token waits: the counter is per address, not per token.
+    let r = login(&host, ADMIN, &[]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert!(r.set_cookie.is_none());
+    assert!(r.text.contains("Too many sign-in attempts"), "{}", r.text);
+    // The bearer token on the APIs is not affected.
+    let bearer = format!("Bearer {ADMIN}");
+    let r = send(
+        &host,
+        "GET",
+        "/admin/keys",
+        &[("authorization", &bearer)],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    host.app.shutdown().await;
+}

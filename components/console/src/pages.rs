@@ -66,6 +66,15 @@ pub fn sign_in(status: u16, error: Option<&str>) -> Response {
     html(status, SIGN_IN.replace("{{error}}", &error))
 }
 
+/// The sign-in form refusing a client that tried too often (429).
+pub fn too_many(retry_after_secs: u64) -> Response {
+    let message =
+        format!("Too many sign-in attempts from this address: try again in {retry_after_secs} s.");
+    let mut response = sign_in(429, Some(&message));
+    response.set_header("retry-after", retry_after_secs.to_string());
+    response
+}
+
 /// A console page for a signed-in operator.
 pub fn page(name: &str, current: &Current, refresh_secs: u32) -> Response {
     let role = match current.role {

@@ -48,8 +48,31 @@ fn secure(req: &Request) -> bool {
         || https(platform::header(req, "x-forwarded-proto"))
 }
 
+/// Counts this sign-in attempt per client address; the refusal to send
+/// when there were too many. Fails open when the store is unreachable:
+/// the token check still stands.
+fn too_many_attempts(req: &Request) -> Option<Response> {
+    let key = console::sign_in_limit_key(platform::header(req, "spin-client-addr"));
+    let mut kv = platform::SpinKv::open_default().ok()?;
+    let stored = kv.get(&key).ok().flatten();
+    match console::sign_in_attempt(stored.as_deref(), now_secs()) {
+        dol_core::ratelimit::Decision::Allow(window) => {
+            if let Err(err) = kv.set(&key, console::encode_attempts(&window).as_bytes()) {
+                eprintln!("console: storing the sign-in counter failed: {err}");
+            }
+            None
+        }
+        dol_core::ratelimit::Decision::Deny { retry_after_secs } => {
+            Some(pages::too_many(retry_after_secs))
+        }
+    }
+}
+
 /// `POST /admin/dol/login` with the form field `token`.
 pub fn login(req: &Request) -> Response {
+    if let Some(refused) = too_many_attempts(req) {
+        return refused;
+    }
     let body = String::from_utf8_lossy(req.body());
     let presented = platform::query_param(&body, "token").unwrap_or_default();
     let admin = platform::variable("console", platform::ADMIN_TOKEN_VARIABLE);

@@ -218,6 +218,46 @@ pub fn clear_cookie(secure: bool) -> String {
     format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}")
 }
 
+/// Sign-in attempts allowed per client address in [`SIGN_IN_WINDOW_SECS`].
+pub const SIGN_IN_ATTEMPTS: u64 = 10;
+/// The window sign-in attempts are counted in (5 minutes).
+pub const SIGN_IN_WINDOW_SECS: u64 = 300;
+
+/// The key-value key counting a client's sign-in attempts: its address
+/// without the port (`spin-client-addr` is `ip:port` or `[ipv6]:port`).
+pub fn sign_in_limit_key(client_addr: Option<&str>) -> String {
+    let addr = client_addr.unwrap_or("unknown").trim();
+    let ip = match addr.rsplit_once(':') {
+        Some((ip, port)) if port.chars().all(|c| c.is_ascii_digit()) && !ip.is_empty() => ip,
+        _ => addr,
+    };
+    format!(
+        "dol:console:sign-in:{}",
+        ip.trim_start_matches('[').trim_end_matches(']')
+    )
+}
+
+/// Decides one sign-in attempt from the stored counter (`start:count`
+/// text); `Allow` carries the counter to store.
+pub fn sign_in_attempt(stored: Option<&[u8]>, now_secs: i64) -> crate::ratelimit::Decision {
+    let window = stored
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|t| t.split_once(':'))
+        .and_then(|(start, count)| {
+            Some(crate::ratelimit::Window {
+                start_secs: start.parse().ok()?,
+                count: count.parse().ok()?,
+            })
+        });
+    let now = u64::try_from(now_secs).unwrap_or(0);
+    crate::ratelimit::check(window, now, SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW_SECS)
+}
+
+/// The stored form of a sign-in counter (see [`sign_in_attempt`]).
+pub fn encode_attempts(window: &crate::ratelimit::Window) -> String {
+    format!("{}:{}", window.start_secs, window.count)
+}
+
 /// Seconds between page refreshes when nothing valid is configured.
 pub const DEFAULT_REFRESH_SECS: u32 = 30;
 
@@ -607,6 +647,42 @@ mod tests {
             escape_html(r#"<a href="x">'&'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn limits_sign_in_attempts_per_address() {
+        use crate::ratelimit::Decision;
+        assert_eq!(
+            sign_in_limit_key(Some("10.0.0.1:5123")),
+            "dol:console:sign-in:10.0.0.1"
+        );
+        assert_eq!(
+            sign_in_limit_key(Some("[::1]:80")),
+            "dol:console:sign-in:::1"
+        );
+        assert_eq!(sign_in_limit_key(None), "dol:console:sign-in:unknown");
+        let mut stored: Option<String> = None;
+        for i in 0..SIGN_IN_ATTEMPTS {
+            match sign_in_attempt(stored.as_deref().map(str::as_bytes), NOW) {
+                Decision::Allow(w) => stored = Some(encode_attempts(&w)),
+                Decision::Deny { .. } => panic!("attempt {i} refused"),
+            }
+        }
+        let Decision::Deny { retry_after_secs } =
+            sign_in_attempt(stored.as_deref().map(str::as_bytes), NOW)
+        else {
+            panic!("attempt {} allowed", SIGN_IN_ATTEMPTS + 1);
+        };
+        assert!(retry_after_secs >= 1 && retry_after_secs <= SIGN_IN_WINDOW_SECS);
+        let later = NOW + i64::try_from(SIGN_IN_WINDOW_SECS).unwrap();
+        assert!(matches!(
+            sign_in_attempt(stored.as_deref().map(str::as_bytes), later),
+            Decision::Allow(_)
+        ));
+        assert!(matches!(
+            sign_in_attempt(Some(b"garbage"), NOW),
+            Decision::Allow(_)
+        ));
     }
 
     #[test]
