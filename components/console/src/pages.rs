@@ -2,7 +2,7 @@
 //! Pages are one shell whose script (`console.js`) renders the page named in
 //! its `<body data-page>` from the JSON APIs; nothing secret is in a page.
 
-use dol_core::console::{self, Role};
+use dol_core::console;
 use spin_sdk::http::Response;
 
 use crate::session::Current;
@@ -77,13 +77,9 @@ pub fn too_many(retry_after_secs: u64) -> Response {
 
 /// A console page for a signed-in operator.
 pub fn page(name: &str, current: &Current, refresh_secs: u32) -> Response {
-    let role = match current.role {
-        Role::Admin => "admin",
-        Role::Viewer => "viewer",
-    };
     let body = SHELL
         .replace("{{page}}", name)
-        .replace("{{role}}", role)
+        .replace("{{role}}", current.role.as_str())
         .replace("{{csrf}}", &current.csrf)
         .replace("{{refresh}}", &refresh_secs.to_string());
     html(200, body)
