@@ -673,7 +673,7 @@ mod tests {
         else {
             panic!("attempt {} allowed", SIGN_IN_ATTEMPTS + 1);
         };
-        assert!(retry_after_secs >= 1 && retry_after_secs <= SIGN_IN_WINDOW_SECS);
+        assert!((1..=SIGN_IN_WINDOW_SECS).contains(&retry_after_secs));
         let later = NOW + i64::try_from(SIGN_IN_WINDOW_SECS).unwrap();
         assert!(matches!(
             sign_in_attempt(stored.as_deref().map(str::as_bytes), later),
