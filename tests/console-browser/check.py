@@ -364,6 +364,8 @@ def viewer_flow(c):
     assert c.text("#role") == "viewer"
     for page, ready in (
         ("", "#health-status"),
+        ("production-health", "#health-status"),
+        ("analytics", "#metric-requests"),
         ("flags", "table"),
         ("keys", "main h2"),
         ("alerts", "table"),
