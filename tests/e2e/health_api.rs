@@ -184,11 +184,14 @@ async fn health_api_metrics_count_traffic_cache_hits_and_fallbacks() {
     mock.push_script(Behavior::failing(400));
     chat(&host, &key, "Explain borrowing in one paragraph", false).await;
 
-    for window in ["1h", "24h", "7d"] {
+    for window in ["1h", "24h", "7d", "30d"] {
         let (s, v) = get(&host, &format!("/api/metrics?window={window}")).await;
         assert_eq!(s, 200, "{v}");
         let t = &v["totals"];
         assert_eq!(t["requests"], 6, "{window}: {v}");
+        let series = v["series"].as_array().unwrap();
+        let charted: u64 = series.iter().map(|p| p["requests"].as_u64().unwrap()).sum();
+        assert_eq!(charted, 6, "{window}: the series holds every request");
         assert_eq!(t["cacheHits"], 1, "{window}: {v}");
         assert_eq!(t["fallbacks"], 1, "{window}: {v}");
         assert_eq!(t["errors"], 0, "{window}: {v}");

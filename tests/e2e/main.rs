@@ -10,6 +10,7 @@
 
 mod alerts;
 mod apps;
+mod console;
 mod dol_app;
 mod experiments;
 mod flag_metrics;

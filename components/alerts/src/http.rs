@@ -32,11 +32,7 @@ async fn handle(req: Request, out: ResponseOutparam) {
 async fn route(req: &Request) -> Result<Reply, Rejection> {
     let path = req.path();
     if ops::owns(path) {
-        let response = match platform::check_admin(
-            "alerts",
-            platform::header(req, "authorization"),
-            platform::header(req, "x-dol-actor"),
-        ) {
+        let response = match platform::check_admin("alerts", platform::admin_request(req)) {
             Ok(actor) => ops::handle(req, &actor),
             Err(response) => response,
         };

@@ -27,11 +27,7 @@ use crate::store;
 
 /// Handles `/admin/flags...`, `/admin/rollouts`, `/admin/experiments...` and `/admin/audit`.
 pub fn handle(req: &Request) -> Response {
-    let headers = (
-        platform::header(req, "authorization"),
-        platform::header(req, "x-dol-actor"),
-    );
-    platform::admin_actor("flag-evaluate", headers.0, headers.1)
+    platform::admin_actor("flag-evaluate", platform::admin_request(req))
         .and_then(|actor| route(req, &actor))
         .unwrap_or_else(|err| platform::fail("flag-evaluate", &err))
 }

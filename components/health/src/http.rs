@@ -70,7 +70,7 @@ fn api_metrics(query: &str) -> Response {
     let Some(window) = Window::parse(&raw) else {
         let err = dol_core::error::ApiError::invalid(
             "window",
-            format!("window `{raw}` is not one of 1h, 24h, 7d"),
+            format!("window `{raw}` is not one of 1h, 24h, 7d, 30d"),
         );
         return platform::fail("health", &err);
     };

@@ -42,11 +42,7 @@ fn handle(req: Request) -> Response {
     }
 }
 
-/// Checks the admin token; the error is the 401/403 to send.
+/// Checks the admin token or console session; the error is the 401/403 to send.
 fn admin(req: &Request) -> Result<String, Response> {
-    platform::check_admin(
-        "scans",
-        platform::header(req, "authorization"),
-        platform::header(req, "x-dol-actor"),
-    )
+    platform::check_admin("scans", platform::admin_request(req))
 }

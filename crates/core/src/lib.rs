@@ -6,6 +6,7 @@
 //! wasm components and in native tests.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod experiments;
 pub mod flags;

@@ -3,6 +3,7 @@
 //! key-value store), the wall clock, JSON responses and small HTTP helpers.
 //! Only the components use it; the core stays free of spin-sdk.
 
+use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
 use dol_core::storage::{KeyValue, SqlExecutor, SqlValue};
 use spin_sdk::http::Response;
@@ -196,8 +197,10 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
     })
 }
 
-/// A Spin variable's value; unset or unreadable reads as empty (every
-/// setting DOL reads treats empty as "not configured" or "the default").
+/// An optional setting's Spin variable; unset or undeclared reads as empty
+/// (every setting DOL reads treats empty as "not configured" or "the
+/// default"), silently, since most apps leave most settings out. For a
+/// credential whose absence an operator must see, use [`variable`].
 pub fn var(name: &str) -> String {
     spin_sdk::variables::get(name).unwrap_or_default()
 }
@@ -226,45 +229,65 @@ pub fn json_body(content_type: Option<&str>, body: &[u8]) -> Result<serde_json::
 /// Spin variable holding the admin token (empty = admin routes closed).
 pub const ADMIN_TOKEN_VARIABLE: &str = "admin_token";
 
-/// Checks an admin request's bearer token against the `admin_token` variable.
-/// Returns the acting admin's name (from `X-DOL-Actor`, else a token label),
-/// or the 401/403 response to send.
-pub fn check_admin(
-    component: &str,
-    authorization: Option<&str>,
-    actor: Option<&str>,
-) -> Result<String, Response> {
-    admin_actor(component, authorization, actor).map_err(|err| fail(component, &err))
+/// Spin variable holding the console's read-only viewer token (empty = no viewer sign-in).
+pub const VIEWER_TOKEN_VARIABLE: &str = "viewer_token";
+
+/// A credential's Spin variable (admin or viewer token); empty, and logged
+/// under `component`'s name, when it cannot be read, e.g. when the
+/// component does not declare it.
+pub fn variable(component: &str, name: &str) -> String {
+    spin_sdk::variables::get(name).unwrap_or_else(|err| {
+        eprintln!("{component}: reading variable {name} failed: {err}");
+        String::new()
+    })
+}
+
+/// The credentials an admin request presents (headers of `req`).
+pub fn admin_request(req: &spin_sdk::http::Request) -> AdminRequest<'_> {
+    AdminRequest {
+        safe_method: console::is_safe_method(&req.method().to_string()),
+        authorization: header(req, "authorization"),
+        actor: header(req, "x-dol-actor"),
+        cookie: header(req, "cookie"),
+        csrf: header(req, console::CSRF_HEADER),
+    }
+}
+
+/// Checks an admin request: the bearer admin token, or a console session
+/// cookie (`dol_core::console::authorize_admin`). Returns the acting
+/// admin's name (from `X-DOL-Actor`, else a token or session label), or
+/// the 401/403 response to send.
+pub fn check_admin(component: &str, req: AdminRequest<'_>) -> Result<String, Response> {
+    admin_actor(component, req).map_err(|err| fail(component, &err))
 }
 
 /// [`check_admin`] as an [`ApiError`]: `admin-closed` (403) without an
 /// admin token, `unauthorized` (401, `WWW-Authenticate: Bearer`) without
-/// credentials or with wrong ones.
-pub fn admin_actor(
-    component: &str,
-    authorization: Option<&str>,
-    actor: Option<&str>,
-) -> Result<String, ApiError> {
-    use dol_core::auth::{self, TokenCheck};
-    let token = spin_sdk::variables::get(ADMIN_TOKEN_VARIABLE).unwrap_or_else(|err| {
-        eprintln!("{component}: reading variable {ADMIN_TOKEN_VARIABLE} failed: {err}");
-        String::new()
-    });
-    if token.is_empty() {
-        return Err(ApiError::new(
-            Code::AdminClosed,
-            "admin routes are closed: admin_token is not configured (set SPIN_VARIABLE_ADMIN_TOKEN)",
-        ));
-    }
-    let unauthorized = |message: &str| {
-        ApiError::new(Code::Unauthorized, message).with_header("www-authenticate", "Bearer")
+/// credentials or with wrong ones, `forbidden` (403) for a viewer session's
+/// change or a session's change without its CSRF token.
+pub fn admin_actor(component: &str, req: AdminRequest<'_>) -> Result<String, ApiError> {
+    let token = variable(component, ADMIN_TOKEN_VARIABLE);
+    let secrets = console::AdminSecrets {
+        admin_token: &token,
     };
-    match auth::check_token(&token, auth::bearer(authorization)) {
-        TokenCheck::Valid => Ok(auth::actor(actor, &token)),
-        TokenCheck::Missing | TokenCheck::Open => Err(unauthorized(
-            "missing credentials: send Authorization: Bearer <admin_token>",
-        )),
-        TokenCheck::Wrong => Err(unauthorized("the bearer token is not the admin token")),
+    let signed_out = |session: &console::Session| session_signed_out(component, session);
+    console::authorize_admin(secrets, req, now_ms() / 1000, &signed_out)
+}
+
+/// Whether a console session was signed out (its mark in the `default`
+/// key-value store, [`console::signed_out_key`]). Fails closed: when the
+/// store cannot be read, the session counts as signed out.
+pub fn session_signed_out(component: &str, session: &console::Session) -> bool {
+    let key = console::signed_out_key(session);
+    match SpinKv::open_default()
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|mut kv| kv.get(&key))
+    {
+        Ok(mark) => mark.is_some(),
+        Err(err) => {
+            eprintln!("{component}: reading the console sign-out mark failed: {err}");
+            true
+        }
     }
 }
 

@@ -38,6 +38,9 @@ const PROBES: &[(&str, &str, Option<&str>)] = &[
     ("GET", "/admin/audit", None),
     ("GET", "/admin/rollouts", None),
     ("POST", "/webhooks/alertmanager", Some("{}")),
+    ("GET", "/admin/dol", None),
+    ("GET", "/admin/dol/assets/console.js", None),
+    ("POST", "/admin/dol/login", Some("token=wrong")),
 ];
 
 /// Runs the check; `Ok(false)` when a difference or a missing cron firing was found.

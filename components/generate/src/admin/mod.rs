@@ -26,18 +26,26 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Method, Response};
 
 use crate::request::Incoming;
+use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
 use dol_spin_platform::{self as platform, SpinSql};
 
+/// The credentials the request presents (bearer token or console session).
+fn admin_request(req: &Incoming) -> AdminRequest<'_> {
+    AdminRequest {
+        safe_method: console::is_safe_method(&req.method.to_string()),
+        authorization: req.header("authorization"),
+        actor: req.header("x-dol-actor"),
+        cookie: req.header("cookie"),
+        csrf: req.header(console::CSRF_HEADER),
+    }
+}
+
 /// Handles `/admin/...`.
 pub fn handle(req: &Incoming) -> Response {
-    platform::admin_actor(
-        "generate",
-        req.header("authorization"),
-        req.header("x-dol-actor"),
-    )
-    .and_then(|actor| route(req, &actor))
-    .unwrap_or_else(|err| platform::fail("generate", &err))
+    platform::admin_actor("generate", admin_request(req))
+        .and_then(|actor| route(req, &actor))
+        .unwrap_or_else(|err| platform::fail("generate", &err))
 }
 
 fn not_found(message: String) -> ApiError {

@@ -319,7 +319,7 @@ pub struct Summary {
     pub fallback_rate: f64,
     /// Cache hits / total.
     pub cache_hit_rate: f64,
-    /// Median latency (bucket bound), ms.
+    /// Median latency (from the histogram, within 10 %), ms.
     pub p50_ms: Option<u64>,
     /// 95th percentile latency, ms.
     pub p95_ms: Option<u64>,

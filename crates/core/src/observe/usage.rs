@@ -190,16 +190,32 @@ pub enum Window {
     /// The last 7 days.
     #[serde(rename = "7d")]
     Week,
+    /// The last 30 days.
+    #[serde(rename = "30d")]
+    Month,
 }
 
 impl Window {
-    /// Parses `1h`, `24h` or `7d`.
+    /// Parses `1h`, `24h`, `7d` or `30d`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "1h" => Some(Self::Hour),
             "24h" => Some(Self::Day),
             "7d" => Some(Self::Week),
+            "30d" => Some(Self::Month),
             _ => None,
+        }
+    }
+
+    /// Width of one point of the window's time series, in seconds: a
+    /// minute for 1 h (60 points), an hour for 24 h (24), 6 hours for 7 d
+    /// (28), a day for 30 d (30).
+    pub fn step_seconds(self) -> i64 {
+        match self {
+            Self::Hour => 60,
+            Self::Day => 3_600,
+            Self::Week => 6 * 3_600,
+            Self::Month => 86_400,
         }
     }
 
@@ -209,6 +225,7 @@ impl Window {
             Self::Hour => 3_600,
             Self::Day => 86_400,
             Self::Week => 7 * 86_400,
+            Self::Month => 30 * 86_400,
         }
     }
 }
@@ -243,7 +260,7 @@ pub struct Figures {
     pub fallback_rate: f64,
     /// Cache hits / requests.
     pub cache_hit_rate: f64,
-    /// Median latency (bucket bound), ms.
+    /// Median latency (from the histogram, within 10 %), ms.
     pub p50_ms: Option<u64>,
     /// 95th percentile, ms.
     pub p95_ms: Option<u64>,
@@ -309,6 +326,55 @@ pub struct Overview {
     pub previous: Figures,
     /// This window against the previous one (see [`trend`]).
     pub trend: Trend,
+    /// The window as consecutive points of [`Window::step_seconds`], oldest
+    /// first, each with its figures (empty points included, so a chart's
+    /// x axis is the whole window).
+    pub series: Vec<Point>,
+}
+
+/// One point of [`Overview::series`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Point {
+    /// Start of the point's interval, Unix seconds.
+    pub at: i64,
+    /// Requests.
+    pub requests: u64,
+    /// Errors (offline, aborted).
+    pub errors: u64,
+    /// 95th percentile latency (from the histogram, within 10 %), ms.
+    pub p95_ms: Option<u64>,
+    /// Known cost, USD.
+    pub cost_usd: f64,
+}
+
+/// The window's time series: one [`Point`] per step from `from`.
+fn series(rows: &[UsageRow], window: Window, from: i64, now_s: i64) -> Vec<Point> {
+    let step = window.step_seconds();
+    let n = usize::try_from(window.seconds() / step).unwrap_or(0);
+    let mut aggs = vec![Agg::default(); n];
+    for r in rows
+        .iter()
+        .filter(|r| r.minute >= from && r.minute <= now_s)
+    {
+        let i = usize::try_from((r.minute - from) / step).unwrap_or(usize::MAX);
+        if let Some(a) = aggs.get_mut(i) {
+            a.add(&r.agg);
+        }
+    }
+    aggs.iter()
+        .zip(0_i64..)
+        .map(|(a, i)| {
+            let s = a.summary();
+            Point {
+                at: from + i * step,
+                requests: a.requests,
+                errors: a.errors,
+                p95_ms: s.p95_ms,
+                cost_usd: s.cost_usd,
+            }
+        })
+        .collect()
 }
 
 /// Builds the overview from rows of the window and the window before it
@@ -360,6 +426,7 @@ pub fn overview(rows: &[UsageRow], window: Window, now_s: i64) -> Overview {
         by_tier: figures(by_tier),
         by_variant: figures(by_variant),
         by_outcome,
+        series: series(rows, window, from, now_s),
     }
 }
 
@@ -937,8 +1004,41 @@ mod tests {
         assert_eq!(Window::parse("1h").map(Window::seconds), Some(3_600));
         assert_eq!(Window::parse("24h").map(Window::seconds), Some(86_400));
         assert_eq!(Window::parse("7d").map(Window::seconds), Some(604_800));
+        assert_eq!(Window::parse("30d").map(Window::seconds), Some(2_592_000));
         assert_eq!(Window::parse("2h"), None);
         assert_eq!(window_start(7_230, 3_600), 3_660);
+    }
+
+    #[test]
+    fn overview_series_covers_the_window_point_by_point() {
+        let now = 100_000 * 60 + 30;
+        let cur = 100_000 * 60;
+        let rows = vec![
+            row(cur, "openai", "success", 3, 1),
+            row(cur, "offline", "offline", 2, 0),
+            row(cur - 59 * 60, "openai", "success", 4, 1),
+            row(cur - 60 * 60, "openai", "success", 99, 1),
+        ];
+        let o = overview(&rows, Window::Hour, now);
+        assert_eq!(o.series.len(), 60);
+        assert_eq!(o.series[0].at, o.from);
+        assert_eq!(o.series[0].requests, 4, "the oldest minute of the window");
+        assert_eq!(o.series[59].at, cur);
+        assert_eq!((o.series[59].requests, o.series[59].errors), (5, 2));
+        assert!(
+            o.series[1..59]
+                .iter()
+                .all(|p| p.requests == 0 && p.p95_ms.is_none())
+        );
+        let total: u64 = o.series.iter().map(|p| p.requests).sum();
+        assert_eq!(total, o.totals.requests);
+        let day = overview(&rows, Window::Day, now);
+        assert_eq!(day.series.len(), 24);
+        assert_eq!(day.series.iter().map(|p| p.requests).sum::<u64>(), 108);
+        assert_eq!(overview(&rows, Window::Week, now).series.len(), 28);
+        let month = overview(&rows, Window::Month, now);
+        assert_eq!(month.series.len(), 30);
+        assert_eq!(month.series.iter().map(|p| p.requests).sum::<u64>(), 108);
     }
 
     #[test]

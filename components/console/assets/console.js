@@ -1,0 +1,883 @@
+// DOL operator console: renders the page named in <body data-page> from the
+// JSON APIs of the same origin. The session cookie is HttpOnly; changes send
+// the page's CSRF token in the x-dol-csrf header. No token is stored here.
+"use strict";
+
+(function () {
+  const body = document.body;
+  const page = body.dataset.page;
+  const role = body.dataset.role;
+  const admin = role === "admin";
+  const refreshSecs = Number(body.dataset.refresh) || 30;
+  const csrfMeta = document.querySelector('meta[name="dol-csrf"]');
+  const csrf = csrfMeta ? csrfMeta.content : "";
+  const content = document.getElementById("content");
+  const status = document.getElementById("refresh-status");
+
+  // ---- small helpers -------------------------------------------------------
+
+  /** An element with attributes and children (strings become text nodes). */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+    for (const c of children.flat()) {
+      if (c === null || c === undefined) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function time(ms) {
+    return new Date(ms).toLocaleTimeString();
+  }
+
+  function num(v, digits) {
+    if (v === null || v === undefined) return "–";
+    if (typeof v !== "number") return String(v);
+    return digits === undefined ? v.toLocaleString() : v.toFixed(digits);
+  }
+
+  function pct(v) {
+    return v === null || v === undefined ? "–" : (v * 100).toFixed(1) + " %";
+  }
+
+  /** Calls a JSON API; throws an Error naming the problem on failure. */
+  async function api(path, options) {
+    const opts = Object.assign({ method: "GET" }, options || {});
+    const headers = { accept: "application/json" };
+    if (opts.method !== "GET") headers["x-dol-csrf"] = csrf;
+    if (opts.body !== undefined) {
+      headers["content-type"] = "application/json";
+      opts.body = JSON.stringify(opts.body);
+    }
+    const res = await fetch(path, {
+      method: opts.method,
+      headers,
+      body: opts.body,
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    let data = null;
+    try {
+      data = await res.json();
+    } catch (_) {
+      data = null;
+    }
+    // /api/health answers 503 with its full report when CRITICAL: still data.
+    if (!res.ok && !(opts.allow503 && res.status === 503)) {
+      const msg = data && data.error ? data.error.message : "HTTP " + res.status;
+      const err = new Error(msg);
+      err.field = data && data.error ? data.error.field : undefined;
+      throw err;
+    }
+    return data;
+  }
+
+  function section(title, ...children) {
+    return el("section", { "aria-label": title }, el("h2", {}, title), ...children);
+  }
+
+  /** A table whose named columns sort on a click (or Enter) on their header. */
+  function table(headers, rows, empty) {
+    if (!rows.length) return el("p", { class: "empty" }, empty);
+    const body = el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c)))));
+    const sortBy = (i, th) => {
+      const dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
+      for (const other of th.parentNode.children) other.removeAttribute("aria-sort");
+      th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
+      const key = (tr) => {
+        const text = tr.children[i] ? tr.children[i].textContent.trim() : "";
+        const n = parseFloat(text.replace(/[$,%\s]/g, ""));
+        return Number.isNaN(n) ? text.toLowerCase() : n;
+      };
+      const sorted = [...body.children].sort((a, b) => {
+        const [x, y] = [key(a), key(b)];
+        if (typeof x === typeof y) return (x < y ? -1 : x > y ? 1 : 0) * dir;
+        return (typeof x === "number" ? -1 : 1) * dir;
+      });
+      body.replaceChildren(...sorted);
+    };
+    const head = headers.map((h, i) => {
+      if (!h) return el("th", { scope: "col" });
+      const th = el("th", { scope: "col" });
+      th.append(el("button", { type: "button", class: "sort", onclick: () => sortBy(i, th) }, h));
+      return th;
+    });
+    return el("table", {}, el("thead", {}, el("tr", {}, head)), body);
+  }
+
+  function card(label, value, id) {
+    return el("div", { class: "card" }, el("span", { class: "label" }, label), el("strong", { id }, value));
+  }
+
+  /** An action button (never rendered for viewers). */
+  function action(label, onclick, extra) {
+    if (!admin) return null;
+    return el("button", Object.assign({ type: "button", class: "action", onclick }, extra || {}), label);
+  }
+
+  function notice(text, kind) {
+    const n = el("p", { class: "notice " + (kind || ""), role: "status" }, text);
+    content.prepend(n);
+    return n;
+  }
+
+  // ---- refresh loop --------------------------------------------------------
+
+  let lastGood = null;
+
+  /** Renders `render()`'s nodes; on failure keeps the old ones and says so. */
+  async function refresh(render) {
+    try {
+      const nodes = await render();
+      content.replaceChildren(...nodes);
+      lastGood = Date.now();
+      status.className = "refresh ok";
+      status.textContent = "Last refreshed " + time(lastGood) + " · every " + refreshSecs + " s";
+    } catch (err) {
+      status.className = "refresh failed";
+      status.textContent =
+        "Refresh failed at " + time(Date.now()) + " (" + err.message + ")" +
+        (lastGood ? "; showing data from " + time(lastGood) : "; no data yet");
+    }
+  }
+
+  function every(render) {
+    refresh(render);
+    setInterval(() => refresh(render), refreshSecs * 1000);
+  }
+
+  // ---- production health ---------------------------------------------------
+
+  async function healthNodes() {
+    const h = await api("/api/health", { allow503: true });
+    const sh = h.systemHealth || {};
+    const word = sh.status || "UNKNOWN";
+    const em = h.emergencyMode || {};
+    const emergency = h.emergency || {};
+    return [
+      section(
+        "Production health",
+        el(
+          "div",
+          { class: "cards" },
+          el(
+            "div",
+            { class: "card status " + word.toLowerCase() },
+            el("span", { class: "label" }, "Status"),
+            el("strong", { id: "health-status" }, word)
+          ),
+          card("Score", num(sh.score), "health-score"),
+          card("Uptime", num(h.uptime, 1) + " %", "health-uptime"),
+          card("Emergency", em.active ? "ACTIVE (" + (em.mode || "") + ")" : "off", "health-emergency")
+        ),
+        em.active
+          ? el("p", { class: "notice failed" }, "Emergency mode is on: " + (em.setBy ? "set by " + em.setBy : emergency.reason || em.mode || "automatic"))
+          : null,
+        admin
+          ? el(
+              "p",
+              { class: "emergency-actions" },
+              "Emergency override: ",
+              action("Force on", () => emergencyMode("on"), { "data-emergency": "on" }),
+              " ",
+              action("Force off", () => emergencyMode("off"), { "data-emergency": "off" }),
+              " ",
+              action("Automatic", () => emergencyMode("auto"), { "data-emergency": "auto" })
+            )
+          : null,
+        (sh.issues || []).length ? el("ul", { class: "issues" }, sh.issues.map((i) => el("li", {}, i))) : null,
+        el("h3", {}, "Component checks"),
+        table(
+          ["Component", "Check", "Latency", "Detail"],
+          (h.components || []).map((c) => [
+            c.name,
+            el("span", { class: c.ok ? "ok" : "bad" }, c.ok ? "ok" : "failing"),
+            num(c.latency_ms) + " ms",
+            c.error || "",
+          ]),
+          "No component checks reported."
+        ),
+        el("h3", {}, "Active alerts"),
+        table(
+          ["Alert", "Severity", "Source"],
+          (h.activeAlerts || []).map((a) => [a.name || a.id, a.severity || "", a.source || ""]),
+          "No active alerts."
+        )
+      ),
+    ];
+  }
+
+  async function emergencyMode(mode) {
+    const what = { on: "Force emergency mode ON (cheapest tier for everyone, rollouts paused)?", off: "Force emergency mode OFF?", auto: "Return emergency mode to automatic?" }[mode];
+    if (!window.confirm(what)) return;
+    try {
+      await api("/admin/emergency", { method: "PUT", body: { mode } });
+      await refresh(pages[page] || healthNodes);
+    } catch (err) {
+      notice("Emergency override failed: " + err.message, "failed");
+    }
+  }
+
+  // ---- analytics -----------------------------------------------------------
+
+  let windowName = "1h";
+
+  /** A horizontal SVG bar chart of `[label, value]` pairs. */
+  function barChart(title, pairs, unit) {
+    if (!pairs.length) return el("p", { class: "empty" }, "No traffic in this window yet: send a request to /v1/chat/completions.");
+    const max = Math.max(1, ...pairs.map((p) => p[1]));
+    const rowH = 26;
+    const width = 640;
+    const labelW = 220;
+    const chart = svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${pairs.length * rowH + 10}`, role: "img", "aria-label": title, class: "chart" },
+      svg("title", {}, title),
+      pairs.map(([label, value], i) => {
+        const w = ((width - labelW - 80) * value) / max;
+        const y = i * rowH + 5;
+        return svg(
+          "g",
+          { class: "bar" },
+          svg("text", { x: 0, y: y + 16, class: "bar-label" }, label),
+          svg("rect", { x: labelW, y, width: Math.max(w, 1), height: rowH - 8, rx: 2 }),
+          svg("text", { x: labelW + w + 6, y: y + 16, class: "bar-value" }, num(value) + (unit || ""))
+        );
+      })
+    );
+    return el("figure", {}, chart, el("figcaption", {}, title));
+  }
+
+  /** An SVG column chart of the window's series: requests per point, the
+   *  errors among them darker; each point carries its figures for tests. */
+  function seriesChart(title, points) {
+    const total = points.reduce((n, p) => n + p.requests, 0);
+    if (!total) return el("p", { class: "empty" }, "No requests in this window yet: the chart fills as traffic arrives.");
+    const width = 640, height = 160, left = 40, bottom = 20;
+    const max = Math.max(1, ...points.map((p) => p.requests));
+    const w = (width - left) / points.length;
+    const y = (v) => height - bottom - ((height - bottom - 10) * v) / max;
+    const label = (at) => new Date(at * 1000).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    const chart = svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title, class: "chart series" },
+      svg("title", {}, title),
+      svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }),
+      svg("text", { x: 0, y: 14, class: "tick" }, num(max)),
+      svg("text", { x: 0, y: height - bottom, class: "tick" }, "0"),
+      svg("text", { x: left, y: height - 4, class: "tick" }, label(points[0].at)),
+      svg("text", { x: width, y: height - 4, class: "tick end" }, label(points[points.length - 1].at)),
+      points.filter((p) => p.requests > 0).map((p) => {
+        const i = points.indexOf(p);
+        const x = left + i * w;
+        return svg(
+          "g",
+          { class: "point", "data-at": p.at, "data-requests": p.requests, "data-errors": p.errors },
+          svg("title", {}, `${label(p.at)}: ${p.requests} requests, ${p.errors} errors, p95 ${num(p.p95Ms)} ms`),
+          svg("rect", { x: x + 1, y: y(p.requests), width: Math.max(w - 2, 1), height: height - bottom - y(p.requests) }),
+          p.errors ? svg("rect", { x: x + 1, y: y(p.errors), width: Math.max(w - 2, 1), height: height - bottom - y(p.errors), class: "errors" }) : null
+        );
+      })
+    );
+    return el("figure", {}, chart, el("figcaption", {}, title));
+  }
+
+  async function analyticsNodes() {
+    const m = await api("/api/metrics?window=" + encodeURIComponent(windowName));
+    const t = m.totals || {};
+    const breakdown = (name, group) =>
+      el(
+        "div",
+        {},
+        el("h3", {}, "By " + name),
+        table(
+          [name, "Requests", "Error rate", "Fallback rate", "p50", "p95", "p99", "Quality", "Cost (USD)"],
+          Object.entries(group || {}).map(([k, v]) => [
+            k, num(v.requests), pct(v.errorRate), pct(v.fallbackRate),
+            num(v.p50Ms) + " ms", num(v.p95Ms) + " ms", num(v.p99Ms) + " ms",
+            num(v.avgQuality, 1), num(v.costUsd, 4),
+          ]),
+          "No traffic in this window yet."
+        )
+      );
+    const windows = ["1h", "24h", "7d", "30d"].map((w) =>
+      el("button", {
+        type: "button",
+        class: "window" + (w === windowName ? " selected" : ""),
+        "aria-pressed": w === windowName ? "true" : "false",
+        onclick: () => { windowName = w; refresh(analyticsNodes); },
+      }, w)
+    );
+    return [
+      section(
+        "Analytics",
+        el("div", { class: "windows", role: "group", "aria-label": "Window" }, windows),
+        el(
+          "div",
+          { class: "cards" },
+          card("Requests", num(t.requests), "metric-requests"),
+          card("Error rate", pct(t.errorRate), "metric-error-rate"),
+          card("Fallback rate", pct(t.fallbackRate), "metric-fallback-rate"),
+          card("Cache hit rate", pct(t.cacheHitRate), "metric-cache-hit-rate"),
+          card("p95 latency", num(t.p95Ms) + " ms", "metric-p95"),
+          card("Cost", "$" + num(t.costUsd || 0, 4), "metric-cost"),
+          card("Trend", m.trend || "–", "metric-trend")
+        ),
+        seriesChart("Requests over the last " + windowName + " (errors darker)", m.series || []),
+        barChart(
+          "Requests per model (" + windowName + ")",
+          Object.entries(m.byModel || {}).map(([k, v]) => [k, v.requests || 0])
+        ),
+        breakdown("provider", m.byProvider),
+        breakdown("model", m.byModel),
+        breakdown("tier", m.byTier),
+        breakdown("variant", m.byVariant)
+      ),
+    ];
+  }
+
+  // ---- flags ---------------------------------------------------------------
+
+  async function flagsNodes() {
+    const doc = await api("/admin/flags");
+    const keys = Object.keys(doc.flags || {}).sort();
+    const views = await Promise.all(keys.map((k) => api("/admin/flags/" + encodeURIComponent(k))));
+    const rows = views.map((v) => {
+      const f = v.flag || {};
+      const killed = v.killed;
+      const toggle = killed
+        ? action("Lift kill switch", () => kill(v.key, false), { "data-flag": v.key })
+        : action("Kill switch", () => kill(v.key, true), { "data-flag": v.key });
+      return [
+        el("code", {}, v.key),
+        f.state || "",
+        Object.keys(f.variants || {}).join(", "),
+        f.defaultVariant || "",
+        f.targeting ? "targeting rules" : "default only",
+        killed ? el("span", { class: "bad", "data-killed": v.key }, "KILLED → " + killed.variant) : "live",
+        [toggle, " ", action("Edit", () => editFlag(v.key, f), { "data-edit": v.key })],
+      ];
+    });
+    const r = await api("/admin/rollouts");
+    return [
+      section("Flags", table(["Flag", "State", "Variants", "Default", "Targeting", "Kill switch", ""], rows, "No flags yet: PUT a flagd document to /admin/flags.")),
+      el("div", { id: "flag-editor" }),
+      section("Rollouts", rolloutTable(r.rollouts || [])),
+    ];
+  }
+
+  function rolloutTable(rollouts) {
+    const rows = rollouts.map((ro) => {
+      const ops = [];
+      if (ro.status === "active") ops.push(action("Pause", () => rolloutOp(ro.flag, "pause"), { "data-rollout": ro.flag }));
+      if (ro.status === "paused") ops.push(action("Resume", () => rolloutOp(ro.flag, "resume"), { "data-rollout": ro.flag }));
+      if (["paused", "rolled_back", "cancelled"].includes(ro.status)) ops.push(action("Restart", () => rolloutOp(ro.flag, "restart"), { "data-rollout": ro.flag }));
+      if (["active", "paused"].includes(ro.status)) ops.push(action("Cancel", () => rolloutOp(ro.flag, "cancel"), { "data-rollout": ro.flag }));
+      return [
+        el("code", {}, ro.flag),
+        ro.variant + " vs " + ro.control,
+        ro.status,
+        el("span", {}, el("progress", { max: 100, value: ro.percent, "aria-label": ro.flag + " rollout percent" }), " " + num(ro.percent) + " %"),
+        "step " + (Number(ro.step) + 1) + " of " + ro.steps,
+        ro.reason || "",
+        ops,
+      ];
+    });
+    return table(["Flag", "Variant", "Status", "Share", "Step", "Reason", ""], rows, "No rollouts: start one with PUT /admin/flags/{key}/rollout.");
+  }
+
+  async function rolloutOp(flag, op) {
+    if (!window.confirm(op[0].toUpperCase() + op.slice(1) + " the rollout of " + flag + "?")) return;
+    const base = "/admin/flags/" + encodeURIComponent(flag) + "/rollout";
+    try {
+      await api(op === "cancel" ? base : base + "/" + op, { method: op === "cancel" ? "DELETE" : "POST" });
+      await refresh(flagsNodes);
+    } catch (err) {
+      notice("Rollout " + op + " failed: " + err.message, "failed");
+    }
+  }
+
+  /** Edits one flag as JSON; the server's validation error is shown at the
+   *  editor, naming its field. */
+  function editFlag(key, flag) {
+    const box = document.getElementById("flag-editor");
+    const text = el("textarea", { id: "flag-json", rows: 14, cols: 80, "aria-describedby": "flag-error", spellcheck: "false" });
+    text.value = JSON.stringify(flag, null, 2);
+    const error = el("p", { id: "flag-error", class: "error", role: "alert" });
+    const save = async (event) => {
+      event.preventDefault();
+      let body;
+      try {
+        body = JSON.parse(text.value);
+      } catch (err) {
+        error.textContent = "Not valid JSON: " + err.message;
+        return;
+      }
+      try {
+        await api("/admin/flags/" + encodeURIComponent(key), { method: "PUT", body });
+        await refresh(flagsNodes);
+        notice("Flag " + key + " saved.", "ok").id = "flag-saved";
+      } catch (err) {
+        // Name the field first, unless the server's message already does.
+        const named = !err.field || err.message.startsWith(err.field);
+        error.textContent = (named ? "" : err.field + ": ") + err.message;
+        text.setAttribute("aria-invalid", "true");
+      }
+    };
+    box.replaceChildren(
+      section(
+        "Edit " + key,
+        el(
+          "form",
+          { onsubmit: save, class: "editor" },
+          el("label", { for: "flag-json" }, "Flag " + key + " (flagd JSON)"),
+          text,
+          error,
+          el("button", { type: "submit", class: "action", id: "flag-save" }, "Save flag"),
+          " ",
+          el("button", { type: "button", onclick: () => box.replaceChildren() }, "Close")
+        )
+      )
+    );
+    text.focus();
+  }
+
+  async function kill(key, on) {
+    const question = on
+      ? "Turn on the kill switch of " + key + "? Everyone gets its default variant at once."
+      : "Lift the kill switch of " + key + "?";
+    if (!window.confirm(question)) return;
+    try {
+      await api("/admin/flags/" + encodeURIComponent(key) + "/kill", { method: on ? "POST" : "DELETE" });
+      await refresh(flagsNodes);
+    } catch (err) {
+      notice("Kill switch failed: " + err.message, "failed");
+    }
+  }
+
+  // ---- keys ----------------------------------------------------------------
+
+  let createdKey = null;
+
+  /** A bar of `used` out of `limit` (no limit: the figure alone). */
+  function usageBar(label, used, limit, fmt) {
+    if (!limit) return el("span", { class: "usage" }, fmt(used) + " (no limit)");
+    const share = Math.min(1, used / limit);
+    return el(
+      "span",
+      { class: "usage" },
+      svg("svg", { viewBox: "0 0 100 8", class: "usage-bar", role: "img", "aria-label": label + " " + Math.round(share * 100) + " %" },
+        svg("rect", { x: 0, y: 0, width: 100, height: 8, class: "track" }),
+        svg("rect", { x: 0, y: 0, width: Math.max(share * 100, 0.5), height: 8, class: share >= 0.9 ? "fill hot" : "fill" })),
+      " " + fmt(used) + " of " + fmt(limit)
+    );
+  }
+
+  async function keysNodes() {
+    const k = await api("/admin/keys");
+    const details = await Promise.all((k.keys || []).map((key) => api("/admin/keys/" + encodeURIComponent(key.id))));
+    const dollars = (micros) => "$" + (micros / 1e6).toFixed(2);
+    const rows = details.map((key) => {
+      const u = key.usage || {};
+      const l = key.limits || {};
+      return [
+        el("code", {}, key.id),
+        key.name,
+        key.prefix,
+        new Date(key.created_at).toLocaleString(),
+        key.revoked_at ? "revoked " + new Date(key.revoked_at).toLocaleString() : "active",
+        el("span", { "data-budget": key.id }, usageBar("budget", u.spent_micros || 0, l.monthly_budget_micros, dollars)),
+        usageBar("requests this minute", u.window_requests || 0, l.requests_per_minute, num),
+        key.revoked_at ? null : action("Revoke", () => revoke(key.id), { "data-key": key.id }),
+      ];
+    });
+    const form = admin
+      ? el(
+          "form",
+          { id: "create-key", onsubmit: createKey },
+          el("label", { for: "key-name" }, "Name"),
+          el("input", { id: "key-name", name: "name", required: true, maxlength: 128 }),
+          el("button", { type: "submit", class: "action" }, "Create key")
+        )
+      : null;
+    // The new key is shown once: kept only until the next render.
+    const shown = createdKey
+      ? el("p", { class: "notice ok", id: "new-key" }, "New key (shown once, store it now): ", el("code", { id: "new-key-value" }, createdKey))
+      : null;
+    createdKey = null;
+    return [section("API keys", shown, form, table(["Id", "Name", "Prefix", "Created", "State", "Budget this month", "Requests / min", ""], rows, "No keys yet: create one above."))];
+  }
+
+  async function createKey(event) {
+    event.preventDefault();
+    const name = document.getElementById("key-name").value.trim();
+    try {
+      const res = await api("/admin/keys", { method: "POST", body: { name } });
+      createdKey = res.key;
+      await refresh(keysNodes);
+    } catch (err) {
+      notice("Creating the key failed: " + err.message, "failed");
+    }
+  }
+
+  async function revoke(id) {
+    if (!window.confirm("Revoke key " + id + "? Clients using it are refused at once.")) return;
+    try {
+      await api("/admin/keys/" + encodeURIComponent(id), { method: "DELETE" });
+      await refresh(keysNodes);
+    } catch (err) {
+      notice("Revoking failed: " + err.message, "failed");
+    }
+  }
+
+  // ---- alerts --------------------------------------------------------------
+
+  async function alertsNodes() {
+    const a = await api("/admin/alerts");
+    const rows = (a.alerts || []).map((entry) => {
+      const s = entry.state || {};
+      const id = s.fingerprint;
+      return [
+        s.name,
+        s.severity,
+        el("span", { class: s.status === "firing" ? "bad" : "" }, s.status + (s.acknowledged_by ? " (ack by " + s.acknowledged_by + ")" : "")),
+        num(s.value, 3),
+        entry.summary || "",
+        s.status === "firing" && !s.acknowledged_at_ms ? action("Acknowledge", () => alertAction(id, "ack"), { "data-alert": id }) : null,
+        s.status === "firing" ? action("Resolve", () => alertAction(id, "resolve"), { "data-alert": id }) : null,
+        s.status === "firing" ? action("Silence 2 h", () => silence(s.name), { "data-silence": s.name }) : null,
+        s.incidents ? duration(s.total_repair_ms / s.incidents) + " over " + s.incidents : "–",
+      ];
+    });
+    const [rules, silences] = await Promise.all([api("/admin/alerts/rules"), api("/admin/silences")]);
+    return [
+      section("Alerts", table(["Alert", "Severity", "Status", "Value", "Summary", "", "", "", "Mean time to resolve"], rows, "No alert rules or alerts yet.")),
+      section(
+        "Rules (" + (rules.source || "") + ")",
+        table(
+          ["Rule", "Metric", "Condition", "Window", "For", "Severity"],
+          (rules.rules || []).map((r) => [r.name, r.metric, r.comparison + " " + r.threshold, r.window, r.for || "", r.severity]),
+          "No rules."
+        )
+      ),
+      section(
+        "Silences",
+        table(
+          ["Id", "Matchers", "Active", "Ends", "Created by", ""],
+          (silences.silences || []).map((x) => [
+            el("code", {}, x.id),
+            (x.matchers || []).map((m) => m.name + (m.op === "not_equal" ? " != " : " = ") + m.value).join(", ") || JSON.stringify(x.labels || {}),
+            x.active ? "yes" : "no",
+            x.ends_at ? new Date(x.ends_at).toLocaleString() : "–",
+            x.created_by || "",
+            action("Remove", () => unsilence(x.id), { "data-unsilence": x.id }),
+          ]),
+          "No silences."
+        )
+      ),
+    ];
+  }
+
+  function duration(ms) {
+    if (!(ms >= 0)) return "–";
+    const m = Math.round(ms / 60000);
+    return m < 60 ? m + " min" : (m / 60).toFixed(1) + " h";
+  }
+
+  async function silence(name) {
+    if (!window.confirm("Silence " + name + " for 2 hours? It still changes state but notifies nobody.")) return;
+    try {
+      await api("/admin/silences", { method: "POST", body: { labels: { alertname: name }, duration: "2h", comment: "from the console" } });
+      await refresh(alertsNodes);
+    } catch (err) {
+      notice("Silencing failed: " + err.message, "failed");
+    }
+  }
+
+  async function unsilence(id) {
+    if (!window.confirm("Remove silence " + id + "?")) return;
+    try {
+      await api("/admin/silences/" + encodeURIComponent(id), { method: "DELETE" });
+      await refresh(alertsNodes);
+    } catch (err) {
+      notice("Removing the silence failed: " + err.message, "failed");
+    }
+  }
+
+  async function alertAction(id, what) {
+    try {
+      await api("/admin/alerts/" + encodeURIComponent(id) + "/" + what, { method: "POST" });
+      await refresh(alertsNodes);
+    } catch (err) {
+      notice("Alert " + what + " failed: " + err.message, "failed");
+    }
+  }
+
+
+  // ---- experiments ---------------------------------------------------------
+
+  /** Each variant's interval drawn on one shared scale, its value a dot. */
+  function intervals(variants) {
+    const withCi = variants.filter((v) => Array.isArray(v.ci));
+    if (!withCi.length) return null;
+    const lo = Math.min(...withCi.map((v) => v.ci[0]));
+    const hi = Math.max(...withCi.map((v) => v.ci[1]));
+    const span = hi - lo || 1;
+    const width = 360, left = 90, rowH = 22;
+    const x = (v) => left + ((width - left - 10) * (v - lo)) / span;
+    return svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${withCi.length * rowH + 6}`, role: "img", "aria-label": "confidence intervals", class: "chart intervals" },
+      withCi.map((v, i) => {
+        const y = i * rowH + 12;
+        return svg(
+          "g",
+          { class: "interval" },
+          svg("text", { x: 0, y: y + 4 }, v.variant),
+          svg("line", { x1: x(v.ci[0]), y1: y, x2: x(v.ci[1]), y2: y, class: "ci" }),
+          svg("circle", { cx: x(v.value), cy: y, r: 4 })
+        );
+      })
+    );
+  }
+
+  async function experimentsNodes() {
+    const list = await api("/admin/experiments");
+    const reports = await Promise.all((list.experiments || []).map((e) => api("/admin/experiments/" + encodeURIComponent(e.key))));
+    if (!reports.length) return [section("Experiments", el("p", { class: "empty" }, "No experiments yet: PUT a definition to /admin/experiments/{key}."))];
+    return [
+      section(
+        "Experiments",
+        reports.map((r) => {
+          const v = r.verdict || {};
+          const srm = (r.units || {}).srm || {};
+          return el(
+            "article",
+            { class: "experiment" },
+            el("h3", {}, r.key + " (flag " + r.flag + ")"),
+            el("p", {}, el("strong", {}, "Verdict: " + (v.decision || "–") + (v.variant ? " " + v.variant : "")), " ", (v.reasons || []).join(" ")),
+            srm.mismatch ? el("p", { class: "notice failed" }, "Sample ratio mismatch (p = " + num(srm.p_value, 4) + "): the split is broken; do not trust the results.") : null,
+            (r.metrics || []).map((m) =>
+              el(
+                "div",
+                {},
+                el("h4", {}, m.name + " (" + m.role + ")"),
+                table(
+                  ["Variant", "n", "Value", "Interval", "Lift", "p-value", "Outcome"],
+                  (m.variants || []).map((x) => {
+                    const c = x.comparison || {};
+                    return [
+                      x.variant, num(x.n), num(x.value, 4),
+                      Array.isArray(x.ci) ? num(x.ci[0], 4) + " – " + num(x.ci[1], 4) : "–",
+                      c.relative_lift === undefined || c.relative_lift === null ? "–" : pct(c.relative_lift),
+                      c.p_value === undefined || c.p_value === null ? "–" : Number(c.p_value).toPrecision(3),
+                      c.outcome || (x.variant === r.control ? "control" : "–"),
+                    ];
+                  }),
+                  "No data yet."
+                ),
+                intervals(m.variants || [])
+              )
+            )
+          );
+        })
+      ),
+    ];
+  }
+
+  // ---- models --------------------------------------------------------------
+
+  async function modelsNodes() {
+    const m = await api("/admin/models");
+    const unpriced = (v) => v === null || v === undefined;
+    const price = (v) => (unpriced(v) ? el("span", { class: "bad" }, "no price") : "$" + num(v, 2));
+    const models = m.models || [];
+    const waiting = models.filter((x) => unpriced(x.input_usd_per_1m) || unpriced(x.output_usd_per_1m));
+    return [
+      waiting.length
+        ? section(
+            "Models waiting for a price",
+            el("p", {}, "Discovered models are not routed until priced."),
+            waiting.map((x) => priceForm(x))
+          )
+        : null,
+      section(
+        "Models",
+        table(
+          ["Provider", "Model", "Tier", "Input / 1M", "Output / 1M", "Context", "Capabilities"],
+          models.map((x) => [x.provider, el("code", {}, x.model), x.tier, price(x.input_usd_per_1m), price(x.output_usd_per_1m), num(x.context_window), (x.capabilities || []).join(", ")]),
+          "No models in the catalog."
+        )
+      ),
+    ].filter(Boolean);
+  }
+
+  /** A form pricing one model (admin only; viewers see the list above). */
+  function priceForm(model) {
+    const id = (model.provider + "-" + model.model).replace(/[^A-Za-z0-9_-]/g, "_");
+    if (!admin) return el("p", {}, model.provider + "/" + model.model);
+    const input = el("input", { id: "in-" + id, type: "number", min: 0, step: "any", required: true, "aria-label": "input USD per 1M tokens" });
+    const output = el("input", { id: "out-" + id, type: "number", min: 0, step: "any", required: true, "aria-label": "output USD per 1M tokens" });
+    const error = el("span", { class: "error", role: "alert" });
+    const submit = async (event) => {
+      event.preventDefault();
+      const body = Object.assign({}, model, { input_usd_per_1m: Number(input.value), output_usd_per_1m: Number(output.value) });
+      delete body.provider;
+      delete body.model;
+      try {
+        await api("/admin/models/" + encodeURIComponent(model.provider) + "/" + encodeURIComponent(model.model), { method: "PUT", body });
+        await refresh(modelsNodes);
+      } catch (err) {
+        error.textContent = err.message;
+      }
+    };
+    return el(
+      "form",
+      { class: "filter", onsubmit: submit, "data-price": model.provider + "/" + model.model },
+      el("code", {}, model.provider + "/" + model.model),
+      " input $", input, " output $", output, " per 1M tokens ",
+      el("button", { type: "submit", class: "action" }, "Set price"),
+      error
+    );
+  }
+
+  // ---- audit ---------------------------------------------------------------
+
+  let auditFlag = "";
+
+  async function auditNodes() {
+    const q = "/admin/audit?limit=100" + (auditFlag ? "&flag=" + encodeURIComponent(auditFlag) : "");
+    const a = await api(q);
+    const filter = el(
+      "form",
+      { class: "filter", onsubmit: (e) => { e.preventDefault(); auditFlag = document.getElementById("audit-flag").value.trim(); refresh(auditNodes); } },
+      el("label", { for: "audit-flag" }, "Flag"),
+      el("input", { id: "audit-flag", value: auditFlag, placeholder: "all flags" }),
+      el("button", { type: "submit" }, "Filter")
+    );
+    return [
+      section(
+        "Audit log",
+        filter,
+        table(
+          ["When", "Actor", "Action", "Flag", "Version"],
+          (a.entries || []).map((e) => [new Date(e.at).toLocaleString(), e.actor, e.action, e.flag_key || "", num(e.version)]),
+          "No entries."
+        )
+      ),
+    ];
+  }
+
+  // ---- scans ---------------------------------------------------------------
+
+  const SCANS = ["heartbeat", "alerts", "rollouts", "probes", "discovery", "report", "retention"];
+
+  async function scansNodes() {
+    const h = await api("/api/health", { allow503: true });
+    const seen = new Map((h.scans || []).map((x) => [x.name, x]));
+    return [
+      section(
+        "Scans",
+        table(
+          ["Scan", "Last run", "Age", ""],
+          SCANS.map((name) => {
+            const x = seen.get(name);
+            return [
+              name,
+              x ? new Date(x.lastRunMs).toLocaleString() : "never",
+              x ? num(x.ageSeconds, 0) + " s" : "–",
+              action("Run now", () => runScan(name), { "data-scan": name }),
+            ];
+          }),
+          "No scans."
+        )
+      ),
+    ];
+  }
+
+  async function runScan(name) {
+    try {
+      const r = await api("/admin/scans/" + encodeURIComponent(name), { method: "POST" });
+      await refresh(scansNodes);
+      notice("Scan " + name + " ran: " + ((r.scan && r.scan.status) || "ok"), "ok").id = "scan-result";
+    } catch (err) {
+      notice("Scan " + name + " failed: " + err.message, "failed");
+    }
+  }
+
+
+  // ---- templates -----------------------------------------------------------
+
+  let templateView = null;
+
+  async function templatesNodes() {
+    const t = await api("/admin/templates");
+    const rows = (t.templates || []).map((x) => [
+      el("code", {}, x.name),
+      num(x.latest_version),
+      new Date(x.updated_at).toLocaleString(),
+      x.latest_version > 1
+        ? el("button", { type: "button", "data-compare": x.name, onclick: () => { templateView = x; refresh(templatesNodes); } }, "Compare v" + (x.latest_version - 1) + " and v" + x.latest_version)
+        : null,
+    ]);
+    const nodes = [section("Prompt templates", table(["Template", "Latest version", "Updated", ""], rows, "No templates yet: PUT one to /admin/templates/{name}."))];
+    if (templateView) {
+      const name = encodeURIComponent(templateView.name);
+      const v = templateView.latest_version;
+      const [older, newer] = await Promise.all([
+        api("/admin/templates/" + name + "?version=" + (v - 1)),
+        api("/admin/templates/" + name + "?version=" + v),
+      ]);
+      const pane = (x) => el("div", { class: "pane" }, el("h3", {}, "v" + x.version), el("pre", {}, JSON.stringify(x.template, null, 2)));
+      nodes.push(section(templateView.name + ": versions side by side", el("div", { class: "side-by-side", id: "template-compare" }, pane(older), pane(newer))));
+    }
+    return nodes;
+  }
+
+  // ---- pages ---------------------------------------------------------------
+
+  function placeholder(title, text) {
+    return () => Promise.resolve([section(title, el("p", { class: "empty" }, text))]);
+  }
+
+  const pages = {
+    overview: async () => [...(await healthNodes()), ...(await analyticsNodes())],
+    "production-health": healthNodes,
+    analytics: analyticsNodes,
+    flags: flagsNodes,
+    keys: keysNodes,
+    alerts: alertsNodes,
+    experiments: experimentsNodes,
+    models: modelsNodes,
+    templates: templatesNodes,
+    audit: auditNodes,
+    scans: scansNodes,
+    optimization: placeholder("Optimization", "Recommendations arrive with the optimization feature."),
+    "video-monitoring": placeholder("Video monitoring", "Video platform health arrives with the video feature."),
+  };
+
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.dataset.nav === page) link.setAttribute("aria-current", "page");
+  }
+  const render = pages[page] || pages.overview;
+  // Pages with actions refresh after each action instead of on a timer, so
+  // a confirmation or a just-created key is not replaced under the operator.
+  if (["flags", "keys", "audit", "scans", "models", "templates"].includes(page)) refresh(render);
+  else every(render);
+})();
