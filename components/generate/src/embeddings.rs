@@ -2,7 +2,6 @@
 //! `dol_core::gateway::embedding_pipeline`, write what it answers. Every
 //! decision is the core's.
 
-use dol_core::error::ApiError;
 use dol_core::gateway::embedding_pipeline::{self, EmbedCall};
 use dol_core::gateway::embeddings::EmbeddingRequest;
 use dol_core::gateway::intake;
@@ -10,31 +9,21 @@ use dol_core::gateway::pipeline::PipelineError;
 use spin_sdk::http::Response;
 
 use crate::client::WallClock;
-use crate::config;
-use crate::reply;
 use crate::request::Incoming;
 use crate::upstream::WasiUpstream;
-use dol_spin_platform::{self as platform, SpinKv, SpinSql};
-
-fn random_id() -> String {
-    let a = wasi::random::random::get_random_u64();
-    let b = wasi::random::random::get_random_u64();
-    format!("emb-{a:016x}{b:08x}")
-}
+use crate::{reply, run};
+use dol_spin_platform::{self as platform, SpinSql};
 
 /// Serves one embeddings request end to end.
 pub async fn serve(req: &Incoming) -> Response {
     let started_ms = u64::try_from(platform::now_ms()).unwrap_or(0);
-    let settings = match config::load() {
-        Ok(s) => s,
-        Err(message) => {
-            eprintln!("generate: configuration error: {message}");
-            return reply::openai(&ApiError::from(message));
-        }
-    };
-    let (db, mut kv) = match (platform::open_db(), SpinKv::open_default()) {
-        (Ok(db), Ok(kv)) => (db, kv),
-        (Err(e), _) | (_, Err(e)) => return reply::internal("storage", &e),
+    let run::Ready {
+        settings,
+        db,
+        mut kv,
+    } = match run::open() {
+        Ok(ready) => ready,
+        Err(err) => return reply::openai(&err),
     };
     let mut sql = SpinSql(&db);
     let call = intake::authenticate(
@@ -49,7 +38,7 @@ pub async fn serve(req: &Incoming) -> Response {
             caller,
             request,
             cache_control: req.header("cache-control").map(str::to_owned),
-            id: random_id(),
+            id: run::request_id("emb"),
             started_ms,
         })
     });

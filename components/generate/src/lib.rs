@@ -21,5 +21,6 @@ mod net;
 mod reply;
 mod request;
 mod responses;
+mod run;
 mod timer;
 mod upstream;

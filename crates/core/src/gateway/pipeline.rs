@@ -181,11 +181,17 @@ impl PipelineError {
     /// The answer to send in OpenAI's shape (a storage failure is a generic
     /// 500 with no internals), rendered from the one error model.
     pub fn reply(&self) -> ErrorReply {
-        let err = ApiError::from(self);
+        ErrorReply::from(&ApiError::from(self))
+    }
+}
+
+impl From<&ApiError> for ErrorReply {
+    /// `err` in OpenAI's shape, with its headers.
+    fn from(err: &ApiError) -> Self {
         ErrorReply {
             status: err.status(),
             body: err.to_openai(),
-            headers: err.headers,
+            headers: err.headers.clone(),
         }
     }
 }

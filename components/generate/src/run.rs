@@ -1,0 +1,85 @@
+//! What every generation route does around the core, once: read the
+//! settings and open storage, name the request, run the pipeline over the
+//! Spin adapters, and answer a refusal when nothing was sent yet. Each
+//! route (chat, messages, responses, embeddings) only parses its body and
+//! picks its wire format.
+
+use dol_core::error::ApiError;
+use dol_core::gateway::pipeline::{self, Call, Client, Io, PipelineError, Settings};
+use spin_sdk::http::Response;
+use spin_sdk::sqlite::Connection;
+
+use crate::client::{InProcessFlags, WallClock};
+use crate::config;
+use crate::net::{self, SseClient};
+use crate::upstream::WasiUpstream;
+use dol_spin_platform::{self as platform, SpinKv, SpinSql};
+
+/// Settings and storage for one request.
+pub struct Ready {
+    /// The gateway's settings, read now (a changed variable applies at once).
+    pub settings: Settings,
+    /// The app's database, migrated.
+    pub db: Connection,
+    /// The app's key-value store.
+    pub kv: SpinKv,
+}
+
+/// Reads the settings and opens storage; `Err` is the error to answer (an
+/// invalid variable names itself; a storage failure is logged, not sent).
+pub fn open() -> Result<Ready, ApiError> {
+    let settings = config::load().map_err(|message| {
+        eprintln!("generate: configuration error: {message}");
+        ApiError::from(message)
+    })?;
+    let db = platform::open_db().map_err(platform::internal)?;
+    let kv = SpinKv::open_default().map_err(platform::internal)?;
+    Ok(Ready { settings, db, kv })
+}
+
+/// A fresh request id: `prefix` and 24 random hex digits.
+pub fn request_id(prefix: &str) -> String {
+    let a = wasi::random::random::get_random_u64();
+    let b = wasi::random::random::get_random_u64();
+    format!("{prefix}-{a:016x}{b:08x}")
+}
+
+/// Runs the chat pipeline for `call`, answering through `client`.
+pub async fn pipeline(
+    client: &mut impl Client,
+    sql: &mut SpinSql<'_>,
+    kv: &mut SpinKv,
+    call: &Call,
+    settings: &Settings,
+) -> Result<pipeline::Served, PipelineError> {
+    let io = Io {
+        sql,
+        kv,
+        upstream: &mut WasiUpstream::new(),
+        flags: &mut InProcessFlags,
+        clock: &WallClock,
+    };
+    pipeline::serve(io, client, call, settings).await
+}
+
+/// Logs the book-keeping warnings, and answers when nothing was sent yet:
+/// the refusal, or (defensively: the core always answers) a 500 — each
+/// rendered by `render` in the route's wire format.
+pub async fn finish(
+    mut client: SseClient,
+    served: Result<pipeline::Served, PipelineError>,
+    render: impl Fn(&ApiError) -> Response,
+) {
+    let err = match &served {
+        Ok(s) => {
+            for warning in &s.warnings {
+                eprintln!("generate: {warning}");
+            }
+            ApiError::internal("the pipeline served without answering")
+        }
+        Err(e) => ApiError::from(e),
+    };
+    if let Some(unstarted) = client.take_unstarted() {
+        net::respond(unstarted, render(&err)).await;
+    }
+}
