@@ -695,7 +695,175 @@ impl old_outgoing::Host for InstanceState {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+
+    use dol_manifest::outbound::AllowedHosts;
+    use http_body_util::{BodyExt, Empty};
+    use wasmtime_wasi::WasiCtxBuilder;
+    use wasmtime_wasi_http::WasiBody;
+
     use super::*;
+    use crate::instance::ComponentGrants;
+    use crate::outbound::{InternalDispatch, InternalTarget, OutboundHooks};
+    use crate::storage::StorageCatalog;
+
+    /// Answers every in-process request with an empty 200 and notes where it went.
+    #[derive(Default)]
+    struct RecordingDispatch {
+        targets: Mutex<Vec<String>>,
+    }
+
+    impl InternalDispatch for RecordingDispatch {
+        fn dispatch(
+            &self,
+            target: InternalTarget,
+            request: ::http::Request<WasiBody>,
+        ) -> Pin<
+            Box<
+                dyn Future<Output = Result<::http::Response<WasiBody>, wasmtime_wasi_http::Error>>
+                    + Send,
+            >,
+        > {
+            self.targets
+                .lock()
+                .unwrap()
+                .push(format!("{target:?} {}", request.uri().path()));
+            Box::pin(async {
+                let body = Empty::new().map_err(|never| match never {}).boxed_unsync();
+                Ok(::http::Response::new(body))
+            })
+        }
+    }
+
+    fn state(allowed: &[&str], dispatch: Arc<RecordingDispatch>) -> InstanceState {
+        let entries: Vec<String> = allowed.iter().map(|e| (*e).to_string()).collect();
+        let allowed = Arc::new(AllowedHosts::parse(&entries).unwrap());
+        let hooks = OutboundHooks::new("probe".into(), allowed, dispatch);
+        let grants = Arc::new(ComponentGrants {
+            id: "probe".into(),
+            key_value_stores: BTreeSet::new(),
+            sqlite_databases: BTreeSet::new(),
+            variables: BTreeMap::new(),
+            environment: Vec::new(),
+        });
+        InstanceState::new(
+            WasiCtxBuilder::new().build(),
+            hooks,
+            grants,
+            Arc::new(StorageCatalog::default()),
+            1 << 20,
+        )
+    }
+
+    /// An old outgoing request to `authority` (`path` on it), headers `x-probe: 1`.
+    fn request(
+        state: &mut InstanceState,
+        scheme: old::Scheme,
+        authority: &str,
+        path: &str,
+    ) -> wasmtime::Result<Resource<HostOutgoingRequest>> {
+        let headers = old::HostFields::new(state, vec![("x-probe".to_string(), b"1".to_vec())])?;
+        old::HostOutgoingRequest::new(
+            state,
+            old::Method::Post,
+            Some(path.to_string()),
+            Some(scheme),
+            Some(authority.to_string()),
+            headers,
+        )
+    }
+
+    /// Sends `request` through the old outgoing handler and waits for the outcome.
+    async fn send(
+        state: &mut InstanceState,
+        request: Resource<HostOutgoingRequest>,
+    ) -> Result<Resource<HostIncomingResponse>, old::Error> {
+        let future = old_outgoing::Host::handle(state, request, None).unwrap()?;
+        let pollable = old::HostFutureIncomingResponse::subscribe(state, borrow(&future)).unwrap();
+        old_poll::Host::poll_one(state, pollable).await.unwrap();
+        old::HostFutureIncomingResponse::get(state, future)
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_old_constructor_borrows_its_headers_and_sets_every_part() {
+        let mut state = state(&[], Arc::default());
+        let headers =
+            old::HostFields::new(&mut state, vec![("x-probe".to_string(), b"1".to_vec())]).unwrap();
+        let request = old::HostOutgoingRequest::new(
+            &mut state,
+            old::Method::Put,
+            Some("/p?q=1".to_string()),
+            Some(old::Scheme::Https),
+            Some("example.com:8443".to_string()),
+            borrow(&headers),
+        )
+        .unwrap();
+        // The guest still owns its headers after the constructor.
+        let values = old::HostFields::get(&mut state, headers, "x-probe".to_string()).unwrap();
+        assert_eq!(values, vec![b"1".to_vec()]);
+        let outgoing = state.table.get(&request).unwrap();
+        assert!(matches!(outgoing.method, http::Method::Put));
+        assert!(matches!(outgoing.scheme, Some(http::Scheme::Https)));
+        assert_eq!(outgoing.authority.as_deref(), Some("example.com:8443"));
+        assert_eq!(outgoing.path_with_query.as_deref(), Some("/p?q=1"));
+    }
+
+    #[test]
+    fn a_malformed_part_of_an_outgoing_request_traps_naming_it() {
+        let mut state = state(&[], Arc::default());
+        let error = request(&mut state, old::Scheme::Https, "bad host", "/").unwrap_err();
+        assert!(error.to_string().contains("invalid authority"), "{error}");
+        let error = request(&mut state, old::Scheme::Https, "example.com", "no-slash").unwrap_err();
+        assert!(
+            error.to_string().contains("invalid path-with-query"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_host_outside_allowed_outbound_hosts_is_refused() {
+        let dispatch = Arc::new(RecordingDispatch::default());
+        let mut state = state(&["http://middle.spin.internal"], dispatch.clone());
+        let denied = request(&mut state, old::Scheme::Https, "example.com", "/").unwrap();
+        match send(&mut state, denied).await {
+            Err(old::Error::UnexpectedError(text)) => {
+                assert!(text.contains("HttpRequestDenied"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another component than the one allowed is refused too, before dispatch.
+        let other = request(&mut state, old::Scheme::Http, "back.spin.internal", "/").unwrap();
+        assert!(send(&mut state, other).await.is_err());
+        assert!(dispatch.targets.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn spin_internal_hosts_are_chained_in_process() {
+        let dispatch = Arc::new(RecordingDispatch::default());
+        let mut state = state(&["http://middle.spin.internal"], dispatch.clone());
+        let chained = request(
+            &mut state,
+            old::Scheme::Http,
+            "middle.spin.internal",
+            "/hello",
+        )
+        .unwrap();
+        let response = send(&mut state, chained).await.unwrap();
+        assert_eq!(
+            old::HostIncomingResponse::status(&mut state, response).unwrap(),
+            200
+        );
+        assert_eq!(
+            *dispatch.targets.lock().unwrap(),
+            vec![r#"Component("middle") /hello"#.to_string()]
+        );
+    }
 
     #[test]
     fn methods_and_schemes_survive_the_round_trip() {
