@@ -16,13 +16,15 @@ use dol_manifest::runtime_config::RuntimeConfig;
 use dol_manifest::variables::ResolvedVariables;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
-use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 use wasmtime_wasi_http::{WasiBody, WasiHttp, WasiHttpView};
 
+use crate::bindings::wasi_2023_10_18::{WasiHttp20231018, WasiHttp20231018Pre};
 use crate::bindings::{SpinHost, cron_types};
 use crate::engine::{Limits, deadline_ticks};
 use crate::instance::{ComponentGrants, InstanceState};
@@ -41,8 +43,54 @@ pub(crate) struct LoadedComponent {
     pub(crate) grants: Arc<ComponentGrants>,
     allowed_hosts: Arc<AllowedHosts>,
     pre: InstancePre<InstanceState>,
-    proxy: Option<ProxyPre<InstanceState>>,
+    handler: Option<HttpHandler>,
     pub(crate) has_cron_export: bool,
+}
+
+/// The `wasi:http/incoming-handler` a component exports, by WASI version.
+#[derive(Clone)]
+enum HttpHandler {
+    /// WASI 0.2 (any 0.2.x).
+    Wasi0_2(ProxyPre<InstanceState>),
+    /// The 0.2.0-rc-2023-10-18 release candidate, as Spin still serves it.
+    Wasi2023_10_18(WasiHttp20231018Pre<InstanceState>),
+}
+
+impl HttpHandler {
+    /// The handler `pre` exports: the current one first, as Spin looks.
+    fn detect(pre: &InstancePre<InstanceState>) -> Option<Self> {
+        if let Ok(proxy) = ProxyPre::new(pre.clone()) {
+            return Some(Self::Wasi0_2(proxy));
+        }
+        WasiHttp20231018Pre::new(pre.clone())
+            .ok()
+            .map(Self::Wasi2023_10_18)
+    }
+
+    /// Instantiates the component in `store` and calls its `handle`.
+    async fn call(
+        &self,
+        store: &mut Store<InstanceState>,
+        request: Resource<HostIncomingRequest>,
+        outparam: Resource<HostResponseOutparam>,
+    ) -> wasmtime::Result<()> {
+        match self {
+            Self::Wasi0_2(pre) => {
+                let proxy = pre.instantiate_async(&mut *store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut *store, request, outparam)
+                    .await
+            }
+            Self::Wasi2023_10_18(pre) => {
+                let proxy = pre.instantiate_async(&mut *store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut *store, request, outparam)
+                    .await
+            }
+        }
+    }
 }
 
 /// A loaded app, shared by the HTTP server and the cron scheduler.
@@ -121,7 +169,7 @@ impl LoadedApp {
             let pre = linker
                 .instantiate_pre(&wasm)
                 .map_err(|error| unsatisfied_import(id, &wasm, &engine, error.into()))?;
-            let proxy = ProxyPre::new(pre.clone()).ok();
+            let handler = HttpHandler::detect(&pre);
             let has_cron_export = wasm.get_export_index(None, CRON_EXPORT).is_some();
             let grants = Arc::new(grants_for(id, component, &variables)?);
             let allowed_hosts = Arc::new(
@@ -141,7 +189,7 @@ impl LoadedApp {
                     grants,
                     allowed_hosts,
                     pre,
-                    proxy,
+                    handler,
                     has_cron_export,
                 },
             );
@@ -203,9 +251,10 @@ impl LoadedApp {
             .components
             .get(&route.component)
             .ok_or_else(|| anyhow!("route names unknown component {}", route.component))?;
-        let proxy = component.proxy.clone().ok_or_else(|| {
+        let handler = component.handler.clone().ok_or_else(|| {
             anyhow!(
-                "component {} has an HTTP route but does not export wasi:http/incoming-handler",
+                "component {} has an HTTP route but does not export wasi:http/incoming-handler \
+                 (WASI 0.2 or 0.2.0-rc-2023-10-18)",
                 route.component
             )
         })?;
@@ -220,13 +269,7 @@ impl LoadedApp {
         let component_id = route.component.clone();
         let log_id = component_id.clone();
         let task = tokio::spawn(async move {
-            let call = async {
-                let proxy = proxy.instantiate_async(&mut store).await?;
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            };
+            let call = handler.call(&mut store, incoming, outparam);
             let result = match tokio::time::timeout(timeout, call).await {
                 Ok(result) => result.map_err(anyhow::Error::from),
                 Err(_) => Err(anyhow!("exceeded the request time limit of {timeout:?}")),
@@ -325,6 +368,10 @@ fn link_host_interfaces(linker: &mut Linker<InstanceState>) -> Result<()> {
     SpinHost::add_to_linker::<_, HasSelf<InstanceState>>(linker, |state| state)
         .map_err(anyhow::Error::from)
         .context("linking the Spin interfaces")?;
+    // WASI 0.2.0-rc-2023-10-18 (wasi:http, wasi:io), forwarded to the above.
+    WasiHttp20231018::add_to_linker::<_, HasSelf<InstanceState>>(linker, |state| state)
+        .map_err(anyhow::Error::from)
+        .context("linking WASI 0.2.0-rc-2023-10-18")?;
     Ok(())
 }
 
@@ -370,7 +417,8 @@ fn unsatisfied_import(
     };
     let message = format!(
         "component {id}: it imports `{import}`, which dol does not provide{within}; \
-         hint: dol provides WASI 0.2 with wasi:http and wasi:sockets, and Spin's \
+         hint: dol provides WASI 0.2 with wasi:http and wasi:sockets, wasi:http and \
+         wasi:io of WASI 0.2.0-rc-2023-10-18, and Spin's \
          key-value, SQLite, variables, Redis and PostgreSQL interfaces \
          (fermyon:spin/{{key-value,sqlite,variables,redis}}@2.0.0, \
          spin:sqlite/sqlite@3.0.0, spin:postgres/postgres@4.0.0, \

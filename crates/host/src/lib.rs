@@ -23,6 +23,7 @@ mod output;
 mod server;
 mod spin_apis;
 mod storage;
+mod wasi_2023_10_18;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

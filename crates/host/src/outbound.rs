@@ -190,6 +190,20 @@ pub fn socket_allowed(allowed: &AllowedHosts, addr: SocketAddr, addr_use: Socket
 /// the linker serves every semver-compatible 0.2.x import with it.
 const OUTGOING_HANDLER: &str = "wasi:http/outgoing-handler@0.2.12";
 
+/// Spin's rule for a request without a host: it goes to the app itself
+/// (`self`). spin-sdk sends a relative URL with no authority, or with only a
+/// port (`:443`) when it filled in the default scheme: no host either way.
+pub(crate) fn address_relative_to_self(outgoing: &mut HostOutgoingRequest) {
+    let host_is_missing = outgoing
+        .authority
+        .as_deref()
+        .is_none_or(|authority| authority.is_empty() || authority.starts_with(':'));
+    if host_is_missing {
+        outgoing.authority = Some(SELF_AUTHORITY.to_string());
+        outgoing.scheme = Some(Scheme::Http);
+    }
+}
+
 /// Links `wasi:http/outgoing-handler` as Spin implements it: like wasmtime's,
 /// except that a request without an authority goes to the app itself (`self`).
 pub fn link_outgoing_handler<T: WasiHttpView + 'static>(
@@ -207,17 +221,7 @@ pub fn link_outgoing_handler<T: WasiHttpView + 'static>(
                 Option<Resource<RequestOptions>>,
             )| {
                 let mut view = store.data_mut().http();
-                let outgoing = view.table.get_mut(&request)?;
-                // spin-sdk sends a relative URL with no authority, or with only a
-                // port (`:443`) when it filled in the default scheme: no host either way.
-                let host_is_missing = outgoing
-                    .authority
-                    .as_deref()
-                    .is_none_or(|authority| authority.is_empty() || authority.starts_with(':'));
-                if host_is_missing {
-                    outgoing.authority = Some(SELF_AUTHORITY.to_string());
-                    outgoing.scheme = Some(Scheme::Http);
-                }
+                address_relative_to_self(view.table.get_mut(&request)?);
                 match outgoing_handler::Host::handle(&mut view, request, options) {
                     Ok(future) => Ok((Ok::<_, ErrorCode>(future),)),
                     // A guest-visible error code, or else a trap.
