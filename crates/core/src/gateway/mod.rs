@@ -28,6 +28,7 @@ pub mod embedding_pipeline;
 pub mod embeddings;
 pub mod engine;
 pub mod intake;
+pub mod json_schema;
 pub mod keys;
 pub mod offline;
 pub mod openai;

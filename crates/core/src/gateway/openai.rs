@@ -801,6 +801,14 @@ impl ChatRequest {
             .is_some_and(ResponseFormat::wants_json)
     }
 
+    /// The schema of a `json_schema` response format (`json_schema.schema`).
+    pub fn json_schema(&self) -> Option<&Value> {
+        match &self.response_format {
+            Some(ResponseFormat::JsonSchema { json_schema }) => json_schema.get("schema"),
+            _ => None,
+        }
+    }
+
     /// Whether a streamed answer must end with a usage chunk.
     pub fn include_usage(&self) -> bool {
         self.stream_options.is_some_and(|o| o.include_usage)
