@@ -49,3 +49,4 @@ pub mod telemetry;
 pub mod templates;
 pub mod text;
 pub mod tiers;
+pub mod tools;

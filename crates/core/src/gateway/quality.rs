@@ -302,6 +302,70 @@ pub fn score(input: &QualityInput<'_>, config: &QualityConfig) -> QualityReport 
     }
 }
 
+/// Scores an answer made of function calls: prose measures do not apply, so
+/// it scores 10 when every call names a function and carries a JSON object
+/// of arguments, else the JSON cap (4) with the first bad call named.
+pub fn score_tool_calls(
+    calls: &[super::openai::ToolCall],
+    finish_reason: Option<FinishReason>,
+    config: &QualityConfig,
+) -> QualityReport {
+    let bad =
+        calls.iter().find_map(
+            |c| match serde_json::from_str::<serde_json::Value>(&c.arguments) {
+                Ok(serde_json::Value::Object(_)) if !c.name.is_empty() => None,
+                _ => Some(format!(
+                    "call \"{}\" has no JSON object of arguments",
+                    c.name
+                )),
+            },
+        );
+    let arguments = match &bad {
+        Some(why) => dim(Dimension::Json, 0.0, Some(why.clone())),
+        None => dim(Dimension::Json, 1.0, None),
+    };
+    let truncated = matches!(
+        finish_reason,
+        Some(FinishReason::Length | FinishReason::ContentFilter)
+    );
+    let truncation = if truncated {
+        dim(
+            Dimension::Truncation,
+            0.0,
+            Some("the calls were cut off".to_owned()),
+        )
+    } else {
+        dim(Dimension::Truncation, 1.0, None)
+    };
+    let mut reasons: Vec<String> = [&arguments, &truncation]
+        .iter()
+        .filter_map(|d| d.reason.clone())
+        .collect();
+    let mut total: f64 = 10.0;
+    if bad.is_some() {
+        total = 4.0;
+        reasons.push("score capped at 4: a tool call is malformed".to_owned());
+    } else if truncated {
+        total = 6.0;
+        reasons.push("score capped at 6: answer was truncated".to_owned());
+    }
+    let dimensions = vec![
+        dim(Dimension::Length, 1.0, None),
+        dim(Dimension::Refusal, 1.0, None),
+        dim(Dimension::Repetition, 1.0, None),
+        truncation,
+        arguments,
+        dim(Dimension::Coverage, 1.0, None),
+    ];
+    QualityReport {
+        total,
+        passed: total >= config.threshold,
+        threshold: config.threshold,
+        dimensions,
+        reasons,
+    }
+}
+
 /// Why a JSON answer fails (`(cap reason, dimension reason)`), or `None`.
 fn json_problem(
     answer: &str,
@@ -612,6 +676,47 @@ mod tests {
             &QualityConfig::default(),
         );
         assert!(!bad.passed, "{bad:?}");
+    }
+
+    fn call(name: &str, arguments: &str) -> crate::gateway::openai::ToolCall {
+        crate::gateway::openai::ToolCall {
+            id: "call_1".into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_tool_call_passes_without_text() {
+        let r = score_tool_calls(
+            &[call("get_weather", r#"{"city":"Paris"}"#)],
+            Some(FinishReason::ToolCalls),
+            &QualityConfig::default(),
+        );
+        assert_eq!(r.total, 10.0, "{r:?}");
+        assert!(r.passed);
+    }
+
+    #[test]
+    fn a_tool_call_with_broken_arguments_fails() {
+        let r = score_tool_calls(
+            &[call("get_weather", r#"{"city":"#)],
+            Some(FinishReason::ToolCalls),
+            &QualityConfig::default(),
+        );
+        assert_eq!(r.total, 4.0);
+        assert!(!r.passed);
+        assert!(r.reasons.iter().any(|x| x.contains("get_weather")), "{r:?}");
+    }
+
+    #[test]
+    fn truncated_tool_calls_fail() {
+        let r = score_tool_calls(
+            &[call("f", "{}")],
+            Some(FinishReason::Length),
+            &QualityConfig::default(),
+        );
+        assert_eq!(r.total, 6.0);
     }
 
     #[test]
