@@ -869,3 +869,6 @@ mod messages;
 
 #[path = "gateway_responses.rs"]
 mod responses;
+
+#[path = "gateway_tools.rs"]
+mod tools;

@@ -10,6 +10,9 @@ Scenarios:
   responses      responses.create: plain text input, message items with instructions and
                  max_output_tokens, output_text, usage; streamed (raw events and the
                  responses.stream helper); a 400 for tools
+  tools          chat.completions.create with tools: a tool call (non-streamed and streamed
+                 tool_call deltas), the tool result sent back and answered in text; a 400 for
+                 a tool_choice naming an undeclared function
   embeddings     embeddings.create with float and base64 encodings (the SDK's default
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
 
@@ -182,6 +185,60 @@ def responses():
         check("tools rejected with 400", e.status_code == 400 and "tools" in str(e), str(e))
 
 
+TOOLS = [{
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}]
+
+
+def tools():
+    import json
+
+    c = client()
+    question = [{"role": "user", "content": "What is the weather in Paris today?"}]
+    r = c.chat.completions.create(model="auto", messages=question, tools=TOOLS)
+    choice = r.choices[0]
+    check("tools: finish_reason tool_calls", choice.finish_reason == "tool_calls", choice)
+    calls = choice.message.tool_calls or []
+    check("tools: one call of get_weather", len(calls) == 1 and calls[0].function.name == "get_weather", calls)
+    args = json.loads(calls[0].function.arguments)
+    check("tools: arguments are a JSON object with the city", isinstance(args.get("city"), str), args)
+
+    stream = c.chat.completions.create(model="auto", messages=question, tools=TOOLS, stream=True,
+                                       extra_headers={"cache-control": "no-cache"})
+    names, arguments, finish = [], "", None
+    for chunk in stream:
+        if chunk.choices:
+            delta = chunk.choices[0].delta
+            for tc in delta.tool_calls or []:
+                if tc.function and tc.function.name:
+                    names.append(tc.function.name)
+                if tc.function and tc.function.arguments:
+                    arguments += tc.function.arguments
+            finish = chunk.choices[0].finish_reason or finish
+    check("tools: streamed tool_call deltas", names == ["get_weather"] and "city" in json.loads(arguments), (names, arguments))
+    check("tools: streamed finish_reason tool_calls", finish == "tool_calls", finish)
+
+    follow = question + [
+        {"role": "assistant", "content": None, "tool_calls": [calls[0].model_dump()]},
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "18 degrees and sunny"},
+    ]
+    r = c.chat.completions.create(model="auto", messages=follow, tools=TOOLS)
+    check("tools: the tool result is answered in text", r.choices[0].finish_reason == "stop" and r.choices[0].message.content, r)
+
+    try:
+        c.chat.completions.create(model="auto", messages=question, tools=TOOLS,
+                                  tool_choice={"type": "function", "function": {"name": "nope"}})
+        check("tools: undeclared tool_choice rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("tools: undeclared tool_choice rejected with 400", e.status_code == 400 and "tool_choice" in str(e), str(e))
+
+
 if __name__ == "__main__":
-    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings, "responses": responses}[sys.argv[1]]()
+    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings, "responses": responses,
+     "tools": tools}[sys.argv[1]]()
     print("all checks passed")

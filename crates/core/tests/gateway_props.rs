@@ -70,7 +70,7 @@ proptest! {
         wants_json in any::<bool>(),
         threshold in 0.0f64..10.0,
     ) {
-        let input = QualityInput { prompt: &prompt, answer: &answer, finish_reason: finish, wants_json };
+        let input = QualityInput { prompt: &prompt, answer: &answer, finish_reason: finish, wants_json, schema: None };
         let cfg = QualityConfig { threshold, ..QualityConfig::default() };
         let a = quality::score(&input, &cfg);
         let b = quality::score(&input, &cfg);
@@ -84,7 +84,7 @@ proptest! {
     fn repeated_words_never_score_well(word in "[a-z]{2,8}", n in 20usize..80) {
         let answer = vec![word.as_str(); n].join(" ");
         let r = quality::score(
-            &QualityInput { prompt: "", answer: &answer, finish_reason: None, wants_json: false },
+            &QualityInput { prompt: "", answer: &answer, finish_reason: None, wants_json: false, schema: None },
             &QualityConfig::default(),
         );
         prop_assert!(!r.passed, "{r:?}");
@@ -277,5 +277,23 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+proptest! {
+    /// Any JSON object answer to an object schema without required keys passes
+    /// the gate, however short (issue 15: `{}` used to score 0 and be retried).
+    #[test]
+    fn valid_structured_objects_always_pass(
+        entries in proptest::collection::btree_map("[a-z]{1,6}", "[a-z ]{0,12}", 0..5),
+        prompt in "[a-zA-Z ]{0,80}",
+    ) {
+        let answer = serde_json::to_string(&entries).unwrap();
+        let schema = serde_json::json!({"type": "object"});
+        let r = quality::score(
+            &QualityInput { prompt: &prompt, answer: &answer, finish_reason: None, wants_json: true, schema: Some(&schema) },
+            &QualityConfig::default(),
+        );
+        prop_assert!(r.passed, "{r:?}");
     }
 }

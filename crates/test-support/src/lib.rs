@@ -12,6 +12,7 @@
 pub mod mock;
 pub mod mock_embed;
 pub mod mock_llm;
+pub mod mock_tools;
 pub mod receiver;
 
 use std::path::{Path, PathBuf};

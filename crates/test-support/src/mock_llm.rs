@@ -14,6 +14,10 @@
 //! | [`Flavor::Anthropic`] | `POST /v1/messages`, `GET /v1/models`, `GET /v1/models/{id}` |
 //! | [`Flavor::Gemini`] | `POST /v1beta/models/{model}:generateContent`, `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]`, `POST /v1beta/models/{model}:batchEmbedContents` and `:embedContent`, `GET /v1beta/models`, `GET /v1beta/models/{model}` (also under `/v1/`) |
 //!
+//! A request declaring tools gets a call of its first (or its chosen)
+//! function with arguments filled from the function's schema, until its last
+//! message is a tool result ([`crate::mock_tools`]).
+//!
 //! Anthropic requests always need the `x-api-key` and `anthropic-version`
 //! headers, as the real API does. Keys are only compared when
 //! [`Behavior::require_key`] is set: `Authorization: Bearer` (OpenAI),
@@ -2203,6 +2207,43 @@ async fn generate(
     }
     let answer = compose(behavior, &request);
     let id = shared.next_id();
+    // A request that asks for a function call gets one, in the flavor's wire format.
+    let tool = behavior
+        .answer
+        .is_none()
+        .then(|| crate::mock_tools::requested(flavor, &value))
+        .flatten();
+    if let Some(tool) = tool {
+        let terms = key_terms(&request.last_user);
+        let mut filler = SchemaFiller {
+            prose: None,
+            terms: &terms,
+            next_term: 0,
+        };
+        let args = match filler.instance(&tool.schema, &tool.schema, 0) {
+            v @ Value::Object(_) => v,
+            _ => json!({}),
+        };
+        let call = crate::mock_tools::Call {
+            id,
+            model: &request.model,
+            name: &tool.name,
+            args: &args,
+            prompt_tokens: answer.prompt_tokens,
+            completion_tokens: estimate_tokens(args.to_string().len() / 4 + 1),
+        };
+        let mut response = if request.stream {
+            sse_response(
+                crate::mock_tools::stream(flavor, &call),
+                Duration::ZERO,
+                false,
+            )
+        } else {
+            json_response(200, &crate::mock_tools::answer(flavor, &call))
+        };
+        request_id_header(flavor, &mut response, id);
+        return response;
+    }
     let mut response = if request.stream {
         let pieces = split_pieces(&answer.text, behavior.stream_chunks);
         let cut_after = behavior.cut_stream_after;

@@ -70,6 +70,7 @@ fn quality(prompt: &str, answer: &str, wants_json: bool) -> f64 {
             answer,
             finish_reason: Some(FinishReason::Stop),
             wants_json,
+            schema: None,
         },
         &QualityConfig::default(),
     );

@@ -21,13 +21,13 @@ use super::cost::{Cost, request_cost};
 use super::offline;
 use super::openai::{
     ChatCompletion, ChatCompletionChunk, ChatRequest, Delta, DolInfo, FinishReason, Role, SSE_DONE,
-    Usage,
+    ToolCall, Usage,
 };
 use super::providers::{
     self, HttpRequestSpec, ProviderAnswer, ProviderConfig, ProviderFailure, StreamDecoder,
     StreamEvent,
 };
-use super::quality::{QualityConfig, QualityReport, score_for_request};
+use super::quality::{self, QualityConfig, QualityReport, score_for_request};
 use super::retry::{FailureKind, jitter_from_u64};
 use super::routing::{
     Candidate, CatalogEntry, ObservedStats, RouteDecision, RouteRequest, RoutingWeights, route,
@@ -372,6 +372,8 @@ pub struct Generation {
     pub outcome: Outcome,
     /// Provider's system fingerprint, if any.
     pub system_fingerprint: Option<String>,
+    /// The functions the model called (empty for a text answer).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl Generation {
@@ -387,7 +389,7 @@ impl Generation {
         );
         c.system_fingerprint.clone_from(&self.system_fingerprint);
         c.dol = Some(self.info.clone());
-        c
+        c.with_tool_calls(&self.tool_calls)
     }
 }
 
@@ -405,6 +407,7 @@ struct Answer {
     ttft_ms: Option<u64>,
     /// Streamed by the provider straight to the client (scored, never gated).
     streamed: bool,
+    tool_calls: Vec<ToolCall>,
 }
 
 /// How one attempt ended, from the driver's side.
@@ -499,7 +502,7 @@ impl Run<'_> {
                     let (reported, keep) = self.classify(at, outcome);
                     if let Some(done) = keep {
                         match done {
-                            Finished::Answer(a) => last = Some(a),
+                            Finished::Answer(a) => last = Some(*a),
                             Finished::Broken(a, detail) => {
                                 return self.abort(downstream, a, &detail).await;
                             }
@@ -567,7 +570,7 @@ impl Run<'_> {
                 }
                 (
                     AttemptOutcome::Success { quality: q },
-                    Some(Finished::Answer(*a)),
+                    Some(Finished::Answer(a)),
                 )
             }
             Attempt::Failed(failure, _, _) => (AttemptOutcome::Failed { failure }, None),
@@ -731,14 +734,10 @@ impl Run<'_> {
         let usage = answer
             .usage
             .unwrap_or_else(|| self.estimated_usage(&answer.content));
-        let report = score_for_request(
-            self.request,
-            &answer.content,
-            Some(answer.finish_reason),
-            &self.quality,
-        );
+        let report = self.score(&answer.content, &answer.tool_calls, answer.finish_reason);
         Answer {
             tier: at.tier,
+            tool_calls: answer.tool_calls,
             content: answer.content,
             finish_reason: answer.finish_reason,
             usage,
@@ -748,6 +747,16 @@ impl Run<'_> {
             fingerprint: answer.system_fingerprint,
             ttft_ms,
             streamed: false,
+        }
+    }
+
+    /// The quality report of an answer: function calls are judged as calls,
+    /// text (and structured text) by the gate.
+    fn score(&self, content: &str, calls: &[ToolCall], finish: FinishReason) -> QualityReport {
+        if calls.is_empty() {
+            score_for_request(self.request, content, Some(finish), &self.quality)
+        } else {
+            quality::score_tool_calls(calls, Some(finish), &self.quality)
         }
     }
 
@@ -769,6 +778,22 @@ impl Run<'_> {
             ("x-dol-cache".to_owned(), "miss".to_owned()),
             ("x-dol-request-id".to_owned(), self.id.clone()),
         ]
+    }
+
+    /// Sends the response head and the role chunk; false when the client left.
+    async fn open_stream<D: Downstream>(&self, downstream: &mut D, answer: &Answer) -> bool {
+        if !downstream
+            .start(self.head(answer.tier, &answer.provider, &answer.model))
+            .await
+        {
+            return false;
+        }
+        let role = Delta {
+            role: Some(Role::Assistant),
+            content: Some(String::new()),
+            ..Delta::default()
+        };
+        downstream.send(self.chunk(&answer.model, role, None)).await
     }
 
     fn chunk(&self, model: &str, delta: Delta, finish: Option<FinishReason>) -> Vec<u8> {
@@ -817,6 +842,7 @@ impl Run<'_> {
             fingerprint: None,
             ttft_ms: None,
             streamed: true,
+            tool_calls: Vec::new(),
         };
         let mut usage: Option<Usage> = None;
         let mut finished = false;
@@ -849,18 +875,7 @@ impl Run<'_> {
                         if !started {
                             started = true;
                             answer.ttft_ms = Some(upstream.elapsed_ms());
-                            if !downstream
-                                .start(self.head(at.tier, &answer.provider, &model))
-                                .await
-                            {
-                                return Attempt::ClientGone(Box::new(answer));
-                            }
-                            let role = Delta {
-                                role: Some(Role::Assistant),
-                                content: Some(String::new()),
-                                ..Delta::default()
-                            };
-                            if !downstream.send(self.chunk(&model, role, None)).await {
+                            if !self.open_stream(downstream, &answer).await {
                                 return Attempt::ClientGone(Box::new(answer));
                             }
                         }
@@ -869,6 +884,25 @@ impl Run<'_> {
                             content: Some(text),
                             ..Delta::default()
                         };
+                        if !downstream.send(self.chunk(&model, piece, None)).await {
+                            return Attempt::ClientGone(Box::new(answer));
+                        }
+                    }
+                    StreamEvent::ToolCall {
+                        index,
+                        id,
+                        name,
+                        arguments,
+                    } => {
+                        if !started {
+                            started = true;
+                            answer.ttft_ms = Some(upstream.elapsed_ms());
+                            if !self.open_stream(downstream, &answer).await {
+                                return Attempt::ClientGone(Box::new(answer));
+                            }
+                        }
+                        let piece =
+                            tool_call_delta(&mut answer.tool_calls, index, id, name, arguments);
                         if !downstream.send(self.chunk(&model, piece, None)).await {
                             return Attempt::ClientGone(Box::new(answer));
                         }
@@ -894,12 +928,7 @@ impl Run<'_> {
         }
         answer.usage = usage.unwrap_or_else(|| self.estimated_usage(&answer.content));
         // Streamed answers are scored after completion and recorded, not gated.
-        let report = score_for_request(
-            self.request,
-            &answer.content,
-            Some(answer.finish_reason),
-            &self.quality,
-        );
+        let report = self.score(&answer.content, &answer.tool_calls, answer.finish_reason);
         answer.quality = Some(report);
         Attempt::Answered(Box::new(answer))
     }
@@ -952,6 +981,7 @@ impl Run<'_> {
             ttft_ms: answer.ttft_ms,
             outcome,
             system_fingerprint: answer.fingerprint,
+            tool_calls: answer.tool_calls,
         }
     }
 
@@ -995,6 +1025,7 @@ impl Run<'_> {
             fingerprint: None,
             ttft_ms: Some(upstream.elapsed_ms()),
             streamed: false,
+            tool_calls: Vec::new(),
         };
         let mut generation = self.finish(answer, attempts, Outcome::Offline);
         // The offline tier is the bottom of the pipeline, whatever the entry tier was.
@@ -1046,9 +1077,44 @@ impl Tally {
 }
 
 enum Finished {
-    Answer(Answer),
+    Answer(Box<Answer>),
     Broken(Box<Answer>, String),
     Gone(Box<Answer>),
+}
+
+/// Records one streamed piece of a function call in `calls` and returns the
+/// OpenAI delta announcing it (`id`, `type` and `name` with the first piece).
+fn tool_call_delta(
+    calls: &mut Vec<ToolCall>,
+    index: u32,
+    id: Option<String>,
+    name: Option<String>,
+    arguments: String,
+) -> Delta {
+    let i = index as usize;
+    while calls.len() <= i {
+        calls.push(ToolCall {
+            id: String::new(),
+            name: String::new(),
+            arguments: String::new(),
+        });
+    }
+    let call = &mut calls[i];
+    let mut piece = serde_json::json!({"index": index, "function": {"arguments": arguments}});
+    if let Some(id) = id {
+        piece["id"] = serde_json::json!(id);
+        piece["type"] = serde_json::json!("function");
+        call.id = id;
+    }
+    if let Some(name) = name {
+        piece["function"]["name"] = serde_json::json!(name);
+        call.name = name;
+    }
+    call.arguments.push_str(&arguments);
+    Delta {
+        tool_calls: Some(serde_json::Value::Array(vec![piece])),
+        ..Delta::default()
+    }
 }
 
 /// The SSE frames of a finished answer, as DOL streams it itself (offline

@@ -505,3 +505,153 @@ fn an_offline_stream_is_complete_sse() {
         .collect();
     assert_eq!(text, g.content);
 }
+
+fn tools_catalog() -> Vec<CatalogEntry> {
+    let mut e = entry("best", Tier::Comprehensive, Some(10_000_000));
+    e.capabilities.insert("tools".to_owned());
+    vec![e]
+}
+
+fn run_on(
+    fake: &mut Fake,
+    req: &ChatRequest,
+    catalog: &[CatalogEntry],
+    client: Option<&mut Client>,
+) -> Generation {
+    let plan = plan(
+        req,
+        catalog,
+        &[provider()],
+        &RoutingState::default(),
+        Tier::Comprehensive,
+        &RoutingWeights::default(),
+        0,
+    )
+    .unwrap();
+    block_on(generate(
+        fake,
+        client,
+        req,
+        &plan,
+        config(),
+        QualityConfig::default(),
+        "chatcmpl-t",
+    ))
+}
+
+fn tools_request(stream: bool) -> ChatRequest {
+    ChatRequest::from_value(&json!({
+        "model": "auto",
+        "stream": stream,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather",
+                   "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    }))
+    .unwrap()
+}
+
+fn tool_call_json() -> Reply {
+    let body = json!({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+        ]}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 10, "total_tokens": 30}
+    });
+    Reply::Http(200, Vec::new(), vec![body.to_string().into_bytes()], 10)
+}
+
+#[test]
+fn a_tool_call_answer_is_accepted_at_once_and_returned_in_openai_shape() {
+    let mut f = Fake::new();
+    f.script("best", vec![tool_call_json()]);
+    let g = run_on(&mut f, &tools_request(false), &tools_catalog(), None);
+    assert_eq!(g.outcome, Outcome::Success);
+    assert_eq!(
+        g.info.attempts, 1,
+        "a tool call is not retried for lacking prose"
+    );
+    assert_eq!(g.finish_reason, FinishReason::ToolCalls);
+    let c = serde_json::to_value(g.completion("chatcmpl-t", 1)).unwrap();
+    let m = &c["choices"][0]["message"];
+    assert_eq!(m["content"], serde_json::Value::Null);
+    assert_eq!(m["tool_calls"][0]["id"], "call_1");
+    assert_eq!(m["tool_calls"][0]["type"], "function");
+    assert_eq!(
+        m["tool_calls"][0]["function"]["arguments"],
+        "{\"city\":\"Paris\"}"
+    );
+    assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[test]
+fn streamed_tool_calls_reach_the_client_as_tool_call_deltas() {
+    let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        )
+        .into_bytes()
+    };
+    let body = vec![
+        chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+            json!(null),
+        ),
+        chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":\"Paris\"}"}}]}),
+            json!(null),
+        ),
+        chunk(json!({}), json!("tool_calls")),
+        b"data: [DONE]\n\n".to_vec(),
+    ];
+    let mut f = Fake::new();
+    f.script("best", vec![Reply::Http(200, Vec::new(), body, 10)]);
+    let mut client = Client::default();
+    let g = run_on(
+        &mut f,
+        &tools_request(true),
+        &tools_catalog(),
+        Some(&mut client),
+    );
+    assert_eq!(g.outcome, Outcome::Success);
+    assert_eq!(
+        g.tool_calls,
+        vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{\"city\":\"Paris\"}".into()
+        }]
+    );
+    assert!(
+        client.body.contains(r#""tool_calls":[{"function":{"arguments":"","name":"get_weather"},"id":"call_1","index":0,"type":"function"}]"#),
+        "{}",
+        client.body
+    );
+    assert!(
+        client
+            .body
+            .contains(r#"{"function":{"arguments":"{\"city\":\"Paris\"}"},"index":0}"#),
+        "{}",
+        client.body
+    );
+    assert_eq!(g.quality.as_ref().map(|q| q.total), Some(10.0));
+}
+
+#[test]
+fn an_empty_object_for_an_object_schema_is_not_retried() {
+    let mut f = Fake::new();
+    f.script("best", vec![ok_json("{}", "stop")]);
+    let req = ChatRequest::from_value(&json!({
+        "model": "auto",
+        "messages": [{"role": "user", "content": "Extract any entities from: hello"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "e", "schema": {"type": "object"}}}
+    }))
+    .unwrap();
+    let g = run_on(&mut f, &req, &catalog(), None);
+    assert_eq!(g.outcome, Outcome::Success);
+    assert_eq!(g.info.attempts, 1, "{:?}", g.quality);
+    assert_eq!(g.content, "{}");
+    assert_eq!(g.info.quality, Some(10.0));
+}

@@ -252,6 +252,7 @@ mod tests {
                 answer: &a.content,
                 finish_reason: Some(a.finish_reason),
                 wants_json: true,
+                schema: None,
             },
             &QualityConfig::default(),
         );

@@ -25,7 +25,7 @@ pub struct RequestError {
 }
 
 impl RequestError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             message: message.into(),
@@ -753,6 +753,9 @@ impl ChatRequest {
             .map(parse_hints)
             .transpose()?
             .unwrap_or_default();
+        // Checked here so every provider mapping can rely on their shape.
+        let functions = super::tools::functions(obj)?;
+        super::tools::tool_choice(obj, &functions)?;
         let passthrough = obj
             .iter()
             .filter(|(k, v)| PASSTHROUGH_FIELDS.contains(&k.as_str()) && !v.is_null())
@@ -789,6 +792,19 @@ impl ChatRequest {
         v
     }
 
+    /// The functions of `tools` (validated when the request was parsed).
+    pub fn functions(&self) -> Vec<super::tools::FunctionDef> {
+        super::tools::functions(&self.passthrough).unwrap_or_default()
+    }
+
+    /// The `tool_choice` (validated when the request was parsed).
+    pub fn tool_choice(&self) -> Option<super::tools::ToolChoice> {
+        let functions = self.functions();
+        super::tools::tool_choice(&self.passthrough, &functions)
+            .ok()
+            .flatten()
+    }
+
     /// The output token limit: `max_completion_tokens`, else `max_tokens`.
     pub fn output_limit(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
@@ -799,6 +815,14 @@ impl ChatRequest {
         self.response_format
             .as_ref()
             .is_some_and(ResponseFormat::wants_json)
+    }
+
+    /// The schema of a `json_schema` response format (`json_schema.schema`).
+    pub fn json_schema(&self) -> Option<&Value> {
+        match &self.response_format {
+            Some(ResponseFormat::JsonSchema { json_schema }) => json_schema.get("schema"),
+            _ => None,
+        }
     }
 
     /// Whether a streamed answer must end with a usage chunk.
@@ -852,6 +876,34 @@ impl Usage {
             completion_tokens,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
         }
+    }
+}
+
+/// One function call the model made, in OpenAI's terms: `arguments` is the
+/// JSON text of the call's arguments, as OpenAI sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id (a tool message answers it by `tool_call_id`).
+    pub id: String,
+    /// The function's name.
+    pub name: String,
+    /// The arguments as JSON text.
+    pub arguments: String,
+}
+
+impl ToolCall {
+    /// OpenAI's shape: `{"id", "type": "function", "function": {"name", "arguments"}}`.
+    pub fn to_openai(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        })
+    }
+
+    /// The calls of a response message in OpenAI's shape, `None` when there are none.
+    pub fn list(calls: &[Self]) -> Option<Value> {
+        (!calls.is_empty()).then(|| Value::Array(calls.iter().map(Self::to_openai).collect()))
     }
 }
 
@@ -1026,6 +1078,21 @@ impl ChatCompletion {
             system_fingerprint: None,
             dol: None,
         }
+    }
+
+    /// The same completion answering with tool calls: `content` becomes
+    /// `null` when the model wrote no text (as OpenAI answers).
+    #[must_use]
+    pub fn with_tool_calls(mut self, calls: &[ToolCall]) -> Self {
+        if let Some(choice) = self.choices.first_mut()
+            && !calls.is_empty()
+        {
+            if choice.message.content.as_deref() == Some("") {
+                choice.message.content = None;
+            }
+            choice.message.tool_calls = ToolCall::list(calls);
+        }
+        self
     }
 
     /// The first choice's text (empty if none).

@@ -322,6 +322,7 @@ pub fn from_cache(hit: CacheEntry) -> Generation {
         ttft_ms: None,
         outcome: Outcome::Success,
         system_fingerprint: None,
+        tool_calls: Vec::new(),
     }
 }
 
@@ -549,7 +550,8 @@ where
         if let Err(e) = store::set_routing_state(kv, &routing) {
             warnings.push(format!("storing the routing state failed: {e}"));
         }
-        if use_cache && generation.outcome == Outcome::Success {
+        // The cache keeps text; an answer made of tool calls is not replayed from it.
+        if use_cache && generation.outcome == Outcome::Success && generation.tool_calls.is_empty() {
             let entry = CacheEntry {
                 content: generation.content.clone(),
                 finish_reason: generation.finish_reason,

@@ -8,8 +8,13 @@
 //! | `refusal` | 2 | 0 if a refusal phrase appears in the first 300 characters, else 1 |
 //! | `repetition` | 3 | `1 − clamp((r − 0.1) / 0.4, 0, 1)` with `r` the repeated word-trigram ratio |
 //! | `truncation` | 1 | 0 when `finish_reason` is `length` or `content_filter`, else 1 |
-//! | `json` | 1 | when JSON was asked for: 1 if the answer parses as a JSON object, else 0; otherwise 1 |
+//! | `json` | 1 | when JSON was asked for: 1 if the answer parses as a JSON object (`json_object`) or matches the schema (`json_schema`, see [`super::json_schema`]), else 0; otherwise 1 |
 //! | `coverage` | 2 | `0.4 + 0.6 × c` with `c` the share of the prompt's key terms (at most 8) found in the answer; 1 without key terms |
+//!
+//! A valid structured answer is data, not prose: its `length`, `repetition`
+//! and `coverage` score 1 and the empty-answer cap does not apply, so `{}` for
+//! an object schema without required keys passes (it used to score 0 and be
+//! retried).
 //!
 //! `total = 10 × Σ(weight × score) / Σ weight`, then capped by the hard
 //! failures: empty answer → 0, refusal → 3, invalid JSON when JSON was asked
@@ -74,6 +79,8 @@ pub struct QualityInput<'a> {
     pub finish_reason: Option<FinishReason>,
     /// Whether `response_format` asked for JSON.
     pub wants_json: bool,
+    /// The JSON schema the answer must match (`response_format.json_schema.schema`).
+    pub schema: Option<&'a serde_json::Value>,
 }
 
 /// A scored dimension.
@@ -178,10 +185,17 @@ pub fn is_refusal(answer: &str) -> Option<&'static str> {
 pub fn score(input: &QualityInput<'_>, config: &QualityConfig) -> QualityReport {
     let trimmed = input.answer.trim();
     let words = text::words(trimmed);
-    let empty = words.is_empty();
     let mut caps: Vec<(f64, String)> = Vec::new();
+    let json_problem = input
+        .wants_json
+        .then(|| json_problem(trimmed, input.schema));
+    // A valid structured answer is judged by its shape only.
+    let structured = matches!(json_problem, Some(None));
+    let empty = words.is_empty() && !structured;
 
-    let length = if empty {
+    let length = if structured {
+        dim(Dimension::Length, 1.0, None)
+    } else if empty {
         caps.push((0.0, "answer is empty".to_owned()));
         dim(Dimension::Length, 0.0, Some("answer is empty".to_owned()))
     } else {
@@ -204,7 +218,11 @@ pub fn score(input: &QualityInput<'_>, config: &QualityConfig) -> QualityReport 
         None => dim(Dimension::Refusal, 1.0, None),
     };
 
-    let ratio = repeated_trigram_ratio(&words);
+    let ratio = if structured {
+        0.0
+    } else {
+        repeated_trigram_ratio(&words)
+    };
     let repetition = {
         let s = 1.0 - ((ratio - 0.1) / 0.4).clamp(0.0, 1.0);
         let reason =
@@ -235,35 +253,17 @@ pub fn score(input: &QualityInput<'_>, config: &QualityConfig) -> QualityReport 
         _ => dim(Dimension::Truncation, 1.0, None),
     };
 
-    let json = if input.wants_json {
-        match serde_json::from_str::<serde_json::Value>(trimmed) {
-            Ok(serde_json::Value::Object(_)) => dim(Dimension::Json, 1.0, None),
-            Ok(_) => {
-                caps.push((4.0, "answer is not a JSON object".to_owned()));
-                dim(
-                    Dimension::Json,
-                    0.0,
-                    Some("JSON was asked for but the answer is not a JSON object".to_owned()),
-                )
-            }
-            Err(e) => {
-                caps.push((4.0, "answer is not valid JSON".to_owned()));
-                dim(
-                    Dimension::Json,
-                    0.0,
-                    Some(format!(
-                        "JSON was asked for but the answer does not parse: {e}"
-                    )),
-                )
-            }
+    let json = match json_problem {
+        Some(Some((cap_reason, reason))) => {
+            caps.push((4.0, cap_reason.to_owned()));
+            dim(Dimension::Json, 0.0, Some(reason))
         }
-    } else {
-        dim(Dimension::Json, 1.0, None)
+        _ => dim(Dimension::Json, 1.0, None),
     };
 
     let coverage = {
         let terms: Vec<String> = text::key_terms(input.prompt).into_iter().take(8).collect();
-        if terms.is_empty() {
+        if terms.is_empty() || structured {
             dim(Dimension::Coverage, 1.0, None)
         } else {
             let answer_words: std::collections::BTreeSet<&str> =
@@ -302,6 +302,96 @@ pub fn score(input: &QualityInput<'_>, config: &QualityConfig) -> QualityReport 
     }
 }
 
+/// Scores an answer made of function calls: prose measures do not apply, so
+/// it scores 10 when every call names a function and carries a JSON object
+/// of arguments, else the JSON cap (4) with the first bad call named.
+pub fn score_tool_calls(
+    calls: &[super::openai::ToolCall],
+    finish_reason: Option<FinishReason>,
+    config: &QualityConfig,
+) -> QualityReport {
+    let bad =
+        calls.iter().find_map(
+            |c| match serde_json::from_str::<serde_json::Value>(&c.arguments) {
+                Ok(serde_json::Value::Object(_)) if !c.name.is_empty() => None,
+                _ => Some(format!(
+                    "call \"{}\" has no JSON object of arguments",
+                    c.name
+                )),
+            },
+        );
+    let arguments = match &bad {
+        Some(why) => dim(Dimension::Json, 0.0, Some(why.clone())),
+        None => dim(Dimension::Json, 1.0, None),
+    };
+    let truncated = matches!(
+        finish_reason,
+        Some(FinishReason::Length | FinishReason::ContentFilter)
+    );
+    let truncation = if truncated {
+        dim(
+            Dimension::Truncation,
+            0.0,
+            Some("the calls were cut off".to_owned()),
+        )
+    } else {
+        dim(Dimension::Truncation, 1.0, None)
+    };
+    let mut reasons: Vec<String> = [&arguments, &truncation]
+        .iter()
+        .filter_map(|d| d.reason.clone())
+        .collect();
+    let mut total: f64 = 10.0;
+    if bad.is_some() {
+        total = 4.0;
+        reasons.push("score capped at 4: a tool call is malformed".to_owned());
+    } else if truncated {
+        total = 6.0;
+        reasons.push("score capped at 6: answer was truncated".to_owned());
+    }
+    let dimensions = vec![
+        dim(Dimension::Length, 1.0, None),
+        dim(Dimension::Refusal, 1.0, None),
+        dim(Dimension::Repetition, 1.0, None),
+        truncation,
+        arguments,
+        dim(Dimension::Coverage, 1.0, None),
+    ];
+    QualityReport {
+        total,
+        passed: total >= config.threshold,
+        threshold: config.threshold,
+        dimensions,
+        reasons,
+    }
+}
+
+/// Why a JSON answer fails (`(cap reason, dimension reason)`), or `None`.
+fn json_problem(
+    answer: &str,
+    schema: Option<&serde_json::Value>,
+) -> Option<(&'static str, String)> {
+    match serde_json::from_str::<serde_json::Value>(answer) {
+        Err(e) => Some((
+            "answer is not valid JSON",
+            format!("JSON was asked for but the answer does not parse: {e}"),
+        )),
+        Ok(value) => match schema {
+            Some(schema) => super::json_schema::first_violation(&value, schema).map(|why| {
+                (
+                    "answer does not match the JSON schema",
+                    format!("the answer does not match the JSON schema: {why}"),
+                )
+            }),
+            None if value.is_object() => None,
+            None => Some((
+                "answer is not a JSON object",
+                "JSON was asked for but the answer is not a JSON object".to_owned(),
+            )),
+        },
+    }
+}
+
 /// Scores an answer to `request`: the prompt is its last user message and
 /// JSON is checked when its `response_format` asks for JSON.
 pub fn score_for_request(
@@ -317,6 +407,7 @@ pub fn score_for_request(
             answer,
             finish_reason,
             wants_json: request.wants_json(),
+            schema: request.json_schema(),
         },
         config,
     )
@@ -333,6 +424,7 @@ mod tests {
                 answer,
                 finish_reason: finish,
                 wants_json: json,
+                schema: None,
             },
             &QualityConfig::default(),
         )
@@ -464,6 +556,7 @@ mod tests {
                 answer: "Hello there, friend.",
                 finish_reason: None,
                 wants_json: false,
+                schema: None,
             },
             &cfg,
         );
@@ -488,6 +581,142 @@ mod tests {
             &QualityConfig::default(),
         );
         assert_eq!(r.dimension(Dimension::Json), Some(1.0));
+    }
+
+    fn structured(answer: &str, schema: serde_json::Value) -> QualityReport {
+        score(
+            &QualityInput {
+                prompt: "Extract the city and the country from the text please",
+                answer,
+                finish_reason: Some(FinishReason::Stop),
+                wants_json: true,
+                schema: Some(&schema),
+            },
+            &QualityConfig::default(),
+        )
+    }
+
+    #[test]
+    fn empty_object_for_an_object_schema_passes() {
+        let r = structured("{}", serde_json::json!({"type": "object"}));
+        assert_eq!(r.total, 10.0, "{r:?}");
+        assert!(r.passed);
+        assert!(r.reasons.is_empty(), "{r:?}");
+        // json_object without a schema: `{}` is a valid JSON object too.
+        let r = run(
+            "Extract the city please",
+            "{}",
+            Some(FinishReason::Stop),
+            true,
+        );
+        assert!(r.passed, "{r:?}");
+        assert_eq!(r.dimension(Dimension::Length), Some(1.0));
+    }
+
+    #[test]
+    fn short_valid_structured_answer_is_not_judged_as_prose() {
+        let r = structured(
+            r#"{"city": "Paris", "country": "France"}"#,
+            serde_json::json!({"type": "object", "required": ["city", "country"]}),
+        );
+        assert_eq!(r.total, 10.0, "{r:?}");
+        // A schema may ask for a bare array or value too.
+        let r = structured(
+            "[1, 2]",
+            serde_json::json!({"type": "array", "items": {"type": "integer"}}),
+        );
+        assert!(r.passed, "{r:?}");
+    }
+
+    #[test]
+    fn answer_breaking_the_schema_is_capped() {
+        let r = structured(
+            "{}",
+            serde_json::json!({"type": "object", "required": ["city"]}),
+        );
+        assert_eq!(r.dimension(Dimension::Json), Some(0.0));
+        assert!(r.total <= 4.0, "{r:?}");
+        assert!(!r.passed);
+        assert!(
+            r.reasons
+                .iter()
+                .any(|x| x.contains("missing required property \"city\"")),
+            "{r:?}"
+        );
+        let r = structured(
+            r#"{"city": 3}"#,
+            serde_json::json!({"properties": {"city": {"type": "string"}}}),
+        );
+        assert!(!r.passed);
+        let r = structured("", serde_json::json!({"type": "object"}));
+        assert_eq!(r.total, 0.0, "an empty answer is still empty: {r:?}");
+    }
+
+    #[test]
+    fn request_schema_reaches_the_scorer() {
+        let req = crate::gateway::openai::ChatRequest::from_value(&serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "Where is the Eiffel tower located?"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": {
+                "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]
+            }}}
+        }))
+        .unwrap();
+        let ok = score_for_request(
+            &req,
+            r#"{"city":"Paris"}"#,
+            Some(FinishReason::Stop),
+            &QualityConfig::default(),
+        );
+        assert!(ok.passed, "{ok:?}");
+        let bad = score_for_request(
+            &req,
+            r#"{"town":"Paris"}"#,
+            Some(FinishReason::Stop),
+            &QualityConfig::default(),
+        );
+        assert!(!bad.passed, "{bad:?}");
+    }
+
+    fn call(name: &str, arguments: &str) -> crate::gateway::openai::ToolCall {
+        crate::gateway::openai::ToolCall {
+            id: "call_1".into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_tool_call_passes_without_text() {
+        let r = score_tool_calls(
+            &[call("get_weather", r#"{"city":"Paris"}"#)],
+            Some(FinishReason::ToolCalls),
+            &QualityConfig::default(),
+        );
+        assert_eq!(r.total, 10.0, "{r:?}");
+        assert!(r.passed);
+    }
+
+    #[test]
+    fn a_tool_call_with_broken_arguments_fails() {
+        let r = score_tool_calls(
+            &[call("get_weather", r#"{"city":"#)],
+            Some(FinishReason::ToolCalls),
+            &QualityConfig::default(),
+        );
+        assert_eq!(r.total, 4.0);
+        assert!(!r.passed);
+        assert!(r.reasons.iter().any(|x| x.contains("get_weather")), "{r:?}");
+    }
+
+    #[test]
+    fn truncated_tool_calls_fail() {
+        let r = score_tool_calls(
+            &[call("f", "{}")],
+            Some(FinishReason::Length),
+            &QualityConfig::default(),
+        );
+        assert_eq!(r.total, 6.0);
     }
 
     #[test]

@@ -4,13 +4,17 @@
 //! messages become the top-level `system` prompt, `max_tokens` is always sent
 //! (the request's limit, else [`DEFAULT_MAX_TOKENS`]), `stop` becomes
 //! `stop_sequences`, and a JSON `response_format` becomes an instruction in the
-//! system prompt, since the API has no JSON mode. Streams are named SSE events:
+//! system prompt, since the API has no JSON mode. Function tools become `tools`
+//! (`name`, `description`, `input_schema`) and `tool_choice` (`auto`, `any`,
+//! `none`, `tool`); assistant calls are `tool_use` blocks, tool messages
+//! `tool_result` blocks in the user turn. Streams are named SSE events:
 //! `message_start`, `content_block_delta`, `message_delta`, `message_stop`,
 //! `ping` and `error`.
 
 use serde_json::{Map, Value, json};
 
-use super::super::openai::{ChatRequest, FinishReason, Usage};
+use super::super::openai::{ChatRequest, FinishReason, ToolCall, Usage};
+use super::super::tools::ToolChoice;
 use super::error::{ProviderFailure, embedded_error};
 use super::sse::SseEvent;
 use super::stream::{Progress, StreamEvent};
@@ -49,7 +53,47 @@ fn block(part: &Part) -> Value {
             }),
             None => json!({"type": "image", "source": {"type": "url", "url": url}}),
         },
+        Part::ToolCall {
+            id,
+            name,
+            arguments,
+        } => json!({"type": "tool_use", "id": id, "name": name, "input": arguments}),
+        Part::ToolResult { id, content, .. } => {
+            json!({"type": "tool_result", "tool_use_id": id, "content": content})
+        }
     }
+}
+
+/// `tools` and `tool_choice` in Anthropic's shape.
+fn insert_tools(req: &ChatRequest, body: &mut Map<String, Value>) {
+    let functions = req.functions();
+    if functions.is_empty() {
+        return;
+    }
+    let tools: Vec<Value> = functions
+        .iter()
+        .map(|f| {
+            let mut t = json!({"name": f.name, "input_schema": f.parameters});
+            if let Some(d) = &f.description {
+                t["description"] = json!(d);
+            }
+            t
+        })
+        .collect();
+    body.insert("tools".to_owned(), Value::Array(tools));
+    let mut choice = match req.tool_choice() {
+        None | Some(ToolChoice::Auto) => json!({"type": "auto"}),
+        Some(ToolChoice::None) => json!({"type": "none"}),
+        Some(ToolChoice::Required) => json!({"type": "any"}),
+        Some(ToolChoice::Named(name)) => json!({"type": "tool", "name": name}),
+    };
+    // OpenAI's `parallel_tool_calls: false` is Anthropic's `disable_parallel_tool_use`.
+    if req.passthrough.get("parallel_tool_calls") == Some(&Value::Bool(false))
+        && choice["type"] != "none"
+    {
+        choice["disable_parallel_tool_use"] = json!(true);
+    }
+    body.insert("tool_choice".to_owned(), choice);
 }
 
 pub(super) fn chat_request(
@@ -91,6 +135,7 @@ pub(super) fn chat_request(
     if !stops.is_empty() {
         body.insert("stop_sequences".to_owned(), json!(stops));
     }
+    insert_tools(req, &mut body);
     if stream {
         body.insert("stream".to_owned(), Value::Bool(true));
     }
@@ -129,9 +174,21 @@ fn input_tokens(usage: &Value) -> Option<u64> {
 }
 
 pub(super) fn parse_response(v: &Value) -> Option<ProviderAnswer> {
-    let content = v
-        .get("content")?
-        .as_array()?
+    let blocks = v.get("content")?.as_array()?;
+    let tool_calls = blocks
+        .iter()
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_use"))
+        .filter_map(|b| {
+            Some(ToolCall {
+                id: str_field(b, "id")?,
+                name: str_field(b, "name")?,
+                arguments: b
+                    .get("input")
+                    .map_or_else(|| "{}".to_owned(), Value::to_string),
+            })
+        })
+        .collect();
+    let content = blocks
         .iter()
         .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
         .filter_map(|b| b.get("text").and_then(Value::as_str))
@@ -151,6 +208,7 @@ pub(super) fn parse_response(v: &Value) -> Option<ProviderAnswer> {
         usage,
         model: str_field(v, "model"),
         system_fingerprint: None,
+        tool_calls,
     })
 }
 
@@ -170,6 +228,41 @@ pub(super) fn decode_event(ev: &SseEvent, progress: &mut Progress, out: &mut Vec
     match kind {
         "message_start" => {
             progress.prompt_tokens = v.pointer("/message/usage").and_then(input_tokens);
+        }
+        "content_block_start"
+            if v.pointer("/content_block/type").and_then(Value::as_str) == Some("tool_use") =>
+        {
+            let block = v.get("index").and_then(as_u64).unwrap_or(0);
+            out.push(StreamEvent::ToolCall {
+                index: progress.tool_blocks.len() as u32,
+                id: v
+                    .pointer("/content_block/id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                name: v
+                    .pointer("/content_block/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                arguments: String::new(),
+            });
+            progress.tool_blocks.push(block);
+        }
+        "content_block_delta"
+            if v.pointer("/delta/type").and_then(Value::as_str) == Some("input_json_delta") =>
+        {
+            let block = v.get("index").and_then(as_u64).unwrap_or(0);
+            if let Some(index) = progress.tool_blocks.iter().position(|b| *b == block) {
+                out.push(StreamEvent::ToolCall {
+                    index: index as u32,
+                    id: None,
+                    name: None,
+                    arguments: v
+                        .pointer("/delta/partial_json")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+            }
         }
         "content_block_start" => {
             if let Some(t) = v
@@ -232,6 +325,8 @@ pub(super) fn parse_models(v: &Value) -> Option<Vec<DiscoveredModel>> {
                 // Every Messages model streams, and JSON output is this adapter's system prompt.
                 model.capabilities.insert("streaming".to_owned());
                 model.capabilities.insert("json".to_owned());
+                // Every Messages model takes function tools.
+                model.capabilities.insert("tools".to_owned());
                 if m.pointer("/capabilities/image_input/supported")
                     .and_then(Value::as_bool)
                     == Some(true)
@@ -255,6 +350,135 @@ mod tests {
     use crate::gateway::retry::FailureKind;
 
     const K: ProviderKind = ProviderKind::Anthropic;
+
+    fn weather_request(extra: Value) -> ChatRequest {
+        let mut v = json!({
+            "model": "auto",
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "toolu_1", "content": "18C, sunny"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        request(v)
+    }
+
+    #[test]
+    fn tools_map_to_anthropic_tools_tool_use_and_tool_result() {
+        let c = cfg(K, "https://api.anthropic.com");
+        let b = body(&build(&c, &weather_request(json!({})), "claude", false));
+        assert_eq!(
+            b["tools"],
+            json!([{"name": "get_weather", "description": "Current weather",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
+        );
+        assert_eq!(b["tool_choice"], json!({"type": "auto"}));
+        assert_eq!(
+            b["messages"],
+            json!([
+                {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C, sunny"}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_choice_maps_to_anthropic_terms() {
+        let c = cfg(K, "https://api.anthropic.com");
+        let choice = |v: Value| {
+            body(&build(&c, &weather_request(v), "claude", false))["tool_choice"].clone()
+        };
+        assert_eq!(
+            choice(json!({"tool_choice": "required"})),
+            json!({"type": "any"})
+        );
+        assert_eq!(
+            choice(json!({"tool_choice": "none"})),
+            json!({"type": "none"})
+        );
+        assert_eq!(
+            choice(
+                json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}})
+            ),
+            json!({"type": "tool", "name": "get_weather"})
+        );
+        assert_eq!(
+            choice(json!({"parallel_tool_calls": false})),
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
+    }
+
+    #[test]
+    fn tool_use_answers_become_tool_calls() {
+        let raw = json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {"type": "tool_use", "id": "toolu_9", "name": "get_weather", "input": {"city": "Paris"}}
+            ],
+            "stop_reason": "tool_use",
+            "usage": {"input_tokens": 10, "output_tokens": 5}
+        })
+        .to_string();
+        let a = parse_chat_response(K, 200, &[], raw.as_bytes(), 0).unwrap();
+        assert_eq!(a.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(a.content, "Let me check.");
+        assert_eq!(
+            a.tool_calls,
+            vec![ToolCall {
+                id: "toolu_9".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into()
+            }]
+        );
+    }
+
+    #[test]
+    fn streamed_tool_use_becomes_tool_call_pieces() {
+        let sse = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"get_weather\",\"input\":{}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\":\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":9}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        let events = decode_both_ways(K, sse.as_bytes());
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::ToolCall {
+                    index: 0,
+                    id: Some("toolu_1".into()),
+                    name: Some("get_weather".into()),
+                    arguments: String::new()
+                },
+                StreamEvent::ToolCall {
+                    index: 0,
+                    id: None,
+                    name: None,
+                    arguments: "{\"city\":".into()
+                },
+                StreamEvent::ToolCall {
+                    index: 0,
+                    id: None,
+                    name: None,
+                    arguments: "\"Paris\"}".into()
+                },
+                StreamEvent::Finish(FinishReason::ToolCalls),
+                StreamEvent::Usage(Usage::new(7, 9)),
+                StreamEvent::Done,
+            ]
+        );
+    }
 
     #[test]
     fn request_mapping() {
@@ -301,7 +525,7 @@ mod tests {
                         {"type": "image", "source": {"type": "url", "url": "https://x/cat.jpg"}}
                     ]},
                     {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
-                    {"role": "user", "content": [{"type": "text", "text": "Tool result: 42"}]}
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "c1", "content": "42"}]}
                 ],
                 "temperature": 1.0,
                 "stop_sequences": ["END"],
@@ -520,7 +744,7 @@ mod tests {
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
-            ["json", "streaming", "vision"]
+            ["json", "streaming", "tools", "vision"]
         );
         assert_eq!(models[1].context_window, None);
         assert!(!models[1].capabilities.contains("vision"));

@@ -5,12 +5,16 @@
 //! `contents` with roles `user` / `model`, system messages the
 //! `systemInstruction`, sampling settings the `generationConfig`; JSON output
 //! uses `responseMimeType: application/json` (a schema is passed as an
-//! instruction). Streamed events are whole `GenerateContentResponse`s with
+//! instruction). Function tools become `tools[].functionDeclarations` and
+//! `toolConfig.functionCallingConfig` (`AUTO`, `NONE`, `ANY` with
+//! `allowedFunctionNames`); assistant calls are `functionCall` parts, tool
+//! messages `functionResponse` parts. Streamed events are whole `GenerateContentResponse`s with
 //! partial text; the last carries the `finishReason`.
 
 use serde_json::{Map, Value, json};
 
-use super::super::openai::{ChatRequest, FinishReason, ResponseFormat, Usage};
+use super::super::openai::{ChatRequest, FinishReason, ResponseFormat, ToolCall, Usage};
+use super::super::tools::ToolChoice;
 use super::error::{ProviderFailure, embedded_error};
 use super::sse::SseEvent;
 use super::stream::{Progress, StreamEvent};
@@ -60,7 +64,72 @@ fn part(p: &Part) -> Value {
             Some((mime, data)) => json!({"inlineData": {"mimeType": mime, "data": data}}),
             None => json!({"fileData": {"mimeType": guess_mime(url), "fileUri": url}}),
         },
+        Part::ToolCall {
+            name, arguments, ..
+        } => json!({"functionCall": {"name": name, "args": arguments}}),
+        // The response must be an object; a tool's text result is wrapped in one.
+        Part::ToolResult { name, content, .. } => json!({"functionResponse": {
+            "name": name,
+            "response": match serde_json::from_str::<Value>(content) {
+                Ok(v @ Value::Object(_)) => v,
+                _ => json!({"content": content}),
+            },
+        }}),
     }
+}
+
+/// `tools` and `toolConfig` in Gemini's shape.
+fn insert_tools(req: &ChatRequest, body: &mut Map<String, Value>) {
+    let functions = req.functions();
+    if functions.is_empty() {
+        return;
+    }
+    let declarations: Vec<Value> = functions
+        .iter()
+        .map(|f| {
+            let mut d = json!({"name": f.name, "parameters": f.parameters});
+            if let Some(desc) = &f.description {
+                d["description"] = json!(desc);
+            }
+            d
+        })
+        .collect();
+    body.insert(
+        "tools".to_owned(),
+        json!([{"functionDeclarations": declarations}]),
+    );
+    let config = match req.tool_choice() {
+        None => return,
+        Some(ToolChoice::Auto) => json!({"mode": "AUTO"}),
+        Some(ToolChoice::None) => json!({"mode": "NONE"}),
+        Some(ToolChoice::Required) => json!({"mode": "ANY"}),
+        Some(ToolChoice::Named(name)) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+    };
+    body.insert(
+        "toolConfig".to_owned(),
+        json!({"functionCallingConfig": config}),
+    );
+}
+
+/// The `functionCall` parts of a candidate; Gemini's calls may lack an id,
+/// so one is made from the position (`call_0`, …; `offset` calls came before).
+fn candidate_calls(c: &Value, offset: usize) -> Vec<ToolCall> {
+    c.pointer("/content/parts")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("functionCall"))
+        .enumerate()
+        .filter_map(|(i, f)| {
+            Some(ToolCall {
+                id: str_field(f, "id").unwrap_or_else(|| format!("call_{}", offset + i)),
+                name: str_field(f, "name")?,
+                arguments: f
+                    .get("args")
+                    .map_or_else(|| "{}".to_owned(), Value::to_string),
+            })
+        })
+        .collect()
 }
 
 pub(super) fn chat_request(
@@ -117,6 +186,7 @@ pub(super) fn chat_request(
     if !config.is_empty() {
         body.insert("generationConfig".to_owned(), Value::Object(config));
     }
+    insert_tools(req, &mut body);
     let model = model.strip_prefix("models/").unwrap_or(model);
     let method = if stream {
         "streamGenerateContent?alt=sse"
@@ -186,7 +256,7 @@ pub(super) fn parse_response(v: &Value) -> Option<ProviderAnswer> {
         .get("candidates")
         .and_then(Value::as_array)
         .and_then(|c| c.first());
-    let (content, finish) = match first {
+    let (content, mut finish) = match first {
         Some(c) => (
             candidate_text(c),
             c.get("finishReason")
@@ -196,12 +266,18 @@ pub(super) fn parse_response(v: &Value) -> Option<ProviderAnswer> {
         None if prompt_blocked(v) => (String::new(), FinishReason::ContentFilter),
         None => return None,
     };
+    let tool_calls = first.map(|c| candidate_calls(c, 0)).unwrap_or_default();
+    // Gemini ends a calling turn with `STOP`; OpenAI's clients expect `tool_calls`.
+    if !tool_calls.is_empty() && finish == FinishReason::Stop {
+        finish = FinishReason::ToolCalls;
+    }
     Some(ProviderAnswer {
         content,
         finish_reason: finish,
         usage: usage(v),
         model: str_field(v, "modelVersion"),
         system_fingerprint: None,
+        tool_calls,
     })
 }
 
@@ -230,9 +306,27 @@ pub(super) fn decode_event(ev: &SseEvent, progress: &mut Progress, out: &mut Vec
             if !text.is_empty() {
                 out.push(StreamEvent::Delta(text));
             }
+            // Gemini streams each call whole; ids continue across chunks.
+            for call in candidate_calls(c, progress.tool_blocks.len()) {
+                let index = progress.tool_blocks.len();
+                progress.tool_blocks.push(index as u64);
+                out.push(StreamEvent::ToolCall {
+                    index: index as u32,
+                    id: Some(call.id),
+                    name: Some(call.name),
+                    arguments: call.arguments,
+                });
+            }
             c.get("finishReason")
                 .and_then(Value::as_str)
                 .map(finish_reason)
+                .map(|r| {
+                    if r == FinishReason::Stop && !progress.tool_blocks.is_empty() {
+                        FinishReason::ToolCalls
+                    } else {
+                        r
+                    }
+                })
         }
         None if prompt_blocked(&v) => Some(FinishReason::ContentFilter),
         None => None,
@@ -273,9 +367,10 @@ pub(super) fn parse_models(v: &Value) -> Option<Vec<DiscoveredModel>> {
                     model.capabilities.insert("streaming".to_owned());
                 }
                 // Gemini models (unlike Gemma ones served by the same API) take
-                // JSON mode and images.
+                // JSON mode, images and function calling.
                 if model.id.starts_with("gemini-") {
                     model.capabilities.insert("json".to_owned());
+                    model.capabilities.insert("tools".to_owned());
                     model.capabilities.insert("vision".to_owned());
                 }
                 Some(model)
@@ -295,6 +390,141 @@ mod tests {
     use crate::gateway::retry::FailureKind;
 
     const K: ProviderKind = ProviderKind::Gemini;
+
+    fn weather_request(extra: Value) -> ChatRequest {
+        let mut v = json!({
+            "model": "auto",
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_0", "content": "18C, sunny"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+        });
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        request(v)
+    }
+
+    #[test]
+    fn tools_map_to_function_declarations_calls_and_responses() {
+        let c = cfg(K, "https://generativelanguage.googleapis.com");
+        let b = body(&build(
+            &c,
+            &weather_request(json!({})),
+            "gemini-2.5-flash",
+            false,
+        ));
+        assert_eq!(
+            b["tools"],
+            json!([{"functionDeclarations": [{"name": "get_weather", "description": "Current weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}])
+        );
+        assert!(
+            b.get("toolConfig").is_none(),
+            "no tool_choice: Gemini's default (AUTO)"
+        );
+        assert_eq!(
+            b["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
+                {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+                {"role": "user", "parts": [{"functionResponse": {"name": "get_weather", "response": {"content": "18C, sunny"}}}]}
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_choice_maps_to_function_calling_config() {
+        let c = cfg(K, "https://generativelanguage.googleapis.com");
+        let config = |v: Value| {
+            body(&build(&c, &weather_request(v), "gemini-2.5-flash", false))["toolConfig"]["functionCallingConfig"].clone()
+        };
+        assert_eq!(
+            config(json!({"tool_choice": "auto"})),
+            json!({"mode": "AUTO"})
+        );
+        assert_eq!(
+            config(json!({"tool_choice": "none"})),
+            json!({"mode": "NONE"})
+        );
+        assert_eq!(
+            config(json!({"tool_choice": "required"})),
+            json!({"mode": "ANY"})
+        );
+        assert_eq!(
+            config(
+                json!({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}})
+            ),
+            json!({"mode": "ANY", "allowedFunctionNames": ["get_weather"]})
+        );
+    }
+
+    #[test]
+    fn a_json_tool_result_is_sent_as_the_response_object() {
+        let c = cfg(K, "https://generativelanguage.googleapis.com");
+        let mut req = weather_request(json!({}));
+        req.messages[2].content = Some(crate::gateway::openai::Content::Text(
+            r#"{"temp": 18}"#.into(),
+        ));
+        let b = body(&build(&c, &req, "gemini-2.5-flash", false));
+        assert_eq!(
+            b["contents"][2]["parts"][0]["functionResponse"]["response"],
+            json!({"temp": 18})
+        );
+    }
+
+    #[test]
+    fn function_call_answers_become_tool_calls() {
+        let raw = json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Lyon"}}}
+            ]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 4},
+            "modelVersion": "gemini-2.5-flash"
+        })
+        .to_string();
+        let a = parse_chat_response(K, 200, &[], raw.as_bytes(), 0).unwrap();
+        assert_eq!(a.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(a.content, "");
+        assert_eq!(a.tool_calls.len(), 2);
+        assert_eq!(a.tool_calls[1].id, "call_1");
+        assert_eq!(a.tool_calls[0].arguments, r#"{"city":"Paris"}"#);
+    }
+
+    #[test]
+    fn streamed_function_calls_become_whole_tool_call_pieces() {
+        let sse = concat!(
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"a\",\"args\":{}}}]}}]}\n\n",
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"b\",\"args\":{\"x\":1}}}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":3,\"candidatesTokenCount\":2}}\n\n",
+        );
+        let events = decode_both_ways(K, sse.as_bytes());
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::ToolCall {
+                    index: 0,
+                    id: Some("call_0".into()),
+                    name: Some("a".into()),
+                    arguments: "{}".into()
+                },
+                StreamEvent::ToolCall {
+                    index: 1,
+                    id: Some("call_1".into()),
+                    name: Some("b".into()),
+                    arguments: "{\"x\":1}".into()
+                },
+                StreamEvent::Finish(FinishReason::ToolCalls),
+                StreamEvent::Usage(Usage::new(3, 2)),
+                StreamEvent::Done,
+            ]
+        );
+    }
 
     #[test]
     fn request_mapping() {
@@ -554,7 +784,7 @@ mod tests {
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
-            ["json", "vision"]
+            ["json", "tools", "vision"]
         );
         assert_eq!(models[1].id, "gemma-3-27b-it");
         assert_eq!(

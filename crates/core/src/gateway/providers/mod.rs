@@ -21,9 +21,11 @@
 //! [`models_request`] / [`parse_models`] discover a provider's models and double
 //! as the health probe.
 //!
-//! Tools are not translated for Anthropic and Gemini: tool results are folded
-//! into user text and assistant tool calls are dropped, so requests that need
-//! tools should be routed to OpenAI-compatible providers.
+//! Function calling travels in every protocol: OpenAI-compatible providers get
+//! `tools` / `tool_choice` unchanged; Anthropic gets `tools` with
+//! `input_schema`, assistant `tool_use` and user `tool_result` blocks; Gemini
+//! gets `functionDeclarations`, `toolConfig`, `functionCall` and
+//! `functionResponse` parts. Answers carry the calls as [`ToolCall`]s.
 
 mod anthropic;
 pub mod embed;
@@ -39,7 +41,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::openai::{ChatRequest, Content, ContentPart, FinishReason, ResponseFormat, Role, Usage};
+use super::openai::{
+    ChatRequest, Content, ContentPart, FinishReason, ResponseFormat, Role, ToolCall, Usage,
+};
 
 pub use error::{ErrorClass, MAX_MESSAGE_CHARS, ProviderFailure, classify_error};
 pub use sse::{SseEvent, SseParser};
@@ -179,6 +183,8 @@ pub struct ProviderAnswer {
     pub model: Option<String>,
     /// The backend fingerprint (OpenAI only).
     pub system_fingerprint: Option<String>,
+    /// The functions the model called, in order.
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// A model found by [`parse_models`].
@@ -396,6 +402,24 @@ enum Part {
     Text(String),
     /// An image by `https:` or `data:` URL.
     Image(String),
+    /// A function call the assistant made (arguments as an object).
+    ToolCall {
+        /// The call's id.
+        id: String,
+        /// The function.
+        name: String,
+        /// Its arguments.
+        arguments: Value,
+    },
+    /// The result of a call, from a `tool` message.
+    ToolResult {
+        /// The call it answers.
+        id: String,
+        /// The called function's name (from the assistant's call; empty if unknown).
+        name: String,
+        /// The result text.
+        content: String,
+    },
 }
 
 /// A user or assistant turn.
@@ -417,14 +441,16 @@ struct Conversation {
     turns: Vec<Turn>,
 }
 
-/// Splits a request into system prompt and turns. Tool results become user
-/// text; assistant messages without text (tool calls only) are dropped; blank
-/// text is dropped (both APIs reject it). A request without any user or
+/// Splits a request into system prompt and turns. Assistant tool calls
+/// become [`Part::ToolCall`]s, `tool` messages user-side [`Part::ToolResult`]s
+/// (named after the call they answer, which Gemini needs); blank text is
+/// dropped (both APIs reject it). A request without any user or
 /// assistant text sends its system text as the user turn, because both APIs
 /// need at least one turn.
 fn conversation(req: &ChatRequest) -> Conversation {
     let mut system = Vec::new();
     let mut turns: Vec<Turn> = Vec::new();
+    let mut call_names: Vec<(String, String)> = Vec::new();
     for m in &req.messages {
         let (assistant, parts) = match m.role {
             Role::System | Role::Developer => {
@@ -435,15 +461,32 @@ fn conversation(req: &ChatRequest) -> Conversation {
                 continue;
             }
             Role::User => (false, parts(m.content.as_ref())),
-            Role::Assistant => (true, parts(m.content.as_ref())),
+            Role::Assistant => {
+                let mut ps = parts(m.content.as_ref());
+                let calls = assistant_calls(m.tool_calls.as_ref());
+                for (id, name, _) in &calls {
+                    call_names.push((id.clone(), name.clone()));
+                }
+                ps.extend(
+                    calls
+                        .into_iter()
+                        .map(|(id, name, arguments)| Part::ToolCall {
+                            id,
+                            name,
+                            arguments,
+                        }),
+                );
+                (true, ps)
+            }
             Role::Tool => {
-                let text = m.text_content();
-                let parts = if text.trim().is_empty() {
-                    Vec::new()
-                } else {
-                    vec![Part::Text(format!("Tool result: {text}"))]
-                };
-                (false, parts)
+                let id = m.tool_call_id.clone().unwrap_or_default();
+                let name = call_names
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, n)| n.clone())
+                    .unwrap_or_default();
+                let content = m.text_content();
+                (false, vec![Part::ToolResult { id, name, content }])
             }
         };
         if parts.is_empty() {
@@ -463,6 +506,25 @@ fn conversation(req: &ChatRequest) -> Conversation {
         system.clear();
     }
     Conversation { system, turns }
+}
+
+/// `(id, name, arguments object)` of an assistant message's OpenAI `tool_calls`.
+fn assistant_calls(calls: Option<&Value>) -> Vec<(String, String, Value)> {
+    calls
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let f = c.get("function")?;
+            Some((
+                str_field(c, "id").unwrap_or_default(),
+                str_field(f, "name")?,
+                super::tools::arguments_object(
+                    f.get("arguments").and_then(Value::as_str).unwrap_or("{}"),
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// The parts of one message's content.

@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::super::openai::{ChatRequest, FinishReason, Usage};
+use super::super::openai::{ChatRequest, FinishReason, ToolCall, Usage};
 use super::error::{ProviderFailure, embedded_error};
 use super::sse::SseEvent;
 use super::stream::{Progress, StreamEvent};
@@ -91,7 +91,26 @@ pub(super) fn parse_response(v: &Value) -> Option<ProviderAnswer> {
         usage: v.get("usage").and_then(usage),
         model: str_field(v, "model"),
         system_fingerprint: str_field(v, "system_fingerprint"),
+        tool_calls: tool_calls(message),
     })
+}
+
+/// The `tool_calls` of a response message.
+fn tool_calls(message: &Value) -> Vec<ToolCall> {
+    message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            let f = c.get("function")?;
+            Some(ToolCall {
+                id: str_field(c, "id").unwrap_or_default(),
+                name: str_field(f, "name")?,
+                arguments: str_field(f, "arguments").unwrap_or_else(|| "{}".to_owned()),
+            })
+        })
+        .collect()
 }
 
 pub(super) fn decode_event(ev: &SseEvent, progress: &mut Progress, out: &mut Vec<StreamEvent>) {
@@ -121,6 +140,23 @@ pub(super) fn decode_event(ev: &SseEvent, progress: &mut Progress, out: &mut Vec
             .or_else(|| delta.and_then(|d| d.get("refusal")).and_then(Value::as_str));
         if let Some(t) = text.filter(|t| !t.is_empty()) {
             out.push(StreamEvent::Delta(t.to_owned()));
+        }
+        let calls = delta
+            .and_then(|d| d.get("tool_calls"))
+            .and_then(Value::as_array);
+        for (i, c) in calls.into_iter().flatten().enumerate() {
+            let f = c.get("function");
+            out.push(StreamEvent::ToolCall {
+                index: c
+                    .get("index")
+                    .and_then(as_u64)
+                    .map_or(i as u32, |n| n as u32),
+                id: str_field(c, "id"),
+                name: f.and_then(|f| str_field(f, "name")),
+                arguments: f
+                    .and_then(|f| str_field(f, "arguments"))
+                    .unwrap_or_default(),
+            });
         }
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             progress.finished = true;
@@ -182,6 +218,59 @@ mod tests {
     use crate::gateway::retry::FailureKind;
 
     const K: ProviderKind = ProviderKind::OpenAiCompatible;
+
+    #[test]
+    fn tool_calls_are_parsed_from_answers() {
+        let raw = json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_abc", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+            ]}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3}
+        })
+        .to_string();
+        let a = parse_chat_response(K, 200, &[], raw.as_bytes(), 0).unwrap();
+        assert_eq!(a.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(a.content, "");
+        assert_eq!(
+            a.tool_calls,
+            vec![ToolCall {
+                id: "call_abc".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"city":"Paris"}"#.into()
+            }]
+        );
+    }
+
+    #[test]
+    fn streamed_tool_call_deltas_are_decoded() {
+        let sse = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let events = decode_both_ways(K, sse.as_bytes());
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::ToolCall {
+                    index: 0,
+                    id: Some("call_1".into()),
+                    name: Some("get_weather".into()),
+                    arguments: String::new()
+                },
+                StreamEvent::ToolCall {
+                    index: 0,
+                    id: None,
+                    name: None,
+                    arguments: "{\"city\":\"Paris\"}".into()
+                },
+                StreamEvent::Finish(FinishReason::ToolCalls),
+                StreamEvent::Done,
+            ]
+        );
+    }
 
     #[test]
     fn request_mapping() {

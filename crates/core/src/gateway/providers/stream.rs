@@ -21,6 +21,19 @@ use super::{ProviderKind, anthropic, gemini, openai_compat};
 pub enum StreamEvent {
     /// A piece of the answer text.
     Delta(String),
+    /// A piece of a function call, in OpenAI's streaming terms: the first
+    /// piece of call `index` carries its `id` and `name`, later pieces more
+    /// of its `arguments` text.
+    ToolCall {
+        /// Which call (0, 1, … in the answer).
+        index: u32,
+        /// The call's id (first piece only).
+        id: Option<String>,
+        /// The function (first piece only).
+        name: Option<String>,
+        /// More of the arguments JSON text.
+        arguments: String,
+    },
     /// Why the model stopped.
     Finish(FinishReason),
     /// Token usage so far; a later `Usage` replaces an earlier one.
@@ -40,6 +53,8 @@ pub(super) struct Progress {
     pub usage: Option<Usage>,
     /// Whether a finish reason was emitted.
     pub finished: bool,
+    /// Function calls begun so far (Anthropic: the content-block index of each).
+    pub tool_blocks: Vec<u64>,
 }
 
 /// Where the stream is.
