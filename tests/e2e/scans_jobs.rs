@@ -153,6 +153,13 @@ async fn scans_threshold_breach_reaches_slack_and_survives_an_outage() {
     assert_eq!(s["firing"], json!(["HighErrorRate"]), "{s}");
     assert_eq!(s["queued"], 1, "{s}");
     assert_eq!(s["delivery"]["failed"], 1, "{s}");
+    // The scan also folds usage minutes (all but the last 15) into hour rows.
+    let now_s = chrono::Utc::now().timestamp();
+    let until = s["usage_fold"]["until"].as_i64().unwrap_or(0);
+    assert!(
+        until % 60 == 0 && (now_s - 1_020..=now_s - 900).contains(&until),
+        "{s}"
+    );
     assert_eq!(slack.received().len(), 1);
     assert_eq!(slack.received()[0].answered, 500);
     let (_, alerts) = call(&host, "GET", "/admin/alerts", Some(ADMIN)).await;
@@ -325,12 +332,22 @@ async fn scans_retention_deletes_old_rows_only() {
             rusqlite::params![old],
         )
         .unwrap();
+        // Hour rollups are kept twice the retention: 40 days stays, 70 goes.
+        for days in [40, 70] {
+            let hour = (now - days * 86_400_000) / 1_000 / 3_600 * 3_600;
+            db.execute(
+                "INSERT INTO usage_hour (hour, tier, provider, model, outcome, variant, requests) \
+                 VALUES (?1, 'basic', 'offline', 'x', 'offline', '-', 1)",
+                rusqlite::params![hour],
+            )
+            .unwrap();
+        }
     }
     let s = scan(&host, "retention").await;
     assert_eq!(s["retention_days"], 30, "{s}");
     assert_eq!(
         s["deleted"],
-        json!({"requests": 1, "usage_minute": 1, "scan_runs": 1, "outbox": 1}),
+        json!({"requests": 1, "usage_minute": 1, "usage_hour": 1, "scan_runs": 1, "outbox": 1}),
         "{s}"
     );
     let db = rusqlite::Connection::open(host.state_dir().join("sqlite_db.db")).unwrap();
@@ -338,6 +355,7 @@ async fn scans_retention_deletes_old_rows_only() {
     assert_eq!(count("SELECT COUNT(*) FROM requests WHERE id = 'new'"), 1);
     assert_eq!(count("SELECT COUNT(*) FROM requests"), 1);
     assert_eq!(count("SELECT COUNT(*) FROM usage_minute"), 1);
+    assert_eq!(count("SELECT COUNT(*) FROM usage_hour"), 1);
     assert_eq!(count("SELECT COUNT(*) FROM outbox"), 2);
     assert_eq!(
         count("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL"),

@@ -1,8 +1,8 @@
 //! The `alerts` scan (every minute): the storage round trips, then
 //! `dol_core::observe::scan_store::run_alerts` (the health score — the
 //! same one `/api/health` shows — rule metrics, automatic emergency mode,
-//! the alert state machine), then folding flag evaluation counts and
-//! delivering due outbox messages.
+//! the alert state machine), then folding flag evaluation counts and the
+//! usage minutes into hour rollups, and delivering due outbox messages.
 
 use dol_core::observe::admin;
 use dol_core::observe::alerts::AlertRule;
@@ -63,6 +63,14 @@ pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
         eprintln!("scans: folding flag evaluation counts failed: {err:#}");
         json!({ "error": "folding failed (see the log)" })
     });
+    // Hour rollups for the long /api/metrics windows; a failure leaves the
+    // watermark where it was (those windows read minutes meanwhile).
+    let usage_fold = scan_store::fold_usage(&mut SpinSql(db), now_ms)
+        .map(|fold| json!(fold))
+        .unwrap_or_else(|err| {
+            eprintln!("scans: folding usage into hours failed: {err}");
+            json!({ "error": "folding failed (see the log)" })
+        });
     let delivery = crate::deliver::due(db, now_ms)?;
     Ok(json!({
         "rules": run.rules,
@@ -72,5 +80,6 @@ pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
         "queued": run.queued,
         "delivery": delivery,
         "flag_evaluations": flag_evaluations,
+        "usage_fold": usage_fold,
     }))
 }

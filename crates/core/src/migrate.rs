@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "latency_buckets",
         sql: include_str!("../../../migrations/0008_latency_buckets.sql"),
     },
+    Migration {
+        version: 9,
+        name: "usage_rollups",
+        sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

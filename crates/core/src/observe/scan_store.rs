@@ -18,7 +18,9 @@ use super::scans::{
 use super::score::{self, EmergencyReason, SystemHealth};
 use super::store::{self, StoreError};
 use super::system;
+use super::usage;
 use crate::gateway::providers::DiscoveredModel;
+use crate::gateway::telemetry::latency_column;
 use crate::health::{CheckResult, LAST_RUN_KEY, Outcome, ScanRun};
 use crate::storage::{KeyValue, Row, SqlExecutor, SqlValue, in_transaction};
 
@@ -270,6 +272,105 @@ pub fn discover(
 }
 
 // ---------------------------------------------------------------------------
+// Usage rollups
+
+/// What [`fold_usage`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageFold {
+    /// Minutes from here (Unix seconds) …
+    pub from: i64,
+    /// … up to here (excluded) were folded; `from == until`: nothing new.
+    pub until: i64,
+    /// `usage_hour` rows written or added to.
+    pub hour_rows: usize,
+}
+
+/// The `usage_hour` counter columns, in the order `usage_minute`'s are
+/// summed by [`fold_usage`].
+fn rollup_counters() -> Vec<String> {
+    let mut columns: Vec<String> = [
+        "requests",
+        "errors",
+        "fallbacks",
+        "cache_hits",
+        "latency_sum_ms",
+        "quality_sum",
+        "quality_n",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_micros",
+        "cost_unknown",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    columns.extend((0..usage::USAGE_BUCKETS).map(|i| latency_column(i).to_owned()));
+    columns
+}
+
+/// Folds the `usage_minute` minutes from the watermark up to
+/// [`usage::fold_until`] of `now_ms` into `usage_hour` and moves the
+/// watermark there, in one transaction (migration 9): each minute is
+/// folded exactly once, a failure folds nothing, and a repeated tick finds
+/// nothing new. The `alerts` scan calls it every minute.
+pub fn fold_usage(db: &mut impl SqlExecutor, now_ms: i64) -> Result<UsageFold, StoreError> {
+    let until = usage::fold_until(now_ms.div_euclid(1_000));
+    in_transaction(db, |tx| {
+        let from = system::folded_until(tx)?;
+        if until <= from {
+            return Ok(UsageFold {
+                from,
+                until: from,
+                hour_rows: 0,
+            });
+        }
+        let counters = rollup_counters();
+        // Fallbacks are capped at requests per minute row, as every reader
+        // of usage_minute does, so an hour row reads like its minutes.
+        let sums: Vec<String> = counters
+            .iter()
+            .map(|c| match c.as_str() {
+                "fallbacks" => "SUM(MIN(fallbacks, requests))".to_owned(),
+                c => format!("SUM({c})"),
+            })
+            .collect();
+        let updates: Vec<String> = counters
+            .iter()
+            .map(|c| format!("{c} = {c} + excluded.{c}"))
+            .collect();
+        let hour_rows = sql(
+            tx,
+            "fold usage minutes into hours",
+            &format!(
+                "INSERT INTO usage_hour (hour, tier, provider, model, outcome, variant, {}) \
+                 SELECT minute - minute % {hour}, tier, provider, model, outcome, variant, {} \
+                 FROM usage_minute WHERE minute >= ? AND minute < ? \
+                 GROUP BY minute - minute % {hour}, tier, provider, model, outcome, variant \
+                 ON CONFLICT (hour, tier, provider, model, outcome, variant) DO UPDATE SET {} \
+                 RETURNING 1",
+                counters.join(", "),
+                sums.join(", "),
+                updates.join(", "),
+                hour = usage::HOUR_SECS,
+            ),
+            &[SqlValue::Integer(from), SqlValue::Integer(until)],
+        )?
+        .len();
+        sql(
+            tx,
+            "move the usage fold watermark",
+            "UPDATE usage_rollup SET folded_until = ?, updated_at = ? WHERE id = 1",
+            &[SqlValue::Integer(until), SqlValue::Integer(now_ms)],
+        )?;
+        Ok(UsageFold {
+            from,
+            until,
+            hour_rows,
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------
 // Report and retention
 
 /// The `report` scan's summary.
@@ -304,6 +405,8 @@ pub struct Deleted {
     pub requests: usize,
     /// `usage_minute` rows.
     pub usage_minute: usize,
+    /// `usage_hour` rows (kept twice as long, see [`retention`]).
+    pub usage_hour: usize,
     /// `scan_runs` rows.
     pub scan_runs: usize,
     /// Delivered `outbox` rows.
@@ -333,8 +436,10 @@ fn delete_before(
 /// The `retention` scan at `now_ms`: deletes `requests`, `usage_minute`,
 /// `scan_runs` and delivered `outbox` rows older than the days of the
 /// `retention_days` variable (`days_variable`, see
-/// [`parse_retention_days`]), in one transaction. Undelivered messages are
-/// never deleted.
+/// [`parse_retention_days`]), and `usage_hour` rows older than twice that
+/// (so the longest `/api/metrics` window, 30 days, still has the window
+/// before it for its trend at the default retention), in one transaction.
+/// Undelivered messages are never deleted.
 pub fn retention(
     db: &mut impl SqlExecutor,
     days_variable: &str,
@@ -355,6 +460,12 @@ pub fn retention(
                 "delete old usage",
                 "DELETE FROM usage_minute WHERE minute < ? RETURNING 1",
                 cutoff / 1_000,
+            )?,
+            usage_hour: delete_before(
+                tx,
+                "delete old hourly usage",
+                "DELETE FROM usage_hour WHERE hour < ? RETURNING 1",
+                retention_cutoff_ms(now_ms, days.saturating_mul(2)) / 1_000,
             )?,
             scan_runs: delete_before(
                 tx,

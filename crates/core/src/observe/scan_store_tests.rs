@@ -220,6 +220,7 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
         Deleted {
             requests: 0,
             usage_minute: 1,
+            usage_hour: 0,
             scan_runs: 1,
             outbox: 1
         }
@@ -404,4 +405,73 @@ fn unreadable_usage_fails_the_scan_and_changes_nothing() {
     let run = scan(&mut db, &mut kv, &ok("key-value"), NOW);
     assert_eq!(run.firing, vec!["Unpriced".to_owned()]);
     assert!(run.unknown_metrics.is_empty());
+}
+
+/// Requests and the slowest bucket summed over `usage_hour`.
+fn hour_totals(db: &mut Sqlite) -> (i64, i64) {
+    db.conn
+        .query_row(
+            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(l72), 0) FROM usage_hour",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn usage_is_folded_into_hours_exactly_once() {
+    let mut db = db();
+    // Two minutes of one hour, one of the hour before, one too recent.
+    usage(&mut db, MINUTE_S - 7_200, "success", 2, 0);
+    usage(&mut db, MINUTE_S - 3_600, "success", 3, 0);
+    usage(&mut db, MINUTE_S - 3_540, "offline", 4, 4);
+    usage(&mut db, MINUTE_S - 60, "success", 100, 0);
+
+    // A fold that fails half-way folds nothing and keeps the watermark.
+    db.fail_on = Some("UPDATE usage_rollup");
+    assert!(fold_usage(&mut db, NOW).is_err());
+    db.fail_on = None;
+    assert_eq!(hour_totals(&mut db), (0, 0));
+    assert_eq!(system::folded_until(&mut db).unwrap(), 0);
+
+    let fold = fold_usage(&mut db, NOW).unwrap();
+    assert_eq!((fold.from, fold.until), (0, usage::fold_until(NOW / 1_000)));
+    assert_eq!(fold.until, MINUTE_S - 900, "15 minutes of lag");
+    assert_eq!(
+        fold.hour_rows, 3,
+        "two outcomes in one hour, one in the other"
+    );
+    assert_eq!(hour_totals(&mut db).0, 9);
+    // The same tick again, and a tick a second later: nothing new.
+    let again = fold_usage(&mut db, NOW).unwrap();
+    assert_eq!(
+        (again.from, again.until, again.hour_rows),
+        (fold.until, fold.until, 0)
+    );
+    assert_eq!(fold_usage(&mut db, NOW + 1_000).unwrap().hour_rows, 0);
+    assert_eq!(hour_totals(&mut db).0, 9);
+    // Fallbacks are capped at requests, like every minute reader does.
+    let fallbacks: i64 = db
+        .conn
+        .query_row("SELECT SUM(fallbacks) FROM usage_hour", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fallbacks, 4);
+    // Later ticks fold later minutes into the same hour rows.
+    let later = fold_usage(&mut db, NOW + 15 * 60_000).unwrap();
+    assert_eq!((later.from, later.hour_rows), (fold.until, 1));
+    assert_eq!(hour_totals(&mut db).0, 109);
+    assert_eq!(system::folded_until(&mut db).unwrap(), later.until);
+}
+
+#[test]
+fn retention_keeps_hour_rollups_twice_as_long() {
+    let mut db = db();
+    for days in [20, 45, 70] {
+        usage(&mut db, MINUTE_S - days * 86_400, "success", 1, 0);
+    }
+    fold_usage(&mut db, NOW).unwrap();
+    let r = retention(&mut db, "30", NOW).unwrap();
+    assert_eq!((r.deleted.usage_minute, r.deleted.usage_hour), (2, 1));
+    assert_eq!(count(&mut db, "usage_minute"), 1);
+    assert_eq!(hour_totals(&mut db).0, 2, "20 and 45 days old");
 }

@@ -334,14 +334,91 @@ pub fn read_metrics(
 }
 
 /// The `/api/metrics` overview of `window` at `now_s` (and the window
-/// before it, for the trend).
+/// before it, for the trend). The 7 d and 30 d windows read whole hours
+/// from `usage_hour` and only the partial hours at the edges of each
+/// series point (and the minutes not folded yet) from `usage_minute`
+/// ([`usage::plan_read`]); the figures are the ones
+/// [`read_overview_minutes`] computes from minute rows alone.
 pub fn read_overview(
+    db: &mut impl SqlExecutor,
+    window: Window,
+    now_s: i64,
+) -> Result<Overview, StoreError> {
+    if matches!(window, Window::Hour | Window::Day) {
+        // Their points are a minute or an hour that starts mid-hour: no
+        // whole hour to read, so minute rows are all there is.
+        return read_overview_minutes(db, window, now_s);
+    }
+    let plan = usage::plan_read(
+        &usage::overview_boundaries(window, now_s),
+        folded_until(db)?,
+    );
+    let mut rows = usage_in(db, "usage_hour", "hour", &plan.hours)?;
+    rows.extend(usage_in(db, "usage_minute", "minute", &plan.minutes)?);
+    Ok(usage::overview(&rows, window, now_s))
+}
+
+/// The overview of `window` at `now_s` from `usage_minute` rows alone (what
+/// [`read_overview`] does for the short windows, and the reference it is
+/// tested and benchmarked against for the long ones).
+pub fn read_overview_minutes(
     db: &mut impl SqlExecutor,
     window: Window,
     now_s: i64,
 ) -> Result<Overview, StoreError> {
     let from = window_start(now_s, window.seconds()) - window.seconds();
     Ok(usage::overview(&usage_since(db, from)?, window, now_s))
+}
+
+/// The fold's watermark (migration 9): every minute before it is in
+/// `usage_hour`, none after.
+pub fn folded_until(db: &mut impl SqlExecutor) -> Result<i64, StoreError> {
+    let rows = sql(
+        db,
+        "read the usage fold watermark",
+        "SELECT folded_until FROM usage_rollup WHERE id = 1",
+        &[],
+    )?;
+    match rows.first() {
+        Some(values) => Ok(Row::new("usage_rollup", values).int(0, "folded_until")?),
+        None => Ok(0),
+    }
+}
+
+/// The rows of `table` (`usage_minute` or `usage_hour`, whose time column
+/// is `time`) in the half-open `ranges`, one statement; none without
+/// ranges. Each row's `minute` is its start.
+fn usage_in(
+    db: &mut impl SqlExecutor,
+    table: &'static str,
+    time: &'static str,
+    ranges: &[(i64, i64)],
+) -> Result<Vec<UsageRow>, StoreError> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Only `?` placeholders and fixed names are spliced in.
+    let conditions: Vec<String> = ranges
+        .iter()
+        .map(|_| format!("({time} >= ? AND {time} < ?)"))
+        .collect();
+    let params: Vec<SqlValue> = ranges
+        .iter()
+        .flat_map(|(a, b)| [SqlValue::Integer(*a), SqlValue::Integer(*b)])
+        .collect();
+    sql(
+        db,
+        "read usage",
+        &format!(
+            "SELECT {} FROM {table} WHERE {}",
+            usage_columns(time),
+            conditions.join(" OR ")
+        ),
+        &params,
+    )?
+    .iter()
+    .map(|values| usage_row(table, values))
+    .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -358,13 +435,13 @@ pub(super) fn sql(
         .map_err(|message| StoreError::Sql { context, message })
 }
 
-/// The `usage_minute` columns [`usage_row`] reads, one row per series and
-/// minute. A row counts at most `requests` fallback requests (see
-/// [`usage`]'s definitions).
-fn usage_columns() -> String {
+/// The `usage_minute` (or `usage_hour`, with `time` = `hour`) columns
+/// [`usage_row`] reads, one row per series and minute (hour). A row counts
+/// at most `requests` fallback requests (see [`usage`]'s definitions).
+fn usage_columns(time: &str) -> String {
     let buckets: Vec<&str> = (0..USAGE_BUCKETS).map(latency_column).collect();
     format!(
-        "minute, tier, provider, model, outcome, variant, requests, errors, \
+        "{time}, tier, provider, model, outcome, variant, requests, errors, \
          MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, \
          cost_micros, cost_unknown, {}",
         buckets.join(", ")
@@ -387,8 +464,8 @@ fn usage_total_columns() -> String {
 
 /// A row selected with [`usage_columns`] or [`usage_total_columns`]
 /// (columns named as in the table).
-fn usage_row(values: &[SqlValue]) -> Result<UsageRow, StoreError> {
-    let r = Row::new("usage_minute", values);
+fn usage_row(table: &'static str, values: &[SqlValue]) -> Result<UsageRow, StoreError> {
+    let r = Row::new(table, values);
     let mut buckets = LatencyCounts::default();
     for (i, b) in buckets.iter_mut().enumerate() {
         *b = r.uint(15 + i, latency_column(i))?;
@@ -423,12 +500,12 @@ pub fn usage_since(db: &mut impl SqlExecutor, from_s: i64) -> Result<Vec<UsageRo
         "read usage",
         &format!(
             "SELECT {} FROM usage_minute WHERE minute >= ?",
-            usage_columns()
+            usage_columns("minute")
         ),
         &[SqlValue::Integer(from_s)],
     )?
     .iter()
-    .map(|values| usage_row(values))
+    .map(|values| usage_row("usage_minute", values))
     .collect()
 }
 
@@ -445,7 +522,7 @@ pub fn usage_totals(db: &mut impl SqlExecutor) -> Result<Vec<UsageRow>, StoreErr
         &[],
     )?
     .iter()
-    .map(|values| usage_row(values))
+    .map(|values| usage_row("usage_minute", values))
     .collect()
 }
 

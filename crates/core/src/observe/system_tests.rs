@@ -356,3 +356,99 @@ fn migration_8_keeps_the_old_histogram_readable() {
     assert!((45..=55).contains(&p50), "{p50}");
     assert!((108_000..=132_000).contains(&p99), "{p99}");
 }
+
+/// `n` requests spread pseudo-randomly over the 62 days before [`NOW`],
+/// recorded the way the gateway does, with a mix of providers, outcomes,
+/// variants, latencies (1 ms to 5 min), costs and qualities (halves, so
+/// sums are exact in any order).
+fn traffic(db: &mut Sqlite, n: u64) {
+    use crate::gateway::telemetry::RequestRecord;
+    use crate::gateway::tiers::Tier;
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |m: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % m
+    };
+    let span = 62 * 86_400_000;
+    for i in 0..n {
+        let provider = ["openai", "anthropic", "offline"][next(3) as usize];
+        let outcome = if provider == "offline" {
+            "offline"
+        } else {
+            ["success", "success", "cache_hit", "low_quality"][next(4) as usize]
+        };
+        let r = RequestRecord {
+            id: format!("r{i}"),
+            ts_ms: NOW as u64 - next(span),
+            key_id: "-".into(),
+            route: "chat".into(),
+            tier: [Tier::Basic, Tier::Enhanced][next(2) as usize],
+            entry_tier: Tier::Comprehensive,
+            provider: provider.into(),
+            model: "m".into(),
+            attempts: 1,
+            latency_ms: [1, 7, 90, 450, 2_000, 299_000][next(6) as usize],
+            ttft_ms: None,
+            prompt_tokens: next(100),
+            completion_tokens: next(100),
+            cost_micros: (next(5) > 0).then(|| next(1_000)),
+            quality: (next(3) > 0).then(|| next(21) as f64 / 2.0),
+            outcome: outcome.into(),
+            fallbacks: next(3) as u32,
+            cached: outcome == "cache_hit",
+            stream: false,
+            variant: ["-", "on", "off"][next(3) as usize].into(),
+            detail: serde_json::json!({}),
+        };
+        crate::gateway::store::record(db, &r).unwrap();
+    }
+}
+
+#[test]
+fn long_windows_read_from_hour_rollups_give_the_minute_figures() {
+    let mut db = db();
+    traffic(&mut db, 4_000);
+    // Two folds, as successive scans would: 20 days ago, then now.
+    let first = super::super::scan_store::fold_usage(&mut db, NOW - 20 * 86_400_000).unwrap();
+    let second = super::super::scan_store::fold_usage(&mut db, NOW).unwrap();
+    assert_eq!((first.from, second.from), (0, first.until));
+    assert!(first.hour_rows > 0 && second.hour_rows > 0);
+    let now_s = NOW / 1000;
+    for at in [now_s, now_s + 1_234, now_s + 3 * 3_600 + 7] {
+        for window in [Window::Hour, Window::Day, Window::Week, Window::Month] {
+            let minutes = read_overview_minutes(&mut db, window, at).unwrap();
+            assert!(minutes.totals.requests > 0 || window == Window::Hour);
+            assert_eq!(
+                read_overview(&mut db, window, at).unwrap(),
+                minutes,
+                "{window:?} at {at}"
+            );
+        }
+    }
+    // The long windows really read the hour rows: with the minutes they
+    // replace gone, the figures stay.
+    let expected = read_overview(&mut db, Window::Month, now_s).unwrap();
+    let plan = usage::plan_read(
+        &usage::overview_boundaries(Window::Month, now_s),
+        folded_until(&mut db).unwrap(),
+    );
+    assert!(plan.hours.len() >= 30, "{plan:?}");
+    for (a, b) in &plan.hours {
+        db.conn
+            .execute(
+                "DELETE FROM usage_minute WHERE minute >= ?1 AND minute < ?2",
+                [a, b],
+            )
+            .unwrap();
+    }
+    assert_eq!(
+        read_overview(&mut db, Window::Month, now_s).unwrap(),
+        expected
+    );
+    assert_ne!(
+        read_overview_minutes(&mut db, Window::Month, now_s).unwrap(),
+        expected
+    );
+}

@@ -238,6 +238,84 @@ pub fn window_start(now_s: i64, seconds: i64) -> i64 {
     current - seconds + 60
 }
 
+/// Width of a `usage_hour` row (migration 9), seconds.
+pub const HOUR_SECS: i64 = 3_600;
+
+/// A minute is folded into `usage_hour` once it ended this long ago,
+/// seconds (15 minutes): a request is recorded under the minute it started
+/// in, when it ends, so a slow request still lands in a minute not folded
+/// yet.
+pub const FOLD_LAG_SECS: i64 = 900;
+
+/// The watermark a fold at `now_s` moves up to: minutes before it may be
+/// folded into `usage_hour`.
+pub fn fold_until(now_s: i64) -> i64 {
+    (now_s - FOLD_LAG_SECS).div_euclid(60) * 60
+}
+
+/// Which rows to read for a span of usage: hour rows where they hold
+/// exactly what the minute rows would, minute rows for the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadPlan {
+    /// Half-open `[from, to)` ranges of `usage_minute.minute`.
+    pub minutes: Vec<(i64, i64)>,
+    /// Half-open `[from, to)` ranges of `usage_hour.hour`.
+    pub hours: Vec<(i64, i64)>,
+}
+
+/// Appends `[from, to)` to `ranges`, joining it to the last range when they
+/// touch; empty ranges are left out.
+fn push_range(ranges: &mut Vec<(i64, i64)>, from: i64, to: i64) {
+    if from >= to {
+        return;
+    }
+    match ranges.last_mut() {
+        Some(last) if last.1 == from => last.1 = to,
+        _ => ranges.push((from, to)),
+    }
+}
+
+/// Plans reading the intervals between consecutive `boundaries` (minutes,
+/// increasing) when every minute before `folded_until` is in `usage_hour`
+/// (see [`fold_until`]): the whole hours inside an interval that are all
+/// below the watermark come from hour rows, the partial hours at its edges
+/// and everything from the watermark on from minute rows. An hour row read
+/// this way lies inside one interval, so a reader that places each row by
+/// its start (as [`overview`] does) places it where its minutes would go.
+pub fn plan_read(boundaries: &[i64], folded_until: i64) -> ReadPlan {
+    let mut plan = ReadPlan::default();
+    for pair in boundaries.windows(2) {
+        let [a, b] = [pair[0], pair[1]];
+        let first_hour = a.div_euclid(HOUR_SECS) * HOUR_SECS
+            + if a.rem_euclid(HOUR_SECS) == 0 {
+                0
+            } else {
+                HOUR_SECS
+            };
+        let end_hour = b.min(folded_until).div_euclid(HOUR_SECS) * HOUR_SECS;
+        if first_hour < end_hour {
+            push_range(&mut plan.minutes, a, first_hour);
+            push_range(&mut plan.hours, first_hour, end_hour);
+            push_range(&mut plan.minutes, end_hour, b);
+        } else {
+            push_range(&mut plan.minutes, a, b);
+        }
+    }
+    plan
+}
+
+/// The intervals [`overview`] places rows in, as boundaries for
+/// [`plan_read`]: the window before, then each point of the series (the
+/// last ends after the current minute).
+pub fn overview_boundaries(window: Window, now_s: i64) -> Vec<i64> {
+    let from = window_start(now_s, window.seconds());
+    let step = window.step_seconds();
+    let points = window.seconds() / step;
+    std::iter::once(from - window.seconds())
+        .chain((0..=points).map(|i| from + i * step))
+        .collect()
+}
+
 /// Figures of one group in the overview.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -997,6 +1075,37 @@ mod tests {
         // One sample: every quantile is its bucket.
         let one = hist(&[(latency_bucket(5_000), 1)]);
         assert_eq!(bucket_percentile(&one, 0.01), bucket_percentile(&one, 0.99));
+    }
+
+    #[test]
+    fn read_plans_use_whole_folded_hours_inside_each_interval() {
+        let h = HOUR_SECS;
+        // One interval from 00:30 to 05:30, folded up to 04:10: hours 01–04
+        // from hour rows, the edges and everything from 04:00 on from minutes.
+        let p = plan_read(&[h / 2, 5 * h + h / 2], 4 * h + 600);
+        assert_eq!(p.hours, vec![(h, 4 * h)]);
+        assert_eq!(p.minutes, vec![(h / 2, h), (4 * h, 5 * h + h / 2)]);
+        // Nothing folded: minutes only; an interval without a whole hour too.
+        let none = plan_read(&[h / 2, 5 * h], 0);
+        assert_eq!((none.hours.len(), none.minutes), (0, vec![(h / 2, 5 * h)]));
+        let short = plan_read(&[60, h + 60], 10 * h);
+        assert_eq!((short.hours.len(), short.minutes), (0, vec![(60, h + 60)]));
+        // Aligned intervals join into one range each.
+        let aligned = plan_read(&[0, h, 2 * h, 3 * h], 10 * h);
+        assert_eq!(
+            (aligned.hours, aligned.minutes.len()),
+            (vec![(0, 3 * h)], 0)
+        );
+        // Every minute of the span is read exactly once.
+        let b = overview_boundaries(Window::Month, 1_800_000_005);
+        assert_eq!(b.len(), 32);
+        let p = plan_read(&b, fold_until(1_800_000_005));
+        let mut covered: Vec<(i64, i64)> = p.minutes.iter().chain(&p.hours).copied().collect();
+        covered.sort_unstable();
+        assert_eq!(covered.first().map(|r| r.0), b.first().copied());
+        assert_eq!(covered.last().map(|r| r.1), b.last().copied());
+        assert!(covered.windows(2).all(|w| w[0].1 == w[1].0));
+        assert!(p.minutes.len() <= 32, "{}", p.minutes.len());
     }
 
     #[test]
