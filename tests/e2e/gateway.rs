@@ -770,57 +770,51 @@ async fn a_flag_chooses_the_entry_tier() {
     g.host.app.shutdown().await;
 }
 
-fn python() -> Option<std::path::PathBuf> {
-    let venv = dol_test_support::workspace_root().join("tests/openai-sdk/.venv/bin/python");
-    venv.exists().then_some(venv)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_openai_python_sdk_works_unchanged() {
-    let Some(python) = python() else {
-        panic!(
-            "tests/openai-sdk/.venv is missing: run scripts/test (it installs the openai SDK from PyPI)"
-        );
-    };
-    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
-    let g = start(&[&mock], &[]).await;
-    let (_, key) = g.new_key(json!({})).await;
-    let script = dol_test_support::workspace_root().join("tests/openai-sdk/check.py");
-    let run = |scenario: &'static str| {
-        let python = python.clone();
-        let script = script.clone();
-        let base = g.host.url("/v1");
-        let key = key.clone();
-        tokio::task::spawn_blocking(move || {
-            std::process::Command::new(python)
-                .arg(script)
-                .arg(scenario)
-                .env("DOL_BASE_URL", base)
-                .env("DOL_API_KEY", key)
-                .output()
-                .unwrap()
-        })
-    };
-    let out = run("basic").await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+/// Runs an official SDK's check script, `tests/<sdk>/check.py <scenario>`, in
+/// that SDK's venv against `base` with `key`; asserts it exited 0 and returns
+/// its stdout. A missing venv fails loudly: scripts/test installs it.
+async fn sdk_check(sdk: &str, scenario: &str, base: String, key: String) -> String {
+    let dir = dol_test_support::workspace_root().join("tests").join(sdk);
+    let python = dir.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "tests/{sdk}/.venv is missing: run scripts/test (it installs the SDK from PyPI)"
+    );
+    let script = dir.join("check.py");
+    let scenario = scenario.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(scenario)
+            .env("DOL_BASE_URL", base)
+            .env("DOL_API_KEY", key)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_python_sdk_works_unchanged() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let g = start(&[&mock], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let stdout = sdk_check("openai-sdk", "basic", g.host.url("/v1"), key.clone()).await;
     assert!(stdout.contains("all checks passed"));
 
     mock.set_behavior(Behavior {
         cut_stream_after: Some(2),
         ..Behavior::default()
     });
-    let out = run("broken-stream").await.unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sdk_check("openai-sdk", "broken-stream", g.host.url("/v1"), key).await;
     g.host.app.shutdown().await;
 }
 

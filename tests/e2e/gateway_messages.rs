@@ -228,40 +228,12 @@ bad_message!(
     "frobnicate"
 );
 
-fn anthropic_python() -> Option<std::path::PathBuf> {
-    let venv = dol_test_support::workspace_root().join("tests/anthropic-sdk/.venv/bin/python");
-    venv.exists().then_some(venv)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_anthropic_python_sdk_works_unchanged() {
-    let Some(python) = anthropic_python() else {
-        panic!(
-            "tests/anthropic-sdk/.venv is missing: run scripts/test (it installs the anthropic SDK from PyPI)"
-        );
-    };
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
     let g = start(&[&mock], &[]).await;
     let (_, key) = g.new_key(json!({})).await;
-    let script = dol_test_support::workspace_root().join("tests/anthropic-sdk/check.py");
-    let base = g.host.url("");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg("messages")
-            .env("DOL_BASE_URL", base)
-            .env("DOL_API_KEY", key)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = super::sdk_check("anthropic-sdk", "messages", g.host.url(""), key).await;
     assert!(stdout.contains("all checks passed"));
     g.host.app.shutdown().await;
 }

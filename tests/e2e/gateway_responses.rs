@@ -148,33 +148,10 @@ bad_response!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_python_sdk_creates_responses() {
-    let Some(python) = python() else {
-        panic!(
-            "tests/openai-sdk/.venv is missing: run scripts/test (it installs the openai SDK from PyPI)"
-        );
-    };
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
     let g = start(&[&mock], &[]).await;
     let (_, key) = g.new_key(json!({})).await;
-    let script = dol_test_support::workspace_root().join("tests/openai-sdk/check.py");
-    let base = g.host.url("/v1");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg("responses")
-            .env("DOL_BASE_URL", base)
-            .env("DOL_API_KEY", key)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = super::sdk_check("openai-sdk", "responses", g.host.url("/v1"), key).await;
     assert!(stdout.contains("all checks passed"));
     g.host.app.shutdown().await;
 }
