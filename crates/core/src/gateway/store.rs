@@ -26,6 +26,7 @@ use super::routing::CatalogEntry;
 use super::telemetry::{RequestRecord, latency_bucket, latency_column};
 use super::templates::TemplateSpec;
 use super::tiers::Tier;
+use crate::observe::usage::{FOLD_LAG_SECS, HOUR_SECS};
 use crate::storage::{
     ColumnError, KeyValue, Row, SqlExecutor, SqlValue, StatementError, in_transaction, run,
 };
@@ -634,31 +635,35 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             text(&r.detail.to_string()),
         ],
     )?;
-    // The column name spliced into the upsert is `l` and a bucket index
-    // (capped at `+Inf`): never anything a client sent.
-    let bucket = latency_column(latency_bucket(r.latency_ms));
+    let add = usage_addition(r);
+    if r.latency_ms + 60_000 < FOLD_LAG_SECS.unsigned_abs() * 1_000 {
+        // A request that ended within the fold lag of its minute's start
+        // lands in a minute the fold has not reached yet: one upsert.
+        return add_usage(db, UsageTable::Minute, &add, None);
+    }
+    // A request recorded later than the fold lag (a very long stream, a
+    // clock step) may belong to a minute already folded into `usage_hour`:
+    // it then goes to the hour row instead, decided under the write lock so
+    // a fold running beside it can neither count it twice nor miss it.
+    in_transaction(db, |tx| {
+        add_usage(tx, UsageTable::Minute, &add, Some(false))?;
+        add_usage(tx, UsageTable::Hour, &add, Some(true))
+    })
+}
+
+/// What one request adds to a usage row: the values in [`add_usage`]'s
+/// column order (its minute first) and its latency bucket's column.
+struct UsageAddition {
+    minute: u64,
+    values: Vec<SqlValue>,
+    bucket: &'static str,
+}
+
+fn usage_addition(r: &RequestRecord) -> UsageAddition {
     let (quality_sum, quality_n) = r.quality.map_or((0.0, 0), |q| (q, 1));
-    run(
-        db,
-        &format!(
-            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
-             errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, prompt_tokens, \
-             completion_tokens, cost_micros, cost_unknown, {bucket}) \
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
-             ON CONFLICT (minute, tier, provider, model, outcome, variant) DO UPDATE SET \
-             requests = requests + 1, errors = errors + excluded.errors, \
-             fallbacks = fallbacks + excluded.fallbacks, \
-             cache_hits = cache_hits + excluded.cache_hits, \
-             latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
-             quality_sum = quality_sum + excluded.quality_sum, \
-             quality_n = quality_n + excluded.quality_n, \
-             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-             completion_tokens = completion_tokens + excluded.completion_tokens, \
-             cost_micros = cost_micros + excluded.cost_micros, \
-             cost_unknown = cost_unknown + excluded.cost_unknown, {bucket} = {bucket} + 1"
-        ),
-        &[
-            uint(r.minute()),
+    UsageAddition {
+        minute: r.minute(),
+        values: vec![
             text(r.tier.as_str()),
             text(&r.provider),
             text(&r.model),
@@ -676,6 +681,70 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             uint(r.cost_micros.unwrap_or(0)),
             sql_bool(r.cost_micros.is_none()),
         ],
+        bucket: latency_column(latency_bucket(r.latency_ms)),
+    }
+}
+
+/// The two usage aggregates a request is added to (migrations 1 and 9).
+#[derive(Clone, Copy)]
+enum UsageTable {
+    Minute,
+    Hour,
+}
+
+/// Adds one request's usage to its `usage_minute` row or, for
+/// [`UsageTable::Hour`], to the `usage_hour` row of the minute's hour.
+/// `below_watermark`: `None` adds unconditionally; `Some(b)` adds only when
+/// the minute is (`true`) or is not (`false`) already folded, read from
+/// `usage_rollup` in the same statement.
+fn add_usage(
+    db: &mut impl SqlExecutor,
+    table: UsageTable,
+    add: &UsageAddition,
+    below_watermark: Option<bool>,
+) -> Result<()> {
+    let (table_name, time_column, time) = match table {
+        UsageTable::Minute => ("usage_minute", "minute", add.minute),
+        UsageTable::Hour => (
+            "usage_hour",
+            "hour",
+            add.minute - add.minute % HOUR_SECS.unsigned_abs(),
+        ),
+    };
+    let condition = match below_watermark {
+        None => "",
+        Some(true) => "WHERE ? < (SELECT folded_until FROM usage_rollup WHERE id = 1)",
+        Some(false) => "WHERE ? >= (SELECT folded_until FROM usage_rollup WHERE id = 1)",
+    };
+    // The names spliced into the upsert are fixed above or `l` and a bucket
+    // index (capped at `+Inf`): never anything a client sent.
+    let bucket = add.bucket;
+    let mut params = Vec::with_capacity(add.values.len() + 2);
+    params.push(uint(time));
+    params.extend(add.values.iter().cloned());
+    if below_watermark.is_some() {
+        params.push(uint(add.minute));
+    }
+    run(
+        db,
+        &format!(
+            "INSERT INTO {table_name} ({time_column}, tier, provider, model, outcome, variant, \
+             requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, \
+             prompt_tokens, completion_tokens, cost_micros, cost_unknown, {bucket}) \
+             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 {condition} \
+             ON CONFLICT ({time_column}, tier, provider, model, outcome, variant) DO UPDATE SET \
+             requests = requests + 1, errors = errors + excluded.errors, \
+             fallbacks = fallbacks + excluded.fallbacks, \
+             cache_hits = cache_hits + excluded.cache_hits, \
+             latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
+             quality_sum = quality_sum + excluded.quality_sum, \
+             quality_n = quality_n + excluded.quality_n, \
+             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+             completion_tokens = completion_tokens + excluded.completion_tokens, \
+             cost_micros = cost_micros + excluded.cost_micros, \
+             cost_unknown = cost_unknown + excluded.cost_unknown, {bucket} = {bucket} + 1"
+        ),
+        &params,
     )?;
     Ok(())
 }

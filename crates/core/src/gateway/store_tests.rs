@@ -602,6 +602,65 @@ fn a_slow_request_lands_in_the_infinite_bucket() {
     );
 }
 
+/// Folds every minute that ended more than the fold lag before `now_ms`.
+fn fold(db: &mut Sqlite, now_ms: i64) {
+    crate::observe::scan_store::fold_usage(db, now_ms).unwrap();
+}
+
+#[test]
+fn a_record_later_than_the_fold_lag_goes_to_its_hour_when_its_minute_was_folded() {
+    let mut db = db();
+    // A 20-minute stream that started at NOW: by the time it is recorded
+    // the fold has moved past its minute.
+    fold(&mut db, NOW_MS + 20 * 60_000);
+    record(&mut db, &record_at("long", NOW_MS as u64, 20 * 60_000)).unwrap();
+    assert_eq!(count(&mut db, "usage_minute"), 0);
+    let hour = NOW_SECS - NOW_SECS % 3_600;
+    assert_eq!(
+        scalar(
+            &mut db,
+            &format!(
+                "SELECT requests || '/' || cost_micros || '/' || l72 FROM usage_hour WHERE hour = {hour}"
+            )
+        ),
+        SqlValue::Text("1/300/1".into())
+    );
+    // A second late request adds to the same hour row.
+    record(
+        &mut db,
+        &record_at("long2", NOW_MS as u64 + 1_000, 20 * 60_000),
+    )
+    .unwrap();
+    assert_eq!(
+        scalar(&mut db, "SELECT requests FROM usage_hour"),
+        SqlValue::Integer(2)
+    );
+    // And a later fold does not count them again.
+    fold(&mut db, NOW_MS + 40 * 60_000);
+    assert_eq!(
+        scalar(&mut db, "SELECT SUM(requests) FROM usage_hour"),
+        SqlValue::Integer(2)
+    );
+}
+
+#[test]
+fn a_record_later_than_the_fold_lag_stays_a_minute_row_while_its_minute_is_not_folded() {
+    let mut db = db();
+    fold(&mut db, NOW_MS);
+    record(&mut db, &record_at("long", NOW_MS as u64, 20 * 60_000)).unwrap();
+    assert_eq!(count(&mut db, "usage_hour"), 0);
+    assert_eq!(
+        scalar(&mut db, "SELECT requests FROM usage_minute"),
+        SqlValue::Integer(1)
+    );
+    // The fold then takes it exactly once.
+    fold(&mut db, NOW_MS + 40 * 60_000);
+    assert_eq!(
+        scalar(&mut db, "SELECT SUM(requests) FROM usage_hour"),
+        SqlValue::Integer(1)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Rows of the wrong shape
 
