@@ -222,6 +222,51 @@ async fn signing_out_clears_the_cookie_and_ends_the_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_and_sign_out_forms_posted_from_another_site_are_refused() {
+    let host = start(&[]).await;
+    let authority = host
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![("origin", "http://evil.example")],
+        vec![("origin", "null")],
+    ] {
+        let r = login(&host, ADMIN, &headers).await;
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.text);
+        assert!(r.set_cookie.is_none(), "{headers:?}: no session");
+        assert!(r.text.contains("sent from another site"), "{}", r.text);
+    }
+    // The console's own form, from a browser: Sec-Fetch-Site same-origin
+    // and Origin naming this host.
+    let origin = format!("http://{authority}");
+    let own = [
+        ("sec-fetch-site", "same-origin"),
+        ("origin", origin.as_str()),
+    ];
+    let r = login(&host, ADMIN, &own).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let older_browser = [("origin", origin.as_str())];
+    assert_eq!(login(&host, ADMIN, &older_browser).await.status, 303);
+    // Signing a browser out from another site does not end its session.
+    let (cookie, _) = session(&host, ADMIN).await;
+    let out = send(
+        &host,
+        "POST",
+        "/admin/dol/logout",
+        &[("cookie", &cookie), ("sec-fetch-site", "cross-site")],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 403);
+    let page = send(&host, "GET", "/admin/dol", &[("cookie", &cookie)], "").await;
+    assert!(page.text.contains("dol-csrf"), "still signed in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_sessions_are_refused() {
     use dol_core::console::{self, Role};
     let host = start(&[]).await;

@@ -68,9 +68,25 @@ fn too_many_attempts(req: &Request) -> Option<Response> {
     }
 }
 
+/// The refusal of a sign-in or sign-out form posted from another site
+/// (`dol_core::console::same_origin_form_post`).
+fn cross_site(req: &Request) -> Option<Response> {
+    let allowed = console::same_origin_form_post(
+        platform::header(req, "sec-fetch-site"),
+        platform::header(req, "origin"),
+        platform::header(req, "spin-full-url"),
+    );
+    (!allowed).then(|| {
+        pages::sign_in(
+            403,
+            Some("This form was sent from another site: open the console here and sign in."),
+        )
+    })
+}
+
 /// `POST /admin/dol/login` with the form field `token`.
 pub fn login(req: &Request) -> Response {
-    if let Some(refused) = too_many_attempts(req) {
+    if let Some(refused) = cross_site(req).or_else(|| too_many_attempts(req)) {
         return refused;
     }
     let body = String::from_utf8_lossy(req.body());
@@ -105,6 +121,9 @@ pub fn login(req: &Request) -> Response {
 /// the cookie no longer works either), clears the cookie and shows the
 /// sign-in form.
 pub fn logout(req: &Request) -> Response {
+    if let Some(refused) = cross_site(req) {
+        return refused;
+    }
     let value = console::cookie_value(platform::header(req, "cookie"));
     if let Some(session) = value.and_then(|v| console::verify(&key(), v, now_secs()).ok()) {
         let mark = session.expires.to_string();

@@ -218,6 +218,38 @@ pub fn clear_cookie(secure: bool) -> String {
     format!("{COOKIE_NAME}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}")
 }
 
+/// Whether a form POST to the console's own routes (sign-in, sign-out)
+/// came from a console page. A browser sends `Sec-Fetch-Site` (and
+/// `Origin`) with every POST; one from another site is refused, so a page
+/// elsewhere cannot sign a visitor's browser into a session of its choosing
+/// or out of theirs (login CSRF, which `SameSite` cookies do not stop). A
+/// client that sends neither header (curl, a script) carries no ambient
+/// cookie to abuse and is let through. `own_url` is the URL the request
+/// was sent to (Spin's `spin-full-url`: the `host` header is not passed to
+/// components).
+pub fn same_origin_form_post(
+    sec_fetch_site: Option<&str>,
+    origin: Option<&str>,
+    own_url: Option<&str>,
+) -> bool {
+    if let Some(site) = sec_fetch_site {
+        // `none`: the user started it (typed URL, bookmark).
+        return matches!(site.trim(), "same-origin" | "none");
+    }
+    let Some(origin) = origin else {
+        return true;
+    };
+    let origin = url_authority(origin);
+    own_url.is_some_and(|own| !origin.is_empty() && origin.eq_ignore_ascii_case(url_authority(own)))
+}
+
+/// The authority (`host[:port]`) of an absolute URL or origin; the scheme
+/// is left out because a TLS-terminating proxy changes it.
+fn url_authority(url: &str) -> &str {
+    let rest = url.trim().split_once("://").map_or("", |(_, rest)| rest);
+    rest.split(['/', '?', '#']).next().unwrap_or_default()
+}
+
 /// Sign-in attempts allowed per client address in [`SIGN_IN_WINDOW_SECS`].
 pub const SIGN_IN_ATTEMPTS: u64 = 10;
 /// The window sign-in attempts are counted in (5 minutes).
@@ -647,6 +679,51 @@ mod tests {
             escape_html(r#"<a href="x">'&'</a>"#),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn refuses_cross_site_form_posts() {
+        let own = Some("http://127.0.0.1:3000/admin/dol/login");
+        // Browsers: Sec-Fetch-Site decides.
+        assert!(same_origin_form_post(Some("same-origin"), None, own));
+        assert!(same_origin_form_post(Some("none"), None, own));
+        assert!(!same_origin_form_post(Some("cross-site"), None, own));
+        assert!(!same_origin_form_post(Some("same-site"), None, own));
+        assert!(!same_origin_form_post(
+            Some("cross-site"),
+            Some("http://127.0.0.1:3000"),
+            own
+        ));
+        // Older browsers: Origin against the URL the form was sent to.
+        assert!(same_origin_form_post(
+            None,
+            Some("http://127.0.0.1:3000"),
+            own
+        ));
+        assert!(same_origin_form_post(
+            None,
+            Some("HTTPS://DOL.example"),
+            Some("http://dol.example/admin/dol/login?x=1")
+        ));
+        assert!(!same_origin_form_post(
+            None,
+            Some("http://evil.example"),
+            own
+        ));
+        assert!(!same_origin_form_post(
+            None,
+            Some("http://127.0.0.1:3001"),
+            own
+        ));
+        assert!(!same_origin_form_post(None, Some("null"), own));
+        assert!(!same_origin_form_post(
+            None,
+            Some("http://127.0.0.1:3000"),
+            None
+        ));
+        // Neither header: not a browser, nothing ambient to abuse.
+        assert!(same_origin_form_post(None, None, own));
+        assert!(same_origin_form_post(None, None, None));
     }
 
     #[test]
