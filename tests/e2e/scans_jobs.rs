@@ -343,13 +343,55 @@ async fn scans_retention_deletes_old_rows_only() {
             .unwrap();
         }
     }
+    // The console's key-value entries: an old sign-in counter and the mark
+    // of a long-expired session go; a live counter, a mark of a session
+    // still valid and keys of others stay.
+    let now_s = now / 1_000;
+    let kv_entries = [
+        ("dol:console:sign-in:10.0.0.1", format!("{}:3", now_s - 600)),
+        ("dol:console:sign-in:10.0.0.2", format!("{}:3", now_s - 10)),
+        ("dol:console:signed-out:aaaa", format!("{}", now_s - 60)),
+        ("dol:console:signed-out:bbbb", format!("{}", now_s + 3_600)),
+        ("dol:other:keep", "1".to_owned()),
+    ];
+    {
+        let kv = rusqlite::Connection::open(host.state_dir().join("sqlite_key_value.db")).unwrap();
+        for (key, value) in &kv_entries {
+            kv.execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
+                rusqlite::params![key, value.as_bytes()],
+            )
+            .unwrap();
+        }
+    }
     let s = scan(&host, "retention").await;
     assert_eq!(s["retention_days"], 30, "{s}");
     assert_eq!(
         s["deleted"],
-        json!({"requests": 1, "usage_minute": 1, "usage_hour": 1, "scan_runs": 1, "outbox": 1}),
+        json!({"requests": 1, "usage_minute": 1, "usage_hour": 1, "scan_runs": 1, "outbox": 1,
+               "console_keys": 2}),
         "{s}"
     );
+    {
+        let kv = rusqlite::Connection::open(host.state_dir().join("sqlite_key_value.db")).unwrap();
+        let mut st = kv
+            .prepare("SELECT key FROM spin_key_value WHERE key LIKE 'dol:%' ORDER BY key")
+            .unwrap();
+        let left: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|k: &String| k.starts_with("dol:console:") || k.starts_with("dol:other"))
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "dol:console:sign-in:10.0.0.2",
+                "dol:console:signed-out:bbbb",
+                "dol:other:keep"
+            ]
+        );
+    }
     let db = rusqlite::Connection::open(host.state_dir().join("sqlite_db.db")).unwrap();
     let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(count("SELECT COUNT(*) FROM requests WHERE id = 'new'"), 1);

@@ -1,10 +1,14 @@
 //! The daily scans at 03:00: `report` (the last 24 hours' performance,
 //! stored in the run's summary and sent through the outbox) and
-//! `retention` (deletes rows older than `retention_days`, default 30).
+//! `retention` (deletes rows older than `retention_days`, default 30, and
+//! the console's expired key-value entries).
 //! Both are `dol_core::observe::scan_store` calls.
 
+use anyhow::Context as _;
+use dol_core::console;
 use dol_core::observe::scan_store;
 use serde_json::Value;
+use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
 
 use crate::config::var;
@@ -19,5 +23,30 @@ pub fn report(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
 /// Runs the retention clean-up at `now_ms`; returns what it deleted.
 pub fn retention(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
     let kept = scan_store::retention(&mut SpinSql(db), &var("retention_days"), now_ms)?;
-    Ok(serde_json::to_value(kept)?)
+    let mut summary = serde_json::to_value(kept)?;
+    summary["deleted"]["console_keys"] = expire_console_keys(now_ms / 1_000)?.into();
+    Ok(summary)
+}
+
+/// Deletes the console's sign-in counters and sign-out marks that no
+/// longer decide anything (`dol_core::console::kv_entry_stale`); returns
+/// how many.
+fn expire_console_keys(now_secs: i64) -> anyhow::Result<u64> {
+    let kv = Store::open_default().context("open key-value")?;
+    let mut deleted = 0;
+    // Listing every key once a day is cheap next to the alerts scan's
+    // listing every minute.
+    for key in kv.get_keys().context("list key-value keys")? {
+        if !key.starts_with(console::KV_PREFIX) {
+            continue;
+        }
+        let Some(value) = kv.get(&key).context("read a console key")? else {
+            continue;
+        };
+        if console::kv_entry_stale(&key, &value, now_secs) {
+            kv.delete(&key).context("delete a console key")?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }

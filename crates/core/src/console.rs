@@ -255,6 +255,9 @@ pub const SIGN_IN_ATTEMPTS: u64 = 10;
 /// The window sign-in attempts are counted in (5 minutes).
 pub const SIGN_IN_WINDOW_SECS: u64 = 300;
 
+/// Prefix of the key-value keys counting sign-in attempts.
+pub const SIGN_IN_KEY_PREFIX: &str = "dol:console:sign-in:";
+
 /// The key-value key counting a client's sign-in attempts: its address
 /// without the port (`spin-client-addr` is `ip:port` or `[ipv6]:port`).
 pub fn sign_in_limit_key(client_addr: Option<&str>) -> String {
@@ -264,7 +267,7 @@ pub fn sign_in_limit_key(client_addr: Option<&str>) -> String {
         _ => addr,
     };
     format!(
-        "dol:console:sign-in:{}",
+        "{SIGN_IN_KEY_PREFIX}{}",
         ip.trim_start_matches('[').trim_end_matches(']')
     )
 }
@@ -288,6 +291,34 @@ pub fn sign_in_attempt(stored: Option<&[u8]>, now_secs: i64) -> crate::ratelimit
 /// The stored form of a sign-in counter (see [`sign_in_attempt`]).
 pub fn encode_attempts(window: &crate::ratelimit::Window) -> String {
     format!("{}:{}", window.start_secs, window.count)
+}
+
+/// Prefix of every key-value key the console writes (sign-in counters and
+/// sign-out marks).
+pub const KV_PREFIX: &str = "dol:console:";
+
+/// Whether a console key-value entry no longer matters at `now_secs`, so
+/// the daily `retention` scan may delete it: a sign-in counter whose window
+/// has passed, a sign-out mark whose session has expired anyway. Anything
+/// unreadable under the prefix is stale too (nothing reads it as valid);
+/// keys outside it are never stale here.
+pub fn kv_entry_stale(key: &str, value: &[u8], now_secs: i64) -> bool {
+    let text = std::str::from_utf8(value).unwrap_or_default();
+    if key.starts_with(SIGNED_OUT_PREFIX) {
+        // The mark holds the session's expiry; an expired cookie is refused
+        // without it.
+        return text
+            .trim()
+            .parse::<i64>()
+            .map_or(true, |expires| expires <= now_secs);
+    }
+    if key.starts_with(SIGN_IN_KEY_PREFIX) {
+        let start = text
+            .split_once(':')
+            .and_then(|(start, _)| start.parse::<i64>().ok());
+        return start.is_none_or(|start| start + SIGN_IN_WINDOW_SECS.cast_signed() <= now_secs);
+    }
+    false
 }
 
 /// Seconds between page refreshes when nothing valid is configured.
@@ -724,6 +755,29 @@ mod tests {
         // Neither header: not a browser, nothing ambient to abuse.
         assert!(same_origin_form_post(None, None, own));
         assert!(same_origin_form_post(None, None, None));
+    }
+
+    #[test]
+    fn stale_console_entries_are_those_that_no_longer_decide_anything() {
+        let now = 1_000_000;
+        let out = |tag: &str| format!("{SIGNED_OUT_PREFIX}{tag}");
+        assert!(kv_entry_stale(&out("a"), b"999999", now), "session expired");
+        assert!(kv_entry_stale(&out("a"), b"1000000", now), "expires now");
+        assert!(!kv_entry_stale(&out("a"), b"1000001", now), "still valid");
+        assert!(kv_entry_stale(&out("a"), b"junk", now));
+        let counter = sign_in_limit_key(Some("10.0.0.1:80"));
+        assert!(!kv_entry_stale(&counter, b"999800:4", now), "window open");
+        assert!(kv_entry_stale(&counter, b"999700:4", now), "window over");
+        assert!(kv_entry_stale(&counter, b"nonsense", now));
+        assert!(
+            !kv_entry_stale("dol:cache:x", b"1", now),
+            "not the console's"
+        );
+        assert!(!kv_entry_stale("dol:console:other", b"1", now));
+        assert!(KV_PREFIX.len() < SIGNED_OUT_PREFIX.len());
+        assert!(
+            SIGN_IN_KEY_PREFIX.starts_with(KV_PREFIX) && SIGNED_OUT_PREFIX.starts_with(KV_PREFIX)
+        );
     }
 
     #[test]
