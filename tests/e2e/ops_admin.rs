@@ -236,14 +236,37 @@ async fn ops_alert_rules_are_stored_used_by_the_scan_and_acted_on() {
     assert_eq!(v["alert"]["state"]["status"], "resolved", "{v}");
     let (status, v) = admin(&host, "POST", &format!("/admin/alerts/{id}/resolve"), "").await;
     assert_eq!(status, 409, "{v}");
+    // The incident is in the response times of both windows.
+    let (_, list) = admin(&host, "GET", "/admin/alerts", "").await;
+    for window in ["7d", "30d"] {
+        let w = &list["incidents"][window];
+        assert_eq!(
+            (
+                &w["incidents"],
+                &w["acknowledged"],
+                &w["resolved"],
+                &w["open"]
+            ),
+            (&json!(1), &json!(1), &json!(1), &json!(0)),
+            "{list}"
+        );
+        assert!(
+            w["mtta_ms"].as_u64().is_some() && w["mttr_ms"].as_u64().is_some(),
+            "{list}"
+        );
+        assert!(w["mtta_ms"].as_u64() <= w["mttr_ms"].as_u64(), "{list}");
+    }
 
-    // Deleting the rule drops its alert; unknown names are 404.
+    // Deleting the rule drops its alert (its incident stays history);
+    // unknown names are 404.
     let (status, v) = admin(&host, "DELETE", "/admin/alerts/rules/Always", "").await;
     assert_eq!(status, 200, "{v}");
     let (status, _) = admin(&host, "DELETE", "/admin/alerts/rules/Always", "").await;
     assert_eq!(status, 404);
     let (status, _) = admin(&host, "GET", &format!("/admin/alerts/{id}"), "").await;
     assert_eq!(status, 404);
+    let (_, list) = admin(&host, "GET", "/admin/alerts", "").await;
+    assert_eq!(list["incidents"]["7d"]["incidents"], 1, "{list}");
 
     // The whole set replaced, then reset to the file.
     let one = format!(r#"[{}]"#, ALWAYS.replacen('{', r#"{"name":"Only","#, 1));

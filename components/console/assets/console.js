@@ -566,7 +566,16 @@
       ];
     });
     const [rules, silences] = await Promise.all([api("/admin/alerts/rules"), api("/admin/silences")]);
+    const incidents = a.incidents || {};
+    const responseRow = (label, w) => {
+      const x = incidents[w] || {};
+      return [label, String(x.incidents || 0), String(x.open || 0), x.mtta_ms == null ? "–" : duration(x.mtta_ms), x.mttr_ms == null ? "–" : duration(x.mttr_ms)];
+    };
     return [
+      section(
+        "Incident response",
+        table(["Window", "Incidents", "Open", "Mean time to acknowledge", "Mean time to resolve"], [responseRow("Last 7 days", "7d"), responseRow("Last 30 days", "30d")], "")
+      ),
       section("Alerts", table(["Alert", "Severity", "Status", "Value", "Summary", "", "", "", "Mean time to resolve"], rows, "No alert rules or alerts yet.")),
       section(
         "Rules (" + (rules.source || "") + ")",
@@ -596,6 +605,7 @@
 
   function duration(ms) {
     if (!(ms >= 0)) return "–";
+    if (ms < 60000) return Math.round(ms / 1000) + " s";
     const m = Math.round(ms / 60000);
     return m < 60 ? m + " min" : (m / 60).toFixed(1) + " h";
   }

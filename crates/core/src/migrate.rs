@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_rollups",
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
+    Migration {
+        version: 16,
+        name: "alert_incidents",
+        sql: include_str!("../../../migrations/0016_alert_incidents.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -68,7 +68,7 @@ pub fn handle(req: &Request, actor: &str) -> Response {
     let now = platform::now_ms();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match parts.as_slice() {
-        ["admin", "alerts"] => list_alerts(req, &db),
+        ["admin", "alerts"] => list_alerts(req, &db, now),
         ["admin", "alerts", "rules"] => rules::rules(req, &db, actor, now),
         ["admin", "alerts", "rules", name] => match segment(name) {
             Ok(name) => rules::rule(req, &db, &name, actor, now),
@@ -96,14 +96,21 @@ pub fn handle(req: &Request, actor: &str) -> Response {
 /// A handler's answer; `Err` is the error response to send.
 pub(super) type Answer = Result<Response, Response>;
 
-/// `GET /admin/alerts`: the alert states, most severe first.
-fn list_alerts(req: &Request, db: &Connection) -> Answer {
+/// `GET /admin/alerts`: the alert states, most severe first, and the
+/// incident response times of the last 7 and 30 days.
+fn list_alerts(req: &Request, db: &Connection, now: i64) -> Answer {
     if *req.method() != Method::Get {
         return Ok(platform::method_not_allowed("GET"));
     }
-    let records = store::list_alerts(&mut SpinSql(db), &AlertQuery::default())
+    let mut sql = SpinSql(db);
+    let records = store::list_alerts(&mut sql, &AlertQuery::default())
         .map_err(|e| fail(&AdminError::Store(e)))?;
-    Ok(platform::json(200, &json!({ "alerts": records })))
+    let incidents =
+        store::incident_windows(&mut sql, now).map_err(|e| fail(&AdminError::Store(e)))?;
+    Ok(platform::json(
+        200,
+        &json!({ "alerts": records, "incidents": incidents }),
+    ))
 }
 
 fn alert(req: &Request, db: &Connection, id: &str) -> Answer {

@@ -411,7 +411,105 @@ pub fn upsert_alert(
             opt_text(summary),
         ],
     )?;
+    record_incident(db, state)
+}
+
+/// Adds or completes the incident of `state`'s current period (migration
+/// 16): a fired alert has one row per `fired_at`; its acknowledgement and
+/// resolution are set once and never moved. `resolved_at` of an alert that
+/// fired again is the previous period's, so it only counts while resolved.
+fn record_incident(db: &mut impl SqlExecutor, s: &AlertState) -> Result<(), StoreError> {
+    let Some(fired_at) = s.fired_at_ms else {
+        return Ok(());
+    };
+    let resolved_at = s
+        .resolved_at_ms
+        .filter(|r| s.status == AlertStatus::Resolved && *r >= fired_at);
+    exec(
+        db,
+        "record incident",
+        "INSERT INTO alert_incidents (fingerprint, fired_at, name, severity, source, \
+         acknowledged_at, acknowledged_by, resolved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (fingerprint, fired_at) DO UPDATE SET \
+         acknowledged_at = COALESCE(alert_incidents.acknowledged_at, excluded.acknowledged_at), \
+         acknowledged_by = COALESCE(alert_incidents.acknowledged_by, excluded.acknowledged_by), \
+         resolved_at = COALESCE(alert_incidents.resolved_at, excluded.resolved_at)",
+        &[
+            text(&s.fingerprint),
+            SqlValue::Integer(fired_at),
+            text(&s.name),
+            text(s.severity.as_str()),
+            text(s.source.as_str()),
+            opt_int(s.acknowledged_at_ms),
+            opt_text(s.acknowledged_by.as_deref()),
+            opt_int(resolved_at),
+        ],
+    )?;
     Ok(())
+}
+
+/// How fast incidents that started in a window were answered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IncidentStats {
+    /// Incidents that started in the window.
+    pub incidents: u64,
+    /// Of those, acknowledged by someone.
+    pub acknowledged: u64,
+    /// Of those, resolved (by the rule clearing or by hand).
+    pub resolved: u64,
+    /// Of those, still open.
+    pub open: u64,
+    /// Mean time to acknowledge over the acknowledged ones, ms.
+    pub mtta_ms: Option<u64>,
+    /// Mean time to resolve over the resolved ones, ms.
+    pub mttr_ms: Option<u64>,
+}
+
+/// [`IncidentStats`] over the last 7 and the last 30 days at `now_ms`,
+/// keyed `7d` and `30d` (what `GET /admin/alerts` and the console show).
+pub fn incident_windows(
+    db: &mut impl SqlExecutor,
+    now_ms: i64,
+) -> Result<BTreeMap<&'static str, IncidentStats>, StoreError> {
+    const DAY_MS: i64 = 86_400_000;
+    Ok(BTreeMap::from([
+        ("7d", incident_stats(db, now_ms - 7 * DAY_MS)?),
+        ("30d", incident_stats(db, now_ms - 30 * DAY_MS)?),
+    ]))
+}
+
+/// [`IncidentStats`] of the incidents that fired at or after `since_ms`.
+pub fn incident_stats(
+    db: &mut impl SqlExecutor,
+    since_ms: i64,
+) -> Result<IncidentStats, StoreError> {
+    let rows = exec(
+        db,
+        "read incident statistics",
+        "SELECT COUNT(*), COUNT(acknowledged_at), COUNT(resolved_at), \
+         AVG(acknowledged_at - fired_at), AVG(resolved_at - fired_at) \
+         FROM alert_incidents WHERE fired_at >= ?",
+        &[SqlValue::Integer(since_ms)],
+    )?;
+    let Some(values) = rows.first() else {
+        return Ok(IncidentStats::default());
+    };
+    let r = Row::new("alert_incidents", values);
+    let count = |i, c| r.int(i, c).map(u64_of);
+    let mean = |i, c| -> Result<Option<u64>, StoreError> {
+        // AVG of whole milliseconds; a negative one (clock steps) reads as 0.
+        Ok(r.opt_real(i, c)?.map(|ms| ms.max(0.0).round() as u64))
+    };
+    let incidents = count(0, "fired_at")?;
+    let resolved = count(2, "resolved_at")?;
+    Ok(IncidentStats {
+        incidents,
+        acknowledged: count(1, "acknowledged_at")?,
+        resolved,
+        open: incidents.saturating_sub(resolved),
+        mtta_ms: mean(3, "acknowledged_at")?,
+        mttr_ms: mean(4, "resolved_at")?,
+    })
 }
 
 /// Deletes an alert; returns whether it existed.

@@ -232,6 +232,115 @@ fn resolve_records_mttr_and_refuses_a_second_time() {
 }
 
 #[test]
+fn incidents_give_mean_times_to_acknowledge_and_resolve_per_window() {
+    let mut db = db();
+    let day = 24 * 60 * MIN;
+    let now = T0 + 40 * day;
+    // Thirty-five days ago: fired, acknowledged after 2 min, resolved after 10.
+    let old = T0 + 5 * day;
+    upsert_alert(
+        &mut db,
+        &firing_state("a", Severity::Critical, old),
+        None,
+        old,
+    )
+    .unwrap();
+    acknowledge_alert(&mut db, "a", "ann", old + 2 * MIN).unwrap();
+    resolve_alert(&mut db, "a", "ann", old + 10 * MIN).unwrap();
+    // Three days ago the same alert fired again: acknowledged after 4 min,
+    // resolved after 20; a repeated upsert of the resolved state changes nothing.
+    let recent = now - 3 * day;
+    upsert_alert(
+        &mut db,
+        &firing_state("a", Severity::Critical, recent),
+        None,
+        recent,
+    )
+    .unwrap();
+    acknowledge_alert(&mut db, "a", "bo", recent + 4 * MIN).unwrap();
+    let resolved = resolve_alert(&mut db, "a", "bo", recent + 20 * MIN).unwrap();
+    upsert_alert(&mut db, &resolved.alert.state, None, recent + 30 * MIN).unwrap();
+    // A day ago another alert fired and is still open, unacknowledged.
+    upsert_alert(
+        &mut db,
+        &firing_state("b", Severity::Warning, now - day),
+        None,
+        now - day,
+    )
+    .unwrap();
+    assert_eq!(count(&mut db, "alert_incidents"), 3);
+
+    let week = incident_stats(&mut db, now - 7 * day).unwrap();
+    assert_eq!(
+        week,
+        IncidentStats {
+            incidents: 2,
+            acknowledged: 1,
+            resolved: 1,
+            open: 1,
+            mtta_ms: Some(4 * MIN as u64),
+            mttr_ms: Some(20 * MIN as u64),
+        }
+    );
+    let month = incident_stats(&mut db, now - 30 * day).unwrap();
+    assert_eq!(
+        (month.incidents, month.open),
+        (2, 1),
+        "35 days ago is outside"
+    );
+    let all = incident_stats(&mut db, 0).unwrap();
+    assert_eq!(
+        (all.mtta_ms, all.mttr_ms),
+        (Some(3 * MIN as u64), Some(15 * MIN as u64))
+    );
+    // Nothing in a window: no means.
+    assert_eq!(
+        incident_stats(&mut db, now + 1).unwrap(),
+        IncidentStats::default()
+    );
+}
+
+#[test]
+fn incidents_of_alerts_that_fired_before_the_migration_are_carried_over() {
+    let mut db = crate::test_sqlite::Sqlite {
+        conn: rusqlite::Connection::open_in_memory().unwrap(),
+        fail_on: None,
+    };
+    let up_to_9: Vec<migrate::Migration> = migrate::MIGRATIONS
+        .iter()
+        .copied()
+        .filter(|m| m.version <= 9)
+        .collect();
+    migrate::apply_list(&mut db, &up_to_9, T0).unwrap();
+    let mut firing = firing_state("a", Severity::Critical, T0);
+    upsert_alert_states_only(&mut db, &firing);
+    firing.fingerprint = "b".into();
+    firing.status = AlertStatus::Resolved;
+    firing.resolved_at_ms = Some(T0 + 6 * MIN);
+    upsert_alert_states_only(&mut db, &firing);
+    migrate::apply(&mut db, T0).unwrap();
+    let stats = incident_stats(&mut db, 0).unwrap();
+    assert_eq!((stats.incidents, stats.resolved), (2, 1));
+    assert_eq!(stats.mttr_ms, Some(6 * MIN as u64));
+}
+
+/// Writes an alert state the way releases before migration 16 did.
+fn upsert_alert_states_only(db: &mut crate::test_sqlite::Sqlite, s: &AlertState) {
+    db.execute(
+        "INSERT INTO alert_states (fingerprint, name, source, severity, status, fired_at, \
+         resolved_at, created_at, updated_at) VALUES (?, ?, 'rule', 'critical', ?, ?, ?, 0, 0)",
+        &[
+            SqlValue::Text(s.fingerprint.clone()),
+            SqlValue::Text(s.name.clone()),
+            SqlValue::Text(status_str(s.status).into()),
+            opt_int(s.fired_at_ms),
+            opt_int(s.resolved_at_ms),
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
 fn a_failing_statement_rolls_the_whole_action_back() {
     let mut db = db();
     upsert_alert(
