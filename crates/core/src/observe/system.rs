@@ -349,12 +349,16 @@ pub fn read_overview(
         // whole hour to read, so minute rows are all there is.
         return read_overview_minutes(db, window, now_s);
     }
-    let plan = usage::plan_read(
-        &usage::overview_boundaries(window, now_s),
-        folded_until(db)?,
-    );
-    let mut rows = usage_in(db, "usage_hour", "hour", &plan.hours)?;
-    rows.extend(usage_in(db, "usage_minute", "minute", &plan.minutes)?);
+    let boundaries = usage::overview_boundaries(window, now_s);
+    let plan = usage::plan_read(&boundaries, folded_until(db)?);
+    let mut rows = usage_by_interval(db, "usage_hour", "hour", &plan.hours, &boundaries)?;
+    rows.extend(usage_by_interval(
+        db,
+        "usage_minute",
+        "minute",
+        &plan.minutes,
+        &boundaries,
+    )?);
     Ok(usage::overview(&rows, window, now_s))
 }
 
@@ -366,7 +370,7 @@ pub fn read_overview_minutes(
     window: Window,
     now_s: i64,
 ) -> Result<Overview, StoreError> {
-    let from = window_start(now_s, window.seconds()) - window.seconds();
+    let from = window.start(now_s) - window.seconds();
     Ok(usage::overview(&usage_since(db, from)?, window, now_s))
 }
 
@@ -386,32 +390,46 @@ pub fn folded_until(db: &mut impl SqlExecutor) -> Result<i64, StoreError> {
 }
 
 /// The rows of `table` (`usage_minute` or `usage_hour`, whose time column
-/// is `time`) in the half-open `ranges`, one statement; none without
-/// ranges. Each row's `minute` is its start.
-fn usage_in(
+/// is `time`) in the half-open `ranges`, summed per series and interval
+/// between consecutive `boundaries` (one statement; none without ranges).
+/// Each row's `minute` is its interval's start. [`usage::overview`] places
+/// a row by its start, and every row of a range lies inside one interval
+/// ([`usage::plan_read`]), so the sums read exactly like their rows while
+/// SQLite, not the caller, adds up the thousands of rows of a long window.
+fn usage_by_interval(
     db: &mut impl SqlExecutor,
     table: &'static str,
     time: &'static str,
     ranges: &[(i64, i64)],
+    boundaries: &[i64],
 ) -> Result<Vec<UsageRow>, StoreError> {
     if ranges.is_empty() {
         return Ok(Vec::new());
     }
     // Only `?` placeholders and fixed names are spliced in.
+    let mut interval = String::from("CASE");
+    let mut params = Vec::with_capacity(2 * (boundaries.len() + ranges.len()));
+    for pair in boundaries.windows(2) {
+        interval.push_str(&format!(" WHEN {time} < ? THEN ?"));
+        params.extend([SqlValue::Integer(pair[1]), SqlValue::Integer(pair[0])]);
+    }
+    interval.push_str(&format!(" ELSE {time} END"));
     let conditions: Vec<String> = ranges
         .iter()
         .map(|_| format!("({time} >= ? AND {time} < ?)"))
         .collect();
-    let params: Vec<SqlValue> = ranges
-        .iter()
-        .flat_map(|(a, b)| [SqlValue::Integer(*a), SqlValue::Integer(*b)])
-        .collect();
+    params.extend(
+        ranges
+            .iter()
+            .flat_map(|(a, b)| [SqlValue::Integer(*a), SqlValue::Integer(*b)]),
+    );
     sql(
         db,
         "read usage",
         &format!(
-            "SELECT {} FROM {table} WHERE {}",
-            usage_columns(time),
+            "SELECT {} FROM {table} WHERE {} \
+             GROUP BY interval_start, tier, provider, model, outcome, variant",
+            usage_sum_columns(&format!("{interval} AS interval_start"), "variant"),
             conditions.join(" OR ")
         ),
         &params,
@@ -448,21 +466,21 @@ fn usage_columns(time: &str) -> String {
     )
 }
 
-/// The same per tier/provider/model/outcome over every kept minute (minute
-/// read as 0, variant as `-`).
-fn usage_total_columns() -> String {
+/// The same columns summed over a group, with `time` and `variant` as the
+/// first and sixth (a fixed expression or column name each).
+fn usage_sum_columns(time: &str, variant: &str) -> String {
     let buckets: Vec<String> = (0..USAGE_BUCKETS)
         .map(|i| format!("SUM({})", latency_column(i)))
         .collect();
     format!(
-        "0, tier, provider, model, outcome, '-', SUM(requests), SUM(errors), \
+        "{time}, tier, provider, model, outcome, {variant}, SUM(requests), SUM(errors), \
          SUM(MIN(fallbacks, requests)), SUM(cache_hits), SUM(latency_sum_ms), SUM(quality_sum), \
          SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), {}",
         buckets.join(", ")
     )
 }
 
-/// A row selected with [`usage_columns`] or [`usage_total_columns`]
+/// A row selected with [`usage_columns`] or [`usage_sum_columns`]
 /// (columns named as in the table).
 fn usage_row(table: &'static str, values: &[SqlValue]) -> Result<UsageRow, StoreError> {
     let r = Row::new(table, values);
@@ -517,7 +535,8 @@ pub fn usage_totals(db: &mut impl SqlExecutor) -> Result<Vec<UsageRow>, StoreErr
         "read usage totals",
         &format!(
             "SELECT {} FROM usage_minute GROUP BY tier, provider, model, outcome",
-            usage_total_columns()
+            // Every kept minute as one group: minute read as 0, variant as `-`.
+            usage_sum_columns("0", "'-'")
         ),
         &[],
     )?

@@ -434,7 +434,13 @@ fn long_windows_read_from_hour_rollups_give_the_minute_figures() {
         &usage::overview_boundaries(Window::Month, now_s),
         folded_until(&mut db).unwrap(),
     );
-    assert!(plan.hours.len() >= 30, "{plan:?}");
+    // The month starts on the hour: everything up to the watermark's hour
+    // comes from hour rows, only the unfolded tail from minute rows.
+    let folded = folded_until(&mut db).unwrap();
+    let hours: i64 = plan.hours.iter().map(|(a, b)| b - a).sum();
+    assert!(hours >= 29 * 86_400, "{plan:?}");
+    assert_eq!(plan.minutes.len(), 1, "{plan:?}");
+    assert!(plan.minutes[0].0 > folded - 3_600, "{plan:?}");
     for (a, b) in &plan.hours {
         db.conn
             .execute(

@@ -219,6 +219,23 @@ impl Window {
         }
     }
 
+    /// The first second (a minute) of the window ending at `now_s`. The
+    /// 1 h and 24 h windows are the last 60 and 1,440 minutes, the current
+    /// one included ([`window_start`]). The 7 d and 30 d windows start on
+    /// the hour, so that every point of their series is made of whole hours
+    /// read from the hour rollups (migration 9) instead of thousands of
+    /// minute rows at each point's edges: they span the whole hours before
+    /// the current one plus the current hour so far (up to an hour less than
+    /// their nominal length).
+    pub fn start(self, now_s: i64) -> i64 {
+        match self {
+            Self::Hour | Self::Day => window_start(now_s, self.seconds()),
+            Self::Week | Self::Month => {
+                now_s.div_euclid(HOUR_SECS) * HOUR_SECS - self.seconds() + HOUR_SECS
+            }
+        }
+    }
+
     /// Length in seconds.
     pub fn seconds(self) -> i64 {
         match self {
@@ -308,7 +325,7 @@ pub fn plan_read(boundaries: &[i64], folded_until: i64) -> ReadPlan {
 /// [`plan_read`]: the window before, then each point of the series (the
 /// last ends after the current minute).
 pub fn overview_boundaries(window: Window, now_s: i64) -> Vec<i64> {
-    let from = window_start(now_s, window.seconds());
+    let from = window.start(now_s);
     let step = window.step_seconds();
     let points = window.seconds() / step;
     std::iter::once(from - window.seconds())
@@ -459,7 +476,7 @@ fn series(rows: &[UsageRow], window: Window, from: i64, now_s: i64) -> Vec<Point
 /// (`rows` may hold both: minutes `< from` count as previous, older ones are
 /// ignored).
 pub fn overview(rows: &[UsageRow], window: Window, now_s: i64) -> Overview {
-    let from = window_start(now_s, window.seconds());
+    let from = window.start(now_s);
     let prev_from = from - window.seconds();
     let mut totals = Agg::default();
     let mut previous = Agg::default();
@@ -1116,6 +1133,12 @@ mod tests {
         assert_eq!(Window::parse("30d").map(Window::seconds), Some(2_592_000));
         assert_eq!(Window::parse("2h"), None);
         assert_eq!(window_start(7_230, 3_600), 3_660);
+        // Long windows start on the hour; short ones on the minute.
+        let now = 30 * 86_400 + 5 * 3_600 + 17 * 60 + 9;
+        assert_eq!(Window::Month.start(now), 6 * 3_600);
+        assert_eq!(Window::Week.start(now), 23 * 86_400 + 6 * 3_600);
+        assert_eq!(Window::Day.start(now), window_start(now, 86_400));
+        assert_eq!(Window::Hour.start(now), now - 9 - 3_600 + 60);
     }
 
     #[test]
