@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_rollups",
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
+    Migration {
+        version: 13,
+        name: "orgs",
+        sql: include_str!("../../../migrations/0013_orgs.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -25,6 +25,7 @@ use super::telemetry::RequestRecord;
 use super::tiers::Tier;
 use crate::error::{ApiError, Code};
 use crate::observe::scans::{PROBES_KEY, ProbeResult};
+use crate::orgs::Org;
 use crate::storage::{KeyValue, SqlExecutor};
 
 /// EWMA smoothing of observed latency, success and quality (≈ the last 10 attempts weigh most).
@@ -56,6 +57,28 @@ pub struct Caller {
     pub id: String,
     /// Its limits.
     pub limits: KeyLimits,
+    /// Its org (limits, budget and allow-list apply too), if it has one.
+    pub org: Option<Org>,
+}
+
+impl Caller {
+    /// The org's id and limits, for [`store::admit_with_org`].
+    pub fn org_limits(&self) -> Option<(&str, &KeyLimits)> {
+        self.org.as_ref().map(|o| (o.id.as_str(), &o.limits))
+    }
+
+    /// The catalog this caller may route to (its org's allow-list, which
+    /// refuses a named model outside it).
+    pub fn routable(
+        &self,
+        catalog: Vec<CatalogEntry>,
+        model: &str,
+    ) -> Result<Vec<CatalogEntry>, PipelineError> {
+        match &self.org {
+            Some(org) => org.routable(catalog, model).map_err(PipelineError::Denied),
+            None => Ok(catalog),
+        }
+    }
 }
 
 /// One parsed generation request.
@@ -149,6 +172,10 @@ pub enum PipelineError {
     /// Every provider failed, or none can serve (the body says why; 502 and the like).
     #[error("{}", .0.error.message)]
     Failed(ErrorBody),
+    /// A permission denial (a missing role, another org, a model outside
+    /// the org's allow-list): the error says which.
+    #[error("{}", .0.message)]
+    Denied(ApiError),
     /// Storage failed (`context` names the step).
     #[error("{context}: {message}")]
     Storage {
@@ -245,6 +272,7 @@ impl From<&PipelineError> for ApiError {
                 ApiError::new(code, message.clone())
                     .with_header("retry-after", retry_after_secs.to_string())
             }
+            PipelineError::Denied(e) => e.clone(),
             PipelineError::Storage { .. } => ApiError::internal(err.to_string()),
         }
     }
@@ -444,6 +472,7 @@ where
     let now_ms = clock.now_ms();
     let catalog_entries = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
+    let catalog_entries = call.caller.routable(catalog_entries, &request.model)?;
     let providers = catalog::enabled_providers(&settings.providers);
     let mut routing = store::routing_state(kv);
     apply_stored_probes(
@@ -480,8 +509,15 @@ where
 
     let want = reservation(&plan, request);
     let now_secs = now_ms / 1_000;
-    match store::admit(sql, &call.caller.id, &call.caller.limits, want, now_secs)
-        .map_err(storage("admission"))?
+    match store::admit_with_org(
+        sql,
+        &call.caller.id,
+        &call.caller.limits,
+        call.caller.org_limits(),
+        want,
+        now_secs,
+    )
+    .map_err(storage("admission"))?
     {
         Admission::Admit(_) => {}
         Admission::Refuse {
@@ -529,13 +565,13 @@ where
     // Book-keeping after the answer went out: failures here are reported, not sent.
     let finished_ms = clock.now_ms();
     let (tokens, cost_micros) = settlement(&generation);
-    if let Err(e) = store::settle(
+    if let Err(e) = store::settle_with_org(
         sql,
         &call.caller.id,
+        call.caller.org.as_ref().map(|o| o.id.as_str()),
         want,
         now_secs,
-        tokens,
-        cost_micros,
+        (tokens, cost_micros),
         finished_ms / 1_000,
     ) {
         warnings.push(format!("settling usage failed: {e}"));
