@@ -463,6 +463,11 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     let catalog = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
     let catalog = call.caller.routable(catalog, &req.model)?;
+    // The org's own credentials, when it has some, in place of the deployment's.
+    let settings = &Settings {
+        providers: call.caller.providers(sql, settings)?,
+        ..settings.clone()
+    };
     let mut routing = store::routing_state(kv);
     let targets = candidates(req, &catalog, settings, &routing, now_ms)?;
     let want = reservation(req, &targets);

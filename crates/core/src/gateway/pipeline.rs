@@ -25,7 +25,8 @@ use super::telemetry::RequestRecord;
 use super::tiers::Tier;
 use crate::error::{ApiError, Code};
 use crate::observe::scans::{PROBES_KEY, ProbeResult};
-use crate::orgs::Org;
+use crate::orgs::crypto::{CryptoError, KeyRing};
+use crate::orgs::{self, Org};
 use crate::storage::{KeyValue, SqlExecutor};
 
 /// EWMA smoothing of observed latency, success and quality (≈ the last 10 attempts weigh most).
@@ -48,6 +49,20 @@ pub struct Settings {
     pub tier_flag: String,
     /// A key accepted without being stored (e.g. for `dol up` on a laptop); empty = none.
     pub bootstrap_key: String,
+    /// The master keys of the orgs' encrypted provider credentials.
+    pub byok: Byok,
+}
+
+/// The BYOK master keys from the variables, or why there are none. A
+/// missing or malformed master key fails only the requests of orgs that
+/// hold credentials (and the readiness check), never the whole gateway.
+#[derive(Debug, Clone)]
+pub struct Byok(pub Result<KeyRing, CryptoError>);
+
+impl Default for Byok {
+    fn default() -> Self {
+        Self(Err(CryptoError::NoMasterKey))
+    }
 }
 
 /// The caller, after authentication.
@@ -65,6 +80,23 @@ impl Caller {
     /// The org's id and limits, for [`store::admit_with_org`].
     pub fn org_limits(&self) -> Option<(&str, &KeyLimits)> {
         self.org.as_ref().map(|o| (o.id.as_str(), &o.limits))
+    }
+
+    /// The provider settings of this caller's requests: the deployment's,
+    /// with its org's own credentials (decrypted now) in place of the
+    /// deployment-wide keys. Credentials that cannot be decrypted refuse
+    /// the request rather than fall back to the deployment's key.
+    pub fn providers(
+        &self,
+        sql: &mut impl SqlExecutor,
+        settings: &Settings,
+    ) -> Result<ProviderSettings, PipelineError> {
+        let Some(org) = &self.org else {
+            return Ok(settings.providers.clone());
+        };
+        let creds = orgs::store::org_credentials(sql, settings.byok.0.as_ref(), &org.id)
+            .map_err(|e| PipelineError::Credentials(e.into()))?;
+        Ok(orgs::with_credentials(&settings.providers, &creds))
     }
 
     /// The catalog this caller may route to (its org's allow-list, which
@@ -176,6 +208,10 @@ pub enum PipelineError {
     /// the org's allow-list): the error says which.
     #[error("{}", .0.message)]
     Denied(ApiError),
+    /// The org's provider credentials cannot be used (master key missing
+    /// or wrong): the error names the configuration problem, no secret.
+    #[error("{}", .0.message)]
+    Credentials(ApiError),
     /// Storage failed (`context` names the step).
     #[error("{context}: {message}")]
     Storage {
@@ -272,7 +308,7 @@ impl From<&PipelineError> for ApiError {
                 ApiError::new(code, message.clone())
                     .with_header("retry-after", retry_after_secs.to_string())
             }
-            PipelineError::Denied(e) => e.clone(),
+            PipelineError::Denied(e) | PipelineError::Credentials(e) => e.clone(),
             PipelineError::Storage { .. } => ApiError::internal(err.to_string()),
         }
     }
@@ -473,7 +509,7 @@ where
     let catalog_entries = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
     let catalog_entries = call.caller.routable(catalog_entries, &request.model)?;
-    let providers = catalog::enabled_providers(&settings.providers);
+    let providers = catalog::enabled_providers(&call.caller.providers(sql, settings)?);
     let mut routing = store::routing_state(kv);
     apply_stored_probes(
         kv,

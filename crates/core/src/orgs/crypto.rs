@@ -149,6 +149,15 @@ impl KeyRing {
         Ok(ring)
     }
 
+    /// [`KeyRing::from_variables`] through a variable lookup (`var`
+    /// answers "" for an unset variable), as every component reads it.
+    pub fn from_lookup(var: impl Fn(&str) -> String) -> Result<Self, CryptoError> {
+        Self::from_variables(
+            &var("credentials_master_key"),
+            &var("credentials_previous_keys"),
+        )
+    }
+
     /// The id new ciphertexts are written under.
     pub fn current_id(&self) -> &str {
         &self.current.id

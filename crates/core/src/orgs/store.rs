@@ -11,10 +11,11 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::crypto::{self, CryptoError, KeyRing, NonceSource, Sealed};
-use super::{Org, OrgSpec};
+use super::{Org, OrgSpec, Role};
 use crate::error::{ApiError, Code};
 use crate::flags::admin::AuditEntry;
 use crate::flags::store::insert_audit;
+use crate::gateway::intake;
 use crate::gateway::keys::{KeyLimits, Usage};
 use crate::gateway::store::{self as gw, GatewayStoreError};
 use crate::health::CheckResult;
@@ -238,15 +239,14 @@ pub fn credential_infos(db: &mut impl SqlExecutor, org_id: &str) -> Result<Vec<C
     .collect()
 }
 
-/// Encrypts `secret` for org `org_id` under the ring's current key and
+/// Encrypts `secret` for org `org_id` (its `provider` credential) under the ring's current key and
 /// stores it as the org's `provider` credential (audited as
 /// `org-credential-set`, with the last four characters only).
 pub fn set_credential(
     db: &mut impl SqlExecutor,
     ring: &KeyRing,
     nonces: &mut impl NonceSource,
-    org_id: &str,
-    provider: &str,
+    (org_id, provider): (&str, &str),
     secret: &str,
     actor: &str,
     now_ms: i64,
@@ -457,6 +457,28 @@ pub fn credentials_check(
             }
             CheckResult::pass("credentials", latency_ms)
         }
+    }
+}
+
+/// Whether the API key presented (`Authorization: Bearer` or
+/// `X-API-Key`) may read org `org_id`'s metrics: it must have the
+/// `read-metrics` role (403) and belong to that org (403 naming the
+/// mismatch); an unknown or revoked key is a 401.
+pub fn authorize_org_reader(
+    db: &mut impl SqlExecutor,
+    authorization: Option<&str>,
+    x_api_key: Option<&str>,
+    org_id: &str,
+) -> std::result::Result<(), ApiError> {
+    let caller = intake::authenticate(db, authorization, x_api_key, "", Role::ReadMetrics)
+        .map_err(|e| ApiError::from(&e))?;
+    match caller.org {
+        Some(org) if org.id == org_id => Ok(()),
+        _ => Err(ApiError::new(
+            Code::Forbidden,
+            format!("This API key does not belong to organization `{org_id}`."),
+        )
+        .with_field("org")),
     }
 }
 

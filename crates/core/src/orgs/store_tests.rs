@@ -212,8 +212,7 @@ fn credentials_round_trip_encrypted_and_the_file_never_holds_the_plaintext() {
         &mut db,
         &ring,
         &mut Counter(0),
-        "acme",
-        "openai",
+        ("acme", "openai"),
         SECRET,
         "alice",
         NOW_MS,
@@ -255,8 +254,7 @@ fn the_audit_log_shows_only_the_last_four() {
         &mut db,
         &ring,
         &mut Counter(0),
-        "acme",
-        "openai",
+        ("acme", "openai"),
         SECRET,
         "a",
         NOW_MS,
@@ -299,8 +297,7 @@ fn rotation_re_encrypts_everything_and_old_ciphertexts_decrypt_meanwhile() {
             &mut db,
             &old,
             &mut nonces,
-            org_id,
-            provider,
+            (org_id, provider),
             secret,
             "a",
             NOW_MS,
@@ -320,8 +317,7 @@ fn rotation_re_encrypts_everything_and_old_ciphertexts_decrypt_meanwhile() {
         &mut db,
         &rotating,
         &mut nonces,
-        "beta",
-        "gemini",
+        ("beta", "gemini"),
         "g-key",
         "a",
         NOW_MS,
@@ -365,8 +361,7 @@ fn a_rotation_that_cannot_decrypt_changes_nothing() {
         &mut db,
         &old,
         &mut Counter(0),
-        "acme",
-        "openai",
+        ("acme", "openai"),
         "sk-1",
         "a",
         NOW_MS,
@@ -398,8 +393,7 @@ fn the_readiness_check_names_a_missing_or_wrong_master_key() {
         &mut db,
         &ring,
         &mut Counter(0),
-        "acme",
-        "openai",
+        ("acme", "openai"),
         "sk-1",
         "a",
         NOW_MS,
@@ -473,4 +467,45 @@ fn keys_carry_their_org_and_roles_and_metrics_filter_by_org() {
         serde_json::to_value(&none).unwrap()["totals"]["requests"],
         json!(0)
     );
+}
+
+/// Each denial of the org metrics reader has its own case.
+#[test]
+fn org_metrics_need_the_role_and_the_same_org() {
+    let mut db = db();
+    org(&mut db, KeyLimits::default());
+    put_org(&mut db, "beta", &spec(KeyLimits::default()), "a", NOW_MS).unwrap();
+    let key = |id: &str, secret: &str, org: &str, roles: Vec<super::Role>, db: &mut Sqlite| {
+        let new = NewKey {
+            org: Some(org.to_owned()),
+            roles: Some(roles),
+            ..NewKey::new("k", KeyLimits::default())
+        };
+        create_key(db, id, secret, &new, NOW_MS).unwrap();
+    };
+    key(
+        "m",
+        "dol_sk_m",
+        "acme",
+        vec![super::Role::ReadMetrics],
+        &mut db,
+    );
+    key(
+        "g",
+        "dol_sk_g",
+        "acme",
+        vec![super::Role::Generate],
+        &mut db,
+    );
+    assert!(authorize_org_reader(&mut db, Some("Bearer dol_sk_m"), None, "acme").is_ok());
+    // Wrong org.
+    let err = authorize_org_reader(&mut db, Some("Bearer dol_sk_m"), None, "beta").unwrap_err();
+    assert_eq!((err.status(), err.field.as_deref()), (403, Some("org")));
+    // Wrong role.
+    let err = authorize_org_reader(&mut db, None, Some("dol_sk_g"), "acme").unwrap_err();
+    assert_eq!(err.status(), 403);
+    assert!(err.message.contains("read-metrics"));
+    // Unknown key.
+    let err = authorize_org_reader(&mut db, Some("Bearer dol_sk_x"), None, "acme").unwrap_err();
+    assert_eq!(err.status(), 401);
 }
