@@ -515,10 +515,7 @@ fn usage_row(values: &[SqlValue]) -> Result<UsageRow> {
     let outcome = r.text(4, "outcome")?.to_owned();
     let mut agg = Agg {
         requests: 1,
-        errors: u64::from(matches!(
-            outcome.as_str(),
-            "offline" | "failed" | "stream_aborted"
-        )),
+        errors: u64::from(crate::gateway::telemetry::is_error_outcome(&outcome)),
         fallbacks: u64::from(r.uint(9, "fallbacks")? > 0),
         cache_hits: u64::from(r.bool(10, "cached")?),
         latency_sum_ms: latency,
