@@ -25,7 +25,12 @@ async fn health_answers_with_storage_round_trips() {
         .collect();
     assert_eq!(
         checks,
-        vec![("key-value", true), ("sqlite", true), ("migrations", true)],
+        vec![
+            ("key-value", true),
+            ("sqlite", true),
+            ("migrations", true),
+            ("credentials", true)
+        ],
         "{body}"
     );
     host.app.shutdown().await;

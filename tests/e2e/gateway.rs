@@ -9,19 +9,28 @@ use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
 use serde_json::{Value, json};
 
 const APP: &str = "spin.toml";
-const ADMIN: &str = "admin-secret";
-const PROMPT: &str = "Explain how Rust ownership and borrowing prevent data races";
+pub(crate) const ADMIN: &str = "admin-secret";
+pub(crate) const PROMPT: &str = "Explain how Rust ownership and borrowing prevent data races";
 
 /// Mocks enabled for a test; their keys are fixed.
-struct Gateway {
-    host: TestHost,
+pub(crate) struct Gateway {
+    pub(crate) host: TestHost,
 }
 
-fn var(name: &str) -> String {
+pub(crate) fn var(name: &str) -> String {
     format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
 }
 
-async fn start(mocks: &[&MockLlm], extra: &[(&str, &str)]) -> Gateway {
+pub(crate) async fn start(mocks: &[&MockLlm], extra: &[(&str, &str)]) -> Gateway {
+    start_over(mocks, extra, None).await
+}
+
+/// [`start`] over a copy of a stopped host's state (`state`), if given.
+pub(crate) async fn start_over(
+    mocks: &[&MockLlm],
+    extra: &[(&str, &str)],
+    state: Option<&std::path::Path>,
+) -> Gateway {
     let mut b = TestHost::builder(APP)
         .variable(&var("admin_token"), ADMIN)
         .variable(&var("gateway_retry_delay_ms"), "20")
@@ -37,19 +46,22 @@ async fn start(mocks: &[&MockLlm], extra: &[(&str, &str)]) -> Gateway {
     for (k, v) in extra {
         b = b.variable(&var(k), v);
     }
+    if let Some(dir) = state {
+        b = b.state_from(dir);
+    }
     Gateway {
         host: b.start().await,
     }
 }
 
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) text: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|_| panic!("not JSON: {}", self.text))
     }
     fn header(&self, name: &str) -> &str {
@@ -80,7 +92,7 @@ impl Reply {
 }
 
 impl Gateway {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -114,7 +126,7 @@ impl Gateway {
         }
     }
 
-    async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+    pub(crate) async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
         self.call(method, path, Some(ADMIN), body, &[]).await
     }
 
@@ -134,7 +146,7 @@ impl Gateway {
         )
     }
 
-    async fn chat(&self, key: &str, body: Value) -> Reply {
+    pub(crate) async fn chat(&self, key: &str, body: Value) -> Reply {
         self.call(
             "POST",
             "/v1/chat/completions",
@@ -146,7 +158,7 @@ impl Gateway {
     }
 }
 
-fn ask(model: &str, text: &str) -> Value {
+pub(crate) fn ask(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
 

@@ -138,7 +138,12 @@ async fn health_liveness_readiness_and_bad_queries() {
         .collect();
     assert_eq!(
         names,
-        vec![("key-value", true), ("sqlite", true), ("migrations", true)],
+        vec![
+            ("key-value", true),
+            ("sqlite", true),
+            ("migrations", true),
+            ("credentials", true)
+        ],
         "{v}"
     );
     let (s, v) = get(&host, "/api/metrics?window=2h").await;

@@ -4,6 +4,7 @@
 
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::Call;
+use dol_core::orgs::Role;
 use spin_sdk::http::ResponseOutparam;
 
 use crate::net::{self, SseClient};
@@ -24,6 +25,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam, generate_route: bool) {
         req.header("authorization"),
         req.header("x-api-key"),
         &ready.settings.bootstrap_key,
+        Role::Generate,
     )
     .and_then(|caller| {
         let (request, route) = if generate_route {

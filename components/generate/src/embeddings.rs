@@ -6,6 +6,7 @@ use dol_core::gateway::embedding_pipeline::{self, EmbedCall};
 use dol_core::gateway::embeddings::EmbeddingRequest;
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::PipelineError;
+use dol_core::orgs::Role;
 use spin_sdk::http::Response;
 
 use crate::client::WallClock;
@@ -31,6 +32,7 @@ pub async fn serve(req: &Incoming) -> Response {
         req.header("authorization"),
         req.header("x-api-key"),
         &settings.bootstrap_key,
+        Role::Generate,
     )
     .and_then(|caller| {
         let request = EmbeddingRequest::from_json(&req.body).map_err(PipelineError::BadRequest)?;

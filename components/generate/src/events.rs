@@ -38,7 +38,12 @@ pub fn post_events(req: &Incoming) -> Response {
         Ok(db) => db,
         Err(e) => return reply::internal("events", &e),
     };
-    let caller = match reply::authenticate(req, &db, &settings.bootstrap_key) {
+    let caller = match reply::authenticate(
+        req,
+        &db,
+        &settings.bootstrap_key,
+        dol_core::orgs::Role::Events,
+    ) {
         Ok(c) => c,
         Err(response) => return response,
     };

@@ -7,6 +7,7 @@ use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
 use dol_core::gateway::store;
+use dol_core::orgs::Role;
 use dol_spin_platform::{self as platform, SpinSql};
 
 use crate::request::{self, Incoming};
@@ -56,12 +57,18 @@ fn models(req: &Incoming) -> spin_sdk::http::Response {
         Ok(db) => db,
         Err(e) => return reply::internal("models", &e),
     };
-    if let Err(response) = reply::authenticate(req, &db, &settings.bootstrap_key) {
-        return response;
-    }
-    let catalog = match store::routable_catalog(&mut SpinSql(&db), platform::now_ms()) {
+    let caller = match reply::authenticate(req, &db, &settings.bootstrap_key, Role::Generate) {
         Ok(c) => c,
+        Err(response) => return response,
+    };
+    // An org's keys see only the models its allow-list admits.
+    let catalog = match store::routable_catalog(&mut SpinSql(&db), platform::now_ms()) {
+        Ok(c) => caller.routable(c, "auto"),
         Err(e) => return reply::internal("models", &e),
+    };
+    let catalog = match catalog {
+        Ok(c) => c,
+        Err(e) => return reply::error(&e),
     };
     let enabled = dol_core::gateway::catalog::enabled_providers(&settings.providers);
     let mut pairs: Vec<(&str, &str)> = vec![("auto", "dol"), (offline::MODEL, offline::PROVIDER)];

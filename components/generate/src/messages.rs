@@ -7,6 +7,7 @@ use dol_core::error::ApiError;
 use dol_core::gateway::anthropic_ingress::{self as ingress, AnthropicClient, AnthropicError};
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::{Call, ErrorReply};
+use dol_core::orgs::Role;
 use spin_sdk::http::{Response, ResponseOutparam};
 
 use crate::net::{self, SseClient};
@@ -38,6 +39,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam) {
         req.header("authorization"),
         req.header("x-api-key"),
         &ready.settings.bootstrap_key,
+        Role::Generate,
     ) {
         Ok(c) => c,
         Err(e) => return net::respond(out, anthropic(&ApiError::from(&e))).await,

@@ -5,6 +5,7 @@
 use dol_core::error::ApiError;
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::{Caller, PipelineError};
+use dol_core::orgs::Role;
 use serde_json::Value;
 use spin_sdk::http::Response;
 
@@ -34,17 +35,20 @@ pub fn error(e: &PipelineError) -> Response {
     openai(&ApiError::from(e))
 }
 
-/// Authenticates the request's key (`Authorization: Bearer` or `X-API-Key`).
+/// Authenticates the request's key (`Authorization: Bearer` or
+/// `X-API-Key`) and checks it has `role`.
 pub fn authenticate(
     req: &Incoming,
     db: &spin_sdk::sqlite::Connection,
     bootstrap: &str,
+    role: Role,
 ) -> Result<Caller, Response> {
     intake::authenticate(
         &mut SpinSql(db),
         req.header("authorization"),
         req.header("x-api-key"),
         bootstrap,
+        role,
     )
     .map_err(|e| error(&e))
 }

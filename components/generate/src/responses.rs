@@ -6,6 +6,7 @@
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::{Call, PipelineError};
 use dol_core::gateway::responses_ingress::{self as ingress, ResponsesClient};
+use dol_core::orgs::Role;
 use spin_sdk::http::ResponseOutparam;
 
 use crate::net::{self, SseClient};
@@ -26,6 +27,7 @@ pub async fn serve(req: Incoming, out: ResponseOutparam) {
         req.header("authorization"),
         req.header("x-api-key"),
         &ready.settings.bootstrap_key,
+        Role::Generate,
     )
     .and_then(|caller| {
         let (request, echo) =

@@ -63,3 +63,30 @@ pub fn migrations() -> dol_core::health::CheckResult {
     ))
     .result
 }
+
+/// The `credentials` check: the BYOK master key (secret variables) parses
+/// and decrypts the stored credentials; no credentials need no key.
+pub fn credentials() -> dol_core::health::CheckResult {
+    let started = now_ms();
+    let ring = dol_spin_platform::key_ring();
+    let latency = |now: i64| u64::try_from(now - started).unwrap_or(0);
+    let result = match open_db() {
+        Ok(db) => dol_core::orgs::store::credentials_check(
+            &mut SpinSql(&db),
+            ring.as_ref(),
+            latency(now_ms()),
+        ),
+        Err(e) => {
+            eprintln!("health: credentials check: open: {e:#}");
+            dol_core::health::CheckResult {
+                ok: false,
+                error: Some("unavailable".to_owned()),
+                ..dol_core::health::CheckResult::pass("credentials", latency(now_ms()))
+            }
+        }
+    };
+    if let Some(err) = &result.error {
+        eprintln!("health: credentials check failed: {err}");
+    }
+    result
+}

@@ -29,7 +29,7 @@ fn handle(req: Request) -> Response {
         "/health" => live(),
         "/health/ready" => ready(),
         "/api/health" => api_health(),
-        "/api/metrics" => api_metrics(req.query()),
+        "/api/metrics" => api_metrics(&req),
         _ => prometheus(),
     }
 }
@@ -52,6 +52,7 @@ fn ready() -> Response {
             storage.key_value.result.clone(),
             storage.sqlite.result.clone(),
             migrations,
+            checks::credentials(),
         ],
         latest_scan(storage.key_value.last_run, storage.sqlite.last_run),
     );
@@ -65,7 +66,8 @@ fn api_health() -> Response {
     }
 }
 
-fn api_metrics(query: &str) -> Response {
+fn api_metrics(req: &Request) -> Response {
+    let query = req.query();
     let raw = platform::query_param(query, "window").unwrap_or_else(|| "1h".to_owned());
     let Some(window) = Window::parse(&raw) else {
         let err = dol_core::error::ApiError::invalid(
@@ -74,9 +76,13 @@ fn api_metrics(query: &str) -> Response {
         );
         return platform::fail("health", &err);
     };
-    match report::overview(window) {
+    let overview = match platform::query_param(query, "org") {
+        None => report::overview(window).map_err(|e| internal(&e)),
+        Some(org) => report::org_overview(req, &org, window),
+    };
+    match overview {
         Ok(o) => respond(200, &o),
-        Err(err) => internal(&err),
+        Err(response) => response,
     }
 }
 

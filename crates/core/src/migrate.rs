@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
     Migration {
+        version: 13,
+        name: "orgs",
+        sql: include_str!("../../../migrations/0013_orgs.sql"),
+    },
+    Migration {
         version: 16,
         name: "alert_incidents",
         sql: include_str!("../../../migrations/0016_alert_incidents.sql"),

@@ -205,6 +205,12 @@ pub fn var(name: &str) -> String {
     spin_sdk::variables::get(name).unwrap_or_default()
 }
 
+/// The BYOK master keys from the secret variables `credentials_master_key`
+/// and `credentials_previous_keys` (or why there are none).
+pub fn key_ring() -> Result<dol_core::orgs::crypto::KeyRing, dol_core::orgs::crypto::CryptoError> {
+    dol_core::orgs::crypto::KeyRing::from_lookup(var)
+}
+
 /// An admin request's JSON body: `Content-Type` must be JSON (415
 /// otherwise; absent counts as JSON), an empty body reads as `{}`, and
 /// anything unparsable is a 400 naming the parser's complaint.

@@ -90,9 +90,18 @@ pub struct TestHostBuilder {
     variables: Vec<(String, String)>,
     request_timeout: Duration,
     max_memory_bytes: usize,
+    state_from: Option<PathBuf>,
 }
 
 impl TestHostBuilder {
+    /// Starts from a copy of the files of another, stopped host's state
+    /// directory (its database and key-value store), e.g. to restart an app
+    /// with other variables over the same data.
+    pub fn state_from(mut self, dir: &Path) -> Self {
+        self.state_from = Some(dir.to_path_buf());
+        self
+    }
+
     /// Sets `SPIN_VARIABLE_<NAME>` for this host only.
     pub fn variable(mut self, env_name: &str, value: &str) -> Self {
         self.variables
@@ -115,6 +124,14 @@ impl TestHostBuilder {
     /// Starts the host, or returns the start-up error.
     pub async fn try_start(self) -> anyhow::Result<TestHost> {
         let state = tempfile::tempdir()?;
+        if let Some(from) = &self.state_from {
+            for entry in std::fs::read_dir(from)? {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    std::fs::copy(entry.path(), state.path().join(entry.file_name()))?;
+                }
+            }
+        }
         let clock = ManualClock::new(chrono_start());
         let mut options = HostOptions::new(&self.manifest);
         options.listen = "127.0.0.1:0".parse()?;
@@ -160,6 +177,7 @@ impl TestHost {
             variables: Vec::new(),
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 128 * 1024 * 1024,
+            state_from: None,
         }
     }
 

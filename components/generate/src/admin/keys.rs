@@ -12,10 +12,15 @@ use dol_spin_platform::{self as platform, SpinSql};
 /// Creates a key.
 pub fn create_key(req: &Incoming, sql: &mut SpinSql<'_>, now: i64) -> Result<Response, ApiError> {
     let new = admin::parse_new_key(&json_body(req)?)?;
+    if let Some(org) = &new.org
+        && dol_core::orgs::store::get_org(sql, org)?.is_none()
+    {
+        return Err(ApiError::invalid("org", format!("no org {org}")));
+    }
     let mut random = [0u8; 16];
     random.copy_from_slice(&wasi::random::random::get_random_bytes(16));
     let (id, key) = admin::mint_key(random);
-    let row = store::create_key(sql, &id, &new.name, &key, &new.limits, now)?;
+    let row = store::create_key(sql, &id, &key, &new, now)?;
     Ok(platform::json(201, &admin::created_key_json(&row, &key)))
 }
 

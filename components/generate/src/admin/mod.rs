@@ -13,12 +13,16 @@
 //! | `PUT /admin/models/{provider}/{model}` | create or replace a catalog entry |
 //! | `DELETE /admin/models/{provider}/{model}` | remove a catalog entry |
 //! | `GET /admin/requests/{id}` | one request's telemetry record |
+//! | `GET /admin/orgs`, `PUT`/`GET /admin/orgs/{id}` | organizations (limits, budget, allow-list, usage, credentials' last four) |
+//! | `PUT`/`DELETE /admin/orgs/{id}/credentials/{provider}` | an org's provider credential, stored encrypted |
+//! | `POST /admin/credentials/rotate` | re-encrypt every credential under the current master key |
 //!
 //! Experiments (`/admin/experiments`) are the flag-evaluate component's,
 //! beside the flags they split traffic with.
 
 mod catalog;
 mod keys;
+mod orgs;
 mod templates;
 
 use dol_core::gateway::store::{self, StoredKey, TemplateSummary};
@@ -109,6 +113,8 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
             Some(r) => platform::json(200, &store::request_json(&r)),
             None => return Err(not_found(format!("no request {id}"))),
         },
+        (["orgs", rest @ ..], _) => orgs::route(req, sql, rest, actor, now)?,
+        (["credentials", "rotate"], _) => orgs::rotate(req, sql, actor, now)?,
         _ => return Err(not_found("no such admin route".to_owned())),
     })
 }

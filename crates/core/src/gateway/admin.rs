@@ -12,6 +12,7 @@ use super::routing::CatalogEntry;
 use super::store::{GatewayStoreError, StoredKey};
 use super::templates::{self, TemplateError, TemplateSpec};
 use crate::error::ApiError;
+use crate::orgs::{self, Role};
 
 /// Longest key name, in bytes.
 pub const MAX_KEY_NAME_LEN: usize = 128;
@@ -23,20 +24,37 @@ pub struct NewKey {
     pub name: String,
     /// Its limits (none when none are sent).
     pub limits: KeyLimits,
+    /// The org that owns it (none when none is sent; the component checks it exists).
+    pub org: Option<String>,
+    /// Its roles; `None` = the default roles ([`orgs::DEFAULT_ROLES`]).
+    pub roles: Option<Vec<Role>>,
 }
 
-/// Parses a `POST /admin/keys` body: `{"name"?, "limits"?}` and nothing else.
+impl NewKey {
+    /// A key of no org with the default roles.
+    pub fn new(name: &str, limits: KeyLimits) -> Self {
+        Self {
+            name: name.to_owned(),
+            limits,
+            org: None,
+            roles: None,
+        }
+    }
+}
+
+/// Parses a `POST /admin/keys` body: `{"name"?, "limits"?, "org"?,
+/// "roles"?}` and nothing else.
 pub fn parse_new_key(body: &Value) -> Result<NewKey, ApiError> {
     let Some(obj) = body.as_object() else {
         return Err(ApiError::invalid("body", "body must be a JSON object"));
     };
     if let Some(unknown) = obj
         .keys()
-        .find(|k| !matches!(k.as_str(), "name" | "limits"))
+        .find(|k| !matches!(k.as_str(), "name" | "limits" | "org" | "roles"))
     {
         return Err(ApiError::invalid(
             unknown.clone(),
-            format!("unknown field {unknown:?} (known: name, limits)"),
+            format!("unknown field {unknown:?} (known: name, limits, org, roles)"),
         ));
     }
     let name = match obj.get("name") {
@@ -62,7 +80,21 @@ pub fn parse_new_key(body: &Value) -> Result<NewKey, ApiError> {
             )
         })?,
     };
-    Ok(NewKey { name, limits })
+    let org = match obj.get("org") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) if orgs::valid_id(id) => Some(id.clone()),
+        Some(_) => return Err(ApiError::invalid("org", "org must be an org id")),
+    };
+    let roles = match obj.get("roles") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(orgs::parse_roles(v)?),
+    };
+    Ok(NewKey {
+        name,
+        limits,
+        org,
+        roles,
+    })
 }
 
 /// A fresh key from 16 random bytes, and its id (derived from its hash, so

@@ -462,6 +462,12 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     let now_ms = clock.now_ms();
     let catalog = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
+    let catalog = call.caller.routable(catalog, &req.model)?;
+    // The org's own credentials, when it has some, in place of the deployment's.
+    let settings = &Settings {
+        providers: call.caller.providers(sql, settings)?,
+        ..settings.clone()
+    };
     let mut routing = store::routing_state(kv);
     let targets = candidates(req, &catalog, settings, &routing, now_ms)?;
     let want = reservation(req, &targets);
@@ -470,8 +476,15 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         limit,
         retry_after_secs,
         message,
-    } = store::admit(sql, &call.caller.id, &call.caller.limits, want, now_secs)
-        .map_err(storage("admission"))?
+    } = store::admit_with_org(
+        sql,
+        &call.caller.id,
+        &call.caller.limits,
+        call.caller.org_limits(),
+        want,
+        now_secs,
+    )
+    .map_err(storage("admission"))?
     {
         return Err(PipelineError::Refused {
             limit,
@@ -532,13 +545,13 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         Ok(o) if !o.info.cached => (o.prompt_tokens, o.info.cost_micros.unwrap_or(0)),
         _ => (0, 0),
     };
-    if let Err(e) = store::settle(
+    if let Err(e) = store::settle_with_org(
         sql,
         &call.caller.id,
+        call.caller.org.as_ref().map(|o| o.id.as_str()),
         want,
         now_secs,
-        tokens,
-        cost_micros,
+        (tokens, cost_micros),
         finished_ms / 1_000,
     ) {
         warnings.push(format!("settling usage failed: {e}"));

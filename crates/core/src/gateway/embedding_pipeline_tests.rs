@@ -91,6 +91,7 @@ impl World {
             caller: Caller {
                 id: "key_a".to_owned(),
                 limits,
+                org: None,
             },
             request: EmbeddingRequest::from_json(body.to_string().as_bytes()).unwrap(),
             cache_control: None,

@@ -11,16 +11,19 @@ use super::pipeline::{Caller, PipelineError};
 use super::store::{self, TemplateVersion};
 use super::templates;
 use crate::auth;
+use crate::orgs::{self, Role};
 use crate::storage::SqlExecutor;
 
 /// Authenticates the key presented as `Authorization: Bearer` or `X-API-Key`
-/// (the bearer wins); the configured `bootstrap` key (when not empty) is
-/// accepted without limits.
+/// (the bearer wins) and checks it has `role`; the configured `bootstrap`
+/// key (when not empty) is accepted without limits, org or role checks. A
+/// key of an org carries the org (its limits and allow-list apply too).
 pub fn authenticate(
     sql: &mut impl SqlExecutor,
     authorization: Option<&str>,
     x_api_key: Option<&str>,
     bootstrap: &str,
+    role: Role,
 ) -> Result<Caller, PipelineError> {
     let presented = auth::bearer(authorization).or(x_api_key);
     let Some(key) = presented.filter(|k| !k.is_empty()) else {
@@ -30,19 +33,36 @@ pub fn authenticate(
         return Ok(Caller {
             id: "bootstrap".to_owned(),
             limits: KeyLimits::default(),
+            org: None,
         });
     }
-    match store::find_active_key(sql, key) {
-        Ok(Some(row)) => Ok(Caller {
-            id: row.id,
-            limits: row.limits,
-        }),
-        Ok(None) => Err(PipelineError::InvalidKey),
-        Err(e) => Err(PipelineError::Storage {
-            context: "key lookup",
+    let storage = |context| {
+        move |e: &dyn std::fmt::Display| PipelineError::Storage {
+            context,
             message: e.to_string(),
-        }),
+        }
+    };
+    let row = store::find_active_key(sql, key)
+        .map_err(|e| storage("key lookup")(&e))?
+        .ok_or(PipelineError::InvalidKey)?;
+    if !row.effective_roles().contains(&role) {
+        return Err(PipelineError::Denied(orgs::missing_role(role)));
     }
+    let org = match &row.org_id {
+        Some(id) => Some(
+            orgs::store::get_org(sql, id)
+                .map_err(|e| storage("org lookup")(&e))?
+                // A key whose org row is gone serves nothing rather than
+                // escaping the org's limits.
+                .ok_or(PipelineError::InvalidKey)?,
+        ),
+        None => None,
+    };
+    Ok(Caller {
+        id: row.id,
+        limits: row.limits,
+        org,
+    })
 }
 
 /// A validated request and its route label (`chat` or `generate:<name>@<version>`).

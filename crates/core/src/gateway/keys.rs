@@ -156,6 +156,18 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 /// given the stored counters and the key's limits. Counters of an old minute
 /// or month are reset first.
 pub fn admit(stored: &Usage, limits: &KeyLimits, want: Reservation, now_secs: u64) -> Admission {
+    admit_scoped(stored, limits, want, now_secs, "this key")
+}
+
+/// [`admit`] for the counters of `scope` (named in refusals: `this key`,
+/// or an organization), so one rule decides for keys and orgs alike.
+pub fn admit_scoped(
+    stored: &Usage,
+    limits: &KeyLimits,
+    want: Reservation,
+    now_secs: u64,
+    scope: &str,
+) -> Admission {
     let mut u = stored.clone();
     let window = now_secs - now_secs % 60;
     if u.window_start != window {
@@ -176,7 +188,7 @@ pub fn admit(stored: &Usage, limits: &KeyLimits, want: Reservation, now_secs: u6
         return Admission::Refuse {
             limit: LimitKind::Requests,
             retry_after_secs: to_next_minute,
-            message: format!("Rate limit reached: {max} requests per minute for this key."),
+            message: format!("Rate limit reached: {max} requests per minute for {scope}."),
         };
     }
     if let Some(max) = limits.tokens_per_minute
@@ -187,7 +199,7 @@ pub fn admit(stored: &Usage, limits: &KeyLimits, want: Reservation, now_secs: u6
             limit: LimitKind::Tokens,
             retry_after_secs: to_next_minute,
             message: format!(
-                "Rate limit reached: {max} tokens per minute for this key ({} used, {} requested).",
+                "Rate limit reached: {max} tokens per minute for {scope} ({} used, {} requested).",
                 u.window_tokens, want.tokens
             ),
         };
@@ -199,7 +211,7 @@ pub fn admit(stored: &Usage, limits: &KeyLimits, want: Reservation, now_secs: u6
                 limit: LimitKind::Budget,
                 retry_after_secs: secs_to_next_month(now_secs),
                 message: format!(
-                    "Monthly budget of ${:.6} reached for this key (${:.6} spent or reserved).",
+                    "Monthly budget of ${:.6} reached for {scope} (${:.6} spent or reserved).",
                     max as f64 / 1e6,
                     committed as f64 / 1e6
                 ),

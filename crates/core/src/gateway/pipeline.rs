@@ -25,6 +25,8 @@ use super::telemetry::RequestRecord;
 use super::tiers::Tier;
 use crate::error::{ApiError, Code};
 use crate::observe::scans::{PROBES_KEY, ProbeResult};
+use crate::orgs::crypto::{CryptoError, KeyRing};
+use crate::orgs::{self, Org};
 use crate::storage::{KeyValue, SqlExecutor};
 
 /// EWMA smoothing of observed latency, success and quality (≈ the last 10 attempts weigh most).
@@ -47,6 +49,20 @@ pub struct Settings {
     pub tier_flag: String,
     /// A key accepted without being stored (e.g. for `dol up` on a laptop); empty = none.
     pub bootstrap_key: String,
+    /// The master keys of the orgs' encrypted provider credentials.
+    pub byok: Byok,
+}
+
+/// The BYOK master keys from the variables, or why there are none. A
+/// missing or malformed master key fails only the requests of orgs that
+/// hold credentials (and the readiness check), never the whole gateway.
+#[derive(Debug, Clone)]
+pub struct Byok(pub Result<KeyRing, CryptoError>);
+
+impl Default for Byok {
+    fn default() -> Self {
+        Self(Err(CryptoError::NoMasterKey))
+    }
 }
 
 /// The caller, after authentication.
@@ -56,6 +72,45 @@ pub struct Caller {
     pub id: String,
     /// Its limits.
     pub limits: KeyLimits,
+    /// Its org (limits, budget and allow-list apply too), if it has one.
+    pub org: Option<Org>,
+}
+
+impl Caller {
+    /// The org's id and limits, for [`store::admit_with_org`].
+    pub fn org_limits(&self) -> Option<(&str, &KeyLimits)> {
+        self.org.as_ref().map(|o| (o.id.as_str(), &o.limits))
+    }
+
+    /// The provider settings of this caller's requests: the deployment's,
+    /// with its org's own credentials (decrypted now) in place of the
+    /// deployment-wide keys. Credentials that cannot be decrypted refuse
+    /// the request rather than fall back to the deployment's key.
+    pub fn providers(
+        &self,
+        sql: &mut impl SqlExecutor,
+        settings: &Settings,
+    ) -> Result<ProviderSettings, PipelineError> {
+        let Some(org) = &self.org else {
+            return Ok(settings.providers.clone());
+        };
+        let creds = orgs::store::org_credentials(sql, settings.byok.0.as_ref(), &org.id)
+            .map_err(|e| PipelineError::Credentials(e.into()))?;
+        Ok(orgs::with_credentials(&settings.providers, &creds))
+    }
+
+    /// The catalog this caller may route to (its org's allow-list, which
+    /// refuses a named model outside it).
+    pub fn routable(
+        &self,
+        catalog: Vec<CatalogEntry>,
+        model: &str,
+    ) -> Result<Vec<CatalogEntry>, PipelineError> {
+        match &self.org {
+            Some(org) => org.routable(catalog, model).map_err(PipelineError::Denied),
+            None => Ok(catalog),
+        }
+    }
 }
 
 /// One parsed generation request.
@@ -149,6 +204,14 @@ pub enum PipelineError {
     /// Every provider failed, or none can serve (the body says why; 502 and the like).
     #[error("{}", .0.error.message)]
     Failed(ErrorBody),
+    /// A permission denial (a missing role, another org, a model outside
+    /// the org's allow-list): the error says which.
+    #[error("{}", .0.message)]
+    Denied(ApiError),
+    /// The org's provider credentials cannot be used (master key missing
+    /// or wrong): the error names the configuration problem, no secret.
+    #[error("{}", .0.message)]
+    Credentials(ApiError),
     /// Storage failed (`context` names the step).
     #[error("{context}: {message}")]
     Storage {
@@ -245,6 +308,7 @@ impl From<&PipelineError> for ApiError {
                 ApiError::new(code, message.clone())
                     .with_header("retry-after", retry_after_secs.to_string())
             }
+            PipelineError::Denied(e) | PipelineError::Credentials(e) => e.clone(),
             PipelineError::Storage { .. } => ApiError::internal(err.to_string()),
         }
     }
@@ -444,7 +508,8 @@ where
     let now_ms = clock.now_ms();
     let catalog_entries = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
-    let providers = catalog::enabled_providers(&settings.providers);
+    let catalog_entries = call.caller.routable(catalog_entries, &request.model)?;
+    let providers = catalog::enabled_providers(&call.caller.providers(sql, settings)?);
     let mut routing = store::routing_state(kv);
     apply_stored_probes(
         kv,
@@ -480,8 +545,15 @@ where
 
     let want = reservation(&plan, request);
     let now_secs = now_ms / 1_000;
-    match store::admit(sql, &call.caller.id, &call.caller.limits, want, now_secs)
-        .map_err(storage("admission"))?
+    match store::admit_with_org(
+        sql,
+        &call.caller.id,
+        &call.caller.limits,
+        call.caller.org_limits(),
+        want,
+        now_secs,
+    )
+    .map_err(storage("admission"))?
     {
         Admission::Admit(_) => {}
         Admission::Refuse {
@@ -529,13 +601,13 @@ where
     // Book-keeping after the answer went out: failures here are reported, not sent.
     let finished_ms = clock.now_ms();
     let (tokens, cost_micros) = settlement(&generation);
-    if let Err(e) = store::settle(
+    if let Err(e) = store::settle_with_org(
         sql,
         &call.caller.id,
+        call.caller.org.as_ref().map(|o| o.id.as_str()),
         want,
         now_secs,
-        tokens,
-        cost_micros,
+        (tokens, cost_micros),
         finished_ms / 1_000,
     ) {
         warnings.push(format!("settling usage failed: {e}"));

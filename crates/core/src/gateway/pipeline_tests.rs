@@ -17,6 +17,7 @@ use super::routing::RouteRequest;
 use super::store;
 use super::tiers::Tier;
 use crate::observe::store::{EmergencyOverride, set_emergency_override};
+use crate::orgs::Role;
 use crate::storage::MemoryKeyValue;
 use crate::test_sqlite::{Sqlite, db};
 
@@ -144,6 +145,7 @@ impl World {
             caller: Caller {
                 id: key.to_owned(),
                 limits,
+                org: None,
             },
             request: ChatRequest::from_value(&body).unwrap(),
             route: "chat".to_owned(),
@@ -540,28 +542,113 @@ fn authentication_takes_the_bearer_then_x_api_key_then_the_bootstrap_key() {
         requests_per_minute: Some(3),
         ..KeyLimits::default()
     };
-    store::create_key(&mut sql, "key_1", "web", "dol_sk_secret", &limits, 1).unwrap();
-    let c = authenticate(&mut sql, Some("Bearer dol_sk_secret"), None, "").unwrap();
+    store::create_key(
+        &mut sql,
+        "key_1",
+        "dol_sk_secret",
+        &super::admin::NewKey::new("web", limits),
+        1,
+    )
+    .unwrap();
+    let c = authenticate(
+        &mut sql,
+        Some("Bearer dol_sk_secret"),
+        None,
+        "",
+        Role::Generate,
+    )
+    .unwrap();
     assert_eq!((c.id.as_str(), c.limits), ("key_1", limits));
-    let c = authenticate(&mut sql, None, Some("dol_sk_secret"), "").unwrap();
+    let c = authenticate(&mut sql, None, Some("dol_sk_secret"), "", Role::Generate).unwrap();
     assert_eq!(c.id, "key_1");
-    let c = authenticate(&mut sql, Some("Bearer dev"), None, "dev").unwrap();
+    let c = authenticate(&mut sql, Some("Bearer dev"), None, "dev", Role::Generate).unwrap();
     assert_eq!(
         (c.id.as_str(), c.limits),
         ("bootstrap", KeyLimits::default())
     );
     assert_eq!(
-        authenticate(&mut sql, None, Some(""), "dev"),
+        authenticate(&mut sql, None, Some(""), "dev", Role::Generate),
         Err(PipelineError::MissingKey)
     );
     assert_eq!(
-        authenticate(&mut sql, Some("Bearer nope"), None, ""),
+        authenticate(&mut sql, Some("Bearer nope"), None, "", Role::Generate),
         Err(PipelineError::InvalidKey)
     );
     assert_eq!(PipelineError::InvalidKey.reply().status, 401);
     store::revoke_key(&mut sql, "key_1", 2).unwrap();
     assert_eq!(
-        authenticate(&mut sql, Some("Bearer dol_sk_secret"), None, ""),
+        authenticate(
+            &mut sql,
+            Some("Bearer dol_sk_secret"),
+            None,
+            "",
+            Role::Generate
+        ),
+        Err(PipelineError::InvalidKey)
+    );
+}
+
+/// Each permission denial of the key check has its own case: a key without
+/// the route's role, and a key whose org row is gone.
+#[test]
+fn authentication_checks_the_role_and_loads_the_org() {
+    use super::admin::NewKey;
+    use super::intake::authenticate;
+    use crate::orgs::{OrgSpec, store as org_store};
+    let mut sql = db();
+    let spec = OrgSpec {
+        name: "Acme".into(),
+        limits: KeyLimits::default(),
+        allowed_models: vec![],
+    };
+    org_store::put_org(&mut sql, "acme", &spec, "admin", 1).unwrap();
+    let key = |roles: Option<Vec<Role>>, org: Option<&str>| NewKey {
+        roles,
+        org: org.map(str::to_owned),
+        ..NewKey::new("k", KeyLimits::default())
+    };
+    store::create_key(
+        &mut sql,
+        "key_m",
+        "dol_sk_m",
+        &key(Some(vec![Role::ReadMetrics]), Some("acme")),
+        1,
+    )
+    .unwrap();
+    store::create_key(&mut sql, "key_d", "dol_sk_d", &key(None, None), 1).unwrap();
+    store::create_key(&mut sql, "key_g", "dol_sk_g", &key(None, Some("gone")), 1).unwrap();
+    // Wrong role: a metrics-only key may not generate or send events.
+    for role in [Role::Generate, Role::Events] {
+        let err = authenticate(&mut sql, Some("Bearer dol_sk_m"), None, "", role).unwrap_err();
+        let reply = err.reply();
+        assert_eq!(reply.status, 403);
+        assert!(reply.body.error.message.contains(role.as_str()));
+    }
+    let c = authenticate(
+        &mut sql,
+        Some("Bearer dol_sk_m"),
+        None,
+        "",
+        Role::ReadMetrics,
+    )
+    .unwrap();
+    assert_eq!(c.org.unwrap().id, "acme");
+    // A key created without roles keeps what keys could do before roles.
+    for role in [Role::Generate, Role::Events] {
+        assert!(authenticate(&mut sql, Some("Bearer dol_sk_d"), None, "", role).is_ok());
+    }
+    assert!(
+        authenticate(
+            &mut sql,
+            Some("Bearer dol_sk_d"),
+            None,
+            "",
+            Role::ReadMetrics
+        )
+        .is_err()
+    );
+    assert_eq!(
+        authenticate(&mut sql, Some("Bearer dol_sk_g"), None, "", Role::Generate),
         Err(PipelineError::InvalidKey)
     );
 }

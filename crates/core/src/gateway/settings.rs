@@ -5,10 +5,11 @@
 use super::catalog::ProviderSettings;
 use super::circuit::CircuitConfig;
 use super::engine::EngineConfig;
-use super::pipeline::Settings;
+use super::pipeline::{Byok, Settings};
 use super::quality::QualityConfig;
 use super::retry::RetryPolicy;
 use super::tiers::PipelineConfig;
+use crate::orgs::crypto::KeyRing;
 
 /// A variable that does not parse; nothing is served with a guess.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,6 +108,7 @@ impl Settings {
             cache_ttl_secs: number(&var, "gateway_cache_ttl_secs", 3_600u64)?,
             tier_flag: var("gateway_tier_flag"),
             bootstrap_key: var("bootstrap_api_key"),
+            byok: Byok(KeyRing::from_lookup(&var)),
             providers: ProviderSettings::from_variables(var),
         })
     }

@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use thiserror::Error;
 
+use super::admin::NewKey;
 use super::cache::CacheEntry;
 use super::catalog::{self, CatalogError};
 use super::engine::RoutingState;
@@ -27,6 +28,7 @@ use super::telemetry::{RequestRecord, latency_bucket, latency_column};
 use super::templates::TemplateSpec;
 use super::tiers::Tier;
 use crate::observe::usage::{FOLD_LAG_SECS, HOUR_SECS};
+use crate::orgs::{self, Role};
 use crate::storage::{
     ColumnError, KeyValue, Row, SqlExecutor, SqlValue, StatementError, in_transaction, run,
 };
@@ -127,9 +129,20 @@ pub struct StoredKey {
     pub created_at: i64,
     /// Revoked, Unix ms.
     pub revoked_at: Option<i64>,
+    /// The org that owns the key, if any.
+    pub org_id: Option<String>,
+    /// Its roles; `None` = [`orgs::DEFAULT_ROLES`] (keys made before roles existed).
+    pub roles: Option<Vec<Role>>,
 }
 
 impl StoredKey {
+    /// The roles the key has (its own, or the default ones).
+    pub fn effective_roles(&self) -> Vec<Role> {
+        self.roles
+            .clone()
+            .unwrap_or_else(|| orgs::DEFAULT_ROLES.to_vec())
+    }
+
     /// The key as admin JSON (never the key itself).
     pub fn to_json(&self) -> Value {
         json!({
@@ -137,6 +150,8 @@ impl StoredKey {
             "name": self.name,
             "prefix": self.prefix,
             "limits": self.limits,
+            "org": self.org_id,
+            "roles": self.effective_roles(),
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
         })
@@ -144,7 +159,7 @@ impl StoredKey {
 }
 
 const KEY_COLUMNS: &str = "id, name, prefix, requests_per_minute, tokens_per_minute, \
-monthly_budget_micros, created_at, revoked_at";
+monthly_budget_micros, created_at, revoked_at, org_id, roles";
 
 fn key_from_row(values: &[SqlValue]) -> Result<StoredKey> {
     let r = Row::new("api_keys", values);
@@ -159,41 +174,52 @@ fn key_from_row(values: &[SqlValue]) -> Result<StoredKey> {
         },
         created_at: r.int(6, "created_at")?,
         revoked_at: r.opt_int(7, "revoked_at")?,
+        org_id: r.opt_text(8, "org_id")?.map(str::to_owned),
+        roles: match r.opt_text(9, "roles")? {
+            Some(_) => Some(r.json(9, "roles")?),
+            None => None,
+        },
     })
 }
 
-/// Stores a new key `secret` under `id` (its hash and display prefix only).
+/// Stores a new key `secret` under `id` (its hash and display prefix
+/// only), with the name, limits, org and roles of `new`.
 pub fn create_key(
     db: &mut impl SqlExecutor,
     id: &str,
-    name: &str,
     secret: &str,
-    limits: &KeyLimits,
+    new: &NewKey,
     now_ms: i64,
 ) -> Result<StoredKey> {
     let prefix = keys::display_prefix(secret);
+    let roles = new.roles.as_ref().map(|r| encode("roles", r)).transpose()?;
     run(
         db,
         "INSERT INTO api_keys (id, name, key_hash, prefix, requests_per_minute, \
-         tokens_per_minute, monthly_budget_micros, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         tokens_per_minute, monthly_budget_micros, created_at, org_id, roles) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             text(id),
-            text(name),
+            text(&new.name),
             text(&keys::hash_key(secret)),
             text(&prefix),
-            opt_uint(limits.requests_per_minute),
-            opt_uint(limits.tokens_per_minute),
-            opt_uint(limits.monthly_budget_micros),
+            opt_uint(new.limits.requests_per_minute),
+            opt_uint(new.limits.tokens_per_minute),
+            opt_uint(new.limits.monthly_budget_micros),
             SqlValue::Integer(now_ms),
+            new.org.as_deref().map_or(SqlValue::Null, text),
+            roles.as_deref().map_or(SqlValue::Null, text),
         ],
     )?;
     Ok(StoredKey {
         id: id.to_owned(),
-        name: name.to_owned(),
+        name: new.name.clone(),
         prefix,
-        limits: *limits,
+        limits: new.limits,
         created_at: now_ms,
         revoked_at: None,
+        org_id: new.org.clone(),
+        roles: new.roles.clone(),
     })
 }
 
@@ -304,12 +330,42 @@ pub fn admit(
     want: Reservation,
     now_secs: u64,
 ) -> Result<Admission> {
+    admit_with_org(db, key_id, limits, None, want, now_secs)
+}
+
+/// The `key_usage` row of org `org_id`'s counters.
+pub fn org_usage_key(org_id: &str) -> String {
+    format!("org:{org_id}")
+}
+
+/// [`admit`] at key *and* org level: in the same `BEGIN IMMEDIATE`
+/// transaction the key's counters and then its org's (`org`: id and
+/// limits) must both admit, and both reservations are written or neither,
+/// so concurrent requests of an org's keys never overspend the org budget.
+pub fn admit_with_org(
+    db: &mut impl SqlExecutor,
+    key_id: &str,
+    limits: &KeyLimits,
+    org: Option<(&str, &KeyLimits)>,
+    want: Reservation,
+    now_secs: u64,
+) -> Result<Admission> {
     in_transaction(db, |tx| {
         let stored = usage(tx, key_id)?;
         let decision = keys::admit(&stored, limits, want, now_secs);
-        if let Admission::Admit(next) = &decision {
-            write_usage(tx, key_id, next)?;
+        let Admission::Admit(next) = &decision else {
+            return Ok(decision);
+        };
+        if let Some((org_id, org_limits)) = org {
+            let row = org_usage_key(org_id);
+            let org_stored = usage(tx, &row)?;
+            let scope = format!("organization `{org_id}`");
+            match keys::admit_scoped(&org_stored, org_limits, want, now_secs, &scope) {
+                Admission::Admit(org_next) => write_usage(tx, &row, &org_next)?,
+                refused => return Ok(refused),
+            }
         }
+        write_usage(tx, key_id, next)?;
         Ok(decision)
     })
 }
@@ -326,17 +382,38 @@ pub fn settle(
     cost_micros: u64,
     now_secs: u64,
 ) -> Result<()> {
+    settle_with_org(
+        db,
+        key_id,
+        None,
+        want,
+        reserved_at_secs,
+        (tokens, cost_micros),
+        now_secs,
+    )
+}
+
+/// [`settle`] for the key and, when it has one, its org (`org_id`), in one
+/// transaction. `used` is (tokens, cost in micro-dollars).
+pub fn settle_with_org(
+    db: &mut impl SqlExecutor,
+    key_id: &str,
+    org_id: Option<&str>,
+    want: Reservation,
+    reserved_at_secs: u64,
+    used: (u64, u64),
+    now_secs: u64,
+) -> Result<()> {
+    let rows: Vec<String> = std::iter::once(key_id.to_owned())
+        .chain(org_id.map(org_usage_key))
+        .collect();
     in_transaction(db, |tx| {
-        let stored = usage(tx, key_id)?;
-        let next = keys::settle(
-            &stored,
-            want,
-            reserved_at_secs,
-            tokens,
-            cost_micros,
-            now_secs,
-        );
-        write_usage(tx, key_id, &next)
+        for row in &rows {
+            let stored = usage(tx, row)?;
+            let next = keys::settle(&stored, want, reserved_at_secs, used.0, used.1, now_secs);
+            write_usage(tx, row, &next)?;
+        }
+        Ok(())
     })
 }
 

@@ -63,7 +63,14 @@ fn a_key_is_stored_hashed_found_by_its_secret_and_revoked_once() {
         tokens_per_minute: None,
         monthly_budget_micros: Some(1_000),
     };
-    let created = create_key(&mut db, "key_a", "alpha", &secret, &limits, NOW_MS).unwrap();
+    let created = create_key(
+        &mut db,
+        "key_a",
+        &secret,
+        &super::admin::NewKey::new("alpha", limits),
+        NOW_MS,
+    )
+    .unwrap();
     assert_eq!(created.prefix, keys::display_prefix(&secret));
     assert_eq!(created.revoked_at, None);
     // Only the hash is stored.
@@ -84,9 +91,8 @@ fn a_key_is_stored_hashed_found_by_its_secret_and_revoked_once() {
     create_key(
         &mut db,
         "key_b",
-        "beta",
         "dol_sk_b",
-        &KeyLimits::default(),
+        &super::admin::NewKey::new("beta", KeyLimits::default()),
         NOW_MS + 1,
     )
     .unwrap();
@@ -117,11 +123,14 @@ fn key_json_is_the_admin_shape() {
         limits: budget(5),
         created_at: 1,
         revoked_at: None,
+        org_id: None,
+        roles: None,
     };
     assert_eq!(
         key.to_json(),
         json!({"id": "key_a", "name": "alpha", "prefix": "dol_sk_abcd…",
-               "limits": {"monthly_budget_micros": 5}, "created_at": 1, "revoked_at": null})
+               "limits": {"monthly_budget_micros": 5}, "org": null,
+               "roles": ["generate", "events"], "created_at": 1, "revoked_at": null})
     );
 }
 
@@ -720,9 +729,8 @@ fn corrupt_key_usage_request_and_template_rows_are_typed_errors() {
     create_key(
         &mut db,
         "key_a",
-        "a",
         "dol_sk_a",
-        &KeyLimits::default(),
+        &super::admin::NewKey::new("a", KeyLimits::default()),
         NOW_MS,
     )
     .unwrap();

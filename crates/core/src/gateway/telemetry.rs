@@ -247,10 +247,7 @@ impl RequestRecord {
     /// provider answer (offline fallback, or `failed`: an embeddings request
     /// whose pinned model failed everywhere) or a broken stream.
     pub fn is_error(&self) -> bool {
-        matches!(
-            self.outcome.as_str(),
-            "offline" | "failed" | "stream_aborted"
-        )
+        is_error_outcome(&self.outcome)
     }
 
     /// The minute (Unix seconds, multiple of 60) the record belongs to.
@@ -258,6 +255,12 @@ impl RequestRecord {
         let s = self.ts_ms / 1_000;
         s - s % 60
     }
+}
+
+/// Whether a request `outcome` counts as an error (offline, failed, or a
+/// stream aborted midway).
+pub fn is_error_outcome(outcome: &str) -> bool {
+    matches!(outcome, "offline" | "failed" | "stream_aborted")
 }
 
 #[cfg(test)]

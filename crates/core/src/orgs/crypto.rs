@@ -1,0 +1,352 @@
+//! Bring-your-own-key credentials at rest: AES-256-GCM (RustCrypto
+//! `aes-gcm`) under a master key read from a secret Spin variable, a fresh
+//! random 96-bit nonce per ciphertext (from a [`NonceSource`] the caller
+//! passes in: `wasi:random` in the components), the org id as associated
+//! data (a ciphertext copied into another org's row does not decrypt), and
+//! the id of the master key on every ciphertext so the master key can be
+//! rotated: the [`KeyRing`] holds the current key and the previous ones,
+//! old ciphertexts decrypt while [`super::store::rotate_credentials`]
+//! re-encrypts them under the current key.
+//!
+//! Master keys are written `ID:HEX` (an id of 1–32 letters, digits, `-` or
+//! `_`, and 64 hex digits = 32 bytes, e.g. from `openssl rand -hex 32`);
+//! `credentials_previous_keys` holds such pairs separated by commas.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use thiserror::Error;
+
+/// Bytes of a nonce (AES-GCM's standard 96 bits).
+pub const NONCE_LEN: usize = 12;
+
+/// Random bytes for nonces. The components pass `wasi:random`, which Spin
+/// serves from the host's CSPRNG; tests pass a counter.
+pub trait NonceSource {
+    /// Fills `buf` with fresh random bytes.
+    fn fill(&mut self, buf: &mut [u8; NONCE_LEN]);
+}
+
+/// Why a master key or a ciphertext was refused. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CryptoError {
+    /// No master key is configured (`credentials_master_key` is empty).
+    #[error(
+        "credentials_master_key is not set: BYOK credentials cannot be stored or used until it is"
+    )]
+    NoMasterKey,
+    /// A master key variable does not have the form `ID:HEX` (64 hex digits).
+    #[error(
+        "{variable} must be ID:HEX (id of 1-32 letters, digits, - or _; 64 hex digits), entry {index}"
+    )]
+    MalformedKey {
+        /// The variable at fault.
+        variable: &'static str,
+        /// The entry (0 for the current key; 0-based in the previous keys).
+        index: usize,
+    },
+    /// Two master keys share an id.
+    #[error("master key id `{0}` is given twice")]
+    DuplicateKeyId(String),
+    /// A ciphertext names a master key id the key ring does not hold.
+    #[error("no master key with id `{0}` is configured (add it to credentials_previous_keys)")]
+    UnknownKeyId(String),
+    /// A stored ciphertext is not `NONCE_HEX:CIPHERTEXT_HEX`.
+    #[error("stored ciphertext is malformed")]
+    Malformed,
+    /// Authentication failed: the master key under this id is wrong, or the
+    /// ciphertext was altered or belongs to another org.
+    #[error("credential does not decrypt under master key `{0}`: wrong master key or tampered row")]
+    WrongKey(String),
+}
+
+/// One master key: its id and its 32 bytes.
+#[derive(Clone)]
+pub struct MasterKey {
+    id: String,
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for MasterKey {
+    // Never print key material, even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MasterKey({})", self.id)
+    }
+}
+
+impl MasterKey {
+    /// Parses `ID:HEX`.
+    fn parse(raw: &str, variable: &'static str, index: usize) -> Result<Self, CryptoError> {
+        let bad = || CryptoError::MalformedKey { variable, index };
+        let (id, hex) = raw.trim().split_once(':').ok_or_else(bad)?;
+        let id_ok = (1..=32).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok || hex.len() != 64 {
+            return Err(bad());
+        }
+        let bytes = from_hex(hex).ok_or_else(bad)?;
+        let mut key = [0u8; 32];
+        key.copy_from_slice(&bytes);
+        Ok(Self {
+            id: id.to_owned(),
+            key,
+        })
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(&Key::<Aes256Gcm>::from(self.key))
+    }
+}
+
+/// The master keys in force: the current one (new ciphertexts) and the
+/// previous ones (still decrypt during a rotation).
+#[derive(Debug, Clone)]
+pub struct KeyRing {
+    current: MasterKey,
+    previous: Vec<MasterKey>,
+}
+
+/// A ciphertext as stored: the master key id and `NONCE_HEX:CIPHERTEXT_HEX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// Id of the master key that encrypted it.
+    pub key_id: String,
+    /// Hex nonce, `:`, hex ciphertext with its 16-byte tag.
+    pub blob: String,
+}
+
+impl KeyRing {
+    /// The ring from the `credentials_master_key` and
+    /// `credentials_previous_keys` variables. An empty current key is
+    /// [`CryptoError::NoMasterKey`]; a malformed one is refused, never
+    /// ignored.
+    pub fn from_variables(current: &str, previous: &str) -> Result<Self, CryptoError> {
+        if current.trim().is_empty() {
+            return Err(CryptoError::NoMasterKey);
+        }
+        let current = MasterKey::parse(current, "credentials_master_key", 0)?;
+        let mut ring = Self {
+            current,
+            previous: Vec::new(),
+        };
+        for (i, raw) in previous
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .enumerate()
+        {
+            let key = MasterKey::parse(raw, "credentials_previous_keys", i)?;
+            if ring.get(&key.id).is_some() {
+                return Err(CryptoError::DuplicateKeyId(key.id));
+            }
+            ring.previous.push(key);
+        }
+        Ok(ring)
+    }
+
+    /// [`KeyRing::from_variables`] through a variable lookup (`var`
+    /// answers "" for an unset variable), as every component reads it.
+    pub fn from_lookup(var: impl Fn(&str) -> String) -> Result<Self, CryptoError> {
+        Self::from_variables(
+            &var("credentials_master_key"),
+            &var("credentials_previous_keys"),
+        )
+    }
+
+    /// The id new ciphertexts are written under.
+    pub fn current_id(&self) -> &str {
+        &self.current.id
+    }
+
+    fn get(&self, id: &str) -> Option<&MasterKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.id == id)
+    }
+
+    /// Encrypts `plaintext` for org `org_id` under the current key with a
+    /// fresh nonce.
+    pub fn seal(&self, nonces: &mut impl NonceSource, org_id: &str, plaintext: &str) -> Sealed {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonces.fill(&mut nonce);
+        let payload = Payload {
+            msg: plaintext.as_bytes(),
+            aad: org_id.as_bytes(),
+        };
+        // AES-GCM encryption fails only past 64 GiB of plaintext; a
+        // credential is bytes long, so the empty fallback is unreachable.
+        let ct = self
+            .current
+            .cipher()
+            .encrypt(&Nonce::from(nonce), payload)
+            .unwrap_or_default();
+        Sealed {
+            key_id: self.current.id.clone(),
+            blob: format!("{}:{}", to_hex(&nonce), to_hex(&ct)),
+        }
+    }
+
+    /// Decrypts `sealed` for org `org_id` with the key its id names.
+    pub fn open(&self, org_id: &str, sealed: &Sealed) -> Result<String, CryptoError> {
+        let key = self
+            .get(&sealed.key_id)
+            .ok_or_else(|| CryptoError::UnknownKeyId(sealed.key_id.clone()))?;
+        let (nonce_hex, ct_hex) = sealed.blob.split_once(':').ok_or(CryptoError::Malformed)?;
+        let nonce: [u8; NONCE_LEN] = from_hex(nonce_hex)
+            .and_then(|n| n.try_into().ok())
+            .ok_or(CryptoError::Malformed)?;
+        let ct = from_hex(ct_hex).ok_or(CryptoError::Malformed)?;
+        let payload = Payload {
+            msg: &ct,
+            aad: org_id.as_bytes(),
+        };
+        let plain = key
+            .cipher()
+            .decrypt(&Nonce::from(nonce), payload)
+            .map_err(|_| CryptoError::WrongKey(key.id.clone()))?;
+        String::from_utf8(plain).map_err(|_| CryptoError::Malformed)
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// The last four characters of a credential: all an API ever shows of it.
+pub fn last_four(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    chars[chars.len().saturating_sub(4)..].iter().collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A deterministic nonce source for tests (a counter; never reuse in production).
+    pub(crate) struct Counter(pub u64);
+
+    impl NonceSource for Counter {
+        fn fill(&mut self, buf: &mut [u8; NONCE_LEN]) {
+            self.0 += 1;
+            buf[..8].copy_from_slice(&self.0.to_be_bytes());
+        }
+    }
+
+    pub(crate) const K1: &str =
+        "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    pub(crate) const K2: &str =
+        "k2:f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn round_trips_and_binds_the_org() {
+        let ring = KeyRing::from_variables(K1, "").unwrap();
+        let sealed = ring.seal(&mut Counter(0), "acme", "sk-live-secret-1234");
+        assert_eq!(sealed.key_id, "k1");
+        assert!(!sealed.blob.contains("secret"));
+        assert_eq!(ring.open("acme", &sealed).unwrap(), "sk-live-secret-1234");
+        // Another org's id as associated data: authentication fails.
+        assert_eq!(
+            ring.open("other", &sealed),
+            Err(CryptoError::WrongKey("k1".into()))
+        );
+    }
+
+    #[test]
+    fn nonces_differ_so_ciphertexts_differ() {
+        let ring = KeyRing::from_variables(K1, "").unwrap();
+        let mut n = Counter(0);
+        let a = ring.seal(&mut n, "acme", "same");
+        let b = ring.seal(&mut n, "acme", "same");
+        assert_ne!(a.blob, b.blob);
+    }
+
+    #[test]
+    fn a_wrong_or_missing_key_is_an_error_never_plaintext() {
+        let sealed = KeyRing::from_variables(K1, "")
+            .unwrap()
+            .seal(&mut Counter(0), "acme", "sk-x");
+        let wrong = KeyRing::from_variables(
+            "k1:ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            "",
+        )
+        .unwrap();
+        assert_eq!(
+            wrong.open("acme", &sealed),
+            Err(CryptoError::WrongKey("k1".into()))
+        );
+        let other_id = KeyRing::from_variables(K2, "").unwrap();
+        assert_eq!(
+            other_id.open("acme", &sealed),
+            Err(CryptoError::UnknownKeyId("k1".into()))
+        );
+        assert_eq!(
+            KeyRing::from_variables("", "").unwrap_err(),
+            CryptoError::NoMasterKey
+        );
+        let mut tampered = sealed.clone();
+        tampered.blob.push('0');
+        assert!(wrong.open("acme", &tampered).is_err());
+    }
+
+    #[test]
+    fn previous_keys_still_decrypt() {
+        let old = KeyRing::from_variables(K1, "").unwrap();
+        let sealed = old.seal(&mut Counter(0), "acme", "sk-old");
+        let rotating = KeyRing::from_variables(K2, K1).unwrap();
+        assert_eq!(rotating.current_id(), "k2");
+        assert_eq!(rotating.open("acme", &sealed).unwrap(), "sk-old");
+    }
+
+    #[test]
+    fn malformed_master_keys_are_named() {
+        for bad in [
+            "k1",
+            "k1:abcd",
+            "k 1:00",
+            &format!("k1:{}", "zz".repeat(32)),
+        ] {
+            assert!(matches!(
+                KeyRing::from_variables(bad, ""),
+                Err(CryptoError::MalformedKey {
+                    variable: "credentials_master_key",
+                    ..
+                })
+            ));
+        }
+        assert!(matches!(
+            KeyRing::from_variables(K1, &format!("{K2},nope")),
+            Err(CryptoError::MalformedKey {
+                variable: "credentials_previous_keys",
+                index: 1
+            })
+        ));
+        assert_eq!(
+            KeyRing::from_variables(K1, K1).unwrap_err(),
+            CryptoError::DuplicateKeyId("k1".into())
+        );
+        // Debug output never shows key material.
+        let ring = KeyRing::from_variables(K1, "").unwrap();
+        assert!(!format!("{ring:?}").contains("0001020304"));
+    }
+
+    #[test]
+    fn last_four_shows_only_the_tail() {
+        assert_eq!(last_four("sk-abcdef1234"), "1234");
+        assert_eq!(last_four("ab"), "ab");
+    }
+}
