@@ -9,6 +9,7 @@
 )]
 
 mod alerts;
+mod backup;
 mod apps;
 mod console;
 mod dol_app;
