@@ -12,6 +12,7 @@ pub mod experiments;
 pub mod flags;
 pub mod gateway;
 pub mod health;
+pub mod masking;
 pub mod migrate;
 pub mod observe;
 pub mod ratelimit;
