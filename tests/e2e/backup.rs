@@ -2,8 +2,8 @@
 //! while admin writes keep arriving restores every write acknowledged before
 //! the backup started, in both the SQLite database and the key-value store.
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use dol_test_support::TestHost;
 use serde_json::{Value, json};
@@ -57,11 +57,10 @@ async fn backup_under_writes_restores_every_acknowledged_write() {
     let out = work.path().join("dol.backup");
     let state = host.state_dir().to_path_buf();
     let out_path = out.clone();
-    let written =
-        tokio::task::spawn_blocking(move || dol_host::backup::backup(&state, &out_path))
-            .await
-            .unwrap()
-            .unwrap();
+    let written = tokio::task::spawn_blocking(move || dol_host::backup::backup(&state, &out_path))
+        .await
+        .unwrap()
+        .unwrap();
     let during = acked.lock().unwrap().len() - before.len();
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
@@ -80,7 +79,10 @@ async fn backup_under_writes_restores_every_acknowledged_write() {
         .unwrap();
     let document: Value = serde_json::from_str(&document).unwrap();
     for (key, _) in &before {
-        assert!(document["flags"][key].is_object(), "{key} lost in the backup");
+        assert!(
+            document["flags"][key].is_object(),
+            "{key} lost in the backup"
+        );
     }
     let audited: i64 = db
         .query_row(
@@ -103,7 +105,10 @@ async fn backup_under_writes_restores_every_acknowledged_write() {
     let published: Value = serde_json::from_slice(&published).unwrap();
     let published = published["version"].as_i64().unwrap();
     let last = before.last().unwrap().1;
-    assert!(published >= last, "published {published} < acknowledged {last}");
+    assert!(
+        published >= last,
+        "published {published} < acknowledged {last}"
+    );
     eprintln!(
         "backup: {} writes acknowledged before, {during} during the backup",
         before.len()

@@ -9,8 +9,8 @@
 )]
 
 mod alerts;
-mod backup;
 mod apps;
+mod backup;
 mod console;
 mod dol_app;
 mod experiments;

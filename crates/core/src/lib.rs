@@ -5,6 +5,7 @@
 //! here is deterministic and unit-testable, and the same code runs inside the
 //! wasm components and in native tests.
 
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod health;
 pub mod masking;
 pub mod migrate;
 pub mod observe;
+pub mod privacy;
 pub mod ratelimit;
 pub mod rollouts;
 pub mod storage;

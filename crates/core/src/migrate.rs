@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_rollups",
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
+    Migration {
+        version: 15,
+        name: "trust",
+        sql: include_str!("../../../migrations/0015_trust.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

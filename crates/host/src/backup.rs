@@ -203,9 +203,12 @@ pub fn restore(from: &Path, state_dir: &Path) -> Result<Summary> {
     if version != FORMAT_VERSION {
         bail!("backup format version {version} is not supported (this dol reads {FORMAT_VERSION})");
     }
-    let mut statement = archive.prepare("SELECT name, content FROM dol_backup_files ORDER BY name")?;
+    let mut statement =
+        archive.prepare("SELECT name, content FROM dol_backup_files ORDER BY name")?;
     let files = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?)))?
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     for (name, _) in &files {
         // A crafted backup must not write outside the state directory.
@@ -256,7 +259,9 @@ mod tests {
         let restored = restore(&out, &target).unwrap();
         assert_eq!(restored, written);
         let db = Connection::open(target.join("sqlite_db.db")).unwrap();
-        let count: i64 = db.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).unwrap();
+        let count: i64 = db
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(count, 100);
         assert!(!target.join("compiled-cache").exists());
     }
