@@ -28,3 +28,4 @@ mod rollouts;
 mod scans_jobs;
 mod sqlite_sandbox;
 mod startup;
+mod trust;

@@ -192,23 +192,21 @@ impl Filter {
                 })?,
         };
         let kind = param("kind");
-        if let Some(kind) = &kind {
-            if !KINDS.contains(&kind.as_str()) {
-                return Err(ApiError::invalid(
-                    "kind",
-                    format!("unknown kind {kind:?}; one of {}", KINDS.join(", ")),
-                ));
-            }
+        if let Some(kind) = kind.as_ref().filter(|k| !KINDS.contains(&k.as_str())) {
+            return Err(ApiError::invalid(
+                "kind",
+                format!("unknown kind {kind:?}; one of {}", KINDS.join(", ")),
+            ));
         }
         let actor = param("actor");
         if actor.as_deref() == Some("") {
             return Err(ApiError::invalid("actor", "actor must not be empty"));
         }
         let (from_ms, to_ms) = (time("from")?, time("to")?);
-        if let (Some(from), Some(to)) = (from_ms, to_ms) {
-            if from >= to {
-                return Err(ApiError::invalid("to", "to must be after from"));
-            }
+        if let (Some(from), Some(to)) = (from_ms, to_ms)
+            && from >= to
+        {
+            return Err(ApiError::invalid("to", "to must be after from"));
         }
         Ok(Self {
             kind,

@@ -303,7 +303,7 @@ pub fn luhn_valid(text: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether `text` (spaces ignored) is an IBAN: 15–34 characters, country

@@ -342,6 +342,19 @@ pub fn parse_subject(raw: &str) -> Result<&str, ApiError> {
     Ok(raw)
 }
 
+/// The telemetry retention of `org_id` in the form of the `retention_days`
+/// variable: the org's `telemetry` days when set, else `variable` as is.
+pub fn telemetry_days(
+    db: &mut impl SqlExecutor,
+    org_id: &str,
+    variable: &str,
+) -> Result<String, StatementError> {
+    Ok(load_settings(db, org_id)?
+        .retention
+        .telemetry
+        .map_or_else(|| variable.to_owned(), |days| days.to_string()))
+}
+
 /// Rows removed by [`apply_retention`], per data class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub struct RetentionDeleted {

@@ -10,12 +10,20 @@ use crate::request::Incoming;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Creates a key.
-pub fn create_key(req: &Incoming, sql: &mut SpinSql<'_>, now: i64) -> Result<Response, ApiError> {
+pub fn create_key(
+    req: &Incoming,
+    sql: &mut SpinSql<'_>,
+    actor: &str,
+    now: i64,
+) -> Result<Response, ApiError> {
     let new = admin::parse_new_key(&json_body(req)?)?;
     let mut random = [0u8; 16];
     random.copy_from_slice(&wasi::random::random::get_random_bytes(16));
     let (id, key) = admin::mint_key(random);
     let row = store::create_key(sql, &id, &new.name, &key, &new.limits, now)?;
+    // The stored row, never the secret.
+    let record = dol_core::audit::Record::new("key", "create", &id).after(row.to_json());
+    platform::audit("generate", sql, actor, record);
     Ok(platform::json(201, &admin::created_key_json(&row, &key)))
 }
 
