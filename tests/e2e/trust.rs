@@ -157,13 +157,26 @@ async fn request_log_is_opt_in_masked_and_subjects_are_deleted_and_audited() {
     let file = db_text(&host);
     assert!(!contains(&file, "zoe.secret@example.org") && !contains(&file, "TCK-4242"));
 
+    let event = json!({"targetingKey": "user-1", "flag": "generation_experiment", "name": "exposure",
+                       "context": {"maturityPhase": "run"}});
+    let auth = format!("Bearer {API_KEY}");
+    let r = call(
+        &host,
+        "POST",
+        "/v1/events",
+        &[("authorization", &auth)],
+        event.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+
     // Deleting user-1 removes their rows and bodies; user-2 and aggregates stay.
     let usage = rows(&host, "SELECT SUM(requests) FROM usage_minute");
     let r = admin(&host, "DELETE", "/admin/subjects/user-1", "").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.body["deleted"],
-        json!({"events": 0, "requests": 2, "request_bodies": 1}),
+        json!({"events": 1, "requests": 2, "request_bodies": 1}),
         "{}",
         r.body
     );
@@ -322,6 +335,10 @@ async fn every_admin_action_is_audited_without_secrets() {
     );
     let r = admin(&host, "PUT", "/admin/emergency", r#"{"mode": "on"}"#).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    let rule =
+        r#"{"metric":"requests","comparison":">","threshold":1,"window":"1m","severity":"info"}"#;
+    let r = admin(&host, "PUT", "/admin/alerts/rules/Always", rule).await;
+    assert_eq!(r.status, 201, "{}", r.body);
     let silence = json!({"matchers": [{"name": "alertname", "value": "X"}], "duration": "1h", "comment": "quiet"});
     let r = admin(&host, "POST", "/admin/silences", &silence.to_string()).await;
     assert_eq!(r.status, 201, "{}", r.body);
@@ -353,6 +370,7 @@ async fn every_admin_action_is_audited_without_secrets() {
         ("experiment", "put"),
         ("experiment", "delete"),
         ("silence", "create"),
+        ("alert_rule", "put"),
         ("emergency", "set"),
         ("scan", "run"),
     ] {

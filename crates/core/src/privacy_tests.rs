@@ -266,3 +266,11 @@ fn retention_defaults_keep_events_and_audit_and_bodies_90_days() {
         }
     );
 }
+
+#[test]
+fn telemetry_days_follow_the_org_then_the_variable() {
+    let mut db = db();
+    assert_eq!(telemetry_days(&mut db, DEFAULT_ORG, "30").unwrap(), "30");
+    opt_in(&mut db, json!({"retention": {"telemetry": 7}}));
+    assert_eq!(telemetry_days(&mut db, DEFAULT_ORG, "30").unwrap(), "7");
+}

@@ -35,3 +35,19 @@ pub fn get_key(sql: &mut SpinSql<'_>, id: &str) -> Result<Response, ApiError> {
     v["usage"] = serde_json::to_value(store::usage(sql, id)?).map_err(platform::internal)?;
     Ok(platform::json(200, &v))
 }
+
+/// `DELETE /admin/keys/{id}`: revokes the key; audited with the row before and after.
+pub fn revoke_key(
+    sql: &mut SpinSql<'_>,
+    id: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Response, ApiError> {
+    let before = store::get_key(sql, id)?.map(|k| k.to_json());
+    let key = store::revoke_key(sql, id, now)?
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no key {id}")))?;
+    let mut record = dol_core::audit::Record::new("key", "revoke", id).after(key.to_json());
+    record.before = before;
+    platform::audit("generate", sql, actor, record);
+    Ok(platform::json(200, &key.to_json()))
+}

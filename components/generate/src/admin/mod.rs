@@ -80,14 +80,7 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
         ),
         (["keys"], _) => platform::method_not_allowed("GET, POST"),
         (["keys", id], Method::Get) => keys::get_key(sql, id)?,
-        (["keys", id], Method::Delete) => match store::revoke_key(sql, id, now)? {
-            Some(k) => {
-                let record = audit::Record::new("key", "revoke", *id).after(k.to_json());
-                platform::audit("generate", sql, actor, record);
-                platform::json(200, &k.to_json())
-            }
-            None => return Err(not_found(format!("no key {id}"))),
-        },
+        (["keys", id], Method::Delete) => keys::revoke_key(sql, id, actor, now)?,
         (["keys", _], _) => platform::method_not_allowed("GET, DELETE"),
         (["templates"], Method::Get) => {
             let templates: Vec<Value> = store::list_templates(sql)?
