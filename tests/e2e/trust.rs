@@ -278,7 +278,19 @@ async fn retention_scan_deletes_bodies_by_their_own_days_at_the_injected_tick() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_action_is_audited_without_secrets() {
-    let host = start(&[]).await;
+    let host = start(&[("SPIN_VARIABLE_ALERTMANAGER_TOKEN", "am-token")]).await;
+    let firing = std::fs::read_to_string(
+        dol_test_support::workspace_root().join("tests/fixtures/alertmanager/firing.json"),
+    )
+    .unwrap();
+    let headers = [
+        ("authorization", "Bearer am-token"),
+        ("content-type", "application/json"),
+    ];
+    let r = call(&host, "POST", "/webhooks/alertmanager", &headers, firing).await;
+    let alert_id = r.body["fired"][0].as_str().unwrap().to_owned();
+    let r = admin(&host, "POST", &format!("/admin/alerts/{alert_id}/ack"), "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let key = admin(&host, "POST", "/admin/keys", r#"{"name": "web"}"#).await;
     assert_eq!(key.status, 201, "{}", key.body);
     let (key_id, secret) = (
@@ -371,6 +383,7 @@ async fn every_admin_action_is_audited_without_secrets() {
         ("experiment", "delete"),
         ("silence", "create"),
         ("alert_rule", "put"),
+        ("alert", "ack"),
         ("emergency", "set"),
         ("scan", "run"),
     ] {
@@ -384,6 +397,12 @@ async fn every_admin_action_is_audited_without_secrets() {
     assert!(
         !r.body.to_string().contains(secret),
         "the key secret reached the audit log"
+    );
+    let ack = entries.iter().find(|e| e["kind"] == "alert").unwrap();
+    assert_eq!(ack["target"], alert_id.as_str());
+    assert!(
+        ack["before"].is_object() && ack["after"].is_object(),
+        "{ack}"
     );
     let emergency = entries.iter().find(|e| e["kind"] == "emergency").unwrap();
     assert!(
