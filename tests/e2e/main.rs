@@ -10,6 +10,7 @@
 
 mod alerts;
 mod apps;
+mod backup;
 mod console;
 mod dol_app;
 mod experiments;
@@ -28,3 +29,4 @@ mod rollouts;
 mod scans_jobs;
 mod sqlite_sandbox;
 mod startup;
+mod trust;

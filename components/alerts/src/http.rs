@@ -13,6 +13,9 @@ use dol_spin_platform as platform;
 /// Routes a request, answers it, then posts any follow-up.
 #[http_component]
 async fn handle(req: Request, out: ResponseOutparam) {
+    if let Err(too_large) = platform::check_body(&req, dol_core::hygiene::BODY_LIMIT) {
+        return reply::send(out, too_large).await;
+    }
     let Reply {
         response,
         follow_up,

@@ -12,6 +12,9 @@ use crate::{pages, session};
 /// Routes the console.
 #[http_component]
 fn handle(req: Request) -> Response {
+    if let Err(too_large) = platform::check_body(&req, dol_core::hygiene::BODY_LIMIT) {
+        return too_large;
+    }
     let path = req.path().trim_end_matches('/');
     let rest = path.strip_prefix("/admin/dol").unwrap_or(path);
     let rest = rest.trim_start_matches('/');

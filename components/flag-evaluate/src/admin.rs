@@ -131,15 +131,7 @@ fn written(
 
 fn audit(req: &Request) -> Result<Response, ApiError> {
     let query = req.query();
-    let limit = match platform::query_param(query, "limit") {
-        None => 100,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| ApiError::invalid("limit", "limit must be an integer from 1 to 1000"))?,
-    };
-    let flag = platform::query_param(query, "flag");
-    let entries = store::audit(flag.as_deref(), limit)?;
+    let filter = dol_core::audit::Filter::parse(|name| platform::query_param(query, name))?;
+    let entries = store::audit(&filter)?;
     Ok(platform::json(200, &json!({ "entries": entries })))
 }

@@ -9,6 +9,7 @@
 //! | `GET /admin/experiments/{key}` | the experiment's report (statistics and verdict) |
 //! | `DELETE /admin/experiments/{key}` | delete an experiment (its events stay) |
 
+use dol_core::audit::Record;
 use dol_core::error::{ApiError, Code};
 use dol_core::experiments::{definition, report, store};
 use serde_json::{Value, json};
@@ -38,14 +39,22 @@ pub fn route(req: &Request, actor: &str) -> Result<Response, ApiError> {
             let body = platform::json_body(platform::header(req, "content-type"), req.body())?;
             let now = platform::now_ms();
             let def = definition::parse(&body, now)?;
+            let before = store::get(sql, key)?.map(|s| s.to_json());
             let created = store::put(sql, key, &def, actor, now)?;
             let stored = store::get(sql, key)?;
             let body = stored.map_or(Value::Null, |s| s.to_json());
+            let mut record = Record::new("experiment", "put", key).after(body.clone());
+            record.before = before;
+            platform::audit("flag-evaluate", sql, actor, record);
             Ok(platform::json(if created { 201 } else { 200 }, &body))
         }
         Method::Get => report_of(sql, key),
         Method::Delete => {
+            let before = store::get(sql, key)?.map(|s| s.to_json());
             if store::delete(sql, key)? {
+                let mut record = Record::new("experiment", "delete", key);
+                record.before = before;
+                platform::audit("flag-evaluate", sql, actor, record);
                 Ok(platform::json(200, &json!({ "deleted": key })))
             } else {
                 Err(not_found(key))

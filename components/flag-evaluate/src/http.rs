@@ -11,6 +11,9 @@ use crate::{admin, ofrep};
 /// Routes a request to OFREP or the admin API.
 #[http_component]
 fn handle(req: Request) -> Response {
+    if let Err(too_large) = platform::check_body(&req, dol_core::hygiene::BODY_LIMIT) {
+        return too_large;
+    }
     let path = req.path();
     if path.starts_with("/ofrep/") {
         ofrep::handle(&req)

@@ -120,10 +120,11 @@ pub fn write(
     )?)
 }
 
-/// Audit entries, newest first, optionally for one flag.
-pub fn audit(flag: Option<&str>, limit: i64) -> Result<Vec<Value>, ApiError> {
+/// Audit entries matching `filter`, newest first (every admin action, not
+/// only flags: `GET /admin/audit`).
+pub fn audit(filter: &dol_core::audit::Filter) -> Result<Vec<Value>, ApiError> {
     let db = open_db().map_err(dol_spin_platform::internal)?;
     let mut sql = SpinSql(&db);
     flag_store::load_latest(&mut sql, now_ms())?;
-    Ok(flag_store::audit(&mut sql, flag, limit)?)
+    Ok(flag_store::audit_matching(&mut sql, filter)?)
 }

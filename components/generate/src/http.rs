@@ -3,6 +3,7 @@
 use dol_core::error::{ApiError, Code};
 use dol_core::gateway::offline;
 use dol_core::gateway::openai::ModelList;
+use dol_core::hygiene::Cors;
 use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
 use spin_sdk::http_component;
 
@@ -21,6 +22,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Err(err) => return net::respond(out, reply::openai(&err)).await,
     };
     let path = req.path.trim_end_matches('/');
+    if path.starts_with("/v1/")
+        && let Err(response) = cors(&req)
+    {
+        return net::respond(out, response).await;
+    }
     match (path, &req.method) {
         ("/v1/chat/completions", Method::Post) => chat::serve(req, out, false).await,
         ("/v1/generate", Method::Post) => chat::serve(req, out, true).await,
@@ -45,6 +51,40 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             net::respond(out, reply::openai(&err)).await
         }
     }
+}
+
+/// CORS for browser clients of the OpenAI routes (`cors_allowed_origins`):
+/// answers a preflight (`Err` holds the response to send) or sets the headers
+/// every response to an allowed origin carries.
+fn cors(req: &Incoming) -> Result<(), spin_sdk::http::Response> {
+    let origin = req.header("origin");
+    let cors = match Cors::parse(&platform::var("cors_allowed_origins")) {
+        Ok(cors) => cors,
+        // A typo must not open the gateway to every site, nor stop
+        // server-side clients, who send no Origin: browsers get the error.
+        Err(err) if origin.is_some() => return Err(reply::openai(&err)),
+        Err(err) => {
+            eprintln!("generate: {}", err.message);
+            return Ok(());
+        }
+    };
+    if req.method == Method::Options {
+        let headers = cors
+            .preflight(
+                origin,
+                req.header("access-control-request-method"),
+                req.header("access-control-request-headers"),
+            )
+            .map_err(|err| reply::openai(&err))?;
+        let mut builder = spin_sdk::http::Response::builder();
+        builder.status(204);
+        for (name, value) in &headers {
+            builder.header(name.as_str(), value.as_str());
+        }
+        return Err(builder.build());
+    }
+    net::set_extra_headers(cors.response_headers(origin));
+    Ok(())
 }
 
 /// `GET /v1/models`: the catalog's models of enabled providers, and always the offline model.

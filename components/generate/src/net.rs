@@ -7,6 +7,29 @@ use dol_core::gateway::engine::Downstream;
 use futures::SinkExt;
 use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
 
+thread_local! {
+    /// Headers every response to the current request carries (CORS for an
+    /// allowed browser origin). Spin runs one request per instance; the entry
+    /// point sets them first thing, so nothing leaks between requests.
+    static EXTRA_HEADERS: std::cell::RefCell<Vec<(String, String)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Sets the headers every response to this request carries.
+pub fn set_extra_headers(headers: Vec<(String, String)>) {
+    EXTRA_HEADERS.with(|extra| *extra.borrow_mut() = headers);
+}
+
+fn extra_headers() -> Vec<(String, Vec<u8>)> {
+    EXTRA_HEADERS.with(|extra| {
+        extra
+            .borrow()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+            .collect()
+    })
+}
+
 type BodySink = Pin<Box<dyn futures::Sink<Vec<u8>, Error = wasi::io::streams::StreamError>>>;
 
 /// A streamed response to the client: the head is sent on [`Downstream::start`].
@@ -43,6 +66,7 @@ impl Downstream for SseClient {
             ("cache-control".to_owned(), b"no-cache".to_vec()),
         ];
         list.extend(headers.into_iter().map(|(k, v)| (k, v.into_bytes())));
+        list.extend(extra_headers());
         let Ok(fields) = Fields::from_list(&list) else {
             return false;
         };
@@ -80,10 +104,11 @@ pub fn header_list(fields: &Fields) -> Vec<(String, String)> {
 
 /// Writes a complete response to the slot.
 pub async fn respond(out: ResponseOutparam, response: spin_sdk::http::Response) {
-    let list: Vec<(String, Vec<u8>)> = response
+    let mut list: Vec<(String, Vec<u8>)> = response
         .headers()
         .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
         .collect();
+    list.extend(extra_headers());
     let Ok(fields) = Fields::from_list(&list) else {
         return;
     };

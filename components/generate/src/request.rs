@@ -31,7 +31,7 @@ impl Incoming {
 }
 
 /// Largest request body accepted.
-const MAX_BODY: usize = 4 * 1024 * 1024;
+const MAX_BODY: usize = dol_core::hygiene::GATEWAY_BODY_LIMIT;
 
 /// Reads the whole request; a body over 4 MiB is a 413, an unreadable one a 400.
 pub async fn read(req: IncomingRequest) -> Result<Incoming, ApiError> {
@@ -46,12 +46,7 @@ pub async fn read(req: IncomingRequest) -> Result<Incoming, ApiError> {
         .into_body()
         .await
         .map_err(|_| ApiError::new(Code::InvalidRequest, "could not read the request body"))?;
-    if body.len() > MAX_BODY {
-        return Err(ApiError::new(
-            Code::PayloadTooLarge,
-            "request body too large (limit 4 MiB)",
-        ));
-    }
+    dol_core::hygiene::check_body(body.len(), MAX_BODY)?;
     Ok(Incoming {
         method,
         path,

@@ -22,15 +22,23 @@ fn handle(req: Request) -> Response {
             &format!("no scan `{name}`; scans: {}", ALL_SCANS.join(", ")),
         );
     }
-    if let Err(response) = admin(&req) {
-        return response;
-    }
+    let actor = match admin(&req) {
+        Ok(actor) => actor,
+        Err(response) => return response,
+    };
     if *req.method() != Method::Post {
         return platform::method_not_allowed("POST");
     }
     match crate::scan::run(name, platform::now_ms()) {
         Ok((run, summary)) => {
-            platform::json(200, &serde_json::json!({ "scan": run, "summary": summary }))
+            let body = serde_json::json!({ "scan": run, "summary": summary });
+            // A scan run by hand is an admin action; cron runs are not.
+            let record = dol_core::audit::Record::new("scan", "run", name).after(body.clone());
+            match platform::open_db() {
+                Ok(db) => platform::audit("scans", &mut platform::SpinSql(&db), &actor, record),
+                Err(e) => eprintln!("scans: AUDIT WRITE FAILED: {e:#}"),
+            }
+            platform::json(200, &body)
         }
         Err(err) => {
             eprintln!("scans: {name} over HTTP failed: {err:#}");

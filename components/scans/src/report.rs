@@ -1,12 +1,14 @@
 //! The daily scans at 03:00: `report` (the last 24 hours' performance,
 //! stored in the run's summary and sent through the outbox) and
-//! `retention` (deletes rows older than `retention_days`, default 30, and
-//! the console's expired key-value entries).
-//! Both are `dol_core::observe::scan_store` calls.
+//! `retention` (deletes telemetry older than `retention_days`, default 30,
+//! or the default org's `telemetry` retention; then request bodies, events
+//! and audit rows by their own retention, `dol_core::privacy`; and the
+//! console's expired key-value entries). Both are `dol_core` calls.
 
 use anyhow::Context as _;
 use dol_core::console;
 use dol_core::observe::scan_store;
+use dol_core::privacy::{self, DEFAULT_ORG};
 use serde_json::Value;
 use spin_sdk::key_value::Store;
 use spin_sdk::sqlite::Connection;
@@ -22,8 +24,13 @@ pub fn report(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
 
 /// Runs the retention clean-up at `now_ms`; returns what it deleted.
 pub fn retention(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
-    let kept = scan_store::retention(&mut SpinSql(db), &var("retention_days"), now_ms)?;
+    let sql = &mut SpinSql(db);
+    let days = privacy::telemetry_days(sql, DEFAULT_ORG, &var("retention_days"))?;
+    let kept = scan_store::retention(sql, &days, now_ms)?;
+    let mut by_org = privacy::apply_retention_to_every_org(sql, now_ms)?;
     let mut summary = serde_json::to_value(kept)?;
+    summary["classes"] = serde_json::to_value(by_org.remove(DEFAULT_ORG).unwrap_or_default())?;
+    summary["orgs"] = serde_json::to_value(by_org)?;
     summary["deleted"]["console_keys"] = expire_console_keys(now_ms / 1_000)?.into();
     Ok(summary)
 }

@@ -5,6 +5,7 @@
 //! here is deterministic and unit-testable, and the same code runs inside the
 //! wasm components and in native tests.
 
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod error;
@@ -12,9 +13,12 @@ pub mod experiments;
 pub mod flags;
 pub mod gateway;
 pub mod health;
+pub mod hygiene;
+pub mod masking;
 pub mod migrate;
 pub mod observe;
 pub mod orgs;
+pub mod privacy;
 pub mod ratelimit;
 pub mod rollouts;
 pub mod storage;

@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0013_orgs.sql"),
     },
     Migration {
+        version: 15,
+        name: "trust",
+        sql: include_str!("../../../migrations/0015_trust.sql"),
+    },
+    Migration {
         version: 16,
         name: "alert_incidents",
         sql: include_str!("../../../migrations/0016_alert_incidents.sql"),

@@ -9,6 +9,7 @@
 //! is how the CLI and every test use it.
 
 mod app;
+pub mod backup;
 mod bindings;
 pub mod build;
 pub mod clock;

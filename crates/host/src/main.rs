@@ -51,6 +51,25 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         max_memory_mib: usize,
     },
+    /// Write a consistent snapshot of a state directory's SQLite databases and
+    /// key-value store to one file, while `dol up` keeps serving.
+    Backup {
+        /// The state directory `dol up` uses (default `.spin/` next to spin.toml).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// The backup file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into a new, empty state directory.
+    Restore {
+        /// The backup file written by `dol backup`.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new state directory (missing or empty).
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
 }
 
 fn main() -> Result<()> {
@@ -68,6 +87,22 @@ fn main() -> Result<()> {
         Command::Build { from } => {
             let manifest = dol_manifest::manifest::load(&from)?;
             dol_host::build::build_all(&manifest)
+        }
+        Command::Backup { state_dir, out } => {
+            let summary = dol_host::backup::backup(&state_dir, &out)?;
+            for (name, bytes) in summary.files {
+                eprintln!("backed up {name} ({bytes} bytes)");
+            }
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Restore { from, state_dir } => {
+            let summary = dol_host::backup::restore(&from, &state_dir)?;
+            for (name, bytes) in summary.files {
+                eprintln!("restored {name} ({bytes} bytes)");
+            }
+            eprintln!("restored into {}", state_dir.display());
+            Ok(())
         }
         Command::Up {
             from,

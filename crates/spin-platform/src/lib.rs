@@ -113,13 +113,9 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A JSON response.
+/// A JSON response (with DOL's security headers, like every JSON answer).
 pub fn json(status: u16, body: &serde_json::Value) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .build()
+    json_with(status, body, &[])
 }
 
 /// A JSON error response `{"error": {"code", "message"}}` for `code` (its
@@ -153,12 +149,16 @@ pub fn log_internal(component: &str, err: &ApiError) {
     }
 }
 
-/// A JSON response with extra headers.
+/// A JSON response with extra headers, and the security headers
+/// (`dol_core::hygiene::SECURITY_HEADERS`) every JSON answer carries.
 pub fn json_with(status: u16, body: &serde_json::Value, headers: &[(&str, String)]) -> Response {
     let mut builder = Response::builder();
     builder
         .status(status)
         .header("content-type", "application/json");
+    for (name, value) in dol_core::hygiene::SECURITY_HEADERS {
+        builder.header(name, value);
+    }
     for (name, value) in headers {
         builder.header(*name, value.as_str());
     }
@@ -300,4 +300,33 @@ pub fn session_signed_out(component: &str, session: &console::Session) -> bool {
 /// A 405 naming the allowed methods.
 pub fn method_not_allowed(allow: &str) -> Response {
     fail("", &ApiError::method_not_allowed(allow))
+}
+
+/// Appends an admin action to the one audit log (`dol_core::audit`). The
+/// action has already happened, so a failed write is logged loudly rather
+/// than turned into an error the client would read as "nothing changed".
+pub fn audit(
+    component: &str,
+    sql: &mut impl SqlExecutor,
+    actor: &str,
+    record: dol_core::audit::Record,
+) {
+    if let Err(err) = dol_core::audit::append(sql, actor, now_ms(), record) {
+        eprintln!("{component}: AUDIT WRITE FAILED: {err}");
+    }
+}
+
+/// The JSON body of a successful (2xx) response, for the audit log's
+/// before/after states; `None` for errors and non-JSON bodies.
+pub fn response_json(response: &Response) -> Option<serde_json::Value> {
+    (200..300)
+        .contains(response.status())
+        .then(|| serde_json::from_slice(response.body()).ok())
+        .flatten()
+}
+
+/// The 413 (naming the limit) for a body over `limit` bytes; `Ok` otherwise.
+/// Every route that reads a body checks it before parsing.
+pub fn check_body(req: &spin_sdk::http::Request, limit: usize) -> Result<(), Response> {
+    dol_core::hygiene::check_body(req.body().len(), limit).map_err(|err| fail("", &err))
 }

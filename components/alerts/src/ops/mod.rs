@@ -58,8 +58,71 @@ fn segment(s: &str) -> Result<String, Response> {
         .ok_or_else(|| platform::error(Code::InvalidRequest, "bad path segment"))
 }
 
-/// Handles a route [`owns`] names, for the admin `actor`.
+/// Handles a route [`owns`] names, for the admin `actor`; a change that
+/// succeeds is appended to the audit log with the state before and after.
 pub fn handle(req: &Request, actor: &str) -> Response {
+    if matches!(req.method(), Method::Get | Method::Head | Method::Options) {
+        return serve(req, actor);
+    }
+    let path = req.path().trim_end_matches('/').to_owned();
+    let Some((kind, action, target, before_path)) = audit_subject(&path, req.method()) else {
+        return serve(req, actor);
+    };
+    // The before state is what a GET of the resource answers now.
+    let before = before_path.and_then(|p| {
+        let get = Request::builder().method(Method::Get).uri(p).build();
+        platform::response_json(&serve(&get, actor))
+    });
+    let response = serve(req, actor);
+    if let Some(after) = platform::response_json(&response) {
+        // A new silence is named by the id it was given.
+        let target = match after["silence"]["id"].as_str() {
+            Some(id) if target == "new" => id.to_owned(),
+            _ => target,
+        };
+        let mut record = dol_core::audit::Record::new(kind, action, target);
+        record.before = before;
+        record.after = (*req.method() != Method::Delete).then_some(after);
+        match platform::open_db() {
+            Ok(db) => platform::audit("alerts", &mut SpinSql(&db), actor, record),
+            Err(e) => eprintln!("alerts: AUDIT WRITE FAILED: {e:#}"),
+        }
+    }
+    response
+}
+
+/// What a change on `path` is in the audit log: kind, action, target and
+/// the path whose GET shows its before state.
+fn audit_subject(
+    path: &str,
+    method: &Method,
+) -> Option<(&'static str, &'static str, String, Option<String>)> {
+    let action = match method {
+        Method::Put => "put",
+        Method::Post => "create",
+        Method::Delete => "delete",
+        _ => "change",
+    };
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    Some(match parts.as_slice() {
+        ["admin", "alerts", "rules"] => ("alert_rule", action, "*".into(), Some(path.into())),
+        ["admin", "alerts", "rules", name] => {
+            ("alert_rule", action, (*name).into(), Some(path.into()))
+        }
+        ["admin", "alerts", id, verb @ ("ack" | "resolve")] => (
+            "alert",
+            if *verb == "ack" { "ack" } else { "resolve" },
+            (*id).into(),
+            Some(format!("/admin/alerts/{id}")),
+        ),
+        ["admin", "silences"] => ("silence", action, "new".into(), None),
+        ["admin", "silences", id] => ("silence", action, (*id).into(), Some(path.into())),
+        ["admin", "emergency"] => ("emergency", "set", "emergency".into(), Some(path.into())),
+        _ => return None,
+    })
+}
+
+fn serve(req: &Request, actor: &str) -> Response {
     let path = req.path().trim_end_matches('/').to_owned();
     let db = match platform::open_db() {
         Ok(db) => db,

@@ -27,12 +27,32 @@ pub fn put_model(
     sql: &mut SpinSql<'_>,
     provider: &str,
     model: &str,
+    actor: &str,
     now: i64,
 ) -> Result<Response, ApiError> {
     let entry = admin::parse_model(provider, model, json_body(req)?)?;
+    let before = self::entry(sql, provider, model, now)?;
     store::put_model(sql, &entry, now)?;
+    let mut record = dol_core::audit::Record::new("model", "put", format!("{provider}/{model}"))
+        .after(dol_core::gateway::catalog::entry_json(&entry));
+    record.before = before;
+    platform::audit("generate", sql, actor, record);
     Ok(platform::json(
         200,
         &dol_core::gateway::catalog::entry_json(&entry),
     ))
+}
+
+/// The catalog entry `provider/model` as JSON, if there is one (the audit
+/// log's before state).
+pub fn entry(
+    sql: &mut SpinSql<'_>,
+    provider: &str,
+    model: &str,
+    now: i64,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    Ok(store::catalog(sql, now)?
+        .iter()
+        .find(|e| e.provider == provider && e.model == model)
+        .map(dol_core::gateway::catalog::entry_json))
 }

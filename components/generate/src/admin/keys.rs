@@ -10,7 +10,12 @@ use crate::request::Incoming;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Creates a key.
-pub fn create_key(req: &Incoming, sql: &mut SpinSql<'_>, now: i64) -> Result<Response, ApiError> {
+pub fn create_key(
+    req: &Incoming,
+    sql: &mut SpinSql<'_>,
+    actor: &str,
+    now: i64,
+) -> Result<Response, ApiError> {
     let new = admin::parse_new_key(&json_body(req)?)?;
     if let Some(org) = &new.org
         && dol_core::orgs::store::get_org(sql, org)?.is_none()
@@ -21,6 +26,9 @@ pub fn create_key(req: &Incoming, sql: &mut SpinSql<'_>, now: i64) -> Result<Res
     random.copy_from_slice(&wasi::random::random::get_random_bytes(16));
     let (id, key) = admin::mint_key(random);
     let row = store::create_key(sql, &id, &key, &new, now)?;
+    // The stored row, never the secret.
+    let record = dol_core::audit::Record::new("key", "create", &id).after(row.to_json());
+    platform::audit("generate", sql, actor, record);
     Ok(platform::json(201, &admin::created_key_json(&row, &key)))
 }
 
@@ -31,4 +39,20 @@ pub fn get_key(sql: &mut SpinSql<'_>, id: &str) -> Result<Response, ApiError> {
     let mut v = key.to_json();
     v["usage"] = serde_json::to_value(store::usage(sql, id)?).map_err(platform::internal)?;
     Ok(platform::json(200, &v))
+}
+
+/// `DELETE /admin/keys/{id}`: revokes the key; audited with the row before and after.
+pub fn revoke_key(
+    sql: &mut SpinSql<'_>,
+    id: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Response, ApiError> {
+    let before = store::get_key(sql, id)?.map(|k| k.to_json());
+    let key = store::revoke_key(sql, id, now)?
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no key {id}")))?;
+    let mut record = dol_core::audit::Record::new("key", "revoke", id).after(key.to_json());
+    record.before = before;
+    platform::audit("generate", sql, actor, record);
+    Ok(platform::json(200, &key.to_json()))
 }

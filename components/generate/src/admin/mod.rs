@@ -12,10 +12,14 @@
 //! | `GET /admin/models` | the catalog with observed stats and breaker states |
 //! | `PUT /admin/models/{provider}/{model}` | create or replace a catalog entry |
 //! | `DELETE /admin/models/{provider}/{model}` | remove a catalog entry |
-//! | `GET /admin/requests/{id}` | one request's telemetry record |
 //! | `GET /admin/orgs`, `PUT`/`GET /admin/orgs/{id}` | organizations (limits, budget, allow-list, usage, credentials' last four) |
 //! | `PUT`/`DELETE /admin/orgs/{id}/credentials/{provider}` | an org's provider credential, stored encrypted |
 //! | `POST /admin/credentials/rotate` | re-encrypt every credential under the current master key |
+//! | `GET /admin/requests/{id}` | one request's telemetry record, its subject and masked bodies when stored |
+//! | `GET`/`PUT /admin/settings`, `/admin/orgs/{id}/settings` | trust settings of keys of no org / of an org: request log opt-in, masking patterns, retention |
+//! | `DELETE /admin/subjects/{targetingKey}` | delete one end user's events, requests and bodies |
+//!
+//! Every change is appended to the audit log (`dol_core::audit`).
 //!
 //! Experiments (`/admin/experiments`) are the flag-evaluate component's,
 //! beside the flags they split traffic with.
@@ -23,6 +27,7 @@
 mod catalog;
 mod keys;
 mod orgs;
+mod privacy;
 mod templates;
 
 use dol_core::gateway::store::{self, StoredKey, TemplateSummary};
@@ -30,8 +35,10 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Method, Response};
 
 use crate::request::Incoming;
+use dol_core::audit;
 use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
+use dol_core::privacy::DEFAULT_ORG;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// The credentials the request presents (bearer token or console session).
@@ -71,17 +78,14 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
     let sql = &mut SpinSql(&db);
     let now = platform::now_ms();
     Ok(match (segments.as_slice(), &req.method) {
-        (["keys"], Method::Post) => keys::create_key(req, sql, now)?,
+        (["keys"], Method::Post) => keys::create_key(req, sql, actor, now)?,
         (["keys"], Method::Get) => platform::json(
             200,
             &json!({"keys": store::list_keys(sql)?.iter().map(StoredKey::to_json).collect::<Vec<_>>()}),
         ),
         (["keys"], _) => platform::method_not_allowed("GET, POST"),
         (["keys", id], Method::Get) => keys::get_key(sql, id)?,
-        (["keys", id], Method::Delete) => match store::revoke_key(sql, id, now)? {
-            Some(k) => platform::json(200, &k.to_json()),
-            None => return Err(not_found(format!("no key {id}"))),
-        },
+        (["keys", id], Method::Delete) => keys::revoke_key(sql, id, actor, now)?,
         (["keys", _], _) => platform::method_not_allowed("GET, DELETE"),
         (["templates"], Method::Get) => {
             let templates: Vec<Value> = store::list_templates(sql)?
@@ -97,10 +101,15 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
         (["models"], Method::Get) => catalog::models(sql, now)?,
         (["models"], _) => platform::method_not_allowed("GET"),
         (["models", provider, model @ ..], Method::Put) if !model.is_empty() => {
-            catalog::put_model(req, sql, provider, &model.join("/"), now)?
+            catalog::put_model(req, sql, provider, &model.join("/"), actor, now)?
         }
         (["models", provider, model @ ..], Method::Delete) if !model.is_empty() => {
+            let before = catalog::entry(sql, provider, &model.join("/"), now)?;
             if store::delete_model(sql, provider, &model.join("/"), now)? {
+                let target = format!("{provider}/{}", model.join("/"));
+                let mut record = audit::Record::new("model", "delete", target);
+                record.before = before;
+                platform::audit("generate", sql, actor, record);
                 platform::json(
                     200,
                     &json!({"deleted": format!("{provider}/{}", model.join("/"))}),
@@ -110,11 +119,17 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
             }
         }
         (["requests", id], Method::Get) => match store::request(sql, id)? {
-            Some(r) => platform::json(200, &store::request_json(&r)),
+            Some(r) => privacy::request(sql, &r)?,
             None => return Err(not_found(format!("no request {id}"))),
         },
         (["orgs", rest @ ..], _) => orgs::route(req, sql, rest, actor, now)?,
         (["credentials", "rotate"], _) => orgs::rotate(req, sql, actor, now)?,
+        (["requests", _], _) => platform::method_not_allowed("GET"),
+        (["settings"], Method::Get) => privacy::get_settings(sql, DEFAULT_ORG)?,
+        (["settings"], Method::Put) => privacy::put_settings(req, sql, DEFAULT_ORG, actor, now)?,
+        (["settings"], _) => platform::method_not_allowed("GET, PUT"),
+        (["subjects", subject], Method::Delete) => privacy::delete_subject(sql, subject, actor)?,
+        (["subjects", _], _) => platform::method_not_allowed("DELETE"),
         _ => return Err(not_found("no such admin route".to_owned())),
     })
 }

@@ -66,6 +66,15 @@ pub fn route(
             platform::json(200, &org_json(sql, &org)?)
         }
         ([_], _) => platform::method_not_allowed("GET, PUT"),
+        ([id, "settings"], Method::Get) => {
+            existing(sql, id)?;
+            super::privacy::get_settings(sql, id)?
+        }
+        ([id, "settings"], Method::Put) => {
+            existing(sql, id)?;
+            super::privacy::put_settings(req, sql, id, actor, now)?
+        }
+        ([_, "settings"], _) => platform::method_not_allowed("GET, PUT"),
         ([id, "credentials", provider], Method::Put) => {
             let secret = orgs::parse_credential(provider, &json_body(req)?)?;
             existing(sql, id)?;

@@ -161,7 +161,8 @@ pub fn insert_audit(
 ) -> Result<(), FlagStoreError> {
     exec(
         db,
-        "INSERT INTO audit_log (at, actor, action, flag_key, version, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, actor, action, flag_key, version, before, after, kind, target) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             SqlValue::Integer(at_ms),
             SqlValue::Text(actor.to_owned()),
@@ -173,6 +174,20 @@ pub fn insert_audit(
             SqlValue::Integer(version),
             opt_json(entry.before.as_ref()),
             opt_json(entry.after.as_ref()),
+            // Rollout steps are flag-set writes too; their kind lets
+            // `GET /admin/audit?kind=rollout` find them.
+            SqlValue::Text(
+                if entry.action.starts_with("rollout") {
+                    "rollout"
+                } else {
+                    "flag"
+                }
+                .to_owned(),
+            ),
+            entry
+                .flag_key
+                .clone()
+                .map_or(SqlValue::Null, SqlValue::Text),
         ],
     )?;
     Ok(())
@@ -361,40 +376,20 @@ pub fn audit(
     flag: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Value>, FlagStoreError> {
-    let columns = "SELECT id, at, actor, action, flag_key, version, before, after FROM audit_log";
-    let rows = match flag {
-        Some(key) => exec(
-            db,
-            &format!("{columns} WHERE flag_key = ? ORDER BY id DESC LIMIT ?"),
-            &[SqlValue::Text(key.to_owned()), SqlValue::Integer(limit)],
-        )?,
-        None => exec(
-            db,
-            &format!("{columns} ORDER BY id DESC LIMIT ?"),
-            &[SqlValue::Integer(limit)],
-        )?,
+    let filter = crate::audit::Filter {
+        flag: flag.map(str::to_owned),
+        limit,
+        ..crate::audit::Filter::default()
     };
-    Ok(rows.iter().map(|row| audit_json(row)).collect())
+    audit_matching(db, &filter)
 }
 
-fn audit_json(row: &[SqlValue]) -> Value {
-    let int = |i: usize| row.get(i).and_then(SqlValue::as_i64);
-    let text = |i: usize| row.get(i).and_then(SqlValue::as_str);
-    let parsed = |i: usize| {
-        text(i)
-            .and_then(|t| serde_json::from_str::<Value>(t).ok())
-            .unwrap_or(Value::Null)
-    };
-    json!({
-        "id": int(0),
-        "at": int(1),
-        "actor": text(2),
-        "action": text(3),
-        "flag_key": text(4),
-        "version": int(5),
-        "before": parsed(6),
-        "after": parsed(7),
-    })
+/// Audit entries matching `filter`, newest first (see [`crate::audit::query`]).
+pub fn audit_matching(
+    db: &mut impl SqlExecutor,
+    filter: &crate::audit::Filter,
+) -> Result<Vec<Value>, FlagStoreError> {
+    crate::audit::query(db, filter).map_err(|e| FlagStoreError::Corrupt(e.to_string()))
 }
 
 /// The key-value snapshot of a version: what evaluators compile.

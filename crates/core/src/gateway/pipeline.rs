@@ -640,6 +640,25 @@ where
     let record = record(&generation, call, plan.entry, finished_ms, &variant);
     if let Err(e) = store::record(sql, &record) {
         warnings.push(format!("recording telemetry failed: {e}"));
+    } else {
+        let prompt = serde_json::to_value(&request.messages).unwrap_or(Value::Null);
+        let logged = crate::privacy::Logged {
+            request_id: &record.id,
+            subject: request.user.as_deref(),
+            ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
+            prompt: &prompt,
+            answer: &generation.content,
+        };
+        // The key's org decides whether bodies are stored and how they are
+        // masked; keys of no org use the default org's settings.
+        let org_id = call
+            .caller
+            .org
+            .as_ref()
+            .map_or(crate::privacy::DEFAULT_ORG, |org| org.id.as_str());
+        if let Err(e) = crate::privacy::log_request(sql, org_id, &logged) {
+            warnings.push(format!("writing the request log failed: {e}"));
+        }
     }
     Ok(Served {
         generation,

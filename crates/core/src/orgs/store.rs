@@ -2,7 +2,7 @@
 //! their encrypted provider credentials (`org_credentials`), the master-key
 //! rotation that re-encrypts them, the readiness check of the master key,
 //! and the org-filtered metrics overview. Every admin change appends an
-//! `audit_log` entry through [`crate::flags::store::insert_audit`] in the
+//! `audit_log` entry through [`crate::audit::append`] in the
 //! same transaction (secrets never: a credential shows as its last four
 //! characters).
 
@@ -13,8 +13,6 @@ use thiserror::Error;
 use super::crypto::{self, CryptoError, KeyRing, NonceSource, Sealed};
 use super::{Org, OrgSpec, Role};
 use crate::error::{ApiError, Code};
-use crate::flags::admin::AuditEntry;
-use crate::flags::store::insert_audit;
 use crate::gateway::intake;
 use crate::gateway::keys::{KeyLimits, Usage};
 use crate::gateway::store::{self as gw, GatewayStoreError};
@@ -80,22 +78,31 @@ fn opt_uint(n: Option<u64>) -> SqlValue {
     })
 }
 
+/// Appends an org or credential change to the audit log (kind `org` or
+/// `credential`, target and org the org's id; `*` for a rotation of all).
 fn audit(
     db: &mut impl SqlExecutor,
     action: &'static str,
+    org_id: &str,
     before: Option<Value>,
     after: Option<Value>,
     actor: &str,
     now_ms: i64,
 ) -> Result<()> {
-    let entry = AuditEntry {
-        action,
-        flag_key: None,
-        before,
-        after,
+    let kind = if action.starts_with("org-put") {
+        "org"
+    } else {
+        "credential"
     };
-    // Version 0: the entry belongs to no flag-set version.
-    insert_audit(db, &entry, actor, 0, now_ms).map_err(|e| OrgStoreError::Audit(e.to_string()))
+    let mut record = crate::audit::Record::new(kind, action, org_id);
+    record.org_id = if org_id == "*" {
+        String::new()
+    } else {
+        org_id.to_owned()
+    };
+    record.before = before;
+    record.after = after;
+    crate::audit::append(db, actor, now_ms, record).map_err(|e| OrgStoreError::Audit(e.to_string()))
 }
 
 const ORG_COLUMNS: &str = "id, name, requests_per_minute, tokens_per_minute, \
@@ -185,6 +192,7 @@ pub fn put_org(
         audit(
             tx,
             "org-put",
+            id,
             before.as_ref().map(Org::to_json),
             Some(after.to_json()),
             actor,
@@ -279,7 +287,15 @@ pub fn set_credential(
         )?;
         let after = json!({"org": org_id, "credential": info.json()});
         let before = before.map(|b| json!({"org": org_id, "credential": b.json()}));
-        audit(tx, "org-credential-set", before, Some(after), actor, now_ms)?;
+        audit(
+            tx,
+            "org-credential-set",
+            org_id,
+            before,
+            Some(after),
+            actor,
+            now_ms,
+        )?;
         Ok(info.clone())
     })
 }
@@ -308,6 +324,7 @@ pub fn delete_credential(
         audit(
             tx,
             "org-credential-delete",
+            org_id,
             Some(before),
             None,
             actor,
@@ -413,7 +430,15 @@ pub fn rotate_credentials(
             report.reencrypted += 1;
         }
         let after = json!({"key_id": ring.current_id(), "report": report});
-        audit(tx, "credentials-rotate", None, Some(after), actor, now_ms)?;
+        audit(
+            tx,
+            "credentials-rotate",
+            "*",
+            None,
+            Some(after),
+            actor,
+            now_ms,
+        )?;
         Ok(report)
     })
 }
