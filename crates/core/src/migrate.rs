@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_rollups",
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
+    Migration {
+        version: 11,
+        name: "video_jobs",
+        sql: include_str!("../../../migrations/0011_video_jobs.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.
