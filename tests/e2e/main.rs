@@ -27,3 +27,4 @@ mod rollouts;
 mod scans_jobs;
 mod sqlite_sandbox;
 mod startup;
+mod videos;

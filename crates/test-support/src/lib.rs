@@ -13,6 +13,7 @@ pub mod mock;
 pub mod mock_embed;
 pub mod mock_llm;
 pub mod mock_tools;
+pub mod mock_video;
 pub mod receiver;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub const GUEST_PACKAGES: &[&str] = &[
     "dol-scans",
     "dol-flag-evaluate",
     "dol-generate",
+    "dol-videos",
     "dol-alerts",
     "probe",
     "greeter",
@@ -82,9 +84,13 @@ pub struct TestHost {
     /// HTTP client for talking to it.
     pub client: reqwest::Client,
     _state: tempfile::TempDir,
+    /// What started it, to start it again over the same state ([`TestHost::restart`]).
+    settings: TestHostBuilder,
+    variables: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 /// What a test may change before the host starts.
+#[derive(Clone)]
 pub struct TestHostBuilder {
     manifest: PathBuf,
     variables: Vec<(String, String)>,
@@ -115,14 +121,20 @@ impl TestHostBuilder {
     /// Starts the host, or returns the start-up error.
     pub async fn try_start(self) -> anyhow::Result<TestHost> {
         let state = tempfile::tempdir()?;
+        self.start_over(state).await
+    }
+
+    /// Starts the host over the state directory `state`.
+    async fn start_over(self, state: tempfile::TempDir) -> anyhow::Result<TestHost> {
         let clock = ManualClock::new(chrono_start());
         let mut options = HostOptions::new(&self.manifest);
         options.listen = "127.0.0.1:0".parse()?;
         options.state_dir = Some(state.path().to_path_buf());
         options.cache_dir = Some(workspace_root().join("target/dol-test-cache"));
-        let variables = Arc::new(Mutex::new(self.variables));
+        let variables = Arc::new(Mutex::new(self.variables.clone()));
+        let shared = variables.clone();
         options.variables = Arc::new(move |name| {
-            let variables = variables.lock().unwrap();
+            let variables = shared.lock().unwrap();
             variables
                 .iter()
                 .find(|(n, _)| n == name)
@@ -137,6 +149,8 @@ impl TestHostBuilder {
             clock,
             client: reqwest::Client::new(),
             _state: state,
+            settings: self,
+            variables,
         })
     }
 
@@ -167,6 +181,26 @@ impl TestHost {
     /// key-value store and `sqlite_db.db`, the `default` SQLite database.
     pub fn state_dir(&self) -> &Path {
         self._state.path()
+    }
+
+    /// Sets `SPIN_VARIABLE_<NAME>` while the host runs (read at the next
+    /// request, as Spin reads variables per request); e.g. a value that
+    /// names the host's own URL, known only once it listens. A restart
+    /// starts with the builder's variables again.
+    pub fn set_variable(&self, env_name: &str, value: &str) {
+        let mut v = self.variables.lock().unwrap();
+        v.retain(|(n, _)| n != env_name);
+        v.push((env_name.to_owned(), value.to_owned()));
+    }
+
+    /// Stops the host and starts it again over the same state directory
+    /// (SQLite and key-value survive, as `.spin/` does across `dol up` runs).
+    pub async fn restart(self) -> TestHost {
+        self.app.shutdown().await;
+        self.settings
+            .start_over(self._state)
+            .await
+            .expect("host restarts")
     }
 
     /// Absolute URL of `path` on this host.

@@ -259,6 +259,17 @@ pub struct Job {
 }
 
 impl Job {
+    /// How many platforms the job left for another (submits refused or
+    /// jobs failed there).
+    pub fn fallbacks(&self) -> u32 {
+        let tried = self
+            .attempts
+            .iter()
+            .filter(|a| matches!(a["outcome"].as_str(), Some("submitted" | "submit_failed")))
+            .count();
+        u32::try_from(tried.saturating_sub(1)).unwrap_or(u32::MAX)
+    }
+
     /// OpenAI's video object, with DOL's decision under `dol`.
     pub fn to_object(&self) -> Value {
         let secs = |ms: u64| ms / 1_000;
@@ -283,7 +294,7 @@ impl Job {
             "dol": {
                 "platform": self.current.platform,
                 "platform_model": self.current.model,
-                "fallbacks": self.attempts.len().saturating_sub(1),
+                "fallbacks": self.fallbacks(),
                 "cost_micros": self.cost_micros,
                 "cost_unknown": self.cost_unknown,
             },

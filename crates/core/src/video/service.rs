@@ -347,11 +347,6 @@ fn ended<S: SqlExecutor>(sql: &mut S, settings: &VideoSettings, job: &mut Job, n
 
 /// The request record of an ended job (route `videos`).
 pub fn record_of(job: &Job, now_ms: u64) -> RequestRecord {
-    let submitted = job
-        .attempts
-        .iter()
-        .filter(|a| a["outcome"] == "submitted")
-        .count();
     RequestRecord {
         id: job.id.clone(),
         ts_ms: job.created_at_ms,
@@ -374,7 +369,7 @@ pub fn record_of(job: &Job, now_ms: u64) -> RequestRecord {
             _ => "failed",
         }
         .to_owned(),
-        fallbacks: u32::try_from(submitted.saturating_sub(1)).unwrap_or(0),
+        fallbacks: job.fallbacks(),
         cached: false,
         stream: false,
         variant: "-".to_owned(),
@@ -394,9 +389,27 @@ pub fn find<S: SqlExecutor>(sql: &mut S, key_id: &str, id: &str) -> Result<Job, 
     }
 }
 
-/// `GET /v1/videos/{id}`.
-pub fn retrieve<S: SqlExecutor>(sql: &mut S, key_id: &str, id: &str) -> Result<Value, ApiError> {
-    find(sql, key_id, id).map(|j| j.to_object())
+/// `GET /v1/videos/{id}`. A job due for a poll is polled first, so a
+/// caller polling every few seconds sees the platform's state without
+/// waiting for the next scan (the back-off bounds how often a platform is
+/// asked, however often the caller asks).
+pub fn retrieve<S: SqlExecutor, N: VideoNet>(
+    sql: &mut S,
+    net: &mut N,
+    settings: &VideoSettings,
+    key_id: &str,
+    id: &str,
+    now_ms: u64,
+) -> Result<Value, ApiError> {
+    let mut job = find(sql, key_id, id)?;
+    if !job.status.is_terminal() && (job.next_poll_at_ms <= now_ms || job.deadline_at_ms <= now_ms) {
+        let step = poll(sql, net, settings, &mut job, now_ms);
+        if !end_or_write(sql, settings, &mut job, step, now_ms).map_err(storage)? {
+            // Someone else may have ended it meanwhile: answer what is stored.
+            job = find(sql, key_id, id)?;
+        }
+    }
+    Ok(job.to_object())
 }
 
 /// The query of `GET /v1/videos`.

@@ -266,8 +266,9 @@ pub fn stats(db: &mut impl SqlExecutor) -> Result<StatsMap> {
 /// Weight of the newest observation.
 pub const ALPHA: f64 = 0.3;
 
-/// Folds one outcome of `choice` into its observations (EWMA; the first
-/// sample is taken as it is). `queue_ms` is `None` when the job never started.
+/// Folds one outcome of `choice` into its observations (EWMA, starting
+/// from the selection's prior, so one early failure demotes a platform
+/// without condemning it). `queue_ms` is `None` when the job never started.
 pub fn observe(
     db: &mut impl SqlExecutor,
     choice: &Choice,
@@ -280,17 +281,16 @@ pub fn observe(
             .get(&(choice.platform.clone(), choice.model.clone()))
             .copied();
         let x = if success { 1.0 } else { 0.0 };
-        let next = match current {
-            None => Observed {
-                success: x,
-                queue_ms: queue_ms.unwrap_or(0) as f64,
-                samples: 1,
-            },
-            Some(o) => Observed {
-                success: o.success * (1.0 - ALPHA) + x * ALPHA,
-                queue_ms: queue_ms.map_or(o.queue_ms, |q| o.queue_ms * (1.0 - ALPHA) + q as f64 * ALPHA),
-                samples: o.samples + 1,
-            },
+        let prior = Observed {
+            success: super::select::PRIOR_SUCCESS,
+            queue_ms: queue_ms.unwrap_or(0) as f64,
+            samples: 0,
+        };
+        let o = current.unwrap_or(prior);
+        let next = Observed {
+            success: o.success * (1.0 - ALPHA) + x * ALPHA,
+            queue_ms: queue_ms.map_or(o.queue_ms, |q| o.queue_ms * (1.0 - ALPHA) + q as f64 * ALPHA),
+            samples: o.samples + 1,
         };
         run(
             tx,
