@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use dol_test_support::mock_video::{MockVideo, VideoBehavior};
 use dol_test_support::receiver::Receiver;
-use dol_test_support::{TestHost, chrono_start};
+use dol_test_support::{TestHost, chrono_start, free_port};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-secret";
@@ -21,7 +21,13 @@ fn var(name: &str) -> String {
 /// A host with the given platforms (`openai`, `runway`, `replicate`) on
 /// mocks; polls are due at once (interval 0) so every read polls.
 async fn start(platforms: &[(&str, &MockVideo)], extra: &[(&str, &str)]) -> TestHost {
+    start_with(platforms, extra, 0).await
+}
+
+/// [`start`] on `port` (0: any free one).
+async fn start_with(platforms: &[(&str, &MockVideo)], extra: &[(&str, &str)], port: u16) -> TestHost {
     let mut b = TestHost::builder("spin.toml")
+        .listen_port(port)
         .variable(&var("admin_token"), ADMIN)
         .variable(&var("video_poll_interval_ms"), "0");
     for (name, mock) in platforms {
@@ -181,8 +187,15 @@ async fn a_duplicated_replicate_callback_is_applied_once() {
     let replicate = MockVideo::start().await;
     // Polls would find it still processing: only the callback can end it.
     replicate.set_behavior(VideoBehavior { running_polls: 100, ..VideoBehavior::default() });
-    let host = start(&[("replicate", &replicate)], &[("replicate_webhook_secret", SECRET)]).await;
-    host.set_variable(&var("video_callback_base_url"), &host.url(""));
+    // DOL's public URL must be known before it starts: the callbacks name it.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let host = start_with(
+        &[("replicate", &replicate)],
+        &[("replicate_webhook_secret", SECRET), ("video_callback_base_url", &base)],
+        port,
+    )
+    .await;
     let key = new_key(&host).await;
     let v = create(&host, &key, json!({"prompt": "rain on a window", "model": "minimax/video-01"})).await;
     let id = v["id"].as_str().unwrap().to_owned();

@@ -75,7 +75,7 @@ fn new_id() -> String {
 /// `POST /v1/videos`.
 pub fn create(req: &Request) -> Response {
     answer(authed(req, |settings, db, who| {
-        let request = VideoRequest::from_json(req.body())?;
+        let request = VideoRequest::from_body(platform::header(req, "content-type"), req.body())?;
         service::create(&mut SpinSql(db), &mut BlockingNet, settings, &who, request, new_id(), now())
     }))
 }

@@ -86,7 +86,6 @@ pub struct TestHost {
     _state: tempfile::TempDir,
     /// What started it, to start it again over the same state ([`TestHost::restart`]).
     settings: TestHostBuilder,
-    variables: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 /// What a test may change before the host starts.
@@ -94,6 +93,7 @@ pub struct TestHost {
 pub struct TestHostBuilder {
     manifest: PathBuf,
     variables: Vec<(String, String)>,
+    listen_port: u16,
     request_timeout: Duration,
     max_memory_bytes: usize,
 }
@@ -103,6 +103,13 @@ impl TestHostBuilder {
     pub fn variable(mut self, env_name: &str, value: &str) -> Self {
         self.variables
             .push((env_name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Listens on this port of 127.0.0.1 (0, the default, picks a free
+    /// one); for a variable that must name the host's own URL.
+    pub fn listen_port(mut self, port: u16) -> Self {
+        self.listen_port = port;
         self
     }
 
@@ -128,13 +135,12 @@ impl TestHostBuilder {
     async fn start_over(self, state: tempfile::TempDir) -> anyhow::Result<TestHost> {
         let clock = ManualClock::new(chrono_start());
         let mut options = HostOptions::new(&self.manifest);
-        options.listen = "127.0.0.1:0".parse()?;
+        options.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.listen_port));
         options.state_dir = Some(state.path().to_path_buf());
         options.cache_dir = Some(workspace_root().join("target/dol-test-cache"));
         let variables = Arc::new(Mutex::new(self.variables.clone()));
-        let shared = variables.clone();
         options.variables = Arc::new(move |name| {
-            let variables = shared.lock().unwrap();
+            let variables = variables.lock().unwrap();
             variables
                 .iter()
                 .find(|(n, _)| n == name)
@@ -150,7 +156,6 @@ impl TestHostBuilder {
             client: reqwest::Client::new(),
             _state: state,
             settings: self,
-            variables,
         })
     }
 
@@ -158,6 +163,15 @@ impl TestHostBuilder {
     pub async fn start(self) -> TestHost {
         self.try_start().await.expect("host starts")
     }
+}
+
+/// A port of 127.0.0.1 free a moment ago (the OS picked it; another
+/// process could take it before it is bound again, which the OS makes unlikely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// The instant the manual clock starts at: a fixed, whole minute.
@@ -172,6 +186,7 @@ impl TestHost {
         TestHostBuilder {
             manifest: workspace_root().join(manifest),
             variables: Vec::new(),
+            listen_port: 0,
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 128 * 1024 * 1024,
         }
@@ -181,16 +196,6 @@ impl TestHost {
     /// key-value store and `sqlite_db.db`, the `default` SQLite database.
     pub fn state_dir(&self) -> &Path {
         self._state.path()
-    }
-
-    /// Sets `SPIN_VARIABLE_<NAME>` while the host runs (read at the next
-    /// request, as Spin reads variables per request); e.g. a value that
-    /// names the host's own URL, known only once it listens. A restart
-    /// starts with the builder's variables again.
-    pub fn set_variable(&self, env_name: &str, value: &str) {
-        let mut v = self.variables.lock().unwrap();
-        v.retain(|(n, _)| n != env_name);
-        v.push((env_name.to_owned(), value.to_owned()));
     }
 
     /// Stops the host and starts it again over the same state directory

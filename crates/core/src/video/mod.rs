@@ -120,6 +120,24 @@ impl VideoRequest {
         Self::from_map(&o)
     }
 
+    /// Parses the body as its `Content-Type` says: JSON, or
+    /// `multipart/form-data` (what the official Python SDK sends for
+    /// `videos.create`), whose text fields read as JSON strings.
+    pub fn from_body(content_type: Option<&str>, body: &[u8]) -> Result<Self, ApiError> {
+        let ct = content_type.unwrap_or("application/json");
+        if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
+            return Self::from_json(body);
+        }
+        let boundary = ct
+            .split(';')
+            .filter_map(|p| p.trim().strip_prefix("boundary="))
+            .map(|b| b.trim_matches('"'))
+            .next()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| ApiError::new(Code::InvalidRequest, "multipart/form-data without a boundary."))?;
+        Self::from_map(&form_fields(body, boundary)?)
+    }
+
     fn from_map(o: &Map<String, Value>) -> Result<Self, ApiError> {
         const KNOWN: [&str; 4] = ["model", "prompt", "seconds", "size"];
         if o.contains_key("input_reference") {
@@ -183,6 +201,47 @@ impl VideoRequest {
             size,
         })
     }
+}
+
+/// The fields of a `multipart/form-data` body: text fields as strings, a
+/// file part as `true` under its name (DOL takes no uploads; the parser
+/// only has to name them).
+fn form_fields(body: &[u8], boundary: &str) -> Result<Map<String, Value>, ApiError> {
+    let malformed = || ApiError::new(Code::InvalidRequest, "The multipart/form-data body is malformed.");
+    let text = String::from_utf8_lossy(body);
+    let delimiter = format!("--{boundary}");
+    let mut out = Map::new();
+    let mut parts = text.split(delimiter.as_str());
+    // Whatever precedes the first delimiter is the preamble.
+    parts.next();
+    for part in parts {
+        if part.starts_with("--") {
+            return Ok(out);
+        }
+        let part = part.strip_prefix("\r\n").unwrap_or(part);
+        let (head, value) = part.split_once("\r\n\r\n").ok_or_else(malformed)?;
+        let disposition = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
+            .ok_or_else(malformed)?;
+        let param = |key: &str| {
+            disposition.split(';').find_map(|p| {
+                p.trim()
+                    .strip_prefix(key)
+                    .and_then(|v| v.strip_prefix('='))
+                    .map(|v| v.trim_matches('"').to_owned())
+            })
+        };
+        let name = param("name").ok_or_else(malformed)?;
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        let v = if param("filename").is_some() {
+            Value::Bool(true)
+        } else {
+            Value::String(value.to_owned())
+        };
+        out.insert(name, v);
+    }
+    Err(malformed())
 }
 
 /// Width and height of a `WIDTHxHEIGHT` size, each 64-4096.
@@ -339,6 +398,22 @@ mod tests {
         let e = VideoRequest::from_json(b"{nope").unwrap_err();
         assert_eq!(e.status(), 400);
         assert_eq!(VideoRequest::from_json(b"[]").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn the_sdks_multipart_form_reads_like_json() {
+        let body = "--b0\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\na red fox\r\n\
+--b0\r\nContent-Disposition: form-data; name=\"seconds\"\r\n\r\n8\r\n\
+--b0\r\nContent-Disposition: form-data; name=\"size\"\r\n\r\n1280x720\r\n--b0--\r\n";
+        let r = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), body.as_bytes()).unwrap();
+        assert_eq!((r.prompt.as_str(), r.seconds, r.size.as_str()), ("a red fox", 8, "1280x720"));
+        let file = "--b0\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nx\r\n\
+--b0\r\nContent-Disposition: form-data; name=\"input_reference\"; filename=\"a.png\"\r\n\r\nPNG\r\n--b0--";
+        let e = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), file.as_bytes()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("input_reference"));
+        assert_eq!(VideoRequest::from_body(Some("multipart/form-data"), b"").unwrap_err().status(), 400);
+        assert_eq!(VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), b"junk").unwrap_err().status(), 400);
+        assert_eq!(VideoRequest::from_body(None, br#"{"prompt":"x"}"#).unwrap().prompt, "x");
     }
 
     #[test]
