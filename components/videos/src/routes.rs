@@ -76,14 +76,26 @@ fn new_id() -> String {
 pub fn create(req: &Request) -> Response {
     answer(authed(req, |settings, db, who| {
         let request = VideoRequest::from_body(platform::header(req, "content-type"), req.body())?;
-        service::create(&mut SpinSql(db), &mut BlockingNet, settings, &who, request, new_id(), now())
+        service::create(
+            &mut SpinSql(db),
+            &mut BlockingNet,
+            settings,
+            &who,
+            request,
+            new_id(),
+            now(),
+        )
     }))
 }
 
 /// `GET /v1/videos`.
 pub fn list(req: &Request) -> Response {
     answer(authed(req, |_, db, who| {
-        let q = ListQuery::parse(query(req, "after"), query(req, "limit"), query(req, "order"))?;
+        let q = ListQuery::parse(
+            query(req, "after"),
+            query(req, "limit"),
+            query(req, "order"),
+        )?;
         service::list(&mut SpinSql(db), &who.id, &q)
     }))
 }
@@ -91,14 +103,28 @@ pub fn list(req: &Request) -> Response {
 /// `GET /v1/videos/{id}`.
 pub fn retrieve(req: &Request, id: &str) -> Response {
     answer(authed(req, |settings, db, who| {
-        service::retrieve(&mut SpinSql(db), &mut BlockingNet, settings, &who.id, id, now())
+        service::retrieve(
+            &mut SpinSql(db),
+            &mut BlockingNet,
+            settings,
+            &who.id,
+            id,
+            now(),
+        )
     }))
 }
 
 /// `DELETE /v1/videos/{id}`.
 pub fn cancel(req: &Request, id: &str) -> Response {
     answer(authed(req, |settings, db, who| {
-        service::cancel(&mut SpinSql(db), &mut BlockingNet, settings, &who.id, id, now())
+        service::cancel(
+            &mut SpinSql(db),
+            &mut BlockingNet,
+            settings,
+            &who.id,
+            id,
+            now(),
+        )
     }))
 }
 
@@ -108,21 +134,36 @@ pub fn content(req: &Request, id: &str) -> Response {
     let found = open().and_then(|(settings, db)| {
         let who = caller(req, &db, &settings)?;
         let variant = query(req, "variant");
-        service::content(&mut SpinSql(&db), &settings, &who.id, id, variant.as_deref())
+        service::content(
+            &mut SpinSql(&db),
+            &settings,
+            &who.id,
+            id,
+            variant.as_deref(),
+        )
     });
     match found {
         Err(e) => fail(&e),
-        Ok(Content::Redirect(url)) => Response::builder().status(302).header("location", url).build(),
+        Ok(Content::Redirect(url)) => Response::builder()
+            .status(302)
+            .header("location", url)
+            .build(),
         Ok(Content::Fetch(spec)) => match net::send(&spec) {
             Ok((200, bytes)) => Response::builder()
                 .status(200)
                 .header("content-type", "video/mp4")
                 .body(bytes)
                 .build(),
-            Ok((status, _)) => fail(&ApiError::new(Code::UpstreamFailed, format!("The platform answered HTTP {status} for the content."))),
+            Ok((status, _)) => fail(&ApiError::new(
+                Code::UpstreamFailed,
+                format!("The platform answered HTTP {status} for the content."),
+            )),
             Err(e) => {
                 eprintln!("{NAME}: fetching the content of {id}: {e}");
-                fail(&ApiError::new(Code::UpstreamFailed, "The platform could not be reached for the content."))
+                fail(&ApiError::new(
+                    Code::UpstreamFailed,
+                    "The platform could not be reached for the content.",
+                ))
             }
         },
     }
@@ -136,7 +177,15 @@ pub fn callback(req: &Request, id: &str) -> Response {
             timestamp: platform::header(req, "webhook-timestamp"),
             signature: platform::header(req, "webhook-signature"),
         };
-        service::callback(&mut SpinSql(&db), &mut BlockingNet, &settings, id, signed, req.body(), now())
+        service::callback(
+            &mut SpinSql(&db),
+            &mut BlockingNet,
+            &settings,
+            id,
+            signed,
+            req.body(),
+            now(),
+        )
     }))
 }
 

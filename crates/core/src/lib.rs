@@ -17,6 +17,6 @@ pub mod observe;
 pub mod ratelimit;
 pub mod rollouts;
 pub mod storage;
-pub mod video;
 #[cfg(test)]
 mod test_sqlite;
+pub mod video;

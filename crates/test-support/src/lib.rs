@@ -213,6 +213,49 @@ impl TestHost {
         format!("{}{path}", self.app.url())
     }
 
+    /// Sends `method path` with an optional bearer token and JSON body;
+    /// returns the status and the body as JSON (a JSON string holding the
+    /// text when it is not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            self.url(path),
+        );
+        if let Some(a) = auth {
+            r = r.bearer_auth(a);
+        }
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = r.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, value)
+    }
+
+    /// Moves the manual clock to `minutes` after [`chrono_start`], which
+    /// fires the cron trigger due then, and waits for it; asserts the cron
+    /// scans succeeded.
+    pub async fn cron_tick(&self, minutes: i64) {
+        let mut events = self.app.cron_events();
+        self.clock
+            .set(chrono_start() + chrono::Duration::minutes(minutes));
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("a cron event within 60 s")
+            .expect("cron events open");
+        assert_eq!(event.outcome, Ok(()), "the cron scans succeed");
+    }
+
     /// GET `path`, returning status and JSON body (see [`Self::send_json`]).
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         self.send_json("GET", path, "").await

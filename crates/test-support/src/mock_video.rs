@@ -94,7 +94,9 @@ impl Drop for MockVideo {
 impl MockVideo {
     /// Starts a mock on a free port of 127.0.0.1.
     pub async fn start() -> MockVideo {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind video mock");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind video mock");
         let addr = listener.local_addr().expect("video mock addr");
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
@@ -210,16 +212,32 @@ fn bytes_reply(bytes: Vec<u8>) -> hyper::Response<Full<Bytes>> {
 /// The state of job `id` at its `polls`-th poll, in `kind`'s words.
 fn status_at(kind: &str, id: &str, polls: u32, b: &VideoBehavior, addr: SocketAddr) -> Value {
     let throttled = kind == "runway" && polls <= b.throttled_polls;
-    let after_throttle = polls.saturating_sub(if kind == "runway" { b.throttled_polls } else { 0 });
+    let after_throttle = polls.saturating_sub(if kind == "runway" {
+        b.throttled_polls
+    } else {
+        0
+    });
     let running = after_throttle <= b.running_polls;
-    let progress = if b.running_polls == 0 { 50 } else { after_throttle * 100 / (b.running_polls + 1) };
+    let progress = if b.running_polls == 0 {
+        50
+    } else {
+        after_throttle * 100 / (b.running_polls + 1)
+    };
     match kind {
-        "openai" if running => json!({"id": id, "object": "video", "status": "in_progress", "progress": progress}),
-        "openai" if b.fail_jobs => json!({"id": id, "object": "video", "status": "failed", "progress": 0, "error": {"code": "mock_failed", "message": "mock failure"}}),
+        "openai" if running => {
+            json!({"id": id, "object": "video", "status": "in_progress", "progress": progress})
+        }
+        "openai" if b.fail_jobs => {
+            json!({"id": id, "object": "video", "status": "failed", "progress": 0, "error": {"code": "mock_failed", "message": "mock failure"}})
+        }
         "openai" => json!({"id": id, "object": "video", "status": "completed", "progress": 100}),
         "runway" if throttled => json!({"id": id, "status": "THROTTLED"}),
-        "runway" if running => json!({"id": id, "status": "RUNNING", "progress": f64::from(progress) / 100.0}),
-        "runway" if b.fail_jobs => json!({"id": id, "status": "FAILED", "failure": "mock failure", "failureCode": "INTERNAL.MOCK"}),
+        "runway" if running => {
+            json!({"id": id, "status": "RUNNING", "progress": f64::from(progress) / 100.0})
+        }
+        "runway" if b.fail_jobs => {
+            json!({"id": id, "status": "FAILED", "failure": "mock failure", "failureCode": "INTERNAL.MOCK"})
+        }
         "runway" => json!({"id": id, "status": "SUCCEEDED", "output": [file_url(addr, id)]}),
         _ if running => json!({"id": id, "status": "processing", "output": null}),
         _ => replicate_final(id, b.fail_jobs, addr),
@@ -232,23 +250,48 @@ async fn handle(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     let method = req.method().to_string();
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let headers = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let body_text = String::from_utf8_lossy(&body).into_owned();
     let behavior = {
         let mut s = state.lock().expect("video mock");
-        s.seen.push(VideoRequestSeen { method: method.clone(), path: path.clone(), headers, body: body_text });
+        s.seen.push(VideoRequestSeen {
+            method: method.clone(),
+            path: path.clone(),
+            headers,
+            body: body_text,
+        });
         s.behavior.clone()
     };
     if !behavior.delay.is_zero() {
         tokio::time::sleep(behavior.delay).await;
     }
-    let parts: Vec<&str> = path.split('?').next().unwrap_or("").split('/').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
     let submit_kind = match (method.as_str(), parts.as_slice()) {
         ("POST", ["v1", "videos"]) => Some("openai"),
         ("POST", ["v1", "text_to_video"]) => Some("runway"),
@@ -264,11 +307,24 @@ async fn handle(
         s.next += 1;
         let id = format!("{kind}_{}", s.next);
         let webhook = sent["webhook"].as_str().map(str::to_owned);
-        s.jobs.insert(id.clone(), MockJob { kind, polls: 0, webhook });
+        s.jobs.insert(
+            id.clone(),
+            MockJob {
+                kind,
+                polls: 0,
+                webhook,
+            },
+        );
         return match kind {
-            "openai" => json_reply(200, &json!({"id": id, "object": "video", "status": "queued", "progress": 0, "model": sent["model"], "seconds": sent["seconds"], "size": sent["size"]})),
+            "openai" => json_reply(
+                200,
+                &json!({"id": id, "object": "video", "status": "queued", "progress": 0, "model": sent["model"], "seconds": sent["seconds"], "size": sent["size"]}),
+            ),
             "runway" => json_reply(200, &json!({"id": id})),
-            _ => json_reply(201, &json!({"id": id, "status": "starting", "output": null})),
+            _ => json_reply(
+                201,
+                &json!({"id": id, "status": "starting", "output": null}),
+            ),
         };
     }
     let mut s = state.lock().expect("video mock");
@@ -281,15 +337,21 @@ async fn handle(
             }
             None => json_reply(404, &json!({"error": "no such job"})),
         },
-        ("GET", ["v1", "videos", id, "content"]) if s.jobs.contains_key(*id) => bytes_reply(video_bytes(id)),
+        ("GET", ["v1", "videos", id, "content"]) if s.jobs.contains_key(*id) => {
+            bytes_reply(video_bytes(id))
+        }
         ("GET", ["files", file]) => bytes_reply(video_bytes(file.trim_end_matches(".mp4"))),
-        ("DELETE", ["v1", "videos" | "tasks", id]) | ("POST", ["v1", "predictions", id, "cancel"]) => {
+        ("DELETE", ["v1", "videos" | "tasks", id])
+        | ("POST", ["v1", "predictions", id, "cancel"]) => {
             if s.jobs.remove(*id).is_some() {
                 json_reply(200, &json!({"id": id, "deleted": true}))
             } else {
                 json_reply(404, &json!({"error": "no such job"}))
             }
         }
-        _ => json_reply(404, &json!({"error": format!("no mock route {method} {path}")})),
+        _ => json_reply(
+            404,
+            &json!({"error": format!("no mock route {method} {path}")}),
+        ),
     }
 }

@@ -77,10 +77,7 @@ impl Status {
 
     /// Whether the job can change no more.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Status::Completed | Status::Failed | Status::Cancelled
-        )
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
     }
 }
 
@@ -134,7 +131,12 @@ impl VideoRequest {
             .map(|b| b.trim_matches('"'))
             .next()
             .filter(|b| !b.is_empty())
-            .ok_or_else(|| ApiError::new(Code::InvalidRequest, "multipart/form-data without a boundary."))?;
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::InvalidRequest,
+                    "multipart/form-data without a boundary.",
+                )
+            })?;
         Self::from_map(&form_fields(body, boundary)?)
     }
 
@@ -170,13 +172,21 @@ impl VideoRequest {
         let seconds = match o.get("seconds") {
             None | Some(Value::Null) => DEFAULT_SECONDS,
             Some(Value::String(s)) => s.trim().parse::<u32>().map_err(|_| {
-                invalid("seconds", "seconds must be a whole number of seconds, e.g. \"4\".")
+                invalid(
+                    "seconds",
+                    "seconds must be a whole number of seconds, e.g. \"4\".",
+                )
             })?,
             Some(Value::Number(n)) => n
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
                 .ok_or_else(|| invalid("seconds", "seconds must be a whole number of seconds."))?,
-            Some(_) => return Err(invalid("seconds", "seconds must be a string such as \"4\".")),
+            Some(_) => {
+                return Err(invalid(
+                    "seconds",
+                    "seconds must be a string such as \"4\".",
+                ));
+            }
         };
         if !(1..=MAX_SECONDS).contains(&seconds) {
             return Err(invalid(
@@ -207,7 +217,12 @@ impl VideoRequest {
 /// file part as `true` under its name (DOL takes no uploads; the parser
 /// only has to name them).
 fn form_fields(body: &[u8], boundary: &str) -> Result<Map<String, Value>, ApiError> {
-    let malformed = || ApiError::new(Code::InvalidRequest, "The multipart/form-data body is malformed.");
+    let malformed = || {
+        ApiError::new(
+            Code::InvalidRequest,
+            "The multipart/form-data body is malformed.",
+        )
+    };
     let text = String::from_utf8_lossy(body);
     let delimiter = format!("--{boundary}");
     let mut out = Map::new();
@@ -376,9 +391,17 @@ mod tests {
             (r.model.as_str(), r.seconds, r.size.as_str()),
             ("auto", 4, "720x1280")
         );
-        let r = parse(json!({"prompt": "a cat", "seconds": "8", "size": "1280x720", "model": "sora-2"})).unwrap();
+        let r = parse(
+            json!({"prompt": "a cat", "seconds": "8", "size": "1280x720", "model": "sora-2"}),
+        )
+        .unwrap();
         assert_eq!((r.seconds, r.model.as_str()), (8, "sora-2"));
-        assert_eq!(parse(json!({"prompt": "x", "seconds": 12})).unwrap().seconds, 12);
+        assert_eq!(
+            parse(json!({"prompt": "x", "seconds": 12}))
+                .unwrap()
+                .seconds,
+            12
+        );
     }
 
     #[test]
@@ -394,7 +417,10 @@ mod tests {
         assert_eq!(field(json!({"prompt": "x", "size": "10x10"})), "size");
         assert_eq!(field(json!({"prompt": "x", "model": 1})), "model");
         assert_eq!(field(json!({"prompt": "x", "colour": "red"})), "colour");
-        assert_eq!(field(json!({"prompt": "x", "input_reference": "f"})), "input_reference");
+        assert_eq!(
+            field(json!({"prompt": "x", "input_reference": "f"})),
+            "input_reference"
+        );
         let e = VideoRequest::from_json(b"{nope").unwrap_err();
         assert_eq!(e.status(), 400);
         assert_eq!(VideoRequest::from_json(b"[]").unwrap_err().status(), 400);
@@ -405,15 +431,35 @@ mod tests {
         let body = "--b0\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\na red fox\r\n\
 --b0\r\nContent-Disposition: form-data; name=\"seconds\"\r\n\r\n8\r\n\
 --b0\r\nContent-Disposition: form-data; name=\"size\"\r\n\r\n1280x720\r\n--b0--\r\n";
-        let r = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), body.as_bytes()).unwrap();
-        assert_eq!((r.prompt.as_str(), r.seconds, r.size.as_str()), ("a red fox", 8, "1280x720"));
+        let r = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), body.as_bytes())
+            .unwrap();
+        assert_eq!(
+            (r.prompt.as_str(), r.seconds, r.size.as_str()),
+            ("a red fox", 8, "1280x720")
+        );
         let file = "--b0\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nx\r\n\
 --b0\r\nContent-Disposition: form-data; name=\"input_reference\"; filename=\"a.png\"\r\n\r\nPNG\r\n--b0--";
-        let e = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), file.as_bytes()).unwrap_err();
+        let e = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), file.as_bytes())
+            .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("input_reference"));
-        assert_eq!(VideoRequest::from_body(Some("multipart/form-data"), b"").unwrap_err().status(), 400);
-        assert_eq!(VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), b"junk").unwrap_err().status(), 400);
-        assert_eq!(VideoRequest::from_body(None, br#"{"prompt":"x"}"#).unwrap().prompt, "x");
+        assert_eq!(
+            VideoRequest::from_body(Some("multipart/form-data"), b"")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), b"junk")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            VideoRequest::from_body(None, br#"{"prompt":"x"}"#)
+                .unwrap()
+                .prompt,
+            "x"
+        );
     }
 
     #[test]

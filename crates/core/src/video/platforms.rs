@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::gateway::providers::HttpRequestSpec;
-use crate::gateway::settings::SettingsError;
+use crate::gateway::settings::{SettingsError, number};
 
 /// Runway's API version header value.
 pub const RUNWAY_VERSION: &str = "2024-11-06";
@@ -80,18 +80,6 @@ pub struct VideoSettings {
     pub bootstrap_key: String,
 }
 
-fn number(var: &impl Fn(&str) -> String, name: &'static str, default: u64) -> Result<u64, SettingsError> {
-    let raw = var(name);
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(default);
-    }
-    raw.parse().map_err(|_| SettingsError::NotANumber {
-        name,
-        value: raw.to_owned(),
-    })
-}
-
 fn base(var: &impl Fn(&str) -> String, name: &str, default: &str) -> String {
     let v = var(name);
     let v = v.trim();
@@ -107,9 +95,24 @@ impl VideoSettings {
     pub fn from_variables(var: impl Fn(&str) -> String) -> Result<Self, SettingsError> {
         let mut platforms = Vec::new();
         let specs = [
-            (PlatformKind::OpenAi, "openai_api_key", "openai_base_url", "https://api.openai.com/v1"),
-            (PlatformKind::Runway, "runway_api_key", "runway_base_url", "https://api.dev.runwayml.com/v1"),
-            (PlatformKind::Replicate, "replicate_api_token", "replicate_base_url", "https://api.replicate.com/v1"),
+            (
+                PlatformKind::OpenAi,
+                "openai_api_key",
+                "openai_base_url",
+                "https://api.openai.com/v1",
+            ),
+            (
+                PlatformKind::Runway,
+                "runway_api_key",
+                "runway_base_url",
+                "https://api.dev.runwayml.com/v1",
+            ),
+            (
+                PlatformKind::Replicate,
+                "replicate_api_token",
+                "replicate_base_url",
+                "https://api.replicate.com/v1",
+            ),
         ];
         for (kind, key, url, default) in specs {
             let api_key = var(key);
@@ -121,17 +124,23 @@ impl VideoSettings {
                 });
             }
         }
-        let poll_base_ms = number(&var, "video_poll_interval_ms", 5_000)?;
+        let poll_base_ms = number(&var, "video_poll_interval_ms", 5_000u64)?;
         Ok(VideoSettings {
             platforms,
-            callback_base_url: var("video_callback_base_url").trim().trim_end_matches('/').to_owned(),
+            callback_base_url: var("video_callback_base_url")
+                .trim()
+                .trim_end_matches('/')
+                .to_owned(),
             replicate_webhook_secret: var("replicate_webhook_secret").trim().to_owned(),
             webhook_url: var("video_webhook_url").trim().to_owned(),
             webhook_secret: var("video_webhook_secret").trim().to_owned(),
             poll_base_ms,
             poll_max_ms: poll_base_ms.saturating_mul(12).max(poll_base_ms),
-            timeout_ms: number(&var, "video_job_timeout_secs", 3_600)?.max(1).saturating_mul(1_000),
-            throttled_polls: u32::try_from(number(&var, "video_throttled_polls", 5)?.max(1)).unwrap_or(u32::MAX),
+            timeout_ms: number(&var, "video_job_timeout_secs", 3_600u64)?
+                .max(1)
+                .saturating_mul(1_000),
+            throttled_polls: u32::try_from(number(&var, "video_throttled_polls", 5u64)?.max(1))
+                .unwrap_or(u32::MAX),
             bootstrap_key: var("bootstrap_api_key"),
         })
     }
@@ -249,13 +258,17 @@ pub fn submit_request(p: &Platform, job: &Submit<'_>) -> HttpRequestSpec {
             p,
             "POST",
             "/videos",
-            Some(json!({"model": job.model, "prompt": job.prompt, "seconds": job.seconds.to_string(), "size": job.size})),
+            Some(
+                json!({"model": job.model, "prompt": job.prompt, "seconds": job.seconds.to_string(), "size": job.size}),
+            ),
         ),
         PlatformKind::Runway => spec(
             p,
             "POST",
             "/text_to_video",
-            Some(json!({"model": job.model, "promptText": job.prompt, "ratio": job.size.replace('x', ":"), "duration": job.seconds})),
+            Some(
+                json!({"model": job.model, "promptText": job.prompt, "ratio": job.size.replace('x', ":"), "duration": job.seconds}),
+            ),
         ),
         PlatformKind::Replicate => {
             let mut body = json!({"input": {"prompt": job.prompt, "duration": job.seconds}});
@@ -263,7 +276,12 @@ pub fn submit_request(p: &Platform, job: &Submit<'_>) -> HttpRequestSpec {
                 body["webhook"] = json!(url);
                 body["webhook_events_filter"] = json!(["start", "completed"]);
             }
-            spec(p, "POST", &format!("/models/{}/predictions", job.model), Some(body))
+            spec(
+                p,
+                "POST",
+                &format!("/models/{}/predictions", job.model),
+                Some(body),
+            )
         }
     }
 }
@@ -276,7 +294,11 @@ fn json_of(status: u16, body: &[u8]) -> Result<Value, CallError> {
 }
 
 /// The platform's task id and first state from its answer to a submit.
-pub fn parse_submit(kind: PlatformKind, status: u16, body: &[u8]) -> Result<(String, Update), CallError> {
+pub fn parse_submit(
+    kind: PlatformKind,
+    status: u16,
+    body: &[u8],
+) -> Result<(String, Update), CallError> {
     let v = json_of(status, body)?;
     let id = v["id"]
         .as_str()
@@ -309,7 +331,8 @@ pub fn parse_poll(kind: PlatformKind, status: u16, body: &[u8]) -> Result<Update
 }
 
 fn pct(v: &Value, scale: f64) -> Option<u8> {
-    v.as_f64().map(|p| (p * scale).clamp(0.0, 100.0).round() as u8)
+    v.as_f64()
+        .map(|p| (p * scale).clamp(0.0, 100.0).round() as u8)
 }
 
 fn first_url(v: &Value) -> Option<String> {
@@ -323,7 +346,9 @@ fn first_url(v: &Value) -> Option<String> {
 /// The normalised state of a platform's job object (also a Replicate
 /// callback's body, which is the prediction).
 pub fn update_of(kind: PlatformKind, v: &Value) -> Result<Update, CallError> {
-    let status = v["status"].as_str().ok_or_else(|| CallError::malformed("no status"))?;
+    let status = v["status"]
+        .as_str()
+        .ok_or_else(|| CallError::malformed("no status"))?;
     let failed = |code: &str, message: Option<&str>| Update::Failed {
         code: code.to_owned(),
         message: message.unwrap_or("the platform failed the job").to_owned(),
@@ -375,7 +400,12 @@ pub fn cancel_request(p: &Platform, task_id: &str) -> HttpRequestSpec {
 /// The request that fetches a finished OpenAI video's bytes (`variant`:
 /// `video`, `thumbnail` or `spritesheet`).
 pub fn content_request(p: &Platform, task_id: &str, variant: &str) -> HttpRequestSpec {
-    spec(p, "GET", &format!("/videos/{task_id}/content?variant={variant}"), None)
+    spec(
+        p,
+        "GET",
+        &format!("/videos/{task_id}/content?variant={variant}"),
+        None,
+    )
 }
 
 #[cfg(test)]

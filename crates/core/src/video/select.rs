@@ -60,7 +60,10 @@ pub fn candidates(
     if pinned && named.is_empty() {
         return Err(ApiError::new(
             Code::ModelNotFound,
-            format!("The model `{}` is not a video model DOL knows (catalog/videos.json).", req.model),
+            format!(
+                "The model `{}` is not a video model DOL knows (catalog/videos.json).",
+                req.model
+            ),
         )
         .with_field("model"));
     }
@@ -73,7 +76,10 @@ pub fn candidates(
         let longest = named.iter().map(|m| m.max_seconds).max().unwrap_or(0);
         return Err(ApiError::new(
             Code::InvalidRequest,
-            format!("seconds: {} is longer than any capable model renders ({longest} s at most).", req.seconds),
+            format!(
+                "seconds: {} is longer than any capable model renders ({longest} s at most).",
+                req.seconds
+            ),
         )
         .with_field("seconds"));
     }
@@ -115,7 +121,11 @@ pub fn candidates(
                 Some(_) => 1.0,
                 None => 0.0,
             };
-            let quick = if slowest > 0.0 { 1.0 - o.queue_ms / slowest } else { 1.0 };
+            let quick = if slowest > 0.0 {
+                1.0 - o.queue_ms / slowest
+            } else {
+                1.0
+            };
             let score = 0.35 * (m.quality / 10.0).clamp(0.0, 1.0)
                 + 0.35 * o.success.clamp(0.0, 1.0)
                 + 0.20 * cheap
@@ -153,14 +163,23 @@ mod tests {
         VideoSettings {
             platforms: kinds
                 .iter()
-                .map(|&kind| Platform { kind, base_url: String::new(), api_key: "k".to_owned() })
+                .map(|&kind| Platform {
+                    kind,
+                    base_url: String::new(),
+                    api_key: "k".to_owned(),
+                })
                 .collect(),
             ..VideoSettings::default()
         }
     }
 
     fn req(model: &str, seconds: u32) -> VideoRequest {
-        VideoRequest { model: model.to_owned(), prompt: "p".to_owned(), seconds, size: "720x1280".to_owned() }
+        VideoRequest {
+            model: model.to_owned(),
+            prompt: "p".to_owned(),
+            seconds,
+            size: "720x1280".to_owned(),
+        }
     }
 
     fn order(r: &[Ranked]) -> Vec<&str> {
@@ -181,19 +200,52 @@ mod tests {
 
     #[test]
     fn observed_failures_and_queues_demote_a_platform() {
-        let cat = [model("openai", "a", Some(0.10), 8.0), model("runway", "b", Some(0.10), 8.0)];
+        let cat = [
+            model("openai", "a", Some(0.10), 8.0),
+            model("runway", "b", Some(0.10), 8.0),
+        ];
         let all = settings(&PlatformKind::ALL);
         let mut stats = StatsMap::new();
-        stats.insert(("openai".into(), "a".into()), Observed { success: 0.2, queue_ms: 1_000.0, samples: 5 });
-        stats.insert(("runway".into(), "b".into()), Observed { success: 0.95, queue_ms: 60_000.0, samples: 5 });
-        assert_eq!(order(&candidates(&req("auto", 4), &cat, &all, &stats).unwrap()), ["runway", "openai"]);
-        stats.insert(("openai".into(), "a".into()), Observed { success: 0.95, queue_ms: 1_000.0, samples: 5 });
-        assert_eq!(order(&candidates(&req("auto", 4), &cat, &all, &stats).unwrap()), ["openai", "runway"]);
+        stats.insert(
+            ("openai".into(), "a".into()),
+            Observed {
+                success: 0.2,
+                queue_ms: 1_000.0,
+                samples: 5,
+            },
+        );
+        stats.insert(
+            ("runway".into(), "b".into()),
+            Observed {
+                success: 0.95,
+                queue_ms: 60_000.0,
+                samples: 5,
+            },
+        );
+        assert_eq!(
+            order(&candidates(&req("auto", 4), &cat, &all, &stats).unwrap()),
+            ["runway", "openai"]
+        );
+        stats.insert(
+            ("openai".into(), "a".into()),
+            Observed {
+                success: 0.95,
+                queue_ms: 1_000.0,
+                samples: 5,
+            },
+        );
+        assert_eq!(
+            order(&candidates(&req("auto", 4), &cat, &all, &stats).unwrap()),
+            ["openai", "runway"]
+        );
     }
 
     #[test]
     fn refusals_name_their_cause() {
-        let cat = [model("openai", "a", Some(0.1), 8.0), model("runway", "b", Some(0.1), 8.0)];
+        let cat = [
+            model("openai", "a", Some(0.1), 8.0),
+            model("runway", "b", Some(0.1), 8.0),
+        ];
         let only_openai = settings(&[PlatformKind::OpenAi]);
         let e = candidates(&req("nope", 4), &cat, &only_openai, &StatsMap::new()).unwrap_err();
         assert_eq!((e.status(), e.field.as_deref()), (404, Some("model")));
@@ -201,7 +253,13 @@ mod tests {
         assert_eq!((e.status(), e.field.as_deref()), (400, Some("seconds")));
         let e = candidates(&req("b", 4), &cat, &only_openai, &StatsMap::new()).unwrap_err();
         assert_eq!(e.status(), 503);
-        let pinned = candidates(&req("a", 4), &cat, &settings(&PlatformKind::ALL), &StatsMap::new()).unwrap();
+        let pinned = candidates(
+            &req("a", 4),
+            &cat,
+            &settings(&PlatformKind::ALL),
+            &StatsMap::new(),
+        )
+        .unwrap();
         assert_eq!(order(&pinned), ["openai"]);
     }
 }

@@ -10,9 +10,7 @@
 use serde_json::{Value, json};
 
 use super::catalog::{self, VideoModel};
-use super::platforms::{
-    self, CallError, Platform, PlatformKind, Submit, Update, VideoSettings,
-};
+use super::platforms::{self, CallError, Platform, PlatformKind, Submit, Update, VideoSettings};
 use super::select;
 use super::store::{self, VideoStoreError};
 use super::webhook::{self, Signed};
@@ -158,7 +156,10 @@ fn start_next<S: SqlExecutor, N: VideoNet>(
     job: &mut Job,
     now_ms: u64,
 ) -> Step {
-    let mut last = ("no_platform".to_owned(), "no capable platform is configured".to_owned());
+    let mut last = (
+        "no_platform".to_owned(),
+        "no capable platform is configured".to_owned(),
+    );
     while !job.candidates.is_empty() {
         let choice = job.candidates.remove(0);
         job.current = choice.clone();
@@ -167,8 +168,14 @@ fn start_next<S: SqlExecutor, N: VideoNet>(
             attempt(job, "not_configured", None);
             continue;
         };
-        let callback_url = (p.kind == PlatformKind::Replicate && !settings.callback_base_url.is_empty())
-            .then(|| format!("{}/v1/videos/{}/callback", settings.callback_base_url, job.id));
+        let callback_url = (p.kind == PlatformKind::Replicate
+            && !settings.callback_base_url.is_empty())
+        .then(|| {
+            format!(
+                "{}/v1/videos/{}/callback",
+                settings.callback_base_url, job.id
+            )
+        });
         let spec = platforms::submit_request(
             p,
             &Submit {
@@ -198,7 +205,10 @@ fn start_next<S: SqlExecutor, N: VideoNet>(
                 let message = redact(&e.message, p);
                 attempt(job, "submit_failed", Some(&message));
                 observe(sql, &choice, false, None, now_ms);
-                last = ("platform_failed".to_owned(), format!("{}: {message}", choice.platform));
+                last = (
+                    "platform_failed".to_owned(),
+                    format!("{}: {message}", choice.platform),
+                );
             }
         }
     }
@@ -213,7 +223,13 @@ fn redact(message: &str, p: &Platform) -> String {
     }
 }
 
-fn observe<S: SqlExecutor>(sql: &mut S, choice: &Choice, ok: bool, queue_ms: Option<u64>, now_ms: u64) {
+fn observe<S: SqlExecutor>(
+    sql: &mut S,
+    choice: &Choice,
+    ok: bool,
+    queue_ms: Option<u64>,
+    now_ms: u64,
+) {
     // Observations steer later choices; losing one must not fail the job.
     let _ = store::observe(sql, choice, ok, queue_ms, now_ms);
 }
@@ -230,9 +246,21 @@ fn apply<S: SqlExecutor, N: VideoNet>(
     match update {
         Update::Queued { throttled } => {
             job.status = Status::Queued;
-            job.throttled_polls = if throttled { job.throttled_polls + 1 } else { 0 };
+            job.throttled_polls = if throttled {
+                job.throttled_polls + 1
+            } else {
+                0
+            };
             if job.throttled_polls >= settings.throttled_polls {
-                return fall_back(sql, net, settings, job, "throttled", "the platform kept the job throttled", now_ms);
+                return fall_back(
+                    sql,
+                    net,
+                    settings,
+                    job,
+                    "throttled",
+                    "the platform kept the job throttled",
+                    now_ms,
+                );
             }
             Step::Continue
         }
@@ -245,8 +273,18 @@ fn apply<S: SqlExecutor, N: VideoNet>(
             Step::Continue
         }
         Update::Succeeded { url } => Step::Complete(url),
-        Update::Failed { code, message } => fall_back(sql, net, settings, job, &code, &message, now_ms),
-        Update::Cancelled => fall_back(sql, net, settings, job, "cancelled_by_platform", "the platform cancelled the job", now_ms),
+        Update::Failed { code, message } => {
+            fall_back(sql, net, settings, job, &code, &message, now_ms)
+        }
+        Update::Cancelled => fall_back(
+            sql,
+            net,
+            settings,
+            job,
+            "cancelled_by_platform",
+            "the platform cancelled the job",
+            now_ms,
+        ),
     }
 }
 
@@ -299,9 +337,15 @@ fn end_or_write<S: SqlExecutor>(
             job.status = Status::Completed;
             job.progress = 100;
             job.output_url = url;
-            let price = catalog::find(&catalog::shipped(), &job.current.platform, &job.current.model)
-                .cloned();
-            job.cost_micros = price.as_ref().and_then(|m: &VideoModel| m.cost_micros(job.seconds));
+            let price = catalog::find(
+                &catalog::shipped(),
+                &job.current.platform,
+                &job.current.model,
+            )
+            .cloned();
+            job.cost_micros = price
+                .as_ref()
+                .and_then(|m: &VideoModel| m.cost_micros(job.seconds));
             job.cost_unknown = job.cost_micros.is_none();
         }
         Step::Fail(code, message) => {
@@ -315,7 +359,12 @@ fn end_or_write<S: SqlExecutor>(
 }
 
 /// Writes an ending and, if this call wrote it, keeps the books once.
-fn ended<S: SqlExecutor>(sql: &mut S, settings: &VideoSettings, job: &mut Job, now_ms: u64) -> Result<bool, VideoStoreError> {
+fn ended<S: SqlExecutor>(
+    sql: &mut S,
+    settings: &VideoSettings,
+    job: &mut Job,
+    now_ms: u64,
+) -> Result<bool, VideoStoreError> {
     if !settings.webhook_url.is_empty() {
         job.notify_state = "pending".to_owned();
     }
@@ -323,7 +372,9 @@ fn ended<S: SqlExecutor>(sql: &mut S, settings: &VideoSettings, job: &mut Job, n
         return Ok(false);
     }
     if job.status == Status::Completed {
-        let queue = job.started_at_ms.map(|s| s.saturating_sub(job.created_at_ms));
+        let queue = job
+            .started_at_ms
+            .map(|s| s.saturating_sub(job.created_at_ms));
         observe(sql, &job.current.clone(), true, queue, now_ms);
     }
     let charged = job.cost_micros.unwrap_or(0);
@@ -358,10 +409,16 @@ pub fn record_of(job: &Job, now_ms: u64) -> RequestRecord {
         model: job.current.model.clone(),
         attempts: u32::try_from(job.attempts.len()).unwrap_or(u32::MAX),
         latency_ms: now_ms.saturating_sub(job.created_at_ms),
-        ttft_ms: job.started_at_ms.map(|s| s.saturating_sub(job.created_at_ms)),
+        ttft_ms: job
+            .started_at_ms
+            .map(|s| s.saturating_sub(job.created_at_ms)),
         prompt_tokens: 0,
         completion_tokens: 0,
-        cost_micros: if job.cost_unknown { None } else { job.cost_micros },
+        cost_micros: if job.cost_unknown {
+            None
+        } else {
+            job.cost_micros
+        },
         quality: None,
         outcome: match job.status {
             Status::Completed => "success",
@@ -402,7 +459,8 @@ pub fn retrieve<S: SqlExecutor, N: VideoNet>(
     now_ms: u64,
 ) -> Result<Value, ApiError> {
     let mut job = find(sql, key_id, id)?;
-    if !job.status.is_terminal() && (job.next_poll_at_ms <= now_ms || job.deadline_at_ms <= now_ms) {
+    if !job.status.is_terminal() && (job.next_poll_at_ms <= now_ms || job.deadline_at_ms <= now_ms)
+    {
         let step = poll(sql, net, settings, &mut job, now_ms);
         if !end_or_write(sql, settings, &mut job, step, now_ms).map_err(storage)? {
             // Someone else may have ended it meanwhile: answer what is stored.
@@ -425,14 +483,20 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// Validates the raw query parameters.
-    pub fn parse(after: Option<String>, limit: Option<String>, order: Option<String>) -> Result<Self, ApiError> {
+    pub fn parse(
+        after: Option<String>,
+        limit: Option<String>,
+        order: Option<String>,
+    ) -> Result<Self, ApiError> {
         let limit = match limit {
             None => 20,
             Some(l) => l
                 .parse::<u32>()
                 .ok()
                 .filter(|l| (1..=100).contains(l))
-                .ok_or_else(|| ApiError::invalid("limit", "limit must be a whole number from 1 to 100."))?,
+                .ok_or_else(|| {
+                    ApiError::invalid("limit", "limit must be a whole number from 1 to 100.")
+                })?,
         };
         let ascending = match order.as_deref() {
             None | Some("desc") => false,
@@ -449,13 +513,15 @@ impl ListQuery {
 
 /// `GET /v1/videos`: a page in OpenAI's cursor shape.
 pub fn list<S: SqlExecutor>(sql: &mut S, key_id: &str, q: &ListQuery) -> Result<Value, ApiError> {
-    let after = match &q.after {
-        Some(id) => Some(find(sql, key_id, id).map_err(|_| {
-            ApiError::invalid("after", format!("after: no video with id `{id}`."))
-        })?),
-        None => None,
-    };
-    let (jobs, more) = store::list(sql, key_id, after.as_ref(), q.limit, q.ascending).map_err(storage)?;
+    let after =
+        match &q.after {
+            Some(id) => Some(find(sql, key_id, id).map_err(|_| {
+                ApiError::invalid("after", format!("after: no video with id `{id}`."))
+            })?),
+            None => None,
+        };
+    let (jobs, more) =
+        store::list(sql, key_id, after.as_ref(), q.limit, q.ascending).map_err(storage)?;
     let data: Vec<Value> = jobs.iter().map(Job::to_object).collect();
     Ok(json!({
         "object": "list",
@@ -480,8 +546,12 @@ pub fn cancel<S: SqlExecutor, N: VideoNet>(
     let mut job = find(sql, key_id, id)?;
     let deleted = json!({"id": id, "object": "video.deleted", "deleted": true});
     if job.status.is_terminal() {
-        crate::storage::run(sql, "DELETE FROM video_jobs WHERE id = ?", &[crate::storage::SqlValue::Text(id.to_owned())])
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        crate::storage::run(
+            sql,
+            "DELETE FROM video_jobs WHERE id = ?",
+            &[crate::storage::SqlValue::Text(id.to_owned())],
+        )
+        .map_err(|e| ApiError::internal(e.to_string()))?;
         return Ok(deleted);
     }
     cancel_at_platform(net, settings, &job);
@@ -512,22 +582,48 @@ pub fn content<S: SqlExecutor>(
 ) -> Result<Content, ApiError> {
     let variant = variant.unwrap_or("video");
     if !["video", "thumbnail", "spritesheet"].contains(&variant) {
-        return Err(ApiError::invalid("variant", "variant must be video, thumbnail or spritesheet."));
+        return Err(ApiError::invalid(
+            "variant",
+            "variant must be video, thumbnail or spritesheet.",
+        ));
     }
     let job = find(sql, key_id, id)?;
     if job.status != Status::Completed {
         return Err(ApiError::new(
             Code::Conflict,
-            format!("The video `{id}` is {}, not completed: poll GET /v1/videos/{id} first.", job.status.as_str()),
+            format!(
+                "The video `{id}` is {}, not completed: poll GET /v1/videos/{id} first.",
+                job.status.as_str()
+            ),
         ));
     }
-    let unavailable = || ApiError::new(Code::Unavailable, format!("The platform `{}` of this video is no longer configured.", job.current.platform));
+    let unavailable = || {
+        ApiError::new(
+            Code::Unavailable,
+            format!(
+                "The platform `{}` of this video is no longer configured.",
+                job.current.platform
+            ),
+        )
+    };
     match job.output_url {
         Some(url) if variant == "video" => Ok(Content::Redirect(url)),
-        Some(_) => Err(ApiError::invalid("variant", format!("The platform `{}` offers only the video variant.", job.current.platform))),
+        Some(_) => Err(ApiError::invalid(
+            "variant",
+            format!(
+                "The platform `{}` offers only the video variant.",
+                job.current.platform
+            ),
+        )),
         None => {
-            let p = settings.platform(&job.current.platform).ok_or_else(unavailable)?;
-            Ok(Content::Fetch(platforms::content_request(p, &job.task_id, variant)))
+            let p = settings
+                .platform(&job.current.platform)
+                .ok_or_else(unavailable)?;
+            Ok(Content::Fetch(platforms::content_request(
+                p,
+                &job.task_id,
+                variant,
+            )))
         }
     }
 }
@@ -545,16 +641,32 @@ pub fn callback<S: SqlExecutor, N: VideoNet>(
     body: &[u8],
     now_ms: u64,
 ) -> Result<Value, ApiError> {
-    webhook::verify(&settings.replicate_webhook_secret, signed, body, secs(now_ms))?;
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|_| ApiError::new(Code::InvalidPayload, "The callback body is not a JSON prediction."))?;
-    let mut job = store::get(sql, id).map_err(storage)?.ok_or_else(|| not_found(id))?;
-    let current = job.current.platform == PlatformKind::Replicate.name() && v["id"].as_str() == Some(job.task_id.as_str());
+    webhook::verify(
+        &settings.replicate_webhook_secret,
+        signed,
+        body,
+        secs(now_ms),
+    )?;
+    let v: Value = serde_json::from_slice(body).map_err(|_| {
+        ApiError::new(
+            Code::InvalidPayload,
+            "The callback body is not a JSON prediction.",
+        )
+    })?;
+    let mut job = store::get(sql, id)
+        .map_err(storage)?
+        .ok_or_else(|| not_found(id))?;
+    let current = job.current.platform == PlatformKind::Replicate.name()
+        && v["id"].as_str() == Some(job.task_id.as_str());
     if job.status.is_terminal() || !current {
         return Ok(json!({"applied": false, "status": job.status.as_str()}));
     }
-    let update = platforms::update_of(PlatformKind::Replicate, &v)
-        .map_err(|e| ApiError::new(Code::InvalidPayload, format!("The callback's prediction is unusable: {e}")))?;
+    let update = platforms::update_of(PlatformKind::Replicate, &v).map_err(|e| {
+        ApiError::new(
+            Code::InvalidPayload,
+            format!("The callback's prediction is unusable: {e}"),
+        )
+    })?;
     let step = apply(sql, net, settings, &mut job, update, now_ms);
     let wrote_end = end_or_write(sql, settings, &mut job, step, now_ms).map_err(storage)?;
     Ok(json!({"applied": true, "ended": wrote_end, "status": job.status.as_str()}))
@@ -582,11 +694,22 @@ fn poll<S: SqlExecutor, N: VideoNet>(
         attempt(job, "timeout", None);
         return Step::Fail(
             "timeout".to_owned(),
-            format!("The job did not finish within {} s.", settings.timeout_ms / 1_000),
+            format!(
+                "The job did not finish within {} s.",
+                settings.timeout_ms / 1_000
+            ),
         );
     }
     let Some(p) = settings.platform(&job.current.platform).cloned() else {
-        return fall_back(sql, net, settings, job, "not_configured", "the platform is no longer configured", now_ms);
+        return fall_back(
+            sql,
+            net,
+            settings,
+            job,
+            "not_configured",
+            "the platform is no longer configured",
+            now_ms,
+        );
     };
     job.polls += 1;
     job.next_poll_at_ms = now_ms.saturating_add(backoff_ms(settings, job.polls));
@@ -685,7 +808,12 @@ pub fn webhook_request(settings: &VideoSettings, job: &Job, now_ms: u64) -> Http
     }
 }
 
-fn notify<N: VideoNet>(net: &mut N, settings: &VideoSettings, job: &Job, now_ms: u64) -> Result<(), String> {
+fn notify<N: VideoNet>(
+    net: &mut N,
+    settings: &VideoSettings,
+    job: &Job,
+    now_ms: u64,
+) -> Result<(), String> {
     let (status, _) = net.send(&webhook_request(settings, job, now_ms))?;
     if (200..300).contains(&status) {
         Ok(())

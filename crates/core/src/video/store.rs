@@ -87,9 +87,13 @@ fn values(j: &Job) -> Vec<SqlValue> {
 
 fn decode(values: &[SqlValue]) -> Result<Job> {
     let r = Row::new("video_jobs", values);
-    let status = Status::parse(r.text(2, "status")?).ok_or_else(|| r.error("status", "a video status"))?;
+    let status =
+        Status::parse(r.text(2, "status")?).ok_or_else(|| r.error("status", "a video status"))?;
     let small = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-    let error = match (r.opt_text(21, "error_code")?, r.opt_text(22, "error_message")?) {
+    let error = match (
+        r.opt_text(21, "error_code")?,
+        r.opt_text(22, "error_message")?,
+    ) {
         (Some(c), m) => Some((c.to_owned(), m.unwrap_or_default().to_owned())),
         _ => None,
     };
@@ -151,7 +155,11 @@ pub fn get(db: &mut impl SqlExecutor, id: &str) -> Result<Option<Job>> {
 /// Writes `job`'s state unless the stored job has already ended; true when written.
 pub fn write(db: &mut impl SqlExecutor, job: &Job) -> Result<bool> {
     in_transaction(db, |tx| {
-        let rows = run(tx, "SELECT status FROM video_jobs WHERE id = ?", &[text(&job.id)])?;
+        let rows = run(
+            tx,
+            "SELECT status FROM video_jobs WHERE id = ?",
+            &[text(&job.id)],
+        )?;
         let ended = rows
             .first()
             .and_then(|r| r.first())
@@ -170,7 +178,11 @@ pub fn write(db: &mut impl SqlExecutor, job: &Job) -> Result<bool> {
             .map(|c| format!("{c} = ?"))
             .collect::<Vec<_>>()
             .join(", ");
-        run(tx, &format!("UPDATE video_jobs SET {sets} WHERE id = ?"), &params)?;
+        run(
+            tx,
+            &format!("UPDATE video_jobs SET {sets} WHERE id = ?"),
+            &params,
+        )?;
         Ok(true)
     })
 }
@@ -194,7 +206,11 @@ pub fn list(
     limit: u32,
     ascending: bool,
 ) -> Result<(Vec<Job>, bool)> {
-    let (cmp, order) = if ascending { (">", "ASC") } else { ("<", "DESC") };
+    let (cmp, order) = if ascending {
+        (">", "ASC")
+    } else {
+        ("<", "DESC")
+    };
     let mut params = vec![text(key_id)];
     let cursor = match after {
         Some(a) => {
@@ -235,7 +251,9 @@ pub fn due(db: &mut impl SqlExecutor, now_ms: u64, limit: u32) -> Result<Vec<Job
 pub fn pending_notifications(db: &mut impl SqlExecutor, limit: u32) -> Result<Vec<Job>> {
     let rows = run(
         db,
-        &format!("SELECT {COLUMNS} FROM video_jobs WHERE notify_state = 'pending' ORDER BY completed_at LIMIT ?"),
+        &format!(
+            "SELECT {COLUMNS} FROM video_jobs WHERE notify_state = 'pending' ORDER BY completed_at LIMIT ?"
+        ),
         &[int(u64::from(limit))],
     )?;
     rows.iter().map(|r| decode(r)).collect()
@@ -252,7 +270,10 @@ pub fn stats(db: &mut impl SqlExecutor) -> Result<StatsMap> {
     for values in &rows {
         let r = Row::new("video_platform_stats", values);
         out.insert(
-            (r.text(0, "platform")?.to_owned(), r.text(1, "model")?.to_owned()),
+            (
+                r.text(0, "platform")?.to_owned(),
+                r.text(1, "model")?.to_owned(),
+            ),
             Observed {
                 success: r.real(2, "success")?,
                 queue_ms: r.real(3, "queue_ms")?,
@@ -289,7 +310,9 @@ pub fn observe(
         let o = current.unwrap_or(prior);
         let next = Observed {
             success: o.success * (1.0 - ALPHA) + x * ALPHA,
-            queue_ms: queue_ms.map_or(o.queue_ms, |q| o.queue_ms * (1.0 - ALPHA) + q as f64 * ALPHA),
+            queue_ms: queue_ms.map_or(o.queue_ms, |q| {
+                o.queue_ms * (1.0 - ALPHA) + q as f64 * ALPHA
+            }),
             samples: o.samples + 1,
         };
         run(

@@ -110,8 +110,12 @@ pub fn verify(secret: &str, h: Signed<'_>, body: &[u8], now_secs: u64) -> Result
         return Err(WebhookError::NoSecret);
     }
     let id = h.id.ok_or(WebhookError::Missing("webhook-id"))?;
-    let ts = h.timestamp.ok_or(WebhookError::Missing("webhook-timestamp"))?;
-    let sigs = h.signature.ok_or(WebhookError::Missing("webhook-signature"))?;
+    let ts = h
+        .timestamp
+        .ok_or(WebhookError::Missing("webhook-timestamp"))?;
+    let sigs = h
+        .signature
+        .ok_or(WebhookError::Missing("webhook-signature"))?;
     let ts: u64 = ts.trim().parse().map_err(|_| WebhookError::BadTimestamp)?;
     if ts.abs_diff(now_secs) > TOLERANCE_SECS {
         return Err(WebhookError::Stale);
@@ -141,20 +145,56 @@ mod tests {
     #[test]
     fn the_specifications_example_verifies() {
         assert_eq!(sign(SECRET, ID, TS, BODY), SIG);
-        let h = Signed { id: Some(ID), timestamp: Some("1614265330"), signature: Some(SIG) };
+        let h = Signed {
+            id: Some(ID),
+            timestamp: Some("1614265330"),
+            signature: Some(SIG),
+        };
         assert_eq!(verify(SECRET, h, BODY, TS + 10), Ok(()));
         let several = format!("v1,bogus {SIG}");
-        let h2 = Signed { signature: Some(&several), ..h };
+        let h2 = Signed {
+            signature: Some(&several),
+            ..h
+        };
         assert_eq!(verify(SECRET, h2, BODY, TS), Ok(()));
     }
 
     #[test]
     fn each_refusal_has_its_cause() {
-        let ok = Signed { id: Some(ID), timestamp: Some("1614265330"), signature: Some(SIG) };
+        let ok = Signed {
+            id: Some(ID),
+            timestamp: Some("1614265330"),
+            signature: Some(SIG),
+        };
         assert_eq!(verify("", ok, BODY, TS), Err(WebhookError::NoSecret));
-        assert_eq!(verify(SECRET, Signed { id: None, ..ok }, BODY, TS), Err(WebhookError::Missing("webhook-id")));
-        assert_eq!(verify(SECRET, Signed { signature: None, ..ok }, BODY, TS), Err(WebhookError::Missing("webhook-signature")));
-        assert_eq!(verify(SECRET, Signed { timestamp: Some("soon"), ..ok }, BODY, TS), Err(WebhookError::BadTimestamp));
+        assert_eq!(
+            verify(SECRET, Signed { id: None, ..ok }, BODY, TS),
+            Err(WebhookError::Missing("webhook-id"))
+        );
+        assert_eq!(
+            verify(
+                SECRET,
+                Signed {
+                    signature: None,
+                    ..ok
+                },
+                BODY,
+                TS
+            ),
+            Err(WebhookError::Missing("webhook-signature"))
+        );
+        assert_eq!(
+            verify(
+                SECRET,
+                Signed {
+                    timestamp: Some("soon"),
+                    ..ok
+                },
+                BODY,
+                TS
+            ),
+            Err(WebhookError::BadTimestamp)
+        );
         assert_eq!(verify(SECRET, ok, BODY, TS + 301), Err(WebhookError::Stale));
         assert_eq!(verify(SECRET, ok, b"{}", TS), Err(WebhookError::Mismatch));
         assert_eq!(ApiError::from(WebhookError::Mismatch).status(), 401);
