@@ -3,7 +3,7 @@
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-use crate::routes;
+use crate::{content, routes};
 
 /// Routes one request.
 #[http_component]
@@ -19,7 +19,7 @@ fn handle(req: Request) -> Response {
         ([id], Method::Get) => routes::retrieve(&req, id),
         ([id], Method::Delete) => routes::cancel(&req, id),
         ([_], _) => routes::not_allowed("GET, DELETE"),
-        ([id, "content"], Method::Get) => routes::content(&req, id),
+        ([id, "content"], Method::Get) => content::content(&req, id),
         ([_, "content"], _) => routes::not_allowed("GET"),
         ([id, "callback"], Method::Post) => routes::callback(&req, id),
         ([_, "callback"], _) => routes::not_allowed("POST"),

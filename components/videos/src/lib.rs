@@ -6,6 +6,7 @@
 
 // `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`;
 // the allow is scoped to that module, which holds only the routing.
+mod content;
 #[allow(unsafe_code)]
 mod http;
 mod routes;

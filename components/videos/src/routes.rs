@@ -6,18 +6,18 @@ use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::Caller;
 use dol_core::video::VideoRequest;
 use dol_core::video::platforms::VideoSettings;
-use dol_core::video::service::{self, Content, ListQuery};
+use dol_core::video::service::{self, ListQuery};
 use dol_core::video::webhook::Signed;
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::sqlite::Connection;
 
-use dol_spin_platform::net::{self as net, BlockingNet};
+use dol_spin_platform::net::BlockingNet;
 use dol_spin_platform::{self as platform, SpinSql};
 
-const NAME: &str = "videos";
+pub(crate) const NAME: &str = "videos";
 
-fn fail(err: &ApiError) -> Response {
+pub(crate) fn fail(err: &ApiError) -> Response {
     platform::fail_openai(NAME, err)
 }
 
@@ -28,12 +28,12 @@ fn answer(result: Result<Value, ApiError>) -> Response {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     u64::try_from(platform::now_ms()).unwrap_or(0)
 }
 
 /// Settings and the database for one request.
-fn open() -> Result<(VideoSettings, Connection), ApiError> {
+pub(crate) fn open() -> Result<(VideoSettings, Connection), ApiError> {
     let settings = VideoSettings::from_variables(platform::var).map_err(|e| {
         eprintln!("{NAME}: configuration error: {e}");
         ApiError::new(Code::InvalidConfig, e.to_string())
@@ -42,7 +42,11 @@ fn open() -> Result<(VideoSettings, Connection), ApiError> {
     Ok((settings, db))
 }
 
-fn caller(req: &Request, db: &Connection, settings: &VideoSettings) -> Result<Caller, ApiError> {
+pub(crate) fn caller(
+    req: &Request,
+    db: &Connection,
+    settings: &VideoSettings,
+) -> Result<Caller, ApiError> {
     intake::authenticate(
         &mut SpinSql(db),
         platform::header(req, "authorization"),
@@ -62,7 +66,7 @@ fn authed(
     body(&settings, &db, who)
 }
 
-fn query(req: &Request, name: &str) -> Option<String> {
+pub(crate) fn query(req: &Request, name: &str) -> Option<String> {
     platform::query_param(req.query(), name)
 }
 
@@ -126,47 +130,6 @@ pub fn cancel(req: &Request, id: &str) -> Response {
             now(),
         )
     }))
-}
-
-/// `GET /v1/videos/{id}/content`: a redirect to the platform's URL, or the
-/// bytes fetched from a platform that needs its key for them.
-pub fn content(req: &Request, id: &str) -> Response {
-    let found = open().and_then(|(settings, db)| {
-        let who = caller(req, &db, &settings)?;
-        let variant = query(req, "variant");
-        service::content(
-            &mut SpinSql(&db),
-            &settings,
-            &who.id,
-            id,
-            variant.as_deref(),
-        )
-    });
-    match found {
-        Err(e) => fail(&e),
-        Ok(Content::Redirect(url)) => Response::builder()
-            .status(302)
-            .header("location", url)
-            .build(),
-        Ok(Content::Fetch(spec)) => match net::send(&spec) {
-            Ok((200, bytes)) => Response::builder()
-                .status(200)
-                .header("content-type", "video/mp4")
-                .body(bytes)
-                .build(),
-            Ok((status, _)) => fail(&ApiError::new(
-                Code::UpstreamFailed,
-                format!("The platform answered HTTP {status} for the content."),
-            )),
-            Err(e) => {
-                eprintln!("{NAME}: fetching the content of {id}: {e}");
-                fail(&ApiError::new(
-                    Code::UpstreamFailed,
-                    "The platform could not be reached for the content.",
-                ))
-            }
-        },
-    }
 }
 
 /// `POST /v1/videos/{id}/callback` (a platform's signed callback; no API key).
