@@ -40,23 +40,7 @@ async fn call(
     auth: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let mut r = host.client.request(
-        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-        host.url(path),
-    );
-    if let Some(a) = auth {
-        r = r.bearer_auth(a);
-    }
-    if let Some(b) = body {
-        r = r
-            .header("content-type", "application/json")
-            .body(b.to_owned());
-    }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value)
+    host.call(method, path, auth, body).await
 }
 
 async fn admin(host: &TestHost, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {

@@ -5,9 +5,8 @@
 //! `/metrics` exactly once, and accepted by Prometheus' own parser.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use dol_test_support::{TestHost, chrono_start};
+use dol_test_support::TestHost;
 use serde_json::{Value, json};
 
 const ADMIN: &str = "flag-metrics-admin";
@@ -45,17 +44,6 @@ async fn flag_samples(host: &TestHost) -> (String, BTreeMap<String, f64>) {
 
 fn label(flag: &str, variant: &str, reason: &str) -> String {
     format!("flag=\"{flag}\",variant=\"{variant}\",reason=\"{reason}\"")
-}
-
-async fn cron_tick(host: &TestHost, minutes: i64) {
-    let mut events = host.app.cron_events();
-    host.clock
-        .set(chrono_start() + chrono::Duration::minutes(minutes));
-    let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(event.outcome, Ok(()), "the cron scans succeed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +101,7 @@ async fn flag_evaluations_are_counted_folded_once_and_exported() {
     assert!(before.is_empty(), "{before:?}");
 
     // A cron tick well after these minutes closed: the alerts scan folds them.
-    cron_tick(&host, 1).await;
+    host.cron_tick(1).await;
     let (text, after) = flag_samples(&host).await;
     let experiment = label(
         "generation_experiment",
@@ -145,7 +133,7 @@ async fn flag_evaluations_are_counted_folded_once_and_exported() {
     );
 
     // Folded once: a later scan adds nothing.
-    cron_tick(&host, 2).await;
+    host.cron_tick(2).await;
     let (_, again) = flag_samples(&host).await;
     assert_eq!(again, after);
 

@@ -785,7 +785,7 @@ async fn a_flag_chooses_the_entry_tier() {
 /// Runs an official SDK's check script, `tests/<sdk>/check.py <scenario>`, in
 /// that SDK's venv against `base` with `key`; asserts it exited 0 and returns
 /// its stdout. A missing venv fails loudly: scripts/test installs it.
-async fn sdk_check(sdk: &str, scenario: &str, base: String, key: String) -> String {
+pub(crate) async fn sdk_check(sdk: &str, scenario: &str, base: String, key: String) -> String {
     let dir = dol_test_support::workspace_root().join("tests").join(sdk);
     let python = dir.join(".venv/bin/python");
     assert!(

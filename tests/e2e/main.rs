@@ -30,3 +30,4 @@ mod scans_jobs;
 mod sqlite_sandbox;
 mod startup;
 mod trust;
+mod videos;

@@ -222,9 +222,12 @@ async fn scans_threshold_breach_reaches_slack_and_survives_an_outage() {
     assert_eq!(hooks[0].json()["payload"]["kind"], "firing");
     let runs = scan_durations(&host);
     eprintln!("scan_runs: {runs:?}");
-    // Two alert scans over HTTP, then the cron tick's alerts and rollouts.
+    // Two alert scans over HTTP, then the cron tick's alerts, rollouts and video jobs.
     let names: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["alerts", "alerts", "alerts", "rollouts"]);
+    assert_eq!(
+        names,
+        ["alerts", "alerts", "alerts", "rollouts", "video-jobs"]
+    );
     host.app.shutdown().await;
 }
 

@@ -15,6 +15,9 @@ Scenarios:
                  a tool_choice naming an undeclared function
   embeddings     embeddings.create with float and base64 encodings (the SDK's default
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
+  videos         videos.create + poll to completion + download_content, on an OpenAI-style
+                 platform (bytes passed through) and a Runway-style one (a redirect the SDK
+                 follows); retrieve, list, a 400 for a bad size, delete
 
 Prints one line per check and exits non-zero on the first failure.
 """
@@ -142,6 +145,45 @@ def embeddings():
         check("bad key rejected with 401", e.status_code == 401, str(e))
 
 
+def videos():
+    c = client()
+    v = c.videos.create(prompt="a red fox crossing fresh snow", model="sora-2", seconds="4", size="1280x720")
+    check("videos.create answers a video object", v.object == "video" and v.status in ("queued", "in_progress"), v)
+    done = c.videos.poll(v.id, poll_interval_ms=20)
+    check("videos.poll ends completed", done.status == "completed" and done.progress == 100, done)
+    check("completed_at and seconds", done.completed_at is not None and str(done.seconds) == "4", done)
+    dol = (done.model_extra or {}).get("dol") or {}
+    check("DOL names the platform", dol.get("platform") == "openai", done.model_extra)
+    data = c.videos.download_content(v.id).content
+    check("download_content passes the platform's bytes", data.startswith(b"MOCKMP4"), data[:40])
+
+    r = c.videos.create(prompt="waves at dusk", model="veo3.1_fast", seconds="4")
+    r = c.videos.poll(r.id, poll_interval_ms=20)
+    check("a Runway-style job completes", r.status == "completed", r)
+    data = c.videos.download_content(r.id).content
+    check("download_content follows the redirect to the platform's file", data.startswith(b"MOCKMP4"), data[:40])
+
+    check("videos.retrieve", c.videos.retrieve(v.id).id == v.id)
+    page = c.videos.list(limit=1)
+    check("videos.list pages by one", len(page.data) == 1 and page.has_more, page)
+    ids = [x.id for x in c.videos.list(limit=1)]
+    check("auto-pagination walks both", set(ids) >= {v.id, r.id}, ids)
+
+    try:
+        c.videos.create(prompt="x", size="huge")
+        check("bad size rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("bad size rejected with 400", e.status_code == 400 and "size" in str(e), str(e))
+
+    d = c.videos.delete(v.id)
+    check("videos.delete", d.deleted and d.id == v.id, d)
+    try:
+        c.videos.retrieve(v.id)
+        check("deleted video gone", False, "no error")
+    except openai.NotFoundError as e:
+        check("deleted video is a 404", e.status_code == 404, str(e))
+
+
 def responses():
     c = client()
     r = c.responses.create(model="auto", input=PROMPT)
@@ -240,5 +282,5 @@ def tools():
 
 if __name__ == "__main__":
     {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings, "responses": responses,
-     "tools": tools}[sys.argv[1]]()
+     "tools": tools, "videos": videos}[sys.argv[1]]()
     print("all checks passed")

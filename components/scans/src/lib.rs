@@ -8,7 +8,7 @@
 //! wit-bindgen on `wit/guests.wit` ([`cron`]); wasm-component-ld merges the
 //! two worlds into one component.
 //!
-//! The scans ([`alerts`], [`rollouts`], [`probes`], [`discovery`], [`report`]) are thin:
+//! The scans ([`alerts`], [`rollouts`], [`videos`], [`probes`], [`discovery`], [`report`]) are thin:
 //! their decisions are pure functions in `dol_core::observe::scans`, their
 //! storage is `dol_core::observe::scan_store` (the health score of the
 //! `alerts` scan is `/api/health`'s, read by `dol_core::observe::system`);
@@ -30,3 +30,4 @@ mod probes;
 mod report;
 mod rollouts;
 mod scan;
+mod videos;

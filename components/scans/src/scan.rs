@@ -6,7 +6,9 @@
 use anyhow::Context as _;
 use dol_core::health::{Outcome, ScanRun};
 use dol_core::observe::scan_store;
-use dol_core::observe::scans::{ALERTS, DISCOVERY, HEARTBEAT, PROBES, REPORT, RETENTION, ROLLOUTS};
+use dol_core::observe::scans::{
+    ALERTS, DISCOVERY, HEARTBEAT, PROBES, REPORT, RETENTION, ROLLOUTS, VIDEO_JOBS,
+};
 use serde_json::{Value, json};
 use spin_sdk::sqlite::Connection;
 
@@ -24,6 +26,7 @@ pub fn run(name: &str, now: i64) -> anyhow::Result<(ScanRun, Value)> {
     let result = match name {
         ALERTS => crate::alerts::run(&db, now),
         ROLLOUTS => crate::rollouts::run(&db, now),
+        VIDEO_JOBS => crate::videos::run(&db),
         PROBES => crate::probes::run(now),
         DISCOVERY => crate::discovery::run(&db, now),
         REPORT => crate::report::report(&db, now),

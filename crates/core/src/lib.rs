@@ -24,3 +24,4 @@ pub mod rollouts;
 pub mod storage;
 #[cfg(test)]
 mod test_sqlite;
+pub mod video;

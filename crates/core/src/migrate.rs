@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
     Migration {
+        version: 11,
+        name: "video_jobs",
+        sql: include_str!("../../../migrations/0011_video_jobs.sql"),
+    },
+    Migration {
         version: 13,
         name: "orgs",
         sql: include_str!("../../../migrations/0013_orgs.sql"),

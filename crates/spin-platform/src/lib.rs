@@ -3,6 +3,8 @@
 //! key-value store), the wall clock, JSON responses and small HTTP helpers.
 //! Only the components use it; the core stays free of spin-sdk.
 
+pub mod net;
+
 use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
 use dol_core::storage::{KeyValue, SqlExecutor, SqlValue};
@@ -135,6 +137,19 @@ pub fn fail(component: &str, err: &ApiError) -> Response {
         .map(|(name, value)| (name.as_str(), value.clone()))
         .collect();
     json_with(err.status(), &err.to_dol(), &headers)
+}
+
+/// The response for `err` in OpenAI's error shape (`ApiError::to_openai`),
+/// with its headers; a server error's details go to the log only.
+pub fn fail_openai(component: &str, err: &ApiError) -> Response {
+    log_internal(component, err);
+    let body = serde_json::to_value(err.to_openai()).unwrap_or(serde_json::Value::Null);
+    let headers: Vec<(&str, String)> = err
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.clone()))
+        .collect();
+    json_with(err.status(), &body, &headers)
 }
 
 /// A server error (500 `internal`) from any failure, its chain kept for the log.

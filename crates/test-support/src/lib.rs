@@ -13,6 +13,7 @@ pub mod mock;
 pub mod mock_embed;
 pub mod mock_llm;
 pub mod mock_tools;
+pub mod mock_video;
 pub mod receiver;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub const GUEST_PACKAGES: &[&str] = &[
     "dol-scans",
     "dol-flag-evaluate",
     "dol-generate",
+    "dol-videos",
     "dol-alerts",
     "probe",
     "greeter",
@@ -82,12 +84,16 @@ pub struct TestHost {
     /// HTTP client for talking to it.
     pub client: reqwest::Client,
     _state: tempfile::TempDir,
+    /// What started it, to start it again over the same state ([`TestHost::restart`]).
+    settings: TestHostBuilder,
 }
 
 /// What a test may change before the host starts.
+#[derive(Clone)]
 pub struct TestHostBuilder {
     manifest: PathBuf,
     variables: Vec<(String, String)>,
+    listen_port: u16,
     request_timeout: Duration,
     max_memory_bytes: usize,
     state_from: Option<PathBuf>,
@@ -106,6 +112,13 @@ impl TestHostBuilder {
     pub fn variable(mut self, env_name: &str, value: &str) -> Self {
         self.variables
             .push((env_name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Listens on this port of 127.0.0.1 (0, the default, picks a free
+    /// one); for a variable that must name the host's own URL.
+    pub fn listen_port(mut self, port: u16) -> Self {
+        self.listen_port = port;
         self
     }
 
@@ -132,12 +145,17 @@ impl TestHostBuilder {
                 }
             }
         }
+        self.start_over(state).await
+    }
+
+    /// Starts the host over the state directory `state`.
+    async fn start_over(self, state: tempfile::TempDir) -> anyhow::Result<TestHost> {
         let clock = ManualClock::new(chrono_start());
         let mut options = HostOptions::new(&self.manifest);
-        options.listen = "127.0.0.1:0".parse()?;
+        options.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.listen_port));
         options.state_dir = Some(state.path().to_path_buf());
         options.cache_dir = Some(workspace_root().join("target/dol-test-cache"));
-        let variables = Arc::new(Mutex::new(self.variables));
+        let variables = Arc::new(Mutex::new(self.variables.clone()));
         options.variables = Arc::new(move |name| {
             let variables = variables.lock().unwrap();
             variables
@@ -154,6 +172,7 @@ impl TestHostBuilder {
             clock,
             client: reqwest::Client::new(),
             _state: state,
+            settings: self,
         })
     }
 
@@ -161,6 +180,15 @@ impl TestHostBuilder {
     pub async fn start(self) -> TestHost {
         self.try_start().await.expect("host starts")
     }
+}
+
+/// A port of 127.0.0.1 free a moment ago (the OS picked it; another
+/// process could take it before it is bound again, which the OS makes unlikely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// The instant the manual clock starts at: a fixed, whole minute.
@@ -175,6 +203,7 @@ impl TestHost {
         TestHostBuilder {
             manifest: workspace_root().join(manifest),
             variables: Vec::new(),
+            listen_port: 0,
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 128 * 1024 * 1024,
             state_from: None,
@@ -187,9 +216,62 @@ impl TestHost {
         self._state.path()
     }
 
+    /// Stops the host and starts it again over the same state directory
+    /// (SQLite and key-value survive, as `.spin/` does across `dol up` runs).
+    pub async fn restart(self) -> TestHost {
+        self.app.shutdown().await;
+        self.settings
+            .start_over(self._state)
+            .await
+            .expect("host restarts")
+    }
+
     /// Absolute URL of `path` on this host.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.app.url())
+    }
+
+    /// Sends `method path` with an optional bearer token and JSON body;
+    /// returns the status and the body as JSON (a JSON string holding the
+    /// text when it is not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut r = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
+            self.url(path),
+        );
+        if let Some(a) = auth {
+            r = r.bearer_auth(a);
+        }
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = r.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, value)
+    }
+
+    /// Moves the manual clock to `minutes` after [`chrono_start`], which
+    /// fires the cron trigger due then, and waits for it; asserts the cron
+    /// scans succeeded.
+    pub async fn cron_tick(&self, minutes: i64) {
+        let mut events = self.app.cron_events();
+        self.clock
+            .set(chrono_start() + chrono::Duration::minutes(minutes));
+        let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("a cron event within 60 s")
+            .expect("cron events open");
+        assert_eq!(event.outcome, Ok(()), "the cron scans succeed");
     }
 
     /// GET `path`, returning status and JSON body (see [`Self::send_json`]).

@@ -35,7 +35,7 @@ pub enum SettingsError {
 }
 
 /// Reads a number; an unset or blank variable is `default`.
-fn number<T: std::str::FromStr>(
+pub(crate) fn number<T: std::str::FromStr>(
     var: &impl Fn(&str) -> String,
     name: &'static str,
     default: T,

@@ -7,6 +7,7 @@
 //! | scan | cron (seconds first) | what |
 //! |---|---|---|
 //! | `alerts` | `0 * * * * *` | alert rules, health score, automatic emergency mode, outbox delivery |
+//! | `video-jobs` | `0 * * * * *` | polls due video jobs (back-off per job), timeouts, fallback, completion webhooks |
 //! | `probes` | `0 */5 * * * *` | one cheap model-list call per enabled provider |
 //! | `discovery` | `0 0 */6 * * *` | provider model lists diffed against the catalog |
 //! | `report` | `0 0 3 * * *` | performance report of the last 24 h |
@@ -62,9 +63,13 @@ pub const HEARTBEAT: &str = "heartbeat";
 /// sees this minute's emergency state).
 pub const ROLLOUTS: &str = crate::rollouts::store::ROLLOUTS;
 
+/// Name of the video-jobs scan (every minute: polls due video jobs, times
+/// out late ones, falls back, delivers completion webhooks).
+pub const VIDEO_JOBS: &str = "video-jobs";
+
 /// Every scan runnable over `POST /admin/scans/{name}`.
-pub const ALL_SCANS: [&str; 7] = [
-    ALERTS, ROLLOUTS, PROBES, DISCOVERY, REPORT, RETENTION, HEARTBEAT,
+pub const ALL_SCANS: [&str; 8] = [
+    ALERTS, ROLLOUTS, VIDEO_JOBS, PROBES, DISCOVERY, REPORT, RETENTION, HEARTBEAT,
 ];
 
 /// The alert rules shipped with DOL (`alerts/rules.json`).
@@ -93,7 +98,7 @@ pub const METRICS: [&str; 10] = [
 
 /// The scans a cron tick at `timestamp` (Unix seconds, UTC) runs, in order.
 pub fn due_scans(timestamp: u64) -> Vec<&'static str> {
-    let mut out = vec![ALERTS, ROLLOUTS];
+    let mut out = vec![ALERTS, ROLLOUTS, VIDEO_JOBS];
     if timestamp.is_multiple_of(300) {
         out.push(PROBES);
     }

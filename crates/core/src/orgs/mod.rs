@@ -126,13 +126,19 @@ impl Org {
 
     /// Whether the allow-list admits `entry`.
     pub fn allows(&self, entry: &CatalogEntry) -> bool {
+        self.allows_model(&entry.provider, &entry.model)
+    }
+
+    /// Whether the allow-list admits `model` of `provider` (a chat or
+    /// embedding provider, or a video platform).
+    pub fn allows_model(&self, provider: &str, model: &str) -> bool {
         self.allowed_models.is_empty()
             || self
                 .allowed_models
                 .iter()
                 .any(|p| match p.strip_suffix("/*") {
-                    Some(provider) => provider == entry.provider,
-                    None => *p == entry.key(),
+                    Some(allowed) => allowed == provider,
+                    None => p.split_once('/') == Some((provider, model)),
                 })
     }
 

@@ -1,0 +1,585 @@
+//! Async video jobs end to end (issue 15): the real host with the `videos`
+//! and `scans` components, mock video platforms speaking OpenAI's,
+//! Runway's and Replicate's wire formats over real HTTP, and the official
+//! `openai` SDK. Jobs advance when polled (`GET /v1/videos/{id}`) and at
+//! cron ticks injected through the manual clock; nothing sleeps.
+
+use dol_test_support::mock_video::{MockVideo, VideoBehavior};
+use dol_test_support::receiver::Receiver;
+use dol_test_support::{TestHost, free_port};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn var(name: &str) -> String {
+    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
+}
+
+/// A host with the given platforms (`openai`, `runway`, `replicate`) on
+/// mocks; polls are due at once (interval 0) so every read polls.
+async fn start(platforms: &[(&str, &MockVideo)], extra: &[(&str, &str)]) -> TestHost {
+    start_with(platforms, extra, 0).await
+}
+
+/// [`start`] on `port` (0: any free one).
+async fn start_with(
+    platforms: &[(&str, &MockVideo)],
+    extra: &[(&str, &str)],
+    port: u16,
+) -> TestHost {
+    let mut b = TestHost::builder("spin.toml")
+        .listen_port(port)
+        .variable(&var("admin_token"), ADMIN)
+        .variable(&var("video_poll_interval_ms"), "0");
+    for (name, mock) in platforms {
+        let key = if *name == "replicate" {
+            "replicate_api_token".to_owned()
+        } else {
+            format!("{name}_api_key")
+        };
+        b = b
+            .variable(&var(&key), &format!("key-{name}"))
+            .variable(&var(&format!("{name}_base_url")), &mock.base_url());
+    }
+    for (k, v) in extra {
+        b = b.variable(&var(k), v);
+    }
+    b.start().await
+}
+
+async fn new_key(host: &TestHost) -> String {
+    let r = host
+        .client
+        .post(host.url("/admin/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "videos"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    r.json::<Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn call(
+    host: &TestHost,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    host.call(method, path, key, body).await
+}
+
+async fn create(host: &TestHost, key: &str, body: Value) -> Value {
+    let (status, v) = call(
+        host,
+        "POST",
+        "/v1/videos",
+        Some(key),
+        Some(&body.to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+async fn get(host: &TestHost, key: &str, id: &str) -> Value {
+    let (status, v) = call(host, "GET", &format!("/v1/videos/{id}"), Some(key), None).await;
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+fn count(host: &TestHost, sql: &str, id: &str) -> i64 {
+    let db = rusqlite::Connection::open(host.state_dir().join("sqlite_db.db")).unwrap();
+    db.query_row(sql, [id], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn videos_work_from_the_official_openai_sdk() {
+    let openai = MockVideo::start().await;
+    let runway = MockVideo::start().await;
+    runway.set_behavior(VideoBehavior {
+        running_polls: 2,
+        ..VideoBehavior::default()
+    });
+    let host = start(&[("openai", &openai), ("runway", &runway)], &[]).await;
+    let key = new_key(&host).await;
+    let stdout = super::gateway::sdk_check("openai-sdk", "videos", host.url("/v1"), key).await;
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    // The OpenAI-style platform got the key; its content was fetched through DOL.
+    let sent = openai.requests();
+    assert!(
+        sent.iter()
+            .any(|r| r.path.starts_with("/v1/videos/") && r.path.contains("/content"))
+    );
+    assert!(sent.iter().all(|r| {
+        r.headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer key-openai")
+    }));
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_video_platform_falls_back_to_the_next() {
+    let openai = MockVideo::start().await;
+    let runway = MockVideo::start().await;
+    let host = start(&[("openai", &openai), ("runway", &runway)], &[]).await;
+    let key = new_key(&host).await;
+    // With nothing observed yet, sora-2 (OpenAI) ranks first. A job the
+    // platform fails after accepting it moves on to the next platform.
+    openai.set_behavior(VideoBehavior {
+        fail_jobs: true,
+        ..VideoBehavior::default()
+    });
+    let v = create(
+        &host,
+        &key,
+        json!({"prompt": "a harbour at dawn", "model": "auto"}),
+    )
+    .await;
+    assert_eq!(v["dol"]["platform"], "openai", "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+    let moved = get(&host, &key, &id).await;
+    assert_eq!(moved["dol"]["platform"], "runway", "{moved}");
+    let done = get(&host, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["dol"]["fallbacks"], 1);
+    assert_eq!(
+        openai.count("DELETE", "/v1/videos/"),
+        1,
+        "the failed job is cancelled at its platform"
+    );
+    // OpenAI's failure now ranks Runway first; a refused submit lands the
+    // next job back on OpenAI at once.
+    openai.set_behavior(VideoBehavior::default());
+    runway.set_behavior(VideoBehavior {
+        refuse_submit: Some(503),
+        ..VideoBehavior::default()
+    });
+    let v = create(&host, &key, json!({"prompt": "a lighthouse in fog"})).await;
+    assert_eq!(
+        (
+            v["dol"]["platform"].as_str(),
+            v["dol"]["fallbacks"].as_u64()
+        ),
+        (Some("openai"), Some(1)),
+        "{v}"
+    );
+    let id = done["id"].as_str().unwrap();
+    // Recorded once, as a fallback, priced per second (4 s of veo3.1_fast at $0.15).
+    let (status, rec) = call(
+        &host,
+        "GET",
+        &format!("/admin/requests/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(
+        (rec["route"].as_str(), rec["fallbacks"].as_u64()),
+        (Some("videos"), Some(1))
+    );
+    assert_eq!(rec["cost_micros"], 600_000);
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_job_survives_a_host_restart_and_the_cron_scan_finishes_it() {
+    let runway = MockVideo::start().await;
+    runway.set_behavior(VideoBehavior {
+        running_polls: 1,
+        ..VideoBehavior::default()
+    });
+    let hook = Receiver::start(200).await;
+    let host = start(
+        &[("runway", &runway)],
+        &[
+            ("video_webhook_url", &hook.url("/video-events")),
+            ("video_webhook_secret", SECRET),
+        ],
+    )
+    .await;
+    let key = new_key(&host).await;
+    let v = create(
+        &host,
+        &key,
+        json!({"prompt": "a train through hills", "seconds": "8"}),
+    )
+    .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let host = host.restart().await;
+    host.cron_tick(1).await;
+    assert_eq!(runway.count("GET", "/v1/tasks/"), 1);
+    host.cron_tick(2).await;
+    let (status, v) = call(&host, "GET", &format!("/v1/videos/{id}"), Some(&key), None).await;
+    assert_eq!(
+        (status, v["status"].as_str()),
+        (200, Some("completed")),
+        "{v}"
+    );
+    // The completion webhook went out from the same scan, signed.
+    let got = hook.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body: Value = got[0].json();
+    assert_eq!(
+        (body["type"].as_str(), body["data"]["id"].as_str()),
+        (Some("video.completed"), Some(id.as_str()))
+    );
+    let signed = dol_core::video::webhook::Signed {
+        id: got[0].header("webhook-id"),
+        timestamp: got[0].header("webhook-timestamp"),
+        signature: got[0].header("webhook-signature"),
+    };
+    let ts: u64 = signed.timestamp.unwrap().parse().unwrap();
+    assert_eq!(
+        dol_core::video::webhook::verify(SECRET, signed, got[0].body.as_bytes(), ts),
+        Ok(())
+    );
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_replicate_callback_is_applied_once() {
+    let replicate = MockVideo::start().await;
+    // Polls would find it still processing: only the callback can end it.
+    replicate.set_behavior(VideoBehavior {
+        running_polls: 100,
+        ..VideoBehavior::default()
+    });
+    // DOL's public URL must be known before it starts: the callbacks name it.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let host = start_with(
+        &[("replicate", &replicate)],
+        &[
+            ("replicate_webhook_secret", SECRET),
+            ("video_callback_base_url", &base),
+        ],
+        port,
+    )
+    .await;
+    let key = new_key(&host).await;
+    let v = create(
+        &host,
+        &key,
+        json!({"prompt": "rain on a window", "model": "minimax/video-01"}),
+    )
+    .await;
+    let id = v["id"].as_str().unwrap().to_owned();
+    let submit = &replicate.requests()[0];
+    let sent: Value = serde_json::from_str(&submit.body).unwrap();
+    assert_eq!(
+        sent["webhook"],
+        host.url(&format!("/v1/videos/{id}/callback"))
+    );
+    // At-least-once: the same delivery three times.
+    assert_eq!(
+        replicate.deliver_callbacks(SECRET, 3).await,
+        [200, 200, 200]
+    );
+    let done = get(&host, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // Unknown price: flagged, never $0; one record, nothing charged.
+    assert_eq!(
+        (
+            done["dol"]["cost_unknown"].as_bool(),
+            done["dol"]["cost_micros"].is_null()
+        ),
+        (Some(true), true)
+    );
+    assert_eq!(
+        count(&host, "SELECT COUNT(*) FROM requests WHERE id = ?", &id),
+        1
+    );
+    assert_eq!(
+        count(
+            &host,
+            "SELECT COUNT(*) FROM requests WHERE id = ? AND cost_unknown = 1",
+            &id
+        ),
+        1
+    );
+    // A forged callback is refused in OpenAI's error shape.
+    let (status, e) = call(
+        &host,
+        "POST",
+        &format!("/v1/videos/{id}/callback"),
+        None,
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 401, "{e}");
+    assert_eq!(e["error"]["code"], "missing-signature");
+    host.app.shutdown().await;
+}
+
+/// A bad request: name, method, path, key, body, status, the parameter named.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    u16,
+    Option<&'a str>,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_video_requests_are_refused_each_with_its_cause() {
+    let openai = MockVideo::start().await;
+    let host = start(&[("openai", &openai)], &[]).await;
+    let key = new_key(&host).await;
+    let k = Some(key.as_str());
+    let cases: &[Case<'_>] = &[
+        (
+            "no prompt",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"model":"sora-2"}"#),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "empty prompt",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":""}"#),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "prompt not text",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":7}"#),
+            400,
+            Some("prompt"),
+        ),
+        (
+            "seconds not a number",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","seconds":"four"}"#),
+            400,
+            Some("seconds"),
+        ),
+        (
+            "seconds zero",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","seconds":"0"}"#),
+            400,
+            Some("seconds"),
+        ),
+        (
+            "seconds longer than the model",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","model":"sora-2","seconds":"20"}"#),
+            400,
+            Some("seconds"),
+        ),
+        (
+            "size malformed",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","size":"big"}"#),
+            400,
+            Some("size"),
+        ),
+        (
+            "unknown field",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","fps":24}"#),
+            400,
+            Some("fps"),
+        ),
+        (
+            "input_reference",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","input_reference":"a.png"}"#),
+            400,
+            Some("input_reference"),
+        ),
+        (
+            "not JSON",
+            "POST",
+            "/v1/videos",
+            k,
+            Some("{nope"),
+            400,
+            None,
+        ),
+        (
+            "unknown model",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","model":"veo-9"}"#),
+            404,
+            Some("model"),
+        ),
+        (
+            "model on an unconfigured platform",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","model":"veo3.1_fast"}"#),
+            503,
+            None,
+        ),
+        (
+            "no key",
+            "POST",
+            "/v1/videos",
+            None,
+            Some(r#"{"prompt":"x"}"#),
+            401,
+            None,
+        ),
+        (
+            "wrong key",
+            "GET",
+            "/v1/videos",
+            Some("dol_sk_00000000000000000000000000000000"),
+            None,
+            401,
+            None,
+        ),
+        (
+            "limit zero",
+            "GET",
+            "/v1/videos?limit=0",
+            k,
+            None,
+            400,
+            Some("limit"),
+        ),
+        (
+            "limit too big",
+            "GET",
+            "/v1/videos?limit=101",
+            k,
+            None,
+            400,
+            Some("limit"),
+        ),
+        (
+            "order unknown",
+            "GET",
+            "/v1/videos?order=up",
+            k,
+            None,
+            400,
+            Some("order"),
+        ),
+        (
+            "after unknown",
+            "GET",
+            "/v1/videos?after=video_nope",
+            k,
+            None,
+            400,
+            Some("after"),
+        ),
+        (
+            "unknown video",
+            "GET",
+            "/v1/videos/video_nope",
+            k,
+            None,
+            404,
+            Some("video_id"),
+        ),
+        (
+            "content of an unknown video",
+            "GET",
+            "/v1/videos/video_nope/content",
+            k,
+            None,
+            404,
+            Some("video_id"),
+        ),
+        (
+            "cancel of an unknown video",
+            "DELETE",
+            "/v1/videos/video_nope",
+            k,
+            None,
+            404,
+            Some("video_id"),
+        ),
+        ("method", "PUT", "/v1/videos", k, None, 405, None),
+        (
+            "no such route",
+            "GET",
+            "/v1/videos/a/b/c",
+            k,
+            None,
+            404,
+            None,
+        ),
+    ];
+    for (name, method, path, key, body, status, field) in cases {
+        let (got, v) = call(&host, method, path, *key, *body).await;
+        assert_eq!(got, *status, "{name}: {v}");
+        assert!(
+            v["error"]["message"].is_string(),
+            "{name}: OpenAI's error shape: {v}"
+        );
+        if let Some(f) = field {
+            assert_eq!(v["error"]["param"], *f, "{name}: {v}");
+        }
+    }
+    // Content before completion, and a variant the platform cannot give.
+    let v = create(&host, &key, json!({"prompt": "x"})).await;
+    let id = v["id"].as_str().unwrap();
+    openai.set_behavior(VideoBehavior {
+        running_polls: 10,
+        ..VideoBehavior::default()
+    });
+    let (got, e) = call(&host, "GET", &format!("/v1/videos/{id}/content"), k, None).await;
+    assert_eq!(got, 409, "{e}");
+    let (got, e) = call(
+        &host,
+        "GET",
+        &format!("/v1/videos/{id}/content?variant=gif"),
+        k,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (got, e["error"]["param"].as_str()),
+        (400, Some("variant")),
+        "{e}"
+    );
+    // Another key cannot see it.
+    let other = new_key(&host).await;
+    let (got, _) = call(
+        &host,
+        "GET",
+        &format!("/v1/videos/{id}"),
+        Some(&other),
+        None,
+    )
+    .await;
+    assert_eq!(got, 404);
+    host.app.shutdown().await;
+}
