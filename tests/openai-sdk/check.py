@@ -7,6 +7,8 @@ Scenarios:
                  DOL's decision record, a 400 and a 401 surfaced as the SDK's exceptions
   broken-stream  a provider stream cut after its first bytes must raise openai.APIError
                  from the iterator, never end quietly as a success
+  completions    completions.create (legacy): plain text, streamed text_completion chunks,
+                 a 400 for several prompts
   responses      responses.create: plain text input, message items with instructions and
                  max_output_tokens, output_text, usage; streamed (raw events and the
                  responses.stream helper); a 400 for tools
@@ -15,6 +17,8 @@ Scenarios:
                  a tool_choice naming an undeclared function
   embeddings     embeddings.create with float and base64 encodings (the SDK's default
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
+  images         images.generate: URLs and b64_json (a decodable PNG), n images, size and
+                 quality, DOL's cost header; a 400 for a bad size and a 401 as the SDK's exceptions
 
 Prints one line per check and exits non-zero on the first failure.
 """
@@ -142,6 +146,58 @@ def embeddings():
         check("bad key rejected with 401", e.status_code == 401, str(e))
 
 
+def images():
+    import base64
+
+    c = client()
+    r = c.images.generate(model="dall-e-2", prompt="a lighthouse at dawn", n=2, size="512x512")
+    check("images: two images", len(r.data) == 2, r)
+    check("images: URLs by default", all(d.url and d.url.startswith("https://") for d in r.data), r.data)
+    check("images: created", r.created > 0, r.created)
+
+    raw = c.images.with_raw_response.generate(model="dall-e-3", prompt="a fox", quality="hd",
+                                              response_format="b64_json")
+    r = raw.parse()
+    png = base64.b64decode(r.data[0].b64_json)
+    check("images: b64_json decodes to a PNG", png[:8] == b"\x89PNG\r\n\x1a\n", png[:8])
+    check("images: revised_prompt", bool(r.data[0].revised_prompt), r.data[0])
+    check("images: priced per image (hd 1024x1024 = $0.08)", raw.headers.get("x-dol-cost-micros") == "80000",
+          dict(raw.headers))
+
+    try:
+        c.images.generate(model="dall-e-2", prompt="p", size="9x9")
+        check("images: bad size rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("images: bad size rejected with 400", e.status_code == 400 and "size" in str(e), str(e))
+
+    try:
+        client("dol_sk_00000000000000000000000000000000").images.generate(prompt="p")
+        check("images: bad key rejected", False, "no error")
+    except openai.AuthenticationError as e:
+        check("images: bad key rejected with 401", e.status_code == 401, str(e))
+
+
+def completions():
+    c = client()
+    r = c.completions.create(model="auto", prompt=PROMPT, max_tokens=200)
+    check("completions: a text_completion", r.object == "text_completion" and r.id.startswith("cmpl-"), r)
+    check("completions: text", len(r.choices[0].text) > 0, r.choices)
+    check("completions: finish_reason", r.choices[0].finish_reason in ("stop", "length"), r.choices)
+    check("completions: usage", r.usage is not None and r.usage.total_tokens > 0, r.usage)
+
+    pieces = []
+    for chunk in c.completions.create(model="auto", prompt=PROMPT + " in detail", stream=True):
+        check("completions: chunk object", chunk.object == "text_completion", chunk)
+        pieces.extend(ch.text for ch in chunk.choices if ch.text)
+    check("completions: streamed text", len("".join(pieces)) > 0, pieces)
+
+    try:
+        c.completions.create(model="auto", prompt=["one", "two"])
+        check("completions: several prompts rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("completions: several prompts rejected with 400", e.status_code == 400 and "prompt" in str(e), str(e))
+
+
 def responses():
     c = client()
     r = c.responses.create(model="auto", input=PROMPT)
@@ -239,6 +295,8 @@ def tools():
 
 
 if __name__ == "__main__":
-    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings, "responses": responses,
+    {"basic": basic, "broken-stream": broken_stream, "completions": completions, "embeddings": embeddings,
+     "images": images,
+     "responses": responses,
      "tools": tools}[sys.argv[1]]()
     print("all checks passed")

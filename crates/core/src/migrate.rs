@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_rollups",
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
+    Migration {
+        version: 10,
+        name: "image_prices",
+        sql: include_str!("../../../migrations/0010_image_prices.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

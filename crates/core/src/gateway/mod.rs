@@ -20,13 +20,17 @@
 
 pub mod admin;
 pub mod anthropic_ingress;
+pub mod attempts;
 pub mod cache;
 pub mod catalog;
 pub mod circuit;
+pub mod completions_ingress;
 pub mod cost;
 pub mod embedding_pipeline;
 pub mod embeddings;
 pub mod engine;
+pub mod image_pipeline;
+pub mod images;
 pub mod intake;
 pub mod json_schema;
 pub mod keys;
