@@ -34,6 +34,7 @@ pub mod images;
 pub mod intake;
 pub mod json_schema;
 pub mod keys;
+pub mod messages_tools;
 pub mod offline;
 pub mod openai;
 pub mod pipeline;
