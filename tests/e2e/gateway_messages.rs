@@ -237,3 +237,86 @@ async fn the_official_anthropic_python_sdk_works_unchanged() {
     assert!(stdout.contains("all checks passed"));
     g.host.app.shutdown().await;
 }
+
+/// Anthropic tools through each provider mapping on one host: a pinned model
+/// per wire format answers `tool_use` (plain and streamed), then the
+/// `tool_result` is answered in text; each provider saw its own tool terms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_tools_round_trip_through_every_provider_mapping() {
+    let openai = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let anthropic = MockLlm::start(Flavor::Anthropic).await.unwrap();
+    let gemini = MockLlm::start(Flavor::Gemini).await.unwrap();
+    let g = start(&[&openai, &anthropic, &gemini], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let tools = json!([{"name": "get_weather", "description": "Current weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let question = json!({"role": "user", "content": "What is the weather in Paris today?"});
+    let cases = [
+        (&openai, "gpt-4o-mini", "\"tools\"", "\"role\":\"tool\""),
+        (
+            &anthropic,
+            "claude-haiku-4-5",
+            "\"input_schema\"",
+            "\"tool_result\"",
+        ),
+        (
+            &gemini,
+            "gemini-2.5-flash",
+            "\"functionDeclarations\"",
+            "\"functionResponse\"",
+        ),
+    ];
+    for (mock, model, tool_terms, result_terms) in cases {
+        let ask = json!({"model": model, "max_tokens": 300, "tools": tools,
+            "tool_choice": {"type": "auto"}, "messages": [question]});
+        let r = g.messages(&key, ask.clone()).await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["stop_reason"], "tool_use", "{model}: {v}");
+        let call = v["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "tool_use")
+            .unwrap_or_else(|| panic!("{model}: no tool_use in {v}"))
+            .clone();
+        assert_eq!(call["name"], "get_weather");
+        assert!(call["input"]["city"].is_string(), "{model}: {call}");
+        let sent = mock.requests().last().unwrap().body.clone();
+        assert!(sent.contains(tool_terms), "{model}: {sent}");
+        // Streamed: a tool_use block whose input arrives as input_json_delta.
+        let mut streamed = ask.clone();
+        streamed["stream"] = json!(true);
+        let s = g.messages(&key, streamed).await;
+        assert_eq!(s.status, 200, "{model}: {}", s.text);
+        assert!(
+            s.text.contains("\"type\":\"tool_use\""),
+            "{model}: {}",
+            s.text
+        );
+        assert!(s.text.contains("input_json_delta"), "{model}: {}", s.text);
+        assert!(
+            s.text.contains("\"stop_reason\":\"tool_use\""),
+            "{model}: {}",
+            s.text
+        );
+        // The caller runs the tool and sends a tool_result: answered in text.
+        let mut answer = ask;
+        answer["messages"] = json!([question,
+            {"role": "assistant", "content": [call.clone()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "18 degrees and sunny"}]}]);
+        let r = g.messages(&key, answer).await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["stop_reason"], "end_turn", "{model}: {v}");
+        assert_eq!(v["content"][0]["type"], "text", "{model}: {v}");
+        let sent = mock.requests().last().unwrap().body.clone();
+        assert!(sent.contains(result_terms), "{model}: {sent}");
+    }
+    // A tool_use block in a user turn: Anthropic's 400.
+    let bad = json!({"model": "auto", "max_tokens": 10, "messages": [{"role": "user",
+        "content": [{"type": "tool_use", "id": "x", "name": "get_weather", "input": {}}]}]});
+    let message = anthropic_error(&g.messages(&key, bad).await, 400, "invalid_request_error");
+    assert!(message.contains("not allowed"), "{message}");
+    g.host.app.shutdown().await;
+}

@@ -11,7 +11,8 @@ Scenarios:
                  a 400 for several prompts
   responses      responses.create: plain text input, message items with instructions and
                  max_output_tokens, output_text, usage; streamed (raw events and the
-                 responses.stream helper); a 400 for tools
+                 responses.stream helper); a function tool round trip
+                 (function_call item, function_call_output answered); a 400 for streamed tools
   tools          chat.completions.create with tools: a tool call (non-streamed and streamed
                  tool_call deltas), the tool result sent back and answered in text; a 400 for
                  a tool_choice naming an undeclared function
@@ -23,6 +24,7 @@ Scenarios:
 Prints one line per check and exits non-zero on the first failure.
 """
 
+import json
 import os
 import sys
 
@@ -234,11 +236,23 @@ def responses():
     check("stream helper: text arrived", len(text) > 0, text)
     check("stream helper: final response", done.output_text == text and done.usage.output_tokens > 0, done)
 
+    weather = [{"type": "function", "name": "get_weather", "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    question = [{"role": "user", "content": "What is the weather in Paris today?"}]
+    r = c.responses.create(model="auto", input=question, tools=weather)
+    calls = [o for o in r.output if o.type == "function_call"]
+    check("tools: a function_call item", len(calls) == 1 and calls[0].name == "get_weather", r.output)
+    check("tools: arguments with the city", "city" in json.loads(calls[0].arguments), calls[0].arguments)
+    follow = question + [calls[0].model_dump(exclude_none=True),
+                         {"type": "function_call_output", "call_id": calls[0].call_id, "output": "18 degrees"}]
+    r = c.responses.create(model="auto", input=follow, tools=weather)
+    check("tools: the output is answered in text", len(r.output_text) > 0, r.output)
+
     try:
-        c.responses.create(model="auto", input="x", tools=[{"type": "function", "name": "f", "parameters": {}}])
-        check("tools rejected", False, "no error")
+        c.responses.create(model="auto", input="x", tools=weather, stream=True)
+        check("streamed tools rejected", False, "no error")
     except openai.BadRequestError as e:
-        check("tools rejected with 400", e.status_code == 400 and "tools" in str(e), str(e))
+        check("streamed tools rejected with 400", e.status_code == 400 and "stream" in str(e), str(e))
 
 
 TOOLS = [{
