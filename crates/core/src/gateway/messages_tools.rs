@@ -62,8 +62,8 @@ pub fn tool_choice(v: &Value) -> Result<(Value, Option<Value>), String> {
             );
         }
     };
-    let parallel =
-        (v.get("disable_parallel_tool_use") == Some(&Value::Bool(true))).then(|| json!(false));
+    let parallel = (v.get("disable_parallel_tool_use") == Some(&Value::Bool(true)))
+        .then_some(Value::Bool(false));
     Ok((choice, parallel))
 }
 
