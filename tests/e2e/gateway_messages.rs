@@ -208,9 +208,19 @@ bad_message!(
     "image"
 );
 bad_message!(
-    messages_tools_are_400,
-    |b| b["tools"] = json!([{"name": "f", "input_schema": {"type": "object"}}]),
-    "tools"
+    messages_server_tools_are_400,
+    |b| b["tools"] = json!([{"type": "web_search_20250305", "name": "web_search"}]),
+    "server tools"
+);
+bad_message!(
+    messages_tools_without_input_schema_are_400,
+    |b| b["tools"] = json!([{"name": "f"}]),
+    "tools.0.input_schema"
+);
+bad_message!(
+    messages_unknown_tool_choice_is_400,
+    |b| b["tool_choice"] = json!({"type": "sometimes"}),
+    "tool_choice"
 );
 bad_message!(
     messages_temperature_out_of_range_is_400,
