@@ -323,6 +323,18 @@ async fn messages_tools_round_trip_through_every_provider_mapping() {
         let sent = mock.requests().last().unwrap().body.clone();
         assert!(sent.contains(result_terms), "{model}: {sent}");
     }
+    // `"tools": []` on chat is no tools: routed like a plain request and
+    // never sent upstream (OpenAI refuses an empty list).
+    let r = g
+        .chat(
+            &key,
+            json!({"model": "gpt-4o-mini", "tools": [], "messages": [question]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-dol-model"), "gpt-4o-mini");
+    let sent = openai.requests().last().unwrap().json().unwrap();
+    assert!(sent.get("tools").is_none(), "{sent}");
     // A tool_use block in a user turn: Anthropic's 400.
     let bad = json!({"model": "auto", "max_tokens": 10, "messages": [{"role": "user",
         "content": [{"type": "tool_use", "id": "x", "name": "get_weather", "input": {}}]}]});
