@@ -878,3 +878,9 @@ mod responses;
 
 #[path = "gateway_tools.rs"]
 mod tools;
+
+#[path = "gateway_images.rs"]
+mod images;
+
+#[path = "gateway_completions.rs"]
+mod completions;

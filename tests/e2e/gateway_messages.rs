@@ -208,9 +208,19 @@ bad_message!(
     "image"
 );
 bad_message!(
-    messages_tools_are_400,
-    |b| b["tools"] = json!([{"name": "f", "input_schema": {"type": "object"}}]),
-    "tools"
+    messages_server_tools_are_400,
+    |b| b["tools"] = json!([{"type": "web_search_20250305", "name": "web_search"}]),
+    "server tools"
+);
+bad_message!(
+    messages_tools_without_input_schema_are_400,
+    |b| b["tools"] = json!([{"name": "f"}]),
+    "tools.0.input_schema"
+);
+bad_message!(
+    messages_unknown_tool_choice_is_400,
+    |b| b["tool_choice"] = json!({"type": "sometimes"}),
+    "tool_choice"
 );
 bad_message!(
     messages_temperature_out_of_range_is_400,
@@ -235,5 +245,100 @@ async fn the_official_anthropic_python_sdk_works_unchanged() {
     let (_, key) = g.new_key(json!({})).await;
     let stdout = super::sdk_check("anthropic-sdk", "messages", g.host.url(""), key).await;
     assert!(stdout.contains("all checks passed"));
+    g.host.app.shutdown().await;
+}
+
+/// Anthropic tools through each provider mapping on one host: a pinned model
+/// per wire format answers `tool_use` (plain and streamed), then the
+/// `tool_result` is answered in text; each provider saw its own tool terms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_tools_round_trip_through_every_provider_mapping() {
+    let openai = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let anthropic = MockLlm::start(Flavor::Anthropic).await.unwrap();
+    let gemini = MockLlm::start(Flavor::Gemini).await.unwrap();
+    let g = start(&[&openai, &anthropic, &gemini], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let tools = json!([{"name": "get_weather", "description": "Current weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let question = json!({"role": "user", "content": "What is the weather in Paris today?"});
+    let cases = [
+        (&openai, "gpt-4o-mini", "\"tools\"", "\"role\":\"tool\""),
+        (
+            &anthropic,
+            "claude-haiku-4-5",
+            "\"input_schema\"",
+            "\"tool_result\"",
+        ),
+        (
+            &gemini,
+            "gemini-2.5-flash",
+            "\"functionDeclarations\"",
+            "\"functionResponse\"",
+        ),
+    ];
+    for (mock, model, tool_terms, result_terms) in cases {
+        let ask = json!({"model": model, "max_tokens": 300, "tools": tools,
+            "tool_choice": {"type": "auto"}, "messages": [question]});
+        let r = g.messages(&key, ask.clone()).await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["stop_reason"], "tool_use", "{model}: {v}");
+        let call = v["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "tool_use")
+            .unwrap_or_else(|| panic!("{model}: no tool_use in {v}"))
+            .clone();
+        assert_eq!(call["name"], "get_weather");
+        assert!(call["input"]["city"].is_string(), "{model}: {call}");
+        let sent = mock.requests().last().unwrap().body.clone();
+        assert!(sent.contains(tool_terms), "{model}: {sent}");
+        // Streamed: a tool_use block whose input arrives as input_json_delta.
+        let mut streamed = ask.clone();
+        streamed["stream"] = json!(true);
+        let s = g.messages(&key, streamed).await;
+        assert_eq!(s.status, 200, "{model}: {}", s.text);
+        assert!(
+            s.text.contains("\"type\":\"tool_use\""),
+            "{model}: {}",
+            s.text
+        );
+        assert!(s.text.contains("input_json_delta"), "{model}: {}", s.text);
+        assert!(
+            s.text.contains("\"stop_reason\":\"tool_use\""),
+            "{model}: {}",
+            s.text
+        );
+        // The caller runs the tool and sends a tool_result: answered in text.
+        let mut answer = ask;
+        answer["messages"] = json!([question,
+            {"role": "assistant", "content": [call.clone()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "18 degrees and sunny"}]}]);
+        let r = g.messages(&key, answer).await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["stop_reason"], "end_turn", "{model}: {v}");
+        assert_eq!(v["content"][0]["type"], "text", "{model}: {v}");
+        let sent = mock.requests().last().unwrap().body.clone();
+        assert!(sent.contains(result_terms), "{model}: {sent}");
+    }
+    // `"tools": []` on chat is no tools: routed like a plain request and
+    // never sent upstream (OpenAI refuses an empty list).
+    let r = g
+        .chat(
+            &key,
+            json!({"model": "gpt-4o-mini", "tools": [], "messages": [question]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-dol-model"), "gpt-4o-mini");
+    let sent = openai.requests().last().unwrap().json().unwrap();
+    assert!(sent.get("tools").is_none(), "{sent}");
+    // A tool_use block in a user turn: Anthropic's 400.
+    let bad = json!({"model": "auto", "max_tokens": 10, "messages": [{"role": "user",
+        "content": [{"type": "tool_use", "id": "x", "name": "get_weather", "input": {}}]}]});
+    let message = anthropic_error(&g.messages(&key, bad).await, 400, "invalid_request_error");
+    assert!(message.contains("not allowed"), "{message}");
     g.host.app.shutdown().await;
 }

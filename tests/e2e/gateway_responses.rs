@@ -131,9 +131,19 @@ bad_response!(
     "stream"
 );
 bad_response!(
-    responses_tools_are_400,
-    json!({"model": "auto", "input": "x", "tools": [{"type": "function", "name": "f"}]}),
-    "tools"
+    responses_streamed_tools_are_400,
+    json!({"model": "auto", "input": "x", "stream": true, "tools": [{"type": "function", "name": "f"}]}),
+    "stream"
+);
+bad_response!(
+    responses_non_function_tools_are_400,
+    json!({"model": "auto", "input": "x", "tools": [{"type": "web_search"}]}),
+    "tools[0].type"
+);
+bad_response!(
+    responses_function_call_items_without_call_id_are_400,
+    json!({"model": "auto", "input": [{"type": "function_call", "name": "f", "arguments": "{}"}]}),
+    "input[0].call_id"
 );
 bad_response!(
     responses_image_input_is_400,

@@ -7,9 +7,12 @@ Scenarios:
                  DOL's decision record, a 400 and a 401 surfaced as the SDK's exceptions
   broken-stream  a provider stream cut after its first bytes must raise openai.APIError
                  from the iterator, never end quietly as a success
+  completions    completions.create (legacy): plain text, streamed text_completion chunks,
+                 a 400 for several prompts
   responses      responses.create: plain text input, message items with instructions and
                  max_output_tokens, output_text, usage; streamed (raw events and the
-                 responses.stream helper); a 400 for tools
+                 responses.stream helper); a function tool round trip
+                 (function_call item, function_call_output answered); a 400 for streamed tools
   tools          chat.completions.create with tools: a tool call (non-streamed and streamed
                  tool_call deltas), the tool result sent back and answered in text; a 400 for
                  a tool_choice naming an undeclared function
@@ -18,10 +21,13 @@ Scenarios:
   videos         videos.create + poll to completion + download_content, on an OpenAI-style
                  platform (bytes passed through) and a Runway-style one (a redirect the SDK
                  follows); retrieve, list, a 400 for a bad size, delete
+  images         images.generate: URLs and b64_json (a decodable PNG), n images, size and
+                 quality, DOL's cost header; a 400 for a bad size and a 401 as the SDK's exceptions
 
 Prints one line per check and exits non-zero on the first failure.
 """
 
+import json
 import os
 import sys
 
@@ -184,6 +190,58 @@ def videos():
         check("deleted video is a 404", e.status_code == 404, str(e))
 
 
+def images():
+    import base64
+
+    c = client()
+    r = c.images.generate(model="dall-e-2", prompt="a lighthouse at dawn", n=2, size="512x512")
+    check("images: two images", len(r.data) == 2, r)
+    check("images: URLs by default", all(d.url and d.url.startswith("https://") for d in r.data), r.data)
+    check("images: created", r.created > 0, r.created)
+
+    raw = c.images.with_raw_response.generate(model="dall-e-3", prompt="a fox", quality="hd",
+                                              response_format="b64_json")
+    r = raw.parse()
+    png = base64.b64decode(r.data[0].b64_json)
+    check("images: b64_json decodes to a PNG", png[:8] == b"\x89PNG\r\n\x1a\n", png[:8])
+    check("images: revised_prompt", bool(r.data[0].revised_prompt), r.data[0])
+    check("images: priced per image (hd 1024x1024 = $0.08)", raw.headers.get("x-dol-cost-micros") == "80000",
+          dict(raw.headers))
+
+    try:
+        c.images.generate(model="dall-e-2", prompt="p", size="9x9")
+        check("images: bad size rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("images: bad size rejected with 400", e.status_code == 400 and "size" in str(e), str(e))
+
+    try:
+        client("dol_sk_00000000000000000000000000000000").images.generate(prompt="p")
+        check("images: bad key rejected", False, "no error")
+    except openai.AuthenticationError as e:
+        check("images: bad key rejected with 401", e.status_code == 401, str(e))
+
+
+def completions():
+    c = client()
+    r = c.completions.create(model="auto", prompt=PROMPT, max_tokens=200)
+    check("completions: a text_completion", r.object == "text_completion" and r.id.startswith("cmpl-"), r)
+    check("completions: text", len(r.choices[0].text) > 0, r.choices)
+    check("completions: finish_reason", r.choices[0].finish_reason in ("stop", "length"), r.choices)
+    check("completions: usage", r.usage is not None and r.usage.total_tokens > 0, r.usage)
+
+    pieces = []
+    for chunk in c.completions.create(model="auto", prompt=PROMPT + " in detail", stream=True):
+        check("completions: chunk object", chunk.object == "text_completion", chunk)
+        pieces.extend(ch.text for ch in chunk.choices if ch.text)
+    check("completions: streamed text", len("".join(pieces)) > 0, pieces)
+
+    try:
+        c.completions.create(model="auto", prompt=["one", "two"])
+        check("completions: several prompts rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("completions: several prompts rejected with 400", e.status_code == 400 and "prompt" in str(e), str(e))
+
+
 def responses():
     c = client()
     r = c.responses.create(model="auto", input=PROMPT)
@@ -220,11 +278,23 @@ def responses():
     check("stream helper: text arrived", len(text) > 0, text)
     check("stream helper: final response", done.output_text == text and done.usage.output_tokens > 0, done)
 
+    weather = [{"type": "function", "name": "get_weather", "description": "Current weather for a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    question = [{"role": "user", "content": "What is the weather in Paris today?"}]
+    r = c.responses.create(model="auto", input=question, tools=weather)
+    calls = [o for o in r.output if o.type == "function_call"]
+    check("tools: a function_call item", len(calls) == 1 and calls[0].name == "get_weather", r.output)
+    check("tools: arguments with the city", "city" in json.loads(calls[0].arguments), calls[0].arguments)
+    follow = question + [calls[0].model_dump(exclude_none=True),
+                         {"type": "function_call_output", "call_id": calls[0].call_id, "output": "18 degrees"}]
+    r = c.responses.create(model="auto", input=follow, tools=weather)
+    check("tools: the output is answered in text", len(r.output_text) > 0, r.output)
+
     try:
-        c.responses.create(model="auto", input="x", tools=[{"type": "function", "name": "f", "parameters": {}}])
-        check("tools rejected", False, "no error")
+        c.responses.create(model="auto", input="x", tools=weather, stream=True)
+        check("streamed tools rejected", False, "no error")
     except openai.BadRequestError as e:
-        check("tools rejected with 400", e.status_code == 400 and "tools" in str(e), str(e))
+        check("streamed tools rejected with 400", e.status_code == 400 and "stream" in str(e), str(e))
 
 
 TOOLS = [{
@@ -281,6 +351,6 @@ def tools():
 
 
 if __name__ == "__main__":
-    {"basic": basic, "broken-stream": broken_stream, "embeddings": embeddings, "responses": responses,
-     "tools": tools, "videos": videos}[sys.argv[1]]()
+    {"basic": basic, "broken-stream": broken_stream, "completions": completions, "embeddings": embeddings,
+     "images": images, "responses": responses, "tools": tools, "videos": videos}[sys.argv[1]]()
     print("all checks passed")

@@ -4,7 +4,6 @@
 
 use dol_core::gateway::embedding_pipeline::{self, EmbedCall};
 use dol_core::gateway::embeddings::EmbeddingRequest;
-use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::PipelineError;
 use dol_core::orgs::Role;
 use spin_sdk::http::Response;
@@ -18,36 +17,23 @@ use dol_spin_platform::{self as platform, SpinSql};
 /// Serves one embeddings request end to end.
 pub async fn serve(req: &Incoming) -> Response {
     let started_ms = u64::try_from(platform::now_ms()).unwrap_or(0);
-    let run::Ready {
-        settings,
-        db,
-        mut kv,
-    } = match run::open() {
-        Ok(ready) => ready,
-        Err(err) => return reply::openai(&err),
+    let (ready, caller) = match run::open_authenticated(req) {
+        Ok(r) => r,
+        Err(response) => return response,
     };
-    let mut sql = SpinSql(&db);
-    let call = intake::authenticate(
-        &mut sql,
-        req.header("authorization"),
-        req.header("x-api-key"),
-        &settings.bootstrap_key,
-        Role::Generate,
-    )
-    .and_then(|caller| {
-        let request = EmbeddingRequest::from_json(&req.body).map_err(PipelineError::BadRequest)?;
-        Ok(EmbedCall {
-            caller,
-            request,
-            cache_control: req.header("cache-control").map(str::to_owned),
-            id: run::request_id("emb"),
-            started_ms,
-        })
-    });
-    let call = match call {
-        Ok(c) => c,
-        Err(e) => return reply::error(&e),
+    let request = match EmbeddingRequest::from_json(&req.body) {
+        Ok(r) => r,
+        Err(e) => return reply::error(&PipelineError::BadRequest(e)),
     };
+    let call = EmbedCall {
+        caller,
+        request,
+        cache_control: req.header("cache-control").map(str::to_owned),
+        id: run::request_id("emb"),
+        started_ms,
+    };
+    let (settings, mut kv) = (ready.settings, ready.kv);
+    let mut sql = SpinSql(&ready.db);
     let served = embedding_pipeline::serve(
         &mut sql,
         &mut kv,
@@ -59,20 +45,6 @@ pub async fn serve(req: &Incoming) -> Response {
     .await;
     match served {
         Err(e) => reply::error(&e),
-        Ok(s) => {
-            for warning in &s.warnings {
-                eprintln!("generate: {warning}");
-            }
-            match s.answer {
-                Ok((headers, body)) => {
-                    let headers: Vec<(&str, String)> = headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.clone()))
-                        .collect();
-                    platform::json_with(200, &body, &headers)
-                }
-                Err(e) => reply::error(&e),
-            }
-        }
+        Ok(s) => reply::answer(s.answer, &s.warnings),
     }
 }

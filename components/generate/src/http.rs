@@ -12,9 +12,11 @@ use dol_core::orgs::Role;
 use dol_spin_platform::{self as platform, SpinSql};
 
 use crate::request::{self, Incoming};
-use crate::{admin, chat, embeddings, events, messages, net, reply, responses};
+use crate::{
+    admin, chat, completions, embeddings, events, images, messages, net, reply, responses,
+};
 
-/// Routes `/v1/...` (chat, generate, embeddings, messages, responses, models, events) and `/admin/...`.
+/// Routes `/v1/...` (chat, completions, generate, embeddings, images, messages, responses, models, events) and `/admin/...`.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let req = match request::read(req).await {
@@ -30,7 +32,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     match (path, &req.method) {
         ("/v1/chat/completions", Method::Post) => chat::serve(req, out, false).await,
         ("/v1/generate", Method::Post) => chat::serve(req, out, true).await,
+        ("/v1/completions", Method::Post) => completions::serve(req, out).await,
         ("/v1/embeddings", Method::Post) => net::respond(out, embeddings::serve(&req).await).await,
+        ("/v1/images/generations", Method::Post) => {
+            net::respond(out, images::serve(&req).await).await
+        }
         ("/v1/messages", Method::Post) => messages::serve(req, out).await,
         ("/v1/responses", Method::Post) => responses::serve(req, out).await,
         ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
@@ -38,8 +44,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         ("/v1/events", _) => net::respond(out, platform::method_not_allowed("POST")).await,
         (
             "/v1/chat/completions"
+            | "/v1/completions"
             | "/v1/generate"
             | "/v1/embeddings"
+            | "/v1/images/generations"
             | "/v1/messages"
             | "/v1/responses",
             _,

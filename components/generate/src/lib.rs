@@ -1,5 +1,5 @@
 //! DOL's AI generation gateway component: an OpenAI-compatible
-//! `/v1/chat/completions` (streaming too), `/v1/embeddings`, Anthropic's `/v1/messages`, `/v1/responses` (streaming too), `/v1/models`, `/v1/generate` over
+//! `/v1/chat/completions` (streaming too), `/v1/completions` (legacy, streaming too), `/v1/embeddings`, `/v1/images/generations`, Anthropic's `/v1/messages`, `/v1/responses` (streaming too), `/v1/models`, `/v1/generate` over
 //! prompt templates, `/v1/events` (experiment events), and the gateway admin API. Routing, fallback, quality,
 //! cost, limits and caching are decided by `dol_core::gateway`, and its
 //! storage (every SQL statement, the key-value layout) is
@@ -9,6 +9,7 @@
 mod admin;
 mod chat;
 mod client;
+mod completions;
 mod config;
 mod embeddings;
 mod events;
@@ -16,6 +17,7 @@ mod flags;
 // spin-sdk's `#[http_component]` expands to an `#[export_name]` function.
 #[allow(unsafe_code)]
 mod http;
+mod images;
 mod messages;
 mod net;
 mod reply;

@@ -35,6 +35,27 @@ pub fn error(e: &PipelineError) -> Response {
     openai(&ApiError::from(e))
 }
 
+/// A one-shot route's answer (embeddings, images): the body with its
+/// `x-dol-*` headers, or the error; book-keeping warnings are logged.
+pub fn answer(
+    answer: Result<(Vec<(String, String)>, Value), PipelineError>,
+    warnings: &[String],
+) -> Response {
+    for warning in warnings {
+        eprintln!("generate: {warning}");
+    }
+    match answer {
+        Ok((headers, body)) => {
+            let headers: Vec<(&str, String)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            platform::json_with(200, &body, &headers)
+        }
+        Err(e) => error(&e),
+    }
+}
+
 /// Authenticates the request's key (`Authorization: Bearer` or
 /// `X-API-Key`) and checks it has `role`.
 pub fn authenticate(

@@ -5,13 +5,16 @@
 //! picks its wire format.
 
 use dol_core::error::ApiError;
-use dol_core::gateway::pipeline::{self, Call, Client, Io, PipelineError, Settings};
+use dol_core::gateway::pipeline::{self, Call, Caller, Client, Io, PipelineError, Settings};
+use dol_core::orgs::Role;
 use spin_sdk::http::Response;
 use spin_sdk::sqlite::Connection;
 
 use crate::client::{InProcessFlags, WallClock};
 use crate::config;
 use crate::net::{self, SseClient};
+use crate::reply;
+use crate::request::Incoming;
 use crate::upstream::WasiUpstream;
 use dol_spin_platform::{self as platform, SpinKv, SpinSql};
 
@@ -35,6 +38,19 @@ pub fn open() -> Result<Ready, ApiError> {
     let db = platform::open_db().map_err(platform::internal)?;
     let kv = SpinKv::open_default().map_err(platform::internal)?;
     Ok(Ready { settings, db, kv })
+}
+
+/// Opens settings and storage and authenticates the caller, for a route
+/// answering in OpenAI's shape; `Err` is that answer.
+pub fn open_authenticated(req: &Incoming) -> Result<(Ready, Caller), Response> {
+    let ready = open().map_err(|err| reply::openai(&err))?;
+    let caller = reply::authenticate(
+        req,
+        &ready.db,
+        &ready.settings.bootstrap_key,
+        Role::Generate,
+    )?;
+    Ok((ready, caller))
 }
 
 /// A fresh request id: `prefix` and 24 random hex digits.

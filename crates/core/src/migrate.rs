@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
     Migration {
+        version: 10,
+        name: "image_prices",
+        sql: include_str!("../../../migrations/0010_image_prices.sql"),
+    },
+    Migration {
         version: 11,
         name: "video_jobs",
         sql: include_str!("../../../migrations/0011_video_jobs.sql"),

@@ -188,6 +188,7 @@ proptest! {
             context_window: 100_000,
             capabilities: BTreeSet::new(),
             tier: Tier::Enhanced,
+            image_prices: Default::default(),
         }).collect();
         let stats: Vec<Option<ObservedStats>> = specs.iter().map(|(_, _, _, obs)| obs.map(|(lat, ok, q)| {
             let mut s = ObservedStats::default();

@@ -11,6 +11,7 @@
 
 pub mod mock;
 pub mod mock_embed;
+pub mod mock_image;
 pub mod mock_llm;
 pub mod mock_tools;
 pub mod mock_video;

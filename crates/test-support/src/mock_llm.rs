@@ -10,9 +10,9 @@
 //!
 //! | flavor | endpoints |
 //! |---|---|
-//! | [`Flavor::OpenAi`] | `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`, `GET /v1/models/{id}` |
+//! | [`Flavor::OpenAi`] | `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/images/generations`, `GET /v1/models`, `GET /v1/models/{id}` |
 //! | [`Flavor::Anthropic`] | `POST /v1/messages`, `GET /v1/models`, `GET /v1/models/{id}` |
-//! | [`Flavor::Gemini`] | `POST /v1beta/models/{model}:generateContent`, `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]`, `POST /v1beta/models/{model}:batchEmbedContents` and `:embedContent`, `GET /v1beta/models`, `GET /v1beta/models/{model}` (also under `/v1/`) |
+//! | [`Flavor::Gemini`] | `POST /v1beta/models/{model}:generateContent`, `POST /v1beta/models/{model}:streamGenerateContent[?alt=sse]`, `POST /v1beta/models/{model}:batchEmbedContents` and `:embedContent`, `POST /v1beta/models/{model}:predict` (Imagen), `GET /v1beta/models`, `GET /v1beta/models/{model}` (also under `/v1/`) |
 //!
 //! A request declaring tools gets a call of its first (or its chosen)
 //! function with arguments filled from the function's schema, until its last
@@ -1091,6 +1091,10 @@ enum Route {
         model: Option<String>,
         batch: bool,
     },
+    /// Image generation (see `mock_image`): the Gemini path's model.
+    Image {
+        model: Option<String>,
+    },
     Generate {
         model: Option<String>,
         stream: bool,
@@ -1119,6 +1123,9 @@ fn route(flavor: Flavor, method: &Method, path: &str, query: Option<&str>) -> Ro
             } else {
                 "/v1/messages"
             };
+            if post && flavor == Flavor::OpenAi && path == "/v1/images/generations" {
+                return Route::Image { model: None };
+            }
             if post && flavor == Flavor::OpenAi && path == "/v1/embeddings" {
                 return Route::Embed {
                     model: None,
@@ -1160,6 +1167,9 @@ fn route(flavor: Flavor, method: &Method, path: &str, query: Option<&str>) -> Ro
                         batch: method == "batchEmbedContents",
                     }
                 }
+                Some((model, "predict")) if post => Route::Image {
+                    model: Some(model.to_owned()),
+                },
                 Some((model, "generateContent")) if post => Route::Generate {
                     model: Some(model.to_owned()),
                     stream: false,
@@ -1364,14 +1374,34 @@ async fn api(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Resp
         Route::ListModels => list_models(shared),
         Route::GetModel(id) => get_model(shared, &id),
         Route::Generate { model, stream, sse } => generate(shared, body, model, stream, sse).await,
-        Route::Embed { model, batch } => embed(shared, body, model, batch).await,
+        Route::Embed { model, batch } => {
+            one_shot(shared, body, model.as_deref(), |v| match &model {
+                Some(m) => crate::mock_embed::gemini(v, m, batch),
+                None => crate::mock_embed::openai(v),
+            })
+            .await
+        }
+        Route::Image { model } => {
+            let created = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+            one_shot(shared, body, model.as_deref(), |v| match &model {
+                Some(_) => crate::mock_image::gemini(v),
+                None => crate::mock_image::openai(v, created),
+            })
+            .await
+        }
         Route::NotFound => error_response(shared, &ApiError::new(404, "Not found")),
     }
 }
 
-/// An embeddings request: the chat mock's failure injection and delay (by
-/// model), then `mock_embed`'s deterministic vectors.
-async fn embed(shared: &Shared, body: &[u8], path_model: Option<String>, batch: bool) -> Response {
+/// A one-shot JSON endpoint (embeddings, images): the chat mock's failure
+/// injection and delay (by model: the path's, else the body's), then
+/// `answer` (`Err` is a 400 message).
+async fn one_shot(
+    shared: &Shared,
+    body: &[u8],
+    path_model: Option<&str>,
+    answer: impl FnOnce(&Value) -> Result<Value, String>,
+) -> Response {
     let value: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
         _ => {
@@ -1382,7 +1412,7 @@ async fn embed(shared: &Shared, body: &[u8], path_model: Option<String>, batch: 
         }
     };
     let model = path_model
-        .clone()
+        .map(str::to_owned)
         .unwrap_or_else(|| crate::mock_embed::openai_model(&value));
     let plan = shared.plan(&model);
     if plan.behavior.delay_ms > 0 {
@@ -1402,11 +1432,7 @@ async fn embed(shared: &Shared, body: &[u8], path_model: Option<String>, batch: 
         };
         return error_response(shared, &error);
     }
-    let answer = match &path_model {
-        Some(m) => crate::mock_embed::gemini(&value, m, batch),
-        None => crate::mock_embed::openai(&value),
-    };
-    match answer {
+    match answer(&value) {
         Ok(v) => {
             let mut response = json_response(200, &v);
             request_id_header(shared.flavor, &mut response, shared.next_id());

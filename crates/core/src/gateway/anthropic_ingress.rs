@@ -6,11 +6,13 @@
 //! is rewritten into Anthropic's shapes by [`message_from_completion`],
 //! [`StreamTranslator`] and [`error_body`].
 //!
-//! Supported: `model`, `max_tokens` (required), `messages` with string or
-//! `text` block content, `system` (string or text blocks), `stop_sequences`,
-//! `temperature`, `top_p`, `stream`, `metadata.user_id`. Refused with a 400:
-//! other content blocks (images, documents, tool use and results), `tools`,
-//! `tool_choice`, `thinking`, and unknown fields.
+//! Supported: `model`, `max_tokens` (required), `messages` with string,
+//! `text`, `tool_use` (assistant) and `tool_result` (user) blocks, `system`
+//! (string or text blocks), `tools` (custom tools), `tool_choice`,
+//! `stop_sequences`, `temperature`, `top_p`, `stream`, `metadata.user_id`
+//! (tools mapped by [`super::messages_tools`]). Refused with a 400: other
+//! content blocks (images, documents), server tools, `thinking`, and unknown
+//! fields.
 
 use serde_json::{Map, Value, json};
 
@@ -74,15 +76,11 @@ const KNOWN: &[&str] = &[
     "top_k",
     "stream",
     "metadata",
-];
-
-const UNSUPPORTED: &[&str] = &[
     "tools",
     "tool_choice",
-    "thinking",
-    "mcp_servers",
-    "container",
 ];
+
+const UNSUPPORTED: &[&str] = &["thinking", "mcp_servers", "container"];
 
 /// The text of `content` (a string or `text` blocks) at `path`.
 fn text_of(content: &Value, path: &str) -> Result<String, AnthropicError> {
@@ -157,8 +155,8 @@ pub fn parse_request(body: &[u8], version: Option<&str>) -> Result<ChatRequest, 
                 )));
             }
         };
-        let content = text_of(&m["content"], &format!("messages.{i}.content"))?;
-        messages.push(json!({"role": role, "content": content}));
+        let path = format!("messages.{i}.content");
+        messages.extend(super::messages_tools::turn(role, &m["content"], &path).map_err(invalid)?);
     }
     let mut chat = Map::new();
     chat.insert("model".to_owned(), json!(model));
@@ -194,6 +192,23 @@ pub fn parse_request(body: &[u8], version: Option<&str>) -> Result<ChatRequest, 
         }
         Some(_) => return Err(invalid("stream: Input should be a valid boolean")),
     }
+    if let Some(t) = f.get("tools").filter(|v| !v.is_null()) {
+        let tools = super::messages_tools::tools(t).map_err(invalid)?;
+        // No tools is no tools (issue 15): an empty list must not change routing.
+        if tools.as_array().is_some_and(|a| !a.is_empty()) {
+            chat.insert("tools".to_owned(), tools);
+        }
+    }
+    if let Some(c) = f.get("tool_choice").filter(|v| !v.is_null()) {
+        let (choice, parallel) = super::messages_tools::tool_choice(c).map_err(invalid)?;
+        // Anthropic accepts `{"type": "none"}` without tools; OpenAI does not.
+        if chat.contains_key("tools") {
+            chat.insert("tool_choice".to_owned(), choice);
+        }
+        if let Some(p) = parallel.filter(|_| chat.contains_key("tools")) {
+            chat.insert("parallel_tool_calls".to_owned(), p);
+        }
+    }
     match f.get("metadata").map(|m| &m["user_id"]) {
         None | Some(Value::Null) => {}
         Some(Value::String(u)) => {
@@ -228,13 +243,12 @@ pub fn message_id(chat_id: &str) -> String {
 /// A chat completion (OpenAI JSON) as an Anthropic message.
 pub fn message_from_completion(c: &Value) -> Value {
     let choice = &c["choices"][0];
-    let text = choice["message"]["content"].as_str().unwrap_or_default();
     json!({
         "id": message_id(c["id"].as_str().unwrap_or_default()),
         "type": "message",
         "role": "assistant",
         "model": c["model"],
-        "content": [{"type": "text", "text": text}],
+        "content": super::messages_tools::content_blocks(&choice["message"]),
         "stop_reason": stop_reason(choice["finish_reason"].as_str()),
         "stop_sequence": null,
         "usage": {
@@ -252,7 +266,9 @@ fn event(name: &str, data: &Value) -> Vec<u8> {
 /// `[DONE]`, or an error frame) into Anthropic's events: `message_start`,
 /// `ping`, `content_block_start`, `content_block_delta` (`text_delta`) …,
 /// `content_block_stop`, `message_delta` (stop reason, output tokens),
-/// `message_stop`; an error frame becomes an `error` event.
+/// `message_stop`; an error frame becomes an `error` event. Tool-call
+/// deltas open a `tool_use` block each (`id`, `name`, `input: {}`) whose
+/// argument pieces are `input_json_delta`s.
 #[derive(Debug, Default)]
 pub struct StreamTranslator {
     parser: SseParser,
@@ -260,6 +276,10 @@ pub struct StreamTranslator {
     finish: Option<String>,
     output_tokens: u64,
     done: bool,
+    /// The open content block's index and whether it is a `tool_use` block.
+    block: (u64, bool),
+    /// Block index per OpenAI tool-call index.
+    tool_blocks: std::collections::BTreeMap<u64, u64>,
 }
 
 impl StreamTranslator {
@@ -299,10 +319,7 @@ impl StreamTranslator {
         if !self.started {
             self.start(&json!({}), out);
         }
-        out.extend(event(
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": 0}),
-        ));
+        self.stop_block(out);
         out.extend(event(
             "message_delta",
             &json!({"type": "message_delta",
@@ -310,6 +327,48 @@ impl StreamTranslator {
                 "usage": {"output_tokens": self.output_tokens}}),
         ));
         out.extend(event("message_stop", &json!({"type": "message_stop"})));
+    }
+
+    fn stop_block(&mut self, out: &mut Vec<u8>) {
+        out.extend(event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": self.block.0}),
+        ));
+    }
+
+    /// Opens the next block (closing the open one) and returns its index.
+    fn open_block(&mut self, block: Value, tool: bool, out: &mut Vec<u8>) -> u64 {
+        self.stop_block(out);
+        self.block = (self.block.0 + 1, tool);
+        out.extend(event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": self.block.0, "content_block": block}),
+        ));
+        self.block.0
+    }
+
+    /// The Anthropic events of one OpenAI `delta.tool_calls` piece.
+    fn tool_delta(&mut self, call: &Value, out: &mut Vec<u8>) {
+        let n = call["index"].as_u64().unwrap_or(0);
+        let index = match self.tool_blocks.get(&n) {
+            Some(i) => *i,
+            None => {
+                let block = json!({"type": "tool_use", "id": call["id"], "name": call["function"]["name"], "input": {}});
+                let i = self.open_block(block, true, out);
+                self.tool_blocks.insert(n, i);
+                i
+            }
+        };
+        if let Some(piece) = call["function"]["arguments"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+        {
+            out.extend(event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece}}),
+            ));
+        }
     }
 
     /// Consumes bytes the pipeline sent; returns the Anthropic bytes to send.
@@ -340,10 +399,20 @@ impl StreamTranslator {
                 .as_str()
                 .filter(|t| !t.is_empty())
             {
+                if self.block.1 {
+                    self.open_block(json!({"type": "text", "text": ""}), false, &mut out);
+                }
                 out.extend(event(
                     "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                    &json!({"type": "content_block_delta", "index": self.block.0, "delta": {"type": "text_delta", "text": text}}),
                 ));
+            }
+            for call in choice["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                self.tool_delta(call, &mut out);
             }
             if let Some(f) = choice["finish_reason"].as_str() {
                 self.finish = Some(f.to_owned());
@@ -461,6 +530,109 @@ mod tests {
         assert!(r.stream && r.include_usage());
     }
 
+    fn weather() -> Value {
+        json!([{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"]}}])
+    }
+
+    #[test]
+    fn tools_tool_use_and_tool_result_map_onto_chat() {
+        let r = parse(json!({
+            "model": "auto", "max_tokens": 100, "tools": weather(),
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}]}]
+        }))
+        .unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["messages"][1]["tool_calls"][0]["id"], "toolu_1");
+        assert_eq!(
+            v["messages"][2],
+            json!({"role": "tool", "tool_call_id": "toolu_1", "content": "18C"})
+        );
+        assert_eq!(r.functions()[0].name, "get_weather");
+        assert_eq!(r.passthrough["tool_choice"], "required");
+        assert_eq!(r.passthrough["parallel_tool_calls"], false);
+        // No tools is no tools: an empty list (and a choice without tools) asks nothing of routing.
+        let empty = parse(with(
+            with(ok(), "tools", json!([])),
+            "tool_choice",
+            json!({"type": "none"}),
+        ))
+        .unwrap();
+        assert!(empty.passthrough.is_empty());
+    }
+
+    #[test]
+    fn a_tool_call_completion_becomes_tool_use_blocks() {
+        let c = json!({"id": "chatcmpl-1", "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_9", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4}});
+        let m = message_from_completion(&c);
+        assert_eq!(m["stop_reason"], "tool_use");
+        assert_eq!(
+            m["content"],
+            json!([{"type": "tool_use", "id": "call_9", "name": "get_weather", "input": {"city": "Oslo"}}])
+        );
+    }
+
+    #[test]
+    fn streamed_tool_calls_become_tool_use_blocks_with_input_json_deltas() {
+        let frame = |delta: Value, finish: Value| {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            )
+        };
+        let stream = [
+            frame(json!({"role": "assistant", "content": "Checking."}), Value::Null),
+            frame(json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}), Value::Null),
+            frame(json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\":"}}]}), Value::Null),
+            frame(json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Oslo\"}"}}]}), json!("tool_calls")),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        let out = String::from_utf8(StreamTranslator::new().feed(stream.as_bytes())).unwrap();
+        let events: Vec<Value> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(
+            events[5]["content_block"],
+            json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {}})
+        );
+        assert_eq!(events[5]["index"], 1);
+        let json: String = events[6..8]
+            .iter()
+            .map(|e| e["delta"]["partial_json"].as_str().unwrap())
+            .collect();
+        assert_eq!(json, "{\"city\":\"Oslo\"}");
+        assert_eq!(events[8]["index"], 1);
+        assert_eq!(events[9]["delta"]["stop_reason"], "tool_use");
+    }
+
     #[test]
     fn each_bad_request_is_an_anthropic_400() {
         let e = parse_request(ok().to_string().as_bytes(), None).unwrap_err();
@@ -505,7 +677,22 @@ mod tests {
         );
         assert!(refusal(with(ok(), "temperature", json!(1.5))).contains("temperature"));
         assert!(refusal(with(ok(), "stop_sequences", json!("END"))).contains("stop_sequences"));
-        assert!(refusal(with(ok(), "tools", json!([]))).contains("tools"));
+        assert!(
+            refusal(with(ok(), "tools", json!([{"name": "f"}]))).contains("tools.0.input_schema")
+        );
+        assert!(
+            refusal(with(
+                ok(),
+                "tools",
+                json!([{"type": "bash_20250124", "name": "bash"}])
+            ))
+            .contains("server tools")
+        );
+        assert!(
+            refusal(with(ok(), "tool_choice", json!({"type": "sometimes"})))
+                .contains("tool_choice")
+        );
+        assert!(refusal(with(ok(), "thinking", json!({"type": "enabled"}))).contains("thinking"));
         assert!(refusal(with(ok(), "frobnicate", json!(1))).contains("frobnicate"));
         assert!(refusal(with(ok(), "stream", json!("yes"))).contains("stream"));
     }
@@ -626,6 +813,54 @@ mod tests {
     }
 
     proptest! {
+        /// A tool call mapped OpenAI → Anthropic (the provider mapping) →
+        /// OpenAI (this entry point) keeps its id, name and arguments; and a
+        /// completion's call → a `tool_use` block → the provider mapping's
+        /// parse keeps them too.
+        #[test]
+        fn tool_calls_survive_the_round_trip_through_anthropic(
+            id in "[A-Za-z0-9_]{1,24}",
+            name in "[A-Za-z_][A-Za-z0-9_-]{0,40}",
+            args in proptest::collection::btree_map("[a-z]{1,8}", prop_oneof![
+                any::<i64>().prop_map(Value::from),
+                "[ -~]{0,12}".prop_map(Value::from),
+                any::<bool>().prop_map(Value::from),
+            ], 0..4),
+        ) {
+            use crate::gateway::providers::{self, ProviderKind};
+            let arguments = Value::Object(args.into_iter().collect()).to_string();
+            let call = json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}});
+            let chat = ChatRequest::from_value(&json!({"model": "m", "max_tokens": 10, "messages": [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": id, "content": "r"}]})).unwrap();
+            let cfg = providers::test_support::cfg(ProviderKind::Anthropic, "http://a");
+            let spec = providers::chat_request(&cfg, &chat, "claude", false);
+            let back = parse_request(&spec.body, V).unwrap();
+            let v = serde_json::to_value(&back).unwrap();
+            let got = &v["messages"][1]["tool_calls"][0];
+            prop_assert_eq!(got["id"].as_str(), Some(id.as_str()));
+            prop_assert_eq!(got["function"]["name"].as_str(), Some(name.as_str()));
+            let parsed: Value = serde_json::from_str(got["function"]["arguments"].as_str().unwrap()).unwrap();
+            prop_assert_eq!(parsed, serde_json::from_str::<Value>(&arguments).unwrap());
+            prop_assert_eq!(v["messages"][2]["tool_call_id"].as_str(), Some(id.as_str()));
+
+            let completion = json!({"id": "chatcmpl-1", "model": "m", "choices": [{"index": 0,
+                "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+            let message = message_from_completion(&completion);
+            let answer = providers::parse_chat_response(
+                ProviderKind::Anthropic, 200, &[], message.to_string().as_bytes(), 0).unwrap();
+            prop_assert_eq!(answer.tool_calls.len(), 1);
+            prop_assert_eq!(&answer.tool_calls[0].id, &id);
+            prop_assert_eq!(&answer.tool_calls[0].name, &name);
+            prop_assert_eq!(
+                serde_json::from_str::<Value>(&answer.tool_calls[0].arguments).unwrap(),
+                serde_json::from_str::<Value>(&arguments).unwrap()
+            );
+        }
+
         #[test]
         fn parser_never_panics_and_refuses_with_400(body in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Err(e) = parse_request(&body, V) {

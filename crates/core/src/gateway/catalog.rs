@@ -6,7 +6,7 @@
 //! for a local OpenAI-compatible server); catalog models of providers that are
 //! not enabled are listed but never routed to.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,8 +20,24 @@ use super::tiers::Tier;
 pub const SEED: &str = include_str!("../../../../catalog/models.json");
 
 /// Known capability names. `embeddings` marks an embedding model: only
-/// `POST /v1/embeddings` routes to it, and chat never does.
-pub const CAPABILITIES: &[&str] = &["json", "streaming", "vision", "tools", "embeddings"];
+/// `POST /v1/embeddings` routes to it, and chat never does; `images` marks an
+/// image model, served only by `POST /v1/images/generations`.
+pub const CAPABILITIES: &[&str] = &[
+    "json",
+    "streaming",
+    "vision",
+    "tools",
+    "embeddings",
+    "images",
+];
+
+/// Capabilities that make a model a non-chat model: chat never routes to it.
+pub const NON_CHAT: &[&str] = &["embeddings", "images"];
+
+/// Whether chat may route to `e` (it has none of the [`NON_CHAT`] capabilities).
+pub fn is_chat(e: &CatalogEntry) -> bool {
+    !NON_CHAT.iter().any(|c| e.capabilities.contains(*c))
+}
 
 /// Why a catalog document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,6 +71,9 @@ struct RawEntry {
     context_window: u64,
     #[serde(default)]
     capabilities: Vec<String>,
+    /// USD per generated image by price key (see `gateway::images`).
+    #[serde(default)]
+    image_usd: BTreeMap<String, f64>,
 }
 
 fn is_name(s: &str) -> bool {
@@ -110,7 +129,19 @@ pub fn parse_entry(index: usize, value: &Value) -> Result<CatalogEntry, CatalogE
         }
         capabilities.insert(c);
     }
+    let mut image_prices = BTreeMap::new();
+    for (k, usd) in raw.image_usd {
+        if !super::images::is_price_key(&k) {
+            return Err(fail(format!(
+                "image_usd key {k:?} must be \"{{size}}/{{quality}}\", \"{{size}}\" or \"*\""
+            )));
+        }
+        let micros = usd_per_million(usd)
+            .ok_or_else(|| fail(format!("image_usd[{k:?}] must be a non-negative number")))?;
+        image_prices.insert(k, micros);
+    }
     Ok(CatalogEntry {
+        image_prices,
         provider: raw.provider,
         model: raw.model,
         input_price,
@@ -150,6 +181,7 @@ pub fn entry_json(e: &CatalogEntry) -> Value {
         "output_usd_per_1m": usd(e.output_price),
         "context_window": e.context_window,
         "capabilities": e.capabilities,
+        "image_usd": e.image_prices.iter().map(|(k, m)| (k.clone(), Value::from(*m as f64 / 1e6))).collect::<serde_json::Map<String, Value>>(),
     })
 }
 

@@ -15,17 +15,17 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::attempts::{self, Job, Tried, bad, failed, storage};
 use super::catalog;
 use super::cost::{self, Cost};
 use super::embeddings::{self, Embedded, EmbeddingRequest};
-use super::engine::{MAX_UPSTREAM_BODY, Observation, PlanError, Target, Upstream, is_auto_model};
+use super::engine::{PlanError, Target, Upstream, is_auto_model};
 use super::keys::{Admission, Reservation};
 use super::offline;
-use super::openai::{DolInfo, ErrorBody, ErrorType};
+use super::openai::{DolInfo, ErrorType};
 use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings};
+use super::providers::ProviderFailure;
 use super::providers::embed::{self, Unsupported};
-use super::providers::{ErrorClass, ProviderFailure};
-use super::retry::{RetryDecision, jitter_from_u64};
 use super::routing::{Candidate, CatalogEntry, RouteRequest, RoutingWeights, route};
 use super::store;
 use super::telemetry::RequestRecord;
@@ -170,19 +170,6 @@ pub fn candidates(
     Ok(ranked)
 }
 
-fn bad(message: &str, param: &str) -> PipelineError {
-    PipelineError::BadRequest(ErrorBody::new(
-        message,
-        ErrorType::InvalidRequest,
-        Some(param.to_owned()),
-        None,
-    ))
-}
-
-fn failed(message: &str, kind: ErrorType, code: &str) -> PipelineError {
-    PipelineError::Failed(ErrorBody::new(message, kind, None, Some(code.to_owned())))
-}
-
 /// The cost of `tokens` input tokens at `entry`'s price (unknown when unpriced).
 pub fn cost_of(tokens: u64, entry: &CatalogEntry) -> Cost {
     cost::request_cost(tokens, 0, entry.input_price, entry.output_price)
@@ -202,78 +189,40 @@ pub fn reservation(req: &EmbeddingRequest, targets: &[Target]) -> Reservation {
     }
 }
 
-/// The error a caller gets when a pinned model's every attempt failed: the
-/// provider's refusal of the input as a 400, anything else as a 502.
-pub fn failure_error(model: &str, f: &ProviderFailure) -> PipelineError {
-    match f.class {
-        ErrorClass::BadRequest | ErrorClass::ContextLength => {
-            PipelineError::BadRequest(ErrorBody::new(
-                format!(
-                    "The provider refused the request for `{model}`: {}",
-                    f.message
-                ),
-                ErrorType::InvalidRequest,
-                None,
-                Some(f.class.as_str().to_owned()),
-            ))
-        }
-        _ => failed(
-            &format!(
-                "Every provider of `{model}` failed (last: {}).",
-                f.class.as_str()
-            ),
-            ErrorType::Api,
-            "upstream_failed",
-        ),
-    }
-}
+/// One embeddings request as an attempt: one call per batch the provider
+/// takes, in order.
+struct EmbedJob<'a>(&'a EmbeddingRequest);
 
-async fn read_all<U: Upstream>(
-    upstream: &mut U,
-    body: &mut U::Body,
-    timeout_ms: u64,
-) -> Result<Vec<u8>, ProviderFailure> {
-    let mut out = Vec::new();
-    loop {
-        match upstream.read(body, timeout_ms).await {
-            Ok(Some(bytes)) => {
-                out.extend_from_slice(&bytes);
-                if out.len() > MAX_UPSTREAM_BODY {
-                    return Err(ProviderFailure::malformed("response body too large"));
-                }
-            }
-            Ok(None) => return Ok(out),
-            Err(_) => return Err(ProviderFailure::stream_ended_early()),
-        }
-    }
-}
+impl Job for EmbedJob<'_> {
+    type Output = Embedded;
 
-/// One attempt at `t`: one call per batch the provider takes, in order.
-async fn attempt<U: Upstream>(
-    upstream: &mut U,
-    t: &Target,
-    req: &EmbeddingRequest,
-    timeout_ms: u64,
-) -> Result<Embedded, ProviderFailure> {
-    let size = embed::max_batch(t.provider.kind).max(1);
-    if req.inputs.len() <= size {
-        return call(upstream, t, req, timeout_ms).await;
-    }
-    let mut all = Embedded {
-        vectors: Vec::with_capacity(req.inputs.len()),
-        prompt_tokens: Some(0),
-    };
-    for chunk in req.inputs.chunks(size) {
-        let part = EmbeddingRequest {
-            inputs: chunk.to_vec(),
-            ..req.clone()
+    async fn attempt<U: Upstream>(
+        &self,
+        upstream: &mut U,
+        t: &Target,
+        timeout_ms: u64,
+    ) -> Result<Embedded, ProviderFailure> {
+        let req = self.0;
+        let size = embed::max_batch(t.provider.kind).max(1);
+        if req.inputs.len() <= size {
+            return call(upstream, t, req, timeout_ms).await;
+        }
+        let mut all = Embedded {
+            vectors: Vec::with_capacity(req.inputs.len()),
+            prompt_tokens: Some(0),
         };
-        let e = call(upstream, t, &part, timeout_ms).await?;
-        all.vectors.extend(e.vectors);
-        // One batch without a count makes the total unknown (then estimated).
-        all.prompt_tokens = all.prompt_tokens.zip(e.prompt_tokens).map(|(a, b)| a + b);
+        for chunk in req.inputs.chunks(size) {
+            let part = EmbeddingRequest {
+                inputs: chunk.to_vec(),
+                ..req.clone()
+            };
+            let e = call(upstream, t, &part, timeout_ms).await?;
+            all.vectors.extend(e.vectors);
+            // One batch without a count makes the total unknown (then estimated).
+            all.prompt_tokens = all.prompt_tokens.zip(e.prompt_tokens).map(|(a, b)| a + b);
+        }
+        Ok(all)
     }
-    Ok(all)
 }
 
 /// One provider call for `req`.
@@ -285,28 +234,18 @@ async fn call<U: Upstream>(
 ) -> Result<Embedded, ProviderFailure> {
     let spec = embed::embed_request(&t.provider, req, &t.entry.model)
         .map_err(|u| ProviderFailure::malformed(&u.to_string()))?;
-    let (status, headers, mut body) =
-        upstream
-            .send(&spec, timeout_ms)
-            .await
-            .map_err(|e| ProviderFailure {
-                class: ErrorClass::Server,
-                failure: Some(super::retry::FailureKind::Connect),
-                message: e.to_string(),
-            })?;
-    let bytes = read_all(upstream, &mut body, timeout_ms).await?;
-    let mut r = embed::parse_embed_response(
-        t.provider.kind,
-        status,
-        &headers,
-        &bytes,
-        req.inputs.len(),
-        upstream.now_unix_s(),
-    );
-    if let (Err(f), Some(key)) = (&mut r, t.provider.api_key.as_deref()) {
-        f.redact_secret(key);
-    }
-    r
+    let kind = t.provider.kind;
+    let inputs = req.inputs.len();
+    attempts::exchange(
+        upstream,
+        t,
+        &spec,
+        timeout_ms,
+        |status, headers, body, now| {
+            embed::parse_embed_response(kind, status, headers, body, inputs, now)
+        },
+    )
+    .await
 }
 
 /// What the attempts produced.
@@ -315,134 +254,54 @@ struct Outcome {
     info: DolInfo,
     prompt_tokens: u64,
     outcome: &'static str,
-    attempts: Vec<Value>,
-    observations: Vec<Observation>,
-    fallbacks: u32,
+    tried: Tried,
 }
 
-async fn run<U: Upstream>(
-    upstream: &mut U,
+fn provider_outcome(
     req: &EmbeddingRequest,
-    targets: &[Target],
-    settings: &Settings,
-) -> Result<Outcome, (ProviderFailure, Vec<Value>, Vec<Observation>)> {
-    let policy = settings.engine.pipeline.retry;
-    let mut attempts = Vec::new();
-    let mut observations = Vec::new();
-    let mut last: Option<ProviderFailure> = None;
-    for (i, t) in targets.iter().enumerate() {
-        let mut n = 0u32;
-        loop {
-            n += 1;
-            let began = upstream.elapsed_ms();
-            let remaining = policy.remaining_ms(began);
-            let timeout = settings.engine.attempt_timeout_ms.min(remaining).max(1);
-            let r = attempt(upstream, t, req, timeout).await;
-            let latency_ms = upstream.elapsed_ms().saturating_sub(began);
-            observations.push(Observation {
-                key: t.key(),
-                latency_ms,
-                success: r.is_ok(),
-                quality: None,
-            });
-            let outcome = match &r {
-                Ok(_) => "success".to_owned(),
-                Err(f) => f.class.as_str().to_owned(),
-            };
-            attempts.push(json!({"target": t.key(), "attempt": n, "latency_ms": latency_ms, "outcome": outcome}));
-            match r {
-                Ok(embedded) => {
-                    let tokens = embedded
-                        .prompt_tokens
-                        .unwrap_or_else(|| req.approx_tokens());
-                    let cost = cost_of(tokens, &t.entry);
-                    let info = DolInfo {
-                        tier: t.entry.tier,
-                        provider: t.entry.provider.clone(),
-                        model: t.entry.model.clone(),
-                        attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
-                        quality: None,
-                        cost_micros: cost.micros(),
-                        cost_unknown: cost.is_unknown(),
-                        cached: false,
-                    };
-                    return Ok(Outcome {
-                        embedded,
-                        info,
-                        prompt_tokens: tokens,
-                        outcome: "success",
-                        attempts,
-                        observations,
-                        fallbacks: u32::try_from(i).unwrap_or(u32::MAX),
-                    });
-                }
-                Err(f) => {
-                    let decision = f.failure.map(|kind| {
-                        policy.decide(
-                            n,
-                            kind,
-                            upstream.elapsed_ms(),
-                            jitter_from_u64(upstream.random_u64()),
-                        )
-                    });
-                    last = Some(f);
-                    match decision {
-                        Some(RetryDecision::RetryAfter { delay_ms }) => {
-                            upstream.sleep(delay_ms).await;
-                        }
-                        _ => break,
-                    }
-                }
-            }
-        }
-    }
-    let f = last.unwrap_or_else(|| ProviderFailure::malformed("no candidate"));
-    Err((f, attempts, observations))
-}
-
-fn offline_outcome(
-    req: &EmbeddingRequest,
-    outcome: &'static str,
-    tried: Option<(Vec<Value>, Vec<Observation>, u32)>,
+    t: &Target,
+    embedded: Embedded,
+    tried: Tried,
 ) -> Outcome {
-    let embedded = embeddings::offline(req);
-    let tokens = req.approx_tokens();
-    let (attempts, observations, fallbacks) = tried.unwrap_or_default();
+    let tokens = embedded
+        .prompt_tokens
+        .unwrap_or_else(|| req.approx_tokens());
+    let cost = cost_of(tokens, &t.entry);
+    Outcome {
+        info: DolInfo {
+            tier: t.entry.tier,
+            provider: t.entry.provider.clone(),
+            model: t.entry.model.clone(),
+            attempts: tried.count(),
+            quality: None,
+            cost_micros: cost.micros(),
+            cost_unknown: cost.is_unknown(),
+            cached: false,
+        },
+        embedded,
+        prompt_tokens: tokens,
+        outcome: "success",
+        tried,
+    }
+}
+
+fn offline_outcome(req: &EmbeddingRequest, outcome: &'static str, tried: Tried) -> Outcome {
     Outcome {
         info: DolInfo {
             tier: Tier::Basic,
             provider: offline::PROVIDER.to_owned(),
             model: embeddings::OFFLINE_MODEL.to_owned(),
-            attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+            attempts: tried.count(),
             quality: None,
             // The offline provider is free by construction, not by a missing price.
             cost_micros: Some(0),
             cost_unknown: false,
             cached: false,
         },
-        embedded,
-        prompt_tokens: tokens,
+        embedded: embeddings::offline(req),
+        prompt_tokens: req.approx_tokens(),
         outcome,
-        attempts,
-        observations,
-        fallbacks,
-    }
-}
-
-fn headers(info: &DolInfo, id: &str) -> Vec<(String, String)> {
-    let mut h: Vec<(String, String)> = info
-        .headers()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-    h.push(("x-dol-request-id".to_owned(), id.to_owned()));
-    h
-}
-
-fn storage(context: &'static str) -> impl Fn(store::GatewayStoreError) -> PipelineError {
-    move |e| PipelineError::Storage {
-        context,
-        message: e.to_string(),
+        tried,
     }
 }
 
@@ -510,30 +369,23 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
             info,
             prompt_tokens: c.prompt_tokens,
             outcome: "cache_hit",
-            attempts: Vec::new(),
-            observations: Vec::new(),
-            fallbacks: 0,
+            tried: Tried::default(),
         })
     } else if targets.is_empty() {
-        Ok(offline_outcome(req, "success", None))
+        Ok(offline_outcome(req, "success", Tried::default()))
     } else {
-        match run(upstream, req, &targets, settings).await {
-            Ok(o) => Ok(o),
-            Err((_, attempts, observations)) if is_auto_model(&req.model) => {
-                let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-                Ok(offline_outcome(
-                    req,
-                    "offline",
-                    Some((attempts, observations, n)),
-                ))
+        match attempts::run(upstream, &EmbedJob(req), &targets, settings).await {
+            Ok((embedded, i, tried)) => Ok(provider_outcome(req, &targets[i], embedded, tried)),
+            Err((_, tried)) if is_auto_model(&req.model) => {
+                Ok(offline_outcome(req, "offline", tried))
             }
-            Err((f, attempts, observations)) => Err((f, attempts, observations)),
+            Err(e) => Err(e),
         }
     };
     let finished_ms = clock.now_ms();
     let observations = match &result {
-        Ok(o) => o.observations.clone(),
-        Err((_, _, obs)) => obs.clone(),
+        Ok(o) => o.tried.observations.clone(),
+        Err((_, tried)) => tried.observations.clone(),
     };
     if !observations.is_empty() {
         routing.apply(&observations, ROUTING_ALPHA, settings.circuit, finished_ms);
@@ -593,9 +445,9 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
                 o.info.cost_micros.filter(|_| !o.info.cost_unknown)
             };
             record.outcome = o.outcome.to_owned();
-            record.fallbacks = o.fallbacks;
+            record.fallbacks = o.tried.fallbacks;
             record.cached = o.info.cached;
-            record.detail = json!({"attempts": o.attempts, "inputs": req.inputs.len()});
+            record.detail = json!({"attempts": o.tried.attempts, "inputs": req.inputs.len()});
             // Offline vectors are not cached: once a provider is configured,
             // `auto` must reach it rather than replay the stand-in.
             if use_cache
@@ -620,19 +472,19 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
                 req.encoding,
                 o.prompt_tokens,
             );
-            Ok((headers(&o.info, &call.id), body))
+            Ok((attempts::headers(&o.info, &call.id), body))
         }
-        Err((f, attempts, _)) => {
+        Err((f, tried)) => {
             record.entry_tier = targets.first().map_or(Tier::Basic, |t| t.entry.tier);
             record.provider = targets
                 .first()
                 .map(|t| t.entry.provider.clone())
                 .unwrap_or_default();
-            record.attempts = u32::try_from(attempts.len()).unwrap_or(u32::MAX);
+            record.attempts = tried.count();
             // `failed` counts as an error in health and metrics, like the offline fallback.
             record.outcome = "failed".to_owned();
-            record.detail = json!({"attempts": attempts, "failed": f.class.as_str()});
-            Err(failure_error(&req.model, &f))
+            record.detail = json!({"attempts": tried.attempts, "failed": f.class.as_str()});
+            Err(attempts::failure_error(&req.model, &f))
         }
     };
     if let Err(e) = store::record(sql, &record) {
@@ -647,4 +499,4 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
 
 #[cfg(test)]
 #[path = "embedding_pipeline_tests.rs"]
-mod tests;
+pub(super) mod tests;

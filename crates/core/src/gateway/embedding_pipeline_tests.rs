@@ -14,9 +14,9 @@ use crate::storage::MemoryKeyValue;
 use crate::test_sqlite::{Sqlite, db};
 
 /// 2026-11-25T00:00:00Z.
-const T0: u64 = 1_795_651_200_000;
+pub(crate) const T0: u64 = 1_795_651_200_000;
 
-struct TestClock(Cell<u64>);
+pub(crate) struct TestClock(pub(crate) Cell<u64>);
 
 impl Clock for TestClock {
     fn now_ms(&self) -> u64 {

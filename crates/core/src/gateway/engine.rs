@@ -213,7 +213,7 @@ pub fn plan(
                 .iter()
                 .find(|e| {
                     (e.model == request.model || e.key() == request.model)
-                        && !e.capabilities.contains(super::embeddings::CAPABILITY)
+                        && super::catalog::is_chat(e)
                 })
                 .ok_or_else(|| PlanError::UnknownModel(request.model.clone()))?,
         )
@@ -225,8 +225,8 @@ pub fn plan(
     };
     let configured: Vec<&CatalogEntry> = catalog
         .iter()
-        // Embedding models cannot chat: they serve `/v1/embeddings` only.
-        .filter(|e| !e.capabilities.contains(super::embeddings::CAPABILITY))
+        // Embedding and image models cannot chat: they serve their own routes only.
+        .filter(|e| super::catalog::is_chat(e))
         .filter(|e| providers.iter().any(|p| p.name == e.provider))
         .collect();
     let mut tiers: [Vec<Target>; 3] = [Vec::new(), Vec::new(), Vec::new()];

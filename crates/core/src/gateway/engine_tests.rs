@@ -185,6 +185,7 @@ pub(crate) fn entry(model: &str, tier: Tier, price: Option<u64>) -> CatalogEntry
             .map(|s| (*s).to_owned())
             .collect::<BTreeSet<_>>(),
         tier,
+        image_prices: Default::default(),
     }
 }
 

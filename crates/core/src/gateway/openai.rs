@@ -756,9 +756,15 @@ impl ChatRequest {
         // Checked here so every provider mapping can rely on their shape.
         let functions = super::tools::functions(obj)?;
         super::tools::tool_choice(obj, &functions)?;
+        // An empty `tools` list means no tools: it must neither ask routing
+        // for the `tools` capability nor reach a provider (OpenAI refuses
+        // `tools: []`).
+        let no_tools = |k: &str, v: &Value| k == "tools" && v.as_array().is_some_and(Vec::is_empty);
         let passthrough = obj
             .iter()
-            .filter(|(k, v)| PASSTHROUGH_FIELDS.contains(&k.as_str()) && !v.is_null())
+            .filter(|(k, v)| {
+                PASSTHROUGH_FIELDS.contains(&k.as_str()) && !v.is_null() && !no_tools(k, v)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(Self {
@@ -1368,7 +1374,8 @@ mod tests {
         assert_eq!(r.dol.tier, Some(Tier::Enhanced));
         assert!(r.messages[2].content.as_ref().unwrap().has_image());
         assert_eq!(r.last_user_text(), "thanks");
-        assert!(r.passthrough.contains_key("tools"));
+        // `tools: []` is no tools (issue 15): not passed on, no capability asked.
+        assert!(!r.passthrough.contains_key("tools"));
     }
 
     #[test]

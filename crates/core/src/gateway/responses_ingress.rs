@@ -9,9 +9,12 @@
 //! `system`, `developer`), `instructions`, `max_output_tokens`,
 //! `temperature`, `top_p`, `user`, `metadata` (echoed), `store` and
 //! `parallel_tool_calls` (accepted, nothing stored), `text.format` (`text`,
-//! `json_object`, `json_schema`). Refused with a 400 naming the parameter:
-//! `stream: true` (not yet), `tools`, `tool_choice`, `previous_response_id`,
-//! other input items (images, files, function calls) and unknown fields.
+//! `json_object`, `json_schema`), function `tools`, `tool_choice`, and
+//! `function_call` / `function_call_output` input items (mapped by
+//! [`super::responses_tools`]; calls answer as `function_call` output
+//! items). Refused with a 400 naming the parameter: `stream: true` together
+//! with tools (not yet), `previous_response_id`, other input items (images,
+//! files) and unknown fields.
 
 use serde_json::{Map, Value, json};
 
@@ -42,11 +45,11 @@ const KNOWN: &[&str] = &[
     "parallel_tool_calls",
     "text",
     "stream",
+    "tools",
+    "tool_choice",
 ];
 
 const UNSUPPORTED: &[&str] = &[
-    "tools",
-    "tool_choice",
     "previous_response_id",
     "conversation",
     "background",
@@ -71,6 +74,10 @@ pub struct Echo {
     pub user: Value,
     /// `text` (the output format).
     pub text: Value,
+    /// `tools` as given (`[]` when absent).
+    pub tools: Value,
+    /// `tool_choice` as given (`"auto"` when absent).
+    pub tool_choice: Value,
 }
 
 fn content_text(content: &Value, param: &str) -> Result<String, ErrorBody> {
@@ -106,6 +113,9 @@ fn input_messages(input: Option<&Value>) -> Result<Vec<Value>, ErrorBody> {
             .enumerate()
             .map(|(i, item)| {
                 let param = format!("input[{i}]");
+                if let Some(m) = super::responses_tools::item_message(item, &param) {
+                    return m;
+                }
                 if item
                     .get("type")
                     .and_then(Value::as_str)
@@ -132,7 +142,8 @@ fn input_messages(input: Option<&Value>) -> Result<Vec<Value>, ErrorBody> {
                 let text = content_text(&item["content"], &format!("{param}.content"))?;
                 Ok(json!({"role": role, "content": text}))
             })
-            .collect(),
+            .collect::<Result<Vec<_>, _>>()
+            .map(super::responses_tools::merge_calls),
         None | Some(Value::Null) => Err(bad("`input` is required", "input")),
         Some(_) => Err(bad(
             "`input` must be a non-empty string or a non-empty list of messages",
@@ -228,6 +239,25 @@ pub fn parse_request(body: &[u8]) -> Result<(ChatRequest, Echo), ErrorBody> {
         // The usage chunk feeds the final `response.completed`.
         chat.insert("stream_options".to_owned(), json!({"include_usage": true}));
     }
+    if let Some(t) = f.get("tools").filter(|v| !v.is_null()) {
+        let tools = super::responses_tools::tools(t)?;
+        // No tools is no tools (issue 15): an empty list must not change routing.
+        if tools.as_array().is_some_and(|a| !a.is_empty()) {
+            if stream {
+                return Err(bad(
+                    "`stream: true` with `tools` is not supported by DOL's Responses API yet",
+                    "stream",
+                ));
+            }
+            chat.insert("tools".to_owned(), tools);
+        }
+    }
+    if let Some(c) = f.get("tool_choice").filter(|v| !v.is_null()) {
+        chat.insert(
+            "tool_choice".to_owned(),
+            super::responses_tools::tool_choice(c)?,
+        );
+    }
     let text = f.get("text").cloned().unwrap_or(Value::Null);
     if let Some(rf) = response_format(&text)? {
         chat.insert("response_format".to_owned(), rf);
@@ -241,6 +271,11 @@ pub fn parse_request(body: &[u8]) -> Result<(ChatRequest, Echo), ErrorBody> {
         top_p: field("top_p"),
         metadata: f.get("metadata").cloned().unwrap_or_else(|| json!({})),
         user: field("user"),
+        tools: f.get("tools").cloned().unwrap_or_else(|| json!([])),
+        tool_choice: f
+            .get("tool_choice")
+            .cloned()
+            .unwrap_or_else(|| json!("auto")),
         text: if text.is_null() {
             json!({"format": {"type": "text"}})
         } else {
@@ -256,6 +291,8 @@ struct Parts<'a> {
     created: &'a Value,
     model: &'a Value,
     text: Option<&'a str>,
+    /// The answer's `function_call` output items.
+    calls: Vec<Value>,
     finish: Option<&'a str>,
     usage: Option<(u64, u64)>,
     dol: Option<&'a Value>,
@@ -268,11 +305,15 @@ fn build(p: &Parts<'_>, echo: &Echo) -> Value {
         (_, Some("content_filter")) => ("incomplete", json!({"reason": "content_filter"})),
         _ => ("completed", Value::Null),
     };
-    let output: Vec<Value> = p
+    // A message item for the text (none when the model only called tools),
+    // then one `function_call` item per call.
+    let mut output: Vec<Value> = p
         .text
+        .filter(|t| !t.is_empty() || p.calls.is_empty())
         .map(|t| message_item(p.hex, t, "completed"))
         .into_iter()
         .collect();
+    output.extend(p.calls.iter().cloned());
     let usage = p.usage.map_or(Value::Null, |(input, output)| {
         json!({
             "input_tokens": input,
@@ -292,8 +333,8 @@ fn build(p: &Parts<'_>, echo: &Echo) -> Value {
         "model": p.model,
         "output": output,
         "parallel_tool_calls": true,
-        "tool_choice": "auto",
-        "tools": [],
+        "tool_choice": echo.tool_choice,
+        "tools": echo.tools,
         "instructions": echo.instructions,
         "max_output_tokens": echo.max_output_tokens,
         "temperature": echo.temperature,
@@ -340,6 +381,7 @@ pub fn response_from_completion(c: &Value, echo: &Echo) -> Value {
             created: &c["created"],
             model: &c["model"],
             text: Some(choice["message"]["content"].as_str().unwrap_or_default()),
+            calls: super::responses_tools::output_items(&choice["message"], "completed"),
             finish: choice["finish_reason"].as_str(),
             usage: Some(usage),
             dol: c.get("dol"),
@@ -404,6 +446,7 @@ impl StreamTranslator {
                 created: &self.created,
                 model: &self.model,
                 text: finished.then_some(self.text.as_str()),
+                calls: Vec::new(),
                 finish: self.finish.as_deref(),
                 usage: self.usage,
                 dol: self.dol.as_ref(),
@@ -608,6 +651,38 @@ mod tests {
     }
 
     #[test]
+    fn function_tools_and_call_items_map_onto_chat_and_back() {
+        let (r, echo) = parse(json!({"model": "auto",
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "get_weather"},
+            "input": [{"role": "user", "content": "Weather?"},
+                {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "18C"}]}))
+        .unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["messages"][1]["tool_calls"][0]["id"], "call_1");
+        assert_eq!(
+            v["messages"][2],
+            json!({"role": "tool", "tool_call_id": "call_1", "content": "18C"})
+        );
+        assert_eq!(r.functions()[0].name, "get_weather");
+        assert_eq!(echo.tool_choice["name"], "get_weather");
+        let c = json!({"id": "chatcmpl-1", "created": 1, "model": "m", "choices": [{"index": 0,
+            "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1}});
+        let out = response_from_completion(&c, &echo);
+        assert_eq!(out["status"], "completed");
+        assert_eq!(out["output"].as_array().unwrap().len(), 1);
+        assert_eq!(out["output"][0]["type"], "function_call");
+        assert_eq!(out["output"][0]["call_id"], "call_2");
+        assert_eq!(out["tools"][0]["name"], "get_weather");
+        // No tools is no tools: an empty list asks nothing of routing.
+        let (empty, _) = parse(json!({"model": "auto", "input": "x", "tools": []})).unwrap();
+        assert!(!empty.passthrough.contains_key("tools"));
+    }
+
+    #[test]
     fn each_bad_request_names_its_parameter() {
         assert_eq!(
             parse_request(b"1").unwrap_err().error.param.unwrap(),
@@ -619,7 +694,20 @@ mod tests {
         assert_eq!(param(json!({"model": "auto", "input": []})), "input");
         assert_eq!(
             param(json!({"model": "auto", "input": [{"type": "function_call_output"}]})),
+            "input[0].call_id"
+        );
+        assert_eq!(
+            param(json!({"model": "auto", "input": [{"type": "input_file"}]})),
             "input[0]"
+        );
+        assert_eq!(
+            param(json!({"model": "auto", "input": "x", "stream": true,
+                "tools": [{"type": "function", "name": "f"}]})),
+            "stream"
+        );
+        assert_eq!(
+            param(json!({"model": "auto", "input": "x", "tools": [{"type": "file_search"}]})),
+            "tools[0].type"
         );
         assert_eq!(
             param(json!({"model": "auto", "input": [{"role": "tool", "content": "x"}]})),
@@ -636,7 +724,7 @@ mod tests {
             "stream"
         );
         assert_eq!(
-            param(json!({"model": "auto", "input": "x", "tools": []})),
+            param(json!({"model": "auto", "input": "x", "tools": {}})),
             "tools"
         );
         assert_eq!(

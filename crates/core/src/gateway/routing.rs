@@ -18,7 +18,7 @@
 //! Ties are broken by `(provider, model)` ascending, so the order is a pure
 //! function of the inputs.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +43,11 @@ pub struct CatalogEntry {
     pub capabilities: BTreeSet<String>,
     /// The tier the model serves.
     pub tier: Tier,
+    /// Micro-dollars per generated image by price key (`{size}/{quality}`,
+    /// `{size}` or `*`; see `gateway::images::image_price`); empty for text
+    /// models. A request matching no key has an unknown cost.
+    #[serde(default)]
+    pub image_prices: BTreeMap<String, u64>,
 }
 
 impl CatalogEntry {
@@ -415,6 +420,7 @@ mod tests {
                 .into_iter()
                 .collect(),
             tier,
+            image_prices: BTreeMap::new(),
         }
     }
 
@@ -620,6 +626,30 @@ mod tests {
         assert_eq!(caps, vec!["json", "streaming", "vision"]);
         assert_eq!(r.max_cost_micros, Some(500_000));
         assert_eq!(r.max_latency_ms, Some(900));
+    }
+
+    #[test]
+    fn an_empty_tool_list_routes_like_no_tools() {
+        let chat = |extra: serde_json::Value| {
+            let mut body = serde_json::json!({
+                "model": "auto",
+                "messages": [{"role": "user", "content": "hi"}],
+            });
+            if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+                b.extend(e.clone());
+            }
+            let c = crate::gateway::openai::ChatRequest::from_value(&body).unwrap();
+            RouteRequest::from_chat(&c, Tier::Enhanced, 1024)
+        };
+        let none = chat(serde_json::json!({}));
+        assert_eq!(chat(serde_json::json!({"tools": []})), none);
+        assert_eq!(chat(serde_json::json!({"tools": null})), none);
+        let tool = serde_json::json!({"type": "function", "function": {"name": "f"}});
+        assert!(
+            chat(serde_json::json!({"tools": [tool]}))
+                .capabilities
+                .contains("tools")
+        );
     }
 
     #[test]

@@ -421,7 +421,7 @@ pub fn settle_with_org(
 // The model catalog
 
 const CATALOG_SELECT: &str = "SELECT provider, model, tier, input_price, output_price, \
-context_window, capabilities FROM models";
+context_window, capabilities, image_prices FROM models";
 
 /// Models discovery found that nobody has priced yet: a provider's list also
 /// holds embedding, audio and other non-chat models, so they are not routed
@@ -441,6 +441,7 @@ fn catalog_entry_from_row(values: &[SqlValue]) -> Result<CatalogEntry> {
         output_price: r.opt_uint(4, "output_price")?,
         context_window: r.uint(5, "context_window")?,
         capabilities: r.json::<BTreeSet<String>>(6, "capabilities")?,
+        image_prices: r.json(7, "image_prices")?,
     })
 }
 
@@ -451,14 +452,16 @@ fn upsert_model(
     now_ms: i64,
 ) -> Result<()> {
     let capabilities = encode("capabilities", &e.capabilities)?;
+    let image_prices = encode("image_prices", &e.image_prices)?;
     run(
         db,
         "INSERT INTO models (provider, model, tier, input_price, output_price, context_window, \
-         capabilities, source, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         capabilities, source, updated_at, image_prices) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (provider, model) DO UPDATE SET tier = excluded.tier, \
          input_price = excluded.input_price, output_price = excluded.output_price, \
          context_window = excluded.context_window, capabilities = excluded.capabilities, \
-         source = excluded.source, updated_at = excluded.updated_at",
+         source = excluded.source, updated_at = excluded.updated_at, \
+         image_prices = excluded.image_prices",
         &[
             text(&e.provider),
             text(&e.model),
@@ -469,6 +472,7 @@ fn upsert_model(
             text(&capabilities),
             text(source),
             SqlValue::Integer(now_ms),
+            text(&image_prices),
         ],
     )?;
     Ok(())

@@ -300,6 +300,7 @@ fn entry(provider: &str, model: &str, price: Option<u64>) -> CatalogEntry {
         context_window: 8_192,
         capabilities: BTreeSet::from(["json".to_owned(), "streaming".to_owned()]),
         tier: Tier::Enhanced,
+        image_prices: Default::default(),
     }
 }
 

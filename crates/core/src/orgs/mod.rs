@@ -327,6 +327,7 @@ mod tests {
             output_price: Some(1),
             context_window: 1000,
             capabilities: Default::default(),
+            image_prices: Default::default(),
         }
     }
 

@@ -353,8 +353,11 @@ pub(super) fn parse_models(v: &Value) -> Option<Vec<DiscoveredModel>> {
                     .flatten()
                     .filter_map(Value::as_str)
                     .collect();
-                // Embedding and other non-chat models cannot answer DOL's requests.
-                if !methods.contains(&"generateContent") {
+                let embeds = methods
+                    .iter()
+                    .any(|x| matches!(*x, "embedContent" | "batchEmbedContents"));
+                // Models that neither chat nor embed cannot answer DOL's requests.
+                if !methods.contains(&"generateContent") && !embeds {
                     return None;
                 }
                 let name = str_field(m, "name")?;
@@ -362,6 +365,13 @@ pub(super) fn parse_models(v: &Value) -> Option<Vec<DiscoveredModel>> {
                 let mut model = DiscoveredModel::new(id);
                 model.display_name = str_field(m, "displayName");
                 model.context_window = m.get("inputTokenLimit").and_then(as_u64);
+                // An embedding model (issue 15) serves `/v1/embeddings` only.
+                if !methods.contains(&"generateContent") {
+                    model
+                        .capabilities
+                        .insert(super::super::embeddings::CAPABILITY.to_owned());
+                    return Some(model);
+                }
                 model.output_limit = m.get("outputTokenLimit").and_then(as_u64);
                 if methods.contains(&"streamGenerateContent") {
                     model.capabilities.insert("streaming".to_owned());
@@ -773,7 +783,13 @@ mod tests {
           "nextPageToken": "x"
         }"#;
         let models = parse_model_list(K, body).unwrap();
-        assert_eq!(models.len(), 2);
+        assert_eq!(models.len(), 3);
+        // An embedding model is discovered with its capability (issue 15).
+        assert_eq!(models[2].id, "text-embedding-004");
+        assert_eq!(
+            models[2].capabilities.iter().collect::<Vec<_>>(),
+            ["embeddings"]
+        );
         let m = &models[0];
         assert_eq!(m.id, "gemini-2.5-flash");
         assert_eq!(m.display_name.as_deref(), Some("Gemini 2.5 Flash"));

@@ -31,6 +31,7 @@ mod anthropic;
 pub mod embed;
 mod error;
 mod gemini;
+pub mod image;
 mod openai_compat;
 mod sse;
 mod stream;

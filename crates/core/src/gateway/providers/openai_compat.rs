@@ -183,6 +183,16 @@ pub(super) fn parse_models(v: &Value) -> Option<Vec<DiscoveredModel>> {
                     .get("max_completion_tokens")
                     .or_else(|| m.pointer("/top_provider/max_completion_tokens"))
                     .and_then(as_u64);
+                // OpenAI's model list says nothing of what a model does; an
+                // id naming embeddings (`text-embedding-3-small`,
+                // `nomic-embed-text`) is an embedding model (issue 15), which
+                // serves `/v1/embeddings` only.
+                if model.id.contains("embed") {
+                    model
+                        .capabilities
+                        .insert(super::super::embeddings::CAPABILITY.to_owned());
+                    return Some(model);
+                }
                 let inputs = m
                     .pointer("/architecture/input_modalities")
                     .and_then(Value::as_array);
@@ -488,6 +498,11 @@ mod tests {
         assert_eq!(models[0].id, "gpt-4o-mini");
         assert_eq!(models[0].context_window, None);
         assert!(models[0].capabilities.is_empty());
+        // An id naming embeddings is an embedding model (issue 15).
+        assert_eq!(
+            models[1].capabilities.iter().collect::<Vec<_>>(),
+            ["embeddings"]
+        );
         let openrouter =
             br#"{"data":[{"id":"anthropic/claude-3.5-sonnet","name":"Anthropic: Claude 3.5 Sonnet",
             "context_length":200000,"architecture":{"input_modalities":["text","image"]},
