@@ -2,9 +2,10 @@
 //! entry tier (emergency mode, then the request's hint, then the tier flag),
 //! planning, the worst-case reservation, the response cache (per API key,
 //! TTL, `Cache-Control: no-cache`, streamed replay), the engine, and the
-//! book-keeping afterwards (settlement, routing state, cache fill, the
-//! request record). The component only parses HTTP, builds the adapters and
-//! writes what [`Client`] is given.
+//! book-keeping (settlement and the request record in one transaction,
+//! routing state, cache fill), all written before the answer's body ends.
+//! The component only parses HTTP, builds the adapters and writes what
+//! [`Client`] is given.
 
 use serde_json::Value;
 
@@ -415,6 +416,36 @@ async fn answer_from_cache(client: &mut impl Client, g: &Generation, call: &Call
     }
 }
 
+/// Settlement and telemetry in one write transaction; when that fails, each
+/// on its own, so a telemetry row that cannot be written never costs the
+/// settlement. Failures become warnings: the answer has gone out.
+fn book_keep(
+    sql: &mut impl SqlExecutor,
+    settled: &store::Settlement<'_>,
+    record: &RequestRecord,
+    warnings: &mut Vec<String>,
+) {
+    let Err(together) = store::settle_and_record(sql, settled, record) else {
+        return;
+    };
+    warnings.push(format!("book-keeping in one transaction failed: {together}"));
+    let s = settled;
+    if let Err(e) = store::settle(
+        sql,
+        s.key_id,
+        s.want,
+        s.reserved_at_secs,
+        s.tokens,
+        s.cost_micros,
+        s.now_secs,
+    ) {
+        warnings.push(format!("settling usage failed: {e}"));
+    }
+    if let Err(e) = store::record(sql, record) {
+        warnings.push(format!("recording telemetry failed: {e}"));
+    }
+}
+
 /// Serves one parsed request: decides, answers through `client`, then applies
 /// the book-keeping through the injected stores. An `Err` means nothing was
 /// sent: the caller answers with [`PipelineError::reply`].
@@ -502,13 +533,14 @@ where
     let cached = use_cache
         .then(|| store::cache_get(kv, &cache_key, now_ms))
         .flatten();
+    // A streamed answer goes out while it is generated; every other answer
+    // waits for the book-keeping below.
+    let from_cache_hit = cached.is_some();
     let generation = if let Some(hit) = cached {
-        let g = from_cache(hit);
-        answer_from_cache(client, &g, call, clock.now_ms() / 1_000).await;
-        g
+        from_cache(hit)
     } else {
         let downstream = request.stream.then_some(&mut *client);
-        let g = engine::generate(
+        engine::generate(
             upstream,
             downstream,
             request,
@@ -517,29 +549,24 @@ where
             settings.quality,
             &call.id,
         )
-        .await;
-        if !request.stream {
-            let created = clock.now_ms() / 1_000;
-            let body = serde_json::to_value(g.completion(&call.id, created)).unwrap_or(Value::Null);
-            client.complete(200, head(&g, &call.id), body).await;
-        }
-        g
+        .await
     };
 
-    // Book-keeping after the answer went out: failures here are reported, not sent.
+    // All book-keeping is written before the answer is finished: Spin stops
+    // an instance once its response body has gone out (README "What a crash
+    // can lose"), so nothing may trail it. Failures are reported, not sent.
     let finished_ms = clock.now_ms();
     let (tokens, cost_micros) = settlement(&generation);
-    if let Err(e) = store::settle(
-        sql,
-        &call.caller.id,
+    let record = record(&generation, call, plan.entry, finished_ms, &variant);
+    let settled = store::Settlement {
+        key_id: &call.caller.id,
         want,
-        now_secs,
+        reserved_at_secs: now_secs,
         tokens,
         cost_micros,
-        finished_ms / 1_000,
-    ) {
-        warnings.push(format!("settling usage failed: {e}"));
-    }
+        now_secs: finished_ms / 1_000,
+    };
+    book_keep(sql, &settled, &record, &mut warnings);
     if !generation.info.cached {
         routing.apply(
             &generation.observations,
@@ -565,10 +592,17 @@ where
             }
         }
     }
-    let record = record(&generation, call, plan.entry, finished_ms, &variant);
-    if let Err(e) = store::record(sql, &record) {
-        warnings.push(format!("recording telemetry failed: {e}"));
+    if from_cache_hit {
+        answer_from_cache(client, &generation, call, clock.now_ms() / 1_000).await;
+    } else if !request.stream {
+        let created = clock.now_ms() / 1_000;
+        let body =
+            serde_json::to_value(generation.completion(&call.id, created)).unwrap_or(Value::Null);
+        client
+            .complete(200, head(&generation, &call.id), body)
+            .await;
     }
+
     Ok(Served {
         generation,
         reservation: want,

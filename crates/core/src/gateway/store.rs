@@ -325,18 +325,62 @@ pub fn settle(
     cost_micros: u64,
     now_secs: u64,
 ) -> Result<()> {
+    let s = Settlement {
+        key_id,
+        want,
+        reserved_at_secs,
+        tokens,
+        cost_micros,
+        now_secs,
+    };
+    in_transaction(db, |tx| settle_in(tx, &s))
+}
+
+/// One request's settlement: what [`settle`] takes, as one value.
+#[derive(Debug, Clone, Copy)]
+pub struct Settlement<'a> {
+    /// The key the request was admitted for.
+    pub key_id: &'a str,
+    /// What admission reserved.
+    pub want: Reservation,
+    /// When admission reserved it (unix seconds).
+    pub reserved_at_secs: u64,
+    /// Tokens the request actually used.
+    pub tokens: u64,
+    /// What it actually cost, micro-dollars.
+    pub cost_micros: u64,
+    /// Now (unix seconds).
+    pub now_secs: u64,
+}
+
+/// The book-keeping of one answered request in one `BEGIN IMMEDIATE`
+/// transaction: the settlement ([`settle`]) and the telemetry rows
+/// ([`record`]), so a request takes the write lock twice (admission, then
+/// this) instead of four times. Either both are stored or neither; the
+/// caller falls back to storing them apart, so a telemetry row that cannot
+/// be written never costs the settlement.
+pub fn settle_and_record(
+    db: &mut impl SqlExecutor,
+    s: &Settlement<'_>,
+    r: &RequestRecord,
+) -> Result<()> {
     in_transaction(db, |tx| {
-        let stored = usage(tx, key_id)?;
-        let next = keys::settle(
-            &stored,
-            want,
-            reserved_at_secs,
-            tokens,
-            cost_micros,
-            now_secs,
-        );
-        write_usage(tx, key_id, &next)
+        settle_in(tx, s)?;
+        record(tx, r)
     })
+}
+
+fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
+    let stored = usage(tx, s.key_id)?;
+    let next = keys::settle(
+        &stored,
+        s.want,
+        s.reserved_at_secs,
+        s.tokens,
+        s.cost_micros,
+        s.now_secs,
+    );
+    write_usage(tx, s.key_id, &next)
 }
 
 // ---------------------------------------------------------------------------
