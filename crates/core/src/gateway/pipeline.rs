@@ -428,7 +428,9 @@ fn book_keep(
     let Err(together) = store::settle_and_record(sql, settled, record) else {
         return;
     };
-    warnings.push(format!("book-keeping in one transaction failed: {together}"));
+    warnings.push(format!(
+        "book-keeping in one transaction failed: {together}"
+    ));
     let s = settled;
     if let Err(e) = store::settle(
         sql,

@@ -439,7 +439,9 @@ fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
         .collect();
     assert_eq!(begins.len(), 2, "{events:?}");
     assert!(begins[1] < record && record < answer, "{events:?}");
-    let commit = (record..events.len()).find(|&i| events[i] == "COMMIT").unwrap();
+    let commit = (record..events.len())
+        .find(|&i| events[i] == "COMMIT")
+        .unwrap();
     assert!(commit < answer, "{events:?}");
     assert_eq!(client.0.status, Some(200));
 }
