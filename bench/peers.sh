@@ -8,6 +8,7 @@
 #
 #   bench/peers.sh                      # 10 s per load point
 #   DURATION=5s PEERS_DIR=/tmp/peers bench/peers.sh
+#   PEERS_BUILD=0 bench/peers.sh        # binaries and components already built
 #
 # It installs what it needs itself into $PEERS_DIR (default target/peers:
 # Portkey with npm, LiteLLM in a venv with pip) and reuses it on the next
@@ -26,9 +27,13 @@ LITELLM_PORT=3963
 . bench/lib.sh
 mkdir -p "$PEERS_DIR"
 
+BIN=${BIN:-target/release}
+
 # --- installs (idempotent) ---
-cargo build --release -q -p dol-host --bin dol -p dol-test-support --bin mock-llm
-target/release/dol build -f spin.toml >/dev/null
+if [ "${PEERS_BUILD:-1}" = 1 ]; then
+  cargo build --release -q -p dol-host --bin dol -p dol-test-support --bin mock-llm
+  target/release/dol build -f spin.toml >/dev/null
+fi
 portkey="$PEERS_DIR/portkey/node_modules/@portkey-ai/gateway/build/start-server.js"
 if [ ! -f "$portkey" ]; then
   echo "installing @portkey-ai/gateway@$PORTKEY_VERSION (npm) into $PEERS_DIR/portkey" >&2
@@ -47,12 +52,12 @@ state=$(mktemp -d)
 bench_temp+=("$state")
 body='{"model":"gpt-4o","messages":[{"role":"user","content":"Explain how Rust ownership and borrowing prevent data races"}]}'
 
-target/release/mock-llm --flavor openai --listen "$MOCK_ADDR" >/dev/null &
+"$BIN/mock-llm" --flavor openai --listen "$MOCK_ADDR" >/dev/null &
 bench_pids+=($!)
 SPIN_VARIABLE_ADMIN_TOKEN=bench-admin \
 SPIN_VARIABLE_OPENAI_API_KEY=bench-provider-key \
 SPIN_VARIABLE_OPENAI_BASE_URL="http://$MOCK_ADDR/v1" \
-RUST_LOG=error target/release/dol up -f spin.toml --listen "$DOL_ADDR" --state-dir "$state" >/dev/null 2>&1 &
+RUST_LOG=error "$BIN/dol" up -f spin.toml --listen "$DOL_ADDR" --state-dir "$state" >/dev/null 2>&1 &
 bench_pids+=($!)
 NODE_ENV=production node "$portkey" --port="$PORTKEY_PORT" --headless >/dev/null 2>&1 &
 bench_pids+=($!)
@@ -76,7 +81,7 @@ wait_for() { # URL SECONDS
   done
 }
 wait_for "http://$MOCK_ADDR/v1/models" 30
-wait_for "http://$DOL_ADDR/health" 60
+wait_for "http://$DOL_ADDR/health" 300
 wait_for "http://127.0.0.1:$PORTKEY_PORT/" 60
 wait_for "http://127.0.0.1:$LITELLM_PORT/health/liveliness" 180
 
@@ -123,8 +128,8 @@ done
 
 echo
 echo "bench/peers.sh $(date -u +%Y-%m-%dT%H:%MZ), wrk $DURATION per point, $(nproc) cores"
-printf '| %-26s | %-24s | %-15s | %-20s | %-10s | %-8s |\n' path "added p50 at c=1" "added p99 c=1" "req/s at c=16" "vs Portkey" "non-2xx"
-printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..28})" "$(printf -- '-%.0s' {1..26})" \
+printf '| %-28s | %-24s | %-15s | %-20s | %-10s | %-8s |\n' path "added p50 at c=1" "added p99 c=1" "req/s at c=16" "vs Portkey" "non-2xx"
+printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..30})" "$(printf -- '-%.0s' {1..26})" \
   "$(printf -- '-%.0s' {1..17})" "$(printf -- '-%.0s' {1..22})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..10})"
 label() { case $1 in direct) echo "straight to the mock";; dol) echo "dol up (real key, no cache)";;
   portkey) echo "Portkey $PORTKEY_VERSION";; litellm) echo "LiteLLM proxy $LITELLM_VERSION";; esac; }
@@ -134,7 +139,7 @@ for n in "${names[@]}"; do
     BEGIN {
       if (self == "direct") { a50 = sprintf("— (p50 %.3f ms)", p50); a99 = sprintf("— (%.3f ms)", p99) }
       else { a50 = sprintf("+%.3f ms", p50 - d50); a99 = sprintf("+%.3f ms", p99 - d99) }
-      printf "| %-26s | %-24s | %-15s | %-20s | %-10s | %-8s |\n", n, a50, a99,
+      printf "| %-28s | %-24s | %-15s | %-20s | %-10s | %-8s |\n", n, a50, a99,
         sprintf("%d (c=1: %d)", r16, r1), (pk > 0 ? sprintf("%.2f×", r16 / pk) : "-"), bad
     }'
 done

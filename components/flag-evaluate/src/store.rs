@@ -2,7 +2,8 @@
 //! version, and the append-only `audit_log`); key-value holds the published
 //! version and its evaluated document (`dol_core::flags::store` says how
 //! publication stays in order), and each instance keeps the compiled set of
-//! the version it last saw. A steady-state evaluation therefore reads
+//! the version it last saw (a fresh instance evaluating one flag in-process
+//! compiles that flag only). A steady-state evaluation therefore reads
 //! key-value only (one get with a warm instance, two with a fresh one) and
 //! runs no SQL query; any write bumps the version.
 
