@@ -11,6 +11,7 @@
 mod alerts;
 mod apps;
 mod console;
+mod crash;
 mod dol_app;
 mod experiments;
 mod flag_metrics;
