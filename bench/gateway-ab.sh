@@ -29,9 +29,13 @@ bench_pids+=($!)
 body='{"model":"gpt-4o","messages":[{"role":"user","content":"Explain how Rust ownership and borrowing prevent data races"}]}'
 
 # start NAME DOL MANIFEST ADDR: serves it with a fresh state dir and a real
-# key; prints the key.
+# key, left in $key. Not run in a subshell: the trap must see its pid.
 start() {
   local dol=$2 manifest=$3 addr=$4 state
+  if curl -s -o /dev/null "http://$addr/"; then
+    echo "bench/gateway-ab.sh: $addr is taken (a server from another run?)" >&2
+    exit 1
+  fi
   state=$(mktemp -d)
   bench_temp+=("$state")
   SPIN_VARIABLE_ADMIN_TOKEN=bench-admin \
@@ -39,13 +43,18 @@ start() {
   SPIN_VARIABLE_OPENAI_BASE_URL="http://$MOCK_ADDR/v1" \
   RUST_LOG=error "$dol" up -f "$manifest" --listen "$addr" --state-dir "$state" >/dev/null 2>&1 &
   bench_pids+=($!)
-  until curl -sf "http://$addr/health" >/dev/null; do sleep 0.05; done
-  curl -sf -X POST -H 'authorization: Bearer bench-admin' -H 'content-type: application/json' \
-    -d '{"name":"bench"}' "http://$addr/admin/keys" | sed -E 's/.*"key":"([^"]+)".*/\1/'
+  until curl -sf "http://$addr/health" >/dev/null; do
+    kill -0 "$!" 2>/dev/null || { echo "bench/gateway-ab.sh: $1 did not start" >&2; exit 1; }
+    sleep 0.05
+  done
+  key=$(curl -sf -X POST -H 'authorization: Bearer bench-admin' -H 'content-type: application/json' \
+    -d '{"name":"bench"}' "http://$addr/admin/keys" | sed -E 's/.*"key":"([^"]+)".*/\1/')
 }
 until curl -sf "http://$MOCK_ADDR/v1/models" >/dev/null; do sleep 0.05; done
-a_key=$(start A "$A_DOL" "$A_MANIFEST" "$A_ADDR")
-b_key=$(start B "$B_DOL" "$B_MANIFEST" "$B_ADDR")
+start A "$A_DOL" "$A_MANIFEST" "$A_ADDR"
+a_key=$key
+start B "$B_DOL" "$B_MANIFEST" "$B_ADDR"
+b_key=$key
 
 script() {
   local f

@@ -12,6 +12,7 @@ mod alerts;
 mod apps;
 mod backup;
 mod console;
+mod crash;
 mod dol_app;
 mod experiments;
 mod flag_metrics;

@@ -31,7 +31,7 @@ impl Guest for Provider {
             Ok(context) => context,
             Err(error) => return failed(error.code.as_str(), error.details, -1),
         };
-        let (version, set) = match store::current() {
+        let (version, set) = match store::current_for(&flag_key) {
             Ok(current) => current,
             Err(error) => {
                 // Same policy as the HTTP side: details go to the log, not the caller.

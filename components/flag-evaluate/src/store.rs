@@ -2,7 +2,8 @@
 //! version, and the append-only `audit_log`); key-value holds the published
 //! version and its evaluated document (`dol_core::flags::store` says how
 //! publication stays in order), and each instance keeps the compiled set of
-//! the version it last saw. A steady-state evaluation therefore reads
+//! the version it last saw (a fresh instance evaluating one flag in-process
+//! compiles that flag only). A steady-state evaluation therefore reads
 //! key-value only (one get with a warm instance, two with a fresh one) and
 //! runs no SQL query; any write bumps the version.
 
@@ -19,9 +20,12 @@ use spin_sdk::key_value::Store;
 
 use dol_spin_platform::{SpinKv, SpinSql, now_ms, open_db};
 
+/// A compiled set with its version and, when only one flag was compiled, that flag.
+type Compiled = (i64, Option<String>, Rc<FlagSet>);
+
 thread_local! {
     /// The compiled set of the version this instance last saw.
-    static CACHE: RefCell<Option<(i64, Rc<FlagSet>)>> = const { RefCell::new(None) };
+    static CACHE: RefCell<Option<Compiled>> = const { RefCell::new(None) };
 }
 
 /// Counts one OFREP request of `client` in the current minute (key-value
@@ -56,16 +60,31 @@ pub fn check_rate(
 /// (`dol_core::flags::store::publish_latest`), so an acknowledged flag change
 /// is never served older.
 pub fn current() -> anyhow::Result<(i64, Rc<FlagSet>)> {
+    current_with(None)
+}
+
+/// Like [`current`] for evaluating the one flag `key`: a fresh instance
+/// (every request's, on Spin and `dol up`) compiles only that flag from the
+/// published document instead of the whole set. The answer is the same;
+/// the set returned may know no other flag.
+pub fn current_for(key: &str) -> anyhow::Result<(i64, Rc<FlagSet>)> {
+    current_with(Some(key))
+}
+
+fn current_with(only: Option<&str>) -> anyhow::Result<(i64, Rc<FlagSet>)> {
     let mut kv = SpinKv::open_default()?;
     if let Published::Version(version) = flag_store::published_version(&mut kv)? {
-        if let Some(hit) = CACHE.with_borrow(|c| c.as_ref().filter(|(v, _)| *v == version).cloned())
-        {
+        if let Some(hit) = cached(version, only) {
             return Ok(hit);
         }
-        if let Some(set) = flag_store::published_document(&mut kv, version)?
-            .and_then(|document| FlagSet::from_value(&document).ok())
-        {
-            return Ok(remember(version, set));
+        if let Some(document) = flag_store::published_document(&mut kv, version)? {
+            let compiled = match only {
+                None => FlagSet::from_value(&document),
+                Some(key) => FlagSet::from_value_for(&document, key),
+            };
+            if let Ok(set) = compiled {
+                return Ok(remember(version, only, set));
+            }
         }
     }
     let db = open_db()?;
@@ -80,12 +99,22 @@ pub fn current() -> anyhow::Result<(i64, Rc<FlagSet>)> {
         }
     };
     let set = state.compile().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(remember(version, set))
+    Ok(remember(version, None, set))
 }
 
-fn remember(version: i64, set: FlagSet) -> (i64, Rc<FlagSet>) {
+/// The compiled set of `version` this instance holds: the whole set, or the
+/// flag `only` compiled alone.
+fn cached(version: i64, only: Option<&str>) -> Option<(i64, Rc<FlagSet>)> {
+    CACHE.with_borrow(|c| {
+        c.as_ref()
+            .filter(|(v, k, _)| *v == version && (k.is_none() || k.as_deref() == only))
+            .map(|(v, _, set)| (*v, Rc::clone(set)))
+    })
+}
+
+fn remember(version: i64, only: Option<&str>, set: FlagSet) -> (i64, Rc<FlagSet>) {
     let set = Rc::new(set);
-    CACHE.with_borrow_mut(|c| *c = Some((version, Rc::clone(&set))));
+    CACHE.with_borrow_mut(|c| *c = Some((version, only.map(str::to_owned), Rc::clone(&set))));
     (version, set)
 }
 

@@ -5,7 +5,6 @@
 use dol_core::gateway::embedding_pipeline::{self, EmbedCall};
 use dol_core::gateway::embeddings::EmbeddingRequest;
 use dol_core::gateway::pipeline::PipelineError;
-use dol_core::orgs::Role;
 use spin_sdk::http::Response;
 
 use crate::client::WallClock;

@@ -165,9 +165,16 @@ pub fn apply_list(
     migrations: &[Migration],
     now_ms: i64,
 ) -> Result<MigrationReport, MigrateError> {
-    exec.execute(BOOKKEEPING_DDL, &[])
-        .map_err(MigrateError::Bookkeeping)?;
-    let done = applied_versions(exec)?;
+    // The common case is a current database: one read decides it. Only a
+    // database without the book-keeping table (a fresh one) pays for the DDL.
+    let done = match applied_versions(exec) {
+        Ok(done) => done,
+        Err(_) => {
+            exec.execute(BOOKKEEPING_DDL, &[])
+                .map_err(MigrateError::Bookkeeping)?;
+            applied_versions(exec)?
+        }
+    };
     let mut report = MigrationReport {
         applied: Vec::new(),
         current_version: done.last().copied().unwrap_or(0),
@@ -350,6 +357,8 @@ mod tests {
     #[derive(Default)]
     struct FakeDb {
         log: Vec<String>,
+        /// Whether `_dol_migrations` exists (the book-keeping DDL creates it).
+        has_table: bool,
         versions: Vec<i64>,
         snapshot: Option<Vec<i64>>,
         fail_on: Option<String>,
@@ -379,7 +388,11 @@ mod tests {
                         self.versions = s;
                     }
                 }
+                BOOKKEEPING_DDL => self.has_table = true,
                 "SELECT version FROM _dol_migrations" => {
+                    if !self.has_table {
+                        return Err("no such table: _dol_migrations".to_owned());
+                    }
                     return Ok(self
                         .versions
                         .iter()
@@ -443,6 +456,7 @@ mod tests {
         );
         assert_eq!(db.versions, vec![1, 2]);
         let expected = [
+            "SELECT version FROM _dol_migrations",
             BOOKKEEPING_DDL,
             "SELECT version FROM _dol_migrations",
             "BEGIN IMMEDIATE",
@@ -473,10 +487,8 @@ mod tests {
                 current_version: 2
             }
         );
-        assert_eq!(
-            db.log,
-            [BOOKKEEPING_DDL, "SELECT version FROM _dol_migrations"]
-        );
+        // A current database costs one read, no DDL.
+        assert_eq!(db.log, ["SELECT version FROM _dol_migrations"]);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::bindings::wasi_2023_10_18::{WasiHttp20231018, WasiHttp20231018Pre};
 use crate::bindings::{SpinHost, cron_types};
 use crate::engine::{Limits, deadline_ticks};
 use crate::instance::{ComponentGrants, InstanceState};
-use crate::outbound::{InternalDispatch, InternalTarget, OutboundHooks};
+use crate::outbound::{InternalDispatch, InternalTarget, OutboundClient, OutboundHooks};
 use crate::output::{PrefixedOutput, Target};
 use crate::storage::{DatabaseLocation, KeyValueBackend, StorageCatalog};
 
@@ -100,6 +100,8 @@ pub struct LoadedApp {
     pub(crate) router: Router,
     pub(crate) components: BTreeMap<String, LoadedComponent>,
     storage: Arc<StorageCatalog>,
+    /// Outbound HTTP connections, pooled per authority across instances.
+    outbound: OutboundClient,
     pub(crate) limits: Limits,
     /// Address the HTTP listener is bound to (for `spin-full-url` of chained requests).
     pub(crate) listen: SocketAddr,
@@ -200,6 +202,7 @@ impl LoadedApp {
             router,
             components,
             storage,
+            outbound: OutboundClient::new(),
             limits,
             listen,
         })
@@ -220,7 +223,12 @@ impl LoadedApp {
             Box::pin(async move { crate::outbound::socket_allowed(&allowed, addr, addr_use) })
         });
         let dispatch: Arc<dyn InternalDispatch> = Arc::new(self.clone());
-        let hooks = OutboundHooks::new(id.clone(), component.allowed_hosts.clone(), dispatch);
+        let hooks = OutboundHooks::new(
+            id.clone(),
+            component.allowed_hosts.clone(),
+            dispatch,
+            self.outbound.clone(),
+        );
         let state = InstanceState::new(
             wasi.build(),
             hooks,

@@ -18,6 +18,7 @@ mod cron;
 pub mod engine;
 mod instance;
 mod outbound;
+mod outbound_client;
 mod outbound_pg;
 mod outbound_redis;
 mod output;

@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use dol_manifest::outbound::AllowedHosts;
-use http_body_util::BodyExt;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::sockets::SocketAddrUse;
@@ -15,6 +14,8 @@ use wasmtime_wasi_http::p2::bindings::http::outgoing_handler;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks, WasiHttpView};
+
+pub use crate::outbound_client::OutboundClient;
 
 /// Authority the host gives a request a guest sent with a relative URL (no
 /// authority), which Spin treats as a request to the app itself. `.invalid` can
@@ -51,19 +52,23 @@ pub struct OutboundHooks {
     component: String,
     allowed: Arc<AllowedHosts>,
     dispatch: Arc<dyn InternalDispatch>,
+    client: OutboundClient,
 }
 
 impl OutboundHooks {
-    /// Hooks for `component`, allowed to reach `allowed`.
+    /// Hooks for `component`, allowed to reach `allowed`, sending what leaves
+    /// the app through `client` (the app's shared connection pool).
     pub fn new(
         component: String,
         allowed: Arc<AllowedHosts>,
         dispatch: Arc<dyn InternalDispatch>,
+        client: OutboundClient,
     ) -> Self {
         Self {
             component,
             allowed,
             dispatch,
+            client,
         }
     }
 }
@@ -153,12 +158,16 @@ impl WasiHttpHooks for OutboundHooks {
                     Ok((response, io))
                 })
             }
-            None => Box::new(async move {
-                let (response, io) =
-                    wasmtime_wasi_http::default_send_request(request, options).await?;
-                let io: BoxedFuture<Result<(), Error>> = Box::new(io);
-                Ok((response.map(BodyExt::boxed_unsync), io))
-            }),
+            None => {
+                let client = self.client.clone();
+                Box::new(async move {
+                    let response = client.send(request, options).await?;
+                    // The pool drives the connection; its errors reach the guest
+                    // through the response body, as on Spin.
+                    let io: BoxedFuture<Result<(), Error>> = Box::new(async { Ok(()) });
+                    Ok((response, io))
+                })
+            }
         }
     }
 }

@@ -707,7 +707,7 @@ mod tests {
 
     use super::*;
     use crate::instance::ComponentGrants;
-    use crate::outbound::{InternalDispatch, InternalTarget, OutboundHooks};
+    use crate::outbound::{InternalDispatch, InternalTarget, OutboundClient, OutboundHooks};
     use crate::storage::StorageCatalog;
 
     /// Answers every in-process request with an empty 200 and notes where it went.
@@ -741,7 +741,7 @@ mod tests {
     fn state(allowed: &[&str], dispatch: Arc<RecordingDispatch>) -> InstanceState {
         let entries: Vec<String> = allowed.iter().map(|e| (*e).to_string()).collect();
         let allowed = Arc::new(AllowedHosts::parse(&entries).unwrap());
-        let hooks = OutboundHooks::new("probe".into(), allowed, dispatch);
+        let hooks = OutboundHooks::new("probe".into(), allowed, dispatch, OutboundClient::new());
         let grants = Arc::new(ComponentGrants {
             id: "probe".into(),
             key_value_stores: BTreeSet::new(),

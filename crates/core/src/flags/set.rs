@@ -87,6 +87,18 @@ impl FlagSet {
 
     /// Like [`FlagSet::parse`], from an already-parsed JSON value.
     pub fn from_value(doc: &Value) -> Result<FlagSet, DefinitionError> {
+        Self::build(doc, None)
+    }
+
+    /// Like [`FlagSet::from_value`], compiling only the flag `key` (the set
+    /// then knows no other flag). For one evaluation against a published
+    /// document, which was validated whole when it was written: compiling
+    /// the one flag gives the same answer at a fraction of the cost.
+    pub fn from_value_for(doc: &Value, key: &str) -> Result<FlagSet, DefinitionError> {
+        Self::build(doc, Some(key))
+    }
+
+    fn build(doc: &Value, only: Option<&str>) -> Result<FlagSet, DefinitionError> {
         let root = doc
             .as_object()
             .ok_or_else(|| invalid("$", "the document must be a JSON object"))?;
@@ -108,6 +120,9 @@ impl FlagSet {
         let mut flags = BTreeMap::new();
         let mut problems = Vec::new();
         for (key, def) in flags_json {
+            if only.is_some_and(|only| only != key) {
+                continue;
+            }
             let path = format!("flags.{key}");
             let flag = compile_flag(&engine, &path, def, &evaluators, &metadata, &mut problems)?;
             flags.insert(key.clone(), flag);
@@ -547,5 +562,44 @@ fn check_operators(engine: &Engine, rule: &Value, path: &str) -> Result<(), Targ
             .enumerate()
             .try_for_each(|(i, v)| check_operators(engine, v, &format!("{path}[{i}]"))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::admin::SEED_DOCUMENT;
+    use crate::flags::ofrep::parse_context;
+
+    #[test]
+    fn compiling_one_flag_gives_the_whole_sets_answers() {
+        let doc: Value = serde_json::from_str(SEED_DOCUMENT).unwrap();
+        let whole = FlagSet::from_value(&doc).unwrap();
+        let contexts = [
+            r#"{"targetingKey":"user-1"}"#,
+            r#"{"targetingKey":"user-2","keyId":"k1","model":"gpt-4o","email":"a@example.com"}"#,
+            r#"{"targetingKey":"someone-else","tier":"pro","version":"2.1.0"}"#,
+        ];
+        let keys: Vec<String> = whole.keys().map(str::to_owned).collect();
+        assert!(!keys.is_empty());
+        for key in &keys {
+            let one = FlagSet::from_value_for(&doc, key).unwrap();
+            assert_eq!(one.keys().collect::<Vec<_>>(), [key.as_str()]);
+            for context in contexts {
+                let ctx = parse_context(context).unwrap();
+                assert_eq!(
+                    one.evaluate(key, &ctx, 1_800_000_000),
+                    whole.evaluate(key, &ctx, 1_800_000_000),
+                    "{key} with {context}"
+                );
+            }
+        }
+        // A flag the document lacks is not found either way.
+        let ctx = parse_context(r#"{"targetingKey":"u"}"#).unwrap();
+        let missing = FlagSet::from_value_for(&doc, "no-such-flag").unwrap();
+        assert_eq!(
+            missing.evaluate("no-such-flag", &ctx, 0),
+            whole.evaluate("no-such-flag", &ctx, 0)
+        );
     }
 }

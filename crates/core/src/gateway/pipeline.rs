@@ -2,9 +2,10 @@
 //! entry tier (emergency mode, then the request's hint, then the tier flag),
 //! planning, the worst-case reservation, the response cache (per API key,
 //! TTL, `Cache-Control: no-cache`, streamed replay), the engine, and the
-//! book-keeping afterwards (settlement, routing state, cache fill, the
-//! request record). The component only parses HTTP, builds the adapters and
-//! writes what [`Client`] is given.
+//! book-keeping (settlement and the request record in one transaction,
+//! routing state, cache fill), all written before the answer's body ends.
+//! The component only parses HTTP, builds the adapters and writes what
+//! [`Client`] is given.
 
 use serde_json::Value;
 
@@ -479,6 +480,34 @@ async fn answer_from_cache(client: &mut impl Client, g: &Generation, call: &Call
     }
 }
 
+/// Settlement and telemetry in one write transaction; when that fails, each
+/// on its own, so a telemetry row that cannot be written never costs the
+/// settlement. Failures become warnings, never the caller's error. Returns
+/// whether the request's telemetry row was stored.
+fn book_keep(
+    sql: &mut impl SqlExecutor,
+    settled: &store::Settlement<'_>,
+    record: &RequestRecord,
+    warnings: &mut Vec<String>,
+) -> bool {
+    let Err(together) = store::settle_and_record(sql, settled, record) else {
+        return true;
+    };
+    warnings.push(format!(
+        "book-keeping in one transaction failed: {together}"
+    ));
+    if let Err(e) = store::settle_alone(sql, settled) {
+        warnings.push(format!("settling usage failed: {e}"));
+    }
+    match store::record(sql, record) {
+        Ok(()) => true,
+        Err(e) => {
+            warnings.push(format!("recording telemetry failed: {e}"));
+            false
+        }
+    }
+}
+
 /// Serves one parsed request: decides, answers through `client`, then applies
 /// the book-keeping through the injected stores. An `Err` means nothing was
 /// sent: the caller answers with [`PipelineError::reply`].
@@ -574,13 +603,14 @@ where
     let cached = use_cache
         .then(|| store::cache_get(kv, &cache_key, now_ms))
         .flatten();
+    // A streamed answer goes out while it is generated; every other answer
+    // waits for the book-keeping below.
+    let from_cache_hit = cached.is_some();
     let generation = if let Some(hit) = cached {
-        let g = from_cache(hit);
-        answer_from_cache(client, &g, call, clock.now_ms() / 1_000).await;
-        g
+        from_cache(hit)
     } else {
         let downstream = request.stream.then_some(&mut *client);
-        let g = engine::generate(
+        engine::generate(
             upstream,
             downstream,
             request,
@@ -589,28 +619,40 @@ where
             settings.quality,
             &call.id,
         )
-        .await;
-        if !request.stream {
-            let created = clock.now_ms() / 1_000;
-            let body = serde_json::to_value(g.completion(&call.id, created)).unwrap_or(Value::Null);
-            client.complete(200, head(&g, &call.id), body).await;
-        }
-        g
+        .await
     };
 
-    // Book-keeping after the answer went out: failures here are reported, not sent.
+    // All book-keeping is written before the answer is finished: Spin stops
+    // an instance once its response body has gone out (README "What a crash
+    // can lose"), so nothing may trail it. Failures are reported, not sent.
     let finished_ms = clock.now_ms();
     let (tokens, cost_micros) = settlement(&generation);
-    if let Err(e) = store::settle_with_org(
-        sql,
-        &call.caller.id,
-        call.caller.org.as_ref().map(|o| o.id.as_str()),
+    let record = record(&generation, call, plan.entry, finished_ms, &variant);
+    let org_id = call.caller.org.as_ref().map(|o| o.id.as_str());
+    let settled = store::Settlement {
+        key_id: &call.caller.id,
+        org_id,
         want,
-        now_secs,
-        (tokens, cost_micros),
-        finished_ms / 1_000,
-    ) {
-        warnings.push(format!("settling usage failed: {e}"));
+        reserved_at_secs: now_secs,
+        tokens,
+        cost_micros,
+        now_secs: finished_ms / 1_000,
+    };
+    if book_keep(sql, &settled, &record, &mut warnings) {
+        let prompt = serde_json::to_value(&request.messages).unwrap_or(Value::Null);
+        let logged = crate::privacy::Logged {
+            request_id: &record.id,
+            subject: request.user.as_deref(),
+            ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
+            prompt: &prompt,
+            answer: &generation.content,
+        };
+        // The key's org decides whether bodies are stored and how they are
+        // masked; keys of no org use the default org's settings.
+        let org = org_id.unwrap_or(crate::privacy::DEFAULT_ORG);
+        if let Err(e) = crate::privacy::log_request(sql, org, &logged) {
+            warnings.push(format!("writing the request log failed: {e}"));
+        }
     }
     if !generation.info.cached {
         routing.apply(
@@ -637,29 +679,17 @@ where
             }
         }
     }
-    let record = record(&generation, call, plan.entry, finished_ms, &variant);
-    if let Err(e) = store::record(sql, &record) {
-        warnings.push(format!("recording telemetry failed: {e}"));
-    } else {
-        let prompt = serde_json::to_value(&request.messages).unwrap_or(Value::Null);
-        let logged = crate::privacy::Logged {
-            request_id: &record.id,
-            subject: request.user.as_deref(),
-            ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
-            prompt: &prompt,
-            answer: &generation.content,
-        };
-        // The key's org decides whether bodies are stored and how they are
-        // masked; keys of no org use the default org's settings.
-        let org_id = call
-            .caller
-            .org
-            .as_ref()
-            .map_or(crate::privacy::DEFAULT_ORG, |org| org.id.as_str());
-        if let Err(e) = crate::privacy::log_request(sql, org_id, &logged) {
-            warnings.push(format!("writing the request log failed: {e}"));
-        }
+    if from_cache_hit {
+        answer_from_cache(client, &generation, call, clock.now_ms() / 1_000).await;
+    } else if !request.stream {
+        let created = clock.now_ms() / 1_000;
+        let body =
+            serde_json::to_value(generation.completion(&call.id, created)).unwrap_or(Value::Null);
+        client
+            .complete(200, head(&generation, &call.id), body)
+            .await;
     }
+
     Ok(Served {
         generation,
         reservation: want,

@@ -378,6 +378,76 @@ fn a_cut_stream_releases_the_reservation_and_is_not_cached() {
     assert!(w.fake.sent.len() > before);
 }
 
+/// Statements and the answer, in the order they happened.
+type Events = std::rc::Rc<std::cell::RefCell<Vec<String>>>;
+
+/// SQL that notes each statement's first words in `events`.
+struct Noting<'a>(&'a mut Sqlite, Events);
+
+impl crate::storage::SqlExecutor for Noting<'_> {
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[crate::storage::SqlValue],
+    ) -> Result<Vec<Vec<crate::storage::SqlValue>>, String> {
+        let words: Vec<&str> = sql.split_whitespace().take(3).collect();
+        self.1.borrow_mut().push(words.join(" "));
+        self.0.execute(sql, params)
+    }
+}
+
+/// A client that notes when the answer went out.
+struct NotingClient(Recorder, Events);
+
+impl Downstream for NotingClient {
+    async fn start(&mut self, headers: Vec<(String, String)>) -> bool {
+        self.0.start(headers).await
+    }
+    async fn send(&mut self, bytes: Vec<u8>) -> bool {
+        self.0.send(bytes).await
+    }
+}
+
+impl Client for NotingClient {
+    async fn complete(&mut self, status: u16, headers: Vec<(String, String)>, body: Value) {
+        self.1.borrow_mut().push("ANSWER".to_owned());
+        self.0.complete(status, headers, body).await;
+    }
+}
+
+#[test]
+fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let call = w.call("key_a", KeyLimits::default(), body(false));
+    let events = Events::default();
+    let mut client = NotingClient(Recorder::default(), events.clone());
+    let io = Io {
+        sql: &mut Noting(&mut w.sql, events.clone()),
+        kv: &mut w.kv,
+        upstream: &mut w.fake,
+        flags: &mut w.flags,
+        clock: &w.clock,
+    };
+    let served = block_on(serve(io, &mut client, &call, &w.settings)).unwrap();
+    assert!(served.warnings.is_empty(), "{:?}", served.warnings);
+    let events = events.borrow();
+    let at = |e: &str| events.iter().position(|x| x.starts_with(e)).unwrap();
+    let answer = at("ANSWER");
+    let record = at("INSERT INTO requests");
+    // Two write transactions in all: admission, then book-keeping.
+    let begins: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i] == "BEGIN IMMEDIATE")
+        .collect();
+    assert_eq!(begins.len(), 2, "{events:?}");
+    assert!(begins[1] < record && record < answer, "{events:?}");
+    let commit = (record..events.len())
+        .find(|&i| events[i] == "COMMIT")
+        .unwrap();
+    assert!(commit < answer, "{events:?}");
+    assert_eq!(client.0.status, Some(200));
+}
+
 // ---- settlement ----
 
 #[test]

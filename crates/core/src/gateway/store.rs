@@ -404,17 +404,78 @@ pub fn settle_with_org(
     used: (u64, u64),
     now_secs: u64,
 ) -> Result<()> {
-    let rows: Vec<String> = std::iter::once(key_id.to_owned())
-        .chain(org_id.map(org_usage_key))
-        .collect();
+    settle_alone(
+        db,
+        &Settlement {
+            key_id,
+            org_id,
+            want,
+            reserved_at_secs,
+            tokens: used.0,
+            cost_micros: used.1,
+            now_secs,
+        },
+    )
+}
+
+/// [`settle_with_org`] of one [`Settlement`], in its own transaction.
+pub fn settle_alone(db: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
+    in_transaction(db, |tx| settle_in(tx, s))
+}
+
+/// One request's settlement: what [`settle_with_org`] takes, as one value.
+#[derive(Debug, Clone, Copy)]
+pub struct Settlement<'a> {
+    /// The key the request was admitted for.
+    pub key_id: &'a str,
+    /// The key's org, whose counters are settled with the key's.
+    pub org_id: Option<&'a str>,
+    /// What admission reserved.
+    pub want: Reservation,
+    /// When admission reserved it (unix seconds).
+    pub reserved_at_secs: u64,
+    /// Tokens the request actually used.
+    pub tokens: u64,
+    /// What it actually cost, micro-dollars.
+    pub cost_micros: u64,
+    /// Now (unix seconds).
+    pub now_secs: u64,
+}
+
+/// The book-keeping of one answered request in one `BEGIN IMMEDIATE`
+/// transaction: the settlement ([`settle_with_org`]) and the telemetry rows
+/// ([`record`]), so a request takes the write lock twice (admission, then
+/// this) instead of four times. Either both are stored or neither; the
+/// caller falls back to storing them apart, so a telemetry row that cannot
+/// be written never costs the settlement.
+pub fn settle_and_record(
+    db: &mut impl SqlExecutor,
+    s: &Settlement<'_>,
+    r: &RequestRecord,
+) -> Result<()> {
     in_transaction(db, |tx| {
-        for row in &rows {
-            let stored = usage(tx, row)?;
-            let next = keys::settle(&stored, want, reserved_at_secs, used.0, used.1, now_secs);
-            write_usage(tx, row, &next)?;
-        }
-        Ok(())
+        settle_in(tx, s)?;
+        record_in(tx, r)
     })
+}
+
+/// Settles the key's counters and, when it has an org, the org's, inside
+/// the caller's transaction.
+fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
+    let org_row = s.org_id.map(org_usage_key);
+    for row in std::iter::once(s.key_id).chain(org_row.as_deref()) {
+        let stored = usage(tx, row)?;
+        let next = keys::settle(
+            &stored,
+            s.want,
+            s.reserved_at_secs,
+            s.tokens,
+            s.cost_micros,
+            s.now_secs,
+        );
+        write_usage(tx, row, &next)?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -683,8 +744,26 @@ pub fn list_templates(db: &mut impl SqlExecutor) -> Result<Vec<TemplateSummary>>
 
 /// Writes one request's telemetry: its `requests` row and its share of the
 /// `usage_minute` aggregate (one insert and one upsert, so the hot path
-/// stays two statements).
+/// stays two statements). A record that may be late for the hour fold
+/// (see below) takes a transaction of its own.
 pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
+    if may_be_folded(r) {
+        in_transaction(db, |tx| record_in(tx, r))
+    } else {
+        record_in(db, r)
+    }
+}
+
+/// Whether `r` ended more than the fold lag after its minute began, so its
+/// minute may already be folded into `usage_hour` (a very long stream, a
+/// clock step).
+fn may_be_folded(r: &RequestRecord) -> bool {
+    r.latency_ms + 60_000 >= FOLD_LAG_SECS.unsigned_abs() * 1_000
+}
+
+/// [`record`]'s statements, inside the caller's transaction when
+/// [`may_be_folded`].
+fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
     run(
         db,
         "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
@@ -717,19 +796,16 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
         ],
     )?;
     let add = usage_addition(r);
-    if r.latency_ms + 60_000 < FOLD_LAG_SECS.unsigned_abs() * 1_000 {
+    if !may_be_folded(r) {
         // A request that ended within the fold lag of its minute's start
         // lands in a minute the fold has not reached yet: one upsert.
         return add_usage(db, UsageTable::Minute, &add, None);
     }
-    // A request recorded later than the fold lag (a very long stream, a
-    // clock step) may belong to a minute already folded into `usage_hour`:
-    // it then goes to the hour row instead, decided under the write lock so
-    // a fold running beside it can neither count it twice nor miss it.
-    in_transaction(db, |tx| {
-        add_usage(tx, UsageTable::Minute, &add, Some(false))?;
-        add_usage(tx, UsageTable::Hour, &add, Some(true))
-    })
+    // A late record goes to the hour row when its minute was folded,
+    // decided under the write lock the caller holds, so a fold running
+    // beside it can neither count it twice nor miss it.
+    add_usage(db, UsageTable::Minute, &add, Some(false))?;
+    add_usage(db, UsageTable::Hour, &add, Some(true))
 }
 
 /// What one request adds to a usage row: the values in [`add_usage`]'s

@@ -522,6 +522,40 @@ fn a_request_record_is_stored_and_read_back_whole() {
 }
 
 #[test]
+fn settlement_and_telemetry_are_stored_together_in_one_transaction() {
+    let mut db = db();
+    let limits = budget(1_000);
+    assert!(admitted(
+        &admit(&mut db, "key_a", &limits, want(400), NOW_SECS).unwrap()
+    ));
+    let s = Settlement {
+        org_id: None,
+        key_id: "key_a",
+        want: want(400),
+        reserved_at_secs: NOW_SECS,
+        tokens: 30,
+        cost_micros: 300,
+        now_secs: NOW_SECS + 1,
+    };
+    let r = record_at("chatcmpl-1", NOW_MS as u64 + 1_500, 120);
+    settle_and_record(&mut db, &s, &r).unwrap();
+    let settled = usage(&mut db, "key_a").unwrap();
+    assert_eq!((settled.reserved_micros, settled.spent_micros), (0, 300));
+    assert_eq!(request(&mut db, "chatcmpl-1").unwrap(), Some(r.clone()));
+    assert_eq!(count(&mut db, "usage_minute"), 1);
+
+    // A telemetry row that cannot be written (the same id again) rolls the
+    // settlement back with it: both or neither.
+    assert!(admitted(
+        &admit(&mut db, "key_a", &limits, want(400), NOW_SECS).unwrap()
+    ));
+    assert!(settle_and_record(&mut db, &s, &r).is_err());
+    let after = usage(&mut db, "key_a").unwrap();
+    assert_eq!((after.reserved_micros, after.spent_micros), (400, 300));
+    assert_eq!(count(&mut db, "usage_minute"), 1);
+}
+
+#[test]
 fn request_json_is_the_admin_shape() {
     let r = record_at("chatcmpl-1", 1_000, 120);
     assert_eq!(
