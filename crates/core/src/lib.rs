@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod health;
 pub mod migrate;
 pub mod observe;
+pub mod optimize;
 pub mod ratelimit;
 pub mod rollouts;
 pub mod storage;

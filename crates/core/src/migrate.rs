@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "usage_rollups",
         sql: include_str!("../../../migrations/0009_usage_rollups.sql"),
     },
+    Migration {
+        version: 12,
+        name: "optimization",
+        sql: include_str!("../../../migrations/0012_optimization.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.
