@@ -10,9 +10,9 @@ use dol_core::gateway::store;
 use dol_spin_platform::{self as platform, SpinSql};
 
 use crate::request::{self, Incoming};
-use crate::{admin, chat, embeddings, events, messages, net, reply, responses};
+use crate::{admin, chat, embeddings, events, feedback, messages, net, reply, responses};
 
-/// Routes `/v1/...` (chat, generate, embeddings, messages, responses, models, events) and `/admin/...`.
+/// Routes `/v1/...` (chat, generate, embeddings, messages, responses, models, events, feedback) and `/admin/...`.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let req = match request::read(req).await {
@@ -29,6 +29,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
         ("/v1/events", Method::Post) => net::respond(out, events::post_events(&req)).await,
         ("/v1/events", _) => net::respond(out, platform::method_not_allowed("POST")).await,
+        ("/v1/feedback", Method::Post) => net::respond(out, feedback::post_feedback(&req)).await,
+        ("/v1/feedback", _) => net::respond(out, platform::method_not_allowed("POST")).await,
         (
             "/v1/chat/completions"
             | "/v1/generate"

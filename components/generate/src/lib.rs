@@ -12,6 +12,7 @@ mod client;
 mod config;
 mod embeddings;
 mod events;
+mod feedback;
 mod flags;
 // spin-sdk's `#[http_component]` expands to an `#[export_name]` function.
 #[allow(unsafe_code)]

@@ -25,6 +25,7 @@ use super::telemetry::RequestRecord;
 use super::tiers::Tier;
 use crate::error::{ApiError, Code};
 use crate::observe::scans::{PROBES_KEY, ProbeResult};
+use crate::optimize::savings;
 use crate::storage::{KeyValue, SqlExecutor};
 
 /// EWMA smoothing of observed latency, success and quality (≈ the last 10 attempts weigh most).
@@ -45,6 +46,9 @@ pub struct Settings {
     pub cache_ttl_secs: u64,
     /// Flag choosing the entry tier (empty = none).
     pub tier_flag: String,
+    /// The savings baseline `provider/model` (empty = the cheapest priced
+    /// comprehensive model; see [`crate::optimize::savings`]).
+    pub savings_baseline: String,
     /// A key accepted without being stored (e.g. for `dol up` on a laptop); empty = none.
     pub bootstrap_key: String,
 }
@@ -565,7 +569,12 @@ where
             }
         }
     }
-    let record = record(&generation, call, plan.entry, finished_ms, &variant);
+    let mut record = record(&generation, call, plan.entry, finished_ms, &variant);
+    record.baseline_cost_micros = savings::baseline_cost(
+        savings::baseline_entry(&catalog_entries, &settings.savings_baseline),
+        record.prompt_tokens,
+        record.completion_tokens,
+    );
     if let Err(e) = store::record(sql, &record) {
         warnings.push(format!("recording telemetry failed: {e}"));
     }

@@ -607,8 +607,9 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
         db,
         "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
          attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
-         cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
+         baseline_cost_micros) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             text(&r.id),
             uint(r.ts_ms),
@@ -632,6 +633,7 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             sql_bool(r.stream),
             text(&r.variant),
             text(&r.detail.to_string()),
+            opt_uint(r.baseline_cost_micros),
         ],
     )?;
     // The column name spliced into the upsert is `l` and a bucket index
@@ -643,8 +645,8 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
         &format!(
             "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
              errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, prompt_tokens, \
-             completion_tokens, cost_micros, cost_unknown, {bucket}) \
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
+             completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}) \
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) \
              ON CONFLICT (minute, tier, provider, model, outcome, variant) DO UPDATE SET \
              requests = requests + 1, errors = errors + excluded.errors, \
              fallbacks = fallbacks + excluded.fallbacks, \
@@ -655,7 +657,8 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
              prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
              completion_tokens = completion_tokens + excluded.completion_tokens, \
              cost_micros = cost_micros + excluded.cost_micros, \
-             cost_unknown = cost_unknown + excluded.cost_unknown, {bucket} = {bucket} + 1"
+             cost_unknown = cost_unknown + excluded.cost_unknown, \
+             baseline_micros = baseline_micros + excluded.baseline_micros, {bucket} = {bucket} + 1"
         ),
         &[
             uint(r.minute()),
@@ -675,6 +678,10 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             uint(r.completion_tokens),
             uint(r.cost_micros.unwrap_or(0)),
             sql_bool(r.cost_micros.is_none()),
+            uint(crate::optimize::savings::baseline_contribution(
+                r.baseline_cost_micros,
+                r.cost_micros,
+            )),
         ],
     )?;
     Ok(())
@@ -682,7 +689,7 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
 
 const REQUEST_COLUMNS: &str = "id, ts, key_id, route, tier, entry_tier, provider, model, \
 attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, quality, outcome, \
-fallbacks, cached, stream, variant, detail";
+fallbacks, cached, stream, variant, detail, baseline_cost_micros";
 
 fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
     let r = Row::new("requests", values);
@@ -716,6 +723,7 @@ fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
         stream: r.bool(18, "stream")?,
         variant: r.text(19, "variant")?.to_owned(),
         detail: r.json(20, "detail")?,
+        baseline_cost_micros: r.opt_uint(21, "baseline_cost_micros")?,
     })
 }
 
@@ -751,6 +759,7 @@ pub fn request_json(r: &RequestRecord) -> Value {
         "completion_tokens": r.completion_tokens,
         "cost_micros": r.cost_micros,
         "cost_unknown": r.cost_micros.is_none(),
+        "baseline_cost_micros": r.baseline_cost_micros,
         "quality": r.quality,
         "outcome": r.outcome,
         "fallbacks": r.fallbacks,

@@ -4,4 +4,6 @@
 //! Pure: the components and scans hand in rows and the clock.
 
 pub mod anomaly;
+pub mod feedback;
 pub mod savings;
+pub mod selection;
