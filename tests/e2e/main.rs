@@ -21,6 +21,7 @@ mod gateway;
 mod health_api;
 mod ofrep_limits;
 mod ops_admin;
+mod optimize;
 mod probe;
 mod probe_routing;
 mod rollouts;

@@ -37,7 +37,11 @@ const PROMPTS: usize = 3_000;
 const THRESHOLD: f64 = 7.0;
 
 /// A simulated model: catalog entry, true mean quality and mean latency per
-/// difficulty (easy, medium, hard).
+/// difficulty (easy, medium, hard). The prices are list prices of real models
+/// of each class (USD per 1M input/output tokens: a nano, a mini, a
+/// 4o-class and an opus-class model); qualities and latencies are made up. The prices are list prices of real models
+/// of each class (USD per 1M input/output tokens: a nano, a mini, a
+/// 4o-class and an opus-class model); qualities and latencies are made up.
 struct Profile {
     entry: CatalogEntry,
     quality: [f64; 3],
@@ -73,7 +77,7 @@ fn profiles() -> Vec<Profile> {
             "sim",
             "small",
             Tier::Basic,
-            (0.15, 0.60),
+            (0.10, 0.40),
             [8.9, 6.2, 4.0],
             [300.0, 900.0, 1_800.0],
         ),
@@ -81,7 +85,7 @@ fn profiles() -> Vec<Profile> {
             "sim",
             "mid",
             Tier::Enhanced,
-            (1.00, 4.00),
+            (0.40, 1.60),
             [9.0, 8.7, 6.0],
             [500.0, 1_500.0, 3_000.0],
         ),

@@ -570,8 +570,9 @@ where
         }
     }
     let mut record = record(&generation, call, plan.entry, finished_ms, &variant);
+    let enabled: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     record.baseline_cost_micros = savings::baseline_cost(
-        savings::baseline_entry(&catalog_entries, &settings.savings_baseline),
+        savings::baseline_entry(&catalog_entries, &settings.savings_baseline, &enabled),
         record.prompt_tokens,
         record.completion_tokens,
     );

@@ -21,11 +21,13 @@ use crate::gateway::tiers::Tier;
 
 /// The baseline model for savings: the entry named `configured`
 /// (`provider/model`) when there is one, else the cheapest priced
-/// comprehensive entry (price for 1 000 input and 1 000 output tokens, ties
-/// by key). `None` when neither exists.
+/// comprehensive entry of a provider in `enabled` (all providers when
+/// `enabled` is empty), priced for 1 000 input and 1 000 output tokens, ties
+/// by key. `None` when neither exists.
 pub fn baseline_entry<'a>(
     catalog: &'a [CatalogEntry],
     configured: &str,
+    enabled: &[&str],
 ) -> Option<&'a CatalogEntry> {
     let configured = configured.trim();
     if !configured.is_empty() {
@@ -34,6 +36,7 @@ pub fn baseline_entry<'a>(
     catalog
         .iter()
         .filter(|e| e.tier == Tier::Comprehensive)
+        .filter(|e| enabled.is_empty() || enabled.contains(&e.provider.as_str()))
         .filter_map(|e| {
             request_cost(1_000, 1_000, e.input_price, e.output_price)
                 .micros()
@@ -134,22 +137,28 @@ mod tests {
     #[test]
     fn the_default_baseline_is_the_cheapest_priced_comprehensive_model() {
         let c = catalog();
-        assert_eq!(baseline_entry(&c, "").unwrap().key(), "openai/gpt-4o");
+        assert_eq!(baseline_entry(&c, "", &[]).unwrap().key(), "openai/gpt-4o");
         assert_eq!(
-            baseline_entry(&c, " anthropic/opus ").unwrap().key(),
+            baseline_entry(&c, " anthropic/opus ", &[]).unwrap().key(),
             "anthropic/opus"
         );
-        assert!(baseline_entry(&c, "nope/nope").is_none());
+        assert!(baseline_entry(&c, "nope/nope", &[]).is_none());
         assert!(
-            baseline_entry(&c[2..], "").is_none(),
+            baseline_entry(&c[2..], "", &[]).is_none(),
             "no priced comprehensive model"
         );
+        // Only the enabled providers' models are the default baseline.
+        assert_eq!(
+            baseline_entry(&c, "", &["anthropic"]).unwrap().key(),
+            "anthropic/opus"
+        );
+        assert!(baseline_entry(&c, "", &["gemini"]).is_none());
     }
 
     #[test]
     fn baseline_cost_prices_the_same_tokens() {
         let c = catalog();
-        let b = baseline_entry(&c, "");
+        let b = baseline_entry(&c, "", &[]);
         // 1000 in at $2.50/1M = 2500 µ$, 500 out at $10/1M = 5000 µ$.
         assert_eq!(baseline_cost(b, 1_000, 500), Some(7_500));
         assert_eq!(baseline_cost(None, 1_000, 500), None);
@@ -200,7 +209,7 @@ mod tests {
         #[test]
         fn the_baseline_cost_grows_with_tokens(a in 0u64..1 << 24, b in 0u64..1 << 24, extra in 1u64..1 << 20) {
             let c = catalog();
-            let base = baseline_entry(&c, "");
+            let base = baseline_entry(&c, "", &[]);
             prop_assert!(baseline_cost(base, a, b) <= baseline_cost(base, a + extra, b));
             prop_assert!(baseline_cost(base, a, b) <= baseline_cost(base, a, b + extra));
         }
