@@ -21,7 +21,7 @@ use crate::gateway::tiers::Tier;
 
 /// The baseline model for savings: the entry named `configured`
 /// (`provider/model`) when there is one, else the cheapest priced
-/// comprehensive entry of a provider in `enabled` (all providers when
+/// comprehensive chat entry (not an embedding model) of a provider in `enabled` (all providers when
 /// `enabled` is empty), priced for 1 000 input and 1 000 output tokens, ties
 /// by key. `None` when neither exists.
 pub fn baseline_entry<'a>(
@@ -37,6 +37,8 @@ pub fn baseline_entry<'a>(
         .iter()
         .filter(|e| e.tier == Tier::Comprehensive)
         .filter(|e| enabled.is_empty() || enabled.contains(&e.provider.as_str()))
+        // Embedding models sit in tiers too, but never answer a chat.
+        .filter(|e| !e.capabilities.contains("embeddings"))
         .filter_map(|e| {
             request_cost(1_000, 1_000, e.input_price, e.output_price)
                 .micros()
@@ -125,6 +127,10 @@ mod tests {
                 Some((15_000_000, 75_000_000)),
             ),
             entry("x", "unpriced", Tier::Comprehensive, None),
+            CatalogEntry {
+                capabilities: BTreeSet::from(["embeddings".to_owned()]),
+                ..entry("openai", "embed", Tier::Comprehensive, Some((130_000, 0)))
+            },
             entry(
                 "openai",
                 "gpt-4o-mini",
@@ -144,7 +150,7 @@ mod tests {
         );
         assert!(baseline_entry(&c, "nope/nope", &[]).is_none());
         assert!(
-            baseline_entry(&c[2..], "", &[]).is_none(),
+            baseline_entry(&c[2..4], "", &[]).is_none(),
             "no priced comprehensive model"
         );
         // Only the enabled providers' models are the default baseline.
