@@ -50,17 +50,15 @@ fn a_spike_is_anomalous_only_after_min_minutes() {
     assert!(at(42).anomalous, "third breaching minute");
     assert!(!at(43).breach);
     assert_eq!(episodes(&judged), vec![(42, 42)]);
-    assert_eq!(
+    assert!(
         judge_last(&flat(&values[..43]), &AnomalyConfig::default())
             .unwrap()
-            .anomalous,
-        true
+            .anomalous
     );
-    assert_eq!(
-        judge_last(&flat(&values), &AnomalyConfig::default())
+    assert!(
+        !judge_last(&flat(&values), &AnomalyConfig::default())
             .unwrap()
-            .anomalous,
-        false
+            .anomalous
     );
 }
 
