@@ -210,10 +210,7 @@ pub fn select_tier(
 /// The cheapest of `candidates` (`key`, cost, true quality) whose quality
 /// meets `threshold`; `None` when none does (then no choice is wrong on
 /// cost, and accuracy does not judge it).
-pub fn cheapest_meeting(
-    candidates: &[(String, f64, f64)],
-    threshold: f64,
-) -> Option<&str> {
+pub fn cheapest_meeting(candidates: &[(String, f64, f64)], threshold: f64) -> Option<&str> {
     candidates
         .iter()
         .filter(|c| c.2 >= threshold)
