@@ -23,6 +23,7 @@ mod gateway;
 mod health_api;
 mod ofrep_limits;
 mod ops_admin;
+mod optimize;
 mod orgs;
 mod probe;
 mod probe_routing;

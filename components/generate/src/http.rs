@@ -13,10 +13,10 @@ use dol_spin_platform::{self as platform, SpinSql};
 
 use crate::request::{self, Incoming};
 use crate::{
-    admin, chat, completions, embeddings, events, images, messages, net, reply, responses,
+    admin, chat, completions, embeddings, events, feedback, images, messages, net, reply, responses,
 };
 
-/// Routes `/v1/...` (chat, completions, generate, embeddings, images, messages, responses, models, events) and `/admin/...`.
+/// Routes `/v1/...` (chat, completions, generate, embeddings, images, messages, responses, models, events, feedback) and `/admin/...`.
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let req = match request::read(req).await {
@@ -42,6 +42,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
         ("/v1/events", Method::Post) => net::respond(out, events::post_events(&req)).await,
         ("/v1/events", _) => net::respond(out, platform::method_not_allowed("POST")).await,
+        ("/v1/feedback", Method::Post) => net::respond(out, feedback::post_feedback(&req)).await,
+        ("/v1/feedback", _) => net::respond(out, platform::method_not_allowed("POST")).await,
         (
             "/v1/chat/completions"
             | "/v1/completions"

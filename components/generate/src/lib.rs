@@ -13,6 +13,7 @@ mod completions;
 mod config;
 mod embeddings;
 mod events;
+mod feedback;
 mod flags;
 // spin-sdk's `#[http_component]` expands to an `#[export_name]` function.
 #[allow(unsafe_code)]

@@ -17,6 +17,7 @@ pub mod hygiene;
 pub mod masking;
 pub mod migrate;
 pub mod observe;
+pub mod optimize;
 pub mod orgs;
 pub mod privacy;
 pub mod ratelimit;

@@ -87,6 +87,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0011_video_jobs.sql"),
     },
     Migration {
+        version: 12,
+        name: "optimization",
+        sql: include_str!("../../../migrations/0012_optimization.sql"),
+    },
+    Migration {
         version: 13,
         name: "orgs",
         sql: include_str!("../../../migrations/0013_orgs.sql"),

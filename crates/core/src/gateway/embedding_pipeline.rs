@@ -423,6 +423,8 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         prompt_tokens: 0,
         completion_tokens: 0,
         cost_micros: None,
+        // Embeddings are not compared with a chat baseline: they save nothing.
+        baseline_cost_micros: None,
         quality: None,
         outcome: String::new(),
         fallbacks: 0,

@@ -291,6 +291,9 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     }
     let first = targets.first();
     let mut record = RequestRecord {
+        // Savings are measured for chat-family routes only; no baseline
+        // here counts the request's own cost.
+        baseline_cost_micros: None,
         id: call.id.clone(),
         ts_ms: call.started_ms,
         key_id: call.caller.id.clone(),

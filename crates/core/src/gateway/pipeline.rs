@@ -26,6 +26,7 @@ use super::telemetry::RequestRecord;
 use super::tiers::Tier;
 use crate::error::{ApiError, Code};
 use crate::observe::scans::{PROBES_KEY, ProbeResult};
+use crate::optimize::savings;
 use crate::orgs::crypto::{CryptoError, KeyRing};
 use crate::orgs::{self, Org};
 use crate::storage::{KeyValue, SqlExecutor};
@@ -48,6 +49,9 @@ pub struct Settings {
     pub cache_ttl_secs: u64,
     /// Flag choosing the entry tier (empty = none).
     pub tier_flag: String,
+    /// The savings baseline `provider/model` (empty = the cheapest priced
+    /// comprehensive model; see [`crate::optimize::savings`]).
+    pub savings_baseline: String,
     /// A key accepted without being stored (e.g. for `dol up` on a laptop); empty = none.
     pub bootstrap_key: String,
     /// The master keys of the orgs' encrypted provider credentials.
@@ -627,7 +631,13 @@ where
     // can lose"), so nothing may trail it. Failures are reported, not sent.
     let finished_ms = clock.now_ms();
     let (tokens, cost_micros) = settlement(&generation);
-    let record = record(&generation, call, plan.entry, finished_ms, &variant);
+    let mut record = record(&generation, call, plan.entry, finished_ms, &variant);
+    let enabled: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    record.baseline_cost_micros = savings::baseline_cost(
+        savings::baseline_entry(&catalog_entries, &settings.savings_baseline, &enabled),
+        record.prompt_tokens,
+        record.completion_tokens,
+    );
     let org_id = call.caller.org.as_ref().map(|o| o.id.as_str());
     let settled = store::Settlement {
         key_id: &call.caller.id,

@@ -107,6 +107,7 @@ impl Settings {
             },
             cache_ttl_secs: number(&var, "gateway_cache_ttl_secs", 3_600u64)?,
             tier_flag: var("gateway_tier_flag"),
+            savings_baseline: var("gateway_savings_baseline").trim().to_owned(),
             bootstrap_key: var("bootstrap_api_key"),
             byok: Byok(KeyRing::from_lookup(&var)),
             providers: ProviderSettings::from_variables(var),

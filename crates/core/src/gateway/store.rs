@@ -768,8 +768,9 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
         db,
         "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
          attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
-         cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
+         baseline_cost_micros) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             text(&r.id),
             uint(r.ts_ms),
@@ -793,6 +794,7 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             sql_bool(r.stream),
             text(&r.variant),
             text(&r.detail.to_string()),
+            opt_uint(r.baseline_cost_micros),
         ],
     )?;
     let add = usage_addition(r);
@@ -837,6 +839,10 @@ fn usage_addition(r: &RequestRecord) -> UsageAddition {
             uint(r.completion_tokens),
             uint(r.cost_micros.unwrap_or(0)),
             sql_bool(r.cost_micros.is_none()),
+            uint(crate::optimize::savings::baseline_contribution(
+                r.baseline_cost_micros,
+                r.cost_micros,
+            )),
         ],
         bucket: latency_column(latency_bucket(r.latency_ms)),
     }
@@ -887,8 +893,8 @@ fn add_usage(
         &format!(
             "INSERT INTO {table_name} ({time_column}, tier, provider, model, outcome, variant, \
              requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, \
-             prompt_tokens, completion_tokens, cost_micros, cost_unknown, {bucket}) \
-             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 {condition} \
+             prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}) \
+             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 {condition} \
              ON CONFLICT ({time_column}, tier, provider, model, outcome, variant) DO UPDATE SET \
              requests = requests + 1, errors = errors + excluded.errors, \
              fallbacks = fallbacks + excluded.fallbacks, \
@@ -899,7 +905,8 @@ fn add_usage(
              prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
              completion_tokens = completion_tokens + excluded.completion_tokens, \
              cost_micros = cost_micros + excluded.cost_micros, \
-             cost_unknown = cost_unknown + excluded.cost_unknown, {bucket} = {bucket} + 1"
+             cost_unknown = cost_unknown + excluded.cost_unknown, \
+             baseline_micros = baseline_micros + excluded.baseline_micros, {bucket} = {bucket} + 1"
         ),
         &params,
     )?;
@@ -908,7 +915,7 @@ fn add_usage(
 
 const REQUEST_COLUMNS: &str = "id, ts, key_id, route, tier, entry_tier, provider, model, \
 attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, quality, outcome, \
-fallbacks, cached, stream, variant, detail";
+fallbacks, cached, stream, variant, detail, baseline_cost_micros";
 
 fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
     let r = Row::new("requests", values);
@@ -942,6 +949,7 @@ fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
         stream: r.bool(18, "stream")?,
         variant: r.text(19, "variant")?.to_owned(),
         detail: r.json(20, "detail")?,
+        baseline_cost_micros: r.opt_uint(21, "baseline_cost_micros")?,
     })
 }
 
@@ -977,6 +985,7 @@ pub fn request_json(r: &RequestRecord) -> Value {
         "completion_tokens": r.completion_tokens,
         "cost_micros": r.cost_micros,
         "cost_unknown": r.cost_micros.is_none(),
+        "baseline_cost_micros": r.baseline_cost_micros,
         "quality": r.quality,
         "outcome": r.outcome,
         "fallbacks": r.fallbacks,

@@ -482,6 +482,7 @@ fn record_at(id: &str, ts_ms: u64, latency_ms: u64) -> RequestRecord {
         prompt_tokens: 10,
         completion_tokens: 20,
         cost_micros: Some(300),
+        baseline_cost_micros: Some(1_200),
         quality: Some(7.5),
         outcome: "success".into(),
         fallbacks: 1,
@@ -565,7 +566,8 @@ fn request_json_is_the_admin_shape() {
             "tier": "enhanced", "entry_tier": "comprehensive", "provider": "openai",
             "model": "gpt-4o-mini", "attempts": 2, "latency_ms": 120, "ttft_ms": 40,
             "prompt_tokens": 10, "completion_tokens": 20, "cost_micros": 300,
-            "cost_unknown": false, "quality": 7.5, "outcome": "success", "fallbacks": 1,
+            "cost_unknown": false, "baseline_cost_micros": 1_200, "quality": 7.5,
+            "outcome": "success", "fallbacks": 1,
             "cached": false, "stream": true, "variant": "on",
             "detail": {"attempts": [{"provider": "anthropic", "error": "timeout"}]},
         })
@@ -633,6 +635,28 @@ fn requests_fold_into_their_minute_aggregate() {
             "SELECT errors FROM usage_minute WHERE outcome = 'offline'"
         ),
         I(1)
+    );
+    // Both success requests have a baseline of 1 200 µ$.
+    assert_eq!(
+        scalar(
+            &mut db,
+            "SELECT baseline_micros FROM usage_minute WHERE outcome = 'success' AND variant = 'on'"
+        ),
+        I(2_400)
+    );
+    // A request without a baseline adds its own cost (saving nothing).
+    let mut unpriced = record_at("r5", minute_ms + 60_000, 40);
+    unpriced.baseline_cost_micros = None;
+    record(&mut db, &unpriced).unwrap();
+    assert_eq!(
+        scalar(
+            &mut db,
+            &format!(
+                "SELECT baseline_micros FROM usage_minute WHERE variant = 'on' AND minute = {}",
+                NOW_MS / 1_000 + 60
+            )
+        ),
+        I(300)
     );
 }
 

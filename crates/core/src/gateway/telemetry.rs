@@ -182,6 +182,10 @@ pub struct RequestRecord {
     pub completion_tokens: u64,
     /// Cost, micro-dollars; `None` = unknown.
     pub cost_micros: Option<u64>,
+    /// The same tokens at the savings baseline's price, micro-dollars
+    /// (`None` = no priced baseline; see [`crate::optimize::savings`]).
+    #[serde(default)]
+    pub baseline_cost_micros: Option<u64>,
     /// Quality 0–10.
     pub quality: Option<f64>,
     /// `success`, `low_quality`, `offline`, `stream_aborted`, `client_gone`, `cache_hit`.
@@ -230,6 +234,7 @@ impl RequestRecord {
             prompt_tokens: g.usage.prompt_tokens,
             completion_tokens: g.usage.completion_tokens,
             cost_micros: g.info.cost_micros.filter(|_| !g.info.cost_unknown),
+            baseline_cost_micros: None,
             quality: g.info.quality,
             outcome: g.outcome.as_str().to_owned(),
             fallbacks: g.fallbacks,

@@ -22,6 +22,7 @@ use super::usage;
 use crate::gateway::providers::DiscoveredModel;
 use crate::gateway::telemetry::latency_column;
 use crate::health::{CheckResult, LAST_RUN_KEY, Outcome, ScanRun};
+use crate::optimize::{feedback, selection};
 use crate::storage::{KeyValue, Row, SqlExecutor, SqlValue, in_transaction};
 
 use system::sql;
@@ -301,6 +302,7 @@ fn rollup_counters() -> Vec<String> {
         "completion_tokens",
         "cost_micros",
         "cost_unknown",
+        "baseline_micros",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -387,7 +389,22 @@ pub struct ReportRun {
 pub fn report(db: &mut impl SqlExecutor, now_ms: i64) -> Result<ReportRun, StoreError> {
     let now_secs = now_ms / 1_000;
     let rows = system::usage_since(db, now_secs.saturating_sub(86_400))?;
-    let report = daily_report(&rows, now_secs);
+    let mut report = daily_report(&rows, now_secs);
+    let from_ms = now_ms.saturating_sub(86_400_000);
+    let pairs = feedback::pairs_since(db, from_ms).map_err(|e| StoreError::Sql {
+        context: "read feedback",
+        message: e.0,
+    })?;
+    report.feedback_agreement = feedback::pearson(&pairs, 0.05);
+    let served = selection::served_since(db, from_ms).map_err(|message| StoreError::Sql {
+        context: "read served requests",
+        message,
+    })?;
+    report.selection_accuracy = selection::observed_accuracy(
+        &served,
+        crate::gateway::quality::DEFAULT_THRESHOLD,
+        selection::SelectionConfig::default().min_samples,
+    );
     let message = ScanMessage {
         scan: REPORT.to_owned(),
         title: "DOL daily performance report".to_owned(),

@@ -273,6 +273,37 @@ fn daily_report_covers_the_last_24_hours() {
 }
 
 #[test]
+fn the_daily_report_shows_savings_agreement_and_accuracy() {
+    let mut a = row(NOW - 60, 10, 0, lat(&[(250, 10)]));
+    a.agg.cost_micros = 1_000_000;
+    a.agg.baseline_micros = 4_000_000;
+    let mut r = daily_report(&[a], NOW);
+    assert_eq!(r.savings.saved_usd, 3.0);
+    assert_eq!(r.savings.saved_pct, Some(75.0));
+    assert_eq!(r.by_model[0].saved_usd, 3.0);
+    assert!(report_text(&r).contains("Saved $3.0000 against the baseline ($4.0000, 75.0 %)"));
+    assert!(
+        !report_text(&r).contains("feedback"),
+        "no agreement without feedback"
+    );
+    r.feedback_agreement =
+        crate::optimize::feedback::pearson(&[(6.0, 0.0), (7.0, 0.5), (8.0, 0.5), (9.0, 1.0)], 0.05);
+    r.selection_accuracy = crate::optimize::selection::Accuracy {
+        judged: 20,
+        correct: 19,
+    };
+    let text = report_text(&r);
+    assert!(
+        text.contains("Quality score vs feedback: r = 0.95"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Model selection accuracy 95.0 % (19 of 20"),
+        "{text}"
+    );
+}
+
+#[test]
 fn alert_notifications_become_block_kit_with_buttons() {
     let mut labels = std::collections::BTreeMap::new();
     labels.insert("alertname".to_owned(), "HighErrorRate".to_owned());

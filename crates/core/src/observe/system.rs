@@ -461,7 +461,7 @@ fn usage_columns(time: &str) -> String {
     format!(
         "{time}, tier, provider, model, outcome, variant, requests, errors, \
          MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, \
-         cost_micros, cost_unknown, {}",
+         cost_micros, cost_unknown, {}, baseline_micros",
         buckets.join(", ")
     )
 }
@@ -475,7 +475,7 @@ fn usage_sum_columns(time: &str, variant: &str) -> String {
     format!(
         "{time}, tier, provider, model, outcome, {variant}, SUM(requests), SUM(errors), \
          SUM(MIN(fallbacks, requests)), SUM(cache_hits), SUM(latency_sum_ms), SUM(quality_sum), \
-         SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), {}",
+         SUM(quality_n), SUM(cost_micros), SUM(cost_unknown), {}, SUM(baseline_micros)",
         buckets.join(", ")
     )
 }
@@ -506,6 +506,7 @@ fn usage_row(table: &'static str, values: &[SqlValue]) -> Result<UsageRow, Store
             quality_n: r.uint(12, "quality_n")?,
             cost_micros: r.uint(13, "cost_micros")?,
             cost_unknown: r.uint(14, "cost_unknown")?,
+            baseline_micros: r.uint(15 + USAGE_BUCKETS, "baseline_micros")?,
             buckets,
         },
     })

@@ -85,6 +85,10 @@ pub struct Agg {
     pub cost_micros: u64,
     /// Requests whose cost is unknown.
     pub cost_unknown: u64,
+    /// The same requests at the savings baseline, micro-dollars (each
+    /// request's own cost where the baseline is unknown; see
+    /// [`crate::optimize::savings`]).
+    pub baseline_micros: u64,
     /// Latency histogram (not cumulative), bounds in [`LATENCY_BUCKETS_MS`].
     pub buckets: LatencyCounts,
 }
@@ -110,6 +114,7 @@ impl Agg {
         self.quality_n = self.quality_n.saturating_add(o.quality_n);
         self.cost_micros = self.cost_micros.saturating_add(o.cost_micros);
         self.cost_unknown = self.cost_unknown.saturating_add(o.cost_unknown);
+        self.baseline_micros = self.baseline_micros.saturating_add(o.baseline_micros);
         for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
             *a = a.saturating_add(*b);
         }
@@ -369,11 +374,18 @@ pub struct Figures {
     pub cost_usd: f64,
     /// Requests with an unknown cost.
     pub unknown_cost_requests: u64,
+    /// What the same requests would have cost on the savings baseline, USD.
+    pub baseline_cost_usd: f64,
+    /// `baselineCostUsd − costUsd`.
+    pub saved_usd: f64,
+    /// `savedUsd / baselineCostUsd × 100` (`null` without a baseline cost).
+    pub saved_pct: Option<f64>,
 }
 
 impl From<&Agg> for Figures {
     fn from(a: &Agg) -> Self {
         let s = a.summary();
+        let saved = crate::optimize::savings::savings(a.cost_micros, a.baseline_micros);
         Self {
             requests: a.requests,
             successes: a.requests.saturating_sub(a.errors),
@@ -391,6 +403,9 @@ impl From<&Agg> for Figures {
             avg_quality: a.avg_quality(),
             cost_usd: s.cost_usd,
             unknown_cost_requests: a.cost_unknown,
+            baseline_cost_usd: saved.baseline_cost_usd,
+            saved_usd: saved.saved_usd,
+            saved_pct: saved.saved_pct,
         }
     }
 }
@@ -728,6 +743,12 @@ pub fn render_metrics(m: &MetricsInput) -> Result<String, PromError> {
         &counter(&|a| a.cost_micros as f64 / 1_000_000.0),
     )?;
     w.counter(
+        "dol_baseline_cost_usd_total",
+        "What the same generation requests would have cost on the savings baseline, USD \
+         (saved = baseline - cost).",
+        &counter(&|a| a.baseline_micros as f64 / 1_000_000.0),
+    )?;
+    w.counter(
         "dol_cost_unknown_requests_total",
         "Generation requests whose cost is unknown.",
         &counter(&|a| a.cost_unknown as f64),
@@ -1054,6 +1075,7 @@ mod tests {
                 quality_sum: 8.0 * requests as f64,
                 quality_n: requests,
                 cost_micros: 10 * requests,
+                baseline_micros: 40 * requests,
                 buckets: hist(&[(
                     crate::gateway::telemetry::latency_bucket(latency_ms),
                     requests,

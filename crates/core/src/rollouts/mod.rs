@@ -71,7 +71,7 @@ pub fn variant_aggregate_sql() -> String {
          SUM(CASE WHEN outcome IN ('offline', 'stream_aborted') THEN 1 ELSE 0 END), \
          SUM(CASE WHEN fallbacks > 0 THEN 1 ELSE 0 END), SUM(cached), SUM(latency_ms), \
          SUM(COALESCE(quality, 0)), COUNT(quality), SUM(COALESCE(cost_micros, 0)), SUM(cost_unknown)\
-         {buckets} FROM requests WHERE ts >= ? AND variant IN (?, ?) GROUP BY variant"
+         {buckets}, SUM(COALESCE(baseline_cost_micros, cost_micros, 0)) FROM requests WHERE ts >= ? AND variant IN (?, ?) GROUP BY variant"
     )
 }
 
@@ -103,6 +103,7 @@ pub fn agg_from_row(row: &[SqlValue]) -> Option<(String, Agg)> {
             quality_n: int(7),
             cost_micros: int(8),
             cost_unknown: int(9),
+            baseline_micros: int(10 + crate::gateway::telemetry::LATENCY_BUCKETS),
             buckets,
         },
     ))

@@ -428,6 +428,9 @@ fn ended<S: SqlExecutor>(
 /// The request record of an ended job (route `videos`).
 pub fn record_of(job: &Job, now_ms: u64) -> RequestRecord {
     RequestRecord {
+        // Savings are measured for chat-family routes only; no baseline
+        // here counts the request's own cost.
+        baseline_cost_micros: None,
         id: job.id.clone(),
         ts_ms: job.created_at_ms,
         key_id: job.key_id.clone(),

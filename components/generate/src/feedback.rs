@@ -1,0 +1,39 @@
+//! `POST /v1/feedback`: authenticate (API key), parse the score
+//! (`dol_core::optimize::feedback`), store it against the request it names
+//! (answered for the same key), answer 201 with what it was attributed to.
+
+use dol_core::error::ApiError;
+use dol_core::optimize::feedback;
+use dol_core::orgs::Role;
+use spin_sdk::http::Response;
+
+use crate::request::Incoming;
+use crate::{config, reply};
+use dol_spin_platform::{self as platform, SpinSql};
+
+/// Serves `POST /v1/feedback`.
+pub fn post_feedback(req: &Incoming) -> Response {
+    let settings = match config::load() {
+        Ok(s) => s,
+        Err(e) => return reply::openai(&ApiError::from(e)),
+    };
+    let db = match platform::open_db() {
+        Ok(db) => db,
+        Err(e) => return reply::internal("feedback", &e),
+    };
+    // Feedback is on the key's own requests, which only a generating key has.
+    let caller = match reply::authenticate(req, &db, &settings.bootstrap_key, Role::Generate) {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let input = match feedback::parse(&req.body) {
+        Ok(f) => f,
+        Err(e) => return reply::openai(&ApiError::from(e)),
+    };
+    let now = u64::try_from(platform::now_ms()).unwrap_or(0);
+    match feedback::record(&mut SpinSql(&db), &input, &caller.id, now) {
+        Ok(Ok(attributed)) => platform::json(201, &serde_json::json!(attributed)),
+        Ok(Err(e)) => reply::openai(&ApiError::from(e)),
+        Err(e) => reply::internal("feedback: store", &e),
+    }
+}

@@ -1,0 +1,9 @@
+//! Self-optimization that proves itself (issue 16): savings against a
+//! baseline, anomaly detection on the minute series, user feedback and how it
+//! agrees with the automatic quality score, model selection and its accuracy.
+//! Pure: the components and scans hand in rows and the clock.
+
+pub mod anomaly;
+pub mod feedback;
+pub mod savings;
+pub mod selection;

@@ -1,0 +1,201 @@
+//! Issue 16 end to end, lean (one host start): each answered request's
+//! savings against the baseline in `/api/metrics` and `/metrics`, and
+//! `POST /v1/feedback` with a case per bad input and per denial.
+
+use dol_test_support::TestHost;
+use dol_test_support::mock_llm::{Flavor, MockLlm};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-secret";
+
+fn var(name: &str) -> String {
+    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
+}
+
+async fn send(
+    host: &TestHost,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<String>,
+) -> (u16, String, String) {
+    let mut r = host.client.request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        host.url(path),
+    );
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.header("content-type", "application/json").body(b);
+    }
+    let resp = r.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let id = resp
+        .headers()
+        .get("x-dol-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, id, resp.text().await.unwrap_or_default())
+}
+
+async fn new_key(host: &TestHost) -> String {
+    let (s, _, text) = send(
+        host,
+        "POST",
+        "/admin/keys",
+        Some(ADMIN),
+        Some(json!({"name": "opt"}).to_string()),
+    )
+    .await;
+    assert_eq!(s, 201, "{text}");
+    serde_json::from_str::<Value>(&text).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn savings_are_reported_and_feedback_is_attributed() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let host = TestHost::builder("spin.toml")
+        .variable(&var("admin_token"), ADMIN)
+        .variable(&var("openai_api_key"), "key-openai")
+        .variable(&var("openai_base_url"), &mock.base_url())
+        .start()
+        .await;
+    let key = new_key(&host).await;
+    let other = new_key(&host).await;
+
+    // One answer on the enhanced tier (gpt-4o-mini), priced against the
+    // baseline (gpt-4o, the cheapest priced comprehensive model of the one
+    // enabled provider): it saved money.
+    let body = json!({"model": "auto", "messages": [{"role": "user", "content": "Name three colours of the rainbow."}], "dol": {"tier": "enhanced"}});
+    let (s, id, text) = send(
+        &host,
+        "POST",
+        "/v1/chat/completions",
+        Some(&key),
+        Some(body.to_string()),
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
+    assert!(!id.is_empty());
+
+    let (s, _, text) = send(&host, "GET", "/api/metrics?window=1h", None, None).await;
+    assert_eq!(s, 200, "{text}");
+    let totals = &parse(&text)["totals"];
+    let (cost, baseline, saved) = (
+        totals["costUsd"].as_f64().unwrap(),
+        totals["baselineCostUsd"].as_f64().unwrap(),
+        totals["savedUsd"].as_f64().unwrap(),
+    );
+    assert!(baseline > cost && cost > 0.0, "{totals}");
+    assert!((saved - (baseline - cost)).abs() < 1e-9, "{totals}");
+    assert!(
+        totals["savedPct"].as_f64().unwrap() > 80.0,
+        "gpt-4o-mini is ~6 % of gpt-4o: {totals}"
+    );
+    let by_model = &parse(&text)["byModel"]["openai/gpt-4o-mini"];
+    assert_eq!(by_model["savedUsd"], totals["savedUsd"]);
+    let (s, _, prom) = send(&host, "GET", "/metrics", None, None).await;
+    assert_eq!(s, 200);
+    assert!(prom.contains("dol_baseline_cost_usd_total{"), "{prom}");
+
+    // Feedback: stored and attributed to the request's model, tier, route and variant.
+    let fb = |v: Value| Some(v.to_string());
+    let (s, _, text) = send(
+        &host,
+        "POST",
+        "/v1/feedback",
+        Some(&key),
+        fb(json!({"request_id": id, "score": 4, "comment": "good"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{text}");
+    let v = parse(&text);
+    assert_eq!(
+        (
+            v["model"].as_str(),
+            v["tier"].as_str(),
+            v["route"].as_str(),
+            v["score"].as_f64()
+        ),
+        (
+            Some("gpt-4o-mini"),
+            Some("enhanced"),
+            Some("chat"),
+            Some(0.75)
+        ),
+        "{v}"
+    );
+
+    // Each bad input is its own 400, naming its field.
+    for (body, field) in [
+        (json!({"score": 1}), "request_id"),
+        (json!({"request_id": 7, "score": 1}), "request_id"),
+        (json!({"request_id": id}), "score"),
+        (json!({"request_id": id, "score": 9}), "score"),
+        (json!({"request_id": id, "score": 0.5}), "score"),
+        (
+            json!({"request_id": id, "score": 0, "scale": "stars"}),
+            "score",
+        ),
+        (
+            json!({"request_id": id, "score": 1, "scale": "emoji"}),
+            "scale",
+        ),
+        (
+            json!({"request_id": id, "score": 1, "comment": ["x"]}),
+            "comment",
+        ),
+    ] {
+        let (s, _, text) = send(&host, "POST", "/v1/feedback", Some(&key), fb(body.clone())).await;
+        assert_eq!(s, 400, "{body}: {text}");
+        assert_eq!(parse(&text)["error"]["param"], field, "{body}: {text}");
+    }
+    let (s, _, text) = send(
+        &host,
+        "POST",
+        "/v1/feedback",
+        Some(&key),
+        Some("{not json".into()),
+    )
+    .await;
+    assert_eq!(s, 400, "{text}");
+    // Unknown request → 404; another key's request is unknown to it; no key → 401.
+    let (s, _, text) = send(
+        &host,
+        "POST",
+        "/v1/feedback",
+        Some(&key),
+        fb(json!({"request_id": "chatcmpl-nope", "score": 1})),
+    )
+    .await;
+    assert_eq!(s, 404, "{text}");
+    let (s, _, text) = send(
+        &host,
+        "POST",
+        "/v1/feedback",
+        Some(&other),
+        fb(json!({"request_id": id, "score": 1})),
+    )
+    .await;
+    assert_eq!(s, 404, "{text}");
+    let (s, _, text) = send(
+        &host,
+        "POST",
+        "/v1/feedback",
+        None,
+        fb(json!({"request_id": id, "score": 1})),
+    )
+    .await;
+    assert_eq!(s, 401, "{text}");
+    let (s, _, text) = send(&host, "GET", "/v1/feedback", Some(&key), None).await;
+    assert_eq!(s, 405, "{text}");
+}
