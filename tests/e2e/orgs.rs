@@ -90,49 +90,6 @@ async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
         .await;
     let plain = g.key_of(json!({})).await;
 
-    // An org's own trust settings: acme logs its requests' bodies, keys of
-    // no org keep the default (off).
-    let settings = json!({"store_bodies": true});
-    let r = g
-        .admin("PUT", "/admin/orgs/acme/settings", Some(&settings))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = g.admin("GET", "/admin/orgs/acme/settings", None).await;
-    assert_eq!(r.json()["store_bodies"], true, "{}", r.text);
-    let r = g.admin("GET", "/admin/settings", None).await;
-    assert_eq!(r.json()["store_bodies"], false, "{}", r.text);
-    let r = g
-        .admin("PUT", "/admin/orgs/nope/settings", Some(&settings))
-        .await;
-    assert_eq!(r.status, 404, "{}", r.text);
-    let r = g
-        .admin(
-            "PUT",
-            "/admin/orgs/acme/settings",
-            Some(&json!({"store_bodies": 1})),
-        )
-        .await;
-    assert_eq!(r.status, 400, "{}", r.text);
-    assert_eq!(r.json()["error"]["field"], "store_bodies", "{}", r.text);
-    assert_eq!(
-        g.admin("DELETE", "/admin/orgs/acme/settings", None)
-            .await
-            .status,
-        405
-    );
-    for (key, stored) in [(&acme, true), (&plain, false)] {
-        let r = g.chat(key, ask("auto", PROMPT)).await;
-        assert_eq!(r.status, 200, "{}", r.text);
-        let id = r.json()["id"].as_str().unwrap().to_owned();
-        let logged = g.admin("GET", &format!("/admin/requests/{id}"), None).await;
-        assert_eq!(
-            logged.json()["bodies"].is_object(),
-            stored,
-            "{}",
-            logged.text
-        );
-    }
-
     // Wrong role: a metrics-only key may not generate or send events; a
     // default key may not read an org's metrics.
     let r = g.chat(&acme_metrics, ask("auto", PROMPT)).await;
@@ -178,6 +135,14 @@ async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
     let r = g.call("GET", metrics, Some(&acme_metrics), None, &[]).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["totals"]["requests"], 1, "{}", r.text);
+    // Savings read from the org's request rows as from usage_minute: the
+    // baseline is never below zero savings for a request without one.
+    let totals = &r.json()["totals"];
+    assert!(
+        totals["baselineCostUsd"].as_f64() >= totals["costUsd"].as_f64(),
+        "{}",
+        r.text
+    );
     let r = g.admin("GET", "/api/metrics?org=beta", None).await;
     assert_eq!(r.json()["totals"]["requests"], 0, "{}", r.text);
     let r = g.admin("GET", "/api/metrics?org=none", None).await;
@@ -267,6 +232,49 @@ async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
         Some("Bearer key-openai"),
         "other keys keep the deployment's"
     );
+    // An org's own trust settings: acme logs its requests' bodies, keys of
+    // no org keep the default (off).
+    let settings = json!({"store_bodies": true});
+    let r = g
+        .admin("PUT", "/admin/orgs/acme/settings", Some(&settings))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = g.admin("GET", "/admin/orgs/acme/settings", None).await;
+    assert_eq!(r.json()["store_bodies"], true, "{}", r.text);
+    let r = g.admin("GET", "/admin/settings", None).await;
+    assert_eq!(r.json()["store_bodies"], false, "{}", r.text);
+    let r = g
+        .admin("PUT", "/admin/orgs/nope/settings", Some(&settings))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = g
+        .admin(
+            "PUT",
+            "/admin/orgs/acme/settings",
+            Some(&json!({"store_bodies": 1})),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["field"], "store_bodies", "{}", r.text);
+    assert_eq!(
+        g.admin("DELETE", "/admin/orgs/acme/settings", None)
+            .await
+            .status,
+        405
+    );
+    for (key, stored) in [(&acme, true), (&plain, false)] {
+        let r = g.chat(key, ask("auto", PROMPT)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let id = r.json()["id"].as_str().unwrap().to_owned();
+        let logged = g.admin("GET", &format!("/admin/requests/{id}"), None).await;
+        assert_eq!(
+            logged.json()["bodies"].is_object(),
+            stored,
+            "{}",
+            logged.text
+        );
+    }
+
     assert_eq!(g.ready().await.0, 200);
 
     let db = g.host.state_dir().join("sqlite_db.db");

@@ -516,11 +516,11 @@ pub fn org_overview(
     window: Window,
     now_s: i64,
 ) -> Result<usage::Overview> {
-    let from_ms = (usage::window_start(now_s, window.seconds()) - window.seconds()) * 1_000;
+    let from_ms = (window.start(now_s) - window.seconds()) * 1_000;
     let rows = run(
         db,
         "SELECT r.ts, r.tier, r.provider, r.model, r.outcome, r.variant, r.latency_ms, \
-         r.quality, r.cost_micros, r.fallbacks, r.cached FROM requests r \
+         r.quality, r.cost_micros, r.fallbacks, r.cached, r.baseline_cost_micros FROM requests r \
          JOIN api_keys k ON k.id = r.key_id WHERE k.org_id = ? AND r.ts >= ?",
         &[text(org_id), SqlValue::Integer(from_ms)],
     )?;
@@ -548,6 +548,11 @@ fn usage_row(values: &[SqlValue]) -> Result<UsageRow> {
         quality_n: u64::from(quality.is_some()),
         cost_micros: cost.unwrap_or(0),
         cost_unknown: u64::from(cost.is_none()),
+        // As `usage_minute` sums it: a request without a baseline counts its own cost.
+        baseline_micros: crate::optimize::savings::baseline_contribution(
+            r.opt_uint(11, "baseline_cost_micros")?,
+            cost,
+        ),
         ..Agg::default()
     };
     let bucket = crate::gateway::telemetry::latency_bucket(latency);
