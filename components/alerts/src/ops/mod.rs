@@ -17,11 +17,9 @@
 
 use dol_core::error::{ApiError, Code};
 use dol_core::observe::admin::AdminError;
-use dol_core::observe::store::{self, AlertQuery};
-use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::sqlite::Connection;
 
+mod alerts;
 mod rules;
 mod silences;
 
@@ -131,18 +129,18 @@ fn serve(req: &Request, actor: &str) -> Response {
     let now = platform::now_ms();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let result = match parts.as_slice() {
-        ["admin", "alerts"] => list_alerts(req, &db, now),
+        ["admin", "alerts"] => alerts::list(req, &db, now),
         ["admin", "alerts", "rules"] => rules::rules(req, &db, actor, now),
         ["admin", "alerts", "rules", name] => match segment(name) {
             Ok(name) => rules::rule(req, &db, &name, actor, now),
             Err(r) => return r,
         },
         ["admin", "alerts", id] => match segment(id) {
-            Ok(id) => alert(req, &db, &id),
+            Ok(id) => alerts::one(req, &db, &id),
             Err(r) => return r,
         },
         ["admin", "alerts", id, action @ ("ack" | "resolve")] => match segment(id) {
-            Ok(id) => alert_action(req, &db, &id, action, actor, now),
+            Ok(id) => alerts::action(req, &db, &id, action, actor, now),
             Err(r) => return r,
         },
         ["admin", "silences"] => silences::silences(req, &db, actor, now),
@@ -158,57 +156,3 @@ fn serve(req: &Request, actor: &str) -> Response {
 
 /// A handler's answer; `Err` is the error response to send.
 pub(super) type Answer = Result<Response, Response>;
-
-/// `GET /admin/alerts`: the alert states, most severe first, and the
-/// incident response times of the last 7 and 30 days.
-fn list_alerts(req: &Request, db: &Connection, now: i64) -> Answer {
-    if *req.method() != Method::Get {
-        return Ok(platform::method_not_allowed("GET"));
-    }
-    let mut sql = SpinSql(db);
-    let records = store::list_alerts(&mut sql, &AlertQuery::default())
-        .map_err(|e| fail(&AdminError::Store(e)))?;
-    let incidents =
-        store::incident_windows(&mut sql, now).map_err(|e| fail(&AdminError::Store(e)))?;
-    Ok(platform::json(
-        200,
-        &json!({ "alerts": records, "incidents": incidents }),
-    ))
-}
-
-fn alert(req: &Request, db: &Connection, id: &str) -> Answer {
-    if *req.method() != Method::Get {
-        return Ok(platform::method_not_allowed("GET"));
-    }
-    match store::get_alert(&mut SpinSql(db), id) {
-        Ok(Some(a)) => Ok(platform::json(200, &json!({ "alert": a }))),
-        Ok(None) => Err(fail(&AdminError::Store(store::StoreError::Refused(
-            dol_core::observe::alerts::ActionError::NotFound(id.to_owned()),
-        )))),
-        Err(e) => Err(fail(&AdminError::Store(e))),
-    }
-}
-
-fn alert_action(
-    req: &Request,
-    db: &Connection,
-    id: &str,
-    action: &str,
-    actor: &str,
-    now: i64,
-) -> Answer {
-    if *req.method() != Method::Post {
-        return Ok(platform::method_not_allowed("POST"));
-    }
-    let mut sql = SpinSql(db);
-    let outcome = if action == "ack" {
-        store::acknowledge_alert(&mut sql, id, actor, now)
-    } else {
-        store::resolve_alert(&mut sql, id, actor, now)
-    }
-    .map_err(|e| fail(&AdminError::Store(e)))?;
-    Ok(platform::json(
-        200,
-        &json!({ "alert": outcome.alert, "queued_notification": outcome.queued }),
-    ))
-}
