@@ -15,12 +15,12 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::attempts::{self, Job, Tried, bad, failed, storage};
+use super::attempts::{self, Job, Tried, bad, failed};
 use super::catalog;
 use super::cost::{self, Cost};
 use super::embeddings::{self, Embedded, EmbeddingRequest};
 use super::engine::{PlanError, Target, Upstream, is_auto_model};
-use super::keys::{Admission, Reservation};
+use super::keys::Reservation;
 use super::offline;
 use super::openai::{DolInfo, ErrorType};
 use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings};
@@ -319,38 +319,13 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
 ) -> Result<EmbedServed, PipelineError> {
     let req = &call.request;
     let now_ms = clock.now_ms();
-    let catalog = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
-        .map_err(storage("catalog"))?;
-    let catalog = call.caller.routable(catalog, &req.model)?;
-    // The org's own credentials, when it has some, in place of the deployment's.
-    let settings = &Settings {
-        providers: call.caller.providers(sql, settings)?,
-        ..settings.clone()
-    };
+    let (catalog, settings) = call.caller.scope(sql, settings, &req.model, now_ms)?;
+    let settings = &settings;
     let mut routing = store::routing_state(kv);
     let targets = candidates(req, &catalog, settings, &routing, now_ms)?;
     let want = reservation(req, &targets);
     let now_secs = now_ms / 1_000;
-    if let Admission::Refuse {
-        limit,
-        retry_after_secs,
-        message,
-    } = store::admit_with_org(
-        sql,
-        &call.caller.id,
-        &call.caller.limits,
-        call.caller.org_limits(),
-        want,
-        now_secs,
-    )
-    .map_err(storage("admission"))?
-    {
-        return Err(PipelineError::Refused {
-            limit,
-            retry_after_secs,
-            message,
-        });
-    }
+    call.caller.admit(sql, want, now_secs)?;
     let mut warnings = Vec::new();
     let key = embeddings::cache_key(req, &req.model, &call.caller.id);
     let use_cache =

@@ -14,12 +14,12 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::attempts::{self, Job, bad, failed, storage};
+use super::attempts::{self, Job, bad, failed};
 use super::catalog;
 use super::cost::Cost;
 use super::engine::{PlanError, RoutingState, Target, Upstream, is_auto_model};
 use super::images::{self, Image, ImageRequest};
-use super::keys::{Admission, Reservation};
+use super::keys::Reservation;
 use super::openai::{DolInfo, ErrorType};
 use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings};
 use super::providers::image::{self as wire, Unsupported};
@@ -240,38 +240,13 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
 ) -> Result<ImageServed, PipelineError> {
     let req = &call.request;
     let now_ms = clock.now_ms();
-    let catalog = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
-        .map_err(storage("catalog"))?;
-    // The org's allow-list and its own credentials, as for chat and embeddings.
-    let catalog = call.caller.routable(catalog, &req.model)?;
-    let settings = &Settings {
-        providers: call.caller.providers(sql, settings)?,
-        ..settings.clone()
-    };
+    let (catalog, settings) = call.caller.scope(sql, settings, &req.model, now_ms)?;
+    let settings = &settings;
     let mut routing = store::routing_state(kv);
     let targets = candidates(req, &catalog, settings, &routing, now_ms)?;
     let want = reservation(req, &targets);
     let now_secs = now_ms / 1_000;
-    if let Admission::Refuse {
-        limit,
-        retry_after_secs,
-        message,
-    } = store::admit_with_org(
-        sql,
-        &call.caller.id,
-        &call.caller.limits,
-        call.caller.org_limits(),
-        want,
-        now_secs,
-    )
-    .map_err(storage("admission"))?
-    {
-        return Err(PipelineError::Refused {
-            limit,
-            retry_after_secs,
-            message,
-        });
-    }
+    call.caller.admit(sql, want, now_secs)?;
     let mut warnings = Vec::new();
     let result = attempts::run(upstream, &ImageJob(req), &targets, settings).await;
     let finished_ms = clock.now_ms();

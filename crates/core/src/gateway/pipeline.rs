@@ -9,6 +9,7 @@
 
 use serde_json::Value;
 
+use super::attempts::storage;
 use super::cache::{self, CacheEntry};
 use super::catalog::{self, ProviderSettings};
 use super::circuit::CircuitConfig;
@@ -21,7 +22,7 @@ use super::openai::{ChatRequest, ErrorBody};
 use super::probes::apply_probes;
 use super::quality::QualityConfig;
 use super::routing::{CatalogEntry, RouteRequest, RoutingWeights};
-use super::store::{self, GatewayStoreError};
+use super::store;
 use super::telemetry::RequestRecord;
 use super::tiers::Tier;
 use crate::error::{ApiError, Code};
@@ -102,6 +103,58 @@ impl Caller {
         let creds = orgs::store::org_credentials(sql, settings.byok.0.as_ref(), &org.id)
             .map_err(|e| PipelineError::Credentials(e.into()))?;
         Ok(orgs::with_credentials(&settings.providers, &creds))
+    }
+
+    /// What a one-shot route (embeddings, images) of this caller works
+    /// with at `now_ms`: the routable catalog under its org's allow-list
+    /// (`model` named outside it is refused) and the settings with its
+    /// org's own credentials.
+    pub fn scope(
+        &self,
+        sql: &mut impl SqlExecutor,
+        settings: &Settings,
+        model: &str,
+        now_ms: u64,
+    ) -> Result<(Vec<CatalogEntry>, Settings), PipelineError> {
+        let catalog = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
+            .map_err(storage("catalog"))?;
+        let catalog = self.routable(catalog, model)?;
+        let settings = Settings {
+            providers: self.providers(sql, settings)?,
+            ..settings.clone()
+        };
+        Ok((catalog, settings))
+    }
+
+    /// Admits `want` for the key and its org at `now_secs` (one
+    /// transaction, [`store::admit_with_org`]); a refusal is the error.
+    pub fn admit(
+        &self,
+        sql: &mut impl SqlExecutor,
+        want: Reservation,
+        now_secs: u64,
+    ) -> Result<(), PipelineError> {
+        match store::admit_with_org(
+            sql,
+            &self.id,
+            &self.limits,
+            self.org_limits(),
+            want,
+            now_secs,
+        )
+        .map_err(storage("admission"))?
+        {
+            Admission::Refuse {
+                limit,
+                retry_after_secs,
+                message,
+            } => Err(PipelineError::Refused {
+                limit,
+                retry_after_secs,
+                message,
+            }),
+            Admission::Admit(_) => Ok(()),
+        }
     }
 
     /// The catalog this caller may route to (its org's allow-list, which
@@ -225,13 +278,6 @@ pub enum PipelineError {
         /// The storage error.
         message: String,
     },
-}
-
-fn storage(context: &'static str) -> impl Fn(GatewayStoreError) -> PipelineError {
-    move |e| PipelineError::Storage {
-        context,
-        message: e.to_string(),
-    }
 }
 
 /// An error answer: status, OpenAI body, extra headers.
