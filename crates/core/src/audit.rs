@@ -297,7 +297,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use crate::test_sqlite::db as test_db;
+    use crate::test_db::db as test_db;
 
     fn params(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let pairs: Vec<(String, String)> = pairs

@@ -24,5 +24,5 @@ pub mod ratelimit;
 pub mod rollouts;
 pub mod storage;
 #[cfg(test)]
-mod test_sqlite;
+mod test_db;
 pub mod video;

@@ -246,8 +246,10 @@ pub fn log_request(
     }
     run(
         db,
-        "INSERT OR REPLACE INTO request_bodies (request_id, org_id, subject, ts, prompt, answer, masked) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO request_bodies (request_id, org_id, subject, ts, prompt, answer, masked) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET \
+         org_id = excluded.org_id, subject = excluded.subject, ts = excluded.ts, \
+         prompt = excluded.prompt, answer = excluded.answer, masked = excluded.masked",
         &[
             SqlValue::Text(logged.request_id.to_owned()),
             SqlValue::Text(org_id.to_owned()),

@@ -8,11 +8,11 @@
 use serde_json::json;
 
 use super::*;
-use crate::test_sqlite::{Sqlite, count, db};
+use crate::test_db::{TestDb, count, db};
 
 const DAY: i64 = 86_400_000;
 
-fn request_row(db: &mut Sqlite, id: &str, ts: i64) {
+fn request_row(db: &mut TestDb, id: &str, ts: i64) {
     run(
         db,
         "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, attempts, latency_ms, \
@@ -23,7 +23,7 @@ fn request_row(db: &mut Sqlite, id: &str, ts: i64) {
     .unwrap();
 }
 
-fn event(db: &mut Sqlite, subject: &str, at: i64) {
+fn event(db: &mut TestDb, subject: &str, at: i64) {
     run(
         db,
         "INSERT INTO events (at, key_id, targeting_key, flag_key, variant, name) VALUES (?, 'k', ?, 'f', 'on', 'buy')",
@@ -32,7 +32,7 @@ fn event(db: &mut Sqlite, subject: &str, at: i64) {
     .unwrap();
 }
 
-fn opt_in(db: &mut Sqlite, extra: Value) {
+fn opt_in(db: &mut TestDb, extra: Value) {
     let mut body = json!({"store_bodies": true});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
@@ -41,7 +41,7 @@ fn opt_in(db: &mut Sqlite, extra: Value) {
     save_settings(db, DEFAULT_ORG, &settings, "ann", 0).unwrap();
 }
 
-fn log(db: &mut Sqlite, id: &str, subject: Option<&str>, ts: i64, prompt: &Value, answer: &str) {
+fn log(db: &mut TestDb, id: &str, subject: Option<&str>, ts: i64, prompt: &Value, answer: &str) {
     request_row(db, id, ts);
     let logged = Logged {
         request_id: id,

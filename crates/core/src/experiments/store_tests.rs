@@ -10,7 +10,7 @@ use super::report::MetricData;
 use super::stats::{MeanSample, ProportionSample};
 use super::store;
 use crate::storage::{SqlExecutor, SqlValue};
-use crate::test_sqlite::{Sqlite, db};
+use crate::test_db::{TestDb, db};
 
 fn ev(at: i64, who: &str, variant: &str, name: &str, value: Option<f64>) -> EventRecord {
     EventRecord {
@@ -128,7 +128,7 @@ fn event_statistics_count_units_conversions_and_values() {
     reason = "one argument per column reads like the row"
 )]
 fn request(
-    db: &mut Sqlite,
+    db: &mut TestDb,
     id: u32,
     ts: i64,
     variant: &str,
@@ -279,12 +279,12 @@ fn a_request_s_events_are_stored_all_or_none() {
         ev(101, "u1", "a", "buy", Some(2.0)),
     ];
     store::record_events(&mut db, &events).unwrap();
-    assert_eq!(crate::test_sqlite::count(&mut db, "events"), 2);
+    assert_eq!(crate::test_db::count(&mut db, "events"), 2);
 
     // The commit fails after both inserts ran: both are rolled back.
     let mut failing = db;
     failing.fail_on = Some("COMMIT");
     assert!(store::record_events(&mut failing, &events).is_err());
     failing.fail_on = None;
-    assert_eq!(crate::test_sqlite::count(&mut failing, "events"), 2);
+    assert_eq!(crate::test_db::count(&mut failing, "events"), 2);
 }

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::store::*;
 use crate::flags::admin::FlagState;
 use crate::storage::{KeyValue, MemoryKeyValue, SqlExecutor, in_transaction};
-use crate::test_sqlite::{Sqlite, count, db};
+use crate::test_db::{count, db};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -216,30 +216,11 @@ impl KeyValue for SharedKv {
     }
 }
 
-fn file_db(path: &std::path::Path) -> Sqlite {
-    let mut conn = rusqlite::Connection::open(path).unwrap();
-    // Retry a busy lock at once (SQLite's own handler sleeps up to 100 ms
-    // between tries), so writers follow each other as closely as they can.
-    fn retry(attempt: i32) -> bool {
-        std::thread::yield_now();
-        attempt < 10_000_000
-    }
-    conn.busy_handler(Some(retry)).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    Sqlite {
-        conn,
-        fail_on: None,
-    }
-}
-
 #[test]
 fn concurrent_writers_never_leave_an_acknowledged_version_unserved() {
     use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-    let dir = std::env::temp_dir().join(format!("dol-flags-publish-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("flags.db");
-    let _ = std::fs::remove_file(&path);
-    let mut setup = file_db(&path);
+    let open = Arc::new(crate::test_db::shared("flags-publish"));
+    let mut setup = open();
     crate::migrate::apply(&mut setup, T0).unwrap();
     let kv = SharedKv::default();
     load_latest(&mut setup, T0).unwrap();
@@ -251,9 +232,9 @@ fn concurrent_writers_never_leave_an_acknowledged_version_unserved() {
     let done = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            let (path, mut kv, acked) = (path.clone(), kv.clone(), acked.clone());
+            let (open, mut kv, acked) = (open.clone(), kv.clone(), acked.clone());
             std::thread::spawn(move || {
-                let mut db = file_db(&path);
+                let mut db = open();
                 for i in 0..WRITES {
                     let key = format!("w{w}-{i}");
                     let (version, _) = write(&mut db, &mut kv, "w", T0, put(&key, "a"))
@@ -271,10 +252,10 @@ fn concurrent_writers_never_leave_an_acknowledged_version_unserved() {
     // starts is served by it (never an older published version).
     let readers: Vec<_> = (0..2)
         .map(|_| {
-            let (path, mut kv, acked, done) =
-                (path.clone(), kv.clone(), acked.clone(), done.clone());
+            let (open, mut kv, acked, done) =
+                (open.clone(), kv.clone(), acked.clone(), done.clone());
             std::thread::spawn(move || {
-                let mut db = file_db(&path);
+                let mut db = open();
                 let mut evaluations = 0;
                 while !done.load(Ordering::SeqCst) {
                     let floor = acked.load(Ordering::SeqCst);
@@ -309,5 +290,4 @@ fn concurrent_writers_never_leave_an_acknowledged_version_unserved() {
             assert!(document["flags"][format!("w{w}-{i}")].is_object());
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,7 +11,7 @@ use crate::gateway::catalog::ProviderSettings;
 use crate::gateway::engine::tests::{Fake, Reply, config, entry, status};
 use crate::gateway::keys::KeyLimits;
 use crate::storage::MemoryKeyValue;
-use crate::test_sqlite::{Sqlite, db};
+use crate::test_db::{TestDb, db};
 
 /// 2026-11-25T00:00:00Z.
 pub(crate) const T0: u64 = 1_795_651_200_000;
@@ -25,7 +25,7 @@ impl Clock for TestClock {
 }
 
 struct World {
-    sql: Sqlite,
+    sql: TestDb,
     kv: MemoryKeyValue,
     fake: Fake,
     clock: TestClock,

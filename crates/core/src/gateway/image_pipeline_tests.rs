@@ -13,10 +13,10 @@ use crate::gateway::embedding_pipeline::tests::{T0, TestClock};
 use crate::gateway::engine::tests::{Fake, Reply, config, entry, status};
 use crate::gateway::keys::KeyLimits;
 use crate::storage::MemoryKeyValue;
-use crate::test_sqlite::{Sqlite, db};
+use crate::test_db::{TestDb, db};
 
 struct World {
-    sql: Sqlite,
+    sql: TestDb,
     kv: MemoryKeyValue,
     fake: Fake,
     clock: TestClock,

@@ -19,7 +19,7 @@ use super::tiers::Tier;
 use crate::observe::store::{EmergencyOverride, set_emergency_override};
 use crate::orgs::Role;
 use crate::storage::MemoryKeyValue;
-use crate::test_sqlite::{Sqlite, db};
+use crate::test_db::{TestDb, db};
 
 /// 2026-11-25T00:00:00Z.
 const T0: u64 = 1_795_651_200_000;
@@ -88,7 +88,7 @@ impl Client for Recorder {
 }
 
 struct World {
-    sql: Sqlite,
+    sql: TestDb,
     kv: MemoryKeyValue,
     fake: Fake,
     flags: Flags,
@@ -382,7 +382,7 @@ fn a_cut_stream_releases_the_reservation_and_is_not_cached() {
 type Events = std::rc::Rc<std::cell::RefCell<Vec<String>>>;
 
 /// SQL that notes each statement's first words in `events`.
-struct Noting<'a>(&'a mut Sqlite, Events);
+struct Noting<'a>(&'a mut TestDb, Events);
 
 impl crate::storage::SqlExecutor for Noting<'_> {
     fn execute(

@@ -896,17 +896,17 @@ fn add_usage(
              prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}) \
              SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 {condition} \
              ON CONFLICT ({time_column}, tier, provider, model, outcome, variant) DO UPDATE SET \
-             requests = requests + 1, errors = errors + excluded.errors, \
-             fallbacks = fallbacks + excluded.fallbacks, \
-             cache_hits = cache_hits + excluded.cache_hits, \
-             latency_sum_ms = latency_sum_ms + excluded.latency_sum_ms, \
-             quality_sum = quality_sum + excluded.quality_sum, \
-             quality_n = quality_n + excluded.quality_n, \
-             prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
-             completion_tokens = completion_tokens + excluded.completion_tokens, \
-             cost_micros = cost_micros + excluded.cost_micros, \
-             cost_unknown = cost_unknown + excluded.cost_unknown, \
-             baseline_micros = baseline_micros + excluded.baseline_micros, {bucket} = {bucket} + 1"
+             requests = {table_name}.requests + 1, errors = {table_name}.errors + excluded.errors, \
+             fallbacks = {table_name}.fallbacks + excluded.fallbacks, \
+             cache_hits = {table_name}.cache_hits + excluded.cache_hits, \
+             latency_sum_ms = {table_name}.latency_sum_ms + excluded.latency_sum_ms, \
+             quality_sum = {table_name}.quality_sum + excluded.quality_sum, \
+             quality_n = {table_name}.quality_n + excluded.quality_n, \
+             prompt_tokens = {table_name}.prompt_tokens + excluded.prompt_tokens, \
+             completion_tokens = {table_name}.completion_tokens + excluded.completion_tokens, \
+             cost_micros = {table_name}.cost_micros + excluded.cost_micros, \
+             cost_unknown = {table_name}.cost_unknown + excluded.cost_unknown, \
+             baseline_micros = {table_name}.baseline_micros + excluded.baseline_micros, {bucket} = {table_name}.{bucket} + 1"
         ),
         &params,
     )?;

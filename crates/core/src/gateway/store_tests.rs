@@ -19,17 +19,17 @@ use super::telemetry::{LATENCY_BOUND_COUNT, RequestRecord, latency_bucket, laten
 use super::templates::{TemplateMessage, TemplateSpec};
 use super::tiers::Tier;
 use crate::storage::{KeyValue, MemoryKeyValue, SqlExecutor, SqlValue, StatementError};
-use crate::test_sqlite::{Sqlite, count, db};
+use crate::test_db::{TestDb, count, db};
 
 /// 2026-11-26T00:00:00Z, Unix seconds.
 const NOW_SECS: u64 = 1_795_651_200;
 const NOW_MS: i64 = 1_795_651_200_000;
 
-fn sql(db: &mut Sqlite, statement: &str) {
-    db.conn.execute_batch(statement).unwrap();
+fn sql(db: &mut TestDb, statement: &str) {
+    db.run(statement, &[]);
 }
 
-fn scalar(db: &mut Sqlite, query: &str) -> SqlValue {
+fn scalar(db: &mut TestDb, query: &str) -> SqlValue {
     db.execute(query, &[]).unwrap().remove(0).remove(0)
 }
 
@@ -236,21 +236,7 @@ fn concurrent_requests_cannot_overspend_the_budget() {
     const ATTEMPTS: usize = 6;
     const BUDGET: u64 = 1_000;
     const COST: u64 = 70;
-    let path = std::env::temp_dir().join(format!(
-        "dol-gateway-budget-{}-{:?}.sqlite",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_file(&path);
-    let open = || {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .unwrap();
-        Sqlite {
-            conn,
-            fail_on: None,
-        }
-    };
+    let open = crate::test_db::shared("gateway-budget");
     crate::migrate::apply(&mut open(), 1).unwrap();
 
     let barrier = std::sync::Barrier::new(THREADS);
@@ -276,7 +262,6 @@ fn concurrent_requests_cannot_overspend_the_budget() {
     });
 
     let stored = usage(&mut open(), "k").unwrap();
-    let _ = std::fs::remove_file(&path);
     let fits = usize::try_from(BUDGET / COST).unwrap();
     assert!(
         THREADS * ATTEMPTS > fits,
@@ -671,7 +656,7 @@ fn a_slow_request_lands_in_the_infinite_bucket() {
 }
 
 /// Folds every minute that ended more than the fold lag before `now_ms`.
-fn fold(db: &mut Sqlite, now_ms: i64) {
+fn fold(db: &mut TestDb, now_ms: i64) {
     crate::observe::scan_store::fold_usage(db, now_ms).unwrap();
 }
 
@@ -748,10 +733,9 @@ fn column_error(
 fn a_column_of_the_wrong_type_is_a_typed_error_naming_it() {
     let mut db = db();
     seed_catalog(&mut db, NOW_MS).unwrap();
-    sql(
-        &mut db,
-        "UPDATE models SET context_window = 'wide' WHERE model = 'gpt-4o'",
-    );
+    if !db.corrupt("UPDATE models SET context_window = 'wide' WHERE model = 'gpt-4o'") {
+        return;
+    }
     let err = catalog(&mut db, NOW_MS).unwrap_err();
     assert_eq!(
         err,
@@ -762,7 +746,7 @@ fn a_column_of_the_wrong_type_is_a_typed_error_naming_it() {
         "models.context_window: expected non-negative integer"
     );
 
-    let mut db = crate::test_sqlite::db();
+    let mut db = crate::test_db::db();
     seed_catalog(&mut db, NOW_MS).unwrap();
     sql(
         &mut db,
@@ -773,7 +757,7 @@ fn a_column_of_the_wrong_type_is_a_typed_error_naming_it() {
         column_error("models", "tier", "comprehensive, enhanced or basic")
     );
 
-    let mut db = crate::test_sqlite::db();
+    let mut db = crate::test_db::db();
     seed_catalog(&mut db, NOW_MS).unwrap();
     sql(&mut db, "UPDATE models SET capabilities = 'json'");
     assert_eq!(
@@ -804,23 +788,25 @@ fn corrupt_key_usage_request_and_template_rows_are_typed_errors() {
     );
 
     admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).unwrap();
-    sql(&mut db, "UPDATE key_usage SET month = X'01'");
-    assert_eq!(
-        usage(&mut db, "k").unwrap_err(),
-        column_error("key_usage", "month", "text")
-    );
-    // The admission reads the same row inside its transaction: refused as
-    // an error, and the lock is released.
-    assert!(admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).is_err());
-    sql(&mut db, "UPDATE key_usage SET month = ''");
-    admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).unwrap();
+    if db.corrupt("UPDATE key_usage SET month = CAST(X'01' AS BLOB)") {
+        assert_eq!(
+            usage(&mut db, "k").unwrap_err(),
+            column_error("key_usage", "month", "text")
+        );
+        // The admission reads the same row inside its transaction: refused
+        // as an error, and the lock is released.
+        assert!(admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).is_err());
+        sql(&mut db, "UPDATE key_usage SET month = ''");
+        admit(&mut db, "k", &KeyLimits::default(), want(0), NOW_SECS).unwrap();
+    }
 
     record(&mut db, &record_at("r1", NOW_MS as u64, 10)).unwrap();
-    sql(&mut db, "UPDATE requests SET quality = 'great'");
-    assert_eq!(
-        request(&mut db, "r1").unwrap_err(),
-        column_error("requests", "quality", "real or NULL")
-    );
+    if db.corrupt("UPDATE requests SET quality = 'great'") {
+        assert_eq!(
+            request(&mut db, "r1").unwrap_err(),
+            column_error("requests", "quality", "real or NULL")
+        );
+    }
 
     put_template(&mut db, "greet", &spec("hi"), "ann", NOW_MS).unwrap();
     sql(

@@ -9,7 +9,7 @@ use crate::error::ApiError;
 use crate::observe::alerts::ActionError;
 use crate::observe::alerts::{Severity, evaluate};
 use crate::observe::scans::DEFAULT_RULES;
-use crate::test_sqlite::{Sqlite, db};
+use crate::test_db::{TestDb, db};
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -22,10 +22,8 @@ fn field(e: &AdminError) -> &str {
     }
 }
 
-fn control_rows(db: &mut Sqlite) -> i64 {
-    db.conn
-        .query_row("SELECT COUNT(*) FROM control", [], |r| r.get(0))
-        .unwrap()
+fn control_rows(db: &mut TestDb) -> i64 {
+    db.int("SELECT COUNT(*) FROM control", &[])
 }
 
 #[test]

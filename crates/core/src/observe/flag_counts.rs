@@ -227,7 +227,7 @@ pub fn fold(
                     db,
                     "add flag evaluations",
                     "INSERT INTO flag_evaluations (flag, variant, reason, count) VALUES (?, ?, ?, ?) \
-                     ON CONFLICT (flag, variant, reason) DO UPDATE SET count = count + excluded.count",
+                     ON CONFLICT (flag, variant, reason) DO UPDATE SET count = flag_evaluations.count + excluded.count",
                     &[
                         SqlValue::Text(f.clone()),
                         SqlValue::Text(v.clone()),
@@ -276,7 +276,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::test_sqlite::db;
+    use crate::test_db::db;
 
     const NOW_S: i64 = 1_800_000_000;
 

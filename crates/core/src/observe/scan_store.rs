@@ -338,7 +338,7 @@ pub fn fold_usage(db: &mut impl SqlExecutor, now_ms: i64) -> Result<UsageFold, S
             .collect();
         let updates: Vec<String> = counters
             .iter()
-            .map(|c| format!("{c} = {c} + excluded.{c}"))
+            .map(|c| format!("{c} = usage_hour.{c} + excluded.{c}"))
             .collect();
         let hour_rows = sql(
             tx,

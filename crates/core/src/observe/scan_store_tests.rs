@@ -9,7 +9,7 @@ use crate::observe::score::{HealthStatus, system_score};
 use crate::observe::store::{EMERGENCY_AUTO_KEY, get_control, pending_messages};
 use crate::observe::system::{read_api_health, read_score_inputs};
 use crate::storage::MemoryKeyValue;
-use crate::test_sqlite::{Sqlite, count, db};
+use crate::test_db::{TestDb, count, db};
 
 /// 2027-01-15 08:00:05 UTC.
 const NOW: i64 = 1_800_000_005_000;
@@ -28,28 +28,29 @@ fn ok(name: &str) -> CheckResult {
     CheckResult::pass(name, 1)
 }
 
-fn usage(db: &mut Sqlite, minute: i64, outcome: &str, requests: i64, errors: i64) {
-    db.conn
-        .execute(
-            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
+fn usage(db: &mut TestDb, minute: i64, outcome: &str, requests: i64, errors: i64) {
+    db.run(
+        "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
              errors, fallbacks, latency_sum_ms, quality_sum, quality_n, b1) \
              VALUES (?1, 'standard', 'openai', 'gpt-4o', ?2, '-', ?3, ?4, ?4, ?3 * 100, \
              ?3 * 8.0, ?3, ?3)",
-            rusqlite::params![minute, outcome, requests, errors],
-        )
-        .unwrap();
+        &[
+            minute.into(),
+            outcome.into(),
+            requests.into(),
+            errors.into(),
+        ],
+    );
 }
 
-fn model(db: &mut Sqlite, provider: &str, model: &str, priced: bool, caps: &str) {
+fn model(db: &mut TestDb, provider: &str, model: &str, priced: bool, caps: &str) {
     let price = priced.then_some(100);
-    db.conn
-        .execute(
-            "INSERT INTO models (provider, model, tier, input_price, output_price, context_window, \
+    db.run(
+        "INSERT INTO models (provider, model, tier, input_price, output_price, context_window, \
              capabilities, source, updated_at) VALUES (?1, ?2, 'standard', ?3, ?3, 8192, ?4, \
              'seed', 0)",
-            rusqlite::params![provider, model, price, caps],
-        )
-        .unwrap();
+        &[provider.into(), model.into(), price.into(), caps.into()],
+    );
 }
 
 #[test]
@@ -97,13 +98,12 @@ fn runs_are_recorded_read_back_and_claimed_once_per_tick() {
 #[test]
 fn an_unreadable_run_names_its_column() {
     let mut db = db();
-    db.conn
-        .execute(
-            "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
-             VALUES ('x', 1, 'later', 0, 'ok')",
-            [],
-        )
-        .unwrap();
+    if !db.corrupt(
+        "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
+         VALUES ('x', 1, 'later', 0, 'ok')",
+    ) {
+        return;
+    }
     match last_run(&mut db).unwrap_err() {
         StoreError::Column(e) => assert_eq!((e.table, e.column), ("scan_runs", "finished_at")),
         other => panic!("{other}"),
@@ -166,12 +166,10 @@ fn discovery_records_new_models_unpriced_and_queues_one_message() {
     assert!(v["queued"].is_null());
 
     // Unreadable capabilities are an error naming the column.
-    db.conn
-        .execute(
-            "UPDATE models SET capabilities = 'json' WHERE model = 'gpt-4o'",
-            [],
-        )
-        .unwrap();
+    db.run(
+        "UPDATE models SET capabilities = 'json' WHERE model = 'gpt-4o'",
+        &[],
+    );
     let err = catalog(&mut db).unwrap_err();
     assert!(
         err.to_string().starts_with("models.capabilities: "),
@@ -191,28 +189,22 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
     let old = NOW - 40 * scans::DAY_MS;
     usage(&mut db, old / 1_000 / 60 * 60, "success", 1, 0);
     for at in [old, NOW] {
-        db.conn
-            .execute(
-                "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
+        db.run(
+            "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
                  VALUES ('heartbeat', ?1, ?1, 0, 'ok')",
-                [at],
-            )
-            .unwrap();
-        db.conn
-            .execute(
-                "INSERT INTO outbox (kind, target, payload, next_attempt_at, delivered_at, \
+            &[at.into()],
+        );
+        db.run(
+            "INSERT INTO outbox (kind, target, payload, next_attempt_at, delivered_at, \
                  created_at) VALUES ('scan', 'default', '{}', ?1, ?1, ?1)",
-                [at],
-            )
-            .unwrap();
+            &[at.into()],
+        );
     }
-    db.conn
-        .execute(
-            "INSERT INTO outbox (kind, target, payload, next_attempt_at, created_at) \
+    db.run(
+        "INSERT INTO outbox (kind, target, payload, next_attempt_at, created_at) \
              VALUES ('scan', 'default', '{}', ?1, ?1)",
-            [old],
-        )
-        .unwrap();
+        &[old.into()],
+    );
     let kept = retention(&mut db, "30", NOW).unwrap();
     assert_eq!(kept.retention_days, 30);
     assert_eq!(
@@ -247,7 +239,7 @@ const RULES: &str = r#"[
 ]"#;
 
 /// One scan at `now` with the storage checks as given.
-fn scan(db: &mut Sqlite, kv: &mut MemoryKeyValue, key_value: &CheckResult, now: i64) -> AlertsRun {
+fn scan(db: &mut TestDb, kv: &mut MemoryKeyValue, key_value: &CheckResult, now: i64) -> AlertsRun {
     let rules = parse_rules(RULES).unwrap();
     run_alerts(
         db,
@@ -269,13 +261,11 @@ fn the_alerts_scan_scores_like_api_health_and_drives_emergency_with_it() {
     usage(&mut db, MINUTE_S - 60, "success", 1, 0);
     // The last scan ran 20 minutes ago: stale for /api/health until this
     // scan is recorded; the scan counts itself.
-    db.conn
-        .execute(
-            "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
+    db.run(
+        "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
              VALUES ('alerts', ?1, ?1, 0, 'ok')",
-            [NOW - 20 * MIN],
-        )
-        .unwrap();
+        &[(NOW - 20 * MIN).into()],
+    );
     let kv_failed = CheckResult::fail("key-value", 2, "unavailable");
 
     let run = scan(&mut db, &mut kv, &kv_failed, NOW);
@@ -408,14 +398,11 @@ fn unreadable_usage_fails_the_scan_and_changes_nothing() {
 }
 
 /// Requests and the slowest bucket summed over `usage_hour`.
-fn hour_totals(db: &mut Sqlite) -> (i64, i64) {
-    db.conn
-        .query_row(
-            "SELECT COALESCE(SUM(requests), 0), COALESCE(SUM(l72), 0) FROM usage_hour",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap()
+fn hour_totals(db: &mut TestDb) -> (i64, i64) {
+    (
+        db.int("SELECT COALESCE(SUM(requests), 0) FROM usage_hour", &[]),
+        db.int("SELECT COALESCE(SUM(l72), 0) FROM usage_hour", &[]),
+    )
 }
 
 #[test]
@@ -451,10 +438,7 @@ fn usage_is_folded_into_hours_exactly_once() {
     assert_eq!(fold_usage(&mut db, NOW + 1_000).unwrap().hour_rows, 0);
     assert_eq!(hour_totals(&mut db).0, 9);
     // Fallbacks are capped at requests, like every minute reader does.
-    let fallbacks: i64 = db
-        .conn
-        .query_row("SELECT SUM(fallbacks) FROM usage_hour", [], |r| r.get(0))
-        .unwrap();
+    let fallbacks = db.int("SELECT SUM(fallbacks) FROM usage_hour", &[]);
     assert_eq!(fallbacks, 4);
     // Later ticks fold later minutes into the same hour rows.
     let later = fold_usage(&mut db, NOW + 15 * 60_000).unwrap();

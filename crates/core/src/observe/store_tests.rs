@@ -8,7 +8,7 @@ use serde_json::json;
 use super::*;
 use crate::migrate;
 use crate::observe::alerts::{MatchOp, NotificationKind};
-use crate::test_sqlite::{count, db};
+use crate::test_db::{count, db};
 
 const T0: i64 = 1_800_000_000_000;
 const MIN: i64 = 60_000;
@@ -302,10 +302,7 @@ fn incidents_give_mean_times_to_acknowledge_and_resolve_per_window() {
 
 #[test]
 fn incidents_of_alerts_that_fired_before_the_migration_are_carried_over() {
-    let mut db = crate::test_sqlite::Sqlite {
-        conn: rusqlite::Connection::open_in_memory().unwrap(),
-        fail_on: None,
-    };
+    let mut db = crate::test_db::empty();
     let up_to_9: Vec<migrate::Migration> = migrate::MIGRATIONS
         .iter()
         .copied()
@@ -325,7 +322,7 @@ fn incidents_of_alerts_that_fired_before_the_migration_are_carried_over() {
 }
 
 /// Writes an alert state the way releases before migration 16 did.
-fn upsert_alert_states_only(db: &mut crate::test_sqlite::Sqlite, s: &AlertState) {
+fn upsert_alert_states_only(db: &mut crate::test_db::TestDb, s: &AlertState) {
     db.execute(
         "INSERT INTO alert_states (fingerprint, name, source, severity, status, fired_at, \
          resolved_at, created_at, updated_at) VALUES (?, ?, 'rule', 'critical', ?, ?, ?, 0, 0)",
@@ -618,13 +615,11 @@ fn control_values_and_emergency_override() {
 #[test]
 fn unreadable_rows_are_errors_not_panics() {
     let mut db = db();
-    db.conn
-        .execute(
-            "INSERT INTO alert_states (fingerprint, name, source, severity, status, labels, \
+    db.run(
+        "INSERT INTO alert_states (fingerprint, name, source, severity, status, labels, \
              created_at, updated_at) VALUES ('x', 'X', 'rule', 'info', 'firing', 'not json', 0, 0)",
-            [],
-        )
-        .unwrap();
+        &[],
+    );
     let err = get_alert(&mut db, "x").unwrap_err();
     assert!(
         matches!(

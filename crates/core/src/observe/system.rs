@@ -564,10 +564,13 @@ pub fn route_counts(db: &mut impl SqlExecutor) -> Result<Vec<(String, u64)>, Sto
     .collect()
 }
 
+// `COUNT(… OR NULL)` counts the rows where the comparison holds on both
+// databases (PostgreSQL has no `SUM` of a boolean).
 const QUALITY_COLUMNS: &str = "provider, model, \
-SUM(quality <= 1), SUM(quality <= 2), SUM(quality <= 3), SUM(quality <= 4), SUM(quality <= 5), \
-SUM(quality <= 6), SUM(quality <= 7), SUM(quality <= 8), SUM(quality <= 9), SUM(quality <= 10), \
-SUM(quality), COUNT(quality)";
+COUNT(quality <= 1 OR NULL), COUNT(quality <= 2 OR NULL), COUNT(quality <= 3 OR NULL), \
+COUNT(quality <= 4 OR NULL), COUNT(quality <= 5 OR NULL), COUNT(quality <= 6 OR NULL), \
+COUNT(quality <= 7 OR NULL), COUNT(quality <= 8 OR NULL), COUNT(quality <= 9 OR NULL), \
+COUNT(quality <= 10 OR NULL), SUM(quality), COUNT(quality)";
 
 /// The cumulative columns of [`QUALITY_COLUMNS`], as named in errors.
 const AT_MOST: [&str; 10] = [

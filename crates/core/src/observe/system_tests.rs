@@ -5,7 +5,7 @@ use super::*;
 use crate::gateway::engine::EntryState;
 use crate::observe::score::{HealthStatus, system_score};
 use crate::storage::MemoryKeyValue;
-use crate::test_sqlite::{Sqlite, db};
+use crate::test_db::{TestDb, db};
 
 /// 2027-01-15 08:00:05 UTC, a few seconds into a minute.
 const NOW: i64 = 1_800_000_005_000;
@@ -22,26 +22,27 @@ fn ticking() -> impl FnMut() -> i64 {
 
 /// One `usage_minute` row: `requests` of which `errors` offline, all in
 /// the 100 ms bucket, quality 8/10 each.
-fn usage(db: &mut Sqlite, minute: i64, outcome: &str, requests: i64, errors: i64) {
-    db.conn
-        .execute(
-            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
+fn usage(db: &mut TestDb, minute: i64, outcome: &str, requests: i64, errors: i64) {
+    db.run(
+        "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
              errors, fallbacks, latency_sum_ms, quality_sum, quality_n, l1) \
              VALUES (?1, 'standard', 'openai', 'gpt-4o', ?2, '-', ?3, ?4, ?4 * 2, ?3 * 100, \
              ?3 * 8.0, ?3, ?3)",
-            rusqlite::params![minute, outcome, requests, errors],
-        )
-        .unwrap();
+        &[
+            minute.into(),
+            outcome.into(),
+            requests.into(),
+            errors.into(),
+        ],
+    );
 }
 
-fn scan_run(db: &mut Sqlite, name: &str, started_at: i64) {
-    db.conn
-        .execute(
-            "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
+fn scan_run(db: &mut TestDb, name: &str, started_at: i64) {
+    db.run(
+        "INSERT INTO scan_runs (name, started_at, finished_at, duration_ms, outcome) \
              VALUES (?1, ?2, ?2, 0, 'ok')",
-            rusqlite::params![name, started_at],
-        )
-        .unwrap();
+        &[name.into(), started_at.into()],
+    );
 }
 
 /// A routing state whose only breaker is open at [`NOW`].
@@ -78,12 +79,9 @@ fn usage_rows_read_checked_and_cap_fallbacks_at_requests() {
     assert!(totals.iter().all(|t| t.minute == 0 && t.variant == "-"));
 
     // A counter holding text is an error naming the column, not a 0.
-    db.conn
-        .execute(
-            "UPDATE usage_minute SET requests = 'many' WHERE outcome = 'success'",
-            [],
-        )
-        .unwrap();
+    if !db.corrupt("UPDATE usage_minute SET requests = 'many' WHERE outcome = 'success'") {
+        return;
+    }
     match usage_since(&mut db, 0).unwrap_err() {
         StoreError::Column(e) => assert_eq!((e.table, e.column), ("usage_minute", "requests")),
         other => panic!("{other}"),
@@ -98,16 +96,14 @@ fn route_quality_scan_and_migration_reads() {
         ("b", "chat", Some(3.0)),
         ("c", "generate:x@1", None),
     ] {
-        db.conn
-            .execute(
-                "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
+        db.run(
+            "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
                  attempts, latency_ms, prompt_tokens, completion_tokens, cost_unknown, outcome, \
                  fallbacks, cached, stream, variant, detail, quality) VALUES (?1, 0, '-', ?2, \
                  'basic', 'basic', 'openai', 'gpt-4o', 1, 5, 1, 1, 0, 'success', 0, 0, 0, '-', \
                  '{}', ?3)",
-                rusqlite::params![id, route, quality],
-            )
-            .unwrap();
+            &[id.into(), route.into(), quality.into()],
+        );
     }
     assert_eq!(
         route_counts(&mut db).unwrap(),
@@ -156,21 +152,18 @@ fn storage_round_trips_pass_fail_and_name_the_cause() {
     let c = sqlite_check(Ok(&mut db), &mut ticking());
     assert_eq!(c.last_run.map(|r| r.started_at), Some(42));
     // A row that does not read: the round trip worked, the log says why.
-    db.conn
-        .execute("UPDATE scan_runs SET started_at = 'soon'", [])
-        .unwrap();
-    let c = sqlite_check(Ok(&mut db), &mut ticking());
-    assert!(c.result.ok);
-    assert!(c.error.unwrap().contains("scan_runs.started_at"));
+    if db.corrupt("UPDATE scan_runs SET started_at = 'soon'") {
+        let c = sqlite_check(Ok(&mut db), &mut ticking());
+        assert!(c.result.ok);
+        assert!(c.error.unwrap().contains("scan_runs.started_at"));
+    }
     db.fail_on = Some("scan_runs");
     let c = sqlite_check(Ok(&mut db), &mut ticking());
     assert_eq!(c.result.error.as_deref(), Some("unavailable"));
     db.fail_on = None;
 
     assert!(migrations_check(Ok(&mut db), &mut ticking()).result.ok);
-    db.conn
-        .execute("DELETE FROM _dol_migrations WHERE version = 2", [])
-        .unwrap();
+    db.run("DELETE FROM _dol_migrations WHERE version = 2", &[]);
     let c = migrations_check(Ok(&mut db), &mut ticking());
     assert_eq!(c.result.error.as_deref(), Some("missing versions 2"));
 }
@@ -323,28 +316,18 @@ fn api_health_and_metrics_show_the_one_score() {
 fn migration_8_keeps_the_old_histogram_readable() {
     use crate::gateway::telemetry::{latency_bucket, latency_column};
     use crate::migrate::{MIGRATIONS, apply, apply_list};
-    let mut db = Sqlite {
-        conn: rusqlite::Connection::open_in_memory().unwrap(),
-        fail_on: None,
-    };
+    let mut db = crate::test_db::empty();
     // A database from before migration 8, with a minute of old-style counts:
     // 3 requests ≤ 50 ms, 1 ≤ 5 s and 1 over 120 s.
     apply_list(&mut db, &MIGRATIONS[..7], 0).unwrap();
-    db.conn
-        .execute(
-            "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
+    db.run(
+        "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests, \
              b0, b6, b11) VALUES (?1, 'standard', 'openai', 'gpt-4o', 'success', '-', 5, 3, 1, 1)",
-            rusqlite::params![MINUTE_S],
-        )
-        .unwrap();
+        &[MINUTE_S.into()],
+    );
     apply(&mut db, 0).unwrap();
-    let count = |column: &str| -> i64 {
-        db.conn
-            .query_row(&format!("SELECT {column} FROM usage_minute"), [], |r| {
-                r.get(0)
-            })
-            .unwrap()
-    };
+    let mut count =
+        |column: &str| -> i64 { db.int(&format!("SELECT {column} FROM usage_minute"), &[]) };
     assert_eq!(count(latency_column(latency_bucket(50))), 3);
     assert_eq!(count(latency_column(latency_bucket(5_000))), 1);
     assert_eq!(count(latency_column(latency_bucket(120_001))), 1);
@@ -361,7 +344,7 @@ fn migration_8_keeps_the_old_histogram_readable() {
 /// recorded the way the gateway does, with a mix of providers, outcomes,
 /// variants, latencies (1 ms to 5 min), costs and qualities (halves, so
 /// sums are exact in any order).
-fn traffic(db: &mut Sqlite, n: u64) {
+fn traffic(db: &mut TestDb, n: u64) {
     use crate::gateway::telemetry::RequestRecord;
     use crate::gateway::tiers::Tier;
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
@@ -443,12 +426,10 @@ fn long_windows_read_from_hour_rollups_give_the_minute_figures() {
     assert_eq!(plan.minutes.len(), 1, "{plan:?}");
     assert!(plan.minutes[0].0 > folded - 3_600, "{plan:?}");
     for (a, b) in &plan.hours {
-        db.conn
-            .execute(
-                "DELETE FROM usage_minute WHERE minute >= ?1 AND minute < ?2",
-                [a, b],
-            )
-            .unwrap();
+        db.run(
+            "DELETE FROM usage_minute WHERE minute >= ?1 AND minute < ?2",
+            &[(*a).into(), (*b).into()],
+        );
     }
     assert_eq!(
         read_overview(&mut db, Window::Month, now_s).unwrap(),

@@ -236,9 +236,13 @@ pub fn record(
             .map_err(|e| StoreError(e.to_string()))?,
     };
     db.execute(
-        "INSERT OR REPLACE INTO feedback (request_id, ts, key_id, scale, raw_score, score, \
+        "INSERT INTO feedback (request_id, ts, key_id, scale, raw_score, score, \
          comment, provider, model, tier, route, variant, quality) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO UPDATE SET \
+         ts = excluded.ts, key_id = excluded.key_id, scale = excluded.scale, \
+         raw_score = excluded.raw_score, score = excluded.score, comment = excluded.comment, \
+         provider = excluded.provider, model = excluded.model, tier = excluded.tier, \
+         route = excluded.route, variant = excluded.variant, quality = excluded.quality",
         &[
             SqlValue::Text(a.request_id.clone()),
             SqlValue::Integer(i64::try_from(now_ms).unwrap_or(i64::MAX)),

@@ -6,7 +6,7 @@ use super::*;
 use crate::gateway::store::record as record_request;
 use crate::gateway::telemetry::RequestRecord;
 use crate::gateway::tiers::Tier;
-use crate::test_sqlite::db as migrated_db;
+use crate::test_db::db as migrated_db;
 
 fn err(body: &str) -> FeedbackError {
     parse(body.as_bytes()).unwrap_err()

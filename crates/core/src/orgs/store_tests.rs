@@ -15,7 +15,7 @@ use crate::gateway::keys::{Admission, KeyLimits, LimitKind, Reservation};
 use crate::gateway::store::{admit_with_org, create_key, settle_with_org, usage};
 use crate::observe::usage::Window;
 use crate::storage::{SqlExecutor, SqlValue};
-use crate::test_sqlite::{Sqlite, count, db};
+use crate::test_db::{TestDb, count, db};
 
 const NOW_SECS: u64 = 1_795_651_200;
 const NOW_MS: i64 = 1_795_651_200_000;
@@ -42,7 +42,7 @@ fn want(cost_micros: u64) -> Reservation {
     }
 }
 
-fn org(db: &mut Sqlite, limits: KeyLimits) -> Org {
+fn org(db: &mut TestDb, limits: KeyLimits) -> Org {
     put_org(db, "acme", &spec(limits), "admin", NOW_MS)
         .unwrap()
         .0
@@ -143,17 +143,7 @@ fn concurrent_keys_of_an_org_never_overspend_its_budget() {
     const ATTEMPTS: usize = 5;
     const BUDGET: u64 = 1_000;
     const COST: u64 = 70;
-    let path = std::env::temp_dir().join(format!("dol-org-budget-{}.sqlite", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let open = || {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .unwrap();
-        Sqlite {
-            conn,
-            fail_on: None,
-        }
-    };
+    let open = crate::test_db::shared("org-budget");
     crate::migrate::apply(&mut open(), 1).unwrap();
     let acme = org(&mut open(), budget(BUDGET));
     let barrier = std::sync::Barrier::new(THREADS);
@@ -188,7 +178,6 @@ fn concurrent_keys_of_an_org_never_overspend_its_budget() {
         handles.into_iter().map(|h| h.join().unwrap()).sum()
     });
     let stored = org_usage(&mut open(), "acme").unwrap();
-    let _ = std::fs::remove_file(&path);
     let fits = BUDGET / COST;
     assert!(THREADS * ATTEMPTS > fits as usize);
     assert_eq!(admitted as u64, fits);
@@ -201,10 +190,9 @@ const SECRET: &str = "sk-live-VERY-SECRET-provider-key-9876";
 fn credentials_round_trip_encrypted_and_the_file_never_holds_the_plaintext() {
     let path = std::env::temp_dir().join(format!("dol-org-byok-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let mut db = Sqlite {
-        conn: rusqlite::Connection::open(&path).unwrap(),
-        fail_on: None,
-    };
+    // Always a SQLite file, whichever backend the other tests use: the
+    // subject is the bytes at rest.
+    let mut db = TestDb::sqlite(rusqlite::Connection::open(&path).unwrap());
     crate::migrate::apply(&mut db, 1).unwrap();
     org(&mut db, KeyLimits::default());
     let ring = KeyRing::from_variables(K1, "").unwrap();
@@ -475,7 +463,7 @@ fn org_metrics_need_the_role_and_the_same_org() {
     let mut db = db();
     org(&mut db, KeyLimits::default());
     put_org(&mut db, "beta", &spec(KeyLimits::default()), "a", NOW_MS).unwrap();
-    let key = |id: &str, secret: &str, org: &str, roles: Vec<super::Role>, db: &mut Sqlite| {
+    let key = |id: &str, secret: &str, org: &str, roles: Vec<super::Role>, db: &mut TestDb| {
         let new = NewKey {
             org: Some(org.to_owned()),
             roles: Some(roles),

@@ -9,8 +9,8 @@ use super::store::*;
 use crate::flags::store as flag_store;
 use crate::flags::{EvaluationContext, FlagSet};
 use crate::observe::store::EmergencyOverride;
-use crate::storage::MemoryKeyValue;
-use crate::test_sqlite::{Sqlite, count, db};
+use crate::storage::{MemoryKeyValue, SqlValue};
+use crate::test_db::{TestDb, count, db};
 
 const T0: i64 = 1_800_000_000_000;
 const MIN: i64 = 60_000;
@@ -25,7 +25,7 @@ fn plan() -> Value {
     })
 }
 
-fn started() -> (Sqlite, Applied) {
+fn started() -> (TestDb, Applied) {
     let mut db = db();
     let mut kv = MemoryKeyValue::default();
     let applied = start(&mut db, &mut kv, FLAG, &plan(), "alice", T0).unwrap();
@@ -38,12 +38,12 @@ fn started() -> (Sqlite, Applied) {
     (db, applied)
 }
 
-fn flag_def(db: &mut Sqlite) -> Value {
+fn flag_def(db: &mut TestDb) -> Value {
     let (_, state) = flag_store::select_latest(db).unwrap().unwrap();
     state.flag(FLAG).cloned().unwrap()
 }
 
-fn variant_share(db: &mut Sqlite) -> usize {
+fn variant_share(db: &mut TestDb) -> usize {
     let (_, state) = flag_store::select_latest(db).unwrap().unwrap();
     let set: FlagSet = state.compile().unwrap();
     (0..1000)
@@ -54,7 +54,7 @@ fn variant_share(db: &mut Sqlite) -> usize {
         .count()
 }
 
-fn audit_actions(db: &mut Sqlite) -> Vec<String> {
+fn audit_actions(db: &mut TestDb) -> Vec<String> {
     flag_store::audit(db, Some(FLAG), 50)
         .unwrap()
         .iter()
@@ -435,15 +435,15 @@ fn completion_makes_the_variant_default_and_cancel_restores() {
 
 #[test]
 fn rollout_messages_name_the_flag_and_reason() {
-    let (db, _) = started();
-    let rows = db
-        .conn
-        .prepare("SELECT kind, payload FROM outbox")
-        .unwrap()
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
+    let (mut db, _) = started();
+    let rows: Vec<(String, String)> = db
+        .run("SELECT kind, payload FROM outbox", &[])
+        .into_iter()
+        .map(|r| match &r[..] {
+            [SqlValue::Text(kind), SqlValue::Text(payload)] => (kind.clone(), payload.clone()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].0, "scan");
     let payload: Value = serde_json::from_str(&rows[0].1).unwrap();
@@ -461,17 +461,12 @@ fn rollout_messages_name_the_flag_and_reason() {
 }
 
 /// `n` request rows for `variant` at `ts_ms`, each 400 ms, quality `q`.
-fn requests(db: &mut Sqlite, ts_ms: i64, variant: &str, n: usize, q: f64) {
+fn requests(db: &mut TestDb, ts_ms: i64, variant: &str, n: usize, q: f64) {
     for i in 0..n {
-        db.conn
-            .execute(
-                "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, attempts, \
+        db.run("INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, attempts, \
                  latency_ms, prompt_tokens, completion_tokens, cost_micros, cost_unknown, quality, outcome, \
                  fallbacks, cached, stream, variant, detail) VALUES (?, ?, 'k', 'chat', 'enhanced', 'enhanced', \
-                 'openai', 'gpt-4o-mini', 1, 400, 10, 20, 5, 0, ?, 'success', 0, 0, 0, ?, '')",
-                rusqlite::params![format!("{variant}-{ts_ms}-{i}"), ts_ms, q, variant],
-            )
-            .unwrap();
+                 'openai', 'gpt-4o-mini', 1, 400, 10, 20, 5, 0, ?, 'success', 0, 0, 0, ?, '')", &[format!("{variant}-{ts_ms}-{i}").into(), ts_ms.into(), q.into(), variant.into()]);
     }
 }
 

@@ -2,7 +2,7 @@ use std::collections::VecDeque;
 
 use super::*;
 use crate::gateway::keys::KeyLimits;
-use crate::test_sqlite::{Sqlite, count, db};
+use crate::test_db::{TestDb, count, db};
 use crate::video::platforms::Platform;
 
 const T0: u64 = 1_800_000_000_000;
@@ -89,7 +89,7 @@ fn req(model: &str) -> VideoRequest {
     }
 }
 
-fn make(db: &mut Sqlite, net: &mut Net, s: &VideoSettings, model: &str) -> Value {
+fn make(db: &mut TestDb, net: &mut Net, s: &VideoSettings, model: &str) -> Value {
     create(
         db,
         net,
@@ -102,7 +102,7 @@ fn make(db: &mut Sqlite, net: &mut Net, s: &VideoSettings, model: &str) -> Value
     .unwrap()
 }
 
-fn scan(db: &mut Sqlite, net: &mut Net, s: &VideoSettings, at: u64) -> ScanSummary {
+fn scan(db: &mut TestDb, net: &mut Net, s: &VideoSettings, at: u64) -> ScanSummary {
     advance_due(db, net, s, at).unwrap()
 }
 

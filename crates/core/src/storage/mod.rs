@@ -9,6 +9,8 @@
 //!
 //! Nothing here performs I/O itself.
 
+pub mod postgres;
+
 use std::collections::BTreeMap;
 
 /// A value bound to or read from a SQL statement (SQLite's storage classes).
@@ -41,6 +43,36 @@ impl SqlValue {
             Self::Text(s) => Some(s),
             _ => None,
         }
+    }
+}
+
+impl From<i64> for SqlValue {
+    fn from(n: i64) -> Self {
+        Self::Integer(n)
+    }
+}
+
+impl From<f64> for SqlValue {
+    fn from(r: f64) -> Self {
+        Self::Real(r)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(s: &str) -> Self {
+        Self::Text(s.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(s: String) -> Self {
+        Self::Text(s)
+    }
+}
+
+impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Self::Null, Into::into)
     }
 }
 
