@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
+use dol_test_support::{TestHost, TestHostBuilder};
 use serde_json::{Value, json};
 
 const APP: &str = "spin.toml";
@@ -31,6 +31,18 @@ pub(crate) async fn start_over(
     extra: &[(&str, &str)],
     state: Option<&std::path::Path>,
 ) -> Gateway {
+    let mut b = builder(mocks, extra);
+    if let Some(dir) = state {
+        b = b.state_from(dir);
+    }
+    Gateway {
+        host: b.start().await,
+    }
+}
+
+/// The builder [`start`] uses: the app with `mocks` as its providers and
+/// `extra` variables.
+pub(crate) fn builder(mocks: &[&MockLlm], extra: &[(&str, &str)]) -> TestHostBuilder {
     let mut b = TestHost::builder(APP)
         .variable(&var("admin_token"), ADMIN)
         .variable(&var("gateway_retry_delay_ms"), "20")
@@ -46,12 +58,7 @@ pub(crate) async fn start_over(
     for (k, v) in extra {
         b = b.variable(&var(k), v);
     }
-    if let Some(dir) = state {
-        b = b.state_from(dir);
-    }
-    Gateway {
-        host: b.start().await,
-    }
+    b
 }
 
 pub(crate) struct Reply {

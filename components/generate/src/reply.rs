@@ -60,7 +60,7 @@ pub fn answer(
 /// `X-API-Key`) and checks it has `role`.
 pub fn authenticate(
     req: &Incoming,
-    db: &spin_sdk::sqlite::Connection,
+    db: &dol_spin_platform::Db,
     bootstrap: &str,
     role: Role,
 ) -> Result<Caller, Response> {

@@ -7,8 +7,8 @@
 use dol_core::error::ApiError;
 use dol_core::gateway::pipeline::{self, Call, Caller, Client, Io, PipelineError, Settings};
 use dol_core::orgs::Role;
+use dol_spin_platform::Db;
 use spin_sdk::http::Response;
-use spin_sdk::sqlite::Connection;
 
 use crate::client::{InProcessFlags, WallClock};
 use crate::config;
@@ -23,7 +23,7 @@ pub struct Ready {
     /// The gateway's settings, read now (a changed variable applies at once).
     pub settings: Settings,
     /// The app's database, migrated.
-    pub db: Connection,
+    pub db: Db,
     /// The app's key-value store.
     pub kv: SpinKv,
 }

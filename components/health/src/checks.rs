@@ -3,7 +3,7 @@
 //! are logged here; responses show only "unavailable".
 
 use dol_core::observe::system::{self, HEALTH_PROBE_KEY, StorageCheck};
-use spin_sdk::sqlite::Connection;
+use dol_spin_platform::Db;
 
 use dol_spin_platform::{SpinKv, SpinSql, now_ms, open_db};
 
@@ -12,7 +12,7 @@ pub struct Storage {
     /// The default key-value store.
     pub kv: Result<SpinKv, String>,
     /// The default SQLite database, migrated.
-    pub db: Result<Connection, String>,
+    pub db: Result<Db, String>,
     /// The `key-value` round trip.
     pub key_value: StorageCheck,
     /// The `sqlite` round trip.
@@ -38,7 +38,8 @@ impl Storage {
         ));
         let db = open_db().map_err(|e| format!("open: {e:#}"));
         let mut sql = db.as_ref().map(SpinSql).map_err(Clone::clone);
-        let sqlite = logged(system::sqlite_check(
+        let sqlite = logged(system::database_check(
+            Db::backend(),
             sql.as_mut().map_err(|e| e.clone()),
             &mut now_ms,
         ));
@@ -55,7 +56,7 @@ impl Storage {
 /// Opens the database without migrating, so a failed migration shows as
 /// the versions missing.
 pub fn migrations() -> dol_core::health::CheckResult {
-    let db = Connection::open_default().map_err(|e| format!("open: {e}"));
+    let db = Db::open().map_err(|e| format!("open: {e:#}"));
     let mut sql = db.as_ref().map(SpinSql).map_err(Clone::clone);
     logged(system::migrations_check(
         sql.as_mut().map_err(|e| e.clone()),

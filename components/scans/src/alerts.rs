@@ -8,8 +8,8 @@ use dol_core::observe::admin;
 use dol_core::observe::alerts::AlertRule;
 use dol_core::observe::scan_store;
 use dol_core::observe::system::{self, SCANS_PROBE_KEY};
+use dol_spin_platform::Db;
 use serde_json::{Value, json};
-use spin_sdk::sqlite::Connection;
 
 use crate::config::var;
 use dol_spin_platform::{SpinKv, SpinSql};
@@ -17,14 +17,14 @@ use dol_spin_platform::{SpinKv, SpinSql};
 /// The rules in force: those stored through `PUT /admin/alerts/rules`,
 /// else the `alert_rules` variable when set, else `alerts/rules.json` (see
 /// `dol_core::observe::admin`).
-pub fn rules(db: &Connection) -> anyhow::Result<Vec<AlertRule>> {
+pub fn rules(db: &Db) -> anyhow::Result<Vec<AlertRule>> {
     admin::load_rules(&mut SpinSql(db), &var("alert_rules"))
         .map(|set| set.rules)
         .map_err(|e| anyhow::anyhow!("alert rules: {e}"))
 }
 
 /// Runs the scan at `now_ms`; returns its summary.
-pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
+pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     let rules = rules(db)?;
     let mut clock = dol_spin_platform::now_ms;
     let mut kv = SpinKv::open_default();

@@ -10,8 +10,8 @@ use dol_core::observe::scans::{
 };
 use dol_core::observe::slack::sign_webhook;
 use dol_core::observe::store::{self, KIND_ALERT, KIND_SLACK_RESPONSE, OutboxMessage};
+use dol_spin_platform::Db;
 use serde_json::{Value, json};
-use spin_sdk::sqlite::Connection;
 
 use crate::config::{Channels, channels};
 use crate::net;
@@ -62,7 +62,7 @@ fn send(m: &OutboxMessage, ch: &Channels, now_secs: i64) -> Result<bool, String>
 }
 
 /// Delivers the messages due at `now_ms`; returns counts.
-pub fn due(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
+pub fn due(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     let ch = channels();
     let mut sql = SpinSql(db);
     let (mut delivered, mut failed, mut waiting) = (0, 0, 0);

@@ -8,14 +8,14 @@
 use dol_core::gateway::catalog::enabled_providers;
 use dol_core::gateway::providers::{models_request, parse_models};
 use dol_core::observe::scan_store::{self, Listing};
+use dol_spin_platform::Db;
 use serde_json::Value;
-use spin_sdk::sqlite::Connection;
 
 use crate::net;
 use dol_spin_platform::SpinSql;
 
 /// Runs the scan at `now_ms`; returns its summary.
-pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
+pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     // Seeds an empty catalog first (as generate does on its first request),
     // so discovery never reports the seed as new models.
     dol_core::gateway::store::seed_catalog(&mut SpinSql(db), now_ms)?;

@@ -5,14 +5,14 @@
 
 use anyhow::Context as _;
 use dol_core::observe::flag_counts::{self, key_minute, minute_key};
+use dol_spin_platform::Db;
 use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
-use spin_sdk::sqlite::Connection;
 
 use dol_spin_platform::SpinSql;
 
 /// Folds the closed minutes at `now_ms`; returns a summary.
-pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
+pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     let kv = Store::open_default().context("open key-value")?;
     let now_s = now_ms / 1000;
     let mut listed = Vec::new();

@@ -9,21 +9,21 @@ use anyhow::Context as _;
 use dol_core::console;
 use dol_core::observe::scan_store;
 use dol_core::privacy::{self, DEFAULT_ORG};
+use dol_spin_platform::Db;
 use serde_json::Value;
 use spin_sdk::key_value::Store;
-use spin_sdk::sqlite::Connection;
 
 use crate::config::var;
 use dol_spin_platform::SpinSql;
 
 /// Runs the report at `now_ms`; returns it as the summary.
-pub fn report(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
+pub fn report(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     let run = scan_store::report(&mut SpinSql(db), now_ms)?;
     Ok(serde_json::to_value(run)?)
 }
 
 /// Runs the retention clean-up at `now_ms`; returns what it deleted.
-pub fn retention(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
+pub fn retention(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     let sql = &mut SpinSql(db);
     let days = privacy::telemetry_days(sql, DEFAULT_ORG, &var("retention_days"))?;
     let kept = scan_store::retention(sql, &days, now_ms)?;

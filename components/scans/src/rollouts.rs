@@ -10,13 +10,13 @@
 use anyhow::Context as _;
 use dol_core::flags::store::reconcile;
 use dol_core::rollouts::store::run_guards;
+use dol_spin_platform::Db;
 use serde_json::{Value, json};
-use spin_sdk::sqlite::Connection;
 
 use dol_spin_platform::{SpinKv, SpinSql};
 
 /// Runs the guard loop at `now_ms`; returns one summary per rollout.
-pub fn run(db: &Connection, now_ms: i64) -> anyhow::Result<Value> {
+pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     let mut kv = SpinKv::open_default()?;
     let outcomes = run_guards(&mut SpinSql(db), &mut kv, now_ms).context("rollout guard loop")?;
     let repaired = reconcile(&mut SpinSql(db), &mut kv, now_ms).context("flag reconciliation")?;

@@ -9,8 +9,8 @@ use dol_core::observe::scan_store;
 use dol_core::observe::scans::{
     ALERTS, DISCOVERY, HEARTBEAT, PROBES, REPORT, RETENTION, ROLLOUTS, VIDEO_JOBS,
 };
+use dol_spin_platform::Db;
 use serde_json::{Value, json};
-use spin_sdk::sqlite::Connection;
 
 use dol_spin_platform::{SpinKv, SpinSql, now_ms, open_db};
 
@@ -47,7 +47,7 @@ pub fn run(name: &str, now: i64) -> anyhow::Result<(ScanRun, Value)> {
     result.map(|v| (run, v))
 }
 
-fn record(db: &Connection, run: &ScanRun) -> anyhow::Result<()> {
+fn record(db: &Db, run: &ScanRun) -> anyhow::Result<()> {
     let mut kv = SpinKv::open_default();
     scan_store::record_run(
         &mut SpinSql(db),

@@ -5,14 +5,14 @@
 
 use dol_core::video::platforms::VideoSettings;
 use dol_core::video::service;
+use dol_spin_platform::Db;
 use serde_json::Value;
-use spin_sdk::sqlite::Connection;
 
 use dol_spin_platform::net::BlockingNet;
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Runs the scan; returns its summary.
-pub fn run(db: &Connection) -> anyhow::Result<Value> {
+pub fn run(db: &Db) -> anyhow::Result<Value> {
     let settings = VideoSettings::from_variables(platform::var)?;
     let now = u64::try_from(platform::now_ms()).unwrap_or(0);
     let summary = service::advance_due(&mut SpinSql(db), &mut BlockingNet, &settings, now)

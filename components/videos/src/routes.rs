@@ -8,9 +8,9 @@ use dol_core::video::VideoRequest;
 use dol_core::video::platforms::VideoSettings;
 use dol_core::video::service::{self, ListQuery};
 use dol_core::video::webhook::Signed;
+use dol_spin_platform::Db;
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
-use spin_sdk::sqlite::Connection;
 
 use dol_spin_platform::net::BlockingNet;
 use dol_spin_platform::{self as platform, SpinSql};
@@ -33,7 +33,7 @@ pub(crate) fn now() -> u64 {
 }
 
 /// Settings and the database for one request.
-pub(crate) fn open() -> Result<(VideoSettings, Connection), ApiError> {
+pub(crate) fn open() -> Result<(VideoSettings, Db), ApiError> {
     let settings = VideoSettings::from_variables(platform::var).map_err(|e| {
         eprintln!("{NAME}: configuration error: {e}");
         ApiError::new(Code::InvalidConfig, e.to_string())
@@ -42,11 +42,7 @@ pub(crate) fn open() -> Result<(VideoSettings, Connection), ApiError> {
     Ok((settings, db))
 }
 
-pub(crate) fn caller(
-    req: &Request,
-    db: &Connection,
-    settings: &VideoSettings,
-) -> Result<Caller, ApiError> {
+pub(crate) fn caller(req: &Request, db: &Db, settings: &VideoSettings) -> Result<Caller, ApiError> {
     intake::authenticate(
         &mut SpinSql(db),
         platform::header(req, "authorization"),
@@ -60,7 +56,7 @@ pub(crate) fn caller(
 /// Runs `body` with the settings, database and authenticated caller.
 fn authed(
     req: &Request,
-    body: impl FnOnce(&VideoSettings, &Connection, Caller) -> Result<Value, ApiError>,
+    body: impl FnOnce(&VideoSettings, &Db, Caller) -> Result<Value, ApiError>,
 ) -> Result<Value, ApiError> {
     let (settings, db) = open()?;
     let who = caller(req, &db, &settings)?;

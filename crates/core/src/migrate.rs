@@ -175,9 +175,15 @@ pub fn apply_list(
     let done = match applied_versions(exec) {
         Ok(done) => done,
         Err(_) => {
-            exec.execute(BOOKKEEPING_DDL, &[])
-                .map_err(MigrateError::Bookkeeping)?;
-            applied_versions(exec)?
+            // Replicas starting together on a fresh PostgreSQL race on this
+            // DDL (`IF NOT EXISTS` is not atomic there): the loser's error
+            // means the table now exists, so read it again before failing.
+            let created = exec.execute(BOOKKEEPING_DDL, &[]);
+            match (created, applied_versions(exec)) {
+                (_, Ok(done)) => done,
+                (Err(message), Err(_)) => return Err(MigrateError::Bookkeeping(message)),
+                (Ok(_), Err(e)) => return Err(e),
+            }
         }
     };
     let mut report = MigrationReport {
@@ -523,6 +529,38 @@ mod tests {
         );
         assert!(!db.log.iter().any(|s| s.contains("CREATE TABLE a")));
         assert_eq!(db.versions, vec![1]);
+    }
+
+    /// Replicas starting together on one fresh database (separate
+    /// connections, on SQLite or PostgreSQL): every version is applied once,
+    /// and no replica fails.
+    #[test]
+    fn replicas_starting_together_apply_each_version_once() {
+        const REPLICAS: usize = 4;
+        let open = crate::test_db::shared("migrate-race");
+        let barrier = std::sync::Barrier::new(REPLICAS);
+        let applied: Vec<Vec<i64>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..REPLICAS)
+                .map(|_| {
+                    let (open, barrier) = (&open, &barrier);
+                    scope.spawn(move || {
+                        let mut db = open();
+                        barrier.wait();
+                        apply(&mut db, 1).unwrap().applied
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<i64> = applied.into_iter().flatten().collect();
+        all.sort_unstable();
+        let expected: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert_eq!(all, expected, "each version applied by exactly one replica");
+        let mut db = open();
+        assert_eq!(
+            crate::test_db::count(&mut db, "_dol_migrations"),
+            i64::try_from(MIGRATIONS.len()).unwrap()
+        );
     }
 
     #[test]

@@ -3,26 +3,24 @@
 //! key-value store), the wall clock, JSON responses and small HTTP helpers.
 //! Only the components use it; the core stays free of spin-sdk.
 
+mod db;
 pub mod net;
 
 use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
 use dol_core::storage::{KeyValue, SqlExecutor, SqlValue};
 use spin_sdk::http::Response;
-use spin_sdk::sqlite::{Connection, Value};
+use spin_sdk::sqlite::Value;
 
-/// [`SqlExecutor`] over a Spin SQLite (`fermyon:spin/sqlite@2.0.0`) connection.
-pub struct SpinSql<'a>(pub &'a Connection);
+pub use db::{DATABASE_URL, Db};
+
+/// [`SqlExecutor`] over the app's database ([`Db`]: Spin's SQLite, or
+/// PostgreSQL when `database_url` is set).
+pub struct SpinSql<'a>(pub &'a Db);
 
 impl SqlExecutor for SpinSql<'_> {
     fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String> {
-        let params: Vec<Value> = params.iter().map(to_spin).collect();
-        let result = self.0.execute(sql, &params).map_err(|e| e.to_string())?;
-        Ok(result
-            .rows
-            .iter()
-            .map(|row| row.values.iter().map(from_spin).collect())
-            .collect())
+        self.0.execute(sql, params)
     }
 }
 
@@ -75,13 +73,14 @@ pub fn from_spin(value: &Value) -> SqlValue {
     }
 }
 
-/// The app's default SQLite database, migrated on the first open per instance.
-pub fn open_db() -> anyhow::Result<Connection> {
+/// The app's database (see [`Db::open`]), migrated on the first open per
+/// instance.
+pub fn open_db() -> anyhow::Result<Db> {
     use anyhow::Context as _;
     thread_local! {
         static MIGRATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
-    let db = Connection::open_default().context("open sqlite")?;
+    let db = Db::open()?;
     if !MIGRATED.get() {
         dol_core::migrate::apply(&mut SpinSql(&db), now_ms()).context("migrate")?;
         MIGRATED.set(true);

@@ -16,6 +16,7 @@ pub mod mock_llm;
 pub mod mock_tools;
 pub mod mock_video;
 pub mod receiver;
+pub mod shared;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,6 +99,7 @@ pub struct TestHostBuilder {
     request_timeout: Duration,
     max_memory_bytes: usize,
     state_from: Option<PathBuf>,
+    runtime_config: Option<PathBuf>,
 }
 
 impl TestHostBuilder {
@@ -120,6 +122,12 @@ impl TestHostBuilder {
     /// one); for a variable that must name the host's own URL.
     pub fn listen_port(mut self, port: u16) -> Self {
         self.listen_port = port;
+        self
+    }
+
+    /// Reads Spin's runtime config from `path` (e.g. a Redis key-value store).
+    pub fn runtime_config(mut self, path: &Path) -> Self {
+        self.runtime_config = Some(path.to_path_buf());
         self
     }
 
@@ -156,6 +164,7 @@ impl TestHostBuilder {
         options.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.listen_port));
         options.state_dir = Some(state.path().to_path_buf());
         options.cache_dir = Some(workspace_root().join("target/dol-test-cache"));
+        options.runtime_config = self.runtime_config.clone();
         let variables = Arc::new(Mutex::new(self.variables.clone()));
         options.variables = Arc::new(move |name| {
             let variables = variables.lock().unwrap();
@@ -208,6 +217,7 @@ impl TestHost {
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 128 * 1024 * 1024,
             state_from: None,
+            runtime_config: None,
         }
     }
 

@@ -3,16 +3,16 @@
 
 use dol_core::observe::admin::AdminError;
 use dol_core::observe::store::{self, AlertQuery};
+use dol_spin_platform::Db;
 use serde_json::json;
 use spin_sdk::http::{Method, Request};
-use spin_sdk::sqlite::Connection;
 
 use super::{Answer, fail};
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// `GET /admin/alerts`: the alert states, most severe first, and the
 /// incident response times of the last 7 and 30 days.
-pub(super) fn list(req: &Request, db: &Connection, now: i64) -> Answer {
+pub(super) fn list(req: &Request, db: &Db, now: i64) -> Answer {
     if *req.method() != Method::Get {
         return Ok(platform::method_not_allowed("GET"));
     }
@@ -28,7 +28,7 @@ pub(super) fn list(req: &Request, db: &Connection, now: i64) -> Answer {
 }
 
 /// `GET /admin/alerts/{id}`: one alert.
-pub(super) fn one(req: &Request, db: &Connection, id: &str) -> Answer {
+pub(super) fn one(req: &Request, db: &Db, id: &str) -> Answer {
     if *req.method() != Method::Get {
         return Ok(platform::method_not_allowed("GET"));
     }
@@ -44,7 +44,7 @@ pub(super) fn one(req: &Request, db: &Connection, id: &str) -> Answer {
 /// `POST /admin/alerts/{id}/ack` or `/resolve`.
 pub(super) fn action(
     req: &Request,
-    db: &Connection,
+    db: &Db,
     id: &str,
     action: &str,
     actor: &str,

@@ -2,19 +2,19 @@
 //! the file/variable (`dol_core::observe::admin`).
 
 use dol_core::observe::admin::{self, AdminError};
+use dol_spin_platform::Db;
 use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::sqlite::Connection;
 
 use super::{Answer, body, fail};
 use dol_spin_platform::var;
 use dol_spin_platform::{self as platform, SpinSql};
 
-pub(super) fn rule_set(db: &Connection) -> Result<admin::RuleSet, Response> {
+pub(super) fn rule_set(db: &Db) -> Result<admin::RuleSet, Response> {
     admin::load_rules(&mut SpinSql(db), &var("alert_rules")).map_err(|e| fail(&e))
 }
 
-pub(super) fn rules(req: &Request, db: &Connection, actor: &str, now: i64) -> Answer {
+pub(super) fn rules(req: &Request, db: &Db, actor: &str, now: i64) -> Answer {
     match req.method() {
         Method::Get => {}
         Method::Put => {
@@ -29,7 +29,7 @@ pub(super) fn rules(req: &Request, db: &Connection, actor: &str, now: i64) -> An
     Ok(platform::json(200, &rule_set(db)?.to_json()))
 }
 
-pub(super) fn rule(req: &Request, db: &Connection, name: &str, actor: &str, now: i64) -> Answer {
+pub(super) fn rule(req: &Request, db: &Db, name: &str, actor: &str, now: i64) -> Answer {
     let variable = var("alert_rules");
     match req.method() {
         Method::Get => {

@@ -3,14 +3,14 @@
 
 use dol_core::observe::admin::{self, AdminError};
 use dol_core::observe::store;
+use dol_spin_platform::Db;
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request};
-use spin_sdk::sqlite::Connection;
 
 use super::{Answer, body, fail};
 use dol_spin_platform::{self as platform, SpinSql};
 
-pub(super) fn silences(req: &Request, db: &Connection, actor: &str, now: i64) -> Answer {
+pub(super) fn silences(req: &Request, db: &Db, actor: &str, now: i64) -> Answer {
     match req.method() {
         Method::Get => {
             let list =
@@ -31,7 +31,7 @@ pub(super) fn silences(req: &Request, db: &Connection, actor: &str, now: i64) ->
     }
 }
 
-pub(super) fn silence(req: &Request, db: &Connection, id: &str, now: i64) -> Answer {
+pub(super) fn silence(req: &Request, db: &Db, id: &str, now: i64) -> Answer {
     let not_found = || fail(&AdminError::NotFound(format!("no silence `{id}`")));
     let mut sql = SpinSql(db);
     match req.method() {
@@ -52,7 +52,7 @@ pub(super) fn silence(req: &Request, db: &Connection, id: &str, now: i64) -> Ans
     }
 }
 
-pub(super) fn emergency(req: &Request, db: &Connection, actor: &str, now: i64) -> Answer {
+pub(super) fn emergency(req: &Request, db: &Db, actor: &str, now: i64) -> Answer {
     match req.method() {
         Method::Get => {}
         Method::Put => {

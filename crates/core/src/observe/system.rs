@@ -107,13 +107,23 @@ pub fn sqlite_check<E: SqlExecutor>(
     db: Result<&mut E, String>,
     clock: &mut impl FnMut() -> i64,
 ) -> StorageCheck {
+    database_check("sqlite", db, clock)
+}
+
+/// [`sqlite_check`] under the name of the backend in use (`sqlite` or
+/// `postgres`), so a failing shared database is named as such.
+pub fn database_check<E: SqlExecutor>(
+    name: &str,
+    db: Result<&mut E, String>,
+    clock: &mut impl FnMut() -> i64,
+) -> StorageCheck {
     let start = clock();
     let outcome = db.and_then(|db| match super::scan_store::last_run(db) {
         Ok(last) => Ok((last, None)),
         Err(e @ StoreError::Sql { .. }) => Err(e.to_string()),
         Err(e) => Ok((None, Some(e.to_string()))),
     });
-    finish("sqlite", start, clock, outcome)
+    finish(name, start, clock, outcome)
 }
 
 /// The `migrations` check: every version of [`crate::migrate::MIGRATIONS`]
