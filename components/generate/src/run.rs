@@ -23,7 +23,7 @@ pub struct Ready {
     /// The gateway's settings, read now (a changed variable applies at once).
     pub settings: Settings,
     /// The app's database, migrated.
-    pub db: Db,
+    pub db: std::rc::Rc<Db>,
     /// The app's key-value store.
     pub kv: SpinKv,
 }

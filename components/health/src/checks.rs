@@ -11,11 +11,11 @@ use dol_spin_platform::{SpinKv, SpinSql, now_ms, open_db};
 pub struct Storage {
     /// The default key-value store.
     pub kv: Result<SpinKv, String>,
-    /// The default SQLite database, migrated.
-    pub db: Result<Db, String>,
+    /// The app's database (SQLite or PostgreSQL), migrated.
+    pub db: Result<std::rc::Rc<Db>, String>,
     /// The `key-value` round trip.
     pub key_value: StorageCheck,
-    /// The `sqlite` round trip.
+    /// The database round trip (named `sqlite` or `postgres`).
     pub sqlite: StorageCheck,
 }
 
@@ -37,7 +37,7 @@ impl Storage {
             &mut now_ms,
         ));
         let db = open_db().map_err(|e| format!("open: {e:#}"));
-        let mut sql = db.as_ref().map(SpinSql).map_err(Clone::clone);
+        let mut sql = db.as_ref().map(|db| SpinSql(db)).map_err(Clone::clone);
         let sqlite = logged(system::database_check(
             Db::backend(),
             sql.as_mut().map_err(|e| e.clone()),
@@ -56,8 +56,8 @@ impl Storage {
 /// Opens the database without migrating, so a failed migration shows as
 /// the versions missing.
 pub fn migrations() -> dol_core::health::CheckResult {
-    let db = Db::open().map_err(|e| format!("open: {e:#}"));
-    let mut sql = db.as_ref().map(SpinSql).map_err(Clone::clone);
+    let db = dol_spin_platform::connection().map_err(|e| format!("open: {e:#}"));
+    let mut sql = db.as_ref().map(|db| SpinSql(db)).map_err(Clone::clone);
     logged(system::migrations_check(
         sql.as_mut().map_err(|e| e.clone()),
         &mut now_ms,

@@ -12,7 +12,7 @@ use dol_spin_platform::{self as platform, SpinSql, now_ms, open_db};
 pub fn api_health() -> anyhow::Result<HealthBody> {
     let now = now_ms();
     let mut storage = Storage::check();
-    let mut sql = storage.db.as_ref().ok().map(SpinSql);
+    let mut sql = storage.db.as_ref().ok().map(|db| SpinSql(db));
     let (body, warnings) = system::read_api_health(
         sql.as_mut(),
         storage.kv.as_mut().ok(),

@@ -33,7 +33,7 @@ pub(crate) fn now() -> u64 {
 }
 
 /// Settings and the database for one request.
-pub(crate) fn open() -> Result<(VideoSettings, Db), ApiError> {
+pub(crate) fn open() -> Result<(VideoSettings, std::rc::Rc<Db>), ApiError> {
     let settings = VideoSettings::from_variables(platform::var).map_err(|e| {
         eprintln!("{NAME}: configuration error: {e}");
         ApiError::new(Code::InvalidConfig, e.to_string())

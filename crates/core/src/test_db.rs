@@ -140,18 +140,26 @@ fn postgres_execute(
     for statement in dialect::statements(sql, params) {
         // Only the parameters the statement names are bound (`BEGIN` and
         // the lock take none).
-        let refs: Vec<&(dyn ToSql + Sync)> = if statement.contains('$') {
+        let refs: Vec<&(dyn ToSql + Sync)> = if statement.sql.contains('$') {
             bound.iter().map(|b| b.as_ref()).collect()
         } else {
             Vec::new()
         };
-        let rows = client
-            .query(statement.as_str(), &refs)
-            .map_err(|e| match e.as_db_error() {
-                Some(db) => format!("{}: {}", db.code().code(), db.message()),
-                None => e.to_string(),
-            })?;
-        out = rows.iter().map(postgres_row).collect::<Result<_, _>>()?;
+        let error = |e: postgres::Error| match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        // As the components do over spin:postgres: commands through
+        // `execute`, wrapped row statements through `query`.
+        out = if statement.returns_rows {
+            let rows = client.query(statement.sql.as_str(), &refs).map_err(error)?;
+            dialect::rows_of(rows.iter().map(postgres_row).collect::<Result<_, _>>()?)
+        } else {
+            client
+                .execute(statement.sql.as_str(), &refs)
+                .map_err(error)?;
+            Vec::new()
+        };
     }
     Ok(out)
 }

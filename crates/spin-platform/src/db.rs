@@ -70,14 +70,26 @@ impl Db {
                 let mut rows = Vec::new();
                 for statement in dialect::statements(sql, params) {
                     // `BEGIN` and the lock statement name no parameter.
-                    let args: &[ParameterValue] =
-                        if statement.contains('$') { &bound } else { &[] };
-                    let set = conn.query(&statement, args).map_err(|e| pg_error(&e))?;
-                    rows = set
-                        .rows
-                        .iter()
-                        .map(|row| row.iter().map(from_pg).collect())
-                        .collect::<Result<_, _>>()?;
+                    let args: &[ParameterValue] = if statement.sql.contains('$') {
+                        &bound
+                    } else {
+                        &[]
+                    };
+                    // Commands through `execute`; statements that return rows
+                    // were wrapped so real Spin always has a row to answer with.
+                    rows = if statement.returns_rows {
+                        let set = conn.query(&statement.sql, args).map_err(|e| pg_error(&e))?;
+                        dialect::rows_of(
+                            set.rows
+                                .iter()
+                                .map(|row| row.iter().map(from_pg).collect())
+                                .collect::<Result<_, _>>()?,
+                        )
+                    } else {
+                        conn.execute(&statement.sql, args)
+                            .map_err(|e| pg_error(&e))?;
+                        Vec::new()
+                    };
                 }
                 Ok(rows)
             }

@@ -73,14 +73,33 @@ pub fn from_spin(value: &Value) -> SqlValue {
     }
 }
 
-/// The app's database (see [`Db::open`]), migrated on the first open per
-/// instance.
-pub fn open_db() -> anyhow::Result<Db> {
+/// The instance's one connection to the app's database (see [`Db::open`]),
+/// opened on first use and shared by every later caller. An instance serves
+/// one request or cron tick, so this is one connection per request: cheaper
+/// than an open per call, and what real Spin needs — it limits how many
+/// PostgreSQL connections an instance may hold at once, and a handler that
+/// opened a second one while holding the first would wait forever.
+pub fn connection() -> anyhow::Result<std::rc::Rc<Db>> {
+    thread_local! {
+        static SHARED: std::cell::RefCell<Option<std::rc::Rc<Db>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    if let Some(db) = SHARED.with_borrow(Clone::clone) {
+        return Ok(db);
+    }
+    let db = std::rc::Rc::new(Db::open()?);
+    SHARED.set(Some(db.clone()));
+    Ok(db)
+}
+
+/// The instance's connection ([`connection`]), migrated on the first use
+/// per instance.
+pub fn open_db() -> anyhow::Result<std::rc::Rc<Db>> {
     use anyhow::Context as _;
     thread_local! {
         static MIGRATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
-    let db = Db::open()?;
+    let db = connection()?;
     if !MIGRATED.get() {
         dol_core::migrate::apply(&mut SpinSql(&db), now_ms()).context("migrate")?;
         MIGRATED.set(true);

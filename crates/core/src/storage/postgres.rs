@@ -18,7 +18,10 @@
 //! - `BEGIN IMMEDIATE` (SQLite's write lock taken up front) becomes `BEGIN`
 //!   plus one transaction-scoped advisory lock, [`WRITE_LOCK`], so
 //!   read-modify-write transactions serialise across every replica exactly as
-//!   they do on one SQLite file: a budget can never be overspent.
+//!   they do on one SQLite file: a budget can never be overspent;
+//! - a statement that returns rows is wrapped so that its result is never
+//!   empty ([`statements`], [`rows_of`]): real Spin 4.1 never answers a
+//!   `spin:postgres` query with an empty result.
 //!
 //! What it does not bridge, the core's statements avoid: `INSERT OR …`,
 //! unqualified column names inside `ON CONFLICT … DO UPDATE SET` expressions
@@ -34,16 +37,75 @@ use super::SqlValue;
 /// (the bytes of "DOL-WRIT"): one lock, like SQLite's one writer.
 pub const WRITE_LOCK: i64 = 0x444F_4C2D_5752_4954;
 
+/// One statement to run on PostgreSQL, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    /// The statement in PostgreSQL's dialect.
+    pub sql: String,
+    /// Run it as a query and pass its rows through [`rows_of`]: it was a
+    /// statement that returns rows, wrapped by [`statements`]. Otherwise run
+    /// it as a command (`spin:postgres`' `execute`) and expect no rows.
+    pub returns_rows: bool,
+}
+
 /// The statements PostgreSQL runs for one SQLite-dialect `sql` with `params`
 /// bound: one statement, or two for `BEGIN IMMEDIATE`.
-pub fn statements(sql: &str, params: &[SqlValue]) -> Vec<String> {
+///
+/// A statement that returns rows (a `SELECT`, `WITH` or `VALUES`, or one
+/// with `RETURNING`) is wrapped so that it always yields at least one row:
+/// real Spin 4.1's `spin:postgres` query never answers a query whose result
+/// is empty (the guest waits forever), so the wrapped result is one marker
+/// row when empty, and [`rows_of`] turns it back into the statement's rows.
+/// Every other statement runs as a command, which Spin answers either way.
+pub fn statements(sql: &str, params: &[SqlValue]) -> Vec<Statement> {
+    let command = |sql: String| Statement {
+        sql,
+        returns_rows: false,
+    };
     if sql.trim().eq_ignore_ascii_case("BEGIN IMMEDIATE") {
         return vec![
-            "BEGIN".to_owned(),
-            format!("SELECT 1 FROM pg_advisory_xact_lock({WRITE_LOCK})"),
+            command("BEGIN".to_owned()),
+            command(format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})")),
         ];
     }
-    vec![translate(sql, params)]
+    let translated = translate(sql, params);
+    if !returns_rows(sql) {
+        return vec![command(translated)];
+    }
+    // MATERIALIZED keeps the statement's own order for row_number().
+    vec![Statement {
+        sql: format!(
+            "WITH dol_q AS MATERIALIZED ({translated}) SELECT dol_p.* FROM (SELECT 1) AS dol_one \
+             LEFT JOIN (SELECT 1 AS dol_row, row_number() OVER () AS dol_n, dol_q.* FROM dol_q) \
+             AS dol_p ON true ORDER BY dol_p.dol_n"
+        ),
+        returns_rows: true,
+    }]
+}
+
+/// The rows of a statement [`statements`] wrapped: its own columns (the two
+/// marker columns dropped), and none when it returned the empty marker row.
+pub fn rows_of(wrapped: Vec<Vec<SqlValue>>) -> Vec<Vec<SqlValue>> {
+    wrapped
+        .into_iter()
+        .filter(|row| row.first().is_some_and(|marker| *marker != SqlValue::Null))
+        .map(|row| row.into_iter().skip(2).collect())
+        .collect()
+}
+
+/// Whether `sql` returns rows: it starts with `SELECT`, `WITH` or `VALUES`,
+/// or has a `RETURNING` clause.
+fn returns_rows(sql: &str) -> bool {
+    let tokens = tokenize(sql);
+    let mut words = tokens.iter().filter_map(|t| match t {
+        Token::Word(w) => Some(w.to_ascii_uppercase()),
+        _ => None,
+    });
+    match words.next().as_deref() {
+        Some("SELECT" | "WITH" | "VALUES") => true,
+        Some(_) => words.any(|w| w == "RETURNING"),
+        None => false,
+    }
 }
 
 /// One SQLite-dialect statement in PostgreSQL's dialect (see the module
@@ -387,15 +449,58 @@ mod tests {
     }
 
     #[test]
-    fn begin_immediate_takes_the_one_write_lock() {
+    fn begin_immediate_takes_the_one_write_lock_and_commands_run_as_commands() {
+        let sqls = |sql| -> Vec<(String, bool)> {
+            statements(sql, &[])
+                .into_iter()
+                .map(|s| (s.sql, s.returns_rows))
+                .collect()
+        };
         assert_eq!(
-            statements("BEGIN IMMEDIATE", &[]),
+            sqls("BEGIN IMMEDIATE"),
             vec![
-                "BEGIN".to_owned(),
-                format!("SELECT 1 FROM pg_advisory_xact_lock({WRITE_LOCK})")
+                ("BEGIN".to_owned(), false),
+                (format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"), false)
             ]
         );
-        assert_eq!(statements("COMMIT", &[]), vec!["COMMIT".to_owned()]);
+        assert_eq!(sqls("COMMIT"), vec![("COMMIT".to_owned(), false)]);
+        assert_eq!(
+            sqls("UPDATE t SET a = 1"),
+            vec![("UPDATE t SET a = 1".to_owned(), false)]
+        );
+    }
+
+    #[test]
+    fn statements_that_return_rows_are_wrapped_and_unwrapped() {
+        for sql in [
+            "SELECT a FROM t",
+            "  with x AS (SELECT 1) SELECT * FROM x",
+            "INSERT INTO t (a) VALUES (1) RETURNING a",
+            "DELETE FROM t RETURNING 1",
+        ] {
+            let plan = statements(sql, &[]);
+            assert_eq!(plan.len(), 1, "{sql}");
+            assert!(plan[0].returns_rows, "{sql}");
+            assert!(
+                plan[0].sql.starts_with("WITH dol_q AS MATERIALIZED ("),
+                "{sql}"
+            );
+        }
+        // The empty marker row is no row; real rows lose the two markers.
+        assert!(rows_of(vec![vec![SqlValue::Null, SqlValue::Null, SqlValue::Null]]).is_empty());
+        assert_eq!(
+            rows_of(vec![
+                vec![
+                    SqlValue::Integer(1),
+                    SqlValue::Integer(1),
+                    SqlValue::Text("a".into())
+                ],
+                vec![SqlValue::Integer(1), SqlValue::Integer(2), SqlValue::Null],
+            ]),
+            vec![vec![SqlValue::Text("a".into())], vec![SqlValue::Null]]
+        );
+        // A column value of NULL in a real row is kept.
+        assert_eq!(rows_of(vec![]), Vec::<Vec<SqlValue>>::new());
     }
 
     #[test]
