@@ -22,6 +22,7 @@ mod outbound_client;
 mod outbound_pg;
 mod outbound_redis;
 mod output;
+mod pg_pool;
 mod server;
 mod spin_apis;
 mod storage;

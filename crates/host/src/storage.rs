@@ -642,6 +642,8 @@ pub struct StorageCatalog {
     pub key_value: BTreeMap<String, Arc<KeyValueBackend>>,
     /// SQLite labels → location.
     pub sqlite: BTreeMap<String, DatabaseLocation>,
+    /// Outbound PostgreSQL connections, pooled per address for the whole app.
+    pub postgres: Arc<crate::pg_pool::PgPools>,
 }
 
 #[cfg(test)]
