@@ -35,7 +35,8 @@ impl KeyValueBackend {
         SqliteKeyValue::open(path).map(Self::Sqlite)
     }
 
-    /// Connects to the Redis store at `url` (checked at start-up, as Spin does).
+    /// Connects to the Redis store at `url`. `dol up` checks it at start-up and
+    /// refuses to start without it; Spin connects on a guest's first `open`.
     pub fn redis(url: &str) -> Result<Self> {
         RedisKeyValue::connect(url).map(Self::Redis)
     }
@@ -142,22 +143,42 @@ const REDIS_CAS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
 /// A Redis key-value store, as Spin's `key-value-redis` keeps it: values are
 /// the bytes as given, counters Redis integers (`INCRBY`), `get-many` answers
 /// every key asked for. Calls block the calling thread like the SQLite store's.
+///
+/// When Redis goes away, the call that finds out fails (the guest gets the
+/// interface's `other` error, as on Spin) and the connection is dropped; the
+/// next call reconnects, at most once per [`REDIS_RETRY`] while Redis stays
+/// down (calls in between fail at once), so the store works again as soon as
+/// Redis is back. Every command is bounded by [`BUSY_TIMEOUT`], so a Redis that
+/// stops answering fails calls instead of hanging them.
 pub struct RedisKeyValue {
     client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    connection: Mutex<RedisConnectionState>,
+}
+
+/// How long a failed reconnect is remembered before the next attempt.
+const REDIS_RETRY: Duration = Duration::from_millis(500);
+
+enum RedisConnectionState {
+    Connected(redis::Connection),
+    /// Not connected; the last reconnect failed at this instant with this error.
+    Down(Option<(std::time::Instant, String)>),
 }
 
 impl RedisKeyValue {
     fn connect(url: &str) -> Result<Self> {
-        let client =
-            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url:?}"))?;
-        let connection = client
-            .get_connection_with_timeout(BUSY_TIMEOUT)
-            .with_context(|| format!("connecting to the Redis key-value store at {url}"))?;
+        let client = redis::Client::open(url).context("not a Redis URL")?;
+        let connection = Self::open_connection(&client).context("Redis is unreachable")?;
         Ok(Self {
             client,
-            connection: Mutex::new(Some(connection)),
+            connection: Mutex::new(RedisConnectionState::Connected(connection)),
         })
+    }
+
+    fn open_connection(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+        let connection = client.get_connection_with_timeout(BUSY_TIMEOUT)?;
+        connection.set_read_timeout(Some(BUSY_TIMEOUT))?;
+        connection.set_write_timeout(Some(BUSY_TIMEOUT))?;
+        Ok(connection)
     }
 
     fn with<T>(
@@ -168,16 +189,34 @@ impl RedisKeyValue {
             .connection
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connection = match guard.as_mut() {
-            Some(connection) => connection,
-            None => guard.insert(self.client.get_connection_with_timeout(BUSY_TIMEOUT)?),
+        if let RedisConnectionState::Down(last) = &*guard {
+            if let Some((at, error)) = last
+                && at.elapsed() < REDIS_RETRY
+            {
+                return Err(StorageError::RedisDown(error.clone()));
+            }
+            match Self::open_connection(&self.client) {
+                Ok(connection) => *guard = RedisConnectionState::Connected(connection),
+                Err(error) => {
+                    tracing::warn!("Redis key-value store unreachable: {error}");
+                    *guard = RedisConnectionState::Down(Some((
+                        std::time::Instant::now(),
+                        error.to_string(),
+                    )));
+                    return Err(error.into());
+                }
+            }
+        }
+        let RedisConnectionState::Connected(connection) = &mut *guard else {
+            return Err(StorageError::RedisDown("not connected".into()));
         };
         let result = f(connection);
         // A broken connection is replaced on the next call.
         if let Err(error) = &result
-            && (error.is_io_error() || error.is_connection_dropped())
+            && (error.is_io_error() || error.is_connection_dropped() || error.is_timeout())
         {
-            *guard = None;
+            tracing::warn!("Redis key-value store connection lost: {error}");
+            *guard = RedisConnectionState::Down(None);
         }
         Ok(result?)
     }
@@ -283,6 +322,9 @@ pub enum StorageError {
     /// Redis failed.
     #[error("key-value storage: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis was unreachable moments ago; the call was not tried.
+    #[error("key-value storage: Redis is unreachable: {0}")]
+    RedisDown(String),
     /// A result would be larger than the caller's limit (Spin's wording, which
     /// guests match on).
     #[error("query result exceeds limit of {0} bytes")]
@@ -670,6 +712,23 @@ mod tests {
                 .local_addr()
                 .unwrap()
                 .port();
+            Self::start_on(port)
+        }
+
+        /// Stops the server (as a crash would: SIGKILL).
+        fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+
+        /// A server on the port of the one that was killed.
+        fn restart(&mut self) {
+            let port = self.url.rsplit(':').next().unwrap().parse().unwrap();
+            let fresh = Self::start_on(port).unwrap();
+            *self = fresh;
+        }
+
+        fn start_on(port: u16) -> Option<Self> {
             let child = match std::process::Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -706,6 +765,55 @@ mod tests {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+
+    #[test]
+    fn a_redis_that_goes_away_is_an_error_and_works_again_when_back() {
+        let Some(mut redis) = TestRedis::start() else {
+            return;
+        };
+        let kv = KeyValueBackend::redis(&redis.url).unwrap();
+        kv.set("default", "a", b"1").unwrap();
+        redis.kill();
+        // An error value for the guest, never a panic; and again while down.
+        for _ in 0..3 {
+            let error = kv.get("default", "a").unwrap_err();
+            assert!(
+                matches!(error, StorageError::Redis(_) | StorageError::RedisDown(_)),
+                "{error}"
+            );
+        }
+        redis.restart();
+        let started = std::time::Instant::now();
+        // Within the retry pause the store answers at once with the last error.
+        while kv.set("default", "a", b"2").is_err() {
+            assert!(started.elapsed() < Duration::from_secs(5), "no reconnect");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(kv.get("default", "a").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn an_unreachable_redis_fails_the_start() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let Err(error) = KeyValueBackend::redis(&format!("redis://127.0.0.1:{port}")) else {
+            panic!("connected to nothing");
+        };
+        assert!(
+            format!("{error:#}").contains("Redis is unreachable"),
+            "{error:#}"
+        );
+        let Err(error) = KeyValueBackend::redis("http://not-redis") else {
+            panic!("accepted an http URL");
+        };
+        assert!(
+            format!("{error:#}").contains("not a Redis URL"),
+            "{error:#}"
+        );
     }
 
     #[test]
