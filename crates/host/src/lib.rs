@@ -26,6 +26,8 @@ mod pg_pool;
 mod server;
 mod spin_apis;
 mod storage;
+#[cfg(test)]
+mod test_postgres;
 mod wasi_2023_10_18;
 
 use std::net::SocketAddr;

@@ -247,19 +247,25 @@ impl PgPools {
     }
 }
 
-/// The PostgreSQL server host tests use (`DOL_TEST_POSTGRES_URL`, as the
-/// core's store tests): `None`, said loudly, when it is unset outside CI; a
-/// failure in CI, which must provide it.
+/// The PostgreSQL server host tests use: `DOL_TEST_POSTGRES_URL` when set (as
+/// for the core's store tests), else a throw-away server of this test process
+/// ([`crate::test_postgres`]); `None`, said loudly, where PostgreSQL is not
+/// installed, except in CI, where that fails.
 #[cfg(test)]
 pub(crate) fn test_postgres_url(test: &str) -> Option<String> {
-    match std::env::var("DOL_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
+    if let Ok(url) = std::env::var("DOL_TEST_POSTGRES_URL")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    match crate::test_postgres::url() {
+        Ok(url) => Some(url),
+        Err(error) => {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: CI must set DOL_TEST_POSTGRES_URL to a PostgreSQL server"
+                "{test}: PostgreSQL is needed in CI: {error}"
             );
-            eprintln!("SKIPPING {test}: DOL_TEST_POSTGRES_URL is not set");
+            eprintln!("SKIPPING {test}: no PostgreSQL: {error}");
             None
         }
     }
