@@ -1,6 +1,6 @@
 //! A throw-away PostgreSQL server for the host's unit tests, started once per
-//! test process on a free loopback port (trust authentication, data in a
-//! temporary directory). The test harness has no "after all tests" hook, so a
+//! test process on a free loopback port (password authentication over TCP:
+//! user `postgres`, password [`PASSWORD`]; data in a temporary directory). The test harness has no "after all tests" hook, so a
 //! watchdog shell beside the server stops it and deletes its directory as
 //! soon as the test process is gone.
 
@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
+
+/// The `postgres` user's password on the throw-away server.
+pub(crate) const PASSWORD: &str = "dol-test";
 
 /// The URL of this process's server, started on first use.
 pub(crate) fn url() -> Result<String, String> {
@@ -62,10 +65,19 @@ fn start() -> Result<String, String> {
         }
     }
     let data = dir.join("data");
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, PASSWORD).map_err(|e| format!("password file: {e}"))?;
     let initdb = as_server_user(&bin.join("initdb").to_string_lossy(), root)
         .arg("-D")
         .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "-N"])
+        .arg(format!("--pwfile={}", password_file.display()))
+        .args([
+            "-U",
+            "postgres",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ])
+        .args(["-E", "UTF8", "-N"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -103,7 +115,9 @@ fn start() -> Result<String, String> {
             .status()
             .is_ok_and(|status| status.success());
         if ready {
-            return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"));
+            return Ok(format!(
+                "postgres://postgres:{PASSWORD}@127.0.0.1:{port}/postgres"
+            ));
         }
         if started.elapsed() > Duration::from_secs(30) {
             return Err(format!(
