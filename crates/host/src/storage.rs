@@ -142,26 +142,34 @@ const REDIS_CAS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
 
 /// A Redis key-value store, as Spin's `key-value-redis` keeps it: values are
 /// the bytes as given, counters Redis integers (`INCRBY`), `get-many` answers
-/// every key asked for. Calls block the calling thread like the SQLite store's.
+/// every key asked for. Calls block the calling thread like the SQLite store's,
+/// each on a connection of its own from a small pool, so concurrent requests
+/// do not wait for each other.
 ///
 /// When Redis goes away, the call that finds out fails (the guest gets the
-/// interface's `other` error, as on Spin) and the connection is dropped; the
-/// next call reconnects, at most once per [`REDIS_RETRY`] while Redis stays
-/// down (calls in between fail at once), so the store works again as soon as
-/// Redis is back. Every command is bounded by [`BUSY_TIMEOUT`], so a Redis that
-/// stops answering fails calls instead of hanging them.
+/// interface's `other` error, as on Spin) and the pooled connections are
+/// dropped; the next call reconnects, at most once per [`REDIS_RETRY`] while
+/// Redis stays down (calls in between fail at once), so the store works again
+/// as soon as Redis is back. Every command is bounded by [`BUSY_TIMEOUT`], so a
+/// Redis that stops answering fails calls instead of hanging them.
 pub struct RedisKeyValue {
     client: redis::Client,
-    connection: Mutex<RedisConnectionState>,
+    idle: Mutex<Vec<redis::Connection>>,
+    /// When and why the last reconnect failed, while Redis is down.
+    down: Mutex<Option<(std::time::Instant, String)>>,
 }
 
 /// How long a failed reconnect is remembered before the next attempt.
 const REDIS_RETRY: Duration = Duration::from_millis(500);
 
-enum RedisConnectionState {
-    Connected(redis::Connection),
-    /// Not connected; the last reconnect failed at this instant with this error.
-    Down(Option<(std::time::Instant, String)>),
+/// Idle Redis connections kept (more are opened under load, then closed).
+const REDIS_MAX_IDLE: usize = 16;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another call panicked; the data is a cache.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RedisKeyValue {
@@ -170,7 +178,8 @@ impl RedisKeyValue {
         let connection = Self::open_connection(&client).context("Redis is unreachable")?;
         Ok(Self {
             client,
-            connection: Mutex::new(RedisConnectionState::Connected(connection)),
+            idle: Mutex::new(vec![connection]),
+            down: Mutex::new(None),
         })
     }
 
@@ -181,42 +190,49 @@ impl RedisKeyValue {
         Ok(connection)
     }
 
+    /// An idle connection, or a new one unless Redis was found down moments ago.
+    fn take(&self) -> Result<redis::Connection, StorageError> {
+        if let Some(connection) = lock(&self.idle).pop() {
+            return Ok(connection);
+        }
+        if let Some((at, error)) = &*lock(&self.down)
+            && at.elapsed() < REDIS_RETRY
+        {
+            return Err(StorageError::RedisDown(error.clone()));
+        }
+        match Self::open_connection(&self.client) {
+            Ok(connection) => {
+                *lock(&self.down) = None;
+                Ok(connection)
+            }
+            Err(error) => {
+                tracing::warn!("Redis key-value store unreachable: {error}");
+                *lock(&self.down) = Some((std::time::Instant::now(), error.to_string()));
+                Err(error.into())
+            }
+        }
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StorageError> {
-        let mut guard = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let RedisConnectionState::Down(last) = &*guard {
-            if let Some((at, error)) = last
-                && at.elapsed() < REDIS_RETRY
+        let mut connection = self.take()?;
+        let result = f(&mut connection);
+        match &result {
+            Err(error)
+                if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() =>
             {
-                return Err(StorageError::RedisDown(error.clone()));
+                // The others most likely lost Redis too: the next call reconnects.
+                tracing::warn!("Redis key-value store connection lost: {error}");
+                lock(&self.idle).clear();
             }
-            match Self::open_connection(&self.client) {
-                Ok(connection) => *guard = RedisConnectionState::Connected(connection),
-                Err(error) => {
-                    tracing::warn!("Redis key-value store unreachable: {error}");
-                    *guard = RedisConnectionState::Down(Some((
-                        std::time::Instant::now(),
-                        error.to_string(),
-                    )));
-                    return Err(error.into());
+            _ => {
+                let mut idle = lock(&self.idle);
+                if idle.len() < REDIS_MAX_IDLE {
+                    idle.push(connection);
                 }
             }
-        }
-        let RedisConnectionState::Connected(connection) = &mut *guard else {
-            return Err(StorageError::RedisDown("not connected".into()));
-        };
-        let result = f(connection);
-        // A broken connection is replaced on the next call.
-        if let Err(error) = &result
-            && (error.is_io_error() || error.is_connection_dropped() || error.is_timeout())
-        {
-            tracing::warn!("Redis key-value store connection lost: {error}");
-            *guard = RedisConnectionState::Down(None);
         }
         Ok(result?)
     }
@@ -791,6 +807,36 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(kv.get("default", "a").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn concurrent_redis_calls_each_get_a_connection_and_count_exactly() {
+        let Some(redis) = TestRedis::start() else {
+            return;
+        };
+        let kv = Arc::new(KeyValueBackend::redis(&redis.url).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let kv = kv.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        kv.increment("default", "hits", 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(kv.increment("default", "hits", 0).unwrap(), 400);
+        let KeyValueBackend::Redis(store) = &*kv else {
+            unreachable!()
+        };
+        let idle = lock(&store.idle).len();
+        assert!(
+            (1..=REDIS_MAX_IDLE).contains(&idle),
+            "{idle} idle connections"
+        );
     }
 
     #[test]
