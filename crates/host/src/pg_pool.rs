@@ -58,14 +58,15 @@ pub struct PgPools {
 
 struct Pool {
     config: tokio_postgres::Config,
-    idle: Mutex<Vec<(Client, Instant)>>,
+    idle: Mutex<Vec<(Arc<Client>, Instant)>>,
     permits: Arc<Semaphore>,
     last_used: Mutex<Instant>,
 }
 
 /// A connection lent to a guest; returned to its pool (clean) when dropped.
 pub struct PooledClient {
-    client: Option<Client>,
+    // Shared only so `Drop` can hand it to the clean-up task.
+    client: Arc<Client>,
     pool: Arc<Pool>,
     permit: Option<OwnedSemaphorePermit>,
 }
@@ -74,8 +75,7 @@ impl Deref for PooledClient {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        // Only `Drop` takes the client out.
-        self.client.as_ref().unwrap_or_else(|| unreachable!())
+        &self.client
     }
 }
 
@@ -100,7 +100,7 @@ impl PgPools {
             None => pool.connect().await?,
         };
         Ok(PooledClient {
-            client: Some(client),
+            client,
             pool,
             permit: Some(permit),
         })
@@ -141,7 +141,7 @@ impl PgPools {
 
 impl Pool {
     /// The most recently returned idle connection that is still open and fresh.
-    fn take_idle(&self) -> Option<Client> {
+    fn take_idle(&self) -> Option<Arc<Client>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((client, since)) = idle.pop() {
             if !client.is_closed() && since.elapsed() < MAX_IDLE {
@@ -151,7 +151,7 @@ impl Pool {
         None
     }
 
-    async fn connect(&self) -> Result<Client, String> {
+    async fn connect(&self) -> Result<Arc<Client>, String> {
         let (client, connection) = self
             .config
             .connect(NoTls)
@@ -163,10 +163,10 @@ impl Pool {
                 tracing::debug!("PostgreSQL connection closed: {error}");
             }
         });
-        Ok(client)
+        Ok(Arc::new(client))
     }
 
-    fn put_idle(&self, client: Client) {
+    fn put_idle(&self, client: Arc<Client>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.push((client, Instant::now()));
     }
@@ -203,9 +203,10 @@ async fn clean(client: &Client) -> Result<(), tokio_postgres::Error> {
 
 impl Drop for PooledClient {
     fn drop(&mut self) {
-        let (Some(client), Some(permit)) = (self.client.take(), self.permit.take()) else {
+        let Some(permit) = self.permit.take() else {
             return;
         };
+        let client = self.client.clone();
         if client.is_closed() {
             return;
         }
