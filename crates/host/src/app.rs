@@ -470,6 +470,26 @@ fn grants_for(
     })
 }
 
+/// `url` with its password, if any, replaced by `***` (for messages).
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{scheme}://{masked}@{host}{}", &rest[authority_end..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Opens every store and database some component lists, as Spin does at start-up.
 fn open_storage(
     manifest: &Manifest,
@@ -498,10 +518,16 @@ fn open_storage(
                 Some(backend) => backend.clone(),
                 None => {
                     let backend = match &redis_url {
-                        Some(url) => KeyValueBackend::redis(url),
-                        None => KeyValueBackend::open(&location),
-                    }
-                    .with_context(|| format!("key-value store {label}"))?;
+                        Some(url) => KeyValueBackend::redis(url).with_context(|| {
+                            format!(
+                                "key-value store {label}: runtime config \
+                                 [key_value_store.{label}] url = {:?}",
+                                redact_password(url)
+                            )
+                        }),
+                        None => KeyValueBackend::open(&location)
+                            .with_context(|| format!("key-value store {label}")),
+                    }?;
                     let backend = Arc::new(backend);
                     backends.insert(location.clone(), backend.clone());
                     backend
@@ -631,5 +657,42 @@ mod tests {
             ),
             "{message}"
         );
+    }
+
+    #[test]
+    fn an_unreachable_redis_store_stops_the_start_naming_the_setting() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let manifest = dol_manifest::manifest::parse(
+            "spin_manifest_version = 2\n[application]\nname = \"app\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+             [component.web]\nsource = \"web.wasm\"\nkey_value_stores = [\"default\"]\n",
+            Path::new("spin.toml"),
+        )
+        .unwrap();
+        let config = RuntimeConfig::parse(
+            &format!(
+                "[key_value_store.default]\ntype = \"redis\"\n\
+                 url = \"redis://:s3cret@127.0.0.1:{port}\"\n"
+            ),
+            Path::new("runtime-config.toml"),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let Err(error) = open_storage(&manifest, &config, dir.path()) else {
+            panic!("started without Redis");
+        };
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!(
+                "runtime config [key_value_store.default] url = \"redis://:***@127.0.0.1:{port}\""
+            )),
+            "{message}"
+        );
+        assert!(message.contains("Redis is unreachable"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
     }
 }

@@ -81,3 +81,60 @@ impl WasiHttpView for InstanceState {
         }
     }
 }
+
+#[cfg(test)]
+impl InstanceState {
+    /// The state of a component `probe` allowed to reach `allowed`, with no
+    /// stores, sending in-process requests to `dispatch` (host unit tests).
+    pub(crate) fn for_tests(
+        allowed: &[&str],
+        dispatch: Arc<dyn crate::outbound::InternalDispatch>,
+    ) -> Self {
+        use crate::outbound::OutboundClient;
+        let entries: Vec<String> = allowed.iter().map(|e| (*e).to_string()).collect();
+        let allowed = Arc::new(
+            dol_manifest::outbound::AllowedHosts::parse(&entries)
+                .unwrap_or_else(|e| panic!("allowed_outbound_hosts {entries:?}: {e}")),
+        );
+        let hooks = OutboundHooks::new("probe".into(), allowed, dispatch, OutboundClient::new());
+        let grants = Arc::new(ComponentGrants {
+            id: "probe".into(),
+            key_value_stores: BTreeSet::new(),
+            sqlite_databases: BTreeSet::new(),
+            variables: BTreeMap::new(),
+            environment: Vec::new(),
+        });
+        Self::new(
+            wasmtime_wasi::WasiCtxBuilder::new().build(),
+            hooks,
+            grants,
+            Arc::new(StorageCatalog::default()),
+            1 << 20,
+        )
+    }
+}
+
+/// An [`crate::outbound::InternalDispatch`] for tests that make no in-process
+/// requests: any request fails.
+#[cfg(test)]
+pub(crate) struct NoDispatch;
+
+#[cfg(test)]
+impl crate::outbound::InternalDispatch for NoDispatch {
+    fn dispatch(
+        &self,
+        _: crate::outbound::InternalTarget,
+        _: http::Request<wasmtime_wasi_http::WasiBody>,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        wasmtime_wasi_http::Error,
+                    >,
+                > + Send,
+        >,
+    > {
+        Box::pin(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

@@ -22,9 +22,12 @@ mod outbound_client;
 mod outbound_pg;
 mod outbound_redis;
 mod output;
+mod pg_pool;
 mod server;
 mod spin_apis;
 mod storage;
+#[cfg(test)]
+mod test_postgres;
 mod wasi_2023_10_18;
 
 use std::net::SocketAddr;

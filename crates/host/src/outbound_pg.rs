@@ -6,17 +6,20 @@
 //! `db-value`s (numeric as base-10 text, ranges, arrays, intervals), and a
 //! result larger than 128 MiB fails instead of filling the guest's memory.
 //!
-//! Connections are made without TLS (`sslmode` other than `disable` is not
-//! negotiated), which is what the local databases the suites use expect.
+//! Connections come from the app's pools ([`crate::pg_pool`]): `open` reuses
+//! an idle connection to the same address, and dropping the connection (or
+//! the instance ending, trap included) returns it, cleaned. Connections are
+//! made without TLS (`sslmode` other than `disable` is not negotiated), which
+//! is what the local databases the suites use expect.
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 
 use anyhow::Result;
 use bytes::{BufMut, BytesMut};
+use tokio_postgres::Row;
 use tokio_postgres::config::Host;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
-use tokio_postgres::{NoTls, Row};
 use wasmtime::component::Resource;
 
 use crate::bindings::postgres_v4 as v4;
@@ -27,9 +30,9 @@ const MAX_RESULT_BYTES: usize = 128 << 20;
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
-/// An open PostgreSQL connection handed to a guest.
+/// An open PostgreSQL connection handed to a guest (pooled).
 pub struct PgConnection {
-    client: tokio_postgres::Client,
+    client: crate::pg_pool::PooledClient,
 }
 
 impl InstanceState {
@@ -56,15 +59,35 @@ impl InstanceState {
 fn query_failed(error: &tokio_postgres::Error) -> v4::Error {
     match error.as_db_error() {
         Some(db) => v4::Error::QueryFailed(v4::QueryError::DbError(v4::DbError {
-            as_text: db.to_string(),
+            as_text: crate::pg_pool::describe(error),
             severity: db.severity().to_owned(),
             code: db.code().code().to_owned(),
             message: db.message().to_owned(),
             detail: db.detail().map(str::to_owned),
-            extras: Vec::new(),
+            extras: db_extras(db),
         })),
-        None => v4::Error::QueryFailed(v4::QueryError::Text(error.to_string())),
+        None => v4::Error::QueryFailed(v4::QueryError::Text(crate::pg_pool::describe(error))),
     }
+}
+
+/// The optional fields of a server error, named as Spin names them in `extras`.
+fn db_extras(db: &tokio_postgres::error::DbError) -> Vec<(String, String)> {
+    let line = db.line().map(|line| line.to_string());
+    [
+        ("column", db.column()),
+        ("constraint", db.constraint()),
+        ("routine", db.routine()),
+        ("hint", db.hint()),
+        ("table", db.table()),
+        ("datatype", db.datatype()),
+        ("schema", db.schema()),
+        ("file", db.file()),
+        ("line", line.as_deref()),
+        ("where_", db.where_()),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
+    .collect()
 }
 
 impl v4::Host for InstanceState {}
@@ -80,16 +103,16 @@ impl v4::HostConnection for InstanceState {
                 "address {denied} is not permitted"
             ))));
         }
-        let (client, connection) = match tokio_postgres::connect(&address, NoTls).await {
-            Ok(pair) => pair,
-            Err(error) => return Ok(Err(v4::Error::ConnectionFailed(error.to_string()))),
-        };
-        // The connection task ends when the guest drops the client.
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!("PostgreSQL connection closed: {error}");
+        let client = match self.storage.postgres.get(&address).await {
+            Ok(client) => client,
+            Err(message) => {
+                tracing::warn!(
+                    "component {}: PostgreSQL connection failed: {message}",
+                    self.grants.id
+                );
+                return Ok(Err(v4::Error::ConnectionFailed(message)));
             }
-        });
+        };
         Ok(Ok(self.table.push(PgConnection { client })?))
     }
 
@@ -726,5 +749,167 @@ mod tests {
         assert!(encode_numeric("1e5").is_err());
         assert!(encode_numeric("").is_err());
         assert!(encode_numeric("12a").is_err());
+    }
+}
+
+#[cfg(test)]
+mod guest_tests {
+    use std::sync::Arc;
+
+    use v4::HostConnection as _;
+
+    use super::*;
+    use crate::instance::NoDispatch;
+    use crate::pg_pool::test_postgres_url;
+
+    fn state(allowed: &str) -> InstanceState {
+        InstanceState::for_tests(&[allowed], Arc::new(NoDispatch))
+    }
+
+    /// `url` with its user, password or database replaced where given.
+    fn altered(url: &str, user: Option<&str>, password: Option<&str>, db: Option<&str>) -> String {
+        let config = url.parse::<tokio_postgres::Config>().unwrap();
+        let Host::Tcp(host) = &config.get_hosts()[0] else {
+            panic!("{url}: a TCP host is needed");
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = user.or(config.get_user()).unwrap_or("postgres");
+        let password = password
+            .map(str::to_owned)
+            .or_else(|| {
+                config
+                    .get_password()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+            })
+            .unwrap_or_default();
+        let db = db.or(config.get_dbname()).unwrap_or("postgres");
+        format!("postgres://{user}:{password}@{host}:{port}/{db}")
+    }
+
+    async fn open_error(state: &mut InstanceState, address: &str) -> v4::Error {
+        match state.open(address.to_owned()).await.unwrap() {
+            Ok(_) => panic!("{address}: opened"),
+            Err(error) => error,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_connection_failed_not_a_trap() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let mut state = state("postgres://127.0.0.1:*");
+        let address = format!("postgres://postgres@127.0.0.1:{port}/dol");
+        let v4::Error::ConnectionFailed(message) = open_error(&mut state, &address).await else {
+            panic!("not connection-failed");
+        };
+        assert!(message.contains("error connecting to server"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_host_not_allowed_is_refused_before_connecting() {
+        let mut state = state("postgres://db.internal");
+        let error = open_error(&mut state, "postgres://u@127.0.0.1:5432/dol").await;
+        assert!(
+            matches!(&error, v4::Error::ConnectionFailed(m)
+                if m == "address postgres://127.0.0.1:5432 is not permitted"),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unknown_database_is_connection_failed_with_postgresqls_message() {
+        let Some(url) = test_postgres_url("unknown database") else {
+            return;
+        };
+        let mut state = state("postgres://*:*");
+        let address = altered(&url, None, None, Some("dol_no_such_db"));
+        let v4::Error::ConnectionFailed(message) = open_error(&mut state, &address).await else {
+            panic!("not connection-failed");
+        };
+        assert!(
+            message.contains("database \"dol_no_such_db\" does not exist"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_connection_failed_with_postgresqls_message() {
+        // The test process's own server checks passwords (a shared one may trust).
+        let url = match crate::test_postgres::url() {
+            Ok(url) => url,
+            Err(error) => {
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "PostgreSQL is needed in CI: {error}"
+                );
+                eprintln!("SKIPPING wrong password: no PostgreSQL: {error}");
+                return;
+            }
+        };
+        let mut state = state("postgres://*:*");
+        let address = altered(&url, None, Some("not-the-password"), None);
+        let v4::Error::ConnectionFailed(message) = open_error(&mut state, &address).await else {
+            panic!("not connection-failed");
+        };
+        assert!(
+            message.contains("password authentication failed for user \"postgres\""),
+            "{message}"
+        );
+        // The right one opens.
+        let address = altered(&url, None, Some(crate::test_postgres::PASSWORD), None);
+        assert!(state.open(address).await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_failed_statement_is_query_failed_with_the_db_error_breakdown() {
+        let Some(url) = test_postgres_url("db error breakdown") else {
+            return;
+        };
+        let mut state = state("postgres://*:*");
+        let connection = state.open(url).await.unwrap().unwrap();
+        let table = format!("guest_errors_{}", std::process::id());
+        let run = |sql: String| (sql, Vec::new());
+        for sql in [
+            format!("CREATE TEMP TABLE {table} (id int CONSTRAINT {table}_pk PRIMARY KEY)"),
+            format!("INSERT INTO {table} VALUES (1)"),
+        ] {
+            let (sql, params) = run(sql);
+            let conn = Resource::new_borrow(connection.rep());
+            state.execute(conn, sql, params).await.unwrap().unwrap();
+        }
+        let conn = Resource::new_borrow(connection.rep());
+        let error = state
+            .execute(conn, format!("INSERT INTO {table} VALUES (1)"), Vec::new())
+            .await
+            .unwrap()
+            .unwrap_err();
+        let v4::Error::QueryFailed(v4::QueryError::DbError(db)) = error else {
+            panic!("not a db-error: {error:?}");
+        };
+        assert_eq!(db.code, "23505");
+        assert_eq!(db.severity, "ERROR");
+        assert!(db.message.contains("duplicate key"), "{}", db.message);
+        assert!(
+            db.extras
+                .contains(&("constraint".to_owned(), format!("{table}_pk"))),
+            "{:?}",
+            db.extras
+        );
+        let v4::Error::QueryFailed(v4::QueryError::DbError(_)) = state
+            .query(
+                Resource::new_borrow(connection.rep()),
+                "SELECT * FROM no_such_table_here".into(),
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+            .unwrap_err()
+        else {
+            panic!("a missing table is a db-error");
+        };
+        v4::HostConnection::drop(&mut state, connection)
+            .await
+            .unwrap();
     }
 }

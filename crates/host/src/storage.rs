@@ -35,7 +35,8 @@ impl KeyValueBackend {
         SqliteKeyValue::open(path).map(Self::Sqlite)
     }
 
-    /// Connects to the Redis store at `url` (checked at start-up, as Spin does).
+    /// Connects to the Redis store at `url`. `dol up` checks it at start-up and
+    /// refuses to start without it; Spin connects on a guest's first `open`.
     pub fn redis(url: &str) -> Result<Self> {
         RedisKeyValue::connect(url).map(Self::Redis)
     }
@@ -141,43 +142,97 @@ const REDIS_CAS_SCRIPT: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
 
 /// A Redis key-value store, as Spin's `key-value-redis` keeps it: values are
 /// the bytes as given, counters Redis integers (`INCRBY`), `get-many` answers
-/// every key asked for. Calls block the calling thread like the SQLite store's.
+/// every key asked for. Calls block the calling thread like the SQLite store's,
+/// each on a connection of its own from a small pool, so concurrent requests
+/// do not wait for each other.
+///
+/// When Redis goes away, the call that finds out fails (the guest gets the
+/// interface's `other` error, as on Spin) and the pooled connections are
+/// dropped; the next call reconnects, at most once per [`REDIS_RETRY`] while
+/// Redis stays down (calls in between fail at once), so the store works again
+/// as soon as Redis is back. Every command is bounded by [`BUSY_TIMEOUT`], so a
+/// Redis that stops answering fails calls instead of hanging them.
 pub struct RedisKeyValue {
     client: redis::Client,
-    connection: Mutex<Option<redis::Connection>>,
+    idle: Mutex<Vec<redis::Connection>>,
+    /// When and why the last reconnect failed, while Redis is down.
+    down: Mutex<Option<(std::time::Instant, String)>>,
+}
+
+/// How long a failed reconnect is remembered before the next attempt.
+const REDIS_RETRY: Duration = Duration::from_millis(500);
+
+/// Idle Redis connections kept (more are opened under load, then closed).
+const REDIS_MAX_IDLE: usize = 16;
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another call panicked; the data is a cache.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl RedisKeyValue {
     fn connect(url: &str) -> Result<Self> {
-        let client =
-            redis::Client::open(url).with_context(|| format!("invalid Redis URL {url:?}"))?;
-        let connection = client
-            .get_connection_with_timeout(BUSY_TIMEOUT)
-            .with_context(|| format!("connecting to the Redis key-value store at {url}"))?;
+        let client = redis::Client::open(url).context("not a Redis URL")?;
+        let connection = Self::open_connection(&client).context("Redis is unreachable")?;
         Ok(Self {
             client,
-            connection: Mutex::new(Some(connection)),
+            idle: Mutex::new(vec![connection]),
+            down: Mutex::new(None),
         })
+    }
+
+    fn open_connection(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+        let connection = client.get_connection_with_timeout(BUSY_TIMEOUT)?;
+        connection.set_read_timeout(Some(BUSY_TIMEOUT))?;
+        connection.set_write_timeout(Some(BUSY_TIMEOUT))?;
+        Ok(connection)
+    }
+
+    /// An idle connection, or a new one unless Redis was found down moments ago.
+    fn take(&self) -> Result<redis::Connection, StorageError> {
+        if let Some(connection) = lock(&self.idle).pop() {
+            return Ok(connection);
+        }
+        if let Some((at, error)) = &*lock(&self.down)
+            && at.elapsed() < REDIS_RETRY
+        {
+            return Err(StorageError::RedisDown(error.clone()));
+        }
+        match Self::open_connection(&self.client) {
+            Ok(connection) => {
+                *lock(&self.down) = None;
+                Ok(connection)
+            }
+            Err(error) => {
+                tracing::warn!("Redis key-value store unreachable: {error}");
+                *lock(&self.down) = Some((std::time::Instant::now(), error.to_string()));
+                Err(error.into())
+            }
+        }
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T, StorageError> {
-        let mut guard = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let connection = match guard.as_mut() {
-            Some(connection) => connection,
-            None => guard.insert(self.client.get_connection_with_timeout(BUSY_TIMEOUT)?),
-        };
-        let result = f(connection);
-        // A broken connection is replaced on the next call.
-        if let Err(error) = &result
-            && (error.is_io_error() || error.is_connection_dropped())
-        {
-            *guard = None;
+        let mut connection = self.take()?;
+        let result = f(&mut connection);
+        match &result {
+            Err(error)
+                if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() =>
+            {
+                // The others most likely lost Redis too: the next call reconnects.
+                tracing::warn!("Redis key-value store connection lost: {error}");
+                lock(&self.idle).clear();
+            }
+            _ => {
+                let mut idle = lock(&self.idle);
+                if idle.len() < REDIS_MAX_IDLE {
+                    idle.push(connection);
+                }
+            }
         }
         Ok(result?)
     }
@@ -283,6 +338,9 @@ pub enum StorageError {
     /// Redis failed.
     #[error("key-value storage: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis was unreachable moments ago; the call was not tried.
+    #[error("key-value storage: Redis is unreachable: {0}")]
+    RedisDown(String),
     /// A result would be larger than the caller's limit (Spin's wording, which
     /// guests match on).
     #[error("query result exceeds limit of {0} bytes")]
@@ -642,6 +700,8 @@ pub struct StorageCatalog {
     pub key_value: BTreeMap<String, Arc<KeyValueBackend>>,
     /// SQLite labels → location.
     pub sqlite: BTreeMap<String, DatabaseLocation>,
+    /// Outbound PostgreSQL connections, pooled per address for the whole app.
+    pub postgres: Arc<crate::pg_pool::PgPools>,
 }
 
 #[cfg(test)]
@@ -668,6 +728,23 @@ mod tests {
                 .local_addr()
                 .unwrap()
                 .port();
+            Self::start_on(port)
+        }
+
+        /// Stops the server (as a crash would: SIGKILL).
+        fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+
+        /// A server on the port of the one that was killed.
+        fn restart(&mut self) {
+            let port = self.url.rsplit(':').next().unwrap().parse().unwrap();
+            let fresh = Self::start_on(port).unwrap();
+            *self = fresh;
+        }
+
+        fn start_on(port: u16) -> Option<Self> {
             let child = match std::process::Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -704,6 +781,85 @@ mod tests {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+
+    #[test]
+    fn a_redis_that_goes_away_is_an_error_and_works_again_when_back() {
+        let Some(mut redis) = TestRedis::start() else {
+            return;
+        };
+        let kv = KeyValueBackend::redis(&redis.url).unwrap();
+        kv.set("default", "a", b"1").unwrap();
+        redis.kill();
+        // An error value for the guest, never a panic; and again while down.
+        for _ in 0..3 {
+            let error = kv.get("default", "a").unwrap_err();
+            assert!(
+                matches!(error, StorageError::Redis(_) | StorageError::RedisDown(_)),
+                "{error}"
+            );
+        }
+        redis.restart();
+        let started = std::time::Instant::now();
+        // Within the retry pause the store answers at once with the last error.
+        while kv.set("default", "a", b"2").is_err() {
+            assert!(started.elapsed() < Duration::from_secs(5), "no reconnect");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(kv.get("default", "a").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[test]
+    fn concurrent_redis_calls_each_get_a_connection_and_count_exactly() {
+        let Some(redis) = TestRedis::start() else {
+            return;
+        };
+        let kv = Arc::new(KeyValueBackend::redis(&redis.url).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let kv = kv.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        kv.increment("default", "hits", 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(kv.increment("default", "hits", 0).unwrap(), 400);
+        let KeyValueBackend::Redis(store) = &*kv else {
+            unreachable!()
+        };
+        let idle = lock(&store.idle).len();
+        assert!(
+            (1..=REDIS_MAX_IDLE).contains(&idle),
+            "{idle} idle connections"
+        );
+    }
+
+    #[test]
+    fn an_unreachable_redis_fails_the_start() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let Err(error) = KeyValueBackend::redis(&format!("redis://127.0.0.1:{port}")) else {
+            panic!("connected to nothing");
+        };
+        assert!(
+            format!("{error:#}").contains("Redis is unreachable"),
+            "{error:#}"
+        );
+        let Err(error) = KeyValueBackend::redis("http://not-redis") else {
+            panic!("accepted an http URL");
+        };
+        assert!(
+            format!("{error:#}").contains("not a Redis URL"),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -695,20 +695,15 @@ impl old_outgoing::Host for InstanceState {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, BTreeSet};
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::{Arc, Mutex};
 
-    use dol_manifest::outbound::AllowedHosts;
     use http_body_util::{BodyExt, Empty};
-    use wasmtime_wasi::WasiCtxBuilder;
     use wasmtime_wasi_http::WasiBody;
 
     use super::*;
-    use crate::instance::ComponentGrants;
-    use crate::outbound::{InternalDispatch, InternalTarget, OutboundClient, OutboundHooks};
-    use crate::storage::StorageCatalog;
+    use crate::outbound::{InternalDispatch, InternalTarget};
 
     /// Answers every in-process request with an empty 200 and notes where it went.
     #[derive(Default)]
@@ -739,23 +734,7 @@ mod tests {
     }
 
     fn state(allowed: &[&str], dispatch: Arc<RecordingDispatch>) -> InstanceState {
-        let entries: Vec<String> = allowed.iter().map(|e| (*e).to_string()).collect();
-        let allowed = Arc::new(AllowedHosts::parse(&entries).unwrap());
-        let hooks = OutboundHooks::new("probe".into(), allowed, dispatch, OutboundClient::new());
-        let grants = Arc::new(ComponentGrants {
-            id: "probe".into(),
-            key_value_stores: BTreeSet::new(),
-            sqlite_databases: BTreeSet::new(),
-            variables: BTreeMap::new(),
-            environment: Vec::new(),
-        });
-        InstanceState::new(
-            WasiCtxBuilder::new().build(),
-            hooks,
-            grants,
-            Arc::new(StorageCatalog::default()),
-            1 << 20,
-        )
+        InstanceState::for_tests(allowed, dispatch)
     }
 
     /// An old outgoing request to `authority` (`path` on it), headers `x-probe: 1`.
