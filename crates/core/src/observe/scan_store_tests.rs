@@ -54,7 +54,7 @@ fn model(db: &mut TestDb, provider: &str, model: &str, priced: bool, caps: &str)
 }
 
 #[test]
-fn runs_are_recorded_read_back_and_claimed_once_per_tick() {
+fn runs_are_recorded_and_read_back() {
     let mut db = db();
     let mut kv = MemoryKeyValue::default();
     assert_eq!(last_run(&mut db).unwrap(), None);
@@ -87,12 +87,6 @@ fn runs_are_recorded_read_back_and_claimed_once_per_tick() {
     let closed = record_run::<MemoryKeyValue>(&mut db, Err("gone".into()), &run);
     assert!(matches!(closed, Err(StoreError::KeyValue { .. })));
     assert_eq!(count(&mut db, "scan_runs"), 4);
-
-    assert!(claim(&mut db, "report", 100, NOW).unwrap());
-    assert!(!claim(&mut db, "report", 100, NOW).unwrap());
-    assert!(claim(&mut db, "retention", 100, NOW).unwrap());
-    assert!(claim(&mut db, "report", 160, NOW).unwrap());
-    assert!(!claim(&mut db, "report", 100, NOW).unwrap(), "never back");
 }
 
 #[test]
