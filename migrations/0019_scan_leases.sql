@@ -22,3 +22,13 @@ SELECT substr(key, 12), NULL, 0, CAST(value AS INTEGER), updated_at
 FROM control WHERE key LIKE 'scan_claim:%';
 
 DELETE FROM control WHERE key LIKE 'scan_claim:%';
+
+-- Fixed-window rate limits counted exactly across replicas (issue 14): one
+-- row per limited client (`dol_core::ratelimit::hit`, one atomic upsert per
+-- request), replacing the key-value read-modify-write counters of the OFREP
+-- limit and the console's sign-in attempts. window_start: Unix seconds.
+CREATE TABLE rate_windows (
+    key          TEXT    PRIMARY KEY,
+    window_start INTEGER NOT NULL,
+    count        INTEGER NOT NULL
+);
