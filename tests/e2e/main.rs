@@ -27,6 +27,7 @@ mod optimize;
 mod orgs;
 mod probe;
 mod probe_routing;
+mod replicas;
 mod rollouts;
 mod scans_jobs;
 mod sqlite_sandbox;

@@ -404,6 +404,9 @@ pub struct Deleted {
     pub scan_runs: usize,
     /// Delivered `outbox` rows.
     pub outbox: usize,
+    /// `rate_windows` rows of windows over for a day (whatever the
+    /// retention: a rate window lasts minutes).
+    pub rate_windows: usize,
 }
 
 /// The `retention` scan's summary.
@@ -432,7 +435,8 @@ fn delete_before(
 /// [`parse_retention_days`]), and `usage_hour` rows older than twice that
 /// (so the longest `/api/metrics` window, 30 days, still has the window
 /// before it for its trend at the default retention), in one transaction.
-/// Undelivered messages are never deleted.
+/// Undelivered messages are never deleted; `rate_windows` rows of windows
+/// over for a day go as well.
 pub fn retention(
     db: &mut impl SqlExecutor,
     days_variable: &str,
@@ -467,6 +471,12 @@ pub fn retention(
                 cutoff,
             )?,
             outbox: store::purge_delivered(tx, cutoff)?,
+            rate_windows: delete_before(
+                tx,
+                "delete past rate windows",
+                "DELETE FROM rate_windows WHERE window_start < ? RETURNING 1",
+                now_ms.div_euclid(1_000).saturating_sub(86_400),
+            )?,
         })
     })?;
     Ok(Retention {

@@ -199,6 +199,12 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
              VALUES ('scan', 'default', '{}', ?1, ?1)",
         &[old.into()],
     );
+    for start in [NOW / 1_000 - 86_401, NOW / 1_000 - 60] {
+        db.run(
+            "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?1, 1)",
+            &[start.into()],
+        );
+    }
     let kept = retention(&mut db, "30", NOW).unwrap();
     assert_eq!(kept.retention_days, 30);
     assert_eq!(
@@ -208,7 +214,8 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
             usage_minute: 1,
             usage_hour: 0,
             scan_runs: 1,
-            outbox: 1
+            outbox: 1,
+            rate_windows: 1,
         }
     );
     assert_eq!(count(&mut db, "usage_minute"), 1);
