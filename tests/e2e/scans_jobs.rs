@@ -372,7 +372,7 @@ async fn scans_retention_deletes_old_rows_only() {
     assert_eq!(
         s["deleted"],
         json!({"requests": 1, "usage_minute": 1, "usage_hour": 1, "scan_runs": 1, "outbox": 1,
-               "console_keys": 2}),
+               "rate_windows": 0, "console_keys": 2}),
         "{s}"
     );
     {

@@ -53,17 +53,17 @@ fn secure(req: &Request) -> bool {
 /// the token check still stands.
 fn too_many_attempts(req: &Request) -> Option<Response> {
     let key = console::sign_in_limit_key(platform::header(req, "spin-client-addr"));
-    let mut kv = platform::SpinKv::open_default().ok()?;
-    let stored = kv.get(&key).ok().flatten();
-    match console::sign_in_attempt(stored.as_deref(), now_secs()) {
-        dol_core::ratelimit::Decision::Allow(window) => {
-            if let Err(err) = kv.set(&key, console::encode_attempts(&window).as_bytes()) {
-                eprintln!("console: storing the sign-in counter failed: {err}");
-            }
-            None
-        }
-        dol_core::ratelimit::Decision::Deny { retry_after_secs } => {
+    let db = platform::open_db()
+        .map_err(|err| eprintln!("console: sign-in counter unavailable: {err:#}"))
+        .ok()?;
+    match console::sign_in_attempt(&mut platform::SpinSql(&db), &key, now_secs()) {
+        Ok(dol_core::ratelimit::Decision::Allow(_)) => None,
+        Ok(dol_core::ratelimit::Decision::Deny { retry_after_secs }) => {
             Some(pages::too_many(retry_after_secs))
+        }
+        Err(err) => {
+            eprintln!("console: counting the sign-in attempt failed: {err}");
+            None
         }
     }
 }

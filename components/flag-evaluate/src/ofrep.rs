@@ -45,7 +45,7 @@ fn rate_limit(req: &Request, token: &str) -> Option<OfrepResponse> {
             Some(ofrep::rate_limited(retry_after_secs))
         }
         Err(err) => {
-            // Failing open keeps flags served when key-value hiccups; the limit
+            // Failing open keeps flags served when the database hiccups; the limit
             // protects capacity, it is not an access control.
             eprintln!("flag-evaluate: rate limiting unavailable: {err:#}");
             None

@@ -10,13 +10,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use anyhow::Context as _;
 use dol_core::error::ApiError;
 use dol_core::flags::FlagSet;
 use dol_core::flags::admin::FlagState;
 use dol_core::flags::store::{self as flag_store, Published};
 use serde_json::Value;
-use spin_sdk::key_value::Store;
 
 use dol_spin_platform::{SpinKv, SpinSql, now_ms, open_db};
 
@@ -28,28 +26,19 @@ thread_local! {
     static CACHE: RefCell<Option<Compiled>> = const { RefCell::new(None) };
 }
 
-/// Counts one OFREP request of `client` in the current minute (key-value
-/// `dol:ofrep:rate:<client>`) and says whether it is within `limit`.
-/// Key-value has no compare-and-set, so concurrent requests may each see the
-/// same count: the limit is approximate under bursts, exact for one client
-/// sending serially.
+/// Counts one OFREP request of `client` in the current minute (row
+/// `dol:ofrep:rate:<client>` of `rate_windows`) and says whether it is
+/// within `limit`: one atomic upsert (`dol_core::ratelimit::hit`), exact
+/// across concurrent requests and replicas.
 pub fn check_rate(
     client: &str,
     now_secs: u64,
     limit: u64,
 ) -> anyhow::Result<dol_core::ratelimit::Decision> {
-    let kv = Store::open_default().context("open key-value")?;
+    let db = open_db()?;
     let key = format!("dol:ofrep:rate:{client}");
-    let stored = kv
-        .get(&key)
-        .context("get rate window")?
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let decision = dol_core::ratelimit::check(stored, now_secs, limit, 60);
-    if let dol_core::ratelimit::Decision::Allow(window) = decision {
-        kv.set(&key, &serde_json::to_vec(&window)?)
-            .context("store rate window")?;
-    }
-    Ok(decision)
+    dol_core::ratelimit::hit(&mut SpinSql(&db), &key, now_secs, limit, 60)
+        .map_err(|e| anyhow::anyhow!("count the OFREP request: {e}"))
 }
 
 /// The current compiled flag set and its version.

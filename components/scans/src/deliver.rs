@@ -2,7 +2,9 @@
 //! to the Slack incoming webhook (Block Kit) and the generic JSON webhook
 //! (HMAC-SHA256 signed), Slack `response_url` follow-ups to their URL.
 //! A failure marks the message for a retry with backoff, so nothing is lost
-//! while a receiver is down; delivery is at least once.
+//! while a receiver is down; delivery is at least once. Each message is
+//! claimed before it is sent (`store::claim_message`), so overlapping runs
+//! on any replica never send it together.
 
 use dol_core::observe::alerts::Notification;
 use dol_core::observe::scans::{
@@ -67,12 +69,19 @@ pub fn due(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     let mut sql = SpinSql(db);
     let (mut delivered, mut failed, mut waiting) = (0, 0, 0);
     for m in store::due_messages(&mut sql, now_ms, BATCH)? {
+        // Another run (the other scan, another replica) may be sending it.
+        if !store::claim_message(&mut sql, m.id, now_ms)? {
+            continue;
+        }
         match send(&m, &ch, now_ms / 1_000) {
             Ok(true) => {
                 store::mark_delivered(&mut sql, m.id, now_ms)?;
                 delivered += 1;
             }
-            Ok(false) => waiting += 1,
+            Ok(false) => {
+                store::unclaim_message(&mut sql, m.id, m.next_attempt_at_ms)?;
+                waiting += 1;
+            }
             Err(e) => {
                 eprintln!("scans: delivering outbox message {} failed: {e}", m.id);
                 store::mark_failed(&mut sql, m.id, &e, now_ms)?;

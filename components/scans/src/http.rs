@@ -1,7 +1,9 @@
 //! HTTP entry point: `POST /admin/scans/{name}` runs the named scan now and
-//! answers with its run record and summary. Admin token required
+//! answers with its run record and summary, or 409 while another run of the
+//! scan (cron or manual, any replica) holds its lease. Admin token required
 //! (`Authorization: Bearer`).
 
+use dol_core::observe::scan_lease::{self, Acquired, Trigger};
 use dol_core::observe::scans::ALL_SCANS;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -29,7 +31,23 @@ fn handle(req: Request) -> Response {
     if *req.method() != Method::Post {
         return platform::method_not_allowed("POST");
     }
-    match crate::scan::run(name, platform::now_ms()) {
+    let lease = match crate::scan::acquire(name, Trigger::Manual) {
+        Ok(Acquired::Granted(lease)) => lease,
+        Ok(refused) => {
+            let (err, body) = scan_lease::refusal(name, &refused, platform::now_ms());
+            let headers: Vec<(&str, String)> = err
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.clone()))
+                .collect();
+            return platform::json_with(err.status(), &body, &headers);
+        }
+        Err(err) => {
+            eprintln!("scans: taking the {name} lease failed: {err:#}");
+            return platform::error(Code::Internal, &format!("scan `{name}` could not start"));
+        }
+    };
+    match crate::scan::run_leased(&lease, platform::now_ms()) {
         Ok((run, summary)) => {
             let body = serde_json::json!({ "scan": run, "summary": summary });
             // A scan run by hand is an admin action; cron runs are not.

@@ -5,6 +5,7 @@
 
 use anyhow::Context as _;
 use dol_core::health::{Outcome, ScanRun};
+use dol_core::observe::scan_lease::{self, Acquired, Lease, Trigger};
 use dol_core::observe::scan_store;
 use dol_core::observe::scans::{
     ALERTS, DISCOVERY, HEARTBEAT, PROBES, REPORT, RETENTION, ROLLOUTS, VIDEO_JOBS,
@@ -57,14 +58,34 @@ fn record(db: &Db, run: &ScanRun) -> anyhow::Result<()> {
     .context("recording the scan run")
 }
 
-/// Claims scan `name` for the cron tick at `timestamp`: true for the first
-/// caller only, so triggers firing together run each scan once.
-pub fn claim(name: &str, timestamp: u64) -> anyhow::Result<bool> {
+/// Tries to take scan `name`'s lease for `trigger` at the wall clock
+/// (`dol_core::observe::scan_lease`): a cron tick runs once across every
+/// replica, a manual run only while no other run holds the lease. The
+/// holder id is random, so no two runs share one.
+pub fn acquire(name: &str, trigger: Trigger) -> anyhow::Result<Acquired> {
     let db = open_db().context("opening the default database")?;
-    Ok(scan_store::claim(
+    let holder = format!("{:016x}", wasi::random::random::get_random_u64());
+    Ok(scan_lease::acquire(
         &mut SpinSql(&db),
         name,
-        timestamp,
+        &holder,
+        trigger,
         now_ms(),
     )?)
+}
+
+/// Runs scan `name` under `lease` (see [`run`]), then releases the lease
+/// whatever the outcome (a failed release only leaves it to lapse).
+pub fn run_leased(lease: &Lease, now: i64) -> anyhow::Result<(ScanRun, Value)> {
+    let result = run(&lease.scan, now);
+    let released = open_db()
+        .context("opening the default database")
+        .and_then(|db| Ok(scan_lease::release(&mut SpinSql(&db), lease, now_ms())?));
+    if let Err(err) = released {
+        eprintln!(
+            "scans: releasing the {} lease failed (it lapses at {}): {err:#}",
+            lease.scan, lease.expires_at
+        );
+    }
+    result
 }

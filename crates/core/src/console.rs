@@ -255,7 +255,8 @@ pub const SIGN_IN_ATTEMPTS: u64 = 10;
 /// The window sign-in attempts are counted in (5 minutes).
 pub const SIGN_IN_WINDOW_SECS: u64 = 300;
 
-/// Prefix of the key-value keys counting sign-in attempts.
+/// Prefix of the keys counting sign-in attempts (rows of `rate_windows`;
+/// key-value entries under it are from before migration 19).
 pub const SIGN_IN_KEY_PREFIX: &str = "dol:console:sign-in:";
 
 /// The key-value key counting a client's sign-in attempts: its address
@@ -272,25 +273,17 @@ pub fn sign_in_limit_key(client_addr: Option<&str>) -> String {
     )
 }
 
-/// Decides one sign-in attempt from the stored counter (`start:count`
-/// text); `Allow` carries the counter to store.
-pub fn sign_in_attempt(stored: Option<&[u8]>, now_secs: i64) -> crate::ratelimit::Decision {
-    let window = stored
-        .and_then(|b| std::str::from_utf8(b).ok())
-        .and_then(|t| t.split_once(':'))
-        .and_then(|(start, count)| {
-            Some(crate::ratelimit::Window {
-                start_secs: start.parse().ok()?,
-                count: count.parse().ok()?,
-            })
-        });
+/// Counts one sign-in attempt of the client `key` ([`sign_in_limit_key`])
+/// at `now_secs`, exactly across replicas ([`crate::ratelimit::hit`] in
+/// `rate_windows`): [`SIGN_IN_ATTEMPTS`] per [`SIGN_IN_WINDOW_SECS`]. The
+/// error is the database's message.
+pub fn sign_in_attempt(
+    db: &mut impl crate::storage::SqlExecutor,
+    key: &str,
+    now_secs: i64,
+) -> Result<crate::ratelimit::Decision, String> {
     let now = u64::try_from(now_secs).unwrap_or(0);
-    crate::ratelimit::check(window, now, SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW_SECS)
-}
-
-/// The stored form of a sign-in counter (see [`sign_in_attempt`]).
-pub fn encode_attempts(window: &crate::ratelimit::Window) -> String {
-    format!("{}:{}", window.start_secs, window.count)
+    crate::ratelimit::hit(db, key, now, SIGN_IN_ATTEMPTS, SIGN_IN_WINDOW_SECS)
 }
 
 /// Prefix of every key-value key the console writes (sign-in counters and
@@ -792,26 +785,26 @@ mod tests {
             "dol:console:sign-in:::1"
         );
         assert_eq!(sign_in_limit_key(None), "dol:console:sign-in:unknown");
-        let mut stored: Option<String> = None;
+        let mut db = crate::test_db::db();
+        let key = sign_in_limit_key(Some("10.0.0.1:5123"));
         for i in 0..SIGN_IN_ATTEMPTS {
-            match sign_in_attempt(stored.as_deref().map(str::as_bytes), NOW) {
-                Decision::Allow(w) => stored = Some(encode_attempts(&w)),
-                Decision::Deny { .. } => panic!("attempt {i} refused"),
+            if let Decision::Deny { .. } = sign_in_attempt(&mut db, &key, NOW).unwrap() {
+                panic!("attempt {i} refused");
             }
         }
-        let Decision::Deny { retry_after_secs } =
-            sign_in_attempt(stored.as_deref().map(str::as_bytes), NOW)
+        let Decision::Deny { retry_after_secs } = sign_in_attempt(&mut db, &key, NOW).unwrap()
         else {
             panic!("attempt {} allowed", SIGN_IN_ATTEMPTS + 1);
         };
         assert!((1..=SIGN_IN_WINDOW_SECS).contains(&retry_after_secs));
-        let later = NOW + i64::try_from(SIGN_IN_WINDOW_SECS).unwrap();
+        let other = sign_in_limit_key(Some("10.0.0.2:5123"));
         assert!(matches!(
-            sign_in_attempt(stored.as_deref().map(str::as_bytes), later),
+            sign_in_attempt(&mut db, &other, NOW).unwrap(),
             Decision::Allow(_)
         ));
+        let later = NOW + i64::try_from(SIGN_IN_WINDOW_SECS).unwrap();
         assert!(matches!(
-            sign_in_attempt(Some(b"garbage"), NOW),
+            sign_in_attempt(&mut db, &key, later).unwrap(),
             Decision::Allow(_)
         ));
     }

@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alert_incidents",
         sql: include_str!("../../../migrations/0016_alert_incidents.sql"),
     },
+    Migration {
+        version: 19,
+        name: "scan_leases",
+        sql: include_str!("../../../migrations/0019_scan_leases.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -1,10 +1,13 @@
 //! Fixed-window rate limiting, pure: the caller stores the [`Window`] between
 //! requests (e.g. in key-value) and passes the time in.
 //!
-//! A fixed window (rather than a sliding log) keeps the state to two integers,
-//! so one key-value read and one write per request are enough.
+//! A fixed window (rather than a sliding log) keeps the state to two integers.
+//! [`hit`] keeps them in SQL (`rate_windows`) and counts with one atomic
+//! upsert, so the limit is exact across replicas and concurrent requests.
 
 use serde::{Deserialize, Serialize};
+
+use crate::storage::{SqlExecutor, SqlValue};
 
 /// Requests counted in the window that started at `start_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -48,6 +51,50 @@ pub fn check(stored: Option<Window>, now_secs: u64, limit: u64, window_secs: u64
         count: count + 1,
     })
 }
+
+/// Counts one request of `key` at `now_secs` against `limit` per
+/// `window_secs` in table `rate_windows`, exactly: one atomic upsert that
+/// counts the request only while the window has room (a new window starts
+/// at 1), so concurrent requests on any number of replicas never admit
+/// more than `limit`. A denied request is not counted. Same rules as
+/// [`check`] (a `limit` or `window_secs` of 0 means no limit, nothing
+/// stored). The error is the database's message.
+pub fn hit(
+    db: &mut impl SqlExecutor,
+    key: &str,
+    now_secs: u64,
+    limit: u64,
+    window_secs: u64,
+) -> Result<Decision, String> {
+    if limit == 0 || window_secs == 0 {
+        return Ok(Decision::Allow(Window::default()));
+    }
+    let start_secs = now_secs - now_secs % window_secs;
+    let int = |n: u64| SqlValue::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+    let rows = db.execute(
+        "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?2, 1) \
+         ON CONFLICT (key) DO UPDATE SET \
+         count = CASE WHEN rate_windows.window_start = excluded.window_start \
+         THEN rate_windows.count + 1 ELSE 1 END, window_start = excluded.window_start \
+         WHERE rate_windows.window_start <> excluded.window_start OR rate_windows.count < ?3 \
+         RETURNING count",
+        &[SqlValue::Text(key.to_owned()), int(start_secs), int(limit)],
+    )?;
+    match rows.first().and_then(|row| row.first()) {
+        Some(SqlValue::Integer(count)) => Ok(Decision::Allow(Window {
+            start_secs,
+            count: u64::try_from(*count).unwrap_or(0),
+        })),
+        Some(other) => Err(format!("rate_windows.count: not an integer: {other:?}")),
+        None => Ok(Decision::Deny {
+            retry_after_secs: (start_secs + window_secs).saturating_sub(now_secs).max(1),
+        }),
+    }
+}
+
+#[cfg(test)]
+#[path = "ratelimit_tests.rs"]
+mod store_tests;
 
 #[cfg(test)]
 mod tests {

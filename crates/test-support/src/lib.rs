@@ -85,9 +85,25 @@ pub struct TestHost {
     pub clock: ManualClock,
     /// HTTP client for talking to it.
     pub client: reqwest::Client,
-    _state: tempfile::TempDir,
+    _state: State,
     /// What started it, to start it again over the same state ([`TestHost::restart`]).
     settings: TestHostBuilder,
+}
+
+/// A host's state directory: its own (deleted with it), or another
+/// running host's (a second replica on the same files).
+enum State {
+    Own(tempfile::TempDir),
+    Shared(PathBuf),
+}
+
+impl State {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Own(dir) => dir.path(),
+            Self::Shared(path) => path,
+        }
+    }
 }
 
 /// What a test may change before the host starts.
@@ -154,11 +170,11 @@ impl TestHostBuilder {
                 }
             }
         }
-        self.start_over(state).await
+        self.start_over(State::Own(state)).await
     }
 
     /// Starts the host over the state directory `state`.
-    async fn start_over(self, state: tempfile::TempDir) -> anyhow::Result<TestHost> {
+    async fn start_over(self, state: State) -> anyhow::Result<TestHost> {
         let clock = ManualClock::new(chrono_start());
         let mut options = HostOptions::new(&self.manifest);
         options.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.listen_port));
@@ -225,6 +241,20 @@ impl TestHost {
     /// key-value store and `sqlite_db.db`, the `default` SQLite database.
     pub fn state_dir(&self) -> &Path {
         self._state.path()
+    }
+
+    /// Starts a second host (another `dol up` replica: its own engine,
+    /// instances, port and clock) with the same settings over this host's
+    /// state directory, so both share the SQLite database and the key-value
+    /// file as replicas share PostgreSQL and Redis. Stop it before this
+    /// host: the directory goes with this host.
+    pub async fn replica(&self) -> TestHost {
+        self.settings
+            .clone()
+            .listen_port(0)
+            .start_over(State::Shared(self.state_dir().to_path_buf()))
+            .await
+            .expect("replica starts")
     }
 
     /// Stops the host and starts it again over the same state directory

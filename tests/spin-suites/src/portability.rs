@@ -123,7 +123,7 @@ pub async fn run(options: &Options, root: &Path) -> Result<bool> {
         }
     }
 
-    // The every-minute trigger fires at second 0: wait for its claim.
+    // The every-minute trigger fires at second 0: wait for its claimed tick.
     let database = spin_work.path().join("state").join("sqlite_db.db");
     let deadline = Instant::now() + Duration::from_secs(75);
     let mut fired = None;
@@ -157,7 +157,7 @@ fn scan_claims(database: &Path) -> Option<String> {
         rusqlite::Connection::open_with_flags(database, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .ok()?;
     let mut statement = connection
-        .prepare("SELECT key FROM control WHERE key LIKE 'scan_claim:%' ORDER BY key")
+        .prepare("SELECT name FROM scan_leases WHERE tick > 0 ORDER BY name")
         .ok()?;
     let keys: Vec<String> = statement
         .query_map([], |row| row.get(0))

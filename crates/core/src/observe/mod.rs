@@ -4,7 +4,8 @@
 //! over [`crate::storage::SqlExecutor`] and [`crate::storage::KeyValue`]:
 //! the alert store (states, silences, outbox, control values, [`store`]),
 //! the health score's inputs and the health component's reads
-//! ([`system`]), and the scans' storage ([`scan_store`]).
+//! ([`system`]), the scans' storage ([`scan_store`]) and their leases
+//! ([`scan_lease`]).
 //!
 //! Everything here is pure: the clock (`now`, Unix milliseconds unless a name
 //! says otherwise), the metric values and the previous states come in as
@@ -16,6 +17,7 @@ pub mod alerts;
 pub mod flag_counts;
 pub mod inbound;
 pub mod prometheus;
+pub mod scan_lease;
 pub mod scan_store;
 pub mod scans;
 pub mod score;

@@ -1,5 +1,5 @@
 //! The storage side of the scans component, over [`SqlExecutor`] and
-//! [`KeyValue`]: recording and claiming scan runs, the model catalog as
+//! [`KeyValue`]: recording scan runs (their leases are [`super::scan_lease`]), the model catalog as
 //! discovery reads and extends it, the daily report and retention, and the
 //! `alerts` scan from its inputs to its stored decisions. The component
 //! does the network calls (probes, model lists, deliveries) and the
@@ -102,30 +102,6 @@ pub fn last_run(db: &mut impl SqlExecutor) -> Result<Option<ScanRun>, StoreError
         outcome,
         detail: r.text(5, "detail")?.to_owned(),
     }))
-}
-
-/// Claims scan `name` for the cron tick at `tick_secs`: true for the first
-/// caller only (the claim is the tick, kept in `control` and only ever
-/// raised), so triggers firing together run each scan once.
-pub fn claim(
-    db: &mut impl SqlExecutor,
-    name: &str,
-    tick_secs: u64,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
-    let rows = sql(
-        db,
-        "claim the scan",
-        "INSERT INTO control (key, value, updated_by, updated_at) VALUES (?, ?, 'scans', ?) \
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at \
-         WHERE CAST(control.value AS INTEGER) < CAST(excluded.value AS INTEGER) RETURNING key",
-        &[
-            SqlValue::Text(format!("scan_claim:{name}")),
-            SqlValue::Text(i64::try_from(tick_secs).unwrap_or(i64::MAX).to_string()),
-            SqlValue::Integer(now_ms),
-        ],
-    )?;
-    Ok(!rows.is_empty())
 }
 
 // ---------------------------------------------------------------------------
@@ -428,6 +404,9 @@ pub struct Deleted {
     pub scan_runs: usize,
     /// Delivered `outbox` rows.
     pub outbox: usize,
+    /// `rate_windows` rows of windows over for a day (whatever the
+    /// retention: a rate window lasts minutes).
+    pub rate_windows: usize,
 }
 
 /// The `retention` scan's summary.
@@ -456,7 +435,8 @@ fn delete_before(
 /// [`parse_retention_days`]), and `usage_hour` rows older than twice that
 /// (so the longest `/api/metrics` window, 30 days, still has the window
 /// before it for its trend at the default retention), in one transaction.
-/// Undelivered messages are never deleted.
+/// Undelivered messages are never deleted; `rate_windows` rows of windows
+/// over for a day go as well.
 pub fn retention(
     db: &mut impl SqlExecutor,
     days_variable: &str,
@@ -491,6 +471,12 @@ pub fn retention(
                 cutoff,
             )?,
             outbox: store::purge_delivered(tx, cutoff)?,
+            rate_windows: delete_before(
+                tx,
+                "delete past rate windows",
+                "DELETE FROM rate_windows WHERE window_start < ? RETURNING 1",
+                now_ms.div_euclid(1_000).saturating_sub(86_400),
+            )?,
         })
     })?;
     Ok(Retention {

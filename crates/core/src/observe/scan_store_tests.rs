@@ -54,7 +54,7 @@ fn model(db: &mut TestDb, provider: &str, model: &str, priced: bool, caps: &str)
 }
 
 #[test]
-fn runs_are_recorded_read_back_and_claimed_once_per_tick() {
+fn runs_are_recorded_and_read_back() {
     let mut db = db();
     let mut kv = MemoryKeyValue::default();
     assert_eq!(last_run(&mut db).unwrap(), None);
@@ -87,12 +87,6 @@ fn runs_are_recorded_read_back_and_claimed_once_per_tick() {
     let closed = record_run::<MemoryKeyValue>(&mut db, Err("gone".into()), &run);
     assert!(matches!(closed, Err(StoreError::KeyValue { .. })));
     assert_eq!(count(&mut db, "scan_runs"), 4);
-
-    assert!(claim(&mut db, "report", 100, NOW).unwrap());
-    assert!(!claim(&mut db, "report", 100, NOW).unwrap());
-    assert!(claim(&mut db, "retention", 100, NOW).unwrap());
-    assert!(claim(&mut db, "report", 160, NOW).unwrap());
-    assert!(!claim(&mut db, "report", 100, NOW).unwrap(), "never back");
 }
 
 #[test]
@@ -205,6 +199,12 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
              VALUES ('scan', 'default', '{}', ?1, ?1)",
         &[old.into()],
     );
+    for start in [NOW / 1_000 - 86_401, NOW / 1_000 - 60] {
+        db.run(
+            "INSERT INTO rate_windows (key, window_start, count) VALUES (?1, ?1, 1)",
+            &[start.into()],
+        );
+    }
     let kept = retention(&mut db, "30", NOW).unwrap();
     assert_eq!(kept.retention_days, 30);
     assert_eq!(
@@ -214,7 +214,8 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
             usage_minute: 1,
             usage_hour: 0,
             scan_runs: 1,
-            outbox: 1
+            outbox: 1,
+            rate_windows: 1,
         }
     );
     assert_eq!(count(&mut db, "usage_minute"), 1);

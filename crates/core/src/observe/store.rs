@@ -886,6 +886,48 @@ pub fn pending_messages(
     .collect()
 }
 
+/// How long a claimed message is held by its sender ([`claim_message`]):
+/// time for one delivery; a sender that dies holds it no longer.
+pub const CLAIM_HOLD_MS: i64 = 120_000;
+
+/// Claims the due message `id` for one sender at `now_ms`, atomically:
+/// true for one caller only, which then delivers it and marks it delivered
+/// or failed. Its next try moves to [`CLAIM_HOLD_MS`] from now, so overlapping
+/// delivery runs (the `alerts` and `rollouts` scans, several replicas) never
+/// send it together, and a sender that dies leaves it due again after the
+/// hold (delivery stays at least once). False: not due, delivered, or
+/// claimed by another sender.
+pub fn claim_message(db: &mut impl SqlExecutor, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    let rows = exec(
+        db,
+        "claim message",
+        "UPDATE outbox SET next_attempt_at = ?1 \
+         WHERE id = ?2 AND delivered_at IS NULL AND next_attempt_at <= ?3 RETURNING id",
+        &[
+            SqlValue::Integer(now_ms.saturating_add(CLAIM_HOLD_MS)),
+            SqlValue::Integer(id),
+            SqlValue::Integer(now_ms),
+        ],
+    )?;
+    Ok(!rows.is_empty())
+}
+
+/// Gives the claimed message `id` back, due at `due_ms` again (its sender
+/// found no channel to send it to); false when it is delivered or gone.
+pub fn unclaim_message(
+    db: &mut impl SqlExecutor,
+    id: i64,
+    due_ms: i64,
+) -> Result<bool, StoreError> {
+    let rows = exec(
+        db,
+        "unclaim message",
+        "UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND delivered_at IS NULL RETURNING id",
+        &[SqlValue::Integer(due_ms), SqlValue::Integer(id)],
+    )?;
+    Ok(!rows.is_empty())
+}
+
 /// Marks a message delivered; returns `false` when there is no such
 /// undelivered message.
 pub fn mark_delivered(db: &mut impl SqlExecutor, id: i64, now_ms: i64) -> Result<bool, StoreError> {

@@ -634,3 +634,70 @@ fn unreadable_rows_are_errors_not_panics() {
     );
     assert!(active_alerts(&mut db).is_err());
 }
+
+#[test]
+fn a_due_message_is_claimed_by_one_sender_and_held_for_a_while() {
+    let mut db = db();
+    let msg = NewMessage {
+        kind: KIND_ALERT,
+        target: TARGET_DEFAULT,
+        payload: &json!({}),
+        dedup_key: None,
+    };
+    let a = enqueue(&mut db, &msg, T0).unwrap().unwrap();
+    assert!(!claim_message(&mut db, a, T0 - 1).unwrap(), "not due yet");
+    assert!(claim_message(&mut db, a, T0).unwrap());
+    assert!(
+        !claim_message(&mut db, a, T0 + 1).unwrap(),
+        "held by its sender"
+    );
+    assert!(due_messages(&mut db, T0 + 1, 10).unwrap().is_empty());
+    // A sender that died: due again once the hold lapses.
+    assert!(claim_message(&mut db, a, T0 + CLAIM_HOLD_MS).unwrap());
+    // Given back (no channel): due at once.
+    assert!(unclaim_message(&mut db, a, T0 + CLAIM_HOLD_MS).unwrap());
+    assert_eq!(
+        due_messages(&mut db, T0 + CLAIM_HOLD_MS, 10).unwrap()[0].id,
+        a
+    );
+    assert!(claim_message(&mut db, a, T0 + CLAIM_HOLD_MS).unwrap());
+    assert!(mark_delivered(&mut db, a, T0 + CLAIM_HOLD_MS + 5).unwrap());
+    assert!(
+        !claim_message(&mut db, a, T0 + 10 * CLAIM_HOLD_MS).unwrap(),
+        "delivered"
+    );
+    assert!(!unclaim_message(&mut db, a, T0).unwrap());
+    assert!(!claim_message(&mut db, 999, T0).unwrap());
+}
+
+#[test]
+fn senders_racing_for_due_messages_send_each_once() {
+    use std::sync::{Arc, Barrier};
+    let open = Arc::new(crate::test_db::shared("outbox-claims"));
+    let mut setup = open();
+    migrate::apply(&mut setup, 1).unwrap();
+    let msg = NewMessage {
+        kind: KIND_ALERT,
+        target: TARGET_DEFAULT,
+        payload: &json!({}),
+        dedup_key: None,
+    };
+    let ids: Vec<i64> = (0..10)
+        .map(|_| enqueue(&mut setup, &msg, T0).unwrap().unwrap())
+        .collect();
+    let barrier = Arc::new(Barrier::new(3));
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (open, barrier, ids) = (Arc::clone(&open), Arc::clone(&barrier), ids.clone());
+            std::thread::spawn(move || {
+                let mut db = open();
+                barrier.wait();
+                ids.iter()
+                    .filter(|id| claim_message(&mut db, **id, T0 + 1).unwrap())
+                    .count()
+            })
+        })
+        .collect();
+    let claimed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(claimed, 10, "each message claimed by exactly one sender");
+}
