@@ -99,8 +99,9 @@ fn typed_events(text: &str) -> Vec<(String, Value)> {
 
 /// Streamed function calls from each provider mapping (OpenAI
 /// `delta.tool_calls`, Anthropic `input_json_delta`, Gemini `functionCall`
-/// parts) come out as `function_call` items with argument deltas; one host
-/// with the three mocks, each model pinned.
+/// parts) come out as `function_call` items with argument deltas, and
+/// unstreamed as a `function_call` output item; one host with the three
+/// mocks, each model pinned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_stream_function_calls_from_every_provider_mapping() {
     let openai = MockLlm::start(Flavor::OpenAi).await.unwrap();
@@ -169,6 +170,16 @@ async fn responses_stream_function_calls_from_every_provider_mapping() {
         );
         assert_eq!(final_output[0]["arguments"].as_str(), Some(deltas.as_str()));
         assert!(!r.text.contains("[DONE]"));
+        // Unstreamed, the same call is one function_call output item.
+        let mut plain = body.clone();
+        plain["stream"] = json!(false);
+        let r = g
+            .call("POST", "/v1/responses", Some(&key), Some(&plain), &[])
+            .await;
+        assert_eq!(r.status, 200, "{model}: {}", r.text);
+        let v = r.json();
+        assert_eq!(v["output"][0]["type"], "function_call", "{model}: {v}");
+        assert_eq!(v["output"][0]["name"], "get_weather");
     }
     g.host.app.shutdown().await;
 }

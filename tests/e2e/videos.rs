@@ -186,6 +186,53 @@ async fn a_failing_video_platform_falls_back_to_the_next() {
         (Some("videos"), Some(1))
     );
     assert_eq!(rec["cost_micros"], 600_000);
+    // Both platforms in the one health score and /metrics: a fallback
+    // counts against the platform that failed (too few outcomes yet to
+    // make either unhealthy).
+    let (status, health) = call(&host, "GET", "/api/health", None, None).await;
+    assert_eq!(status, 200, "{health}");
+    let platforms = &health["videoPlatforms"];
+    assert_eq!(platforms[0]["platform"], "openai", "{health}");
+    assert_eq!(
+        (
+            platforms[0]["failures"].as_u64(),
+            platforms[0]["open"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{health}"
+    );
+    assert_eq!(platforms[1]["platform"], "runway");
+    assert_eq!(
+        (
+            platforms[1]["successes"].as_u64(),
+            platforms[1]["failures"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{health}"
+    );
+    assert_eq!(platforms[1]["costMicros"], 600_000);
+    let video = health["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "video")
+        .unwrap_or_else(|| panic!("{health}"));
+    assert_eq!(video["ok"], true, "{health}");
+    let metrics = reqwest::get(host.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "dol_video_jobs{platform=\"runway\",status=\"completed\"} 1",
+        "dol_video_jobs{platform=\"openai\",status=\"queued\"} 1",
+        "dol_video_platform_failures{platform=\"openai\"} 1",
+        "dol_video_platform_healthy{platform=\"runway\"} 1",
+        "dol_video_cost_usd{platform=\"runway\"} 0.6",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
     host.app.shutdown().await;
 }
 

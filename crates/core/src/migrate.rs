@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alert_incidents",
         sql: include_str!("../../../migrations/0016_alert_incidents.sql"),
     },
+    Migration {
+        version: 18,
+        name: "video_health",
+        sql: include_str!("../../../migrations/0018_video_health.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

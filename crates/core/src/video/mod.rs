@@ -14,6 +14,7 @@
 //!   [`webhook`] signs and verifies Standard Webhooks signatures.
 
 pub mod catalog;
+pub mod health;
 pub mod platforms;
 pub mod select;
 pub mod service;

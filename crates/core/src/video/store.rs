@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::health::JobRow;
 use super::select::{Observed, StatsMap};
 use super::{Choice, Job, Status};
 use crate::storage::{
@@ -257,6 +258,34 @@ pub fn pending_notifications(db: &mut impl SqlExecutor, limit: u32) -> Result<Ve
         &[int(u64::from(limit))],
     )?;
     rows.iter().map(|r| decode(r)).collect()
+}
+
+/// The jobs video health reads ([`super::health`]): those ended at or after
+/// `since_ms`, and every open one (indexes of migrations 11 and 18).
+pub fn recent_jobs(db: &mut impl SqlExecutor, since_ms: u64) -> Result<Vec<JobRow>> {
+    let rows = run(
+        db,
+        "SELECT platform, status, attempts, created_at, started_at, completed_at, cost_micros \
+         FROM video_jobs WHERE completed_at >= ? \
+         UNION ALL SELECT platform, status, attempts, created_at, started_at, completed_at, \
+         cost_micros FROM video_jobs WHERE status IN ('queued', 'in_progress')",
+        &[int(since_ms)],
+    )?;
+    rows.into_iter()
+        .map(|values| {
+            let r = Row::new("video_jobs", &values);
+            Ok(JobRow {
+                platform: r.text(0, "platform")?.to_owned(),
+                status: r.text(1, "status")?.to_owned(),
+                attempts: serde_json::from_str(r.text(2, "attempts")?)
+                    .map_err(|_| r.error("attempts", "a JSON list"))?,
+                created_at_ms: r.uint(3, "created_at")?,
+                started_at_ms: r.opt_uint(4, "started_at")?,
+                completed_at_ms: r.opt_uint(5, "completed_at")?,
+                cost_micros: r.opt_uint(6, "cost_micros")?,
+            })
+        })
+        .collect()
 }
 
 /// Observations of every platform model.
