@@ -233,6 +233,13 @@ async fn a_failing_video_platform_falls_back_to_the_next() {
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    // The official parser accepts the video series.
+    let parsed = super::health_api::prometheus_check(
+        super::health_api::prometheus_python(),
+        host.url("/metrics"),
+    )
+    .await;
+    assert!(parsed.contains("family dol_video_jobs gauge"), "{parsed}");
     host.app.shutdown().await;
 }
 
