@@ -21,7 +21,8 @@ Scenarios:
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
   videos         videos.create + poll to completion + download_content, on an OpenAI-style
                  platform (bytes passed through) and a Runway-style one (a redirect the SDK
-                 follows); retrieve, list, a 400 for a bad size, delete
+                 follows); remix of the OpenAI-made video (a 400 for the Runway one);
+                 retrieve, list, a 400 for a bad size, delete
   images         images.generate: URLs and b64_json (a decodable PNG), n images, size and
                  quality, DOL's cost header; a 400 for a bad size and a 401 as the SDK's exceptions
 
@@ -169,6 +170,16 @@ def videos():
     check("a Runway-style job completes", r.status == "completed", r)
     data = c.videos.download_content(r.id).content
     check("download_content follows the redirect to the platform's file", data.startswith(b"MOCKMP4"), data[:40])
+
+    m = c.videos.remix(v.id, prompt="the same fox at night")
+    check("videos.remix makes a new video from its source", m.remixed_from_video_id == v.id and m.id != v.id, m)
+    m = c.videos.poll(m.id, poll_interval_ms=20)
+    check("the remix completes", m.status == "completed", m)
+    try:
+        c.videos.remix(r.id, prompt="x")
+        check("a Runway video's remix rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("a Runway video's remix rejected with 400", e.status_code == 400 and e.param == "video_id" and "runway" in str(e), str(e))
 
     check("videos.retrieve", c.videos.retrieve(v.id).id == v.id)
     page = c.videos.list(limit=1)

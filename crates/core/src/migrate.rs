@@ -108,8 +108,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 18,
-        name: "video_health",
-        sql: include_str!("../../../migrations/0018_video_health.sql"),
+        name: "video_health_remix",
+        sql: include_str!("../../../migrations/0018_video_health_remix.sql"),
     },
 ];
 

@@ -34,7 +34,7 @@ type Result<T> = std::result::Result<T, VideoStoreError>;
 const COLUMNS: &str = "id, key_id, status, progress, model, prompt, seconds, size, created_at, \
 completed_at, platform, platform_model, task_id, candidates, attempts, polls, throttled_polls, \
 next_poll_at, started_at, deadline_at, output_url, error_code, error_message, reserved_micros, \
-cost_micros, cost_unknown, notify_state";
+cost_micros, cost_unknown, notify_state, remixed_from";
 
 fn text(s: &str) -> SqlValue {
     SqlValue::Text(s.to_owned())
@@ -83,6 +83,7 @@ fn values(j: &Job) -> Vec<SqlValue> {
         opt_int(j.cost_micros),
         int(u64::from(j.cost_unknown)),
         text(&j.notify_state),
+        opt_text(j.remixed_from.as_deref()),
     ]
 }
 
@@ -129,12 +130,13 @@ fn decode(values: &[SqlValue]) -> Result<Job> {
         cost_micros: r.opt_uint(24, "cost_micros")?,
         cost_unknown: r.uint(25, "cost_unknown")? != 0,
         notify_state: r.text(26, "notify_state")?.to_owned(),
+        remixed_from: r.opt_text(27, "remixed_from")?.map(str::to_owned),
     })
 }
 
 /// Stores a new job.
 pub fn insert(db: &mut impl SqlExecutor, job: &Job) -> Result<()> {
-    let marks = vec!["?"; 27].join(", ");
+    let marks = vec!["?"; 28].join(", ");
     run(
         db,
         &format!("INSERT INTO video_jobs ({COLUMNS}) VALUES ({marks})"),
