@@ -109,7 +109,29 @@ async fn chat(host: &TestHost, key: &str, prompt: &str, cached: bool) -> (u16, S
     (s, cache)
 }
 
-fn prometheus_python() -> std::path::PathBuf {
+/// Runs the official Prometheus parser (tests/prometheus/check.py) over
+/// `url` with `python`; asserts it passed and returns its stdout.
+pub(crate) async fn prometheus_check(python: std::path::PathBuf, url: String) -> String {
+    let script = dol_test_support::workspace_root().join("tests/prometheus/check.py");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub(crate) fn prometheus_python() -> std::path::PathBuf {
     let venv = dol_test_support::workspace_root().join("tests/prometheus/.venv/bin/python");
     if !venv.exists() {
         panic!(
@@ -326,23 +348,7 @@ async fn health_degrades_under_provider_faults_and_metrics_parse() {
     assert_eq!(v["byOutcome"]["offline"], 12, "{v}");
 
     // /metrics: the official parser accepts it.
-    let url = host.url("/metrics");
-    let script = dol_test_support::workspace_root().join("tests/prometheus/check.py");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .arg(url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = prometheus_check(python, host.url("/metrics")).await;
     for family in [
         "family dol_generation_requests counter ",
         "family dol_generation_latency_seconds histogram ",

@@ -186,6 +186,164 @@ async fn a_failing_video_platform_falls_back_to_the_next() {
         (Some("videos"), Some(1))
     );
     assert_eq!(rec["cost_micros"], 600_000);
+    // Both platforms in the one health score and /metrics: a fallback
+    // counts against the platform that failed (too few outcomes yet to
+    // make either unhealthy).
+    let (status, health) = call(&host, "GET", "/api/health", None, None).await;
+    assert_eq!(status, 200, "{health}");
+    let platforms = &health["videoPlatforms"];
+    assert_eq!(platforms[0]["platform"], "openai", "{health}");
+    assert_eq!(
+        (
+            platforms[0]["failures"].as_u64(),
+            platforms[0]["open"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{health}"
+    );
+    assert_eq!(platforms[1]["platform"], "runway");
+    assert_eq!(
+        (
+            platforms[1]["successes"].as_u64(),
+            platforms[1]["failures"].as_u64()
+        ),
+        (Some(1), Some(1)),
+        "{health}"
+    );
+    assert_eq!(platforms[1]["costMicros"], 600_000);
+    let video = health["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "video")
+        .unwrap_or_else(|| panic!("{health}"));
+    assert_eq!(video["ok"], true, "{health}");
+    let metrics = reqwest::get(host.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "dol_video_jobs{platform=\"runway\",status=\"completed\"} 1",
+        "dol_video_jobs{platform=\"openai\",status=\"queued\"} 1",
+        "dol_video_platform_failures{platform=\"openai\"} 1",
+        "dol_video_platform_healthy{platform=\"runway\"} 1",
+        "dol_video_cost_usd{platform=\"runway\"} 0.6",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    // The official parser accepts the video series.
+    let parsed = super::health_api::prometheus_check(
+        super::health_api::prometheus_python(),
+        host.url("/metrics"),
+    )
+    .await;
+    assert!(parsed.contains("family dol_video_jobs gauge"), "{parsed}");
+    host.app.shutdown().await;
+}
+
+/// Polls `id` until it ends (the mock finishes a job within a few polls).
+async fn until_ended(host: &TestHost, key: &str, id: &str) -> Value {
+    for _ in 0..10 {
+        let v = get(host, key, id).await;
+        if v["status"] != "queued" && v["status"] != "in_progress" {
+            return v;
+        }
+    }
+    panic!("{id} did not end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_openai_video_is_remixed_and_other_platforms_refuse_it() {
+    let openai = MockVideo::start().await;
+    let runway = MockVideo::start().await;
+    let host = start(&[("openai", &openai), ("runway", &runway)], &[]).await;
+    let key = new_key(&host).await;
+    let sora = create(&host, &key, json!({"prompt": "a fox", "model": "sora-2"})).await;
+    let sora_id = sora["id"].as_str().unwrap().to_owned();
+    let remix = |id: &str, body: &str| {
+        let path = format!("/v1/videos/{id}/remix");
+        let (key, body, host) = (key.clone(), body.to_owned(), &host);
+        async move { call(host, "POST", &path, Some(&key), Some(&body)).await }
+    };
+    // Not completed yet: 409 naming the video.
+    let (status, v) = remix(&sora_id, r#"{"prompt":"at night"}"#).await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["param"], "video_id", "{v}");
+    assert_eq!(
+        until_ended(&host, &key, &sora_id).await["status"],
+        "completed"
+    );
+    let (status, v) = remix(&sora_id, r#"{"prompt":"the same fox at night"}"#).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["remixed_from_video_id"], sora_id.as_str(), "{v}");
+    assert_eq!(v["dol"]["platform"], "openai");
+    assert_eq!(v["model"], "sora-2");
+    assert_eq!(openai.count("POST", "/v1/videos/openai_1/remix"), 1);
+    let id = v["id"].as_str().unwrap().to_owned();
+    let done = until_ended(&host, &key, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["dol"]["cost_micros"], 400_000,
+        "priced as its source: 4 s of sora-2"
+    );
+    // Runway has no remix: 400 naming the video, nothing sent.
+    let veo = create(
+        &host,
+        &key,
+        json!({"prompt": "a fox", "model": "veo3.1_fast"}),
+    )
+    .await;
+    let veo_id = veo["id"].as_str().unwrap().to_owned();
+    until_ended(&host, &key, &veo_id).await;
+    let (status, v) = remix(&veo_id, r#"{"prompt":"at night"}"#).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["param"], "video_id", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("runway"),
+        "{v}"
+    );
+    // Each bad input, its own answer.
+    for (body, param) in [
+        ("{}", "prompt"),
+        (r#"{"prompt":""}"#, "prompt"),
+        (r#"{"prompt":"x","seconds":"8"}"#, "seconds"),
+    ] {
+        let (status, v) = remix(&sora_id, body).await;
+        assert_eq!(
+            (status, v["error"]["param"].as_str()),
+            (400, Some(param)),
+            "{body}: {v}"
+        );
+    }
+    let (status, v) = remix(&sora_id, "not json").await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = remix("video_nope", r#"{"prompt":"x"}"#).await;
+    assert_eq!(status, 404, "{v}");
+    let (status, _) = call(
+        &host,
+        "POST",
+        &format!("/v1/videos/{sora_id}/remix"),
+        None,
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &host,
+        "GET",
+        &format!("/v1/videos/{sora_id}/remix"),
+        Some(&key),
+        None,
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert_eq!(
+        openai.count("POST", "/v1/videos/"),
+        1,
+        "only the one remix reached OpenAI"
+    );
     host.app.shutdown().await;
 }
 

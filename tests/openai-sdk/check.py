@@ -12,7 +12,8 @@ Scenarios:
   responses      responses.create: plain text input, message items with instructions and
                  max_output_tokens, output_text, usage; streamed (raw events and the
                  responses.stream helper); a function tool round trip
-                 (function_call item, function_call_output answered); a 400 for streamed tools
+                 (function_call item, function_call_output answered); streamed function calls
+                 (raw events and the responses.stream helper's final response)
   tools          chat.completions.create with tools: a tool call (non-streamed and streamed
                  tool_call deltas), the tool result sent back and answered in text; a 400 for
                  a tool_choice naming an undeclared function
@@ -20,7 +21,8 @@ Scenarios:
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
   videos         videos.create + poll to completion + download_content, on an OpenAI-style
                  platform (bytes passed through) and a Runway-style one (a redirect the SDK
-                 follows); retrieve, list, a 400 for a bad size, delete
+                 follows); remix of the OpenAI-made video (a 400 for the Runway one);
+                 retrieve, list, a 400 for a bad size, delete
   images         images.generate: URLs and b64_json (a decodable PNG), n images, size and
                  quality, DOL's cost header; a 400 for a bad size and a 401 as the SDK's exceptions
 
@@ -169,6 +171,16 @@ def videos():
     data = c.videos.download_content(r.id).content
     check("download_content follows the redirect to the platform's file", data.startswith(b"MOCKMP4"), data[:40])
 
+    m = c.videos.remix(v.id, prompt="the same fox at night")
+    check("videos.remix makes a new video from its source", m.remixed_from_video_id == v.id and m.id != v.id, m)
+    m = c.videos.poll(m.id, poll_interval_ms=20)
+    check("the remix completes", m.status == "completed", m)
+    try:
+        c.videos.remix(r.id, prompt="x")
+        check("a Runway video's remix rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("a Runway video's remix rejected with 400", e.status_code == 400 and e.param == "video_id" and "runway" in str(e), str(e))
+
     check("videos.retrieve", c.videos.retrieve(v.id).id == v.id)
     page = c.videos.list(limit=1)
     check("videos.list pages by one", len(page.data) == 1 and page.has_more, page)
@@ -290,11 +302,24 @@ def responses():
     r = c.responses.create(model="auto", input=follow, tools=weather)
     check("tools: the output is answered in text", len(r.output_text) > 0, r.output)
 
-    try:
-        c.responses.create(model="auto", input="x", tools=weather, stream=True)
-        check("streamed tools rejected", False, "no error")
-    except openai.BadRequestError as e:
-        check("streamed tools rejected with 400", e.status_code == 400 and "stream" in str(e), str(e))
+    events = list(c.responses.create(model="auto", input=question, tools=weather, stream=True))
+    kinds = [e.type for e in events]
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    check("streamed tools: a function_call item added", added and added[0].type == "function_call", kinds)
+    deltas = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    check("streamed tools: argument deltas add up", done and done[0].arguments == deltas
+          and "city" in json.loads(deltas), (deltas, kinds))
+    check("streamed tools: completed last", kinds[-1] == "response.completed", kinds)
+
+    with c.responses.stream(model="auto", input=question, tools=weather,
+                            extra_headers={"cache-control": "no-cache"}) as s:
+        for _ in s:
+            pass
+        final = s.get_final_response()
+    calls = [o for o in final.output if o.type == "function_call"]
+    check("stream helper with tools: the call in the final response",
+          len(calls) == 1 and calls[0].name == "get_weather" and "city" in json.loads(calls[0].arguments), final.output)
 
 
 TOOLS = [{

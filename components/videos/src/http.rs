@@ -22,6 +22,8 @@ fn handle(req: Request) -> Response {
         ([id, "content"], Method::Get) => content::content(&req, id),
         ([_, "content"], _) => routes::not_allowed("GET"),
         ([id, "callback"], Method::Post) => routes::callback(&req, id),
+        ([id, "remix"], Method::Post) => routes::remix(&req, id),
+        ([_, "remix"], _) => routes::not_allowed("POST"),
         ([_, "callback"], _) => routes::not_allowed("POST"),
         _ => routes::not_found(&path),
     }

@@ -73,6 +73,23 @@ fn new_id() -> String {
     format!("video_{hex}")
 }
 
+/// `POST /v1/videos/{id}/remix`.
+pub fn remix(req: &Request, id: &str) -> Response {
+    answer(authed(req, |settings, db, who| {
+        let prompt = dol_core::video::remix_prompt(req.body())?;
+        service::remix(
+            &mut SpinSql(db),
+            &mut BlockingNet,
+            settings,
+            &who,
+            id,
+            prompt,
+            new_id(),
+            now(),
+        )
+    }))
+}
+
 /// `POST /v1/videos`.
 pub fn create(req: &Request) -> Response {
     answer(authed(req, |settings, db, who| {

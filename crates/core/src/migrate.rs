@@ -107,6 +107,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0016_alert_incidents.sql"),
     },
     Migration {
+        version: 18,
+        name: "video_health_remix",
+        sql: include_str!("../../../migrations/0018_video_health_remix.sql"),
+    },
+    Migration {
         version: 19,
         name: "scan_leases",
         sql: include_str!("../../../migrations/0019_scan_leases.sql"),

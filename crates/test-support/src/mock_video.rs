@@ -4,7 +4,7 @@
 //!
 //! | platform | submit | poll | cancel |
 //! |---|---|---|---|
-//! | OpenAI videos | `POST /v1/videos` | `GET /v1/videos/{id}` (+ `/content`: bytes) | `DELETE /v1/videos/{id}` |
+//! | OpenAI videos | `POST /v1/videos` (a remix: `POST /v1/videos/{id}/remix`) | `GET /v1/videos/{id}` (+ `/content`: bytes) | `DELETE /v1/videos/{id}` |
 //! | Runway tasks | `POST /v1/text_to_video` | `GET /v1/tasks/{id}` | `DELETE /v1/tasks/{id}` |
 //! | Replicate predictions | `POST /v1/models/{owner}/{name}/predictions` | `GET /v1/predictions/{id}` | `POST /v1/predictions/{id}/cancel` |
 //!
@@ -294,6 +294,8 @@ async fn handle(
         .collect();
     let submit_kind = match (method.as_str(), parts.as_slice()) {
         ("POST", ["v1", "videos"]) => Some("openai"),
+        // A remix is a new OpenAI job (the source id is not checked).
+        ("POST", ["v1", "videos", _, "remix"]) => Some("openai"),
         ("POST", ["v1", "text_to_video"]) => Some("runway"),
         ("POST", ["v1", "models", _, _, "predictions"]) => Some("replicate"),
         _ => None,

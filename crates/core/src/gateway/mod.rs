@@ -44,6 +44,7 @@ pub mod probes;
 pub mod providers;
 pub mod quality;
 pub mod responses_ingress;
+pub mod responses_stream;
 pub mod responses_tools;
 pub mod retry;
 pub mod routing;

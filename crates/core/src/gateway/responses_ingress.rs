@@ -12,8 +12,8 @@
 //! `json_object`, `json_schema`), function `tools`, `tool_choice`, and
 //! `function_call` / `function_call_output` input items (mapped by
 //! [`super::responses_tools`]; calls answer as `function_call` output
-//! items). Refused with a 400 naming the parameter: `stream: true` together
-//! with tools (not yet), `previous_response_id`, other input items (images,
+//! items, streamed by [`super::responses_stream`]). Refused with a 400
+//! naming the parameter: `previous_response_id`, other input items (images,
 //! files) and unknown fields.
 
 use serde_json::{Map, Value, json};
@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::engine::Downstream;
 use super::openai::{ChatRequest, ErrorBody, ErrorType};
 use super::pipeline::Client;
-use super::providers::SseParser;
+pub use super::responses_stream::StreamTranslator;
 
 fn bad(message: impl Into<String>, param: &str) -> ErrorBody {
     ErrorBody::new(
@@ -243,12 +243,6 @@ pub fn parse_request(body: &[u8]) -> Result<(ChatRequest, Echo), ErrorBody> {
         let tools = super::responses_tools::tools(t)?;
         // No tools is no tools (issue 15): an empty list must not change routing.
         if tools.as_array().is_some_and(|a| !a.is_empty()) {
-            if stream {
-                return Err(bad(
-                    "`stream: true` with `tools` is not supported by DOL's Responses API yet",
-                    "stream",
-                ));
-            }
             chat.insert("tools".to_owned(), tools);
         }
     }
@@ -286,19 +280,19 @@ pub fn parse_request(body: &[u8]) -> Result<(ChatRequest, Echo), ErrorBody> {
 }
 
 /// What a `response` object is built from.
-struct Parts<'a> {
-    hex: &'a str,
-    created: &'a Value,
-    model: &'a Value,
-    text: Option<&'a str>,
+pub(super) struct Parts<'a> {
+    pub(super) hex: &'a str,
+    pub(super) created: &'a Value,
+    pub(super) model: &'a Value,
+    pub(super) text: Option<&'a str>,
     /// The answer's `function_call` output items.
-    calls: Vec<Value>,
-    finish: Option<&'a str>,
-    usage: Option<(u64, u64)>,
-    dol: Option<&'a Value>,
+    pub(super) calls: Vec<Value>,
+    pub(super) finish: Option<&'a str>,
+    pub(super) usage: Option<(u64, u64)>,
+    pub(super) dol: Option<&'a Value>,
 }
 
-fn build(p: &Parts<'_>, echo: &Echo) -> Value {
+pub(super) fn build(p: &Parts<'_>, echo: &Echo) -> Value {
     let (status, incomplete) = match (p.text, p.finish) {
         (None, _) => ("in_progress", Value::Null),
         (_, Some("length")) => ("incomplete", json!({"reason": "max_output_tokens"})),
@@ -350,7 +344,7 @@ fn build(p: &Parts<'_>, echo: &Echo) -> Value {
     r
 }
 
-fn message_item(hex: &str, text: &str, status: &str) -> Value {
+pub(super) fn message_item(hex: &str, text: &str, status: &str) -> Value {
     let content: Vec<Value> = if status == "completed" {
         vec![output_text(text)]
     } else {
@@ -360,11 +354,11 @@ fn message_item(hex: &str, text: &str, status: &str) -> Value {
         "role": "assistant", "content": content})
 }
 
-fn output_text(text: &str) -> Value {
+pub(super) fn output_text(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": []})
 }
 
-fn hex_of(id: &str) -> &str {
+pub(super) fn hex_of(id: &str) -> &str {
     id.strip_prefix("chatcmpl-").unwrap_or(id)
 }
 
@@ -388,178 +382,6 @@ pub fn response_from_completion(c: &Value, echo: &Echo) -> Value {
         },
         echo,
     )
-}
-
-/// Rewrites the pipeline's OpenAI SSE stream into the Responses API's typed
-/// events: `response.created`, `response.in_progress`,
-/// `response.output_item.added`, `response.content_part.added`,
-/// `response.output_text.delta` …, `response.output_text.done`,
-/// `response.content_part.done`, `response.output_item.done`, then
-/// `response.completed` (or `response.incomplete` when the output limit cut
-/// it), each with a `sequence_number`; an error frame becomes an `error` event.
-#[derive(Debug)]
-pub struct StreamTranslator {
-    parser: SseParser,
-    echo: Echo,
-    sequence: u64,
-    hex: String,
-    created: Value,
-    model: Value,
-    text: String,
-    finish: Option<String>,
-    usage: Option<(u64, u64)>,
-    dol: Option<Value>,
-    started: bool,
-    done: bool,
-}
-
-impl StreamTranslator {
-    /// A translator for a request that echoes `echo`.
-    pub fn new(echo: Echo) -> Self {
-        Self {
-            parser: SseParser::new(),
-            echo,
-            sequence: 0,
-            hex: String::new(),
-            created: Value::Null,
-            model: Value::Null,
-            text: String::new(),
-            finish: None,
-            usage: None,
-            dol: None,
-            started: false,
-            done: false,
-        }
-    }
-
-    fn emit(&mut self, out: &mut Vec<u8>, name: &str, mut data: Value) {
-        data["type"] = json!(name);
-        data["sequence_number"] = json!(self.sequence);
-        self.sequence += 1;
-        out.extend(format!("event: {name}\ndata: {data}\n\n").into_bytes());
-    }
-
-    fn response(&self, finished: bool) -> Value {
-        build(
-            &Parts {
-                hex: &self.hex,
-                created: &self.created,
-                model: &self.model,
-                text: finished.then_some(self.text.as_str()),
-                calls: Vec::new(),
-                finish: self.finish.as_deref(),
-                usage: self.usage,
-                dol: self.dol.as_ref(),
-            },
-            &self.echo,
-        )
-    }
-
-    fn ids(&self) -> Value {
-        json!({"item_id": format!("msg_{}", self.hex), "output_index": 0, "content_index": 0})
-    }
-
-    fn start(&mut self, chunk: &Value, out: &mut Vec<u8>) {
-        self.started = true;
-        self.hex = hex_of(chunk["id"].as_str().unwrap_or_default()).to_owned();
-        self.created = chunk["created"].clone();
-        self.model = chunk["model"].clone();
-        let r = self.response(false);
-        self.emit(out, "response.created", json!({"response": r}));
-        self.emit(out, "response.in_progress", json!({"response": r}));
-        let item = message_item(&self.hex, "", "in_progress");
-        self.emit(
-            out,
-            "response.output_item.added",
-            json!({"output_index": 0, "item": item}),
-        );
-        let mut part = self.ids();
-        part["part"] = output_text("");
-        self.emit(out, "response.content_part.added", part);
-    }
-
-    fn end(&mut self, out: &mut Vec<u8>) {
-        if self.done {
-            return;
-        }
-        if !self.started {
-            self.start(&json!({}), out);
-        }
-        self.done = true;
-        let mut done = self.ids();
-        done["text"] = json!(self.text);
-        done["logprobs"] = json!([]);
-        self.emit(out, "response.output_text.done", done);
-        let mut part = self.ids();
-        part["part"] = output_text(&self.text);
-        self.emit(out, "response.content_part.done", part);
-        let item = message_item(&self.hex, &self.text, "completed");
-        self.emit(
-            out,
-            "response.output_item.done",
-            json!({"output_index": 0, "item": item}),
-        );
-        let r = self.response(true);
-        let name = if r["status"] == "incomplete" {
-            "response.incomplete"
-        } else {
-            "response.completed"
-        };
-        self.emit(out, name, json!({"response": r}));
-    }
-
-    /// Consumes bytes the pipeline sent; returns the events to send.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for ev in self.parser.feed(bytes) {
-            if self.done {
-                break;
-            }
-            if ev.data.trim() == "[DONE]" {
-                self.end(&mut out);
-                continue;
-            }
-            let Ok(chunk) = serde_json::from_str::<Value>(&ev.data) else {
-                continue;
-            };
-            if let Some(e) = chunk.get("error") {
-                self.done = true;
-                let message = e["message"].as_str().unwrap_or("stream failed").to_owned();
-                // `error` also carries the object the OpenAI SDKs raise on.
-                let data = json!({"code": e["code"], "message": message, "param": null,
-                    "error": {"message": message, "type": e["type"]}});
-                self.emit(&mut out, "error", data);
-                continue;
-            }
-            if !self.started {
-                self.start(&chunk, &mut out);
-            }
-            let choice = &chunk["choices"][0];
-            if let Some(text) = choice["delta"]["content"]
-                .as_str()
-                .filter(|t| !t.is_empty())
-            {
-                self.text.push_str(text);
-                let mut delta = self.ids();
-                delta["delta"] = json!(text);
-                delta["logprobs"] = json!([]);
-                self.emit(&mut out, "response.output_text.delta", delta);
-            }
-            if let Some(f) = choice["finish_reason"].as_str() {
-                self.finish = Some(f.to_owned());
-            }
-            if let Some(u) = chunk.get("usage").filter(|u| !u.is_null()) {
-                self.usage = Some((
-                    u["prompt_tokens"].as_u64().unwrap_or(0),
-                    u["completion_tokens"].as_u64().unwrap_or(0),
-                ));
-            }
-            if let Some(d) = chunk.get("dol").filter(|d| !d.is_null()) {
-                self.dol = Some(d.clone());
-            }
-        }
-        out
-    }
 }
 
 /// The pipeline's [`Client`] for a Responses request: the completion goes
@@ -701,11 +523,6 @@ mod tests {
             "input[0]"
         );
         assert_eq!(
-            param(json!({"model": "auto", "input": "x", "stream": true,
-                "tools": [{"type": "function", "name": "f"}]})),
-            "stream"
-        );
-        assert_eq!(
             param(json!({"model": "auto", "input": "x", "tools": [{"type": "file_search"}]})),
             "tools[0].type"
         );
@@ -770,96 +587,7 @@ mod tests {
         assert_eq!(r["usage"]["total_tokens"], 5);
     }
 
-    fn chunk(text: &str, finish: Option<&str>) -> String {
-        format!(
-            "data: {}\n\n",
-            json!({"id": "chatcmpl-x", "created": 9, "object": "chat.completion.chunk", "model": "m",
-                "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
-        )
-    }
-
-    fn events(bytes: &[u8]) -> Vec<(String, Value)> {
-        let mut p = SseParser::new();
-        p.feed(bytes)
-            .into_iter()
-            .map(|e| {
-                (
-                    e.event.unwrap_or_default(),
-                    serde_json::from_str(&e.data).unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn streams_typed_events_in_order_with_sequence_numbers() {
-        let mut t = StreamTranslator::new(Echo::default());
-        let mut out = t.feed(chunk("Hel", None).as_bytes());
-        out.extend(t.feed(chunk("lo", Some("stop")).as_bytes()));
-        out.extend(t.feed(b"data: {\"id\":\"chatcmpl-x\",\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3,\"total_tokens\":5}}\n\n"));
-        out.extend(t.feed(b"data: [DONE]\n\n"));
-        let ev = events(&out);
-        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "response.created",
-                "response.in_progress",
-                "response.output_item.added",
-                "response.content_part.added",
-                "response.output_text.delta",
-                "response.output_text.delta",
-                "response.output_text.done",
-                "response.content_part.done",
-                "response.output_item.done",
-                "response.completed"
-            ]
-        );
-        for (i, (name, data)) in ev.iter().enumerate() {
-            assert_eq!(data["type"], name.as_str());
-            assert_eq!(data["sequence_number"], i);
-        }
-        let done = &ev[9].1["response"];
-        assert_eq!(done["status"], "completed");
-        assert_eq!(done["output"][0]["content"][0]["text"], "Hello");
-        assert_eq!(done["usage"]["total_tokens"], 5);
-        assert_eq!(ev[0].1["response"]["status"], "in_progress");
-        assert_eq!(ev[4].1["item_id"], "msg_x");
-    }
-
-    #[test]
-    fn a_cut_answer_is_incomplete_and_an_error_frame_an_error_event() {
-        let mut t = StreamTranslator::new(Echo::default());
-        let mut out = t.feed(chunk("a", Some("length")).as_bytes());
-        out.extend(t.feed(b"data: [DONE]\n\n"));
-        assert_eq!(events(&out).last().unwrap().0, "response.incomplete");
-        let mut t = StreamTranslator::new(Echo::default());
-        let mut out = t.feed(chunk("a", None).as_bytes());
-        out.extend(
-            t.feed(b"data: {\"error\":{\"message\":\"boom\",\"type\":\"server_error\"}}\n\n"),
-        );
-        let (name, data) = events(&out).pop().unwrap();
-        assert_eq!(
-            (name.as_str(), data["message"].as_str()),
-            ("error", Some("boom"))
-        );
-    }
-
     proptest! {
-        #[test]
-        fn split_streams_translate_the_same(cut in 1usize..300) {
-            let mut all = chunk("Hello there", None);
-            all.push_str(&chunk(" friend", Some("stop")));
-            all.push_str("data: [DONE]\n\n");
-            let whole = StreamTranslator::new(Echo::default()).feed(all.as_bytes());
-            let bytes = all.as_bytes();
-            let cut = cut.min(bytes.len());
-            let mut t = StreamTranslator::new(Echo::default());
-            let mut parts = t.feed(&bytes[..cut]);
-            parts.extend(t.feed(&bytes[cut..]));
-            prop_assert_eq!(whole, parts);
-        }
-
         #[test]
         fn parser_never_panics_and_refuses_with_400(body in proptest::collection::vec(any::<u8>(), 0..80)) {
             if let Err(e) = parse_request(&body) {

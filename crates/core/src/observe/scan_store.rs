@@ -547,8 +547,8 @@ fn with_run(mut scans: Vec<(String, i64)>, name: &str, now_ms: i64) -> Vec<(Stri
 ///    `/api/health` reads right after), and scores them with
 ///    [`score::system_score`];
 /// 2. computes the rule metrics ([`scans::metric_values`], then
-///    `models_without_price`, `providers_down` from the last probes, and
-///    `health_score`);
+///    `models_without_price`, `providers_down` from the last probes,
+///    `health_score`, `video_failure_rate` and `video_platforms_unhealthy`);
 /// 3. feeds the score to automatic emergency mode
 ///    ([`store::apply_auto_emergency`]);
 /// 4. runs the alert state machine ([`store::evaluate_rule_alerts`]).
@@ -593,6 +593,11 @@ pub fn run_alerts<E: SqlExecutor, K: KeyValue>(
     let down = probes.iter().filter(|p| !p.up).count();
     values.insert("providers_down", 0, down as f64);
     values.insert("health_score", 0, f64::from(scored.health.score));
+    let video = &readings.inputs.video;
+    let worst = video.iter().map(|p| p.failure_rate()).fold(0.0, f64::max);
+    values.insert("video_failure_rate", 0, worst);
+    let unhealthy = video.iter().filter(|p| !p.healthy).count();
+    values.insert("video_platforms_unhealthy", 0, unhealthy as f64);
 
     let (emergency, reason) =
         store::apply_auto_emergency(db, scored.health.score, "scans", now_ms)?;

@@ -34,8 +34,11 @@
 //!
 //! and, independent of any window: `models_without_price` (catalog rows
 //! with a NULL input or output price), `providers_down` (providers whose
-//! last probe failed) and `health_score` (0–100). A metric without a value
-//! leaves its alert where it is.
+//! last probe failed), `health_score` (0–100), `video_failure_rate` (the
+//! worst video platform's failed attempts / outcomes over the last hour,
+//! 0–1; 0 without video jobs) and `video_platforms_unhealthy` (video
+//! platforms below 90 % success over the last hour, [`crate::video::health`]).
+//! A metric without a value leaves its alert where it is.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,7 +89,7 @@ pub const KIND_SCAN: &str = "scan";
 pub const DEFAULT_RETENTION_DAYS: u32 = 30;
 
 /// Metric names [`metric_values`] and the scan fill in.
-pub const METRICS: [&str; 10] = [
+pub const METRICS: [&str; 12] = [
     "requests",
     "error_rate",
     "fallback_rate",
@@ -97,6 +100,8 @@ pub const METRICS: [&str; 10] = [
     "models_without_price",
     "providers_down",
     "health_score",
+    "video_failure_rate",
+    "video_platforms_unhealthy",
 ];
 
 /// The scans a cron tick at `timestamp` (Unix seconds, UTC) runs, in order.

@@ -8,8 +8,9 @@
 //! from [`ScoreInputs`] read by [`super::system::read_score_inputs`], so at
 //! the same moment they agree on the score, the status and whether DOL is
 //! in an emergency. Its component checks are the storage round trips
-//! (`database` 3, `key-value` 2), `generation` (2), `providers` (1) and
-//! `scans` (1) ([`super::usage::WEIGHTS`]); its telemetry is the last
+//! (`database` 3, `key-value` 2), `generation` (2), `providers` (1),
+//! `scans` (1) and, when video platforms had jobs in the last hour, `video`
+//! (1) ([`super::usage::WEIGHTS`], [`crate::video::health`]); its telemetry is the last
 //! 5 minutes of usage ([`super::usage::recent_usage`]).
 //!
 //! # Scoring rules
@@ -285,6 +286,11 @@ pub struct ScoreInputs {
     pub scans: Vec<(String, i64)>,
     /// How long reading the scans took, ms.
     pub scans_latency_ms: u64,
+    /// Video platforms with recent jobs ([`crate::video::health`]); none
+    /// leaves the `video` check out.
+    pub video: Vec<crate::video::health::PlatformHealth>,
+    /// How long reading the video jobs took, ms.
+    pub video_latency_ms: u64,
     /// Now, Unix ms.
     pub now_ms: i64,
 }
@@ -301,7 +307,8 @@ pub struct Scored {
 /// DOL's health score (see the module docs): the storage checks as given,
 /// then `generation` ([`generation_problem`] over the recent usage, or
 /// failed when it was unreadable), `providers` ([`providers_problem`]) and
-/// `scans` ([`scans_problem`]), weighted by [`super::usage::WEIGHTS`], and
+/// `scans` ([`scans_problem`]), `video` when video platforms had recent
+/// jobs ([`crate::video::health::problem`]), weighted by [`super::usage::WEIGHTS`], and
 /// the recent usage as telemetry, by [`score`] with the default rules.
 pub fn system_score(i: &ScoreInputs) -> Scored {
     let mut checks: Vec<CheckResult> = i.storage.clone();
@@ -321,6 +328,13 @@ pub fn system_score(i: &ScoreInputs) -> Scored {
         Some(why) => CheckResult::fail("scans", i.scans_latency_ms, &why),
         None => CheckResult::pass("scans", i.scans_latency_ms),
     });
+    // Only a deployment whose video platforms had jobs is judged on them.
+    if !i.video.is_empty() {
+        checks.push(match crate::video::health::problem(&i.video) {
+            Some(why) => CheckResult::fail("video", i.video_latency_ms, &why),
+            None => CheckResult::pass("video", i.video_latency_ms),
+        });
+    }
     let weighted: Vec<WeightedCheck> = checks
         .into_iter()
         .map(|c| {

@@ -24,6 +24,7 @@ use crate::gateway::engine::RoutingState;
 use crate::gateway::telemetry::{LatencyCounts, latency_column};
 use crate::health::{CheckResult, LAST_RUN_KEY, ScanRun};
 use crate::storage::{KeyValue, Row, SqlExecutor, SqlValue};
+use crate::video;
 
 use crate::gateway::store::ROUTING_KEY;
 
@@ -241,6 +242,8 @@ pub fn read_score_inputs<E: SqlExecutor, K: KeyValue>(
             routing_latency_ms,
             scans: Vec::new(),
             scans_latency_ms: 0,
+            video: Vec::new(),
+            video_latency_ms: 0,
             now_ms,
         },
         rows: Vec::new(),
@@ -267,6 +270,16 @@ pub fn read_score_inputs<E: SqlExecutor, K: KeyValue>(
     let start = clock();
     readings.inputs.scans = latest_scans(db)?;
     readings.inputs.scans_latency_ms = since(clock, start);
+    let start = clock();
+    let since_ms = u64::try_from(now_ms)
+        .unwrap_or(0)
+        .saturating_sub(video::health::WINDOW_MS);
+    match video::store::recent_jobs(db, since_ms) {
+        Ok(rows) => readings.inputs.video = video::health::fold(&rows),
+        // Video health is one check among several: left out, and logged.
+        Err(e) => readings.warnings.push(format!("video jobs: {e}")),
+    }
+    readings.inputs.video_latency_ms = since(clock, start);
     Ok(readings)
 }
 
@@ -340,6 +353,7 @@ pub fn read_metrics(
         scans,
         health_score: health.health.system_health.score,
         emergency: health.emergency_mode.active,
+        video: health.video_platforms.clone(),
     })
 }
 

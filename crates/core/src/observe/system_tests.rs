@@ -440,3 +440,91 @@ fn long_windows_read_from_hour_rollups_give_the_minute_figures() {
         expected
     );
 }
+
+/// One ended (or, without `completed_at`, open) `video_jobs` row at `platform`.
+fn video_job(db: &mut TestDb, id: &str, platform: &str, status: &str, completed_at: Option<i64>) {
+    let outcome = if status == "failed" {
+        "platform_failed"
+    } else {
+        "submitted"
+    };
+    let attempts = format!("[{{\"platform\":\"{platform}\",\"outcome\":\"{outcome}\"}}]");
+    db.run(
+        "INSERT INTO video_jobs (id, key_id, status, model, prompt, seconds, size, created_at, \
+         completed_at, platform, attempts, deadline_at, cost_micros) \
+         VALUES (?1, 'k', ?2, 'auto', 'p', 4, '720x1280', ?3, ?4, ?5, ?6, ?3, 400000)",
+        &[
+            id.into(),
+            status.into(),
+            (NOW - 600_000).into(),
+            completed_at.into(),
+            platform.into(),
+            attempts.into(),
+        ],
+    );
+}
+
+#[test]
+fn video_platforms_with_recent_jobs_are_a_scored_check() {
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    let read = |db: &mut TestDb, kv: &mut MemoryKeyValue| {
+        read_score_inputs(
+            Some(db),
+            Some(kv),
+            &ok("sqlite"),
+            &ok("key-value"),
+            MINUTE_S,
+            &mut ticking(),
+            NOW,
+        )
+        .unwrap()
+    };
+    // No video jobs: no video check at all.
+    let r = read(&mut db, &mut kv);
+    assert!(r.inputs.video.is_empty());
+    assert!(
+        !system_score(&r.inputs)
+            .checks
+            .iter()
+            .any(|c| c.check.name == "video")
+    );
+    // Older than the hour: not read.
+    video_job(&mut db, "v0", "runway", "failed", Some(NOW - 7_200_000));
+    for i in 0..3 {
+        video_job(
+            &mut db,
+            &format!("f{i}"),
+            "runway",
+            "failed",
+            Some(NOW - 60_000),
+        );
+    }
+    video_job(&mut db, "ok", "openai", "completed", Some(NOW - 60_000));
+    video_job(&mut db, "open", "openai", "queued", None);
+    let r = read(&mut db, &mut kv);
+    let names: Vec<(&str, bool)> = r
+        .inputs
+        .video
+        .iter()
+        .map(|p| (p.platform.as_str(), p.healthy))
+        .collect();
+    assert_eq!(names, [("openai", true), ("runway", false)]);
+    assert_eq!(
+        r.inputs.video[1].failures, 3,
+        "the older job is outside the hour"
+    );
+    assert_eq!(r.inputs.video[0].open, 1);
+    let scored = system_score(&r.inputs);
+    let video = scored
+        .checks
+        .iter()
+        .find(|c| c.check.name == "video")
+        .unwrap();
+    assert!(!video.check.ok);
+    assert_eq!(video.weight, 1);
+    assert_eq!(
+        video.check.error.as_deref(),
+        Some("video platforms: 1 of 2 healthy (runway 0 % success)")
+    );
+}

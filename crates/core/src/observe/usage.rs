@@ -693,6 +693,8 @@ pub struct MetricsInput {
     /// Flag evaluation totals: flag, variant, reason, count (see
     /// [`super::flag_counts`]).
     pub flag_evaluations: Vec<(String, String, String, u64)>,
+    /// Video platforms with recent jobs ([`crate::video::health`]).
+    pub video: Vec<crate::video::health::PlatformHealth>,
 }
 
 /// Renders the Prometheus text exposition of `GET /metrics`.
@@ -903,17 +905,19 @@ pub fn render_metrics(m: &MetricsInput) -> Result<String, PromError> {
         "1 when emergency mode is in force.",
         &[(&[], if m.emergency { 1.0 } else { 0.0 })],
     )?;
+    crate::video::health::write_metrics(&mut w, &m.video)?;
     Ok(w.finish())
 }
 
 /// Component weights in the health score (see
 /// [`super::score::system_score`]).
-pub const WEIGHTS: [(&str, u32); 5] = [
+pub const WEIGHTS: [(&str, u32); 6] = [
     ("database", 3),
     ("key-value", 2),
     ("generation", 2),
     ("providers", 1),
     ("scans", 1),
+    ("video", 1),
 ];
 
 /// A scored check's weight from [`WEIGHTS`] (1 when not listed).
@@ -975,6 +979,9 @@ pub struct HealthBody {
     pub providers: Vec<Breaker>,
     /// Freshness of each scan.
     pub scans: Vec<ScanFreshness>,
+    /// Video platforms with jobs in the last hour: success rate, queue
+    /// time, duration, cost, open jobs, healthy or not.
+    pub video_platforms: Vec<crate::video::health::PlatformHealth>,
 }
 
 impl HealthBody {
@@ -1040,6 +1047,7 @@ pub fn assemble_health(i: HealthInputs) -> HealthBody {
         },
         generation: (&i.score.recent).into(),
         scans: scan_freshness(&i.score.scans, now_ms),
+        video_platforms: i.score.video,
         providers: i.score.breakers,
     }
 }
@@ -1279,6 +1287,7 @@ mod tests {
     #[test]
     fn metrics_text_has_cumulative_histograms() {
         let m = MetricsInput {
+            video: vec![],
             usage: vec![row(0, "openai", "success", 4, 200)],
             routes: vec![("chat".into(), 4)],
             quality: vec![(
@@ -1346,6 +1355,8 @@ mod tests {
                 routing_latency_ms: 1,
                 scans: vec![],
                 scans_latency_ms: 1,
+                video: vec![],
+                video_latency_ms: 0,
                 now_ms,
             },
             rows,

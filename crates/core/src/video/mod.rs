@@ -14,6 +14,7 @@
 //!   [`webhook`] signs and verifies Standard Webhooks signatures.
 
 pub mod catalog;
+pub mod health;
 pub mod platforms;
 pub mod select;
 pub mod service;
@@ -98,6 +99,43 @@ fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::new(Code::InvalidRequest, message).with_field(field)
 }
 
+/// The required `prompt` of a create or remix body.
+fn prompt_of(o: &Map<String, Value>) -> Result<String, ApiError> {
+    let prompt = match o.get("prompt") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        Some(Value::String(_)) => return Err(invalid("prompt", "prompt must not be empty.")),
+        Some(_) => return Err(invalid("prompt", "prompt must be a string.")),
+        None => return Err(invalid("prompt", "Missing required parameter: 'prompt'.")),
+    };
+    if prompt.chars().count() > MAX_PROMPT_CHARS {
+        return Err(invalid(
+            "prompt",
+            &format!("prompt is longer than {MAX_PROMPT_CHARS} characters."),
+        ));
+    }
+    Ok(prompt)
+}
+
+/// The prompt of OpenAI's remix body (`{"prompt"}`, JSON; nothing else).
+pub fn remix_prompt(body: &[u8]) -> Result<String, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            Code::InvalidJson,
+            format!("The body is not valid JSON: {e}"),
+        )
+    })?;
+    let Value::Object(o) = v else {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "The body must be a JSON object.",
+        ));
+    };
+    if let Some(k) = o.keys().find(|k| k.as_str() != "prompt") {
+        return Err(invalid(k, &format!("Unrecognized request argument: {k}.")));
+    }
+    prompt_of(&o)
+}
+
 impl VideoRequest {
     /// Parses OpenAI's JSON body (the SDK sends JSON unless a file is
     /// attached; `input_reference` uploads are refused by name).
@@ -151,18 +189,7 @@ impl VideoRequest {
         if let Some(k) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(invalid(k, &format!("Unrecognized request argument: {k}.")));
         }
-        let prompt = match o.get("prompt") {
-            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-            Some(Value::String(_)) => return Err(invalid("prompt", "prompt must not be empty.")),
-            Some(_) => return Err(invalid("prompt", "prompt must be a string.")),
-            None => return Err(invalid("prompt", "Missing required parameter: 'prompt'.")),
-        };
-        if prompt.chars().count() > MAX_PROMPT_CHARS {
-            return Err(invalid(
-                "prompt",
-                &format!("prompt is longer than {MAX_PROMPT_CHARS} characters."),
-            ));
-        }
+        let prompt = prompt_of(o)?;
         let model = match o.get("model") {
             None | Some(Value::Null) => AUTO.to_owned(),
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -330,6 +357,8 @@ pub struct Job {
     pub cost_unknown: bool,
     /// Completion webhook: `none`, `pending` or `delivered`.
     pub notify_state: String,
+    /// The video this one remixes (`POST /v1/videos/{id}/remix`), if any.
+    pub remixed_from: Option<String>,
 }
 
 impl Job {
@@ -363,7 +392,7 @@ impl Job {
             "created_at": secs(self.created_at_ms),
             "completed_at": self.completed_at_ms.map(secs),
             "expires_at": Value::Null,
-            "remixed_from_video_id": Value::Null,
+            "remixed_from_video_id": self.remixed_from,
             "error": error,
             "dol": {
                 "platform": self.current.platform,
@@ -382,6 +411,24 @@ mod tests {
 
     fn parse(v: Value) -> Result<VideoRequest, ApiError> {
         VideoRequest::from_json(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn a_remix_takes_only_a_prompt() {
+        assert_eq!(
+            remix_prompt(br#"{"prompt":"at night"}"#).unwrap(),
+            "at night"
+        );
+        let field = |b: &[u8]| remix_prompt(b).unwrap_err().field;
+        assert_eq!(field(br#"{}"#).as_deref(), Some("prompt"));
+        assert_eq!(field(br#"{"prompt":" "}"#).as_deref(), Some("prompt"));
+        assert_eq!(field(br#"{"prompt":3}"#).as_deref(), Some("prompt"));
+        assert_eq!(
+            field(br#"{"prompt":"x","seconds":"8"}"#).as_deref(),
+            Some("seconds")
+        );
+        assert_eq!(remix_prompt(b"nope").unwrap_err().code, Code::InvalidJson);
+        assert_eq!(remix_prompt(b"[1]").unwrap_err().status(), 400);
     }
 
     #[test]

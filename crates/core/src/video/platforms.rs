@@ -229,6 +229,14 @@ pub struct Submit<'a> {
     pub size: &'a str,
     /// Where the platform should call back (Replicate), if anywhere.
     pub callback_url: Option<String>,
+    /// The platform's task id of the video to remix, for a remix.
+    pub remix_of: Option<&'a str>,
+}
+
+/// Whether `kind` can remix a video it made (OpenAI's
+/// `POST /videos/{id}/remix`; Runway and Replicate have no remix).
+pub fn can_remix(kind: PlatformKind) -> bool {
+    kind == PlatformKind::OpenAi
 }
 
 fn spec(p: &Platform, method: &str, path: &str, body: Option<Value>) -> HttpRequestSpec {
@@ -254,6 +262,12 @@ fn spec(p: &Platform, method: &str, path: &str, body: Option<Value>) -> HttpRequ
 /// The request that starts `job` at `p`.
 pub fn submit_request(p: &Platform, job: &Submit<'_>) -> HttpRequestSpec {
     match p.kind {
+        PlatformKind::OpenAi if job.remix_of.is_some() => spec(
+            p,
+            "POST",
+            &format!("/videos/{}/remix", job.remix_of.unwrap_or_default()),
+            Some(json!({"prompt": job.prompt})),
+        ),
         PlatformKind::OpenAi => spec(
             p,
             "POST",

@@ -15,7 +15,36 @@ fn submit() -> Submit<'static> {
         seconds: 4,
         size: "1280x720",
         callback_url: Some("https://dol.example/v1/videos/video_1/callback".to_owned()),
+        remix_of: None,
     }
+}
+
+#[test]
+fn only_openai_remixes_and_a_remix_posts_the_prompt_to_the_source() {
+    let s = VideoSettings::from_variables(|n| match n {
+        "openai_api_key" => "sk".to_owned(),
+        _ => String::new(),
+    })
+    .unwrap();
+    let p = s.platform("openai").unwrap();
+    let spec = submit_request(
+        p,
+        &Submit {
+            remix_of: Some("video_abc"),
+            ..submit()
+        },
+    );
+    assert_eq!(spec.method, "POST");
+    assert!(
+        spec.url.ends_with("/videos/video_abc/remix"),
+        "{}",
+        spec.url
+    );
+    let body: serde_json::Value = serde_json::from_slice(&spec.body).unwrap();
+    assert_eq!(body, serde_json::json!({"prompt": "a cat"}));
+    assert!(can_remix(PlatformKind::OpenAi));
+    assert!(!can_remix(PlatformKind::Runway));
+    assert!(!can_remix(PlatformKind::Replicate));
 }
 
 #[test]

@@ -77,34 +77,8 @@ pub fn create<S: SqlExecutor, N: VideoNet>(
         .filter_map(|r| r.entry.cost_micros(req.seconds))
         .max()
         .unwrap_or(0);
-    let want = Reservation {
-        tokens: 0,
-        cost_micros: reserved,
-    };
-    // The key's org (if any) is admitted with it: a video job spends the
-    // org's budget exactly as a chat request does.
-    let admission = gateway_store::admit_with_org(
-        sql,
-        &caller.id,
-        &caller.limits,
-        caller.org_limits(),
-        want,
-        secs(now_ms),
-    )
-    .map_err(|e| ApiError::internal(format!("admission: {e}")))?;
-    if let Admission::Refuse {
-        limit,
-        retry_after_secs,
-        message,
-    } = admission
-    {
-        return Err(ApiError::from(&PipelineError::Refused {
-            limit,
-            retry_after_secs,
-            message,
-        }));
-    }
-    let mut job = Job {
+    admit(sql, caller, reserved, now_ms)?;
+    let job = Job {
         id,
         key_id: caller.id.clone(),
         status: Status::Queued,
@@ -133,9 +107,61 @@ pub fn create<S: SqlExecutor, N: VideoNet>(
         cost_micros: None,
         cost_unknown: false,
         notify_state: "none".to_owned(),
+        remixed_from: None,
     };
+    submit_new(sql, net, settings, job, None, now_ms)
+}
+
+/// Reserves `reserved` micro-dollars against the caller's key and org, or
+/// the refusal (429).
+fn admit<S: SqlExecutor>(
+    sql: &mut S,
+    caller: &Caller,
+    reserved: u64,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    let want = Reservation {
+        tokens: 0,
+        cost_micros: reserved,
+    };
+    // The key's org (if any) is admitted with it: a video job spends the
+    // org's budget exactly as a chat request does.
+    let admission = gateway_store::admit_with_org(
+        sql,
+        &caller.id,
+        &caller.limits,
+        caller.org_limits(),
+        want,
+        secs(now_ms),
+    )
+    .map_err(|e| ApiError::internal(format!("admission: {e}")))?;
+    if let Admission::Refuse {
+        limit,
+        retry_after_secs,
+        message,
+    } = admission
+    {
+        return Err(ApiError::from(&PipelineError::Refused {
+            limit,
+            retry_after_secs,
+            message,
+        }));
+    }
+    Ok(())
+}
+
+/// Stores a new job and submits it (a remix of the platform task
+/// `remix_of`, if given); a job refused everywhere is a 502.
+fn submit_new<S: SqlExecutor, N: VideoNet>(
+    sql: &mut S,
+    net: &mut N,
+    settings: &VideoSettings,
+    mut job: Job,
+    remix_of: Option<&str>,
+    now_ms: u64,
+) -> Result<Value, ApiError> {
     store::insert(sql, &job).map_err(storage)?;
-    let step = start_next(sql, net, settings, &mut job, now_ms);
+    let step = start_next(sql, net, settings, &mut job, remix_of, now_ms);
     let ended = end_or_write(sql, settings, &mut job, step, now_ms).map_err(storage)?;
     if job.status == Status::Failed && ended {
         return Err(ApiError::new(
@@ -148,6 +174,80 @@ pub fn create<S: SqlExecutor, N: VideoNet>(
         ));
     }
     Ok(job.to_object())
+}
+
+/// `POST /v1/videos/{id}/remix`: a new job remixing the caller's completed
+/// video `original` with `prompt`, at the platform that made it (only it
+/// holds the video: no fallback). A video made where remix does not exist
+/// (Runway, Replicate) is a 400 naming `video_id`; one not completed a 409.
+#[allow(clippy::too_many_arguments)]
+pub fn remix<S: SqlExecutor, N: VideoNet>(
+    sql: &mut S,
+    net: &mut N,
+    settings: &VideoSettings,
+    caller: &Caller,
+    original: &str,
+    prompt: String,
+    id: String,
+    now_ms: u64,
+) -> Result<Value, ApiError> {
+    let source = find(sql, &caller.id, original)?;
+    if source.status != Status::Completed {
+        return Err(ApiError::new(
+            Code::Conflict,
+            format!(
+                "Video `{original}` is {}; only a completed video can be remixed.",
+                source.status.as_str()
+            ),
+        )
+        .with_field("video_id"));
+    }
+    let platform = settings.platform(&source.current.platform);
+    if !platform.is_some_and(|p| platforms::can_remix(p.kind)) {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            format!(
+                "Video `{original}` was made on {}, which cannot remix videos (only OpenAI videos can).",
+                source.current.platform
+            ),
+        )
+        .with_field("video_id"));
+    }
+    let catalog = catalog::shipped();
+    let entry = catalog::find(&catalog, &source.current.platform, &source.current.model);
+    let reserved = entry
+        .and_then(|e| e.cost_micros(source.seconds))
+        .unwrap_or(0);
+    admit(sql, caller, reserved, now_ms)?;
+    let job = Job {
+        id,
+        key_id: caller.id.clone(),
+        status: Status::Queued,
+        progress: 0,
+        model: source.model.clone(),
+        prompt,
+        seconds: source.seconds,
+        size: source.size.clone(),
+        created_at_ms: now_ms,
+        completed_at_ms: None,
+        current: source.current.clone(),
+        task_id: String::new(),
+        candidates: vec![source.current.clone()],
+        attempts: Vec::new(),
+        polls: 0,
+        throttled_polls: 0,
+        next_poll_at_ms: now_ms,
+        started_at_ms: None,
+        deadline_at_ms: now_ms.saturating_add(settings.timeout_ms),
+        output_url: None,
+        error: None,
+        reserved_micros: reserved,
+        cost_micros: None,
+        cost_unknown: false,
+        notify_state: "none".to_owned(),
+        remixed_from: Some(source.id.clone()),
+    };
+    submit_new(sql, net, settings, job, Some(&source.task_id), now_ms)
 }
 
 /// What happened to a job at a step.
@@ -177,6 +277,7 @@ fn start_next<S: SqlExecutor, N: VideoNet>(
     net: &mut N,
     settings: &VideoSettings,
     job: &mut Job,
+    remix_of: Option<&str>,
     now_ms: u64,
 ) -> Step {
     let mut last = (
@@ -207,6 +308,7 @@ fn start_next<S: SqlExecutor, N: VideoNet>(
                 seconds: job.seconds,
                 size: &job.size,
                 callback_url,
+                remix_of,
             },
         );
         let answer = net
@@ -326,7 +428,8 @@ fn fall_back<S: SqlExecutor, N: VideoNet>(
     observe(sql, &job.current.clone(), false, None, now_ms);
     cancel_at_platform(net, settings, job);
     job.progress = 0;
-    match start_next(sql, net, settings, job, now_ms) {
+    // A remix has no candidates left to fall back to: None is never sent.
+    match start_next(sql, net, settings, job, None, now_ms) {
         // Nothing left to fall back to: the job ends with this platform's failure.
         Step::Fail(..) => Step::Fail(code.to_owned(), message.to_owned()),
         other => other,

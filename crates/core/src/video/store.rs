@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::health::JobRow;
 use super::select::{Observed, StatsMap};
 use super::{Choice, Job, Status};
 use crate::storage::{
@@ -33,7 +34,7 @@ type Result<T> = std::result::Result<T, VideoStoreError>;
 const COLUMNS: &str = "id, key_id, status, progress, model, prompt, seconds, size, created_at, \
 completed_at, platform, platform_model, task_id, candidates, attempts, polls, throttled_polls, \
 next_poll_at, started_at, deadline_at, output_url, error_code, error_message, reserved_micros, \
-cost_micros, cost_unknown, notify_state";
+cost_micros, cost_unknown, notify_state, remixed_from";
 
 fn text(s: &str) -> SqlValue {
     SqlValue::Text(s.to_owned())
@@ -82,6 +83,7 @@ fn values(j: &Job) -> Vec<SqlValue> {
         opt_int(j.cost_micros),
         int(u64::from(j.cost_unknown)),
         text(&j.notify_state),
+        opt_text(j.remixed_from.as_deref()),
     ]
 }
 
@@ -128,12 +130,13 @@ fn decode(values: &[SqlValue]) -> Result<Job> {
         cost_micros: r.opt_uint(24, "cost_micros")?,
         cost_unknown: r.uint(25, "cost_unknown")? != 0,
         notify_state: r.text(26, "notify_state")?.to_owned(),
+        remixed_from: r.opt_text(27, "remixed_from")?.map(str::to_owned),
     })
 }
 
 /// Stores a new job.
 pub fn insert(db: &mut impl SqlExecutor, job: &Job) -> Result<()> {
-    let marks = vec!["?"; 27].join(", ");
+    let marks = vec!["?"; 28].join(", ");
     run(
         db,
         &format!("INSERT INTO video_jobs ({COLUMNS}) VALUES ({marks})"),
@@ -257,6 +260,34 @@ pub fn pending_notifications(db: &mut impl SqlExecutor, limit: u32) -> Result<Ve
         &[int(u64::from(limit))],
     )?;
     rows.iter().map(|r| decode(r)).collect()
+}
+
+/// The jobs video health reads ([`super::health`]): those ended at or after
+/// `since_ms`, and every open one (indexes of migrations 11 and 18).
+pub fn recent_jobs(db: &mut impl SqlExecutor, since_ms: u64) -> Result<Vec<JobRow>> {
+    let rows = run(
+        db,
+        "SELECT platform, status, attempts, created_at, started_at, completed_at, cost_micros \
+         FROM video_jobs WHERE completed_at >= ? \
+         UNION ALL SELECT platform, status, attempts, created_at, started_at, completed_at, \
+         cost_micros FROM video_jobs WHERE status IN ('queued', 'in_progress')",
+        &[int(since_ms)],
+    )?;
+    rows.into_iter()
+        .map(|values| {
+            let r = Row::new("video_jobs", &values);
+            Ok(JobRow {
+                platform: r.text(0, "platform")?.to_owned(),
+                status: r.text(1, "status")?.to_owned(),
+                attempts: serde_json::from_str(r.text(2, "attempts")?)
+                    .map_err(|_| r.error("attempts", "a JSON list"))?,
+                created_at_ms: r.uint(3, "created_at")?,
+                started_at_ms: r.opt_uint(4, "started_at")?,
+                completed_at_ms: r.opt_uint(5, "completed_at")?,
+                cost_micros: r.opt_uint(6, "cost_micros")?,
+            })
+        })
+        .collect()
 }
 
 /// Observations of every platform model.
