@@ -417,6 +417,7 @@ async fn run_test(
         work.path(),
         &listen,
         &[],
+        &[],
     )?;
     if let Err(why) = wait_ready(&mut process, &listen).await? {
         return Ok(Outcome::Failed(why));
@@ -449,6 +450,7 @@ fn spawn_runtime(
     work: &Path,
     listen: &str,
     envs: &[(&str, &str)],
+    extra_args: &[&str],
 ) -> Result<RuntimeProcess> {
     let state = work.join("state");
     let log = work.join("runtime.log");
@@ -472,6 +474,7 @@ fn spawn_runtime(
         .args(["--listen", listen])
         .arg("--state-dir")
         .arg(&state)
+        .args(extra_args)
         .envs(envs.iter().copied())
         // Error chains, not backtraces, are what a failure report needs.
         .env("RUST_BACKTRACE", "0")

@@ -1,8 +1,16 @@
 //! The portability check (`--portability`): DOL's own `spin.toml` and built
 //! `.wasm` files, unchanged, on real Spin (with the cron trigger plugin) and on
 //! `dol up` side by side. Each route family must answer on Spin, with the same
-//! status as on `dol up`, and a cron scan must fire on Spin (its claim lands
-//! in the app's `default` SQLite database, `control` table).
+//! status as on `dol up`, and a cron scan must fire on Spin (its lease lands
+//! in the app's database, `scan_leases` table).
+//!
+//! It runs twice: on the embedded default (SQLite and the key-value file in
+//! the state directory), and on shared PostgreSQL and Redis — each runtime
+//! its own database and Redis database on the servers named by
+//! `DOL_TEST_POSTGRES_URL` and `DOL_TEST_REDIS_URL` (`scripts/test` starts
+//! them), with `database_url` set and Spin's runtime config naming Redis.
+//! Without those servers the second pass is skipped loudly, and fails under
+//! `CI=true`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -49,8 +57,127 @@ const PROBES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/admin/dol/login", Some("token=wrong")),
 ];
 
-/// Runs the check; `Ok(false)` when a difference or a missing cron firing was found.
+/// Where a pass keeps the app's state.
+enum Backend {
+    /// SQLite and the key-value file in each runtime's state directory.
+    Embedded,
+    /// A PostgreSQL server and a Redis server (URLs).
+    Shared { postgres: String, redis: String },
+}
+
+/// Runs the check on both backends; `Ok(false)` when a difference or a
+/// missing cron firing was found.
 pub async fn run(options: &Options, root: &Path) -> Result<bool> {
+    let embedded = run_pass(options, root, &Backend::Embedded).await?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let shared = match (env("DOL_TEST_POSTGRES_URL"), env("DOL_TEST_REDIS_URL")) {
+        (Some(postgres), Some(redis)) => {
+            run_pass(options, root, &Backend::Shared { postgres, redis }).await?
+        }
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            println!(
+                "portability: FAILED  DOL_TEST_POSTGRES_URL and DOL_TEST_REDIS_URL are not set: \
+                 CI must check the shared backends on real Spin"
+            );
+            false
+        }
+        _ => {
+            println!(
+                "!!! portability on shared PostgreSQL and Redis SKIPPED: DOL_TEST_POSTGRES_URL \
+                 and DOL_TEST_REDIS_URL are not set (scripts/test sets them)"
+            );
+            true
+        }
+    };
+    Ok(embedded && shared)
+}
+
+/// The arguments and variables that put one runtime on `backend`: for the
+/// shared one, a fresh database `dol_portability_{name}` and Redis database
+/// `redis_db` (emptied), named in a runtime config written under `work`.
+async fn backend_settings(
+    backend: &Backend,
+    name: &str,
+    redis_db: u8,
+    work: &Path,
+) -> Result<(Vec<String>, Vec<(String, String)>)> {
+    let Backend::Shared { postgres, redis } = backend else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let (client, connection) = tokio_postgres::connect(postgres, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {postgres}"))?;
+    tokio::spawn(connection);
+    let database = format!("dol_portability_{name}");
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database}"))
+        .await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await?;
+    let config: tokio_postgres::Config = postgres.parse()?;
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
+        _ => bail!("DOL_TEST_POSTGRES_URL must name a TCP host"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    let redis_url = format!("{}/{redis_db}", redis.trim_end_matches('/'));
+    redis_flush(&redis_url).await?;
+    let runtime_config = work.join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{redis_url}\"\n"),
+    )?;
+    Ok((
+        vec![
+            "--runtime-config-file".to_owned(),
+            runtime_config.display().to_string(),
+        ],
+        vec![
+            (
+                "SPIN_VARIABLE_DATABASE_URL".to_owned(),
+                format!("postgres://{user}@{host}:{port}/{database}"),
+            ),
+            (
+                "SPIN_VARIABLE_DATABASE_HOST".to_owned(),
+                format!("{host}:{port}"),
+            ),
+        ],
+    ))
+}
+
+/// Empties the Redis database of `url` (`redis://host:port/N`) with
+/// `SELECT N` and `FLUSHDB` over plain RESP.
+async fn redis_flush(url: &str) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.trim_start_matches("redis://");
+    let (address, db) = rest
+        .rsplit_once('/')
+        .context("a Redis URL without a database")?;
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .with_context(|| format!("connecting to Redis at {address}"))?;
+    let command = format!(
+        "*2\r\n$6\r\nSELECT\r\n${}\r\n{db}\r\n*1\r\n$7\r\nFLUSHDB\r\n",
+        db.len()
+    );
+    stream.write_all(command.as_bytes()).await?;
+    let mut answer = [0u8; 10];
+    stream.read_exact(&mut answer).await?;
+    if &answer != b"+OK\r\n+OK\r\n" {
+        bail!("Redis SELECT {db} / FLUSHDB answered {answer:?}");
+    }
+    Ok(())
+}
+
+/// One pass of the check on `backend`.
+async fn run_pass(options: &Options, root: &Path, backend: &Backend) -> Result<bool> {
+    let label = match backend {
+        Backend::Embedded => "embedded SQLite and key-value file",
+        Backend::Shared { .. } => "shared PostgreSQL and Redis",
+    };
+    println!("\nportability on {label}:");
     let manifest = root.join("spin.toml");
     let text = std::fs::read_to_string(&manifest).context("reading spin.toml")?;
     for line in text.lines() {
@@ -66,13 +193,23 @@ pub async fn run(options: &Options, root: &Path) -> Result<bool> {
     let spin_work = tempfile::tempdir().context("creating a temporary directory")?;
     let dol_listen = format!("127.0.0.1:{}", free_port()?);
     let spin_listen = format!("127.0.0.1:{}", free_port()?);
+    let (dol_args, dol_vars) = backend_settings(backend, "dol", 14, dol_work.path()).await?;
+    let (spin_args, spin_vars) = backend_settings(backend, "spin", 15, spin_work.path()).await?;
+    let with = |vars: &[(String, String)]| -> Vec<(String, String)> {
+        envs.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain(vars.iter().cloned())
+            .collect()
+    };
+    let (dol_envs, spin_envs) = (with(&dol_vars), with(&spin_vars));
     let mut dol = spawn_runtime(
         options,
         Runtime::Dol,
         &manifest,
         dol_work.path(),
         &dol_listen,
-        &envs,
+        &pairs(&dol_envs),
+        &args(&dol_args),
     )?;
     let mut spin = spawn_runtime(
         options,
@@ -80,8 +217,10 @@ pub async fn run(options: &Options, root: &Path) -> Result<bool> {
         &manifest,
         spin_work.path(),
         &spin_listen,
-        &envs,
+        &pairs(&spin_envs),
+        &args(&spin_args),
     )?;
+
     if let Err(why) = wait_ready(&mut dol, &dol_listen).await? {
         bail!("dol up: {why}");
     }
@@ -128,7 +267,11 @@ pub async fn run(options: &Options, root: &Path) -> Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(75);
     let mut fired = None;
     while Instant::now() < deadline {
-        if let Some(claims) = scan_claims(&database) {
+        let claims = match backend {
+            Backend::Embedded => scan_claims(&database),
+            Backend::Shared { postgres, .. } => shared_scan_claims(postgres).await,
+        };
+        if let Some(claims) = claims {
             fired = Some(claims);
             break;
         }
@@ -145,7 +288,7 @@ pub async fn run(options: &Options, root: &Path) -> Result<bool> {
         }
     }
     println!(
-        "\nportability (DOL's spin.toml on real Spin): {}",
+        "\nportability (DOL's spin.toml on real Spin, {label}): {}",
         if ok { "passed" } else { "FAILED" }
     );
     Ok(ok)
@@ -165,4 +308,29 @@ fn scan_claims(database: &Path) -> Option<String> {
         .filter_map(std::result::Result::ok)
         .collect();
     (!keys.is_empty()).then(|| keys.join(", "))
+}
+
+fn pairs(envs: &[(String, String)]) -> Vec<(&str, &str)> {
+    envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+fn args(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The scans leased so far in Spin's database on the shared PostgreSQL.
+async fn shared_scan_claims(server: &str) -> Option<String> {
+    let mut config: tokio_postgres::Config = server.parse().ok()?;
+    config.dbname("dol_portability_spin");
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    let rows = client
+        .query(
+            "SELECT name FROM scan_leases WHERE tick > 0 ORDER BY name",
+            &[],
+        )
+        .await
+        .ok()?;
+    let names: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    (!names.is_empty()).then(|| names.join(", "))
 }
