@@ -41,6 +41,63 @@ impl Gateway {
     }
 }
 
+/// `/api/health`, `/api/metrics` and `/metrics` with `?org=`: acme's one
+/// request (of its default key) and nothing else, for acme's reader and the
+/// admin; each bad input and each denial its own case, on every route.
+async fn org_health_and_prometheus(g: &Gateway, acme: &str, reader: &str, other_reader: &str) {
+    for route in ["/api/health", "/api/metrics", "/metrics"] {
+        let at = |org: &str| format!("{route}?org={org}");
+        let r = g.call("GET", &at("acme"), Some(reader), None, &[]).await;
+        assert_eq!(r.status, 200, "{route}: {}", r.text);
+        let r = g.admin("GET", &at("acme"), None).await;
+        assert_eq!(r.status, 200, "{route}: {}", r.text);
+        // Wrong org, wrong role, no credentials: 403, 403, 401.
+        let r = g
+            .call("GET", &at("acme"), Some(other_reader), None, &[])
+            .await;
+        assert_eq!(r.status, 403, "{route}: {}", r.text);
+        assert_eq!(r.json()["error"]["field"], "org", "{route}: {}", r.text);
+        let r = g.call("GET", &at("acme"), Some(acme), None, &[]).await;
+        assert_eq!(r.status, 403, "{route}: {}", r.text);
+        assert!(r.text.contains("read-metrics"), "{route}: {}", r.text);
+        let r = g.call("GET", &at("acme"), None, None, &[]).await;
+        assert_eq!(r.status, 401, "{route}: {}", r.text);
+        // Unknown org: 404 with JSON naming it; malformed id: 400.
+        for (org, status) in [("none", 404), ("Not%20an%20id", 400), ("", 400)] {
+            let r = g.admin("GET", &at(org), None).await;
+            assert_eq!(r.status, status, "{route} {org}: {}", r.text);
+            assert_eq!(r.json()["error"]["field"], "org", "{route}: {}", r.text);
+        }
+    }
+    let health = g.admin("GET", "/api/health?org=acme", None).await.json();
+    assert_eq!(health["org"], "acme", "{health}");
+    assert_eq!(health["generation"]["requests"], 1, "{health}");
+    let all = g.admin("GET", "/api/health", None).await.json();
+    assert!(all.get("org").is_none(), "{all}");
+    let beta = g.admin("GET", "/api/health?org=beta", None).await.json();
+    assert_eq!(beta["generation"]["requests"], 0, "{beta}");
+    let text = g
+        .call("GET", "/metrics?org=acme", Some(reader), None, &[])
+        .await
+        .text;
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("dol_generation_requests_total{org=\"acme\",") && l.ends_with(" 1")
+        ),
+        "{text}"
+    );
+    assert!(text.contains("dol_health_score{org=\"acme\"}"), "{text}");
+    for sample in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            sample.contains("org=\"acme\""),
+            "only acme's series: {sample}"
+        );
+    }
+    // The deployment's exposition is unchanged: no org label.
+    let text = g.call("GET", "/metrics", None, None, &[]).await.text;
+    assert!(!text.contains("org=\""), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
@@ -147,6 +204,7 @@ async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
     assert_eq!(r.json()["totals"]["requests"], 0, "{}", r.text);
     let r = g.admin("GET", "/api/metrics?org=none", None).await;
     assert_eq!(r.status, 404, "{}", r.text);
+    org_health_and_prometheus(&g, &acme, &acme_metrics, &beta_metrics).await;
 
     // Org budget exhausted while the key still has room, under concurrency:
     // beta's keys never spend more than beta's budget together.

@@ -106,6 +106,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "alert_incidents",
         sql: include_str!("../../../migrations/0016_alert_incidents.sql"),
     },
+    Migration {
+        version: 17,
+        name: "usage_by_org",
+        sql: include_str!("../../../migrations/0017_usage_by_org.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

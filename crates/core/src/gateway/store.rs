@@ -814,6 +814,9 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
 /// column order (its minute first) and its latency bucket's column.
 struct UsageAddition {
     minute: u64,
+    /// The request's API key: its org (migration 17) is looked up in the
+    /// upsert itself, so the hot path stays one statement per aggregate.
+    key_id: String,
     values: Vec<SqlValue>,
     bucket: &'static str,
 }
@@ -822,6 +825,7 @@ fn usage_addition(r: &RequestRecord) -> UsageAddition {
     let (quality_sum, quality_n) = r.quality.map_or((0.0, 0), |q| (q, 1));
     UsageAddition {
         minute: r.minute(),
+        key_id: r.key_id.clone(),
         values: vec![
             text(r.tier.as_str()),
             text(&r.provider),
@@ -882,9 +886,10 @@ fn add_usage(
     // The names spliced into the upsert are fixed above or `l` and a bucket
     // index (capped at `+Inf`): never anything a client sent.
     let bucket = add.bucket;
-    let mut params = Vec::with_capacity(add.values.len() + 2);
+    let mut params = Vec::with_capacity(add.values.len() + 3);
     params.push(uint(time));
     params.extend(add.values.iter().cloned());
+    params.push(text(&add.key_id));
     if below_watermark.is_some() {
         params.push(uint(add.minute));
     }
@@ -893,9 +898,12 @@ fn add_usage(
         &format!(
             "INSERT INTO {table_name} ({time_column}, tier, provider, model, outcome, variant, \
              requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, \
-             prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}) \
-             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 {condition} \
-             ON CONFLICT ({time_column}, tier, provider, model, outcome, variant) DO UPDATE SET \
+             prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}, \
+             org_id) \
+             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, \
+             COALESCE((SELECT org_id FROM api_keys WHERE id = ?), '') {condition} \
+             ON CONFLICT ({time_column}, tier, provider, model, outcome, variant, org_id) \
+             DO UPDATE SET \
              requests = requests + 1, errors = errors + excluded.errors, \
              fallbacks = fallbacks + excluded.fallbacks, \
              cache_hits = cache_hits + excluded.cache_hits, \

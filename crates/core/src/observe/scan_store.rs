@@ -344,11 +344,11 @@ pub fn fold_usage(db: &mut impl SqlExecutor, now_ms: i64) -> Result<UsageFold, S
             tx,
             "fold usage minutes into hours",
             &format!(
-                "INSERT INTO usage_hour (hour, tier, provider, model, outcome, variant, {}) \
-                 SELECT minute - minute % {hour}, tier, provider, model, outcome, variant, {} \
+                "INSERT INTO usage_hour (hour, tier, provider, model, outcome, variant, org_id, {}) \
+                 SELECT minute - minute % {hour}, tier, provider, model, outcome, variant, org_id, {} \
                  FROM usage_minute WHERE minute >= ? AND minute < ? \
-                 GROUP BY minute - minute % {hour}, tier, provider, model, outcome, variant \
-                 ON CONFLICT (hour, tier, provider, model, outcome, variant) DO UPDATE SET {} \
+                 GROUP BY minute - minute % {hour}, tier, provider, model, outcome, variant, org_id \
+                 ON CONFLICT (hour, tier, provider, model, outcome, variant, org_id) DO UPDATE SET {} \
                  RETURNING 1",
                 counters.join(", "),
                 sums.join(", "),

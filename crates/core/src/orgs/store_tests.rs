@@ -13,6 +13,8 @@ use super::{Org, OrgSpec};
 use crate::gateway::admin::NewKey;
 use crate::gateway::keys::{Admission, KeyLimits, LimitKind, Reservation};
 use crate::gateway::store::{admit_with_org, create_key, settle_with_org, usage};
+use crate::gateway::telemetry::RequestRecord;
+use crate::observe::system::read_overview_in;
 use crate::observe::usage::Window;
 use crate::storage::{SqlExecutor, SqlValue};
 use crate::test_sqlite::{Sqlite, count, db};
@@ -443,26 +445,22 @@ fn keys_carry_their_org_and_roles_and_metrics_filter_by_org() {
         .unwrap()
         .unwrap();
     assert_eq!(found.org_id.as_deref(), Some("acme"));
-    // One request of each key in the last hour; the org's overview counts its own.
+    // One request of each key in the last hour, recorded as the gateway
+    // does: the aggregates carry the key's org, and the org's overview
+    // reads them (never the `requests` rows).
     for (id, key) in [("r1", "key_a"), ("r2", "key_b"), ("r3", "key_a")] {
-        db.execute(
-            "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
-             attempts, latency_ms, prompt_tokens, completion_tokens, cost_micros, cost_unknown, \
-             outcome, fallbacks, cached, stream, variant, detail) VALUES (?, ?, ?, 'chat', \
-             'basic', 'basic', 'offline', 'dol-basic', 1, 20, 1, 1, 5, 0, 'success', 0, 0, 0, \
-             '-', '{}')",
-            &[
-                SqlValue::Text(id.into()),
-                SqlValue::Integer(NOW_MS - 60_000),
-                SqlValue::Text(key.into()),
-            ],
-        )
-        .unwrap();
+        crate::gateway::store::record(&mut db, &record(id, key, NOW_MS - 60_000)).unwrap();
     }
-    let o = org_overview(&mut db, "acme", Window::Hour, NOW_SECS as i64).unwrap();
+    db.execute("DELETE FROM requests", &[]).unwrap();
+    let o = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, Some("acme")).unwrap();
     let v = serde_json::to_value(&o).unwrap();
     assert_eq!(v["totals"]["requests"], json!(2), "{v}");
-    let none = org_overview(&mut db, "other", Window::Hour, NOW_SECS as i64).unwrap();
+    let none = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, Some("other")).unwrap();
+    let all = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, None).unwrap();
+    assert_eq!(
+        serde_json::to_value(&all).unwrap()["totals"]["requests"],
+        json!(3)
+    );
     assert_eq!(
         serde_json::to_value(&none).unwrap()["totals"]["requests"],
         json!(0)
@@ -508,4 +506,16 @@ fn org_metrics_need_the_role_and_the_same_org() {
     // Unknown key.
     let err = authorize_org_reader(&mut db, Some("Bearer dol_sk_x"), None, "acme").unwrap_err();
     assert_eq!(err.status(), 401);
+}
+
+/// A finished request of `key` at `ts_ms`, as the gateway records it.
+pub(crate) fn record(id: &str, key: &str, ts_ms: i64) -> RequestRecord {
+    serde_json::from_value(json!({
+        "id": id, "ts_ms": ts_ms, "key_id": key, "route": "chat", "tier": "basic",
+        "entry_tier": "basic", "provider": "offline", "model": "dol-basic", "attempts": 1,
+        "latency_ms": 20, "ttft_ms": null, "prompt_tokens": 1, "completion_tokens": 1,
+        "cost_micros": 5, "quality": null, "outcome": "success", "fallbacks": 0,
+        "cached": false, "stream": false, "variant": "-", "detail": {}
+    }))
+    .unwrap()
 }
