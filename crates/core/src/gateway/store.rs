@@ -592,7 +592,13 @@ pub fn routable_catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<Vec<Ca
 /// Creates or replaces one catalog entry (source `admin`).
 pub fn put_model(db: &mut impl SqlExecutor, entry: &CatalogEntry, now_ms: i64) -> Result<()> {
     seed_catalog(db, now_ms)?;
-    upsert_model(db, entry, "admin", now_ms)
+    put_model_in(db, entry, now_ms)
+}
+
+/// [`put_model`] inside the caller's transaction, once the catalog is
+/// seeded ([`seed_catalog`], which takes a transaction of its own).
+pub fn put_model_in(tx: &mut impl SqlExecutor, entry: &CatalogEntry, now_ms: i64) -> Result<()> {
+    upsert_model(tx, entry, "admin", now_ms)
 }
 
 /// Deletes one catalog entry; returns whether it existed.
@@ -603,6 +609,12 @@ pub fn delete_model(
     now_ms: i64,
 ) -> Result<bool> {
     seed_catalog(db, now_ms)?;
+    delete_model_in(db, provider, model)
+}
+
+/// [`delete_model`] inside the caller's transaction, once the catalog is
+/// seeded ([`seed_catalog`]).
+pub fn delete_model_in(db: &mut impl SqlExecutor, provider: &str, model: &str) -> Result<bool> {
     let key = [text(provider), text(model)];
     let existed = !run(
         db,
@@ -662,32 +674,42 @@ pub fn put_template(
     actor: &str,
     now_ms: i64,
 ) -> Result<i64> {
+    in_transaction(db, |tx| put_template_in(tx, name, spec, actor, now_ms))
+}
+
+/// [`put_template`] inside the caller's transaction (with its audit entry:
+/// [`crate::audit::audited`]), which holds the write lock for numbering.
+pub fn put_template_in(
+    tx: &mut impl SqlExecutor,
+    name: &str,
+    spec: &TemplateSpec,
+    actor: &str,
+    now_ms: i64,
+) -> Result<i64> {
     let body = encode("template", spec)?;
-    in_transaction(db, |tx| {
-        let rows = run(
-            tx,
-            "SELECT COALESCE(MAX(version), 0) FROM prompt_templates WHERE name = ?",
-            &[text(name)],
-        )?;
-        let latest = match rows.first() {
-            Some(values) => Row::new("prompt_templates", values).int(0, "version")?,
-            None => 0,
-        };
-        let version = latest + 1;
-        run(
-            tx,
-            "INSERT INTO prompt_templates (name, version, spec, created_at, actor) \
-             VALUES (?, ?, ?, ?, ?)",
-            &[
-                text(name),
-                SqlValue::Integer(version),
-                text(&body),
-                SqlValue::Integer(now_ms),
-                text(actor),
-            ],
-        )?;
-        Ok(version)
-    })
+    let rows = run(
+        tx,
+        "SELECT COALESCE(MAX(version), 0) FROM prompt_templates WHERE name = ?",
+        &[text(name)],
+    )?;
+    let latest = match rows.first() {
+        Some(values) => Row::new("prompt_templates", values).int(0, "version")?,
+        None => 0,
+    };
+    let version = latest + 1;
+    run(
+        tx,
+        "INSERT INTO prompt_templates (name, version, spec, created_at, actor) \
+         VALUES (?, ?, ?, ?, ?)",
+        &[
+            text(name),
+            SqlValue::Integer(version),
+            text(&body),
+            SqlValue::Integer(now_ms),
+            text(actor),
+        ],
+    )?;
+    Ok(version)
 }
 
 /// Version `version` of template `name`, or its latest when `None`.

@@ -372,6 +372,43 @@ pub fn fold_usage(db: &mut impl SqlExecutor, now_ms: i64) -> Result<UsageFold, S
     })
 }
 
+/// Moves org `org`'s minute and hour aggregates to no org (`org_id` ''),
+/// adding them to the no-org rows of the same series and time, then
+/// deleting the org's: the deployment's figures are unchanged and no row
+/// names the org (a deleted org's telemetry stays, anonymous). Returns the
+/// org rows moved. Runs in the caller's transaction.
+pub fn anonymize_usage(db: &mut impl SqlExecutor, org: &str) -> Result<usize, StoreError> {
+    let counters = rollup_counters();
+    let updates: Vec<String> = counters
+        .iter()
+        .map(|c| format!("{c} = {c} + excluded.{c}"))
+        .collect();
+    let mut moved = 0;
+    for (table, time) in [("usage_minute", "minute"), ("usage_hour", "hour")] {
+        let series = format!("{time}, tier, provider, model, outcome, variant");
+        sql(
+            db,
+            "move an org's usage to no org",
+            &format!(
+                "INSERT INTO {table} ({series}, org_id, {c}) SELECT {series}, '', {c} \
+                 FROM {table} WHERE org_id = ? \
+                 ON CONFLICT ({series}, org_id) DO UPDATE SET {}",
+                updates.join(", "),
+                c = counters.join(", "),
+            ),
+            &[SqlValue::Text(org.to_owned())],
+        )?;
+        moved += sql(
+            db,
+            "delete an org's usage",
+            &format!("DELETE FROM {table} WHERE org_id = ? RETURNING 1"),
+            &[SqlValue::Text(org.to_owned())],
+        )?
+        .len();
+    }
+    Ok(moved)
+}
+
 // ---------------------------------------------------------------------------
 // Report and retention
 

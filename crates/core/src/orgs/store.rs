@@ -31,6 +31,10 @@ pub enum OrgStoreError {
     /// The audit entry could not be written (the change was rolled back).
     #[error("audit log: {0}")]
     Audit(String),
+    /// A deleted org's aggregates could not be moved to no org (the
+    /// deletion was rolled back).
+    #[error("usage aggregates: {0}")]
+    Usage(String),
     /// The master key is missing, malformed or wrong, or a ciphertext does
     /// not decrypt: never answered with plaintext or the deployment's key.
     #[error(transparent)]
@@ -89,10 +93,10 @@ fn audit(
     actor: &str,
     now_ms: i64,
 ) -> Result<()> {
-    let kind = if action.starts_with("org-put") {
-        "org"
-    } else {
+    let kind = if action.starts_with("org-credential") || action == "credentials-rotate" {
         "credential"
+    } else {
+        "org"
     };
     let mut record = crate::audit::Record::new(kind, action, org_id);
     record.org_id = if org_id == "*" {
@@ -199,6 +203,92 @@ pub fn put_org(
             now_ms,
         )?;
         Ok((after, before.is_none()))
+    })
+}
+
+/// What deleting an org removed (`DELETE /admin/orgs/{id}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrgDeleted {
+    /// The org's keys that were still active and are now revoked.
+    pub keys_revoked: usize,
+    /// Its encrypted provider credentials, erased.
+    pub credentials: usize,
+    /// Its trust settings row (0 or 1).
+    pub settings: usize,
+    /// Its stored (masked) request bodies.
+    pub request_bodies: usize,
+    /// The `requests` rows of its keys (they hold subjects and details).
+    pub requests: usize,
+    /// The feedback on those requests (it may hold comments).
+    pub feedback: usize,
+    /// The video jobs of its keys (they hold prompts).
+    pub video_jobs: usize,
+    /// Minute and hour aggregate rows moved to no org (kept, anonymous).
+    pub aggregate_rows_anonymized: usize,
+}
+
+/// Deletes org `id` in one transaction with its audit entry (`org-delete`,
+/// kind `org`, before = the org and its credentials' last four, after = the
+/// counts): its keys are revoked (kept, so old ids still resolve in the
+/// audit log), its encrypted credentials, settings and org counters erased,
+/// its stored request bodies, its keys' `requests` rows, their feedback and
+/// video jobs deleted (personal data: subjects, prompts, comments), and its
+/// minute and hour aggregates kept but moved to no org
+/// ([`crate::observe::scan_store::anonymize_usage`]): deployment totals do
+/// not change and nothing left names the org. `None` when there is no such
+/// org (nothing changed).
+pub fn delete_org(
+    db: &mut impl SqlExecutor,
+    id: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<Option<OrgDeleted>> {
+    in_transaction(db, |tx| {
+        let Some(org) = get_org(tx, id)? else {
+            return Ok(None);
+        };
+        let credentials: Vec<Value> = credential_infos(tx, id)?
+            .iter()
+            .map(CredentialInfo::json)
+            .collect();
+        let org_param = [text(id)];
+        let of_keys = "key_id IN (SELECT id FROM api_keys WHERE org_id = ?)";
+        let count = |tx: &mut _, q: &str| -> Result<usize> { Ok(run(tx, q, &org_param)?.len()) };
+        let deleted = OrgDeleted {
+            feedback: count(tx, &format!("DELETE FROM feedback WHERE {of_keys} RETURNING 1"))?,
+            video_jobs: count(tx, &format!("DELETE FROM video_jobs WHERE {of_keys} RETURNING 1"))?,
+            requests: count(tx, &format!("DELETE FROM requests WHERE {of_keys} RETURNING 1"))?,
+            request_bodies: count(tx, "DELETE FROM request_bodies WHERE org_id = ? RETURNING 1")?,
+            credentials: count(tx, "DELETE FROM org_credentials WHERE org_id = ? RETURNING 1")?,
+            settings: count(tx, "DELETE FROM org_settings WHERE org_id = ? RETURNING 1")?,
+            aggregate_rows_anonymized: crate::observe::scan_store::anonymize_usage(tx, id)
+                .map_err(|e| OrgStoreError::Usage(e.to_string()))?,
+            keys_revoked: run(
+                tx,
+                "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND revoked_at IS NULL RETURNING 1",
+                &[SqlValue::Integer(now_ms), text(id)],
+            )?
+            .len(),
+        };
+        run(
+            tx,
+            "DELETE FROM key_usage WHERE key_id = ?",
+            &[text(&gw::org_usage_key(id))],
+        )?;
+        run(tx, "DELETE FROM orgs WHERE id = ?", &org_param)?;
+        let mut before = org.to_json();
+        before["erased_credentials"] = json!(credentials);
+        let after = json!({ "deleted": &deleted });
+        audit(
+            tx,
+            "org-delete",
+            id,
+            Some(before),
+            Some(after),
+            actor,
+            now_ms,
+        )?;
+        Ok(Some(deleted))
     })
 }
 
