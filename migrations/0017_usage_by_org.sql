@@ -7,7 +7,9 @@
 -- org's row: the org is read from `api_keys` inside that same statement
 -- (dol_core::gateway::store::add_usage), no statement more per request.
 -- Readers of the whole deployment sum over org_id (GROUP BY the old key), so
--- their figures are what they were; the hour fold groups by org too.
+-- their figures are what they were; the hour fold groups by org too. No index
+-- on org_id: every reader bounds the time first (the key's first column), and
+-- an extra index would be written on the hot path.
 --
 -- SQLite cannot change a primary key in place: each table is rebuilt and its
 -- rows copied (usage_minute keeps its retired b0..b11 columns, all 0 since
@@ -56,7 +58,6 @@ INSERT INTO usage_minute_by_org (minute, tier, provider, model, outcome, variant
     SELECT minute, tier, provider, model, outcome, variant, requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15, l16, l17, l18, l19, l20, l21, l22, l23, l24, l25, l26, l27, l28, l29, l30, l31, l32, l33, l34, l35, l36, l37, l38, l39, l40, l41, l42, l43, l44, l45, l46, l47, l48, l49, l50, l51, l52, l53, l54, l55, l56, l57, l58, l59, l60, l61, l62, l63, l64, l65, l66, l67, l68, l69, l70, l71, l72 FROM usage_minute;
 DROP TABLE usage_minute;
 ALTER TABLE usage_minute_by_org RENAME TO usage_minute;
-CREATE INDEX usage_minute_by_org_id ON usage_minute (org_id, minute);
 
 CREATE TABLE usage_hour_by_org (
     hour              INTEGER NOT NULL,
@@ -97,4 +98,3 @@ INSERT INTO usage_hour_by_org (hour, tier, provider, model, outcome, variant, re
     SELECT hour, tier, provider, model, outcome, variant, requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15, l16, l17, l18, l19, l20, l21, l22, l23, l24, l25, l26, l27, l28, l29, l30, l31, l32, l33, l34, l35, l36, l37, l38, l39, l40, l41, l42, l43, l44, l45, l46, l47, l48, l49, l50, l51, l52, l53, l54, l55, l56, l57, l58, l59, l60, l61, l62, l63, l64, l65, l66, l67, l68, l69, l70, l71, l72 FROM usage_hour;
 DROP TABLE usage_hour;
 ALTER TABLE usage_hour_by_org RENAME TO usage_hour;
-CREATE INDEX usage_hour_by_org_id ON usage_hour (org_id, hour);
