@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE = os.environ["DOL_BASE_URL"].rstrip("/")
 ADMIN = os.environ["DOL_ADMIN_TOKEN"]
@@ -193,6 +193,39 @@ def admin_flow(c):
     c.shot("analytics")
     c.no_console_errors("analytics")
     print("ok: analytics shows", expected, "requests")
+
+    # The organization selector: an org's own figures on analytics and health.
+    admin_auth = {"authorization": "Bearer " + ADMIN}
+    status, _ = http("PUT", "/admin/orgs/acme", {"name": "Acme"}, admin_auth)
+    assert status == 201, status
+    status, key = http("POST", "/admin/keys", {"name": "acme-web", "org": "acme"}, admin_auth)
+    assert status == 201, key
+    for i in range(2):
+        status, body = http(
+            "POST",
+            "/v1/chat/completions",
+            {"model": "auto", "messages": [{"role": "user", "content": f"Acme question {i}"}]},
+            {"authorization": "Bearer " + key["key"]},
+        )
+        assert status == 200, (status, body)
+    c.go("/admin/dol/analytics")
+    c.wait_text("#metric-requests", lambda t: t == f"{expected + 2:,}", "all orgs' requests")
+    Select(c.d.find_element(By.ID, "org-select")).select_by_value("acme")
+    c.wait_text("#metric-requests", lambda t: t == "2", "acme's requests")
+    assert "org=acme" in c.d.current_url, c.d.current_url
+    heading = c.d.find_element(By.CSS_SELECTOR, "section[aria-label='Analytics: acme'] h2")
+    assert heading.text == "Analytics: acme", heading.text
+    c.shot("analytics-org")
+    c.go("/admin/dol/production-health?org=acme")
+    c.wait_text("#health-status", lambda t: t == "HEALTHY", "acme's health")
+    assert Select(c.d.find_element(By.ID, "org-select")).first_selected_option.get_attribute("value") == "acme"
+    assert c.d.find_element(By.CSS_SELECTOR, "section[aria-label='Production health: acme']")
+    Select(c.d.find_element(By.ID, "org-select")).select_by_value("")
+    c.wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "section[aria-label='Production health']"))
+    assert "org=" not in c.d.current_url, c.d.current_url
+    c.shot("production-health-org")
+    c.no_console_errors("organization selector")
+    print("ok: the organization selector narrows analytics and health to acme")
 
     # Kill switch from the page: OFREP then serves the default variant.
     flag = "comprehensive_engines"

@@ -41,6 +41,128 @@ impl Gateway {
     }
 }
 
+/// `/api/health`, `/api/metrics` and `/metrics` with `?org=`: acme's one
+/// request (of its default key) and nothing else, for acme's reader and the
+/// admin; each bad input and each denial its own case, on every route.
+async fn org_health_and_prometheus(g: &Gateway, acme: &str, reader: &str, other_reader: &str) {
+    for route in ["/api/health", "/api/metrics", "/metrics"] {
+        let at = |org: &str| format!("{route}?org={org}");
+        let r = g.call("GET", &at("acme"), Some(reader), None, &[]).await;
+        assert_eq!(r.status, 200, "{route}: {}", r.text);
+        let r = g.admin("GET", &at("acme"), None).await;
+        assert_eq!(r.status, 200, "{route}: {}", r.text);
+        // Wrong org, wrong role, no credentials: 403, 403, 401.
+        let r = g
+            .call("GET", &at("acme"), Some(other_reader), None, &[])
+            .await;
+        assert_eq!(r.status, 403, "{route}: {}", r.text);
+        assert_eq!(r.json()["error"]["field"], "org", "{route}: {}", r.text);
+        let r = g.call("GET", &at("acme"), Some(acme), None, &[]).await;
+        assert_eq!(r.status, 403, "{route}: {}", r.text);
+        assert!(r.text.contains("read-metrics"), "{route}: {}", r.text);
+        let r = g.call("GET", &at("acme"), None, None, &[]).await;
+        assert_eq!(r.status, 401, "{route}: {}", r.text);
+        // Unknown org: 404 with JSON naming it; malformed id: 400.
+        for (org, status) in [("none", 404), ("Not%20an%20id", 400), ("", 400)] {
+            let r = g.admin("GET", &at(org), None).await;
+            assert_eq!(r.status, status, "{route} {org}: {}", r.text);
+            assert_eq!(r.json()["error"]["field"], "org", "{route}: {}", r.text);
+        }
+    }
+    let health = g.admin("GET", "/api/health?org=acme", None).await.json();
+    assert_eq!(health["org"], "acme", "{health}");
+    assert_eq!(health["generation"]["requests"], 1, "{health}");
+    let all = g.admin("GET", "/api/health", None).await.json();
+    assert!(all.get("org").is_none(), "{all}");
+    let beta = g.admin("GET", "/api/health?org=beta", None).await.json();
+    assert_eq!(beta["generation"]["requests"], 0, "{beta}");
+    let text = g
+        .call("GET", "/metrics?org=acme", Some(reader), None, &[])
+        .await
+        .text;
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("dol_generation_requests_total{org=\"acme\",") && l.ends_with(" 1")
+        ),
+        "{text}"
+    );
+    assert!(text.contains("dol_health_score{org=\"acme\"}"), "{text}");
+    for sample in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            sample.contains("org=\"acme\""),
+            "only acme's series: {sample}"
+        );
+    }
+    // The deployment's exposition is unchanged: no org label.
+    let text = g.call("GET", "/metrics", None, None, &[]).await.text;
+    assert!(!text.contains("org=\""), "{text}");
+}
+
+/// `DELETE /admin/orgs/acme`: its keys revoked, its credential, settings,
+/// request rows and stored bodies gone, its telemetry kept as anonymous
+/// aggregates (the deployment's figures unchanged), audited; each bad
+/// input and denial its own case. `ids`: a request of acme's (bodies
+/// stored) and one of a key of no org.
+async fn delete_acme(g: &Gateway, acme: &str, ids: &[String]) {
+    let totals = |v: Value| v["totals"].clone();
+    let before = totals(g.admin("GET", "/api/metrics?window=1h", None).await.json());
+    let r = g.call("DELETE", "/admin/orgs/acme", None, None, &[]).await;
+    assert_eq!(r.status, 401, "admin only: {}", r.text);
+    let r = g
+        .call("DELETE", "/admin/orgs/acme", Some(acme), None, &[])
+        .await;
+    assert_eq!(r.status, 401, "an API key is no admin: {}", r.text);
+    let r = g.admin("DELETE", "/admin/orgs/Not-An-Id", None).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.json()["error"]["field"], "id", "{}", r.text);
+    let r = g.admin("DELETE", "/admin/orgs/nope", None).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    assert_eq!(r.json()["error"]["field"], "id", "{}", r.text);
+
+    let r = g.admin("DELETE", "/admin/orgs/acme", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let deleted = &r.json()["deleted"];
+    assert_eq!(deleted["keys_revoked"], 2, "acme's two keys: {}", r.text);
+    assert_eq!(deleted["credentials"], 1, "{}", r.text);
+    assert_eq!(deleted["settings"], 1, "{}", r.text);
+    assert_eq!(deleted["request_bodies"], 1, "{}", r.text);
+    assert!(deleted["requests"].as_u64() >= Some(2), "{}", r.text);
+    assert!(
+        deleted["aggregate_rows_anonymized"].as_u64() >= Some(1),
+        "{}",
+        r.text
+    );
+
+    assert_eq!(
+        g.chat(acme, ask("auto", PROMPT)).await.status,
+        401,
+        "revoked"
+    );
+    assert_eq!(g.admin("GET", "/admin/orgs/acme", None).await.status, 404);
+    assert_eq!(
+        g.admin("GET", "/api/metrics?org=acme", None).await.status,
+        404
+    );
+    let r = g
+        .admin("GET", &format!("/admin/requests/{}", ids[0]), None)
+        .await;
+    assert_eq!(r.status, 404, "acme's request rows and bodies: {}", r.text);
+    let r = g
+        .admin("GET", &format!("/admin/requests/{}", ids[1]), None)
+        .await;
+    assert_eq!(r.status, 200, "other requests stay: {}", r.text);
+    let after = totals(g.admin("GET", "/api/metrics?window=1h", None).await.json());
+    assert_eq!(after["requests"], before["requests"], "{before} {after}");
+    assert_eq!(after["costUsd"], before["costUsd"], "{before} {after}");
+    let r = g.admin("DELETE", "/admin/orgs/acme", None).await;
+    assert_eq!(r.status, 404, "deleted once: {}", r.text);
+    let audit = g.admin("GET", "/admin/audit?kind=org", None).await;
+    let entry = &audit.json()["entries"][0];
+    assert_eq!(entry["action"], "org-delete", "{}", audit.text);
+    assert_eq!(entry["target"], "acme", "{}", audit.text);
+    assert!(!audit.text.contains("PLAINTEXT"), "{}", audit.text);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
@@ -147,6 +269,7 @@ async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
     assert_eq!(r.json()["totals"]["requests"], 0, "{}", r.text);
     let r = g.admin("GET", "/api/metrics?org=none", None).await;
     assert_eq!(r.status, 404, "{}", r.text);
+    org_health_and_prometheus(&g, &acme, &acme_metrics, &beta_metrics).await;
 
     // Org budget exhausted while the key still has room, under concurrency:
     // beta's keys never spend more than beta's budget together.
@@ -262,10 +385,12 @@ async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
             .status,
         405
     );
+    let mut logged_ids = Vec::new();
     for (key, stored) in [(&acme, true), (&plain, false)] {
         let r = g.chat(key, ask("auto", PROMPT)).await;
         assert_eq!(r.status, 200, "{}", r.text);
         let id = r.json()["id"].as_str().unwrap().to_owned();
+        logged_ids.push(id.clone());
         let logged = g.admin("GET", &format!("/admin/requests/{id}"), None).await;
         assert_eq!(
             logged.json()["bodies"].is_object(),
@@ -275,6 +400,7 @@ async fn orgs_roles_allow_lists_budgets_metrics_and_byok() {
         );
     }
 
+    delete_acme(&g, &acme, &logged_ids).await;
     assert_eq!(g.ready().await.0, 200);
 
     let db = g.host.state_dir().join("sqlite_db.db");

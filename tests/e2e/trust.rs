@@ -154,6 +154,47 @@ async fn request_log_is_opt_in_masked_and_subjects_are_deleted_and_audited() {
         r.body
     );
     assert!(r.body["bodies"]["answer"].is_string(), "{}", r.body);
+    // Embedding inputs are logged masked too; the vectors never are.
+    let auth = format!("Bearer {API_KEY}");
+    let body = json!({"model": "auto", "user": "user-1", "input": [secret, "plain text"]});
+    let r = call(
+        &host,
+        "POST",
+        "/v1/embeddings",
+        &[("authorization", &auth)],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first_value = r.body["data"][0]["embedding"][0].to_string();
+    let embedded = r.headers["x-dol-request-id"].to_str().unwrap().to_owned();
+    let r = admin(&host, "GET", &format!("/admin/requests/{embedded}"), "").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bodies = &r.body["bodies"];
+    assert_eq!(
+        bodies["prompt"],
+        json!([
+            "mail [MASKED:email], card [MASKED:card], ticket [MASKED:ticket]",
+            "plain text"
+        ]),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        bodies["answer"], "[2 embedding vectors, not stored]",
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        bodies["masked"],
+        json!({"card": 1, "email": 1, "ticket": 1}),
+        "{}",
+        r.body
+    );
+    assert!(
+        !bodies.to_string().contains(&first_value),
+        "no vector stored"
+    );
     let file = db_text(&host);
     assert!(!contains(&file, "zoe.secret@example.org") && !contains(&file, "TCK-4242"));
 
@@ -176,11 +217,11 @@ async fn request_log_is_opt_in_masked_and_subjects_are_deleted_and_audited() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.body["deleted"],
-        json!({"events": 1, "requests": 2, "request_bodies": 1}),
+        json!({"events": 1, "requests": 3, "request_bodies": 2}),
         "{}",
         r.body
     );
-    for id in [&first, &second] {
+    for id in [&first, &second, &embedded] {
         assert_eq!(
             admin(&host, "GET", &format!("/admin/requests/{id}"), "")
                 .await

@@ -162,17 +162,57 @@
     setInterval(() => refresh(render), refreshSecs * 1000);
   }
 
+  // ---- organization filter -------------------------------------------------
+
+  // The org the health and analytics pages show (`?org=ID` in the page's
+  // address, "" for the whole deployment); the APIs decide who may read it.
+  let orgName = new URLSearchParams(window.location.search).get("org") || "";
+
+  /** `?org=…` (or `&org=…` after `sep`) for the APIs, empty for all. */
+  function orgQuery(sep) {
+    return orgName ? sep + "org=" + encodeURIComponent(orgName) : "";
+  }
+
+  /** The organization selector, or nothing when there are no orgs (or the
+   *  org list cannot be read); changing it re-renders the page. */
+  async function orgSelector() {
+    let orgs = [];
+    try {
+      orgs = (await api("/admin/orgs")).orgs || [];
+    } catch (_) {
+      return null;
+    }
+    if (!orgs.length && !orgName) return null;
+    const select = el(
+      "select",
+      {
+        id: "org-select",
+        onchange: (e) => {
+          orgName = e.target.value;
+          const url = new URL(window.location.href);
+          if (orgName) url.searchParams.set("org", orgName);
+          else url.searchParams.delete("org");
+          window.history.replaceState(null, "", url);
+          refresh(pages[page] || pages.overview);
+        },
+      },
+      el("option", { value: "", selected: !orgName }, "All organizations"),
+      orgs.map((o) => el("option", { value: o.id, selected: o.id === orgName }, o.name && o.name !== o.id ? o.name + " (" + o.id + ")" : o.id))
+    );
+    return el("p", { class: "org-filter" }, el("label", { for: "org-select" }, "Organization "), select);
+  }
+
   // ---- production health ---------------------------------------------------
 
   async function healthNodes() {
-    const h = await api("/api/health", { allow503: true });
+    const h = await api("/api/health" + orgQuery("?"), { allow503: true });
     const sh = h.systemHealth || {};
     const word = sh.status || "UNKNOWN";
     const em = h.emergencyMode || {};
     const emergency = h.emergency || {};
     return [
       section(
-        "Production health",
+        orgName ? "Production health: " + orgName : "Production health",
         el(
           "div",
           { class: "cards" },
@@ -299,7 +339,7 @@
   }
 
   async function analyticsNodes() {
-    const m = await api("/api/metrics?window=" + encodeURIComponent(windowName));
+    const m = await api("/api/metrics?window=" + encodeURIComponent(windowName) + orgQuery("&"));
     const t = m.totals || {};
     const breakdown = (name, group) =>
       el(
@@ -321,12 +361,12 @@
         type: "button",
         class: "window" + (w === windowName ? " selected" : ""),
         "aria-pressed": w === windowName ? "true" : "false",
-        onclick: () => { windowName = w; refresh(analyticsNodes); },
+        onclick: () => { windowName = w; refresh(pages[page] || pages.overview); },
       }, w)
     );
     return [
       section(
-        "Analytics",
+        orgName ? "Analytics: " + orgName : "Analytics",
         el("div", { class: "windows", role: "group", "aria-label": "Window" }, windows),
         el(
           "div",
@@ -866,10 +906,16 @@
     return () => Promise.resolve([section(title, el("p", { class: "empty" }, text))]);
   }
 
+  /** `nodes` under the organization selector. */
+  async function withOrgs(nodes) {
+    const selector = await orgSelector();
+    return selector ? [selector, ...nodes] : nodes;
+  }
+
   const pages = {
-    overview: async () => [...(await healthNodes()), ...(await analyticsNodes())],
-    "production-health": healthNodes,
-    analytics: analyticsNodes,
+    overview: async () => withOrgs([...(await healthNodes()), ...(await analyticsNodes())]),
+    "production-health": async () => withOrgs(await healthNodes()),
+    analytics: async () => withOrgs(await analyticsNodes()),
     flags: flagsNodes,
     keys: keysNodes,
     alerts: alertsNodes,

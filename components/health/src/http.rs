@@ -25,12 +25,22 @@ fn handle(req: Request) -> Response {
     if *req.method() != Method::Get {
         return platform::method_not_allowed("GET");
     }
+    if path.starts_with("/health") {
+        return if path == "/health" { live() } else { ready() };
+    }
+    // `?org=ID` narrows the three figure routes to one org's keys, for the
+    // admin or a `read-metrics` key of that org only.
+    let org = platform::query_param(req.query(), "org");
+    if let Some(org) = &org
+        && let Err(denied) = report::authorize_org(&req, org)
+    {
+        return denied;
+    }
+    let org = org.as_deref();
     match path.as_str() {
-        "/health" => live(),
-        "/health/ready" => ready(),
-        "/api/health" => api_health(),
-        "/api/metrics" => api_metrics(&req),
-        _ => prometheus(),
+        "/api/health" => api_health(org),
+        "/api/metrics" => api_metrics(&req, org),
+        _ => prometheus(org),
     }
 }
 
@@ -59,14 +69,14 @@ fn ready() -> Response {
     respond(report.http_status(), &report)
 }
 
-fn api_health() -> Response {
-    match report::api_health() {
+fn api_health(org: Option<&str>) -> Response {
+    match report::api_health(org) {
         Ok(h) => respond(h.http_status(), &h),
         Err(err) => internal(&err),
     }
 }
 
-fn api_metrics(req: &Request) -> Response {
+fn api_metrics(req: &Request, org: Option<&str>) -> Response {
     let query = req.query();
     let raw = platform::query_param(query, "window").unwrap_or_else(|| "1h".to_owned());
     let Some(window) = Window::parse(&raw) else {
@@ -76,18 +86,14 @@ fn api_metrics(req: &Request) -> Response {
         );
         return platform::fail("health", &err);
     };
-    let overview = match platform::query_param(query, "org") {
-        None => report::overview(window).map_err(|e| internal(&e)),
-        Some(org) => report::org_overview(req, &org, window),
-    };
-    match overview {
+    match report::overview(window, org) {
         Ok(o) => respond(200, &o),
-        Err(response) => response,
+        Err(err) => internal(&err),
     }
 }
 
-fn prometheus() -> Response {
-    let text = report::metrics_input().and_then(|m| Ok(usage::render_metrics(&m)?));
+fn prometheus(org: Option<&str>) -> Response {
+    let text = report::metrics_input(org).and_then(|m| Ok(usage::render_metrics(&m)?));
     match text {
         Ok(body) => Response::builder()
             .status(200)

@@ -11,7 +11,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
-use crate::storage::{SqlExecutor, SqlValue};
+use crate::storage::{SqlExecutor, SqlValue, in_transaction};
 
 /// The kinds of audited things, for the `kind` filter's validation.
 pub const KINDS: &[&str] = &[
@@ -123,6 +123,24 @@ pub fn redact(value: Value) -> Value {
 
 fn opt_json(v: Option<Value>) -> SqlValue {
     v.map_or(SqlValue::Null, |v| SqlValue::Text(redact(v).to_string()))
+}
+
+/// Applies an admin change and appends its audit entry in one
+/// transaction (`BEGIN IMMEDIATE`): `change` runs inside it and returns its
+/// result and the entry; if the change or the audit write fails, both are
+/// rolled back, so no change is ever left unaudited. `change` must not open
+/// a transaction of its own (stores offer `…_in` variants for this).
+pub fn audited<E: SqlExecutor, T>(
+    db: &mut E,
+    actor: &str,
+    at_ms: i64,
+    change: impl FnOnce(&mut E) -> Result<(T, Record), ApiError>,
+) -> Result<T, ApiError> {
+    in_transaction(db, |tx| {
+        let (value, record) = change(tx)?;
+        append(tx, actor, at_ms, record)?;
+        Ok(value)
+    })
 }
 
 /// Appends `record` by `actor` at `at_ms`.
@@ -298,6 +316,62 @@ mod tests {
 
     use super::*;
     use crate::test_db::db as test_db;
+
+    /// A change and its audit entry commit together: when the audit insert
+    /// fails, the key it would have recorded is not created either.
+    #[test]
+    fn a_failed_audit_write_rolls_the_change_back() {
+        use crate::gateway::admin::NewKey;
+        use crate::gateway::keys::KeyLimits;
+        use crate::gateway::store::{create_key, get_key};
+        let mut db = test_db();
+        let new = NewKey {
+            name: "k".into(),
+            limits: KeyLimits::default(),
+            org: None,
+            roles: None,
+        };
+        let create = |db: &mut crate::test_db::TestDb, id: &str| {
+            audited(db, "alice", 1, |tx| {
+                let row = create_key(tx, id, &format!("dol_sk_{id}"), &new, 1)?;
+                Ok((
+                    row.clone(),
+                    Record::new("key", "create", id).after(row.to_json()),
+                ))
+            })
+        };
+        db.fail_on = Some("INSERT INTO audit_log");
+        let err = create(&mut db, "key_a").unwrap_err();
+        assert_eq!(err.status(), 500, "{err:?}");
+        db.fail_on = None;
+        assert!(get_key(&mut db, "key_a").unwrap().is_none(), "rolled back");
+        // The same change with a working audit log commits both.
+        create(&mut db, "key_b").unwrap();
+        assert!(get_key(&mut db, "key_b").unwrap().is_some());
+        let rows = db
+            .execute(
+                "SELECT action, target FROM audit_log WHERE kind = 'key'",
+                &[],
+            )
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![vec![
+                SqlValue::Text("create".into()),
+                SqlValue::Text("key_b".into())
+            ]]
+        );
+        // A refused change writes no entry.
+        let refused: Result<(), ApiError> = audited(&mut db, "alice", 2, |_| {
+            Err(ApiError::new(crate::error::Code::NotFound, "no key"))
+        });
+        assert_eq!(refused.unwrap_err().status(), 404);
+        assert_eq!(
+            db.execute("SELECT COUNT(*) FROM audit_log WHERE kind = 'key'", &[])
+                .unwrap()[0][0],
+            SqlValue::Integer(1)
+        );
+    }
 
     fn params(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let pairs: Vec<(String, String)> = pairs

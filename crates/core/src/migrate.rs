@@ -107,6 +107,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0016_alert_incidents.sql"),
     },
     Migration {
+        version: 17,
+        name: "usage_by_org",
+        sql: include_str!("../../../migrations/0017_usage_by_org.sql"),
+    },
+    Migration {
         version: 18,
         name: "video_health_remix",
         sql: include_str!("../../../migrations/0018_video_health_remix.sql"),

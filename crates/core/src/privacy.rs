@@ -181,24 +181,36 @@ pub fn save_settings(
     now_ms: i64,
 ) -> Result<OrgSettings, StatementError> {
     in_transaction(db, |tx| {
-        let before = load_settings(tx, org_id)?;
-        run(
-            tx,
-            "INSERT INTO org_settings (org_id, store_bodies, mask_patterns, retention, updated_at, actor) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org_id) DO UPDATE SET store_bodies = excluded.store_bodies, \
-             mask_patterns = excluded.mask_patterns, retention = excluded.retention, \
-             updated_at = excluded.updated_at, actor = excluded.actor",
-            &[
-                SqlValue::Text(org_id.to_owned()),
-                SqlValue::Integer(i64::from(settings.store_bodies)),
-                SqlValue::Text(json!(settings.mask_patterns).to_string()),
-                SqlValue::Text(json!(settings.retention).to_string()),
-                SqlValue::Integer(now_ms),
-                SqlValue::Text(actor.to_owned()),
-            ],
-        )?;
-        Ok(before)
+        save_settings_in(tx, org_id, settings, actor, now_ms)
     })
+}
+
+/// [`save_settings`] inside the caller's transaction (with its audit
+/// entry: [`crate::audit::audited`]).
+pub fn save_settings_in(
+    tx: &mut impl SqlExecutor,
+    org_id: &str,
+    settings: &OrgSettings,
+    actor: &str,
+    now_ms: i64,
+) -> Result<OrgSettings, StatementError> {
+    let before = load_settings(tx, org_id)?;
+    run(
+        tx,
+        "INSERT INTO org_settings (org_id, store_bodies, mask_patterns, retention, updated_at, actor) \
+         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (org_id) DO UPDATE SET store_bodies = excluded.store_bodies, \
+         mask_patterns = excluded.mask_patterns, retention = excluded.retention, \
+         updated_at = excluded.updated_at, actor = excluded.actor",
+        &[
+            SqlValue::Text(org_id.to_owned()),
+            SqlValue::Integer(i64::from(settings.store_bodies)),
+            SqlValue::Text(json!(settings.mask_patterns).to_string()),
+            SqlValue::Text(json!(settings.retention).to_string()),
+            SqlValue::Integer(now_ms),
+            SqlValue::Text(actor.to_owned()),
+        ],
+    )?;
+    Ok(before)
 }
 
 /// What one served request leaves in the request log.
@@ -311,28 +323,35 @@ pub fn delete_subject(
     db: &mut impl SqlExecutor,
     subject: &str,
 ) -> Result<SubjectDeleted, StatementError> {
+    in_transaction(db, |tx| delete_subject_in(tx, subject))
+}
+
+/// [`delete_subject`] inside the caller's transaction (with its audit
+/// entry: [`crate::audit::audited`]).
+pub fn delete_subject_in(
+    tx: &mut impl SqlExecutor,
+    subject: &str,
+) -> Result<SubjectDeleted, StatementError> {
     let param = [SqlValue::Text(subject.to_owned())];
-    in_transaction(db, |tx| {
-        Ok(SubjectDeleted {
-            request_bodies: run(
-                tx,
-                "DELETE FROM request_bodies WHERE subject = ? RETURNING 1",
-                &param,
-            )?
-            .len(),
-            requests: run(
-                tx,
-                "DELETE FROM requests WHERE subject = ? RETURNING 1",
-                &param,
-            )?
-            .len(),
-            events: run(
-                tx,
-                "DELETE FROM events WHERE targeting_key = ? RETURNING 1",
-                &param,
-            )?
-            .len(),
-        })
+    Ok(SubjectDeleted {
+        request_bodies: run(
+            tx,
+            "DELETE FROM request_bodies WHERE subject = ? RETURNING 1",
+            &param,
+        )?
+        .len(),
+        requests: run(
+            tx,
+            "DELETE FROM requests WHERE subject = ? RETURNING 1",
+            &param,
+        )?
+        .len(),
+        events: run(
+            tx,
+            "DELETE FROM events WHERE targeting_key = ? RETURNING 1",
+            &param,
+        )?
+        .len(),
     })
 }
 

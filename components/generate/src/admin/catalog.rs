@@ -32,11 +32,15 @@ pub fn put_model(
 ) -> Result<Response, ApiError> {
     let entry = admin::parse_model(provider, model, json_body(req)?)?;
     let before = self::entry(sql, provider, model, now)?;
-    store::put_model(sql, &entry, now)?;
-    let mut record = dol_core::audit::Record::new("model", "put", format!("{provider}/{model}"))
-        .after(dol_core::gateway::catalog::entry_json(&entry));
-    record.before = before;
-    platform::audit("generate", sql, actor, record);
+    // `entry` seeded the catalog; the change and its audit entry commit together.
+    dol_core::audit::audited(sql, actor, now, |tx| {
+        store::put_model_in(tx, &entry, now)?;
+        let mut record =
+            dol_core::audit::Record::new("model", "put", format!("{provider}/{model}"))
+                .after(dol_core::gateway::catalog::entry_json(&entry));
+        record.before = before;
+        Ok(((), record))
+    })?;
     Ok(platform::json(
         200,
         &dol_core::gateway::catalog::entry_json(&entry),

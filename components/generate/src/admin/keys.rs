@@ -1,6 +1,7 @@
 //! `POST /admin/keys` (a random key, stored as its hash and answered once)
 //! and `GET /admin/keys/{id}`. Validation is `dol_core::gateway::admin`.
 
+use dol_core::audit::{Record, audited};
 use dol_core::error::{ApiError, Code};
 use dol_core::gateway::{admin, store};
 use spin_sdk::http::Response;
@@ -25,10 +26,14 @@ pub fn create_key(
     let mut random = [0u8; 16];
     random.copy_from_slice(&wasi::random::random::get_random_bytes(16));
     let (id, key) = admin::mint_key(random);
-    let row = store::create_key(sql, &id, &key, &new, now)?;
-    // The stored row, never the secret.
-    let record = dol_core::audit::Record::new("key", "create", &id).after(row.to_json());
-    platform::audit("generate", sql, actor, record);
+    // The stored row, never the secret; committed with the key or not at all.
+    let row = audited(sql, actor, now, |tx| {
+        let row = store::create_key(tx, &id, &key, &new, now)?;
+        Ok((
+            row.clone(),
+            Record::new("key", "create", &id).after(row.to_json()),
+        ))
+    })?;
     Ok(platform::json(201, &admin::created_key_json(&row, &key)))
 }
 
@@ -48,11 +53,13 @@ pub fn revoke_key(
     actor: &str,
     now: i64,
 ) -> Result<Response, ApiError> {
-    let before = store::get_key(sql, id)?.map(|k| k.to_json());
-    let key = store::revoke_key(sql, id, now)?
-        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no key {id}")))?;
-    let mut record = dol_core::audit::Record::new("key", "revoke", id).after(key.to_json());
-    record.before = before;
-    platform::audit("generate", sql, actor, record);
+    let key = audited(sql, actor, now, |tx| {
+        let before = store::get_key(tx, id)?.map(|k| k.to_json());
+        let key = store::revoke_key(tx, id, now)?
+            .ok_or_else(|| ApiError::new(Code::NotFound, format!("no key {id}")))?;
+        let mut record = Record::new("key", "revoke", id).after(key.to_json());
+        record.before = before;
+        Ok((key, record))
+    })?;
     Ok(platform::json(200, &key.to_json()))
 }

@@ -104,19 +104,18 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
             catalog::put_model(req, sql, provider, &model.join("/"), actor, now)?
         }
         (["models", provider, model @ ..], Method::Delete) if !model.is_empty() => {
+            // `entry` seeded the catalog; the deletion and its audit entry commit together.
             let before = catalog::entry(sql, provider, &model.join("/"), now)?;
-            if store::delete_model(sql, provider, &model.join("/"), now)? {
-                let target = format!("{provider}/{}", model.join("/"));
-                let mut record = audit::Record::new("model", "delete", target);
+            let target = format!("{provider}/{}", model.join("/"));
+            audit::audited(sql, actor, now, |tx| {
+                if !store::delete_model_in(tx, provider, &model.join("/"))? {
+                    return Err(not_found("no such catalog entry".to_owned()));
+                }
+                let mut record = audit::Record::new("model", "delete", target.clone());
                 record.before = before;
-                platform::audit("generate", sql, actor, record);
-                platform::json(
-                    200,
-                    &json!({"deleted": format!("{provider}/{}", model.join("/"))}),
-                )
-            } else {
-                return Err(not_found("no such catalog entry".to_owned()));
-            }
+                Ok(((), record))
+            })?;
+            platform::json(200, &json!({ "deleted": target }))
         }
         (["requests", id], Method::Get) => match store::request(sql, id)? {
             Some(r) => privacy::request(sql, &r)?,
@@ -128,7 +127,9 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
         (["settings"], Method::Get) => privacy::get_settings(sql, DEFAULT_ORG)?,
         (["settings"], Method::Put) => privacy::put_settings(req, sql, DEFAULT_ORG, actor, now)?,
         (["settings"], _) => platform::method_not_allowed("GET, PUT"),
-        (["subjects", subject], Method::Delete) => privacy::delete_subject(sql, subject, actor)?,
+        (["subjects", subject], Method::Delete) => {
+            privacy::delete_subject(sql, subject, actor, now)?
+        }
         (["subjects", _], _) => platform::method_not_allowed("DELETE"),
         _ => return Err(not_found("no such admin route".to_owned())),
     })

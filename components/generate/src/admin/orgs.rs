@@ -65,7 +65,14 @@ pub fn route(
             let org = existing(sql, id)?;
             platform::json(200, &org_json(sql, &org)?)
         }
-        ([_], _) => platform::method_not_allowed("GET, PUT"),
+        ([id], Method::Delete) => {
+            orgs::check_id(id)?;
+            let deleted = store::delete_org(sql, id, actor, now)?.ok_or_else(|| {
+                ApiError::new(Code::NotFound, format!("no org {id}")).with_field("id")
+            })?;
+            platform::json(200, &json!({ "org": id, "deleted": deleted }))
+        }
+        ([_], _) => platform::method_not_allowed("GET, PUT, DELETE"),
         ([id, "settings"], Method::Get) => {
             existing(sql, id)?;
             super::privacy::get_settings(sql, id)?

@@ -38,23 +38,30 @@ pub fn put_settings(
     now: i64,
 ) -> Result<Response, ApiError> {
     let settings = privacy::parse_settings(&json_body(req)?)?;
-    let before = privacy::save_settings(sql, org_id, &settings, actor, now)?;
     let target = if org_id == DEFAULT_ORG {
         "default"
     } else {
         org_id
     };
-    let mut record = Record::new("settings", "put", target)
-        .before(before.to_json())
-        .after(settings.to_json());
-    record.org_id = org_id.to_owned();
-    platform::audit("generate", sql, actor, record);
+    dol_core::audit::audited(sql, actor, now, |tx| {
+        let before = privacy::save_settings_in(tx, org_id, &settings, actor, now)?;
+        let mut record = Record::new("settings", "put", target)
+            .before(before.to_json())
+            .after(settings.to_json());
+        record.org_id = org_id.to_owned();
+        Ok(((), record))
+    })?;
     Ok(platform::json(200, &settings.to_json()))
 }
 
 /// Deletes one end user's rows; the deletion itself is audited (with the
 /// counts, not the data).
-pub fn delete_subject(sql: &mut SpinSql<'_>, raw: &str, actor: &str) -> Result<Response, ApiError> {
+pub fn delete_subject(
+    sql: &mut SpinSql<'_>,
+    raw: &str,
+    actor: &str,
+    now: i64,
+) -> Result<Response, ApiError> {
     let subject = platform::percent_decode(raw).ok_or_else(|| {
         ApiError::invalid(
             "targetingKey",
@@ -62,13 +69,13 @@ pub fn delete_subject(sql: &mut SpinSql<'_>, raw: &str, actor: &str) -> Result<R
         )
     })?;
     let subject = privacy::parse_subject(&subject)?;
-    let deleted = privacy::delete_subject(sql, subject)?;
-    let body = json!({"subject": subject, "deleted": deleted});
-    platform::audit(
-        "generate",
-        sql,
-        actor,
-        Record::new("subject", "delete", subject).after(body.clone()),
-    );
+    let body = dol_core::audit::audited(sql, actor, now, |tx| {
+        let deleted = privacy::delete_subject_in(tx, subject)?;
+        let body = json!({"subject": subject, "deleted": deleted});
+        Ok((
+            body.clone(),
+            Record::new("subject", "delete", subject).after(body),
+        ))
+    })?;
     Ok(platform::json(200, &body))
 }

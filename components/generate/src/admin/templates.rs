@@ -21,12 +21,14 @@ pub fn put_template(
     now: i64,
 ) -> Result<Response, ApiError> {
     let spec = admin::parse_template(name, json_body(req)?)?;
-    let before = store::get_template(sql, name, None)?;
-    let version = store::put_template(sql, name, &spec, actor, now)?;
-    let mut record = dol_core::audit::Record::new("template", "put", name)
-        .after(json!({"version": version, "template": spec}));
-    record.before = before.map(|b| json!({"version": b.version, "template": b.spec}));
-    platform::audit("generate", sql, actor, record);
+    let version = dol_core::audit::audited(sql, actor, now, |tx| {
+        let before = store::get_template(tx, name, None)?;
+        let version = store::put_template_in(tx, name, &spec, actor, now)?;
+        let mut record = dol_core::audit::Record::new("template", "put", name)
+            .after(json!({"version": version, "template": spec}));
+        record.before = before.map(|b| json!({"version": b.version, "template": b.spec}));
+        Ok((version, record))
+    })?;
     Ok(platform::json(
         201,
         &json!({"name": name, "version": version, "template": spec}),

@@ -464,14 +464,50 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
             Err(attempts::failure_error(&req.model, &f))
         }
     };
-    if let Err(e) = store::record(sql, &record) {
-        warnings.push(format!("recording telemetry failed: {e}"));
+    match store::record(sql, &record) {
+        Ok(()) => log_inputs(sql, call, req, &record, &mut warnings),
+        Err(e) => warnings.push(format!("recording telemetry failed: {e}")),
     }
     Ok(EmbedServed {
         answer: served,
         record,
         warnings,
     })
+}
+
+/// The request log of an embedding request, as for chat
+/// ([`crate::privacy::log_request`]): its subject on the request row and,
+/// when the key's org opted in, the inputs masked (texts, or token ids as
+/// given). The vectors are never stored: the answer is only how many were
+/// sent back.
+fn log_inputs(
+    sql: &mut impl SqlExecutor,
+    call: &EmbedCall,
+    req: &EmbeddingRequest,
+    record: &RequestRecord,
+    warnings: &mut Vec<String>,
+) {
+    let inputs = serde_json::to_value(&req.inputs).unwrap_or(Value::Null);
+    let answer = if record.outcome == "failed" {
+        String::new()
+    } else {
+        format!("[{} embedding vectors, not stored]", req.inputs.len())
+    };
+    let logged = crate::privacy::Logged {
+        request_id: &record.id,
+        subject: req.user.as_deref(),
+        ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
+        prompt: &inputs,
+        answer: &answer,
+    };
+    let org = call
+        .caller
+        .org
+        .as_ref()
+        .map_or(crate::privacy::DEFAULT_ORG, |o| o.id.as_str());
+    if let Err(e) = crate::privacy::log_request(sql, org, &logged) {
+        warnings.push(format!("writing the request log failed: {e}"));
+    }
 }
 
 #[cfg(test)]

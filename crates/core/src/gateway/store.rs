@@ -592,7 +592,13 @@ pub fn routable_catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<Vec<Ca
 /// Creates or replaces one catalog entry (source `admin`).
 pub fn put_model(db: &mut impl SqlExecutor, entry: &CatalogEntry, now_ms: i64) -> Result<()> {
     seed_catalog(db, now_ms)?;
-    upsert_model(db, entry, "admin", now_ms)
+    put_model_in(db, entry, now_ms)
+}
+
+/// [`put_model`] inside the caller's transaction, once the catalog is
+/// seeded ([`seed_catalog`], which takes a transaction of its own).
+pub fn put_model_in(tx: &mut impl SqlExecutor, entry: &CatalogEntry, now_ms: i64) -> Result<()> {
+    upsert_model(tx, entry, "admin", now_ms)
 }
 
 /// Deletes one catalog entry; returns whether it existed.
@@ -603,6 +609,12 @@ pub fn delete_model(
     now_ms: i64,
 ) -> Result<bool> {
     seed_catalog(db, now_ms)?;
+    delete_model_in(db, provider, model)
+}
+
+/// [`delete_model`] inside the caller's transaction, once the catalog is
+/// seeded ([`seed_catalog`]).
+pub fn delete_model_in(db: &mut impl SqlExecutor, provider: &str, model: &str) -> Result<bool> {
     let key = [text(provider), text(model)];
     let existed = !run(
         db,
@@ -662,32 +674,42 @@ pub fn put_template(
     actor: &str,
     now_ms: i64,
 ) -> Result<i64> {
+    in_transaction(db, |tx| put_template_in(tx, name, spec, actor, now_ms))
+}
+
+/// [`put_template`] inside the caller's transaction (with its audit entry:
+/// [`crate::audit::audited`]), which holds the write lock for numbering.
+pub fn put_template_in(
+    tx: &mut impl SqlExecutor,
+    name: &str,
+    spec: &TemplateSpec,
+    actor: &str,
+    now_ms: i64,
+) -> Result<i64> {
     let body = encode("template", spec)?;
-    in_transaction(db, |tx| {
-        let rows = run(
-            tx,
-            "SELECT COALESCE(MAX(version), 0) FROM prompt_templates WHERE name = ?",
-            &[text(name)],
-        )?;
-        let latest = match rows.first() {
-            Some(values) => Row::new("prompt_templates", values).int(0, "version")?,
-            None => 0,
-        };
-        let version = latest + 1;
-        run(
-            tx,
-            "INSERT INTO prompt_templates (name, version, spec, created_at, actor) \
-             VALUES (?, ?, ?, ?, ?)",
-            &[
-                text(name),
-                SqlValue::Integer(version),
-                text(&body),
-                SqlValue::Integer(now_ms),
-                text(actor),
-            ],
-        )?;
-        Ok(version)
-    })
+    let rows = run(
+        tx,
+        "SELECT COALESCE(MAX(version), 0) FROM prompt_templates WHERE name = ?",
+        &[text(name)],
+    )?;
+    let latest = match rows.first() {
+        Some(values) => Row::new("prompt_templates", values).int(0, "version")?,
+        None => 0,
+    };
+    let version = latest + 1;
+    run(
+        tx,
+        "INSERT INTO prompt_templates (name, version, spec, created_at, actor) \
+         VALUES (?, ?, ?, ?, ?)",
+        &[
+            text(name),
+            SqlValue::Integer(version),
+            text(&body),
+            SqlValue::Integer(now_ms),
+            text(actor),
+        ],
+    )?;
+    Ok(version)
 }
 
 /// Version `version` of template `name`, or its latest when `None`.
@@ -814,6 +836,9 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
 /// column order (its minute first) and its latency bucket's column.
 struct UsageAddition {
     minute: u64,
+    /// The request's API key: its org (migration 17) is looked up in the
+    /// upsert itself, so the hot path stays one statement per aggregate.
+    key_id: String,
     values: Vec<SqlValue>,
     bucket: &'static str,
 }
@@ -822,6 +847,7 @@ fn usage_addition(r: &RequestRecord) -> UsageAddition {
     let (quality_sum, quality_n) = r.quality.map_or((0.0, 0), |q| (q, 1));
     UsageAddition {
         minute: r.minute(),
+        key_id: r.key_id.clone(),
         values: vec![
             text(r.tier.as_str()),
             text(&r.provider),
@@ -882,9 +908,10 @@ fn add_usage(
     // The names spliced into the upsert are fixed above or `l` and a bucket
     // index (capped at `+Inf`): never anything a client sent.
     let bucket = add.bucket;
-    let mut params = Vec::with_capacity(add.values.len() + 2);
+    let mut params = Vec::with_capacity(add.values.len() + 3);
     params.push(uint(time));
     params.extend(add.values.iter().cloned());
+    params.push(text(&add.key_id));
     if below_watermark.is_some() {
         params.push(uint(add.minute));
     }
@@ -893,9 +920,12 @@ fn add_usage(
         &format!(
             "INSERT INTO {table_name} ({time_column}, tier, provider, model, outcome, variant, \
              requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, \
-             prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}) \
-             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 {condition} \
-             ON CONFLICT ({time_column}, tier, provider, model, outcome, variant) DO UPDATE SET \
+             prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}, \
+             org_id) \
+             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, \
+             COALESCE((SELECT org_id FROM api_keys WHERE id = ?), '') {condition} \
+             ON CONFLICT ({time_column}, tier, provider, model, outcome, variant, org_id) \
+             DO UPDATE SET \
              requests = {table_name}.requests + 1, errors = {table_name}.errors + excluded.errors, \
              fallbacks = {table_name}.fallbacks + excluded.fallbacks, \
              cache_hits = {table_name}.cache_hits + excluded.cache_hits, \

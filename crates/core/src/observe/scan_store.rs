@@ -320,11 +320,11 @@ pub fn fold_usage(db: &mut impl SqlExecutor, now_ms: i64) -> Result<UsageFold, S
             tx,
             "fold usage minutes into hours",
             &format!(
-                "INSERT INTO usage_hour (hour, tier, provider, model, outcome, variant, {}) \
-                 SELECT minute - minute % {hour}, tier, provider, model, outcome, variant, {} \
+                "INSERT INTO usage_hour (hour, tier, provider, model, outcome, variant, org_id, {}) \
+                 SELECT minute - minute % {hour}, tier, provider, model, outcome, variant, org_id, {} \
                  FROM usage_minute WHERE minute >= ? AND minute < ? \
-                 GROUP BY minute - minute % {hour}, tier, provider, model, outcome, variant \
-                 ON CONFLICT (hour, tier, provider, model, outcome, variant) DO UPDATE SET {} \
+                 GROUP BY minute - minute % {hour}, tier, provider, model, outcome, variant, org_id \
+                 ON CONFLICT (hour, tier, provider, model, outcome, variant, org_id) DO UPDATE SET {} \
                  RETURNING 1",
                 counters.join(", "),
                 sums.join(", "),
@@ -346,6 +346,43 @@ pub fn fold_usage(db: &mut impl SqlExecutor, now_ms: i64) -> Result<UsageFold, S
             hour_rows,
         })
     })
+}
+
+/// Moves org `org`'s minute and hour aggregates to no org (`org_id` ''),
+/// adding them to the no-org rows of the same series and time, then
+/// deleting the org's: the deployment's figures are unchanged and no row
+/// names the org (a deleted org's telemetry stays, anonymous). Returns the
+/// org rows moved. Runs in the caller's transaction.
+pub fn anonymize_usage(db: &mut impl SqlExecutor, org: &str) -> Result<usize, StoreError> {
+    let counters = rollup_counters();
+    let mut moved = 0;
+    for (table, time) in [("usage_minute", "minute"), ("usage_hour", "hour")] {
+        let updates: Vec<String> = counters
+            .iter()
+            .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+            .collect();
+        let series = format!("{time}, tier, provider, model, outcome, variant");
+        sql(
+            db,
+            "move an org's usage to no org",
+            &format!(
+                "INSERT INTO {table} ({series}, org_id, {c}) SELECT {series}, '', {c} \
+                 FROM {table} WHERE org_id = ? \
+                 ON CONFLICT ({series}, org_id) DO UPDATE SET {}",
+                updates.join(", "),
+                c = counters.join(", "),
+            ),
+            &[SqlValue::Text(org.to_owned())],
+        )?;
+        moved += sql(
+            db,
+            "delete an org's usage",
+            &format!("DELETE FROM {table} WHERE org_id = ? RETURNING 1"),
+            &[SqlValue::Text(org.to_owned())],
+        )?
+        .len();
+    }
+    Ok(moved)
 }
 
 // ---------------------------------------------------------------------------

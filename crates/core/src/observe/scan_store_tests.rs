@@ -320,6 +320,7 @@ fn the_alerts_scan_scores_like_api_health_and_drives_emergency_with_it() {
         &kv_failed,
         &mut clock(),
         NOW + 3,
+        None,
     )
     .unwrap();
     assert_eq!(body.health.system_health, run.health);

@@ -163,6 +163,35 @@ pub fn migrations_check<E: SqlExecutor>(
     }
 }
 
+/// Which usage rows a reader sums: from `from_s` (Unix seconds), of one
+/// org's keys (`org`, read from the aggregates' `org_id`, migration 17) or
+/// of the whole deployment (`None`: every org summed, as before orgs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageScope<'a> {
+    /// The first minute read.
+    pub from_s: i64,
+    /// One org's rows only (`Some("")`: keys of no org).
+    pub org: Option<&'a str>,
+}
+
+impl From<i64> for UsageScope<'_> {
+    fn from(from_s: i64) -> Self {
+        Self { from_s, org: None }
+    }
+}
+
+/// ` AND org_id = ?` and its parameter when `org` is given (nothing else
+/// is ever spliced into the statement).
+fn org_condition(org: Option<&str>, params: &mut Vec<SqlValue>) -> &'static str {
+    match org {
+        Some(org) => {
+            params.push(SqlValue::Text(org.to_owned()));
+            " AND org_id = ?"
+        }
+        None => "",
+    }
+}
+
 /// The score's inputs, and what else was read on the way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Readings {
@@ -196,8 +225,9 @@ pub fn breakers(kv: &mut impl KeyValue, now_ms: i64) -> Result<Vec<Breaker>, Sto
 }
 
 /// Reads the inputs of the health score at `now_ms`: the storage checks as
-/// measured (`sqlite` shown as `database`), the usage rows from
-/// `usage_from_s` (never later than the score's 5 minutes), the breakers
+/// measured (`sqlite` shown as `database`), the usage rows of `usage`
+/// (from its start, never later than the score's 5 minutes; one org's
+/// when it names one: the score is then that org's), the breakers
 /// from `kv` and the latest run of each scan. Each read is timed with
 /// `clock` (its check's latency).
 ///
@@ -205,15 +235,16 @@ pub fn breakers(kv: &mut impl KeyValue, now_ms: i64) -> Result<Vec<Breaker>, Sto
 /// otherwise usage counts as unreadable and no scan as run. An unreadable
 /// routing state or usage is left out with a warning; the scans read
 /// failing is an error.
-pub fn read_score_inputs<E: SqlExecutor, K: KeyValue>(
+pub fn read_score_inputs<'a, E: SqlExecutor, K: KeyValue>(
     db: Option<&mut E>,
     kv: Option<&mut K>,
     sqlite: &CheckResult,
     key_value: &CheckResult,
-    usage_from_s: i64,
+    usage: impl Into<UsageScope<'a>>,
     clock: &mut impl FnMut() -> i64,
     now_ms: i64,
 ) -> Result<Readings, StoreError> {
+    let scope = usage.into();
     let mut warnings = Vec::new();
     let storage = vec![
         CheckResult {
@@ -253,9 +284,11 @@ pub fn read_score_inputs<E: SqlExecutor, K: KeyValue>(
     let Some(db) = db.filter(|_| sqlite.ok) else {
         return Ok(readings);
     };
-    let from = usage_from_s.min(window_start(now_ms.div_euclid(1000), usage::RECENT_SECS));
+    let from = scope
+        .from_s
+        .min(window_start(now_ms.div_euclid(1000), usage::RECENT_SECS));
     let start = clock();
-    match usage_since(db, from) {
+    match usage_since_in(db, from, scope.org) {
         Ok(rows) => {
             readings.inputs.recent = usage::recent_usage(&rows, now_ms);
             readings.inputs.usage_failed = false;
@@ -286,7 +319,11 @@ pub fn read_score_inputs<E: SqlExecutor, K: KeyValue>(
 /// Everything `/api/health` shows at `now_ms` (see
 /// [`usage::assemble_health`]): the score's inputs with 24 hours of usage
 /// (for uptime), the firing alerts and the emergency mode. Returns the body
-/// and the warnings to log.
+/// and the warnings to log. With `org`, the telemetry part of the score,
+/// the `generation` check, the figures and uptime are that org's requests'
+/// (the same one score over the org's aggregates); checks of the shared
+/// storage, providers and scans, alerts and emergency mode stay the
+/// deployment's, as they decide the org's requests too.
 pub fn read_api_health<E: SqlExecutor, K: KeyValue>(
     mut db: Option<&mut E>,
     kv: Option<&mut K>,
@@ -294,8 +331,12 @@ pub fn read_api_health<E: SqlExecutor, K: KeyValue>(
     key_value: &CheckResult,
     clock: &mut impl FnMut() -> i64,
     now_ms: i64,
+    org: Option<&str>,
 ) -> Result<(HealthBody, Vec<String>), StoreError> {
-    let day = window_start(now_ms.div_euclid(1000), 86_400);
+    let day = UsageScope {
+        from_s: window_start(now_ms.div_euclid(1000), 86_400),
+        org,
+    };
     let readings = read_score_inputs(db.as_deref_mut(), kv, sqlite, key_value, day, clock, now_ms)?;
     let mut inputs = HealthInputs {
         score: readings.inputs,
@@ -313,11 +354,14 @@ pub fn read_api_health<E: SqlExecutor, K: KeyValue>(
         inputs.emergency = state;
         inputs.override_by = by;
     }
-    Ok((usage::assemble_health(inputs), readings.warnings))
+    let mut body = usage::assemble_health(inputs);
+    body.org = org.map(str::to_owned);
+    Ok((body, readings.warnings))
 }
 
 /// Everything `/metrics` shows at `now_ms`, with the score, the breakers
 /// and the emergency mode of `health` (read by [`read_api_health`]).
+/// For one org, see [`read_org_metrics`].
 pub fn read_metrics(
     db: &mut impl SqlExecutor,
     health: &HealthBody,
@@ -345,7 +389,7 @@ pub fn read_metrics(
         .collect();
     Ok(MetricsInput {
         flag_evaluations: flag_counts::totals(db)?,
-        usage: usage_totals(db)?,
+        usage: usage_totals_in(db, None)?,
         routes: route_counts(db)?,
         quality: quality_histograms(db)?,
         breakers: health.providers.clone(),
@@ -354,6 +398,32 @@ pub fn read_metrics(
         health_score: health.health.system_health.score,
         emergency: health.emergency_mode.active,
         video: health.video_platforms.clone(),
+        org: None,
+    })
+}
+
+/// What `/metrics?org=ID` shows: the org's usage totals from the
+/// aggregates, and the org's health score (`health` read with the org).
+/// Deployment-wide families (breakers, alerts, scans, flag evaluations,
+/// routes and quality, which only `requests` rows hold) are left out: they
+/// are not the org's, and an org's reader sees its own figures only.
+pub fn read_org_metrics(
+    db: &mut impl SqlExecutor,
+    health: &HealthBody,
+    org: &str,
+) -> Result<MetricsInput, StoreError> {
+    Ok(MetricsInput {
+        flag_evaluations: Vec::new(),
+        usage: usage_totals_in(db, Some(org))?,
+        routes: Vec::new(),
+        quality: Vec::new(),
+        breakers: Vec::new(),
+        alerts: Vec::new(),
+        scans: Vec::new(),
+        health_score: health.health.system_health.score,
+        emergency: health.emergency_mode.active,
+        video: Vec::new(),
+        org: Some(org.to_owned()),
     })
 }
 
@@ -368,22 +438,51 @@ pub fn read_overview(
     window: Window,
     now_s: i64,
 ) -> Result<Overview, StoreError> {
+    read_overview_in(db, window, now_s, None)
+}
+
+/// [`read_overview`] of one org's keys (`Some`) or of the whole
+/// deployment (`None`), from the same aggregates (migration 17).
+pub fn read_overview_in(
+    db: &mut impl SqlExecutor,
+    window: Window,
+    now_s: i64,
+    org: Option<&str>,
+) -> Result<Overview, StoreError> {
     if matches!(window, Window::Hour | Window::Day) {
         // Their points are a minute or an hour that starts mid-hour: no
         // whole hour to read, so minute rows are all there is.
-        return read_overview_minutes(db, window, now_s);
+        let from = window.start(now_s) - window.seconds();
+        return Ok(usage::overview(
+            &usage_since_in(db, from, org)?,
+            window,
+            now_s,
+        ));
     }
     let boundaries = usage::overview_boundaries(window, now_s);
     let plan = usage::plan_read(&boundaries, folded_until(db)?);
-    let mut rows = usage_by_interval(db, "usage_hour", "hour", &plan.hours, &boundaries)?;
-    rows.extend(usage_by_interval(
-        db,
-        "usage_minute",
-        "minute",
-        &plan.minutes,
-        &boundaries,
-    )?);
+    let hours = Interval {
+        table: "usage_hour",
+        time: "hour",
+        org,
+    };
+    let mut rows = usage_by_interval(db, hours, &plan.hours, &boundaries)?;
+    let minutes = Interval {
+        table: "usage_minute",
+        time: "minute",
+        org,
+    };
+    rows.extend(usage_by_interval(db, minutes, &plan.minutes, &boundaries)?);
     Ok(usage::overview(&rows, window, now_s))
+}
+
+/// The aggregate table [`usage_by_interval`] reads, its time column and
+/// the org it keeps to (fixed names only).
+#[derive(Clone, Copy)]
+struct Interval<'a> {
+    table: &'static str,
+    time: &'static str,
+    org: Option<&'a str>,
 }
 
 /// The overview of `window` at `now_s` from `usage_minute` rows alone (what
@@ -395,7 +494,11 @@ pub fn read_overview_minutes(
     now_s: i64,
 ) -> Result<Overview, StoreError> {
     let from = window.start(now_s) - window.seconds();
-    Ok(usage::overview(&usage_since(db, from)?, window, now_s))
+    Ok(usage::overview(
+        &usage_since_in(db, from, None)?,
+        window,
+        now_s,
+    ))
 }
 
 /// The fold's watermark (migration 9): every minute before it is in
@@ -422,11 +525,11 @@ pub fn folded_until(db: &mut impl SqlExecutor) -> Result<i64, StoreError> {
 /// SQLite, not the caller, adds up the thousands of rows of a long window.
 fn usage_by_interval(
     db: &mut impl SqlExecutor,
-    table: &'static str,
-    time: &'static str,
+    of: Interval<'_>,
     ranges: &[(i64, i64)],
     boundaries: &[i64],
 ) -> Result<Vec<UsageRow>, StoreError> {
+    let Interval { table, time, org } = of;
     if ranges.is_empty() {
         return Ok(Vec::new());
     }
@@ -447,11 +550,12 @@ fn usage_by_interval(
             .iter()
             .flat_map(|(a, b)| [SqlValue::Integer(*a), SqlValue::Integer(*b)]),
     );
+    let org = org_condition(org, &mut params);
     sql(
         db,
         "read usage",
         &format!(
-            "SELECT {} FROM {table} WHERE {} \
+            "SELECT {} FROM {table} WHERE ({}){org} \
              GROUP BY interval_start, tier, provider, model, outcome, variant",
             usage_sum_columns(&format!("{interval} AS interval_start"), "variant"),
             conditions.join(" OR ")
@@ -477,21 +581,10 @@ pub(super) fn sql(
         .map_err(|message| StoreError::Sql { context, message })
 }
 
-/// The `usage_minute` (or `usage_hour`, with `time` = `hour`) columns
-/// [`usage_row`] reads, one row per series and minute (hour). A row counts
-/// at most `requests` fallback requests (see [`usage`]'s definitions).
-fn usage_columns(time: &str) -> String {
-    let buckets: Vec<&str> = (0..USAGE_BUCKETS).map(latency_column).collect();
-    format!(
-        "{time}, tier, provider, model, outcome, variant, requests, errors, \
-         MIN(fallbacks, requests), cache_hits, latency_sum_ms, quality_sum, quality_n, \
-         cost_micros, cost_unknown, {}, baseline_micros",
-        buckets.join(", ")
-    )
-}
-
-/// The same columns summed over a group, with `time` and `variant` as the
-/// first and sixth (a fixed expression or column name each).
+/// The `usage_minute` (or `usage_hour`) columns [`usage_row`] reads, summed
+/// over a group, with `time` and `variant` as the first and sixth (a fixed
+/// expression or column name each). A row counts at most `requests`
+/// fallback requests (see [`usage`]'s definitions), capped per stored row.
 fn usage_sum_columns(time: &str, variant: &str) -> String {
     let buckets: Vec<String> = (0..USAGE_BUCKETS)
         .map(|i| format!("SUM({})", latency_column(i)))
@@ -504,7 +597,7 @@ fn usage_sum_columns(time: &str, variant: &str) -> String {
     )
 }
 
-/// A row selected with [`usage_columns`] or [`usage_sum_columns`]
+/// A row selected with [`usage_sum_columns`]
 /// (columns named as in the table).
 fn usage_row(table: &'static str, values: &[SqlValue]) -> Result<UsageRow, StoreError> {
     let r = Row::new(table, values);
@@ -536,16 +629,29 @@ fn usage_row(table: &'static str, values: &[SqlValue]) -> Result<UsageRow, Store
     })
 }
 
-/// The `usage_minute` rows with `minute >= from_s` (Unix seconds).
+/// The `usage_minute` rows with `minute >= from_s` (Unix seconds), one
+/// per minute and series (every org's rows summed).
 pub fn usage_since(db: &mut impl SqlExecutor, from_s: i64) -> Result<Vec<UsageRow>, StoreError> {
+    usage_since_in(db, from_s, None)
+}
+
+/// [`usage_since`] of one org's keys (`Some`) or of all (`None`).
+pub fn usage_since_in(
+    db: &mut impl SqlExecutor,
+    from_s: i64,
+    org: Option<&str>,
+) -> Result<Vec<UsageRow>, StoreError> {
+    let mut params = vec![SqlValue::Integer(from_s)];
+    let org = org_condition(org, &mut params);
     sql(
         db,
         "read usage",
         &format!(
-            "SELECT {} FROM usage_minute WHERE minute >= ?",
-            usage_columns("minute")
+            "SELECT {} FROM usage_minute WHERE minute >= ?{org} \
+             GROUP BY minute, tier, provider, model, outcome, variant",
+            usage_sum_columns("minute", "variant")
         ),
-        &[SqlValue::Integer(from_s)],
+        &params,
     )?
     .iter()
     .map(|values| usage_row("usage_minute", values))
@@ -555,15 +661,25 @@ pub fn usage_since(db: &mut impl SqlExecutor, from_s: i64) -> Result<Vec<UsageRo
 /// Usage totals per tier/provider/model/outcome over every kept minute,
 /// for `/metrics` (minute 0, variant `-`).
 pub fn usage_totals(db: &mut impl SqlExecutor) -> Result<Vec<UsageRow>, StoreError> {
+    usage_totals_in(db, None)
+}
+
+/// [`usage_totals`] of one org's keys (`Some`) or of all (`None`).
+pub fn usage_totals_in(
+    db: &mut impl SqlExecutor,
+    org: Option<&str>,
+) -> Result<Vec<UsageRow>, StoreError> {
+    let mut params = Vec::new();
+    let org = org_condition(org, &mut params);
     sql(
         db,
         "read usage totals",
         &format!(
-            "SELECT {} FROM usage_minute GROUP BY tier, provider, model, outcome",
+            "SELECT {} FROM usage_minute WHERE 1 = 1{org} GROUP BY tier, provider, model, outcome",
             // Every kept minute as one group: minute read as 0, variant as `-`.
             usage_sum_columns("0", "'-'")
         ),
-        &[],
+        &params,
     )?
     .iter()
     .map(|values| usage_row("usage_minute", values))

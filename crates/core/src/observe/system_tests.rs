@@ -281,6 +281,7 @@ fn api_health_and_metrics_show_the_one_score() {
         &key_value,
         &mut ticking(),
         NOW,
+        None,
     )
     .unwrap();
     assert!(warnings.is_empty());
@@ -313,6 +314,54 @@ fn api_health_and_metrics_show_the_one_score() {
 }
 
 #[test]
+fn an_orgs_health_and_overview_read_its_own_aggregates_through_the_one_score() {
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    // The deployment fails (12 of 13 offline); org acme's 10 requests all succeed.
+    usage(&mut db, MINUTE_S, "offline", 12, 12);
+    usage(&mut db, MINUTE_S, "success", 1, 0);
+    db.run(
+        "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, org_id, \
+         requests, latency_sum_ms, quality_sum, quality_n, l1) \
+         VALUES (?1, 'standard', 'openai', 'gpt-4o', 'success', '-', 'acme', 10, 1000, 80.0, 10, 10)",
+        &[MINUTE_S.into()],
+    );
+    let (sqlite, key_value) = (ok("sqlite"), ok("key-value"));
+    let mut health = |org| {
+        read_api_health(
+            Some(&mut db),
+            Some(&mut kv),
+            &sqlite,
+            &key_value,
+            &mut ticking(),
+            NOW,
+            org,
+        )
+        .unwrap()
+        .0
+    };
+    let all = health(None);
+    let acme = health(Some("acme"));
+    let other = health(Some("other"));
+    assert_eq!(all.generation.requests, 23);
+    assert_eq!((acme.generation.requests, acme.generation.errors), (10, 0));
+    assert_eq!(acme.org.as_deref(), Some("acme"));
+    assert!(serde_json::to_value(&all).unwrap().get("org").is_none());
+    // The one score, over the org's own telemetry: acme is healthy where the
+    // deployment is not; an org without traffic earns the no-evidence score.
+    assert!(acme.health.system_health.score > all.health.system_health.score);
+    assert_eq!(acme.health.system_health.score, 100);
+    assert_eq!(other.generation.requests, 0);
+    let overview =
+        |db: &mut TestDb, org| read_overview_in(db, Window::Hour, NOW / 1000, org).unwrap();
+    assert_eq!(overview(&mut db, Some("acme")).totals.requests, 10);
+    assert_eq!(overview(&mut db, None).totals.requests, 23);
+    let m = read_org_metrics(&mut db, &acme, "acme").unwrap();
+    assert_eq!(m.usage.iter().map(|r| r.agg.requests).sum::<u64>(), 10);
+    assert_eq!(m.health_score, 100);
+}
+
+#[test]
 fn migration_8_keeps_the_old_histogram_readable() {
     use crate::gateway::telemetry::{latency_bucket, latency_column};
     use crate::migrate::{MIGRATIONS, apply, apply_list};
@@ -338,6 +387,36 @@ fn migration_8_keeps_the_old_histogram_readable() {
     let p99 = rows[0].agg.percentile_ms(0.99).unwrap();
     assert!((45..=55).contains(&p50), "{p50}");
     assert!((108_000..=132_000).contains(&p99), "{p99}");
+}
+
+#[test]
+fn migration_17_keeps_every_aggregate_and_gives_it_no_org() {
+    use crate::migrate::{MIGRATIONS, apply, apply_list};
+    let mut db = crate::test_db::empty();
+    let before_17 = MIGRATIONS.iter().position(|m| m.version == 17).unwrap();
+    apply_list(&mut db, &MIGRATIONS[..before_17], 0).unwrap();
+    usage(&mut db, MINUTE_S, "offline", 12, 12);
+    usage(&mut db, MINUTE_S - 60, "success", 3, 0);
+    db.run(
+        "INSERT INTO usage_hour (hour, tier, provider, model, outcome, variant, requests, \
+         cost_micros, l5) VALUES (?1, 'standard', 'openai', 'gpt-4o', 'success', '-', 4, 9, 4)",
+        &[(MINUTE_S - MINUTE_S % 3600 - 3600).into()],
+    );
+    let read = |db: &mut TestDb| {
+        (
+            serde_json::to_value(read_overview(db, Window::Week, NOW / 1000).unwrap()).unwrap(),
+            usage_since(db, 0).unwrap(),
+            usage_totals(db).unwrap(),
+        )
+    };
+    let before = read(&mut db);
+    apply(&mut db, 0).unwrap();
+    assert_eq!(read(&mut db), before, "the no-org view reads as before");
+    let orgs = db.run(
+        "SELECT DISTINCT org_id FROM usage_minute UNION SELECT org_id FROM usage_hour",
+        &[],
+    );
+    assert_eq!(orgs, vec![vec![SqlValue::Text(String::new())]]);
 }
 
 /// `n` requests spread pseudo-randomly over the 62 days before [`NOW`],

@@ -695,20 +695,28 @@ pub struct MetricsInput {
     pub flag_evaluations: Vec<(String, String, String, u64)>,
     /// Video platforms with recent jobs ([`crate::video::health`]).
     pub video: Vec<crate::video::health::PlatformHealth>,
+    /// The org these figures are of (`/metrics?org=ID`): every usage
+    /// series and the score and emergency gauges carry `org="ID"`.
+    pub org: Option<String>,
 }
 
 /// Renders the Prometheus text exposition of `GET /metrics`.
 pub fn render_metrics(m: &MetricsInput) -> Result<String, PromError> {
     let mut w = Writer::new();
+    // An org's exposition labels its series with the org, so series of
+    // several orgs' scrapes never collide in one Prometheus.
+    let org_label: Vec<(&str, String)> = m.org.iter().map(|o| ("org", o.clone())).collect();
     let labels = |r: &UsageRow| {
-        [
+        let mut l = org_label.clone();
+        l.extend([
             ("tier", r.tier.clone()),
             ("provider", r.provider.clone()),
             ("model", r.model.clone()),
             ("outcome", r.outcome.clone()),
-        ]
+        ]);
+        l
     };
-    let owned: Vec<[(&str, String); 4]> = m.usage.iter().map(labels).collect();
+    let owned: Vec<Vec<(&str, String)>> = m.usage.iter().map(labels).collect();
     let refs: Vec<Vec<(&str, &str)>> = owned
         .iter()
         .map(|l| l.iter().map(|(k, v)| (*k, v.as_str())).collect())
@@ -895,15 +903,16 @@ pub fn render_metrics(m: &MetricsInput) -> Result<String, PromError> {
         "Flag evaluations (OFREP and in-process) by flag, variant and reason; lags 1-3 minutes.",
         &f_samples,
     )?;
+    let org: Vec<(&str, &str)> = org_label.iter().map(|(k, v)| (*k, v.as_str())).collect();
     w.gauge(
         "dol_health_score",
         "Health score 0-100 (see the README).",
-        &[(&[], f64::from(m.health_score))],
+        &[(org.as_slice(), f64::from(m.health_score))],
     )?;
     w.gauge(
         "dol_emergency_mode",
         "1 when emergency mode is in force.",
-        &[(&[], if m.emergency { 1.0 } else { 0.0 })],
+        &[(org.as_slice(), if m.emergency { 1.0 } else { 0.0 })],
     )?;
     crate::video::health::write_metrics(&mut w, &m.video)?;
     Ok(w.finish())
@@ -982,6 +991,10 @@ pub struct HealthBody {
     /// Video platforms with jobs in the last hour: success rate, queue
     /// time, duration, cost, open jobs, healthy or not.
     pub video_platforms: Vec<crate::video::health::PlatformHealth>,
+    /// The org whose requests the score's telemetry, `generation` and
+    /// uptime are of (`/api/health?org=ID`); absent for the deployment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
 }
 
 impl HealthBody {
@@ -1049,6 +1062,7 @@ pub fn assemble_health(i: HealthInputs) -> HealthBody {
         scans: scan_freshness(&i.score.scans, now_ms),
         video_platforms: i.score.video,
         providers: i.score.breakers,
+        org: None,
     }
 }
 
@@ -1313,6 +1327,7 @@ mod tests {
             health_score: 65,
             emergency: false,
             flag_evaluations: vec![("beta".into(), "-".into(), "DISABLED".into(), 3)],
+            org: None,
         };
         let text = render_metrics(&m).unwrap();
         let l = "tier=\"standard\",provider=\"openai\",model=\"m\",outcome=\"success\"";
@@ -1335,6 +1350,39 @@ mod tests {
                 .to_owned(),
         ] {
             assert!(text.lines().any(|x| x == line), "missing {line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn org_metrics_label_every_series_with_the_org() {
+        let m = MetricsInput {
+            video: Vec::new(),
+            usage: vec![row(0, "openai", "success", 4, 200)],
+            routes: Vec::new(),
+            quality: Vec::new(),
+            breakers: Vec::new(),
+            alerts: Vec::new(),
+            scans: Vec::new(),
+            health_score: 90,
+            emergency: false,
+            flag_evaluations: Vec::new(),
+            org: Some("acme".into()),
+        };
+        let text = render_metrics(&m).unwrap();
+        let l =
+            "org=\"acme\",tier=\"standard\",provider=\"openai\",model=\"m\",outcome=\"success\"";
+        for line in [
+            format!("dol_generation_requests_total{{{l}}} 4"),
+            format!("dol_generation_latency_seconds_count{{{l}}} 4"),
+            format!("dol_cost_usd_total{{{l}}} 4e-5"),
+            "dol_health_score{org=\"acme\"} 90".to_owned(),
+            "dol_emergency_mode{org=\"acme\"} 0".to_owned(),
+        ] {
+            assert!(text.lines().any(|x| x == line), "missing {line}\n{text}");
+        }
+        // Every sample line of the org's exposition names the org.
+        for sample in text.lines().filter(|x| !x.starts_with('#')) {
+            assert!(sample.contains("org=\"acme\""), "{sample}");
         }
     }
 

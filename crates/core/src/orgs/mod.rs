@@ -187,7 +187,8 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-fn check_id(id: &str) -> Result<(), ApiError> {
+/// A 400 naming `id` unless `id` is a valid org id ([`valid_id`]).
+pub fn check_id(id: &str) -> Result<(), ApiError> {
     if valid_id(id) {
         Ok(())
     } else {

@@ -17,7 +17,7 @@ use crate::gateway::intake;
 use crate::gateway::keys::{KeyLimits, Usage};
 use crate::gateway::store::{self as gw, GatewayStoreError};
 use crate::health::CheckResult;
-use crate::observe::usage::{self, Agg, UsageRow, Window};
+use crate::observe::usage::{self, Window};
 use crate::storage::{
     ColumnError, Row, SqlExecutor, SqlValue, StatementError, in_transaction, run,
 };
@@ -31,6 +31,10 @@ pub enum OrgStoreError {
     /// The audit entry could not be written (the change was rolled back).
     #[error("audit log: {0}")]
     Audit(String),
+    /// A deleted org's aggregates could not be moved to no org (the
+    /// deletion was rolled back).
+    #[error("usage aggregates: {0}")]
+    Usage(String),
     /// The master key is missing, malformed or wrong, or a ciphertext does
     /// not decrypt: never answered with plaintext or the deployment's key.
     #[error(transparent)]
@@ -89,10 +93,10 @@ fn audit(
     actor: &str,
     now_ms: i64,
 ) -> Result<()> {
-    let kind = if action.starts_with("org-put") {
-        "org"
-    } else {
+    let kind = if action.starts_with("org-credential") || action == "credentials-rotate" {
         "credential"
+    } else {
+        "org"
     };
     let mut record = crate::audit::Record::new(kind, action, org_id);
     record.org_id = if org_id == "*" {
@@ -199,6 +203,92 @@ pub fn put_org(
             now_ms,
         )?;
         Ok((after, before.is_none()))
+    })
+}
+
+/// What deleting an org removed (`DELETE /admin/orgs/{id}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrgDeleted {
+    /// The org's keys that were still active and are now revoked.
+    pub keys_revoked: usize,
+    /// Its encrypted provider credentials, erased.
+    pub credentials: usize,
+    /// Its trust settings row (0 or 1).
+    pub settings: usize,
+    /// Its stored (masked) request bodies.
+    pub request_bodies: usize,
+    /// The `requests` rows of its keys (they hold subjects and details).
+    pub requests: usize,
+    /// The feedback on those requests (it may hold comments).
+    pub feedback: usize,
+    /// The video jobs of its keys (they hold prompts).
+    pub video_jobs: usize,
+    /// Minute and hour aggregate rows moved to no org (kept, anonymous).
+    pub aggregate_rows_anonymized: usize,
+}
+
+/// Deletes org `id` in one transaction with its audit entry (`org-delete`,
+/// kind `org`, before = the org and its credentials' last four, after = the
+/// counts): its keys are revoked (kept, so old ids still resolve in the
+/// audit log), its encrypted credentials, settings and org counters erased,
+/// its stored request bodies, its keys' `requests` rows, their feedback and
+/// video jobs deleted (personal data: subjects, prompts, comments), and its
+/// minute and hour aggregates kept but moved to no org
+/// ([`crate::observe::scan_store::anonymize_usage`]): deployment totals do
+/// not change and nothing left names the org. `None` when there is no such
+/// org (nothing changed).
+pub fn delete_org(
+    db: &mut impl SqlExecutor,
+    id: &str,
+    actor: &str,
+    now_ms: i64,
+) -> Result<Option<OrgDeleted>> {
+    in_transaction(db, |tx| {
+        let Some(org) = get_org(tx, id)? else {
+            return Ok(None);
+        };
+        let credentials: Vec<Value> = credential_infos(tx, id)?
+            .iter()
+            .map(CredentialInfo::json)
+            .collect();
+        let org_param = [text(id)];
+        let of_keys = "key_id IN (SELECT id FROM api_keys WHERE org_id = ?)";
+        let count = |tx: &mut _, q: &str| -> Result<usize> { Ok(run(tx, q, &org_param)?.len()) };
+        let deleted = OrgDeleted {
+            feedback: count(tx, &format!("DELETE FROM feedback WHERE {of_keys} RETURNING 1"))?,
+            video_jobs: count(tx, &format!("DELETE FROM video_jobs WHERE {of_keys} RETURNING 1"))?,
+            requests: count(tx, &format!("DELETE FROM requests WHERE {of_keys} RETURNING 1"))?,
+            request_bodies: count(tx, "DELETE FROM request_bodies WHERE org_id = ? RETURNING 1")?,
+            credentials: count(tx, "DELETE FROM org_credentials WHERE org_id = ? RETURNING 1")?,
+            settings: count(tx, "DELETE FROM org_settings WHERE org_id = ? RETURNING 1")?,
+            aggregate_rows_anonymized: crate::observe::scan_store::anonymize_usage(tx, id)
+                .map_err(|e| OrgStoreError::Usage(e.to_string()))?,
+            keys_revoked: run(
+                tx,
+                "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND revoked_at IS NULL RETURNING 1",
+                &[SqlValue::Integer(now_ms), text(id)],
+            )?
+            .len(),
+        };
+        run(
+            tx,
+            "DELETE FROM key_usage WHERE key_id = ?",
+            &[text(&gw::org_usage_key(id))],
+        )?;
+        run(tx, "DELETE FROM orgs WHERE id = ?", &org_param)?;
+        let mut before = org.to_json();
+        before["erased_credentials"] = json!(credentials);
+        let after = json!({ "deleted": &deleted });
+        audit(
+            tx,
+            "org-delete",
+            id,
+            Some(before),
+            Some(after),
+            actor,
+            now_ms,
+        )?;
+        Ok(Some(deleted))
     })
 }
 
@@ -507,65 +597,47 @@ pub fn authorize_org_reader(
     }
 }
 
-/// `/api/metrics?org=…`: the overview of `window` from the `requests` rows
-/// of the org's keys (the same shape as the deployment-wide overview, read
-/// from request rows because the minute aggregates are not kept per org).
+/// Whether a request may read org `org_id`'s figures (`/api/health`,
+/// `/api/metrics` and `/metrics` with `?org=`): a malformed id is a 400
+/// naming `org`; a request presenting an API key (`X-API-Key`, or a bearer
+/// that looks like one) must pass [`authorize_org_reader`]; any other is
+/// the admin's, checked by `admin` (401/403 from it); an org that does not
+/// exist is a 404 naming `org` (after authorization, so strangers cannot
+/// probe which orgs exist).
+pub fn authorize_org_view(
+    db: &mut impl SqlExecutor,
+    authorization: Option<&str>,
+    x_api_key: Option<&str>,
+    org_id: &str,
+    admin: impl FnOnce() -> std::result::Result<(), ApiError>,
+) -> std::result::Result<(), ApiError> {
+    if !super::valid_id(org_id) {
+        return Err(ApiError::invalid(
+            "org",
+            "org must be an org id: 1-64 lowercase letters, digits or -",
+        ));
+    }
+    let presents_key = x_api_key.is_some()
+        || crate::auth::bearer(authorization).is_some_and(crate::gateway::keys::is_well_formed);
+    if presents_key {
+        authorize_org_reader(db, authorization, x_api_key, org_id)?;
+    } else {
+        admin()?;
+    }
+    if get_org(db, org_id)?.is_none() {
+        return Err(ApiError::new(Code::NotFound, format!("no org `{org_id}`")).with_field("org"));
+    }
+    Ok(())
+}
+
+/// `/api/metrics?org=…`: the overview of `window` of the org's keys, read
+/// from the same minute and hour aggregates as the deployment's (their
+/// `org_id`, migration 17), in the same shape.
 pub fn org_overview(
     db: &mut impl SqlExecutor,
     org_id: &str,
     window: Window,
     now_s: i64,
-) -> Result<usage::Overview> {
-    let from_ms = (window.start(now_s) - window.seconds()) * 1_000;
-    let rows = run(
-        db,
-        "SELECT r.ts, r.tier, r.provider, r.model, r.outcome, r.variant, r.latency_ms, \
-         r.quality, r.cost_micros, r.fallbacks, r.cached, r.baseline_cost_micros FROM requests r \
-         JOIN api_keys k ON k.id = r.key_id WHERE k.org_id = ? AND r.ts >= ?",
-        &[text(org_id), SqlValue::Integer(from_ms)],
-    )?;
-    let rows: Vec<UsageRow> = rows
-        .iter()
-        .map(|values| usage_row(values))
-        .collect::<Result<_>>()?;
-    Ok(usage::overview(&rows, window, now_s))
-}
-
-fn usage_row(values: &[SqlValue]) -> Result<UsageRow> {
-    let r = Row::new("requests", values);
-    let ts_s = r.int(0, "ts")? / 1_000;
-    let latency = r.uint(6, "latency_ms")?;
-    let quality = r.opt_real(7, "quality")?;
-    let cost = r.opt_uint(8, "cost_micros")?;
-    let outcome = r.text(4, "outcome")?.to_owned();
-    let mut agg = Agg {
-        requests: 1,
-        errors: u64::from(crate::gateway::telemetry::is_error_outcome(&outcome)),
-        fallbacks: u64::from(r.uint(9, "fallbacks")? > 0),
-        cache_hits: u64::from(r.bool(10, "cached")?),
-        latency_sum_ms: latency,
-        quality_sum: quality.unwrap_or(0.0),
-        quality_n: u64::from(quality.is_some()),
-        cost_micros: cost.unwrap_or(0),
-        cost_unknown: u64::from(cost.is_none()),
-        // As `usage_minute` sums it: a request without a baseline counts its own cost.
-        baseline_micros: crate::optimize::savings::baseline_contribution(
-            r.opt_uint(11, "baseline_cost_micros")?,
-            cost,
-        ),
-        ..Agg::default()
-    };
-    let bucket = crate::gateway::telemetry::latency_bucket(latency);
-    if let Some(b) = agg.buckets.get_mut(bucket) {
-        *b = 1;
-    }
-    Ok(UsageRow {
-        minute: ts_s - ts_s.rem_euclid(60),
-        tier: r.text(1, "tier")?.to_owned(),
-        provider: r.text(2, "provider")?.to_owned(),
-        model: r.text(3, "model")?.to_owned(),
-        outcome,
-        variant: r.text(5, "variant")?.to_owned(),
-        agg,
-    })
+) -> std::result::Result<usage::Overview, crate::observe::store::StoreError> {
+    crate::observe::system::read_overview_in(db, window, now_s, Some(org_id))
 }

@@ -13,6 +13,8 @@ use super::{Org, OrgSpec};
 use crate::gateway::admin::NewKey;
 use crate::gateway::keys::{Admission, KeyLimits, LimitKind, Reservation};
 use crate::gateway::store::{admit_with_org, create_key, settle_with_org, usage};
+use crate::gateway::telemetry::RequestRecord;
+use crate::observe::system::read_overview_in;
 use crate::observe::usage::Window;
 use crate::storage::{SqlExecutor, SqlValue};
 use crate::test_db::{TestDb, count, db};
@@ -417,12 +419,7 @@ fn the_readiness_check_names_a_missing_or_wrong_master_key() {
 fn keys_carry_their_org_and_roles_and_metrics_filter_by_org() {
     let mut db = db();
     org(&mut db, KeyLimits::default());
-    let new = |org: Option<&str>| NewKey {
-        name: "k".into(),
-        limits: KeyLimits::default(),
-        org: org.map(str::to_owned),
-        roles: Some(vec![super::Role::ReadMetrics]),
-    };
+    let new = |org| new_key(org, Some(vec![super::Role::ReadMetrics]));
     let k = create_key(&mut db, "key_a", "dol_sk_a", &new(Some("acme")), NOW_MS).unwrap();
     assert_eq!(k.to_json()["org"], json!("acme"));
     assert_eq!(k.to_json()["roles"], json!(["read-metrics"]));
@@ -431,26 +428,22 @@ fn keys_carry_their_org_and_roles_and_metrics_filter_by_org() {
         .unwrap()
         .unwrap();
     assert_eq!(found.org_id.as_deref(), Some("acme"));
-    // One request of each key in the last hour; the org's overview counts its own.
+    // One request of each key in the last hour, recorded as the gateway
+    // does: the aggregates carry the key's org, and the org's overview
+    // reads them (never the `requests` rows).
     for (id, key) in [("r1", "key_a"), ("r2", "key_b"), ("r3", "key_a")] {
-        db.execute(
-            "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
-             attempts, latency_ms, prompt_tokens, completion_tokens, cost_micros, cost_unknown, \
-             outcome, fallbacks, cached, stream, variant, detail) VALUES (?, ?, ?, 'chat', \
-             'basic', 'basic', 'offline', 'dol-basic', 1, 20, 1, 1, 5, 0, 'success', 0, 0, 0, \
-             '-', '{}')",
-            &[
-                SqlValue::Text(id.into()),
-                SqlValue::Integer(NOW_MS - 60_000),
-                SqlValue::Text(key.into()),
-            ],
-        )
-        .unwrap();
+        crate::gateway::store::record(&mut db, &record(id, key, NOW_MS - 60_000)).unwrap();
     }
-    let o = org_overview(&mut db, "acme", Window::Hour, NOW_SECS as i64).unwrap();
+    db.execute("DELETE FROM requests", &[]).unwrap();
+    let o = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, Some("acme")).unwrap();
     let v = serde_json::to_value(&o).unwrap();
     assert_eq!(v["totals"]["requests"], json!(2), "{v}");
-    let none = org_overview(&mut db, "other", Window::Hour, NOW_SECS as i64).unwrap();
+    let none = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, Some("other")).unwrap();
+    let all = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, None).unwrap();
+    assert_eq!(
+        serde_json::to_value(&all).unwrap()["totals"]["requests"],
+        json!(3)
+    );
     assert_eq!(
         serde_json::to_value(&none).unwrap()["totals"]["requests"],
         json!(0)
@@ -496,4 +489,132 @@ fn org_metrics_need_the_role_and_the_same_org() {
     // Unknown key.
     let err = authorize_org_reader(&mut db, Some("Bearer dol_sk_x"), None, "acme").unwrap_err();
     assert_eq!(err.status(), 401);
+}
+
+/// A key named `k` of `org` with `roles`, without limits.
+fn new_key(org: Option<&str>, roles: Option<Vec<super::Role>>) -> NewKey {
+    NewKey {
+        name: "k".into(),
+        limits: KeyLimits::default(),
+        org: org.map(str::to_owned),
+        roles,
+    }
+}
+
+/// A finished request of `key` at `ts_ms`, as the gateway records it.
+pub(crate) fn record(id: &str, key: &str, ts_ms: i64) -> RequestRecord {
+    serde_json::from_value(json!({
+        "id": id, "ts_ms": ts_ms, "key_id": key, "route": "chat", "tier": "basic",
+        "entry_tier": "basic", "provider": "offline", "model": "dol-basic", "attempts": 1,
+        "latency_ms": 20, "ttft_ms": null, "prompt_tokens": 1, "completion_tokens": 1,
+        "cost_micros": 5, "quality": null, "outcome": "success", "fallbacks": 0,
+        "cached": false, "stream": false, "variant": "-", "detail": {}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn deleting_an_org_revokes_erases_deletes_and_keeps_anonymous_aggregates() {
+    let mut db = db();
+    org(&mut db, KeyLimits::default());
+    let new = |org| new_key(org, None);
+    create_key(&mut db, "key_a", "dol_sk_a", &new(Some("acme")), NOW_MS).unwrap();
+    create_key(&mut db, "key_b", "dol_sk_b", &new(None), NOW_MS).unwrap();
+    let ring = KeyRing::from_variables(K1, "").unwrap();
+    let pair = ("acme", "openai");
+    set_credential(
+        &mut db,
+        &ring,
+        &mut Counter(0),
+        pair,
+        "sk-acme-1234",
+        "a",
+        NOW_MS,
+    )
+    .unwrap();
+    for (id, key) in [("r1", "key_a"), ("r2", "key_a"), ("r3", "key_b")] {
+        crate::gateway::store::record(&mut db, &record(id, key, NOW_MS - 60_000)).unwrap();
+    }
+    for (id, org) in [("r1", "acme"), ("r3", "")] {
+        db.execute(
+            "INSERT INTO request_bodies (request_id, org_id, ts, prompt, answer) \
+             VALUES (?, ?, 0, 'p', 'a')",
+            &[SqlValue::Text(id.into()), SqlValue::Text(org.into())],
+        )
+        .unwrap();
+    }
+    db.execute(
+        "INSERT INTO org_settings (org_id, store_bodies, updated_at, actor) VALUES ('acme', 1, 0, 'a')",
+        &[],
+    )
+    .unwrap();
+    let overview = |db: &mut TestDb, org| {
+        let o = read_overview_in(db, Window::Hour, NOW_SECS as i64, org).unwrap();
+        serde_json::to_value(o).unwrap()
+    };
+    let before = overview(&mut db, None);
+    assert_eq!(before["totals"]["requests"], json!(3));
+
+    let deleted = delete_org(&mut db, "acme", "alice", NOW_MS)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&deleted).unwrap(),
+        json!({"keys_revoked": 1, "credentials": 1, "settings": 1, "request_bodies": 1,
+               "requests": 2, "feedback": 0, "video_jobs": 0, "aggregate_rows_anonymized": 1})
+    );
+    assert!(get_org(&mut db, "acme").unwrap().is_none());
+    assert!(credential_infos(&mut db, "acme").unwrap().is_empty());
+    assert!(
+        crate::gateway::store::find_active_key(&mut db, "dol_sk_a")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        crate::gateway::store::find_active_key(&mut db, "dol_sk_b")
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(count(&mut db, "requests"), 1);
+    assert_eq!(count(&mut db, "request_bodies"), 1);
+    assert_eq!(count(&mut db, "org_settings WHERE org_id = 'acme'"), 0);
+    assert_eq!(count(&mut db, "key_usage WHERE key_id = 'org:acme'"), 0);
+    // Telemetry stays, anonymous: the deployment's figures do not change.
+    assert_eq!(count(&mut db, "usage_minute WHERE org_id <> ''"), 0);
+    assert_eq!(overview(&mut db, None), before);
+    assert_eq!(
+        overview(&mut db, Some("acme"))["totals"]["requests"],
+        json!(0)
+    );
+    let audit = db
+        .execute(
+            "SELECT kind, action, target, before, after FROM audit_log ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .unwrap();
+    let row = &audit[0];
+    assert_eq!(row[0], SqlValue::Text("org".into()));
+    assert_eq!(row[1], SqlValue::Text("org-delete".into()));
+    assert_eq!(row[2], SqlValue::Text("acme".into()));
+    let SqlValue::Text(before) = &row[3] else {
+        panic!("{row:?}")
+    };
+    assert!(
+        before.contains("1234") && !before.contains("sk-acme"),
+        "{before}"
+    );
+    assert!(matches!(&row[4], SqlValue::Text(a) if a.contains("\"requests\":2")));
+    // Unknown (or already deleted): nothing changes.
+    assert_eq!(delete_org(&mut db, "acme", "alice", NOW_MS).unwrap(), None);
+}
+
+#[test]
+fn a_failed_audit_write_keeps_the_org_undeleted() {
+    let mut db = db();
+    org(&mut db, KeyLimits::default());
+    db.fail_on = Some("INSERT INTO audit_log");
+    let err = delete_org(&mut db, "acme", "alice", NOW_MS).unwrap_err();
+    assert!(matches!(err, OrgStoreError::Audit(_)), "{err:?}");
+    db.fail_on = None;
+    assert!(get_org(&mut db, "acme").unwrap().is_some(), "rolled back");
 }
