@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dol_host::HostOptions;
+use dol_host::clock::ManualClock;
 use dol_test_support::mock_llm::{Flavor, MockLlm};
-use dol_test_support::{build_guests, workspace_root};
+use dol_test_support::{build_guests, chrono_start, workspace_root};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "crash-admin";
@@ -23,15 +24,22 @@ const CHILD: &str = "crash::kill_9_child_host";
 
 /// The child: serves `spin.toml` on `DOL_CRASH_LISTEN` with state in
 /// `DOL_CRASH_STATE` and the mock provider at `DOL_CRASH_MOCK`, until killed.
+/// Optionally the runtime config file `DOL_CRASH_RUNTIME_CONFIG`; any
+/// `SPIN_VARIABLE_*` in its environment (e.g. `SPIN_VARIABLE_DATABASE_URL`)
+/// wins over the defaults below, as with `dol up`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not a test: the child process a_kill_9_under_load_loses_no_acknowledged_write starts and kills"]
+#[ignore = "not a test: the child process the kill -9 tests start and kill"]
 async fn kill_9_child_host() {
     let env = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     let state = env("DOL_CRASH_STATE");
     let mut options = HostOptions::new(workspace_root().join("spin.toml"));
     options.listen = env("DOL_CRASH_LISTEN").parse().unwrap();
     options.state_dir = Some(state.clone().into());
+    options.runtime_config = std::env::var_os("DOL_CRASH_RUNTIME_CONFIG").map(Into::into);
     options.cache_dir = Some(workspace_root().join("target/dol-test-cache"));
+    // Cron never fires in the child: scans run where a test says, not at a
+    // wall-clock minute that may fall inside the test.
+    options.clock = Arc::new(ManualClock::new(chrono_start()));
     let variables = [
         ("SPIN_VARIABLE_ADMIN_TOKEN".to_owned(), ADMIN.to_owned()),
         (
@@ -44,21 +52,23 @@ async fn kill_9_child_host() {
         ),
     ];
     options.variables = Arc::new(move |name| {
-        variables
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
+        std::env::var(name).ok().or_else(|| {
+            variables
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
     });
     let _app = dol_host::start(options).await.unwrap();
     std::future::pending::<()>().await;
 }
 
 /// The child host; killed when dropped, so a failing test leaves no process behind.
-struct Host(Child);
+pub(crate) struct Host(Child);
 
 impl Host {
     /// SIGKILL, as `kill -9` sends it.
-    fn kill_9(&mut self) {
+    pub(crate) fn kill_9(&mut self) {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
     }
@@ -78,8 +88,14 @@ fn free_addr() -> SocketAddr {
         .unwrap()
 }
 
-/// Starts the child host and waits until it answers `/health`.
-async fn spawn_host(state: &Path, mock: &MockLlm, http: &reqwest::Client) -> (Host, String) {
+/// Starts the child host, with `env` added to its environment (see
+/// [`kill_9_child_host`]), and waits until it answers `/health`.
+pub(crate) async fn spawn_host(
+    state: &Path,
+    mock: &MockLlm,
+    http: &reqwest::Client,
+    env: &[(String, String)],
+) -> (Host, String) {
     let addr = free_addr();
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -92,6 +108,7 @@ async fn spawn_host(state: &Path, mock: &MockLlm, http: &reqwest::Client) -> (Ho
         .env("DOL_CRASH_STATE", state)
         .env("DOL_CRASH_LISTEN", addr.to_string())
         .env("DOL_CRASH_MOCK", mock.base_url())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -141,7 +158,7 @@ async fn a_kill_9_under_load_loses_no_acknowledged_write() {
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
     let state = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    let (mut child, base) = spawn_host(state.path(), &mock, &http).await;
+    let (mut child, base) = spawn_host(state.path(), &mock, &http, &[]).await;
 
     let created = admin(
         &http,
@@ -227,7 +244,7 @@ async fn a_kill_9_under_load_loses_no_acknowledged_write() {
         c.await.unwrap();
     }
 
-    let (_restarted, base) = spawn_host(state.path(), &mock, &http).await;
+    let (_restarted, base) = spawn_host(state.path(), &mock, &http, &[]).await;
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let listed = admin(&http, "GET", format!("{base}/admin/keys"), None)
         .await

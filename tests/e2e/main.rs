@@ -28,6 +28,7 @@ mod orgs;
 mod probe;
 mod probe_routing;
 mod replicas;
+mod replicas_crash;
 mod replicas_state_dir;
 mod rollouts;
 mod scans_jobs;

@@ -6,7 +6,7 @@
 //! own state directories, as replicas of one deployment do.
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::TestHostBuilder;
 
@@ -91,10 +91,26 @@ impl SharedBackends {
 
     /// `builder` as a replica on these backends.
     pub fn apply(&self, builder: TestHostBuilder) -> TestHostBuilder {
+        let [(url, url_value), (host, host_value)] = self.variables();
         builder
             .runtime_config(&self.runtime_config)
-            .variable("SPIN_VARIABLE_DATABASE_URL", &self.database_url)
-            .variable("SPIN_VARIABLE_DATABASE_HOST", &self.database_host)
+            .variable(url, url_value)
+            .variable(host, host_value)
+    }
+
+    /// The runtime config file naming the shared Redis key-value store, for
+    /// a replica started outside [`Self::apply`] (a child process).
+    pub fn runtime_config(&self) -> &Path {
+        &self.runtime_config
+    }
+
+    /// The variables (as `dol up` reads them from the environment) that
+    /// point a replica at the shared database.
+    pub fn variables(&self) -> [(&'static str, &str); 2] {
+        [
+            ("SPIN_VARIABLE_DATABASE_URL", &self.database_url),
+            ("SPIN_VARIABLE_DATABASE_HOST", &self.database_host),
+        ]
     }
 
     /// A connection to this test's database, to check what replicas wrote.

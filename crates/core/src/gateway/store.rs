@@ -571,8 +571,10 @@ fn select_catalog(
     let select = format!("{CATALOG_SELECT} {filter} ORDER BY provider, model");
     let mut rows = run(db, &select, &[])?;
     // Rows mean the table is seeded; none may mean only that the filter
-    // matched nothing, which seed_catalog tells apart.
-    if rows.is_empty() && seed_catalog(db, now_ms)? {
+    // matched nothing, or that another replica seeded it since the select
+    // (seed_catalog then says false): select again after seeding either way.
+    if rows.is_empty() {
+        seed_catalog(db, now_ms)?;
         rows = run(db, &select, &[])?;
     }
     rows.iter().map(|r| catalog_entry_from_row(r)).collect()
