@@ -30,6 +30,7 @@ mod services;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -344,7 +345,14 @@ impl RuntimeProcess {
 
 impl Drop for RuntimeProcess {
     fn drop(&mut self) {
-        // Killing our own child by its id: nothing else is touched.
+        // `spin up` runs each trigger as a child process (`spin trigger http`,
+        // `spin trigger-cron`) that outlives it when only it is killed, so the
+        // whole process group it leads (its own, see `spawn_runtime`) goes.
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -480,6 +488,8 @@ fn spawn_runtime(
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0")
         .current_dir(work)
+        // Its own process group, so its trigger processes die with it.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().context("cloning the log handle")?)
         .stderr(log_file);
