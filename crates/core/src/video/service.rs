@@ -78,37 +78,24 @@ pub fn create<S: SqlExecutor, N: VideoNet>(
         .max()
         .unwrap_or(0);
     admit(sql, caller, reserved, now_ms)?;
-    let job = Job {
-        id,
-        key_id: caller.id.clone(),
-        status: Status::Queued,
-        progress: 0,
-        model: req.model,
-        prompt: req.prompt,
-        seconds: req.seconds,
-        size: req.size,
-        created_at_ms: now_ms,
-        completed_at_ms: None,
-        current: Choice {
+    let job = queued_job(
+        Identity {
+            id,
+            key_id: caller.id.clone(),
+            model: req.model,
+            prompt: req.prompt,
+            seconds: req.seconds,
+            size: req.size,
+        },
+        Choice {
             platform: String::new(),
             model: String::new(),
         },
-        task_id: String::new(),
-        candidates: ranked.into_iter().map(|r| r.choice).collect(),
-        attempts: Vec::new(),
-        polls: 0,
-        throttled_polls: 0,
-        next_poll_at_ms: now_ms,
-        started_at_ms: None,
-        deadline_at_ms: now_ms.saturating_add(settings.timeout_ms),
-        output_url: None,
-        error: None,
-        reserved_micros: reserved,
-        cost_micros: None,
-        cost_unknown: false,
-        notify_state: "none".to_owned(),
-        remixed_from: None,
-    };
+        ranked.into_iter().map(|r| r.choice).collect(),
+        reserved,
+        settings,
+        now_ms,
+    );
     submit_new(sql, net, settings, job, None, now_ms)
 }
 
@@ -220,32 +207,22 @@ pub fn remix<S: SqlExecutor, N: VideoNet>(
         .unwrap_or(0);
     admit(sql, caller, reserved, now_ms)?;
     let job = Job {
-        id,
-        key_id: caller.id.clone(),
-        status: Status::Queued,
-        progress: 0,
-        model: source.model.clone(),
-        prompt,
-        seconds: source.seconds,
-        size: source.size.clone(),
-        created_at_ms: now_ms,
-        completed_at_ms: None,
-        current: source.current.clone(),
-        task_id: String::new(),
-        candidates: vec![source.current.clone()],
-        attempts: Vec::new(),
-        polls: 0,
-        throttled_polls: 0,
-        next_poll_at_ms: now_ms,
-        started_at_ms: None,
-        deadline_at_ms: now_ms.saturating_add(settings.timeout_ms),
-        output_url: None,
-        error: None,
-        reserved_micros: reserved,
-        cost_micros: None,
-        cost_unknown: false,
-        notify_state: "none".to_owned(),
         remixed_from: Some(source.id.clone()),
+        ..queued_job(
+            Identity {
+                id,
+                key_id: caller.id.clone(),
+                model: source.model.clone(),
+                prompt,
+                seconds: source.seconds,
+                size: source.size.clone(),
+            },
+            source.current.clone(),
+            vec![source.current.clone()],
+            reserved,
+            settings,
+            now_ms,
+        )
     };
     submit_new(sql, net, settings, job, Some(&source.task_id), now_ms)
 }
@@ -960,3 +937,54 @@ fn notify<N: VideoNet>(
 #[cfg(test)]
 #[path = "service_tests.rs"]
 mod tests;
+
+/// What the caller asked for in a new job.
+struct Identity {
+    id: String,
+    key_id: String,
+    model: String,
+    prompt: String,
+    seconds: u32,
+    size: String,
+}
+
+/// A job just accepted: queued, nothing tried yet, `reserved` held against
+/// the budget, due for its first poll now and timing out after the
+/// configured timeout.
+fn queued_job(
+    asked: Identity,
+    current: Choice,
+    candidates: Vec<Choice>,
+    reserved: u64,
+    settings: &VideoSettings,
+    now_ms: u64,
+) -> Job {
+    Job {
+        id: asked.id,
+        key_id: asked.key_id,
+        status: Status::Queued,
+        progress: 0,
+        model: asked.model,
+        prompt: asked.prompt,
+        seconds: asked.seconds,
+        size: asked.size,
+        created_at_ms: now_ms,
+        completed_at_ms: None,
+        current,
+        task_id: String::new(),
+        candidates,
+        attempts: Vec::new(),
+        polls: 0,
+        throttled_polls: 0,
+        next_poll_at_ms: now_ms,
+        started_at_ms: None,
+        deadline_at_ms: now_ms.saturating_add(settings.timeout_ms),
+        output_url: None,
+        error: None,
+        reserved_micros: reserved,
+        cost_micros: None,
+        cost_unknown: false,
+        notify_state: "none".to_owned(),
+        remixed_from: None,
+    }
+}
