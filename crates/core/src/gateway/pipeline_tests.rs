@@ -437,9 +437,17 @@ fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
     let record = at("INSERT INTO requests");
     // Two write transactions in all: admission, then book-keeping.
     let begins: Vec<usize> = (0..events.len())
-        .filter(|&i| events[i] == "BEGIN IMMEDIATE")
+        .filter(|&i| events[i].starts_with("BEGIN IMMEDIATE"))
         .collect();
     assert_eq!(begins.len(), 2, "{events:?}");
+    // Both lock only the rows they change (shared write lock on PostgreSQL);
+    // the recorder keeps a statement's first three words.
+    assert!(
+        begins.iter().all(|&i| crate::storage::BEGIN_ROW_LOCKED
+            .starts_with(&events[i])
+            && events[i].ends_with("/*")),
+        "{events:?}"
+    );
     assert!(begins[1] < record && record < answer, "{events:?}");
     let commit = (record..events.len())
         .find(|&i| events[i] == "COMMIT")

@@ -8,10 +8,13 @@
 //! in. Rows are decoded with [`Row`], so a column of an unexpected type is a
 //! [`GatewayStoreError::Column`] naming it, never a panic or a silent zero.
 //!
-//! Read-modify-write sequences run inside `BEGIN IMMEDIATE`
-//! ([`in_transaction`]): the write lock is taken before the read, so two
-//! concurrent requests of one key reserve against the same counters one
-//! after the other and cannot both spend the last of a budget.
+//! Read-modify-write sequences run inside a write transaction that locks
+//! before it reads, so two concurrent requests of one key reserve against
+//! the same counters one after the other and cannot both spend the last of
+//! a budget. The hot path's ([`admit_with_org`], [`settle_and_record`]) lock
+//! only the usage rows they change ([`usage_for_update`] inside
+//! [`in_row_locked_transaction`]): on PostgreSQL, requests of different keys
+//! no longer wait for each other, on any replica.
 
 use std::collections::BTreeSet;
 
@@ -30,7 +33,8 @@ use super::tiers::Tier;
 use crate::observe::usage::{FOLD_LAG_SECS, HOUR_SECS};
 use crate::orgs::{self, Role};
 use crate::storage::{
-    ColumnError, KeyValue, Row, SqlExecutor, SqlValue, StatementError, in_transaction, run,
+    ColumnError, KeyValue, Row, SqlExecutor, SqlValue, StatementError, in_row_locked_transaction,
+    in_transaction, run,
 };
 
 /// Why a gateway storage call failed. Every variant is an internal failure:
@@ -282,7 +286,41 @@ pub fn usage(db: &mut impl SqlExecutor, key_id: &str) -> Result<Usage> {
          reserved_micros FROM key_usage WHERE key_id = ?",
         &[text(key_id)],
     )?;
-    let Some(values) = rows.first() else {
+    usage_of(rows.first())
+}
+
+/// The usage row `key_id` (a key's, or an org's [`org_usage_key`]) read for
+/// a change, inside a transaction: one upsert that creates the row when
+/// missing (as the empty [`Usage`]) and locks it, and returns it. On
+/// PostgreSQL the lock holds until the transaction ends and the statement
+/// returns the newest committed values once a concurrent holder commits, so
+/// read-modify-write of one key's counters serialises without a global
+/// lock, even the first use of a key on two replicas at once (a plain
+/// `SELECT … FOR UPDATE` would lock nothing while the row is missing).
+pub fn usage_for_update(tx: &mut impl SqlExecutor, key_id: &str) -> Result<Usage> {
+    let empty = Usage::default();
+    let rows = run(
+        tx,
+        "INSERT INTO key_usage (key_id, window_start, window_requests, window_tokens, month, \
+         spent_micros, reserved_micros) VALUES (?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (key_id) DO UPDATE SET key_id = key_usage.key_id \
+         RETURNING window_start, window_requests, window_tokens, month, spent_micros, \
+         reserved_micros",
+        &[
+            text(key_id),
+            uint(empty.window_start),
+            uint(empty.window_requests),
+            uint(empty.window_tokens),
+            text(&empty.month),
+            uint(empty.spent_micros),
+            uint(empty.reserved_micros),
+        ],
+    )?;
+    usage_of(rows.first())
+}
+
+fn usage_of(values: Option<&Vec<SqlValue>>) -> Result<Usage> {
+    let Some(values) = values else {
         return Ok(Usage::default());
     };
     let r = Row::new("key_usage", values);
@@ -350,15 +388,15 @@ pub fn admit_with_org(
     want: Reservation,
     now_secs: u64,
 ) -> Result<Admission> {
-    in_transaction(db, |tx| {
-        let stored = usage(tx, key_id)?;
+    in_row_locked_transaction(db, |tx| {
+        let stored = usage_for_update(tx, key_id)?;
         let decision = keys::admit(&stored, limits, want, now_secs);
         let Admission::Admit(next) = &decision else {
             return Ok(decision);
         };
         if let Some((org_id, org_limits)) = org {
             let row = org_usage_key(org_id);
-            let org_stored = usage(tx, &row)?;
+            let org_stored = usage_for_update(tx, &row)?;
             let scope = format!("organization `{org_id}`");
             match keys::admit_scoped(&org_stored, org_limits, want, now_secs, &scope) {
                 Admission::Admit(org_next) => write_usage(tx, &row, &org_next)?,
@@ -420,7 +458,7 @@ pub fn settle_with_org(
 
 /// [`settle_with_org`] of one [`Settlement`], in its own transaction.
 pub fn settle_alone(db: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
-    in_transaction(db, |tx| settle_in(tx, s))
+    in_row_locked_transaction(db, |tx| settle_in(tx, s))
 }
 
 /// One request's settlement: what [`settle_with_org`] takes, as one value.
@@ -453,9 +491,11 @@ pub fn settle_and_record(
     s: &Settlement<'_>,
     r: &RequestRecord,
 ) -> Result<()> {
-    in_transaction(db, |tx| {
-        settle_in(tx, s)?;
-        record_in(tx, r)
+    in_row_locked_transaction(db, |tx| {
+        // The telemetry first: its rows are shared by many keys' requests,
+        // and the key's usage row is locked last, for as short as possible.
+        record_in(tx, r)?;
+        settle_in(tx, s)
     })
 }
 
@@ -464,7 +504,7 @@ pub fn settle_and_record(
 fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
     let org_row = s.org_id.map(org_usage_key);
     for row in std::iter::once(s.key_id).chain(org_row.as_deref()) {
-        let stored = usage(tx, row)?;
+        let stored = usage_for_update(tx, row)?;
         let next = keys::settle(
             &stored,
             s.want,
@@ -772,7 +812,7 @@ pub fn list_templates(db: &mut impl SqlExecutor) -> Result<Vec<TemplateSummary>>
 /// (see below) takes a transaction of its own.
 pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
     if may_be_folded(r) {
-        in_transaction(db, |tx| record_in(tx, r))
+        in_row_locked_transaction(db, |tx| record_in(tx, r))
     } else {
         record_in(db, r)
     }

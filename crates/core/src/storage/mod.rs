@@ -3,7 +3,9 @@
 //!
 //! - [`SqlExecutor`] runs one SQL statement (Spin's SQLite in the components,
 //!   a real in-memory SQLite in the core's tests); [`run`] names the statement
-//!   in its error and [`in_transaction`] wraps a body in `BEGIN IMMEDIATE`.
+//!   in its error and [`in_transaction`] wraps a body in `BEGIN IMMEDIATE`
+//!   ([`in_row_locked_transaction`] in [`BEGIN_ROW_LOCKED`] for the hot
+//!   path's transactions, which lock the rows they change themselves).
 //! - [`KeyValue`] is a key-value store with Spin's `key-value` semantics (get,
 //!   set, delete; no compare-and-swap), which is all real Spin guarantees.
 //!
@@ -117,7 +119,16 @@ pub fn in_transaction<E: SqlExecutor, T, Er: From<StatementError>>(
     db: &mut E,
     body: impl FnOnce(&mut E) -> Result<T, Er>,
 ) -> Result<T, Er> {
-    run(db, "BEGIN IMMEDIATE", &[])?;
+    transaction(db, "BEGIN IMMEDIATE", body)
+}
+
+/// Runs `body` between `begin` and `COMMIT`, rolling back on any error.
+fn transaction<E: SqlExecutor, T, Er: From<StatementError>>(
+    db: &mut E,
+    begin: &str,
+    body: impl FnOnce(&mut E) -> Result<T, Er>,
+) -> Result<T, Er> {
+    run(db, begin, &[])?;
     let result = body(db).and_then(|value| {
         run(db, "COMMIT", &[])?;
         Ok(value)
@@ -128,6 +139,29 @@ pub fn in_transaction<E: SqlExecutor, T, Er: From<StatementError>>(
         let _ = db.execute("ROLLBACK", &[]);
     }
     result
+}
+
+/// How a transaction that locks the rows it read-modify-writes begins (see
+/// [`in_row_locked_transaction`]). On SQLite it is `BEGIN IMMEDIATE` (the
+/// comment is only a comment: one file has one writer anyway); on
+/// PostgreSQL it takes the write lock *shared* ([`postgres::statements`]),
+/// so such transactions run side by side and wait only for each other's
+/// rows, and for the exclusive transactions (`BEGIN IMMEDIATE`: migrations,
+/// the usage fold, admin changes), which wait for all of them.
+pub const BEGIN_ROW_LOCKED: &str = "BEGIN IMMEDIATE /* row-locked */";
+
+/// [`in_transaction`] for a body whose every read-modify-write locks its row
+/// before reading it (an upsert with `RETURNING` that reads the row it
+/// locked) and whose other writes are single atomic statements (inserts,
+/// additive upserts): it begins with [`BEGIN_ROW_LOCKED`], so on PostgreSQL
+/// two such transactions serialise only when they touch the same row. A
+/// body that reads a row and writes it back without locking it first must
+/// use [`in_transaction`].
+pub fn in_row_locked_transaction<E: SqlExecutor, T, Er: From<StatementError>>(
+    db: &mut E,
+    body: impl FnOnce(&mut E) -> Result<T, Er>,
+) -> Result<T, Er> {
+    transaction(db, BEGIN_ROW_LOCKED, body)
 }
 
 /// A key-value store as Spin's `key-value` interface serves it: get, set and

@@ -18,7 +18,10 @@
 //! - `BEGIN IMMEDIATE` (SQLite's write lock taken up front) becomes `BEGIN`
 //!   plus one transaction-scoped advisory lock, [`WRITE_LOCK`], so
 //!   read-modify-write transactions serialise across every replica exactly as
-//!   they do on one SQLite file: a budget can never be overspent;
+//!   they do on one SQLite file: a budget can never be overspent; the hot
+//!   path's [`super::BEGIN_ROW_LOCKED`] takes that lock *shared*, because
+//!   its transactions lock the rows they change themselves (so requests of
+//!   different keys no longer wait for each other across replicas);
 //! - a statement that returns rows is wrapped so that its result is never
 //!   empty ([`statements`], [`rows_of`]): real Spin 4.1 never answers a
 //!   `spin:postgres` query with an empty result.
@@ -49,7 +52,8 @@ pub struct Statement {
 }
 
 /// The statements PostgreSQL runs for one SQLite-dialect `sql` with `params`
-/// bound: one statement, or two for `BEGIN IMMEDIATE`.
+/// bound: one statement, or two for `BEGIN IMMEDIATE` and
+/// [`super::BEGIN_ROW_LOCKED`].
 ///
 /// A statement that returns rows (a `SELECT`, `WITH` or `VALUES`, or one
 /// with `RETURNING`) is wrapped so that it always yields at least one row:
@@ -66,6 +70,12 @@ pub fn statements(sql: &str, params: &[SqlValue]) -> Vec<Statement> {
         return vec![
             command("BEGIN".to_owned()),
             command(format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})")),
+        ];
+    }
+    if sql == super::BEGIN_ROW_LOCKED {
+        return vec![
+            command("BEGIN".to_owned()),
+            command(format!("SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})")),
         ];
     }
     let translated = translate(sql, params);
@@ -461,6 +471,16 @@ mod tests {
             vec![
                 ("BEGIN".to_owned(), false),
                 (format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"), false)
+            ]
+        );
+        assert_eq!(
+            sqls(crate::storage::BEGIN_ROW_LOCKED),
+            vec![
+                ("BEGIN".to_owned(), false),
+                (
+                    format!("SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})"),
+                    false
+                )
             ]
         );
         assert_eq!(sqls("COMMIT"), vec![("COMMIT".to_owned(), false)]);
