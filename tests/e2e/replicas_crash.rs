@@ -302,14 +302,22 @@ async fn a_kill_9_of_one_replica_under_load_loses_nothing_the_others_acknowledge
     );
 
     // Each queued message reached the receiver exactly once, and is marked so.
+    // Each carries its delivery id (header and signed body) for a receiver
+    // to dedupe on, one id per message.
     let mut got = vec![0; MESSAGES];
+    let mut delivery_ids = std::collections::BTreeSet::new();
     for r in hook.received() {
         let v = r.json();
         if v["payload"]["scan"] == "crash" {
             got[v["payload"]["data"]["n"].as_u64().unwrap() as usize] += 1;
+            let id = r.header("idempotency-key").unwrap_or_default();
+            assert!(id.starts_with("dol-outbox-"), "{id:?}");
+            assert_eq!(v["delivery"], id);
+            delivery_ids.insert(id);
         }
     }
     assert_eq!(got, vec![1; MESSAGES], "deliveries per message");
+    assert_eq!(delivery_ids.len(), MESSAGES, "one delivery id per message");
     let undelivered: i64 = db
         .query_one(
             "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND kind = 'scan'",

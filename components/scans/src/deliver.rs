@@ -2,13 +2,15 @@
 //! to the Slack incoming webhook (Block Kit) and the generic JSON webhook
 //! (HMAC-SHA256 signed), Slack `response_url` follow-ups to their URL.
 //! A failure marks the message for a retry with backoff, so nothing is lost
-//! while a receiver is down; delivery is at least once. Each message is
+//! while a receiver is down; delivery is at least once (a generic webhook
+//! carries the message's `Idempotency-Key` to dedupe on). Each message is
 //! claimed before it is sent (`store::claim_message`), so overlapping runs
 //! on any replica never send it together.
 
 use dol_core::observe::alerts::Notification;
 use dol_core::observe::scans::{
-    KIND_SCAN, ScanMessage, notification_slack_message, scan_slack_message, webhook_body,
+    DELIVERY_ID_HEADER, KIND_SCAN, ScanMessage, delivery_id, notification_slack_message,
+    scan_slack_message, webhook_body,
 };
 use dol_core::observe::slack::sign_webhook;
 use dol_core::observe::store::{self, KIND_ALERT, KIND_SLACK_RESPONSE, OutboxMessage};
@@ -50,12 +52,11 @@ fn send(m: &OutboxMessage, ch: &Channels, now_secs: i64) -> Result<bool, String>
         sent = true;
     }
     if !ch.notify_webhook_url.is_empty() {
-        let body = webhook_body(&m.kind, &m.payload).to_string();
-        let headers: Vec<(&str, String)> = if ch.webhook_secret.is_empty() {
-            Vec::new()
-        } else {
-            sign_webhook(&ch.webhook_secret, now_secs, body.as_bytes()).to_vec()
-        };
+        let body = webhook_body(&m.kind, m.id, &m.payload).to_string();
+        let mut headers = vec![(DELIVERY_ID_HEADER, delivery_id(m.id))];
+        if !ch.webhook_secret.is_empty() {
+            headers.extend(sign_webhook(&ch.webhook_secret, now_secs, body.as_bytes()));
+        }
         net::post_json(&ch.notify_webhook_url, body.as_bytes(), &headers)
             .map_err(|e| format!("webhook: {e}"))?;
         sent = true;

@@ -372,17 +372,6 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         Ok(o) if !o.info.cached => (o.prompt_tokens, o.info.cost_micros.unwrap_or(0)),
         _ => (0, 0),
     };
-    if let Err(e) = store::settle_with_org(
-        sql,
-        &call.caller.id,
-        call.caller.org.as_ref().map(|o| o.id.as_str()),
-        want,
-        now_secs,
-        (tokens, cost_micros),
-        finished_ms / 1_000,
-    ) {
-        warnings.push(format!("settling usage failed: {e}"));
-    }
     let mut record = RequestRecord {
         id: call.id.clone(),
         ts_ms: call.started_ms,
@@ -464,9 +453,17 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
             Err(attempts::failure_error(&req.model, &f))
         }
     };
-    match store::record(sql, &record) {
-        Ok(()) => log_inputs(sql, call, req, &record, &mut warnings),
-        Err(e) => warnings.push(format!("recording telemetry failed: {e}")),
+    let settled = store::Settlement {
+        key_id: &call.caller.id,
+        org_id: call.caller.org.as_ref().map(|o| o.id.as_str()),
+        want,
+        reserved_at_secs: now_secs,
+        tokens,
+        cost_micros,
+        now_secs: finished_ms / 1_000,
+    };
+    if super::pipeline::book_keep(sql, &settled, &record, &mut warnings) {
+        log_inputs(sql, call, req, &record, &mut warnings);
     }
     Ok(EmbedServed {
         answer: served,

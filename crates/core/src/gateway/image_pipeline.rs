@@ -323,20 +323,16 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
             (0, Err(attempts::failure_error(&req.model, &f)))
         }
     };
-    if let Err(e) = store::settle_with_org(
-        sql,
-        &call.caller.id,
-        call.caller.org.as_ref().map(|o| o.id.as_str()),
+    let settled = store::Settlement {
+        key_id: &call.caller.id,
+        org_id: call.caller.org.as_ref().map(|o| o.id.as_str()),
         want,
-        now_secs,
-        (0, spent),
-        finished_ms / 1_000,
-    ) {
-        warnings.push(format!("settling usage failed: {e}"));
-    }
-    if let Err(e) = store::record(sql, &record) {
-        warnings.push(format!("recording telemetry failed: {e}"));
-    }
+        reserved_at_secs: now_secs,
+        tokens: 0,
+        cost_micros: spent,
+        now_secs: finished_ms / 1_000,
+    };
+    super::pipeline::book_keep(sql, &settled, &record, &mut warnings);
     Ok(ImageServed {
         answer,
         record,

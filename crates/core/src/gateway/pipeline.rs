@@ -533,8 +533,9 @@ async fn answer_from_cache(client: &mut impl Client, g: &Generation, call: &Call
 /// Settlement and telemetry in one write transaction; when that fails, each
 /// on its own, so a telemetry row that cannot be written never costs the
 /// settlement. Failures become warnings, never the caller's error. Returns
-/// whether the request's telemetry row was stored.
-fn book_keep(
+/// whether the request's telemetry row was stored. Every route's pipeline
+/// (chat, embeddings, images) books through it.
+pub(crate) fn book_keep(
     sql: &mut impl SqlExecutor,
     settled: &store::Settlement<'_>,
     record: &RequestRecord,

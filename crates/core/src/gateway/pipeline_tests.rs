@@ -443,9 +443,10 @@ fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
     // Both lock only the rows they change (shared write lock on PostgreSQL);
     // the recorder keeps a statement's first three words.
     assert!(
-        begins.iter().all(|&i| crate::storage::BEGIN_ROW_LOCKED
-            .starts_with(&events[i])
-            && events[i].ends_with("/*")),
+        begins.iter().all(
+            |&i| crate::storage::BEGIN_ROW_LOCKED.starts_with(&events[i])
+                && events[i].ends_with("/*")
+        ),
         "{events:?}"
     );
     assert!(begins[1] < record && record < answer, "{events:?}");

@@ -382,7 +382,10 @@ fn racing_admissions_and_settlements_of_an_org_s_keys_stay_exact() {
     });
     let mut db = open();
     let org = usage(&mut db, &org_usage_key("acme")).unwrap();
-    let (a, b) = (usage(&mut db, "key_a").unwrap(), usage(&mut db, "key_b").unwrap());
+    let (a, b) = (
+        usage(&mut db, "key_a").unwrap(),
+        usage(&mut db, "key_b").unwrap(),
+    );
     let n = u64::try_from(admitted_total).unwrap();
     assert!(admitted_total > 0 && admitted_total <= THREADS * ATTEMPTS);
     assert_eq!(org.reserved_micros, 0);

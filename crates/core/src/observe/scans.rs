@@ -633,9 +633,22 @@ pub fn notification_slack_message(n: &Notification) -> Value {
     alert_message(&notification_view(n))
 }
 
-/// The generic webhook body for an outbox message of `kind`.
-pub fn webhook_body(kind: &str, payload: &Value) -> Value {
-    json!({ "type": kind, "payload": payload })
+/// The header naming a generic webhook delivery ([`delivery_id`]), as the
+/// IETF `Idempotency-Key` draft names it.
+pub const DELIVERY_ID_HEADER: &str = "Idempotency-Key";
+
+/// The id of outbox message `message_id`'s delivery: the same on every
+/// attempt and from every replica. Delivery is at least once (a replica that
+/// dies between sending and marking the message delivered leaves it to be
+/// sent again), so a receiver that must act once dedupes on this id.
+pub fn delivery_id(message_id: i64) -> String {
+    format!("dol-outbox-{message_id}")
+}
+
+/// The generic webhook body for outbox message `message_id` of `kind`: its
+/// [`delivery_id`] is in the body too, so the signature covers it.
+pub fn webhook_body(kind: &str, message_id: i64, payload: &Value) -> Value {
+    json!({ "type": kind, "delivery": delivery_id(message_id), "payload": payload })
 }
 
 #[cfg(test)]

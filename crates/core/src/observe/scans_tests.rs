@@ -329,8 +329,10 @@ fn alert_notifications_become_block_kit_with_buttons() {
     ] {
         assert!(m.contains(needle), "{needle} in {m}");
     }
-    let body = webhook_body("alert", &serde_json::to_value(&n).unwrap());
+    let body = webhook_body("alert", 42, &serde_json::to_value(&n).unwrap());
     assert_eq!(body["type"], "alert");
+    assert_eq!(body["delivery"], "dol-outbox-42");
+    assert_eq!(body["delivery"], delivery_id(42));
     assert_eq!(body["payload"]["fingerprint"], "abc");
     let s = scan_slack_message(&ScanMessage {
         scan: "report".into(),
