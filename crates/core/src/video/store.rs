@@ -6,6 +6,9 @@
 use serde_json::Value;
 
 use super::health::JobRow;
+use super::input::InputReference;
+use super::webhook::base64_decode;
+use crate::gateway::embeddings::base64;
 use super::select::{Observed, StatsMap};
 use super::{Choice, Job, Status};
 use crate::storage::{
@@ -188,6 +191,41 @@ pub fn write(db: &mut impl SqlExecutor, job: &Job) -> Result<bool> {
         )?;
         Ok(true)
     })
+}
+
+/// Keeps the `input_reference` image of job `id` until the job ends.
+pub fn save_input(db: &mut impl SqlExecutor, id: &str, image: &InputReference) -> Result<()> {
+    run(
+        db,
+        "INSERT INTO video_inputs (job_id, media_type, data) VALUES (?, ?, ?)",
+        &[text(id), text(&image.media_type), text(&base64(&image.data))],
+    )?;
+    Ok(())
+}
+
+/// The `input_reference` image of job `id`, if it has one (and it has not
+/// ended).
+pub fn input(db: &mut impl SqlExecutor, id: &str) -> Result<Option<InputReference>> {
+    let rows = run(
+        db,
+        "SELECT media_type, data FROM video_inputs WHERE job_id = ?",
+        &[text(id)],
+    )?;
+    let Some(values) = rows.first() else {
+        return Ok(None);
+    };
+    let r = Row::new("video_inputs", values);
+    let data = base64_decode(r.text(1, "data")?).ok_or_else(|| r.error("data", "base64"))?;
+    Ok(Some(InputReference {
+        media_type: r.text(0, "media_type")?.to_owned(),
+        data,
+    }))
+}
+
+/// Forgets the image of job `id` (it ended, or was deleted).
+pub fn delete_input(db: &mut impl SqlExecutor, id: &str) -> Result<()> {
+    run(db, "DELETE FROM video_inputs WHERE job_id = ?", &[text(id)])?;
+    Ok(())
 }
 
 /// Sets the completion webhook state of job `id` (ended jobs included).
