@@ -7,3 +7,14 @@ CREATE TABLE video_inputs (
     media_type TEXT NOT NULL,
     data TEXT NOT NULL
 );
+
+-- Video discovery (issue 15): models a video platform lists that
+-- catalog/videos.json does not know, found by the `discovery` scan. They
+-- have no price (counted by the `models_without_price` alert metric) and
+-- are not selected until an operator adds them to the catalog.
+CREATE TABLE video_models (
+    platform TEXT NOT NULL,
+    model TEXT NOT NULL,
+    found_at INTEGER NOT NULL,
+    PRIMARY KEY (platform, model)
+);

@@ -123,7 +123,7 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 22,
-        name: "video_inputs",
+        name: "video_inputs_models",
         sql: include_str!("../../../migrations/0022_video_inputs.sql"),
     },
 ];

@@ -12,8 +12,11 @@
 //! - [`store`] holds the SQL; [`service`] runs the routes and the
 //!   `video-jobs` scan over an injected SQL executor and HTTP sender;
 //!   [`webhook`] signs and verifies Standard Webhooks signatures.
+//! - [`input`] reads and checks an `input_reference` image;
+//!   [`discovery`] probes the platforms and finds new video models.
 
 pub mod catalog;
+pub mod discovery;
 pub mod health;
 pub mod input;
 pub mod platforms;
