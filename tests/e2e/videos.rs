@@ -109,8 +109,10 @@ async fn create_multipart(
     let mut body = Vec::new();
     for (name, value) in fields {
         body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                .as_bytes(),
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
         );
     }
     body.extend_from_slice(
@@ -429,10 +431,21 @@ async fn a_video_job_survives_a_host_restart_and_the_cron_scan_finishes_it() {
         "image/png",
     )
     .await;
-    assert_eq!((status, v["dol"]["platform"].as_str()), (200, Some("openai")), "{v}");
+    assert_eq!(
+        (status, v["dol"]["platform"].as_str()),
+        (200, Some("openai")),
+        "{v}"
+    );
     assert_eq!(openai.requests()[0].image.as_deref(), Some(PNG));
     let id = v["id"].as_str().unwrap().to_owned();
-    assert_eq!(count(&host, "SELECT COUNT(*) FROM video_inputs WHERE job_id = ?", &id), 1);
+    assert_eq!(
+        count(
+            &host,
+            "SELECT COUNT(*) FROM video_inputs WHERE job_id = ?",
+            &id
+        ),
+        1
+    );
     let host = host.restart().await;
     // Tick 1 polls OpenAI (failed) and falls back to Runway's image_to_video.
     host.cron_tick(1).await;
@@ -452,7 +465,14 @@ async fn a_video_job_survives_a_host_restart_and_the_cron_scan_finishes_it() {
         "{v}"
     );
     // Ended: the image is forgotten.
-    assert_eq!(count(&host, "SELECT COUNT(*) FROM video_inputs WHERE job_id = ?", &id), 0);
+    assert_eq!(
+        count(
+            &host,
+            "SELECT COUNT(*) FROM video_inputs WHERE job_id = ?",
+            &id
+        ),
+        0
+    );
     // The completion webhook went out from the same scan, signed.
     let got = hook.received();
     assert_eq!(got.len(), 1, "{got:?}");
@@ -671,7 +691,9 @@ async fn bad_video_requests_are_refused_each_with_its_cause() {
             "POST",
             "/v1/videos",
             k,
-            Some(r#"{"prompt":"x","input_reference":{"image_url":"data:image/png;base64,aGVsbG8="}}"#),
+            Some(
+                r#"{"prompt":"x","input_reference":{"image_url":"data:image/png;base64,aGVsbG8="}}"#,
+            ),
             400,
             Some("input_reference"),
         ),
@@ -680,7 +702,9 @@ async fn bad_video_requests_are_refused_each_with_its_cause() {
             "POST",
             "/v1/videos",
             k,
-            Some(r#"{"prompt":"x","model":"tencent/hunyuan-video","input_reference":{"image_url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="}}"#),
+            Some(
+                r#"{"prompt":"x","model":"tencent/hunyuan-video","input_reference":{"image_url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="}}"#,
+            ),
             400,
             Some("input_reference"),
         ),
@@ -816,15 +840,28 @@ async fn bad_video_requests_are_refused_each_with_its_cause() {
     }
     // Uploads: a file that is not a JPEG/PNG/WebP (whatever its label),
     // an image over 3 MiB, and a body over the 4 MiB limit.
-    let (got, e) = create_multipart(&host, &key, &[("prompt", "x")], b"GIF89a....", "image/png").await;
-    assert_eq!((got, e["error"]["param"].as_str()), (400, Some("input_reference")), "{e}");
+    let (got, e) =
+        create_multipart(&host, &key, &[("prompt", "x")], b"GIF89a....", "image/png").await;
+    assert_eq!(
+        (got, e["error"]["param"].as_str()),
+        (400, Some("input_reference")),
+        "{e}"
+    );
     let mut big = PNG.to_vec();
     big.resize(3 * 1024 * 1024 + 1, 0);
     let (got, e) = create_multipart(&host, &key, &[("prompt", "x")], &big, "image/png").await;
-    assert_eq!((got, e["error"]["param"].as_str()), (413, Some("input_reference")), "{e}");
+    assert_eq!(
+        (got, e["error"]["param"].as_str()),
+        (413, Some("input_reference")),
+        "{e}"
+    );
     big.resize(4 * 1024 * 1024 + 1, 0);
     let (got, e) = create_multipart(&host, &key, &[("prompt", "x")], &big, "image/png").await;
-    assert_eq!((got, e["error"]["param"].as_str()), (413, Some("input_reference")), "{e}");
+    assert_eq!(
+        (got, e["error"]["param"].as_str()),
+        (413, Some("input_reference")),
+        "{e}"
+    );
     assert!(
         !openai.requests().iter().any(|r| r.image.is_some()),
         "a refused image never reaches a platform"
@@ -881,14 +918,28 @@ async fn video_platforms_are_probed_discovered_and_alerted_on_at_cron_ticks() {
     let host = start(&[("openai", &openai), ("runway", &runway)], &[]).await;
     // Run by hand (the cron schedule runs them every 5 minutes and 6 hours).
     for scan in ["probes", "discovery"] {
-        let (status, v) = call(&host, "POST", &format!("/admin/scans/{scan}"), Some(ADMIN), None).await;
+        let (status, v) = call(
+            &host,
+            "POST",
+            &format!("/admin/scans/{scan}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
         assert_eq!(status, 200, "{scan}: {v}");
     }
     assert_eq!(
-        count(&host, "SELECT COUNT(*) FROM video_models WHERE model = ?", "sora-3"),
+        count(
+            &host,
+            "SELECT COUNT(*) FROM video_models WHERE model = ?",
+            "sora-3"
+        ),
         1
     );
-    assert!(runway.count("GET", "/v1/organization") >= 2, "a probe and a discovery listing");
+    assert!(
+        runway.count("GET", "/v1/organization") >= 2,
+        "a probe and a discovery listing"
+    );
     let (_, health) = call(&host, "GET", "/api/health", None, None).await;
     let runway_health = health["videoPlatforms"]
         .as_array()
@@ -898,7 +949,10 @@ async fn video_platforms_are_probed_discovered_and_alerted_on_at_cron_ticks() {
         .cloned()
         .unwrap_or_else(|| panic!("{health}"));
     assert_eq!(
-        (runway_health["probeUp"].as_bool(), runway_health["healthy"].as_bool()),
+        (
+            runway_health["probeUp"].as_bool(),
+            runway_health["healthy"].as_bool()
+        ),
         (Some(false), Some(false)),
         "{health}"
     );
@@ -925,7 +979,11 @@ async fn video_platforms_are_probed_discovered_and_alerted_on_at_cron_ticks() {
             .find(|a| a["state"]["name"] == name)
             .map(|a| a["state"]["status"].clone())
     };
-    assert_eq!(state("VideoPlatformsUnhealthy"), Some(json!("firing")), "{list}");
+    assert_eq!(
+        state("VideoPlatformsUnhealthy"),
+        Some(json!("firing")),
+        "{list}"
+    );
     // The unpriced discovered model is flagged like a chat model.
     assert_eq!(state("ModelsWithoutPrice"), Some(json!("firing")), "{list}");
     host.app.shutdown().await;

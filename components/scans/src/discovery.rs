@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::net;
 use dol_core::video::discovery::discover;
 use dol_core::video::platforms::VideoSettings;
-use dol_spin_platform::net::BlockingNet;
 use dol_spin_platform::SpinSql;
+use dol_spin_platform::net::BlockingNet;
 
 /// Runs the scan at `now_ms`; returns its summary.
 pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {

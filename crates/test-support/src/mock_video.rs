@@ -266,7 +266,12 @@ fn listing(route: &str, b: &VideoBehavior) -> hyper::Response<Full<Bytes>> {
         "organization" => {
             let models: serde_json::Map<String, Value> = of("runway")
                 .into_iter()
-                .map(|m| (m, json!({"maxConcurrentGenerations": 2, "maxDailyGenerations": 50})))
+                .map(|m| {
+                    (
+                        m,
+                        json!({"maxConcurrentGenerations": 2, "maxDailyGenerations": 50}),
+                    )
+                })
                 .collect();
             json_reply(
                 200,
@@ -417,7 +422,8 @@ async fn handle(
             ),
         };
     }
-    if let ("GET", ["v1", "models" | "organization" | "account"]) = (method.as_str(), parts.as_slice())
+    if let ("GET", ["v1", "models" | "organization" | "account"]) =
+        (method.as_str(), parts.as_slice())
     {
         return listing(parts[1], &behavior);
     }

@@ -81,15 +81,13 @@ pub fn parse_listing(
         message: "malformed answer: not JSON".to_owned(),
     })?;
     let ids = match kind {
-        PlatformKind::OpenAi => v["data"]
-            .as_array()
-            .map(|d| {
-                d.iter()
-                    .filter_map(|m| m["id"].as_str())
-                    .filter(|id| id.starts_with("sora"))
-                    .map(str::to_owned)
-                    .collect()
-            }),
+        PlatformKind::OpenAi => v["data"].as_array().map(|d| {
+            d.iter()
+                .filter_map(|m| m["id"].as_str())
+                .filter(|id| id.starts_with("sora"))
+                .map(str::to_owned)
+                .collect()
+        }),
         PlatformKind::Runway => v["tier"]["models"]
             .as_object()
             .map(|m| m.keys().cloned().collect()),
@@ -244,12 +242,11 @@ pub fn discover<S: SqlExecutor, N: VideoNet>(
         .map_err(sql_error)?;
         providers.push(diff);
     }
-    let queued = match discovery_message(&providers, now_ms)
-        .map_err(|e| StoreError::Json(e.to_string()))?
-    {
-        Some((message, key)) => enqueue_message(db, &message, &key, now_ms)?,
-        None => None,
-    };
+    let queued =
+        match discovery_message(&providers, now_ms).map_err(|e| StoreError::Json(e.to_string()))? {
+            Some((message, key)) => enqueue_message(db, &message, &key, now_ms)?,
+            None => None,
+        };
     Ok(Discovery {
         providers,
         failures,
@@ -308,7 +305,11 @@ mod tests {
         let added: Vec<String> = found
             .providers
             .iter()
-            .flat_map(|d| d.added.iter().map(move |m| format!("{}/{}", d.provider, m.id)))
+            .flat_map(|d| {
+                d.added
+                    .iter()
+                    .map(move |m| format!("{}/{}", d.provider, m.id))
+            })
             .collect();
         assert_eq!(added, ["video:openai/sora-3", "video:runway/gen5"]);
         assert!(found.queued.is_some());
@@ -328,11 +329,15 @@ mod tests {
         let mut clock = || 5;
         let probes = probe_all(&mut net(503), &s, 7, &mut clock);
         let state: Vec<(&str, bool)> = probes.iter().map(|p| (p.provider.as_str(), p.up)).collect();
-        assert_eq!(state, [("openai", true), ("runway", false), ("replicate", true)]);
-        assert_eq!(probes[1].error.as_deref(), Some("HTTP 503"));
         assert_eq!(
-            parse_listing(PlatformKind::OpenAi, 200, b"{}").unwrap_err().transient,
-            false
+            state,
+            [("openai", true), ("runway", false), ("replicate", true)]
+        );
+        assert_eq!(probes[1].error.as_deref(), Some("HTTP 503"));
+        assert!(
+            !parse_listing(PlatformKind::OpenAi, 200, b"{}")
+                .unwrap_err()
+                .transient
         );
     }
 }

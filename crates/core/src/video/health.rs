@@ -348,7 +348,10 @@ mod tests {
             problem(&h).as_deref(),
             Some("video platforms: 1 of 2 healthy (runway down at its last probe)")
         );
-        assert_eq!(problem(&with_probes(Vec::new(), &[probe("openai", true)])), None);
+        assert_eq!(
+            problem(&with_probes(Vec::new(), &[probe("openai", true)])),
+            None
+        );
     }
 
     #[test]

@@ -36,7 +36,12 @@ pub struct InputReference {
 impl std::fmt::Debug for InputReference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Megabytes of image in a debug line help nobody.
-        write!(f, "InputReference({}, {} bytes)", self.media_type, self.data.len())
+        write!(
+            f,
+            "InputReference({}, {} bytes)",
+            self.media_type,
+            self.data.len()
+        )
     }
 }
 
@@ -95,7 +100,9 @@ impl InputReference {
         let (_, payload) = rest
             .split_once(',')
             .filter(|(head, _)| head.ends_with(";base64"))
-            .ok_or_else(|| invalid("input_reference.image_url must be data:<type>;base64,<data>."))?;
+            .ok_or_else(|| {
+                invalid("input_reference.image_url must be data:<type>;base64,<data>.")
+            })?;
         // Base64 is 4/3 of the bytes: refuse an oversized one before decoding it.
         if payload.len() / 4 * 3 > MAX_INPUT_REFERENCE_BYTES + 3 {
             return Err(too_large(payload.len() / 4 * 3));
@@ -183,7 +190,9 @@ pub fn parse(body: &[u8], boundary: &str) -> Result<Vec<Part>, ApiError> {
         let header = |name: &str| {
             head.split("\r\n").find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
             })
         };
         let disposition = header("content-disposition").ok_or_else(malformed)?;
@@ -219,33 +228,55 @@ mod tests {
         assert_eq!(sniff(b"GIF89a"), None);
         let r = InputReference::from_bytes(PNG.to_vec()).unwrap();
         assert_eq!(r.media_type, "image/png");
-        assert!(r.data_uri().starts_with("data:image/png;base64,iVBORw0KGgo"));
+        assert!(
+            r.data_uri()
+                .starts_with("data:image/png;base64,iVBORw0KGgo")
+        );
         assert_eq!(InputReference::from_data_url(&r.data_uri()).unwrap(), r);
     }
 
     #[test]
     fn each_bad_image_is_named() {
         let e = InputReference::from_bytes(b"%PDF-1.7".to_vec()).unwrap_err();
-        assert_eq!((e.status(), e.field.as_deref()), (400, Some("input_reference")));
+        assert_eq!(
+            (e.status(), e.field.as_deref()),
+            (400, Some("input_reference"))
+        );
         let e = InputReference::from_bytes(Vec::new()).unwrap_err();
         assert_eq!(e.status(), 400);
         let mut big = PNG.to_vec();
         big.resize(MAX_INPUT_REFERENCE_BYTES + 1, 0);
         let e = InputReference::from_bytes(big).unwrap_err();
-        assert_eq!((e.status(), e.field.as_deref()), (413, Some("input_reference")));
+        assert_eq!(
+            (e.status(), e.field.as_deref()),
+            (413, Some("input_reference"))
+        );
         for url in [
             "https://example.com/a.png",
             "data:image/png,raw",
             "data:image/png;base64,***",
         ] {
             let e = InputReference::from_data_url(url).unwrap_err();
-            assert_eq!((e.status(), e.field.as_deref()), (400, Some("input_reference")), "{url}");
+            assert_eq!(
+                (e.status(), e.field.as_deref()),
+                (400, Some("input_reference")),
+                "{url}"
+            );
         }
-        let huge = format!("data:image/png;base64,{}", "A".repeat(MAX_INPUT_REFERENCE_BYTES * 2));
-        assert_eq!(InputReference::from_data_url(&huge).unwrap_err().status(), 413);
+        let huge = format!(
+            "data:image/png;base64,{}",
+            "A".repeat(MAX_INPUT_REFERENCE_BYTES * 2)
+        );
+        assert_eq!(
+            InputReference::from_data_url(&huge).unwrap_err().status(),
+            413
+        );
         assert_eq!(check_create_body(CREATE_BODY_LIMIT), Ok(()));
         let e = check_create_body(CREATE_BODY_LIMIT + 1).unwrap_err();
-        assert_eq!((e.status(), e.field.as_deref()), (413, Some("input_reference")));
+        assert_eq!(
+            (e.status(), e.field.as_deref()),
+            (413, Some("input_reference"))
+        );
     }
 
     #[test]
@@ -253,18 +284,28 @@ mod tests {
         let mut body = b"--b0\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\na fox\r\n--b0\r\n\
 Content-Disposition: form-data; name=\"input_reference\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
             .to_vec();
-        let image: Vec<u8> = PNG.iter().copied().chain([0xFF, 0x00, b'\r', b'\n', 0x80]).collect();
+        let image: Vec<u8> = PNG
+            .iter()
+            .copied()
+            .chain([0xFF, 0x00, b'\r', b'\n', 0x80])
+            .collect();
         body.extend_from_slice(&image);
         body.extend_from_slice(b"\r\n--b0--\r\n");
         let parts = parse(&body, "b0").unwrap();
         assert_eq!(parts.len(), 2);
-        assert_eq!((parts[0].name.as_str(), parts[0].data.as_slice()), ("prompt", &b"a fox"[..]));
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].data.as_slice()),
+            ("prompt", &b"a fox"[..])
+        );
         assert_eq!(parts[1].filename.as_deref(), Some("a.png"));
         assert_eq!(parts[1].content_type.as_deref(), Some("image/png"));
         assert_eq!(parts[1].data, image);
         assert!(parse(b"junk", "b0").is_err());
         assert!(parse(b"--b0\r\nno head", "b0").is_err());
-        assert_eq!(boundary("multipart/form-data; boundary=\"x y\""), Some("x y"));
+        assert_eq!(
+            boundary("multipart/form-data; boundary=\"x y\""),
+            Some("x y")
+        );
         assert_eq!(boundary("multipart/form-data"), None);
     }
 }

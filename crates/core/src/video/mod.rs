@@ -201,10 +201,7 @@ impl VideoRequest {
         Self::from_map(&fields, upload)
     }
 
-    fn from_map(
-        o: &Map<String, Value>,
-        upload: Option<InputReference>,
-    ) -> Result<Self, ApiError> {
+    fn from_map(o: &Map<String, Value>, upload: Option<InputReference>) -> Result<Self, ApiError> {
         const KNOWN: [&str; 5] = ["model", "prompt", "seconds", "size", "input_reference"];
         if let Some(k) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(invalid(k, &format!("Unrecognized request argument: {k}.")));
@@ -513,7 +510,10 @@ Content-Disposition: form-data; name=\"input_reference\"; filename=\"a.bin\"\r\n
         body.extend_from_slice(b"\r\n--b0--\r\n");
         let r = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), &body).unwrap();
         let image = r.input_reference.unwrap();
-        assert_eq!((image.media_type.as_str(), image.data.as_slice()), ("image/png", &png[..]));
+        assert_eq!(
+            (image.media_type.as_str(), image.data.as_slice()),
+            ("image/png", &png[..])
+        );
         let url = image.data_uri();
         let r = parse(json!({"prompt": "x", "input_reference": {"image_url": url}})).unwrap();
         assert_eq!(r.input_reference, Some(image));

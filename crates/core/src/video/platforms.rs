@@ -335,8 +335,10 @@ fn openai_multipart(p: &Platform, job: &Submit<'_>, image: &InputReference) -> H
         ("size", job.size),
     ] {
         body.extend_from_slice(
-            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
-                .as_bytes(),
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
         );
     }
     let ext = image.media_type.trim_start_matches("image/");

@@ -22,10 +22,9 @@ fn submit() -> Submit<'static> {
 
 #[test]
 fn an_image_goes_to_each_platform_in_its_own_shape() {
-    let image = crate::video::input::InputReference::from_bytes(
-        b"\x89PNG\r\n\x1a\n\0\xff\r\n--x".to_vec(),
-    )
-    .unwrap();
+    let image =
+        crate::video::input::InputReference::from_bytes(b"\x89PNG\r\n\x1a\n\0\xff\r\n--x".to_vec())
+            .unwrap();
     // OpenAI: its multipart upload, the file part holding the bytes whole.
     let spec = submit_request(
         &platform(PlatformKind::OpenAi),
@@ -41,11 +40,8 @@ fn an_image_goes_to_each_platform_in_its_own_shape() {
         .find(|(k, _)| k == "content-type")
         .map(|(_, v)| v.clone())
         .unwrap();
-    let parts = crate::video::input::parse(
-        &spec.body,
-        crate::video::input::boundary(&ct).unwrap(),
-    )
-    .unwrap();
+    let parts = crate::video::input::parse(&spec.body, crate::video::input::boundary(&ct).unwrap())
+        .unwrap();
     let file = parts.iter().find(|p| p.name == "input_reference").unwrap();
     assert_eq!(
         (file.data.as_slice(), file.content_type.as_deref()),

@@ -286,10 +286,16 @@ mod tests {
         let r = candidates(&with_image("auto"), &cat, &all, &StatsMap::new()).unwrap();
         assert_eq!(order(&r), ["openai"]);
         let e = candidates(&with_image("b"), &cat, &all, &StatsMap::new()).unwrap_err();
-        assert_eq!((e.status(), e.field.as_deref()), (400, Some("input_reference")));
+        assert_eq!(
+            (e.status(), e.field.as_deref()),
+            (400, Some("input_reference"))
+        );
         let text_only = [model("runway", "b", Some(0.10), 8.0)];
         let e = candidates(&with_image("auto"), &text_only, &all, &StatsMap::new()).unwrap_err();
-        assert_eq!((e.status(), e.field.as_deref()), (400, Some("input_reference")));
+        assert_eq!(
+            (e.status(), e.field.as_deref()),
+            (400, Some("input_reference"))
+        );
     }
 
     #[test]

@@ -10,11 +10,11 @@
 use serde_json::{Value, json};
 
 use super::catalog::{self, VideoModel};
+use super::input::InputReference;
 use super::platforms::{self, CallError, Platform, PlatformKind, Submit, Update, VideoSettings};
 use super::select;
 use super::store::{self, VideoStoreError};
 use super::webhook::{self, Signed};
-use super::input::InputReference;
 use super::{Choice, Job, Status, VideoRequest};
 use crate::error::{ApiError, Code};
 use crate::gateway::keys::{Admission, Reservation};

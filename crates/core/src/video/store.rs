@@ -7,10 +7,10 @@ use serde_json::Value;
 
 use super::health::JobRow;
 use super::input::InputReference;
-use super::webhook::base64_decode;
-use crate::gateway::embeddings::base64;
 use super::select::{Observed, StatsMap};
+use super::webhook::base64_decode;
 use super::{Choice, Job, Status};
+use crate::gateway::embeddings::base64;
 use crate::storage::{
     ColumnError, Row, SqlExecutor, SqlValue, StatementError, in_transaction, run,
 };
@@ -198,7 +198,11 @@ pub fn save_input(db: &mut impl SqlExecutor, id: &str, image: &InputReference) -
     run(
         db,
         "INSERT INTO video_inputs (job_id, media_type, data) VALUES (?, ?, ?)",
-        &[text(id), text(&image.media_type), text(&base64(&image.data))],
+        &[
+            text(id),
+            text(&image.media_type),
+            text(&base64(&image.data)),
+        ],
     )?;
     Ok(())
 }
