@@ -1,5 +1,6 @@
 //! The SQL of video jobs (`video_jobs`, `video_platform_stats`, migration
-//! 11). A job's state is written only while it is not terminal
+//! 11; a job's `input_reference` image in `video_inputs`, migration 22,
+//! until it ends). A job's state is written only while it is not terminal
 //! ([`write`] checks inside one immediate transaction), so a late poll or a
 //! duplicated callback can never undo an ending or charge twice.
 
