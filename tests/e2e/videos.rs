@@ -93,6 +93,50 @@ async fn get(host: &TestHost, key: &str, id: &str) -> Value {
     v
 }
 
+/// A small PNG (its magic number, then a marker the mocks' copies show).
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR DOL-TEST-IMAGE \xff\r\n--";
+
+/// `POST /v1/videos` as `multipart/form-data` with `fields` and an
+/// `input_reference` file part holding `image` (as the SDK sends it).
+async fn create_multipart(
+    host: &TestHost,
+    key: &str,
+    fields: &[(&str, &str)],
+    image: &[u8],
+    content_type: &str,
+) -> (u16, Value) {
+    let boundary = "e2e-boundary-0123456789";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"input_reference\"; filename=\"ref\"\r\nContent-Type: {content_type}\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(image);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let r = host
+        .client
+        .post(host.url("/v1/videos"))
+        .bearer_auth(key)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
 fn count(host: &TestHost, sql: &str, id: &str) -> i64 {
     let db = rusqlite::Connection::open(host.state_dir().join("sqlite_db.db")).unwrap();
     db.query_row(sql, [id], |r| r.get(0)).unwrap()
@@ -110,8 +154,16 @@ async fn videos_work_from_the_official_openai_sdk() {
     let key = new_key(&host).await;
     let stdout = super::gateway::sdk_check("openai-sdk", "videos", host.url("/v1"), key).await;
     assert!(stdout.contains("all checks passed"), "{stdout}");
-    // The OpenAI-style platform got the key; its content was fetched through DOL.
+    // The SDK's input_reference upload reached the OpenAI-style platform
+    // as its multipart file part, bytes intact.
     let sent = openai.requests();
+    assert!(
+        sent.iter().any(|r| r.image.as_deref().is_some_and(|i| {
+            i.starts_with(b"\x89PNG") && i.windows(8).any(|w| w == b"SDKIMAGE")
+        })),
+        "no image reached the platform"
+    );
+    // The OpenAI-style platform got the key; its content was fetched through DOL.
     assert!(
         sent.iter()
             .any(|r| r.path.starts_with("/v1/videos/") && r.path.contains("/content"))
@@ -349,6 +401,13 @@ async fn a_completed_openai_video_is_remixed_and_other_platforms_refuse_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_video_job_survives_a_host_restart_and_the_cron_scan_finishes_it() {
+    // An image-to-video job: its first platform fails it after the
+    // restart, and the fallback still sends the caller's image.
+    let openai = MockVideo::start().await;
+    openai.set_behavior(VideoBehavior {
+        fail_jobs: true,
+        ..VideoBehavior::default()
+    });
     let runway = MockVideo::start().await;
     runway.set_behavior(VideoBehavior {
         running_polls: 1,
@@ -356,7 +415,7 @@ async fn a_video_job_survives_a_host_restart_and_the_cron_scan_finishes_it() {
     });
     let hook = Receiver::start(200).await;
     let host = start(
-        &[("runway", &runway)],
+        &[("openai", &openai), ("runway", &runway)],
         &[
             ("video_webhook_url", &hook.url("/video-events")),
             ("video_webhook_secret", SECRET),
@@ -364,22 +423,55 @@ async fn a_video_job_survives_a_host_restart_and_the_cron_scan_finishes_it() {
     )
     .await;
     let key = new_key(&host).await;
-    let v = create(
+    let (status, v) = create_multipart(
         &host,
         &key,
-        json!({"prompt": "a train through hills", "seconds": "8"}),
+        &[("prompt", "a train through hills"), ("seconds", "8")],
+        PNG,
+        "image/png",
     )
     .await;
+    assert_eq!(
+        (status, v["dol"]["platform"].as_str()),
+        (200, Some("openai")),
+        "{v}"
+    );
+    assert_eq!(openai.requests()[0].image.as_deref(), Some(PNG));
     let id = v["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        count(
+            &host,
+            "SELECT COUNT(*) FROM video_inputs WHERE job_id = ?",
+            &id
+        ),
+        1
+    );
     let host = host.restart().await;
+    // Tick 1 polls OpenAI (failed) and falls back to Runway's image_to_video.
     host.cron_tick(1).await;
-    assert_eq!(runway.count("GET", "/v1/tasks/"), 1);
+    let submit = runway
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/image_to_video")
+        .expect("the fallback went to Runway's image_to_video");
+    assert_eq!(submit.image.as_deref(), Some(PNG));
     host.cron_tick(2).await;
+    assert_eq!(runway.count("GET", "/v1/tasks/"), 1);
+    host.cron_tick(3).await;
     let (status, v) = call(&host, "GET", &format!("/v1/videos/{id}"), Some(&key), None).await;
     assert_eq!(
-        (status, v["status"].as_str()),
-        (200, Some("completed")),
+        (status, v["status"].as_str(), v["dol"]["fallbacks"].as_u64()),
+        (200, Some("completed"), Some(1)),
         "{v}"
+    );
+    // Ended: the image is forgotten.
+    assert_eq!(
+        count(
+            &host,
+            "SELECT COUNT(*) FROM video_inputs WHERE job_id = ?",
+            &id
+        ),
+        0
     );
     // The completion webhook went out from the same scan, signed.
     let got = hook.received();
@@ -568,11 +660,51 @@ async fn bad_video_requests_are_refused_each_with_its_cause() {
             Some("fps"),
         ),
         (
-            "input_reference",
+            "input_reference a string",
             "POST",
             "/v1/videos",
             k,
             Some(r#"{"prompt":"x","input_reference":"a.png"}"#),
+            400,
+            Some("input_reference"),
+        ),
+        (
+            "input_reference file_id (no Files API)",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","input_reference":{"file_id":"file_1"}}"#),
+            400,
+            Some("input_reference"),
+        ),
+        (
+            "input_reference a URL (not fetched)",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(r#"{"prompt":"x","input_reference":{"image_url":"https://a.example/b.png"}}"#),
+            400,
+            Some("input_reference"),
+        ),
+        (
+            "input_reference data URL not an image",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(
+                r#"{"prompt":"x","input_reference":{"image_url":"data:image/png;base64,aGVsbG8="}}"#,
+            ),
+            400,
+            Some("input_reference"),
+        ),
+        (
+            "input_reference to a text-only model",
+            "POST",
+            "/v1/videos",
+            k,
+            Some(
+                r#"{"prompt":"x","model":"tencent/hunyuan-video","input_reference":{"image_url":"data:image/png;base64,iVBORw0KGgoAAAANSUhEUg=="}}"#,
+            ),
             400,
             Some("input_reference"),
         ),
@@ -706,6 +838,34 @@ async fn bad_video_requests_are_refused_each_with_its_cause() {
             assert_eq!(v["error"]["param"], *f, "{name}: {v}");
         }
     }
+    // Uploads: a file that is not a JPEG/PNG/WebP (whatever its label),
+    // an image over 3 MiB, and a body over the 4 MiB limit.
+    let (got, e) =
+        create_multipart(&host, &key, &[("prompt", "x")], b"GIF89a....", "image/png").await;
+    assert_eq!(
+        (got, e["error"]["param"].as_str()),
+        (400, Some("input_reference")),
+        "{e}"
+    );
+    let mut big = PNG.to_vec();
+    big.resize(3 * 1024 * 1024 + 1, 0);
+    let (got, e) = create_multipart(&host, &key, &[("prompt", "x")], &big, "image/png").await;
+    assert_eq!(
+        (got, e["error"]["param"].as_str()),
+        (413, Some("input_reference")),
+        "{e}"
+    );
+    big.resize(4 * 1024 * 1024 + 1, 0);
+    let (got, e) = create_multipart(&host, &key, &[("prompt", "x")], &big, "image/png").await;
+    assert_eq!(
+        (got, e["error"]["param"].as_str()),
+        (413, Some("input_reference")),
+        "{e}"
+    );
+    assert!(
+        !openai.requests().iter().any(|r| r.image.is_some()),
+        "a refused image never reaches a platform"
+    );
     // Content before completion, and a variant the platform cannot give.
     let v = create(&host, &key, json!({"prompt": "x"})).await;
     let id = v["id"].as_str().unwrap();
@@ -739,5 +899,92 @@ async fn bad_video_requests_are_refused_each_with_its_cause() {
     )
     .await;
     assert_eq!(got, 404);
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_platforms_are_probed_discovered_and_alerted_on_at_cron_ticks() {
+    // OpenAI lists a model the catalog lacks; Runway's probe fails.
+    let openai = MockVideo::start().await;
+    openai.set_behavior(VideoBehavior {
+        models: vec!["sora-3".to_owned()],
+        ..VideoBehavior::default()
+    });
+    let runway = MockVideo::start().await;
+    runway.set_behavior(VideoBehavior {
+        probes_fail: true,
+        ..VideoBehavior::default()
+    });
+    let host = start(&[("openai", &openai), ("runway", &runway)], &[]).await;
+    // Run by hand (the cron schedule runs them every 5 minutes and 6 hours).
+    for scan in ["probes", "discovery"] {
+        let (status, v) = call(
+            &host,
+            "POST",
+            &format!("/admin/scans/{scan}"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{scan}: {v}");
+    }
+    assert_eq!(
+        count(
+            &host,
+            "SELECT COUNT(*) FROM video_models WHERE model = ?",
+            "sora-3"
+        ),
+        1
+    );
+    assert!(
+        runway.count("GET", "/v1/organization") >= 2,
+        "a probe and a discovery listing"
+    );
+    let (_, health) = call(&host, "GET", "/api/health", None, None).await;
+    let runway_health = health["videoPlatforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["platform"] == "runway")
+        .cloned()
+        .unwrap_or_else(|| panic!("{health}"));
+    assert_eq!(
+        (
+            runway_health["probeUp"].as_bool(),
+            runway_health["healthy"].as_bool()
+        ),
+        (Some(false), Some(false)),
+        "{health}"
+    );
+    let video = health["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "video")
+        .cloned()
+        .unwrap();
+    assert_eq!(video["ok"], false, "{health}");
+    // The default rule goes pending at the first alerts scan and fires
+    // 3 minutes later (minute ticks: no 5-minute trigger fires between).
+    for minute in 1..=4 {
+        host.cron_tick(minute).await;
+    }
+    let (status, list) = call(&host, "GET", "/admin/alerts", Some(ADMIN), None).await;
+    assert_eq!(status, 200, "{list}");
+    let state = |name: &str| {
+        list["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["state"]["name"] == name)
+            .map(|a| a["state"]["status"].clone())
+    };
+    assert_eq!(
+        state("VideoPlatformsUnhealthy"),
+        Some(json!("firing")),
+        "{list}"
+    );
+    // The unpriced discovered model is flagged like a chat model.
+    assert_eq!(state("ModelsWithoutPrice"), Some(json!("firing")), "{list}");
     host.app.shutdown().await;
 }

@@ -21,7 +21,9 @@ Scenarios:
                  asks for base64 and decodes it), a 400 and a 401 as the SDK's exceptions
   videos         videos.create + poll to completion + download_content, on an OpenAI-style
                  platform (bytes passed through) and a Runway-style one (a redirect the SDK
-                 follows); remix of the OpenAI-made video (a 400 for the Runway one);
+                 follows); input_reference (image-to-video) as the SDK's upload, a 400 for
+                 a non-image and a 413 for one over 3 MiB; remix of the OpenAI-made video
+                 (a 400 for the Runway one);
                  retrieve, list, a 400 for a bad size, delete
   images         images.generate: URLs and b64_json (a decodable PNG), n images, size and
                  quality, DOL's cost header; a 400 for a bad size and a 401 as the SDK's exceptions
@@ -164,6 +166,22 @@ def videos():
     check("DOL names the platform", dol.get("platform") == "openai", done.model_extra)
     data = c.videos.download_content(v.id).content
     check("download_content passes the platform's bytes", data.startswith(b"MOCKMP4"), data[:40])
+
+    # Image-to-video: the SDK uploads input_reference as a multipart file.
+    png = b"\x89PNG\r\n\x1a\n" + b"SDKIMAGE" * 8
+    i = c.videos.create(prompt="the fox from this picture", model="sora-2", input_reference=("ref.png", png, "image/png"))
+    i = c.videos.poll(i.id, poll_interval_ms=20)
+    check("videos.create with input_reference completes", i.status == "completed", i)
+    try:
+        c.videos.create(prompt="x", input_reference=("notes.txt", b"hello", "text/plain"))
+        check("a non-image input_reference rejected", False, "no error")
+    except openai.BadRequestError as e:
+        check("a non-image input_reference rejected with 400", e.status_code == 400 and e.param == "input_reference", str(e))
+    try:
+        c.videos.create(prompt="x", input_reference=("big.png", png + b"\0" * (3 * 1024 * 1024), "image/png"))
+        check("an oversized input_reference rejected", False, "no error")
+    except openai.APIStatusError as e:
+        check("an oversized input_reference rejected with 413", e.status_code == 413 and "input_reference" in str(e), str(e))
 
     r = c.videos.create(prompt="waves at dusk", model="veo3.1_fast", seconds="4")
     r = c.videos.poll(r.id, poll_interval_ms=20)

@@ -3,7 +3,9 @@
 //! which diffs it against the `models` catalog, records new models with
 //! source `discovered`, tier `basic` and no price, and queues a message
 //! listing new, removed and changed models; the `ModelsWithoutPrice` rule
-//! alerts on the unpriced ones at the next `alerts` scan.
+//! alerts on the unpriced ones at the next `alerts` scan. Then the video
+//! platforms' model lists, through `dol_core::video::discovery::discover`
+//! (new video models recorded unpriced, their own message).
 
 use dol_core::gateway::catalog::enabled_providers;
 use dol_core::gateway::providers::{models_request, parse_models};
@@ -12,7 +14,10 @@ use dol_spin_platform::Db;
 use serde_json::Value;
 
 use crate::net;
+use dol_core::video::discovery::discover;
+use dol_core::video::platforms::VideoSettings;
 use dol_spin_platform::SpinSql;
+use dol_spin_platform::net::BlockingNet;
 
 /// Runs the scan at `now_ms`; returns its summary.
 pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
@@ -36,5 +41,12 @@ pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
         })
         .collect();
     let found = scan_store::discover(&mut SpinSql(db), &listings, now_ms)?;
-    Ok(serde_json::to_value(found)?)
+    let settings = VideoSettings::from_variables(dol_spin_platform::var)?;
+    let video = discover(&mut SpinSql(db), &mut BlockingNet, &settings, now_ms)?;
+    for f in &video.failures {
+        eprintln!("scans: discovery for {} failed: {}", f.provider, f.error);
+    }
+    let mut summary = serde_json::to_value(found)?;
+    summary["video"] = serde_json::to_value(video)?;
+    Ok(summary)
 }

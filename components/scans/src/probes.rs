@@ -1,11 +1,17 @@
 //! The `probes` scan (every 5 minutes): one model-list call per enabled
 //! provider, recorded up/down with latency under [`PROBES_KEY`] in
-//! key-value (read by the `alerts` scan and the gateway's routing). A
-//! failed probe is logged and recorded, never silent.
+//! key-value (read by the `alerts` scan and the gateway's routing), and
+//! one cheap call per configured video platform
+//! (`dol_core::video::discovery::probe_all`) under [`VIDEO_PROBES_KEY`]
+//! (read by the video health). A failed probe is logged and recorded,
+//! never silent.
 
 use dol_core::gateway::catalog::enabled_providers;
 use dol_core::gateway::providers::{ProviderConfig, models_request, parse_models};
 use dol_core::observe::scans::{PROBES_KEY, ProbeResult};
+use dol_core::video::discovery::{VIDEO_PROBES_KEY, probe_all};
+use dol_core::video::platforms::VideoSettings;
+use dol_spin_platform::net::BlockingNet;
 use serde_json::{Value, json};
 use spin_sdk::key_value::Store;
 
@@ -44,6 +50,17 @@ pub fn run(now_ms_: i64) -> anyhow::Result<Value> {
         .iter()
         .map(|cfg| probe(cfg, now_ms_))
         .collect();
-    Store::open_default()?.set_json(PROBES_KEY, &results)?;
-    Ok(json!({ "probes": results }))
+    let settings = VideoSettings::from_variables(dol_spin_platform::var)?;
+    let video = probe_all(&mut BlockingNet, &settings, now_ms_, &mut now_ms);
+    for p in video.iter().filter(|p| !p.up) {
+        eprintln!(
+            "scans: probe of video platform {} failed: {}",
+            p.provider,
+            p.error.as_deref().unwrap_or("")
+        );
+    }
+    let store = Store::open_default()?;
+    store.set_json(PROBES_KEY, &results)?;
+    store.set_json(VIDEO_PROBES_KEY, &video)?;
+    Ok(json!({ "probes": results, "video": video }))
 }

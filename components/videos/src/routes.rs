@@ -93,6 +93,7 @@ pub fn remix(req: &Request, id: &str) -> Response {
 /// `POST /v1/videos`.
 pub fn create(req: &Request) -> Response {
     answer(authed(req, |settings, db, who| {
+        dol_core::video::input::check_create_body(req.body().len())?;
         let request = VideoRequest::from_body(platform::header(req, "content-type"), req.body())?;
         service::create(
             &mut SpinSql(db),

@@ -121,6 +121,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scan_leases",
         sql: include_str!("../../../migrations/0019_scan_leases.sql"),
     },
+    Migration {
+        version: 22,
+        name: "video_inputs_models",
+        sql: include_str!("../../../migrations/0022_video_inputs.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

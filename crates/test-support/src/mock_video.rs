@@ -5,7 +5,7 @@
 //! | platform | submit | poll | cancel |
 //! |---|---|---|---|
 //! | OpenAI videos | `POST /v1/videos` (a remix: `POST /v1/videos/{id}/remix`) | `GET /v1/videos/{id}` (+ `/content`: bytes) | `DELETE /v1/videos/{id}` |
-//! | Runway tasks | `POST /v1/text_to_video` | `GET /v1/tasks/{id}` | `DELETE /v1/tasks/{id}` |
+//! | Runway tasks | `POST /v1/text_to_video`, `POST /v1/image_to_video` | `GET /v1/tasks/{id}` | `DELETE /v1/tasks/{id}` |
 //! | Replicate predictions | `POST /v1/models/{owner}/{name}/predictions` | `GET /v1/predictions/{id}` | `POST /v1/predictions/{id}/cancel` |
 //!
 //! Run-time behaviour ([`VideoBehavior`], changeable while the host runs):
@@ -16,6 +16,14 @@
 //! the `webhook` URL a Replicate submit named, signed as Standard Webhooks,
 //! as many times as asked — at-least-once delivery on demand, no timers).
 //! Results are served at `GET /files/{id}.mp4`.
+//!
+//! A submit's image is checked and kept ([`VideoRequestSeen::image`]): the
+//! OpenAI multipart upload's `input_reference` file part, Runway's
+//! `promptImage` and Replicate's `input.first_frame_image`/`input.image`
+//! data URIs, decoded. Model lists for discovery and probes: OpenAI's
+//! `GET /v1/models`, Runway's `GET /v1/organization` (`tier.models`),
+//! Replicate's `GET /v1/account` (no list); [`VideoBehavior::models`] adds
+//! models, [`VideoBehavior::probes_fail`] makes them answer 503.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -48,6 +56,10 @@ pub struct VideoBehavior {
     pub fail_jobs: bool,
     /// Every answer waits this long.
     pub delay: Duration,
+    /// Models listed beside the shipped catalog's (discovery finds them).
+    pub models: Vec<String>,
+    /// The model-list and account routes answer 503 (a probe fails).
+    pub probes_fail: bool,
 }
 
 /// A request the mock received.
@@ -61,6 +73,8 @@ pub struct VideoRequestSeen {
     pub headers: Vec<(String, String)>,
     /// Body text.
     pub body: String,
+    /// The image a submit carried (decoded), if any.
+    pub image: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +204,84 @@ fn replicate_final(id: &str, fail: bool, addr: SocketAddr) -> Value {
     }
 }
 
+/// A submit's fields (JSON, or a multipart form's text parts as strings)
+/// and the image it carried, decoded.
+fn submitted(headers: &[(String, String)], body: &[u8]) -> (Value, Option<Vec<u8>>) {
+    use dol_core::video::input;
+    let ct = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map_or("", |(_, v)| v.as_str());
+    if let Some(boundary) = input::boundary(ct) {
+        let mut fields = serde_json::Map::new();
+        let mut image = None;
+        for part in input::parse(body, boundary).unwrap_or_default() {
+            if part.filename.is_some() {
+                image = Some(part.data);
+            } else {
+                fields.insert(part.name, json!(String::from_utf8_lossy(&part.data)));
+            }
+        }
+        return (Value::Object(fields), image);
+    }
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let uri = [
+        &v["promptImage"],
+        &v["input"]["first_frame_image"],
+        &v["input"]["image"],
+    ]
+    .into_iter()
+    .find_map(Value::as_str);
+    let image = uri.and_then(|u| {
+        let (_, data) = u.split_once(";base64,")?;
+        dol_core::video::webhook::base64_decode(data)
+    });
+    (v, image)
+}
+
+/// The model list (or account) of a platform, in its shape.
+fn listing(route: &str, b: &VideoBehavior) -> hyper::Response<Full<Bytes>> {
+    if b.probes_fail {
+        return json_reply(503, &json!({"error": "mock outage"}));
+    }
+    let catalog = dol_core::video::catalog::shipped();
+    let of = |platform: &str| -> Vec<String> {
+        catalog
+            .iter()
+            .filter(|m| m.platform == platform)
+            .map(|m| m.model.clone())
+            .chain(b.models.iter().cloned())
+            .collect()
+    };
+    match route {
+        "models" => {
+            // OpenAI lists every model it serves, chat ones too.
+            let data: Vec<Value> = of("openai")
+                .into_iter()
+                .chain(["gpt-4o-mini".to_owned()])
+                .map(|id| json!({"id": id, "object": "model", "owned_by": "openai"}))
+                .collect();
+            json_reply(200, &json!({"object": "list", "data": data}))
+        }
+        "organization" => {
+            let models: serde_json::Map<String, Value> = of("runway")
+                .into_iter()
+                .map(|m| {
+                    (
+                        m,
+                        json!({"maxConcurrentGenerations": 2, "maxDailyGenerations": 50}),
+                    )
+                })
+                .collect();
+            json_reply(
+                200,
+                &json!({"creditBalance": 1000, "tier": {"maxMonthlyCreditSpend": 10000, "models": models}}),
+            )
+        }
+        _ => json_reply(200, &json!({"type": "organization", "username": "mock"})),
+    }
+}
+
 fn json_reply(status: u16, v: &Value) -> hyper::Response<Full<Bytes>> {
     let mut r = hyper::Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
@@ -255,7 +347,7 @@ async fn handle(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let headers = req
+    let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -272,6 +364,7 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let body_text = String::from_utf8_lossy(&body).into_owned();
+    let (sent, image) = submitted(&headers, &body);
     let behavior = {
         let mut s = state.lock().expect("video mock");
         s.seen.push(VideoRequestSeen {
@@ -279,6 +372,7 @@ async fn handle(
             path: path.clone(),
             headers,
             body: body_text,
+            image,
         });
         s.behavior.clone()
     };
@@ -296,7 +390,7 @@ async fn handle(
         ("POST", ["v1", "videos"]) => Some("openai"),
         // A remix is a new OpenAI job (the source id is not checked).
         ("POST", ["v1", "videos", _, "remix"]) => Some("openai"),
-        ("POST", ["v1", "text_to_video"]) => Some("runway"),
+        ("POST", ["v1", "text_to_video" | "image_to_video"]) => Some("runway"),
         ("POST", ["v1", "models", _, _, "predictions"]) => Some("replicate"),
         _ => None,
     };
@@ -304,7 +398,6 @@ async fn handle(
         if let Some(status) = behavior.refuse_submit {
             return json_reply(status, &json!({"error": "mock refusal"}));
         }
-        let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let mut s = state.lock().expect("video mock");
         s.next += 1;
         let id = format!("{kind}_{}", s.next);
@@ -328,6 +421,11 @@ async fn handle(
                 &json!({"id": id, "status": "starting", "output": null}),
             ),
         };
+    }
+    if let ("GET", ["v1", "models" | "organization" | "account"]) =
+        (method.as_str(), parts.as_slice())
+    {
+        return listing(parts[1], &behavior);
     }
     let mut s = state.lock().expect("video mock");
     match (method.as_str(), parts.as_slice()) {

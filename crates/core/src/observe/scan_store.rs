@@ -625,7 +625,9 @@ pub fn run_alerts<E: SqlExecutor, K: KeyValue>(
     let scored = score::system_score(&readings.inputs);
 
     let mut values = scans::metric_values(rules, &readings.rows, now_secs);
-    values.insert("models_without_price", 0, unpriced_models(db)? as f64);
+    // Video models discovery found have no price either.
+    let unpriced = unpriced_models(db)? + crate::video::discovery::unpriced_discovered(db)?;
+    values.insert("models_without_price", 0, unpriced as f64);
     let probes = kv.map(|kv| last_probes(kv)).unwrap_or_default();
     let down = probes.iter().filter(|p| !p.up).count();
     values.insert("providers_down", 0, down as f64);

@@ -8,8 +8,8 @@
 //! |---|---|---|
 //! | `alerts` | `0 * * * * *` | alert rules, health score, automatic emergency mode, outbox delivery |
 //! | `video-jobs` | `0 * * * * *` | polls due video jobs (back-off per job), timeouts, fallback, completion webhooks |
-//! | `probes` | `0 */5 * * * *` | one cheap model-list call per enabled provider |
-//! | `discovery` | `0 0 */6 * * *` | provider model lists diffed against the catalog |
+//! | `probes` | `0 */5 * * * *` | one cheap model-list call per enabled provider and per configured video platform ([`crate::video::discovery`]) |
+//! | `discovery` | `0 0 */6 * * *` | provider model lists diffed against the catalog; video platforms' lists against `catalog/videos.json` |
 //! | `report` | `0 0 3 * * *` | performance report of the last 24 h |
 //! | `retention` | `0 0 3 * * *` | deletes telemetry older than `retention_days` |
 //!
@@ -33,11 +33,13 @@
 //! | `avg_quality` | quality sum / scored requests (the gateway's 0–10 scale) | no value |
 //!
 //! and, independent of any window: `models_without_price` (catalog rows
-//! with a NULL input or output price), `providers_down` (providers whose
+//! with a NULL input or output price, plus the video models discovery
+//! found), `providers_down` (providers whose
 //! last probe failed), `health_score` (0–100), `video_failure_rate` (the
 //! worst video platform's failed attempts / outcomes over the last hour,
 //! 0–1; 0 without video jobs) and `video_platforms_unhealthy` (video
-//! platforms below 90 % success over the last hour, [`crate::video::health`]).
+//! platforms below 90 % success over the last hour or down at their last
+//! probe, [`crate::video::health`]).
 //! A metric without a value leaves its alert where it is.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -254,8 +254,12 @@ pub fn read_score_inputs<'a, E: SqlExecutor, K: KeyValue>(
         key_value.clone(),
     ];
     let start = clock();
+    let mut video_probes = Vec::new();
     let read = match kv {
-        Some(kv) => breakers(kv, now_ms).map_err(|e| e.to_string()),
+        Some(kv) => {
+            video_probes = last_video_probes(kv);
+            breakers(kv, now_ms).map_err(|e| e.to_string())
+        }
         None => Err("key-value store unavailable".to_owned()),
     };
     let routing_latency_ms = since(clock, start);
@@ -308,12 +312,24 @@ pub fn read_score_inputs<'a, E: SqlExecutor, K: KeyValue>(
         .unwrap_or(0)
         .saturating_sub(video::health::WINDOW_MS);
     match video::store::recent_jobs(db, since_ms) {
-        Ok(rows) => readings.inputs.video = video::health::fold(&rows),
+        Ok(rows) => {
+            readings.inputs.video =
+                video::health::with_probes(video::health::fold(&rows), &video_probes);
+        }
         // Video health is one check among several: left out, and logged.
         Err(e) => readings.warnings.push(format!("video jobs: {e}")),
     }
     readings.inputs.video_latency_ms = since(clock, start);
     Ok(readings)
+}
+
+/// The video platforms' last probes (`probes` scan), or none when unreadable.
+fn last_video_probes(kv: &mut impl KeyValue) -> Vec<super::scans::ProbeResult> {
+    kv.get(video::discovery::VIDEO_PROBES_KEY)
+        .ok()
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
 }
 
 /// Everything `/api/health` shows at `now_ms` (see

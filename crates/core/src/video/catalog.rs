@@ -1,8 +1,10 @@
 //! The video models DOL knows (`catalog/videos.json`): per platform model,
 //! its price per second of output (`null` = unknown: such a job is charged
 //! nothing and flagged `cost_unknown`, never shown as $0), a quality score
-//! (0-10, the operator's judgement like the chat catalog's tiers) and the
-//! longest clip it renders.
+//! (0-10, the operator's judgement like the chat catalog's tiers), the
+//! longest clip it renders and whether it takes an image that guides the
+//! video (`image_input`; for Replicate, the model input that holds it,
+//! `image_field`).
 
 use serde::Deserialize;
 
@@ -22,6 +24,12 @@ pub struct VideoModel {
     pub quality: f64,
     /// Longest clip, seconds.
     pub max_seconds: u32,
+    /// Whether it takes an image that guides the video (`input_reference`).
+    #[serde(default)]
+    pub image_input: bool,
+    /// Replicate only: the model input's image field (`image` when unset).
+    #[serde(default)]
+    pub image_field: Option<String>,
 }
 
 impl VideoModel {
@@ -67,6 +75,13 @@ mod tests {
         assert_eq!(unpriced.cost_micros(4), None);
         for platform in ["openai", "runway", "replicate"] {
             assert!(c.iter().any(|m| m.platform == platform), "{platform}");
+            assert!(
+                c.iter().any(|m| m.platform == platform && m.image_input),
+                "{platform} has an image-to-video model"
+            );
         }
+        let minimax = find(&c, "replicate", "minimax/video-01").unwrap();
+        assert_eq!(minimax.image_field.as_deref(), Some("first_frame_image"));
+        assert!(c.iter().any(|m| !m.image_input), "a text-only model");
     }
 }

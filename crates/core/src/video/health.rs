@@ -75,6 +75,8 @@ pub struct PlatformHealth {
     pub cost_micros: u64,
     /// Jobs by their status (the platform serving or ending them).
     pub jobs: BTreeMap<String, u64>,
+    /// Whether its last probe (the `probes` scan) answered; `None`: not probed.
+    pub probe_up: Option<bool>,
 }
 
 impl PlatformHealth {
@@ -90,6 +92,7 @@ impl PlatformHealth {
             avg_duration_ms: None,
             cost_micros: 0,
             jobs: BTreeMap::new(),
+            probe_up: None,
         }
     }
 
@@ -160,6 +163,30 @@ pub fn fold(rows: &[JobRow]) -> Vec<PlatformHealth> {
     out.into_values().collect()
 }
 
+/// Folds the platforms' last probes ([`crate::video::discovery`]) into
+/// their health: a platform down at its last probe is unhealthy whatever
+/// its jobs say, one probed but without recent jobs is listed too (so
+/// "N of M healthy" counts every configured platform once probed).
+pub fn with_probes(
+    mut platforms: Vec<PlatformHealth>,
+    probes: &[crate::observe::scans::ProbeResult],
+) -> Vec<PlatformHealth> {
+    for probe in probes {
+        let at = match platforms.iter().position(|p| p.platform == probe.provider) {
+            Some(i) => i,
+            None => {
+                platforms.push(PlatformHealth::new(&probe.provider));
+                platforms.len() - 1
+            }
+        };
+        let h = &mut platforms[at];
+        h.probe_up = Some(probe.up);
+        h.healthy &= probe.up;
+    }
+    platforms.sort_by(|a, b| a.platform.cmp(&b.platform));
+    platforms
+}
+
 /// The `video` check's problem, if any: fewer than [`HEALTHY_SHARE`] of the
 /// platforms healthy ("video platforms: N of M healthy", naming the sick
 /// ones with their success rate). `None` passes; no platforms pass.
@@ -172,12 +199,13 @@ pub fn problem(platforms: &[PlatformHealth]) -> Option<String> {
     let sick: Vec<String> = platforms
         .iter()
         .filter(|p| !p.healthy)
-        .map(|p| {
-            format!(
+        .map(|p| match (p.probe_up, p.success_rate) {
+            (Some(false), _) => format!("{} down at its last probe", p.platform),
+            (_, rate) => format!(
                 "{} {:.0} % success",
                 p.platform,
-                p.success_rate.unwrap_or(0.0) * 100.0
-            )
+                rate.unwrap_or(0.0) * 100.0
+            ),
         })
         .collect();
     Some(format!(
@@ -299,6 +327,31 @@ mod tests {
         assert_eq!(runway.cost_micros, 800_000);
         assert_eq!(runway.jobs["completed"], 2);
         assert_eq!(runway.jobs["queued"], 1);
+    }
+
+    #[test]
+    fn a_platform_down_at_its_last_probe_is_unhealthy() {
+        let probe = |p: &str, up: bool| crate::observe::scans::ProbeResult {
+            provider: p.to_owned(),
+            up,
+            status: Some(if up { 200 } else { 503 }),
+            latency_ms: 1,
+            error: (!up).then(|| "HTTP 503".to_owned()),
+            at_ms: 0,
+        };
+        let jobs = fold(&[row("runway", "completed", json!([submitted("runway")]))]);
+        let h = with_probes(jobs, &[probe("runway", false), probe("openai", true)]);
+        let names: Vec<(&str, bool)> = h.iter().map(|p| (p.platform.as_str(), p.healthy)).collect();
+        assert_eq!(names, [("openai", true), ("runway", false)]);
+        assert_eq!(h[1].probe_up, Some(false));
+        assert_eq!(
+            problem(&h).as_deref(),
+            Some("video platforms: 1 of 2 healthy (runway down at its last probe)")
+        );
+        assert_eq!(
+            problem(&with_probes(Vec::new(), &[probe("openai", true)])),
+            None
+        );
     }
 
     #[test]

@@ -12,9 +12,13 @@
 //! - [`store`] holds the SQL; [`service`] runs the routes and the
 //!   `video-jobs` scan over an injected SQL executor and HTTP sender;
 //!   [`webhook`] signs and verifies Standard Webhooks signatures.
+//! - [`input`] reads and checks an `input_reference` image;
+//!   [`discovery`] probes the platforms and finds new video models.
 
 pub mod catalog;
+pub mod discovery;
 pub mod health;
+pub mod input;
 pub mod platforms;
 pub mod select;
 pub mod service;
@@ -24,6 +28,7 @@ pub mod webhook;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, Code};
+use input::InputReference;
 
 /// Prompts longer than this are refused (characters).
 pub const MAX_PROMPT_CHARS: usize = 32_000;
@@ -93,6 +98,8 @@ pub struct VideoRequest {
     pub seconds: u32,
     /// `WIDTHxHEIGHT`.
     pub size: String,
+    /// The image that guides the video (OpenAI's `input_reference`).
+    pub input_reference: Option<InputReference>,
 }
 
 fn invalid(field: &str, message: &str) -> ApiError {
@@ -137,8 +144,8 @@ pub fn remix_prompt(body: &[u8]) -> Result<String, ApiError> {
 }
 
 impl VideoRequest {
-    /// Parses OpenAI's JSON body (the SDK sends JSON unless a file is
-    /// attached; `input_reference` uploads are refused by name).
+    /// Parses OpenAI's JSON body (`input_reference` as
+    /// `{"image_url": "data:…;base64,…"}`).
     pub fn from_json(body: &[u8]) -> Result<Self, ApiError> {
         let v: Value = serde_json::from_slice(body).map_err(|e| {
             ApiError::new(
@@ -152,7 +159,7 @@ impl VideoRequest {
                 "The body must be a JSON object.",
             ));
         };
-        Self::from_map(&o)
+        Self::from_map(&o, None)
     }
 
     /// Parses the body as its `Content-Type` says: JSON, or
@@ -163,29 +170,39 @@ impl VideoRequest {
         if !ct.to_ascii_lowercase().starts_with("multipart/form-data") {
             return Self::from_json(body);
         }
-        let boundary = ct
-            .split(';')
-            .filter_map(|p| p.trim().strip_prefix("boundary="))
-            .map(|b| b.trim_matches('"'))
-            .next()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::InvalidRequest,
-                    "multipart/form-data without a boundary.",
-                )
-            })?;
-        Self::from_map(&form_fields(body, boundary)?)
+        let boundary = input::boundary(ct).ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidRequest,
+                "multipart/form-data without a boundary.",
+            )
+        })?;
+        let mut fields = Map::new();
+        let mut upload = None;
+        for part in input::parse(body, boundary)? {
+            match (part.name.as_str(), part.filename.is_some()) {
+                ("input_reference", true) => {
+                    upload = Some(InputReference::from_bytes(part.data)?);
+                }
+                // The SDK sends a reference object as bracketed fields.
+                ("input_reference[image_url]", false) => {
+                    let url = String::from_utf8_lossy(&part.data).into_owned();
+                    fields.insert("input_reference".to_owned(), json!({"image_url": url}));
+                }
+                ("input_reference[file_id]", false) => {
+                    let id = String::from_utf8_lossy(&part.data).into_owned();
+                    fields.insert("input_reference".to_owned(), json!({"file_id": id}));
+                }
+                _ => {
+                    let text = String::from_utf8_lossy(&part.data).into_owned();
+                    fields.insert(part.name, Value::String(text));
+                }
+            }
+        }
+        Self::from_map(&fields, upload)
     }
 
-    fn from_map(o: &Map<String, Value>) -> Result<Self, ApiError> {
-        const KNOWN: [&str; 4] = ["model", "prompt", "seconds", "size"];
-        if o.contains_key("input_reference") {
-            return Err(invalid(
-                "input_reference",
-                "input_reference (image-guided video) is not supported by DOL yet.",
-            ));
-        }
+    fn from_map(o: &Map<String, Value>, upload: Option<InputReference>) -> Result<Self, ApiError> {
+        const KNOWN: [&str; 5] = ["model", "prompt", "seconds", "size", "input_reference"];
         if let Some(k) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
             return Err(invalid(k, &format!("Unrecognized request argument: {k}.")));
         }
@@ -231,59 +248,33 @@ impl VideoRequest {
                 ));
             }
         };
+        let input_reference = match (upload, o.get("input_reference")) {
+            (Some(image), _) => Some(image),
+            (None, None | Some(Value::Null)) => None,
+            (None, Some(Value::Object(r))) => match r.get("image_url") {
+                Some(Value::String(url)) => Some(InputReference::from_data_url(url)?),
+                _ => {
+                    return Err(invalid(
+                        "input_reference",
+                        "input_reference must be an uploaded image file or {\"image_url\": \"data:…;base64,…\"} (DOL has no Files API for file_id).",
+                    ));
+                }
+            },
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "input_reference",
+                    "input_reference must be an uploaded image file (multipart/form-data) or {\"image_url\": \"data:…;base64,…\"}.",
+                ));
+            }
+        };
         Ok(VideoRequest {
             model,
             prompt,
             seconds,
             size,
+            input_reference,
         })
     }
-}
-
-/// The fields of a `multipart/form-data` body: text fields as strings, a
-/// file part as `true` under its name (DOL takes no uploads; the parser
-/// only has to name them).
-fn form_fields(body: &[u8], boundary: &str) -> Result<Map<String, Value>, ApiError> {
-    let malformed = || {
-        ApiError::new(
-            Code::InvalidRequest,
-            "The multipart/form-data body is malformed.",
-        )
-    };
-    let text = String::from_utf8_lossy(body);
-    let delimiter = format!("--{boundary}");
-    let mut out = Map::new();
-    let mut parts = text.split(delimiter.as_str());
-    // Whatever precedes the first delimiter is the preamble.
-    parts.next();
-    for part in parts {
-        if part.starts_with("--") {
-            return Ok(out);
-        }
-        let part = part.strip_prefix("\r\n").unwrap_or(part);
-        let (head, value) = part.split_once("\r\n\r\n").ok_or_else(malformed)?;
-        let disposition = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
-            .ok_or_else(malformed)?;
-        let param = |key: &str| {
-            disposition.split(';').find_map(|p| {
-                p.trim()
-                    .strip_prefix(key)
-                    .and_then(|v| v.strip_prefix('='))
-                    .map(|v| v.trim_matches('"').to_owned())
-            })
-        };
-        let name = param("name").ok_or_else(malformed)?;
-        let value = value.strip_suffix("\r\n").unwrap_or(value);
-        let v = if param("filename").is_some() {
-            Value::Bool(true)
-        } else {
-            Value::String(value.to_owned())
-        };
-        out.insert(name, v);
-    }
-    Err(malformed())
 }
 
 /// Width and height of a `WIDTHxHEIGHT` size, each 64-4096.
@@ -507,6 +498,38 @@ mod tests {
                 .prompt,
             "x"
         );
+    }
+
+    #[test]
+    fn an_uploaded_or_data_url_image_is_the_input_reference() {
+        let png = b"\x89PNG\r\n\x1a\n\x00\xff\r\n";
+        let mut body = b"--b0\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nx\r\n--b0\r\n\
+Content-Disposition: form-data; name=\"input_reference\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            .to_vec();
+        body.extend_from_slice(png);
+        body.extend_from_slice(b"\r\n--b0--\r\n");
+        let r = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), &body).unwrap();
+        let image = r.input_reference.unwrap();
+        assert_eq!(
+            (image.media_type.as_str(), image.data.as_slice()),
+            ("image/png", &png[..])
+        );
+        let url = image.data_uri();
+        let r = parse(json!({"prompt": "x", "input_reference": {"image_url": url}})).unwrap();
+        assert_eq!(r.input_reference, Some(image));
+        let field = |v: Value| parse(v).unwrap_err().field.unwrap_or_default();
+        assert_eq!(
+            field(json!({"prompt": "x", "input_reference": {"file_id": "file_1"}})),
+            "input_reference"
+        );
+        assert_eq!(
+            field(json!({"prompt": "x", "input_reference": {"image_url": "https://a/b.png"}})),
+            "input_reference"
+        );
+        let id = b"--b0\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nx\r\n--b0\r\n\
+Content-Disposition: form-data; name=\"input_reference[file_id]\"\r\n\r\nfile_1\r\n--b0--\r\n";
+        let e = VideoRequest::from_body(Some("multipart/form-data; boundary=b0"), id).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("input_reference"));
     }
 
     #[test]

@@ -4,13 +4,20 @@
 //! | platform | submit | poll | cancel | result |
 //! |---|---|---|---|---|
 //! | `openai` (OpenAI videos) | `POST {base}/videos` | `GET {base}/videos/{id}` (`queued`, `in_progress`, `completed`, `failed`) | `DELETE {base}/videos/{id}` | `GET {base}/videos/{id}/content`, proxied (it needs the key) |
-//! | `runway` (Runway tasks) | `POST {base}/text_to_video` (`X-Runway-Version: 2024-11-06`) | `GET {base}/tasks/{id}` (`PENDING`, `THROTTLED`, `RUNNING`, `SUCCEEDED`, `FAILED`, `CANCELLED`/`CANCELED`) | `DELETE {base}/tasks/{id}` | `output[0]`, redirected to |
+//! | `runway` (Runway tasks) | `POST {base}/text_to_video`, with an image `POST {base}/image_to_video` (`X-Runway-Version: 2024-11-06`) | `GET {base}/tasks/{id}` (`PENDING`, `THROTTLED`, `RUNNING`, `SUCCEEDED`, `FAILED`, `CANCELLED`/`CANCELED`) | `DELETE {base}/tasks/{id}` | `output[0]`, redirected to |
 //! | `replicate` (Replicate predictions) | `POST {base}/models/{owner}/{name}/predictions` with `webhook` when DOL has a public URL | `GET {base}/predictions/{id}` (`starting`, `processing`, `succeeded`, `failed`, `canceled`) and the signed callback | `POST {base}/predictions/{id}/cancel` | `output` (a URL or the first of a list), redirected to |
+//!
+//! An `input_reference` image goes to each in its own shape: OpenAI gets
+//! the `multipart/form-data` upload it defines (`input_reference` file
+//! part), Runway `promptImage` as a data URI, Replicate the model's image
+//! input (catalog `image_field`, e.g. `first_frame_image`) as a data URI.
 
 use serde_json::{Value, json};
 
 use crate::gateway::providers::HttpRequestSpec;
 use crate::gateway::settings::{SettingsError, number};
+
+use super::input::InputReference;
 
 /// Runway's API version header value.
 pub const RUNWAY_VERSION: &str = "2024-11-06";
@@ -231,6 +238,9 @@ pub struct Submit<'a> {
     pub callback_url: Option<String>,
     /// The platform's task id of the video to remix, for a remix.
     pub remix_of: Option<&'a str>,
+    /// The image that guides the video, and (Replicate) the model input
+    /// that takes it.
+    pub image: Option<(&'a InputReference, Option<&'a str>)>,
 }
 
 /// Whether `kind` can remix a video it made (OpenAI's
@@ -268,24 +278,33 @@ pub fn submit_request(p: &Platform, job: &Submit<'_>) -> HttpRequestSpec {
             &format!("/videos/{}/remix", job.remix_of.unwrap_or_default()),
             Some(json!({"prompt": job.prompt})),
         ),
-        PlatformKind::OpenAi => spec(
-            p,
-            "POST",
-            "/videos",
-            Some(
-                json!({"model": job.model, "prompt": job.prompt, "seconds": job.seconds.to_string(), "size": job.size}),
+        PlatformKind::OpenAi => match job.image {
+            Some((image, _)) => openai_multipart(p, job, image),
+            None => spec(
+                p,
+                "POST",
+                "/videos",
+                Some(
+                    json!({"model": job.model, "prompt": job.prompt, "seconds": job.seconds.to_string(), "size": job.size}),
+                ),
             ),
-        ),
-        PlatformKind::Runway => spec(
-            p,
-            "POST",
-            "/text_to_video",
-            Some(
-                json!({"model": job.model, "promptText": job.prompt, "ratio": job.size.replace('x', ":"), "duration": job.seconds}),
-            ),
-        ),
+        },
+        PlatformKind::Runway => {
+            let mut body = json!({"model": job.model, "promptText": job.prompt, "ratio": job.size.replace('x', ":"), "duration": job.seconds});
+            let path = match job.image {
+                Some((image, _)) => {
+                    body["promptImage"] = json!(image.data_uri());
+                    "/image_to_video"
+                }
+                None => "/text_to_video",
+            };
+            spec(p, "POST", path, Some(body))
+        }
         PlatformKind::Replicate => {
             let mut body = json!({"input": {"prompt": job.prompt, "duration": job.seconds}});
+            if let Some((image, field)) = job.image {
+                body["input"][field.unwrap_or("image")] = json!(image.data_uri());
+            }
             if let Some(url) = &job.callback_url {
                 body["webhook"] = json!(url);
                 body["webhook_events_filter"] = json!(["start", "completed"]);
@@ -298,6 +317,47 @@ pub fn submit_request(p: &Platform, job: &Submit<'_>) -> HttpRequestSpec {
             )
         }
     }
+}
+
+/// The boundary of DOL's multipart uploads (never inside a PNG, JPEG or
+/// WebP header; the parts' ends are found by it, so it is long).
+const BOUNDARY: &str = "dol-video-boundary-7f3c9a1e5b2d4c6f8a0e";
+
+/// OpenAI's create with an image: `multipart/form-data`, the text fields
+/// and the `input_reference` file part.
+fn openai_multipart(p: &Platform, job: &Submit<'_>, image: &InputReference) -> HttpRequestSpec {
+    let mut body = Vec::with_capacity(image.data.len() + 1024);
+    let seconds = job.seconds.to_string();
+    for (name, value) in [
+        ("model", job.model),
+        ("prompt", job.prompt),
+        ("seconds", seconds.as_str()),
+        ("size", job.size),
+    ] {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let ext = image.media_type.trim_start_matches("image/");
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"input_reference\"; filename=\"input_reference.{ext}\"\r\nContent-Type: {}\r\n\r\n",
+            image.media_type
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(&image.data);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let mut spec = spec(p, "POST", "/videos", None);
+    spec.headers.push((
+        "content-type".to_owned(),
+        format!("multipart/form-data; boundary={BOUNDARY}"),
+    ));
+    spec.body = body;
+    spec
 }
 
 fn json_of(status: u16, body: &[u8]) -> Result<Value, CallError> {

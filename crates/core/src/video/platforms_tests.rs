@@ -16,7 +16,68 @@ fn submit() -> Submit<'static> {
         size: "1280x720",
         callback_url: Some("https://dol.example/v1/videos/video_1/callback".to_owned()),
         remix_of: None,
+        image: None,
     }
+}
+
+#[test]
+fn an_image_goes_to_each_platform_in_its_own_shape() {
+    let image =
+        crate::video::input::InputReference::from_bytes(b"\x89PNG\r\n\x1a\n\0\xff\r\n--x".to_vec())
+            .unwrap();
+    // OpenAI: its multipart upload, the file part holding the bytes whole.
+    let spec = submit_request(
+        &platform(PlatformKind::OpenAi),
+        &Submit {
+            image: Some((&image, None)),
+            ..submit()
+        },
+    );
+    assert!(spec.url.ends_with("/v1/videos"), "{}", spec.url);
+    let ct = spec
+        .headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let parts = crate::video::input::parse(&spec.body, crate::video::input::boundary(&ct).unwrap())
+        .unwrap();
+    let file = parts.iter().find(|p| p.name == "input_reference").unwrap();
+    assert_eq!(
+        (file.data.as_slice(), file.content_type.as_deref()),
+        (image.data.as_slice(), Some("image/png"))
+    );
+    assert!(parts.iter().any(|p| p.name == "seconds" && p.data == b"4"));
+    // Runway: image_to_video with promptImage as a data URI.
+    let spec = submit_request(
+        &platform(PlatformKind::Runway),
+        &Submit {
+            image: Some((&image, None)),
+            ..submit()
+        },
+    );
+    assert!(spec.url.ends_with("/image_to_video"), "{}", spec.url);
+    let body: Value = serde_json::from_slice(&spec.body).unwrap();
+    assert_eq!(body["promptImage"], image.data_uri());
+    // Replicate: the model's image input, named by the catalog.
+    let spec = submit_request(
+        &platform(PlatformKind::Replicate),
+        &Submit {
+            image: Some((&image, Some("first_frame_image"))),
+            ..submit()
+        },
+    );
+    let body: Value = serde_json::from_slice(&spec.body).unwrap();
+    assert_eq!(body["input"]["first_frame_image"], image.data_uri());
+    let spec = submit_request(
+        &platform(PlatformKind::Replicate),
+        &Submit {
+            image: Some((&image, None)),
+            ..submit()
+        },
+    );
+    let body: Value = serde_json::from_slice(&spec.body).unwrap();
+    assert_eq!(body["input"]["image"], image.data_uri());
 }
 
 #[test]

@@ -9,6 +9,9 @@
 //! time/longest queue time` over the candidates' observed averages. A model
 //! never observed counts as 90 % successful with no queue. A pinned model
 //! falls back only among platforms serving that model; `auto` among all.
+//! A request with an `input_reference` image ranks only the models that
+//! take one (`image_input`): the others are skipped, and a pinned model
+//! that cannot is a 400 naming `input_reference`.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +70,25 @@ pub fn candidates(
         )
         .with_field("model"));
     }
+    let named: Vec<&VideoModel> = if req.input_reference.is_some() {
+        let capable: Vec<&VideoModel> = named.into_iter().filter(|m| m.image_input).collect();
+        if capable.is_empty() {
+            return Err(ApiError::invalid(
+                "input_reference",
+                format!(
+                    "input_reference: no video model {} takes an image (image-to-video).",
+                    if pinned {
+                        format!("named `{}`", req.model)
+                    } else {
+                        "DOL knows".to_owned()
+                    }
+                ),
+            ));
+        }
+        capable
+    } else {
+        named
+    };
     let long_enough: Vec<&VideoModel> = named
         .iter()
         .copied()
@@ -156,6 +178,8 @@ mod tests {
             usd_per_second: usd,
             quality,
             max_seconds: 10,
+            image_input: platform != "runway",
+            image_field: None,
         }
     }
 
@@ -179,6 +203,7 @@ mod tests {
             prompt: "p".to_owned(),
             seconds,
             size: "720x1280".to_owned(),
+            input_reference: None,
         }
     }
 
@@ -237,6 +262,39 @@ mod tests {
         assert_eq!(
             order(&candidates(&req("auto", 4), &cat, &all, &stats).unwrap()),
             ["openai", "runway"]
+        );
+    }
+
+    #[test]
+    fn an_image_skips_the_models_that_cannot_take_one() {
+        let cat = [
+            model("openai", "a", Some(0.30), 8.0),
+            model("runway", "b", Some(0.10), 8.0),
+        ];
+        let all = settings(&PlatformKind::ALL);
+        let image = crate::video::input::InputReference {
+            media_type: "image/png".to_owned(),
+            data: vec![1],
+        };
+        let with_image = |model: &str| VideoRequest {
+            input_reference: Some(image.clone()),
+            ..req(model, 4)
+        };
+        // Runway ranks first without an image, and is skipped with one.
+        let r = candidates(&req("auto", 4), &cat, &all, &StatsMap::new()).unwrap();
+        assert_eq!(order(&r), ["runway", "openai"]);
+        let r = candidates(&with_image("auto"), &cat, &all, &StatsMap::new()).unwrap();
+        assert_eq!(order(&r), ["openai"]);
+        let e = candidates(&with_image("b"), &cat, &all, &StatsMap::new()).unwrap_err();
+        assert_eq!(
+            (e.status(), e.field.as_deref()),
+            (400, Some("input_reference"))
+        );
+        let text_only = [model("runway", "b", Some(0.10), 8.0)];
+        let e = candidates(&with_image("auto"), &text_only, &all, &StatsMap::new()).unwrap_err();
+        assert_eq!(
+            (e.status(), e.field.as_deref()),
+            (400, Some("input_reference"))
         );
     }
 

@@ -10,6 +10,7 @@
 use serde_json::{Value, json};
 
 use super::catalog::{self, VideoModel};
+use super::input::InputReference;
 use super::platforms::{self, CallError, Platform, PlatformKind, Submit, Update, VideoSettings};
 use super::select;
 use super::store::{self, VideoStoreError};
@@ -78,6 +79,7 @@ pub fn create<S: SqlExecutor, N: VideoNet>(
         .max()
         .unwrap_or(0);
     admit(sql, caller, reserved, now_ms)?;
+    let input = req.input_reference;
     let job = queued_job(
         Identity {
             id,
@@ -96,7 +98,7 @@ pub fn create<S: SqlExecutor, N: VideoNet>(
         settings,
         now_ms,
     );
-    submit_new(sql, net, settings, job, None, now_ms)
+    submit_new(sql, net, settings, job, None, input.as_ref(), now_ms)
 }
 
 /// Reserves `reserved` micro-dollars against the caller's key and org, or
@@ -137,17 +139,22 @@ fn admit<S: SqlExecutor>(
     Ok(())
 }
 
-/// Stores a new job and submits it (a remix of the platform task
-/// `remix_of`, if given); a job refused everywhere is a 502.
+/// Stores a new job (and its `input` image, kept until it ends) and
+/// submits it (a remix of the platform task `remix_of`, if given); a job
+/// refused everywhere is a 502.
 fn submit_new<S: SqlExecutor, N: VideoNet>(
     sql: &mut S,
     net: &mut N,
     settings: &VideoSettings,
     mut job: Job,
     remix_of: Option<&str>,
+    input: Option<&InputReference>,
     now_ms: u64,
 ) -> Result<Value, ApiError> {
     store::insert(sql, &job).map_err(storage)?;
+    if let Some(image) = input {
+        store::save_input(sql, &job.id, image).map_err(storage)?;
+    }
     let step = start_next(sql, net, settings, &mut job, remix_of, now_ms);
     let ended = end_or_write(sql, settings, &mut job, step, now_ms).map_err(storage)?;
     if job.status == Status::Failed && ended {
@@ -224,7 +231,7 @@ pub fn remix<S: SqlExecutor, N: VideoNet>(
             now_ms,
         )
     };
-    submit_new(sql, net, settings, job, Some(&source.task_id), now_ms)
+    submit_new(sql, net, settings, job, Some(&source.task_id), None, now_ms)
 }
 
 /// What happened to a job at a step.
@@ -261,6 +268,13 @@ fn start_next<S: SqlExecutor, N: VideoNet>(
         "no_platform".to_owned(),
         "no capable platform is configured".to_owned(),
     );
+    // The image is read from the store, so a fallback after a restart
+    // sends the same image the caller uploaded.
+    let image = match store::input(sql, &job.id) {
+        Ok(image) => image,
+        Err(e) => return Step::Fail("storage".to_owned(), format!("the job's image: {e}")),
+    };
+    let catalog = catalog::shipped();
     while !job.candidates.is_empty() {
         let choice = job.candidates.remove(0);
         job.current = choice.clone();
@@ -286,6 +300,11 @@ fn start_next<S: SqlExecutor, N: VideoNet>(
                 size: &job.size,
                 callback_url,
                 remix_of,
+                image: image.as_ref().map(|i| {
+                    let field = catalog::find(&catalog, &choice.platform, &choice.model)
+                        .and_then(|m| m.image_field.as_deref());
+                    (i, field)
+                }),
             },
         );
         let answer = net
@@ -474,6 +493,8 @@ fn ended<S: SqlExecutor>(
     if !store::write(sql, job)? {
         return Ok(false);
     }
+    // Nothing submits this job again: its image is no longer needed.
+    let _ = store::delete_input(sql, &job.id);
     if job.status == Status::Completed {
         let queue = job
             .started_at_ms
@@ -664,6 +685,7 @@ pub fn cancel<S: SqlExecutor, N: VideoNet>(
             &[crate::storage::SqlValue::Text(id.to_owned())],
         )
         .map_err(|e| ApiError::internal(e.to_string()))?;
+        store::delete_input(sql, id).map_err(storage)?;
         return Ok(deleted);
     }
     cancel_at_platform(net, settings, &job);

@@ -86,6 +86,7 @@ fn req(model: &str) -> VideoRequest {
         prompt: "a cat".to_owned(),
         seconds: 4,
         size: "1280x720".to_owned(),
+        input_reference: None,
     }
 }
 
@@ -208,6 +209,89 @@ fn a_failing_platform_falls_back_to_the_next() {
     );
     let o = store::stats(&mut db).unwrap()[&("openai".to_owned(), "sora-2".to_owned())];
     assert!((o.success - 0.63).abs() < 1e-9 && o.samples == 1, "{o:?}");
+}
+
+#[test]
+fn an_image_is_kept_through_a_fallback_and_forgotten_at_the_end() {
+    let mut db = db();
+    let s = settings();
+    let image = crate::video::input::InputReference::from_bytes(b"\x89PNG\r\n\x1a\nIMAGE".to_vec())
+        .unwrap();
+    let mut net = Net::default()
+        .on(
+            "POST http://openai/v1/videos",
+            &[(200, json!({"id": "o1", "status": "queued", "progress": 0}))],
+        )
+        .on(
+            "GET http://openai/v1/videos/o1",
+            &[(200, json!({"id": "o1", "status": "failed"}))],
+        )
+        .on("DELETE http://openai", &[(200, json!({}))])
+        .on("POST http://replicate/v1/models", &[(500, json!({}))])
+        .on(
+            "POST http://runway/v1/image_to_video",
+            &[(200, json!({"id": "t9"}))],
+        )
+        .on(
+            "GET http://runway/v1/tasks/t9",
+            &[(
+                200,
+                json!({"id": "t9", "status": "SUCCEEDED", "output": ["https://cdn/t9.mp4"]}),
+            )],
+        );
+    let asked = VideoRequest {
+        input_reference: Some(image.clone()),
+        ..req("auto")
+    };
+    let v = create(
+        &mut db,
+        &mut net,
+        &s,
+        &caller(None),
+        asked,
+        "video_1".to_owned(),
+        T0,
+    )
+    .unwrap();
+    assert_eq!(v["dol"]["platform"], "openai");
+    assert_eq!(
+        store::input(&mut db, "video_1").unwrap(),
+        Some(image.clone())
+    );
+    let first = &net.sent[0];
+    assert!(String::from_utf8_lossy(&first.body).contains("name=\"input_reference\""));
+    scan(&mut db, &mut net, &s, T0 + 1_000);
+    let j = store::get(&mut db, "video_1").unwrap().unwrap();
+    // Replicate's text-only model is not even a candidate.
+    let tried: Vec<&str> = j
+        .attempts
+        .iter()
+        .filter_map(|a| a["model"].as_str())
+        .collect();
+    assert!(!tried.contains(&"tencent/hunyuan-video"), "{tried:?}");
+    assert!(
+        !j.candidates
+            .iter()
+            .any(|c| c.model == "tencent/hunyuan-video"),
+        "{:?}",
+        j.candidates
+    );
+    assert_eq!(j.current.platform, "runway", "{:?}", j.attempts);
+    let runway = net
+        .sent
+        .iter()
+        .find(|r| r.url.ends_with("/image_to_video"))
+        .unwrap();
+    let body: Value = serde_json::from_slice(&runway.body).unwrap();
+    assert_eq!(body["promptImage"], image.data_uri());
+    scan(&mut db, &mut net, &s, T0 + 10_000);
+    let j = store::get(&mut db, "video_1").unwrap().unwrap();
+    assert_eq!(j.status, Status::Completed);
+    assert_eq!(
+        store::input(&mut db, "video_1").unwrap(),
+        None,
+        "forgotten once ended"
+    );
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! The SQL of video jobs (`video_jobs`, `video_platform_stats`, migration
-//! 11). A job's state is written only while it is not terminal
+//! 11; a job's `input_reference` image in `video_inputs`, migration 22,
+//! until it ends). A job's state is written only while it is not terminal
 //! ([`write`] checks inside one immediate transaction), so a late poll or a
 //! duplicated callback can never undo an ending or charge twice.
 
 use serde_json::Value;
 
 use super::health::JobRow;
+use super::input::InputReference;
 use super::select::{Observed, StatsMap};
+use super::webhook::base64_decode;
 use super::{Choice, Job, Status};
+use crate::gateway::embeddings::base64;
 use crate::storage::{
     ColumnError, Row, SqlExecutor, SqlValue, StatementError, in_transaction, run,
 };
@@ -188,6 +192,45 @@ pub fn write(db: &mut impl SqlExecutor, job: &Job) -> Result<bool> {
         )?;
         Ok(true)
     })
+}
+
+/// Keeps the `input_reference` image of job `id` until the job ends.
+pub fn save_input(db: &mut impl SqlExecutor, id: &str, image: &InputReference) -> Result<()> {
+    run(
+        db,
+        "INSERT INTO video_inputs (job_id, media_type, data) VALUES (?, ?, ?)",
+        &[
+            text(id),
+            text(&image.media_type),
+            text(&base64(&image.data)),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The `input_reference` image of job `id`, if it has one (and it has not
+/// ended).
+pub fn input(db: &mut impl SqlExecutor, id: &str) -> Result<Option<InputReference>> {
+    let rows = run(
+        db,
+        "SELECT media_type, data FROM video_inputs WHERE job_id = ?",
+        &[text(id)],
+    )?;
+    let Some(values) = rows.first() else {
+        return Ok(None);
+    };
+    let r = Row::new("video_inputs", values);
+    let data = base64_decode(r.text(1, "data")?).ok_or_else(|| r.error("data", "base64"))?;
+    Ok(Some(InputReference {
+        media_type: r.text(0, "media_type")?.to_owned(),
+        data,
+    }))
+}
+
+/// Forgets the image of job `id` (it ended, or was deleted).
+pub fn delete_input(db: &mut impl SqlExecutor, id: &str) -> Result<()> {
+    run(db, "DELETE FROM video_inputs WHERE job_id = ?", &[text(id)])?;
+    Ok(())
 }
 
 /// Sets the completion webhook state of job `id` (ended jobs included).
