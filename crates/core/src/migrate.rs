@@ -121,6 +121,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scan_leases",
         sql: include_str!("../../../migrations/0019_scan_leases.sql"),
     },
+    Migration {
+        version: 20,
+        name: "recommendations",
+        sql: include_str!("../../../migrations/0020_recommendations.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.
