@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::experiments::dist::{normal_cdf, t_cdf};
-use crate::experiments::stats::{MeanSample, ProportionSample, two_proportion_z_test, welch_t_test};
+use crate::experiments::stats::{
+    MeanSample, ProportionSample, two_proportion_z_test, welch_t_test,
+};
 use crate::observe::usage::Agg;
 
 /// Quality points (0–10 scale) a cheaper tier may lose and still count as
@@ -508,7 +510,9 @@ fn low_quality_templates(inputs: &Inputs) -> Vec<Recommendation> {
         let Some(name) = t.template.as_deref() else {
             continue;
         };
-        let e = per.entry(name).or_insert((0, 0, MeanSample::from_values(&[]), 0));
+        let e = per
+            .entry(name)
+            .or_insert((0, 0, MeanSample::from_values(&[]), 0));
         e.0 += t.quality.n;
         e.1 += t.below;
         e.2.n += t.quality.n;
@@ -521,7 +525,10 @@ fn low_quality_templates(inputs: &Inputs) -> Vec<Recommendation> {
         if n < MIN_QUALITY_SAMPLES {
             continue;
         }
-        let share = ProportionSample { n, successes: below };
+        let share = ProportionSample {
+            n,
+            successes: below,
+        };
         let (lo, hi) = share.wilson_interval(ALPHA);
         if lo <= MAX_BELOW_SHARE {
             continue;

@@ -115,7 +115,10 @@ pub fn read_inputs(
          SUM(CASE WHEN quality < ? THEN 1 ELSE 0 END) \
          FROM requests WHERE ts >= ? AND cached = 0 AND route NOT IN ('embeddings', 'images', 'videos') \
          GROUP BY route, entry_tier",
-        &[SqlValue::Real(quality_threshold), SqlValue::Integer(from_ms)],
+        &[
+            SqlValue::Real(quality_threshold),
+            SqlValue::Integer(from_ms),
+        ],
     )?;
     let mut tiers: BTreeMap<(Option<String>, String), TierStats> = BTreeMap::new();
     for values in &rows {
@@ -268,7 +271,12 @@ impl ListFilter {
     }
 }
 
-fn view(r: &Recommendation, status: &str, first_seen: Option<i64>, decision: Option<&Value>) -> Value {
+fn view(
+    r: &Recommendation,
+    status: &str,
+    first_seen: Option<i64>,
+    decision: Option<&Value>,
+) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     v["status"] = Value::String(status.to_owned());
     v["firstSeenMs"] = first_seen.map_or(Value::Null, Value::from);
@@ -294,13 +302,23 @@ pub fn list(
         if filter == ListFilter::Active && status == "dismissed" {
             continue;
         }
-        items.push(view(r, status, s.as_ref().map(|s| s.first_seen_ms), s.as_ref().and_then(|s| s.decision.as_ref())));
+        items.push(view(
+            r,
+            status,
+            s.as_ref().map(|s| s.first_seen_ms),
+            s.as_ref().and_then(|s| s.decision.as_ref()),
+        ));
     }
     for s in stored.values().filter(|s| s.status != "open") {
         if filter == ListFilter::Active && s.status == "dismissed" {
             continue;
         }
-        let mut v = view(&s.recommendation, &s.status, Some(s.first_seen_ms), s.decision.as_ref());
+        let mut v = view(
+            &s.recommendation,
+            &s.status,
+            Some(s.first_seen_ms),
+            s.decision.as_ref(),
+        );
         v["current"] = Value::Bool(false);
         items.push(v);
     }
@@ -421,7 +439,12 @@ fn decide(
     note: &Value,
     now_ms: i64,
 ) -> Result<(), RecommendError> {
-    let exists = !run(db, "SELECT 1 FROM recommendations WHERE id = ?", &[r.id.clone().into()])?.is_empty();
+    let exists = !run(
+        db,
+        "SELECT 1 FROM recommendations WHERE id = ?",
+        &[r.id.clone().into()],
+    )?
+    .is_empty();
     if !exists {
         insert(db, r, "open", now_ms)?;
     }
@@ -449,9 +472,11 @@ pub fn parse_body(body: &[u8]) -> Result<Option<String>, RecommendError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| bad("$", "expected a JSON object (or no body)"))?;
-    let obj = value.as_object().ok_or_else(|| bad("$", "expected a JSON object"))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|_| bad("$", "expected a JSON object (or no body)"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad("$", "expected a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| k.as_str() != "reason") {
         return Err(bad(k, "unknown field; expected `reason`"));
     }

@@ -66,7 +66,10 @@ fn a_cheaper_tier_of_equal_quality_is_recommended_as_a_guarded_rollout() {
         r.evidence["interval"][0].as_f64().unwrap(),
         r.evidence["interval"][1].as_f64().unwrap(),
     );
-    assert!(lo < 0.0 && hi > 0.0 && lo > -NON_INFERIORITY_MARGIN, "{lo} {hi}");
+    assert!(
+        lo < 0.0 && hi > 0.0 && lo > -NON_INFERIORITY_MARGIN,
+        "{lo} {hi}"
+    );
     assert!(r.confidence > 0.99, "{}", r.confidence);
     let Apply::Rollout {
         variant,
@@ -76,7 +79,10 @@ fn a_cheaper_tier_of_equal_quality_is_recommended_as_a_guarded_rollout() {
     else {
         panic!("not a rollout: {:?}", r.apply);
     };
-    assert_eq!((variant.as_str(), control.as_str()), ("enhanced", "comprehensive"));
+    assert_eq!(
+        (variant.as_str(), control.as_str()),
+        ("enhanced", "comprehensive")
+    );
     // The quality guard's floor: the observed 8.0 minus the margin (wider
     // than the interval's half-width here), and the plan is valid.
     assert_eq!(plan["guards"][0]["metric"], "quality");
@@ -89,17 +95,21 @@ fn a_cheaper_tier_of_equal_quality_is_recommended_as_a_guarded_rollout() {
 #[test]
 fn a_worse_or_unproven_cheaper_tier_is_not_recommended() {
     // Worse by 1 point: the interval reaches below the margin.
-    assert!(derive(&inputs(vec![
-        tier(None, "comprehensive", 10_000, &scores(40, 8.0)),
-        tier(None, "enhanced", 1_000, &scores(40, 7.0)),
-    ]))
-    .is_empty());
+    assert!(
+        derive(&inputs(vec![
+            tier(None, "comprehensive", 10_000, &scores(40, 8.0)),
+            tier(None, "enhanced", 1_000, &scores(40, 7.0)),
+        ]))
+        .is_empty()
+    );
     // Equal but too few samples.
-    assert!(derive(&inputs(vec![
-        tier(None, "comprehensive", 10_000, &scores(10, 8.0)),
-        tier(None, "enhanced", 1_000, &scores(10, 8.0)),
-    ]))
-    .is_empty());
+    assert!(
+        derive(&inputs(vec![
+            tier(None, "comprehensive", 10_000, &scores(10, 8.0)),
+            tier(None, "enhanced", 1_000, &scores(10, 8.0)),
+        ]))
+        .is_empty()
+    );
     // A template's finding is reported but not applicable as a rollout.
     let recs = derive(&inputs(vec![
         tier(Some("faq"), "comprehensive", 10_000, &scores(30, 8.0)),
@@ -140,8 +150,14 @@ fn a_failing_or_slow_model_is_the_wrong_default() {
         .iter()
         .map(|r| (r.kind, r.subject["model"].as_str().unwrap()))
         .collect();
-    assert!(kinds.contains(&(Kind::ErrorRate, "claude-haiku-4-5")), "{kinds:?}");
-    assert!(kinds.contains(&(Kind::SlowModel, "gemini-2.5-flash")), "{kinds:?}");
+    assert!(
+        kinds.contains(&(Kind::ErrorRate, "claude-haiku-4-5")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(Kind::SlowModel, "gemini-2.5-flash")),
+        "{kinds:?}"
+    );
     assert_eq!(kinds.len(), 2, "{kinds:?}");
     let err = recs.iter().find(|r| r.kind == Kind::ErrorRate).unwrap();
     assert_eq!(err.evidence["samples"], json!({"model": 100, "rest": 300}));
@@ -151,7 +167,12 @@ fn a_failing_or_slow_model_is_the_wrong_default() {
 
 #[test]
 fn a_template_below_the_threshold_too_often_and_unpriced_models_are_reported() {
-    let mut i = inputs(vec![tier(Some("summary"), "enhanced", 1_000, &scores(40, 6.0))]);
+    let mut i = inputs(vec![tier(
+        Some("summary"),
+        "enhanced",
+        1_000,
+        &scores(40, 6.0),
+    )]);
     i.unpriced = vec![Unpriced {
         provider: "local".into(),
         model: "mystery".into(),
@@ -169,7 +190,12 @@ fn a_template_below_the_threshold_too_often_and_unpriced_models_are_reported() {
     assert_eq!(unpriced.impact.requests_per_day, 12.0);
     assert_eq!(unpriced.confidence, 1.0);
     // A healthy template is not reported.
-    let ok = derive(&inputs(vec![tier(Some("faq"), "enhanced", 1_000, &scores(40, 8.5))]));
+    let ok = derive(&inputs(vec![tier(
+        Some("faq"),
+        "enhanced",
+        1_000,
+        &scores(40, 8.5),
+    )]));
     assert!(ok.is_empty(), "{ok:?}");
 }
 
@@ -294,8 +320,16 @@ fn dismissal_sticks_across_recomputation_and_is_audited() {
     let again = store::dismiss(&mut db, &id, None, "alice", NOW, 7.0).unwrap_err();
     assert_eq!(again.status(), 409);
     let mut kv = MemoryKeyValue::default();
-    let apply =
-        store::apply(&mut db, &mut kv, &id, "generation_pipeline", "alice", NOW, 7.0).unwrap_err();
+    let apply = store::apply(
+        &mut db,
+        &mut kv,
+        &id,
+        "generation_pipeline",
+        "alice",
+        NOW,
+        7.0,
+    )
+    .unwrap_err();
     assert_eq!(apply.status(), 409);
     let audited = db.run(
         "SELECT COUNT(*) FROM audit_log WHERE kind = 'recommendation' AND action = 'dismiss'",
@@ -310,8 +344,16 @@ fn applying_a_routing_finding_starts_a_guarded_rollout_in_the_same_transaction()
     traffic(&mut db);
     let mut kv = MemoryKeyValue::default();
     let id = cheaper_id();
-    let out =
-        store::apply(&mut db, &mut kv, &id, "generation_pipeline", "alice", NOW, 7.0).unwrap();
+    let out = store::apply(
+        &mut db,
+        &mut kv,
+        &id,
+        "generation_pipeline",
+        "alice",
+        NOW,
+        7.0,
+    )
+    .unwrap();
     assert_eq!(out["status"], "applied");
     assert_eq!(out["rollout"]["variant"], "enhanced");
     assert_eq!(out["rollout"]["control"], "comprehensive");
@@ -320,15 +362,26 @@ fn applying_a_routing_finding_starts_a_guarded_rollout_in_the_same_transaction()
         .unwrap()
         .unwrap();
     assert_eq!(rollout.plan.guards.len(), 2);
-    assert_eq!(rollout.plan.on_breach, crate::rollouts::plan::OnBreach::Rollback);
+    assert_eq!(
+        rollout.plan.on_breach,
+        crate::rollouts::plan::OnBreach::Rollback
+    );
     let audited = db.run(
         "SELECT COUNT(*) FROM audit_log WHERE kind = 'recommendation' AND action = 'apply'",
         &[],
     );
     assert_eq!(audited[0][0], SqlValue::Integer(1));
     // Twice: 409, nothing more written.
-    let again = store::apply(&mut db, &mut kv, &id, "generation_pipeline", "alice", NOW, 7.0)
-        .unwrap_err();
+    let again = store::apply(
+        &mut db,
+        &mut kv,
+        &id,
+        "generation_pipeline",
+        "alice",
+        NOW,
+        7.0,
+    )
+    .unwrap_err();
     assert_eq!(again.status(), 409);
     // A refused rollout (the flag is under rollout now) rolls the decision
     // back: a second finding on another database shows it.
@@ -351,10 +404,22 @@ fn a_finding_that_needs_a_person_is_refused_with_its_reason() {
     );
     let id = recommendation_id(Kind::UnpricedModel, &["openai", "gpt-4o"]);
     let mut kv = MemoryKeyValue::default();
-    let err =
-        store::apply(&mut db, &mut kv, &id, "generation_pipeline", "alice", NOW, 7.0).unwrap_err();
+    let err = store::apply(
+        &mut db,
+        &mut kv,
+        &id,
+        "generation_pipeline",
+        "alice",
+        NOW,
+        7.0,
+    )
+    .unwrap_err();
     assert_eq!(err.status(), 409);
-    assert!(err.message.contains("PUT /admin/models/openai/gpt-4o"), "{}", err.message);
+    assert!(
+        err.message.contains("PUT /admin/models/openai/gpt-4o"),
+        "{}",
+        err.message
+    );
     assert_eq!(count(&mut db, "recommendations"), 0);
     assert_eq!(count(&mut db, "rollouts"), 0);
 }
