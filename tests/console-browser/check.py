@@ -376,12 +376,12 @@ def admin_flow(c):
     assert status == 200, (status, body)
     c.go("/admin/dol/optimization")
     c.text("#opt-saved")
-    dismiss = 'button.action[data-dismiss]'
-    c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, dismiss))).click()
+    dismiss = c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'button.action[data-dismiss]')))
+    c.shot("optimization")
+    dismiss.click()
     c.wait_text("#recommendation-result", lambda t: "Dismissed" in t, "dismiss a recommendation")
     _, recs = http("GET", "/admin/recommendations?status=all", headers={"authorization": "Bearer " + ADMIN})
     assert any(r["status"] == "dismissed" for r in recs["recommendations"]), recs
-    c.shot("optimization")
     c.no_console_errors("optimization")
 
     c.go("/admin/dol/video-monitoring")
