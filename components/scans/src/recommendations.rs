@@ -7,29 +7,33 @@
 use anyhow::Context as _;
 use dol_core::error::{ApiError, Code};
 use dol_core::gateway::pipeline::Settings;
-use dol_core::optimize::recommend_store::{self as store, ListFilter};
+use dol_core::optimize::recommend_store::{self as store, Config, ListFilter};
 use dol_spin_platform::{self as platform, Db, SpinKv, SpinSql};
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 
 const COMPONENT: &str = "scans";
 
-/// The quality threshold and tier flag, from the gateway's variables.
-fn settings() -> Result<(f64, String), ApiError> {
+/// The recommender's settings and the tier flag, from the gateway's variables.
+fn settings() -> Result<(Config, String), ApiError> {
     let s = Settings::from_variables(platform::var)?;
+    let config = Config {
+        quality_threshold: s.quality.threshold,
+        cache_ttl_secs: s.cache_ttl_secs,
+    };
     let flag = if s.tier_flag.is_empty() {
         "generation_pipeline".to_owned()
     } else {
         s.tier_flag
     };
-    Ok((s.quality.threshold, flag))
+    Ok((config, flag))
 }
 
 /// The scan at `now_ms`: stores the findings, queues the new ones and
 /// delivers them at once.
 pub fn scan(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
-    let (threshold, _) = settings().map_err(|e| anyhow::anyhow!("{}", e.message))?;
-    let summary = store::scan(&mut SpinSql(db), now_ms, threshold).context("recommendations")?;
+    let (config, _) = settings().map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let summary = store::scan(&mut SpinSql(db), now_ms, &config).context("recommendations")?;
     let delivery = if summary.new.is_empty() {
         Value::Null
     } else {
@@ -58,7 +62,7 @@ fn route(req: &Request) -> Result<Value, ApiError> {
         _ => return Err(ApiError::new(Code::NotFound, "no such route")),
     };
     let actor = platform::admin_actor(COMPONENT, platform::admin_request(req))?;
-    let (threshold, flag) = settings()?;
+    let (config, flag) = settings()?;
     let db = platform::open_db().map_err(|e| ApiError::internal(format!("{e:#}")))?;
     let sql = &mut SpinSql(&db);
     let now = platform::now_ms();
@@ -69,7 +73,7 @@ fn route(req: &Request) -> Result<Value, ApiError> {
             }
             let status = platform::query_param(req.query(), "status");
             let filter = ListFilter::parse(status.as_deref())?;
-            Ok(store::list(sql, now, threshold, filter)?)
+            Ok(store::list(sql, now, &config, filter)?)
         }
         (Some(id), Some(action)) => {
             if *req.method() != Method::Post {
@@ -77,11 +81,11 @@ fn route(req: &Request) -> Result<Value, ApiError> {
             }
             let reason = store::parse_body(req.body())?;
             if action == "dismiss" {
-                return store::dismiss(sql, id, reason.as_deref(), &actor, now, threshold);
+                return store::dismiss(sql, id, reason.as_deref(), &actor, now, &config);
             }
             let mut kv =
                 SpinKv::open_default().map_err(|e| ApiError::internal(format!("{e:#}")))?;
-            store::apply(sql, &mut kv, id, &flag, &actor, now, threshold)
+            store::apply(sql, &mut kv, id, &flag, &actor, now, &config)
         }
         (Some(_), None) => Err(ApiError::new(Code::NotFound, "no such route")),
     }

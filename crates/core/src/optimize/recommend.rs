@@ -10,6 +10,7 @@
 //! | `error-rate` | a model fails more often than the rest of the traffic | two-proportion z-test, p < [`ALPHA_STRICT`] | ≥ [`MIN_MODEL_SAMPLES`] requests, error rate ≥ [`MIN_ERROR_RATE`] |
 //! | `slow-model` | a model's p95 latency is far above the rest's | two-proportion z-test on the share slower than the rest's p95, p < [`ALPHA_STRICT`] | ≥ [`MIN_MODEL_SAMPLES`] requests, p95 ≥ [`SLOW_FACTOR`] × the rest's |
 //! | `low-quality-template` | a template's answers fall below the quality threshold too often | Wilson 95 % interval of the share below the threshold | ≥ [`MIN_QUALITY_SAMPLES`] scored answers, interval entirely above [`MAX_BELOW_SHARE`] |
+//! | `cache-ttl` | requests repeat a prompt after its cache entry expired | Wilson 95 % interval of the share of such repeats (request bodies of orgs that log them) | ≥ [`MIN_REPEAT_SAMPLES`] logged requests, interval entirely above [`MIN_MISSED_SHARE`] |
 //! | `unpriced-model` | a catalog model has no price | none (a fact) | any |
 //!
 //! Ids are deterministic (a hash of the kind and what the finding is about,
@@ -44,6 +45,13 @@ pub const SLOW_FACTOR: f64 = 2.0;
 /// Share of a template's answers below the quality threshold that is
 /// "too often".
 pub const MAX_BELOW_SHARE: f64 = 0.2;
+/// Fewest logged requests before the cache repeat rate is judged.
+pub const MIN_REPEAT_SAMPLES: u64 = 100;
+/// Share of requests repeating an expired entry's prompt worth a longer TTL.
+pub const MIN_MISSED_SHARE: f64 = 0.05;
+/// Longest TTL the recommender suggests (a day): an answer cached longer
+/// risks going stale.
+pub const MAX_SUGGESTED_TTL_SECS: u64 = 86_400;
 /// Confidence level of the reported intervals (95 %).
 pub const ALPHA: f64 = 0.05;
 
@@ -59,6 +67,8 @@ pub enum Kind {
     SlowModel,
     /// A template whose answers fall below the quality threshold too often.
     LowQualityTemplate,
+    /// Cache TTL too short for the repeat rate seen.
+    CacheTtl,
     /// A catalog model without a price.
     UnpricedModel,
 }
@@ -71,6 +81,7 @@ impl Kind {
             Self::ErrorRate => "error-rate",
             Self::SlowModel => "slow-model",
             Self::LowQualityTemplate => "low-quality-template",
+            Self::CacheTtl => "cache-ttl",
             Self::UnpricedModel => "unpriced-model",
         }
     }
@@ -186,6 +197,63 @@ pub struct Unpriced {
     pub requests: u64,
 }
 
+/// One logged request, for the cache repeat count: who sent which prompt
+/// (`key`: API key and masked prompt), when, whether the cache answered it,
+/// and what it cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sent {
+    /// API key id and prompt.
+    pub key: String,
+    /// Unix ms.
+    pub ts_ms: i64,
+    /// Answered from the cache.
+    pub cached: bool,
+    /// Its cost, micro-dollars.
+    pub cost_micros: u64,
+}
+
+/// How often requests repeated a prompt after its cache entry expired.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RepeatStats {
+    /// Logged requests.
+    pub requests: u64,
+    /// Misses that repeat an earlier prompt of the same key more than the
+    /// TTL but at most [`MAX_SUGGESTED_TTL_SECS`] later.
+    pub missed: u64,
+    /// Their cost, micro-dollars.
+    pub missed_cost_micros: u64,
+    /// The smallest whole hour that would have caught 90 % of them.
+    pub suggested_ttl_secs: u64,
+}
+
+/// Counts the repeats of `sent` (any order) that a TTL longer than
+/// `ttl_secs` would have answered from the cache.
+pub fn repeat_stats(mut sent: Vec<Sent>, ttl_secs: u64) -> RepeatStats {
+    sent.sort_by(|a, b| a.key.cmp(&b.key).then(a.ts_ms.cmp(&b.ts_ms)));
+    let ttl_ms = i64::try_from(ttl_secs.saturating_mul(1_000)).unwrap_or(i64::MAX);
+    let max_ms = i64::try_from(MAX_SUGGESTED_TTL_SECS * 1_000).unwrap_or(i64::MAX);
+    let mut out = RepeatStats {
+        requests: sent.len() as u64,
+        ..RepeatStats::default()
+    };
+    let mut gaps = Vec::new();
+    for pair in sent.windows(2) {
+        let (before, now) = (&pair[0], &pair[1]);
+        let gap = now.ts_ms - before.ts_ms;
+        if before.key == now.key && !now.cached && gap > ttl_ms && gap <= max_ms {
+            out.missed += 1;
+            out.missed_cost_micros += now.cost_micros;
+            gaps.push(gap);
+        }
+    }
+    gaps.sort_unstable();
+    if let Some(p90) = gaps.get((gaps.len() * 9).div_ceil(10).saturating_sub(1)) {
+        let hours = u64::try_from(*p90).unwrap_or(0).div_ceil(3_600_000);
+        out.suggested_ttl_secs = (hours * 3_600).min(MAX_SUGGESTED_TTL_SECS);
+    }
+    out
+}
+
 /// Everything [`derive`] reads.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inputs {
@@ -199,6 +267,10 @@ pub struct Inputs {
     pub models: Vec<ModelStats>,
     /// Catalog models without a price.
     pub unpriced: Vec<Unpriced>,
+    /// The cache's TTL (`gateway_cache_ttl_secs`).
+    pub cache_ttl_secs: u64,
+    /// Repeats of the logged requests.
+    pub repeats: RepeatStats,
 }
 
 impl Inputs {
@@ -228,6 +300,7 @@ pub fn derive(inputs: &Inputs) -> Vec<Recommendation> {
     out.extend(model_defaults(inputs));
     out.extend(low_quality_templates(inputs));
     out.extend(unpriced_models(inputs));
+    out.extend(cache_ttl(inputs));
     out.sort_by(|a, b| {
         let usd = |r: &Recommendation| r.impact.usd_per_day.unwrap_or(0.0);
         usd(b)
@@ -600,4 +673,56 @@ fn unpriced_models(inputs: &Inputs) -> Vec<Recommendation> {
             },
         })
         .collect()
+}
+
+/// The cache TTL, when requests repeat a prompt after its entry expired too
+/// often.
+fn cache_ttl(inputs: &Inputs) -> Option<Recommendation> {
+    let r = &inputs.repeats;
+    if r.requests < MIN_REPEAT_SAMPLES || r.suggested_ttl_secs <= inputs.cache_ttl_secs {
+        return None;
+    }
+    let share = ProportionSample {
+        n: r.requests,
+        successes: r.missed,
+    };
+    let (lo, hi) = share.wilson_interval(ALPHA);
+    if lo <= MIN_MISSED_SHARE {
+        return None;
+    }
+    let z = (share.rate() - MIN_MISSED_SHARE)
+        / (MIN_MISSED_SHARE * (1.0 - MIN_MISSED_SHARE) / r.requests as f64).sqrt();
+    let (from, to) = (inputs.cache_ttl_secs, r.suggested_ttl_secs);
+    Some(Recommendation {
+        id: recommendation_id(Kind::CacheTtl, &[]),
+        kind: Kind::CacheTtl,
+        title: format!(
+            "Raise the cache TTL from {from} s to {to} s: {:.0} % of requests repeat a prompt after its entry expired",
+            share.rate() * 100.0
+        ),
+        subject: json!({"variable": "gateway_cache_ttl_secs", "from": from, "to": to}),
+        evidence: json!({
+            "test": "wilson interval (share of requests repeating an expired prompt)",
+            "samples": r.requests,
+            "missed": r.missed,
+            "share": round(share.rate(), 4),
+            "interval": [round(lo, 4), round(hi, 4)],
+            "limit": MIN_MISSED_SHARE,
+        }),
+        impact: Impact {
+            usd_per_day: Some(round(
+                r.missed_cost_micros as f64 / 1e6 * inputs.per_day(1),
+                4,
+            )),
+            latency_ms: None,
+            quality: None,
+            requests_per_day: round(inputs.per_day(r.missed), 1),
+        },
+        confidence: round(normal_cdf(z), 6),
+        apply: Apply::Manual {
+            reason: format!(
+                "the TTL is the Spin variable gateway_cache_ttl_secs, read at deploy time: set it to {to} and redeploy"
+            ),
+        },
+    })
 }

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use super::recommend::{Apply, Inputs, ModelStats, Recommendation, TierStats, Unpriced, derive};
+use super::recommend::{
+    Apply, Inputs, ModelStats, Recommendation, Sent, TierStats, Unpriced, derive, repeat_stats,
+};
 use crate::audit::{self, AuditError, Record};
 use crate::error::{ApiError, Code};
 use crate::experiments::stats::MeanSample;
@@ -25,6 +27,19 @@ use crate::storage::{KeyValue, Row, SqlExecutor, SqlValue, StatementError, in_tr
 pub const RECOMMENDATIONS: &str = "recommendations";
 /// Telemetry window the recommender reads: the last 7 days.
 pub const WINDOW_SECS: u64 = 7 * 86_400;
+
+/// What the recommender reads from the gateway's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Config {
+    /// `gateway_quality_threshold` (0–10).
+    pub quality_threshold: f64,
+    /// `gateway_cache_ttl_secs`.
+    pub cache_ttl_secs: u64,
+}
+
+/// Most request bodies the cache-repeat count reads (the newest first are
+/// enough to see a repeat rate; the scan stays bounded).
+const MAX_BODIES: i64 = 50_000;
 
 /// Why a recommendation operation failed or was refused.
 #[derive(Debug, Error)]
@@ -102,8 +117,9 @@ fn template_of(route: &str) -> Option<String> {
 pub fn read_inputs(
     db: &mut impl SqlExecutor,
     now_ms: i64,
-    quality_threshold: f64,
+    config: &Config,
 ) -> Result<Inputs, RecommendError> {
+    let quality_threshold = config.quality_threshold;
     let window_ms = i64::try_from(WINDOW_SECS * 1_000).unwrap_or(i64::MAX);
     let from_ms = now_ms.saturating_sub(window_ms);
     // Per route and entry tier; cache hits are answers nobody paid for and
@@ -195,9 +211,36 @@ pub fn read_inputs(
         })
     })
     .collect::<Result<Vec<_>, RecommendError>>()?;
+    // Repeats are only visible where request bodies are logged (orgs that
+    // opted in): the same key sending the same (masked) prompt again.
+    let bodies = run(
+        db,
+        "SELECT r.key_id, b.prompt, r.ts, r.cached, COALESCE(r.cost_micros, 0) \
+         FROM request_bodies b JOIN requests r ON r.id = b.request_id \
+         WHERE r.ts >= ? AND r.route NOT IN ('embeddings', 'images', 'videos') \
+         ORDER BY r.ts DESC LIMIT ?",
+        &[SqlValue::Integer(from_ms), SqlValue::Integer(MAX_BODIES)],
+    )?
+    .iter()
+    .map(|values| {
+        let r = Row::new("request_bodies", values);
+        Ok(Sent {
+            key: format!(
+                "{}\u{0}{}",
+                r.text(0, "key_id").map_err(corrupt)?,
+                r.text(1, "prompt").map_err(corrupt)?
+            ),
+            ts_ms: r.int(2, "ts").map_err(corrupt)?,
+            cached: r.bool(3, "cached").map_err(corrupt)?,
+            cost_micros: r.real(4, "cost").map_err(corrupt)?.max(0.0) as u64,
+        })
+    })
+    .collect::<Result<Vec<_>, RecommendError>>()?;
     Ok(Inputs {
         window_secs: WINDOW_SECS,
         quality_threshold,
+        cache_ttl_secs: config.cache_ttl_secs,
+        repeats: repeat_stats(bodies, config.cache_ttl_secs),
         tiers: tiers.into_values().collect(),
         models: models.into_values().collect(),
         unpriced,
@@ -290,10 +333,10 @@ fn view(
 pub fn list(
     db: &mut impl SqlExecutor,
     now_ms: i64,
-    quality_threshold: f64,
+    config: &Config,
     filter: ListFilter,
 ) -> Result<Value, RecommendError> {
-    let current = derive(&read_inputs(db, now_ms, quality_threshold)?);
+    let current = derive(&read_inputs(db, now_ms, config)?);
     let mut stored = stored(db)?;
     let mut items = Vec::new();
     for r in &current {
@@ -344,9 +387,9 @@ pub struct ScanSummary {
 pub fn scan(
     db: &mut impl SqlExecutor,
     now_ms: i64,
-    quality_threshold: f64,
+    config: &Config,
 ) -> Result<ScanSummary, RecommendError> {
-    let current = derive(&read_inputs(db, now_ms, quality_threshold)?);
+    let current = derive(&read_inputs(db, now_ms, config)?);
     in_transaction(db, |db| {
         let known = stored(db)?;
         let mut summary = ScanSummary {
@@ -410,7 +453,7 @@ fn open_one(
     db: &mut impl SqlExecutor,
     id: &str,
     now_ms: i64,
-    quality_threshold: f64,
+    config: &Config,
 ) -> Result<Recommendation, RecommendError> {
     let known = stored(db)?;
     if let Some(s) = known.get(id)
@@ -421,7 +464,7 @@ fn open_one(
             status: s.status.clone(),
         });
     }
-    let current = derive(&read_inputs(db, now_ms, quality_threshold)?);
+    let current = derive(&read_inputs(db, now_ms, config)?);
     current
         .into_iter()
         .find(|r| r.id == id)
@@ -495,9 +538,9 @@ pub fn dismiss(
     reason: Option<&str>,
     actor: &str,
     now_ms: i64,
-    quality_threshold: f64,
+    config: &Config,
 ) -> Result<Value, ApiError> {
-    let r = open_one(db, id, now_ms, quality_threshold)?;
+    let r = open_one(db, id, now_ms, config)?;
     let note = json!({"reason": reason});
     audit::audited(db, actor, now_ms, |tx| {
         decide(tx, &r, "dismissed", actor, &note, now_ms)?;
@@ -518,9 +561,9 @@ pub fn apply(
     tier_flag: &str,
     actor: &str,
     now_ms: i64,
-    quality_threshold: f64,
+    config: &Config,
 ) -> Result<Value, ApiError> {
-    let r = open_one(db, id, now_ms, quality_threshold)?;
+    let r = open_one(db, id, now_ms, config)?;
     let plan = match &r.apply {
         Apply::Rollout { plan, .. } => plan.clone(),
         Apply::Manual { reason } => {

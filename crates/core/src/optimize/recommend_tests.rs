@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::recommend::*;
-use super::recommend_store::{self as store, ListFilter, parse_body};
+use super::recommend_store::{self as store, Config, ListFilter, parse_body};
 use crate::experiments::stats::MeanSample;
 use crate::gateway::telemetry::RequestRecord;
 use crate::gateway::tiers::Tier;
@@ -14,6 +14,10 @@ use crate::storage::{MemoryKeyValue, SqlValue};
 use crate::test_db::{TestDb, count, db};
 
 const NOW: i64 = 1_800_000_000_000;
+const CFG: Config = Config {
+    quality_threshold: 7.0,
+    cache_ttl_secs: 3_600,
+};
 
 fn tier(template: Option<&str>, name: &str, cost_micros: u64, scores: &[f64]) -> TierStats {
     TierStats {
@@ -199,6 +203,53 @@ fn a_template_below_the_threshold_too_often_and_unpriced_models_are_reported() {
     assert!(ok.is_empty(), "{ok:?}");
 }
 
+fn sent(key: &str, minute: i64, cached: bool) -> Sent {
+    Sent {
+        key: key.into(),
+        ts_ms: minute * 60_000,
+        cached,
+        cost_micros: 1_000,
+    }
+}
+
+#[test]
+fn repeats_after_the_ttl_suggest_a_longer_one() {
+    // 100 prompts, each sent again 2 h later (missed with a 1 h TTL), and
+    // 100 sent again 10 min later (a cache hit), in any order.
+    let mut all = Vec::new();
+    for i in 0..100 {
+        let (a, b) = (format!("k\u{0}slow {i}"), format!("k\u{0}fast {i}"));
+        all.extend([sent(&a, i, false), sent(&a, i + 120, false)]);
+        all.extend([sent(&b, i, false), sent(&b, i + 10, true)]);
+    }
+    all.reverse();
+    let stats = repeat_stats(all, 3_600);
+    assert_eq!(
+        (
+            stats.requests,
+            stats.missed,
+            stats.missed_cost_micros,
+            stats.suggested_ttl_secs
+        ),
+        (400, 100, 100_000, 7_200)
+    );
+    let mut i = inputs(vec![]);
+    i.cache_ttl_secs = 3_600;
+    i.repeats = stats.clone();
+    let recs = derive(&i);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0].kind, Kind::CacheTtl);
+    assert_eq!(recs[0].subject["to"], 7_200);
+    assert_eq!(recs[0].evidence["share"], 0.25);
+    assert!(matches!(recs[0].apply, Apply::Manual { .. }));
+    // Already long enough, or too few samples: nothing.
+    i.cache_ttl_secs = 7_200;
+    assert!(derive(&i).is_empty());
+    i.cache_ttl_secs = 3_600;
+    i.repeats.requests = 50;
+    assert!(derive(&i).is_empty());
+}
+
 #[test]
 fn bodies_of_apply_and_dismiss_are_checked() {
     assert_eq!(parse_body(b"").unwrap(), None);
@@ -280,7 +331,7 @@ fn ids(list: &Value) -> Vec<String> {
 fn the_scan_stores_findings_and_queues_each_new_one_once() {
     let mut db = db();
     traffic(&mut db);
-    let first = store::scan(&mut db, NOW, 7.0).unwrap();
+    let first = store::scan(&mut db, NOW, &CFG).unwrap();
     assert_eq!(first.new, vec![cheaper_id()], "{first:?}");
     assert_eq!(count(&mut db, "outbox"), 1);
     let rows = db.run("SELECT payload FROM outbox", &[]);
@@ -291,7 +342,7 @@ fn the_scan_stores_findings_and_queues_each_new_one_once() {
     assert_eq!(payload["data"]["level"], "info");
     assert_eq!(payload["scan"], "recommendations");
     // Recomputed a day later: the same finding, nothing new queued.
-    let again = store::scan(&mut db, NOW + 86_400_000, 7.0).unwrap();
+    let again = store::scan(&mut db, NOW + 86_400_000, &CFG).unwrap();
     assert!(again.new.is_empty(), "{again:?}");
     assert_eq!(count(&mut db, "outbox"), 1);
     assert_eq!(count(&mut db, "recommendations"), 1);
@@ -302,22 +353,22 @@ fn dismissal_sticks_across_recomputation_and_is_audited() {
     let mut db = db();
     traffic(&mut db);
     let id = cheaper_id();
-    let listed = store::list(&mut db, NOW, 7.0, ListFilter::Active).unwrap();
+    let listed = store::list(&mut db, NOW, &CFG, ListFilter::Active).unwrap();
     assert_eq!(ids(&listed), vec![id.clone()]);
     assert_eq!(listed["recommendations"][0]["status"], "open");
     // Unknown id.
-    let err = store::dismiss(&mut db, "rec-0000", None, "alice", NOW, 7.0).unwrap_err();
+    let err = store::dismiss(&mut db, "rec-0000", None, "alice", NOW, &CFG).unwrap_err();
     assert_eq!(err.status(), 404);
-    store::dismiss(&mut db, &id, Some("not now"), "alice", NOW, 7.0).unwrap();
+    store::dismiss(&mut db, &id, Some("not now"), "alice", NOW, &CFG).unwrap();
     // Hidden by default, marked with ?status=all, also after a new scan.
-    store::scan(&mut db, NOW + 60_000, 7.0).unwrap();
-    let active = store::list(&mut db, NOW + 60_000, 7.0, ListFilter::Active).unwrap();
+    store::scan(&mut db, NOW + 60_000, &CFG).unwrap();
+    let active = store::list(&mut db, NOW + 60_000, &CFG, ListFilter::Active).unwrap();
     assert!(ids(&active).is_empty(), "{active}");
-    let all = store::list(&mut db, NOW + 60_000, 7.0, ListFilter::All).unwrap();
+    let all = store::list(&mut db, NOW + 60_000, &CFG, ListFilter::All).unwrap();
     assert_eq!(all["recommendations"][0]["status"], "dismissed");
     assert_eq!(all["recommendations"][0]["decision"]["by"], "alice");
     // Twice: 409; applying a dismissed one: 409.
-    let again = store::dismiss(&mut db, &id, None, "alice", NOW, 7.0).unwrap_err();
+    let again = store::dismiss(&mut db, &id, None, "alice", NOW, &CFG).unwrap_err();
     assert_eq!(again.status(), 409);
     let mut kv = MemoryKeyValue::default();
     let apply = store::apply(
@@ -327,7 +378,7 @@ fn dismissal_sticks_across_recomputation_and_is_audited() {
         "generation_pipeline",
         "alice",
         NOW,
-        7.0,
+        &CFG,
     )
     .unwrap_err();
     assert_eq!(apply.status(), 409);
@@ -351,7 +402,7 @@ fn applying_a_routing_finding_starts_a_guarded_rollout_in_the_same_transaction()
         "generation_pipeline",
         "alice",
         NOW,
-        7.0,
+        &CFG,
     )
     .unwrap();
     assert_eq!(out["status"], "applied");
@@ -379,7 +430,7 @@ fn applying_a_routing_finding_starts_a_guarded_rollout_in_the_same_transaction()
         "generation_pipeline",
         "alice",
         NOW,
-        7.0,
+        &CFG,
     )
     .unwrap_err();
     assert_eq!(again.status(), 409);
@@ -388,8 +439,16 @@ fn applying_a_routing_finding_starts_a_guarded_rollout_in_the_same_transaction()
     let mut other = self::db();
     traffic(&mut other);
     let mut kv2 = MemoryKeyValue::default();
-    let missing =
-        store::apply(&mut other, &mut kv2, &id, "no-such-flag", "alice", NOW, 7.0).unwrap_err();
+    let missing = store::apply(
+        &mut other,
+        &mut kv2,
+        &id,
+        "no-such-flag",
+        "alice",
+        NOW,
+        &CFG,
+    )
+    .unwrap_err();
     assert_eq!(missing.status(), 404);
     assert_eq!(count(&mut other, "recommendations"), 0, "nothing decided");
 }
@@ -411,7 +470,7 @@ fn a_finding_that_needs_a_person_is_refused_with_its_reason() {
         "generation_pipeline",
         "alice",
         NOW,
-        7.0,
+        &CFG,
     )
     .unwrap_err();
     assert_eq!(err.status(), 409);
@@ -422,4 +481,37 @@ fn a_finding_that_needs_a_person_is_refused_with_its_reason() {
     );
     assert_eq!(count(&mut db, "recommendations"), 0);
     assert_eq!(count(&mut db, "rollouts"), 0);
+}
+
+#[test]
+fn logged_prompts_repeated_after_the_ttl_are_read_from_the_request_log() {
+    let mut db = db();
+    // 60 prompts, each sent again 2 h later: every repeat missed a 1 h cache.
+    for i in 0..120usize {
+        let mut r = request(i, Tier::Enhanced, "gpt-4o-mini", 1_000, 8.0);
+        r.ts_ms = (NOW - 10 * 3_600_000) as u64 + (i / 60) as u64 * 7_200_000 + (i % 60) as u64;
+        crate::gateway::store::record(&mut db, &r).unwrap();
+        db.run(
+            "INSERT INTO request_bodies (request_id, org_id, ts, prompt, answer) VALUES (?, '', ?, ?, '')",
+            &[
+                SqlValue::Text(r.id.clone()),
+                SqlValue::Integer(r.ts_ms as i64),
+                SqlValue::Text(format!("prompt {}", i % 60)),
+            ],
+        );
+    }
+    let inputs = store::read_inputs(&mut db, NOW, &CFG).unwrap();
+    assert_eq!(
+        (
+            inputs.repeats.requests,
+            inputs.repeats.missed,
+            inputs.repeats.suggested_ttl_secs
+        ),
+        (120, 60, 7_200)
+    );
+    let listed = store::list(&mut db, NOW, &CFG, ListFilter::Active).unwrap();
+    assert!(
+        ids(&listed).contains(&recommendation_id(Kind::CacheTtl, &[])),
+        "{listed}"
+    );
 }
