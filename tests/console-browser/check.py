@@ -370,11 +370,24 @@ def admin_flow(c):
     c.shot("scans")
     c.no_console_errors("scans")
 
-    for placeholder in ("optimization", "video-monitoring"):
-        c.go("/admin/dol/" + placeholder)
-        c.text("main h2")
-        c.no_console_errors(placeholder)
-    print("ok: experiments, models, audit, scans and the placeholder pages")
+    # Optimization: savings cards and a recommendation (a model without a
+    # price), dismissed from the page.
+    status, body = http("PUT", "/admin/models/openai/console-unpriced", unpriced, {"authorization": "Bearer " + ADMIN})
+    assert status == 200, (status, body)
+    c.go("/admin/dol/optimization")
+    c.text("#opt-saved")
+    dismiss = c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'button.action[data-dismiss]')))
+    c.shot("optimization")
+    dismiss.click()
+    c.wait_text("#recommendation-result", lambda t: "Dismissed" in t, "dismiss a recommendation")
+    _, recs = http("GET", "/admin/recommendations?status=all", headers={"authorization": "Bearer " + ADMIN})
+    assert any(r["status"] == "dismissed" for r in recs["recommendations"]), recs
+    c.no_console_errors("optimization")
+
+    c.go("/admin/dol/video-monitoring")
+    c.text("main h2")
+    c.no_console_errors("video-monitoring")
+    print("ok: experiments, models, audit, scans, optimization and the placeholder page")
 
     # Sign out: the cookie is gone and the pages ask to sign in again.
     c.go("/admin/dol")
@@ -407,6 +420,7 @@ def viewer_flow(c):
         ("audit", "main h2"),
         ("templates", "main h2"),
         ("models", "main h2"),
+        ("optimization", "#opt-saved"),
     ):
         c.go("/admin/dol/" + page)
         c.text(ready)

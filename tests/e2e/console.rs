@@ -88,7 +88,7 @@ async fn login(host: &TestHost, token: &str, extra: &[(&str, &str)]) -> Reply {
 }
 
 /// Signs in; returns the `Cookie` header value and the page's CSRF token.
-async fn session(host: &TestHost, token: &str) -> (String, String) {
+pub(crate) async fn session(host: &TestHost, token: &str) -> (String, String) {
     let r = login(host, token, &[]).await;
     assert_eq!(r.status, 303, "{}", r.text);
     let set = r.set_cookie.unwrap();

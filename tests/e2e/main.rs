@@ -27,6 +27,7 @@ mod optimize;
 mod orgs;
 mod probe;
 mod probe_routing;
+mod recommendations;
 mod replicas;
 mod replicas_crash;
 mod replicas_state_dir;

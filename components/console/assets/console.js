@@ -836,7 +836,7 @@
 
   // ---- scans ---------------------------------------------------------------
 
-  const SCANS = ["heartbeat", "alerts", "rollouts", "probes", "discovery", "report", "retention"];
+  const SCANS = ["heartbeat", "alerts", "rollouts", "probes", "discovery", "report", "retention", "recommendations"];
 
   async function scansNodes() {
     const h = await api("/api/health", { allow503: true });
@@ -900,6 +900,59 @@
     return nodes;
   }
 
+  // ---- optimization --------------------------------------------------------
+
+  function usd(v) {
+    return v === null || v === undefined ? "–" : "$" + v.toFixed(4);
+  }
+
+  /** The evidence of a recommendation in one line: test, samples, interval, p. */
+  function evidenceText(e) {
+    const parts = [e.test];
+    if (e.samples !== undefined) parts.push("n = " + (typeof e.samples === "object" ? Object.entries(e.samples).map(([k, v]) => k + " " + v).join(", ") : e.samples));
+    if (e.interval) parts.push("95 % interval [" + e.interval.map((x) => x.toFixed(3)).join(", ") + "]");
+    if (e.pValue !== undefined) parts.push("p = " + Number(e.pValue).toPrecision(3));
+    return parts.join(" · ");
+  }
+
+  async function optimizationNodes() {
+    const [m, r] = await Promise.all([api("/api/metrics?window=24h"), api("/admin/recommendations")]);
+    const t = m.totals || {};
+    const savings = el("div", { class: "cards" },
+      card("Cost (24 h)", usd(t.costUsd), "opt-cost"),
+      card("Baseline cost", usd(t.baselineCostUsd), "opt-baseline"),
+      card("Saved", usd(t.savedUsd), "opt-saved"),
+      card("Saved %", t.savedPct === null || t.savedPct === undefined ? "–" : t.savedPct.toFixed(1) + " %", "opt-saved-pct"));
+    const rows = (r.recommendations || []).map((x) => [
+      el("span", { "data-recommendation": x.id }, x.title),
+      x.kind,
+      usd(x.impact.usdPerDay),
+      pct(x.confidence),
+      evidenceText(x.evidence),
+      x.status,
+      x.status === "open"
+        ? el("span", {},
+            x.apply.type === "rollout" ? action("Apply", () => decideRecommendation(x.id, "apply"), { "data-apply": x.id }) : null,
+            action("Dismiss", () => decideRecommendation(x.id, "dismiss"), { "data-dismiss": x.id }))
+        : null,
+    ]);
+    return [
+      section("Savings against the baseline", savings),
+      section("Recommendations", table(["Recommendation", "Kind", "USD/day", "Confidence", "Evidence", "Status", ""], rows, "No recommendations: nothing in the last 7 days' telemetry supports one.")),
+    ];
+  }
+
+  async function decideRecommendation(id, what) {
+    try {
+      const r = await api("/admin/recommendations/" + encodeURIComponent(id) + "/" + what, { method: "POST" });
+      await refresh(optimizationNodes);
+      const text = what === "apply" ? "Applied: guarded rollout of " + r.rollout.variant + " at " + r.rollout.percent + " %" : "Dismissed";
+      notice(text, "ok").id = "recommendation-result";
+    } catch (err) {
+      notice(what + " failed: " + err.message, "failed");
+    }
+  }
+
   // ---- pages ---------------------------------------------------------------
 
   function placeholder(title, text) {
@@ -924,7 +977,7 @@
     templates: templatesNodes,
     audit: auditNodes,
     scans: scansNodes,
-    optimization: placeholder("Optimization", "Recommendations arrive with the optimization feature."),
+    optimization: optimizationNodes,
     "video-monitoring": placeholder("Video monitoring", "Video platform health arrives with the video feature."),
   };
 
@@ -934,6 +987,6 @@
   const render = pages[page] || pages.overview;
   // Pages with actions refresh after each action instead of on a timer, so
   // a confirmation or a just-created key is not replaced under the operator.
-  if (["flags", "keys", "audit", "scans", "models", "templates"].includes(page)) refresh(render);
+  if (["flags", "keys", "audit", "scans", "models", "templates", "optimization"].includes(page)) refresh(render);
   else every(render);
 })();

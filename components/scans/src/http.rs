@@ -1,4 +1,5 @@
-//! HTTP entry point: `POST /admin/scans/{name}` runs the named scan now and
+//! HTTP entry point (`/admin/recommendations...` goes to
+//! [`crate::recommendations`]): `POST /admin/scans/{name}` runs the named scan now and
 //! answers with its run record and summary, or 409 while another run of the
 //! scan (cron or manual, any replica) holds its lease. Admin token required
 //! (`Authorization: Bearer`).
@@ -14,6 +15,9 @@ use dol_spin_platform as platform;
 /// Routes `/admin/scans/{name}`.
 #[http_component]
 fn handle(req: Request) -> Response {
+    if req.path().starts_with("/admin/recommendations") {
+        return crate::recommendations::handle(&req);
+    }
     let Some(name) = req.path().strip_prefix("/admin/scans/") else {
         return platform::error(Code::NotFound, "no such route");
     };

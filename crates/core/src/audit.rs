@@ -30,6 +30,7 @@ pub const KINDS: &[&str] = &[
     "subject",
     "org",
     "credential",
+    "recommendation",
 ];
 
 /// Members whose values are secrets: replaced by `"[redacted]"` in the log.

@@ -122,6 +122,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0019_scan_leases.sql"),
     },
     Migration {
+        version: 20,
+        name: "recommendations",
+        sql: include_str!("../../../migrations/0020_recommendations.sql"),
+    },
+    Migration {
         version: 22,
         name: "video_inputs_models",
         sql: include_str!("../../../migrations/0022_video_inputs.sql"),

@@ -116,6 +116,7 @@ pub struct TestHostBuilder {
     max_memory_bytes: usize,
     state_from: Option<PathBuf>,
     runtime_config: Option<PathBuf>,
+    clock_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl TestHostBuilder {
@@ -138,6 +139,14 @@ impl TestHostBuilder {
     /// one); for a variable that must name the host's own URL.
     pub fn listen_port(mut self, port: u16) -> Self {
         self.listen_port = port;
+        self
+    }
+
+    /// Starts the manual cron clock at `at` instead of [`chrono_start`]
+    /// (e.g. the wall clock's minute, so a scan run by an injected tick sees
+    /// the telemetry the test's requests just wrote within its windows).
+    pub fn clock_start(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.clock_start = Some(at);
         self
     }
 
@@ -175,7 +184,7 @@ impl TestHostBuilder {
 
     /// Starts the host over the state directory `state`.
     async fn start_over(self, state: State) -> anyhow::Result<TestHost> {
-        let clock = ManualClock::new(chrono_start());
+        let clock = ManualClock::new(self.clock_start.unwrap_or_else(chrono_start));
         let mut options = HostOptions::new(&self.manifest);
         options.listen = std::net::SocketAddr::from(([127, 0, 0, 1], self.listen_port));
         options.state_dir = Some(state.path().to_path_buf());
@@ -234,6 +243,7 @@ impl TestHost {
             max_memory_bytes: 128 * 1024 * 1024,
             state_from: None,
             runtime_config: None,
+            clock_start: None,
         }
     }
 
@@ -305,9 +315,15 @@ impl TestHost {
     /// fires the cron trigger due then, and waits for it; asserts the cron
     /// scans succeeded.
     pub async fn cron_tick(&self, minutes: i64) {
+        self.cron_tick_at(chrono_start() + chrono::Duration::minutes(minutes))
+            .await;
+    }
+
+    /// Moves the manual clock to `at`, which fires the cron trigger due
+    /// then, and waits for it; asserts the cron scans succeeded.
+    pub async fn cron_tick_at(&self, at: chrono::DateTime<chrono::Utc>) {
         let mut events = self.app.cron_events();
-        self.clock
-            .set(chrono_start() + chrono::Duration::minutes(minutes));
+        self.clock.set(at);
         let event = tokio::time::timeout(Duration::from_secs(60), events.recv())
             .await
             .expect("a cron event within 60 s")

@@ -101,7 +101,7 @@ impl ProportionSample {
 }
 
 /// Count, sum and sum of squares of one group (a mean metric).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct MeanSample {
     /// Observations.
     pub n: u64,

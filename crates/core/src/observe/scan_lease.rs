@@ -19,7 +19,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::scans::{DISCOVERY, REPORT, RETENTION};
+use super::scans::{DISCOVERY, RECOMMENDATIONS, REPORT, RETENTION};
 use super::store::StoreError;
 use super::system::sql;
 use crate::error::{ApiError, Code};
@@ -65,7 +65,7 @@ pub enum Acquired {
 /// call providers, 10 minutes.
 pub fn lease_ttl_ms(name: &str) -> i64 {
     match name {
-        DISCOVERY | REPORT | RETENTION => 600_000,
+        DISCOVERY | REPORT | RETENTION | RECOMMENDATIONS => 600_000,
         _ => 50_000,
     }
 }

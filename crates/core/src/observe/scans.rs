@@ -12,6 +12,7 @@
 //! | `discovery` | `0 0 */6 * * *` | provider model lists diffed against the catalog; video platforms' lists against `catalog/videos.json` |
 //! | `report` | `0 0 3 * * *` | performance report of the last 24 h |
 //! | `retention` | `0 0 3 * * *` | deletes telemetry older than `retention_days` |
+//! | `recommendations` | `0 0 3 * * *` | recomputes the recommendations, stores them, queues each new one once ([`crate::optimize::recommend_store`]) |
 //!
 //! Spin's cron plugin tells a component only the tick's time, so every tick
 //! runs the scans [`due_scans`] names for that time; the component claims
@@ -75,9 +76,20 @@ pub const ROLLOUTS: &str = crate::rollouts::store::ROLLOUTS;
 /// out late ones, falls back, delivers completion webhooks).
 pub const VIDEO_JOBS: &str = "video-jobs";
 
+/// Name of the daily recommendations scan.
+pub const RECOMMENDATIONS: &str = crate::optimize::recommend_store::RECOMMENDATIONS;
+
 /// Every scan runnable over `POST /admin/scans/{name}`.
-pub const ALL_SCANS: [&str; 8] = [
-    ALERTS, ROLLOUTS, VIDEO_JOBS, PROBES, DISCOVERY, REPORT, RETENTION, HEARTBEAT,
+pub const ALL_SCANS: [&str; 9] = [
+    ALERTS,
+    ROLLOUTS,
+    VIDEO_JOBS,
+    PROBES,
+    DISCOVERY,
+    REPORT,
+    RETENTION,
+    RECOMMENDATIONS,
+    HEARTBEAT,
 ];
 
 /// The alert rules shipped with DOL (`alerts/rules.json`).
@@ -118,6 +130,7 @@ pub fn due_scans(timestamp: u64) -> Vec<&'static str> {
     if timestamp % 86_400 == 3 * 3_600 {
         out.push(REPORT);
         out.push(RETENTION);
+        out.push(RECOMMENDATIONS);
     }
     out
 }

@@ -56,7 +56,15 @@ fn due_scans_follow_the_schedules() {
     );
     assert_eq!(
         due_scans((midnight + 3 * 3_600) as u64),
-        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, PROBES, REPORT, RETENTION]
+        vec![
+            ALERTS,
+            ROLLOUTS,
+            VIDEO_JOBS,
+            PROBES,
+            REPORT,
+            RETENTION,
+            RECOMMENDATIONS
+        ]
     );
     assert_eq!(
         due_scans((midnight + 6 * 3_600) as u64),

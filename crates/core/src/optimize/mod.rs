@@ -5,5 +5,10 @@
 
 pub mod anomaly;
 pub mod feedback;
+pub mod recommend;
+pub mod recommend_store;
 pub mod savings;
 pub mod selection;
+
+#[cfg(test)]
+mod recommend_tests;

@@ -437,7 +437,7 @@ pub fn start(
     now_ms: i64,
 ) -> Result<Applied, RolloutError> {
     flag_store::load_latest(db, now_ms)?;
-    let applied = in_transaction(db, |db| start_in_tx(db, kv, flag, body, actor, now_ms))?;
+    let applied = in_transaction(db, |db| start_in(db, kv, flag, body, actor, now_ms))?;
     publish(db, kv, &applied, now_ms);
     Ok(applied)
 }
@@ -445,13 +445,17 @@ pub fn start(
 /// Publishes the flag version a committed change wrote. A failed
 /// publication leaves `flags::store::UNPUBLISHED` set, under which
 /// evaluators read SQLite, so the change is served either way.
-fn publish(db: &mut impl SqlExecutor, kv: &mut impl KeyValue, applied: &Applied, now_ms: i64) {
+pub fn publish(db: &mut impl SqlExecutor, kv: &mut impl KeyValue, applied: &Applied, now_ms: i64) {
     if applied.flags.is_some() {
         let _ = flag_store::publish_latest(db, kv, now_ms);
     }
 }
 
-fn start_in_tx(
+/// [`start`] inside the caller's open transaction (e.g. with another
+/// change and its audit entry, `audit::audited`); the caller publishes the
+/// written flag version with [`publish`] after the commit, and must have
+/// run `flags::store::load_latest` before the transaction.
+pub fn start_in(
     db: &mut impl SqlExecutor,
     kv: &mut impl KeyValue,
     flag: &str,
