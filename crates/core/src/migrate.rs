@@ -121,6 +121,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "scan_leases",
         sql: include_str!("../../../migrations/0019_scan_leases.sql"),
     },
+    Migration {
+        version: 21,
+        name: "anomaly_alerts",
+        sql: include_str!("../../../migrations/0021_anomaly_alerts.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -202,3 +202,39 @@ fn pearson_matches_scipy() {
         None
     );
 }
+
+#[test]
+fn feedback_folds_into_the_answering_models_routing_stats() {
+    use crate::gateway::store::{routing_state, set_routing_state};
+    use crate::storage::MemoryKeyValue;
+    let mut kv = MemoryKeyValue::default();
+    let mut state = routing_state(&mut kv);
+    state
+        .entries
+        .entry("openai/gpt-4o-mini".into())
+        .or_default()
+        .stats
+        .observe(0.2, 100, true, Some(9.0));
+    set_routing_state(&mut kv, &state).unwrap();
+    let a = |provider: &str, score: f64| Attributed {
+        request_id: "r".into(),
+        score,
+        provider: provider.into(),
+        model: "gpt-4o-mini".into(),
+        tier: "enhanced".into(),
+        route: "chat".into(),
+        variant: "-".into(),
+        quality: Some(9.0),
+    };
+    for _ in 0..5 {
+        fold_into_routing(&mut kv, &a("openai", 0.0)).unwrap();
+    }
+    // Offline answers credit nobody.
+    fold_into_routing(&mut kv, &a("offline", 1.0)).unwrap();
+    let state = routing_state(&mut kv);
+    let stats = state.entries["openai/gpt-4o-mini"].stats;
+    assert_eq!((stats.feedback_n, stats.feedback_quality), (5, Some(0.0)));
+    // 0.5 · 9 + 0.5 · 0.
+    assert_eq!(stats.routing_quality(), Some(4.5));
+    assert_eq!(state.entries.len(), 1);
+}
