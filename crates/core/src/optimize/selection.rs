@@ -332,8 +332,10 @@ pub fn observed_accuracy(served: &[Served], threshold: f64, min_samples: u64) ->
     accuracy
 }
 
-/// The scored (or fed-back) answers since `from_ms`, cache hits left out,
-/// for [`observed_accuracy`].
+/// The scored (or fed-back) answers since `from_ms`, for
+/// [`observed_accuracy`]. Cache hits (no model was chosen) and offline
+/// answers (DOL's last-resort fallback, never a routing choice that could
+/// be "the cheapest model meeting the threshold") are left out.
 pub fn served_since(
     db: &mut impl crate::storage::SqlExecutor,
     from_ms: i64,
@@ -343,7 +345,8 @@ pub fn served_since(
         "SELECT r.route, r.provider || '/' || r.model, COALESCE(r.cost_micros, 0), \
          COALESCE(f.score * 10.0, r.quality) FROM requests r \
          LEFT JOIN feedback f ON f.request_id = r.id \
-         WHERE r.ts >= ? AND r.cached = 0 AND (r.quality IS NOT NULL OR f.score IS NOT NULL)",
+         WHERE r.ts >= ? AND r.cached = 0 AND r.provider <> 'offline' \
+         AND (r.quality IS NOT NULL OR f.score IS NOT NULL)",
         &[SqlValue::Integer(from_ms)],
     )?
     .iter()
