@@ -94,16 +94,11 @@ pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
 /// failure is reported in the summary, not raised, so rule alerts and
 /// deliveries still run.
 fn anomalies(db: &Db, now_ms: i64) -> Value {
-    let (for_minutes, setting_error) = match anomaly_alerts::parse_for(&var("anomaly_for")) {
-        Ok(minutes) => (minutes, None),
-        Err(err) => {
-            eprintln!(
-                "scans: {err}; using {}m",
-                anomaly_alerts::DEFAULT_FOR_MINUTES
-            );
-            (anomaly_alerts::DEFAULT_FOR_MINUTES, Some(err.to_string()))
-        }
-    };
+    let (for_minutes, refused) = anomaly_alerts::for_minutes_in_force(&var("anomaly_for"));
+    let setting_error = refused.map(|err| {
+        eprintln!("scans: {err}; using {for_minutes}m");
+        err.to_string()
+    });
     match anomaly_alerts::run(&mut SpinSql(db), for_minutes, now_ms) {
         Ok(run) => json!({
             "for_minutes": for_minutes,

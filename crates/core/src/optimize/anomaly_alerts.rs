@@ -148,6 +148,16 @@ pub fn parse_for(text: &str) -> Result<usize, SettingError> {
         .ok_or_else(|| SettingError::For(t.to_owned()))
 }
 
+/// The `anomaly_for` setting in force: its minutes, or the default with the
+/// reason when it is refused (anomaly alerting must not stop over a typo; the
+/// caller logs the reason and reports it in the scan's summary).
+pub fn for_minutes_in_force(text: &str) -> (usize, Option<SettingError>) {
+    match parse_for(text) {
+        Ok(minutes) => (minutes, None),
+        Err(e) => (DEFAULT_FOR_MINUTES, Some(e)),
+    }
+}
+
 /// The minute ranges `[from, to)` (Unix seconds) the scan at `now_secs`
 /// reads with `for_minutes`: the recent windows, and around each seasonal lag
 /// what its prediction and residuals look at.

@@ -60,6 +60,10 @@ fn the_for_setting_parses_minutes_and_refuses_the_rest() {
     for bad in ["0m", "90s", "2d", "soon", "-3m"] {
         assert!(parse_for(bad).is_err(), "{bad}");
     }
+    assert_eq!(for_minutes_in_force("5m"), (5, None));
+    let (minutes, refused) = for_minutes_in_force("soon");
+    assert_eq!(minutes, DEFAULT_FOR_MINUTES);
+    assert!(refused.is_some());
     assert!(
         parse_for("90s")
             .unwrap_err()
