@@ -380,11 +380,12 @@ async fn gateway_metrics_compare_pipeline_variants() {
     .await;
     assert_eq!(s, 201, "{b}");
     let mut expected = std::collections::BTreeMap::<String, u64>::new();
+    // One request id per variant, to give feedback on.
+    let mut first = std::collections::BTreeMap::<String, String>::new();
     for i in 0..40 {
         let user = format!("pipeline-user-{i}");
-        *expected
-            .entry(local_variant("generation_pipeline", &flag, &user))
-            .or_default() += 1;
+        let variant = local_variant("generation_pipeline", &flag, &user);
+        *expected.entry(variant.clone()).or_default() += 1;
         let body = json!({
             "model": "auto", "user": user,
             "messages": [{"role": "user", "content": "Explain how Rust ownership prevents data races"}]
@@ -401,8 +402,19 @@ async fn gateway_metrics_compare_pipeline_variants() {
             .await
             .unwrap();
         assert_eq!(resp.status().as_u16(), 200);
+        let id = resp.headers()["x-dol-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        first.entry(variant).or_insert(id);
         // Read the answer so the gateway finishes writing it.
         resp.text().await.unwrap();
+    }
+    // Thumbs down on the comprehensive answer, up on the basic one.
+    for (variant, score) in [("comprehensive", -1), ("basic", 1)] {
+        let body = json!({"request_id": first[variant], "score": score}).to_string();
+        let (s, b) = call(&host, "POST", "/v1/feedback", Some(API_KEY), Some(&body)).await;
+        assert_eq!(s, 201, "{b}");
     }
     let (s, r) = admin(&host, "GET", "/admin/experiments/cheaper-pipeline", None).await;
     assert_eq!(s, 200, "{r}");
@@ -428,6 +440,18 @@ async fn gateway_metrics_compare_pipeline_variants() {
     assert_eq!(cost["comparison"]["outcome"], "better", "{r:#}");
     let success = &r["metrics"][2]["variants"];
     assert_eq!(success[0]["value"], 1.0);
+    // Every report lists each variant's feedback (informational).
+    let fb = &r["feedback"];
+    assert_eq!(
+        (&fb[0]["variant"], &fb[0]["n"], &fb[0]["value"]),
+        (&json!("comprehensive"), &json!(1), &json!(0.0)),
+        "{r:#}"
+    );
+    assert_eq!(
+        (&fb[1]["variant"], &fb[1]["n"], &fb[1]["value"]),
+        (&json!("basic"), &json!(1), &json!(1.0)),
+        "{r:#}"
+    );
     assert_eq!(r["verdict"]["decision"], "ship", "{r:#}");
     host.app.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! `POST /v1/feedback`: authenticate (API key), parse the score
 //! (`dol_core::optimize::feedback`), store it against the request it names
-//! (answered for the same key), answer 201 with what it was attributed to.
+//! (answered for the same key), fold it into the routing state (the
+//! model's feedback EWMA), answer 201 with what it was attributed to.
 
 use dol_core::error::ApiError;
 use dol_core::optimize::feedback;
@@ -9,7 +10,7 @@ use spin_sdk::http::Response;
 
 use crate::request::Incoming;
 use crate::{config, reply};
-use dol_spin_platform::{self as platform, SpinSql};
+use dol_spin_platform::{self as platform, SpinKv, SpinSql};
 
 /// Serves `POST /v1/feedback`.
 pub fn post_feedback(req: &Incoming) -> Response {
@@ -32,7 +33,18 @@ pub fn post_feedback(req: &Incoming) -> Response {
     };
     let now = u64::try_from(platform::now_ms()).unwrap_or(0);
     match feedback::record(&mut SpinSql(&db), &input, &caller.id, now) {
-        Ok(Ok(attributed)) => platform::json(201, &serde_json::json!(attributed)),
+        Ok(Ok(attributed)) => {
+            // The feedback is stored either way; routing learns it when it can.
+            let folded = SpinKv::open_default()
+                .map_err(|e| format!("{e:#}"))
+                .and_then(|mut kv| {
+                    feedback::fold_into_routing(&mut kv, &attributed).map_err(|e| e.to_string())
+                });
+            if let Err(e) = folded {
+                eprintln!("feedback: routing state not updated: {e}");
+            }
+            platform::json(201, &serde_json::json!(attributed))
+        }
         Ok(Err(e)) => reply::openai(&ApiError::from(e)),
         Err(e) => reply::internal("feedback: store", &e),
     }

@@ -1,13 +1,16 @@
 //! The `alerts` scan (every minute): the storage round trips, then
 //! `dol_core::observe::scan_store::run_alerts` (the health score — the
 //! same one `/api/health` shows — rule metrics, automatic emergency mode,
-//! the alert state machine), then folding flag evaluation counts and the
-//! usage minutes into hour rollups, and delivering due outbox messages.
+//! the alert state machine), then the anomaly pass
+//! (`dol_core::optimize::anomaly_alerts`: detector → alerts of source
+//! `anomaly`), then folding flag evaluation counts and the usage minutes into
+//! hour rollups, and delivering due outbox messages.
 
 use dol_core::observe::admin;
 use dol_core::observe::alerts::AlertRule;
 use dol_core::observe::scan_store;
 use dol_core::observe::system::{self, SCANS_PROBE_KEY};
+use dol_core::optimize::anomaly_alerts;
 use dol_spin_platform::Db;
 use serde_json::{Value, json};
 
@@ -57,6 +60,7 @@ pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     for warning in &run.warnings {
         eprintln!("scans: health score input left out: {warning}");
     }
+    let anomalies = anomalies(db, now_ms);
     // Flag evaluation counts for /metrics; a failure here must not stop
     // alerting, so it is reported in the summary instead.
     let flag_evaluations = crate::flag_fold::run(db, now_ms).unwrap_or_else(|err| {
@@ -78,8 +82,35 @@ pub fn run(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
         "emergency": run.emergency,
         "firing": run.firing,
         "queued": run.queued,
+        "anomalies": anomalies,
         "delivery": delivery,
         "flag_evaluations": flag_evaluations,
         "usage_fold": usage_fold,
     }))
+}
+
+/// The anomaly pass with the `anomaly_for` setting (a bad one is reported
+/// and the default used: anomaly alerting must not stop over a typo); a
+/// failure is reported in the summary, not raised, so rule alerts and
+/// deliveries still run.
+fn anomalies(db: &Db, now_ms: i64) -> Value {
+    let (for_minutes, refused) = anomaly_alerts::for_minutes_in_force(&var("anomaly_for"));
+    let setting_error = refused.map(|err| {
+        eprintln!("scans: {err}; using {for_minutes}m");
+        err.to_string()
+    });
+    match anomaly_alerts::run(&mut SpinSql(db), for_minutes, now_ms) {
+        Ok(run) => json!({
+            "for_minutes": for_minutes,
+            "setting_error": setting_error,
+            "findings": run.findings.len(),
+            "fired": run.alerts.fired,
+            "resolved": run.alerts.resolved,
+            "queued": run.alerts.queued,
+        }),
+        Err(err) => {
+            eprintln!("scans: anomaly pass failed: {err}");
+            json!({ "error": "anomaly pass failed (see the log)" })
+        }
+    }
 }

@@ -127,6 +127,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../../migrations/0020_recommendations.sql"),
     },
     Migration {
+        version: 21,
+        name: "anomaly_alerts",
+        sql: include_str!("../../../migrations/0021_anomaly_alerts.sql"),
+    },
+    Migration {
         version: 22,
         name: "video_inputs_models",
         sql: include_str!("../../../migrations/0022_video_inputs.sql"),

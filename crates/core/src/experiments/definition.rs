@@ -105,6 +105,9 @@ pub enum MetricKind {
     /// Gateway: share of requests that were not errors (`offline` and
     /// `stream_aborted` outcomes are errors).
     Success,
+    /// Gateway: mean user feedback (`POST /v1/feedback`, normalized to
+    /// 0–1) on the variant's requests.
+    Feedback,
 }
 
 impl MetricKind {
@@ -117,6 +120,7 @@ impl MetricKind {
             Self::LatencyMs => "latency_ms",
             Self::Cost => "cost",
             Self::Success => "success",
+            Self::Feedback => "feedback",
         }
     }
 
@@ -301,10 +305,11 @@ fn parse_metric(v: &Value, path: &str) -> Result<Metric, DefinitionError> {
         "latency_ms" => MetricKind::LatencyMs,
         "cost" => MetricKind::Cost,
         "success" => MetricKind::Success,
+        "feedback" => MetricKind::Feedback,
         _ => {
             return Err(DefinitionError::new(
                 format!("{path}.kind"),
-                "must be one of conversion, mean, quality, latency_ms, cost, success",
+                "must be one of conversion, mean, quality, latency_ms, cost, success, feedback",
             ));
         }
     };

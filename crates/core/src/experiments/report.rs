@@ -46,6 +46,9 @@ pub struct VariantData {
     pub units: u64,
     /// Metric name → its statistics. A missing metric counts as no data.
     pub metrics: BTreeMap<String, MetricData>,
+    /// User feedback on the variant's requests (normalized 0–1), whatever
+    /// the metrics: every report shows it ([`Report::feedback`]).
+    pub feedback: Option<MeanSample>,
 }
 
 /// Per-variant data, keyed by variant name. Variants not present have no data.
@@ -158,6 +161,11 @@ pub struct Report {
     pub verdict: Verdict,
     /// Per-treatment decisions.
     pub treatments: Vec<Verdict>,
+    /// Mean user feedback per variant (`POST /v1/feedback`, normalized
+    /// 0–1) with its t interval at `1 − alpha` and, for treatments, Welch's
+    /// t-test against the control. Shown for information: it decides the
+    /// verdict only when declared as a metric (kind `feedback`).
+    pub feedback: Vec<VariantResult>,
 }
 
 fn comparison(
@@ -305,6 +313,35 @@ pub fn build(key: &str, def: &Definition, data: &ExperimentData) -> Report {
         .map(|t| treatment_verdict(def, t, &metrics, &units, srm_mismatch))
         .collect();
     let verdict = overall(&per_treatment, &metrics, srm_mismatch, &units);
+    let feedback_metric = Metric {
+        name: "feedback".to_owned(),
+        kind: super::definition::MetricKind::Feedback,
+        direction: Direction::Higher,
+    };
+    let feedback_of = |v: &str| {
+        data.get(v)
+            .and_then(|d| d.feedback)
+            .filter(|m| m.n > 0)
+            .map(MetricData::Mean)
+    };
+    let control_feedback = feedback_of(&def.control);
+    let feedback = names
+        .iter()
+        .map(|v| {
+            let data = feedback_of(v);
+            let mut line = variant_line(v, data.as_ref(), alpha);
+            if *v != def.control {
+                line.comparison = comparison(
+                    &feedback_metric,
+                    control_feedback.as_ref(),
+                    data.as_ref(),
+                    alpha,
+                )
+                .ok();
+            }
+            line
+        })
+        .collect();
     Report {
         key: key.to_owned(),
         flag: def.flag.clone(),
@@ -315,6 +352,7 @@ pub fn build(key: &str, def: &Definition, data: &ExperimentData) -> Report {
         metrics,
         verdict,
         treatments: per_treatment,
+        feedback,
     }
 }
 

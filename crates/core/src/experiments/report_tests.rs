@@ -34,7 +34,11 @@ fn variant(units: u64, conversions: u64, load: MeanSample) -> VariantData {
         }),
     );
     metrics.insert("mean:load_ms".to_owned(), MetricData::Mean(load));
-    VariantData { units, metrics }
+    VariantData {
+        units,
+        metrics,
+        feedback: None,
+    }
 }
 
 /// 100 load times around `mean` with a fixed spread.
@@ -297,4 +301,53 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn every_report_shows_feedback_per_variant_with_its_interval() {
+    let d = def(0.15, (1.0, 1.0));
+    let with = |v: VariantData, fb: &[f64]| VariantData {
+        feedback: Some(MeanSample::from_values(fb)),
+        ..v
+    };
+    let control = with(variant(2000, 200, load(500.0)), &[1.0, 1.0, 0.5, 1.0]);
+    let treatment = with(variant(2000, 200, load(500.0)), &[0.0, 0.5, 0.0, 0.5]);
+    let r = build("exp", &d, &data(control, treatment));
+    assert_eq!(r.feedback.len(), 2);
+    let c = &r.feedback[0];
+    // Control: 1, 1, 0.5, 1 → mean 0.875, sd 0.25, se 0.125,
+    // t(0.975, 3) = 3.182446: 0.875 ± 0.397806.
+    assert_eq!(
+        (c.variant.as_str(), c.n, c.value),
+        ("control", 4, Some(0.875))
+    );
+    let (lo, hi) = c.ci.unwrap();
+    assert!(
+        (lo - 0.477_194).abs() < 1e-5 && (hi - 1.272_806).abs() < 1e-5,
+        "{lo} {hi}"
+    );
+    assert!(c.comparison.is_none());
+    let t = &r.feedback[1];
+    assert_eq!(t.value, Some(0.25));
+    let cmp = t.comparison.as_ref().unwrap();
+    assert_eq!(
+        cmp.stats,
+        welch_t_test(
+            MeanSample::from_values(&[1.0, 1.0, 0.5, 1.0]),
+            MeanSample::from_values(&[0.0, 0.5, 0.0, 0.5]),
+            0.05
+        )
+        .unwrap()
+    );
+    assert_eq!(cmp.outcome, "worse");
+    // Informational only: the verdict is the declared metrics'.
+    assert_ne!(r.verdict.decision, Decision::Stop, "{:?}", r.verdict);
+    // No feedback: lines without values.
+    let r = build(
+        "exp",
+        &d,
+        &data(variant(10, 1, load(1.0)), variant(10, 1, load(1.0))),
+    );
+    assert_eq!(r.feedback[1].value, None);
+    assert!(r.feedback[1].comparison.is_none());
 }

@@ -279,9 +279,15 @@ fn gateway_sql(kind: &MetricKind) -> Option<&'static str> {
              SUM(CASE WHEN outcome IN ('offline', 'stream_aborted') THEN 0 ELSE 1 END) \
              FROM requests WHERE ts >= ? GROUP BY variant"
         }
+        MetricKind::Feedback => FEEDBACK_SQL,
         MetricKind::Conversion { .. } | MetricKind::Mean { .. } => return None,
     })
 }
+
+/// Mean normalized feedback (0–1) per variant since `?`: `(variant, n, sum,
+/// sum_sq)`. The `feedback` table carries the request's variant (migration 12).
+const FEEDBACK_SQL: &str = "SELECT variant, COUNT(score), TOTAL(score), TOTAL(score * score) \
+     FROM feedback WHERE ts >= ? GROUP BY variant";
 
 /// Collects the per-variant sufficient statistics of every metric of `def`.
 /// Variants outside the definition are ignored.
@@ -385,6 +391,17 @@ pub fn collect(
                 let rows = run(db, "gateway metric", sql, std::slice::from_ref(&start))?;
                 insert_means(&mut data, &metric.name, &rows)?;
             }
+        }
+    }
+    // Every report shows each variant's user feedback, declared or not.
+    let rows = run(db, "feedback", FEEDBACK_SQL, std::slice::from_ref(&start))?;
+    for row in &rows {
+        if let Some(d) = data.get_mut(&text_at(row, 0)?) {
+            d.feedback = Some(MeanSample {
+                n: count_at(row, 1)?,
+                sum: real_at(row, 2)?,
+                sum_sq: real_at(row, 3)?,
+            });
         }
     }
     Ok(data)

@@ -288,3 +288,60 @@ fn a_request_s_events_are_stored_all_or_none() {
     failing.fail_on = None;
     assert_eq!(crate::test_db::count(&mut failing, "events"), 2);
 }
+
+fn feedback_row(db: &mut TestDb, id: &str, ts: i64, variant: &str, score: f64) {
+    db.execute(
+        "INSERT INTO feedback (request_id, ts, key_id, scale, raw_score, score, provider, model, \
+         tier, route, variant) VALUES (?, ?, 'k', 'thumbs', 1, ?, 'p', 'm', 'basic', 'chat', ?)",
+        &[
+            SqlValue::Text(id.into()),
+            SqlValue::Integer(ts),
+            SqlValue::Real(score),
+            SqlValue::Text(variant.into()),
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
+fn feedback_per_variant_is_collected_and_can_be_a_metric() {
+    let mut db = db();
+    let d = definition::parse(
+        &json!({
+            "flag": "generation_pipeline", "control": "comprehensive", "start_ms": 1000,
+            "variants": [{"name": "comprehensive", "weight": 1}, {"name": "basic", "weight": 1}],
+            "primary": {"kind": "feedback"}
+        }),
+        0,
+    )
+    .unwrap();
+    feedback_row(&mut db, "early", 999, "comprehensive", 0.0);
+    for (i, s) in [1.0, 1.0, 0.5].iter().enumerate() {
+        feedback_row(
+            &mut db,
+            &format!("c{i}"),
+            1000 + i as i64,
+            "comprehensive",
+            *s,
+        );
+    }
+    for (i, s) in [0.0, 0.5].iter().enumerate() {
+        feedback_row(&mut db, &format!("b{i}"), 1000 + i as i64, "basic", *s);
+    }
+    feedback_row(&mut db, "other", 1000, "elsewhere", 1.0);
+    let data = store::collect(&mut db, &d).unwrap();
+    let c = data["comprehensive"].feedback.unwrap();
+    assert_eq!((c.n, c.sum, c.sum_sq), (3, 2.5, 2.25));
+    let b = data["basic"].feedback.unwrap();
+    assert_eq!((b.n, b.sum, b.sum_sq), (2, 0.5, 0.25));
+    // Declared as the primary metric: the same sums.
+    assert_eq!(
+        data["basic"].metrics["feedback"],
+        MetricData::Mean(MeanSample {
+            n: 2,
+            sum: 0.5,
+            sum_sq: 0.25
+        })
+    );
+    assert!(!data.contains_key("elsewhere"));
+}

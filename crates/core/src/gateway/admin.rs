@@ -151,7 +151,8 @@ pub fn parse_model(provider: &str, model: &str, mut body: Value) -> Result<Catal
 }
 
 /// `GET /admin/models`: each catalog entry with what routing observed of it
-/// (latency, success, quality, circuit-breaker state at `now_ms`).
+/// (latency, success, quality, user feedback and the quality routing uses,
+/// circuit-breaker state at `now_ms`).
 pub fn models_json(entries: &[CatalogEntry], state: &RoutingState, now_ms: u64) -> Value {
     let list: Vec<Value> = entries
         .iter()
@@ -164,6 +165,9 @@ pub fn models_json(entries: &[CatalogEntry], state: &RoutingState, now_ms: u64) 
                     "latency_p95_ms": s.stats.p95_ms(),
                     "success_rate": s.stats.success_rate,
                     "quality": s.stats.quality,
+                    "feedback_samples": s.stats.feedback_n,
+                    "feedback_quality": s.stats.feedback_quality,
+                    "routing_quality": s.stats.routing_quality(),
                 });
                 v["circuit"] =
                     serde_json::to_value(s.breaker.state_at(now_ms)).unwrap_or(Value::Null);

@@ -13,7 +13,10 @@
 //! - `latency = fastest_p95 / p95` over candidates with observations; without
 //!   observations, [`RoutingWeights::prior_latency_score`];
 //! - `success` = the EWMA success rate, or [`RoutingWeights::prior_success`];
-//! - `quality` = the EWMA quality / 10, or [`RoutingWeights::prior_quality`].
+//! - `quality` = [`ObservedStats::routing_quality`] / 10 — the EWMA of the
+//!   automatic score, blended half and half with the EWMA of user feedback
+//!   once a model has [`FEEDBACK_MIN_SAMPLES`] feedbacks — or
+//!   [`RoutingWeights::prior_quality`].
 //!
 //! Ties are broken by `(provider, model)` ascending, so the order is a pure
 //! function of the inputs.
@@ -70,7 +73,22 @@ pub struct ObservedStats {
     pub success_rate: f64,
     /// EWMA of quality 0–10 (`None` until a scored answer).
     pub quality: Option<f64>,
+    /// User feedback folded in (`POST /v1/feedback`).
+    #[serde(default)]
+    pub feedback_n: u64,
+    /// EWMA of user feedback mapped to 0–10 (`None` until some arrives).
+    #[serde(default)]
+    pub feedback_quality: Option<f64>,
 }
+
+/// Feedback answers a model needs before they move its routing quality
+/// (fewer are a handful of opinions, not evidence).
+pub const FEEDBACK_MIN_SAMPLES: u64 = 5;
+/// Share of user feedback in the routing quality once it has
+/// [`FEEDBACK_MIN_SAMPLES`]: `(1 − w) · automatic + w · feedback`. Half:
+/// users see what the automatic score cannot (facts, usefulness), the
+/// automatic score sees every answer.
+pub const FEEDBACK_WEIGHT: f64 = 0.5;
 
 impl Default for ObservedStats {
     fn default() -> Self {
@@ -80,6 +98,8 @@ impl Default for ObservedStats {
             latency_var_ms2: 0.0,
             success_rate: 1.0,
             quality: None,
+            feedback_n: 0,
+            feedback_quality: None,
         }
     }
 }
@@ -115,6 +135,41 @@ impl ObservedStats {
             });
         }
         self.samples = self.samples.saturating_add(1);
+    }
+
+    /// Folds in one user feedback, mapped to 0–10 (the normalized 0–1
+    /// score × 10), with smoothing factor `alpha` (as [`Self::observe`]; the
+    /// first one seeds the average). Non-finite scores are ignored.
+    pub fn observe_feedback(&mut self, alpha: f64, quality: f64) {
+        if !quality.is_finite() {
+            return;
+        }
+        let a = if alpha.is_nan() {
+            1.0
+        } else {
+            alpha.clamp(0.01, 1.0)
+        };
+        let q = quality.clamp(0.0, 10.0);
+        self.feedback_quality = Some(match self.feedback_quality {
+            None => q,
+            Some(old) => old + a * (q - old),
+        });
+        self.feedback_n = self.feedback_n.saturating_add(1);
+    }
+
+    /// The quality routing uses, 0–10: the automatic score's EWMA blended
+    /// with the feedback EWMA at [`FEEDBACK_WEIGHT`] once
+    /// [`FEEDBACK_MIN_SAMPLES`] feedbacks arrived (the feedback alone while
+    /// nothing was scored); the automatic EWMA before that.
+    pub fn routing_quality(&self) -> Option<f64> {
+        let feedback = self
+            .feedback_quality
+            .filter(|_| self.feedback_n >= FEEDBACK_MIN_SAMPLES);
+        match (self.quality, feedback) {
+            (Some(auto), Some(fb)) => Some((1.0 - FEEDBACK_WEIGHT) * auto + FEEDBACK_WEIGHT * fb),
+            (None, Some(fb)) => Some(fb),
+            (auto, None) => auto,
+        }
     }
 
     /// p95 latency estimate, `mean + 1.645 σ` (normal approximation); `None` without samples.
@@ -373,7 +428,7 @@ pub fn route(
             };
             let success = stats.map_or(weights.prior_success, |s| s.success_rate);
             let quality = stats
-                .and_then(|s| s.quality)
+                .and_then(ObservedStats::routing_quality)
                 .map_or(weights.prior_quality, |q| q / 10.0);
             let score = weights.price * price
                 + weights.latency * latency
@@ -602,6 +657,77 @@ mod tests {
         ];
         let d = route(&cands, &req(), &RoutingWeights::default(), 0);
         assert_eq!(keys(&d), vec!["b/m", "a/m"]);
+    }
+
+    #[test]
+    fn feedback_moves_the_routing_quality_after_enough_answers() {
+        let mut s = ObservedStats::default();
+        s.observe(0.2, 500, true, Some(9.0));
+        assert_eq!(s.routing_quality(), Some(9.0));
+        // Four thumbs down (0 on 0–10): too few to count.
+        for _ in 0..4 {
+            s.observe_feedback(0.2, 0.0);
+        }
+        assert_eq!((s.feedback_n, s.routing_quality()), (4, Some(9.0)));
+        s.observe_feedback(0.2, f64::NAN);
+        assert_eq!(s.feedback_n, 4);
+        // The fifth: (1 − 0.5) · 9 + 0.5 · 0 = 4.5.
+        s.observe_feedback(0.2, 0.0);
+        assert_eq!(s.routing_quality(), Some(4.5));
+        // EWMA: a thumbs up (10) after them moves the feedback to 2.
+        s.observe_feedback(0.2, 10.0);
+        assert_eq!(s.feedback_quality, Some(2.0));
+        assert_eq!(s.routing_quality(), Some(5.5));
+        // Feedback alone when nothing was scored.
+        let mut only = ObservedStats::default();
+        for _ in 0..5 {
+            only.observe_feedback(0.2, 8.0);
+        }
+        assert_eq!(only.routing_quality(), Some(8.0));
+        // Stored states from before feedback read without it.
+        let old: ObservedStats = serde_json::from_str(
+            r#"{"samples":1,"latency_mean_ms":5.0,"latency_var_ms2":0.0,"success_rate":1.0,"quality":7.0}"#,
+        )
+        .unwrap();
+        assert_eq!((old.feedback_n, old.routing_quality()), (0, Some(7.0)));
+    }
+
+    #[test]
+    fn bad_feedback_reorders_models_the_automatic_score_ties() {
+        let a = entry("a", "m", Some(1_000_000), Tier::Comprehensive);
+        let b = entry("b", "m", Some(1_000_000), Tier::Comprehensive);
+        let mut liked = ObservedStats::default();
+        let mut disliked = ObservedStats::default();
+        for _ in 0..10 {
+            liked.observe(0.2, 500, true, Some(8.0));
+            disliked.observe(0.2, 500, true, Some(8.0));
+        }
+        let cands = |x: &ObservedStats, y: &ObservedStats| {
+            route(
+                &[
+                    Candidate {
+                        entry: &a,
+                        stats: Some(x),
+                        breaker: None,
+                    },
+                    Candidate {
+                        entry: &b,
+                        stats: Some(y),
+                        breaker: None,
+                    },
+                ],
+                &req(),
+                &RoutingWeights::default(),
+                0,
+            )
+        };
+        // A tie: broken by name, `a` first.
+        assert_eq!(keys(&cands(&disliked, &liked)), vec!["a/m", "b/m"]);
+        for _ in 0..5 {
+            disliked.observe_feedback(0.2, 0.0);
+            liked.observe_feedback(0.2, 10.0);
+        }
+        assert_eq!(keys(&cands(&disliked, &liked)), vec!["b/m", "a/m"]);
     }
 
     #[test]

@@ -419,15 +419,18 @@ pub enum AlertSource {
     Alertmanager,
     /// DOL's generic HMAC-signed inbound webhook.
     Webhook,
+    /// DOL's anomaly detector (`crate::optimize::anomaly_alerts`).
+    Anomaly,
 }
 
 impl AlertSource {
-    /// The lowercase name (`rule`, `alertmanager`, `webhook`).
+    /// The lowercase name (`rule`, `alertmanager`, `webhook`, `anomaly`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Rule => "rule",
             Self::Alertmanager => "alertmanager",
             Self::Webhook => "webhook",
+            Self::Anomaly => "anomaly",
         }
     }
 
@@ -437,6 +440,7 @@ impl AlertSource {
             "rule" => Some(Self::Rule),
             "alertmanager" => Some(Self::Alertmanager),
             "webhook" => Some(Self::Webhook),
+            "anomaly" => Some(Self::Anomaly),
             _ => None,
         }
     }

@@ -360,8 +360,10 @@ pub fn read_api_health<E: SqlExecutor, K: KeyValue>(
         alerts: Vec::new(),
         emergency: Default::default(),
         override_by: None,
+        anomalies: Vec::new(),
     };
     if let Some(db) = db.filter(|_| sqlite.ok) {
+        inputs.anomalies = crate::optimize::anomaly_alerts::active(db, now_ms)?;
         inputs.alerts = store::active_alerts(db)?
             .iter()
             .map(|a| ActiveAlert::from(&a.state))
@@ -666,6 +668,39 @@ pub fn usage_since_in(
             "SELECT {} FROM usage_minute WHERE minute >= ?{org} \
              GROUP BY minute, tier, provider, model, outcome, variant",
             usage_sum_columns("minute", "variant")
+        ),
+        &params,
+    )?
+    .iter()
+    .map(|values| usage_row("usage_minute", values))
+    .collect()
+}
+
+/// The `usage_minute` rows in any of `ranges` (`[from, to)`, Unix
+/// seconds), one per minute and series (every org's rows summed): what the
+/// anomaly scan reads (`crate::optimize::anomaly_alerts::ranges`).
+pub fn usage_in_ranges(
+    db: &mut impl SqlExecutor,
+    ranges: &[(i64, i64)],
+) -> Result<Vec<UsageRow>, StoreError> {
+    if ranges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut params = Vec::with_capacity(ranges.len() * 2);
+    let mut conditions = Vec::with_capacity(ranges.len());
+    for &(from, to) in ranges {
+        conditions.push("(minute >= ? AND minute < ?)");
+        params.push(SqlValue::Integer(from));
+        params.push(SqlValue::Integer(to));
+    }
+    sql(
+        db,
+        "read usage ranges",
+        &format!(
+            "SELECT {} FROM usage_minute WHERE {} \
+             GROUP BY minute, tier, provider, model, outcome, variant",
+            usage_sum_columns("minute", "variant"),
+            conditions.join(" OR ")
         ),
         &params,
     )?

@@ -991,6 +991,11 @@ pub struct HealthBody {
     /// Video platforms with jobs in the last hour: success rate, queue
     /// time, duration, cost, open jobs, healthy or not.
     pub video_platforms: Vec<crate::video::health::PlatformHealth>,
+    /// Firing anomaly alerts (series outside their expected band), with the
+    /// band in `summary`. Listed beside the score, not part of it: the
+    /// error rate and latency behind an anomaly already weigh in the score,
+    /// and an unusual value is not by itself a failure.
+    pub anomalies: Vec<crate::optimize::anomaly_alerts::AnomalyView>,
     /// The org whose requests the score's telemetry, `generation` and
     /// uptime are of (`/api/health?org=ID`); absent for the deployment.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1017,6 +1022,8 @@ pub struct HealthInputs {
     pub emergency: EmergencyState,
     /// Who set the override.
     pub override_by: Option<String>,
+    /// Firing anomaly alerts.
+    pub anomalies: Vec<crate::optimize::anomaly_alerts::AnomalyView>,
 }
 
 /// Minimum requests in 5 minutes before the generation check can fail.
@@ -1062,6 +1069,7 @@ pub fn assemble_health(i: HealthInputs) -> HealthBody {
         scans: scan_freshness(&i.score.scans, now_ms),
         video_platforms: i.score.video,
         providers: i.score.breakers,
+        anomalies: i.anomalies,
         org: None,
     }
 }
@@ -1391,6 +1399,7 @@ mod tests {
         let now_ms = 100_000 * 60_000 + 5_000;
         let minute = 100_000 * 60;
         let inputs = |rows: Vec<UsageRow>, breakers: Vec<Breaker>| HealthInputs {
+            anomalies: Vec::new(),
             score: ScoreInputs {
                 storage: vec![
                     CheckResult::pass("database", 3),

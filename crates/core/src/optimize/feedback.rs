@@ -263,6 +263,29 @@ pub fn record(
     Ok(Ok(a))
 }
 
+/// Folds an attributed feedback into the gateway's routing state (the
+/// answering model's feedback EWMA, see
+/// [`crate::gateway::routing::ObservedStats::routing_quality`]: it moves the
+/// routing quality once the model has
+/// [`crate::gateway::routing::FEEDBACK_MIN_SAMPLES`] feedbacks). Offline
+/// answers are not routed and are left out.
+pub fn fold_into_routing(
+    kv: &mut impl crate::storage::KeyValue,
+    a: &Attributed,
+) -> Result<(), crate::gateway::store::GatewayStoreError> {
+    if a.provider.is_empty() || a.provider == "offline" {
+        return Ok(());
+    }
+    let mut state = crate::gateway::store::routing_state(kv);
+    state
+        .entries
+        .entry(format!("{}/{}", a.provider, a.model))
+        .or_default()
+        .stats
+        .observe_feedback(crate::gateway::pipeline::ROUTING_ALPHA, a.score * 10.0);
+    crate::gateway::store::set_routing_state(kv, &state)
+}
+
 /// A Pearson correlation with its test and interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]

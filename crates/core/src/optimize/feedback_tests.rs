@@ -202,3 +202,73 @@ fn pearson_matches_scipy() {
         None
     );
 }
+
+#[test]
+fn feedback_folds_into_the_answering_models_routing_stats() {
+    use crate::gateway::store::{routing_state, set_routing_state};
+    use crate::storage::MemoryKeyValue;
+    let mut kv = MemoryKeyValue::default();
+    let mut state = routing_state(&mut kv);
+    state
+        .entries
+        .entry("openai/gpt-4o-mini".into())
+        .or_default()
+        .stats
+        .observe(0.2, 100, true, Some(9.0));
+    set_routing_state(&mut kv, &state).unwrap();
+    let a = |provider: &str, score: f64| Attributed {
+        request_id: "r".into(),
+        score,
+        provider: provider.into(),
+        model: "gpt-4o-mini".into(),
+        tier: "enhanced".into(),
+        route: "chat".into(),
+        variant: "-".into(),
+        quality: Some(9.0),
+    };
+    for _ in 0..5 {
+        fold_into_routing(&mut kv, &a("openai", 0.0)).unwrap();
+    }
+    // Offline answers credit nobody.
+    fold_into_routing(&mut kv, &a("offline", 1.0)).unwrap();
+    let state = routing_state(&mut kv);
+    let stats = state.entries["openai/gpt-4o-mini"].stats;
+    assert_eq!((stats.feedback_n, stats.feedback_quality), (5, Some(0.0)));
+    // 0.5 · 9 + 0.5 · 0.
+    assert_eq!(stats.routing_quality(), Some(4.5));
+    assert_eq!(state.entries.len(), 1);
+}
+
+#[test]
+fn selection_accuracy_reads_scored_answers_feedback_first() {
+    use crate::optimize::selection::served_since;
+    let mut db = migrated_db();
+    record_request(&mut db, &request("scored", "k", Some(8.0))).unwrap();
+    record_request(&mut db, &request("unscored", "k", None)).unwrap();
+    let mut cached = request("cached", "k", Some(9.0));
+    cached.cached = true;
+    record_request(&mut db, &cached).unwrap();
+    let mut offline = request("offline", "k", Some(3.0));
+    offline.provider = "offline".into();
+    record_request(&mut db, &offline).unwrap();
+    let mut fed = request("fed", "k", Some(9.0));
+    fed.model = "gpt-4o".into();
+    record_request(&mut db, &fed).unwrap();
+    // Thumbs down on "fed": its quality is the feedback (0 × 10), not 9.
+    let f = parse(br#"{"request_id": "fed", "score": -1}"#).unwrap();
+    record(&mut db, &f, "k", 2_000).unwrap().unwrap();
+    let mut served = served_since(&mut db, 0).unwrap();
+    served.sort_by(|a, b| a.model.cmp(&b.model));
+    let got: Vec<(&str, &str, u64, f64)> = served
+        .iter()
+        .map(|s| (s.kind.as_str(), s.model.as_str(), s.cost_micros, s.quality))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("generate:summary@2", "openai/gpt-4o", 1, 0.0),
+            ("generate:summary@2", "openai/gpt-4o-mini", 1, 8.0),
+        ]
+    );
+    assert!(served_since(&mut db, 1_001).unwrap().is_empty());
+}

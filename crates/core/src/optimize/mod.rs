@@ -4,6 +4,7 @@
 //! Pure: the components and scans hand in rows and the clock.
 
 pub mod anomaly;
+pub mod anomaly_alerts;
 pub mod feedback;
 pub mod recommend;
 pub mod recommend_store;

@@ -10,8 +10,11 @@
 //! * [`select_tier`] takes the tiers cheapest first and picks the first one
 //!   whose quality is shown to meet the threshold (the lower end of a one-sided
 //!   interval at `z`); a tier with fewer than `min_samples` answers for the
-//!   difficulty is tried (explored) first; when none qualifies, the tier with
-//!   the best mean.
+//!   difficulty is tried (explored) first — unless it is already **ruled
+//!   out**: after `min_explore` answers the upper end of its one-sided
+//!   Student-t interval is below the threshold at this difficulty or an easier
+//!   one (a model that fails medium prompts is not tried on hard ones);
+//!   when none qualifies, the tier with the best mean.
 //! * [`cheapest_meeting`] names the right choice when the true qualities are
 //!   known, so [`Accuracy`] counts how often the choice was the cheapest model
 //!   that would have met the threshold (issue 16, item 5).
@@ -126,6 +129,16 @@ impl Estimate {
     pub fn lower(&self, z: f64) -> Option<f64> {
         Some(self.mean()? - z * self.std_error().unwrap_or(0.0))
     }
+
+    /// The upper end of the one-sided Student-t interval at level
+    /// `confidence`: `mean + t(confidence, n − 1) · se`; `None` below two
+    /// scores (no spread yet). Student's t rather than z because it is read
+    /// after only a few answers.
+    pub fn upper_t(&self, confidence: f64) -> Option<f64> {
+        let se = self.std_error()?;
+        let t = crate::experiments::dist::t_quantile(confidence, self.n as f64 - 1.0);
+        Some(self.mean()? + t * se).filter(|u| u.is_finite())
+    }
 }
 
 /// Quality per tier and difficulty.
@@ -160,6 +173,12 @@ pub struct SelectionConfig {
     pub min_samples: u64,
     /// One-sided z of the lower bound a tier must clear.
     pub z: f64,
+    /// Answers a cell needs before it can be ruled out early (its upper
+    /// bound below the threshold), so a failing tier is not tried all
+    /// `min_samples` times.
+    pub min_explore: u64,
+    /// One-sided confidence of that upper bound (Student's t).
+    pub rule_out_confidence: f64,
 }
 
 impl Default for SelectionConfig {
@@ -168,6 +187,8 @@ impl Default for SelectionConfig {
             threshold: crate::gateway::quality::DEFAULT_THRESHOLD,
             min_samples: 10,
             z: 1.645,
+            min_explore: 3,
+            rule_out_confidence: 0.95,
         }
     }
 }
@@ -193,6 +214,9 @@ pub fn select_tier(
 ) -> Option<(Tier, Reason)> {
     for &tier in tiers {
         let e = table.get(tier, d);
+        if ruled_out(table, tier, d, c) {
+            continue;
+        }
         if e.n < c.min_samples {
             return Some((tier, Reason::Explore));
         }
@@ -205,6 +229,22 @@ pub fn select_tier(
         .filter_map(|&t| Some((t, table.get(t, d).mean()?)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(t, _)| (t, Reason::Best))
+}
+
+/// Whether `tier` is shown to fall short at `d`: at `d` or at an easier
+/// difficulty (quality does not rise with difficulty), it has at least
+/// `min_explore` answers and the upper end of their one-sided interval is
+/// below the threshold.
+pub fn ruled_out(table: &QualityTable, tier: Tier, d: Difficulty, c: &SelectionConfig) -> bool {
+    Difficulty::ALL
+        .iter()
+        .filter(|&&easier| easier <= d)
+        .map(|&easier| table.get(tier, easier))
+        .any(|e| {
+            e.n >= c.min_explore.max(2)
+                && e.upper_t(c.rule_out_confidence)
+                    .is_some_and(|u| u < c.threshold)
+        })
 }
 
 /// The cheapest of `candidates` (`key`, cost, true quality) whose quality
@@ -292,8 +332,10 @@ pub fn observed_accuracy(served: &[Served], threshold: f64, min_samples: u64) ->
     accuracy
 }
 
-/// The scored (or fed-back) answers since `from_ms`, cache hits left out,
-/// for [`observed_accuracy`].
+/// The scored (or fed-back) answers since `from_ms`, for
+/// [`observed_accuracy`]. Cache hits (no model was chosen) and offline
+/// answers (DOL's last-resort fallback, never a routing choice that could
+/// be "the cheapest model meeting the threshold") are left out.
 pub fn served_since(
     db: &mut impl crate::storage::SqlExecutor,
     from_ms: i64,
@@ -303,7 +345,8 @@ pub fn served_since(
         "SELECT r.route, r.provider || '/' || r.model, COALESCE(r.cost_micros, 0), \
          COALESCE(f.score * 10.0, r.quality) FROM requests r \
          LEFT JOIN feedback f ON f.request_id = r.id \
-         WHERE r.ts >= ? AND r.cached = 0 AND (r.quality IS NOT NULL OR f.score IS NOT NULL)",
+         WHERE r.ts >= ? AND r.cached = 0 AND r.provider <> 'offline' \
+         AND (r.quality IS NOT NULL OR f.score IS NOT NULL)",
         &[SqlValue::Integer(from_ms)],
     )?
     .iter()
@@ -396,6 +439,45 @@ mod tests {
             Some((Tier::Enhanced, Reason::Best))
         );
         assert_eq!(select_tier(&t, Difficulty::Hard, &[], &c), None);
+    }
+
+    #[test]
+    fn a_failing_tier_is_ruled_out_early_and_at_harder_difficulties() {
+        let tiers = [Tier::Basic, Tier::Enhanced, Tier::Comprehensive];
+        let c = SelectionConfig::default();
+        let mut t = QualityTable::default();
+        // Two answers are too few to judge: Basic is still explored.
+        t.observe(Tier::Basic, Difficulty::Medium, 4.0);
+        t.observe(Tier::Basic, Difficulty::Medium, 5.0);
+        assert_eq!(
+            select_tier(&t, Difficulty::Medium, &tiers, &c),
+            Some((Tier::Basic, Reason::Explore))
+        );
+        // 4, 5, 6: mean 5, se = 1/sqrt(3) = 0.57735, t(0.95, 2) = 2.919986:
+        // upper 5 + 1.685854 = 6.685854 < 7 → ruled out after three answers.
+        t.observe(Tier::Basic, Difficulty::Medium, 6.0);
+        let upper = t
+            .get(Tier::Basic, Difficulty::Medium)
+            .upper_t(0.95)
+            .unwrap();
+        assert!((upper - 6.685_854).abs() < 1e-5, "{upper}");
+        assert!(ruled_out(&t, Tier::Basic, Difficulty::Medium, &c));
+        assert_eq!(
+            select_tier(&t, Difficulty::Medium, &tiers, &c),
+            Some((Tier::Enhanced, Reason::Explore))
+        );
+        // Failing medium prompts rules it out for hard ones, not for easy ones.
+        assert!(ruled_out(&t, Tier::Basic, Difficulty::Hard, &c));
+        assert!(!ruled_out(&t, Tier::Basic, Difficulty::Easy, &c));
+        assert_eq!(
+            select_tier(&t, Difficulty::Hard, &tiers, &c),
+            Some((Tier::Enhanced, Reason::Explore))
+        );
+        // 6, 7, 8: upper 7 + 1.685854 ≥ 7: not ruled out.
+        for q in [6.0, 7.0, 8.0] {
+            t.observe(Tier::Enhanced, Difficulty::Medium, q);
+        }
+        assert!(!ruled_out(&t, Tier::Enhanced, Difficulty::Medium, &c));
     }
 
     #[test]
