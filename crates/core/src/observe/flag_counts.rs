@@ -441,7 +441,7 @@ mod tests {
     fn live_counts_add_open_minutes_to_the_totals_once() {
         let mut db = db();
         let mut kv = crate::storage::MemoryKeyValue::default();
-        let mut put = |kv: &mut crate::storage::MemoryKeyValue, minute: i64, c: &Counts| {
+        let put = |kv: &mut crate::storage::MemoryKeyValue, minute: i64, c: &Counts| {
             kv.entries
                 .insert(minute_key(minute), c.encode().into_bytes());
         };
