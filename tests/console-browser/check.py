@@ -1,7 +1,10 @@
 """The operator console in a real browser: headless Chromium driven by
 Selenium against `dol up` (started by tests/e2e/console.rs).
 
-Environment: DOL_BASE_URL, DOL_ADMIN_TOKEN, DOL_VIEWER_TOKEN, DOL_API_KEY,
+Environment: DOL_GECKODRIVER (path; when set, the main phase also runs
+every page in headless Firefox ESR), DOL_PHASE (`main`: empty states, every page and action, phone
+width; `provider-down`: every page again after the test stopped one
+provider), DOL_BASE_URL, DOL_ADMIN_TOKEN, DOL_VIEWER_TOKEN, DOL_API_KEY,
 DOL_ALERTMANAGER_TOKEN, DOL_FIRING_JSON (path), DOL_ARTIFACTS (screenshots).
 Prints "all checks passed" at the end; any failure raises.
 """
@@ -18,6 +21,7 @@ from selenium.common.exceptions import (
     TimeoutException,
 )
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.firefox.service import Service as FirefoxService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -64,9 +68,32 @@ def browser():
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 
 
+GECKODRIVER = os.environ.get("DOL_GECKODRIVER", "")
+
+
+def firefox():
+    """Headless Firefox ESR over WebDriver BiDi, which reports its script
+    errors and console messages as they happen (Firefox has no get_log)."""
+    opts = webdriver.FirefoxOptions()
+    opts.binary_location = "/usr/bin/firefox-esr"
+    opts.add_argument("-headless")
+    opts.add_argument("--width=1280")
+    opts.add_argument("--height=1000")
+    opts.enable_bidi = True
+    driver = webdriver.Firefox(service=FirefoxService(GECKODRIVER), options=opts)
+    errors = []
+    driver.script.add_javascript_error_handler(lambda e: errors.append("script error: " + e.text))
+    driver.script.add_console_message_handler(
+        lambda e: errors.append("console." + e.level + ": " + e.text) if e.level == "error" else None
+    )
+    return driver, errors
+
+
 class Console:
-    def __init__(self, driver):
+    def __init__(self, driver, js_errors=None):
         self.d = driver
+        # Firefox: errors collected over BiDi; Chromium: its browser log.
+        self.js_errors = js_errors
         # Pages re-render on refresh: an element found a moment ago may be gone.
         self.wait = WebDriverWait(
             driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
@@ -92,11 +119,23 @@ class Console:
         field.send_keys(token)
         self.d.find_element(By.ID, "sign-in-button").click()
 
+    def choose(self, select_id, value):
+        """Picks `value` in a select whose change re-renders the page, and
+        waits for the new page (the old select goes stale)."""
+        element = self.wait.until(EC.visibility_of_element_located((By.ID, select_id)))
+        if element.get_attribute("value") == value:
+            return
+        Select(element).select_by_value(value)
+        self.wait.until(EC.staleness_of(element))
+
     def shot(self, name):
         self.d.save_screenshot(os.path.join(ARTIFACTS, name + ".png"))
 
     def console_errors(self, allowed=()):
         """Browser console errors since the last call, minus `allowed` substrings."""
+        if self.js_errors is not None:
+            found, self.js_errors[:] = list(self.js_errors), []
+            return [m for m in found if not any(a in m for a in allowed)]
         logs = self.d.get_log("browser")
         return [
             e["message"]
@@ -190,9 +229,24 @@ def admin_flow(c):
     assert header.find_element(By.XPATH, "..").get_attribute("aria-sort") == "ascending"
     header.click()
     assert header.find_element(By.XPATH, "..").get_attribute("aria-sort") == "descending"
+    # Several series overlaid: one line per model, its points the API's
+    # per-model figures (from the minute/hour aggregates), per metric.
+    for metric, by in (("p95Ms", "model"), ("p99Ms", "model"), ("avgQuality", "provider"), ("costUsd", "tier")):
+        c.choose("overlay-metric", metric)
+        c.choose("overlay-by", by)
+        groups = metrics["seriesBy"][by]
+        want = {k: [v for v in g[metric] if v is not None] for k, g in groups.items()}
+        want = {k: v for k, v in want.items() if any(v)}
+        lines = c.d.find_elements(By.CSS_SELECTOR, "#overlay-chart g.line")
+        drawn = {
+            line.get_attribute("data-group"): [float(p.get_attribute("data-value")) for p in line.find_elements(By.TAG_NAME, "circle")]
+            for line in lines
+        }
+        assert drawn == {k: [float(x) for x in v] for k, v in want.items()}, (metric, by, drawn, want)
+    assert len(c.d.find_elements(By.CSS_SELECTOR, ".legend li")) == len(want), "a legend entry per line"
     c.shot("analytics")
     c.no_console_errors("analytics")
-    print("ok: analytics shows", expected, "requests")
+    print("ok: analytics shows", expected, "requests; per-group lines overlaid match the API")
 
     # The organization selector: an org's own figures on analytics and health.
     admin_auth = {"authorization": "Bearer " + ADMIN}
@@ -261,6 +315,39 @@ def admin_flow(c):
     # The refused PUT is a 400 that Chromium logs as a failed load; nothing else may be.
     c.no_console_errors("flag edit", allowed=("/admin/flags/beta_features - Failed to load resource: the server responded with a status of 400",))
     print("ok: a flag edited as JSON, the validation error shown at its field")
+
+    # Live evaluation counts per variant, as the API counts them.
+    c.go("/admin/dol/flags")
+    cell = c.wait.until(EC.visibility_of_element_located((By.CSS_SELECTOR, f'[data-evaluations="{flag}"]')))
+    _, live = http("GET", f"/admin/flags/{flag}/evaluations", headers={"authorization": "Bearer " + ADMIN})
+    shown = {e.get_attribute("data-variant"): int(e.get_attribute("data-count")) for e in cell.find_elements(By.CSS_SELECTOR, "[data-variant]")}
+    assert shown == live["variants"] and shown.get("on", 0) >= 1 and shown.get("off", 0) >= 1, (shown, live)
+
+    # A rollout: its guards against their thresholds, its decisions over time.
+    plan = {
+        "variant": "enhanced", "control": "comprehensive",
+        "steps": [{"percent": 10, "hold": "1h"}, {"percent": 100, "hold": "1h"}],
+        "min_samples": 5,
+        "guards": [{"metric": "error_rate", "threshold": 0.1, "window": "15m", "for": "5m"}],
+    }
+    rollout_flag = "generation_pipeline"
+    status, body = http("PUT", f"/admin/flags/{rollout_flag}/rollout", plan, {"authorization": "Bearer " + ADMIN})
+    assert status == 201, (status, body)
+    c.go("/admin/dol/flags")
+    guard = c.text(f'[data-guard="{rollout_flag}:error_rate"]')
+    _, view = http("GET", f"/admin/flags/{rollout_flag}/rollout", headers={"authorization": "Bearer " + ADMIN})
+    assert view["guards"][0]["bound"] == 0.1 and guard.startswith(view["guards"][0]["state"]), (guard, view["guards"])
+    c.d.find_element(By.CSS_SELECTOR, f'button.action[data-rollout="{rollout_flag}"]').click()  # Pause
+    c.wait.until(EC.alert_is_present()).accept()
+    c.wait.until(lambda d: [
+        e.get_attribute("data-action")
+        for e in d.find_elements(By.CSS_SELECTOR, f'svg[data-timeline="{rollout_flag}"] circle')
+    ] == ["rollout-start", "rollout-pause"])
+    c.shot("flags-rollout")
+    status, body = http("DELETE", f"/admin/flags/{rollout_flag}/rollout", headers={"authorization": "Bearer " + ADMIN})
+    assert status == 200, (status, body)
+    c.no_console_errors("flag evaluations and rollout")
+    print("ok: evaluation counts per variant; a rollout's guards and its decisions over time")
 
     # Create a key: shown once, and it works.
     c.go("/admin/dol/keys")
@@ -367,6 +454,10 @@ def admin_flow(c):
     c.go("/admin/dol/scans")
     c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'button.action[data-scan="heartbeat"]'))).click()
     c.wait_text("#scan-result", lambda t: "heartbeat ran" in t, "run a scan now")
+    _, runs = http("GET", "/admin/scans/heartbeat?limit=10", headers={"authorization": "Bearer " + ADMIN})
+    rows = c.d.find_elements(By.CSS_SELECTOR, '[data-history="heartbeat"] tbody tr')
+    assert runs["runs"] and len(rows) == len(runs["runs"]), (len(rows), runs)
+    assert "ok" in rows[0].text, rows[0].text
     c.shot("scans")
     c.no_console_errors("scans")
 
@@ -384,10 +475,28 @@ def admin_flow(c):
     assert any(r["status"] == "dismissed" for r in recs["recommendations"]), recs
     c.no_console_errors("optimization")
 
+    print("ok: experiments, models, audit, scans and the optimization page")
+
+    # Video monitoring: a job on the mock platform, then its health as /api/health reports it.
+    status, video = http("POST", "/v1/videos", {"prompt": "a red fox", "seconds": "4", "model": "veo3.1_fast"}, {"authorization": "Bearer " + API_KEY})
+    assert status == 200, (status, video)
+    for _ in range(20):
+        status, video = http("GET", "/v1/videos/" + video["id"], headers={"authorization": "Bearer " + API_KEY})
+        if video["status"] in ("completed", "failed"):
+            break
+    assert video["status"] == "completed", video
+    _, health = http("GET", "/api/health")
+    platforms = health["videoPlatforms"]
+    healthy = sum(1 for p in platforms if p["healthy"])
     c.go("/admin/dol/video-monitoring")
-    c.text("main h2")
-    c.no_console_errors("video-monitoring")
-    print("ok: experiments, models, audit, scans, optimization and the placeholder page")
+    c.wait_text("#video-healthy", lambda t: t == f"{healthy} of {len(platforms)}", "platforms healthy")
+    for p in platforms:
+        want = "–" if p["successRate"] is None else f"{p['successRate'] * 100:.1f} %"
+        assert c.text(f'[data-video-success="{p["platform"]}"]') == want, p
+    assert "/ s" in c.text("main"), "cost per second"
+    c.shot("video-monitoring")
+    c.no_console_errors("video monitoring")
+    print("ok: video monitoring shows", healthy, "of", len(platforms), "platforms healthy")
 
     # Sign out: the cookie is gone and the pages ask to sign in again.
     c.go("/admin/dol")
@@ -408,34 +517,129 @@ def viewer_flow(c):
     c.sign_in(VIEWER)
     c.wait_text("#health-status", lambda t: t in ("HEALTHY", "WARNING", "CRITICAL"), "viewer health")
     assert c.text("#role") == "viewer"
-    for page, ready in (
-        ("", "#health-status"),
-        ("production-health", "#health-status"),
-        ("analytics", "#metric-requests"),
-        ("flags", "table"),
-        ("keys", "main h2"),
-        ("alerts", "table"),
-        ("scans", "table"),
-        ("experiments", "main h2"),
-        ("audit", "main h2"),
-        ("templates", "main h2"),
-        ("models", "main h2"),
-        ("optimization", "#opt-saved"),
-    ):
+    every_page(c, "viewer", check=no_actions)
+    c.shot("viewer-video-monitoring")
+    print("ok: the viewer sees no action buttons")
+    phone_width(c)
+
+
+# Every console page, and an element it shows once rendered.
+PAGES = (
+    ("", "#health-status"),
+    ("production-health", "#health-status"),
+    ("analytics", "#metric-requests"),
+    ("flags", "main h2"),
+    ("keys", "main h2"),
+    ("alerts", "main h2"),
+    ("experiments", "main h2"),
+    ("models", "main h2"),
+    ("templates", "main h2"),
+    ("audit", "main h2"),
+    ("scans", "main h2"),
+    ("optimization", "main h2"),
+    ("video-monitoring", "main h2"),
+)
+
+
+def every_page(c, label, shot_prefix=None, check=None):
+    """Opens every console page, waits for it to render, fails on console
+    errors; `check(c, path)` runs on each, screenshots under `shot_prefix`."""
+    for page, ready in PAGES:
         c.go("/admin/dol/" + page)
         c.text(ready)
-        actions = c.d.find_elements(By.CSS_SELECTOR, "button.action, #create-key")
-        assert not actions, f"viewer sees action buttons on /admin/dol/{page}: {[a.text for a in actions]}"
-        c.no_console_errors("viewer " + (page or "overview"))
-    c.shot("viewer-flags")
-    print("ok: the viewer sees no action buttons")
+        if check:
+            check(c, "/admin/dol/" + page)
+        c.no_console_errors(label + " " + (page or "overview"))
+        if shot_prefix:
+            c.shot(shot_prefix + (page or "overview"))
+
+
+def empty_flow(c):
+    """Before any traffic: every page renders, and says what to do."""
+    c.sign_in(ADMIN)
+    c.wait_text("#health-status", lambda t: t in ("HEALTHY", "WARNING", "CRITICAL"), "health with no traffic")
+    every_page(c, "empty", "empty-")
+    c.go("/admin/dol/analytics")
+    c.wait_text("#metric-requests", lambda t: t == "0", "no requests yet")
+    assert "No requests in this window yet" in c.text("main"), "the empty chart says so"
+    assert "No p95 latency in this window yet" in c.text("#overlay-empty")
+    c.go("/admin/dol/video-monitoring")
+    assert "POST /v1/videos" in c.text("#video-empty")
+    c.go("/admin/dol/flags")
+    c.text('[data-evaluations="comprehensive_engines"]')
+    assert "No rollouts" in c.text("main")
+    print("ok: every page renders with no traffic, with empty states")
+
+
+def no_actions(c, what):
+    actions = c.d.find_elements(By.CSS_SELECTOR, "button.action, #create-key")
+    assert not actions, f"viewer sees action buttons on {what}: {[a.text for a in actions]}"
+
+
+def no_overflow(c, what):
+    width, inner = c.d.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"{what}: {width} px wide in a {inner} px window"
+
+
+def phone_width(c):
+    """At phone width every page fits the screen (tables scroll inside)."""
+    c.d.set_window_size(400, 900)
+    assert c.d.execute_script("return window.innerWidth") <= 420
+    every_page(c, "phone width", check=no_overflow)
+    c.shot("phone-video-monitoring")
+    print("ok: no horizontal overflow at 400 px")
+
+
+def down_flow(c):
+    """One provider down (the test made its mock fail): the probes see it,
+    traffic still gets answers, and every page keeps working."""
+    status, probes = http("POST", "/admin/scans/probes", headers={"authorization": "Bearer " + ADMIN})
+    assert status == 200, (status, probes)
+    for i in range(4):
+        status, body = http(
+            "POST",
+            "/v1/chat/completions",
+            {"model": "auto", "messages": [{"role": "user", "content": f"still there {i}"}]},
+            {"authorization": "Bearer " + API_KEY},
+        )
+        assert status == 200, (status, body)
+    c.sign_in(ADMIN)
+    _, health = http("GET", "/api/health")
+    c.wait_text("#health-status", lambda t: t == health["systemHealth"]["status"], "health with a provider down")
+    every_page(c, "provider down", "down-")
+    _, metrics = http("GET", "/api/metrics?window=1h")
+    c.go("/admin/dol/analytics")
+    c.wait_text("#metric-requests", lambda t: t == f"{metrics['totals']['requests']:,}", "requests with a provider down")
+    print("ok: every page works with one provider down")
+
+
+def firefox_flow(c):
+    """The same pages in Firefox: each renders its figures, no script error."""
+    c.sign_in(ADMIN)
+    c.wait_text("#health-status", lambda t: t in ("HEALTHY", "WARNING", "CRITICAL"), "Firefox health")
+    every_page(c, "Firefox", "firefox-")
+    _, metrics = http("GET", "/api/metrics?window=1h")
+    c.go("/admin/dol/analytics")
+    c.wait_text("#metric-requests", lambda t: t == f"{metrics['totals']['requests']:,}", "Firefox request count")
+    assert c.d.find_elements(By.CSS_SELECTOR, "#overlay-chart g.line"), "Firefox draws the overlay chart"
+    c.d.set_window_size(400, 900)
+    every_page(c, "Firefox phone width", check=no_overflow)
+    print("ok: every page in Firefox, and at 400 px")
 
 
 def main():
     os.makedirs(ARTIFACTS, exist_ok=True)
-    for flow in (admin_flow, viewer_flow):
-        driver = browser()
-        c = Console(driver)
+    phase = os.environ.get("DOL_PHASE", "main")
+    flows = {"main": (empty_flow, admin_flow, viewer_flow), "provider-down": (down_flow,)}[phase]
+    if phase == "main" and GECKODRIVER:
+        flows += (firefox_flow,)
+    for flow in flows:
+        errors = None
+        if flow is firefox_flow:
+            driver, errors = firefox()
+        else:
+            driver = browser()
+        c = Console(driver, errors)
         try:
             flow(c)
         except Exception:

@@ -2,10 +2,13 @@
 //! cookie and its attributes, sign-out, the viewer's read-only session and
 //! CSRF checks on the admin APIs over plain HTTP; then the whole console in
 //! headless Chromium (tests/console-browser/check.py, Selenium) against the
-//! real host with a mock provider.
+//! real host with mock providers: empty states, every page and action, phone
+//! width, every page in headless Firefox ESR, then again (Chromium) with one
+//! provider down.
 
 use dol_test_support::TestHost;
-use dol_test_support::mock_llm::{Flavor, MockLlm};
+use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
+use dol_test_support::mock_video::MockVideo;
 use reqwest::redirect::Policy;
 
 const APP: &str = "spin.toml";
@@ -434,6 +437,11 @@ async fn without_an_admin_token_the_console_is_closed() {
 async fn the_console_works_in_headless_chromium() {
     let root = dol_test_support::workspace_root();
     let python = root.join("tests/console-browser/.venv/bin/python");
+    let geckodriver = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("geckodriver"))
+            .find(|p| p.is_file())
+    });
     let missing: Vec<&str> = [
         (
             python.exists(),
@@ -447,6 +455,14 @@ async fn the_console_works_in_headless_chromium() {
             std::path::Path::new("/usr/bin/chromedriver").exists(),
             "/usr/bin/chromedriver (apt-get install chromium-driver)",
         ),
+        (
+            std::path::Path::new("/usr/bin/firefox-esr").exists(),
+            "/usr/bin/firefox-esr (apt-get install firefox-esr)",
+        ),
+        (
+            geckodriver.is_some(),
+            "geckodriver on PATH (cargo install --locked geckodriver)",
+        ),
     ]
     .into_iter()
     .filter_map(|(ok, what)| (!ok).then_some(what))
@@ -457,47 +473,75 @@ async fn the_console_works_in_headless_chromium() {
         "browser test cannot run, missing: {missing:?}"
     );
 
+    // Two LLM providers (the second goes down for the last phase) and a
+    // video platform, all mocks.
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let second = MockLlm::start(Flavor::Anthropic).await.unwrap();
+    let video = MockVideo::start().await;
     let host = start(&[
         ("openai_api_key", "key-openai"),
         ("openai_base_url", &mock.base_url()),
+        ("anthropic_api_key", "key-anthropic"),
+        ("anthropic_base_url", &second.base_url()),
+        ("runway_api_key", "key-runway"),
+        ("runway_base_url", &video.base_url()),
+        ("video_poll_interval_ms", "0"),
         ("bootstrap_api_key", "dol-console-test-key"),
         ("alertmanager_token", "am-token"),
     ])
     .await;
     let artifacts = root.join("target/console-browser");
-    let envs = [
-        ("DOL_BASE_URL", host.url("")),
-        ("DOL_ADMIN_TOKEN", ADMIN.to_owned()),
-        ("DOL_VIEWER_TOKEN", VIEWER.to_owned()),
-        ("DOL_API_KEY", "dol-console-test-key".to_owned()),
-        ("DOL_ALERTMANAGER_TOKEN", "am-token".to_owned()),
-        (
-            "DOL_FIRING_JSON",
-            root.join("tests/fixtures/alertmanager/firing.json")
-                .display()
-                .to_string(),
-        ),
-        ("DOL_ARTIFACTS", artifacts.display().to_string()),
-    ];
-    let script = root.join("tests/console-browser/check.py");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .arg(script)
-            .envs(envs)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("all checks passed"),
-        "{stdout}\n{}\n(screenshots in {})",
-        String::from_utf8_lossy(&out.stderr),
-        artifacts.display()
-    );
-    println!("{stdout}screenshots: {}", artifacts.display());
+    let run = |phase: &'static str| {
+        let envs = [
+            ("DOL_PHASE", phase.to_owned()),
+            (
+                "DOL_GECKODRIVER",
+                geckodriver
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("DOL_BASE_URL", host.url("")),
+            ("DOL_ADMIN_TOKEN", ADMIN.to_owned()),
+            ("DOL_VIEWER_TOKEN", VIEWER.to_owned()),
+            ("DOL_API_KEY", "dol-console-test-key".to_owned()),
+            ("DOL_ALERTMANAGER_TOKEN", "am-token".to_owned()),
+            (
+                "DOL_FIRING_JSON",
+                root.join("tests/fixtures/alertmanager/firing.json")
+                    .display()
+                    .to_string(),
+            ),
+            ("DOL_ARTIFACTS", artifacts.display().to_string()),
+        ];
+        let (python, script) = (python.clone(), root.join("tests/console-browser/check.py"));
+        let artifacts = artifacts.clone();
+        async move {
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new(python)
+                    .arg(script)
+                    .envs(envs)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(
+                out.status.success() && stdout.contains("all checks passed"),
+                "phase {phase}:\n{stdout}\n{}\n(screenshots in {})",
+                String::from_utf8_lossy(&out.stderr),
+                artifacts.display()
+            );
+            println!("{stdout}");
+        }
+    };
+    // Empty states first (no traffic yet), then every page and action.
+    run("main").await;
+    // One provider down: every page still answers.
+    second.set_behavior(Behavior::failing(503));
+    run("provider-down").await;
+    println!("screenshots: {}", artifacts.display());
     host.app.shutdown().await;
 }
 

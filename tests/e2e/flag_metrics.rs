@@ -42,6 +42,19 @@ async fn flag_samples(host: &TestHost) -> (String, BTreeMap<String, f64>) {
     (text, samples)
 }
 
+/// `GET /admin/flags/{flag}/evaluations` with the admin token.
+async fn evaluations(host: &TestHost, flag: &str) -> Value {
+    let r = host
+        .client
+        .get(host.url(&format!("/admin/flags/{flag}/evaluations")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.json().await.unwrap()
+}
+
 fn label(flag: &str, variant: &str, reason: &str) -> String {
     format!("flag=\"{flag}\",variant=\"{variant}\",reason=\"{reason}\"")
 }
@@ -99,6 +112,15 @@ async fn flag_evaluations_are_counted_folded_once_and_exported() {
     // Counted in key-value; nothing exported before the scan folds it.
     let (_, before) = flag_samples(&host).await;
     assert!(before.is_empty(), "{before:?}");
+    // The live counts already show them, read from the open minute keys.
+    let variant = single["variant"].as_str().unwrap();
+    let live = evaluations(&host, "generation_experiment").await;
+    assert_eq!(live["variants"], json!({ variant: 4 }), "{live}");
+    assert_eq!(
+        (live["total"].as_u64(), live["unfolded"].as_u64()),
+        (Some(4), Some(4)),
+        "{live}"
+    );
 
     // A cron tick well after these minutes closed: the alerts scan folds them.
     host.cron_tick(1).await;
@@ -136,6 +158,22 @@ async fn flag_evaluations_are_counted_folded_once_and_exported() {
     host.cron_tick(2).await;
     let (_, again) = flag_samples(&host).await;
     assert_eq!(again, after);
+    // The live counts after the fold: the same, now from the totals only.
+    let live = evaluations(&host, "generation_experiment").await;
+    assert_eq!(live["variants"], json!({ variant: 4 }), "{live}");
+    assert_eq!(live["unfolded"].as_u64(), Some(0), "{live}");
+    // Admin only, and read only.
+    let url = host.url("/admin/flags/generation_experiment/evaluations");
+    let r = host.client.get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = host
+        .client
+        .post(&url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
 
     // Prometheus' own parser accepts the exposition.
     let python = dol_test_support::workspace_root().join("tests/prometheus/.venv/bin/python");

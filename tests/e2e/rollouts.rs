@@ -365,6 +365,16 @@ async fn assert_rolls_back(env: &Env, guards: Value, metric: &str, requests: usi
         }
     }
     let witness = witness.expect("a key served the variant at 50 %");
+    // Before the loop acts, the rollout's view shows the breach it will see.
+    let (_, view) = env
+        .admin("GET", &format!("/admin/flags/{FLAG}/rollout"), None)
+        .await;
+    assert!(
+        view["guards"].as_array().is_some_and(|g| g
+            .iter()
+            .any(|g| g["metric"] == metric && g["state"] == "breaching")),
+        "{view}"
+    );
     let started = Instant::now();
     let decision = env.guard().await;
     let guard_ms = started.elapsed().as_millis();
@@ -398,6 +408,11 @@ async fn assert_rolls_back(env: &Env, guards: Value, metric: &str, requests: usi
         .admin("GET", &format!("/admin/flags/{FLAG}/rollout"), None)
         .await;
     assert_eq!(view["status"], "rolled_back", "{view}");
+    assert_eq!(
+        view["guards"],
+        json!([]),
+        "a finished rollout reads no guards: {view}"
+    );
     assert_eq!(view["percent"], 0);
     assert_eq!(view["audit"][0]["action"], "rollout-rollback");
     let reason = view["audit"][0]["after"]["reason"]

@@ -84,7 +84,11 @@ fn scan_durations(host: &TestHost) -> Vec<(String, i64)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scans_admin_routes_need_the_admin_token() {
     let host = builder(&[]).start().await;
-    for (method, path) in [("POST", "/admin/scans/alerts"), ("GET", "/admin/alerts")] {
+    for (method, path) in [
+        ("POST", "/admin/scans/alerts"),
+        ("GET", "/admin/scans/alerts"),
+        ("GET", "/admin/alerts"),
+    ] {
         let (status, body) = call(&host, method, path, None).await;
         assert_eq!(status, 401, "{method} {path}: {body}");
         assert_eq!(body["error"]["code"], "unauthorized", "{body}");
@@ -94,11 +98,54 @@ async fn scans_admin_routes_need_the_admin_token() {
     let (status, body) = call(&host, "POST", "/admin/scans/nope", Some(ADMIN)).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"]["code"], "unknown-scan", "{body}");
-    let (status, _) = call(&host, "GET", "/admin/scans/alerts", Some(ADMIN)).await;
+    let (status, _) = call(&host, "PUT", "/admin/scans/alerts", Some(ADMIN)).await;
     assert_eq!(status, 405);
+    let (status, body) = call(&host, "GET", "/admin/scans/nope", Some(ADMIN)).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("unknown-scan")),
+        "{body}"
+    );
     let (status, body) = call(&host, "GET", "/admin/alerts", Some(ADMIN)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body["alerts"].is_array(), "{body}");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_history_lists_each_scans_last_runs_newest_first() {
+    let host = builder(&[]).start().await;
+    let (status, body) = call(&host, "GET", "/admin/scans/heartbeat", Some(ADMIN)).await;
+    assert_eq!((status, &body["runs"]), (200, &json!([])), "{body}");
+    scan(&host, "heartbeat").await;
+    scan(&host, "heartbeat").await;
+    scan(&host, "probes").await;
+    let (status, body) = call(&host, "GET", "/admin/scans/heartbeat", Some(ADMIN)).await;
+    assert_eq!(status, 200, "{body}");
+    let runs = body["runs"].as_array().unwrap();
+    assert_eq!(
+        (body["scan"].as_str(), runs.len()),
+        (Some("heartbeat"), 2),
+        "{body}"
+    );
+    assert!(
+        runs[0]["started_at"].as_i64() >= runs[1]["started_at"].as_i64(),
+        "{body}"
+    );
+    assert!(
+        runs.iter()
+            .all(|r| r["scan"] == "heartbeat" && r["outcome"] == "ok"),
+        "{body}"
+    );
+    let (_, one) = call(&host, "GET", "/admin/scans/heartbeat?limit=1", Some(ADMIN)).await;
+    assert_eq!(one["runs"].as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(one["runs"][0], runs[0]);
+    for bad in ["0", "101", "x", "-3"] {
+        let path = format!("/admin/scans/heartbeat?limit={bad}");
+        let (status, body) = call(&host, "GET", &path, Some(ADMIN)).await;
+        assert_eq!(status, 400, "limit={bad}: {body}");
+        assert_eq!(body["error"]["field"], "limit", "limit={bad}: {body}");
+    }
     host.app.shutdown().await;
 }
 

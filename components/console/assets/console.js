@@ -338,6 +338,77 @@
     return el("figure", {}, chart, el("figcaption", {}, title));
   }
 
+  // The overlay chart's choices (kept across refreshes and windows).
+  let overlayMetric = "p95Ms";
+  let overlayBy = "model";
+  const OVERLAY_METRICS = { p50Ms: ["p50 latency", " ms"], p95Ms: ["p95 latency", " ms"], p99Ms: ["p99 latency", " ms"], avgQuality: ["quality (0–10)", ""], costUsd: ["cost", " USD"], requests: ["requests", ""] };
+  const OVERLAY_BY = ["model", "provider", "tier", "variant"];
+
+  /** An SVG line chart overlaying one line per group of `seriesBy[by]`
+   *  (at the points `at` of the overall series); `null` values are gaps.
+   *  Each point carries its figure for tests (`data-value`). */
+  function overlayChart(at, groups, metric) {
+    const [name, unit] = OVERLAY_METRICS[metric];
+    const lines = Object.entries(groups || {}).filter(([, g]) => (g[metric] || []).some((v) => v !== null && v !== 0));
+    if (!lines.length) return el("p", { class: "empty", id: "overlay-empty" }, "No " + name + " in this window yet: the chart fills as traffic arrives.");
+    const width = 640, height = 200, left = 48, bottom = 20, top = 10;
+    const values = lines.flatMap(([, g]) => g[metric].filter((v) => v !== null));
+    const max = Math.max(...values) || 1;
+    const x = (i) => left + ((width - left - 8) * i) / Math.max(at.length - 1, 1);
+    const y = (v) => height - bottom - ((height - bottom - top) * v) / max;
+    const fmt = (v) => (metric === "costUsd" ? num(v, 4) : metric === "avgQuality" ? num(v, 1) : num(v));
+    const label = (t) => new Date(t * 1000).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    const paths = lines.map(([key, g], n) => {
+      // Break the line where a point has no value instead of drawing to 0.
+      let d = "";
+      g[metric].forEach((v, i) => {
+        if (v === null) return;
+        d += (d && g[metric][i - 1] !== null && i > 0 ? " L" : " M") + x(i).toFixed(1) + " " + y(v).toFixed(1);
+      });
+      return svg(
+        "g",
+        { class: "line s" + (n % 8), "data-group": key },
+        svg("path", { d: d.trim() }),
+        g[metric].map((v, i) =>
+          v === null ? null : svg("circle", { cx: x(i).toFixed(1), cy: y(v).toFixed(1), r: 2.5, "data-at": at[i], "data-value": v },
+            svg("title", {}, key + " " + label(at[i]) + ": " + fmt(v) + unit))
+        )
+      );
+    });
+    const chart = svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": name + " per " + overlayBy, class: "chart overlay", id: "overlay-chart" },
+      svg("title", {}, name + " per " + overlayBy),
+      svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }),
+      svg("text", { x: 0, y: top + 4, class: "tick" }, fmt(max)),
+      svg("text", { x: 0, y: height - bottom, class: "tick" }, "0"),
+      svg("text", { x: left, y: height - 4, class: "tick" }, label(at[0])),
+      svg("text", { x: width, y: height - 4, class: "tick end" }, label(at[at.length - 1])),
+      paths
+    );
+    const legend = el("ul", { class: "legend" }, lines.map(([key], n) => el("li", { class: "s" + (n % 8) }, key)));
+    return el("figure", {}, chart, legend, el("figcaption", {}, name + unit + " per " + overlayBy + " (one line each, gaps where it had no requests)"));
+  }
+
+  /** The overlay chart with its metric and grouping selectors. */
+  function overlay(m) {
+    const rerender = () => refresh(pages[page] || pages.overview);
+    const select = (id, label, options, value, set) =>
+      el("label", { for: id }, label + " ",
+        el("select", { id, onchange: (e) => { set(e.target.value); rerender(); } },
+          options.map(([v, text]) => el("option", { value: v, selected: v === value }, text))));
+    return el(
+      "div",
+      { class: "overlay-box" },
+      el("h3", {}, "Trends per group"),
+      el("p", { class: "filter" },
+        select("overlay-metric", "Metric", Object.entries(OVERLAY_METRICS).map(([k, v]) => [k, v[0]]), overlayMetric, (v) => { overlayMetric = v; }),
+        " ",
+        select("overlay-by", "per", OVERLAY_BY.map((b) => [b, b]), overlayBy, (v) => { overlayBy = v; })),
+      overlayChart((m.series || []).map((p) => p.at), (m.seriesBy || {})[overlayBy], overlayMetric)
+    );
+  }
+
   async function analyticsNodes() {
     const m = await api("/api/metrics?window=" + encodeURIComponent(windowName) + orgQuery("&"));
     const t = m.totals || {};
@@ -380,6 +451,7 @@
           card("Trend", m.trend || "–", "metric-trend")
         ),
         seriesChart("Requests over the last " + windowName + " (errors darker)", m.series || []),
+        page === "analytics" ? overlay(m) : null,
         barChart(
           "Requests per model (" + windowName + ")",
           Object.entries(m.byModel || {}).map(([k, v]) => [k, v.requests || 0])
@@ -394,11 +466,34 @@
 
   // ---- flags ---------------------------------------------------------------
 
+  /** A flag's live evaluation counts per variant as small bars. */
+  function evaluationBars(key, ev) {
+    const variants = Object.entries((ev && ev.variants) || {}).sort((a, b) => b[1] - a[1]);
+    if (!variants.length) return el("span", { class: "empty", "data-evaluations": key }, "none yet");
+    const max = Math.max(1, ...variants.map((v) => v[1]));
+    return el(
+      "span",
+      { class: "evaluations", "data-evaluations": key },
+      variants.map(([variant, n]) =>
+        el("span", { class: "evaluation", "data-variant": variant, "data-count": n },
+          svg("svg", { viewBox: "0 0 60 8", class: "usage-bar", role: "img", "aria-label": variant + " " + n },
+            svg("rect", { x: 0, y: 0, width: 60, height: 8, class: "track" }),
+            svg("rect", { x: 0, y: 0, width: Math.max((60 * n) / max, 0.5), height: 8, class: "fill" })),
+          " " + variant + " " + num(n))
+      )
+    );
+  }
+
   async function flagsNodes() {
     const doc = await api("/admin/flags");
     const keys = Object.keys(doc.flags || {}).sort();
-    const views = await Promise.all(keys.map((k) => api("/admin/flags/" + encodeURIComponent(k))));
-    const rows = views.map((v) => {
+    const flag = (k) => "/admin/flags/" + encodeURIComponent(k);
+    const [views, evals, r] = await Promise.all([
+      Promise.all(keys.map((k) => api(flag(k)))),
+      Promise.all(keys.map((k) => api(flag(k) + "/evaluations"))),
+      api("/admin/rollouts"),
+    ]);
+    const rows = views.map((v, i) => {
       const f = v.flag || {};
       const killed = v.killed;
       const toggle = killed
@@ -410,16 +505,87 @@
         Object.keys(f.variants || {}).join(", "),
         f.defaultVariant || "",
         f.targeting ? "targeting rules" : "default only",
+        evaluationBars(v.key, evals[i]),
         killed ? el("span", { class: "bad", "data-killed": v.key }, "KILLED → " + killed.variant) : "live",
         [toggle, " ", action("Edit", () => editFlag(v.key, f), { "data-edit": v.key })],
       ];
     });
-    const r = await api("/admin/rollouts");
+    const rollouts = r.rollouts || [];
+    const details = await Promise.all(rollouts.map((ro) => api(flag(ro.flag) + "/rollout")));
     return [
-      section("Flags", table(["Flag", "State", "Variants", "Default", "Targeting", "Kill switch", ""], rows, "No flags yet: PUT a flagd document to /admin/flags.")),
+      section(
+        "Flags",
+        el("p", { class: "hint" }, "Evaluations: every OFREP answer per variant, including the last minutes not yet folded into the totals."),
+        table(["Flag", "State", "Variants", "Default", "Targeting", "Evaluations", "Kill switch", ""], rows, "No flags yet: PUT a flagd document to /admin/flags.")
+      ),
       el("div", { id: "flag-editor" }),
-      section("Rollouts", rolloutTable(r.rollouts || [])),
+      section("Rollouts", rolloutTable(rollouts), details.map(rolloutDetail)),
     ];
+  }
+
+  const DECISION_CLASS = { "rollout-rollback": "bad", "rollout-cancel": "bad", "rollout-pause": "warn", "rollout-complete": "ok", "rollout-advance": "ok" };
+
+  /** One rollout's guards against their thresholds and its decisions over
+   *  time (from the audit log), under the rollout table. */
+  function rolloutDetail(ro) {
+    const guards = (ro.guards || []).map((g) => [
+      g.metric,
+      g.vs === "control" ? "control ± " + num(g.threshold, 4) : num(g.threshold, 4),
+      duration(g.window_secs * 1000),
+      g.variant.value === null ? "–" : num(g.variant.value, 4),
+      g.vs === "control" ? (g.control.value === null ? "–" : num(g.control.value, 4)) : "",
+      g.bound === null ? "–" : num(g.bound, 4),
+      num(g.variant.samples) + " of " + num(g.min_samples),
+      el("span", { class: g.state === "breaching" ? "bad" : g.state === "ok" ? "ok" : "", "data-guard": ro.flag + ":" + g.metric, title: g.note || "" }, g.state + (g.note ? " (" + g.note + ")" : "")),
+    ]);
+    const trail = (ro.audit || []).slice().reverse();
+    return el(
+      "article",
+      { class: "rollout", "data-rollout-detail": ro.flag },
+      el("h3", {}, ro.flag + ": " + ro.variant + " vs " + ro.control + " (" + ro.status + ", " + num(ro.percent) + " %)"),
+      el("h4", {}, "Guards now"),
+      table(["Metric", "Threshold", "Window", "Variant", "Control", "Bound", "Samples", "State"], guards, "No guards: the rollout advances on time and samples only."),
+      el("h4", {}, "Decisions over time"),
+      timeline(ro.flag, trail),
+      table(
+        ["When", "Decision", "Share", "Actor", "Reason"],
+        trail.map((e) => [
+          new Date(e.at).toLocaleString(),
+          el("span", { class: DECISION_CLASS[e.action] || "" }, String(e.action).replace("rollout-", "")),
+          e.after && e.after.percent !== undefined ? num(e.after.percent) + " %" : "–",
+          e.actor,
+          (e.after && e.after.reason) || "",
+        ]),
+        "No decisions recorded yet."
+      )
+    );
+  }
+
+  /** The served share after each decision, as a step line over time. */
+  function timeline(flag, trail) {
+    const points = trail.filter((e) => e.after && typeof e.after.percent === "number");
+    if (!points.length) return null;
+    const width = 640, height = 90, left = 36, bottom = 18;
+    const t0 = points[0].at, t1 = Math.max(Date.now(), points[points.length - 1].at + 1);
+    const x = (t) => left + ((width - left - 8) * (t - t0)) / (t1 - t0);
+    const y = (p) => height - bottom - ((height - bottom - 6) * p) / 100;
+    let d = "";
+    points.forEach((e, i) => {
+      d += (i ? " L" + x(e.at).toFixed(1) + " " + y(points[i - 1].after.percent).toFixed(1) + " L" : "M") + x(e.at).toFixed(1) + " " + y(e.after.percent).toFixed(1);
+    });
+    d += " L" + x(t1).toFixed(1) + " " + y(points[points.length - 1].after.percent).toFixed(1);
+    return svg(
+      "svg",
+      { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "share of " + flag + " over time", class: "chart timeline", "data-timeline": flag },
+      svg("text", { x: 0, y: 12, class: "tick" }, "100 %"),
+      svg("text", { x: 0, y: height - bottom, class: "tick" }, "0 %"),
+      svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }),
+      svg("path", { d, class: "share" }),
+      points.map((e) =>
+        svg("circle", { cx: x(e.at).toFixed(1), cy: y(e.after.percent).toFixed(1), r: 4, class: "decision " + (DECISION_CLASS[e.action] || ""), "data-action": e.action },
+          svg("title", {}, new Date(e.at).toLocaleString() + ": " + e.action.replace("rollout-", "") + " → " + e.after.percent + " %" + (e.after.reason ? " (" + e.after.reason + ")" : "")))
+      )
+    );
   }
 
   function rolloutTable(rollouts) {
@@ -645,6 +811,7 @@
 
   function duration(ms) {
     if (!(ms >= 0)) return "–";
+    if (ms < 1000) return Math.round(ms) + " ms";
     if (ms < 60000) return Math.round(ms / 1000) + " s";
     const m = Math.round(ms / 60000);
     return m < 60 ? m + " min" : (m / 60).toFixed(1) + " h";
@@ -839,8 +1006,18 @@
   const SCANS = ["heartbeat", "alerts", "rollouts", "probes", "discovery", "report", "retention", "recommendations"];
 
   async function scansNodes() {
-    const h = await api("/api/health", { allow503: true });
+    const [h, histories] = await Promise.all([
+      api("/api/health", { allow503: true }),
+      Promise.all(SCANS.map((name) => api("/admin/scans/" + encodeURIComponent(name) + "?limit=10"))),
+    ]);
     const seen = new Map((h.scans || []).map((x) => [x.name, x]));
+    const errorOf = (run) => {
+      try {
+        return (JSON.parse(run.detail || "{}") || {}).error || "";
+      } catch (_) {
+        return "";
+      }
+    };
     return [
       section(
         "Scans",
@@ -858,6 +1035,28 @@
           "No scans."
         )
       ),
+      section(
+        "Last runs",
+        el("p", { class: "hint" }, "The last 10 runs of each scan (cron or run now), newest first; the replica that ran them is not recorded (Spin gives a component no replica identity)."),
+        SCANS.map((name, i) =>
+          el(
+            "div",
+            { "data-history": name },
+            el("h3", {}, name),
+            table(
+              ["Started", "Finished", "Outcome", "Duration", "Error"],
+              (histories[i].runs || []).map((run) => [
+                new Date(run.started_at).toLocaleString(),
+                new Date(run.finished_at).toLocaleString(),
+                el("span", { class: run.outcome === "ok" ? "ok" : "bad" }, run.outcome),
+                num(run.duration_ms) + " ms",
+                errorOf(run),
+              ]),
+              "No runs yet: the cron runs it, or press Run now."
+            )
+          )
+        )
+      ),
     ];
   }
 
@@ -871,6 +1070,59 @@
     }
   }
 
+
+  // ---- video monitoring ----------------------------------------------------
+
+  async function videoNodes() {
+    const h = await api("/api/health", { allow503: true });
+    const platforms = h.videoPlatforms || [];
+    if (!platforms.length) {
+      return [section("Video monitoring", el("p", { class: "empty", id: "video-empty" }, "No video jobs in the last hour and none open: platform health appears once a job is created with POST /v1/videos."))];
+    }
+    const healthy = platforms.filter((p) => p.healthy).length;
+    const statuses = [...new Set(platforms.flatMap((p) => Object.keys(p.jobs || {})))].sort();
+    const sum = (f) => platforms.reduce((n, p) => n + (f(p) || 0), 0);
+    const usd = (micros) => "$" + num(micros / 1e6, 2);
+    return [
+      section(
+        "Video monitoring",
+        el(
+          "div",
+          { class: "cards" },
+          el("div", { class: "card status " + (healthy === platforms.length ? "healthy" : "critical") },
+            el("span", { class: "label" }, "Platforms healthy"),
+            el("strong", { id: "video-healthy" }, healthy + " of " + platforms.length)),
+          card("Open jobs", num(sum((p) => p.open)), "video-open"),
+          card("Cost (last hour)", usd(sum((p) => p.costMicros)), "video-cost")
+        ),
+        el("p", { class: "hint" }, "Over the jobs that ended in the last hour and the open ones; a platform is healthy at 90 % success or more (or with fewer than 3 outcomes)."),
+        el("h3", {}, "Platforms"),
+        table(
+          ["Platform", "Health", "Success rate", "Successes", "Failures", "Open", "Mean queue time", "Mean duration", "Cost", "Cost per second"],
+          platforms.map((p) => [
+            p.platform,
+            el("span", { class: p.healthy ? "ok" : "bad", "data-video-health": p.platform }, p.healthy ? "healthy" : "unhealthy"),
+            el("span", { "data-video-success": p.platform }, pct(p.successRate)),
+            num(p.successes),
+            num(p.failures),
+            num(p.open),
+            p.avgQueueMs === null ? "–" : duration(p.avgQueueMs),
+            p.avgDurationMs === null ? "–" : duration(p.avgDurationMs),
+            usd(p.costMicros),
+            p.costPerSecondUsd === null || p.costPerSecondUsd === undefined ? "–" : "$" + num(p.costPerSecondUsd, 3) + " / s",
+          ]),
+          ""
+        ),
+        el("h3", {}, "Jobs by status"),
+        table(
+          ["Platform", ...statuses],
+          platforms.map((p) => [p.platform, ...statuses.map((st) => num((p.jobs || {})[st] || 0))]),
+          ""
+        ),
+        barChart("Jobs per platform (last hour and open)", platforms.map((p) => [p.platform, Object.values(p.jobs || {}).reduce((a, b) => a + b, 0)]))
+      ),
+    ];
+  }
 
   // ---- templates -----------------------------------------------------------
 
@@ -978,7 +1230,7 @@
     audit: auditNodes,
     scans: scansNodes,
     optimization: optimizationNodes,
-    "video-monitoring": placeholder("Video monitoring", "Video platform health arrives with the video feature."),
+    "video-monitoring": videoNodes,
   };
 
   for (const link of document.querySelectorAll("nav a")) {

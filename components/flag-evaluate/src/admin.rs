@@ -11,6 +11,7 @@
 //! | `DELETE /admin/flags/{key}` | delete one flag |
 //! | `POST /admin/flags/{key}/kill` | kill switch on (body `{"variant"}` optional) |
 //! | `DELETE /admin/flags/{key}/kill` | kill switch off |
+//! | `GET /admin/flags/{key}/evaluations` | live evaluation counts per variant |
 //! | `GET /admin/audit?flag=&limit=` | audit log, newest first |
 //! | `/admin/rollouts`, `/admin/flags/{key}/rollout…` | guarded rollouts (see [`crate::rollouts`]) |
 //! | `/admin/experiments[/{key}]` | experiments (see [`crate::experiments`]) |
@@ -106,13 +107,15 @@ fn route(req: &Request, actor: &str) -> Result<Response, ApiError> {
             written(outcome, view)
         }
         (Some("kill"), _) => Err(ApiError::method_not_allowed("POST, DELETE")),
+        (Some("evaluations"), Method::Get) => crate::counting::live(&key),
+        (Some("evaluations"), _) => Err(ApiError::method_not_allowed("GET")),
         (Some("rollout"), _) => crate::rollouts::handle(req, &key, None, actor),
         (Some(rest), _) if rest.starts_with("rollout/") => {
             crate::rollouts::handle(req, &key, rest.strip_prefix("rollout/"), actor)
         }
         (Some(_), _) => Err(ApiError::new(
             Code::NotFound,
-            "no such route: /admin/flags/{key}[/kill|/rollout]",
+            "no such route: /admin/flags/{key}[/kill|/rollout|/evaluations]",
         )),
     }
 }

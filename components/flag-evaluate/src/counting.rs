@@ -49,3 +49,19 @@ fn add(c: &Counts) -> anyhow::Result<()> {
     kv.set(&key, total.encode().as_bytes())
         .context("write evaluation counts")
 }
+
+/// `GET /admin/flags/{key}/evaluations`: the flag's evaluations per variant
+/// now, the folded totals plus the minutes still in key-value
+/// (`dol_core::observe::flag_counts::live_counts`; reads only).
+pub fn live(flag: &str) -> Result<spin_sdk::http::Response, dol_core::error::ApiError> {
+    let db = platform::open_db().map_err(platform::internal)?;
+    let kv = Store::open_default().map_err(platform::internal)?;
+    let counts = dol_core::observe::flag_counts::live_counts(
+        &mut platform::SpinSql(&db),
+        |key| kv.get(key).map_err(|e| e.to_string()),
+        flag,
+        platform::now_ms() / 1000,
+    )
+    .map_err(platform::internal)?;
+    Ok(platform::json(200, &serde_json::json!(counts)))
+}

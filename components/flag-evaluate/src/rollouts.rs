@@ -5,7 +5,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /admin/rollouts` | every rollout (in progress and finished) |
-//! | `GET /admin/flags/{key}/rollout` | one rollout and its audit trail |
+//! | `GET /admin/flags/{key}/rollout` | one rollout, its guards' readings now and its audit trail |
 //! | `PUT /admin/flags/{key}/rollout` | start a rollout (body: the plan) |
 //! | `DELETE /admin/flags/{key}/rollout` | cancel: the flag's targeting is restored |
 //! | `POST /admin/flags/{key}/rollout/pause` | hold at the current step |
@@ -100,7 +100,9 @@ fn view(key: &str) -> Result<Response, ApiError> {
                 .is_some_and(|a| a.starts_with("rollout-"))
         })
         .collect();
+    let guards = core::guards_now(&mut sql, &record, now_ms())?;
     let mut body = record.view();
     body["audit"] = Value::Array(trail);
+    body["guards"] = json!(guards);
     Ok(platform::json(200, &body))
 }

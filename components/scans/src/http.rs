@@ -1,10 +1,12 @@
 //! HTTP entry point (`/admin/recommendations...` goes to
 //! [`crate::recommendations`]): `POST /admin/scans/{name}` runs the named scan now and
 //! answers with its run record and summary, or 409 while another run of the
-//! scan (cron or manual, any replica) holds its lease. Admin token required
-//! (`Authorization: Bearer`).
+//! scan (cron or manual, any replica) holds its lease; `GET
+//! /admin/scans/{name}?limit=N` lists its last runs from `scan_runs`, newest
+//! first. Admin token or console session required.
 
 use dol_core::observe::scan_lease::{self, Acquired, Trigger};
+use dol_core::observe::scan_store;
 use dol_core::observe::scans::ALL_SCANS;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
@@ -32,8 +34,11 @@ fn handle(req: Request) -> Response {
         Ok(actor) => actor,
         Err(response) => return response,
     };
+    if *req.method() == Method::Get {
+        return history(&req, name);
+    }
     if *req.method() != Method::Post {
-        return platform::method_not_allowed("POST");
+        return platform::method_not_allowed("GET, POST");
     }
     let lease = match crate::scan::acquire(name, Trigger::Manual) {
         Ok(Acquired::Granted(lease)) => lease,
@@ -69,6 +74,20 @@ fn handle(req: Request) -> Response {
                 &format!("scan `{name}` failed (see the logs and scan_runs)"),
             )
         }
+    }
+}
+
+/// `GET /admin/scans/{name}`: `{"scan", "runs": [...]}`, newest first.
+fn history(req: &Request, name: &str) -> Response {
+    let limit = platform::query_param(req.query(), "limit");
+    let runs = scan_store::parse_runs_limit(limit.as_deref()).and_then(|limit| {
+        let db = platform::open_db().map_err(platform::internal)?;
+        scan_store::recent_runs(&mut platform::SpinSql(&db), name, limit)
+            .map_err(platform::internal)
+    });
+    match runs {
+        Ok(runs) => platform::json(200, &serde_json::json!({ "scan": name, "runs": runs })),
+        Err(err) => platform::fail("scans", &err),
     }
 }
 

@@ -84,16 +84,18 @@ pub fn last_run(db: &mut impl SqlExecutor) -> Result<Option<ScanRun>, StoreError
         &format!("SELECT {RUN_COLUMNS} FROM scan_runs ORDER BY started_at DESC, id DESC LIMIT 1"),
         &[],
     )?;
-    let Some(values) = rows.first() else {
-        return Ok(None);
-    };
+    rows.first().map(|values| run_from_row(values)).transpose()
+}
+
+/// A `scan_runs` row of [`RUN_COLUMNS`] as a [`ScanRun`] (`timestamp` 0).
+fn run_from_row(values: &[SqlValue]) -> Result<ScanRun, StoreError> {
     let r = Row::new("scan_runs", values);
     let outcome = match r.text(4, "outcome")? {
         "ok" => Outcome::Ok,
         "error" => Outcome::Error,
         _ => return Err(r.error("outcome", "ok or error").into()),
     };
-    Ok(Some(ScanRun {
+    Ok(ScanRun {
         scan: r.text(0, "name")?.to_owned(),
         timestamp: 0,
         started_at: r.int(1, "started_at")?,
@@ -101,7 +103,53 @@ pub fn last_run(db: &mut impl SqlExecutor) -> Result<Option<ScanRun>, StoreError
         duration_ms: r.int(3, "duration_ms")?,
         outcome,
         detail: r.text(5, "detail")?.to_owned(),
-    }))
+    })
+}
+
+/// Most runs [`recent_runs`] returns.
+pub const MAX_RECENT_RUNS: usize = 100;
+
+/// Runs `GET /admin/scans/{name}` lists without `?limit=`.
+pub const DEFAULT_RECENT_RUNS: usize = 20;
+
+/// Parses `?limit=` of `GET /admin/scans/{name}`: 1 to
+/// [`MAX_RECENT_RUNS`], [`DEFAULT_RECENT_RUNS`] when absent.
+pub fn parse_runs_limit(param: Option<&str>) -> Result<usize, crate::error::ApiError> {
+    let Some(text) = param else {
+        return Ok(DEFAULT_RECENT_RUNS);
+    };
+    text.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_RECENT_RUNS).contains(n))
+        .ok_or_else(|| {
+            crate::error::ApiError::invalid(
+                "limit",
+                format!("limit must be an integer from 1 to {MAX_RECENT_RUNS}"),
+            )
+        })
+}
+
+/// The last `limit` runs of scan `name` (at most [`MAX_RECENT_RUNS`]),
+/// newest first: `GET /admin/scans/{name}`. `scan_runs` is bounded by the
+/// retention scan, and the read uses its `(name, started_at)` index.
+pub fn recent_runs(
+    db: &mut impl SqlExecutor,
+    name: &str,
+    limit: usize,
+) -> Result<Vec<ScanRun>, StoreError> {
+    let limit = i64::try_from(limit.min(MAX_RECENT_RUNS)).unwrap_or(1);
+    sql(
+        db,
+        "read recent scan runs",
+        &format!(
+            "SELECT {RUN_COLUMNS} FROM scan_runs WHERE name = ? \
+             ORDER BY started_at DESC, id DESC LIMIT ?"
+        ),
+        &[SqlValue::Text(name.to_owned()), SqlValue::Integer(limit)],
+    )?
+    .iter()
+    .map(|values| run_from_row(values))
+    .collect()
 }
 
 // ---------------------------------------------------------------------------

@@ -90,6 +90,43 @@ fn runs_are_recorded_and_read_back() {
 }
 
 #[test]
+fn recent_runs_are_one_scans_newest_first_and_bounded() {
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    assert!(recent_runs(&mut db, "alerts", 10).unwrap().is_empty());
+    for i in 0..5 {
+        let mut run = ScanRun::new("alerts", 0, NOW + i * MIN, NOW + i * MIN + 7);
+        if i == 3 {
+            run.outcome = Outcome::Error;
+        }
+        record_run(&mut db, Ok(&mut kv), &run).unwrap();
+        record_run(
+            &mut db,
+            Ok(&mut kv),
+            &ScanRun::new("probes", 0, NOW + i, NOW + i),
+        )
+        .unwrap();
+    }
+    let runs = recent_runs(&mut db, "alerts", 3).unwrap();
+    let starts: Vec<i64> = runs.iter().map(|r| r.started_at).collect();
+    assert_eq!(starts, [NOW + 4 * MIN, NOW + 3 * MIN, NOW + 2 * MIN]);
+    assert!(
+        runs.iter()
+            .all(|r| r.scan == "alerts" && r.duration_ms == 7)
+    );
+    assert_eq!(runs[1].outcome, Outcome::Error);
+    // The limit is capped.
+    assert_eq!(recent_runs(&mut db, "probes", 10_000).unwrap().len(), 5);
+    assert_eq!(MAX_RECENT_RUNS, 100);
+    assert_eq!(parse_runs_limit(None).unwrap(), DEFAULT_RECENT_RUNS);
+    assert_eq!(parse_runs_limit(Some("100")).unwrap(), 100);
+    for bad in ["0", "101", "-1", "x", ""] {
+        let err = parse_runs_limit(Some(bad)).unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("limit"), "{bad}");
+    }
+}
+
+#[test]
 fn an_unreadable_run_names_its_column() {
     let mut db = db();
     if !db.corrupt(

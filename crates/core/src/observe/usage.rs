@@ -440,6 +440,58 @@ pub struct Overview {
     /// first, each with its figures (empty points included, so a chart's
     /// x axis is the whole window).
     pub series: Vec<Point>,
+    /// The same points per provider, model, tier and variant, so a chart
+    /// can overlay one line per group (e.g. the p95 of each model).
+    pub series_by: SeriesBy,
+}
+
+/// [`Overview::series_by`]: per dimension, each group's [`GroupSeries`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SeriesBy {
+    /// Per provider.
+    pub provider: BTreeMap<String, GroupSeries>,
+    /// Per `provider/model`.
+    pub model: BTreeMap<String, GroupSeries>,
+    /// Per tier.
+    pub tier: BTreeMap<String, GroupSeries>,
+    /// Per flag variant.
+    pub variant: BTreeMap<String, GroupSeries>,
+}
+
+/// One group's figures at each point of [`Overview::series`] (the same
+/// length and order: index `i` is the point at `series[i].at`); arrays
+/// rather than objects per point keep a 30-day, many-model body small.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupSeries {
+    /// Requests.
+    pub requests: Vec<u64>,
+    /// Median latency (within 10 %), ms; `null` at points without requests.
+    pub p50_ms: Vec<Option<u64>>,
+    /// 95th percentile, ms.
+    pub p95_ms: Vec<Option<u64>>,
+    /// 99th percentile, ms.
+    pub p99_ms: Vec<Option<u64>>,
+    /// Mean quality, 0–10 (`null` where nothing was scored).
+    pub avg_quality: Vec<Option<f64>>,
+    /// Known cost, USD.
+    pub cost_usd: Vec<f64>,
+}
+
+impl GroupSeries {
+    /// The series of per-point aggregates `aggs`.
+    fn of(aggs: &[Agg]) -> Self {
+        let mut g = Self::default();
+        for a in aggs {
+            g.requests.push(a.requests);
+            g.p50_ms.push(a.percentile_ms(0.50));
+            g.p95_ms.push(a.percentile_ms(0.95));
+            g.p99_ms.push(a.percentile_ms(0.99));
+            g.avg_quality.push(a.avg_quality());
+            g.cost_usd.push(a.cost_micros as f64 / 1_000_000.0);
+        }
+        g
+    }
 }
 
 /// One point of [`Overview::series`].
@@ -452,27 +504,66 @@ pub struct Point {
     pub requests: u64,
     /// Errors (offline, aborted).
     pub errors: u64,
-    /// 95th percentile latency (from the histogram, within 10 %), ms.
+    /// Median latency (from the histogram, within 10 %), ms.
+    pub p50_ms: Option<u64>,
+    /// 95th percentile latency, ms.
     pub p95_ms: Option<u64>,
+    /// 99th percentile latency, ms.
+    pub p99_ms: Option<u64>,
+    /// Mean quality, 0–10.
+    pub avg_quality: Option<f64>,
     /// Known cost, USD.
     pub cost_usd: f64,
 }
 
-/// The window's time series: one [`Point`] per step from `from`.
-fn series(rows: &[UsageRow], window: Window, from: i64, now_s: i64) -> Vec<Point> {
+/// Per-point aggregates of each group of one dimension.
+type GroupAggs = BTreeMap<String, Vec<Agg>>;
+
+/// Adds `agg` at point `i` of `key`'s series (of `n` points) in `groups`.
+fn add_at(groups: &mut GroupAggs, key: &str, n: usize, i: usize, agg: &Agg) {
+    // Look up by &str first: the key is cloned once per group, not per row.
+    let series = match groups.get_mut(key) {
+        Some(series) => series,
+        None => groups
+            .entry(key.to_owned())
+            .or_insert_with(|| vec![Agg::default(); n]),
+    };
+    if let Some(a) = series.get_mut(i) {
+        a.add(agg);
+    }
+}
+
+/// The window's time series: one [`Point`] per step from `from`, overall
+/// and per group.
+fn series(rows: &[UsageRow], window: Window, from: i64, now_s: i64) -> (Vec<Point>, SeriesBy) {
     let step = window.step_seconds();
     let n = usize::try_from(window.seconds() / step).unwrap_or(0);
     let mut aggs = vec![Agg::default(); n];
+    let [mut provider, mut model, mut tier, mut variant] = [(); 4].map(|()| GroupAggs::new());
     for r in rows
         .iter()
         .filter(|r| r.minute >= from && r.minute <= now_s)
     {
         let i = usize::try_from((r.minute - from) / step).unwrap_or(usize::MAX);
+        if i >= n {
+            continue;
+        }
         if let Some(a) = aggs.get_mut(i) {
             a.add(&r.agg);
         }
+        add_at(&mut provider, &r.provider, n, i, &r.agg);
+        add_at(
+            &mut model,
+            &format!("{}/{}", r.provider, r.model),
+            n,
+            i,
+            &r.agg,
+        );
+        add_at(&mut tier, &r.tier, n, i, &r.agg);
+        add_at(&mut variant, &r.variant, n, i, &r.agg);
     }
-    aggs.iter()
+    let points = aggs
+        .iter()
         .zip(0_i64..)
         .map(|(a, i)| {
             let s = a.summary();
@@ -480,11 +571,26 @@ fn series(rows: &[UsageRow], window: Window, from: i64, now_s: i64) -> Vec<Point
                 at: from + i * step,
                 requests: a.requests,
                 errors: a.errors,
+                p50_ms: s.p50_ms,
                 p95_ms: s.p95_ms,
+                p99_ms: s.p99_ms,
+                avg_quality: a.avg_quality(),
                 cost_usd: s.cost_usd,
             }
         })
-        .collect()
+        .collect();
+    let by = |g: GroupAggs| {
+        g.into_iter()
+            .map(|(k, v)| (k, GroupSeries::of(&v)))
+            .collect()
+    };
+    let series_by = SeriesBy {
+        provider: by(provider),
+        model: by(model),
+        tier: by(tier),
+        variant: by(variant),
+    };
+    (points, series_by)
 }
 
 /// Builds the overview from rows of the window and the window before it
@@ -520,6 +626,7 @@ pub fn overview(rows: &[UsageRow], window: Window, now_s: i64) -> Overview {
         }
     }
     let figures = |m: BTreeMap<String, Agg>| m.iter().map(|(k, v)| (k.clone(), v.into())).collect();
+    let (series, series_by) = series(rows, window, from, now_s);
     Overview {
         window,
         from,
@@ -536,7 +643,8 @@ pub fn overview(rows: &[UsageRow], window: Window, now_s: i64) -> Overview {
         by_tier: figures(by_tier),
         by_variant: figures(by_variant),
         by_outcome,
-        series: series(rows, window, from, now_s),
+        series,
+        series_by,
     }
 }
 
@@ -1223,6 +1331,77 @@ mod tests {
         let month = overview(&rows, Window::Month, now);
         assert_eq!(month.series.len(), 30);
         assert_eq!(month.series.iter().map(|p| p.requests).sum::<u64>(), 108);
+    }
+
+    /// The exact nearest-rank `q` quantile of `samples` (sorted).
+    fn exact(samples: &[u64], q: f64) -> f64 {
+        let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+        samples[rank - 1] as f64
+    }
+
+    #[test]
+    fn overview_series_by_model_overlays_each_models_percentiles() {
+        use crate::gateway::telemetry::latency_bucket;
+        let now = 100_000 * 60 + 30;
+        let cur = 100_000 * 60;
+        // Two models in the same minute, known latencies from 1 ms to 5 min;
+        // a third model only 30 minutes earlier.
+        let fast: Vec<u64> = (1..=200).map(|i| i * 3).collect();
+        let slow: Vec<u64> = (1..=100).map(|i| 3_000 * i).collect();
+        let mut rows = Vec::new();
+        for (provider, samples) in [("openai", &fast), ("anthropic", &slow)] {
+            let mut r = row(cur, provider, "success", 0, 1);
+            r.agg = Agg::default();
+            for &ms in samples.iter() {
+                let mut one = Agg {
+                    requests: 1,
+                    quality_sum: 6.0,
+                    quality_n: 1,
+                    cost_micros: 1_000,
+                    ..Agg::default()
+                };
+                one.buckets[latency_bucket(ms)] = 1;
+                r.agg.add(&one);
+            }
+            rows.push(r);
+        }
+        rows.push(row(cur - 30 * 60, "mistral", "success", 7, 2));
+        let o = overview(&rows, Window::Hour, now);
+        let models = &o.series_by.model;
+        assert_eq!(
+            models.keys().collect::<Vec<_>>(),
+            ["anthropic/m", "mistral/m", "openai/m"]
+        );
+        for (key, samples) in [("openai/m", &fast), ("anthropic/m", &slow)] {
+            let g = &models[key];
+            assert_eq!(g.requests.len(), o.series.len());
+            assert_eq!(g.requests[59], samples.len() as u64);
+            for (q, read) in [(0.5, &g.p50_ms), (0.95, &g.p95_ms), (0.99, &g.p99_ms)] {
+                let (read, want) = (read[59].unwrap() as f64, exact(samples, q));
+                assert!(
+                    (read - want).abs() <= 0.1 * want,
+                    "{key} q={q}: {read} vs {want}"
+                );
+            }
+            assert_eq!(g.avg_quality[59], Some(6.0));
+            assert!((g.cost_usd[59] - samples.len() as f64 / 1_000.0).abs() < 1e-9);
+            // Points without the model's requests are empty, not zero.
+            assert_eq!(
+                (g.requests[0], g.p95_ms[0], g.avg_quality[0]),
+                (0, None, None)
+            );
+        }
+        assert_eq!(models["mistral/m"].requests[29], 7);
+        assert_eq!(o.series_by.provider.len(), 3);
+        assert_eq!(o.series_by.tier["standard"].requests[59], 300);
+        assert_eq!(o.series_by.variant["-"].requests.iter().sum::<u64>(), 307);
+        // The overall points carry every percentile too.
+        let p = &o.series[59];
+        assert!(p.p50_ms.is_some() && p.p99_ms >= p.p95_ms && p.p95_ms >= p.p50_ms);
+        assert_eq!(p.avg_quality, Some(6.0));
+        // No traffic: no groups, every point empty.
+        let empty = overview(&[], Window::Month, now);
+        assert!(empty.series_by.model.is_empty() && empty.series.len() == 30);
     }
 
     #[test]

@@ -256,6 +256,89 @@ enum Judgement {
     Breaching(Breach),
 }
 
+/// The bound `guard`'s variant value is held to: the threshold itself, or
+/// control's value `control` worsened by it (lower for quality, higher for
+/// the rest).
+fn bound(guard: &Guard, control: Option<f64>) -> f64 {
+    match (guard.vs, control) {
+        (Baseline::Control, Some(c)) if guard.metric.higher_is_better() => c - guard.threshold,
+        (Baseline::Control, Some(c)) => c + guard.threshold,
+        _ => guard.threshold,
+    }
+}
+
+/// One guard of a rollout as it stands on the latest readings, for the
+/// console (`GET /admin/flags/{key}/rollout`'s `guards`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardStatus {
+    /// The metric watched.
+    pub metric: String,
+    /// `absolute` or `control`.
+    pub vs: Baseline,
+    /// The threshold as planned (for `control`: the allowed worsening).
+    pub threshold: f64,
+    /// The window, seconds.
+    pub window_secs: u64,
+    /// How long a breach must last, seconds.
+    pub for_secs: u64,
+    /// Fewest requests before the guard is judged.
+    pub min_samples: u64,
+    /// The rolled-out variant's reading.
+    pub variant: Reading,
+    /// Control's reading.
+    pub control: Reading,
+    /// The bound the variant's value is held to now (`null` for a control
+    /// guard while control has no value).
+    pub bound: Option<f64>,
+    /// `ok`, `breaching` or `unjudged`.
+    pub state: &'static str,
+    /// Why it is unjudged, or since when it has been breaching.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Each guard of `plan` on `telemetry` (as [`decide`] judges it), with the
+/// breach clocks of `state`.
+pub fn guard_status(
+    plan: &RolloutPlan,
+    state: &RolloutState,
+    telemetry: &Telemetry,
+) -> Vec<GuardStatus> {
+    plan.guards
+        .iter()
+        .enumerate()
+        .map(|(i, guard)| {
+            let reading = telemetry.guards.get(i).copied().unwrap_or_default();
+            let control = reading.control.value;
+            let (state_word, note) = match judge(i, guard, &reading) {
+                Judgement::Unjudged(why) => ("unjudged", Some(why)),
+                Judgement::Ok => ("ok", None),
+                Judgement::Breaching(_) => (
+                    "breaching",
+                    state
+                        .breaching_since
+                        .get(&i)
+                        .map(|since| format!("breaching since {since} (Unix ms)")),
+                ),
+            };
+            GuardStatus {
+                metric: guard.metric.as_str().to_owned(),
+                vs: guard.vs,
+                threshold: guard.threshold,
+                window_secs: guard.window_secs,
+                for_secs: guard.for_secs,
+                min_samples: guard.min_samples,
+                variant: reading.variant,
+                control: reading.control,
+                bound: (guard.vs == Baseline::Absolute || control.is_some())
+                    .then(|| bound(guard, control)),
+                state: state_word,
+                note,
+            }
+        })
+        .collect()
+}
+
 fn judge(index: usize, guard: &Guard, reading: &GuardReading) -> Judgement {
     let name = guard.metric.as_str();
     if reading.variant.samples < guard.min_samples {
@@ -284,12 +367,7 @@ fn judge(index: usize, guard: &Guard, reading: &GuardReading) -> Judgement {
             let Some(c) = reading.control.value else {
                 return Judgement::Unjudged(format!("guard {name} has no value for control yet"));
             };
-            let bound = if better_high {
-                c - guard.threshold
-            } else {
-                c + guard.threshold
-            };
-            (bound, Some(c))
+            (bound(guard, Some(c)), Some(c))
         }
     };
     let worse = if better_high {

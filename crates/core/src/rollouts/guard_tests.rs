@@ -329,3 +329,48 @@ fn readings_query_each_window_start_once() {
     assert_eq!(t.guards[1].variant.samples, 7);
     assert_eq!(t.guards[1].control.samples, 0);
 }
+
+#[test]
+fn guard_status_shows_each_reading_against_its_bound() {
+    use super::guard::guard_status;
+    let p = plan(OnBreach::Rollback);
+    let mut state = RolloutState::start(0);
+    // Quality 6 < 7 breaching (since a minute), error rate 0.01 within
+    // control's 0.01 + 0.05.
+    state.breaching_since.insert(0, MIN);
+    let g = guard_status(&p, &state, &with_quality(6.0));
+    assert_eq!(g.len(), 2);
+    assert_eq!(
+        (g[0].metric.as_str(), g[0].state, g[0].bound),
+        ("quality", "breaching", Some(7.0))
+    );
+    assert_eq!(g[0].variant, reading(6.0, 200));
+    assert!(
+        g[0].note.as_deref().is_some_and(|n| n.contains("60000")),
+        "{:?}",
+        g[0].note
+    );
+    assert_eq!((g[1].state, g[1].note.as_deref()), ("ok", None));
+    assert!(
+        g[1].bound.is_some_and(|b| (b - 0.06).abs() < 1e-12),
+        "{:?}",
+        g[1].bound
+    );
+    assert_eq!(g[1].control, reading(0.01, 600));
+    // Too few samples, and control without a value: unjudged, saying why;
+    // no bound against a control that has none.
+    let mut thin = healthy(0);
+    thin.guards[0].variant.samples = 3;
+    thin.guards[1].control.value = None;
+    let g = guard_status(&p, &RolloutState::start(0), &thin);
+    assert_eq!((g[0].state, g[0].bound), ("unjudged", Some(7.0)));
+    assert!(
+        g[0].note.as_deref().is_some_and(|n| n.contains("3 of 20")),
+        "{:?}",
+        g[0].note
+    );
+    assert_eq!((g[1].state, g[1].bound), ("unjudged", None));
+    // No readings at all (a guard loop that has not read yet): unjudged.
+    let none = guard_status(&p, &RolloutState::start(0), &Telemetry::default());
+    assert!(none.iter().all(|s| s.state == "unjudged"));
+}

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::guard::{
-    Action, Breach, Conditions, Decision, PauseCause, RolloutState, Status, Telemetry, decide,
+    Action, Breach, Conditions, Decision, GuardStatus, PauseCause, RolloutState, Status, Telemetry,
+    decide, guard_status,
 };
 use super::plan::{PlanError, RolloutPlan};
 use super::targeting::flag_at;
@@ -698,6 +699,43 @@ impl GuardOutcome {
     }
 }
 
+/// What the guard loop reads for `record` at `now_ms`: the per-variant
+/// telemetry of the gateway's `requests` rows over each guard's window.
+pub fn telemetry(
+    db: &mut impl SqlExecutor,
+    record: &RolloutRecord,
+    now_ms: i64,
+) -> Result<Telemetry, RolloutError> {
+    let sql = super::variant_aggregate_sql();
+    super::readings(&record.plan, &record.state, now_ms, |from_ms| {
+        let rows = exec(
+            db,
+            &sql,
+            &[
+                SqlValue::Integer(from_ms),
+                SqlValue::Text(record.plan.variant.clone()),
+                SqlValue::Text(record.plan.control.clone()),
+            ],
+        )?;
+        Ok::<_, RolloutError>(rows.iter().filter_map(|r| super::agg_from_row(r)).collect())
+    })
+}
+
+/// Each guard of `record` against its threshold on the readings the guard
+/// loop would take at `now_ms`; empty for a finished rollout (its windows
+/// are over, and reading them would scan its whole history).
+pub fn guards_now(
+    db: &mut impl SqlExecutor,
+    record: &RolloutRecord,
+    now_ms: i64,
+) -> Result<Vec<GuardStatus>, RolloutError> {
+    if record.state.status.is_finished() {
+        return Ok(Vec::new());
+    }
+    let telemetry = telemetry(db, record, now_ms)?;
+    Ok(guard_status(&record.plan, &record.state, &telemetry))
+}
+
 /// The guard loop over every rollout in progress at `now_ms`: reads the
 /// per-variant telemetry from `requests`, the emergency state and the
 /// kill switches, decides, and applies each decision in its own
@@ -716,19 +754,7 @@ pub fn run_guards(
     let (_, flags) = flag_store::load_latest(db, now_ms)?;
     let mut outcomes = Vec::with_capacity(rollouts.len());
     for record in rollouts {
-        let sql = super::variant_aggregate_sql();
-        let telemetry = super::readings(&record.plan, &record.state, now_ms, |from_ms| {
-            let rows = exec(
-                db,
-                &sql,
-                &[
-                    SqlValue::Integer(from_ms),
-                    SqlValue::Text(record.plan.variant.clone()),
-                    SqlValue::Text(record.plan.control.clone()),
-                ],
-            )?;
-            Ok::<_, RolloutError>(rows.iter().filter_map(|r| super::agg_from_row(r)).collect())
-        })?;
+        let telemetry = telemetry(db, &record, now_ms)?;
         let conditions = Conditions {
             emergency,
             killed: flags.kills.contains_key(&record.flag_key),

@@ -481,9 +481,22 @@ fn the_guard_loop_reads_per_variant_telemetry_and_rolls_back() {
         requests(&mut db, T0 + m * MIN, "comprehensive", 40, 8.8);
         requests(&mut db, T0 + m * MIN, "enhanced", 5, 3.0);
     }
+    // What the console shows before the loop acts: the same readings,
+    // quality 3.0 against its bound 7.0.
+    let record = get(&mut db, FLAG).unwrap().unwrap();
+    let now = guards_now(&mut db, &record, T0 + 3 * MIN).unwrap();
+    assert_eq!((now[0].state, now[0].bound), ("breaching", Some(7.0)));
+    assert_eq!(
+        (now[0].variant.value, now[0].variant.samples),
+        (Some(3.0), 15)
+    );
     let out = run_guards(&mut db, &mut MemoryKeyValue::default(), T0 + 3 * MIN).unwrap();
     assert_eq!(out.len(), 1);
     let o = &out[0];
+    assert_eq!(
+        o.telemetry,
+        telemetry(&mut db, &record, T0 + 3 * MIN).unwrap()
+    );
     assert_eq!(o.telemetry.step_samples, 15);
     assert_eq!(o.telemetry.guards[0].variant.samples, 15);
     assert_eq!(o.telemetry.guards[0].control.samples, 120);
@@ -492,6 +505,13 @@ fn the_guard_loop_reads_per_variant_telemetry_and_rolls_back() {
     assert!(o.applied.as_ref().unwrap().flags.is_some());
     assert_eq!(o.summary()["breach"]["metric"], "quality");
     assert_eq!(variant_share(&mut db), 0);
+    // Rolled back: no guards to show (its windows are over).
+    let record = get(&mut db, FLAG).unwrap().unwrap();
+    assert!(
+        guards_now(&mut db, &record, T0 + 4 * MIN)
+            .unwrap()
+            .is_empty()
+    );
     // Nothing in progress any more: the next tick does nothing.
     assert!(
         run_guards(&mut db, &mut MemoryKeyValue::default(), T0 + 4 * MIN)

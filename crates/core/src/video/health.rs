@@ -49,6 +49,8 @@ pub struct JobRow {
     pub completed_at_ms: Option<u64>,
     /// What it was charged (a known price only).
     pub cost_micros: Option<u64>,
+    /// Seconds of video asked for.
+    pub seconds: u64,
 }
 
 /// One platform's recent health.
@@ -73,6 +75,11 @@ pub struct PlatformHealth {
     pub avg_duration_ms: Option<f64>,
     /// Known cost of the completed jobs, micro-USD.
     pub cost_micros: u64,
+    /// Seconds of video of the completed jobs with a known cost.
+    pub priced_seconds: u64,
+    /// `costMicros / pricedSeconds` in USD: what a second of video cost
+    /// here (`None` without a priced completed job).
+    pub cost_per_second_usd: Option<f64>,
     /// Jobs by their status (the platform serving or ending them).
     pub jobs: BTreeMap<String, u64>,
     /// Whether its last probe (the `probes` scan) answered; `None`: not probed.
@@ -91,6 +98,8 @@ impl PlatformHealth {
             avg_queue_ms: None,
             avg_duration_ms: None,
             cost_micros: 0,
+            priced_seconds: 0,
+            cost_per_second_usd: None,
             jobs: BTreeMap::new(),
             probe_up: None,
         }
@@ -137,7 +146,10 @@ pub fn fold(rows: &[JobRow]) -> Vec<PlatformHealth> {
             "queued" | "in_progress" => h.open += 1,
             "completed" => {
                 h.successes += 1;
-                h.cost_micros += r.cost_micros.unwrap_or(0);
+                if let Some(cost) = r.cost_micros {
+                    h.cost_micros += cost;
+                    h.priced_seconds += r.seconds;
+                }
                 let t = times.entry(r.platform.clone()).or_default();
                 if let Some(s) = r.started_at_ms {
                     t.0 += s.saturating_sub(r.created_at_ms);
@@ -159,6 +171,7 @@ pub fn fold(rows: &[JobRow]) -> Vec<PlatformHealth> {
             h.avg_queue_ms = mean(t.0, t.1);
             h.avg_duration_ms = mean(t.2, t.3);
         }
+        h.cost_per_second_usd = mean(h.cost_micros, h.priced_seconds).map(|m| m / 1_000_000.0);
     }
     out.into_values().collect()
 }
@@ -293,6 +306,7 @@ mod tests {
             started_at_ms: Some(3_000),
             completed_at_ms: (status != "queued").then_some(11_000),
             cost_micros: Some(400_000),
+            seconds: 4,
         }
     }
 
@@ -325,6 +339,20 @@ mod tests {
         assert_eq!(runway.avg_queue_ms, Some(2_000.0));
         assert_eq!(runway.avg_duration_ms, Some(10_000.0));
         assert_eq!(runway.cost_micros, 800_000);
+        assert_eq!(runway.priced_seconds, 8);
+        assert_eq!(runway.cost_per_second_usd, Some(0.1));
+        assert_eq!(
+            (openai.priced_seconds, openai.cost_per_second_usd),
+            (0, None)
+        );
+        // A job of unknown price adds neither cost nor seconds.
+        let mut unpriced = row("runway", "completed", json!([submitted("runway")]));
+        unpriced.cost_micros = None;
+        let again = fold(&[rows[1].clone(), unpriced]);
+        assert_eq!(
+            (again[0].priced_seconds, again[0].cost_per_second_usd),
+            (4, Some(0.1))
+        );
         assert_eq!(runway.jobs["completed"], 2);
         assert_eq!(runway.jobs["queued"], 1);
     }

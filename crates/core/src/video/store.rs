@@ -310,10 +310,10 @@ pub fn pending_notifications(db: &mut impl SqlExecutor, limit: u32) -> Result<Ve
 pub fn recent_jobs(db: &mut impl SqlExecutor, since_ms: u64) -> Result<Vec<JobRow>> {
     let rows = run(
         db,
-        "SELECT platform, status, attempts, created_at, started_at, completed_at, cost_micros \
-         FROM video_jobs WHERE completed_at >= ? \
+        "SELECT platform, status, attempts, created_at, started_at, completed_at, cost_micros, \
+         seconds FROM video_jobs WHERE completed_at >= ? \
          UNION ALL SELECT platform, status, attempts, created_at, started_at, completed_at, \
-         cost_micros FROM video_jobs WHERE status IN ('queued', 'in_progress')",
+         cost_micros, seconds FROM video_jobs WHERE status IN ('queued', 'in_progress')",
         &[int(since_ms)],
     )?;
     rows.into_iter()
@@ -328,6 +328,7 @@ pub fn recent_jobs(db: &mut impl SqlExecutor, since_ms: u64) -> Result<Vec<JobRo
                 started_at_ms: r.opt_uint(4, "started_at")?,
                 completed_at_ms: r.opt_uint(5, "completed_at")?,
                 cost_micros: r.opt_uint(6, "cost_micros")?,
+                seconds: r.uint(7, "seconds")?,
             })
         })
         .collect()
