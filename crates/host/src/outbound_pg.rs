@@ -132,15 +132,18 @@ impl v4::HostConnection for InstanceState {
         };
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let client = &self.table.get(&connection)?.client;
-        let statement = match client.prepare(&statement).await {
-            Ok(statement) => statement,
+        let prepared = match client.prepare_cached(&statement).await {
+            Ok(prepared) => prepared,
             Err(error) => return Ok(Err(query_failed(&error))),
         };
-        let rows = match client.query(&statement, &refs).await {
+        let rows = match client.query(&prepared, &refs).await {
             Ok(rows) => rows,
-            Err(error) => return Ok(Err(query_failed(&error))),
+            Err(error) => {
+                client.forget(&statement);
+                return Ok(Err(query_failed(&error)));
+            }
         };
-        let columns = statement
+        let columns = prepared
             .columns()
             .iter()
             .map(|column| v4::Column {
@@ -182,10 +185,14 @@ impl v4::HostConnection for InstanceState {
         };
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as _).collect();
         let client = &self.table.get(&connection)?.client;
-        Ok(client
-            .execute(statement.as_str(), &refs)
-            .await
-            .map_err(|error| query_failed(&error)))
+        let prepared = match client.prepare_cached(&statement).await {
+            Ok(prepared) => prepared,
+            Err(error) => return Ok(Err(query_failed(&error))),
+        };
+        Ok(client.execute(&prepared, &refs).await.map_err(|error| {
+            client.forget(&statement);
+            query_failed(&error)
+        }))
     }
 
     async fn drop(&mut self, connection: Resource<PgConnection>) -> Result<()> {
@@ -908,6 +915,87 @@ mod guest_tests {
         else {
             panic!("a missing table is a db-error");
         };
+        v4::HostConnection::drop(&mut state, connection)
+            .await
+            .unwrap();
+    }
+
+    /// A statement that comes again is run from the connection's cache (one
+    /// prepared statement on the server, however often it runs), and one
+    /// whose table changed under its plan fails once and is prepared afresh.
+    #[tokio::test]
+    async fn repeated_statements_are_prepared_once_and_a_stale_one_again() {
+        let Some(url) = test_postgres_url("statement cache") else {
+            return;
+        };
+        let mut state = state("postgres://*:*");
+        let connection = state.open(url).await.unwrap().unwrap();
+        let conn = || Resource::new_borrow(connection.rep());
+        let table = format!("guest_cache_{}", std::process::id());
+        state
+            .execute(
+                conn(),
+                format!("CREATE TEMP TABLE {table} (id int)"),
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let insert = format!("INSERT INTO {table} VALUES ($1::INT)");
+        let select = format!("SELECT * FROM {table}");
+        for i in 0..3 {
+            state
+                .execute(conn(), insert.clone(), vec![v4::ParameterValue::Int32(i)])
+                .await
+                .unwrap()
+                .unwrap();
+            let rows = state
+                .query(conn(), select.clone(), Vec::new())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(rows.rows.len(), usize::try_from(i + 1).unwrap());
+        }
+        let prepared = state
+            .query(
+                conn(),
+                "SELECT count(*)::INT FROM pg_prepared_statements WHERE statement = $1::TEXT \
+                 OR statement = $2::TEXT"
+                    .into(),
+                vec![
+                    v4::ParameterValue::Str(insert.clone()),
+                    v4::ParameterValue::Str(select.clone()),
+                ],
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(prepared.rows[0][0], v4::DbValue::Int32(2)),
+            "{:?}",
+            prepared.rows[0][0]
+        );
+
+        // The table gains a column: `SELECT *`'s cached plan is stale.
+        state
+            .execute(
+                conn(),
+                format!("ALTER TABLE {table} ADD COLUMN note text"),
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let first = state
+            .query(conn(), select.clone(), Vec::new())
+            .await
+            .unwrap();
+        let again = state
+            .query(conn(), select.clone(), Vec::new())
+            .await
+            .unwrap();
+        let rows = again.unwrap_or_else(|e| panic!("prepared afresh: {e:?} (first: {first:?})"));
+        assert_eq!(rows.columns.len(), 2);
         v4::HostConnection::drop(&mut state, connection)
             .await
             .unwrap();

@@ -13,6 +13,12 @@
 //! the rollback, so there a transaction a trapped guest left open follows the
 //! connection to the next guest; here it never does. A connection that broke,
 //! or whose clean-up failed, is closed instead of kept.
+//!
+//! Each connection keeps the statements guests prepared on it ([`Conn`]),
+//! as deadpool-postgres's statement cache does: a statement that comes again
+//! (an app sends the same few dozen texts on every request) is bound and run
+//! in one round trip instead of being parsed first in another. `Clean`
+//! recycling keeps prepared statements, so the cache outlives each guest.
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -20,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage, Statement};
 
 /// Connections per address, in use and idle together (Spin's figure).
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
@@ -50,6 +56,52 @@ const PROBE_AND_RESET: &str = "SELECT now() = statement_timestamp(); CLOSE ALL; 
      SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; \
      SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
+/// Statements kept per connection; past this the cache starts over (a guest
+/// sending ever new texts must not grow the server's memory without bound).
+const MAX_CACHED_STATEMENTS: usize = 512;
+
+/// One pooled connection and the statements prepared on it.
+pub struct Conn {
+    client: Client,
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+impl Conn {
+    /// `sql` prepared on this connection: from the cache, or prepared now
+    /// (one round trip) and kept.
+    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.cache().get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        let mut cache = self.cache();
+        if cache.len() >= MAX_CACHED_STATEMENTS {
+            // Dropping a statement closes it on the server.
+            cache.clear();
+        }
+        cache.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Drops `sql` from the cache: it failed, perhaps because its table
+    /// changed under the prepared plan, so the next use prepares it afresh.
+    pub fn forget(&self, sql: &str) {
+        self.cache().remove(sql);
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Statement>> {
+        self.statements.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
 /// Every address's pool.
 #[derive(Default)]
 pub struct PgPools {
@@ -58,7 +110,7 @@ pub struct PgPools {
 
 struct Pool {
     config: tokio_postgres::Config,
-    idle: Mutex<Vec<(Arc<Client>, Instant)>>,
+    idle: Mutex<Vec<(Arc<Conn>, Instant)>>,
     permits: Arc<Semaphore>,
     last_used: Mutex<Instant>,
 }
@@ -66,15 +118,15 @@ struct Pool {
 /// A connection lent to a guest; returned to its pool (clean) when dropped.
 pub struct PooledClient {
     // Shared only so `Drop` can hand it to the clean-up task.
-    client: Arc<Client>,
+    client: Arc<Conn>,
     pool: Arc<Pool>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Deref for PooledClient {
-    type Target = Client;
+    type Target = Conn;
 
-    fn deref(&self) -> &Client {
+    fn deref(&self) -> &Conn {
         &self.client
     }
 }
@@ -141,7 +193,7 @@ impl PgPools {
 
 impl Pool {
     /// The most recently returned idle connection that is still open and fresh.
-    fn take_idle(&self) -> Option<Arc<Client>> {
+    fn take_idle(&self) -> Option<Arc<Conn>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((client, since)) = idle.pop() {
             if !client.is_closed() && since.elapsed() < MAX_IDLE {
@@ -151,7 +203,7 @@ impl Pool {
         None
     }
 
-    async fn connect(&self) -> Result<Arc<Client>, String> {
+    async fn connect(&self) -> Result<Arc<Conn>, String> {
         let (client, connection) = self
             .config
             .connect(NoTls)
@@ -163,10 +215,13 @@ impl Pool {
                 tracing::debug!("PostgreSQL connection closed: {error}");
             }
         });
-        Ok(Arc::new(client))
+        Ok(Arc::new(Conn {
+            client,
+            statements: Mutex::new(HashMap::new()),
+        }))
     }
 
-    fn put_idle(&self, client: Arc<Client>) {
+    fn put_idle(&self, client: Arc<Conn>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.push((client, Instant::now()));
     }
