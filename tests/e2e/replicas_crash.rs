@@ -310,7 +310,7 @@ async fn a_kill_9_of_one_replica_under_load_loses_nothing_the_others_acknowledge
         let v = r.json();
         if v["payload"]["scan"] == "crash" {
             got[v["payload"]["data"]["n"].as_u64().unwrap() as usize] += 1;
-            let id = r.header("idempotency-key").unwrap_or_default();
+            let id = r.header("idempotency-key").unwrap_or_default().to_owned();
             assert!(id.starts_with("dol-outbox-"), "{id:?}");
             assert_eq!(v["delivery"], id);
             delivery_ids.insert(id);
