@@ -188,6 +188,15 @@ async fn a_cron_tick_firing_on_two_replicas_runs_each_scan_once() {
     };
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
     let hosts = replicas(&shared, &mock, 2).await;
+    // A rollout whose every guard run takes one step (no hold, no samples
+    // needed): a step applied twice would skip 50 %.
+    put_flag(&hosts[0], "replica_rollout", "a").await;
+    let plan = json!({"variant": "b", "steps": [{"percent": 25}, {"percent": 50}, {"percent": 100}],
+        "min_samples": 0});
+    let r = hosts[0]
+        .admin("PUT", "/admin/flags/replica_rollout/rollout", Some(&plan))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
     // Both replicas' cron triggers fire for the same minute, together.
     tokio::join!(hosts[0].host.cron_tick(1), hosts[1].host.cron_tick(1));
     let db = shared.connect().await;
@@ -198,4 +207,17 @@ async fn a_cron_tick_firing_on_two_replicas_runs_each_scan_once() {
     let runs: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert!(!runs.is_empty(), "the tick ran scans");
     assert!(runs.iter().all(|(_, n)| *n == 1), "{runs:?}");
+    // The rollout took one step, seen the same from either replica.
+    for g in &hosts {
+        let r = g
+            .admin("GET", "/admin/flags/replica_rollout/rollout", None)
+            .await;
+        assert_eq!(r.json()["percent"], 50, "{}", r.text);
+    }
+    // The next minute's ticks, together again: one more step.
+    tokio::join!(hosts[0].host.cron_tick(2), hosts[1].host.cron_tick(2));
+    let r = hosts[1]
+        .admin("GET", "/admin/flags/replica_rollout/rollout", None)
+        .await;
+    assert_eq!(r.json()["percent"], 100, "{}", r.text);
 }

@@ -6,7 +6,8 @@
 //! the baseline). The rollups are built by the real fold
 //! (`scan_store::fold_usage`), timed once.
 //!
-//! `cargo bench -p dol-core --bench analytics`
+//! `cargo bench -p dol-core --bench analytics`; `DOL_BENCH_DAYS=365` holds a
+//! year of telemetry instead of 60 days (the same windows are read).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -64,9 +65,16 @@ impl SqlExecutor for Db {
 
 /// 2027-01-15 08:00:05 UTC.
 const NOW_MS: i64 = 1_800_000_005_000;
-const DAYS: i64 = 60;
+/// Days of telemetry held: `DOL_BENCH_DAYS`, default 60.
+fn days() -> i64 {
+    std::env::var("DOL_BENCH_DAYS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .filter(|d| (31..=730).contains(d))
+        .unwrap_or(60)
+}
 
-/// Builds the file: every minute of the last [`DAYS`] days gets the
+/// Builds the file: every minute of the last [`days`] days gets the
 /// `usage_minute` rows `gateway::store::record` would leave for 24
 /// requests (3 per series, latencies spread over the histogram).
 fn build() -> (Db, u64) {
@@ -90,7 +98,7 @@ fn build() -> (Db, u64) {
     let tx = db.0.transaction().unwrap();
     {
         let mut stmt = tx.prepare(&insert).unwrap();
-        for m in 0..DAYS * 1_440 {
+        for m in 0..days() * 1_440 {
             let minute = last - m * 60;
             for s in 0..8_i64 {
                 let provider = ["openai", "anthropic"][(s & 1) as usize];
@@ -143,10 +151,11 @@ fn bench(c: &mut Criterion) {
     let ((mut db, requests), built) = time(build);
     let (fold, folded) = time(|| fold_usage(&mut db, NOW_MS).unwrap());
     println!(
-        "analytics: {requests} requests over {DAYS} days ({} per 30 days) in {} minute rows, \
+        "analytics: {requests} requests over {} days ({} per 30 days) in {} minute rows, \
          built in {built:.1?}; first fold into {} hour rows took {folded:.1?}",
-        requests / 2,
-        DAYS * 1_440 * 8,
+        days(),
+        requests * 30 / days().unsigned_abs(),
+        days() * 1_440 * 8,
         fold.hour_rows
     );
     let now_s = NOW_MS / 1_000;
