@@ -63,6 +63,13 @@ pub fn probe_request(p: &Platform) -> HttpRequestSpec {
     }
 }
 
+/// Whether `id`, from OpenAI's `GET /models`, is one of its video models
+/// (`sora-2`, `sora-2-pro`): the video discovery takes these, and the chat
+/// discovery leaves them out (the same key lists both).
+pub fn is_openai_video_model(id: &str) -> bool {
+    id.starts_with("sora")
+}
+
 /// The video models in a probe's answer; `None` when the platform has no
 /// list (Replicate).
 pub fn parse_listing(
@@ -84,7 +91,7 @@ pub fn parse_listing(
         PlatformKind::OpenAi => v["data"].as_array().map(|d| {
             d.iter()
                 .filter_map(|m| m["id"].as_str())
-                .filter(|id| id.starts_with("sora"))
+                .filter(|id| is_openai_video_model(id))
                 .map(str::to_owned)
                 .collect()
         }),

@@ -174,6 +174,11 @@ pub(super) fn parse_models(v: &Value) -> Option<Vec<DiscoveredModel>> {
         data.iter()
             .filter_map(|m| {
                 let mut model = DiscoveredModel::new(str_field(m, "id")?);
+                // OpenAI lists its video models beside the chat ones: they are
+                // the video discovery's, never a chat model to price.
+                if crate::video::discovery::is_openai_video_model(&model.id) {
+                    return None;
+                }
                 model.display_name = str_field(m, "name");
                 // OpenAI reports no limits; OpenRouter, vLLM and others do, under these names.
                 model.context_window = ["context_length", "context_window", "max_model_len"]
@@ -491,9 +496,11 @@ mod tests {
         let openai = br#"{"object":"list","data":[
             {"id":"gpt-4o-mini","object":"model","created":1721172741,"owned_by":"system"},
             {"id":"text-embedding-3-small","object":"model","created":1705948997,"owned_by":"system"},
+            {"id":"sora-2","object":"model","created":1759708615,"owned_by":"system"},
             {"object":"model"}
         ]}"#;
         let models = parse_model_list(K, openai).unwrap();
+        // `sora-2` is a video model: the video discovery's, not a chat one.
         assert_eq!(models.len(), 2);
         assert_eq!(models[0].id, "gpt-4o-mini");
         assert_eq!(models[0].context_window, None);
