@@ -284,6 +284,17 @@ pub fn discover(
             }),
         }
     }
+    finish_discovery(db, providers, failures, now_ms)
+}
+
+/// A discovery run's result from its diffs and failures: the message about
+/// what is new or changed queued (the chat and the video discovery alike).
+pub fn finish_discovery(
+    db: &mut impl SqlExecutor,
+    providers: Vec<ModelDiff>,
+    failures: Vec<DiscoveryFailure>,
+    now_ms: i64,
+) -> Result<Discovery, StoreError> {
     let queued =
         match discovery_message(&providers, now_ms).map_err(|e| StoreError::Json(e.to_string()))? {
             Some((message, key)) => enqueue_message(db, &message, &key, now_ms)?,

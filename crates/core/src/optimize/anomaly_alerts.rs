@@ -384,17 +384,10 @@ pub fn run(
     let now_secs = now_ms.div_euclid(1_000);
     let rows = crate::observe::system::usage_in_ranges(db, &ranges(now_secs, for_minutes))?;
     let found = findings(&rows, now_secs, for_minutes);
-    let firing: Vec<BTreeMap<String, String>> = store::list_alerts(
-        db,
-        &AlertQuery {
-            status: Some(alerts::AlertStatus::Firing),
-            source: Some(AlertSource::Anomaly),
-            limit: None,
-        },
-    )?
-    .into_iter()
-    .map(|r| r.state.labels)
-    .collect();
+    let firing: Vec<BTreeMap<String, String>> = firing_alerts(db)?
+        .into_iter()
+        .map(|r| r.state.labels)
+        .collect();
     let incoming = alerts_for(&found, &firing, for_minutes, now_ms);
     let outcome = if incoming.is_empty() {
         ExternalOutcome::default()
@@ -405,6 +398,18 @@ pub fn run(
         findings: found,
         alerts: outcome,
     })
+}
+
+/// The firing alerts of source `anomaly`.
+fn firing_alerts(db: &mut impl SqlExecutor) -> Result<Vec<store::AlertRecord>, StoreError> {
+    store::list_alerts(
+        db,
+        &AlertQuery {
+            status: Some(alerts::AlertStatus::Firing),
+            source: Some(AlertSource::Anomaly),
+            limit: None,
+        },
+    )
 }
 
 /// One firing anomaly alert as `/api/health` lists it (`anomalies`).
@@ -432,29 +437,22 @@ pub struct AnomalyView {
 /// The firing anomaly alerts at `now_ms`, oldest first.
 pub fn active(db: &mut impl SqlExecutor, now_ms: i64) -> Result<Vec<AnomalyView>, StoreError> {
     let silences = store::active_silences(db, now_ms)?;
-    let mut out: Vec<AnomalyView> = store::list_alerts(
-        db,
-        &AlertQuery {
-            status: Some(alerts::AlertStatus::Firing),
-            source: Some(AlertSource::Anomaly),
-            limit: None,
-        },
-    )?
-    .into_iter()
-    .map(|r| {
-        let label = |k: &str| r.state.labels.get(k).cloned().unwrap_or_default();
-        AnomalyView {
-            id: r.state.fingerprint.clone(),
-            provider: label("provider"),
-            model: label("model"),
-            metric: label("metric"),
-            silenced: alerts::is_silenced(&silences, &r.state.labels, now_ms),
-            summary: r.summary,
-            since_ms: r.state.fired_at_ms,
-            acknowledged_by: r.state.acknowledged_by,
-        }
-    })
-    .collect();
+    let mut out: Vec<AnomalyView> = firing_alerts(db)?
+        .into_iter()
+        .map(|r| {
+            let label = |k: &str| r.state.labels.get(k).cloned().unwrap_or_default();
+            AnomalyView {
+                id: r.state.fingerprint.clone(),
+                provider: label("provider"),
+                model: label("model"),
+                metric: label("metric"),
+                silenced: alerts::is_silenced(&silences, &r.state.labels, now_ms),
+                summary: r.summary,
+                since_ms: r.state.fired_at_ms,
+                acknowledged_by: r.state.acknowledged_by,
+            }
+        })
+        .collect();
     out.sort_by_key(|a| (a.since_ms, a.id.clone()));
     Ok(out)
 }

@@ -25,10 +25,8 @@ use super::catalog;
 use super::platforms::{CallError, Platform, PlatformKind, VideoSettings};
 use super::service::VideoNet;
 use crate::gateway::providers::{DiscoveredModel, HttpRequestSpec};
-use crate::observe::scan_store::{Discovery, DiscoveryFailure};
-use crate::observe::scans::{
-    CatalogModel, ProbeResult, diff_models, discovery_message, enqueue_message,
-};
+use crate::observe::scan_store::{Discovery, DiscoveryFailure, finish_discovery};
+use crate::observe::scans::{CatalogModel, ProbeResult, diff_models};
 use crate::observe::store::StoreError;
 use crate::storage::{Row, SqlExecutor, SqlValue, in_transaction, run};
 
@@ -219,16 +217,7 @@ pub fn discover<S: SqlExecutor, N: VideoNet>(
             continue;
         }
         let Some(ids) = listed else { continue };
-        let listed: Vec<DiscoveredModel> = ids
-            .into_iter()
-            .map(|id| DiscoveredModel {
-                id,
-                display_name: None,
-                context_window: None,
-                output_limit: None,
-                capabilities: BTreeSet::new(),
-            })
-            .collect();
+        let listed: Vec<DiscoveredModel> = ids.into_iter().map(DiscoveredModel::new).collect();
         let diff = diff_models(&provider, &known, &listed);
         let platform = p.kind.name();
         in_transaction(db, |tx| {
@@ -249,16 +238,7 @@ pub fn discover<S: SqlExecutor, N: VideoNet>(
         .map_err(sql_error)?;
         providers.push(diff);
     }
-    let queued =
-        match discovery_message(&providers, now_ms).map_err(|e| StoreError::Json(e.to_string()))? {
-            Some((message, key)) => enqueue_message(db, &message, &key, now_ms)?,
-            None => None,
-        };
-    Ok(Discovery {
-        providers,
-        failures,
-        queued,
-    })
+    finish_discovery(db, providers, failures, now_ms)
 }
 
 #[cfg(test)]

@@ -205,7 +205,8 @@ pub struct DiscoveredModel {
 }
 
 impl DiscoveredModel {
-    fn new(id: String) -> Self {
+    /// A model known by its id only (nothing else reported).
+    pub fn new(id: String) -> Self {
         Self {
             id,
             display_name: None,
