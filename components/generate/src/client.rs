@@ -2,7 +2,7 @@
 //! answer or an SSE stream), the wall clock and the in-process flag evaluator.
 
 use dol_core::gateway::pipeline::{Client, Clock, FlagEvaluator};
-use dol_core::gateway::tiers::Tier;
+use dol_core::gateway::tiers::EntryTier;
 use serde_json::Value;
 
 use crate::net::{self, SseClient};
@@ -40,7 +40,7 @@ impl FlagEvaluator for InProcessFlags {
         targeting_key: &str,
         key_id: &str,
         model: &str,
-    ) -> Option<(Tier, String)> {
+    ) -> Option<(EntryTier, String)> {
         crate::flags::entry_tier(flag, targeting_key, key_id, model)
     }
 }

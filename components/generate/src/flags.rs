@@ -13,16 +13,16 @@ mod bindings {
 }
 
 use dol_core::experiments::attribution::Served;
-use dol_core::gateway::tiers::Tier;
+use dol_core::gateway::tiers::EntryTier;
 use serde_json::json;
 
-/// The tier the flag serves for this caller, with the variant name.
+/// The tier the flag serves for this caller (a tier or `auto`), with the variant name.
 pub fn entry_tier(
     flag: &str,
     targeting_key: &str,
     key_id: &str,
     model: &str,
-) -> Option<(Tier, String)> {
+) -> Option<(EntryTier, String)> {
     if flag.is_empty() {
         return None;
     }
@@ -40,7 +40,7 @@ pub fn entry_tier(
         return None;
     }
     let value: serde_json::Value = serde_json::from_str(e.value_json.as_deref()?).ok()?;
-    let tier = Tier::parse(value.as_str()?)?;
+    let tier = EntryTier::parse(value.as_str()?)?;
     Some((tier, e.variant.unwrap_or_else(|| tier.as_str().to_owned())))
 }
 

@@ -136,6 +136,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "video_inputs_models",
         sql: include_str!("../../../migrations/0022_video_inputs.sql"),
     },
+    Migration {
+        version: 23,
+        name: "request_difficulty",
+        sql: include_str!("../../../migrations/0023_request_difficulty.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

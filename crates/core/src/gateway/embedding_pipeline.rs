@@ -389,6 +389,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         cost_micros: None,
         // Embeddings are not compared with a chat baseline: they save nothing.
         baseline_cost_micros: None,
+        difficulty: None,
         quality: None,
         outcome: String::new(),
         fallbacks: 0,

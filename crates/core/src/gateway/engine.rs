@@ -180,6 +180,28 @@ pub struct Plan {
     pub decisions: Vec<(Tier, RouteDecision)>,
 }
 
+impl Plan {
+    /// The tiers that have candidates, cheapest first (basic, enhanced,
+    /// comprehensive): what the auto entry chooses among.
+    pub fn tiers_cheapest_first(&self) -> Vec<Tier> {
+        Tier::ALL
+            .into_iter()
+            .rev()
+            .filter(|t| !self.tiers[t.index()].is_empty())
+            .collect()
+    }
+
+    /// Starts the pipeline at `tier` instead: the tiers above it are
+    /// dropped, so neither the fallback nor the reservation sees them.
+    pub fn enter_at(&mut self, tier: Tier) {
+        for above in Tier::ALL.into_iter().filter(|t| *t < tier) {
+            self.tiers[above.index()].clear();
+        }
+        self.decisions.retain(|(t, _)| *t >= tier);
+        self.entry = tier;
+    }
+}
+
 /// Why a request cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::tiers::Tier;
+use super::tiers::{EntryTier, Tier};
 
 /// A request field that failed validation, named by its JSON path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,9 +208,9 @@ pub struct DolHints {
     /// Longest acceptable provider latency, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_latency_ms: Option<u64>,
-    /// Entry tier requested by the client.
+    /// Entry tier requested by the client (a tier, or `auto`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tier: Option<Tier>,
+    pub tier: Option<EntryTier>,
 }
 
 impl DolHints {
@@ -591,10 +591,12 @@ fn parse_hints(v: &Value) -> Result<DolHints, RequestError> {
     let tier = match field(obj, "tier") {
         Some(t) => {
             let s = want_string(t, "dol.tier")?;
-            Some(Tier::parse(&s).ok_or_else(|| {
+            Some(EntryTier::parse(&s).ok_or_else(|| {
                 RequestError::new(
                     "dol.tier",
-                    format!("unknown tier \"{s}\" (expected comprehensive, enhanced or basic)"),
+                    format!(
+                        "unknown tier \"{s}\" (expected comprehensive, enhanced, basic or auto)"
+                    ),
                 )
             })?)
         }
@@ -1371,7 +1373,18 @@ mod tests {
         assert!(r.wants_json());
         assert_eq!(r.dol.max_cost_micros(), Some(12_500));
         assert_eq!(r.dol.max_latency_ms, Some(1500));
-        assert_eq!(r.dol.tier, Some(Tier::Enhanced));
+        assert_eq!(r.dol.tier, Some(EntryTier::Fixed(Tier::Enhanced)));
+        let auto = parse(
+            json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}],
+            "dol": {"tier": "auto"}}),
+        )
+        .unwrap();
+        assert_eq!(auto.dol.tier, Some(EntryTier::Auto));
+        // It serializes back as written (the cache key reads it).
+        assert_eq!(
+            serde_json::to_value(&auto.dol).unwrap(),
+            json!({"tier": "auto"})
+        );
         assert!(r.messages[2].content.as_ref().unwrap().has_image());
         assert_eq!(r.last_user_text(), "thanks");
         // `tools: []` is no tools (issue 15): not passed on, no capability asked.
@@ -1420,7 +1433,7 @@ mod tests {
         );
         assert_eq!(
             err(json!({"model": "m", "messages": m, "dol": {"tier": "gold"}})),
-            "dol.tier: unknown tier \"gold\" (expected comprehensive, enhanced or basic)"
+            "dol.tier: unknown tier \"gold\" (expected comprehensive, enhanced, basic or auto)"
         );
         assert_eq!(
             err(json!({"model": "m", "messages": m, "n": 2})),

@@ -4,6 +4,9 @@
 //! TTL, `Cache-Control: no-cache`, streamed replay), the engine, and the
 //! book-keeping (settlement and the request record in one transaction,
 //! routing state, cache fill), all written before the answer's body ends.
+//! With `auto` (hint or flag) the entry tier is chosen per prompt
+//! difficulty ([`crate::optimize::auto_entry`]) and named in the
+//! `x-dol-selection` header.
 //! The component only parses HTTP, builds the adapters and writes what
 //! [`Client`] is given.
 
@@ -24,9 +27,10 @@ use super::quality::QualityConfig;
 use super::routing::{CatalogEntry, RouteRequest, RoutingWeights};
 use super::store;
 use super::telemetry::RequestRecord;
-use super::tiers::Tier;
+use super::tiers::{EntryTier, Tier};
 use crate::error::{ApiError, Code};
 use crate::observe::scans::{PROBES_KEY, ProbeResult};
+use crate::optimize::auto_entry::{self, Choice};
 use crate::optimize::savings;
 use crate::orgs::crypto::{CryptoError, KeyRing};
 use crate::orgs::{self, Org};
@@ -196,15 +200,16 @@ pub trait Clock {
 
 /// The in-process flag evaluator.
 pub trait FlagEvaluator {
-    /// The tier `flag` serves (with its variant name) to this context; `None`
-    /// when the flag is missing, broken or serves no tier.
+    /// The tier `flag` serves (with its variant name) to this context — a
+    /// tier or `auto`; `None` when the flag is missing, broken or serves no
+    /// tier.
     fn entry_tier(
         &mut self,
         flag: &str,
         targeting_key: &str,
         key_id: &str,
         model: &str,
-    ) -> Option<(Tier, String)>;
+    ) -> Option<(EntryTier, String)>;
 }
 
 /// The HTTP client of one request: a whole JSON answer, or a stream.
@@ -380,18 +385,66 @@ pub struct Served {
 
 /// The entry tier and the variant it is attributed to: emergency mode forces
 /// `basic`; else the request's `dol.tier` hint; else the tier flag; else
-/// `comprehensive`.
+/// `comprehensive`. `auto` (from the hint or the flag) is resolved by
+/// [`auto_entry_choice`].
 pub fn entry_tier(
     emergency: bool,
-    hint: Option<Tier>,
-    flag: impl FnOnce() -> Option<(Tier, String)>,
-) -> (Tier, String) {
+    hint: Option<EntryTier>,
+    flag: impl FnOnce() -> Option<(EntryTier, String)>,
+) -> (EntryTier, String) {
     if emergency {
-        (Tier::Basic, "emergency".to_owned())
+        (EntryTier::Fixed(Tier::Basic), "emergency".to_owned())
     } else if let Some(t) = hint {
         (t, "-".to_owned())
     } else {
-        flag().unwrap_or((Tier::Comprehensive, "-".to_owned()))
+        flag().unwrap_or((EntryTier::Fixed(Tier::Comprehensive), "-".to_owned()))
+    }
+}
+
+/// The auto entry's choice when `asked` is `auto` and the request lets DOL
+/// choose the model (`difficulty` is then known): the learned table is read
+/// from key-value (missing or unreadable = empty, a warning — never a failed
+/// request) and the tier chosen among the plan's tiers with candidates.
+/// `None` otherwise: the fixed tier (or a pinned model's) applies.
+pub fn auto_entry_choice(
+    asked: EntryTier,
+    difficulty: Option<crate::optimize::selection::Difficulty>,
+    kv: &mut impl KeyValue,
+    plan: &Plan,
+    threshold: f64,
+    warnings: &mut Vec<String>,
+) -> Option<Choice> {
+    let d = difficulty.filter(|_| asked == EntryTier::Auto)?;
+    let table = auto_entry::read_table(kv).unwrap_or_else(|e| {
+        warnings.push(format!("reading the selection table failed: {e}"));
+        Default::default()
+    });
+    auto_entry::choose(&table, d, &plan.tiers_cheapest_first(), threshold)
+}
+
+/// A [`Client`] adding `extra` headers to the answer's head (streamed or
+/// whole): how the pipeline names its own decisions (`x-dol-selection`)
+/// beside the engine's `x-dol-*` headers.
+struct WithHeaders<'a, D> {
+    inner: &'a mut D,
+    extra: Vec<(String, String)>,
+}
+
+impl<D: Client> Downstream for WithHeaders<'_, D> {
+    async fn start(&mut self, mut headers: Vec<(String, String)>) -> bool {
+        headers.extend(self.extra.iter().cloned());
+        self.inner.start(headers).await
+    }
+
+    async fn send(&mut self, bytes: Vec<u8>) -> bool {
+        self.inner.send(bytes).await
+    }
+}
+
+impl<D: Client> Client for WithHeaders<'_, D> {
+    async fn complete(&mut self, status: u16, mut headers: Vec<(String, String)>, body: Value) {
+        headers.extend(self.extra.iter().cloned());
+        self.inner.complete(status, headers, body).await;
     }
 }
 
@@ -604,7 +657,7 @@ where
         warnings.push(format!("reading emergency mode failed: {e}"));
         false
     });
-    let (entry, variant) = entry_tier(emergency, request.dol.tier, || {
+    let (asked, variant) = entry_tier(emergency, request.dol.tier, || {
         let targeting = request.user.as_deref().unwrap_or(&call.caller.id);
         flags.entry_tier(
             &settings.tier_flag,
@@ -613,7 +666,11 @@ where
             &request.model,
         )
     });
-    let plan = engine::plan(
+    let entry = match asked {
+        EntryTier::Fixed(t) => t,
+        EntryTier::Auto => Tier::Comprehensive,
+    };
+    let mut plan = engine::plan(
         request,
         &catalog_entries,
         &providers,
@@ -622,6 +679,26 @@ where
         &RoutingWeights::default(),
         now_ms,
     )?;
+    let difficulty = auto_entry::classify(request);
+    let selection = auto_entry_choice(
+        asked,
+        difficulty,
+        kv,
+        &plan,
+        settings.quality.threshold,
+        &mut warnings,
+    );
+    if let Some(choice) = &selection {
+        plan.enter_at(choice.tier);
+    }
+    let mut client = WithHeaders {
+        inner: client,
+        extra: selection
+            .iter()
+            .map(|c| (auto_entry::HEADER.to_owned(), c.header_value()))
+            .collect(),
+    };
+    let client = &mut client;
 
     let want = reservation(&plan, request);
     let now_secs = now_ms / 1_000;
@@ -679,6 +756,15 @@ where
     let finished_ms = clock.now_ms();
     let (tokens, cost_micros) = settlement(&generation);
     let mut record = record(&generation, call, plan.entry, finished_ms, &variant);
+    record.difficulty = difficulty;
+    if let (Some(c), Value::Object(detail)) = (&selection, &mut record.detail) {
+        // What the learner counts as an auto entry (the `detail` is
+        // written anyway: no extra column, no extra write).
+        detail.insert(
+            "selection".to_owned(),
+            serde_json::json!({"reason": c.reason.as_str()}),
+        );
+    }
     let enabled: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
     record.baseline_cost_micros = savings::baseline_cost(
         savings::baseline_entry(&catalog_entries, &settings.savings_baseline, &enabled),

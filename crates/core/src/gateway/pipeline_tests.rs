@@ -15,7 +15,7 @@ use super::openai::ChatRequest;
 use super::pipeline::*;
 use super::routing::RouteRequest;
 use super::store;
-use super::tiers::Tier;
+use super::tiers::{EntryTier, Tier};
 use crate::observe::store::{EmergencyOverride, set_emergency_override};
 use crate::orgs::Role;
 use crate::storage::MemoryKeyValue;
@@ -35,12 +35,12 @@ impl Clock for TestClock {
 /// Answers a fixed tier, and records each evaluation's context.
 #[derive(Default)]
 struct Flags {
-    answer: Option<(Tier, String)>,
+    answer: Option<(EntryTier, String)>,
     calls: Vec<(String, String, String, String)>,
 }
 
 impl FlagEvaluator for Flags {
-    fn entry_tier(&mut self, flag: &str, t: &str, k: &str, m: &str) -> Option<(Tier, String)> {
+    fn entry_tier(&mut self, flag: &str, t: &str, k: &str, m: &str) -> Option<(EntryTier, String)> {
         self.calls
             .push((flag.to_owned(), t.to_owned(), k.to_owned(), m.to_owned()));
         self.answer.clone()
@@ -200,29 +200,38 @@ fn with(mut b: Value, field: &str, value: Value) -> Value {
 
 #[test]
 fn entry_tier_precedence_is_emergency_then_hint_then_flag_then_comprehensive() {
-    let flag = || Some((Tier::Enhanced, "treatment".to_owned()));
+    let fixed = EntryTier::Fixed;
+    let flag = || Some((fixed(Tier::Enhanced), "treatment".to_owned()));
     assert_eq!(
-        entry_tier(true, Some(Tier::Comprehensive), flag),
-        (Tier::Basic, "emergency".to_owned())
+        entry_tier(true, Some(EntryTier::Auto), flag),
+        (fixed(Tier::Basic), "emergency".to_owned())
     );
     assert_eq!(
-        entry_tier(false, Some(Tier::Basic), flag),
-        (Tier::Basic, "-".to_owned())
+        entry_tier(false, Some(fixed(Tier::Basic)), flag),
+        (fixed(Tier::Basic), "-".to_owned())
+    );
+    assert_eq!(
+        entry_tier(false, Some(EntryTier::Auto), flag),
+        (EntryTier::Auto, "-".to_owned())
     );
     assert_eq!(
         entry_tier(false, None, flag),
-        (Tier::Enhanced, "treatment".to_owned())
+        (fixed(Tier::Enhanced), "treatment".to_owned())
+    );
+    assert_eq!(
+        entry_tier(false, None, || Some((EntryTier::Auto, "auto".to_owned()))),
+        (EntryTier::Auto, "auto".to_owned())
     );
     assert_eq!(
         entry_tier(false, None, || None),
-        (Tier::Comprehensive, "-".to_owned())
+        (fixed(Tier::Comprehensive), "-".to_owned())
     );
 }
 
 #[test]
 fn the_flag_chooses_the_entry_tier_with_the_user_as_targeting_key() {
     let mut w = World::new();
-    w.flags.answer = Some((Tier::Enhanced, "cheap-first".to_owned()));
+    w.flags.answer = Some((Tier::Enhanced.into(), "cheap-first".to_owned()));
     w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
     let (s, _) = w.ask("key_a", with(body(false), "user", json!("u1")));
     assert_eq!(
@@ -259,7 +268,7 @@ fn without_a_flag_answer_the_entry_tier_is_comprehensive() {
 #[test]
 fn the_hint_beats_the_flag_which_is_not_evaluated() {
     let mut w = World::new();
-    w.flags.answer = Some((Tier::Comprehensive, "treatment".to_owned()));
+    w.flags.answer = Some((Tier::Comprehensive.into(), "treatment".to_owned()));
     w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
     let (s, c) = w.ask(
         "key_a",
@@ -277,7 +286,7 @@ fn the_hint_beats_the_flag_which_is_not_evaluated() {
 fn emergency_mode_beats_the_hint_and_the_flag() {
     let mut w = World::new();
     set_emergency_override(&mut w.sql, Some(EmergencyOverride::On), "test", 1).unwrap();
-    w.flags.answer = Some((Tier::Comprehensive, "treatment".to_owned()));
+    w.flags.answer = Some((Tier::Comprehensive.into(), "treatment".to_owned()));
     let (s, c) = w.ask(
         "key_a",
         with(body(false), "dol", json!({"tier": "comprehensive"})),
@@ -289,6 +298,132 @@ fn emergency_mode_beats_the_hint_and_the_flag() {
     assert_eq!(c.header("x-dol-tier"), Some("basic"));
     assert!(w.flags.calls.is_empty());
     assert!(!w.fake.sent.iter().any(|m| m == "best" || m == "cheap"));
+}
+
+// ---- auto entry ----
+
+fn prompt(text: &str) -> Value {
+    json!({"model": "auto", "messages": [{"role": "user", "content": text}]})
+}
+
+/// A learned table where `tiny` (basic) fails hard prompts and `cheap`
+/// (enhanced) clears 7 on them, as the minute scan stores it.
+fn learned_table(w: &mut World) {
+    use crate::optimize::auto_entry::{Learned, TABLE_KEY};
+    use crate::optimize::selection::{Difficulty, QualityTable};
+    use crate::storage::KeyValue;
+    let mut table = QualityTable::default();
+    for i in 0..10 {
+        table.observe(Tier::Basic, Difficulty::Hard, 3.0 + f64::from(i % 2));
+        table.observe(
+            Tier::Enhanced,
+            Difficulty::Hard,
+            8.5 + f64::from(i % 2) / 2.0,
+        );
+    }
+    let learned = Learned {
+        table,
+        ..Learned::default()
+    };
+    w.kv.set(TABLE_KEY, &serde_json::to_vec(&learned).unwrap())
+        .unwrap();
+}
+
+#[test]
+fn the_auto_flag_enters_where_the_learned_table_says_and_names_why() {
+    let mut w = World::new();
+    w.flags.answer = Some((EntryTier::Auto, "auto".to_owned()));
+    learned_table(&mut w);
+    // Hard: basic is ruled out, enhanced meets the threshold.
+    w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
+    let hard = "Prove step by step that Rust ownership and borrowing prevent data races";
+    let (s, c) = w.ask("key_a", prompt(hard));
+    assert_eq!(
+        (s.record.entry_tier, s.record.variant.as_str()),
+        (Tier::Enhanced, "auto")
+    );
+    assert_eq!(c.header("x-dol-selection"), Some("hard;meets"));
+    assert_eq!(
+        s.record.difficulty,
+        Some(crate::optimize::selection::Difficulty::Hard)
+    );
+    assert_eq!(s.record.detail["selection"], json!({"reason": "meets"}));
+    assert!(
+        !w.fake.sent.iter().any(|m| m == "best"),
+        "{:?}",
+        w.fake.sent
+    );
+    // The stored row carries the difficulty.
+    let row = store::request(&mut w.sql, &s.record.id).unwrap().unwrap();
+    assert_eq!(row.difficulty, s.record.difficulty);
+    // Easy: nothing known yet, the cheapest tier is explored.
+    w.fake.script("tiny", vec![ok_json(GOOD, "stop")]);
+    let (s, c) = w.ask("key_a", prompt("Rust ownership and borrowing?"));
+    assert_eq!(s.record.entry_tier, Tier::Basic);
+    assert_eq!(c.header("x-dol-selection"), Some("easy;explore"));
+    // The reservation priced only what the plan can reach from basic.
+    assert_eq!(s.reservation.cost_micros, 0);
+}
+
+#[test]
+fn the_auto_hint_streams_with_the_header_and_a_pinned_model_ignores_it() {
+    let mut w = World::new();
+    learned_table(&mut w);
+    w.fake.script(
+        "cheap",
+        vec![Reply::Http(200, Vec::new(), sse(GOOD, true), 5)],
+    );
+    let mut b = prompt("Prove step by step that Rust ownership and borrowing prevent data races");
+    b["stream"] = json!(true);
+    b["dol"] = json!({"tier": "auto"});
+    let (s, c) = w.ask("key_a", b);
+    assert!(c.streamed);
+    assert_eq!(c.header("x-dol-selection"), Some("hard;meets"));
+    assert_eq!(
+        (s.record.entry_tier, s.record.variant.as_str()),
+        (Tier::Enhanced, "-")
+    );
+    assert!(w.flags.calls.is_empty());
+    // A pinned model is not chosen: no selection, no difficulty.
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let mut pinned = prompt("Prove step by step that Rust ownership is sound");
+    pinned["model"] = json!("best");
+    pinned["dol"] = json!({"tier": "auto"});
+    let (s, c) = w.ask("key_a", pinned);
+    assert_eq!(c.header("x-dol-selection"), None);
+    assert_eq!(
+        (s.record.entry_tier, s.record.difficulty),
+        (Tier::Comprehensive, None)
+    );
+}
+
+#[test]
+fn an_unreadable_table_explores_with_a_warning_and_the_default_is_unchanged() {
+    use crate::storage::KeyValue;
+    let mut w = World::new();
+    w.kv.set(crate::optimize::auto_entry::TABLE_KEY, b"{not json")
+        .unwrap();
+    // Without auto the table is not read and the entry stays comprehensive.
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let (s, c) = w.ask("key_a", body(false));
+    assert_eq!(s.record.entry_tier, Tier::Comprehensive);
+    assert_eq!(c.header("x-dol-selection"), None);
+    assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    // The difficulty is recorded all the same (the table learns from it).
+    assert_eq!(
+        s.record.difficulty,
+        Some(crate::optimize::selection::Difficulty::Medium)
+    );
+    w.flags.answer = Some((EntryTier::Auto, "auto".to_owned()));
+    w.fake.script("tiny", vec![ok_json(GOOD, "stop")]);
+    let (s, c) = w.ask("key_a", body(false));
+    assert_eq!(s.record.entry_tier, Tier::Basic);
+    assert_eq!(c.header("x-dol-selection"), Some("medium;explore"));
+    assert!(
+        s.warnings.iter().any(|w| w.contains("selection table")),
+        "{:?}",
+        s.warnings
+    );
 }
 
 // ---- reservation ----

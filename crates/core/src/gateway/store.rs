@@ -31,6 +31,7 @@ use super::telemetry::{RequestRecord, latency_bucket, latency_column};
 use super::templates::TemplateSpec;
 use super::tiers::Tier;
 use crate::observe::usage::{FOLD_LAG_SECS, HOUR_SECS};
+use crate::optimize::selection::Difficulty;
 use crate::orgs::{self, Role};
 use crate::storage::{
     ColumnError, KeyValue, Row, SqlExecutor, SqlValue, StatementError, in_row_locked_transaction,
@@ -833,8 +834,8 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
         "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
          attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
          cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
-         baseline_cost_micros) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         baseline_cost_micros, difficulty) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             text(&r.id),
             uint(r.ts_ms),
@@ -859,6 +860,7 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             text(&r.variant),
             text(&r.detail.to_string()),
             opt_uint(r.baseline_cost_micros),
+            r.difficulty.map_or(SqlValue::Null, |d| text(d.as_str())),
         ],
     )?;
     let add = usage_addition(r);
@@ -987,7 +989,7 @@ fn add_usage(
 
 const REQUEST_COLUMNS: &str = "id, ts, key_id, route, tier, entry_tier, provider, model, \
 attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, quality, outcome, \
-fallbacks, cached, stream, variant, detail, baseline_cost_micros";
+fallbacks, cached, stream, variant, detail, baseline_cost_micros, difficulty";
 
 fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
     let r = Row::new("requests", values);
@@ -1022,6 +1024,12 @@ fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
         variant: r.text(19, "variant")?.to_owned(),
         detail: r.json(20, "detail")?,
         baseline_cost_micros: r.opt_uint(21, "baseline_cost_micros")?,
+        difficulty: r
+            .opt_text(22, "difficulty")?
+            .map(|d| {
+                Difficulty::parse(d).ok_or_else(|| r.error("difficulty", "easy, medium or hard"))
+            })
+            .transpose()?,
     })
 }
 
@@ -1058,6 +1066,7 @@ pub fn request_json(r: &RequestRecord) -> Value {
         "cost_micros": r.cost_micros,
         "cost_unknown": r.cost_micros.is_none(),
         "baseline_cost_micros": r.baseline_cost_micros,
+        "difficulty": r.difficulty,
         "quality": r.quality,
         "outcome": r.outcome,
         "fallbacks": r.fallbacks,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::Generation;
 use super::tiers::Tier;
+use crate::optimize::selection::Difficulty;
 
 /// How many latency bounds there are (the histogram has one more bucket,
 /// `+Inf`).
@@ -186,6 +187,11 @@ pub struct RequestRecord {
     /// (`None` = no priced baseline; see [`crate::optimize::savings`]).
     #[serde(default)]
     pub baseline_cost_micros: Option<u64>,
+    /// How hard the prompt looked ([`crate::optimize::selection::difficulty`]),
+    /// for chat-family requests that let DOL choose the model; what the
+    /// selection table is learned from.
+    #[serde(default)]
+    pub difficulty: Option<Difficulty>,
     /// Quality 0–10.
     pub quality: Option<f64>,
     /// `success`, `low_quality`, `offline`, `stream_aborted`, `client_gone`, `cache_hit`.
@@ -235,6 +241,7 @@ impl RequestRecord {
             completion_tokens: g.usage.completion_tokens,
             cost_micros: g.info.cost_micros.filter(|_| !g.info.cost_unknown),
             baseline_cost_micros: None,
+            difficulty: None,
             quality: g.info.quality,
             outcome: g.outcome.as_str().to_owned(),
             fallbacks: g.fallbacks,

@@ -76,6 +76,56 @@ impl Tier {
     }
 }
 
+/// An entry tier as the `dol.tier` hint or the tier flag names it: a fixed
+/// tier, or `auto` — DOL picks the tier per prompt difficulty
+/// ([`crate::optimize::auto_entry`]). Written as the tier's name or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum EntryTier {
+    /// Enter at this tier.
+    Fixed(Tier),
+    /// Enter where the selection table says the prompt's difficulty is served well enough.
+    Auto,
+}
+
+impl EntryTier {
+    /// Parses a tier name or `auto`.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s == "auto" {
+            Some(Self::Auto)
+        } else {
+            Tier::parse(s).map(Self::Fixed)
+        }
+    }
+
+    /// The name: the tier's, or `auto`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fixed(t) => t.as_str(),
+            Self::Auto => "auto",
+        }
+    }
+}
+
+impl TryFrom<String> for EntryTier {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).ok_or_else(|| format!("unknown tier \"{s}\""))
+    }
+}
+
+impl From<EntryTier> for String {
+    fn from(e: EntryTier) -> Self {
+        e.as_str().to_owned()
+    }
+}
+
+impl From<Tier> for EntryTier {
+    fn from(t: Tier) -> Self {
+        Self::Fixed(t)
+    }
+}
+
 /// Pipeline tuning.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PipelineConfig {

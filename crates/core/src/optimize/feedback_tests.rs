@@ -100,6 +100,7 @@ fn request(id: &str, key: &str, quality: Option<f64>) -> RequestRecord {
         completion_tokens: 1,
         cost_micros: Some(1),
         baseline_cost_micros: Some(4),
+        difficulty: None,
         quality,
         outcome: "success".into(),
         fallbacks: 0,

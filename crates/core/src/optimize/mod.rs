@@ -5,6 +5,7 @@
 
 pub mod anomaly;
 pub mod anomaly_alerts;
+pub mod auto_entry;
 pub mod feedback;
 pub mod recommend;
 pub mod recommend_store;

@@ -291,6 +291,7 @@ fn request(id: usize, entry: Tier, model: &str, cost: u64, quality: f64) -> Requ
         completion_tokens: 20,
         cost_micros: Some(cost),
         baseline_cost_micros: Some(cost),
+        difficulty: None,
         quality: Some(quality),
         outcome: "success".into(),
         fallbacks: 0,

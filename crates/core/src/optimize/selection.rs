@@ -41,6 +41,11 @@ impl Difficulty {
     /// All, easiest first.
     pub const ALL: [Difficulty; 3] = [Self::Easy, Self::Medium, Self::Hard];
 
+    /// Parses the lowercase name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -203,6 +208,17 @@ pub enum Reason {
     Meets,
     /// None clears it: the best mean.
     Best,
+}
+
+impl Reason {
+    /// The lowercase name (`explore`, `meets`, `best`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Explore => "explore",
+            Self::Meets => "meets",
+            Self::Best => "best",
+        }
+    }
 }
 
 /// Picks the entry tier for a `d` prompt among `tiers` (cheapest first).

@@ -532,6 +532,7 @@ pub fn record_of(job: &Job, now_ms: u64) -> RequestRecord {
         // Savings are measured for chat-family routes only; no baseline
         // here counts the request's own cost.
         baseline_cost_micros: None,
+        difficulty: None,
         id: job.id.clone(),
         ts_ms: job.created_at_ms,
         key_id: job.key_id.clone(),
