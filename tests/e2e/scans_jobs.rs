@@ -269,11 +269,18 @@ async fn scans_threshold_breach_reaches_slack_and_survives_an_outage() {
     assert_eq!(hooks[0].json()["payload"]["kind"], "firing");
     let runs = scan_durations(&host);
     eprintln!("scan_runs: {runs:?}");
-    // Two alert scans over HTTP, then the cron tick's alerts, rollouts and video jobs.
+    // Two alert scans over HTTP, then the cron tick's alerts, rollouts, video jobs and selection table.
     let names: Vec<&str> = runs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["alerts", "alerts", "alerts", "rollouts", "video-jobs"]
+        [
+            "alerts",
+            "alerts",
+            "alerts",
+            "rollouts",
+            "video-jobs",
+            "selection"
+        ]
     );
     host.app.shutdown().await;
 }

@@ -8,8 +8,8 @@
 //! wit-bindgen on `wit/guests.wit` ([`cron`]); wasm-component-ld merges the
 //! two worlds into one component.
 //!
-//! The scans ([`alerts`], [`rollouts`], [`videos`], [`probes`], [`discovery`], [`report`],
-//! [`recommendations`], which also serves `/admin/recommendations`) are thin:
+//! The scans ([`alerts`], [`rollouts`], [`videos`], [`selection`], [`probes`], [`discovery`],
+//! [`report`], [`recommendations`], which also serves `/admin/recommendations`) are thin:
 //! their decisions are pure functions in `dol_core::observe::scans`, their
 //! storage is `dol_core::observe::scan_store` (the health score of the
 //! `alerts` scan is `/api/health`'s, read by `dol_core::observe::system`);
@@ -32,4 +32,5 @@ mod recommendations;
 mod report;
 mod rollouts;
 mod scan;
+mod selection;
 mod videos;

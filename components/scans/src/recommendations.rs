@@ -7,6 +7,7 @@
 use anyhow::Context as _;
 use dol_core::error::{ApiError, Code};
 use dol_core::gateway::pipeline::Settings;
+use dol_core::optimize::auto_entry;
 use dol_core::optimize::recommend_store::{self as store, Config, ListFilter};
 use dol_spin_platform::{self as platform, Db, SpinKv, SpinSql};
 use serde_json::{Value, json};
@@ -42,6 +43,22 @@ pub fn scan(db: &Db, now_ms: i64) -> anyhow::Result<Value> {
     Ok(json!({ "computed": summary.computed, "new": summary.new, "delivery": delivery }))
 }
 
+/// The auto entry tier's learned table and whether the tier flag serves
+/// `auto` (`dol_core::optimize::auto_entry::view`); a storage failure shows
+/// as its `error`, never fails the list.
+fn selection(sql: &mut SpinSql<'_>, config: &Config, flag: &str) -> Value {
+    let flags = dol_core::flags::store::select_latest(sql);
+    let document = flags
+        .as_ref()
+        .ok()
+        .and_then(|f| f.as_ref())
+        .map(|(_, s)| &s.document);
+    match SpinKv::open_default() {
+        Ok(mut kv) => auto_entry::view(&mut kv, config.quality_threshold, flag, document),
+        Err(e) => json!({ "flag": flag, "error": format!("{e:#}") }),
+    }
+}
+
 /// Routes `/admin/recommendations...`.
 pub fn handle(req: &Request) -> Response {
     match route(req) {
@@ -73,7 +90,9 @@ fn route(req: &Request) -> Result<Value, ApiError> {
             }
             let status = platform::query_param(req.query(), "status");
             let filter = ListFilter::parse(status.as_deref())?;
-            Ok(store::list(sql, now, &config, filter)?)
+            let mut body = store::list(sql, now, &config, filter)?;
+            body["selection"] = selection(sql, &config, &flag);
+            Ok(body)
         }
         (Some(id), Some(action)) => {
             if *req.method() != Method::Post {

@@ -8,7 +8,8 @@ use dol_core::health::{Outcome, ScanRun};
 use dol_core::observe::scan_lease::{self, Acquired, Lease, Trigger};
 use dol_core::observe::scan_store;
 use dol_core::observe::scans::{
-    ALERTS, DISCOVERY, HEARTBEAT, PROBES, RECOMMENDATIONS, REPORT, RETENTION, ROLLOUTS, VIDEO_JOBS,
+    ALERTS, DISCOVERY, HEARTBEAT, PROBES, RECOMMENDATIONS, REPORT, RETENTION, ROLLOUTS, SELECTION,
+    VIDEO_JOBS,
 };
 use dol_spin_platform::Db;
 use serde_json::{Value, json};
@@ -33,6 +34,7 @@ pub fn run(name: &str, now: i64) -> anyhow::Result<(ScanRun, Value)> {
         REPORT => crate::report::report(&db, now),
         RETENTION => crate::report::retention(&db, now),
         RECOMMENDATIONS => crate::recommendations::scan(&db, now),
+        SELECTION => crate::selection::run(&db, now),
         HEARTBEAT => Ok(json!({})),
         other => Err(anyhow::anyhow!("no scan {other}")),
     };

@@ -79,11 +79,16 @@ pub const VIDEO_JOBS: &str = "video-jobs";
 /// Name of the daily recommendations scan.
 pub const RECOMMENDATIONS: &str = crate::optimize::recommend_store::RECOMMENDATIONS;
 
+/// Name of the selection-table scan (every minute: learns the auto entry
+/// tier's quality table from the last day's requests).
+pub const SELECTION: &str = crate::optimize::auto_entry::SELECTION;
+
 /// Every scan runnable over `POST /admin/scans/{name}`.
-pub const ALL_SCANS: [&str; 9] = [
+pub const ALL_SCANS: [&str; 10] = [
     ALERTS,
     ROLLOUTS,
     VIDEO_JOBS,
+    SELECTION,
     PROBES,
     DISCOVERY,
     REPORT,
@@ -120,7 +125,7 @@ pub const METRICS: [&str; 12] = [
 
 /// The scans a cron tick at `timestamp` (Unix seconds, UTC) runs, in order.
 pub fn due_scans(timestamp: u64) -> Vec<&'static str> {
-    let mut out = vec![ALERTS, ROLLOUTS, VIDEO_JOBS];
+    let mut out = vec![ALERTS, ROLLOUTS, VIDEO_JOBS, SELECTION];
     if timestamp.is_multiple_of(300) {
         out.push(PROBES);
     }

@@ -42,17 +42,20 @@ const NOW: i64 = 1_800_000_000;
 
 #[test]
 fn due_scans_follow_the_schedules() {
-    assert_eq!(due_scans(1_800_000_060), vec![ALERTS, ROLLOUTS, VIDEO_JOBS]);
+    assert_eq!(
+        due_scans(1_800_000_060),
+        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, SELECTION]
+    );
     // 1_800_000_000 is a multiple of 300 but not of 21 600.
     assert_eq!(
         due_scans(1_800_000_000),
-        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, PROBES]
+        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, SELECTION, PROBES]
     );
     // 2027-01-15 00:00 UTC = 1_800_000_000 - 1_800_000_000 % 86_400.
     let midnight = 1_800_000_000 - 1_800_000_000 % 86_400;
     assert_eq!(
         due_scans(midnight as u64),
-        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, PROBES, DISCOVERY]
+        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, SELECTION, PROBES, DISCOVERY]
     );
     assert_eq!(
         due_scans((midnight + 3 * 3_600) as u64),
@@ -60,6 +63,7 @@ fn due_scans_follow_the_schedules() {
             ALERTS,
             ROLLOUTS,
             VIDEO_JOBS,
+            SELECTION,
             PROBES,
             REPORT,
             RETENTION,
@@ -68,7 +72,7 @@ fn due_scans_follow_the_schedules() {
     );
     assert_eq!(
         due_scans((midnight + 6 * 3_600) as u64),
-        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, PROBES, DISCOVERY]
+        vec![ALERTS, ROLLOUTS, VIDEO_JOBS, SELECTION, PROBES, DISCOVERY]
     );
 }
 
