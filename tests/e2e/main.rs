@@ -10,6 +10,7 @@
 
 mod alerts;
 mod apps;
+mod auto_entry;
 mod backup;
 mod console;
 mod crash;
