@@ -6,7 +6,7 @@
 //! `x-dol-selection` header and the request rows say so), and the whole
 //! run cost less than always-comprehensive (each row's baseline).
 
-use chrono::{DurationRound, TimeDelta, Utc};
+use chrono::{DurationRound, TimeDelta, Timelike, Utc};
 use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
 use serde_json::{Value, json};
@@ -56,7 +56,14 @@ async fn the_auto_flag_enters_easy_prompts_cheaper_than_hard_ones_after_the_minu
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
     // The cron clock starts after the wall clock, so the injected tick comes
     // after every request and its one-day window reaches back over them.
-    let minute = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() + TimeDelta::minutes(10);
+    // The tick is off the five-minute grid: there the `*/5` trigger fires
+    // too, finds this tick's scans leased by the minute trigger and may
+    // report its event before they are done.
+    let mut minute =
+        Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() + TimeDelta::minutes(10);
+    while (minute + TimeDelta::minutes(1)).minute() % 5 == 0 {
+        minute += TimeDelta::minutes(1);
+    }
     let host = TestHost::builder("spin.toml")
         .variable(&var("admin_token"), ADMIN)
         .variable(&var("bootstrap_api_key"), KEY)
