@@ -467,6 +467,8 @@ def admin_flow(c):
     assert status == 200, (status, body)
     c.go("/admin/dol/optimization")
     c.text("#opt-saved")
+    # The auto entry tier's table: off by default (the seeded tier flag serves no `auto`).
+    assert "Auto entry is off" in c.text("#opt-auto-entry"), c.text("#opt-auto-entry")
     dismiss = c.wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, 'button.action[data-dismiss]')))
     c.shot("optimization")
     dismiss.click()

@@ -1188,8 +1188,17 @@
             action("Dismiss", () => decideRecommendation(x.id, "dismiss"), { "data-dismiss": x.id }))
         : null,
     ]);
+    const sel = r.selection || {};
+    const num = (v) => (v === null || v === undefined ? "–" : v.toFixed(2));
+    const cells = (sel.cells || []).map((c) => [c.tier, c.difficulty, String(c.n), num(c.mean), num(c.lower)]);
+    const autoInUse = sel.autoVariants && sel.autoVariants.length
+      ? "Auto entry: " + sel.flag + " serves auto (" + sel.autoVariants.join(", ") + "); " + (sel.autoEntered || 0) + " auto-entered requests in the last day."
+      : "Auto entry is off: no variant of " + sel.flag + " serves \"auto\".";
     return [
       section("Savings against the baseline", savings),
+      section("Model selection by difficulty",
+        el("p", { id: "opt-auto-entry" }, autoInUse + (sel.error ? " Table: " + sel.error : "")),
+        table(["Tier", "Difficulty", "n", "Mean quality", "Lower bound"], cells, "Nothing learned yet: every difficulty is explored from the cheapest tier.")),
       section("Recommendations", table(["Recommendation", "Kind", "USD/day", "Confidence", "Evidence", "Status", ""], rows, "No recommendations: nothing in the last 7 days' telemetry supports one.")),
     ];
   }
