@@ -51,6 +51,17 @@ async fn ask(host: &TestHost, text: &str) -> (u16, String, String, String, Value
     )
 }
 
+/// Asks `text`, asserts a 200 with `selection` and `tier`; returns the request id.
+async fn expect(host: &TestHost, text: &str, selection: &str, tier: &str) -> String {
+    let (s, sel, got, id, b) = ask(host, text).await;
+    assert_eq!(
+        (s, sel.as_str(), got.as_str()),
+        (200, selection, tier),
+        "{text}: {b}"
+    );
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_auto_flag_enters_easy_prompts_cheaper_than_hard_ones_after_the_minute_scan() {
     let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
@@ -61,7 +72,7 @@ async fn the_auto_flag_enters_easy_prompts_cheaper_than_hard_ones_after_the_minu
     // report its event before they are done.
     let mut minute =
         Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap() + TimeDelta::minutes(10);
-    while (minute + TimeDelta::minutes(1)).minute() % 5 == 0 {
+    while (minute + TimeDelta::minutes(1)).minute().is_multiple_of(5) {
         minute += TimeDelta::minutes(1);
     }
     let host = TestHost::builder("spin.toml")
@@ -118,23 +129,11 @@ async fn the_auto_flag_enters_easy_prompts_cheaper_than_hard_ones_after_the_minu
         Behavior::with_answer("I'm sorry, but I can't help with that request."),
     );
     for i in 0..3 {
-        let (s, sel, tier, id, b) = ask(&host, &hard(i)).await;
-        assert_eq!(
-            (s, sel.as_str(), tier.as_str()),
-            (200, "hard;explore", "basic"),
-            "{b}"
-        );
-        ids.push(id);
+        ids.push(expect(&host, &hard(i), "hard;explore", "basic").await);
     }
     mock.clear_model_behaviors();
     for i in 0..3 {
-        let (s, sel, tier, id, b) = ask(&host, &easy(i)).await;
-        assert_eq!(
-            (s, sel.as_str(), tier.as_str()),
-            (200, "easy;explore", "basic"),
-            "{b}"
-        );
-        ids.push(id);
+        ids.push(expect(&host, &easy(i), "easy;explore", "basic").await);
     }
 
     // The minute tick learns the table: basic is ruled out for hard prompts.
@@ -176,20 +175,8 @@ async fn the_auto_flag_enters_easy_prompts_cheaper_than_hard_ones_after_the_minu
 
     // Now easy prompts enter at basic, hard ones at enhanced.
     for i in 3..5 {
-        let (s, sel, tier, id, b) = ask(&host, &hard(i)).await;
-        assert_eq!(
-            (s, sel.as_str(), tier.as_str()),
-            (200, "hard;explore", "enhanced"),
-            "{b}"
-        );
-        ids.push(id);
-        let (s, sel, tier, id, b) = ask(&host, &easy(i)).await;
-        assert_eq!(
-            (s, sel.as_str(), tier.as_str()),
-            (200, "easy;explore", "basic"),
-            "{b}"
-        );
-        ids.push(id);
+        ids.push(expect(&host, &hard(i), "hard;explore", "enhanced").await);
+        ids.push(expect(&host, &easy(i), "easy;explore", "basic").await);
     }
 
     // The rows: entry tier, variant and difficulty; and the cost against
