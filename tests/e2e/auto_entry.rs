@@ -1,4 +1,4 @@
-//! The auto entry tier end to end, lean (one host start, 13 requests): the
+//! The auto entry tier end to end, lean (one host start, 11 chat requests): the
 //! tier flag serves `auto`; the basic model (gpt-4.1-nano) refuses hard
 //! prompts while it is being explored and answers easy ones well; the
 //! injected minute tick's `selection` scan learns the table; then easy
