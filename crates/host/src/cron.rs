@@ -19,6 +19,41 @@ pub struct CronEvent {
     pub outcome: Result<(), String>,
 }
 
+/// Each trigger's next firing (by index), so a test knows how many
+/// triggers a clock move fires ([`due_by`]).
+pub(crate) type Pending = Arc<std::sync::Mutex<Vec<Option<chrono::DateTime<chrono::Utc>>>>>;
+
+/// The first firing of each of `triggers` after `started`.
+pub(crate) fn pending(
+    triggers: &[dol_manifest::manifest::CronTrigger],
+    started: chrono::DateTime<chrono::Utc>,
+) -> Pending {
+    Arc::new(std::sync::Mutex::new(
+        triggers
+            .iter()
+            .map(|t| t.schedule.next_after(started))
+            .collect(),
+    ))
+}
+
+/// How many triggers' next firing is at or before `at`.
+pub(crate) fn due_by(pending: &Pending, at: chrono::DateTime<chrono::Utc>) -> usize {
+    pending
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|next| next.is_some_and(|n| n <= at))
+        .count()
+}
+
+/// Where a trigger reports: its firings, and its next firing.
+pub(crate) struct Channels {
+    /// Every firing with its outcome.
+    pub events: broadcast::Sender<CronEvent>,
+    /// Every trigger's next firing.
+    pub pending: Pending,
+}
+
 /// Runs trigger `index` until shutdown.
 ///
 /// `started` is the host's start time, read before this task was spawned: the
@@ -29,7 +64,7 @@ pub(crate) async fn run_trigger(
     index: usize,
     clock: Arc<dyn Clock>,
     started: chrono::DateTime<chrono::Utc>,
-    events: broadcast::Sender<CronEvent>,
+    channels: Channels,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Some(trigger) = app.manifest.cron_triggers.get(index) else {
@@ -61,8 +96,18 @@ pub(crate) async fn run_trigger(
         // clock on as soon as it hears of it must not make the next tick
         // look missed.
         after = next.max(clock.now());
+        // The next firing is known before this one is announced, so a
+        // listener counting due triggers never sees a stale one.
+        if let Some(slot) = channels
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(index)
+        {
+            *slot = trigger.schedule.next_after(after);
+        }
         // Nobody listening is the normal case outside tests.
-        drop(events.send(CronEvent {
+        drop(channels.events.send(CronEvent {
             component: component.clone(),
             timestamp,
             outcome,

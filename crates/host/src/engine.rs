@@ -34,6 +34,9 @@ impl Default for Limits {
     }
 }
 
+/// How much of each pooled linear memory stays resident between instances.
+const KEEP_RESIDENT_BYTES: usize = 16 << 20;
+
 /// Builds the engine. `cache_dir` enables wasmtime's compiled-code cache there so
 /// a restart does not recompile unchanged components.
 pub fn build_engine(limits: &Limits, cache_dir: Option<&Path>) -> Result<Engine> {
@@ -46,7 +49,17 @@ pub fn build_engine(limits: &Limits, cache_dir: Option<&Path>) -> Result<Engine>
         .total_core_instances(limits.pooled_instances * 8)
         .total_memories(limits.pooled_instances * 4)
         .total_tables(limits.pooled_instances * 8)
-        .max_memory_size(limits.max_memory_bytes);
+        .max_memory_size(limits.max_memory_bytes)
+        // Resetting a slot with madvise costs page faults on its next use and
+        // TLB-shootdown IPIs to every core (the top kernel entries of a
+        // profile under load). With PAGEMAP_SCAN (Linux 6.7+) only the pages
+        // a request dirtied are memset back, up to these sizes; elsewhere the
+        // low addresses are memset and the rest is madvised as before.
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES / 16)
+        // What still is decommitted is flushed in batches (one IPI round each).
+        .decommit_batch_size(16);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     match Engine::new(&config) {
         Ok(engine) => Ok(engine),
@@ -69,6 +82,11 @@ fn base_config(cache_dir: Option<&Path>) -> Result<Config> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    if std::env::var_os("DOL_PERF_MAP").is_some() {
+        // `perf` cannot name JIT-compiled guest code on its own: with
+        // DOL_PERF_MAP set, wasmtime writes /tmp/perf-<pid>.map for it.
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(dir) = cache_dir {
         // wasmtime refuses a relative cache directory ("Cache directory path
         // has to be absolute"); `--state-dir ./x` gives one.

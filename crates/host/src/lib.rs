@@ -92,6 +92,7 @@ pub struct RunningApp {
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     cron_events: broadcast::Sender<CronEvent>,
+    cron_pending: cron::Pending,
 }
 
 impl RunningApp {
@@ -108,6 +109,13 @@ impl RunningApp {
     /// Subscribes to cron firings (each carries its outcome).
     pub fn cron_events(&self) -> broadcast::Receiver<CronEvent> {
         self.cron_events.subscribe()
+    }
+
+    /// How many cron triggers fire once the clock reaches `at`: those whose
+    /// next firing is at or before it. A test that moves the clock there
+    /// waits for that many [`CronEvent`]s.
+    pub fn cron_triggers_due_by(&self, at: chrono::DateTime<chrono::Utc>) -> usize {
+        cron::due_by(&self.cron_pending, at)
     }
 
     /// Stops accepting requests and cron firings, and waits for in-flight work.
@@ -199,13 +207,17 @@ pub async fn start(options: HostOptions) -> Result<RunningApp> {
         drop(ticker);
     }));
     let started = options.clock.now();
+    let cron_pending = cron::pending(&app.manifest.cron_triggers, started);
     for index in 0..app.manifest.cron_triggers.len() {
         tasks.push(tokio::spawn(cron::run_trigger(
             app.clone(),
             index,
             options.clock.clone(),
             started,
-            cron_events.clone(),
+            cron::Channels {
+                events: cron_events.clone(),
+                pending: cron_pending.clone(),
+            },
             shutdown_rx.clone(),
         )));
     }
@@ -221,5 +233,6 @@ pub async fn start(options: HostOptions) -> Result<RunningApp> {
         shutdown,
         tasks,
         cron_events,
+        cron_pending,
     })
 }
