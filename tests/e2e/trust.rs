@@ -559,6 +559,16 @@ async fn cors_body_limits_and_security_headers() {
         r.headers["access-control-allow-origin"],
         "https://app.example"
     );
+    // A browser client may read every DOL header an answer carries.
+    let exposed = &r.headers["access-control-expose-headers"];
+    for h in [
+        "x-dol-request-id",
+        "x-dol-cost-micros",
+        "x-dol-quality",
+        "x-dol-selection",
+    ] {
+        assert!(exposed.contains(h), "{h} not in {exposed}");
+    }
     let r = call(
         &host,
         "GET",

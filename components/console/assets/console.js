@@ -1003,7 +1003,11 @@
 
   // ---- scans ---------------------------------------------------------------
 
-  const SCANS = ["heartbeat", "alerts", "rollouts", "probes", "discovery", "report", "retention", "recommendations"];
+  // Every scan of dol_core::observe::scans::ALL_SCANS (a unit test of the console checks it).
+  const SCANS = [
+    "heartbeat", "alerts", "rollouts", "video-jobs", "selection", "probes", "discovery", "report", "retention",
+    "recommendations",
+  ];
 
   async function scansNodes() {
     const [h, histories] = await Promise.all([

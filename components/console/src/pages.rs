@@ -111,3 +111,23 @@ pub fn asset(name: &str) -> Option<Response> {
             .build(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SCRIPT;
+
+    #[test]
+    fn the_scans_page_lists_every_scan() {
+        let list = SCRIPT
+            .split("const SCANS = [")
+            .nth(1)
+            .and_then(|rest| rest.split("];").next())
+            .expect("console.js declares SCANS");
+        for scan in dol_core::observe::scans::ALL_SCANS {
+            assert!(
+                list.contains(&format!("\"{scan}\"")),
+                "{scan} missing from the console's scans page"
+            );
+        }
+    }
+}

@@ -23,8 +23,11 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 
 /// Methods a browser may use on the OpenAI routes.
 const CORS_METHODS: &str = "GET, POST, OPTIONS";
-/// Response headers a browser client may read.
-const CORS_EXPOSE: &str = "x-dol-request-id, x-dol-tier, x-dol-provider, retry-after";
+/// Response headers a browser client may read: every `x-dol-*` header an
+/// answer carries (`openai::DolInfo::headers`, the auto entry's
+/// `x-dol-selection`) and `retry-after`.
+const CORS_EXPOSE: &str = "x-dol-request-id, x-dol-tier, x-dol-provider, x-dol-model, \
+x-dol-attempts, x-dol-cost-micros, x-dol-cache, x-dol-quality, x-dol-selection, retry-after";
 
 /// A 413 naming the limit, for a body of `len` bytes over `limit`.
 pub fn check_body(len: usize, limit: usize) -> Result<(), ApiError> {
