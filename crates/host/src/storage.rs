@@ -647,9 +647,6 @@ fn lock_wait(tries: i32, limit: Duration) -> bool {
 /// How long a statement that found the database locked waits before trying again.
 const LOCK_RETRY: Duration = Duration::from_micros(50);
 
-/// How much of the database file each connection maps into memory.
-const MMAP_BYTES: i64 = 1 << 30;
-
 /// Prepared statements each SQLite connection keeps.
 const STATEMENT_CACHE_CAPACITY: usize = 512;
 
@@ -672,12 +669,6 @@ fn open_connection(path: &Path) -> Result<Connection> {
     // rusqlite's default of 16 cached statements evicted and re-parsed most
     // of them on every request.
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
-    // Every write on another pooled connection invalidates this one's page
-    // cache, so most reads go back to the file: memory-mapped, they cost a
-    // page lookup instead of a read(2) and a copy.
-    connection
-        .pragma_update(None, "mmap_size", MMAP_BYTES)
-        .with_context(|| format!("setting mmap_size on {}", path.display()))?;
     // WAL lets readers proceed while one writer commits; that is what keeps
     // concurrent requests from serialising on the file.
     connection
