@@ -560,7 +560,7 @@ async fn cors_body_limits_and_security_headers() {
         "https://app.example"
     );
     // A browser client may read every DOL header an answer carries.
-    let exposed = &r.headers["access-control-expose-headers"];
+    let exposed = r.headers["access-control-expose-headers"].to_str().unwrap();
     for h in [
         "x-dol-request-id",
         "x-dol-cost-micros",
