@@ -324,6 +324,8 @@ impl RedisKeyValue {
 /// A key-value store backed by one SQLite file, shared by every label mapped to it.
 pub struct SqliteKeyValue {
     connection: Mutex<Connection>,
+    /// Keeps the file's background checkpointer running while the store lives.
+    _checkpointed: Arc<()>,
 }
 
 /// A key and its value, as `wasi:keyvalue/batch.get-many` returns them.
@@ -364,8 +366,11 @@ impl SqliteKeyValue {
                 )",
             )
             .with_context(|| format!("creating the key-value table in {}", path.display()))?;
+        let checkpointed = Arc::new(());
+        spawn_checkpointer(path.to_path_buf(), Arc::downgrade(&checkpointed));
         Ok(Self {
             connection: Mutex::new(connection),
+            _checkpointed: checkpointed,
         })
     }
 
@@ -560,10 +565,9 @@ pub struct DatabaseLocation {
 impl DatabaseLocation {
     /// A database file on disk.
     pub fn file(path: PathBuf) -> Self {
-        Self {
-            path,
-            idle: Arc::default(),
-        }
+        let idle = Arc::default();
+        spawn_checkpointer(path.clone(), Arc::downgrade(&idle));
+        Self { path, idle }
     }
 
     /// An idle connection, or a new one.
@@ -647,6 +651,44 @@ fn lock_wait(tries: i32, limit: Duration) -> bool {
 /// How long a statement that found the database locked waits before trying again.
 const LOCK_RETRY: Duration = Duration::from_micros(50);
 
+/// WAL pages past which a committing connection checkpoints by itself
+/// (SQLite's default is 1,000, which put a checkpoint — copying the WAL back
+/// and syncing the file — into one request's commit every few hundred).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
+
+/// How often the background checkpointer checkpoints a database's WAL.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Checkpoints the WAL of the SQLite file at `path` from a thread of its
+/// own every [`CHECKPOINT_EVERY`] (passively: it never waits for or blocks a
+/// writer) for as long as `alive` has an owner, so no request's commit pays
+/// for the checkpoint. The file is opened once it exists: a database no
+/// component uses is never created.
+fn spawn_checkpointer<T: Send + Sync + 'static>(path: PathBuf, alive: std::sync::Weak<T>) {
+    let spawned = std::thread::Builder::new()
+        .name("dol-checkpoint".into())
+        .spawn(move || {
+            let mut connection: Option<Connection> = None;
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if connection.is_none() && path.exists() {
+                    connection = open_connection(&path)
+                        .map_err(|e| tracing::warn!("checkpointer: {e:#}"))
+                        .ok();
+                }
+                if let Some(c) = &connection
+                    && let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!("checkpointing {}: {e}", path.display());
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // The commits' own checkpoints (past WAL_AUTOCHECKPOINT_PAGES) still bound the WAL.
+        tracing::warn!("starting the checkpointer: {e}");
+    }
+}
+
 /// Prepared statements each SQLite connection keeps.
 const STATEMENT_CACHE_CAPACITY: usize = 512;
 
@@ -669,6 +711,11 @@ fn open_connection(path: &Path) -> Result<Connection> {
     // rusqlite's default of 16 cached statements evicted and re-parsed most
     // of them on every request.
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    // The background checkpointer ([`spawn_checkpointer`]) copies the WAL
+    // back; a commit does it itself only past this many pages, as a backstop.
+    connection
+        .pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .with_context(|| format!("setting wal_autocheckpoint on {}", path.display()))?;
     // WAL lets readers proceed while one writer commits; that is what keeps
     // concurrent requests from serialising on the file.
     connection
@@ -1099,6 +1146,31 @@ mod tests {
         );
         // The next statement's first try starts a new clock.
         assert!(lock_wait(0, limit));
+    }
+
+    #[test]
+    fn the_wal_is_checkpointed_in_the_background_not_by_a_commit() {
+        let (dir, _location, connection) = guest_connection();
+        connection.execute_batch("CREATE TABLE t (v BLOB)").unwrap();
+        // About 400 KiB of pages: far below the commits' own threshold
+        // (WAL_AUTOCHECKPOINT_PAGES), so only the checkpointer copies them
+        // into the database file.
+        for _ in 0..100 {
+            connection
+                .execute("INSERT INTO t VALUES (zeroblob(4000))", [])
+                .unwrap();
+        }
+        let file = dir.path().join("guest.db");
+        let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+        assert!(size() < 100_000, "the rows are still in the WAL");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while size() < 400_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the checkpointer did not copy the WAL back within 10 s"
+            );
+            std::thread::sleep(CHECKPOINT_EVERY);
+        }
     }
 
     /// A sandboxed connection to `guest.db` in a fresh directory, as a guest gets it.
