@@ -323,7 +323,11 @@ impl RedisKeyValue {
 
 /// A key-value store backed by one SQLite file, shared by every label mapped to it.
 pub struct SqliteKeyValue {
-    connection: Mutex<Connection>,
+    path: PathBuf,
+    /// Idle connections: concurrent requests' calls each take one, so reads
+    /// run side by side under WAL instead of queueing behind one mutex (and
+    /// behind a write's commit).
+    idle: Mutex<Vec<Connection>>,
     /// Keeps the file's background checkpointer running while the store lives.
     _checkpointed: Arc<()>,
 }
@@ -347,6 +351,9 @@ pub enum StorageError {
     /// guests match on).
     #[error("query result exceeds limit of {0} bytes")]
     ResultTooLarge(usize),
+    /// No connection to the store's file could be opened.
+    #[error("key-value storage: opening a connection: {0}")]
+    Open(String),
     /// A value `increment` cannot read as a counter.
     #[error("value of key {0:?} is not a 64-bit counter (8 little-endian bytes)")]
     NotACounter(String),
@@ -369,7 +376,8 @@ impl SqliteKeyValue {
         let checkpointed = Arc::new(());
         spawn_checkpointer(path.to_path_buf(), Arc::downgrade(&checkpointed));
         Ok(Self {
-            connection: Mutex::new(connection),
+            path: path.to_path_buf(),
+            idle: Mutex::new(vec![connection]),
             _checkpointed: checkpointed,
         })
     }
@@ -378,13 +386,37 @@ impl SqliteKeyValue {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, StorageError> {
+        self.with_connection(|c| Ok(f(c)?))
+    }
+
+    /// Runs `f` on an idle connection (a new one when none is idle) and
+    /// puts it back, unless a transaction was left open on it.
+    fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         // A poisoned lock only means another request panicked mid-call; SQLite
         // itself kept the data consistent, so keep serving.
-        let guard = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(f(&guard)?)
+        let idle = || {
+            self.idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        let reused = idle().pop();
+        let connection = match reused {
+            Some(connection) => connection,
+            None => {
+                open_connection(&self.path).map_err(|e| StorageError::Open(format!("{e:#}")))?
+            }
+        };
+        let result = f(&connection);
+        if connection.is_autocommit() {
+            let mut idle = idle();
+            if idle.len() < MAX_IDLE_CONNECTIONS {
+                idle.push(connection);
+            }
+        }
+        result
     }
 
     /// Value of `key` in `store`, if any.
@@ -479,12 +511,19 @@ impl SqliteKeyValue {
     /// bytes; the read and the write share one immediate transaction, so
     /// concurrent increments (from other processes too) are never lost.
     pub fn increment(&self, store: &str, key: &str, delta: i64) -> Result<i64, StorageError> {
-        let guard = self
-            .connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let tx =
-            rusqlite::Transaction::new_unchecked(&guard, rusqlite::TransactionBehavior::Immediate)?;
+        self.with_connection(|connection| Self::increment_on(connection, store, key, delta))
+    }
+
+    fn increment_on(
+        connection: &Connection,
+        store: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<i64, StorageError> {
+        let tx = rusqlite::Transaction::new_unchecked(
+            connection,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
         let current: Option<Vec<u8>> = tx
             .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
             .query_row(params![store, key], |row| row.get(0))
@@ -1039,6 +1078,33 @@ mod tests {
             thread.join().unwrap();
         }
         assert_eq!(kv.increment("s", "n", 0).unwrap(), 200);
+    }
+
+    #[test]
+    fn concurrent_calls_on_one_backend_each_take_a_pooled_connection() {
+        let (_dir, kv) = backend();
+        let kv = Arc::new(kv);
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let kv = kv.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        let key = format!("k{t}");
+                        kv.set("s", &key, format!("{i}").as_bytes()).unwrap();
+                        assert_eq!(
+                            kv.get("s", &key).unwrap(),
+                            Some(format!("{i}").into_bytes())
+                        );
+                        kv.increment("s", "total", 1).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(kv.increment("s", "total", 0).unwrap(), 400);
+        assert_eq!(kv.keys("s").unwrap().len(), 9);
     }
 
     #[test]
