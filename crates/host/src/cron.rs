@@ -114,3 +114,30 @@ pub(crate) async fn run_trigger(
         }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use dol_manifest::manifest::CronTrigger;
+    use dol_manifest::schedule::Schedule;
+
+    fn trigger(expression: &str) -> CronTrigger {
+        CronTrigger {
+            component: "scans".to_owned(),
+            cron_expression: expression.to_owned(),
+            schedule: Schedule::parse(expression).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_clock_move_fires_every_trigger_due_by_then() {
+        let triggers = [trigger("0 * * * * *"), trigger("0 */5 * * * *")];
+        let at = |m, s| chrono::Utc.with_ymd_and_hms(2026, 12, 5, 10, m, s).unwrap();
+        let pending = pending(&triggers, at(2, 30));
+        assert_eq!(due_by(&pending, at(2, 59)), 0);
+        // Only the minute trigger at 10:03; both at 10:05 (and later).
+        assert_eq!(due_by(&pending, at(3, 0)), 1);
+        assert_eq!(due_by(&pending, at(5, 0)), 2);
+    }
+}
