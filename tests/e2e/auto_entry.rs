@@ -6,6 +6,7 @@
 //! `x-dol-selection` header and the request rows say so), and the whole
 //! run cost less than always-comprehensive (each row's baseline).
 
+use crate::gateway::var;
 use chrono::{DurationRound, TimeDelta, Timelike, Utc};
 use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
@@ -13,10 +14,6 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "auto-admin";
 const KEY: &str = "dol-auto-key";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 /// One chat request: (status, `x-dol-selection`, `x-dol-tier`, request id, body).
 async fn ask(host: &TestHost, text: &str) -> (u16, String, String, String, Value) {

@@ -6,6 +6,7 @@
 //! width, every page in headless Firefox ESR, then again (Chromium) with one
 //! provider down.
 
+use crate::gateway::var;
 use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
 use dol_test_support::mock_video::MockVideo;
@@ -14,10 +15,6 @@ use reqwest::redirect::Policy;
 const APP: &str = "spin.toml";
 const ADMIN: &str = "console-admin-secret-7f3k";
 const VIEWER: &str = "console-viewer-secret-2q9w";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 async fn start(extra: &[(&str, &str)]) -> TestHost {
     let mut b = TestHost::builder(APP)

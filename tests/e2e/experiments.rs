@@ -3,6 +3,7 @@
 //! and reading reports from `/admin/experiments`, and the gateway's own
 //! per-variant telemetry for experiments on the tier flag.
 
+use crate::gateway::var;
 use dol_core::experiments::definition;
 use dol_core::experiments::report::{self, ExperimentData, MetricData, VariantData};
 use dol_core::experiments::stats::{ProportionSample, two_proportion_z_test};
@@ -14,10 +15,6 @@ use serde_json::{Value, json};
 const APP: &str = "spin.toml";
 const ADMIN: &str = "admin-secret";
 const API_KEY: &str = "dol-test-key";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 async fn start(extra: &[(&str, &str)]) -> TestHost {
     let mut b = TestHost::builder(APP)

@@ -3,6 +3,7 @@
 //! counting real gateway traffic, and `/metrics` validated by the official
 //! Python `prometheus_client` parser.
 
+use crate::gateway::var;
 use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
 use serde_json::{Value, json};
@@ -10,10 +11,6 @@ use serde_json::{Value, json};
 const APP: &str = "spin.toml";
 const ADMIN: &str = "admin-secret";
 const AM_TOKEN: &str = "am-t0ken";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 async fn start(mock: Option<&MockLlm>, extra: &[(&str, &str)]) -> TestHost {
     let mut b = TestHost::builder(APP)

@@ -5,15 +5,12 @@
 //! scan tick when the mock provider's latency jumps, with its band, in
 //! `/api/health`, then silenced.
 
+use crate::gateway::var;
 use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-secret";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 async fn send(
     host: &TestHost,

@@ -3,16 +3,13 @@
 //! chat completion without being tried, and a healthy probe lets its
 //! breaker recover through one real request.
 
+use crate::gateway::var;
 use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Flavor, MockLlm};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "probe-admin";
 const KEY: &str = "probe-key";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 /// Sends a chat completion; returns the answering provider and the attempts.
 async fn chat(host: &TestHost) -> (String, String) {

@@ -6,6 +6,7 @@
 //! models turn bad → the injected cron tick rolls it back. Every bad input
 //! and denial is its own case.
 
+use crate::gateway::var;
 use chrono::{DurationRound, TimeDelta, Utc};
 use dol_test_support::TestHost;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
@@ -15,10 +16,6 @@ use serde_json::{Value, json};
 const ADMIN: &str = "rec-admin";
 const VIEWER: &str = "rec-viewer-secret-7x1k";
 const KEY: &str = "dol-rec-key";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 async fn call(
     host: &TestHost,

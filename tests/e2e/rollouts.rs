@@ -10,6 +10,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::gateway::var;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm};
 use dol_test_support::receiver::Receiver;
 use dol_test_support::{TestHost, chrono_start};
@@ -19,10 +20,6 @@ const APP: &str = "spin.toml";
 const ADMIN: &str = "rollout-admin";
 const KEY: &str = "dol-rollout-key";
 const FLAG: &str = "generation_pipeline";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 struct Env {
     host: TestHost,

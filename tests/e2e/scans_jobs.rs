@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::gateway::var;
 use dol_core::observe::slack::verify_webhook;
 use dol_test_support::mock_llm::{Behavior, Flavor, MockLlm, MockModel};
 use dol_test_support::receiver::Receiver;
@@ -16,10 +17,6 @@ const APP: &str = "spin.toml";
 const ADMIN: &str = "scans-admin";
 const KEY: &str = "dol-test-bootstrap-key";
 const SECRET: &str = "whsec-test";
-
-fn var(name: &str) -> String {
-    format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase())
-}
 
 fn builder(vars: &[(&str, &str)]) -> TestHostBuilder {
     let mut b = TestHost::builder(APP).variable(&var("admin_token"), ADMIN);

@@ -323,13 +323,10 @@ impl RedisKeyValue {
 
 /// A key-value store backed by one SQLite file, shared by every label mapped to it.
 pub struct SqliteKeyValue {
-    path: PathBuf,
-    /// Idle connections: concurrent requests' calls each take one, so reads
-    /// run side by side under WAL instead of queueing behind one mutex (and
-    /// behind a write's commit).
-    idle: Mutex<Vec<Connection>>,
-    /// Keeps the file's background checkpointer running while the store lives.
-    _checkpointed: Arc<()>,
+    /// Concurrent requests' calls each take a connection, so reads run side
+    /// by side under WAL instead of queueing behind one mutex (and behind a
+    /// write's commit).
+    pool: ConnectionPool,
 }
 
 /// A key and its value, as `wasi:keyvalue/batch.get-many` returns them.
@@ -373,13 +370,9 @@ impl SqliteKeyValue {
                 )",
             )
             .with_context(|| format!("creating the key-value table in {}", path.display()))?;
-        let checkpointed = Arc::new(());
-        spawn_checkpointer(path.to_path_buf(), Arc::downgrade(&checkpointed));
-        Ok(Self {
-            path: path.to_path_buf(),
-            idle: Mutex::new(vec![connection]),
-            _checkpointed: checkpointed,
-        })
+        let pool = ConnectionPool::new(path.to_path_buf(), open_connection);
+        pool.put_back(connection);
+        Ok(Self { pool })
     }
 
     fn with<T>(
@@ -395,27 +388,12 @@ impl SqliteKeyValue {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        // A poisoned lock only means another request panicked mid-call; SQLite
-        // itself kept the data consistent, so keep serving.
-        let idle = || {
-            self.idle
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        };
-        let reused = idle().pop();
-        let connection = match reused {
-            Some(connection) => connection,
-            None => {
-                open_connection(&self.path).map_err(|e| StorageError::Open(format!("{e:#}")))?
-            }
-        };
+        let connection = self
+            .pool
+            .take()
+            .map_err(|e| StorageError::Open(format!("{e:#}")))?;
         let result = f(&connection);
-        if connection.is_autocommit() {
-            let mut idle = idle();
-            if idle.len() < MAX_IDLE_CONNECTIONS {
-                idle.push(connection);
-            }
-        }
+        self.pool.put_back(connection);
         result
     }
 
@@ -597,56 +575,82 @@ const MAX_IDLE_CONNECTIONS: usize = 16;
 /// prepared-statement cache and parsed schema for the next request.
 #[derive(Debug, Clone)]
 pub struct DatabaseLocation {
-    path: PathBuf,
-    idle: Arc<Mutex<Vec<Connection>>>,
+    // Only sandboxed connections enter the pool, so a reused one is too.
+    pool: ConnectionPool,
 }
 
 impl DatabaseLocation {
     /// A database file on disk.
     pub fn file(path: PathBuf) -> Self {
-        let idle = Arc::default();
-        spawn_checkpointer(path.clone(), Arc::downgrade(&idle));
-        Self { path, idle }
+        Self {
+            pool: ConnectionPool::new(path, open_guest_connection),
+        }
     }
 
     /// An idle connection, or a new one.
     pub fn connect(&self) -> Result<Connection> {
-        let reused = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop();
-        match reused {
-            Some(connection) => Ok(connection),
-            // Only sandboxed connections enter the pool, so a reused one is too.
-            None => open_guest_connection(&self.path),
-        }
+        self.pool.take()
     }
 
-    /// Takes a connection back; one with an open transaction is closed
-    /// instead (closing rolls the transaction back).
+    /// Takes a connection back; one with an open transaction or a guest's
+    /// session state is closed instead (closing rolls the transaction back).
     pub fn release(&self, connection: Connection) {
-        if !connection.is_autocommit() || carries_session_state(&connection) {
-            return;
-        }
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if idle.len() < MAX_IDLE_CONNECTIONS {
-            idle.push(connection);
+        if !carries_session_state(&connection) {
+            self.pool.put_back(connection);
         }
     }
-}
 
-impl DatabaseLocation {
     /// Connections waiting in the pool (for tests).
     #[cfg(test)]
     pub fn idle_count(&self) -> usize {
+        self.pool.idle().len()
+    }
+}
+
+/// Idle SQLite connections to one file, opened with `open` when none is
+/// idle. The file's WAL is checkpointed in the background while the pool
+/// (any clone of it) lives ([`spawn_checkpointer`]).
+#[derive(Debug, Clone)]
+struct ConnectionPool {
+    path: PathBuf,
+    open: fn(&Path) -> Result<Connection>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl ConnectionPool {
+    fn new(path: PathBuf, open: fn(&Path) -> Result<Connection>) -> Self {
+        let idle = Arc::default();
+        spawn_checkpointer(path.clone(), Arc::downgrade(&idle));
+        Self { path, open, idle }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        // A poisoned lock only means another request panicked mid-call; SQLite
+        // itself kept the data consistent, so keep serving.
         self.idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+    }
+
+    /// An idle connection, or a new one.
+    fn take(&self) -> Result<Connection> {
+        let reused = self.idle().pop();
+        match reused {
+            Some(connection) => Ok(connection),
+            None => (self.open)(&self.path),
+        }
+    }
+
+    /// Keeps `connection` for the next caller, unless a transaction is open
+    /// on it or [`MAX_IDLE_CONNECTIONS`] are already idle.
+    fn put_back(&self, connection: Connection) {
+        if !connection.is_autocommit() {
+            return;
+        }
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE_CONNECTIONS {
+            idle.push(connection);
+        }
     }
 }
 

@@ -315,6 +315,16 @@ fn traffic(db: &mut TestDb) {
     }
 }
 
+/// Applies finding `id` as `alice` at [`NOW`], the tier flag named `flag`.
+fn apply_as_alice(
+    db: &mut TestDb,
+    kv: &mut MemoryKeyValue,
+    id: &str,
+    flag: &str,
+) -> Result<Value, crate::error::ApiError> {
+    store::apply(db, kv, id, flag, "alice", NOW, &CFG)
+}
+
 fn cheaper_id() -> String {
     recommendation_id(Kind::CheaperTier, &["", "comprehensive", "enhanced"])
 }
@@ -372,16 +382,7 @@ fn dismissal_sticks_across_recomputation_and_is_audited() {
     let again = store::dismiss(&mut db, &id, None, "alice", NOW, &CFG).unwrap_err();
     assert_eq!(again.status(), 409);
     let mut kv = MemoryKeyValue::default();
-    let apply = store::apply(
-        &mut db,
-        &mut kv,
-        &id,
-        "generation_pipeline",
-        "alice",
-        NOW,
-        &CFG,
-    )
-    .unwrap_err();
+    let apply = apply_as_alice(&mut db, &mut kv, &id, "generation_pipeline").unwrap_err();
     assert_eq!(apply.status(), 409);
     let audited = db.run(
         "SELECT COUNT(*) FROM audit_log WHERE kind = 'recommendation' AND action = 'dismiss'",
@@ -396,16 +397,7 @@ fn applying_a_routing_finding_starts_a_guarded_rollout_in_the_same_transaction()
     traffic(&mut db);
     let mut kv = MemoryKeyValue::default();
     let id = cheaper_id();
-    let out = store::apply(
-        &mut db,
-        &mut kv,
-        &id,
-        "generation_pipeline",
-        "alice",
-        NOW,
-        &CFG,
-    )
-    .unwrap();
+    let out = apply_as_alice(&mut db, &mut kv, &id, "generation_pipeline").unwrap();
     assert_eq!(out["status"], "applied");
     assert_eq!(out["rollout"]["variant"], "enhanced");
     assert_eq!(out["rollout"]["control"], "comprehensive");
@@ -424,32 +416,14 @@ fn applying_a_routing_finding_starts_a_guarded_rollout_in_the_same_transaction()
     );
     assert_eq!(audited[0][0], SqlValue::Integer(1));
     // Twice: 409, nothing more written.
-    let again = store::apply(
-        &mut db,
-        &mut kv,
-        &id,
-        "generation_pipeline",
-        "alice",
-        NOW,
-        &CFG,
-    )
-    .unwrap_err();
+    let again = apply_as_alice(&mut db, &mut kv, &id, "generation_pipeline").unwrap_err();
     assert_eq!(again.status(), 409);
     // A refused rollout (the flag is under rollout now) rolls the decision
     // back: a second finding on another database shows it.
     let mut other = self::db();
     traffic(&mut other);
     let mut kv2 = MemoryKeyValue::default();
-    let missing = store::apply(
-        &mut other,
-        &mut kv2,
-        &id,
-        "no-such-flag",
-        "alice",
-        NOW,
-        &CFG,
-    )
-    .unwrap_err();
+    let missing = apply_as_alice(&mut other, &mut kv2, &id, "no-such-flag").unwrap_err();
     assert_eq!(missing.status(), 404);
     assert_eq!(count(&mut other, "recommendations"), 0, "nothing decided");
 }
@@ -464,16 +438,7 @@ fn a_finding_that_needs_a_person_is_refused_with_its_reason() {
     );
     let id = recommendation_id(Kind::UnpricedModel, &["openai", "gpt-4o"]);
     let mut kv = MemoryKeyValue::default();
-    let err = store::apply(
-        &mut db,
-        &mut kv,
-        &id,
-        "generation_pipeline",
-        "alice",
-        NOW,
-        &CFG,
-    )
-    .unwrap_err();
+    let err = apply_as_alice(&mut db, &mut kv, &id, "generation_pipeline").unwrap_err();
     assert_eq!(err.status(), 409);
     assert!(
         err.message.contains("PUT /admin/models/openai/gpt-4o"),
