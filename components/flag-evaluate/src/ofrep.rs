@@ -89,7 +89,13 @@ pub fn handle(req: &Request) -> Response {
             });
         }
     };
-    let (version, set) = match store::current() {
+    // A single evaluation compiles only its flag (the answer is the same;
+    // compiling the whole set was most of the request's guest time).
+    let current = match &key {
+        Some(key) => store::current_for(key),
+        None => store::current(),
+    };
+    let (version, set) = match current {
         Ok(current) => current,
         Err(err) => {
             eprintln!("flag-evaluate: loading flags failed: {err:#}");
