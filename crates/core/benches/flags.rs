@@ -54,6 +54,14 @@ fn bench(c: &mut Criterion) {
     c.bench_function("compile/seed-flag-set", |b| {
         b.iter(|| FlagSet::parse(black_box(seed)))
     });
+    // What an OFREP single evaluation or the gateway's entry-tier flag pays:
+    // parsing the published document and compiling the one flag it asks for.
+    c.bench_function("compile/one-flag-of-seed", |b| {
+        b.iter(|| {
+            let doc: serde_json::Value = serde_json::from_str(black_box(seed)).unwrap();
+            FlagSet::from_value_for(&doc, black_box("generation_experiment"))
+        })
+    });
 }
 
 criterion_group!(benches, bench);

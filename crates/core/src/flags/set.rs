@@ -53,6 +53,33 @@ enum Targeting {
     Invalid(String),
 }
 
+/// Where a node of a targeting rule sits, spelled out only when a problem
+/// names it: walking a rule builds one of these per node on the stack, where
+/// formatting a path string per node was a large share of compiling a flag
+/// (which a fresh instance does on every evaluation).
+#[derive(Clone, Copy)]
+enum RulePath<'a> {
+    /// A flag's `targeting` member (`flags.<key>.targeting`).
+    Targeting(&'a str),
+    /// A shared rule a `$ref` names (`$evaluators.<name>`).
+    Evaluator(&'a str),
+    /// A member of an object.
+    Key(&'a RulePath<'a>, &'a str),
+    /// An element of an array.
+    Index(&'a RulePath<'a>, usize),
+}
+
+impl std::fmt::Display for RulePath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RulePath::Targeting(flag_path) => write!(f, "{flag_path}.targeting"),
+            RulePath::Evaluator(name) => write!(f, "$evaluators.{name}"),
+            RulePath::Key(parent, key) => write!(f, "{parent}.{key}"),
+            RulePath::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> DefinitionError {
     DefinitionError::Invalid {
         path: path.into(),
@@ -398,7 +425,7 @@ fn compile_flag(
         None | Some(Value::Null) => {}
         Some(m) => metadata.extend(scalar_map(m, &format!("{path}.metadata"))?),
     }
-    let tpath = format!("{path}.targeting");
+    let tpath = RulePath::Targeting(path);
     let targeting = match def.get("targeting") {
         None | Some(Value::Null) => Targeting::None,
         Some(Value::Object(m)) if m.is_empty() => Targeting::None,
@@ -408,7 +435,7 @@ fn compile_flag(
                 engine
                     .compile(&rename_cat(resolved))
                     .map_err(|e| TargetingProblem {
-                        path: tpath.clone(),
+                        path: tpath.to_string(),
                         message: e.to_string(),
                     })
             }) {
@@ -420,7 +447,7 @@ fn compile_flag(
                 }
             }
         }
-        Some(_) => return Err(invalid(tpath, "must be a JsonLogic object")),
+        Some(_) => return Err(invalid(tpath.to_string(), "must be a JsonLogic object")),
     };
     Ok(CompiledFlag {
         enabled,
@@ -470,12 +497,12 @@ fn check_variant_types(path: &str, variants: &Map<String, Value>) -> Result<(), 
 fn resolve_refs(
     rule: &Value,
     evaluators: &Map<String, Value>,
-    path: &str,
+    path: &RulePath<'_>,
     depth: usize,
 ) -> Result<Value, TargetingProblem> {
     if depth > MAX_REF_DEPTH {
         return Err(TargetingProblem {
-            path: path.to_owned(),
+            path: path.to_string(),
             message: "$ref chain too deep (cyclic $evaluators?)".to_owned(),
         });
     }
@@ -485,21 +512,16 @@ fn resolve_refs(
                 && let Some(Value::String(name)) = m.get("$ref")
             {
                 let target = evaluators.get(name).ok_or_else(|| TargetingProblem {
-                    path: path.to_owned(),
+                    path: path.to_string(),
                     message: format!("$ref \"{name}\" is not defined in $evaluators"),
                 })?;
-                return resolve_refs(
-                    target,
-                    evaluators,
-                    &format!("$evaluators.{name}"),
-                    depth + 1,
-                );
+                return resolve_refs(target, evaluators, &RulePath::Evaluator(name), depth + 1);
             }
             let mut out = Map::new();
             for (k, v) in m {
                 out.insert(
                     k.clone(),
-                    resolve_refs(v, evaluators, &format!("{path}.{k}"), depth)?,
+                    resolve_refs(v, evaluators, &RulePath::Key(path, k), depth)?,
                 );
             }
             Ok(Value::Object(out))
@@ -507,7 +529,7 @@ fn resolve_refs(
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| resolve_refs(v, evaluators, &format!("{path}[{i}]"), depth))
+            .map(|(i, v)| resolve_refs(v, evaluators, &RulePath::Index(path, i), depth))
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         other => Ok(other.clone()),
@@ -540,7 +562,11 @@ fn rename_cat(rule: Value) -> Value {
 /// flagd rejects rules that name an operator it does not know; check each
 /// operator object (single-key object) against the engine's operators so an
 /// unknown one is a PARSE_ERROR rather than silently treated as data.
-fn check_operators(engine: &Engine, rule: &Value, path: &str) -> Result<(), TargetingProblem> {
+fn check_operators(
+    engine: &Engine,
+    rule: &Value,
+    path: &RulePath<'_>,
+) -> Result<(), TargetingProblem> {
     match rule {
         Value::Object(m) => {
             if let Some((op, args)) = m.iter().next() {
@@ -549,18 +575,18 @@ fn check_operators(engine: &Engine, rule: &Value, path: &str) -> Result<(), Targ
                     && !engine.builtin_operator_names().any(|b| b == op)
                 {
                     return Err(TargetingProblem {
-                        path: path.to_owned(),
+                        path: path.to_string(),
                         message: format!("unknown operator \"{op}\""),
                     });
                 }
-                check_operators(engine, args, &format!("{path}.{op}"))?;
+                check_operators(engine, args, &RulePath::Key(path, op))?;
             }
             Ok(())
         }
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, v)| check_operators(engine, v, &format!("{path}[{i}]"))),
+            .try_for_each(|(i, v)| check_operators(engine, v, &RulePath::Index(path, i))),
         _ => Ok(()),
     }
 }
@@ -570,6 +596,38 @@ mod tests {
     use super::*;
     use crate::flags::admin::SEED_DOCUMENT;
     use crate::flags::ofrep::parse_context;
+
+    #[test]
+    fn a_rule_problem_names_the_json_path_of_the_node_at_fault() {
+        let doc = r#"{
+          "$evaluators": {"shared": {"and": [true, {"$ref": "missing"}]}},
+          "flags": {
+            "op": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                   "targeting": {"if": [{"in": ["x", {"nope": [1]}]}, "a", null]}},
+            "ref": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                    "targeting": {"or": [false, {"$ref": "shared"}]}}
+          }
+        }"#;
+        let set = FlagSet::parse(doc).unwrap();
+        let problems: Vec<(&str, &str)> = set
+            .problems()
+            .iter()
+            .map(|p| (p.path.as_str(), p.message.as_str()))
+            .collect();
+        assert_eq!(
+            problems,
+            [
+                (
+                    "flags.op.targeting.if[0].in[1]",
+                    "unknown operator \"nope\""
+                ),
+                (
+                    "$evaluators.shared.and[1]",
+                    "$ref \"missing\" is not defined in $evaluators"
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn compiling_one_flag_gives_the_whole_sets_answers() {
