@@ -214,7 +214,7 @@ pub fn save_settings_in(
 }
 
 /// What one served request leaves in the request log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, Copy)]
 pub struct Logged<'a> {
     /// The request id (`requests.id`).
     pub request_id: &'a str,
@@ -222,8 +222,9 @@ pub struct Logged<'a> {
     pub subject: Option<&'a str>,
     /// When it arrived, Unix ms.
     pub ts_ms: i64,
-    /// The prompt as sent (the messages, JSON).
-    pub prompt: &'a Value,
+    /// The prompt as sent (the messages, JSON), built only when the org
+    /// stores bodies (most do not, and serialising it is per-request work).
+    pub prompt: &'a dyn Fn() -> Value,
     /// The answer text.
     pub answer: &'a str,
 }
@@ -250,7 +251,7 @@ pub fn log_request(
         return Ok(());
     }
     let masker = settings.masker();
-    let prompt = masker.mask(&logged.prompt.to_string());
+    let prompt = masker.mask(&(logged.prompt)().to_string());
     let answer = masker.mask(logged.answer);
     let mut counts = prompt.counts;
     for (kind, n) in answer.counts {

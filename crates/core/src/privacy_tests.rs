@@ -47,7 +47,7 @@ fn log(db: &mut TestDb, id: &str, subject: Option<&str>, ts: i64, prompt: &Value
         request_id: id,
         subject,
         ts_ms: ts,
-        prompt,
+        prompt: &|| prompt.clone(),
         answer,
     };
     log_request(db, DEFAULT_ORG, &logged).unwrap();
@@ -293,7 +293,7 @@ fn every_org_keeps_its_bodies_by_its_own_days_and_events_follow_the_default_org(
             request_id: id,
             subject: None,
             ts_ms: now - 30 * DAY,
-            prompt: &json!([]),
+            prompt: &|| json!([]),
             answer: "x",
         };
         log_request(&mut db, org, &logged).unwrap();

@@ -485,7 +485,6 @@ fn log_inputs(
     record: &RequestRecord,
     warnings: &mut Vec<String>,
 ) {
-    let inputs = serde_json::to_value(&req.inputs).unwrap_or(Value::Null);
     let answer = if record.outcome == "failed" {
         String::new()
     } else {
@@ -495,7 +494,7 @@ fn log_inputs(
         request_id: &record.id,
         subject: req.user.as_deref(),
         ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
-        prompt: &inputs,
+        prompt: &|| serde_json::to_value(&req.inputs).unwrap_or(Value::Null),
         answer: &answer,
     };
     let org = call

@@ -726,11 +726,13 @@ where
         }
     }
 
-    let cache_key = cache::key(request, &call.caller.id);
     let use_cache = settings.cache_ttl_secs > 0 && !cache::bypass(call.cache_control.as_deref());
-    let cached = use_cache
-        .then(|| store::cache_get(kv, &cache_key, now_ms))
-        .flatten();
+    // Hashing the canonical request is work only a request that may use the
+    // cache needs.
+    let cache_key = use_cache.then(|| cache::key(request, &call.caller.id));
+    let cached = cache_key
+        .as_deref()
+        .and_then(|key| store::cache_get(kv, key, now_ms));
     // A streamed answer goes out while it is generated; every other answer
     // waits for the book-keeping below.
     let from_cache_hit = cached.is_some();
@@ -782,12 +784,11 @@ where
         now_secs: finished_ms / 1_000,
     };
     if book_keep(sql, &settled, &record, &mut warnings) {
-        let prompt = serde_json::to_value(&request.messages).unwrap_or(Value::Null);
         let logged = crate::privacy::Logged {
             request_id: &record.id,
             subject: request.user.as_deref(),
             ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
-            prompt: &prompt,
+            prompt: &|| serde_json::to_value(&request.messages).unwrap_or(Value::Null),
             answer: &generation.content,
         };
         // The key's org decides whether bodies are stored and how they are
@@ -808,7 +809,10 @@ where
             warnings.push(format!("storing the routing state failed: {e}"));
         }
         // The cache keeps text; an answer made of tool calls is not replayed from it.
-        if use_cache && generation.outcome == Outcome::Success && generation.tool_calls.is_empty() {
+        if let Some(cache_key) = &cache_key
+            && generation.outcome == Outcome::Success
+            && generation.tool_calls.is_empty()
+        {
             let entry = CacheEntry {
                 content: generation.content.clone(),
                 finish_reason: generation.finish_reason,
@@ -817,7 +821,7 @@ where
                 stored_at_ms: finished_ms,
                 expires_at_ms: finished_ms + settings.cache_ttl_secs * 1_000,
             };
-            if let Err(e) = store::cache_put(kv, &cache_key, &entry) {
+            if let Err(e) = store::cache_put(kv, cache_key, &entry) {
                 warnings.push(format!("storing the cache entry failed: {e}"));
             }
         }
