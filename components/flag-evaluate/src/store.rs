@@ -1,11 +1,12 @@
 //! Flag storage: SQLite is the source of truth (`flag_sets`, one row per
 //! version, and the append-only `audit_log`); key-value holds the published
-//! version and its evaluated document (`dol_core::flags::store` says how
-//! publication stays in order), and each instance keeps the compiled set of
-//! the version it last saw (a fresh instance evaluating one flag in-process
-//! compiles that flag only). A steady-state evaluation therefore reads
-//! key-value only (one get with a warm instance, two with a fresh one) and
-//! runs no SQL query; any write bumps the version.
+//! version, its evaluated document and one entry per flag
+//! (`dol_core::flags::store` says how publication stays in order), and each
+//! instance keeps the compiled set of the version it last saw (a fresh
+//! instance evaluating one flag reads and compiles that flag's entry only).
+//! A steady-state evaluation therefore reads key-value only (one get with a
+//! warm instance, two with a fresh one) and runs no SQL query; any write
+//! bumps the version.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -66,7 +67,15 @@ fn current_with(only: Option<&str>) -> anyhow::Result<(i64, Rc<FlagSet>)> {
         if let Some(hit) = cached(version, only) {
             return Ok(hit);
         }
-        if let Some(document) = flag_store::published_document(&mut kv, version)? {
+        // One flag: its own entry, else the whole snapshot (same answer).
+        let document = match only {
+            Some(key) => match flag_store::published_flag_document(&mut kv, version, key)? {
+                Some(alone) => Some(alone),
+                None => flag_store::published_document(&mut kv, version)?,
+            },
+            None => flag_store::published_document(&mut kv, version)?,
+        };
+        if let Some(document) = document {
             let compiled = match only {
                 None => FlagSet::from_value(&document),
                 Some(key) => FlagSet::from_value_for(&document, key),

@@ -26,6 +26,16 @@
 //! itself. So a crash between a commit and its publication (or a key-value
 //! write that failed) is repaired by the next evaluation, and [`reconcile`]
 //! (run by the minute scan) repairs any other drift between the two stores.
+//!
+//! # One entry per flag
+//! Beside the snapshot, the publication writes one entry per flag
+//! ([`flag_key`]: `{"version", "document"}` with that flag alone, the set's
+//! metadata and `$evaluators`), before the version number like the snapshot.
+//! Evaluating one flag (an OFREP single evaluation, the gateway's entry-tier
+//! flag: the hot path) then parses a fraction of the snapshot
+//! ([`published_flag_document`]); an entry of another version (a flag
+//! deleted, a publication racing the read, a store written before entries
+//! existed) sends the reader to the snapshot, so the answer never changes.
 
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -37,6 +47,8 @@ use crate::storage::{KeyValue, SqlExecutor, SqlValue, StatementError, in_transac
 pub const VERSION_KEY: &str = "dol:flags:version";
 /// Key-value key holding `{"version", "document"}`: the evaluated document.
 pub const SNAPSHOT_KEY: &str = "dol:flags:snapshot";
+/// Prefix of the per-flag entries (see [`flag_key`]).
+pub const FLAG_KEY_PREFIX: &str = "dol:flags:flag:";
 /// The value of [`VERSION_KEY`] from the moment a transaction storing a new
 /// version takes the write lock until that version (or a newer one) is
 /// published: evaluators then read SQLite instead of key-value.
@@ -303,11 +315,21 @@ pub fn publish_latest(
                 "flag_sets is empty after seeding".to_owned(),
             ));
         };
-        let snapshot = snapshot_json(version, &state).to_string();
-        // Snapshot first, then the number: a reader that sees the number
-        // finds its snapshot.
-        kv.set(SNAPSHOT_KEY, snapshot.as_bytes())
+        let document = state.effective_document();
+        let previous_flags = published_flag_names(kv)?;
+        // Per-flag entries and snapshot first, then the number: a reader
+        // that sees the number finds them.
+        for (flag, entry) in flag_entries(version, &document) {
+            kv.set(&flag_key(&flag), entry.to_string().as_bytes())
+                .map_err(FlagStoreError::KeyValue)?;
+        }
+        let snapshot = json!({ "version": version, "document": document });
+        kv.set(SNAPSHOT_KEY, snapshot.to_string().as_bytes())
             .map_err(FlagStoreError::KeyValue)?;
+        for gone in previous_flags.iter().filter(|f| !has_flag(&document, f)) {
+            kv.delete(&flag_key(gone))
+                .map_err(FlagStoreError::KeyValue)?;
+        }
         kv.set(VERSION_KEY, version.to_string().as_bytes())
             .map_err(FlagStoreError::KeyValue)?;
         Ok((version, state))
@@ -341,13 +363,77 @@ pub fn published_document(
     let Some(bytes) = kv.get(SNAPSHOT_KEY).map_err(FlagStoreError::KeyValue)? else {
         return Ok(None);
     };
-    let Ok(mut snapshot) = serde_json::from_slice::<Value>(&bytes) else {
+    Ok(versioned_document(&bytes, version))
+}
+
+/// The key-value key of `flag`'s own entry.
+pub fn flag_key(flag: &str) -> String {
+    format!("{FLAG_KEY_PREFIX}{flag}")
+}
+
+/// `flag`'s own published document (the flag alone, with the set's metadata
+/// and `$evaluators`) if its entry is of `version`; `None` sends the caller
+/// to [`published_document`].
+pub fn published_flag_document(
+    kv: &mut impl KeyValue,
+    version: i64,
+    flag: &str,
+) -> Result<Option<Value>, FlagStoreError> {
+    let Some(bytes) = kv.get(&flag_key(flag)).map_err(FlagStoreError::KeyValue)? else {
         return Ok(None);
     };
-    if snapshot.get("version").and_then(Value::as_i64) != Some(version) {
-        return Ok(None);
+    Ok(versioned_document(&bytes, version))
+}
+
+/// The `document` of a `{"version", "document"}` entry if it is of `version`.
+fn versioned_document(bytes: &[u8], version: i64) -> Option<Value> {
+    let mut entry = serde_json::from_slice::<Value>(bytes).ok()?;
+    if entry.get("version").and_then(Value::as_i64) != Some(version) {
+        return None;
     }
-    Ok(snapshot.get_mut("document").map(Value::take))
+    entry.get_mut("document").map(Value::take)
+}
+
+/// One `(flag, {"version", "document"})` per flag of `document`.
+fn flag_entries(version: i64, document: &Value) -> Vec<(String, Value)> {
+    let Some(flags) = document.get("flags").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    flags
+        .iter()
+        .map(|(flag, definition)| {
+            let mut alone = serde_json::Map::new();
+            for shared in ["metadata", "$evaluators"] {
+                if let Some(v) = document.get(shared) {
+                    alone.insert(shared.to_owned(), v.clone());
+                }
+            }
+            alone.insert("flags".to_owned(), json!({ flag: definition }));
+            let entry = json!({ "version": version, "document": alone });
+            (flag.clone(), entry)
+        })
+        .collect()
+}
+
+fn has_flag(document: &Value, flag: &str) -> bool {
+    document
+        .get("flags")
+        .and_then(Value::as_object)
+        .is_some_and(|flags| flags.contains_key(flag))
+}
+
+/// The flags of the snapshot key-value holds now (whose entries a new
+/// publication deletes when their flag is gone).
+fn published_flag_names(kv: &mut impl KeyValue) -> Result<Vec<String>, FlagStoreError> {
+    let Some(bytes) = kv.get(SNAPSHOT_KEY).map_err(FlagStoreError::KeyValue)? else {
+        return Ok(Vec::new());
+    };
+    let snapshot: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(snapshot
+        .pointer("/document/flags")
+        .and_then(Value::as_object)
+        .map(|flags| flags.keys().cloned().collect())
+        .unwrap_or_default())
 }
 
 /// Compares key-value with SQLite and republishes when they differ (a
@@ -362,12 +448,31 @@ pub fn reconcile(
     let (latest, _) = load_latest(db, now_ms)?;
     if let Published::Version(version) = published_version(kv)?
         && version == latest
-        && published_document(kv, version)?.is_some()
+        && let Some(document) = published_document(kv, version)?
+        && flags_published(kv, version, &document)?
     {
         return Ok(None);
     }
     let (published, _) = publish_latest(db, kv, now_ms)?;
     Ok(Some(published))
+}
+
+/// Whether every flag of `document` has its own entry of `version` (a store
+/// published before those entries existed lacks them until reconciled).
+fn flags_published(
+    kv: &mut impl KeyValue,
+    version: i64,
+    document: &Value,
+) -> Result<bool, FlagStoreError> {
+    let Some(flags) = document.get("flags").and_then(Value::as_object) else {
+        return Ok(true);
+    };
+    for flag in flags.keys() {
+        if published_flag_document(kv, version, flag)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Audit entries, newest first, optionally for one flag.
@@ -390,9 +495,4 @@ pub fn audit_matching(
     filter: &crate::audit::Filter,
 ) -> Result<Vec<Value>, FlagStoreError> {
     crate::audit::query(db, filter).map_err(|e| FlagStoreError::Corrupt(e.to_string()))
-}
-
-/// The key-value snapshot of a version: what evaluators compile.
-pub fn snapshot_json(version: i64, state: &FlagState) -> Value {
-    json!({ "version": version, "document": state.effective_document() })
 }
