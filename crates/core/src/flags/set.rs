@@ -430,14 +430,16 @@ fn compile_flag(
         None | Some(Value::Null) => Targeting::None,
         Some(Value::Object(m)) if m.is_empty() => Targeting::None,
         Some(rule @ Value::Object(_)) => {
-            match resolve_refs(rule, evaluators, &tpath, 0).and_then(|resolved| {
-                check_operators(engine, &resolved, &tpath)?;
-                engine
-                    .compile(&rename_cat(resolved))
-                    .map_err(|e| TargetingProblem {
-                        path: tpath.to_string(),
-                        message: e.to_string(),
-                    })
+            let prepare = PrepareRule {
+                engine,
+                evaluators,
+                unknown_operator: None,
+            };
+            match prepare.run(rule, &tpath).and_then(|prepared| {
+                engine.compile(&prepared).map_err(|e| TargetingProblem {
+                    path: tpath.to_string(),
+                    message: e.to_string(),
+                })
             }) {
                 Ok(logic) => Targeting::Compiled(Box::new(logic)),
                 Err(problem) => {
@@ -469,11 +471,11 @@ fn check_variant_types(path: &str, variants: &Map<String, Value>) -> Result<(), 
         Value::Null | Value::Array(_) => None,
     };
     let mut first: Option<(&str, &str)> = None;
+    let vpath = |name: &str| format!("{path}.variants.{name}");
     for (name, value) in variants {
-        let vpath = format!("{path}.variants.{name}");
         let Some(k) = kind(value) else {
             return Err(invalid(
-                vpath,
+                vpath(name),
                 "must be a boolean, string, number or object",
             ));
         };
@@ -481,7 +483,7 @@ fn check_variant_types(path: &str, variants: &Map<String, Value>) -> Result<(), 
             None => first = Some((name, k)),
             Some((other, fk)) if fk != k => {
                 return Err(invalid(
-                    vpath,
+                    vpath(name),
                     format!(
                         "is a {k} but variant \"{other}\" is a {fk}; all variants must share one type"
                     ),
@@ -493,101 +495,103 @@ fn check_variant_types(path: &str, variants: &Map<String, Value>) -> Result<(), 
     Ok(())
 }
 
-/// Replace every `{"$ref": "name"}` with the named `$evaluators` rule.
-fn resolve_refs(
-    rule: &Value,
-    evaluators: &Map<String, Value>,
-    path: &RulePath<'_>,
-    depth: usize,
-) -> Result<Value, TargetingProblem> {
-    if depth > MAX_REF_DEPTH {
-        return Err(TargetingProblem {
-            path: path.to_string(),
-            message: "$ref chain too deep (cyclic $evaluators?)".to_owned(),
-        });
-    }
-    match rule {
-        Value::Object(m) => {
-            if m.len() == 1
-                && let Some(Value::String(name)) = m.get("$ref")
-            {
-                let target = evaluators.get(name).ok_or_else(|| TargetingProblem {
-                    path: path.to_string(),
-                    message: format!("$ref \"{name}\" is not defined in $evaluators"),
-                })?;
-                return resolve_refs(target, evaluators, &RulePath::Evaluator(name), depth + 1);
-            }
-            let mut out = Map::new();
-            for (k, v) in m {
-                out.insert(
-                    k.clone(),
-                    resolve_refs(v, evaluators, &RulePath::Key(path, k), depth)?,
-                );
-            }
-            Ok(Value::Object(out))
-        }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| resolve_refs(v, evaluators, &RulePath::Index(path, i), depth))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array),
-        other => Ok(other.clone()),
-    }
+/// One pass over a targeting rule before it is compiled: every
+/// `{"$ref": name}` replaced by the named `$evaluators` rule, every `cat`
+/// routed to the JavaScript-faithful implementation, and the operators
+/// checked. flagd rejects rules that name an operator it does not know, so
+/// each operator object (single-key object) is checked against the engine's
+/// operators and an unknown one is a PARSE_ERROR rather than silently
+/// treated as data. One walk instead of three (resolve, check, rename) was
+/// a large share of compiling a flag, which a fresh instance does on every
+/// evaluation.
+struct PrepareRule<'a> {
+    engine: &'a Engine,
+    evaluators: &'a Map<String, Value>,
+    /// The first unknown operator met (in the order a check of the resolved
+    /// rule meets them). A `$ref` problem is reported before it.
+    unknown_operator: Option<TargetingProblem>,
 }
 
-/// Route every `cat` operator to the JavaScript-faithful implementation.
-fn rename_cat(rule: Value) -> Value {
-    match rule {
-        Value::Object(m) => {
-            let single = m.len() == 1;
-            Value::Object(
-                m.into_iter()
-                    .map(|(k, v)| {
-                        let k = if single && k == "cat" {
-                            JS_CAT.to_owned()
-                        } else {
-                            k
-                        };
-                        (k, rename_cat(v))
-                    })
-                    .collect(),
-            )
+impl PrepareRule<'_> {
+    /// The rule ready to compile, or its first problem.
+    fn run(mut self, rule: &Value, path: &RulePath<'_>) -> Result<Value, TargetingProblem> {
+        let prepared = self.node(rule, path, Some(path), 0)?;
+        match self.unknown_operator {
+            Some(problem) => Err(problem),
+            None => Ok(prepared),
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(rename_cat).collect()),
-        other => other,
     }
-}
 
-/// flagd rejects rules that name an operator it does not know; check each
-/// operator object (single-key object) against the engine's operators so an
-/// unknown one is a PARSE_ERROR rather than silently treated as data.
-fn check_operators(
-    engine: &Engine,
-    rule: &Value,
-    path: &RulePath<'_>,
-) -> Result<(), TargetingProblem> {
-    match rule {
-        Value::Object(m) => {
-            if let Some((op, args)) = m.iter().next() {
+    /// `ref_path` names the node where it is written (inside a shared rule
+    /// after a `$ref`); `check_path` where it sits once resolved, or `None`
+    /// where the operator check does not look (past the first member of an
+    /// object with several).
+    fn node(
+        &mut self,
+        rule: &Value,
+        ref_path: &RulePath<'_>,
+        check_path: Option<&RulePath<'_>>,
+        depth: usize,
+    ) -> Result<Value, TargetingProblem> {
+        if depth > MAX_REF_DEPTH {
+            return Err(TargetingProblem {
+                path: ref_path.to_string(),
+                message: "$ref chain too deep (cyclic $evaluators?)".to_owned(),
+            });
+        }
+        match rule {
+            Value::Object(m) => {
                 if m.len() == 1
-                    && !engine.has_custom_operator(op)
-                    && !engine.builtin_operator_names().any(|b| b == op)
+                    && let Some(Value::String(name)) = m.get("$ref")
                 {
-                    return Err(TargetingProblem {
-                        path: path.to_string(),
+                    let target = self.evaluators.get(name).ok_or_else(|| TargetingProblem {
+                        path: ref_path.to_string(),
+                        message: format!("$ref \"{name}\" is not defined in $evaluators"),
+                    })?;
+                    return self.node(target, &RulePath::Evaluator(name), check_path, depth + 1);
+                }
+                let single = m.len() == 1;
+                if let (Some(at), Some((op, _))) = (check_path, m.iter().next())
+                    && single
+                    && self.unknown_operator.is_none()
+                    && !self.engine.has_custom_operator(op)
+                    && !self.engine.builtin_operator_names().any(|b| b == op)
+                {
+                    self.unknown_operator = Some(TargetingProblem {
+                        path: at.to_string(),
                         message: format!("unknown operator \"{op}\""),
                     });
                 }
-                check_operators(engine, args, &RulePath::Key(path, op))?;
+                let mut out = Map::new();
+                for (i, (k, v)) in m.iter().enumerate() {
+                    let child_check = check_path.filter(|_| i == 0).map(|p| RulePath::Key(p, k));
+                    let prepared =
+                        self.node(v, &RulePath::Key(ref_path, k), child_check.as_ref(), depth)?;
+                    let k = if single && k == "cat" {
+                        JS_CAT.to_owned()
+                    } else {
+                        k.clone()
+                    };
+                    out.insert(k, prepared);
+                }
+                Ok(Value::Object(out))
             }
-            Ok(())
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let child_check = check_path.map(|p| RulePath::Index(p, i));
+                    self.node(
+                        v,
+                        &RulePath::Index(ref_path, i),
+                        child_check.as_ref(),
+                        depth,
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            other => Ok(other.clone()),
         }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, v)| check_operators(engine, v, &RulePath::Index(path, i))),
-        _ => Ok(()),
     }
 }
 
@@ -605,7 +609,9 @@ mod tests {
             "op": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
                    "targeting": {"if": [{"in": ["x", {"nope": [1]}]}, "a", null]}},
             "ref": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
-                    "targeting": {"or": [false, {"$ref": "shared"}]}}
+                    "targeting": {"or": [false, {"$ref": "shared"}]}},
+            "zboth": {"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a",
+                      "targeting": {"and": [{"nope": 1}, {"$ref": "missing"}]}}
           }
         }"#;
         let set = FlagSet::parse(doc).unwrap();
@@ -623,6 +629,11 @@ mod tests {
                 ),
                 (
                     "$evaluators.shared.and[1]",
+                    "$ref \"missing\" is not defined in $evaluators"
+                ),
+                // A rule with both problems names the `$ref`.
+                (
+                    "flags.zboth.targeting.and[1]",
                     "$ref \"missing\" is not defined in $evaluators"
                 ),
             ]
