@@ -7,6 +7,7 @@
 #
 #   bench/gateway-ab.sh A_DOL A_MANIFEST B_DOL B_MANIFEST [MOCK_LLM]
 #   ROUNDS=5 DURATION=5s bench/gateway-ab.sh …
+#   ROUTE=ofrep bench/gateway-ab.sh …   # OFREP single evaluation instead
 #
 # Build a baseline with e.g. `git worktree add /tmp/base REV && cd /tmp/base &&
 # cargo build --release -p dol-host --bin dol && target/release/dol build`.
@@ -17,6 +18,7 @@ A_DOL=$1 A_MANIFEST=$2 B_DOL=$3 B_MANIFEST=$4
 MOCK=${5:-target/release/mock-llm}
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
+ROUTE=${ROUTE:-chat}
 MOCK_ADDR=127.0.0.1:3940
 A_ADDR=127.0.0.1:3941
 B_ADDR=127.0.0.1:3942
@@ -69,13 +71,19 @@ wrk.body = '$body'
 LUA
   echo "$f"
 }
+path=/v1/chat/completions
+if [ "$ROUTE" = ofrep ]; then
+  # The seed's A/B flag with the 5-attribute context of bench/ofrep-load.sh.
+  path=/ofrep/v1/evaluate/flags/generation_experiment
+  body='{"context":{"targetingKey":"user-42","maturityPhase":"run","orgId":"org-7","plan":"pro","region":"eu"}}'
+fi
 a_lua=$(script "$a_key")
 b_lua=$(script "$b_key")
 for addr_key in "$A_ADDR $a_key" "$B_ADDR $b_key"; do
   set -- $addr_key
   for _ in $(seq 20); do
     curl -sf -o /dev/null -X POST -H "authorization: Bearer $2" -H 'cache-control: no-cache' \
-      -d "$body" "http://$1/v1/chat/completions"
+      -d "$body" "http://$1$path"
   done
 done
 
@@ -87,7 +95,7 @@ for c in 1 16; do
   for r in $(seq "$ROUNDS"); do
     for side in A B; do
       if [ "$side" = A ]; then addr=$A_ADDR lua=$a_lua; else addr=$B_ADDR lua=$b_lua; fi
-      read -r rps p50 p99 bad < <(load "http://$addr/v1/chat/completions" "$c" -s "$lua")
+      read -r rps p50 p99 bad < <(load "http://$addr$path" "$c" -s "$lua")
       printf '%-5s %5d %6d %10s %9s %9s%s\n' "$side" "$c" "$r" "$rps" "$p50" "$p99" \
         "$([ "$bad" -gt 0 ] && echo "  ($bad non-2xx!)")"
       echo "$side $rps $p50 $p99" >> "$results"
