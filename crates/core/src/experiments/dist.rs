@@ -151,20 +151,34 @@ fn gamma_cf(a: f64, x: f64) -> f64 {
 
 /// Regularized incomplete beta `I_x(a, b)` for `a, b > 0`, `0 ≤ x ≤ 1`.
 pub fn beta_inc(a: f64, b: f64, x: f64) -> f64 {
-    if !positive(a) || !positive(b) || !(0.0..=1.0).contains(&x) {
+    beta_inc_split(a, b, x, 1.0 - x)
+}
+
+/// [`beta_inc`] with `y = 1 − x` given by the caller, who can often compute
+/// it without the cancellation of `1.0 - x` (for `x` within 1e-15 of 1 that
+/// subtraction keeps one significant digit, and `y` enters the result as
+/// `b·ln y`).
+fn beta_inc_split(a: f64, b: f64, x: f64, y: f64) -> f64 {
+    if !positive(a) || !positive(b) || !(0.0..=1.0).contains(&x) || !(0.0..=1.0).contains(&y) {
         return f64::NAN;
     }
-    if x == 0.0 || x == 1.0 {
-        return x;
+    if x == 0.0 || y == 0.0 {
+        return if x == 0.0 { 0.0 } else { 1.0 };
     }
-    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * x.ln() + b * (1.0 - x).ln();
+    // ln of the larger of x and y through ln_1p of the smaller, which is exact.
+    let (ln_x, ln_y) = if x < y {
+        (x.ln(), (-x).ln_1p())
+    } else {
+        ((-y).ln_1p(), y.ln())
+    };
+    let ln_front = ln_gamma(a + b) - ln_gamma(a) - ln_gamma(b) + a * ln_x + b * ln_y;
     let front = ln_front.exp();
     // The continued fraction converges quickly only below this point; use
     // the symmetry relation above it.
     if x < (a + 1.0) / (a + b + 2.0) {
         front * beta_cf(a, b, x) / a
     } else {
-        1.0 - front * beta_cf(b, a, 1.0 - x) / b
+        1.0 - front * beta_cf(b, a, y) / b
     }
 }
 
@@ -325,9 +339,12 @@ pub fn t_sf(t: f64, df: f64) -> f64 {
     if t.is_infinite() {
         return if t > 0.0 { 0.0 } else { 1.0 };
     }
-    // P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2).
+    // P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2); 1 − x = t²/(df+t²) is
+    // computed as such, not as 1 − x (for a small t and a large df, x is
+    // within 1e-15 of 1).
     let x = df / (df + t * t);
-    let two_tail = beta_inc(df / 2.0, 0.5, x);
+    let y = t * t / (df + t * t);
+    let two_tail = beta_inc_split(df / 2.0, 0.5, x, y);
     if t > 0.0 {
         0.5 * two_tail
     } else {
