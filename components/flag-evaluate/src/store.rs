@@ -67,15 +67,7 @@ fn current_with(only: Option<&str>) -> anyhow::Result<(i64, Rc<FlagSet>)> {
         if let Some(hit) = cached(version, only) {
             return Ok(hit);
         }
-        // One flag: its own entry, else the whole snapshot (same answer).
-        let document = match only {
-            Some(key) => match flag_store::published_flag_document(&mut kv, version, key)? {
-                Some(alone) => Some(alone),
-                None => flag_store::published_document(&mut kv, version)?,
-            },
-            None => flag_store::published_document(&mut kv, version)?,
-        };
-        if let Some(document) = document {
+        if let Some(document) = flag_store::published_document_for(&mut kv, version, only)? {
             let compiled = match only {
                 None => FlagSet::from_value(&document),
                 Some(key) => FlagSet::from_value_for(&document, key),

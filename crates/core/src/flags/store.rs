@@ -33,7 +33,7 @@
 //! metadata and `$evaluators`), before the version number like the snapshot.
 //! Evaluating one flag (an OFREP single evaluation, the gateway's entry-tier
 //! flag: the hot path) then parses a fraction of the snapshot
-//! ([`published_flag_document`]); an entry of another version (a flag
+//! ([`published_document_for`]); an entry of another version (a flag
 //! deleted, a publication racing the read, a store written before entries
 //! existed) sends the reader to the snapshot, so the answer never changes.
 
@@ -383,6 +383,22 @@ pub fn published_flag_document(
         return Ok(None);
     };
     Ok(versioned_document(&bytes, version))
+}
+
+/// What to compile for `version`: for one flag (`only`) its own entry, else
+/// (no entry of that version, or the whole set asked for) the snapshot.
+/// `None` when key-value holds neither for `version`.
+pub fn published_document_for(
+    kv: &mut impl KeyValue,
+    version: i64,
+    only: Option<&str>,
+) -> Result<Option<Value>, FlagStoreError> {
+    if let Some(flag) = only
+        && let Some(alone) = published_flag_document(kv, version, flag)?
+    {
+        return Ok(Some(alone));
+    }
+    published_document(kv, version)
 }
 
 /// The `document` of a `{"version", "document"}` entry if it is of `version`.

@@ -187,7 +187,7 @@ fn every_flag_is_published_alone_and_compiles_to_the_snapshots_answers() {
     use crate::flags::ofrep::parse_context;
     let mut db = db();
     let mut kv = MemoryKeyValue::default();
-    let (version, state) = write(&mut db, &mut kv, "a", T0, put("x", "b"))
+    let (version, _) = write(&mut db, &mut kv, "a", T0, put("x", "b"))
         .unwrap()
         .unwrap();
     let snapshot = published_document(&mut kv, version).unwrap().unwrap();
@@ -234,7 +234,6 @@ fn every_flag_is_published_alone_and_compiles_to_the_snapshots_answers() {
             .unwrap()
             .is_some()
     );
-    drop(state);
 }
 
 #[test]
@@ -251,6 +250,15 @@ fn reconcile_publishes_missing_flag_entries() {
         published_flag_document(&mut kv, version, "x").unwrap(),
         None
     );
+    // What an evaluation of x compiles then: the snapshot, which has x.
+    let fallback = published_document_for(&mut kv, version, Some("x"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        fallback,
+        published_document(&mut kv, version).unwrap().unwrap()
+    );
+    assert!(fallback["flags"]["x"].is_object());
     assert_eq!(served(&mut db, &mut kv).0, version);
     assert_eq!(reconcile(&mut db, &mut kv, T0).unwrap(), Some(version));
     assert!(
