@@ -8,7 +8,7 @@ pub mod net;
 
 use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
-use dol_core::storage::{KeyValue, SqlExecutor, SqlValue};
+use dol_core::storage::{AtomicKeyValue, KeyValue, SqlExecutor, SqlValue};
 use spin_sdk::http::Response;
 use spin_sdk::sqlite::Value;
 
@@ -48,6 +48,76 @@ impl KeyValue for SpinKv {
 
     fn delete(&mut self, key: &str) -> Result<(), String> {
         self.0.delete(key).map_err(|e| e.to_string())
+    }
+}
+
+/// [`AtomicKeyValue`] over a store opened through `wasi:keyvalue` (Spin
+/// serves it for the same stores as its own key-value interface, so this
+/// sees the same keys as [`SpinKv`]), for the atomic counter and
+/// compare-and-swap that Spin's own interface lacks.
+pub struct WasiKv(spin_sdk::wit::wasi::keyvalue::store::Bucket);
+
+impl WasiKv {
+    /// The app's `default` store.
+    pub fn open_default() -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        Ok(Self(
+            spin_sdk::wit::wasi::keyvalue::store::open("default")
+                .map_err(|e| anyhow::anyhow!("{e:?}"))
+                .context("open key-value store (wasi:keyvalue)")?,
+        ))
+    }
+}
+
+/// A `wasi:keyvalue` error as text.
+fn wasi_kv_error(e: spin_sdk::wit::wasi::keyvalue::store::Error) -> String {
+    use spin_sdk::wit::wasi::keyvalue::store::Error;
+    match e {
+        Error::NoSuchStore => "no such store".to_owned(),
+        Error::AccessDenied => "access denied".to_owned(),
+        Error::Other(message) => message,
+    }
+}
+
+impl KeyValue for WasiKv {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.0.get(key).map_err(wasi_kv_error)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.0.set(key, value).map_err(wasi_kv_error)
+    }
+
+    fn delete(&mut self, key: &str) -> Result<(), String> {
+        self.0.delete(key).map_err(wasi_kv_error)
+    }
+}
+
+impl AtomicKeyValue for WasiKv {
+    fn increment(&mut self, key: &str, delta: i64) -> Result<i64, String> {
+        spin_sdk::wit::wasi::keyvalue::atomics::increment(&self.0, key, delta)
+            .map_err(wasi_kv_error)
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, String> {
+        use spin_sdk::wit::wasi::keyvalue::atomics::{Cas, CasError, swap};
+        // The handle remembers the value it saw; `swap` fails if the key
+        // changed since, so comparing that value first makes this a CAS
+        // against `expected`.
+        let cas = Cas::new(&self.0, key).map_err(wasi_kv_error)?;
+        if cas.current().map_err(wasi_kv_error)?.as_deref() != expected {
+            return Ok(false);
+        }
+        match swap(cas, value) {
+            Ok(()) => Ok(true),
+            Err(CasError::CasFailed(_)) => Ok(false),
+            Err(CasError::StoreError(e)) => Err(wasi_kv_error(e)),
+        }
     }
 }
 

@@ -176,6 +176,26 @@ pub trait KeyValue {
     fn delete(&mut self, key: &str) -> Result<(), String>;
 }
 
+/// A [`KeyValue`] with the atomic operations of `wasi:keyvalue/atomics`
+/// (which Spin serves for the same stores): an exact counter and
+/// compare-and-swap. A counter's stored bytes differ by backend (Spin's
+/// SQLite store keeps 8 little-endian bytes, its Redis store a decimal
+/// string), so a counter is read only through [`increment`](Self::increment)
+/// (with a delta of 0), never with `get`.
+pub trait AtomicKeyValue: KeyValue {
+    /// Adds `delta` to the counter at `key` (an absent key counts from 0)
+    /// and returns its new value, atomically: concurrent increments all count.
+    fn increment(&mut self, key: &str, delta: i64) -> Result<i64, String>;
+    /// Sets `key` to `value` only if it still holds `expected` (`None`: the
+    /// key must still be absent); `Ok(false)` when it changed in between.
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, String>;
+}
+
 /// A [`KeyValue`] in memory, for tests and for callers that need a scratch
 /// store. `fail_writes` makes every `set` fail (a store that went away).
 #[derive(Debug, Default, Clone)]
@@ -205,6 +225,42 @@ impl KeyValue for MemoryKeyValue {
         }
         self.entries.remove(key);
         Ok(())
+    }
+}
+
+impl AtomicKeyValue for MemoryKeyValue {
+    fn increment(&mut self, key: &str, delta: i64) -> Result<i64, String> {
+        if self.fail_writes {
+            return Err("store unavailable".to_owned());
+        }
+        // Spin's SQLite layout: 8 little-endian bytes.
+        let current = match self.entries.get(key) {
+            None => 0,
+            Some(bytes) => i64::from_le_bytes(
+                <[u8; 8]>::try_from(bytes.as_slice())
+                    .map_err(|_| format!("{key} does not hold a counter"))?,
+            ),
+        };
+        let new = current.wrapping_add(delta);
+        self.entries
+            .insert(key.to_owned(), new.to_le_bytes().to_vec());
+        Ok(new)
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, String> {
+        if self.fail_writes {
+            return Err("store unavailable".to_owned());
+        }
+        if self.entries.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        self.entries.insert(key.to_owned(), value.to_vec());
+        Ok(true)
     }
 }
 
