@@ -282,6 +282,29 @@ async fn run_pass(
         }
     }
 
+    // Flag evaluations are counted with wasi:keyvalue atomics (increment and
+    // compare-and-swap): the live count must see every single evaluation on
+    // both runtimes and backends.
+    for (name, listen) in [("dol up", &dol_listen), ("spin up", &spin_listen)] {
+        match single_evaluations_counted(&client, listen, 3).await {
+            Ok(3) => report.push(format!(
+                "portability: ok      {name}: 3 single OFREP evaluations, live count +3 (atomic counters)"
+            )),
+            Ok(other) => {
+                ok = false;
+                report.push(format!(
+                    "portability: FAILED  {name}: 3 single OFREP evaluations, live count +{other}"
+                ));
+            }
+            Err(error) => {
+                ok = false;
+                report.push(format!(
+                    "portability: FAILED  {name}: counting evaluations: {error:#}"
+                ));
+            }
+        }
+    }
+
     // The every-minute trigger fires at second 0: wait for its claimed tick.
     let database = spin_work.path().join("state").join("sqlite_db.db");
     let deadline = Instant::now() + Duration::from_secs(75);
@@ -316,6 +339,44 @@ async fn run_pass(
         if ok { "passed" } else { "FAILED" }
     ));
     Ok((ok, report))
+}
+
+/// Sends `n` single OFREP evaluations of the seed's A/B flag to `listen` and
+/// answers how much the flag's live evaluation count
+/// (`/admin/flags/{key}/evaluations`) grew meanwhile.
+async fn single_evaluations_counted(
+    client: &reqwest::Client,
+    listen: &str,
+    n: usize,
+) -> Result<u64> {
+    const FLAG: &str = "generation_experiment";
+    let live = || async {
+        let live: serde_json::Value = client
+            .get(format!("http://{listen}/admin/flags/{FLAG}/evaluations"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        live["total"]
+            .as_u64()
+            .with_context(|| format!("no total in {live}"))
+    };
+    let before = live().await?;
+    for _ in 0..n {
+        let status = client
+            .post(format!("http://{listen}/ofrep/v1/evaluate/flags/{FLAG}"))
+            .header("content-type", "application/json")
+            .body(r#"{"context":{"targetingKey":"user-1"}}"#)
+            .send()
+            .await?
+            .status();
+        if !status.is_success() {
+            bail!("the evaluation answered {status}");
+        }
+    }
+    Ok(live().await?.saturating_sub(before))
 }
 
 /// The scans claimed so far in the app's database, if any.
