@@ -1092,12 +1092,31 @@ pub fn set_emergency_override(
 /// Whether emergency mode is in force: the operator's override when set,
 /// otherwise the automatic state (off when never computed).
 pub fn emergency_active(db: &mut impl SqlExecutor) -> Result<bool, StoreError> {
-    if let Some((mode, _)) = emergency_override(db)? {
-        return Ok(mode == EmergencyOverride::On);
+    // Both keys in one statement: every gateway request asks this.
+    let rows = exec(
+        db,
+        "read emergency mode",
+        "SELECT key, value FROM control WHERE key IN (?, ?)",
+        &[text(EMERGENCY_KEY), text(EMERGENCY_AUTO_KEY)],
+    )?;
+    let mut forced = None;
+    let mut automatic = false;
+    for values in &rows {
+        let r = Row::new("control", values);
+        let value: Value = r.json(1, "value")?;
+        if r.text(0, "key")? == EMERGENCY_KEY {
+            // Something unreadable under the override counts as automatic.
+            forced = value
+                .get("mode")
+                .and_then(|m| serde_json::from_value::<EmergencyOverride>(m.clone()).ok());
+        } else {
+            automatic = value
+                .get("active")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+        }
     }
-    Ok(get_control(db, EMERGENCY_AUTO_KEY)?
-        .and_then(|c| c.value.get("active").and_then(Value::as_bool))
-        .unwrap_or(false))
+    Ok(forced.map_or(automatic, |mode| mode == EmergencyOverride::On))
 }
 
 /// The automatic emergency state as last stored under

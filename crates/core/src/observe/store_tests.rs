@@ -613,6 +613,59 @@ fn control_values_and_emergency_override() {
 }
 
 #[test]
+fn emergency_is_the_override_when_set_else_the_automatic_state() {
+    let mut db = db();
+    let auto = |db: &mut _, active: bool| {
+        set_control(
+            db,
+            EMERGENCY_AUTO_KEY,
+            &json!({"active": active}),
+            "health",
+            T0,
+        )
+        .unwrap();
+    };
+    let forced = |db: &mut _, mode: Option<EmergencyOverride>| {
+        set_emergency_override(db, mode, "ana", T0).unwrap();
+    };
+    // Never decided: off.
+    assert!(!emergency_active(&mut db).unwrap());
+    auto(&mut db, true);
+    assert!(emergency_active(&mut db).unwrap());
+    forced(&mut db, Some(EmergencyOverride::Off));
+    assert!(!emergency_active(&mut db).unwrap(), "the override wins");
+    auto(&mut db, false);
+    forced(&mut db, Some(EmergencyOverride::On));
+    assert!(emergency_active(&mut db).unwrap(), "the override wins");
+    forced(&mut db, None);
+    assert!(!emergency_active(&mut db).unwrap());
+    // An unreadable override counts as automatic; an unreadable automatic
+    // state as off.
+    auto(&mut db, true);
+    set_control(
+        &mut db,
+        EMERGENCY_KEY,
+        &json!({"mode": "sideways"}),
+        "x",
+        T0,
+    )
+    .unwrap();
+    assert!(emergency_active(&mut db).unwrap());
+    set_control(&mut db, EMERGENCY_AUTO_KEY, &json!("weird"), "x", T0).unwrap();
+    assert!(!emergency_active(&mut db).unwrap());
+    // Other control values are not read as either.
+    set_control(
+        &mut db,
+        "x",
+        &json!({"mode": "on", "active": true}),
+        "x",
+        T0,
+    )
+    .unwrap();
+    assert!(!emergency_active(&mut db).unwrap());
+}
+
+#[test]
 fn unreadable_rows_are_errors_not_panics() {
     let mut db = db();
     db.run(
