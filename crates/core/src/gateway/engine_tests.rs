@@ -656,3 +656,58 @@ fn an_empty_object_for_an_object_schema_is_not_retried() {
     assert_eq!(g.content, "{}");
     assert_eq!(g.info.quality, Some(10.0));
 }
+
+#[test]
+fn only_failures_breakers_and_new_entries_are_urgent_to_save() {
+    let circuit = CircuitConfig {
+        failure_threshold: 2,
+        cooldown_ms: 1_000,
+    };
+    let seen = |success: bool| Observation {
+        key: "openai/best".to_owned(),
+        latency_ms: 10,
+        success,
+        quality: Some(8.0),
+    };
+    let mut state = RoutingState::default();
+    assert!(state.apply(&[seen(true)], 0.2, circuit, 100), "a new entry");
+    assert!(
+        !state.apply(&[seen(true)], 0.2, circuit, 200),
+        "only averages"
+    );
+    assert!(state.apply(&[seen(false)], 0.2, circuit, 300), "a failure");
+    assert!(
+        state.apply(&[seen(true)], 0.2, circuit, 400),
+        "the breaker closes again"
+    );
+    assert!(!state.apply(&[seen(true)], 0.2, circuit, 500));
+    let retuned = CircuitConfig {
+        failure_threshold: 3,
+        ..circuit
+    };
+    assert!(state.apply(&[seen(true)], 0.2, retuned, 600), "new tuning");
+    // Several observations: urgent when any of them is.
+    let other = Observation {
+        key: "openai/cheap".to_owned(),
+        ..seen(true)
+    };
+    assert!(state.apply(&[seen(true), other.clone()], 0.2, retuned, 700));
+    assert!(!state.apply(&[seen(true), other], 0.2, retuned, 800));
+    assert_eq!(state.entries["openai/best"].stats.samples, 8);
+}
+
+#[test]
+fn averages_alone_are_saved_at_most_every_interval() {
+    let state = RoutingState {
+        saved_ms: 10_000,
+        ..RoutingState::default()
+    };
+    assert!(!state.due_for_saving(false, 10_000));
+    assert!(!state.due_for_saving(false, 10_000 + ROUTING_SAVE_INTERVAL_MS - 1));
+    assert!(state.due_for_saving(false, 10_000 + ROUTING_SAVE_INTERVAL_MS));
+    assert!(state.due_for_saving(true, 10_000), "urgent: at once");
+    // Saved by a replica whose clock runs ahead: this one still saves.
+    assert!(state.due_for_saving(false, 10_000 - ROUTING_SAVE_INTERVAL_MS));
+    // Never saved: due.
+    assert!(RoutingState::default().due_for_saving(false, 1));
+}

@@ -254,13 +254,13 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         Ok((_, _, tried)) | Err((_, tried)) => tried,
     };
     if !tried.observations.is_empty() {
-        routing.apply(
+        let urgent = routing.apply(
             &tried.observations,
             ROUTING_ALPHA,
             settings.circuit,
             finished_ms,
         );
-        if let Err(e) = store::set_routing_state(kv, &routing) {
+        if let Err(e) = store::save_routing_state(kv, &mut routing, urgent, finished_ms) {
             warnings.push(format!("storing the routing state failed: {e}"));
         }
     }

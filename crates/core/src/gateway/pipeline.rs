@@ -532,22 +532,31 @@ pub fn record(
 
 /// Folds the scans' provider probes not yet applied into `routing`; absent or
 /// unreadable probes change nothing.
+/// Folds the stored probe results into `routing`; returns whether any
+/// probe was folded in (the state must then be saved, so it acts once).
 fn apply_stored_probes(
     kv: &mut impl KeyValue,
     routing: &mut engine::RoutingState,
     catalog: &[CatalogEntry],
     circuit: CircuitConfig,
     warnings: &mut Vec<String>,
-) {
+) -> bool {
     let probes: Vec<ProbeResult> = match kv.get(PROBES_KEY) {
         Ok(Some(bytes)) => match serde_json::from_slice(&bytes) {
             Ok(p) => p,
-            Err(e) => return warnings.push(format!("reading provider probes failed: {e}")),
+            Err(e) => {
+                warnings.push(format!("reading provider probes failed: {e}"));
+                return false;
+            }
         },
-        Ok(None) => return,
-        Err(e) => return warnings.push(format!("reading provider probes failed: {e}")),
+        Ok(None) => return false,
+        Err(e) => {
+            warnings.push(format!("reading provider probes failed: {e}"));
+            return false;
+        }
     };
     let keys: Vec<String> = catalog.iter().map(CatalogEntry::key).collect();
+    let applied_before = routing.probes_applied.clone();
     let fx = apply_probes(routing, &probes, &keys, circuit);
     if !fx.opened.is_empty() {
         warnings.push(format!(
@@ -555,6 +564,7 @@ fn apply_stored_probes(
             fx.opened.join(", ")
         ));
     }
+    routing.probes_applied != applied_before
 }
 
 fn head(g: &Generation, id: &str) -> Vec<(String, String)> {
@@ -644,7 +654,7 @@ where
     let catalog_entries = call.caller.routable(catalog_entries, &request.model)?;
     let providers = catalog::enabled_providers(&call.caller.providers(sql, settings)?);
     let mut routing = store::routing_state(kv);
-    apply_stored_probes(
+    let probes_applied = apply_stored_probes(
         kv,
         &mut routing,
         &catalog_entries,
@@ -799,13 +809,13 @@ where
         }
     }
     if !generation.info.cached {
-        routing.apply(
+        let urgent = routing.apply(
             &generation.observations,
             ROUTING_ALPHA,
             settings.circuit,
             finished_ms,
-        );
-        if let Err(e) = store::set_routing_state(kv, &routing) {
+        ) || probes_applied;
+        if let Err(e) = store::save_routing_state(kv, &mut routing, urgent, finished_ms) {
             warnings.push(format!("storing the routing state failed: {e}"));
         }
         // The cache keeps text; an answer made of tool calls is not replayed from it.

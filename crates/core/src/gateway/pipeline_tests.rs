@@ -920,3 +920,46 @@ fn generate_renders_the_template_under_the_request_fields() {
         "chat"
     );
 }
+
+#[test]
+fn the_routing_state_is_saved_for_what_routing_must_see_at_once_and_otherwise_every_interval() {
+    use super::engine::ROUTING_SAVE_INTERVAL_MS;
+    let mut w = World::new();
+    // Every request goes to the provider (a cached answer observes nothing).
+    w.settings.cache_ttl_secs = 0;
+    let stored = |w: &mut World| {
+        let state = store::routing_state(&mut w.kv);
+        (
+            state.saved_ms,
+            state.entries.get("openai/best").map(|e| e.stats.samples),
+        )
+    };
+    // The first answer of a model is saved at once.
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    assert_eq!(stored(&mut w), (T0, Some(1)));
+    // Another success in the same interval changes only averages: not saved.
+    w.clock.0.set(T0 + ROUTING_SAVE_INTERVAL_MS - 1);
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    assert_eq!(stored(&mut w), (T0, Some(1)));
+    // Once the interval has passed: saved.
+    w.clock.0.set(T0 + ROUTING_SAVE_INTERVAL_MS);
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    assert_eq!(stored(&mut w), (T0 + ROUTING_SAVE_INTERVAL_MS, Some(2)));
+    // A failure is saved at once, inside the interval.
+    w.clock.0.set(T0 + ROUTING_SAVE_INTERVAL_MS + 1);
+    w.fake.script(
+        "best",
+        vec![status(500, None), status(500, None), status(500, None)],
+    );
+    w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
+    w.ask("key_a", body(false));
+    let state = store::routing_state(&mut w.kv);
+    assert_eq!(state.saved_ms, T0 + ROUTING_SAVE_INTERVAL_MS + 1);
+    assert!(
+        state.entries["openai/best"].stats.success_rate < 1.0,
+        "{state:?}"
+    );
+}

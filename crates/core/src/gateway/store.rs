@@ -1103,6 +1103,22 @@ pub fn set_routing_state(kv: &mut impl KeyValue, state: &RoutingState) -> Result
         })
 }
 
+/// Stores the routing state after a request that changed it, when it is
+/// due ([`RoutingState::due_for_saving`]), stamped with `now_ms`. Returns
+/// whether it was stored.
+pub fn save_routing_state(
+    kv: &mut impl KeyValue,
+    state: &mut RoutingState,
+    urgent: bool,
+    now_ms: u64,
+) -> Result<bool> {
+    if !state.due_for_saving(urgent, now_ms) {
+        return Ok(false);
+    }
+    state.saved_ms = now_ms;
+    set_routing_state(kv, state).map(|()| true)
+}
+
 /// The cached answer under `key` if it is still fresh at `now_ms`. A
 /// missing, unreadable or stale entry is a miss: the request is then
 /// answered by a provider.
