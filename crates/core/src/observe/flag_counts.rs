@@ -177,7 +177,7 @@ fn add_to_list(
     let mut total = kv
         .get(&key)
         .map_err(kv_error("read evaluation counts"))?
-        .and_then(|b| Counts::decode(&String::from_utf8_lossy(&b)))
+        .and_then(|b| Counts::decode_stored(&b))
         .unwrap_or_default();
     total.merge(counts);
     kv.set(&key, total.encode().as_bytes())
@@ -296,6 +296,12 @@ impl Counts {
         Value::Array(rows).to_string()
     }
 
+    /// Reads a stored list (the bytes of [`encode`](Self::encode) output);
+    /// `None` when malformed.
+    pub fn decode_stored(bytes: &[u8]) -> Option<Self> {
+        Self::decode(&String::from_utf8_lossy(bytes))
+    }
+
     /// Reads [`encode`](Self::encode) output; `None` when malformed (a
     /// corrupt key is skipped, not fatal).
     pub fn decode(text: &str) -> Option<Self> {
@@ -372,7 +378,7 @@ pub fn fold_closed(
         match parsed {
             CountKey::List(_) => {
                 let bytes = kv.get(&key).map_err(kv_error("read evaluation counts"))?;
-                match bytes.and_then(|b| Counts::decode(&String::from_utf8_lossy(&b))) {
+                match bytes.and_then(|b| Counts::decode_stored(&b)) {
                     Some(list) => counts.merge(&list),
                     None => unreadable += 1,
                 }
@@ -535,7 +541,7 @@ pub fn live_counts(
             .get(&minute_key(minute))
             .map_err(kv_error("read flag evaluation counts"))?;
         // A corrupt list is skipped, as the fold skips it.
-        if let Some(list) = list.and_then(|b| Counts::decode(&String::from_utf8_lossy(&b))) {
+        if let Some(list) = list.and_then(|b| Counts::decode_stored(&b)) {
             counts.merge(&list);
         }
         let index = kv
