@@ -164,10 +164,29 @@ pub fn repeated_trigram_ratio(words: &[String]) -> f64 {
     if words.len() < 3 {
         return 0.0;
     }
-    let grams: Vec<&[String]> = words.windows(3).collect();
-    let mut seen: std::collections::BTreeSet<&[String]> = std::collections::BTreeSet::new();
-    let repeats = grams.iter().filter(|g| !seen.insert(g)).count();
-    repeats as f64 / grams.len() as f64
+    // Each word becomes a number once, so trigrams compare as integers, not
+    // as three strings each (this runs over every answer on the hot path).
+    let mut ids: std::collections::HashMap<&str, usize> =
+        std::collections::HashMap::with_capacity(words.len());
+    let numbered: Vec<usize> = words
+        .iter()
+        .map(|w| {
+            let next = ids.len();
+            *ids.entry(w.as_str()).or_insert(next)
+        })
+        .collect();
+    let mut grams: Vec<(usize, usize, usize)> = numbered
+        .windows(3)
+        .filter_map(|g| match g {
+            [a, b, c] => Some((*a, *b, *c)),
+            _ => None,
+        })
+        .collect();
+    let total = grams.len();
+    grams.sort_unstable();
+    grams.dedup();
+    // Every trigram after the first of its kind is a repeat.
+    (total - grams.len()) as f64 / total as f64
 }
 
 /// The refusal phrase found in the first 300 characters of the answer, if any.
@@ -266,7 +285,7 @@ pub fn score(input: &QualityInput<'_>, config: &QualityConfig) -> QualityReport 
         if terms.is_empty() || structured {
             dim(Dimension::Coverage, 1.0, None)
         } else {
-            let answer_words: std::collections::BTreeSet<&str> =
+            let answer_words: std::collections::HashSet<&str> =
                 words.iter().map(String::as_str).collect();
             let missing: Vec<&str> = terms
                 .iter()
@@ -428,6 +447,28 @@ mod tests {
             },
             &QualityConfig::default(),
         )
+    }
+
+    /// The definition [`repeated_trigram_ratio`] implements: trigrams of
+    /// strings, each looked up among those seen before it.
+    fn trigram_ratio_reference(words: &[String]) -> f64 {
+        if words.len() < 3 {
+            return 0.0;
+        }
+        let grams: Vec<&[String]> = words.windows(3).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let repeats = grams.iter().filter(|g| !seen.insert(**g)).count();
+        repeats as f64 / grams.len() as f64
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn trigram_ratio_matches_its_definition(
+            words in proptest::collection::vec("[abc]{1,2}", 0..60)
+        ) {
+            let expected = trigram_ratio_reference(&words);
+            proptest::prop_assert!((repeated_trigram_ratio(&words) - expected).abs() < 1e-12);
+        }
     }
 
     const GOOD: &str = "Paris is the capital of France. It sits on the Seine and is the \
