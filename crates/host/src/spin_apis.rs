@@ -24,11 +24,17 @@ pub struct KeyValueStore {
     backend: Arc<KeyValueBackend>,
 }
 
+/// A statement's column names and rows.
+type QueryRows = (Vec<String>, Vec<Vec<SqlValue>>);
+
 /// An open SQLite connection handed to a guest (2.0.0 or 3.0.0 interface);
 /// returned to its database's pool when the guest drops it or the instance ends.
 pub struct SqliteConnection {
     connection: Option<rusqlite::Connection>,
     location: crate::storage::DatabaseLocation,
+    /// Whether a statement the guest ran may have left session state on the
+    /// connection (then it is inspected before it is pooled again).
+    prepared_session_state: std::cell::Cell<bool>,
 }
 
 impl SqliteConnection {
@@ -37,12 +43,29 @@ impl SqliteConnection {
             .as_ref()
             .ok_or_else(|| anyhow::anyhow!("SQLite connection already released"))
     }
+
+    /// Runs one guest statement ([`execute`]), noting whether it may have
+    /// left session state on the connection.
+    fn run(
+        &self,
+        statement: &str,
+        parameters: Vec<SqlValue>,
+    ) -> Result<Result<QueryRows, SqliteFailure>> {
+        let connection = self.get()?;
+        let (result, prepared_session_state) =
+            crate::storage::watching_session_state(|| execute(connection, statement, parameters));
+        if prepared_session_state {
+            self.prepared_session_state.set(true);
+        }
+        Ok(result)
+    }
 }
 
 impl Drop for SqliteConnection {
     fn drop(&mut self) {
         if let Some(connection) = self.connection.take() {
-            self.location.release(connection);
+            self.location
+                .release(connection, self.prepared_session_state.get());
         }
     }
 }
@@ -142,6 +165,7 @@ impl InstanceState {
             Ok(connection) => Ok(Ok(self.table.push(SqliteConnection {
                 connection: Some(connection),
                 location: location.clone(),
+                prepared_session_state: std::cell::Cell::new(false),
             })?)),
             Err(error) => Ok(Err(SqliteFailure::Io(format!("{error:#}")))),
         }
@@ -185,7 +209,7 @@ fn execute(
     connection: &rusqlite::Connection,
     statement: &str,
     parameters: Vec<SqlValue>,
-) -> Result<(Vec<String>, Vec<Vec<SqlValue>>), SqliteFailure> {
+) -> Result<QueryRows, SqliteFailure> {
     execute_within(connection, statement, parameters, MAX_RESULT_BYTES)
 }
 
@@ -195,7 +219,7 @@ fn execute_within(
     statement: &str,
     parameters: Vec<SqlValue>,
     max_result_bytes: usize,
-) -> Result<(Vec<String>, Vec<Vec<SqlValue>>), SqliteFailure> {
+) -> Result<QueryRows, SqliteFailure> {
     let io = |e: rusqlite::Error| SqliteFailure::Io(e.to_string());
     let mut prepared = connection.prepare_cached(statement).map_err(io)?;
     let columns: Vec<String> = prepared.column_names().map(String::from).collect();
@@ -304,9 +328,11 @@ impl sqlite_v2::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<sqlite_v2::Value>,
     ) -> Result<Result<sqlite_v2::QueryResult, sqlite_v2::Error>> {
-        let connection = self.table.get(&connection)?.get()?;
         let parameters = parameters.into_iter().map(Into::into).collect();
-        Ok(execute(connection, &statement, parameters)
+        Ok(self
+            .table
+            .get(&connection)?
+            .run(&statement, parameters)?
             .map(|(columns, rows)| query_result_v2(columns, rows))
             .map_err(Into::into))
     }
@@ -331,9 +357,11 @@ impl sqlite_v3::HostConnection for InstanceState {
         statement: String,
         parameters: Vec<sqlite_v3::Value>,
     ) -> Result<Result<sqlite_v3::QueryResult, sqlite_v3::Error>> {
-        let connection = self.table.get(&connection)?.get()?;
         let parameters = parameters.into_iter().map(Into::into).collect();
-        Ok(execute(connection, &statement, parameters)
+        Ok(self
+            .table
+            .get(&connection)?
+            .run(&statement, parameters)?
             .map(|(columns, rows)| query_result_v3(columns, rows))
             .map_err(Into::into))
     }

@@ -594,8 +594,12 @@ impl DatabaseLocation {
 
     /// Takes a connection back; one with an open transaction or a guest's
     /// session state is closed instead (closing rolls the transaction back).
-    pub fn release(&self, connection: Connection) {
-        if !carries_session_state(&connection) {
+    /// `prepared_session_state` is whether any statement run on it could
+    /// have left such state ([`watching_session_state`]); only then is the
+    /// connection inspected (the inspection is a query of its own, which
+    /// every request paid before).
+    pub fn release(&self, connection: Connection, prepared_session_state: bool) {
+        if !prepared_session_state || !carries_session_state(&connection) {
             self.pool.put_back(connection);
         }
     }
@@ -652,6 +656,39 @@ impl ConnectionPool {
             idle.push(connection);
         }
     }
+}
+
+thread_local! {
+    /// Set by [`authorize`] when SQLite prepares a statement that can leave
+    /// state on its connection for the next request (see [`leaves_session_state`]).
+    static SESSION_STATE_PREPARED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` — preparing and stepping guest SQL on a sandboxed connection, on
+/// this thread — and says whether SQLite prepared anything in it (including
+/// a re-prepare while stepping) that can leave session state behind.
+pub fn watching_session_state<T>(f: impl FnOnce() -> T) -> (T, bool) {
+    SESSION_STATE_PREPARED.set(false);
+    let out = f();
+    (out, SESSION_STATE_PREPARED.replace(false))
+}
+
+/// Whether an action can leave state on the connection itself rather than
+/// in the database file: attaching or detaching a database, any TEMP
+/// object, or a PRAGMA (connection settings). Anything SQLite reports that
+/// rusqlite cannot decode counts too.
+fn leaves_session_state(context: &AuthContext<'_>) -> bool {
+    matches!(
+        context.action,
+        AuthAction::Attach { .. }
+            | AuthAction::Detach { .. }
+            | AuthAction::CreateTempIndex { .. }
+            | AuthAction::CreateTempTable { .. }
+            | AuthAction::CreateTempTrigger { .. }
+            | AuthAction::CreateTempView { .. }
+            | AuthAction::Pragma { .. }
+            | AuthAction::Unknown { .. }
+    ) || context.database_name == Some("temp")
 }
 
 /// Whether a guest left state on the connection that must not reach the
@@ -808,6 +845,9 @@ fn forbid_attach_create(connection: &Connection) -> rusqlite::Result<()> {
 /// The guest sees `not authorized` when preparing such an `ATTACH`, and
 /// `authorization denied` when a `VACUUM INTO` tries to attach its target.
 fn authorize(context: AuthContext<'_>) -> Authorization {
+    if leaves_session_state(&context) {
+        SESSION_STATE_PREPARED.set(true);
+    }
     match context.action {
         AuthAction::Attach { filename } if filename.is_empty() || filename == ":memory:" => {
             Authorization::Allow
@@ -1339,7 +1379,7 @@ mod tests {
     #[test]
     fn pooled_connections_stay_sandboxed() {
         let (dir, location, connection) = guest_connection();
-        location.release(connection);
+        location.release(connection, false);
         let reused = location.connect().unwrap();
         let target = dir.path().join("escape.db");
         assert!(
@@ -1353,13 +1393,17 @@ mod tests {
     #[test]
     fn a_connection_left_with_temp_state_is_not_pooled() {
         let (_dir, location, connection) = guest_connection();
-        connection
-            .execute_batch("CREATE TEMP TABLE leftover(a)")
-            .unwrap();
-        location.release(connection);
+        let (created, flagged) =
+            watching_session_state(|| connection.execute_batch("CREATE TEMP TABLE leftover(a)"));
+        created.unwrap();
+        assert!(flagged, "a TEMP table is session state");
+        location.release(connection, flagged);
         let (_dir2, location2, attached) = guest_connection();
-        attached.execute_batch("ATTACH ':memory:' AS m").unwrap();
-        location2.release(attached);
+        let (done, flagged) =
+            watching_session_state(|| attached.execute_batch("ATTACH ':memory:' AS m"));
+        done.unwrap();
+        assert!(flagged, "an attached database is session state");
+        location2.release(attached, flagged);
         // The next request gets a fresh connection without the TEMP table or
         // the attached database.
         let fresh = location.connect().unwrap();
@@ -1370,9 +1414,42 @@ mod tests {
                 .execute_batch("SELECT * FROM m.sqlite_master")
                 .is_err()
         );
-        // A clean connection is pooled.
-        location.release(fresh);
+        // A clean connection is pooled, also when it must be inspected.
+        location.release(fresh, true);
         assert_eq!(location.idle_count(), 1);
+    }
+
+    #[test]
+    fn only_statements_that_can_leave_session_state_are_flagged() {
+        let (_dir, location, connection) = guest_connection();
+        let flagged = |sql: &str| watching_session_state(|| connection.execute_batch(sql)).1;
+        // What requests run: tables, rows, transactions — nothing to inspect.
+        assert!(!flagged("CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)"));
+        assert!(!flagged(
+            "BEGIN IMMEDIATE; INSERT INTO t(b) VALUES ('x'); COMMIT"
+        ));
+        assert!(!flagged("SELECT count(*) FROM t WHERE b = 'x'"));
+        assert!(!flagged("CREATE INDEX t_b ON t(b)"));
+        // What can stay on the connection for the next request.
+        assert!(flagged("PRAGMA foreign_keys = ON"));
+        assert!(flagged("CREATE TEMP VIEW v AS SELECT b FROM t"));
+        assert!(flagged("SELECT * FROM temp.v"));
+        assert!(flagged("ATTACH ':memory:' AS m"));
+        assert!(flagged("DETACH m"));
+        // A connection whose statements were all unflagged goes back to the
+        // pool without being inspected; a flagged one is inspected, and one
+        // with TEMP state left on it is closed.
+        drop(connection);
+        let plain = location.connect().unwrap();
+        let (_, flagged) = watching_session_state(|| plain.execute_batch("SELECT 1"));
+        assert!(!flagged);
+        location.release(plain, flagged);
+        assert_eq!(location.idle_count(), 1);
+        let pooled = location.connect().unwrap();
+        let (_, flagged) =
+            watching_session_state(|| pooled.execute_batch("CREATE TEMP TABLE x(a)"));
+        location.release(pooled, flagged);
+        assert_eq!(location.idle_count(), 0);
     }
 
     #[test]
