@@ -49,10 +49,12 @@ tokio::task_local! {
     static CONNECT_TIMEOUT: Duration;
 }
 
-/// The app's pooled outbound HTTP/1.1 client (plain and TLS).
+/// The app's pooled outbound HTTP/1.1 client (plain and TLS): one pool per
+/// HTTP worker thread (and one for every other thread), so a pooled
+/// connection is driven by the thread whose guest uses it.
 #[derive(Clone)]
 pub struct OutboundClient {
-    client: Client<Connector, WasiBody>,
+    clients: Arc<[Client<Connector, WasiBody>]>,
 }
 
 impl Default for OutboundClient {
@@ -62,8 +64,16 @@ impl Default for OutboundClient {
 }
 
 impl OutboundClient {
-    /// A client with an empty pool.
+    /// A client with empty pools.
     pub fn new() -> Self {
+        let clients = (0..=crate::server::worker_count())
+            .map(|_| Self::pool())
+            .collect();
+        Self { clients }
+    }
+
+    /// One keep-alive pool.
+    fn pool() -> Client<Connector, WasiBody> {
         let tls = tokio_rustls::TlsConnector::from(Arc::new(
             rustls::ClientConfig::builder()
                 .with_root_certificates(rustls::RootCertStore {
@@ -71,13 +81,12 @@ impl OutboundClient {
                 })
                 .with_no_client_auth(),
         ));
-        let client = Client::builder(TokioExecutor::new())
+        Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(MAX_IDLE_PER_AUTHORITY)
             .pool_idle_timeout(IDLE_TIMEOUT)
             // A request that never reached a reused connection goes out on a new one.
             .retry_canceled_requests(true)
-            .build(Connector { tls });
-        Self { client }
+            .build(Connector { tls })
     }
 
     /// Sends `request` (absolute URI) on a pooled or new connection.
@@ -95,7 +104,8 @@ impl OutboundClient {
         if request.uri().authority().is_none() {
             return Err(Error::HttpRequestUriInvalid);
         }
-        let response = CONNECT_TIMEOUT.scope(connect_timeout, self.client.request(request));
+        let client = &self.clients[crate::server::current_worker() % self.clients.len()];
+        let response = CONNECT_TIMEOUT.scope(connect_timeout, client.request(request));
         let response = tokio::time::timeout(first_byte_timeout, response)
             .await
             .map_err(|_| Error::ConnectionReadTimeout)?

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -129,13 +130,149 @@ async fn serve_external(
     response
 }
 
-/// Accepts connections until `shutdown` flips, then waits for open connections.
+/// How many threads serve HTTP connections: one per core.
+pub(crate) fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
+thread_local! {
+    /// Which HTTP worker this thread is (1-based; 0 = not a worker thread).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The HTTP worker the current thread is (1..=[`worker_count`]), or 0 on
+/// any other thread; per-worker resources (the outbound pools) index by it.
+pub(crate) fn current_worker() -> usize {
+    WORKER.get()
+}
+
+/// An accepted connection on its way to a worker.
+struct Accepted {
+    stream: std::net::TcpStream,
+    client: SocketAddr,
+}
+
+/// How long open connections may take to finish after shutdown starts.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One serving thread: a single-threaded runtime that owns the connections
+/// handed to it, their component instances and its outbound connections, so
+/// a request's steps (reading it, running the guest, the provider call,
+/// writing the answer) wake tasks on the same thread, never across threads.
+struct Worker {
+    connections: tokio::sync::mpsc::UnboundedSender<Accepted>,
+    /// Connections it serves now (the next one goes to the least busy).
+    open: Arc<AtomicUsize>,
+    /// Resolves (with an error: the sender is dropped) when the thread ends.
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// Serves one connection on the worker's runtime; once `shutdown` flips it
+/// finishes the request in flight and closes.
+async fn serve_connection(
+    app: Arc<LoadedApp>,
+    stream: tokio::net::TcpStream,
+    client: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = service_fn(move |request| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(serve_external(app, request, client).await) }
+    });
+    let connection =
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let finished = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        _ = shutdown.wait_for(|stop| *stop) => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!("connection from {client}: {error}");
+    }
+}
+
+/// Starts worker `index`; it ends when its sender is dropped and its
+/// connections have closed (or [`SHUTDOWN_GRACE`] has passed).
+fn spawn_worker(
+    index: usize,
+    app: Arc<LoadedApp>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Worker> {
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
+    let (done_sender, done) = tokio::sync::oneshot::channel::<()>();
+    let open = Arc::new(AtomicUsize::new(0));
+    let counter = open.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name(format!("dol-http-{index}"))
+        .spawn(move || {
+            WORKER.set(index);
+            runtime.block_on(async move {
+                let mut connections = tokio::task::JoinSet::new();
+                while let Some(Accepted { stream, client }) = receiver.recv().await {
+                    // Reap finished connections so the set does not grow.
+                    while connections.try_join_next().is_some() {}
+                    let stream = match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => stream,
+                        Err(error) => {
+                            tracing::warn!("connection from {client}: {error}");
+                            counter.fetch_sub(1, Ordering::Relaxed);
+                            continue;
+                        }
+                    };
+                    let (app, shutdown, counter) = (app.clone(), shutdown.clone(), counter.clone());
+                    connections.spawn(async move {
+                        serve_connection(app, stream, client, shutdown).await;
+                        counter.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                // The acceptor stopped: let open connections finish, within the grace.
+                let drain = async { while connections.join_next().await.is_some() {} };
+                if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+                    tracing::warn!(
+                        "HTTP worker {index}: connections still open after {SHUTDOWN_GRACE:?}; closing them"
+                    );
+                }
+            });
+            // Dropping the runtime cancels whatever is left; then say so.
+            drop(runtime);
+            drop(done_sender);
+        })?;
+    Ok(Worker {
+        connections: sender,
+        open,
+        done,
+    })
+}
+
+/// Accepts connections until `shutdown` flips, handing each to the least
+/// busy of one worker thread per core; then waits for the workers to finish
+/// their connections.
 pub(crate) async fn run(
     app: Arc<LoadedApp>,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut workers = Vec::new();
+    for index in 1..=worker_count() {
+        match spawn_worker(index, app.clone(), shutdown.clone()) {
+            Ok(worker) => workers.push(worker),
+            Err(error) => tracing::error!("starting HTTP worker {index}: {error:#}"),
+        }
+    }
+    if workers.is_empty() {
+        tracing::error!("no HTTP worker could start; not serving");
+        return;
+    }
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -147,28 +284,36 @@ pub(crate) async fn run(
                         continue;
                     }
                 };
-                let app = app.clone();
-                let service = service_fn(move |request| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(serve_external(app, request, client).await) }
-                });
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!("connection from {client}: {error}");
+                // The worker registers it with its own runtime's reactor.
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        tracing::warn!("connection from {client}: {error}");
+                        continue;
                     }
-                });
+                };
+                let Some(worker) = workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed))
+                else {
+                    continue;
+                };
+                worker.open.fetch_add(1, Ordering::Relaxed);
+                if worker.connections.send(Accepted { stream, client }).is_err() {
+                    worker.open.fetch_sub(1, Ordering::Relaxed);
+                    tracing::warn!("connection from {client}: its worker has stopped");
+                }
             }
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {
-            tracing::warn!("connections still open after 10 s; closing them");
-        }
+    let mut finished = Vec::new();
+    for worker in workers {
+        // Dropping the sender tells the worker no more connections come.
+        drop(worker.connections);
+        finished.push(worker.done);
+    }
+    for done in finished {
+        // Each worker bounds its own wait by SHUTDOWN_GRACE.
+        let _ = done.await;
     }
 }
