@@ -205,9 +205,19 @@ pub fn apply_list(
     migrations: &[Migration],
     now_ms: i64,
 ) -> Result<MigrationReport, MigrateError> {
-    // The common case is a current database: one read decides it. Only a
-    // database without the book-keeping table (a fresh one) pays for the DDL.
-    let done = match applied_versions(exec) {
+    // The common case is a current database: one aggregate row decides it
+    // (every request of every component runs this). Only a database without
+    // the book-keeping table (a fresh one) pays for the DDL.
+    let summary = applied_summary(exec, migrations);
+    if let Ok(summary) = &summary
+        && let Some(current_version) = all_applied(summary, migrations)
+    {
+        return Ok(MigrationReport {
+            applied: Vec::new(),
+            current_version,
+        });
+    }
+    let done = match summary.and_then(|_| applied_versions(exec)) {
         Ok(done) => done,
         Err(_) => {
             // Replicas starting together on a fresh PostgreSQL race on this
@@ -232,6 +242,55 @@ pub fn apply_list(
         report.current_version = report.current_version.max(migration.version);
     }
     Ok(report)
+}
+
+/// How many versions `_dol_migrations` records, and how many of them are
+/// in the migration list asked about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AppliedSummary {
+    count: i64,
+    listed: i64,
+}
+
+/// [`AppliedSummary`] of the book-keeping table against `migrations`, in
+/// one row (the versions are the build's own constants, written into the
+/// statement, so its text is the same on every request and stays prepared).
+fn applied_summary(
+    exec: &mut impl SqlExecutor,
+    migrations: &[Migration],
+) -> Result<AppliedSummary, MigrateError> {
+    let versions: Vec<String> = migrations.iter().map(|m| m.version.to_string()).collect();
+    let listed = if versions.is_empty() {
+        "0".to_owned()
+    } else {
+        format!(
+            "sum(CASE WHEN version IN ({}) THEN 1 ELSE 0 END)",
+            versions.join(", ")
+        )
+    };
+    let rows = exec
+        .execute(
+            &format!("SELECT count(*), {listed} FROM _dol_migrations"),
+            &[],
+        )
+        .map_err(MigrateError::Bookkeeping)?;
+    let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+    let int = |index: usize| row.get(index).and_then(SqlValue::as_i64).unwrap_or(0);
+    Ok(AppliedSummary {
+        count: int(0),
+        listed: int(1),
+    })
+}
+
+/// The current version when `summary` proves that exactly `migrations` are
+/// applied: versions are unique (the table's key), so a table holding as
+/// many versions as the list, all of them in the list, holds the list.
+/// `None` otherwise (something is missing, or a version this build does not
+/// know is there): the caller reads the versions.
+fn all_applied(summary: &AppliedSummary, migrations: &[Migration]) -> Option<i64> {
+    let len = i64::try_from(migrations.len()).ok()?;
+    let last = migrations.iter().map(|m| m.version).max()?;
+    (summary.count == len && summary.listed == len).then_some(last)
 }
 
 /// The versions recorded in `_dol_migrations`.
@@ -435,6 +494,21 @@ mod tests {
                     }
                 }
                 BOOKKEEPING_DDL => self.has_table = true,
+                s if s.starts_with("SELECT count(*), sum(CASE WHEN version IN (") => {
+                    if !self.has_table {
+                        return Err("no such table: _dol_migrations".to_owned());
+                    }
+                    let listed: Vec<i64> = s
+                        .split_once("IN (")
+                        .and_then(|(_, rest)| rest.split_once(')'))
+                        .map(|(list, _)| list.split(", ").filter_map(|v| v.parse().ok()).collect())
+                        .unwrap_or_default();
+                    let in_list = self.versions.iter().filter(|v| listed.contains(v)).count();
+                    return Ok(vec![vec![
+                        SqlValue::Integer(self.versions.len() as i64),
+                        SqlValue::Integer(in_list as i64),
+                    ]]);
+                }
                 "SELECT version FROM _dol_migrations" => {
                     if !self.has_table {
                         return Err("no such table: _dol_migrations".to_owned());
@@ -461,6 +535,10 @@ mod tests {
             Ok(Vec::new())
         }
     }
+
+    /// The one-row check [`apply_list`] runs first for [`TWO`].
+    const SUMMARY_OF_TWO: &str =
+        "SELECT count(*), sum(CASE WHEN version IN (1, 2) THEN 1 ELSE 0 END) FROM _dol_migrations";
 
     const TWO: &[Migration] = &[
         Migration {
@@ -502,7 +580,7 @@ mod tests {
         );
         assert_eq!(db.versions, vec![1, 2]);
         let expected = [
-            "SELECT version FROM _dol_migrations",
+            SUMMARY_OF_TWO,
             BOOKKEEPING_DDL,
             "SELECT version FROM _dol_migrations",
             "BEGIN IMMEDIATE",
@@ -533,8 +611,58 @@ mod tests {
                 current_version: 2
             }
         );
-        // A current database costs one read, no DDL.
-        assert_eq!(db.log, ["SELECT version FROM _dol_migrations"]);
+        // A current database costs one read of one row, no DDL.
+        assert_eq!(db.log, [SUMMARY_OF_TWO]);
+    }
+
+    #[test]
+    fn the_one_row_check_decides_only_what_it_can_prove() {
+        let summary = |count, listed| AppliedSummary { count, listed };
+        // Exactly the list: current.
+        assert_eq!(all_applied(&summary(2, 2), TWO), Some(2));
+        // Missing one, an empty table, a version the list does not know
+        // (a newer DOL wrote it): read the versions.
+        assert_eq!(all_applied(&summary(1, 1), TWO), None);
+        assert_eq!(all_applied(&summary(0, 0), TWO), None);
+        assert_eq!(all_applied(&summary(3, 2), TWO), None);
+        assert_eq!(all_applied(&summary(2, 1), TWO), None);
+        assert_eq!(all_applied(&summary(0, 0), &[]), None);
+    }
+
+    #[test]
+    fn the_one_row_check_runs_on_the_real_database() {
+        let mut db = crate::test_db::db();
+        let report = apply(&mut db, 1).expect("current");
+        assert!(report.applied.is_empty());
+        let last = MIGRATIONS.iter().map(|m| m.version).max();
+        assert_eq!(Some(report.current_version), last);
+        let summary = applied_summary(&mut db, MIGRATIONS).expect("reads");
+        assert_eq!(all_applied(&summary, MIGRATIONS), last);
+        // One version gone: not current, and the next apply puts it back.
+        let missing = MIGRATIONS[3].version;
+        db.execute(
+            "DELETE FROM _dol_migrations WHERE version = ?",
+            &[SqlValue::Integer(missing)],
+        )
+        .expect("deletes");
+        let summary = applied_summary(&mut db, MIGRATIONS).expect("reads");
+        assert_eq!(all_applied(&summary, MIGRATIONS), None);
+    }
+
+    #[test]
+    fn a_database_with_a_version_this_build_does_not_know_reads_them_all() {
+        let mut db = FakeDb {
+            has_table: true,
+            versions: vec![1, 2, 9],
+            ..FakeDb::default()
+        };
+        let report = apply_list(&mut db, TWO, 1).expect("reads");
+        assert_eq!(report.applied, Vec::<i64>::new());
+        assert_eq!(report.current_version, 9);
+        assert_eq!(
+            db.log,
+            [SUMMARY_OF_TWO, "SELECT version FROM _dol_migrations"]
+        );
     }
 
     #[test]
