@@ -253,24 +253,21 @@ struct AppliedSummary {
 }
 
 /// [`AppliedSummary`] of the book-keeping table against `migrations`, in
-/// one row (the versions are the build's own constants, written into the
-/// statement, so its text is the same on every request and stays prepared).
+/// one row. The versions are the build's own constants, written into the
+/// statement as ranges (`version BETWEEN 1 AND 13 OR …`): its text is the
+/// same on every request, so it stays prepared, and SQLite tests each row
+/// against the ranges (an `IN (…)` list made it build a temporary index on
+/// every run).
 fn applied_summary(
     exec: &mut impl SqlExecutor,
     migrations: &[Migration],
 ) -> Result<AppliedSummary, MigrateError> {
-    let versions: Vec<String> = migrations.iter().map(|m| m.version.to_string()).collect();
-    let listed = if versions.is_empty() {
-        "0".to_owned()
-    } else {
-        format!(
-            "sum(CASE WHEN version IN ({}) THEN 1 ELSE 0 END)",
-            versions.join(", ")
-        )
-    };
     let rows = exec
         .execute(
-            &format!("SELECT count(*), {listed} FROM _dol_migrations"),
+            &format!(
+                "SELECT count(*), sum(CASE WHEN {} THEN 1 ELSE 0 END) FROM _dol_migrations",
+                version_ranges(migrations)
+            ),
             &[],
         )
         .map_err(MigrateError::Bookkeeping)?;
@@ -280,6 +277,29 @@ fn applied_summary(
         count: int(0),
         listed: int(1),
     })
+}
+
+/// A SQL condition true for exactly the versions of `migrations`: their
+/// runs of consecutive versions as `version BETWEEN a AND b`, joined by
+/// `OR`; `0 = 1` for none.
+fn version_ranges(migrations: &[Migration]) -> String {
+    let mut versions: Vec<i64> = migrations.iter().map(|m| m.version).collect();
+    versions.sort_unstable();
+    versions.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for version in versions {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == version => *end = version,
+            _ => runs.push((version, version)),
+        }
+    }
+    if runs.is_empty() {
+        return "0 = 1".to_owned();
+    }
+    runs.iter()
+        .map(|(start, end)| format!("version BETWEEN {start} AND {end}"))
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// The current version when `summary` proves that exactly `migrations` are
@@ -494,16 +514,11 @@ mod tests {
                     }
                 }
                 BOOKKEEPING_DDL => self.has_table = true,
-                s if s.starts_with("SELECT count(*), sum(CASE WHEN version IN (") => {
+                SUMMARY_OF_TWO => {
                     if !self.has_table {
                         return Err("no such table: _dol_migrations".to_owned());
                     }
-                    let listed: Vec<i64> = s
-                        .split_once("IN (")
-                        .and_then(|(_, rest)| rest.split_once(')'))
-                        .map(|(list, _)| list.split(", ").filter_map(|v| v.parse().ok()).collect())
-                        .unwrap_or_default();
-                    let in_list = self.versions.iter().filter(|v| listed.contains(v)).count();
+                    let in_list = self.versions.iter().filter(|v| [1, 2].contains(*v)).count();
                     return Ok(vec![vec![
                         SqlValue::Integer(self.versions.len() as i64),
                         SqlValue::Integer(in_list as i64),
@@ -537,8 +552,7 @@ mod tests {
     }
 
     /// The one-row check [`apply_list`] runs first for [`TWO`].
-    const SUMMARY_OF_TWO: &str =
-        "SELECT count(*), sum(CASE WHEN version IN (1, 2) THEN 1 ELSE 0 END) FROM _dol_migrations";
+    const SUMMARY_OF_TWO: &str = "SELECT count(*), sum(CASE WHEN version BETWEEN 1 AND 2 THEN 1 ELSE 0 END) FROM _dol_migrations";
 
     const TWO: &[Migration] = &[
         Migration {
@@ -627,6 +641,31 @@ mod tests {
         assert_eq!(all_applied(&summary(3, 2), TWO), None);
         assert_eq!(all_applied(&summary(2, 1), TWO), None);
         assert_eq!(all_applied(&summary(0, 0), &[]), None);
+    }
+
+    #[test]
+    fn versions_become_ranges_of_consecutive_runs() {
+        let list = |versions: &[i64]| -> Vec<Migration> {
+            versions
+                .iter()
+                .map(|&version| Migration {
+                    version,
+                    name: "m",
+                    sql: "SELECT 1;",
+                })
+                .collect()
+        };
+        assert_eq!(version_ranges(&list(&[])), "0 = 1");
+        assert_eq!(version_ranges(&list(&[4])), "version BETWEEN 4 AND 4");
+        assert_eq!(
+            version_ranges(&list(&[1, 2, 3, 5, 6, 9])),
+            "version BETWEEN 1 AND 3 OR version BETWEEN 5 AND 6 OR version BETWEEN 9 AND 9"
+        );
+        // The embedded list has one gap (14 was never released).
+        assert!(
+            version_ranges(MIGRATIONS)
+                .starts_with("version BETWEEN 1 AND 13 OR version BETWEEN 15 AND ")
+        );
     }
 
     #[test]
