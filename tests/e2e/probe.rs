@@ -185,6 +185,69 @@ async fn request_and_response_bodies_stream() {
     host.app.shutdown().await;
 }
 
+/// Reads from `stream` into `seen` until it holds `wanted` (the test's
+/// guard against a host that never sends it is the harness's timeout).
+async fn read_until(stream: &mut tokio::net::TcpStream, seen: &mut Vec<u8>, wanted: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    while !seen.windows(wanted.len()).any(|w| w == wanted) {
+        let mut buf = [0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed before {wanted:?}: {seen:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Shutting down stops accepting at once, lets the request in flight on a
+/// serving thread finish — here one whose body is still arriving — and
+/// only then ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_request_in_flight_and_refuses_new_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = probe().start().await;
+    let addr = host.app.local_addr();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /probe/echo HTTP/1.1\r\nHost: probe\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    // The echo streams: the first chunk comes back while the body is open.
+    read_until(&mut stream, &mut seen, b"hello").await;
+    assert!(seen.starts_with(b"HTTP/1.1 200"), "{seen:?}");
+
+    let stopping = tokio::spawn(host.app.shutdown());
+    // New connections are refused once the listener is gone.
+    let mut refused = false;
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the listener still accepts after shutdown started");
+    assert!(
+        !stopping.is_finished(),
+        "shutdown ended with a request in flight"
+    );
+
+    // The request in flight still completes, and then the host stops.
+    stream.write_all(b"6\r\n world\r\n0\r\n\r\n").await.unwrap();
+    read_until(&mut stream, &mut seen, b" world").await;
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    seen.extend_from_slice(&rest);
+    assert!(
+        seen.ends_with(b"0\r\n\r\n"),
+        "the response ended whole: {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    stopping.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_cpu_gets_a_500_and_the_host_keeps_serving() {
     let host = probe()

@@ -254,6 +254,16 @@ fn spawn_worker(
     })
 }
 
+/// The index of the worker serving the fewest connections (the first of
+/// equals), `None` when there is none.
+fn least_busy(workers: &[Worker]) -> Option<usize> {
+    workers
+        .iter()
+        .enumerate()
+        .min_by_key(|(_, w)| w.open.load(Ordering::Relaxed))
+        .map(|(index, _)| index)
+}
+
 /// Accepts connections until `shutdown` flips, handing each to the least
 /// busy of one worker thread per core; then waits for the workers to finish
 /// their connections.
@@ -292,14 +302,19 @@ pub(crate) async fn run(
                         continue;
                     }
                 };
-                let Some(worker) = workers.iter().min_by_key(|w| w.open.load(Ordering::Relaxed))
-                else {
-                    continue;
+                let Some(index) = least_busy(&workers) else {
+                    break;
                 };
+                let worker = &workers[index];
                 worker.open.fetch_add(1, Ordering::Relaxed);
                 if worker.connections.send(Accepted { stream, client }).is_err() {
-                    worker.open.fetch_sub(1, Ordering::Relaxed);
-                    tracing::warn!("connection from {client}: its worker has stopped");
+                    // Its thread ended (it only does on a panic): serve on the others.
+                    tracing::error!("an HTTP worker thread stopped; connection from {client} dropped");
+                    workers.swap_remove(index);
+                    if workers.is_empty() {
+                        tracing::error!("no HTTP worker left; not serving");
+                        break;
+                    }
                 }
             }
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -315,5 +330,28 @@ pub(crate) async fn run(
     for done in finished {
         // Each worker bounds its own wait by SHUTDOWN_GRACE.
         let _ = done.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(open: usize) -> Worker {
+        let (connections, _) = tokio::sync::mpsc::unbounded_channel();
+        let (_, done) = tokio::sync::oneshot::channel();
+        Worker {
+            connections,
+            open: Arc::new(AtomicUsize::new(open)),
+            done,
+        }
+    }
+
+    #[test]
+    fn a_new_connection_goes_to_the_least_busy_worker() {
+        assert_eq!(least_busy(&[worker(2), worker(0), worker(1)]), Some(1));
+        // Equals: the first, so one connection at a time stays on one thread.
+        assert_eq!(least_busy(&[worker(1), worker(1)]), Some(0));
+        assert_eq!(least_busy(&[]), None);
     }
 }
