@@ -613,19 +613,28 @@ impl DatabaseLocation {
 
 /// Idle SQLite connections to one file, opened with `open` when none is
 /// idle. The file's WAL is checkpointed in the background while the pool
-/// (any clone of it) lives ([`spawn_checkpointer`]).
+/// (any clone of it) lives ([`spawn_checkpointer`]); when the last clone
+/// goes, its idle connections and then the checkpointer's are closed before
+/// the drop returns, so a stopped host has let go of its files.
 #[derive(Debug, Clone)]
 struct ConnectionPool {
     path: PathBuf,
     open: fn(&Path) -> Result<Connection>,
     idle: Arc<Mutex<Vec<Connection>>>,
+    // Declared after `idle`: fields drop in order, so the checkpointer's
+    // connection is the file's last (SQLite then folds the WAL back).
+    _checkpointer: Arc<Checkpointer>,
 }
 
 impl ConnectionPool {
     fn new(path: PathBuf, open: fn(&Path) -> Result<Connection>) -> Self {
-        let idle = Arc::default();
-        spawn_checkpointer(path.clone(), Arc::downgrade(&idle));
-        Self { path, open, idle }
+        let checkpointer = Arc::new(spawn_checkpointer(path.clone()));
+        Self {
+            path,
+            open,
+            idle: Arc::default(),
+            _checkpointer: checkpointer,
+        }
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
@@ -746,18 +755,42 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 /// to cost the median.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
 
+/// The background checkpointer of one SQLite file. Dropping it stops the
+/// thread and waits for it (at most the checkpoint in progress), so its
+/// connection is closed once its pool is gone: a host that has shut down
+/// holds no handle on its files (tests copy a stopped host's state).
+#[derive(Debug)]
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel wakes the thread at once.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::warn!("the checkpointer thread panicked");
+        }
+    }
+}
+
 /// Checkpoints the WAL of the SQLite file at `path` from a thread of its
 /// own every [`CHECKPOINT_EVERY`] (passively: it never waits for or blocks a
-/// writer) for as long as `alive` has an owner, so no request's commit pays
-/// for the checkpoint. The file is opened once it exists: a database no
-/// component uses is never created.
-fn spawn_checkpointer<T: Send + Sync + 'static>(path: PathBuf, alive: std::sync::Weak<T>) {
+/// writer) until the returned [`Checkpointer`] is dropped, so no request's
+/// commit pays for the checkpoint. The file is opened once it exists: a
+/// database no component uses is never created.
+fn spawn_checkpointer(path: PathBuf) -> Checkpointer {
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("dol-checkpoint".into())
         .spawn(move || {
             let mut connection: Option<Connection> = None;
-            while alive.strong_count() > 0 {
-                std::thread::sleep(CHECKPOINT_EVERY);
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
                 if connection.is_none() && path.exists() {
                     connection = open_connection(&path)
                         .map_err(|e| tracing::warn!("checkpointer: {e:#}"))
@@ -770,9 +803,19 @@ fn spawn_checkpointer<T: Send + Sync + 'static>(path: PathBuf, alive: std::sync:
                 }
             }
         });
-    if let Err(e) = spawned {
-        // The commits' own checkpoints (past WAL_AUTOCHECKPOINT_PAGES) still bound the WAL.
-        tracing::warn!("starting the checkpointer: {e}");
+    match spawned {
+        Ok(thread) => Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+        },
+        Err(e) => {
+            // The commits' own checkpoints (past WAL_AUTOCHECKPOINT_PAGES) still bound the WAL.
+            tracing::warn!("starting the checkpointer: {e}");
+            Checkpointer {
+                stop: None,
+                thread: None,
+            }
+        }
     }
 }
 
@@ -1424,6 +1467,28 @@ mod tests {
         // A clean connection is pooled, also when it must be inspected.
         location.release(fresh, true);
         assert_eq!(location.idle_count(), 1);
+    }
+
+    #[test]
+    fn a_dropped_pool_has_let_go_of_its_files() {
+        let (dir, location, connection) = guest_connection();
+        connection
+            .execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1)")
+            .unwrap();
+        location.release(connection, false);
+        let wal = dir.path().join("guest.db-wal");
+        assert!(
+            wal.exists(),
+            "WAL mode keeps a -wal file while connections are open"
+        );
+        // Give the checkpointer time to open its own connection, so the drop
+        // below has to close that one too (the assertion holds either way).
+        std::thread::sleep(CHECKPOINT_EVERY * 3);
+        drop(location);
+        // The last connection closed folds the WAL back and removes it, before
+        // the drop returned: a copy of the directory now is the whole state.
+        assert!(!wal.exists(), "a connection to the file is still open");
+        assert!(!dir.path().join("guest.db-shm").exists());
     }
 
     #[test]
