@@ -298,13 +298,16 @@ pub fn usage(db: &mut impl SqlExecutor, key_id: &str) -> Result<Usage> {
 /// read-modify-write of one key's counters serialises without a global
 /// lock, even the first use of a key on two replicas at once (a plain
 /// `SELECT … FOR UPDATE` would lock nothing while the row is missing).
+/// The no-op update sets a column no index covers: SQLite rewrites the
+/// primary key's index entry when the key itself is "updated", one more
+/// page in the WAL per transaction.
 pub fn usage_for_update(tx: &mut impl SqlExecutor, key_id: &str) -> Result<Usage> {
     let empty = Usage::default();
     let rows = run(
         tx,
         "INSERT INTO key_usage (key_id, window_start, window_requests, window_tokens, month, \
          spent_micros, reserved_micros) VALUES (?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (key_id) DO UPDATE SET key_id = key_usage.key_id \
+         ON CONFLICT (key_id) DO UPDATE SET window_start = key_usage.window_start \
          RETURNING window_start, window_requests, window_tokens, month, spent_micros, \
          reserved_micros",
         &[
