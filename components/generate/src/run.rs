@@ -53,11 +53,10 @@ pub fn open_authenticated(req: &Incoming) -> Result<(Ready, Caller), Response> {
     Ok((ready, caller))
 }
 
-/// A fresh request id: `prefix` and 24 random hex digits.
+/// A fresh request id ([`dol_core::gateway::intake::request_id`]).
 pub fn request_id(prefix: &str) -> String {
-    let a = wasi::random::random::get_random_u64();
-    let b = wasi::random::random::get_random_u64();
-    format!("{prefix}-{a:016x}{b:08x}")
+    let now_ms = u64::try_from(dol_spin_platform::now_ms()).unwrap_or(0);
+    dol_core::gateway::intake::request_id(prefix, now_ms, wasi::random::random::get_random_u64())
 }
 
 /// Runs the chat pipeline for `call`, answering through `client`.
