@@ -60,13 +60,16 @@ fn suite_dir() -> PathBuf {
     shared.join("conformance/flagd-testbed/evaluator")
 }
 
+/// The testkit's flag document.
+fn testkit_flags() -> String {
+    let path = suite_dir().join("flags/testkit-flags.json");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
 fn flag_set() -> &'static FlagSet {
     static SET: OnceLock<FlagSet> = OnceLock::new();
     SET.get_or_init(|| {
-        let path = suite_dir().join("flags/testkit-flags.json");
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        FlagSet::parse(&text).unwrap_or_else(|e| panic!("testkit flags rejected: {e}"))
+        FlagSet::parse(&testkit_flags()).unwrap_or_else(|e| panic!("testkit flags rejected: {e}"))
     })
 }
 
@@ -147,7 +150,15 @@ fn context_nested(w: &mut FlagWorld, outer: String, inner: String, value: String
 #[when("the flag was evaluated with details")]
 fn evaluated(w: &mut FlagWorld) {
     let ty = w.flag_type.expect("no flag chosen");
-    w.result = Some(flag_set().evaluate_typed(&w.key, ty, &w.ctx, NOW));
+    let whole = flag_set().evaluate_typed(&w.key, ty, &w.ctx, NOW);
+    // OFREP and the gateway compile only the flag they evaluate, without the
+    // optimizer passes: every scenario must pass that way too.
+    let doc: Value = serde_json::from_str(&testkit_flags()).expect("testkit flags JSON");
+    let alone = FlagSet::from_value_for(&doc, &w.key)
+        .expect("one flag compiles")
+        .evaluate_typed(&w.key, ty, &w.ctx, NOW);
+    assert_eq!(alone, whole, "flag {} compiled alone", w.key);
+    w.result = Some(whole);
 }
 
 #[then(regex = r#"^the resolved details value should be "(.*)"$"#)]

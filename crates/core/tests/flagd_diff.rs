@@ -283,6 +283,14 @@ fn main() {
     for file in files {
         let text = std::fs::read_to_string(&file).expect("read flags");
         let set = FlagSet::parse(&text).expect("flags parse");
+        // OFREP and the gateway compile only the flag they evaluate, without
+        // the optimizer passes (`FlagSet::from_value_for`): every case must
+        // get the same answer that way as from the whole optimized set.
+        let doc: Value = serde_json::from_str(&text).expect("flags JSON");
+        let singles: std::collections::BTreeMap<&str, FlagSet> = set
+            .keys()
+            .map(|key| (key, FlagSet::from_value_for(&doc, key).expect("one flag")))
+            .collect();
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut cases = Vec::new();
         for key in set.keys() {
@@ -295,6 +303,22 @@ fn main() {
         let mut shown = 0;
         for ((flag, ctx), their) in cases.iter().zip(&theirs) {
             let ours = set.evaluate(flag, &EvaluationContext::from_map(ctx.clone()), NOW);
+            let alone = singles[flag.as_str()].evaluate(
+                flag,
+                &EvaluationContext::from_map(ctx.clone()),
+                NOW,
+            );
+            if alone != ours {
+                failed += 1;
+                if shown < 25 {
+                    shown += 1;
+                    eprintln!(
+                        "ONE-FLAG MISMATCH {flag} ctx={}\n  whole set: {ours:?}\n  one flag:  {alone:?}",
+                        Value::Object(ctx.clone())
+                    );
+                }
+                continue;
+            }
             let mine = json!({
                 "value": ours.value.clone().unwrap_or(Value::Null),
                 "variant": ours.variant,

@@ -87,8 +87,14 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> DefinitionErr
     }
 }
 
-fn engine() -> Engine {
+/// The JsonLogic engine with flagd's custom operators. `optimize` runs
+/// datalogic-rs's optimizer (constant folding, common subexpressions) on
+/// each compiled rule: worth it for a set that evaluates many times, not for
+/// a one-flag set compiled for a single evaluation, where the passes were
+/// most of the compile.
+fn engine(optimize: bool) -> Engine {
     Engine::builder()
+        .with_constant_folding(optimize)
         .add_operator("fractional", Op(ops::fractional))
         .add_operator(JS_CAT, Op(ops::cat))
         .add_operator("sem_ver", Op(ops::sem_ver))
@@ -143,7 +149,7 @@ impl FlagSet {
             Some(_) => return Err(invalid("flags", "must be an object")),
             None => return Err(invalid("flags", "is required")),
         };
-        let engine = engine();
+        let engine = engine(only.is_none());
         let mut flags = BTreeMap::new();
         let mut problems = Vec::new();
         for (key, def) in flags_json {
