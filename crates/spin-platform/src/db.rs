@@ -61,8 +61,8 @@ impl Db {
                 let result = conn.execute(sql, &params).map_err(|e| e.to_string())?;
                 Ok(result
                     .rows
-                    .iter()
-                    .map(|row| row.values.iter().map(crate::from_spin).collect())
+                    .into_iter()
+                    .map(|row| row.values.into_iter().map(crate::from_spin).collect())
                     .collect())
             }
             Self::Postgres(conn) => {

@@ -132,14 +132,15 @@ pub fn to_spin(value: &SqlValue) -> Value {
     }
 }
 
-/// A Spin SQLite value as a core value.
-pub fn from_spin(value: &Value) -> SqlValue {
+/// A Spin SQLite value as a core value (taken, not copied: a result's
+/// strings move into the core's rows).
+pub fn from_spin(value: Value) -> SqlValue {
     match value {
         Value::Null => SqlValue::Null,
-        Value::Integer(i) => SqlValue::Integer(*i),
-        Value::Real(r) => SqlValue::Real(*r),
-        Value::Text(t) => SqlValue::Text(t.clone()),
-        Value::Blob(b) => SqlValue::Blob(b.clone()),
+        Value::Integer(i) => SqlValue::Integer(i),
+        Value::Real(r) => SqlValue::Real(r),
+        Value::Text(t) => SqlValue::Text(t),
+        Value::Blob(b) => SqlValue::Blob(b),
     }
 }
 
