@@ -8,6 +8,7 @@
 #   bench/gateway-ab.sh A_DOL A_MANIFEST B_DOL B_MANIFEST [MOCK_LLM]
 #   ROUNDS=5 DURATION=5s bench/gateway-ab.sh …
 #   ROUTE=ofrep bench/gateway-ab.sh …   # OFREP single evaluation instead
+#   BODY='{"model":"gpt-4o","user":"u1","messages":[…]}' bench/gateway-ab.sh …
 #
 # Build a baseline with e.g. `git worktree add /tmp/base REV && cd /tmp/base &&
 # cargo build --release -p dol-host --bin dol && target/release/dol build`.
@@ -28,7 +29,8 @@ B_ADDR=127.0.0.1:3942
 
 "$MOCK" --flavor openai --listen "$MOCK_ADDR" >/dev/null &
 bench_pids+=($!)
-body='{"model":"gpt-4o","messages":[{"role":"user","content":"Explain how Rust ownership and borrowing prevent data races"}]}'
+# BODY overrides the chat completion sent (e.g. one that names an end user).
+body=${BODY:-'{"model":"gpt-4o","messages":[{"role":"user","content":"Explain how Rust ownership and borrowing prevent data races"}]}'}
 
 # start NAME DOL MANIFEST ADDR: serves it with a fresh state dir and a real
 # key, left in $key. Not run in a subshell: the trap must see its pid.

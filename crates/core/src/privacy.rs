@@ -229,23 +229,14 @@ pub struct Logged<'a> {
     pub answer: &'a str,
 }
 
-/// After a request is recorded: names its subject on the request row and,
-/// when the org opted in, stores its prompt and answer masked.
+/// After a request is recorded (its subject on the request row, written by
+/// the settlement's `INSERT`: `RequestRecord::subject`): when the org opted
+/// in, stores its prompt and answer masked.
 pub fn log_request(
     db: &mut impl SqlExecutor,
     org_id: &str,
     logged: &Logged<'_>,
 ) -> Result<(), StatementError> {
-    if let Some(subject) = logged.subject {
-        run(
-            db,
-            "UPDATE requests SET subject = ? WHERE id = ?",
-            &[
-                SqlValue::Text(subject.to_owned()),
-                SqlValue::Text(logged.request_id.to_owned()),
-            ],
-        )?;
-    }
     let settings = load_settings(db, org_id)?;
     if !settings.store_bodies {
         return Ok(());

@@ -13,12 +13,21 @@ use crate::test_db::{TestDb, count, db};
 const DAY: i64 = 86_400_000;
 
 fn request_row(db: &mut TestDb, id: &str, ts: i64) {
+    subject_request_row(db, id, None, ts);
+}
+
+/// A request row as the settlement writes it, with its subject.
+fn subject_request_row(db: &mut TestDb, id: &str, subject: Option<&str>, ts: i64) {
     run(
         db,
         "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, attempts, latency_ms, \
-         prompt_tokens, completion_tokens, cost_unknown, outcome, fallbacks, cached, stream, variant, detail) \
-         VALUES (?, ?, 'k', 'chat', 'basic', 'basic', 'offline', 'm', 0, 1, 1, 1, 0, 'success', 0, 0, 0, '', '{}')",
-        &[SqlValue::Text(id.into()), SqlValue::Integer(ts)],
+         prompt_tokens, completion_tokens, cost_unknown, outcome, fallbacks, cached, stream, variant, detail, subject) \
+         VALUES (?, ?, 'k', 'chat', 'basic', 'basic', 'offline', 'm', 0, 1, 1, 1, 0, 'success', 0, 0, 0, '', '{}', ?)",
+        &[
+            SqlValue::Text(id.into()),
+            SqlValue::Integer(ts),
+            subject.map_or(SqlValue::Null, |s| SqlValue::Text(s.into())),
+        ],
     )
     .unwrap();
 }
@@ -42,7 +51,7 @@ fn opt_in(db: &mut TestDb, extra: Value) {
 }
 
 fn log(db: &mut TestDb, id: &str, subject: Option<&str>, ts: i64, prompt: &Value, answer: &str) {
-    request_row(db, id, ts);
+    subject_request_row(db, id, subject, ts);
     let logged = Logged {
         request_id: id,
         subject,

@@ -390,6 +390,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         // Embeddings are not compared with a chat baseline: they save nothing.
         baseline_cost_micros: None,
         difficulty: None,
+        subject: req.user.clone(),
         quality: None,
         outcome: String::new(),
         fallbacks: 0,

@@ -270,6 +270,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         // here counts the request's own cost.
         baseline_cost_micros: None,
         difficulty: None,
+        subject: None,
         id: call.id.clone(),
         ts_ms: call.started_ms,
         key_id: call.caller.id.clone(),

@@ -522,6 +522,7 @@ pub fn record(
         call.request.stream,
         variant,
     );
+    r.subject.clone_from(&call.request.user);
     if g.info.cached {
         r.cached = true;
         r.outcome = "cache_hit".to_owned();

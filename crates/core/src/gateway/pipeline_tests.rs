@@ -18,7 +18,7 @@ use super::store;
 use super::tiers::{EntryTier, Tier};
 use crate::observe::store::{EmergencyOverride, set_emergency_override};
 use crate::orgs::Role;
-use crate::storage::MemoryKeyValue;
+use crate::storage::{MemoryKeyValue, SqlValue};
 use crate::test_db::{TestDb, db};
 
 /// 2026-11-25T00:00:00Z.
@@ -247,10 +247,23 @@ fn the_flag_chooses_the_entry_tier_with_the_user_as_targeting_key() {
             "auto".to_owned()
         )]
     );
-    // Without a user the key is the targeting key.
+    // The user is the request's subject, written by the settlement itself.
+    assert_eq!(s.record.subject.as_deref(), Some("u1"));
+    let subject = |w: &mut World, id: &str| {
+        crate::storage::run(
+            &mut w.sql,
+            "SELECT subject FROM requests WHERE id = ?",
+            &[SqlValue::Text(id.to_owned())],
+        )
+        .unwrap()[0][0]
+            .clone()
+    };
+    assert_eq!(subject(&mut w, &s.record.id), SqlValue::Text("u1".into()));
+    // Without a user the key is the targeting key, and there is no subject.
     w.fake.script("cheap", vec![ok_json(GOOD, "stop")]);
-    w.ask("key_a", with(body(false), "temperature", json!(0.1)));
+    let (s, _) = w.ask("key_a", with(body(false), "temperature", json!(0.1)));
     assert_eq!(w.flags.calls[1].1, "key_a");
+    assert_eq!(subject(&mut w, &s.record.id), SqlValue::Null);
 }
 
 #[test]

@@ -837,8 +837,8 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
         "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
          attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
          cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
-         baseline_cost_micros, difficulty) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         baseline_cost_micros, difficulty, subject) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             text(&r.id),
             uint(r.ts_ms),
@@ -864,6 +864,7 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             text(&r.detail.to_string()),
             opt_uint(r.baseline_cost_micros),
             r.difficulty.map_or(SqlValue::Null, |d| text(d.as_str())),
+            r.subject.as_deref().map_or(SqlValue::Null, text),
         ],
     )?;
     let add = usage_addition(r);
@@ -1033,6 +1034,7 @@ fn request_from_row(values: &[SqlValue]) -> Result<RequestRecord> {
                 Difficulty::parse(d).ok_or_else(|| r.error("difficulty", "easy, medium or hard"))
             })
             .transpose()?,
+        subject: None,
     })
 }
 

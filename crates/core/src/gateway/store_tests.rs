@@ -595,6 +595,7 @@ fn record_at(id: &str, ts_ms: u64, latency_ms: u64) -> RequestRecord {
         cost_micros: Some(300),
         baseline_cost_micros: Some(1_200),
         difficulty: None,
+        subject: None,
         quality: Some(7.5),
         outcome: "success".into(),
         fallbacks: 1,
@@ -632,6 +633,45 @@ fn a_request_record_is_stored_and_read_back_whole() {
     );
     assert_eq!(request_json(&unknown)["cost_unknown"], json!(true));
     assert_eq!(request_json(&unknown)["quality"], Value::Null);
+}
+
+#[test]
+fn the_subject_is_written_with_the_request_row_and_not_listed() {
+    let mut db = db();
+    let mut r = record_at("chatcmpl-s", NOW_MS as u64, 10);
+    r.subject = Some("end-user-7".into());
+    // The settlement's own transaction writes it: no later UPDATE of the row.
+    let settled = Settlement {
+        key_id: "key_a",
+        org_id: None,
+        want: Reservation::default(),
+        reserved_at_secs: NOW_MS as u64 / 1_000,
+        tokens: 30,
+        cost_micros: 300,
+        now_secs: NOW_MS as u64 / 1_000,
+    };
+    settle_and_record(&mut db, &settled, &r).unwrap();
+    assert_eq!(
+        scalar(
+            &mut db,
+            "SELECT subject FROM requests WHERE id = 'chatcmpl-s'"
+        ),
+        SqlValue::Text("end-user-7".into())
+    );
+    // Listings read records without it (the detail view shows it, through
+    // privacy::request_extras), and their JSON has no such member.
+    let read = request(&mut db, "chatcmpl-s").unwrap().unwrap();
+    assert_eq!(read.subject, None);
+    assert!(request_json(&read).get("subject").is_none());
+    // No subject named: NULL, as before.
+    record(&mut db, &record_at("chatcmpl-n", NOW_MS as u64, 10)).unwrap();
+    assert_eq!(
+        scalar(
+            &mut db,
+            "SELECT subject FROM requests WHERE id = 'chatcmpl-n'"
+        ),
+        SqlValue::Null
+    );
 }
 
 #[test]

@@ -192,6 +192,12 @@ pub struct RequestRecord {
     /// selection table is learned from.
     #[serde(default)]
     pub difficulty: Option<Difficulty>,
+    /// The end user the client named (OpenAI `user`), if any. Written with
+    /// the row in the settlement's transaction (erasure by subject finds the
+    /// request by it); listings do not read it back, the request's detail
+    /// shows it (`privacy::request_extras`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// Quality 0–10.
     pub quality: Option<f64>,
     /// `success`, `low_quality`, `offline`, `stream_aborted`, `client_gone`, `cache_hit`.
@@ -242,6 +248,7 @@ impl RequestRecord {
             cost_micros: g.info.cost_micros.filter(|_| !g.info.cost_unknown),
             baseline_cost_micros: None,
             difficulty: None,
+            subject: None,
             quality: g.info.quality,
             outcome: g.outcome.as_str().to_owned(),
             fallbacks: g.fallbacks,

@@ -458,6 +458,7 @@ fn traffic(db: &mut TestDb, n: u64) {
             cost_micros: (next(5) > 0).then(|| next(1_000)),
             baseline_cost_micros: (next(4) > 0).then(|| next(2_000)),
             difficulty: None,
+            subject: None,
             quality: (next(3) > 0).then(|| next(21) as f64 / 2.0),
             outcome: outcome.into(),
             fallbacks: next(3) as u32,

@@ -129,6 +129,7 @@ fn row(
         cost_micros: Some(1),
         baseline_cost_micros: Some(2),
         difficulty: d,
+        subject: None,
         quality,
         outcome: "success".to_owned(),
         fallbacks: 0,

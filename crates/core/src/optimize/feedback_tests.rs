@@ -101,6 +101,7 @@ fn request(id: &str, key: &str, quality: Option<f64>) -> RequestRecord {
         cost_micros: Some(1),
         baseline_cost_micros: Some(4),
         difficulty: None,
+        subject: None,
         quality,
         outcome: "success".into(),
         fallbacks: 0,

@@ -292,6 +292,7 @@ fn request(id: usize, entry: Tier, model: &str, cost: u64, quality: f64) -> Requ
         cost_micros: Some(cost),
         baseline_cost_micros: Some(cost),
         difficulty: None,
+        subject: None,
         quality: Some(quality),
         outcome: "success".into(),
         fallbacks: 0,

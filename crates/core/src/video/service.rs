@@ -533,6 +533,7 @@ pub fn record_of(job: &Job, now_ms: u64) -> RequestRecord {
         // here counts the request's own cost.
         baseline_cost_micros: None,
         difficulty: None,
+        subject: None,
         id: job.id.clone(),
         ts_ms: job.created_at_ms,
         key_id: job.key_id.clone(),
