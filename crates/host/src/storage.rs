@@ -848,9 +848,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
         .with_context(|| format!("setting wal_autocheckpoint on {}", path.display()))?;
     // WAL lets readers proceed while one writer commits; that is what keeps
     // concurrent requests from serialising on the file.
-    connection
-        .pragma_update(None, "journal_mode", "WAL")
-        .with_context(|| format!("enabling WAL on {}", path.display()))?;
+    enable_wal(&connection).with_context(|| format!("enabling WAL on {}", path.display()))?;
     // In WAL mode NORMAL syncs at checkpoints instead of on every commit: the
     // database stays consistent after a crash (a power loss may undo the last
     // commits), and each write transaction stops paying an fsync.
@@ -858,6 +856,28 @@ fn open_connection(path: &Path) -> Result<Connection> {
         .pragma_update(None, "synchronous", "NORMAL")
         .with_context(|| format!("setting synchronous=NORMAL on {}", path.display()))?;
     Ok(connection)
+}
+
+/// Switches the file of `connection` to WAL (a no-op once it is).
+///
+/// The switch needs the file's exclusive lock, and SQLite answers a
+/// connection that finds it taken by another one switching at the same time
+/// with `SQLITE_BUSY` at once, without calling the busy handler (each holds
+/// the shared lock the other must see gone). Connections opened together on
+/// a fresh file — the first requests of a new app — would fail their
+/// request; this waits for the lock as [`wait_for_lock`] does instead.
+fn enable_wal(connection: &Connection) -> rusqlite::Result<()> {
+    let mut tries = 0;
+    loop {
+        match connection.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy && wait_for_lock(tries) =>
+            {
+                tries = tries.saturating_add(1);
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Opens a connection a guest will run SQL on: [`open_connection`], sandboxed.
@@ -1291,6 +1311,38 @@ mod tests {
             .query_row("SELECT sum(v) FROM t", [], |r| r.get(0))
             .unwrap();
         assert_eq!(total, 3);
+    }
+
+    /// Connections opened together on a fresh file (the first requests of a
+    /// new app) all open: switching the file to WAL needs its exclusive
+    /// lock, and SQLite answers a connection that finds it taken with
+    /// `SQLITE_BUSY` at once, without asking the busy handler.
+    #[test]
+    fn connections_opened_together_on_a_fresh_file_all_open() {
+        const CONNECTIONS: usize = 8;
+        let dir = tempfile::tempdir().unwrap();
+        for file in 0..25 {
+            let path = dir.path().join(format!("fresh-{file}.db"));
+            let barrier = std::sync::Barrier::new(CONNECTIONS);
+            let opened: Vec<Result<Connection>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..CONNECTIONS)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            barrier.wait();
+                            open_guest_connection(&path)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for connection in opened {
+                let connection = connection.unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                let mode: String = connection
+                    .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+                    .unwrap();
+                assert_eq!(mode, "wal");
+            }
+        }
     }
 
     #[test]
