@@ -744,9 +744,11 @@ mod tests {
         let applied: Vec<Vec<i64>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..REPLICAS)
                 .map(|_| {
-                    let (open, barrier) = (&open, &barrier);
+                    // Opened here, not in the thread: a connection that
+                    // fails to open fails the test instead of leaving the
+                    // others waiting at the barrier for ever.
+                    let (mut db, barrier) = (open(), &barrier);
                     scope.spawn(move || {
-                        let mut db = open();
                         barrier.wait();
                         apply(&mut db, 1).unwrap().applied
                     })

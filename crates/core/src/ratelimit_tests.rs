@@ -46,14 +46,15 @@ fn counts_up_to_the_limit_then_denies_until_the_next_window() {
 
 #[test]
 fn concurrent_connections_never_admit_more_than_the_limit() {
-    let open = Arc::new(crate::test_db::shared("rate-windows"));
+    let open = crate::test_db::shared("rate-windows");
     crate::migrate::apply(&mut open(), 1).unwrap();
     let barrier = Arc::new(Barrier::new(6));
     let handles: Vec<_> = (0..6)
         .map(|_| {
-            let (open, barrier) = (Arc::clone(&open), Arc::clone(&barrier));
+            // Opened before the thread: a failed open cannot strand the
+            // others at the barrier.
+            let (mut db, barrier) = (open(), Arc::clone(&barrier));
             std::thread::spawn(move || {
-                let mut db = open();
                 barrier.wait();
                 (0..10)
                     .filter(|_| {

@@ -295,6 +295,12 @@ pub(crate) fn shared(name: &str) -> impl Fn() -> TestDb + Send + Sync + 'static 
     } else {
         let path = std::env::temp_dir().join(format!("dol-{name}-{}.sqlite", std::process::id()));
         let _ = std::fs::remove_file(&path);
+        // WAL is a property of the file, so it is switched on once, here:
+        // connections switching a fresh file together get SQLITE_BUSY
+        // without their busy handler being asked (the host's `enable_wal`).
+        rusqlite::Connection::open(&path)
+            .and_then(|conn| conn.pragma_update(None, "journal_mode", "WAL"))
+            .unwrap();
         Target::File(path)
     };
     move || match &target {
@@ -311,7 +317,6 @@ pub(crate) fn shared(name: &str) -> impl Fn() -> TestDb + Send + Sync + 'static 
                 attempt < 10_000_000
             }
             conn.busy_handler(Some(retry)).unwrap();
-            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
             TestDb::sqlite(conn)
         }
     }

@@ -163,7 +163,7 @@ fn ticks_claimed_before_the_lease_table_carry_over() {
 
 #[test]
 fn connections_racing_for_one_tick_run_it_once() {
-    let open = Arc::new(crate::test_db::shared("scan-lease-race"));
+    let open = crate::test_db::shared("scan-lease-race");
     crate::migrate::apply(&mut open(), 1).unwrap();
     for round in 0..5u64 {
         let tick = TICK + 60 * round;
@@ -171,9 +171,10 @@ fn connections_racing_for_one_tick_run_it_once() {
         let barrier = Arc::new(Barrier::new(4));
         let handles: Vec<_> = (0..4)
             .map(|i| {
-                let (open, barrier) = (Arc::clone(&open), Arc::clone(&barrier));
+                // Opened before the thread: a failed open cannot strand the
+                // others at the barrier.
+                let (mut db, barrier) = (open(), Arc::clone(&barrier));
                 std::thread::spawn(move || {
-                    let mut db = open();
                     barrier.wait();
                     let holder = format!("replica-{i}");
                     acquire(&mut db, "alerts", &holder, Trigger::Tick(tick), now).unwrap()

@@ -726,7 +726,7 @@ fn a_due_message_is_claimed_by_one_sender_and_held_for_a_while() {
 #[test]
 fn senders_racing_for_due_messages_send_each_once() {
     use std::sync::{Arc, Barrier};
-    let open = Arc::new(crate::test_db::shared("outbox-claims"));
+    let open = crate::test_db::shared("outbox-claims");
     let mut setup = open();
     migrate::apply(&mut setup, 1).unwrap();
     let msg = NewMessage {
@@ -741,9 +741,10 @@ fn senders_racing_for_due_messages_send_each_once() {
     let barrier = Arc::new(Barrier::new(3));
     let handles: Vec<_> = (0..3)
         .map(|_| {
-            let (open, barrier, ids) = (Arc::clone(&open), Arc::clone(&barrier), ids.clone());
+            // Opened before the thread: a failed open cannot strand the
+            // others at the barrier.
+            let (mut db, barrier, ids) = (open(), Arc::clone(&barrier), ids.clone());
             std::thread::spawn(move || {
-                let mut db = open();
                 barrier.wait();
                 ids.iter()
                     .filter(|id| claim_message(&mut db, **id, T0 + 1).unwrap())
