@@ -60,16 +60,23 @@ fn suite_dir() -> PathBuf {
     shared.join("conformance/flagd-testbed/evaluator")
 }
 
-/// The testkit's flag document.
-fn testkit_flags() -> String {
-    let path = suite_dir().join("flags/testkit-flags.json");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+/// The testkit's flag document, read and parsed once.
+fn testkit_flags() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let path = suite_dir().join("flags/testkit-flags.json");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    })
 }
 
+/// The testkit's whole flag set, compiled once.
 fn flag_set() -> &'static FlagSet {
     static SET: OnceLock<FlagSet> = OnceLock::new();
     SET.get_or_init(|| {
-        FlagSet::parse(&testkit_flags()).unwrap_or_else(|e| panic!("testkit flags rejected: {e}"))
+        FlagSet::from_value(testkit_flags())
+            .unwrap_or_else(|e| panic!("testkit flags rejected: {e}"))
     })
 }
 
@@ -153,8 +160,7 @@ fn evaluated(w: &mut FlagWorld) {
     let whole = flag_set().evaluate_typed(&w.key, ty, &w.ctx, NOW);
     // OFREP and the gateway compile only the flag they evaluate, without the
     // optimizer passes: every scenario must pass that way too.
-    let doc: Value = serde_json::from_str(&testkit_flags()).expect("testkit flags JSON");
-    let alone = FlagSet::from_value_for(&doc, &w.key)
+    let alone = FlagSet::from_value_for(testkit_flags(), &w.key)
         .expect("one flag compiles")
         .evaluate_typed(&w.key, ty, &w.ctx, NOW);
     assert_eq!(alone, whole, "flag {} compiled alone", w.key);

@@ -301,6 +301,14 @@ fn main() {
         let theirs = run_node(&file, &cases);
         assert_eq!(theirs.len(), cases.len(), "node returned a result per case");
         let mut shown = 0;
+        // Counts a failure and prints the first 25 (the rest only count).
+        let mut fail = |report: String| {
+            failed += 1;
+            if shown < 25 {
+                shown += 1;
+                eprintln!("{report}");
+            }
+        };
         for ((flag, ctx), their) in cases.iter().zip(&theirs) {
             let ours = set.evaluate(flag, &EvaluationContext::from_map(ctx.clone()), NOW);
             let alone = singles[flag.as_str()].evaluate(
@@ -309,14 +317,10 @@ fn main() {
                 NOW,
             );
             if alone != ours {
-                failed += 1;
-                if shown < 25 {
-                    shown += 1;
-                    eprintln!(
-                        "ONE-FLAG MISMATCH {flag} ctx={}\n  whole set: {ours:?}\n  one flag:  {alone:?}",
-                        Value::Object(ctx.clone())
-                    );
-                }
+                fail(format!(
+                    "ONE-FLAG MISMATCH {flag} ctx={}\n  whole set: {ours:?}\n  one flag:  {alone:?}",
+                    Value::Object(ctx.clone())
+                ));
                 continue;
             }
             let mine = json!({
@@ -345,14 +349,10 @@ fn main() {
                 // `"" == 1` (NaN) where json-logic-engine reads "" as 0.
                 known += 1;
             } else {
-                failed += 1;
-                if shown < 25 {
-                    shown += 1;
-                    eprintln!(
-                        "MISMATCH {flag} ctx={}\n  dol:        {mine}\n  flagd-core: {their}",
-                        Value::Object(ctx.clone())
-                    );
-                }
+                fail(format!(
+                    "MISMATCH {flag} ctx={}\n  dol:        {mine}\n  flagd-core: {their}",
+                    Value::Object(ctx.clone())
+                ));
             }
         }
     }
