@@ -341,6 +341,12 @@ async fn admin_errors_store_nothing() {
     let r = admin(&host, "PUT", "/admin/flags", &doc.to_string()).await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.body["error"]["field"], "flags.genre_engines.state");
+    // An import takes only the keys a single-flag PUT takes.
+    let mut doc = exported.clone();
+    doc["flags"]["a b/c"] = exported["flags"]["genre_engines"].clone();
+    let r = admin(&host, "PUT", "/admin/flags", &doc.to_string()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.body["error"]["field"], "flags.a b/c");
 
     for (method, path) in [
         ("GET", "/admin/flags/nope"),

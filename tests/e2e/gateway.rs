@@ -678,6 +678,39 @@ async fn bad_input_gets_a_clear_openai_error() {
         "{}",
         r.text
     );
+    // Admin bodies whose numbers storage cannot hold are refused, naming the
+    // field: a price above the ceiling (it was capped, and the costs it
+    // produced overflowed the usage aggregates), a limit above i64::MAX (it
+    // was echoed back, then stored as i64::MAX).
+    let absurd = json!({"tier": "basic", "context_window": 1000, "input_usd_per_1m": 1e308, "output_usd_per_1m": 1.0});
+    let r = g
+        .admin("PUT", "/admin/models/openai/fz-model", Some(&absurd))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text
+            .contains("input_usd_per_1m must be a number from 0 to 10000"),
+        "{}",
+        r.text
+    );
+    let models = g.admin("GET", "/admin/models", None).await.json();
+    assert!(
+        !models.to_string().contains("fz-model"),
+        "nothing stored: {models}"
+    );
+    let r = g
+        .admin(
+            "POST",
+            "/admin/keys",
+            Some(&json!({"limits": {"monthly_budget_micros": 18_446_744_073_709_551_615_u64}})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error"]["field"].as_str()),
+        (400, Some("limits.monthly_budget_micros")),
+        "{}",
+        r.text
+    );
     g.host.app.shutdown().await;
 }
 

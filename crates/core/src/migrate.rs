@@ -141,6 +141,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "request_difficulty",
         sql: include_str!("../../../migrations/0023_request_difficulty.sql"),
     },
+    Migration {
+        version: 24,
+        name: "bound_absurd_usage",
+        sql: include_str!("../../../migrations/0024_bound_absurd_usage.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -139,10 +139,12 @@ fn header_of(doc: &Value) -> Value {
     Value::Object(m)
 }
 
-fn check_key(key: &str) -> Result<(), AdminError> {
+/// Refuses a flag key the per-flag routes could not name (`path` is where
+/// the key was given: `key` for a route's path, `flags.<key>` in an import).
+fn check_key(key: &str, path: impl FnOnce() -> String) -> Result<(), AdminError> {
     if key.is_empty() || key.len() > 256 || key.chars().any(|c| c.is_control() || c == '/') {
         return Err(invalid(
-            "key",
+            path(),
             "flag keys are 1-256 characters without '/' or control characters",
         ));
     }
@@ -225,6 +227,11 @@ impl FlagState {
     pub fn import(&self, doc: Value) -> Result<(FlagState, Vec<AuditEntry>), AdminError> {
         validate_document(&doc)?;
         let new_flags = flags_of(&doc);
+        // The same keys a single-flag PUT takes: a flag stored under any
+        // other could be changed or deleted only by importing the whole set.
+        for key in new_flags.keys() {
+            check_key(key, || format!("flags.{}", key.escape_debug()))?;
+        }
         let kills: BTreeMap<String, Kill> = self
             .kills
             .iter()
@@ -266,7 +273,7 @@ impl FlagState {
 
     /// Creates or replaces one flag. A kill on it stays in force.
     pub fn put_flag(&self, key: &str, def: Value) -> Result<(FlagState, AuditEntry), AdminError> {
-        check_key(key)?;
+        check_key(key, || "key".to_owned())?;
         let mut doc = self.document.clone();
         let Some(flags) = doc.get_mut("flags").and_then(Value::as_object_mut) else {
             return Err(invalid("flags", "the stored document has no flags object"));
@@ -623,6 +630,32 @@ mod tests {
         assert_eq!(same, next);
         let (deleted, _) = next.delete_flag("genre_engines").unwrap();
         assert!(deleted.kills.is_empty());
+    }
+
+    #[test]
+    fn import_refuses_the_keys_a_single_flag_put_refuses() {
+        let flag = json!({"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"});
+        for (key, path) in [
+            ("", "flags."),
+            ("a b/c", "flags.a b/c"),
+            ("x\u{0}", "flags.x\\0"),
+            (&"k".repeat(257), ""),
+        ] {
+            let mut doc = seed().document.clone();
+            doc["flags"][key] = flag.clone();
+            let err = seed().import(doc).unwrap_err();
+            let AdminError::Invalid { path: got, message } = &err else {
+                panic!("{key:?}: {err:?}");
+            };
+            if !path.is_empty() {
+                assert_eq!(got, path);
+            }
+            assert!(
+                message.contains("flag keys are 1-256 characters"),
+                "{message}"
+            );
+            assert!(seed().put_flag(key, flag.clone()).is_err(), "{key:?}");
+        }
     }
 
     #[test]

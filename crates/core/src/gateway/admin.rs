@@ -71,14 +71,7 @@ pub fn parse_new_key(body: &Value) -> Result<NewKey, ApiError> {
     };
     let limits = match obj.get("limits") {
         None | Some(Value::Null) => KeyLimits::default(),
-        Some(v) => serde_json::from_value::<KeyLimits>(v.clone()).map_err(|e| {
-            ApiError::invalid(
-                "limits",
-                format!(
-                    "limits: {e} (fields: requests_per_minute, tokens_per_minute, monthly_budget_micros; non-negative integers)"
-                ),
-            )
-        })?,
+        Some(v) => KeyLimits::from_request(v)?,
     };
     let org = match obj.get("org") {
         None | Some(Value::Null) => None,
@@ -200,6 +193,11 @@ mod tests {
         assert_eq!(k.name, "ci");
         assert_eq!(k.limits.requests_per_minute, Some(5));
         assert_eq!(parse_new_key(&json!({})).unwrap().name, "unnamed");
+        let largest = parse_new_key(&json!({"limits": {"tokens_per_minute": i64::MAX}})).unwrap();
+        assert_eq!(
+            largest.limits.tokens_per_minute,
+            Some(i64::MAX.unsigned_abs())
+        );
         let cases = [
             (json!([]), "body"),
             (json!({"nme": "x"}), "nme"),
@@ -208,6 +206,15 @@ mod tests {
             (json!({"name": "x".repeat(129)}), "name"),
             (json!({"limits": {"requests_per_minute": -1}}), "limits"),
             (json!({"limits": {"rpm": 1}}), "limits"),
+            // Above what storage holds: it was echoed back, then stored as i64::MAX.
+            (
+                json!({"limits": {"monthly_budget_micros": 18_446_744_073_709_551_615_u64}}),
+                "limits.monthly_budget_micros",
+            ),
+            (
+                json!({"limits": {"requests_per_minute": 9_223_372_036_854_775_808_u64}}),
+                "limits.requests_per_minute",
+            ),
         ];
         for (body, expected) in cases {
             let err = parse_new_key(&body).unwrap_err();

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::cost::usd_per_million;
+use super::cost::{MAX_PRICE_USD, usd_per_million};
 use super::providers::{ProviderConfig, ProviderKind};
 use super::routing::CatalogEntry;
 use super::tiers::Tier;
@@ -108,11 +108,17 @@ pub fn parse_entry(index: usize, value: &Value) -> Result<CatalogEntry, CatalogE
     }
     let tier = Tier::parse(&raw.tier)
         .ok_or_else(|| fail("tier must be comprehensive, enhanced or basic".to_owned()))?;
-    let price = |p: Option<f64>, name: &str| match p {
+    let price = |p: Option<f64>, name: &str| {
+        match p {
         None => Ok(None),
         Some(usd) => usd_per_million(usd)
             .map(Some)
-            .ok_or_else(|| fail(format!("{name} must be a non-negative number or null"))),
+            .ok_or_else(|| {
+                fail(format!(
+                    "{name} must be a number from 0 to {MAX_PRICE_USD} (US dollars per million tokens) or null"
+                ))
+            }),
+    }
     };
     let input_price = price(raw.input_usd_per_1m, "input_usd_per_1m")?;
     let output_price = price(raw.output_usd_per_1m, "output_usd_per_1m")?;
@@ -136,8 +142,11 @@ pub fn parse_entry(index: usize, value: &Value) -> Result<CatalogEntry, CatalogE
                 "image_usd key {k:?} must be \"{{size}}/{{quality}}\", \"{{size}}\" or \"*\""
             )));
         }
-        let micros = usd_per_million(usd)
-            .ok_or_else(|| fail(format!("image_usd[{k:?}] must be a non-negative number")))?;
+        let micros = usd_per_million(usd).ok_or_else(|| {
+            fail(format!(
+                "image_usd[{k:?}] must be a number from 0 to {MAX_PRICE_USD} (US dollars per image)"
+            ))
+        })?;
         image_prices.insert(k, micros);
     }
     Ok(CatalogEntry {
@@ -297,6 +306,21 @@ mod tests {
                 r#"{{{base}, "tier": "basic", "input_usd_per_1m": -1}}"#
             ))
             .contains("input_usd_per_1m")
+        );
+        // A price above the ceiling is refused, not capped (it used to be
+        // stored as u64::MAX micro-dollars per million tokens).
+        let absurd = bad(&format!(
+            r#"{{{base}, "tier": "basic", "output_usd_per_1m": 1e308}}"#
+        ));
+        assert!(
+            absurd.contains("output_usd_per_1m must be a number from 0 to 10000"),
+            "{absurd}"
+        );
+        assert!(
+            bad(&format!(
+                r#"{{{base}, "tier": "basic", "image_usd": {{"*": 10000.5}}}}"#
+            ))
+            .contains("image_usd[\"*\"] must be a number from 0 to 10000")
         );
         assert!(
             bad(&format!(

@@ -9,10 +9,17 @@ use serde::{Deserialize, Serialize};
 /// A price in micro-dollars per one million tokens.
 pub type MicrosPerMillion = u64;
 
+/// The highest price the catalog takes, in US dollars per million tokens
+/// (or per image): 10,000, far above any model priced today (the dearest
+/// charge a few hundred dollars per million tokens). A mistyped price above
+/// it is refused when it is set rather than charged to every request.
+pub const MAX_PRICE_USD: f64 = 10_000.0;
+
 /// Converts a catalog price in US dollars per million tokens to micro-dollars
-/// per million tokens; `None` for negative or non-finite input.
+/// per million tokens; `None` for negative or non-finite input and above
+/// [`MAX_PRICE_USD`].
 pub fn usd_per_million(usd: f64) -> Option<MicrosPerMillion> {
-    if !usd.is_finite() || usd < 0.0 {
+    if !usd.is_finite() || !(0.0..=MAX_PRICE_USD).contains(&usd) {
         return None;
     }
     // Rounded to the nearest micro-dollar: catalog prices have at most a few decimals.
@@ -88,6 +95,9 @@ mod tests {
         assert_eq!(usd_per_million(0.0), Some(0));
         assert_eq!(usd_per_million(-1.0), None);
         assert_eq!(usd_per_million(f64::NAN), None);
+        assert_eq!(usd_per_million(MAX_PRICE_USD), Some(10_000_000_000));
+        assert_eq!(usd_per_million(10_000.01), None);
+        assert_eq!(usd_per_million(1e308), None);
     }
 
     #[test]

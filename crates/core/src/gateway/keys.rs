@@ -60,6 +60,37 @@ pub struct KeyLimits {
     pub monthly_budget_micros: Option<u64>,
 }
 
+impl KeyLimits {
+    /// The `limits` member of an admin request (a key's or an org's): the
+    /// three optional limits, non-negative integers of at most `i64::MAX`,
+    /// which is what storage holds (a larger one was accepted, echoed back
+    /// and then stored as `i64::MAX`).
+    pub fn from_request(value: &serde_json::Value) -> Result<KeyLimits, crate::error::ApiError> {
+        let limits = serde_json::from_value::<KeyLimits>(value.clone()).map_err(|e| {
+            crate::error::ApiError::invalid(
+                "limits",
+                format!(
+                    "limits: {e} (fields: requests_per_minute, tokens_per_minute, monthly_budget_micros; non-negative integers)"
+                ),
+            )
+        })?;
+        let max = i64::MAX.unsigned_abs();
+        for (name, limit) in [
+            ("requests_per_minute", limits.requests_per_minute),
+            ("tokens_per_minute", limits.tokens_per_minute),
+            ("monthly_budget_micros", limits.monthly_budget_micros),
+        ] {
+            if limit.is_some_and(|n| n > max) {
+                return Err(crate::error::ApiError::invalid(
+                    format!("limits.{name}"),
+                    format!("limits.{name} must be at most {max}"),
+                ));
+            }
+        }
+        Ok(limits)
+    }
+}
+
 /// Counters stored for a key.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {

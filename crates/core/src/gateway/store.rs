@@ -104,6 +104,25 @@ fn opt_uint(n: Option<u64>) -> SqlValue {
     n.map_or(SqlValue::Null, uint)
 }
 
+/// The most one request adds to a stored total, in micro-dollars, tokens or
+/// milliseconds: 10^12 (a million dollars). No real request comes near it;
+/// an absurd one (a mistyped price, a provider reporting nonsense usage) is
+/// held to it, so the aggregates it is added to stay exact integers for
+/// millions of such requests. Without the bound, two requests at
+/// `i64::MAX` overflowed a `usage_minute` sum, SQLite stored the row's total
+/// as a REAL, and every reader of that row (metrics, health, the alerts
+/// scan) failed until the row expired.
+pub const MAX_PER_REQUEST: u64 = 1_000_000_000_000;
+
+/// `n` bounded by [`MAX_PER_REQUEST`], as stored.
+fn per_request(n: u64) -> SqlValue {
+    uint(n.min(MAX_PER_REQUEST))
+}
+
+fn opt_per_request(n: Option<u64>) -> SqlValue {
+    n.map_or(SqlValue::Null, per_request)
+}
+
 fn sql_bool(b: bool) -> SqlValue {
     SqlValue::Integer(i64::from(b))
 }
@@ -849,11 +868,11 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             text(&r.provider),
             text(&r.model),
             uint(u64::from(r.attempts)),
-            uint(r.latency_ms),
-            opt_uint(r.ttft_ms),
-            uint(r.prompt_tokens),
-            uint(r.completion_tokens),
-            opt_uint(r.cost_micros),
+            per_request(r.latency_ms),
+            opt_per_request(r.ttft_ms),
+            per_request(r.prompt_tokens),
+            per_request(r.completion_tokens),
+            opt_per_request(r.cost_micros),
             sql_bool(r.cost_micros.is_none()),
             r.quality.map_or(SqlValue::Null, SqlValue::Real),
             text(&r.outcome),
@@ -862,7 +881,7 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             sql_bool(r.stream),
             text(&r.variant),
             text(&r.detail.to_string()),
-            opt_uint(r.baseline_cost_micros),
+            opt_per_request(r.baseline_cost_micros),
             r.difficulty.map_or(SqlValue::Null, |d| text(d.as_str())),
             r.subject.as_deref().map_or(SqlValue::Null, text),
         ],
@@ -906,14 +925,14 @@ fn usage_addition(r: &RequestRecord) -> UsageAddition {
             // Requests that fell back (0/1 each), so the fallback rate is fallbacks / requests.
             sql_bool(r.fallbacks > 0),
             sql_bool(r.cached),
-            uint(r.latency_ms),
+            per_request(r.latency_ms),
             SqlValue::Real(quality_sum),
             SqlValue::Integer(quality_n),
-            uint(r.prompt_tokens),
-            uint(r.completion_tokens),
-            uint(r.cost_micros.unwrap_or(0)),
+            per_request(r.prompt_tokens),
+            per_request(r.completion_tokens),
+            per_request(r.cost_micros.unwrap_or(0)),
             sql_bool(r.cost_micros.is_none()),
-            uint(crate::optimize::savings::baseline_contribution(
+            per_request(crate::optimize::savings::baseline_contribution(
                 r.baseline_cost_micros,
                 r.cost_micros,
             )),

@@ -813,6 +813,51 @@ fn requests_fold_into_their_minute_aggregate() {
 }
 
 #[test]
+fn absurd_request_figures_are_bounded_so_the_aggregates_stay_readable() {
+    // A mistyped price or a provider reporting nonsense usage once made two
+    // requests overflow their minute's sum: SQLite stored it as a REAL and
+    // every reader of the row (metrics, health, the alerts scan) failed.
+    let mut db = db();
+    let minute_ms = NOW_MS as u64;
+    for (i, at) in [1_000, 2_000, 3_000].into_iter().enumerate() {
+        let mut r = record_at(&format!("absurd-{i}"), minute_ms + at, 40);
+        r.cost_micros = Some(u64::MAX);
+        r.baseline_cost_micros = Some(u64::MAX);
+        r.prompt_tokens = u64::MAX;
+        r.completion_tokens = u64::MAX;
+        record(&mut db, &r).unwrap();
+    }
+    let max = SqlValue::Integer(MAX_PER_REQUEST as i64);
+    let thrice = SqlValue::Integer(3 * MAX_PER_REQUEST as i64);
+    assert_eq!(
+        db.execute(
+            "SELECT cost_micros, baseline_micros, prompt_tokens, completion_tokens \
+             FROM usage_minute",
+            &[],
+        )
+        .unwrap(),
+        [vec![thrice.clone(), thrice.clone(), thrice.clone(), thrice]]
+    );
+    assert_eq!(
+        scalar(&mut db, "SELECT MAX(cost_micros) FROM requests"),
+        max
+    );
+    // The readers that failed on the REAL read the bounded figures.
+    let overview = crate::observe::system::read_overview(
+        &mut db,
+        crate::observe::usage::Window::Hour,
+        NOW_MS / 1_000 + 60,
+    )
+    .unwrap();
+    assert_eq!(overview.totals.requests, 3);
+    fold(&mut db, NOW_MS + 3 * 3_600_000);
+    assert_eq!(
+        scalar(&mut db, "SELECT cost_micros FROM usage_hour"),
+        SqlValue::Integer(3 * MAX_PER_REQUEST as i64)
+    );
+}
+
+#[test]
 fn a_slow_request_lands_in_the_infinite_bucket() {
     let mut db = db();
     record(&mut db, &record_at("slow", NOW_MS as u64, 500_000)).unwrap();

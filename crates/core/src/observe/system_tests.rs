@@ -390,6 +390,62 @@ fn migration_8_keeps_the_old_histogram_readable() {
 }
 
 #[test]
+fn migration_24_repairs_the_aggregates_an_absurd_price_broke() {
+    use crate::migrate::{MIGRATIONS, apply, apply_list};
+    let mut db = crate::test_db::empty();
+    let before_24 = MIGRATIONS.iter().position(|m| m.version == 24).unwrap();
+    apply_list(&mut db, &MIGRATIONS[..before_24], 0).unwrap();
+    // What the gateway stored before requests were bounded: one request's
+    // cost capped at i64::MAX in each of two minutes (their sum overflows
+    // every reader's SUM) and, on SQLite, a minute whose sum overflowed
+    // into a REAL.
+    usage(&mut db, MINUTE_S, "success", 1, 0);
+    usage(&mut db, MINUTE_S - 60, "success", 1, 0);
+    usage(&mut db, MINUTE_S - 120, "success", 2, 0);
+    db.run(
+        "UPDATE usage_minute SET cost_micros = 9223372036854775807, prompt_tokens = 5 \
+         WHERE minute >= ?1",
+        &[(MINUTE_S - 60).into()],
+    );
+    let real = db.corrupt(&format!(
+        "UPDATE usage_minute SET cost_micros = 1.4e19 WHERE minute = {}",
+        MINUTE_S - 120
+    ));
+    db.run(
+        "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
+         attempts, latency_ms, prompt_tokens, completion_tokens, cost_micros, cost_unknown, \
+         outcome, fallbacks, cached, stream, variant, detail) VALUES ('r1', ?1, 'k', 'chat', \
+         'basic', 'basic', 'openai', 'gpt-4o', 1, 40, 7, 9, 9223372036854775807, 0, 'success', \
+         0, 0, 0, '-', '{}')",
+        &[(MINUTE_S * 1_000).into()],
+    );
+    apply(&mut db, 0).unwrap();
+    let bound = crate::gateway::store::MAX_PER_REQUEST as i64;
+    let costs = db.run("SELECT cost_micros FROM usage_minute ORDER BY minute", &[]);
+    let expected_first = if real { bound } else { 0 };
+    assert_eq!(
+        costs,
+        [
+            vec![SqlValue::Integer(expected_first)],
+            vec![SqlValue::Integer(bound)],
+            vec![SqlValue::Integer(bound)]
+        ]
+    );
+    assert_eq!(
+        db.int(
+            "SELECT prompt_tokens FROM usage_minute WHERE minute = ?1",
+            &[MINUTE_S.into()]
+        ),
+        5,
+        "sane figures are kept"
+    );
+    assert_eq!(db.int("SELECT cost_micros FROM requests", &[]), bound);
+    // The readers that failed read the rows again.
+    let rows = usage_since(&mut db, 0).unwrap();
+    assert_eq!(rows.iter().map(|r| r.agg.requests).sum::<u64>(), 4);
+}
+
+#[test]
 fn migration_17_keeps_every_aggregate_and_gives_it_no_org() {
     use crate::migrate::{MIGRATIONS, apply, apply_list};
     let mut db = crate::test_db::empty();

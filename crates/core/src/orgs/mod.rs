@@ -228,14 +228,7 @@ pub fn parse_org(id: &str, body: &Value) -> Result<OrgSpec, ApiError> {
     };
     let limits = match obj.get("limits") {
         None | Some(Value::Null) => KeyLimits::default(),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-            ApiError::invalid(
-                "limits",
-                format!(
-                    "limits: {e} (fields: requests_per_minute, tokens_per_minute, monthly_budget_micros)"
-                ),
-            )
-        })?,
+        Some(v) => KeyLimits::from_request(v)?,
     };
     let allowed_models = match obj.get("allowed_models") {
         None | Some(Value::Null) => Vec::new(),
@@ -382,6 +375,14 @@ mod tests {
         assert_eq!(
             field("a", json!({"limits": {"budget": 1}})).as_deref(),
             Some("limits")
+        );
+        assert_eq!(
+            field(
+                "a",
+                json!({"limits": {"monthly_budget_micros": 18_446_744_073_709_551_615_u64}})
+            )
+            .as_deref(),
+            Some("limits.monthly_budget_micros")
         );
         assert_eq!(
             field("a", json!({"allowed_models": ["gpt-4o"]})).as_deref(),
