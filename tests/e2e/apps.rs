@@ -142,4 +142,5 @@ case!(self_request, "self-request");
 case!(dependencies_composed, "dependencies-composed");
 case!(dependency_unknown_import, "dependency-unknown-import");
 case!(dependency_capabilities, "dependency-capabilities");
+case!(dependency_environment, "dependency-environment");
 case!(dependency_missing_export, "dependency-missing-export");

@@ -266,6 +266,45 @@ async fn runaway_cpu_gets_a_500_and_the_host_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_guest_does_not_hold_up_requests_on_its_serving_thread() {
+    // More looping requests than serving threads (one per core), so at least
+    // one shares its thread with the request below. A guest that never calls
+    // the host once held its thread until its time limit: the request next to
+    // it waited the whole limit.
+    let host = std::sync::Arc::new(
+        probe()
+            .request_timeout(Duration::from_secs(5))
+            .start()
+            .await,
+    );
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let loops: Vec<_> = (0..threads + 1)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move { host.get_json("/probe/loop").await.0 })
+        })
+        .collect();
+    // Let the loops start and take their threads.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let (status, body) = host.get_json("/probe/hello").await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        loops.iter().all(|l| !l.is_finished()),
+        "the requests were answered only after a loop ended"
+    );
+    // The loops still end at their limit.
+    for l in loops {
+        assert_eq!(l.await.unwrap(), 500);
+    }
+    let Ok(host) = std::sync::Arc::try_unwrap(host) else {
+        panic!("the host is still shared");
+    };
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_memory_gets_a_500_and_the_host_keeps_serving() {
     let host = probe().max_memory_bytes(32 * 1024 * 1024).start().await;
     let (status, body) = host.get_json("/probe/alloc").await;

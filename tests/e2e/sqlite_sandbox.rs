@@ -125,6 +125,40 @@ async fn oversized_results_are_an_io_error_and_the_host_keeps_serving() {
     host.app.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_s_pragma_never_reaches_the_next_request() {
+    let host = probe().start().await;
+    let [v2, v3] = SQLITE_ROUTES;
+    succeeds(&host, v3, "CREATE TABLE p (id INTEGER PRIMARY KEY)").await;
+    succeeds(&host, v3, "CREATE TABLE c (p INTEGER REFERENCES p(id))").await;
+    let fresh = succeeds(&host, v3, "PRAGMA foreign_keys").await["rows"].clone();
+    // Each request opens its connection anew, as on Spin: a setting one
+    // request changes is gone for the next (it once came back from the pool).
+    for (set, read) in [
+        ("PRAGMA foreign_keys = OFF", "PRAGMA foreign_keys"),
+        ("PRAGMA query_only = 1", "PRAGMA query_only"),
+        ("PRAGMA case_sensitive_like = 1", "SELECT 'a' LIKE 'A'"),
+    ] {
+        succeeds(&host, v2, set).await;
+        for _ in 0..4 {
+            let after = succeeds(&host, v3, read).await["rows"].clone();
+            let expected = match read {
+                "PRAGMA foreign_keys" => fresh.clone(),
+                _ if read.starts_with("SELECT") => serde_json::json!([[1]]),
+                _ => serde_json::json!([[0]]),
+            };
+            assert_eq!(after, expected, "{set} reached a later request");
+        }
+    }
+    succeeds(&host, v3, "INSERT INTO p VALUES (1)").await;
+    // Process-wide settings are refused outright.
+    for route in SQLITE_ROUTES {
+        let detail = io_error(&host, route, "PRAGMA hard_heap_limit = 3000000").await;
+        assert!(detail.contains("not authorized"), "{route}: {detail}");
+    }
+    host.app.shutdown().await;
+}
+
 /// Spin's SQLite runtime test (`spin-runtime-tests/tests/sqlite`), run against
 /// `dol up` the way Spin's runner does: fill in the component path, start the
 /// host on the manifest, and `GET /` must answer 200.

@@ -17,7 +17,7 @@ use dol_manifest::variables::ResolvedVariables;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use wasmtime::component::{Component, HasSelf, InstancePre, Linker, Resource};
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
@@ -26,7 +26,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttp, WasiHttpView};
 
 use crate::bindings::wasi_2023_10_18::{WasiHttp20231018, WasiHttp20231018Pre};
 use crate::bindings::{SpinHost, cron_types};
-use crate::engine::{Limits, deadline_ticks};
+use crate::engine::{Limits, YIELD_EVERY_TICKS};
 use crate::instance::{ComponentGrants, InstanceState};
 use crate::outbound::{InternalDispatch, InternalTarget, OutboundClient, OutboundHooks};
 use crate::output::{PrefixedOutput, Target};
@@ -163,6 +163,7 @@ impl LoadedApp {
                     &component.source,
                     &component.dependencies,
                     component.dependencies_inherit_configuration,
+                    !component.environment.is_empty(),
                 )?;
                 Component::new(&engine, composed)
             }
@@ -239,9 +240,24 @@ impl LoadedApp {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         // Epoch interruption bounds CPU-bound runaways even when the guest never
-        // yields; the tokio timeout around each call bounds time spent in host calls.
-        store.set_epoch_deadline(deadline_ticks(self.limits.request_timeout));
-        store.epoch_deadline_trap();
+        // yields; the tokio timeout around each call bounds time spent in host
+        // calls. A serving thread runs many instances on one runtime, so a
+        // guest that computes without calling the host must also give the
+        // others their turn: every YIELD_EVERY_TICKS it yields to the runtime
+        // (requests on the same thread used to wait for a looping guest's
+        // whole time limit), and once the limit has passed it traps.
+        let limit = self.limits.request_timeout;
+        let started = std::time::Instant::now();
+        store.set_epoch_deadline(YIELD_EVERY_TICKS);
+        store.epoch_deadline_callback(move |_| {
+            if started.elapsed() >= limit {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::YieldCustom(
+                YIELD_EVERY_TICKS,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
         store
     }
 

@@ -19,7 +19,17 @@ const CAPABILITY_PREFIXES: &[&str] = &[
     "wasi:http/outgoing-handler",
     "wasi:keyvalue/",
     "wasi:config/",
+    // Spin puts sockets under `allowed_outbound_hosts` (SIP 023): in a
+    // composed component they would reach whatever the component may.
+    "wasi:sockets/",
 ];
+
+/// The import that reads the component's `environment` table. Almost every
+/// Rust component imports it (the standard library does), so a dependency
+/// importing it is refused only when there is something to read: Spin gives
+/// a dependency that does not inherit the configuration an empty
+/// environment; a composed component has one table, the component's.
+const ENVIRONMENT_IMPORT: &str = "wasi:cli/environment";
 
 /// `wasi:http/types@0.2.6` → `wasi:http/types`.
 fn without_version(name: &str) -> &str {
@@ -34,6 +44,7 @@ pub fn compose(
     main: &Path,
     dependencies: &BTreeMap<String, Dependency>,
     inherit_configuration: bool,
+    has_environment: bool,
 ) -> Result<Vec<u8>> {
     let mut graph = CompositionGraph::new();
     let main_package = Package::from_file("root:component", None, main, graph.types_mut())
@@ -71,6 +82,18 @@ pub fn compose(
                 bail!(
                     "{}: the dependency imports {capability}, but dependencies_inherit_configuration is false; \
                      set it to true to let the dependency use the component's Spin APIs",
+                    context()
+                );
+            }
+            if has_environment
+                && imports
+                    .keys()
+                    .any(|name| without_version(name) == ENVIRONMENT_IMPORT)
+            {
+                bail!(
+                    "{}: the dependency imports {ENVIRONMENT_IMPORT} and would read the component's \
+                     environment, but dependencies_inherit_configuration is false; set it to true, \
+                     or move the environment values out of the component",
                     context()
                 );
             }

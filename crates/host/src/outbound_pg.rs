@@ -37,22 +37,35 @@ pub struct PgConnection {
 
 impl InstanceState {
     /// The first `postgres://host:port` of `address` the component may not reach.
+    ///
+    /// Every `hostaddr` is checked as well as every `host`: the driver
+    /// connects to `hostaddr` when it is set and uses `host` only to name the
+    /// server for TLS, so a connection string naming an allowed `host` and
+    /// any `hostaddr` (or only a `hostaddr`) reached addresses the manifest
+    /// never granted. (Spin checks only the hosts; this is stricter, and a
+    /// string that uses `hostaddr` needs each address allowed too.)
     fn denied_pg_host(&self, address: &str) -> Option<String> {
         let Ok(config) = address.parse::<tokio_postgres::Config>() else {
             return Some(address.to_owned());
         };
         let ports = config.get_ports();
+        let port = |index: usize| ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+        let mut urls = Vec::new();
         for (index, host) in config.get_hosts().iter().enumerate() {
             let Host::Tcp(host) = host else {
                 return Some(address.to_owned());
             };
-            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
-            let url = format!("postgres://{host}:{port}");
-            if !crate::outbound::address_allowed(self.hooks.allowed(), &url, "postgres") {
-                return Some(url);
-            }
+            urls.push(format!("postgres://{host}:{}", port(index)));
         }
-        None
+        for (index, ip) in config.get_hostaddrs().iter().enumerate() {
+            let ip = match ip {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            urls.push(format!("postgres://{ip}:{}", port(index)));
+        }
+        urls.into_iter()
+            .find(|url| !crate::outbound::address_allowed(self.hooks.allowed(), url, "postgres"))
     }
 }
 
@@ -822,6 +835,33 @@ mod guest_tests {
                 if m == "address postgres://127.0.0.1:5432 is not permitted"),
             "{error:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_hostaddr_not_allowed_is_refused_before_connecting() {
+        // The driver connects to `hostaddr`; `host` only names the server.
+        for (address, denied) in [
+            (
+                "postgres://u@db.internal:5432/dol?hostaddr=127.0.0.1",
+                "postgres://127.0.0.1:5432",
+            ),
+            (
+                "hostaddr=10.0.0.5 port=6379 user=x",
+                "postgres://10.0.0.5:6379",
+            ),
+            ("hostaddr=::1 user=x", "postgres://[::1]:5432"),
+        ] {
+            let mut state = state("postgres://db.internal");
+            let error = open_error(&mut state, address).await;
+            assert!(
+                matches!(&error, v4::Error::ConnectionFailed(m)
+                    if *m == format!("address {denied} is not permitted")),
+                "{address}: {error:?}"
+            );
+        }
+        // An address the manifest names is still reachable by its address.
+        let state = state("postgres://127.0.0.1:5432");
+        assert_eq!(state.denied_pg_host("hostaddr=127.0.0.1 user=x"), None);
     }
 
     #[tokio::test]

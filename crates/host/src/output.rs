@@ -45,14 +45,23 @@ impl StdoutStream for PrefixedOutput {
             prefix: self.prefix.clone(),
             target: self.target,
             pending: Vec::new(),
+            #[cfg(test)]
+            captured: None,
         })
     }
 }
+
+/// The longest line kept whole; longer output without a newline is split
+/// into lines of this length (a guest may write for as long as it runs).
+const MAX_LINE_BYTES: usize = 64 * 1024;
 
 struct LineWriter {
     prefix: String,
     target: Target,
     pending: Vec<u8>,
+    /// Tests: the lines, instead of the host's stream.
+    #[cfg(test)]
+    captured: Option<std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>>,
 }
 
 impl LineWriter {
@@ -61,6 +70,14 @@ impl LineWriter {
         out.extend_from_slice(self.prefix.as_bytes());
         out.extend_from_slice(line);
         out.push(b'\n');
+        #[cfg(test)]
+        if let Some(lines) = &self.captured {
+            lines
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(out);
+            return;
+        }
         // Whole lines in one write so lines from concurrent instances never interleave.
         let result = match self.target {
             Target::Stdout => std::io::stdout().lock().write_all(&out),
@@ -85,12 +102,22 @@ impl AsyncWrite for LineWriter {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        this.pending.extend_from_slice(buf);
-        while let Some(newline) = this.pending.iter().position(|b| *b == b'\n') {
-            let rest = this.pending.split_off(newline + 1);
-            let mut line = std::mem::replace(&mut this.pending, rest);
-            line.pop();
-            this.emit(&line);
+        for piece in buf.split_inclusive(|b| *b == b'\n') {
+            match piece.strip_suffix(b"\n") {
+                Some(end) => {
+                    this.pending.extend_from_slice(end);
+                    let line = std::mem::take(&mut this.pending);
+                    this.emit(&line);
+                }
+                None => this.pending.extend_from_slice(piece),
+            }
+            // A guest writing without newlines must not grow the host's memory
+            // without bound: the part past the limit goes out as lines of its own.
+            while this.pending.len() > MAX_LINE_BYTES {
+                let rest = this.pending.split_off(MAX_LINE_BYTES);
+                let line = std::mem::replace(&mut this.pending, rest);
+                this.emit(&line);
+            }
         }
         Poll::Ready(Ok(buf.len()))
     }
@@ -108,5 +135,63 @@ impl AsyncWrite for LineWriter {
 impl Drop for LineWriter {
     fn drop(&mut self) {
         self.flush_partial();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    fn writer() -> (LineWriter, Arc<Mutex<Vec<Vec<u8>>>>) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let w = LineWriter {
+            prefix: "[c] ".to_owned(),
+            target: Target::Stdout,
+            pending: Vec::new(),
+            captured: Some(lines.clone()),
+        };
+        (w, lines)
+    }
+
+    fn write(w: &mut LineWriter, bytes: &[u8]) {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let n = Pin::new(w).poll_write(&mut cx, bytes);
+        assert!(matches!(n, Poll::Ready(Ok(len)) if len == bytes.len()));
+    }
+
+    #[test]
+    fn lines_are_prefixed_and_split_across_writes() {
+        let (mut w, lines) = writer();
+        write(&mut w, b"one\ntw");
+        write(&mut w, b"o\nthree");
+        drop(w);
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [
+                b"[c] one\n".to_vec(),
+                b"[c] two\n".to_vec(),
+                b"[c] three\n".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn output_without_newlines_is_held_to_the_line_limit() {
+        // A guest writing 8 KiB chunks with no newline for as long as it runs
+        // once grew this buffer without bound.
+        let (mut w, lines) = writer();
+        for _ in 0..100 {
+            write(&mut w, &[b'x'; 8 * 1024]);
+            assert!(w.pending.len() <= MAX_LINE_BYTES);
+        }
+        let emitted = lines.lock().unwrap().clone();
+        assert_eq!(emitted.len(), 100 * 8 * 1024 / MAX_LINE_BYTES);
+        assert!(
+            emitted
+                .iter()
+                .all(|l| l.len() == "[c] ".len() + MAX_LINE_BYTES + 1)
+        );
     }
 }

@@ -32,9 +32,9 @@ type QueryRows = (Vec<String>, Vec<Vec<SqlValue>>);
 pub struct SqliteConnection {
     connection: Option<rusqlite::Connection>,
     location: crate::storage::DatabaseLocation,
-    /// Whether a statement the guest ran may have left session state on the
-    /// connection (then it is inspected before it is pooled again).
-    prepared_session_state: std::cell::Cell<bool>,
+    /// What the guest's statements may have left on the connection (it is
+    /// then inspected, or closed, instead of simply pooled again).
+    prepared_session_state: std::cell::Cell<crate::storage::SessionState>,
 }
 
 impl SqliteConnection {
@@ -52,11 +52,10 @@ impl SqliteConnection {
         parameters: Vec<SqlValue>,
     ) -> Result<Result<QueryRows, SqliteFailure>> {
         let connection = self.get()?;
-        let (result, prepared_session_state) =
+        let (result, left) =
             crate::storage::watching_session_state(|| execute(connection, statement, parameters));
-        if prepared_session_state {
-            self.prepared_session_state.set(true);
-        }
+        self.prepared_session_state
+            .set(self.prepared_session_state.get().max(left));
         Ok(result)
     }
 }
@@ -165,7 +164,7 @@ impl InstanceState {
             Ok(connection) => Ok(Ok(self.table.push(SqliteConnection {
                 connection: Some(connection),
                 location: location.clone(),
-                prepared_session_state: std::cell::Cell::new(false),
+                prepared_session_state: std::cell::Cell::default(),
             })?)),
             Err(error) => Ok(Err(SqliteFailure::Io(format!("{error:#}")))),
         }

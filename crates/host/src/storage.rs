@@ -594,12 +594,16 @@ impl DatabaseLocation {
 
     /// Takes a connection back; one with an open transaction or a guest's
     /// session state is closed instead (closing rolls the transaction back).
-    /// `prepared_session_state` is whether any statement run on it could
-    /// have left such state ([`watching_session_state`]); only then is the
-    /// connection inspected (the inspection is a query of its own, which
-    /// every request paid before).
-    pub fn release(&self, connection: Connection, prepared_session_state: bool) {
-        if !prepared_session_state || !carries_session_state(&connection) {
+    /// `left` is what the statements run on it could have left
+    /// ([`watching_session_state`]): nothing, state the pool inspects for (a
+    /// query of its own, paid only then), or settings it cannot inspect.
+    pub fn release(&self, connection: Connection, left: SessionState) {
+        let reusable = match left {
+            SessionState::Clean => true,
+            SessionState::Inspect => !carries_session_state(&connection),
+            SessionState::Discard => false,
+        };
+        if reusable {
             self.pool.put_back(connection);
         }
     }
@@ -667,38 +671,68 @@ impl ConnectionPool {
     }
 }
 
+/// What a guest's statements may have left on a pooled connection, worst
+/// last: Spin gives every `open` a fresh connection, so a pooled one must
+/// look fresh to the next guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum SessionState {
+    /// Nothing: tables, rows, transactions (what requests run).
+    #[default]
+    Clean,
+    /// Maybe an attached database or a TEMP object: the pool checks for
+    /// them ([`carries_session_state`]) and closes the connection if so.
+    Inspect,
+    /// A PRAGMA ran: it may have changed a connection setting
+    /// (`foreign_keys`, `query_only`, `locking_mode`, `busy_timeout`, …),
+    /// which no query can enumerate, so the connection is closed.
+    Discard,
+}
+
 thread_local! {
-    /// Set by [`authorize`] when SQLite prepares a statement that can leave
-    /// state on its connection for the next request (see [`leaves_session_state`]).
-    static SESSION_STATE_PREPARED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Raised by [`authorize`] as SQLite prepares statements that can leave
+    /// state on their connection for the next request ([`session_state_of`]).
+    static SESSION_STATE_PREPARED: std::cell::Cell<SessionState> =
+        const { std::cell::Cell::new(SessionState::Clean) };
 }
 
 /// Runs `f` — preparing and stepping guest SQL on a sandboxed connection, on
-/// this thread — and says whether SQLite prepared anything in it (including
-/// a re-prepare while stepping) that can leave session state behind.
-pub fn watching_session_state<T>(f: impl FnOnce() -> T) -> (T, bool) {
-    SESSION_STATE_PREPARED.set(false);
+/// this thread — and says what SQLite prepared in it (including a
+/// re-prepare while stepping) could leave behind on the connection.
+pub fn watching_session_state<T>(f: impl FnOnce() -> T) -> (T, SessionState) {
+    SESSION_STATE_PREPARED.set(SessionState::Clean);
     let out = f();
-    (out, SESSION_STATE_PREPARED.replace(false))
+    (out, SESSION_STATE_PREPARED.replace(SessionState::Clean))
 }
 
-/// Whether an action can leave state on the connection itself rather than
-/// in the database file: attaching or detaching a database, any TEMP
-/// object, or a PRAGMA (connection settings). Anything SQLite reports that
-/// rusqlite cannot decode counts too.
-fn leaves_session_state(context: &AuthContext<'_>) -> bool {
-    matches!(
-        context.action,
+/// What an action can leave on the connection itself rather than in the
+/// database file: attaching or detaching a database or any TEMP object
+/// (inspectable), a PRAGMA (connection settings: not inspectable).
+/// Anything SQLite reports that rusqlite cannot decode is inspected too.
+fn session_state_of(context: &AuthContext<'_>) -> SessionState {
+    match context.action {
+        AuthAction::Pragma { .. } => SessionState::Discard,
         AuthAction::Attach { .. }
-            | AuthAction::Detach { .. }
-            | AuthAction::CreateTempIndex { .. }
-            | AuthAction::CreateTempTable { .. }
-            | AuthAction::CreateTempTrigger { .. }
-            | AuthAction::CreateTempView { .. }
-            | AuthAction::Pragma { .. }
-            | AuthAction::Unknown { .. }
-    ) || context.database_name == Some("temp")
+        | AuthAction::Detach { .. }
+        | AuthAction::CreateTempIndex { .. }
+        | AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempView { .. }
+        | AuthAction::Unknown { .. } => SessionState::Inspect,
+        _ if context.database_name == Some("temp") => SessionState::Inspect,
+        _ => SessionState::Clean,
+    }
 }
+
+/// PRAGMAs whose setting is process-wide in SQLite: one guest setting
+/// `hard_heap_limit` low made every other SQLite connection of the host
+/// (other apps' databases, the key-value store) fail with out-of-memory
+/// until a restart, and the directory ones move every connection's files.
+const PROCESS_WIDE_PRAGMAS: [&str; 4] = [
+    "hard_heap_limit",
+    "soft_heap_limit",
+    "temp_store_directory",
+    "data_store_directory",
+];
 
 /// Whether a guest left state on the connection that must not reach the
 /// next request: an attached (temporary or in-memory) database or a TEMP
@@ -910,15 +944,26 @@ fn forbid_attach_create(connection: &Connection) -> rusqlite::Result<()> {
         .map(drop)
 }
 
-/// Spin's authorizer: every action is allowed except attaching a file.
+/// Spin's authorizer: every action is allowed except attaching a file, and
+/// (stricter than Spin) the PRAGMAs that would change SQLite for the whole
+/// host process ([`PROCESS_WIDE_PRAGMAS`]).
 ///
-/// The guest sees `not authorized` when preparing such an `ATTACH`, and
-/// `authorization denied` when a `VACUUM INTO` tries to attach its target.
+/// The guest sees `not authorized` when preparing such an `ATTACH` or
+/// PRAGMA, and `authorization denied` when a `VACUUM INTO` tries to attach
+/// its target.
 fn authorize(context: AuthContext<'_>) -> Authorization {
-    if leaves_session_state(&context) {
-        SESSION_STATE_PREPARED.set(true);
+    let left = session_state_of(&context);
+    if left > SessionState::Clean {
+        SESSION_STATE_PREPARED.set(SESSION_STATE_PREPARED.get().max(left));
     }
     match context.action {
+        AuthAction::Pragma { pragma_name, .. }
+            if PROCESS_WIDE_PRAGMAS
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        {
+            Authorization::Deny
+        }
         AuthAction::Attach { filename } if filename.is_empty() || filename == ":memory:" => {
             Authorization::Allow
         }
@@ -1481,7 +1526,7 @@ mod tests {
     #[test]
     fn pooled_connections_stay_sandboxed() {
         let (dir, location, connection) = guest_connection();
-        location.release(connection, false);
+        location.release(connection, SessionState::Clean);
         let reused = location.connect().unwrap();
         let target = dir.path().join("escape.db");
         assert!(
@@ -1498,13 +1543,21 @@ mod tests {
         let (created, flagged) =
             watching_session_state(|| connection.execute_batch("CREATE TEMP TABLE leftover(a)"));
         created.unwrap();
-        assert!(flagged, "a TEMP table is session state");
+        assert_eq!(
+            flagged,
+            SessionState::Inspect,
+            "a TEMP table is session state"
+        );
         location.release(connection, flagged);
         let (_dir2, location2, attached) = guest_connection();
         let (done, flagged) =
             watching_session_state(|| attached.execute_batch("ATTACH ':memory:' AS m"));
         done.unwrap();
-        assert!(flagged, "an attached database is session state");
+        assert_eq!(
+            flagged,
+            SessionState::Inspect,
+            "an attached database is session state"
+        );
         location2.release(attached, flagged);
         // The next request gets a fresh connection without the TEMP table or
         // the attached database.
@@ -1517,7 +1570,7 @@ mod tests {
                 .is_err()
         );
         // A clean connection is pooled, also when it must be inspected.
-        location.release(fresh, true);
+        location.release(fresh, SessionState::Inspect);
         assert_eq!(location.idle_count(), 1);
     }
 
@@ -1527,7 +1580,7 @@ mod tests {
         connection
             .execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1)")
             .unwrap();
-        location.release(connection, false);
+        location.release(connection, SessionState::Clean);
         let wal = dir.path().join("guest.db-wal");
         assert!(
             wal.exists(),
@@ -1546,16 +1599,24 @@ mod tests {
     #[test]
     fn only_statements_that_can_leave_session_state_are_flagged() {
         let (_dir, location, connection) = guest_connection();
-        let flagged = |sql: &str| watching_session_state(|| connection.execute_batch(sql)).1;
+        let left = |sql: &str| watching_session_state(|| connection.execute_batch(sql)).1;
+        let flagged = |sql: &str| left(sql) == SessionState::Inspect;
         // What requests run: tables, rows, transactions — nothing to inspect.
-        assert!(!flagged("CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)"));
-        assert!(!flagged(
-            "BEGIN IMMEDIATE; INSERT INTO t(b) VALUES ('x'); COMMIT"
-        ));
-        assert!(!flagged("SELECT count(*) FROM t WHERE b = 'x'"));
-        assert!(!flagged("CREATE INDEX t_b ON t(b)"));
+        assert_eq!(
+            left("CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)"),
+            SessionState::Clean
+        );
+        assert_eq!(
+            left("BEGIN IMMEDIATE; INSERT INTO t(b) VALUES ('x'); COMMIT"),
+            SessionState::Clean
+        );
+        assert_eq!(
+            left("SELECT count(*) FROM t WHERE b = 'x'"),
+            SessionState::Clean
+        );
+        assert_eq!(left("CREATE INDEX t_b ON t(b)"), SessionState::Clean);
         // What can stay on the connection for the next request.
-        assert!(flagged("PRAGMA foreign_keys = ON"));
+        assert_eq!(left("PRAGMA foreign_keys = ON"), SessionState::Discard);
         assert!(flagged("CREATE TEMP VIEW v AS SELECT b FROM t"));
         assert!(flagged("SELECT * FROM temp.v"));
         assert!(flagged("ATTACH ':memory:' AS m"));
@@ -1566,7 +1627,7 @@ mod tests {
         drop(connection);
         let plain = location.connect().unwrap();
         let (_, flagged) = watching_session_state(|| plain.execute_batch("SELECT 1"));
-        assert!(!flagged);
+        assert_eq!(flagged, SessionState::Clean);
         location.release(plain, flagged);
         assert_eq!(location.idle_count(), 1);
         let pooled = location.connect().unwrap();
@@ -1574,6 +1635,70 @@ mod tests {
             watching_session_state(|| pooled.execute_batch("CREATE TEMP TABLE x(a)"));
         location.release(pooled, flagged);
         assert_eq!(location.idle_count(), 0);
+    }
+
+    #[test]
+    fn a_connection_whose_settings_a_guest_changed_is_not_pooled() {
+        // Each PRAGMA once reached the next request (and other components
+        // on the same label) through the pool: foreign keys off, writes
+        // refused, the file locked. Spin's fresh connections carry none.
+        for pragma in [
+            "PRAGMA foreign_keys = OFF",
+            "PRAGMA query_only = 1",
+            "PRAGMA locking_mode = EXCLUSIVE",
+            "PRAGMA case_sensitive_like = 1",
+        ] {
+            let (_dir, location, connection) = guest_connection();
+            let (done, left) = watching_session_state(|| connection.execute_batch(pragma));
+            done.unwrap();
+            assert_eq!(left, SessionState::Discard, "{pragma}");
+            // Later clean statements do not lower what the connection carries.
+            let left = left.max(watching_session_state(|| connection.execute_batch("SELECT 1")).1);
+            location.release(connection, left);
+            assert_eq!(location.idle_count(), 0, "{pragma}: pooled");
+            let next = location.connect().unwrap();
+            let fresh: i64 = next
+                .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(fresh, open_guest_connection_foreign_keys(), "{pragma}");
+            next.execute_batch("CREATE TABLE w(a); INSERT INTO w VALUES (1)")
+                .unwrap_or_else(|e| panic!("{pragma}: the next connection cannot write: {e}"));
+        }
+    }
+
+    /// `foreign_keys` as a fresh guest connection has it.
+    fn open_guest_connection_foreign_keys() -> i64 {
+        let (_dir, _location, connection) = guest_connection();
+        connection
+            .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn process_wide_pragmas_are_refused_and_the_host_keeps_its_memory() {
+        let (_dir, _location, connection) = guest_connection();
+        for pragma in [
+            "PRAGMA hard_heap_limit = 3000000",
+            "PRAGMA soft_heap_limit = 1000",
+            "PRAGMA HARD_HEAP_LIMIT = 3000000",
+            "PRAGMA temp_store_directory = '/tmp'",
+            "PRAGMA data_store_directory = '/tmp'",
+            "PRAGMA main.hard_heap_limit",
+        ] {
+            let error = connection.execute_batch(pragma).unwrap_err().to_string();
+            assert!(error.contains("not authorized"), "{pragma}: {error}");
+        }
+        // Another SQLite connection of the process still has no heap limit.
+        let other = Connection::open_in_memory().unwrap();
+        let limit: i64 = other
+            .query_row("PRAGMA hard_heap_limit", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(limit, 0);
+        // Ordinary per-connection PRAGMAs still run (on a connection that is
+        // then not pooled).
+        connection
+            .execute_batch("PRAGMA foreign_keys = OFF")
+            .unwrap();
     }
 
     #[test]
