@@ -35,6 +35,8 @@ pub struct SqliteConnection {
     /// What the guest's statements may have left on the connection (it is
     /// then inspected, or closed, instead of simply pooled again).
     prepared_session_state: std::cell::Cell<crate::storage::SessionState>,
+    /// Whether the guest has run a statement on it since its `open`.
+    ran: std::cell::Cell<bool>,
 }
 
 impl SqliteConnection {
@@ -52,6 +54,7 @@ impl SqliteConnection {
         parameters: Vec<SqlValue>,
     ) -> Result<Result<QueryRows, SqliteFailure>> {
         let connection = self.get()?;
+        self.ran.set(true);
         let (result, left) =
             crate::storage::watching_session_state(|| execute(connection, statement, parameters));
         self.prepared_session_state
@@ -165,6 +168,7 @@ impl InstanceState {
                 connection: Some(connection),
                 location: location.clone(),
                 prepared_session_state: std::cell::Cell::default(),
+                ran: std::cell::Cell::new(false),
             })?)),
             Err(error) => Ok(Err(SqliteFailure::Io(format!("{error:#}")))),
         }
@@ -366,11 +370,17 @@ impl sqlite_v3::HostConnection for InstanceState {
     }
 
     fn last_insert_rowid(&mut self, connection: Resource<SqliteConnection>) -> Result<i64> {
-        Ok(self.table.get(&connection)?.get()?.last_insert_rowid())
+        let connection = self.table.get(&connection)?;
+        // A pooled connection remembers its previous user's last statement;
+        // a fresh one (Spin's, per `open`) answers 0 until the guest runs one.
+        let rowid = connection.get()?.last_insert_rowid();
+        Ok(if connection.ran.get() { rowid } else { 0 })
     }
 
     fn changes(&mut self, connection: Resource<SqliteConnection>) -> Result<u64> {
-        Ok(self.table.get(&connection)?.get()?.changes())
+        let connection = self.table.get(&connection)?;
+        let changes = connection.get()?.changes();
+        Ok(if connection.ran.get() { changes } else { 0 })
     }
 
     fn drop(&mut self, connection: Resource<SqliteConnection>) -> Result<()> {

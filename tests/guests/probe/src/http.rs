@@ -43,13 +43,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             Ok(url) => routes::outbound(url.trim()).await,
             Err(reply) => reply,
         },
+        (Method::Get, ["sqlite3-fresh", db]) => routes::sqlite3_fresh(db),
         (Method::Get, ["loop"]) => routes::spin_forever(),
         (Method::Get, ["alloc"]) => routes::allocate_forever(),
         (
             _,
             [
-                "hello" | "headers" | "kv" | "sqlite" | "sqlite3" | "var" | "env" | "outbound"
-                | "echo" | "loop" | "alloc",
+                "hello" | "headers" | "kv" | "sqlite" | "sqlite3" | "sqlite3-fresh" | "var" | "env"
+                | "outbound" | "echo" | "loop" | "alloc",
                 ..,
             ],
         ) => fail(405, "method-not-allowed"),

@@ -94,6 +94,15 @@ sqlite_route!(
     sqlite3
 );
 
+/// What a freshly opened `spin:sqlite/sqlite@3.0.0` connection reports before
+/// any statement: `last-insert-rowid` and `changes` (0 and 0 on Spin).
+pub fn sqlite3_fresh(db: &str) -> Reply {
+    match spin_sdk::sqlite3::Connection::open(db) {
+        Ok(c) => ok(json!({ "last_insert_rowid": c.last_insert_rowid(), "changes": c.changes() })),
+        Err(err) => spin_error(&err),
+    }
+}
+
 /// A component variable.
 pub fn variable(name: &str) -> Reply {
     match spin_sdk::variables::get(name) {
