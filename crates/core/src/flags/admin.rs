@@ -151,6 +151,60 @@ fn check_key(key: &str, path: impl FnOnce() -> String) -> Result<(), AdminError>
     Ok(())
 }
 
+/// Refuses a flag whose `fractional` targeting names, as a literal bucket, a
+/// variant the flag does not have: it was stored, and every user hashed into
+/// that bucket then got an evaluation error instead of a variant. Checked
+/// where flags are written (a single PUT, an import), not where a stored
+/// document is compiled, so a set stored before keeps publishing.
+fn check_fractional_variants(key: &str, def: &Value) -> Result<(), AdminError> {
+    let (Some(variants), Some(targeting)) = (
+        def.get("variants").and_then(Value::as_object),
+        def.get("targeting"),
+    ) else {
+        return Ok(());
+    };
+    fractional_buckets_known(targeting, &format!("flags.{key}.targeting"), variants)
+}
+
+fn fractional_buckets_known(
+    node: &Value,
+    path: &str,
+    variants: &Map<String, Value>,
+) -> Result<(), AdminError> {
+    match node {
+        Value::Object(members) => {
+            for (name, value) in members {
+                let here = format!("{path}.{name}");
+                if let (true, Value::Array(args)) = (name == "fractional", value) {
+                    for (index, bucket) in args.iter().enumerate() {
+                        let Some(Value::String(variant)) =
+                            bucket.as_array().and_then(|b| b.first())
+                        else {
+                            continue;
+                        };
+                        if !variants.contains_key(variant) {
+                            let known: Vec<&str> = variants.keys().map(String::as_str).collect();
+                            return Err(invalid(
+                                format!("{here}[{index}][0]"),
+                                format!(
+                                    "fractional bucket {variant:?} is not a variant of the flag (variants: {})",
+                                    known.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+                fractional_buckets_known(value, &here, variants)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(index, item)| {
+            fractional_buckets_known(item, &format!("{path}[{index}]"), variants)
+        }),
+        _ => Ok(()),
+    }
+}
+
 impl FlagState {
     /// The seed state (`flags/seed.json`, nothing killed).
     pub fn seed() -> Result<FlagState, AdminError> {
@@ -229,8 +283,9 @@ impl FlagState {
         let new_flags = flags_of(&doc);
         // The same keys a single-flag PUT takes: a flag stored under any
         // other could be changed or deleted only by importing the whole set.
-        for key in new_flags.keys() {
+        for (key, def) in &new_flags {
             check_key(key, || format!("flags.{}", key.escape_debug()))?;
+            check_fractional_variants(key, def)?;
         }
         let kills: BTreeMap<String, Kill> = self
             .kills
@@ -274,6 +329,7 @@ impl FlagState {
     /// Creates or replaces one flag. A kill on it stays in force.
     pub fn put_flag(&self, key: &str, def: Value) -> Result<(FlagState, AuditEntry), AdminError> {
         check_key(key, || "key".to_owned())?;
+        check_fractional_variants(key, &def)?;
         let mut doc = self.document.clone();
         let Some(flags) = doc.get_mut("flags").and_then(Value::as_object_mut) else {
             return Err(invalid("flags", "the stored document has no flags object"));
@@ -656,6 +712,38 @@ mod tests {
             );
             assert!(seed().put_flag(key, flag.clone()).is_err(), "{key:?}");
         }
+    }
+
+    #[test]
+    fn a_fractional_bucket_must_name_a_variant_of_the_flag() {
+        let flag = |buckets: Value| {
+            json!({"state": "ENABLED", "variants": {"on": true, "off": false},
+                   "defaultVariant": "off",
+                   "targeting": {"if": [{"==": [{"var": "plan"}, "pro"]},
+                                        {"fractional": buckets}, null]}})
+        };
+        let err = seed()
+            .put_flag("f", flag(json!([["-1", 50], ["off", 50]])))
+            .unwrap_err();
+        let AdminError::Invalid { path, message } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(path, "flags.f.targeting.if[1].fractional[0][0]");
+        assert!(
+            message.contains("\"-1\" is not a variant of the flag (variants: off, on)"),
+            "{message}"
+        );
+        // The same in an import.
+        let mut doc = seed().document.clone();
+        doc["flags"]["f"] = flag(json!([["on", 50], ["of", 50]]));
+        assert!(
+            matches!(seed().import(doc), Err(AdminError::Invalid { path, .. })
+            if path == "flags.f.targeting.if[1].fractional[1][0]")
+        );
+        // Known names, a bucketing expression first and one-element buckets pass.
+        seed()
+            .put_flag("f", flag(json!([{"var": "email"}, ["on", 50], ["off"]])))
+            .unwrap();
     }
 
     #[test]

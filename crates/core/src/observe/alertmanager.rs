@@ -104,6 +104,16 @@ pub enum AmError {
         /// `startsAt` or `endsAt`.
         field: &'static str,
     },
+    /// A fingerprint (the stored alert's id) is longer than the generic
+    /// webhook's ids may be, or holds control characters.
+    #[error(
+        "alertmanager payload: alerts[{index}].fingerprint: at most {max} characters without control characters",
+        max = super::inbound::MAX_ID_CHARS
+    )]
+    Fingerprint {
+        /// Alert position.
+        index: usize,
+    },
 }
 
 /// Parses and checks a webhook body.
@@ -124,6 +134,14 @@ pub fn parse(body: &[u8]) -> Result<AmPayload, AmError> {
                 index,
                 field: "endsAt",
             });
+        }
+        // The fingerprint becomes the alert's id: held to what a generic
+        // webhook's id may be (a 100 KB one was stored as given).
+        let fingerprint = a.fingerprint.trim();
+        if fingerprint.chars().count() > super::inbound::MAX_ID_CHARS
+            || fingerprint.chars().any(char::is_control)
+        {
+            return Err(AmError::Fingerprint { index });
         }
     }
     Ok(p)
@@ -320,6 +338,24 @@ mod tests {
         assert_eq!(
             parse(br#"{"version":"4","status":"firing","alerts":[{"status":"firing","startsAt":"yesterday"}]}"#),
             Err(AmError::Time { index: 0, field: "startsAt" })
+        );
+        let with_fingerprint = |fp: &str| {
+            parse(
+                serde_json::json!({"version": "4", "status": "firing",
+                    "alerts": [{"status": "firing", "fingerprint": "ok"},
+                               {"status": "firing", "fingerprint": fp}]})
+                .to_string()
+                .as_bytes(),
+            )
+        };
+        assert!(with_fingerprint(&"f".repeat(128)).is_ok());
+        assert_eq!(
+            with_fingerprint(&"f".repeat(129)),
+            Err(AmError::Fingerprint { index: 1 })
+        );
+        assert_eq!(
+            with_fingerprint("a\u{0}b"),
+            Err(AmError::Fingerprint { index: 1 })
         );
     }
 
