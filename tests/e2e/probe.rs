@@ -305,6 +305,44 @@ async fn a_looping_guest_does_not_hold_up_requests_on_its_serving_thread() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_write_transaction_keeps_its_thread_until_it_commits() {
+    // Write transactions that compute in the guest past the point where the
+    // host starts yielding long instances, several per serving thread at
+    // once. An instance that yielded inside its transaction let the next one
+    // of its thread block the thread waiting for that lock (SQLite calls are
+    // synchronous) until SQLite gave up: "database is locked".
+    let host = std::sync::Arc::new(probe().start().await);
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    let count = 2 * threads + 1;
+    let writers: Vec<_> = (0..count)
+        .map(|_| {
+            let host = host.clone();
+            tokio::spawn(async move {
+                host.send_json("POST", "/probe/sqlite3-slow-tx/default/250", "")
+                    .await
+            })
+        })
+        .collect();
+    for w in writers {
+        let (status, body) = w.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = host
+        .send_json(
+            "POST",
+            "/probe/sqlite3/default",
+            "SELECT count(*) FROM slow_tx",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], serde_json::json!([[count]]));
+    let Ok(host) = std::sync::Arc::try_unwrap(host) else {
+        panic!("the host is still shared");
+    };
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_memory_gets_a_500_and_the_host_keeps_serving() {
     let host = probe().max_memory_bytes(32 * 1024 * 1024).start().await;
     let (status, body) = host.get_json("/probe/alloc").await;

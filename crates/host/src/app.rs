@@ -26,7 +26,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttp, WasiHttpView};
 
 use crate::bindings::wasi_2023_10_18::{WasiHttp20231018, WasiHttp20231018Pre};
 use crate::bindings::{SpinHost, cron_types};
-use crate::engine::{Limits, YIELD_EVERY_TICKS};
+use crate::engine::{Limits, YIELD_AFTER};
 use crate::instance::{ComponentGrants, InstanceState};
 use crate::outbound::{InternalDispatch, InternalTarget, OutboundClient, OutboundHooks};
 use crate::output::{PrefixedOutput, Target};
@@ -242,19 +242,26 @@ impl LoadedApp {
         // Epoch interruption bounds CPU-bound runaways even when the guest never
         // yields; the tokio timeout around each call bounds time spent in host
         // calls. A serving thread runs many instances on one runtime, so a
-        // guest that computes without calling the host must also give the
-        // others their turn: every YIELD_EVERY_TICKS it yields to the runtime
-        // (requests on the same thread used to wait for a looping guest's
-        // whole time limit), and once the limit has passed it traps.
+        // guest that has computed for long must also give the others their
+        // turn (requests on the same thread used to wait for a looping guest's
+        // whole time limit): past YIELD_AFTER it yields to the runtime at
+        // every tick, except while it holds a SQLite transaction — SQLite
+        // calls block their thread, so another instance of the thread
+        // waiting for that write lock would hold up the very instance that
+        // must finish to free it. Once the limit has passed it traps.
         let limit = self.limits.request_timeout;
         let started = std::time::Instant::now();
-        store.set_epoch_deadline(YIELD_EVERY_TICKS);
-        store.epoch_deadline_callback(move |_| {
-            if started.elapsed() >= limit {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            let ran = started.elapsed();
+            if ran >= limit {
                 return Ok(UpdateDeadline::Interrupt);
             }
+            if ran < YIELD_AFTER || ctx.data().in_sqlite_transaction() {
+                return Ok(UpdateDeadline::Continue(1));
+            }
             Ok(UpdateDeadline::YieldCustom(
-                YIELD_EVERY_TICKS,
+                1,
                 Box::pin(tokio::task::yield_now()),
             ))
         });

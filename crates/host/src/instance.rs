@@ -35,6 +35,11 @@ pub struct InstanceState {
     pub(crate) limits: StoreLimits,
     pub(crate) grants: Arc<ComponentGrants>,
     pub(crate) storage: Arc<StorageCatalog>,
+    /// SQLite connections of this instance with a transaction open: while
+    /// one is, the instance must not yield to its thread's other requests
+    /// (they would wait for its write lock on the same thread it needs to
+    /// finish, `app.rs::new_store`).
+    pub(crate) sqlite_transactions: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl InstanceState {
@@ -59,7 +64,15 @@ impl InstanceState {
                 .build(),
             grants,
             storage,
+            sqlite_transactions: Arc::default(),
         }
+    }
+
+    /// Whether a SQLite transaction is open on any of this instance's connections.
+    pub(crate) fn in_sqlite_transaction(&self) -> bool {
+        self.sqlite_transactions
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 }
 

@@ -37,6 +37,10 @@ pub struct SqliteConnection {
     prepared_session_state: std::cell::Cell<crate::storage::SessionState>,
     /// Whether the guest has run a statement on it since its `open`.
     ran: std::cell::Cell<bool>,
+    /// Whether a transaction is open on it, counted in the instance's
+    /// [`InstanceState::sqlite_transactions`].
+    in_transaction: std::cell::Cell<bool>,
+    transactions: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl SqliteConnection {
@@ -59,12 +63,30 @@ impl SqliteConnection {
             crate::storage::watching_session_state(|| execute(connection, statement, parameters));
         self.prepared_session_state
             .set(self.prepared_session_state.get().max(left));
+        self.note_transaction(!connection.is_autocommit());
         Ok(result)
+    }
+}
+
+impl SqliteConnection {
+    /// Keeps the instance's count of open transactions in step with this
+    /// connection's.
+    fn note_transaction(&self, open: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.in_transaction.replace(open) != open {
+            if open {
+                self.transactions.fetch_add(1, Relaxed);
+            } else {
+                self.transactions.fetch_sub(1, Relaxed);
+            }
+        }
     }
 }
 
 impl Drop for SqliteConnection {
     fn drop(&mut self) {
+        // Dropping the connection ends its transaction (rolled back).
+        self.note_transaction(false);
         if let Some(connection) = self.connection.take() {
             self.location
                 .release(connection, self.prepared_session_state.get());
@@ -169,6 +191,8 @@ impl InstanceState {
                 location: location.clone(),
                 prepared_session_state: std::cell::Cell::default(),
                 ran: std::cell::Cell::new(false),
+                in_transaction: std::cell::Cell::new(false),
+                transactions: self.sqlite_transactions.clone(),
             })?)),
             Err(error) => Ok(Err(SqliteFailure::Io(format!("{error:#}")))),
         }

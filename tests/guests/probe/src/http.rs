@@ -44,13 +44,17 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             Err(reply) => reply,
         },
         (Method::Get, ["sqlite3-fresh", db]) => routes::sqlite3_fresh(db),
+        (Method::Post, ["sqlite3-slow-tx", db, ms]) => match ms.parse() {
+            Ok(ms) => routes::sqlite3_slow_transaction(db, ms),
+            Err(_) => fail(400, "bad-duration"),
+        },
         (Method::Get, ["loop"]) => routes::spin_forever(),
         (Method::Get, ["alloc"]) => routes::allocate_forever(),
         (
             _,
             [
-                "hello" | "headers" | "kv" | "sqlite" | "sqlite3" | "sqlite3-fresh" | "var" | "env"
-                | "outbound" | "echo" | "loop" | "alloc",
+                "hello" | "headers" | "kv" | "sqlite" | "sqlite3" | "sqlite3-fresh"
+                | "sqlite3-slow-tx" | "var" | "env" | "outbound" | "echo" | "loop" | "alloc",
                 ..,
             ],
         ) => fail(405, "method-not-allowed"),

@@ -141,6 +141,31 @@ pub async fn outbound(url: &str) -> Reply {
     }
 }
 
+/// A write transaction that computes in the guest for `ms` milliseconds
+/// between its `BEGIN IMMEDIATE` and its `COMMIT`, inserting one row into
+/// `slow_tx` (created if missing): what a long request holding SQLite's
+/// write lock looks like to the host.
+pub fn sqlite3_slow_transaction(db: &str, ms: u64) -> Reply {
+    use spin_sdk::sqlite3::{Connection, Value as V};
+    let run = || -> Result<(), spin_sdk::sqlite3::Error> {
+        let c = Connection::open(db)?;
+        c.execute("CREATE TABLE IF NOT EXISTS slow_tx (at INTEGER)", &[])?;
+        c.execute("BEGIN IMMEDIATE", &[])?;
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+        let mut n: u64 = 0;
+        while std::time::Instant::now() < until {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+        c.execute("INSERT INTO slow_tx VALUES (?)", &[V::Integer(1)])?;
+        c.execute("COMMIT", &[])?;
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ok(json!({ "committed": true })),
+        Err(err) => spin_error(&err),
+    }
+}
+
 /// Runaway CPU: never returns; the host must interrupt it.
 pub fn spin_forever() -> Reply {
     let mut n: u64 = 0;
