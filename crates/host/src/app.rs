@@ -521,7 +521,7 @@ fn open_storage(
 ) -> Result<StorageCatalog> {
     let mut catalog = StorageCatalog::default();
     let mut backends: BTreeMap<PathBuf, Arc<KeyValueBackend>> = BTreeMap::new();
-    for component in manifest.components.values() {
+    for (id, component) in &manifest.components {
         for label in &component.key_value_stores {
             if catalog.key_value.contains_key(label) {
                 continue;
@@ -559,17 +559,33 @@ fn open_storage(
             catalog.key_value.insert(label.clone(), backend);
         }
         for label in &component.sqlite_databases {
-            let path = runtime_config
+            let configured = runtime_config
                 .sqlite_databases
                 .get(label)
-                .and_then(|database| database.path.clone())
-                .unwrap_or_else(|| {
-                    state_dir.join(if label == "default" {
+                .and_then(|database| database.path.clone());
+            let path = match configured {
+                Some(path) => path,
+                None => {
+                    let file = if label == "default" {
                         "sqlite_db.db".to_string()
                     } else {
                         format!("{label}.db")
-                    })
-                });
+                    };
+                    // A label's own file must not be another store's: the
+                    // label `sqlite_key_value` would give raw SQL over every
+                    // component's key-value data, `sqlite_db` over `default`.
+                    if label != "default"
+                        && (file == "sqlite_key_value.db" || file == "sqlite_db.db")
+                    {
+                        bail!(
+                            "component {id}: SQLite database label {label:?} would open {file}, \
+                             which holds another store; name the label differently or give it a \
+                             path under [sqlite_database.{label}] in the runtime config"
+                        );
+                    }
+                    state_dir.join(file)
+                }
+            };
             catalog
                 .sqlite
                 .insert(label.clone(), DatabaseLocation::file(path));
@@ -717,5 +733,37 @@ mod tests {
         );
         assert!(message.contains("Redis is unreachable"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[test]
+    fn a_sqlite_label_cannot_open_another_store_s_file() {
+        // Configured without a path, a label's file is `<label>.db` in the
+        // state directory: `sqlite_key_value` would be the key-value store
+        // of every component, `sqlite_db` the `default` database.
+        for label in ["sqlite_key_value", "sqlite_db"] {
+            let manifest = dol_manifest::manifest::parse(
+                &format!(
+                    "spin_manifest_version = 2\n[application]\nname = \"app\"\n\
+                     [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+                     [component.web]\nsource = \"web.wasm\"\nsqlite_databases = [\"{label}\"]\n"
+                ),
+                Path::new("spin.toml"),
+            )
+            .unwrap();
+            let config = RuntimeConfig::parse(
+                &format!("[sqlite_database.{label}]\ntype = \"spin\"\n"),
+                Path::new("runtime-config.toml"),
+            )
+            .unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let Err(error) = open_storage(&manifest, &config, dir.path()) else {
+                panic!("{label}: opened another store's file");
+            };
+            let message = format!("{error:#}");
+            assert!(
+                message.contains(&format!("component web: SQLite database label \"{label}\" would open {label}.db, which holds another store")),
+                "{message}"
+            );
+        }
     }
 }
