@@ -8,7 +8,8 @@ fi
 bench_pids=()
 bench_temp=()
 bench_cleanup() {
-  for p in "${bench_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # A paused process (SIGSTOP, bench/peers.sh) handles SIGTERM only once continued.
+  for p in "${bench_pids[@]}"; do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
   rm -rf "${bench_temp[@]}"
 }
 trap bench_cleanup EXIT

@@ -3,8 +3,9 @@
 # provider (`mock-llm`), through `dol up` (a real key, no cache), through
 # Portkey's gateway (Node.js, from npm) and through LiteLLM's proxy (Python,
 # from PyPI, one worker), each warmed up, then loaded with wrk at concurrency
-# 1 and 16 in the same run. Prints one table with the added p50/p99 over the
-# direct path and the req/s ratios to Portkey; asserts nothing.
+# 1 and 16 in the same run, the other gateways paused (SIGSTOP) meanwhile so
+# none takes CPU from the one measured. Prints one table with the added
+# p50/p99 over the direct path and the req/s ratios to Portkey; asserts nothing.
 #
 #   bench/peers.sh                      # 10 s per load point
 #   DURATION=5s PEERS_DIR=/tmp/peers bench/peers.sh
@@ -59,8 +60,11 @@ SPIN_VARIABLE_OPENAI_API_KEY=bench-provider-key \
 SPIN_VARIABLE_OPENAI_BASE_URL="http://$MOCK_ADDR/v1" \
 RUST_LOG=error "$BIN/dol" up -f spin.toml --listen "$DOL_ADDR" --state-dir "$state" >/dev/null 2>&1 &
 bench_pids+=($!)
+declare -A pid
+pid[dol]=$!
 NODE_ENV=production node "$portkey" --port="$PORTKEY_PORT" --headless >/dev/null 2>&1 &
 bench_pids+=($!)
+pid[portkey]=$!
 cat > "$state/litellm.yaml" <<YAML
 model_list:
   - model_name: gpt-4o
@@ -72,6 +76,7 @@ YAML
 "$litellm" --config "$state/litellm.yaml" --host 127.0.0.1 --port "$LITELLM_PORT" \
   --num_workers 1 >/dev/null 2>&1 &
 bench_pids+=($!)
+pid[litellm]=$!
 
 wait_for() { # URL SECONDS
   local deadline=$((SECONDS + $2))
@@ -119,12 +124,23 @@ for n in "${names[@]}"; do
   [ "$bad" -eq 0 ] || echo "warning: $n answers non-2xx during warm-up ($bad)" >&2
 done
 
+# only NAME: every gateway but NAME is paused (SIGSTOP), so an idle peer's
+# background work (LiteLLM's Python event loop, Node's timers, dol's
+# checkpointer) takes no CPU from the one being measured on 2 cores.
+only() {
+  local other
+  for other in dol portkey litellm; do
+    if [ "$other" = "$1" ]; then kill -CONT "${pid[$other]}"; else kill -STOP "${pid[$other]}"; fi
+  done
+}
 declare -A rps1 p50 p99 rps16 bad
 for n in "${names[@]}"; do
+  only "$n"
   read -r rps1[$n] p50[$n] p99[$n] b1 < <(load "${url[$n]}" 1 -s "${lua[$n]}")
   read -r rps16[$n] _ _ b16 < <(load "${url[$n]}" 16 -s "${lua[$n]}")
   bad[$n]=$((b1 + b16))
 done
+for n in dol portkey litellm; do kill -CONT "${pid[$n]}"; done
 
 echo
 echo "bench/peers.sh $(date -u +%Y-%m-%dT%H:%MZ), wrk $DURATION per point, $(nproc) cores"

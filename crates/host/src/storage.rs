@@ -784,7 +784,7 @@ const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 /// A checkpoint syncs the WAL and then the database file, and a commit that
 /// lands while the file system writes that back waits for it: the more a
 /// checkpoint has to write, the longer the commits behind it stall. Measured
-/// at concurrency 1 on the gateway (README "Performance"): every 1 s made
+/// at concurrency 1 on the gateway (bench/RESULTS.md, stop 27): every 1 s made
 /// p99 13 ms, every 100 ms 1.9–2.1 ms, every 20 ms 1.4 ms; every 10 ms began
 /// to cost the median.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(20);
