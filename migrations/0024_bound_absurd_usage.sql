@@ -7,20 +7,27 @@
 -- (metrics, health, the alerts scan) failed until the row expired. No real
 -- figure comes near 10^15 (a billion dollars, tokens or milliseconds in one
 -- minute, hour or request), so anything above it is such a value: it is set
--- to the bound of one request, an integer again. Nothing else changes.
-UPDATE usage_minute SET cost_micros = 1000000000000 WHERE cost_micros > 1000000000000000;
-UPDATE usage_minute SET baseline_micros = 1000000000000 WHERE baseline_micros > 1000000000000000;
-UPDATE usage_minute SET prompt_tokens = 1000000000000 WHERE prompt_tokens > 1000000000000000;
-UPDATE usage_minute SET completion_tokens = 1000000000000 WHERE completion_tokens > 1000000000000000;
-UPDATE usage_minute SET latency_sum_ms = 1000000000000 WHERE latency_sum_ms > 1000000000000000;
-UPDATE usage_hour SET cost_micros = 1000000000000 WHERE cost_micros > 1000000000000000;
-UPDATE usage_hour SET baseline_micros = 1000000000000 WHERE baseline_micros > 1000000000000000;
-UPDATE usage_hour SET prompt_tokens = 1000000000000 WHERE prompt_tokens > 1000000000000000;
-UPDATE usage_hour SET completion_tokens = 1000000000000 WHERE completion_tokens > 1000000000000000;
-UPDATE usage_hour SET latency_sum_ms = 1000000000000 WHERE latency_sum_ms > 1000000000000000;
-UPDATE requests SET cost_micros = 1000000000000 WHERE cost_micros > 1000000000000000;
-UPDATE requests SET baseline_cost_micros = 1000000000000 WHERE baseline_cost_micros > 1000000000000000;
-UPDATE requests SET prompt_tokens = 1000000000000 WHERE prompt_tokens > 1000000000000000;
-UPDATE requests SET completion_tokens = 1000000000000 WHERE completion_tokens > 1000000000000000;
-UPDATE requests SET latency_ms = 1000000000000 WHERE latency_ms > 1000000000000000;
-UPDATE requests SET ttft_ms = 1000000000000 WHERE ttft_ms > 1000000000000000;
+-- to the bound of one request, an integer again. Nothing else changes. One
+-- statement per table, so each table is scanned once.
+UPDATE usage_minute SET
+    cost_micros = CASE WHEN cost_micros > 1000000000000000 THEN 1000000000000 ELSE cost_micros END,
+    baseline_micros = CASE WHEN baseline_micros > 1000000000000000 THEN 1000000000000 ELSE baseline_micros END,
+    prompt_tokens = CASE WHEN prompt_tokens > 1000000000000000 THEN 1000000000000 ELSE prompt_tokens END,
+    completion_tokens = CASE WHEN completion_tokens > 1000000000000000 THEN 1000000000000 ELSE completion_tokens END,
+    latency_sum_ms = CASE WHEN latency_sum_ms > 1000000000000000 THEN 1000000000000 ELSE latency_sum_ms END
+WHERE cost_micros > 1000000000000000 OR baseline_micros > 1000000000000000 OR prompt_tokens > 1000000000000000 OR completion_tokens > 1000000000000000 OR latency_sum_ms > 1000000000000000;
+UPDATE usage_hour SET
+    cost_micros = CASE WHEN cost_micros > 1000000000000000 THEN 1000000000000 ELSE cost_micros END,
+    baseline_micros = CASE WHEN baseline_micros > 1000000000000000 THEN 1000000000000 ELSE baseline_micros END,
+    prompt_tokens = CASE WHEN prompt_tokens > 1000000000000000 THEN 1000000000000 ELSE prompt_tokens END,
+    completion_tokens = CASE WHEN completion_tokens > 1000000000000000 THEN 1000000000000 ELSE completion_tokens END,
+    latency_sum_ms = CASE WHEN latency_sum_ms > 1000000000000000 THEN 1000000000000 ELSE latency_sum_ms END
+WHERE cost_micros > 1000000000000000 OR baseline_micros > 1000000000000000 OR prompt_tokens > 1000000000000000 OR completion_tokens > 1000000000000000 OR latency_sum_ms > 1000000000000000;
+UPDATE requests SET
+    cost_micros = CASE WHEN cost_micros > 1000000000000000 THEN 1000000000000 ELSE cost_micros END,
+    baseline_cost_micros = CASE WHEN baseline_cost_micros > 1000000000000000 THEN 1000000000000 ELSE baseline_cost_micros END,
+    prompt_tokens = CASE WHEN prompt_tokens > 1000000000000000 THEN 1000000000000 ELSE prompt_tokens END,
+    completion_tokens = CASE WHEN completion_tokens > 1000000000000000 THEN 1000000000000 ELSE completion_tokens END,
+    latency_ms = CASE WHEN latency_ms > 1000000000000000 THEN 1000000000000 ELSE latency_ms END,
+    ttft_ms = CASE WHEN ttft_ms > 1000000000000000 THEN 1000000000000 ELSE ttft_ms END
+WHERE cost_micros > 1000000000000000 OR baseline_cost_micros > 1000000000000000 OR prompt_tokens > 1000000000000000 OR completion_tokens > 1000000000000000 OR latency_ms > 1000000000000000 OR ttft_ms > 1000000000000000;

@@ -155,10 +155,13 @@ async fn a_guest_s_pragma_never_reaches_the_next_request() {
     succeeds(&host, v3, "INSERT INTO p VALUES (41), (42)").await;
     let (status, fresh) = host.get_json("/probe/sqlite3-fresh/default").await;
     assert_eq!(status, 200, "{fresh}");
+    // Before any statement and after a SELECT (which moves neither).
+    let zero = serde_json::json!({"last_insert_rowid": 0, "changes": 0});
     assert_eq!(
         fresh,
-        serde_json::json!({"last_insert_rowid": 0, "changes": 0})
+        serde_json::json!({"before": zero, "after_select": zero})
     );
+
     // Process-wide settings are refused outright.
     for route in SQLITE_ROUTES {
         let detail = io_error(&host, route, "PRAGMA hard_heap_limit = 3000000").await;

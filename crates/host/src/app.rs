@@ -26,7 +26,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttp, WasiHttpView};
 
 use crate::bindings::wasi_2023_10_18::{WasiHttp20231018, WasiHttp20231018Pre};
 use crate::bindings::{SpinHost, cron_types};
-use crate::engine::{Limits, YIELD_AFTER};
+use crate::engine::{Limits, TRANSACTION_TICKS_WITHOUT_YIELD, YIELD_AFTER_TICKS};
 use crate::instance::{ComponentGrants, InstanceState};
 use crate::outbound::{InternalDispatch, InternalTarget, OutboundClient, OutboundHooks};
 use crate::output::{PrefixedOutput, Target};
@@ -242,22 +242,36 @@ impl LoadedApp {
         // Epoch interruption bounds CPU-bound runaways even when the guest never
         // yields; the tokio timeout around each call bounds time spent in host
         // calls. A serving thread runs many instances on one runtime, so a
-        // guest that has computed for long must also give the others their
-        // turn (requests on the same thread used to wait for a looping guest's
-        // whole time limit): past YIELD_AFTER it yields to the runtime at
-        // every tick, except while it holds a SQLite transaction — SQLite
-        // calls block their thread, so another instance of the thread
-        // waiting for that write lock would hold up the very instance that
-        // must finish to free it. Once the limit has passed it traps.
+        // guest that computes for long must also give the others their turn
+        // (requests on the same thread used to wait for a looping guest's
+        // whole time limit): once it has run YIELD_AFTER_TICKS epoch ticks
+        // (counted only while guest code runs: the callback fires when code
+        // runs into a tick, so time waiting on a provider does not count) it
+        // yields at every tick — except while it holds a SQLite transaction,
+        // because SQLite calls block their thread and another instance of the
+        // thread waiting for that write lock would hold up the very instance
+        // that must finish to free it. That exemption ends after
+        // TRANSACTION_TICKS_WITHOUT_YIELD (as long as a waiter's busy timeout),
+        // so `BEGIN; loop {}` cannot keep its thread. Past the limit: a trap.
         let limit = self.limits.request_timeout;
         let started = std::time::Instant::now();
+        let mut running_ticks: u64 = 0;
+        let mut transaction_ticks: u64 = 0;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
-            let ran = started.elapsed();
-            if ran >= limit {
+            if started.elapsed() >= limit {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            if ran < YIELD_AFTER || ctx.data().in_sqlite_transaction() {
+            running_ticks += 1;
+            let in_transaction = ctx.data().in_sqlite_transaction();
+            transaction_ticks = if in_transaction {
+                transaction_ticks + 1
+            } else {
+                0
+            };
+            let keep_running = running_ticks < YIELD_AFTER_TICKS
+                || (in_transaction && transaction_ticks < TRANSACTION_TICKS_WITHOUT_YIELD);
+            if keep_running {
                 return Ok(UpdateDeadline::Continue(1));
             }
             Ok(UpdateDeadline::YieldCustom(
@@ -513,6 +527,19 @@ fn redact_password(url: &str) -> String {
     }
 }
 
+/// The label every app has, for SQLite as for key-value stores.
+const DEFAULT_SQLITE_LABEL: &str = "default";
+
+/// Where a SQLite label lives when the runtime config gives it no path:
+/// Spin's file names in the state directory.
+fn default_sqlite_path(state_dir: &Path, label: &str) -> PathBuf {
+    state_dir.join(if label == DEFAULT_SQLITE_LABEL {
+        "sqlite_db.db".to_string()
+    } else {
+        format!("{label}.db")
+    })
+}
+
 /// Opens every store and database some component lists, as Spin does at start-up.
 fn open_storage(
     manifest: &Manifest,
@@ -521,6 +548,8 @@ fn open_storage(
 ) -> Result<StorageCatalog> {
     let mut catalog = StorageCatalog::default();
     let mut backends: BTreeMap<PathBuf, Arc<KeyValueBackend>> = BTreeMap::new();
+    // SQLite labels placed in the state directory by their name alone.
+    let mut derived: Vec<(&String, &String, PathBuf)> = Vec::new();
     for (id, component) in &manifest.components {
         for label in &component.key_value_stores {
             if catalog.key_value.contains_key(label) {
@@ -566,29 +595,34 @@ fn open_storage(
             let path = match configured {
                 Some(path) => path,
                 None => {
-                    let file = if label == "default" {
-                        "sqlite_db.db".to_string()
-                    } else {
-                        format!("{label}.db")
-                    };
-                    // A label's own file must not be another store's: the
-                    // label `sqlite_key_value` would give raw SQL over every
-                    // component's key-value data, `sqlite_db` over `default`.
-                    if label != "default"
-                        && (file == "sqlite_key_value.db" || file == "sqlite_db.db")
-                    {
-                        bail!(
-                            "component {id}: SQLite database label {label:?} would open {file}, \
-                             which holds another store; name the label differently or give it a \
-                             path under [sqlite_database.{label}] in the runtime config"
-                        );
+                    let path = default_sqlite_path(state_dir, label);
+                    if label != DEFAULT_SQLITE_LABEL {
+                        derived.push((id, label, path.clone()));
                     }
-                    state_dir.join(file)
+                    path
                 }
             };
             catalog
                 .sqlite
                 .insert(label.clone(), DatabaseLocation::file(path));
+        }
+    }
+    // A label's own file must not be another store's: `sqlite_key_value`
+    // (or any label whose file a key-value store uses) would give raw SQL
+    // over every component's key-value data, `sqlite_db` over `default`.
+    let default_path = runtime_config
+        .sqlite_databases
+        .get(DEFAULT_SQLITE_LABEL)
+        .and_then(|database| database.path.clone())
+        .unwrap_or_else(|| default_sqlite_path(state_dir, DEFAULT_SQLITE_LABEL));
+    for (id, label, path) in derived {
+        if backends.contains_key(&path) || path == default_path {
+            bail!(
+                "component {id}: SQLite database label {label:?} would open {}, which holds \
+                 another store; name the label differently or give it a path under \
+                 [sqlite_database.{label}] in the runtime config",
+                path.display()
+            );
         }
     }
     Ok(catalog)
@@ -739,31 +773,61 @@ mod tests {
     fn a_sqlite_label_cannot_open_another_store_s_file() {
         // Configured without a path, a label's file is `<label>.db` in the
         // state directory: `sqlite_key_value` would be the key-value store
-        // of every component, `sqlite_db` the `default` database.
-        for label in ["sqlite_key_value", "sqlite_db"] {
+        // of every component, `sqlite_db` the `default` database, and `kv`
+        // a key-value store the runtime config placed at `<state>/kv.db`.
+        let dir = tempfile::tempdir().unwrap();
+        let kv_file = dir.path().join("kv.db");
+        for (label, kv_config) in [
+            ("sqlite_key_value", String::new()),
+            ("sqlite_db", String::new()),
+            (
+                "kv",
+                format!(
+                    "[key_value_store.default]\ntype = \"spin\"\npath = {:?}\n",
+                    kv_file
+                ),
+            ),
+        ] {
             let manifest = dol_manifest::manifest::parse(
                 &format!(
                     "spin_manifest_version = 2\n[application]\nname = \"app\"\n\
                      [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
-                     [component.web]\nsource = \"web.wasm\"\nsqlite_databases = [\"{label}\"]\n"
+                     [component.web]\nsource = \"web.wasm\"\nkey_value_stores = [\"default\"]\n\
+                     sqlite_databases = [\"{label}\"]\n"
                 ),
                 Path::new("spin.toml"),
             )
             .unwrap();
             let config = RuntimeConfig::parse(
-                &format!("[sqlite_database.{label}]\ntype = \"spin\"\n"),
+                &format!("{kv_config}[sqlite_database.{label}]\ntype = \"spin\"\n"),
                 Path::new("runtime-config.toml"),
             )
             .unwrap();
-            let dir = tempfile::tempdir().unwrap();
             let Err(error) = open_storage(&manifest, &config, dir.path()) else {
                 panic!("{label}: opened another store's file");
             };
             let message = format!("{error:#}");
             assert!(
-                message.contains(&format!("component web: SQLite database label \"{label}\" would open {label}.db, which holds another store")),
+                message.contains(&format!(
+                    "component web: SQLite database label \"{label}\" would open "
+                )) && message.contains(&format!("{label}.db, which holds another store")),
                 "{message}"
             );
         }
+        // Any other label gets its own file.
+        let manifest = dol_manifest::manifest::parse(
+            "spin_manifest_version = 2\n[application]\nname = \"app\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"web\"\n\
+             [component.web]\nsource = \"web.wasm\"\nkey_value_stores = [\"default\"]\n\
+             sqlite_databases = [\"default\", \"reports\"]\n",
+            Path::new("spin.toml"),
+        )
+        .unwrap();
+        let config = RuntimeConfig::parse(
+            "[sqlite_database.reports]\ntype = \"spin\"\n",
+            Path::new("runtime-config.toml"),
+        )
+        .unwrap();
+        assert!(open_storage(&manifest, &config, dir.path()).is_ok());
     }
 }

@@ -135,12 +135,21 @@ impl Drop for EpochTicker {
     }
 }
 
-/// How long an instance runs before it starts yielding to its serving
-/// thread's other requests at every [`EPOCH_TICK`] (its time limit is
-/// checked at every tick). Ordinary requests finish well within it and
-/// never yield (a yield in every request measured 0.00× throughput at
-/// concurrency 16: instances yielded inside their SQLite transactions, and
-/// the others of the thread blocked it waiting for that lock); a request
-/// next to a looping guest waits about this long, then a tick per turn,
-/// not the looping guest's whole time limit.
-pub const YIELD_AFTER: Duration = Duration::from_millis(100);
+/// Epoch ticks an instance's code runs into before it starts yielding to its
+/// serving thread's other requests at every tick (10, about 100 ms of
+/// guest computation; time spent waiting in host calls does not count).
+/// Ordinary requests compute far less and never yield (a yield at every tick
+/// in every instance measured 0.00× throughput at concurrency 16: instances
+/// yielded inside their SQLite transactions, and the others of the thread
+/// blocked it waiting for that lock); a request next to a looping guest
+/// waits about this long, then a tick per turn, not the looping guest's
+/// whole time limit.
+pub const YIELD_AFTER_TICKS: u64 = 10;
+
+/// Epoch ticks an instance holding a SQLite transaction may run without
+/// yielding: SQLite's busy timeout (5 s), so a guest that computes forever
+/// inside a transaction keeps its thread no longer than another instance
+/// would wait for its lock anyway.
+// Both durations are a few seconds at most: the quotient fits any integer.
+pub const TRANSACTION_TICKS_WITHOUT_YIELD: u64 =
+    (crate::storage::BUSY_TIMEOUT.as_millis() / EPOCH_TICK.as_millis()) as u64;

@@ -103,19 +103,20 @@ impl AsyncWrite for LineWriter {
     ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         for piece in buf.split_inclusive(|b| *b == b'\n') {
-            match piece.strip_suffix(b"\n") {
-                Some(end) => {
-                    this.pending.extend_from_slice(end);
-                    let line = std::mem::take(&mut this.pending);
-                    this.emit(&line);
-                }
-                None => this.pending.extend_from_slice(piece),
-            }
+            let (text, ends_line) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            this.pending.extend_from_slice(text);
             // A guest writing without newlines must not grow the host's memory
             // without bound: the part past the limit goes out as lines of its own.
             while this.pending.len() > MAX_LINE_BYTES {
                 let rest = this.pending.split_off(MAX_LINE_BYTES);
                 let line = std::mem::replace(&mut this.pending, rest);
+                this.emit(&line);
+            }
+            if ends_line {
+                let line = std::mem::take(&mut this.pending);
                 this.emit(&line);
             }
         }
@@ -193,5 +194,29 @@ mod tests {
                 .iter()
                 .all(|l| l.len() == "[c] ".len() + MAX_LINE_BYTES + 1)
         );
+    }
+
+    #[test]
+    fn a_long_line_in_one_write_is_split_too() {
+        let (mut w, lines) = writer();
+        let mut line = vec![b'y'; 200 * 1024];
+        line.push(b'\n');
+        write(&mut w, &line);
+        let lengths: Vec<usize> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.len() - "[c] ".len() - 1)
+            .collect();
+        assert_eq!(
+            lengths,
+            [
+                MAX_LINE_BYTES,
+                MAX_LINE_BYTES,
+                MAX_LINE_BYTES,
+                200 * 1024 - 3 * MAX_LINE_BYTES
+            ]
+        );
+        assert!(w.pending.is_empty());
     }
 }

@@ -35,8 +35,12 @@ pub struct SqliteConnection {
     /// What the guest's statements may have left on the connection (it is
     /// then inspected, or closed, instead of simply pooled again).
     prepared_session_state: std::cell::Cell<crate::storage::SessionState>,
-    /// Whether the guest has run a statement on it since its `open`.
-    ran: std::cell::Cell<bool>,
+    /// What the connection had done when this guest opened it (a pooled
+    /// connection remembers its previous user's statements): its
+    /// `total_changes` and `last_insert_rowid` then.
+    opened_with: (u64, i64),
+    /// Whether a statement of this guest moved `last_insert_rowid`.
+    rowid_moved: std::cell::Cell<bool>,
     /// Whether a transaction is open on it, counted in the instance's
     /// [`InstanceState::sqlite_transactions`].
     in_transaction: std::cell::Cell<bool>,
@@ -58,12 +62,14 @@ impl SqliteConnection {
         parameters: Vec<SqlValue>,
     ) -> Result<Result<QueryRows, SqliteFailure>> {
         let connection = self.get()?;
-        self.ran.set(true);
         let (result, left) =
             crate::storage::watching_session_state(|| execute(connection, statement, parameters));
         self.prepared_session_state
             .set(self.prepared_session_state.get().max(left));
         self.note_transaction(!connection.is_autocommit());
+        if connection.last_insert_rowid() != self.opened_with.1 {
+            self.rowid_moved.set(true);
+        }
         Ok(result)
     }
 }
@@ -187,10 +193,11 @@ impl InstanceState {
         };
         match location.connect() {
             Ok(connection) => Ok(Ok(self.table.push(SqliteConnection {
+                opened_with: (connection.total_changes(), connection.last_insert_rowid()),
                 connection: Some(connection),
                 location: location.clone(),
                 prepared_session_state: std::cell::Cell::default(),
-                ran: std::cell::Cell::new(false),
+                rowid_moved: std::cell::Cell::new(false),
                 in_transaction: std::cell::Cell::new(false),
                 transactions: self.sqlite_transactions.clone(),
             })?)),
@@ -394,17 +401,31 @@ impl sqlite_v3::HostConnection for InstanceState {
     }
 
     fn last_insert_rowid(&mut self, connection: Resource<SqliteConnection>) -> Result<i64> {
-        let connection = self.table.get(&connection)?;
-        // A pooled connection remembers its previous user's last statement;
-        // a fresh one (Spin's, per `open`) answers 0 until the guest runs one.
-        let rowid = connection.get()?.last_insert_rowid();
-        Ok(if connection.ran.get() { rowid } else { 0 })
+        // A pooled connection remembers its previous user's last insert; a
+        // fresh one (Spin's, per `open`) answers 0 until the guest inserts.
+        // The guest inserted if its statements moved the rowid or changed
+        // rows at all (the one case left open: a guest that only updated or
+        // deleted rows sees the previous user's rowid, an integer).
+        let sqlite = self.table.get(&connection)?;
+        let conn = sqlite.get()?;
+        let changed = conn.total_changes() != sqlite.opened_with.0;
+        Ok(if sqlite.rowid_moved.get() || changed {
+            conn.last_insert_rowid()
+        } else {
+            0
+        })
     }
 
     fn changes(&mut self, connection: Resource<SqliteConnection>) -> Result<u64> {
-        let connection = self.table.get(&connection)?;
-        let changes = connection.get()?.changes();
-        Ok(if connection.ran.get() { changes } else { 0 })
+        // `changes` counts the connection's last INSERT, UPDATE or DELETE:
+        // the guest's own once its statements changed any row, else 0.
+        let sqlite = self.table.get(&connection)?;
+        let conn = sqlite.get()?;
+        Ok(if conn.total_changes() != sqlite.opened_with.0 {
+            conn.changes()
+        } else {
+            0
+        })
     }
 
     fn drop(&mut self, connection: Resource<SqliteConnection>) -> Result<()> {

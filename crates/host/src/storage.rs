@@ -18,7 +18,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// How long a writer waits for another writer before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A key-value store behind one or more labels: a SQLite file (Spin's
 /// default) or a Redis server (`type = "redis"` in the runtime config).
@@ -682,9 +682,10 @@ pub enum SessionState {
     /// Maybe an attached database or a TEMP object: the pool checks for
     /// them ([`carries_session_state`]) and closes the connection if so.
     Inspect,
-    /// A PRAGMA ran: it may have changed a connection setting
-    /// (`foreign_keys`, `query_only`, `locking_mode`, `busy_timeout`, …),
-    /// which no query can enumerate, so the connection is closed.
+    /// A PRAGMA that sets something ran: it may have changed a connection
+    /// setting (`foreign_keys`, `query_only`, `locking_mode`,
+    /// `busy_timeout`, …), which no query can enumerate, so the connection
+    /// is closed. (Reading a PRAGMA, or asking one about the schema, is clean.)
     Discard,
 }
 
@@ -710,6 +711,17 @@ pub fn watching_session_state<T>(f: impl FnOnce() -> T) -> (T, SessionState) {
 /// Anything SQLite reports that rusqlite cannot decode is inspected too.
 fn session_state_of(context: &AuthContext<'_>) -> SessionState {
     match context.action {
+        // Reading a setting, or a schema question, changes nothing.
+        AuthAction::Pragma {
+            pragma_value: None, ..
+        } => SessionState::Clean,
+        AuthAction::Pragma { pragma_name, .. }
+            if READ_ONLY_PRAGMAS_WITH_ARGUMENT
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(pragma_name)) =>
+        {
+            SessionState::Clean
+        }
         AuthAction::Pragma { .. } => SessionState::Discard,
         AuthAction::Attach { .. }
         | AuthAction::Detach { .. }
@@ -722,6 +734,20 @@ fn session_state_of(context: &AuthContext<'_>) -> SessionState {
         _ => SessionState::Clean,
     }
 }
+
+/// PRAGMAs whose argument names what to read rather than a value to set
+/// (`PRAGMA table_info(t)`): they leave the connection as it was.
+const READ_ONLY_PRAGMAS_WITH_ARGUMENT: [&str; 9] = [
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+];
 
 /// PRAGMAs whose setting is process-wide in SQLite: one guest setting
 /// `hard_heap_limit` low made every other SQLite connection of the host
@@ -1617,6 +1643,15 @@ mod tests {
         assert_eq!(left("CREATE INDEX t_b ON t(b)"), SessionState::Clean);
         // What can stay on the connection for the next request.
         assert_eq!(left("PRAGMA foreign_keys = ON"), SessionState::Discard);
+        assert_eq!(left("PRAGMA main.cache_size = 10"), SessionState::Discard);
+        // Reading a setting or the schema leaves the connection poolable.
+        assert_eq!(left("PRAGMA foreign_keys"), SessionState::Clean);
+        assert_eq!(left("PRAGMA user_version"), SessionState::Clean);
+        assert_eq!(left("PRAGMA table_info(t)"), SessionState::Clean);
+        assert_eq!(
+            left("SELECT name FROM pragma_table_info('t')"),
+            SessionState::Clean
+        );
         assert!(flagged("CREATE TEMP VIEW v AS SELECT b FROM t"));
         assert!(flagged("SELECT * FROM temp.v"));
         assert!(flagged("ATTACH ':memory:' AS m"));

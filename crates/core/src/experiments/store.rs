@@ -259,17 +259,21 @@ pub fn insert_events(
 /// SQL for gateway metrics: `(variant, n, sum, sum_sq)` or, for success,
 /// `(variant, n, successes)`, over requests since `?`.
 fn gateway_sql(kind: &MetricKind) -> Option<&'static str> {
+    // Squares are summed as floats: on PostgreSQL a BIGINT square overflows
+    // (and fails the read) once one request costs more than about $3,000.
     Some(match kind {
         MetricKind::Quality => {
             "SELECT variant, COUNT(quality), TOTAL(quality), TOTAL(quality * quality) \
              FROM requests WHERE ts >= ? AND quality IS NOT NULL GROUP BY variant"
         }
         MetricKind::LatencyMs => {
-            "SELECT variant, COUNT(*), TOTAL(latency_ms), TOTAL(latency_ms * latency_ms) \
+            "SELECT variant, COUNT(*), TOTAL(latency_ms), \
+             TOTAL(CAST(latency_ms AS REAL) * latency_ms) \
              FROM requests WHERE ts >= ? GROUP BY variant"
         }
         MetricKind::Cost => {
-            "SELECT variant, COUNT(*), TOTAL(cost_micros), TOTAL(cost_micros * cost_micros) \
+            "SELECT variant, COUNT(*), TOTAL(cost_micros), \
+             TOTAL(CAST(cost_micros AS REAL) * cost_micros) \
              FROM requests WHERE ts >= ? AND cost_unknown = 0 AND cost_micros IS NOT NULL \
              GROUP BY variant"
         }

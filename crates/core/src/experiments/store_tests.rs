@@ -272,6 +272,47 @@ fn gateway_statistics_come_from_requests() {
 }
 
 #[test]
+fn costly_requests_still_give_a_cost_statistic() {
+    // A request over about $3,000 (3.04e9 µ$) overflowed the BIGINT square
+    // on PostgreSQL and failed the whole report; the bound on one request's
+    // stored cost is 10^12.
+    let mut db = db();
+    let d = definition::parse(
+        &json!({
+            "flag": "f", "control": "a", "start_ms": 1000,
+            "variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+            "primary": {"kind": "cost"}
+        }),
+        0,
+    )
+    .unwrap();
+    let big = 1_000_000_000_000_i64;
+    request(&mut db, 1, 1000, "a", 10, None, Some(big), "success");
+    request(
+        &mut db,
+        2,
+        1001,
+        "a",
+        10,
+        None,
+        Some(4_000_000_000),
+        "success",
+    );
+    let data = store::collect(&mut db, &d).unwrap();
+    let MetricData::Mean(sample) = &data["a"].metrics["cost"] else {
+        panic!("{:?}", data["a"].metrics);
+    };
+    assert_eq!(sample.n, 2);
+    assert_eq!(sample.sum, 1.004e12);
+    let expected_sq = 1e24 + 1.6e19;
+    assert!(
+        (sample.sum_sq - expected_sq).abs() / expected_sq < 1e-12,
+        "{}",
+        sample.sum_sq
+    );
+}
+
+#[test]
 fn a_request_s_events_are_stored_all_or_none() {
     let mut db = db();
     let events = [

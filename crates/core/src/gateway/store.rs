@@ -528,12 +528,14 @@ fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
     let org_row = s.org_id.map(org_usage_key);
     for row in std::iter::once(s.key_id).chain(org_row.as_deref()) {
         let stored = usage_for_update(tx, row)?;
+        // Bounded like the telemetry rows, so a provider reporting nonsense
+        // usage charges the key what the records show, not i64::MAX.
         let next = keys::settle(
             &stored,
             s.want,
             s.reserved_at_secs,
-            s.tokens,
-            s.cost_micros,
+            s.tokens.min(MAX_PER_REQUEST),
+            s.cost_micros.min(MAX_PER_REQUEST),
             s.now_secs,
         );
         write_usage(tx, row, &next)?;

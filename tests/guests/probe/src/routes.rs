@@ -94,11 +94,19 @@ sqlite_route!(
     sqlite3
 );
 
-/// What a freshly opened `spin:sqlite/sqlite@3.0.0` connection reports before
-/// any statement: `last-insert-rowid` and `changes` (0 and 0 on Spin).
+/// What a freshly opened `spin:sqlite/sqlite@3.0.0` connection reports as
+/// `last-insert-rowid` and `changes` before any statement and after a
+/// `SELECT` (0 and 0 both times on Spin).
 pub fn sqlite3_fresh(db: &str) -> Reply {
-    match spin_sdk::sqlite3::Connection::open(db) {
-        Ok(c) => ok(json!({ "last_insert_rowid": c.last_insert_rowid(), "changes": c.changes() })),
+    let read = || -> Result<Value, spin_sdk::sqlite3::Error> {
+        let c = spin_sdk::sqlite3::Connection::open(db)?;
+        let before = json!({ "last_insert_rowid": c.last_insert_rowid(), "changes": c.changes() });
+        c.execute("SELECT 1", &[])?;
+        let after = json!({ "last_insert_rowid": c.last_insert_rowid(), "changes": c.changes() });
+        Ok(json!({ "before": before, "after_select": after }))
+    };
+    match read() {
+        Ok(body) => ok(body),
         Err(err) => spin_error(&err),
     }
 }
