@@ -345,6 +345,33 @@ async fn a_long_write_transaction_keeps_its_thread_until_it_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_that_computes_past_the_busy_timeout_is_stopped_and_rolled_back() {
+    // An instance inside a SQLite transaction never yields its thread; one
+    // that computes there for longer than SQLite's busy timeout (5 s, when
+    // every waiter for its lock has failed anyway) is stopped instead of
+    // keeping its thread and the write lock until its 30 s limit.
+    let host = probe().start().await;
+    let (status, body) = host
+        .send_json("POST", "/probe/sqlite3-slow-tx/default/20000", "")
+        .await;
+    assert_eq!(status, 500, "{body}");
+    let (status, body) = host
+        .send_json(
+            "POST",
+            "/probe/sqlite3/default",
+            "SELECT count(*) FROM slow_tx",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], serde_json::json!([[0]]), "rolled back");
+    let (status, body) = host
+        .send_json("POST", "/probe/sqlite3-slow-tx/default/10", "")
+        .await;
+    assert_eq!(status, 200, "the lock is free again: {body}");
+    host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runaway_memory_gets_a_500_and_the_host_keeps_serving() {
     let host = probe().max_memory_bytes(32 * 1024 * 1024).start().await;
     let (status, body) = host.get_json("/probe/alloc").await;

@@ -244,15 +244,16 @@ impl LoadedApp {
         // calls. A serving thread runs many instances on one runtime, so a
         // guest that computes for long must also give the others their turn
         // (requests on the same thread used to wait for a looping guest's
-        // whole time limit): once it has run YIELD_AFTER_TICKS epoch ticks
-        // (counted only while guest code runs: the callback fires when code
-        // runs into a tick, so time waiting on a provider does not count) it
-        // yields at every tick — except while it holds a SQLite transaction,
-        // because SQLite calls block their thread and another instance of the
-        // thread waiting for that write lock would hold up the very instance
-        // that must finish to free it. That exemption ends after
-        // TRANSACTION_TICKS_WITHOUT_YIELD (as long as a waiter's busy timeout),
-        // so `BEGIN; loop {}` cannot keep its thread. Past the limit: a trap.
+        // whole time limit): once its code has run into YIELD_AFTER_TICKS
+        // epoch ticks (a wait in a host call counts as at most one) it yields
+        // at every tick — except while it holds a SQLite transaction, because
+        // SQLite calls block their thread and another instance of the thread
+        // waiting for that write lock would hold up the very instance that
+        // must finish to free it. An instance that runs into
+        // TRANSACTION_TICKS_WITHOUT_YIELD ticks inside a transaction (SQLite's
+        // busy timeout, after which every waiter has failed anyway) is
+        // stopped, which rolls its transaction back: `BEGIN; loop {}` cannot
+        // keep its thread or the lock. Past the time limit: a trap as well.
         let limit = self.limits.request_timeout;
         let started = std::time::Instant::now();
         let mut running_ticks: u64 = 0;
@@ -269,9 +270,14 @@ impl LoadedApp {
             } else {
                 0
             };
-            let keep_running = running_ticks < YIELD_AFTER_TICKS
-                || (in_transaction && transaction_ticks < TRANSACTION_TICKS_WITHOUT_YIELD);
-            if keep_running {
+            if in_transaction {
+                return Ok(if transaction_ticks < TRANSACTION_TICKS_WITHOUT_YIELD {
+                    UpdateDeadline::Continue(1)
+                } else {
+                    UpdateDeadline::Interrupt
+                });
+            }
+            if running_ticks < YIELD_AFTER_TICKS {
                 return Ok(UpdateDeadline::Continue(1));
             }
             Ok(UpdateDeadline::YieldCustom(
@@ -530,6 +536,21 @@ fn redact_password(url: &str) -> String {
 /// The label every app has, for SQLite as for key-value stores.
 const DEFAULT_SQLITE_LABEL: &str = "default";
 
+/// `path` as one spelling per file: symlinks and `..` resolved through the
+/// nearest existing folder, so two paths to one file compare equal.
+fn file_identity(path: &Path) -> PathBuf {
+    if let Ok(real) = path.canonicalize() {
+        return real;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(folder), Some(name)) => folder
+            .canonicalize()
+            .map_or_else(|_| absolute.clone(), |folder| folder.join(name)),
+        _ => absolute,
+    }
+}
+
 /// Where a SQLite label lives when the runtime config gives it no path:
 /// Spin's file names in the state directory.
 fn default_sqlite_path(state_dir: &Path, label: &str) -> PathBuf {
@@ -610,13 +631,29 @@ fn open_storage(
     // A label's own file must not be another store's: `sqlite_key_value`
     // (or any label whose file a key-value store uses) would give raw SQL
     // over every component's key-value data, `sqlite_db` over `default`.
-    let default_path = runtime_config
-        .sqlite_databases
-        .get(DEFAULT_SQLITE_LABEL)
-        .and_then(|database| database.path.clone())
-        .unwrap_or_else(|| default_sqlite_path(state_dir, DEFAULT_SQLITE_LABEL));
+    // Files compared as the same file, however their paths are spelt; every
+    // key-value file counts, used by a component or not.
+    let other_stores: BTreeSet<PathBuf> = backends
+        .keys()
+        .cloned()
+        .chain(std::iter::once(state_dir.join("sqlite_key_value.db")))
+        .chain(
+            runtime_config
+                .key_value_stores
+                .values()
+                .filter_map(|store| store.path.clone()),
+        )
+        .chain(std::iter::once(
+            runtime_config
+                .sqlite_databases
+                .get(DEFAULT_SQLITE_LABEL)
+                .and_then(|database| database.path.clone())
+                .unwrap_or_else(|| default_sqlite_path(state_dir, DEFAULT_SQLITE_LABEL)),
+        ))
+        .map(|path| file_identity(&path))
+        .collect();
     for (id, label, path) in derived {
-        if backends.contains_key(&path) || path == default_path {
+        if other_stores.contains(&file_identity(&path)) {
             bail!(
                 "component {id}: SQLite database label {label:?} would open {}, which holds \
                  another store; name the label differently or give it a path under \
@@ -776,7 +813,9 @@ mod tests {
         // of every component, `sqlite_db` the `default` database, and `kv`
         // a key-value store the runtime config placed at `<state>/kv.db`.
         let dir = tempfile::tempdir().unwrap();
-        let kv_file = dir.path().join("kv.db");
+        // Spelt differently from the label's derived path, same file.
+        std::fs::create_dir(dir.path().join("x")).unwrap();
+        let kv_file = dir.path().join("x").join("..").join("kv.db");
         for (label, kv_config) in [
             ("sqlite_key_value", String::new()),
             ("sqlite_db", String::new()),

@@ -136,8 +136,8 @@ impl Drop for EpochTicker {
 }
 
 /// Epoch ticks an instance's code runs into before it starts yielding to its
-/// serving thread's other requests at every tick (10, about 100 ms of
-/// guest computation; time spent waiting in host calls does not count).
+/// serving thread's other requests at every tick (10: about 100 ms of guest
+/// computation; a wait in a host call that spans ticks counts as one).
 /// Ordinary requests compute far less and never yield (a yield at every tick
 /// in every instance measured 0.00× throughput at concurrency 16: instances
 /// yielded inside their SQLite transactions, and the others of the thread
@@ -146,10 +146,11 @@ impl Drop for EpochTicker {
 /// whole time limit.
 pub const YIELD_AFTER_TICKS: u64 = 10;
 
-/// Epoch ticks an instance holding a SQLite transaction may run without
-/// yielding: SQLite's busy timeout (5 s), so a guest that computes forever
-/// inside a transaction keeps its thread no longer than another instance
-/// would wait for its lock anyway.
+/// Epoch ticks an instance's code may run into while it holds a SQLite
+/// transaction (it never yields then) before it is stopped, which rolls the
+/// transaction back: SQLite's busy timeout, after which every instance
+/// waiting for that lock has failed anyway. So `BEGIN; loop {}` keeps
+/// neither its thread nor the write lock for longer.
 // Both durations are a few seconds at most: the quotient fits any integer.
 pub const TRANSACTION_TICKS_WITHOUT_YIELD: u64 =
     (crate::storage::BUSY_TIMEOUT.as_millis() / EPOCH_TICK.as_millis()) as u64;

@@ -36,9 +36,9 @@ pub struct InstanceState {
     pub(crate) grants: Arc<ComponentGrants>,
     pub(crate) storage: Arc<StorageCatalog>,
     /// SQLite connections of this instance with a transaction open: while
-    /// one is, the instance must not yield to its thread's other requests
+    /// one is, the instance does not yield to its thread's other requests
     /// (they would wait for its write lock on the same thread it needs to
-    /// finish, `app.rs::new_store`).
+    /// finish) and is stopped if it computes for too long (`app.rs::new_store`).
     pub(crate) sqlite_transactions: Arc<std::sync::atomic::AtomicU32>,
 }
 

@@ -107,12 +107,19 @@ impl AsyncWrite for LineWriter {
                 Some(text) => (text, true),
                 None => (piece, false),
             };
-            this.pending.extend_from_slice(text);
             // A guest writing without newlines must not grow the host's memory
-            // without bound: the part past the limit goes out as lines of its own.
-            while this.pending.len() > MAX_LINE_BYTES {
-                let rest = this.pending.split_off(MAX_LINE_BYTES);
-                let line = std::mem::replace(&mut this.pending, rest);
+            // without bound: a full line buffer goes out as a line of its own
+            // when more follows, so `pending` never holds more than the limit.
+            let mut text = text;
+            loop {
+                let room = MAX_LINE_BYTES - this.pending.len();
+                let (now, rest) = text.split_at(room.min(text.len()));
+                this.pending.extend_from_slice(now);
+                text = rest;
+                if text.is_empty() {
+                    break;
+                }
+                let line = std::mem::take(&mut this.pending);
                 this.emit(&line);
             }
             if ends_line {

@@ -35,12 +35,9 @@ pub struct SqliteConnection {
     /// What the guest's statements may have left on the connection (it is
     /// then inspected, or closed, instead of simply pooled again).
     prepared_session_state: std::cell::Cell<crate::storage::SessionState>,
-    /// What the connection had done when this guest opened it (a pooled
-    /// connection remembers its previous user's statements): its
-    /// `total_changes` and `last_insert_rowid` then.
-    opened_with: (u64, i64),
-    /// Whether a statement of this guest moved `last_insert_rowid`.
-    rowid_moved: std::cell::Cell<bool>,
+    /// The connection's `total_changes` when this guest opened it (a pooled
+    /// connection counts its previous users' changes too).
+    changes_at_open: u64,
     /// Whether a transaction is open on it, counted in the instance's
     /// [`InstanceState::sqlite_transactions`].
     in_transaction: std::cell::Cell<bool>,
@@ -67,9 +64,6 @@ impl SqliteConnection {
         self.prepared_session_state
             .set(self.prepared_session_state.get().max(left));
         self.note_transaction(!connection.is_autocommit());
-        if connection.last_insert_rowid() != self.opened_with.1 {
-            self.rowid_moved.set(true);
-        }
         Ok(result)
     }
 }
@@ -193,11 +187,10 @@ impl InstanceState {
         };
         match location.connect() {
             Ok(connection) => Ok(Ok(self.table.push(SqliteConnection {
-                opened_with: (connection.total_changes(), connection.last_insert_rowid()),
+                changes_at_open: connection.total_changes(),
                 connection: Some(connection),
                 location: location.clone(),
                 prepared_session_state: std::cell::Cell::default(),
-                rowid_moved: std::cell::Cell::new(false),
                 in_transaction: std::cell::Cell::new(false),
                 transactions: self.sqlite_transactions.clone(),
             })?)),
@@ -401,27 +394,17 @@ impl sqlite_v3::HostConnection for InstanceState {
     }
 
     fn last_insert_rowid(&mut self, connection: Resource<SqliteConnection>) -> Result<i64> {
-        // A pooled connection remembers its previous user's last insert; a
-        // fresh one (Spin's, per `open`) answers 0 until the guest inserts.
-        // The guest inserted if its statements moved the rowid or changed
-        // rows at all (the one case left open: a guest that only updated or
-        // deleted rows sees the previous user's rowid, an integer).
-        let sqlite = self.table.get(&connection)?;
-        let conn = sqlite.get()?;
-        let changed = conn.total_changes() != sqlite.opened_with.0;
-        Ok(if sqlite.rowid_moved.get() || changed {
-            conn.last_insert_rowid()
-        } else {
-            0
-        })
+        // Reset to 0 when the connection was handed out (`DatabaseLocation::connect`).
+        Ok(self.table.get(&connection)?.get()?.last_insert_rowid())
     }
 
     fn changes(&mut self, connection: Resource<SqliteConnection>) -> Result<u64> {
         // `changes` counts the connection's last INSERT, UPDATE or DELETE:
-        // the guest's own once its statements changed any row, else 0.
+        // the guest's own once its statements changed any row, else 0 (a
+        // pooled connection would report its previous user's).
         let sqlite = self.table.get(&connection)?;
         let conn = sqlite.get()?;
-        Ok(if conn.total_changes() != sqlite.opened_with.0 {
+        Ok(if conn.total_changes() != sqlite.changes_at_open {
             conn.changes()
         } else {
             0

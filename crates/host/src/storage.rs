@@ -589,7 +589,11 @@ impl DatabaseLocation {
 
     /// An idle connection, or a new one.
     pub fn connect(&self) -> Result<Connection> {
-        self.pool.take()
+        let connection = self.pool.take()?;
+        // Spin opens a fresh connection per `open`, whose last inserted rowid
+        // is 0; a pooled one would report its previous user's.
+        forget_last_insert_rowid(&connection);
+        Ok(connection)
     }
 
     /// Takes a connection back; one with an open transaction or a guest's
@@ -613,6 +617,16 @@ impl DatabaseLocation {
     pub fn idle_count(&self) -> usize {
         self.pool.idle().len()
     }
+}
+
+/// Sets what `connection` reports as its last inserted rowid to 0, as on a
+/// fresh connection (rusqlite has no safe call for it).
+#[allow(unsafe_code)]
+fn forget_last_insert_rowid(connection: &Connection) {
+    // SAFETY: `handle` is the open connection's own pointer, used on this
+    // thread while `connection` is borrowed and nothing else uses it;
+    // `sqlite3_set_last_insert_rowid` only stores an integer in it.
+    unsafe { rusqlite::ffi::sqlite3_set_last_insert_rowid(connection.handle(), 0) };
 }
 
 /// Idle SQLite connections to one file, opened with `open` when none is
@@ -1707,6 +1721,21 @@ mod tests {
         connection
             .query_row("PRAGMA foreign_keys", [], |row| row.get(0))
             .unwrap()
+    }
+
+    #[test]
+    fn a_pooled_connection_reports_no_rowid_of_its_previous_user() {
+        let (_dir, location, connection) = guest_connection();
+        connection
+            .execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1), (2)")
+            .unwrap();
+        assert_eq!(connection.last_insert_rowid(), 2);
+        location.release(connection, SessionState::Clean);
+        let reused = location.connect().unwrap();
+        assert_eq!(location.idle_count(), 0, "the pooled connection was reused");
+        assert_eq!(reused.last_insert_rowid(), 0);
+        reused.execute_batch("INSERT INTO t VALUES (3)").unwrap();
+        assert_eq!(reused.last_insert_rowid(), 3);
     }
 
     #[test]
