@@ -599,6 +599,7 @@ fn admin_in_tx(
     let status = current.state.status;
     let percent = current.percent();
     let mut state = current.state.clone();
+    let mut original_targeting = current.original_targeting.clone();
     state.updated_ms = now_ms;
     state.breaching_since.clear();
     let (action, reason) = match op {
@@ -632,6 +633,13 @@ fn admin_in_tx(
                     status_text(status)
                 )));
             }
+            if status.is_finished() {
+                // A finished rollout gave its flag back: the admin may have
+                // edited it since, so the restart starts from the flag as it
+                // is now, as a new rollout would, and the targeting that a
+                // later cancel or roll-back restores is today's.
+                original_targeting = current_targeting_for_restart(db, &current)?;
+            }
             state = RolloutState::start(now_ms);
             (
                 Action::Resume,
@@ -656,6 +664,7 @@ fn admin_in_tx(
     state.reason = reason;
     let next = RolloutRecord {
         state,
+        original_targeting,
         ..current.clone()
     };
     let change = Change {
@@ -665,6 +674,30 @@ fn admin_in_tx(
         actor,
     };
     transition(db, kv, &current, next, change, now_ms)
+}
+
+/// The targeting of `current`'s flag as it is now, for restarting a
+/// finished rollout; refused (409) when the flag no longer has the plan's
+/// variants, since the restart would serve a variant that does not exist.
+fn current_targeting_for_restart(
+    db: &mut impl SqlExecutor,
+    current: &RolloutRecord,
+) -> Result<Option<Value>, RolloutError> {
+    let (_, flags) = flag_store::select_latest(db)?
+        .ok_or_else(|| RolloutError::Corrupt("flag_sets is empty".to_owned()))?;
+    let def = flags
+        .flag(&current.flag_key)
+        .ok_or_else(|| RolloutError::FlagNotFound(current.flag_key.clone()))?;
+    let variants = def.get("variants").and_then(Value::as_object);
+    for variant in [&current.plan.variant, &current.plan.control] {
+        if !variants.is_some_and(|v| v.contains_key(variant.as_str())) {
+            return Err(RolloutError::Conflict(format!(
+                "flag `{}` no longer has variant `{variant}`; start a new rollout instead of restarting this one",
+                current.flag_key
+            )));
+        }
+    }
+    Ok(def.get("targeting").cloned())
 }
 
 /// What the guard loop did for one rollout.

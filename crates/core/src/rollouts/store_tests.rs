@@ -433,6 +433,86 @@ fn completion_makes_the_variant_default_and_cancel_restores() {
     assert_eq!(cancel_again.status(), 409);
 }
 
+/// Edits `FLAG` as the admin API does (refused under a rollout).
+fn edit_flag(db: &mut TestDb, kv: &mut MemoryKeyValue, edit: impl FnOnce(&mut Value)) {
+    let mut def = flag_def(db);
+    edit(&mut def);
+    flag_store::write_with(db, kv, "admin", T0, |db, s| {
+        refuse_edits_under_rollout(db, s, s.put_flag(FLAG, def).map(|(n, e)| (n, vec![e])))
+    })
+    .unwrap()
+    .unwrap();
+}
+
+#[test]
+fn restarting_a_finished_rollout_keeps_the_flag_edits_made_since_it_finished() {
+    let (mut db, _) = started();
+    let mut kv = MemoryKeyValue::default();
+    let cancel = |db: &mut TestDb, kv: &mut MemoryKeyValue, at: i64| {
+        admin(db, kv, FLAG, AdminOp::Cancel, "dave", at).unwrap()
+    };
+    cancel(&mut db, &mut kv, T0 + MIN);
+    // After the cancel the admin gives the flag a targeting rule.
+    let rule = json!({"if": [{"==": [{"var": "country"}, "fr"]}, "basic", null]});
+    edit_flag(&mut db, &mut kv, |def| def["targeting"] = rule.clone());
+    let restarted = admin(
+        &mut db,
+        &mut kv,
+        FLAG,
+        AdminOp::Restart,
+        "carol",
+        T0 + 2 * MIN,
+    )
+    .unwrap();
+    assert_eq!(restarted.record.original_targeting, Some(rule.clone()));
+    // Cancelling again gives back the admin's rule, not the one from before
+    // the first start.
+    cancel(&mut db, &mut kv, T0 + 3 * MIN);
+    assert_eq!(flag_def(&mut db)["targeting"], rule);
+}
+
+#[test]
+fn restarting_a_rollout_whose_variant_was_removed_is_refused_and_writes_nothing() {
+    let (mut db, _) = started();
+    let mut kv = MemoryKeyValue::default();
+    admin(&mut db, &mut kv, FLAG, AdminOp::Cancel, "dave", T0 + MIN).unwrap();
+    edit_flag(&mut db, &mut kv, |def| {
+        def["variants"].as_object_mut().unwrap().remove("enhanced");
+    });
+    let before = (
+        count(&mut db, "flag_sets"),
+        count(&mut db, "audit_log"),
+        count(&mut db, "outbox"),
+    );
+    let refused = admin(
+        &mut db,
+        &mut kv,
+        FLAG,
+        AdminOp::Restart,
+        "carol",
+        T0 + 2 * MIN,
+    )
+    .unwrap_err();
+    assert_eq!(refused.status(), 409, "{:?}", refused.body());
+    assert!(
+        refused.body().to_string().contains("enhanced"),
+        "{:?}",
+        refused.body()
+    );
+    assert_eq!(
+        (
+            count(&mut db, "flag_sets"),
+            count(&mut db, "audit_log"),
+            count(&mut db, "outbox"),
+        ),
+        before
+    );
+    assert_eq!(
+        get(&mut db, FLAG).unwrap().unwrap().state.status,
+        Status::Cancelled
+    );
+}
+
 #[test]
 fn rollout_messages_name_the_flag_and_reason() {
     let (mut db, _) = started();
