@@ -217,7 +217,7 @@ async fn request_log_is_opt_in_masked_and_subjects_are_deleted_and_audited() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(
         r.body["deleted"],
-        json!({"events": 1, "requests": 3, "request_bodies": 2}),
+        json!({"events": 1, "requests": 3, "request_bodies": 2, "feedback": 0}),
         "{}",
         r.body
     );
@@ -249,6 +249,12 @@ async fn request_log_is_opt_in_masked_and_subjects_are_deleted_and_audited() {
     );
     let r = call(&host, "DELETE", "/admin/subjects/user-2", &[], "").await;
     assert_eq!(r.status, 401, "{}", r.body);
+    // An org's subjects are deleted through the org (see the core's tests
+    // for the scoping); an org that does not exist is a 404.
+    let r = admin(&host, "DELETE", "/admin/orgs/nobody/subjects/user-2", "").await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = admin(&host, "GET", "/admin/orgs/nobody/subjects/user-2", "").await;
+    assert_eq!(r.status, 405, "{}", r.body);
     assert_eq!(
         admin(&host, "GET", "/admin/subjects/user-2", "")
             .await

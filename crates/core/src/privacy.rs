@@ -306,41 +306,70 @@ pub struct SubjectDeleted {
     pub requests: usize,
     /// Stored request bodies.
     pub request_bodies: usize,
+    /// Feedback on the deleted requests (it may hold comments).
+    pub feedback: usize,
 }
 
-/// Deletes one end user's events, request rows and stored bodies in one
-/// transaction. Aggregates (usage per minute and hour, flag evaluation
-/// counts) hold no subject and stay as they are.
+/// Deletes one end user's events, request rows, the feedback on them and
+/// stored bodies in org `org_id` (`""`: keys of no org) in one transaction.
+/// A subject is the tenant's own name for its user, so the same name in
+/// another org is another person and is left alone. Aggregates (usage per
+/// minute and hour, flag evaluation counts) hold no subject and stay as they
+/// are.
 pub fn delete_subject(
     db: &mut impl SqlExecutor,
+    org_id: &str,
     subject: &str,
 ) -> Result<SubjectDeleted, StatementError> {
-    in_transaction(db, |tx| delete_subject_in(tx, subject))
+    in_transaction(db, |tx| delete_subject_in(tx, org_id, subject))
+}
+
+/// "The row's `key_id` belongs to org `?`" (keys of no org have a NULL or
+/// empty `org_id`; the bootstrap key has no row and so no org).
+fn key_of_org(table: &str) -> String {
+    format!("COALESCE((SELECT a.org_id FROM api_keys a WHERE a.id = {table}.key_id), '') = ?")
 }
 
 /// [`delete_subject`] inside the caller's transaction (with its audit
 /// entry: [`crate::audit::audited`]).
 pub fn delete_subject_in(
     tx: &mut impl SqlExecutor,
+    org_id: &str,
     subject: &str,
 ) -> Result<SubjectDeleted, StatementError> {
-    let param = [SqlValue::Text(subject.to_owned())];
+    let param = [
+        SqlValue::Text(subject.to_owned()),
+        SqlValue::Text(org_id.to_owned()),
+    ];
+    let requests_of_subject = format!("requests WHERE subject = ? AND {}", key_of_org("requests"));
     Ok(SubjectDeleted {
+        // Before the requests, which are how feedback names its subject.
+        feedback: run(
+            tx,
+            &format!(
+                "DELETE FROM feedback WHERE request_id IN (SELECT id FROM {requests_of_subject}) RETURNING 1"
+            ),
+            &param,
+        )?
+        .len(),
         request_bodies: run(
             tx,
-            "DELETE FROM request_bodies WHERE subject = ? RETURNING 1",
+            "DELETE FROM request_bodies WHERE subject = ? AND org_id = ? RETURNING 1",
             &param,
         )?
         .len(),
         requests: run(
             tx,
-            "DELETE FROM requests WHERE subject = ? RETURNING 1",
+            &format!("DELETE FROM {requests_of_subject} RETURNING 1"),
             &param,
         )?
         .len(),
         events: run(
             tx,
-            "DELETE FROM events WHERE targeting_key = ? RETURNING 1",
+            &format!(
+                "DELETE FROM events WHERE targeting_key = ? AND {} RETURNING 1",
+                key_of_org("events")
+            ),
             &param,
         )?
         .len(),

@@ -41,6 +41,17 @@ fn event(db: &mut TestDb, subject: &str, at: i64) {
     .unwrap();
 }
 
+/// Feedback with a comment on request `id`.
+fn feedback(db: &mut TestDb, id: &str, comment: &str) {
+    run(
+        db,
+        "INSERT INTO feedback (request_id, ts, key_id, scale, raw_score, score, comment, provider, model, \
+         tier, route, variant) VALUES (?, 1, 'k', 'thumbs', 1, 1.0, ?, 'p', 'm', 'basic', 'chat', '')",
+        &[SqlValue::Text(id.into()), SqlValue::Text(comment.into())],
+    )
+    .unwrap();
+}
+
 fn opt_in(db: &mut TestDb, extra: Value) {
     let mut body = json!({"store_bodies": true});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
@@ -176,26 +187,83 @@ fn subject_deletion_removes_rows_of_that_user_only_and_keeps_aggregates() {
     log(&mut db, "r1", Some("u1"), 1, &json!([]), "a");
     log(&mut db, "r2", Some("u1"), 2, &json!([]), "b");
     log(&mut db, "r3", Some("u2"), 3, &json!([]), "c");
+    feedback(&mut db, "r1", "my name is Jane");
+    feedback(&mut db, "r3", "other user");
     event(&mut db, "u1", 1);
     event(&mut db, "u2", 1);
     run(&mut db, "INSERT INTO usage_minute (minute, tier, provider, model, outcome, variant, requests) VALUES (0, 'basic', 'offline', 'm', 'success', '', 3)", &[]).unwrap();
-    let deleted = delete_subject(&mut db, "u1").unwrap();
+    let deleted = delete_subject(&mut db, DEFAULT_ORG, "u1").unwrap();
     assert_eq!(
         deleted,
         SubjectDeleted {
             events: 1,
             requests: 2,
-            request_bodies: 2
+            request_bodies: 2,
+            feedback: 1,
         }
     );
     assert_eq!(count(&mut db, "requests"), 1);
     assert_eq!(count(&mut db, "request_bodies"), 1);
     assert_eq!(count(&mut db, "events"), 1);
+    assert_eq!(count(&mut db, "feedback"), 1, "u2's feedback stays");
     assert_eq!(count(&mut db, "usage_minute"), 1);
     assert_eq!(
-        delete_subject(&mut db, "u1").unwrap(),
+        delete_subject(&mut db, DEFAULT_ORG, "u1").unwrap(),
         SubjectDeleted::default()
     );
+}
+
+#[test]
+fn subject_deletion_stays_inside_its_org() {
+    // The same subject name in two orgs is two people: deleting one org's
+    // user leaves the other org's rows, and the default org (keys of no org)
+    // is an org of its own.
+    let mut db = db();
+    run(
+        &mut db,
+        "INSERT INTO api_keys (id, name, key_hash, prefix, created_at, org_id) VALUES ('kb', 'b', 'hb', 'p', 0, 'beta')",
+        &[],
+    )
+    .unwrap();
+    subject_request_row(&mut db, "r-default", Some("42"), 1);
+    event(&mut db, "42", 1);
+    run(
+        &mut db,
+        "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, attempts, latency_ms, \
+         prompt_tokens, completion_tokens, cost_unknown, outcome, fallbacks, cached, stream, variant, detail, subject) \
+         VALUES ('r-beta', 1, 'kb', 'chat', 'basic', 'basic', 'offline', 'm', 0, 1, 1, 1, 0, 'success', 0, 0, 0, '', '{}', '42')",
+        &[],
+    )
+    .unwrap();
+    run(
+        &mut db,
+        "INSERT INTO events (at, key_id, targeting_key, flag_key, variant, name) VALUES (1, 'kb', '42', 'f', 'on', 'buy')",
+        &[],
+    )
+    .unwrap();
+    run(
+        &mut db,
+        "INSERT INTO request_bodies (request_id, org_id, subject, ts, prompt, answer) VALUES ('r-beta', 'beta', '42', 1, '[]', 'x')",
+        &[],
+    )
+    .unwrap();
+    feedback(&mut db, "r-beta", "beta's user");
+    let beta = delete_subject(&mut db, "beta", "42").unwrap();
+    assert_eq!(
+        beta,
+        SubjectDeleted {
+            events: 1,
+            requests: 1,
+            request_bodies: 1,
+            feedback: 1,
+        }
+    );
+    // The default org's user 42 is still there, and is deleted on its own.
+    assert_eq!(count(&mut db, "requests"), 1);
+    assert_eq!(count(&mut db, "events"), 1);
+    let default = delete_subject(&mut db, DEFAULT_ORG, "42").unwrap();
+    assert_eq!((default.requests, default.events), (1, 1));
+    assert_eq!(count(&mut db, "requests"), 0);
 }
 
 #[test]

@@ -17,7 +17,7 @@
 //! | `POST /admin/credentials/rotate` | re-encrypt every credential under the current master key |
 //! | `GET /admin/requests/{id}` | one request's telemetry record, its subject and masked bodies when stored |
 //! | `GET`/`PUT /admin/settings`, `/admin/orgs/{id}/settings` | trust settings of keys of no org / of an org: request log opt-in, masking patterns, retention |
-//! | `DELETE /admin/subjects/{targetingKey}` | delete one end user's events, requests and bodies |
+//! | `DELETE /admin/subjects/{targetingKey}` | delete one end user's events, requests, feedback and bodies (keys of no org; an org's: `/admin/orgs/{id}/subjects/…`) |
 //!
 //! Every change is appended to the audit log (`dol_core::audit`).
 //!
@@ -128,7 +128,7 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
         (["settings"], Method::Put) => privacy::put_settings(req, sql, DEFAULT_ORG, actor, now)?,
         (["settings"], _) => platform::method_not_allowed("GET, PUT"),
         (["subjects", subject], Method::Delete) => {
-            privacy::delete_subject(sql, subject, actor, now)?
+            privacy::delete_subject(sql, DEFAULT_ORG, subject, actor, now)?
         }
         (["subjects", _], _) => platform::method_not_allowed("DELETE"),
         _ => return Err(not_found("no such admin route".to_owned())),

@@ -82,6 +82,11 @@ pub fn route(
             super::privacy::put_settings(req, sql, id, actor, now)?
         }
         ([_, "settings"], _) => platform::method_not_allowed("GET, PUT"),
+        ([id, "subjects", subject], Method::Delete) => {
+            existing(sql, id)?;
+            super::privacy::delete_subject(sql, id, subject, actor, now)?
+        }
+        ([_, "subjects", _], _) => platform::method_not_allowed("DELETE"),
         ([id, "credentials", provider], Method::Put) => {
             let secret = orgs::parse_credential(provider, &json_body(req)?)?;
             existing(sql, id)?;

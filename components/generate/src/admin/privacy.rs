@@ -44,6 +44,10 @@ pub fn put_settings(
         org_id
     };
     dol_core::audit::audited(sql, actor, now, |tx| {
+        // Under the write lock: settings never outlive a deletion racing them.
+        if org_id != DEFAULT_ORG {
+            dol_core::orgs::store::require_org_in(tx, org_id)?;
+        }
         let before = privacy::save_settings_in(tx, org_id, &settings, actor, now)?;
         let mut record = Record::new("settings", "put", target)
             .before(before.to_json())
@@ -54,10 +58,11 @@ pub fn put_settings(
     Ok(platform::json(200, &settings.to_json()))
 }
 
-/// Deletes one end user's rows; the deletion itself is audited (with the
-/// counts, not the data).
+/// Deletes one end user's rows in org `org_id` (`DEFAULT_ORG`: keys of no
+/// org); the deletion itself is audited (with the counts, not the data).
 pub fn delete_subject(
     sql: &mut SpinSql<'_>,
+    org_id: &str,
     raw: &str,
     actor: &str,
     now: i64,
@@ -70,12 +75,11 @@ pub fn delete_subject(
     })?;
     let subject = privacy::parse_subject(&subject)?;
     let body = dol_core::audit::audited(sql, actor, now, |tx| {
-        let deleted = privacy::delete_subject_in(tx, subject)?;
-        let body = json!({"subject": subject, "deleted": deleted});
-        Ok((
-            body.clone(),
-            Record::new("subject", "delete", subject).after(body),
-        ))
+        let deleted = privacy::delete_subject_in(tx, org_id, subject)?;
+        let body = json!({"subject": subject, "org": org_id, "deleted": deleted});
+        let mut record = Record::new("subject", "delete", subject).after(body.clone());
+        record.org_id = org_id.to_owned();
+        Ok((body, record))
     })?;
     Ok(platform::json(200, &body))
 }

@@ -503,6 +503,8 @@ pub struct Deleted {
     /// `rate_windows` rows of windows over for a day (whatever the
     /// retention: a rate window lasts minutes).
     pub rate_windows: usize,
+    /// `feedback` rows (they may hold comments), kept as long as requests.
+    pub feedback: usize,
 }
 
 /// The `retention` scan's summary.
@@ -532,7 +534,10 @@ fn delete_before(
 /// (so the longest `/api/metrics` window, 30 days, still has the window
 /// before it for its trend at the default retention), in one transaction.
 /// Undelivered messages are never deleted; `rate_windows` rows of windows
-/// over for a day go as well.
+/// over for a day go as well, and `feedback` as old as the requests.
+/// Minutes are folded into their hours first ([`fold_usage`], which the
+/// `alerts` scan also runs): a minute is deleted only once its hour holds
+/// it, even when the alerts scan has not run for longer than the retention.
 pub fn retention(
     db: &mut impl SqlExecutor,
     days_variable: &str,
@@ -540,8 +545,15 @@ pub fn retention(
 ) -> Result<Retention, StoreError> {
     let days = parse_retention_days(days_variable);
     let cutoff = retention_cutoff_ms(now_ms, days);
+    fold_usage(db, now_ms)?;
     let deleted = in_transaction(db, |tx| {
         Ok::<_, StoreError>(Deleted {
+            feedback: delete_before(
+                tx,
+                "delete old feedback",
+                "DELETE FROM feedback WHERE ts < ? RETURNING 1",
+                cutoff,
+            )?,
             requests: delete_before(
                 tx,
                 "delete old requests",

@@ -253,6 +253,7 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
             scan_runs: 1,
             outbox: 1,
             rate_windows: 1,
+            feedback: 0,
         }
     );
     assert_eq!(count(&mut db, "usage_minute"), 1);
@@ -265,6 +266,28 @@ fn report_is_queued_once_per_time_and_retention_keeps_recent_rows() {
     assert!(retention(&mut db, "30", NOW).is_err());
     db.fail_on = None;
     assert_eq!(count(&mut db, "usage_minute"), 2);
+}
+
+#[test]
+fn retention_deletes_a_minute_only_after_folding_it_into_its_hour() {
+    // The alerts scan, which folds minutes into hours, has not run for
+    // longer than the retention: the retention scan folds first, so the
+    // 7- and 30-day views (read from the hours) keep the old minute.
+    let mut db = db();
+    let old = NOW - 3 * scans::DAY_MS;
+    usage(&mut db, old / 1_000 / 60 * 60, "success", 5, 0);
+    db.run(
+        "INSERT INTO feedback (request_id, ts, key_id, scale, raw_score, score, comment, provider, \
+         model, tier, route, variant) VALUES ('r-old', ?1, 'k', 'thumbs', 1, 1.0, 'old comment', \
+         'p', 'm', 'basic', 'chat', '')",
+        &[old.into()],
+    );
+    // Two days: minutes go after two, hours after four.
+    let kept = retention(&mut db, "2", NOW).unwrap();
+    assert_eq!((kept.deleted.usage_minute, kept.deleted.feedback), (1, 1));
+    assert_eq!(count(&mut db, "usage_minute"), 0);
+    assert_eq!(count(&mut db, "feedback"), 0);
+    assert_eq!(db.int("SELECT SUM(requests) FROM usage_hour", &[]), 5);
 }
 
 const RULES: &str = r#"[
