@@ -18,16 +18,18 @@ pub fn create_key(
     now: i64,
 ) -> Result<Response, ApiError> {
     let new = admin::parse_new_key(&json_body(req)?)?;
-    if let Some(org) = &new.org
-        && dol_core::orgs::store::get_org(sql, org)?.is_none()
-    {
-        return Err(ApiError::invalid("org", format!("no org {org}")));
-    }
     let mut random = [0u8; 16];
     random.copy_from_slice(&wasi::random::random::get_random_bytes(16));
     let (id, key) = admin::mint_key(random);
     // The stored row, never the secret; committed with the key or not at all.
     let row = audited(sql, actor, now, |tx| {
+        // The org is checked under the write lock, so a deletion racing the
+        // creation either revokes the key or makes this a 400.
+        if let Some(org) = &new.org
+            && dol_core::orgs::store::get_org(tx, org)?.is_none()
+        {
+            return Err(ApiError::invalid("org", format!("no org {org}")));
+        }
         let row = store::create_key(tx, &id, &key, &new, now)?;
         Ok((
             row.clone(),

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::cost::{MAX_PRICE_USD, usd_per_million};
+use super::engine::Observation;
 use super::providers::{ProviderConfig, ProviderKind};
 use super::routing::CatalogEntry;
 use super::tiers::Tier;
@@ -213,6 +214,28 @@ pub struct ProviderSettings {
     pub local_base_url: String,
     /// Its key, if it wants one.
     pub local_api_key: String,
+    /// Providers whose key above is an org's own credential, not the
+    /// deployment's: what their attempts show (an org's bad key, its
+    /// account's rate limits) says nothing about the deployment's access,
+    /// so it stays out of the shared routing state.
+    pub org_credentials: BTreeSet<String>,
+}
+
+impl ProviderSettings {
+    /// The `observations` that describe the deployment's own access to its
+    /// providers: all of them, except those of providers reached with an
+    /// org's credential. One org's bad key must not open the breakers every
+    /// other org's requests are routed by.
+    pub fn shared_observations(&self, observations: &[Observation]) -> Vec<Observation> {
+        observations
+            .iter()
+            .filter(|o| {
+                let provider = o.key.split_once('/').map_or(o.key.as_str(), |(p, _)| p);
+                !self.org_credentials.contains(provider)
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 /// Default base URLs.

@@ -363,6 +363,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         Err((_, tried)) => tried.observations.clone(),
     };
     if !observations.is_empty() {
+        let observations = settings.providers.shared_observations(&observations);
         let urgent = routing.apply(&observations, ROUTING_ALPHA, settings.circuit, finished_ms);
         if let Err(e) = store::save_routing_state(kv, &mut routing, urgent, finished_ms) {
             warnings.push(format!("storing the routing state failed: {e}"));

@@ -255,7 +255,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     };
     if !tried.observations.is_empty() {
         let urgent = routing.apply(
-            &tried.observations,
+            &settings.providers.shared_observations(&tried.observations),
             ROUTING_ALPHA,
             settings.circuit,
             finished_ms,

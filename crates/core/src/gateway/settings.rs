@@ -64,6 +64,7 @@ impl ProviderSettings {
             gemini_base_url: var("gemini_base_url"),
             local_base_url: var("local_base_url"),
             local_api_key: var("local_api_key"),
+            org_credentials: Default::default(),
         }
     }
 }

@@ -338,6 +338,10 @@ fn racing_admissions_and_settlements_of_an_org_s_keys_stay_exact() {
     const SPENT: u64 = 45;
     let open = crate::test_db::shared("gateway-org-race");
     crate::migrate::apply(&mut open(), 1).unwrap();
+    sql(
+        &mut open(),
+        "INSERT INTO orgs (id, name, created_at, updated_at) VALUES ('acme', 'Acme', 0, 0)",
+    );
     let org_limits = budget(ORG_BUDGET);
     let admitted_total: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
@@ -706,6 +710,72 @@ fn settlement_and_telemetry_are_stored_together_in_one_transaction() {
     let after = usage(&mut db, "key_a").unwrap();
     assert_eq!((after.reserved_micros, after.spent_micros), (400, 300));
     assert_eq!(count(&mut db, "usage_minute"), 1);
+}
+
+#[test]
+fn a_request_in_flight_when_its_org_is_deleted_leaves_nothing_that_names_the_org() {
+    // An org key's request is admitted, the org is deleted (its request
+    // rows, counters and aggregates erased or made anonymous), then the
+    // request settles: an org created later under the same id must not
+    // find its row, its spend or its usage.
+    let mut db = db();
+    sql(
+        &mut db,
+        "INSERT INTO orgs (id, name, created_at, updated_at) VALUES ('gone', 'Gone', 0, 0)",
+    );
+    sql(
+        &mut db,
+        "INSERT INTO api_keys (id, name, key_hash, prefix, created_at, org_id) VALUES ('key_g', 'g', 'h', 'p', 0, 'gone')",
+    );
+    let org_limits = budget(1_000);
+    assert!(admitted(
+        &admit_with_org(
+            &mut db,
+            "key_g",
+            &KeyLimits::default(),
+            Some(("gone", &org_limits)),
+            want(400),
+            NOW_SECS
+        )
+        .unwrap()
+    ));
+    crate::orgs::store::delete_org(&mut db, "gone", "admin", NOW_MS)
+        .unwrap()
+        .unwrap();
+    let s = Settlement {
+        org_id: Some("gone"),
+        key_id: "key_g",
+        want: want(400),
+        reserved_at_secs: NOW_SECS,
+        tokens: 30,
+        cost_micros: 60,
+        now_secs: NOW_SECS + 1,
+    };
+    let mut r = record_at("chatcmpl-late", NOW_MS as u64 + 1_500, 120);
+    r.key_id = "key_g".into();
+    settle_and_record(&mut db, &s, &r).unwrap();
+    assert_eq!(request(&mut db, "chatcmpl-late").unwrap(), None);
+    assert_eq!(
+        usage(&mut db, &org_usage_key("gone")).unwrap(),
+        Usage::default()
+    );
+    assert_eq!(
+        db.int(
+            "SELECT COUNT(*) FROM usage_minute WHERE org_id = 'gone'",
+            &[]
+        ),
+        0
+    );
+    // The deployment's totals still count it, as no org's.
+    assert_eq!(
+        db.int(
+            "SELECT SUM(requests) FROM usage_minute WHERE org_id = ''",
+            &[]
+        ),
+        1
+    );
+    // The key's own counters settle as always.
+    assert_eq!(usage(&mut db, "key_g").unwrap().spent_micros, 60);
 }
 
 #[test]

@@ -112,13 +112,50 @@ pub struct KeyRing {
     previous: Vec<MasterKey>,
 }
 
-/// A ciphertext as stored: the master key id and `NONCE_HEX:CIPHERTEXT_HEX`.
+/// A ciphertext as stored: the master key id and
+/// `v2:NONCE_HEX:CIPHERTEXT_HEX` (written before the provider was bound:
+/// `NONCE_HEX:CIPHERTEXT_HEX`, still read; see [`Sealed::is_current_format`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
     /// Id of the master key that encrypted it.
     pub key_id: String,
-    /// Hex nonce, `:`, hex ciphertext with its 16-byte tag.
+    /// `v2:`, hex nonce, `:`, hex ciphertext with its 16-byte tag.
     pub blob: String,
+}
+
+/// The prefix of a ciphertext bound to its org *and* provider.
+const V2: &str = "v2:";
+
+impl Sealed {
+    /// Whether it binds its provider as well as its org (written by this
+    /// build); an older one is re-sealed by the next rotation.
+    pub fn is_current_format(&self) -> bool {
+        self.blob.starts_with(V2)
+    }
+}
+
+/// Which credential a ciphertext is: its org and provider, both
+/// authenticated as associated data, so a ciphertext moved to another org's
+/// row or another provider's does not decrypt (an Anthropic key can never
+/// be sent to OpenAI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialSlot<'a> {
+    /// The org id.
+    pub org_id: &'a str,
+    /// The provider (`openai`, `anthropic`, …).
+    pub provider: &'a str,
+}
+
+impl CredentialSlot<'_> {
+    fn associated_data(self) -> Vec<u8> {
+        [
+            b"dol-credential-v2\0".as_slice(),
+            self.org_id.as_bytes(),
+            b"\0",
+            self.provider.as_bytes(),
+        ]
+        .concat()
+    }
 }
 
 impl KeyRing {
@@ -169,14 +206,20 @@ impl KeyRing {
             .find(|k| k.id == id)
     }
 
-    /// Encrypts `plaintext` for org `org_id` under the current key with a
-    /// fresh nonce.
-    pub fn seal(&self, nonces: &mut impl NonceSource, org_id: &str, plaintext: &str) -> Sealed {
+    /// Encrypts `plaintext` for `slot` under the current key with a fresh
+    /// nonce.
+    pub fn seal(
+        &self,
+        nonces: &mut impl NonceSource,
+        slot: CredentialSlot<'_>,
+        plaintext: &str,
+    ) -> Sealed {
         let mut nonce = [0u8; NONCE_LEN];
         nonces.fill(&mut nonce);
+        let aad = slot.associated_data();
         let payload = Payload {
             msg: plaintext.as_bytes(),
-            aad: org_id.as_bytes(),
+            aad: &aad,
         };
         // AES-GCM encryption fails only past 64 GiB of plaintext; a
         // credential is bytes long, so the empty fallback is unreachable.
@@ -187,23 +230,28 @@ impl KeyRing {
             .unwrap_or_default();
         Sealed {
             key_id: self.current.id.clone(),
-            blob: format!("{}:{}", to_hex(&nonce), to_hex(&ct)),
+            blob: format!("{V2}{}:{}", to_hex(&nonce), to_hex(&ct)),
         }
     }
 
-    /// Decrypts `sealed` for org `org_id` with the key its id names.
-    pub fn open(&self, org_id: &str, sealed: &Sealed) -> Result<String, CryptoError> {
+    /// Decrypts `sealed` for `slot` with the key its id names.
+    pub fn open(&self, slot: CredentialSlot<'_>, sealed: &Sealed) -> Result<String, CryptoError> {
         let key = self
             .get(&sealed.key_id)
             .ok_or_else(|| CryptoError::UnknownKeyId(sealed.key_id.clone()))?;
-        let (nonce_hex, ct_hex) = sealed.blob.split_once(':').ok_or(CryptoError::Malformed)?;
+        // An older ciphertext bound the org only.
+        let (blob, aad) = match sealed.blob.strip_prefix(V2) {
+            Some(blob) => (blob, slot.associated_data()),
+            None => (sealed.blob.as_str(), slot.org_id.as_bytes().to_vec()),
+        };
+        let (nonce_hex, ct_hex) = blob.split_once(':').ok_or(CryptoError::Malformed)?;
         let nonce: [u8; NONCE_LEN] = from_hex(nonce_hex)
             .and_then(|n| n.try_into().ok())
             .ok_or(CryptoError::Malformed)?;
         let ct = from_hex(ct_hex).ok_or(CryptoError::Malformed)?;
         let payload = Payload {
             msg: &ct,
-            aad: org_id.as_bytes(),
+            aad: &aad,
         };
         let plain = key
             .cipher()
@@ -227,10 +275,18 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// The last four characters of a credential: all an API ever shows of it.
+/// Shortest credential whose last four characters are shown: of a shorter
+/// one they would give away too much of it.
+pub const MIN_LEN_SHOWN: usize = 12;
+
+/// The last four characters of a credential: all an API ever shows of it
+/// (nothing of one shorter than [`MIN_LEN_SHOWN`]).
 pub fn last_four(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
-    chars[chars.len().saturating_sub(4)..].iter().collect()
+    if chars.len() < MIN_LEN_SHOWN {
+        return String::new();
+    }
+    chars[chars.len() - 4..].iter().collect()
 }
 
 #[cfg(test)]
@@ -247,6 +303,11 @@ pub(crate) mod tests {
         }
     }
 
+    const ACME: CredentialSlot<'static> = CredentialSlot {
+        org_id: "acme",
+        provider: "openai",
+    };
+
     pub(crate) const K1: &str =
         "k1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     pub(crate) const K2: &str =
@@ -255,23 +316,75 @@ pub(crate) mod tests {
     #[test]
     fn round_trips_and_binds_the_org() {
         let ring = KeyRing::from_variables(K1, "").unwrap();
-        let sealed = ring.seal(&mut Counter(0), "acme", "sk-live-secret-1234");
+        let sealed = ring.seal(&mut Counter(0), ACME, "sk-live-secret-1234");
         assert_eq!(sealed.key_id, "k1");
         assert!(!sealed.blob.contains("secret"));
-        assert_eq!(ring.open("acme", &sealed).unwrap(), "sk-live-secret-1234");
+        assert_eq!(ring.open(ACME, &sealed).unwrap(), "sk-live-secret-1234");
         // Another org's id as associated data: authentication fails.
         assert_eq!(
-            ring.open("other", &sealed),
+            ring.open(
+                CredentialSlot {
+                    org_id: "other",
+                    ..ACME
+                },
+                &sealed
+            ),
             Err(CryptoError::WrongKey("k1".into()))
         );
+        // Another provider's slot of the same org: refused as well.
+        assert_eq!(
+            ring.open(
+                CredentialSlot {
+                    provider: "anthropic",
+                    ..ACME
+                },
+                &sealed
+            ),
+            Err(CryptoError::WrongKey("k1".into()))
+        );
+        assert!(sealed.is_current_format());
+    }
+
+    /// What builds before the provider binding wrote: the org alone as
+    /// associated data, no prefix.
+    pub(crate) fn seal_older_format(ring: &KeyRing, org_id: &str, plaintext: &str) -> Sealed {
+        let nonce = [7u8; NONCE_LEN];
+        let ct = ring
+            .current
+            .cipher()
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: org_id.as_bytes(),
+                },
+            )
+            .unwrap();
+        Sealed {
+            key_id: ring.current_id().to_owned(),
+            blob: format!("{}:{}", to_hex(&nonce), to_hex(&ct)),
+        }
+    }
+
+    #[test]
+    fn a_ciphertext_of_the_older_format_still_opens_for_its_org() {
+        let ring = KeyRing::from_variables(K1, "").unwrap();
+        let older = seal_older_format(&ring, "acme", "sk-older");
+        assert!(!older.is_current_format());
+        assert_eq!(ring.open(ACME, &older).unwrap(), "sk-older");
+        let other_org = CredentialSlot {
+            org_id: "beta",
+            ..ACME
+        };
+        assert!(ring.open(other_org, &older).is_err());
     }
 
     #[test]
     fn nonces_differ_so_ciphertexts_differ() {
         let ring = KeyRing::from_variables(K1, "").unwrap();
         let mut n = Counter(0);
-        let a = ring.seal(&mut n, "acme", "same");
-        let b = ring.seal(&mut n, "acme", "same");
+        let a = ring.seal(&mut n, ACME, "same");
+        let b = ring.seal(&mut n, ACME, "same");
         assert_ne!(a.blob, b.blob);
     }
 
@@ -279,19 +392,19 @@ pub(crate) mod tests {
     fn a_wrong_or_missing_key_is_an_error_never_plaintext() {
         let sealed = KeyRing::from_variables(K1, "")
             .unwrap()
-            .seal(&mut Counter(0), "acme", "sk-x");
+            .seal(&mut Counter(0), ACME, "sk-x");
         let wrong = KeyRing::from_variables(
             "k1:ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
             "",
         )
         .unwrap();
         assert_eq!(
-            wrong.open("acme", &sealed),
+            wrong.open(ACME, &sealed),
             Err(CryptoError::WrongKey("k1".into()))
         );
         let other_id = KeyRing::from_variables(K2, "").unwrap();
         assert_eq!(
-            other_id.open("acme", &sealed),
+            other_id.open(ACME, &sealed),
             Err(CryptoError::UnknownKeyId("k1".into()))
         );
         assert_eq!(
@@ -300,16 +413,16 @@ pub(crate) mod tests {
         );
         let mut tampered = sealed.clone();
         tampered.blob.push('0');
-        assert!(wrong.open("acme", &tampered).is_err());
+        assert!(wrong.open(ACME, &tampered).is_err());
     }
 
     #[test]
     fn previous_keys_still_decrypt() {
         let old = KeyRing::from_variables(K1, "").unwrap();
-        let sealed = old.seal(&mut Counter(0), "acme", "sk-old");
+        let sealed = old.seal(&mut Counter(0), ACME, "sk-old");
         let rotating = KeyRing::from_variables(K2, K1).unwrap();
         assert_eq!(rotating.current_id(), "k2");
-        assert_eq!(rotating.open("acme", &sealed).unwrap(), "sk-old");
+        assert_eq!(rotating.open(ACME, &sealed).unwrap(), "sk-old");
     }
 
     #[test]
@@ -347,6 +460,7 @@ pub(crate) mod tests {
     #[test]
     fn last_four_shows_only_the_tail() {
         assert_eq!(last_four("sk-abcdef1234"), "1234");
-        assert_eq!(last_four("ab"), "ab");
+        assert_eq!(last_four("ab"), "", "too short to show any of it");
+        assert_eq!(last_four("sk-abc12345"), "", "11 characters");
     }
 }

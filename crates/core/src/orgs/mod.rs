@@ -216,13 +216,19 @@ pub fn parse_org(id: &str, body: &Value) -> Result<OrgSpec, ApiError> {
     }
     let name = match obj.get("name") {
         None | Some(Value::Null) => id.to_owned(),
-        Some(Value::String(n)) if !n.trim().is_empty() && n.len() <= MAX_NAME_LEN => {
+        Some(Value::String(n))
+            if !n.trim().is_empty()
+                && n.len() <= MAX_NAME_LEN
+                && !n.chars().any(char::is_control) =>
+        {
             n.trim().to_owned()
         }
         _ => {
             return Err(ApiError::invalid(
                 "name",
-                format!("name must be a non-empty string of at most {MAX_NAME_LEN} characters"),
+                format!(
+                    "name must be a non-empty string of at most {MAX_NAME_LEN} characters without control characters"
+                ),
             ));
         }
     };
@@ -245,13 +251,22 @@ fn parse_patterns(v: &Value) -> Result<Vec<String>, ApiError> {
     let bad = || {
         ApiError::invalid(
             "allowed_models",
-            "allowed_models must be an array of `provider/model` or `provider/*` strings",
+            "allowed_models must be an array of `provider/model` or `provider/*` strings (no spaces; `*` only as the whole model)",
         )
     };
     let list: Vec<String> = serde_json::from_value(v.clone()).map_err(|_| bad())?;
     for p in &list {
+        // A pattern that can never match would silently leave the org only
+        // the offline tier: refuse it instead.
+        let clean = |part: &str| {
+            !part.is_empty() && !part.chars().any(|c| c.is_whitespace() || c.is_control())
+        };
         match p.split_once('/') {
-            Some((provider, model)) if !provider.is_empty() && !model.is_empty() => {}
+            Some((provider, model))
+                if clean(provider)
+                    && clean(model)
+                    && !provider.contains('*')
+                    && (model == "*" || !model.contains('*')) => {}
             _ => return Err(bad()),
         }
     }
@@ -279,13 +294,14 @@ pub fn parse_credential(provider: &str, body: &Value) -> Result<String, ApiError
             format!("unknown field {unknown:?} (known: api_key)"),
         ));
     }
-    match obj.get("api_key") {
-        Some(Value::String(k)) if !k.trim().is_empty() && k.len() <= 4096 => {
-            Ok(k.trim().to_owned())
+    match obj.get("api_key").and_then(Value::as_str).map(str::trim) {
+        // It travels in an HTTP header: visible ASCII only, as providers' keys are.
+        Some(k) if !k.is_empty() && k.len() <= 4096 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(k.to_owned())
         }
         _ => Err(ApiError::invalid(
             "api_key",
-            "api_key must be a non-empty string of at most 4096 bytes",
+            "api_key must be a non-empty string of at most 4096 visible ASCII characters (no spaces or control characters)",
         )),
     }
 }
@@ -303,6 +319,7 @@ pub fn with_credentials(base: &ProviderSettings, creds: &[(String, String)]) -> 
             _ => continue,
         };
         slot.clone_from(secret);
+        s.org_credentials.insert(provider.clone());
     }
     s
 }
@@ -385,8 +402,32 @@ mod tests {
             Some("limits.monthly_budget_micros")
         );
         assert_eq!(
-            field("a", json!({"allowed_models": ["gpt-4o"]})).as_deref(),
-            Some("allowed_models")
+            field("a", json!({"name": "\u{0}\u{1b}[31m"})).as_deref(),
+            Some("name")
+        );
+        // Patterns that could never match are refused, not stored.
+        for bad in [
+            "gpt-4o",
+            "*/*",
+            "openai/gpt-*",
+            " openai/ x ",
+            "openai/a b",
+            "/x",
+            "openai/",
+        ] {
+            assert_eq!(
+                field("a", json!({"allowed_models": [bad]})).as_deref(),
+                Some("allowed_models"),
+                "{bad}"
+            );
+        }
+        // Model names may hold slashes of their own.
+        assert!(
+            parse_org(
+                "a",
+                &json!({"allowed_models": ["local/meta-llama/llama-3"]})
+            )
+            .is_ok()
         );
     }
 
@@ -419,6 +460,17 @@ mod tests {
             Some("provider")
         );
         assert!(parse_credential("openai", &json!({"api_key": ""})).is_err());
+        // It goes into an HTTP header: a line break would break every request.
+        for bad in ["sk-line1\nX-Injected: yes", "sk a", "sk-\u{0}", "sk-é"] {
+            assert_eq!(
+                parse_credential("openai", &json!({"api_key": bad}))
+                    .unwrap_err()
+                    .field
+                    .as_deref(),
+                Some("api_key"),
+                "{bad:?}"
+            );
+        }
         assert!(parse_credential("openai", &json!({"key": "x"})).is_err());
         let base = ProviderSettings {
             openai_api_key: "deploy-openai".into(),
@@ -428,5 +480,16 @@ mod tests {
         let s = with_credentials(&base, &[("openai".into(), "org-openai".into())]);
         assert_eq!(s.openai_api_key, "org-openai");
         assert_eq!(s.anthropic_api_key, "deploy-anthropic");
+        // What the org's key meets at OpenAI stays out of the shared
+        // routing state; what the deployment's key meets elsewhere does not.
+        let seen = |key: &str| crate::gateway::engine::Observation {
+            key: key.into(),
+            latency_ms: 1,
+            success: false,
+            quality: None,
+        };
+        let shared = s.shared_observations(&[seen("openai/gpt-4o"), seen("anthropic/claude")]);
+        assert_eq!(shared, vec![seen("anthropic/claude")]);
+        assert_eq!(base.shared_observations(&[seen("openai/gpt-4o")]).len(), 1);
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use super::crypto::{self, CryptoError, KeyRing, NonceSource, Sealed};
+use super::crypto::{self, CredentialSlot, CryptoError, KeyRing, NonceSource, Sealed};
 use super::{Org, OrgSpec, Role};
 use crate::error::{ApiError, Code};
 use crate::gateway::intake;
@@ -39,6 +39,11 @@ pub enum OrgStoreError {
     /// not decrypt: never answered with plaintext or the deployment's key.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// The org does not exist (any more): checked inside the write, so a
+    /// deletion racing it cannot leave a row behind for a later org of the
+    /// same id.
+    #[error("no org {0}")]
+    NoSuchOrg(String),
 }
 
 impl From<StatementError> for OrgStoreError {
@@ -65,6 +70,9 @@ impl From<OrgStoreError> for ApiError {
                 Code::InvalidConfig,
                 format!("BYOK credentials: {c} (see GET /health/ready)"),
             ),
+            OrgStoreError::NoSuchOrg(id) => {
+                ApiError::new(Code::NotFound, format!("no org {id}")).with_field("id")
+            }
             other => ApiError::internal(other.to_string()),
         }
     }
@@ -337,6 +345,14 @@ pub fn credential_infos(db: &mut impl SqlExecutor, org_id: &str) -> Result<Vec<C
     .collect()
 }
 
+/// Org `id` inside the caller's write transaction, or
+/// [`OrgStoreError::NoSuchOrg`]: a write that belongs to an org checks it
+/// under the same lock as [`delete_org`], so it lands before the deletion
+/// (which then erases it) or is refused after it.
+pub fn require_org_in(tx: &mut impl SqlExecutor, id: &str) -> Result<Org> {
+    get_org(tx, id)?.ok_or_else(|| OrgStoreError::NoSuchOrg(id.to_owned()))
+}
+
 /// Encrypts `secret` for org `org_id` (its `provider` credential) under the ring's current key and
 /// stores it as the org's `provider` credential (audited as
 /// `org-credential-set`, with the last four characters only).
@@ -349,7 +365,7 @@ pub fn set_credential(
     actor: &str,
     now_ms: i64,
 ) -> Result<CredentialInfo> {
-    let sealed = ring.seal(nonces, org_id, secret);
+    let sealed = ring.seal(nonces, CredentialSlot { org_id, provider }, secret);
     let info = CredentialInfo {
         provider: provider.to_owned(),
         last4: crypto::last_four(secret),
@@ -357,6 +373,7 @@ pub fn set_credential(
         key_id: sealed.key_id.clone(),
     };
     in_transaction(db, |tx| {
+        require_org_in(tx, org_id)?;
         let before = credential_infos(tx, org_id)?
             .into_iter()
             .find(|c| c.provider == provider);
@@ -430,6 +447,15 @@ struct SealedRow {
     sealed: Sealed,
 }
 
+impl SealedRow {
+    fn slot(&self) -> CredentialSlot<'_> {
+        CredentialSlot {
+            org_id: &self.org_id,
+            provider: &self.provider,
+        }
+    }
+}
+
 fn sealed_rows(db: &mut impl SqlExecutor, org_id: Option<&str>) -> Result<Vec<SealedRow>> {
     let select = "SELECT org_id, provider, key_id, ciphertext FROM org_credentials";
     let rows = match org_id {
@@ -470,7 +496,10 @@ pub fn org_credentials(
     }
     let ring = ring.map_err(Clone::clone)?;
     rows.into_iter()
-        .map(|r| Ok((r.provider, ring.open(&r.org_id, &r.sealed)?)))
+        .map(|r| {
+            let secret = ring.open(r.slot(), &r.sealed)?;
+            Ok((r.provider, secret))
+        })
         .collect()
 }
 
@@ -500,12 +529,14 @@ pub fn rotate_credentials(
             already_current: 0,
         };
         for row in sealed_rows(tx, None)? {
-            if row.sealed.key_id == ring.current_id() {
+            // Current: under the current key and bound to its provider
+            // (older ciphertexts bound the org only and are re-sealed).
+            if row.sealed.key_id == ring.current_id() && row.sealed.is_current_format() {
                 report.already_current += 1;
                 continue;
             }
-            let secret = ring.open(&row.org_id, &row.sealed)?;
-            let sealed = ring.seal(nonces, &row.org_id, &secret);
+            let secret = ring.open(row.slot(), &row.sealed)?;
+            let sealed = ring.seal(nonces, row.slot(), &secret);
             run(
                 tx,
                 "UPDATE org_credentials SET key_id = ?, ciphertext = ? \
@@ -565,7 +596,7 @@ pub fn credentials_check(
             let mut seen = std::collections::BTreeSet::new();
             for row in &rows {
                 if seen.insert(row.sealed.key_id.clone())
-                    && let Err(e) = ring.open(&row.org_id, &row.sealed)
+                    && let Err(e) = ring.open(row.slot(), &row.sealed)
                 {
                     return fail(e.to_string());
                 }

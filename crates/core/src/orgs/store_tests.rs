@@ -272,6 +272,72 @@ fn the_audit_log_shows_only_the_last_four() {
 }
 
 #[test]
+fn a_credential_for_an_org_deleted_before_the_write_is_refused_and_not_stored() {
+    // The org existed when the admin API looked; its deletion committed
+    // before the credential's write: the write checks again under the lock,
+    // so no secret is left for a later org of the same id.
+    let mut db = db();
+    org(&mut db, KeyLimits::default());
+    delete_org(&mut db, "acme", "admin", NOW_MS)
+        .unwrap()
+        .unwrap();
+    let ring = KeyRing::from_variables(K1, "").unwrap();
+    let refused = set_credential(
+        &mut db,
+        &ring,
+        &mut Counter(0),
+        ("acme", "openai"),
+        SECRET,
+        "a",
+        NOW_MS,
+    )
+    .unwrap_err();
+    assert_eq!(refused, OrgStoreError::NoSuchOrg("acme".into()));
+    let api: crate::error::ApiError = refused.into();
+    assert_eq!(api.code, crate::error::Code::NotFound);
+    assert_eq!(count(&mut db, "org_credentials"), 0);
+}
+
+#[test]
+fn a_rotation_binds_older_ciphertexts_to_their_provider() {
+    // Stored before the provider was part of the associated data: it
+    // decrypts, and a rotation under the same key re-seals it bound.
+    let mut db = db();
+    org(&mut db, KeyLimits::default());
+    let ring = KeyRing::from_variables(K1, "").unwrap();
+    let older = super::crypto::tests::seal_older_format(&ring, "acme", SECRET);
+    db.execute(
+        "INSERT INTO org_credentials (org_id, provider, key_id, ciphertext, last4, set_at) \
+         VALUES ('acme', 'openai', ?, ?, '9876', 0)",
+        &[
+            SqlValue::Text(older.key_id.clone()),
+            SqlValue::Text(older.blob.clone()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        org_credentials(&mut db, Ok(&ring), "acme").unwrap(),
+        vec![("openai".to_owned(), SECRET.to_owned())]
+    );
+    let report = rotate_credentials(&mut db, &ring, &mut Counter(9), "a", NOW_MS).unwrap();
+    assert_eq!((report.reencrypted, report.already_current), (1, 0));
+    let rows = db
+        .execute("SELECT ciphertext FROM org_credentials", &[])
+        .unwrap();
+    let SqlValue::Text(blob) = &rows[0][0] else {
+        panic!("{rows:?}")
+    };
+    assert!(blob.starts_with("v2:"), "{blob}");
+    assert_eq!(
+        org_credentials(&mut db, Ok(&ring), "acme").unwrap(),
+        vec![("openai".to_owned(), SECRET.to_owned())]
+    );
+    // Now current: a second rotation leaves it as it is.
+    let again = rotate_credentials(&mut db, &ring, &mut Counter(10), "a", NOW_MS).unwrap();
+    assert_eq!((again.reencrypted, again.already_current), (0, 1));
+}
+
+#[test]
 fn rotation_re_encrypts_everything_and_old_ciphertexts_decrypt_meanwhile() {
     let mut db = db();
     org(&mut db, KeyLimits::default());
