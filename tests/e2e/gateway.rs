@@ -584,9 +584,10 @@ async fn rate_limits_and_budgets_answer_429_with_retry_after() {
     let retry: u64 = r.header("retry-after").parse().unwrap();
     assert!((1..=60).contains(&retry));
 
-    // A budget of 3000 µ$: gpt-4o's worst case for this prompt (~15 + 512 tokens) is ~5.2 k µ$,
-    // so reservations keep concurrent requests from overspending it.
-    let (id, key) = g.new_key(json!({"monthly_budget_micros": 12_000})).await;
+    // A budget of 96,000 µ$: gpt-4o's worst case for this prompt (~15 tokens
+    // plus the 4,096 DOL sends as the output limit) is ~41 k µ$, so
+    // reservations keep concurrent requests from overspending it.
+    let (id, key) = g.new_key(json!({"monthly_budget_micros": 96_000})).await;
     let calls = (0..8).map(|_| g.chat(&key, ask("auto", PROMPT)));
     let replies = futures::future::join_all(calls).await;
     let ok = replies.iter().filter(|r| r.status == 200).count();
@@ -603,7 +604,7 @@ async fn rate_limits_and_budgets_answer_429_with_retry_after() {
         .await
         .json();
     let spent = usage["usage"]["spent_micros"].as_u64().unwrap();
-    assert!(spent > 0 && spent <= 12_000, "{usage}");
+    assert!(spent > 0 && spent <= 96_000, "{usage}");
     assert_eq!(
         usage["usage"]["reserved_micros"], 0,
         "every reservation settled: {usage}"

@@ -155,7 +155,9 @@ async fn limits_and_budgets_hold_across_three_replicas_under_concurrent_load() {
 
     // A monthly budget smaller than the load asks for is never overspent,
     // whichever replicas the requests land on.
-    const BUDGET: i64 = 12_000;
+    // About two requests' worst case (~41 k µ$: the prompt and the 4,096
+    // output tokens DOL sends as the limit, at gpt-4o's price).
+    const BUDGET: i64 = 96_000;
     let (id, key) = new_key(&hosts[1], json!({"monthly_budget_micros": BUDGET})).await;
     let calls = (0..16).map(|i| hosts[i % 3].chat(&key, ask("gpt-4o", PROMPT)));
     let replies = futures::future::join_all(calls).await;

@@ -102,7 +102,10 @@ impl Upstream for WasiUpstream {
             None => Err(TransportError::Timeout),
             Some(None) => Ok(None),
             Some(Some(Ok(bytes))) => Ok(Some(bytes)),
-            Some(Some(Err(e))) => Err(TransportError::Connect(format!("body: {e:?}"))),
+            // The stream error is a host resource; its debug form names only a handle.
+            Some(Some(Err(_))) => Err(TransportError::Connect(
+                "the provider's body could not be read".to_owned(),
+            )),
         }
     }
 

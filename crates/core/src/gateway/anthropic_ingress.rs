@@ -274,6 +274,9 @@ pub struct StreamTranslator {
     parser: SseParser,
     started: bool,
     finish: Option<String>,
+    /// Input tokens, known from the usage chunk at the end (a stream's
+    /// `message_start` goes out before any usage is known).
+    input_tokens: u64,
     output_tokens: u64,
     done: bool,
     /// The open content block's index and whether it is a `tool_use` block.
@@ -324,7 +327,7 @@ impl StreamTranslator {
             "message_delta",
             &json!({"type": "message_delta",
                 "delta": {"stop_reason": stop_reason(self.finish.as_deref()), "stop_sequence": null},
-                "usage": {"output_tokens": self.output_tokens}}),
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}}),
         ));
         out.extend(event("message_stop", &json!({"type": "message_stop"})));
     }
@@ -419,6 +422,9 @@ impl StreamTranslator {
             }
             if let Some(n) = chunk["usage"]["completion_tokens"].as_u64() {
                 self.output_tokens = n;
+            }
+            if let Some(n) = chunk["usage"]["prompt_tokens"].as_u64() {
+                self.input_tokens = n;
             }
         }
         out
@@ -755,7 +761,10 @@ mod tests {
             ]
         );
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("\"output_tokens\":9"));
+        assert!(
+            text.contains("\"usage\":{\"input_tokens\":2,\"output_tokens\":9}"),
+            "{text}"
+        );
         assert!(text.contains("\"stop_reason\":\"end_turn\""));
         assert!(text.contains("\"id\":\"msg_x\""));
     }

@@ -36,8 +36,6 @@ use super::tiers::{Action, AttemptOutcome, Pipeline, PipelineConfig, Position, T
 
 /// Largest provider response body read for a non-streamed answer or an error.
 pub const MAX_UPSTREAM_BODY: usize = 8 * 1024 * 1024;
-/// Output tokens assumed for routing when the request sets no limit.
-pub const DEFAULT_OUTPUT_TOKENS: u64 = 512;
 /// Characters per chunk when DOL itself streams (offline tier, cache replay).
 pub const REPLAY_CHUNK_CHARS: usize = 48;
 
@@ -303,7 +301,7 @@ pub fn plan(
                 }
             })
             .collect();
-        let req = RouteRequest::from_chat(request, tier, DEFAULT_OUTPUT_TOKENS);
+        let req = RouteRequest::from_chat(request, tier);
         let decision = route(&candidates, &req, weights, now_ms);
         let mut ranked: Vec<Target> = decision
             .ranked
@@ -431,6 +429,10 @@ pub struct Generation {
     pub system_fingerprint: Option<String>,
     /// The functions the model called (empty for a text answer).
     pub tool_calls: Vec<ToolCall>,
+    /// Tokens of every answer a provider produced for this request (the
+    /// returned one and those the quality gate turned down): what the
+    /// tokens-per-minute limit is charged. `info.cost_micros` is their cost.
+    pub billed_tokens: u64,
 }
 
 impl Generation {
@@ -493,6 +495,9 @@ struct Run<'a> {
     attempts: Vec<AttemptRecord>,
     observations: Vec<Observation>,
     below: BTreeMap<(usize, usize, u32), Answer>,
+    /// Known cost and tokens of every answer a provider produced so far,
+    /// returned or not: the provider billed each of them.
+    paid: (u64, u64),
 }
 
 /// Runs a request to completion. For a streaming request `downstream` must be
@@ -518,6 +523,7 @@ pub async fn generate<U: Upstream, D: Downstream>(
         attempts: Vec::new(),
         observations: Vec::new(),
         below: BTreeMap::new(),
+        paid: (0, 0),
     };
     let generation = run.drive(upstream, downstream.as_deref_mut()).await;
     // A provider stream that ended well still needs its closing frames.
@@ -560,8 +566,8 @@ impl Run<'_> {
                     if let Some(done) = keep {
                         match done {
                             Finished::Answer(a) => last = Some(*a),
-                            Finished::Broken(a, detail) => {
-                                return self.abort(downstream, a, &detail).await;
+                            Finished::Broken(a) => {
+                                return self.abort(downstream, a).await;
                             }
                             Finished::Gone(a) => {
                                 return self.finish(
@@ -615,6 +621,13 @@ impl Run<'_> {
 
     /// Maps an attempt to the pipeline's outcome, keeping answers as needed.
     fn classify(&mut self, at: Position, outcome: Attempt) -> (AttemptOutcome, Option<Finished>) {
+        if let Attempt::Answered(a) | Attempt::Broken(a, _) | Attempt::ClientGone(a) = &outcome {
+            let cost = self.cost(a).micros().unwrap_or(0);
+            self.paid = (
+                self.paid.0.saturating_add(cost),
+                self.paid.1.saturating_add(a.usage.total_tokens),
+            );
+        }
         match outcome {
             Attempt::Answered(a) => {
                 // A streamed answer already reached the client: it is recorded, not gated.
@@ -633,10 +646,7 @@ impl Run<'_> {
             Attempt::Failed(failure, _, _) => (AttemptOutcome::Failed { failure }, None),
             Attempt::Fatal(_, _) => (AttemptOutcome::Fatal, None),
             Attempt::Timeout => (AttemptOutcome::Timeout, None),
-            Attempt::Broken(a, detail) => (
-                AttemptOutcome::StreamBroken,
-                Some(Finished::Broken(a, detail)),
-            ),
+            Attempt::Broken(a, _) => (AttemptOutcome::StreamBroken, Some(Finished::Broken(a))),
             Attempt::ClientGone(a) => (AttemptOutcome::StreamBroken, Some(Finished::Gone(a))),
         }
     }
@@ -917,6 +927,8 @@ impl Run<'_> {
                     }
                     Err(e) => {
                         if started {
+                            answer.usage =
+                                usage.unwrap_or_else(|| self.estimated_usage(&answer.content));
                             return Attempt::Broken(Box::new(answer), e.to_string());
                         }
                         return Self::transport_failure(e);
@@ -933,7 +945,7 @@ impl Run<'_> {
                             started = true;
                             answer.ttft_ms = Some(upstream.elapsed_ms());
                             if !self.open_stream(downstream, &answer).await {
-                                return Attempt::ClientGone(Box::new(answer));
+                                return self.client_gone(answer, usage);
                             }
                         }
                         answer.content.push_str(&text);
@@ -942,7 +954,7 @@ impl Run<'_> {
                             ..Delta::default()
                         };
                         if !downstream.send(self.chunk(&model, piece, None)).await {
-                            return Attempt::ClientGone(Box::new(answer));
+                            return self.client_gone(answer, usage);
                         }
                     }
                     StreamEvent::ToolCall {
@@ -955,19 +967,21 @@ impl Run<'_> {
                             started = true;
                             answer.ttft_ms = Some(upstream.elapsed_ms());
                             if !self.open_stream(downstream, &answer).await {
-                                return Attempt::ClientGone(Box::new(answer));
+                                return self.client_gone(answer, usage);
                             }
                         }
                         let piece =
                             tool_call_delta(&mut answer.tool_calls, index, id, name, arguments);
                         if !downstream.send(self.chunk(&model, piece, None)).await {
-                            return Attempt::ClientGone(Box::new(answer));
+                            return self.client_gone(answer, usage);
                         }
                     }
                     StreamEvent::Finish(reason) => answer.finish_reason = reason,
                     StreamEvent::Usage(u) => usage = Some(u),
                     StreamEvent::Error(f) => {
                         if started {
+                            answer.usage =
+                                usage.unwrap_or_else(|| self.estimated_usage(&answer.content));
                             return Attempt::Broken(Box::new(answer), f.message);
                         }
                         return Self::failed(target, f);
@@ -990,7 +1004,16 @@ impl Run<'_> {
         Attempt::Answered(Box::new(answer))
     }
 
-    fn info(&self, answer: &Answer, attempts: u32) -> DolInfo {
+    /// A stream the client stopped reading: the provider produced (and
+    /// bills) what was generated so far, so the answer carries that usage —
+    /// the provider's if it sent one, else estimated from the text.
+    fn client_gone(&self, mut answer: Answer, usage: Option<Usage>) -> Attempt {
+        answer.usage = usage.unwrap_or_else(|| self.estimated_usage(&answer.content));
+        Attempt::ClientGone(Box::new(answer))
+    }
+
+    /// The cost of `answer` at its catalog price.
+    fn cost(&self, answer: &Answer) -> Cost {
         let price = self
             .plan
             .tiers
@@ -998,7 +1021,7 @@ impl Run<'_> {
             .flatten()
             .find(|t| t.entry.provider == answer.provider && t.entry.model == answer.model)
             .map(|t| (t.entry.input_price, t.entry.output_price));
-        let cost = match price {
+        match price {
             Some((i, o)) => request_cost(
                 answer.usage.prompt_tokens,
                 answer.usage.completion_tokens,
@@ -1008,7 +1031,11 @@ impl Run<'_> {
             // The offline tier costs nothing; anything else without a catalog price is unknown.
             None if answer.provider == offline::PROVIDER => Cost::Known(0),
             None => Cost::Unknown,
-        };
+        }
+    }
+
+    fn info(&self, answer: &Answer, attempts: u32) -> DolInfo {
+        let cost = self.cost(answer);
         DolInfo {
             tier: answer.tier,
             provider: answer.provider.clone(),
@@ -1022,7 +1049,20 @@ impl Run<'_> {
     }
 
     fn finish(&mut self, answer: Answer, attempts: u32, outcome: Outcome) -> Generation {
-        let info = self.info(&answer, attempts);
+        let mut info = self.info(&answer, attempts);
+        // The request costs every answer the providers produced for it: those
+        // the quality gate turned down were billed too. `paid` already holds
+        // the returned answer unless DOL answered itself (offline).
+        let own = (info.cost_micros.unwrap_or(0), answer.usage.total_tokens);
+        let others = if outcome == Outcome::Offline {
+            self.paid
+        } else {
+            (
+                self.paid.0.saturating_sub(own.0),
+                self.paid.1.saturating_sub(own.1),
+            )
+        };
+        info.cost_micros = info.cost_micros.map(|c| c.saturating_add(others.0));
         // Score-less streamed answers were scored at the end; the quality lands in the
         // observation of the attempt that produced them.
         let fallbacks = (answer.tier.index().saturating_sub(self.plan.entry.index())) as u32;
@@ -1039,6 +1079,7 @@ impl Run<'_> {
             outcome,
             system_fingerprint: answer.fingerprint,
             tool_calls: answer.tool_calls,
+            billed_tokens: own.1.saturating_add(others.1),
         }
     }
 
@@ -1047,12 +1088,13 @@ impl Run<'_> {
         &mut self,
         downstream: Option<&mut D>,
         answer: Box<Answer>,
-        detail: &str,
     ) -> Generation {
         if let Some(d) = downstream {
+            // The cause (a transport error, the provider's own message) stays
+            // in the attempt's record: the client's error names no internals.
             let error = crate::error::ApiError::new(
                 crate::error::Code::UpstreamFailed,
-                format!("The provider stream failed after the answer started: {detail}"),
+                "The provider stream failed after the answer started.",
             );
             let _ = d.send(error.to_openai().to_sse().into_bytes()).await;
         }
@@ -1135,7 +1177,7 @@ impl Tally {
 
 enum Finished {
     Answer(Box<Answer>),
-    Broken(Box<Answer>, String),
+    Broken(Box<Answer>),
     Gone(Box<Answer>),
 }
 

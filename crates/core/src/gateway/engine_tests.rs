@@ -127,6 +127,9 @@ struct Client {
     head: Option<Vec<(String, String)>>,
     starts: usize,
     body: String,
+    /// Sends after which the client is gone (`None`: it reads everything).
+    gone_after: Option<usize>,
+    sends: usize,
 }
 
 impl Downstream for Client {
@@ -136,6 +139,10 @@ impl Downstream for Client {
         true
     }
     async fn send(&mut self, bytes: Vec<u8>) -> bool {
+        if self.gone_after.is_some_and(|n| self.sends >= n) {
+            return false;
+        }
+        self.sends += 1;
         self.body.push_str(&String::from_utf8(bytes).unwrap());
         true
     }
@@ -308,6 +315,14 @@ fn a_low_quality_answer_moves_down_a_tier() {
     let g = run(&mut f, &request(false), None);
     assert_eq!(g.info.model, "cheap");
     assert_eq!(g.attempts[0].outcome, "low_quality");
+    // The turned-down answer was billed by its provider, so the request
+    // costs both: 60 tokens at $10/1M and 60 at $1/1M.
+    assert_eq!(g.info.cost_micros, Some(600 + 60));
+    assert_eq!(g.billed_tokens, 120);
+    assert_eq!(
+        g.usage.total_tokens, 60,
+        "the client sees its answer's usage"
+    );
 }
 
 #[test]
@@ -469,6 +484,39 @@ fn a_stream_cut_after_its_first_byte_ends_with_an_error_event() {
         ["best"],
         "no second provider after bytes reached the client"
     );
+    // What was generated before the cut was billed: it is charged, from the
+    // text since the provider sent no usage.
+    assert!(
+        g.usage.completion_tokens > 0 && g.usage.prompt_tokens > 0,
+        "{:?}",
+        g.usage
+    );
+    assert_eq!(g.billed_tokens, g.usage.total_tokens);
+    assert_eq!(g.info.cost_micros, Some(g.usage.total_tokens * 10));
+}
+
+#[test]
+fn a_client_that_stops_reading_a_stream_is_charged_what_was_generated() {
+    let mut f = Fake::new();
+    f.script(
+        "best",
+        vec![Reply::Http(200, Vec::new(), sse(GOOD, true), 5)],
+    );
+    let mut client = Client {
+        gone_after: Some(3),
+        ..Client::default()
+    };
+    let g = run(&mut f, &request(true), Some(&mut client));
+    assert_eq!(g.outcome, Outcome::ClientGone);
+    assert!(
+        g.usage.completion_tokens > 0 && g.usage.prompt_tokens > 0,
+        "{:?}",
+        g.usage
+    );
+    assert_eq!(g.billed_tokens, g.usage.total_tokens);
+    assert_eq!(g.info.cost_micros, Some(g.usage.total_tokens * 10));
+    let (tokens, cost) = crate::gateway::pipeline::settlement(&g);
+    assert!(tokens > 0 && cost > 0, "settled {tokens} tokens, {cost} µ$");
 }
 
 #[test]

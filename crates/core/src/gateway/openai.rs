@@ -226,6 +226,13 @@ impl DolHints {
     }
 }
 
+/// Output tokens a chat request may produce when it sets no limit of its
+/// own: DOL sends this limit to the provider (`max_completion_tokens` to
+/// OpenAI, `max_tokens` to other OpenAI-compatible servers and Anthropic,
+/// `maxOutputTokens` to Gemini) and reserves budget for it, so an answer
+/// never costs more than its reservation allowed for.
+pub const DEFAULT_OUTPUT_TOKENS: u64 = 4096;
+
 /// A validated `POST /v1/chat/completions` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
@@ -816,6 +823,13 @@ impl ChatRequest {
     /// The output token limit: `max_completion_tokens`, else `max_tokens`.
     pub fn output_limit(&self) -> Option<u64> {
         self.max_completion_tokens.or(self.max_tokens)
+    }
+
+    /// The most output tokens a provider may produce for this request: its
+    /// own limit, else [`DEFAULT_OUTPUT_TOKENS`], which DOL then sends to the
+    /// provider itself — the limit the request's budget reservation is for.
+    pub fn output_cap(&self) -> u64 {
+        self.output_limit().unwrap_or(DEFAULT_OUTPUT_TOKENS)
     }
 
     /// Whether the answer must be JSON.

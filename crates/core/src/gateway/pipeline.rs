@@ -451,7 +451,7 @@ impl<D: Client> Client for WithHeaders<'_, D> {
 /// The worst-case cost of the plan's candidates (what a request may spend):
 /// prompt plus output limit, priced at the dearest candidate with a price.
 pub fn reservation(plan: &Plan, request: &ChatRequest) -> Reservation {
-    let req = RouteRequest::from_chat(request, plan.entry, engine::DEFAULT_OUTPUT_TOKENS);
+    let req = RouteRequest::from_chat(request, plan.entry);
     let cost = plan
         .tiers
         .iter()
@@ -478,6 +478,9 @@ pub fn from_cache(hit: CacheEntry) -> Generation {
     let mut info = hit.info;
     info.cached = true;
     info.attempts = 0;
+    // The stored answer's cost was paid when it was generated, not now.
+    info.cost_micros = Some(0);
+    info.cost_unknown = false;
     Generation {
         info,
         content: hit.content,
@@ -491,6 +494,7 @@ pub fn from_cache(hit: CacheEntry) -> Generation {
         outcome: Outcome::Success,
         system_fingerprint: None,
         tool_calls: Vec::new(),
+        billed_tokens: 0,
     }
 }
 
@@ -499,7 +503,7 @@ pub fn settlement(g: &Generation) -> (u64, u64) {
     if g.info.cached {
         (0, 0)
     } else {
-        (g.usage.total_tokens, g.info.cost_micros.unwrap_or(0))
+        (g.billed_tokens, g.info.cost_micros.unwrap_or(0))
     }
 }
 
@@ -653,7 +657,8 @@ where
     let catalog_entries = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
     let catalog_entries = call.caller.routable(catalog_entries, &request.model)?;
-    let providers = catalog::enabled_providers(&call.caller.providers(sql, settings)?);
+    let caller_providers = call.caller.providers(sql, settings)?;
+    let providers = catalog::enabled_providers(&caller_providers);
     let mut routing = store::routing_state(kv);
     let probes_applied = apply_stored_probes(
         kv,
@@ -811,7 +816,7 @@ where
     }
     if !generation.info.cached {
         let urgent = routing.apply(
-            &generation.observations,
+            &caller_providers.shared_observations(&generation.observations),
             ROUTING_ALPHA,
             settings.circuit,
             finished_ms,

@@ -447,7 +447,7 @@ fn the_reservation_is_the_worst_case_cost_from_max_tokens_and_the_dearest_price(
     w.fake.script("best", vec![ok_json(GOOD, "stop")]);
     let (s, _) = w.ask("key_a", with(body(false), "max_tokens", json!(100)));
     let req = ChatRequest::from_value(&with(body(false), "max_tokens", json!(100))).unwrap();
-    let route = RouteRequest::from_chat(&req, Tier::Comprehensive, 512);
+    let route = RouteRequest::from_chat(&req, Tier::Comprehensive);
     assert_eq!(route.output_tokens, 100);
     // The dearest priced candidate ($10/1M both ways) sets the cost.
     let expected = (route.input_tokens + 100) * 10;

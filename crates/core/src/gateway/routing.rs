@@ -237,11 +237,7 @@ impl RouteRequest {
     /// with [`super::text::approx_tokens`], output from the request's limit or
     /// `default_output_tokens`, capabilities `json` / `streaming` / `vision` /
     /// `tools` as the request uses them, and its `dol` hints.
-    pub fn from_chat(
-        request: &super::openai::ChatRequest,
-        tier: Tier,
-        default_output_tokens: u64,
-    ) -> Self {
+    pub fn from_chat(request: &super::openai::ChatRequest, tier: Tier) -> Self {
         let input_tokens = request
             .messages
             .iter()
@@ -267,7 +263,7 @@ impl RouteRequest {
         Self {
             tier: Some(tier),
             input_tokens,
-            output_tokens: request.output_limit().unwrap_or(default_output_tokens),
+            output_tokens: request.output_cap(),
             capabilities,
             max_cost_micros: request.dol.max_cost_micros(),
             max_latency_ms: request.dol.max_latency_ms,
@@ -744,7 +740,7 @@ mod tests {
             "dol": {"max_cost": 0.5, "max_latency_ms": 900}
         }))
         .unwrap();
-        let r = RouteRequest::from_chat(&chat, Tier::Enhanced, 1024);
+        let r = RouteRequest::from_chat(&chat, Tier::Enhanced);
         assert_eq!(r.tier, Some(Tier::Enhanced));
         assert_eq!(r.output_tokens, 64);
         assert_eq!(r.input_tokens, 3 + 3);
@@ -765,7 +761,7 @@ mod tests {
                 b.extend(e.clone());
             }
             let c = crate::gateway::openai::ChatRequest::from_value(&body).unwrap();
-            RouteRequest::from_chat(&c, Tier::Enhanced, 1024)
+            RouteRequest::from_chat(&c, Tier::Enhanced)
         };
         let none = chat(serde_json::json!({}));
         assert_eq!(chat(serde_json::json!({"tools": []})), none);

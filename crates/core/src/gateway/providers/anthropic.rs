@@ -2,7 +2,7 @@
 //!
 //! `POST {base}/v1/messages` with `x-api-key` and `anthropic-version`. System
 //! messages become the top-level `system` prompt, `max_tokens` is always sent
-//! (the request's limit, else [`DEFAULT_MAX_TOKENS`]), `stop` becomes
+//! (the request's limit, else [`DEFAULT_OUTPUT_TOKENS`](crate::gateway::openai::DEFAULT_OUTPUT_TOKENS)), `stop` becomes
 //! `stop_sequences`, and a JSON `response_format` becomes an instruction in the
 //! system prompt, since the API has no JSON mode. Function tools become `tools`
 //! (`name`, `description`, `input_schema`) and `tool_choice` (`auto`, `any`,
@@ -26,8 +26,6 @@ use super::{
 
 /// The API version DOL speaks.
 pub const API_VERSION: &str = "2023-06-01";
-/// `max_tokens` when the request sets no output limit (the API requires one).
-pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 fn request_headers(cfg: &ProviderConfig, stream: bool) -> Vec<(String, String)> {
     let mut h = json_headers(stream);
@@ -115,10 +113,7 @@ pub(super) fn chat_request(
         .collect();
     let mut body = Map::new();
     body.insert("model".to_owned(), json!(model));
-    body.insert(
-        "max_tokens".to_owned(),
-        json!(req.output_limit().unwrap_or(DEFAULT_MAX_TOKENS)),
-    );
+    body.insert("max_tokens".to_owned(), json!(req.output_cap()));
     body.insert("messages".to_owned(), Value::Array(messages));
     let system = system_prompt(&conv.system, json_instruction(req.response_format.as_ref()));
     if !system.is_empty() {

@@ -170,9 +170,7 @@ pub(super) fn chat_request(
     if let Some(p) = req.top_p {
         config.insert("topP".to_owned(), json!(p));
     }
-    if let Some(n) = req.output_limit() {
-        config.insert("maxOutputTokens".to_owned(), json!(n));
-    }
+    config.insert("maxOutputTokens".to_owned(), json!(req.output_cap()));
     let stops = stop_sequences(req);
     if !stops.is_empty() {
         config.insert("stopSequences".to_owned(), json!(stops));
@@ -603,9 +601,11 @@ mod tests {
             spec.url,
             "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent"
         );
+        // No limit of the request's own: the one its reservation is for.
         assert_eq!(
             body(&spec),
-            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+                   "generationConfig": {"maxOutputTokens": crate::gateway::openai::DEFAULT_OUTPUT_TOKENS}})
         );
         let req = request(json!({
             "model": "m",

@@ -34,6 +34,17 @@ pub(super) fn chat_request(
     let mut body = req.upstream_body(model);
     if let Value::Object(obj) = &mut body {
         obj.insert("stream".to_owned(), Value::Bool(stream));
+        if req.output_limit().is_none() {
+            // The limit the budget reservation is for. OpenAI's own API takes
+            // `max_completion_tokens` (its reasoning models refuse
+            // `max_tokens`); other servers know `max_tokens`.
+            let field = if cfg.name == "openai" {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            obj.insert(field.to_owned(), json!(req.output_cap()));
+        }
         if stream {
             // Always ask for usage: DOL accounts cost even when the client did not ask.
             obj.insert("stream_options".to_owned(), json!({"include_usage": true}));
@@ -225,6 +236,7 @@ pub(super) fn parse_models(v: &Value) -> Option<Vec<DiscoveredModel>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::openai::DEFAULT_OUTPUT_TOKENS;
     use crate::gateway::providers::test_support::*;
     use crate::gateway::providers::{
         ErrorClass, ProviderKind, chat_request as build, models_request, parse_chat_response,
@@ -337,6 +349,35 @@ mod tests {
         assert_eq!(
             build(&empty_key, &req, "llama", false).header("authorization"),
             None
+        );
+    }
+
+    #[test]
+    fn a_request_without_an_output_limit_is_sent_the_one_its_budget_reservation_is_for() {
+        let req =
+            request(json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}));
+        let openai = ProviderConfig {
+            name: "openai".into(),
+            ..cfg(K, "https://api.openai.com/v1/")
+        };
+        let b = body(&build(&openai, &req, "gpt-4o", false));
+        assert_eq!(b["max_completion_tokens"], DEFAULT_OUTPUT_TOKENS);
+        assert!(b.get("max_tokens").is_none(), "{b}");
+        let b = body(&build(
+            &cfg(K, "http://127.0.0.1:9001/v1"),
+            &req,
+            "llama",
+            false,
+        ));
+        assert_eq!(b["max_tokens"], DEFAULT_OUTPUT_TOKENS);
+        assert!(b.get("max_completion_tokens").is_none(), "{b}");
+        // The client's own limit goes as the client sent it.
+        let own = request(json!({"model": "auto", "max_tokens": 50,
+                                 "messages": [{"role": "user", "content": "hi"}]}));
+        let b = body(&build(&openai, &own, "gpt-4o", false));
+        assert_eq!(
+            (b["max_tokens"].clone(), b.get("max_completion_tokens")),
+            (json!(50), None)
         );
     }
 
