@@ -5,8 +5,12 @@
 //! store; `compiled-cache/` is a cache and is skipped). [`backup`] copies each
 //! `*.db` file with SQLite's online backup API in a single step, so every copy
 //! is one committed point in time of its file, taken while the host keeps
-//! serving (WAL mode: the copy holds a read snapshot, writers carry on). Every
-//! write acknowledged before the backup started is in it.
+//! serving reads. Every write acknowledged before the backup started is in it.
+//! The files are copied at one point in time together: the backup holds
+//! every file's write lock while it copies them (writers wait, readers carry
+//! on), so state an app keeps in step across files under a write lock — DOL
+//! publishes each flag version to key-value while it holds the database's
+//! write lock — is restored in step, never one file ahead of another.
 //!
 //! The backup file is itself a SQLite database: `dol_backup_meta` (format,
 //! version, time) and `dol_backup_files(name, content)`, one row per snapshot,
@@ -112,6 +116,13 @@ fn write_backup(databases: &[(String, PathBuf)], partial: &Path) -> Result<Summa
             params![key, value],
         )?;
     }
+    // Every file's write lock, in name order (the host's writers take one
+    // file's lock at a time, so this order cannot deadlock with them), held
+    // until the last copy is taken.
+    let mut locks = Vec::with_capacity(databases.len());
+    for (_, path) in databases {
+        locks.push(write_lock(path).with_context(|| format!("locking {}", path.display()))?);
+    }
     let mut summary = Summary { files: Vec::new() };
     for (name, path) in databases {
         let bytes = snapshot(path).with_context(|| format!("snapshotting {}", path.display()))?;
@@ -121,9 +132,39 @@ fn write_backup(databases: &[(String, PathBuf)], partial: &Path) -> Result<Summa
         )?;
         summary.files.push((name.clone(), bytes.len()));
     }
+    drop(locks);
     archive.close().map_err(|(_, e)| e)?;
     Ok(summary)
 }
+
+/// A connection holding the write lock of the database at `path` (an open
+/// `BEGIN IMMEDIATE`, rolled back when dropped): no writer can commit until
+/// it is dropped, while readers, and so [`snapshot`], carry on.
+fn write_lock(path: &Path) -> Result<Connection> {
+    let lock = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Polled in short steps rather than with SQLite's busy handler, whose
+    // sleeps grow to 100 ms and would lose every race against a busy
+    // server's writers (as the host's own `wait_for_lock` does).
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match lock.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(lock),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How long the backup waits for a file's write lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One committed point in time of the database at `path`, as file bytes.
 fn snapshot(path: &Path) -> Result<Vec<u8>> {
@@ -264,6 +305,67 @@ mod tests {
             .unwrap();
         assert_eq!(count, 100);
         assert!(!target.join("compiled-cache").exists());
+    }
+
+    #[test]
+    fn files_kept_in_step_under_a_write_lock_are_copied_in_step() {
+        // A writer that, like DOL's flag publication, changes the database
+        // and then key-value while it holds the database's write lock: every
+        // backup taken meanwhile must hold the same number in both files.
+        let state = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            let c = Connection::open(state.path().join(name)).unwrap();
+            c.pragma_update(None, "journal_mode", "WAL").unwrap();
+            c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            c
+        };
+        for name in ["sqlite_db.db", "sqlite_key_value.db"] {
+            open(name)
+                .execute_batch("CREATE TABLE v (n INTEGER); INSERT INTO v VALUES (0)")
+                .unwrap();
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (db, kv, stop) = (
+                open("sqlite_db.db"),
+                open("sqlite_key_value.db"),
+                stop.clone(),
+            );
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    n += 1;
+                    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+                    db.execute("UPDATE v SET n = ?1", [n]).unwrap();
+                    // Between the two files' writes, as a publication is.
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    kv.execute("UPDATE v SET n = ?1", [n]).unwrap();
+                    db.execute_batch("COMMIT").unwrap();
+                    std::thread::sleep(std::time::Duration::from_micros(100));
+                }
+                n
+            })
+        };
+        let work = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            let out = work.path().join(format!("b{i}.dolbackup"));
+            backup(state.path(), &out).unwrap();
+            let target = work.path().join(format!("r{i}"));
+            restore(&out, &target).unwrap();
+            let read = |name: &str| -> i64 {
+                Connection::open(target.join(name))
+                    .unwrap()
+                    .query_row("SELECT n FROM v", [], |r| r.get(0))
+                    .unwrap()
+            };
+            assert_eq!(
+                read("sqlite_db.db"),
+                read("sqlite_key_value.db"),
+                "backup {i}: one file ahead of the other"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 0);
     }
 
     #[test]
