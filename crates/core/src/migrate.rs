@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "bound_absurd_usage",
         sql: include_str!("../../../migrations/0024_bound_absurd_usage.sql"),
     },
+    Migration {
+        version: 25,
+        name: "bound_event_values",
+        sql: include_str!("../../../migrations/0025_bound_event_values.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -363,6 +363,12 @@ fn event_value_not_a_number() {
     event_rejects(with("value", json!("12")), "events[1].value");
 }
 #[test]
+fn event_value_whose_square_would_overflow_the_sums() {
+    event_rejects(with("value", json!(1e308)), "events[1].value");
+    event_rejects(with("value", json!(-1e13)), "events[1].value");
+    assert!(events::parse(&with("value", json!(events::MAX_VALUE))).is_ok());
+}
+#[test]
 fn event_variant_not_a_string() {
     event_rejects(with("variant", json!(true)), "events[1].variant");
 }

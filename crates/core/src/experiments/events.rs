@@ -19,6 +19,10 @@ pub const MAX_EVENTS: usize = 1_000;
 pub const MAX_TARGETING_KEY_LEN: usize = 256;
 /// Largest `context` object, in bytes of JSON.
 pub const MAX_CONTEXT_BYTES: usize = 4_096;
+/// Largest magnitude of an event's `value`: a mean metric sums values and
+/// their squares, and one square past `f64::MAX` would make the variant's
+/// report unreadable for the rest of the experiment.
+pub const MAX_VALUE: f64 = 1e12;
 
 /// A bad events body; nothing was stored.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -138,11 +142,11 @@ fn parse_one(v: &Value, path: &str) -> Result<EventInput, EventError> {
     let value = match obj.get("value") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_f64() {
-            Some(x) if x.is_finite() => Some(x),
+            Some(x) if x.is_finite() && x.abs() <= MAX_VALUE => Some(x),
             _ => {
                 return Err(EventError::new(
                     format!("{path}.value"),
-                    "must be a finite number",
+                    format!("must be a number between -{MAX_VALUE:e} and {MAX_VALUE:e}"),
                 ));
             }
         },

@@ -386,3 +386,31 @@ fn feedback_per_variant_is_collected_and_can_be_a_metric() {
     );
     assert!(!data.contains_key("elsewhere"));
 }
+
+#[test]
+fn migration_25_bounds_the_event_values_that_broke_a_mean_metric() {
+    use crate::migrate::{MIGRATIONS, apply, apply_list};
+    let mut db = crate::test_db::empty();
+    let before_25 = MIGRATIONS.iter().position(|m| m.version == 25).unwrap();
+    apply_list(&mut db, &MIGRATIONS[..before_25], 0).unwrap();
+    for (who, value) in [("a", 1e308), ("b", -1e200), ("c", 12.5)] {
+        db.execute(
+            "INSERT INTO events (at, key_id, targeting_key, flag_key, variant, name, value) \
+             VALUES (1, 'k', ?, 'f', 'on', 'load', ?)",
+            &[SqlValue::Text(who.into()), SqlValue::Real(value)],
+        )
+        .unwrap();
+    }
+    apply(&mut db, 0).unwrap();
+    let values = db
+        .execute("SELECT value FROM events ORDER BY targeting_key", &[])
+        .unwrap();
+    assert_eq!(
+        values,
+        [
+            vec![SqlValue::Real(1e12)],
+            vec![SqlValue::Real(-1e12)],
+            vec![SqlValue::Real(12.5)]
+        ]
+    );
+}
