@@ -279,7 +279,7 @@ async fn expired_sessions_are_refused() {
             .as_secs(),
     )
     .unwrap();
-    let key = console::signing_key(ADMIN, "");
+    let key = console::signing_key(ADMIN, VIEWER);
     let issued = now - console::SESSION_TTL_SECS - 60;
     let cookie = format!(
         "dol_session={}",

@@ -171,6 +171,21 @@ async fn health_liveness_readiness_and_bad_queries() {
         v["error"]["message"].as_str().unwrap().contains("2h"),
         "{v}"
     );
+    // A value that is not valid percent-encoding is refused, not read as
+    // absent (which would answer another question: the default window, the
+    // whole deployment instead of one org).
+    for (path, field) in [
+        ("/api/metrics?window=%ZZ", "window"),
+        ("/api/health?org=%ZZ", "org"),
+        ("/metrics?org=%E2%28", "org"),
+    ] {
+        let (s, v) = get(&host, path).await;
+        assert_eq!(
+            (s, v["error"]["field"].as_str()),
+            (400, Some(field)),
+            "{path}: {v}"
+        );
+    }
     let (s, v) = get(&host, "/api/metrics").await;
     assert_eq!((s, v["window"].as_str()), (200, Some("1h")), "{v}");
     assert_eq!(v["totals"]["requests"], 0, "{v}");

@@ -20,7 +20,8 @@ pub struct Current {
 
 fn key() -> Vec<u8> {
     let admin = platform::variable("console", platform::ADMIN_TOKEN_VARIABLE);
-    console::signing_key(&admin, "")
+    let viewer = platform::variable("console", platform::VIEWER_TOKEN_VARIABLE);
+    console::signing_key(&admin, &viewer)
 }
 
 fn now_secs() -> i64 {
@@ -90,7 +91,11 @@ pub fn login(req: &Request) -> Response {
         return refused;
     }
     let body = String::from_utf8_lossy(req.body());
-    let presented = platform::query_param(&body, "token").unwrap_or_default();
+    // An unreadable token is no token: the sign-in is refused like a wrong one.
+    let presented = platform::query_param(&body, "token")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     let admin = platform::variable("console", platform::ADMIN_TOKEN_VARIABLE);
     let viewer = platform::variable("console", platform::VIEWER_TOKEN_VARIABLE);
     match console::sign_in(&admin, &viewer, &presented) {
@@ -99,7 +104,7 @@ pub fn login(req: &Request) -> Response {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            let key = console::signing_key(&admin, "");
+            let key = console::signing_key(&admin, &viewer);
             let value = console::create(&key, role, now_secs(), &nonce);
             Response::builder()
                 .status(303)
@@ -146,7 +151,9 @@ pub fn logout(req: &Request) -> Response {
 
 /// Seconds between refreshes (`dol_core::console::refresh_secs`).
 pub fn refresh_secs(req: &Request) -> u32 {
-    let query = platform::query_param(req.query(), "refresh");
+    // An unreadable value is ignored like an out-of-range one: the page
+    // keeps its default refresh (see `console::refresh_secs`).
+    let query = platform::query_param(req.query(), "refresh").ok().flatten();
     let variable = platform::variable("console", "console_refresh_secs");
     console::refresh_secs(query.as_deref(), &variable)
 }

@@ -30,7 +30,10 @@ fn handle(req: Request) -> Response {
     }
     // `?org=ID` narrows the three figure routes to one org's keys, for the
     // admin or a `read-metrics` key of that org only.
-    let org = platform::query_param(req.query(), "org");
+    let org = match platform::query_param(req.query(), "org") {
+        Ok(org) => org,
+        Err(err) => return platform::fail("health", &err),
+    };
     if let Some(org) = &org
         && let Err(denied) = report::authorize_org(&req, org)
     {
@@ -78,7 +81,10 @@ fn api_health(org: Option<&str>) -> Response {
 
 fn api_metrics(req: &Request, org: Option<&str>) -> Response {
     let query = req.query();
-    let raw = platform::query_param(query, "window").unwrap_or_else(|| "1h".to_owned());
+    let raw = match platform::query_param(query, "window") {
+        Ok(window) => window.unwrap_or_else(|| "1h".to_owned()),
+        Err(err) => return platform::fail("health", &err),
+    };
     let Some(window) = Window::parse(&raw) else {
         let err = dol_core::error::ApiError::invalid(
             "window",

@@ -79,12 +79,13 @@ fn handle(req: Request) -> Response {
 
 /// `GET /admin/scans/{name}`: `{"scan", "runs": [...]}`, newest first.
 fn history(req: &Request, name: &str) -> Response {
-    let limit = platform::query_param(req.query(), "limit");
-    let runs = scan_store::parse_runs_limit(limit.as_deref()).and_then(|limit| {
-        let db = platform::open_db().map_err(platform::internal)?;
-        scan_store::recent_runs(&mut platform::SpinSql(&db), name, limit)
-            .map_err(platform::internal)
-    });
+    let runs = platform::query_param(req.query(), "limit")
+        .and_then(|limit| scan_store::parse_runs_limit(limit.as_deref()))
+        .and_then(|limit| {
+            let db = platform::open_db().map_err(platform::internal)?;
+            scan_store::recent_runs(&mut platform::SpinSql(&db), name, limit)
+                .map_err(platform::internal)
+        });
     match runs {
         Ok(runs) => platform::json(200, &serde_json::json!({ "scan": name, "runs": runs })),
         Err(err) => platform::fail("scans", &err),

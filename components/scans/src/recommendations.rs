@@ -88,7 +88,7 @@ fn route(req: &Request) -> Result<Value, ApiError> {
             if *req.method() != Method::Get {
                 return Err(ApiError::method_not_allowed("GET"));
             }
-            let status = platform::query_param(req.query(), "status");
+            let status = platform::query_param(req.query(), "status")?;
             let filter = ListFilter::parse(status.as_deref())?;
             let mut body = store::list(sql, now, &config, filter)?;
             body["selection"] = selection(sql, &config, &flag);

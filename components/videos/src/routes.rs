@@ -63,7 +63,7 @@ fn authed(
     body(&settings, &db, who)
 }
 
-pub(crate) fn query(req: &Request, name: &str) -> Option<String> {
+pub(crate) fn query(req: &Request, name: &str) -> Result<Option<String>, ApiError> {
     platform::query_param(req.query(), name)
 }
 
@@ -111,9 +111,9 @@ pub fn create(req: &Request) -> Response {
 pub fn list(req: &Request) -> Response {
     answer(authed(req, |_, db, who| {
         let q = ListQuery::parse(
-            query(req, "after"),
-            query(req, "limit"),
-            query(req, "order"),
+            query(req, "after")?,
+            query(req, "limit")?,
+            query(req, "order")?,
         )?;
         service::list(&mut SpinSql(db), &who.id, &q)
     }))

@@ -188,10 +188,13 @@ pub struct Filter {
 
 impl Filter {
     /// Parses the query parameters `kind`, `actor`, `flag`, `from`, `to`
-    /// (Unix ms) and `limit` through `param`; each bad value is its own 400.
-    pub fn parse(param: impl Fn(&str) -> Option<String>) -> Result<Self, ApiError> {
+    /// (Unix ms) and `limit` through `param` (which refuses a value it
+    /// cannot read); each bad value is its own 400.
+    pub fn parse(
+        param: impl Fn(&str) -> Result<Option<String>, ApiError>,
+    ) -> Result<Self, ApiError> {
         let time = |name: &str| -> Result<Option<i64>, ApiError> {
-            param(name)
+            param(name)?
                 .map(|s| {
                     s.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
                         ApiError::invalid(
@@ -202,7 +205,7 @@ impl Filter {
                 })
                 .transpose()
         };
-        let limit = match param("limit") {
+        let limit = match param("limit")? {
             None => 100,
             Some(s) => s
                 .parse::<i64>()
@@ -212,14 +215,14 @@ impl Filter {
                     ApiError::invalid("limit", "limit must be an integer from 1 to 1000")
                 })?,
         };
-        let kind = param("kind");
+        let kind = param("kind")?;
         if let Some(kind) = kind.as_ref().filter(|k| !KINDS.contains(&k.as_str())) {
             return Err(ApiError::invalid(
                 "kind",
                 format!("unknown kind {kind:?}; one of {}", KINDS.join(", ")),
             ));
         }
-        let actor = param("actor");
+        let actor = param("actor")?;
         if actor.as_deref() == Some("") {
             return Err(ApiError::invalid("actor", "actor must not be empty"));
         }
@@ -232,7 +235,7 @@ impl Filter {
         Ok(Self {
             kind,
             actor,
-            flag: param("flag"),
+            flag: param("flag")?,
             from_ms,
             to_ms,
             limit,
@@ -374,16 +377,16 @@ mod tests {
         );
     }
 
-    fn params(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn params(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Result<Option<String>, ApiError> {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |name| {
-            pairs
+            Ok(pairs
                 .iter()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v.clone()))
         }
     }
 

@@ -3,8 +3,8 @@
 //! A session is a signed cookie value, nothing stored server-side:
 //! `v1.<role>.<issued>.<expires>.<nonce>.<tag>` where the times are Unix
 //! seconds and `tag` is the HMAC-SHA256 of everything before it under a key
-//! derived from the admin token. Changing the admin token therefore ends
-//! every session. The CSRF token is an HMAC of the cookie value under the
+//! derived from the admin and viewer tokens. Changing either one therefore
+//! ends every session (so emptying the viewer token revokes every viewer). The CSRF token is an HMAC of the cookie value under the
 //! same key, so the server recomputes it instead of storing it, and it is
 //! useless without the cookie (which page scripts cannot read: HttpOnly).
 //! The clock and the nonce come in as arguments.
@@ -91,8 +91,10 @@ pub enum SignIn {
     Closed,
 }
 
-/// The signing key for sessions, derived from the admin token (and an
-/// optional extra secret). Empty when no admin token is configured.
+/// The signing key for sessions, derived from the admin token and the
+/// viewer token (`extra_secret`): changing either one ends every session
+/// signed before, so emptying or rotating the viewer token revokes the
+/// viewers already signed in. Empty when no admin token is configured.
 pub fn signing_key(admin_token: &str, extra_secret: &str) -> Vec<u8> {
     if admin_token.is_empty() {
         return Vec::new();
@@ -372,6 +374,8 @@ pub struct AdminRequest<'a> {
 pub struct AdminSecrets<'a> {
     /// The `admin_token` variable (empty = admin routes closed).
     pub admin_token: &'a str,
+    /// The `viewer_token` variable, part of the sessions' signing key.
+    pub viewer_token: &'a str,
 }
 
 /// Decides an admin API request: the bearer admin token as before, or a
@@ -399,7 +403,7 @@ pub fn authorize_admin(
     if bearer.is_none()
         && let Some(value) = cookie_value(req.cookie)
     {
-        let key = signing_key(secrets.admin_token, "");
+        let key = signing_key(secrets.admin_token, secrets.viewer_token);
         let session = verify(&key, value, now_secs).map_err(|e| unauthorized(&format!("{e}")))?;
         if signed_out(&session) {
             return Err(unauthorized(&SessionError::SignedOut.to_string()));
@@ -439,7 +443,7 @@ mod tests {
     const NOW: i64 = 1_800_000_000;
 
     fn key() -> Vec<u8> {
-        signing_key("admin-secret", "")
+        signing_key("admin-secret", "viewer-secret")
     }
 
     fn admin_req<'a>(
@@ -461,6 +465,7 @@ mod tests {
 
     const SECRETS: AdminSecrets<'static> = AdminSecrets {
         admin_token: "admin-secret",
+        viewer_token: "viewer-secret",
     };
 
     #[test]
@@ -481,7 +486,10 @@ mod tests {
             authorize_admin(SECRETS, none, NOW, &open).unwrap_err().code,
             Code::Unauthorized
         );
-        let closed = AdminSecrets { admin_token: "" };
+        let closed = AdminSecrets {
+            admin_token: "",
+            viewer_token: "",
+        };
         assert_eq!(
             authorize_admin(closed, req, NOW, &open).unwrap_err().code,
             Code::AdminClosed
@@ -515,6 +523,24 @@ mod tests {
         let late = admin_req("GET", Some(&cookie), None);
         let err = authorize_admin(SECRETS, late, NOW + SESSION_TTL_SECS, &open).unwrap_err();
         assert_eq!(err.code, Code::Unauthorized);
+    }
+
+    #[test]
+    fn a_viewer_session_ends_when_the_viewer_token_is_emptied_or_rotated() {
+        let value = create(&key(), Role::Viewer, NOW, "n");
+        let cookie = format!("{COOKIE_NAME}={value}");
+        for viewer_token in ["", "rotated"] {
+            let now = AdminSecrets {
+                viewer_token,
+                ..SECRETS
+            };
+            let get = admin_req("GET", Some(&cookie), None);
+            assert_eq!(
+                authorize_admin(now, get, NOW, &open).unwrap_err().code,
+                Code::Unauthorized,
+                "viewer token now {viewer_token:?}"
+            );
+        }
     }
 
     #[test]
@@ -616,8 +642,18 @@ mod tests {
             verify(&key(), &forged, NOW),
             Err(SessionError::BadSignature)
         );
-        let other = signing_key("another-admin-token", "");
+        let other = signing_key("another-admin-token", "viewer-secret");
         assert_eq!(verify(&other, &value, NOW), Err(SessionError::BadSignature));
+        // Emptying or rotating the viewer token ends the sessions signed
+        // before it, viewers' included.
+        for viewer in ["", "rotated-viewer-secret"] {
+            let now_key = signing_key("admin-secret", viewer);
+            assert_eq!(
+                verify(&now_key, &value, NOW),
+                Err(SessionError::BadSignature),
+                "viewer token {viewer:?}"
+            );
+        }
         let extended = value.replacen(
             &(NOW + SESSION_TTL_SECS).to_string(),
             &(NOW * 2).to_string(),

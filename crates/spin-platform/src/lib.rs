@@ -293,12 +293,25 @@ pub fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The value of query parameter `name` (percent-decoded, `+` as space).
-pub fn query_param(query: &str, name: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
+/// The value of query parameter `name` (percent-decoded, `+` as space);
+/// `None` when it is absent. A value that is not valid percent-encoding
+/// (or not UTF-8 once decoded) is a 400 naming the parameter, never read
+/// as absent: the client would get an answer to another question.
+pub fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
+    let Some(raw) = query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (k == name).then(|| percent_decode(&v.replace('+', " ")))?
-    })
+        (k == name).then_some(v)
+    }) else {
+        return Ok(None);
+    };
+    percent_decode(&raw.replace('+', " "))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                name,
+                format!("query parameter `{name}` is not valid percent-encoding"),
+            )
+        })
 }
 
 /// An optional setting's Spin variable; unset or undeclared reads as empty
@@ -377,8 +390,10 @@ pub fn check_admin(component: &str, req: AdminRequest<'_>) -> Result<String, Res
 /// change or a session's change without its CSRF token.
 pub fn admin_actor(component: &str, req: AdminRequest<'_>) -> Result<String, ApiError> {
     let token = variable(component, ADMIN_TOKEN_VARIABLE);
+    let viewer = variable(component, VIEWER_TOKEN_VARIABLE);
     let secrets = console::AdminSecrets {
         admin_token: &token,
+        viewer_token: &viewer,
     };
     let signed_out = |session: &console::Session| session_signed_out(component, session);
     console::authorize_admin(secrets, req, now_ms() / 1000, &signed_out)

@@ -41,7 +41,7 @@ pub fn get_template(
     sql: &mut SpinSql<'_>,
     name: &str,
 ) -> Result<Response, ApiError> {
-    let version = admin::parse_version(platform::query_param(&req.query, "version").as_deref())?;
+    let version = admin::parse_version(platform::query_param(&req.query, "version")?.as_deref())?;
     let TemplateVersion { version, spec } =
         store::get_template(sql, name, version)?.ok_or_else(|| {
             ApiError::new(
