@@ -20,7 +20,10 @@ use tokio::sync::watch;
 
 use crate::app::{LoadedApp, ResponseBody};
 
-/// A JSON error response; 5xx bodies never carry internals.
+/// A JSON error response in DOL's error shape and codes (`not-found`,
+/// `internal`), with the security headers DOL's own JSON answers carry (no
+/// sniffing, no framing, a CSP that loads nothing); 5xx bodies never carry
+/// internals.
 pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
     let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
     let mut response = Response::new(
@@ -29,12 +32,28 @@ pub(crate) fn json_error(status: StatusCode, code: &str, message: &str) -> Respo
             .boxed_unsync(),
     );
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     response
 }
+
+/// The security headers of [`json_error`] (as `dol_core::hygiene` sets them
+/// on the components' JSON answers).
+const SECURITY_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+];
 
 /// Serves `request` with the matched component, adding Spin's `spin-*` headers.
 /// `client` is the peer address (`None` for in-process chained requests).
@@ -102,7 +121,7 @@ async fn serve_external(
             None,
             json_error(
                 StatusCode::NOT_FOUND,
-                "not_found",
+                "not-found",
                 &format!("no route matches {path}"),
             ),
         ),
@@ -113,7 +132,7 @@ async fn serve_external(
                     tracing::error!("{method} {path}: {error:#}");
                     json_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal_error",
+                        "internal",
                         "the component failed to handle the request",
                     )
                 }
