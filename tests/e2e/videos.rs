@@ -327,6 +327,22 @@ async fn a_completed_openai_video_is_remixed_and_other_platforms_refuse_it() {
         until_ended(&host, &key, &sora_id).await["status"],
         "completed"
     );
+    // The content keeps the platform's type: the MP4, or a preview image.
+    for (variant, content_type) in [("video", "video/mp4"), ("thumbnail", "image/webp")] {
+        let response = host
+            .client
+            .get(host.url(&format!("/v1/videos/{sora_id}/content?variant={variant}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{variant}");
+        assert_eq!(
+            response.headers()["content-type"],
+            content_type,
+            "{variant}"
+        );
+    }
     let (status, v) = remix(&sora_id, r#"{"prompt":"the same fox at night"}"#).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["remixed_from_video_id"], sora_id.as_str(), "{v}");

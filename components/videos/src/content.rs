@@ -13,7 +13,7 @@ use dol_spin_platform::net;
 pub fn content(req: &Request, id: &str) -> Response {
     let found = open().and_then(|(settings, db)| {
         let who = caller(req, &db, &settings)?;
-        let variant = query(req, "variant");
+        let variant = query(req, "variant")?;
         service::content(
             &mut SpinSql(&db),
             &settings,
@@ -28,13 +28,21 @@ pub fn content(req: &Request, id: &str) -> Response {
             .status(302)
             .header("location", url)
             .build(),
-        Ok(Content::Fetch(spec)) => match net::send(&spec) {
-            Ok((200, bytes)) => Response::builder()
+        Ok(Content::Fetch(spec)) => match net::fetch(&spec) {
+            // The platform's own type: a thumbnail or spritesheet is an image.
+            Ok((200, content_type, bytes)) => Response::builder()
                 .status(200)
-                .header("content-type", "video/mp4")
+                .header(
+                    "content-type",
+                    if content_type.is_empty() {
+                        "application/octet-stream".to_owned()
+                    } else {
+                        content_type
+                    },
+                )
                 .body(bytes)
                 .build(),
-            Ok((status, _)) => fail(&ApiError::new(
+            Ok((status, _, _)) => fail(&ApiError::new(
                 Code::UpstreamFailed,
                 format!("The platform answered HTTP {status} for the content."),
             )),

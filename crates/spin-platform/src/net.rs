@@ -18,6 +18,12 @@ fn method(m: &str) -> Method {
 /// Sends `spec` and waits for the whole answer: status and body. The error
 /// names the failure without secrets (no headers).
 pub fn send(spec: &HttpRequestSpec) -> Result<(u16, Vec<u8>), String> {
+    fetch(spec).map(|(status, _, body)| (status, body))
+}
+
+/// [`send`], also answering the response's `Content-Type` (empty when it
+/// sent none): for passing a platform's media on as what it is.
+pub fn fetch(spec: &HttpRequestSpec) -> Result<(u16, String, Vec<u8>), String> {
     let mut b = Request::builder();
     b.method(method(&spec.method)).uri(spec.url.as_str());
     for (k, v) in &spec.headers {
@@ -31,7 +37,12 @@ pub fn send(spec: &HttpRequestSpec) -> Result<(u16, Vec<u8>), String> {
             ),
             other => format!("request failed: {other}"),
         })?;
-        Ok((*response.status(), response.into_body()))
+        let content_type = response
+            .header("content-type")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        Ok((*response.status(), content_type, response.into_body()))
     })
 }
 

@@ -292,11 +292,11 @@ fn json_reply(status: u16, v: &Value) -> hyper::Response<Full<Bytes>> {
     r
 }
 
-fn bytes_reply(bytes: Vec<u8>) -> hyper::Response<Full<Bytes>> {
+fn bytes_reply(bytes: Vec<u8>, content_type: &'static str) -> hyper::Response<Full<Bytes>> {
     let mut r = hyper::Response::new(Full::new(Bytes::from(bytes)));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("video/mp4"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     r
 }
@@ -437,10 +437,17 @@ async fn handle(
             }
             None => json_reply(404, &json!({"error": "no such job"})),
         },
+        // OpenAI's variants: the MP4, or a preview image of it.
         ("GET", ["v1", "videos", id, "content"]) if s.jobs.contains_key(*id) => {
-            bytes_reply(video_bytes(id))
+            if path.contains("variant=thumbnail") {
+                bytes_reply(b"RIFF\0\0\0\0WEBPVP8 thumbnail".to_vec(), "image/webp")
+            } else {
+                bytes_reply(video_bytes(id), "video/mp4")
+            }
         }
-        ("GET", ["files", file]) => bytes_reply(video_bytes(file.trim_end_matches(".mp4"))),
+        ("GET", ["files", file]) => {
+            bytes_reply(video_bytes(file.trim_end_matches(".mp4")), "video/mp4")
+        }
         ("DELETE", ["v1", "videos" | "tasks", id])
         | ("POST", ["v1", "predictions", id, "cancel"]) => {
             if s.jobs.remove(*id).is_some() {
