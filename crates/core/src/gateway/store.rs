@@ -525,15 +525,7 @@ pub fn settle_and_record(
 /// Settles the key's counters and, when it has an org, the org's, inside
 /// the caller's transaction.
 fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
-    // An org deleted while the request was in flight has no counters left
-    // to settle, and a later org of the same id must not inherit its spend.
-    let org = match s.org_id {
-        Some(org) if !run(tx, "SELECT 1 FROM orgs WHERE id = ?", &[text(org)])?.is_empty() => {
-            Some(org)
-        }
-        _ => None,
-    };
-    let org_row = org.map(org_usage_key);
+    let org_row = s.org_id.map(org_usage_key);
     for row in std::iter::once(s.key_id).chain(org_row.as_deref()) {
         let stored = usage_for_update(tx, row)?;
         // Bounded like the telemetry rows, so a provider reporting nonsense
@@ -851,11 +843,6 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
     }
 }
 
-/// "The key `a` belongs to an org that no longer exists" (a condition on
-/// `api_keys a`).
-const DELETED_ORG: &str =
-    "COALESCE(a.org_id, '') <> '' AND NOT EXISTS (SELECT 1 FROM orgs o WHERE o.id = a.org_id)";
-
 /// Whether `r` ended more than the fold lag after its minute began, so its
 /// minute may already be folded into `usage_hour` (a very long stream, a
 /// clock step).
@@ -866,20 +853,13 @@ fn may_be_folded(r: &RequestRecord) -> bool {
 /// [`record`]'s statements, inside the caller's transaction when
 /// [`may_be_folded`].
 fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
-    // A request still in flight when its key's org was deleted leaves no
-    // row behind: the deletion removed the org's request rows (they hold
-    // subjects and details), and a later org of the same id must not find
-    // this one. Its usage still counts, as no org's (`add_usage`).
     run(
         db,
-        &format!(
-            "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
-             attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
-             cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
-             baseline_cost_micros, difficulty, subject) \
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-             WHERE NOT EXISTS (SELECT 1 FROM api_keys a WHERE a.id = ? AND {DELETED_ORG})"
-        ),
+        "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
+         attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
+         cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
+         baseline_cost_micros, difficulty, subject) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         &[
             text(&r.id),
             uint(r.ts_ms),
@@ -906,7 +886,6 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             opt_per_request(r.baseline_cost_micros),
             r.difficulty.map_or(SqlValue::Null, |d| text(d.as_str())),
             r.subject.as_deref().map_or(SqlValue::Null, text),
-            text(&r.key_id),
         ],
     )?;
     let add = usage_addition(r);
@@ -1013,7 +992,7 @@ fn add_usage(
              prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}, \
              org_id) \
              SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, \
-             COALESCE((SELECT a.org_id FROM api_keys a JOIN orgs o ON o.id = a.org_id WHERE a.id = ?), '') {condition} \
+             COALESCE((SELECT org_id FROM api_keys WHERE id = ?), '') {condition} \
              ON CONFLICT ({time_column}, tier, provider, model, outcome, variant, org_id) \
              DO UPDATE SET \
              requests = {table_name}.requests + 1, errors = {table_name}.errors + excluded.errors, \

@@ -172,6 +172,13 @@ pub fn put_org(
     let allowed = serde_json::to_string(&spec.allowed_models).unwrap_or_else(|_| "[]".into());
     in_transaction(db, |tx| {
         let before = get_org(tx, id)?;
+        if before.is_none() {
+            // A new org of an id used before starts with nothing of the old
+            // one: a request in flight when that org was deleted settled
+            // after the deletion (its counters, request row and usage), and
+            // the gateway's hot path does not look for deleted orgs.
+            erase_org_rows(tx, id, now_ms)?;
+        }
         let created_at = before.as_ref().map_or(now_ms, |o| o.created_at);
         run(
             tx,
@@ -231,6 +238,8 @@ pub struct OrgDeleted {
     pub feedback: usize,
     /// The video jobs of its keys (they hold prompts).
     pub video_jobs: usize,
+    /// The experiment events its keys sent (they hold end users' ids).
+    pub events: usize,
     /// Minute and hour aggregate rows moved to no org (kept, anonymous).
     pub aggregate_rows_anonymized: usize,
 }
@@ -239,8 +248,9 @@ pub struct OrgDeleted {
 /// kind `org`, before = the org and its credentials' last four, after = the
 /// counts): its keys are revoked (kept, so old ids still resolve in the
 /// audit log), its encrypted credentials, settings and org counters erased,
-/// its stored request bodies, its keys' `requests` rows, their feedback and
-/// video jobs deleted (personal data: subjects, prompts, comments), and its
+/// its stored request bodies, its keys' `requests` rows, their feedback,
+/// video jobs and experiment events deleted (personal data: subjects,
+/// prompts, comments, end users' ids), and its
 /// minute and hour aggregates kept but moved to no org
 /// ([`crate::observe::scan_store::anonymize_usage`]): deployment totals do
 /// not change and nothing left names the org. `None` when there is no such
@@ -259,31 +269,8 @@ pub fn delete_org(
             .iter()
             .map(CredentialInfo::json)
             .collect();
-        let org_param = [text(id)];
-        let of_keys = "key_id IN (SELECT id FROM api_keys WHERE org_id = ?)";
-        let count = |tx: &mut _, q: &str| -> Result<usize> { Ok(run(tx, q, &org_param)?.len()) };
-        let deleted = OrgDeleted {
-            feedback: count(tx, &format!("DELETE FROM feedback WHERE {of_keys} RETURNING 1"))?,
-            video_jobs: count(tx, &format!("DELETE FROM video_jobs WHERE {of_keys} RETURNING 1"))?,
-            requests: count(tx, &format!("DELETE FROM requests WHERE {of_keys} RETURNING 1"))?,
-            request_bodies: count(tx, "DELETE FROM request_bodies WHERE org_id = ? RETURNING 1")?,
-            credentials: count(tx, "DELETE FROM org_credentials WHERE org_id = ? RETURNING 1")?,
-            settings: count(tx, "DELETE FROM org_settings WHERE org_id = ? RETURNING 1")?,
-            aggregate_rows_anonymized: crate::observe::scan_store::anonymize_usage(tx, id)
-                .map_err(|e| OrgStoreError::Usage(e.to_string()))?,
-            keys_revoked: run(
-                tx,
-                "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND revoked_at IS NULL RETURNING 1",
-                &[SqlValue::Integer(now_ms), text(id)],
-            )?
-            .len(),
-        };
-        run(
-            tx,
-            "DELETE FROM key_usage WHERE key_id = ?",
-            &[text(&gw::org_usage_key(id))],
-        )?;
-        run(tx, "DELETE FROM orgs WHERE id = ?", &org_param)?;
+        let deleted = erase_org_rows(tx, id, now_ms)?;
+        run(tx, "DELETE FROM orgs WHERE id = ?", &[text(id)])?;
         let mut before = org.to_json();
         before["erased_credentials"] = json!(credentials);
         let after = json!({ "deleted": &deleted });
@@ -298,6 +285,39 @@ pub fn delete_org(
         )?;
         Ok(Some(deleted))
     })
+}
+
+/// Erases, inside the caller's transaction, what org `id` and its keys left
+/// (see [`delete_org`]): keys revoked; credentials, settings and counters
+/// erased; bodies, request rows, feedback, video jobs and events of its keys
+/// deleted; minute and hour aggregates moved to no org.
+fn erase_org_rows(tx: &mut impl SqlExecutor, id: &str, now_ms: i64) -> Result<OrgDeleted> {
+    let org_param = [text(id)];
+    let of_keys = "key_id IN (SELECT id FROM api_keys WHERE org_id = ?)";
+    let count = |tx: &mut _, q: &str| -> Result<usize> { Ok(run(tx, q, &org_param)?.len()) };
+    let deleted = OrgDeleted {
+        feedback: count(tx, &format!("DELETE FROM feedback WHERE {of_keys} RETURNING 1"))?,
+        video_jobs: count(tx, &format!("DELETE FROM video_jobs WHERE {of_keys} RETURNING 1"))?,
+        events: count(tx, &format!("DELETE FROM events WHERE {of_keys} RETURNING 1"))?,
+        requests: count(tx, &format!("DELETE FROM requests WHERE {of_keys} RETURNING 1"))?,
+        request_bodies: count(tx, "DELETE FROM request_bodies WHERE org_id = ? RETURNING 1")?,
+        credentials: count(tx, "DELETE FROM org_credentials WHERE org_id = ? RETURNING 1")?,
+        settings: count(tx, "DELETE FROM org_settings WHERE org_id = ? RETURNING 1")?,
+        aggregate_rows_anonymized: crate::observe::scan_store::anonymize_usage(tx, id)
+            .map_err(|e| OrgStoreError::Usage(e.to_string()))?,
+        keys_revoked: run(
+            tx,
+            "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND revoked_at IS NULL RETURNING 1",
+            &[SqlValue::Integer(now_ms), text(id)],
+        )?
+        .len(),
+    };
+    run(
+        tx,
+        "DELETE FROM key_usage WHERE key_id = ?",
+        &[text(&gw::org_usage_key(id))],
+    )?;
+    Ok(deleted)
 }
 
 /// The org's usage counters (the `key_usage` row `org:<id>`).

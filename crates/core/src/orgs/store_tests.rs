@@ -627,7 +627,8 @@ fn deleting_an_org_revokes_erases_deletes_and_keeps_anonymous_aggregates() {
     assert_eq!(
         serde_json::to_value(&deleted).unwrap(),
         json!({"keys_revoked": 1, "credentials": 1, "settings": 1, "request_bodies": 1,
-               "requests": 2, "feedback": 0, "video_jobs": 0, "aggregate_rows_anonymized": 1})
+               "requests": 2, "feedback": 0, "video_jobs": 0, "events": 0,
+               "aggregate_rows_anonymized": 1})
     );
     assert!(get_org(&mut db, "acme").unwrap().is_none());
     assert!(credential_infos(&mut db, "acme").unwrap().is_empty());
@@ -672,6 +673,75 @@ fn deleting_an_org_revokes_erases_deletes_and_keeps_anonymous_aggregates() {
     assert!(matches!(&row[4], SqlValue::Text(a) if a.contains("\"requests\":2")));
     // Unknown (or already deleted): nothing changes.
     assert_eq!(delete_org(&mut db, "acme", "alice", NOW_MS).unwrap(), None);
+}
+
+#[test]
+fn a_new_org_of_a_deleted_org_s_id_starts_with_nothing_of_the_old_one() {
+    // A request of acme's key was admitted before acme was deleted and
+    // settles after it (the hot path does not look for deleted orgs): its
+    // request row, the org's counters and its usage name acme again. A new
+    // org `acme` must not find any of it.
+    let mut db = db();
+    org(&mut db, KeyLimits::default());
+    create_key(
+        &mut db,
+        "key_a",
+        "dol_sk_a",
+        &new_key(Some("acme"), None),
+        NOW_MS,
+    )
+    .unwrap();
+    let limits = budget(1_000_000);
+    let admitted = admit_with_org(
+        &mut db,
+        "key_a",
+        &KeyLimits::default(),
+        Some(("acme", &limits)),
+        want(400),
+        NOW_SECS,
+    )
+    .unwrap();
+    assert!(matches!(admitted, Admission::Admit(_)));
+    delete_org(&mut db, "acme", "admin", NOW_MS)
+        .unwrap()
+        .unwrap();
+    let late = crate::gateway::store::Settlement {
+        key_id: "key_a",
+        org_id: Some("acme"),
+        want: want(400),
+        reserved_at_secs: NOW_SECS,
+        tokens: 10,
+        cost_micros: 60,
+        now_secs: NOW_SECS + 1,
+    };
+    crate::gateway::store::settle_and_record(&mut db, &late, &record("r-late", "key_a", NOW_MS))
+        .unwrap();
+    db.execute(
+        "INSERT INTO events (at, key_id, targeting_key, flag_key, variant, name) \
+         VALUES (1, 'key_a', 'u42', 'f', 'on', 'buy')",
+        &[],
+    )
+    .unwrap();
+    let totals = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, None).unwrap();
+    let deployment = serde_json::to_value(totals).unwrap()["totals"]["requests"].clone();
+
+    let (_, created) = put_org(&mut db, "acme", &spec(budget(5)), "bob", NOW_MS + 2).unwrap();
+    assert!(created);
+    assert_eq!(org_usage(&mut db, "acme").unwrap(), Default::default());
+    assert_eq!(count(&mut db, "requests"), 0);
+    assert_eq!(count(&mut db, "events"), 0);
+    assert_eq!(count(&mut db, "usage_minute WHERE org_id = 'acme'"), 0);
+    let o = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, Some("acme")).unwrap();
+    assert_eq!(
+        serde_json::to_value(o).unwrap()["totals"]["requests"],
+        json!(0)
+    );
+    // The deployment's figures keep the request, as no org's.
+    let o = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, None).unwrap();
+    assert_eq!(
+        serde_json::to_value(o).unwrap()["totals"]["requests"],
+        deployment
+    );
 }
 
 #[test]
