@@ -431,8 +431,12 @@ pub struct Generation {
     pub tool_calls: Vec<ToolCall>,
     /// Tokens of every answer a provider produced for this request (the
     /// returned one and those the quality gate turned down): what the
-    /// tokens-per-minute limit is charged. `info.cost_micros` is their cost.
+    /// tokens-per-minute limit is charged.
     pub billed_tokens: u64,
+    /// The known cost of those answers, micro-dollars: what the key's budget
+    /// is charged (an answer of a model without a price adds nothing, and
+    /// is flagged by `info.cost_unknown` when it is the returned one).
+    pub billed_micros: u64,
 }
 
 impl Generation {
@@ -630,8 +634,17 @@ impl Run<'_> {
         }
         match outcome {
             Attempt::Answered(a) => {
-                // A streamed answer already reached the client: it is recorded, not gated.
-                let q = a.quality.as_ref().map(|r| r.total).filter(|_| !a.streamed);
+                // A streamed answer already reached the client: it is recorded,
+                // not gated. Nor is one cut at the output limit DOL set itself
+                // (the request set none): every tier would be cut at the same
+                // limit, so asking lower only pays for more cut answers.
+                let cut_at_dols_limit = a.finish_reason == FinishReason::Length
+                    && self.request.output_limit().is_none();
+                let q = a
+                    .quality
+                    .as_ref()
+                    .map(|r| r.total)
+                    .filter(|_| !a.streamed && !cut_at_dols_limit);
                 if let Some(q) = q
                     && q < self.config.pipeline.quality_threshold
                 {
@@ -994,7 +1007,17 @@ impl Run<'_> {
             }
         }
         if !started {
-            // Nothing reached the client: an empty answer falls back like any failure.
+            // Nothing reached the client: an empty answer falls back like any
+            // failure. A provider that reported usage (a reasoning model that
+            // spent the output limit thinking) billed it all the same.
+            if let Some(u) = usage.filter(|u| u.total_tokens > 0) {
+                answer.usage = u;
+                let cost = self.cost(&answer).micros().unwrap_or(0);
+                self.paid = (
+                    self.paid.0.saturating_add(cost),
+                    self.paid.1.saturating_add(u.total_tokens),
+                );
+            }
             return Attempt::Fatal("empty".to_owned(), "provider streamed no text".to_owned());
         }
         answer.usage = usage.unwrap_or_else(|| self.estimated_usage(&answer.content));
@@ -1080,6 +1103,7 @@ impl Run<'_> {
             system_fingerprint: answer.fingerprint,
             tool_calls: answer.tool_calls,
             billed_tokens: own.1.saturating_add(others.1),
+            billed_micros: own.0.saturating_add(others.0),
         }
     }
 

@@ -337,9 +337,28 @@ fn when_only_weak_answers_exist_the_best_is_returned() {
         "tiny",
         vec![status(500, None), status(500, None), status(500, None)],
     );
-    let g = run(&mut f, &request(false), None);
+    // The client's own limit cut the answer: the gate judges it.
+    let mut req = request(false);
+    req.max_tokens = Some(40);
+    let g = run(&mut f, &req, None);
     assert_eq!(g.outcome, Outcome::LowQuality);
     assert!(g.info.quality.unwrap() < 7.0);
+}
+
+#[test]
+fn an_answer_cut_at_dols_own_output_limit_is_returned_not_retried_a_tier_down() {
+    // The request set no limit: DOL sent its own, and every tier would be
+    // cut at the same one, so a lower tier would only be paid for another
+    // cut answer.
+    let mut f = Fake::new();
+    f.script("best", vec![ok_json(GOOD, "length")]);
+    f.script("cheap", vec![ok_json(GOOD, "stop")]);
+    let g = run(&mut f, &request(false), None);
+    assert_eq!(f.sent, ["best"]);
+    assert_eq!(
+        (g.outcome, g.finish_reason),
+        (Outcome::Success, FinishReason::Length)
+    );
 }
 
 #[test]
@@ -493,6 +512,44 @@ fn a_stream_cut_after_its_first_byte_ends_with_an_error_event() {
     );
     assert_eq!(g.billed_tokens, g.usage.total_tokens);
     assert_eq!(g.info.cost_micros, Some(g.usage.total_tokens * 10));
+}
+
+#[test]
+fn a_turned_down_answer_is_charged_even_when_the_returned_one_has_no_price() {
+    let mut f = Fake::new();
+    f.script(
+        "best",
+        vec![ok_json("I'm sorry, but I can't help with that.", "stop")],
+    );
+    f.script("cheap", vec![status(400, None)]);
+    f.script("tiny", vec![ok_json(GOOD, "stop")]);
+    let g = run(&mut f, &request(false), None);
+    assert_eq!(g.info.model, "tiny");
+    assert!(g.info.cost_unknown, "tiny has no price");
+    // best's answer (60 tokens at $10/1M) was billed all the same.
+    assert_eq!(g.billed_micros, 600);
+    assert_eq!(crate::gateway::pipeline::settlement(&g), (120, 600));
+}
+
+#[test]
+fn a_stream_that_sent_no_text_but_usage_is_charged_and_falls_back() {
+    // A reasoning model that spent the whole output limit thinking: no text,
+    // then its usage. The client sees the next candidate's answer; the key
+    // pays both.
+    let mut f = Fake::new();
+    f.script("best", vec![Reply::Http(200, Vec::new(), sse("", true), 5)]);
+    f.script(
+        "cheap",
+        vec![Reply::Http(200, Vec::new(), sse(GOOD, true), 5)],
+    );
+    let mut client = Client::default();
+    let g = run(&mut f, &request(true), Some(&mut client));
+    assert_eq!(f.sent, ["best", "cheap"]);
+    assert_eq!(g.outcome, Outcome::Success);
+    // 50 tokens at $10/1M, then 50 at $1/1M.
+    assert_eq!(g.billed_tokens, 100);
+    assert_eq!(g.billed_micros, 500 + 50);
+    assert_eq!(crate::gateway::pipeline::settlement(&g), (100, 550));
 }
 
 #[test]

@@ -448,27 +448,50 @@ impl<D: Client> Client for WithHeaders<'_, D> {
     }
 }
 
-/// The worst-case cost of the plan's candidates (what a request may spend):
-/// prompt plus output limit, priced at the dearest candidate with a price.
+/// The worst case of what a request may spend: every answer a provider
+/// may produce for it, each of the prompt plus the output limit. The quality
+/// gate turns a weak answer down and asks one tier lower (within the last
+/// tier, the next candidate), and the providers bill every answer, so a
+/// non-streamed request may pay the dearest candidate of each tier from its
+/// entry tier on and every candidate of the last one; a stream is not gated
+/// and pays one answer, the dearest.
 pub fn reservation(plan: &Plan, request: &ChatRequest) -> Reservation {
     let req = RouteRequest::from_chat(request, plan.entry);
-    let cost = plan
-        .tiers
+    let one = req.input_tokens.saturating_add(req.output_tokens);
+    let price = |t: &engine::Target| {
+        cost::request_cost(
+            req.input_tokens,
+            req.output_tokens,
+            t.entry.input_price,
+            t.entry.output_price,
+        )
+        .micros()
+        .unwrap_or(0)
+    };
+    let tiers: Vec<&Vec<engine::Target>> = plan.tiers[plan.entry.index()..]
         .iter()
-        .flatten()
-        .filter_map(|t| {
-            cost::request_cost(
-                req.input_tokens,
-                req.output_tokens,
-                t.entry.input_price,
-                t.entry.output_price,
-            )
-            .micros()
-        })
-        .max()
-        .unwrap_or(0);
+        .filter(|t| !t.is_empty())
+        .collect();
+    let (cost, answers) = if request.stream {
+        let dearest = tiers.iter().flat_map(|t| t.iter()).map(price).max();
+        (dearest.unwrap_or(0), u64::from(dearest.is_some()))
+    } else {
+        let last = tiers.len().saturating_sub(1);
+        tiers
+            .iter()
+            .enumerate()
+            .fold((0u64, 0u64), |(cost, n), (i, t)| {
+                if i == last {
+                    let all = t.iter().map(price).fold(0u64, u64::saturating_add);
+                    (cost.saturating_add(all), n + t.len() as u64)
+                } else {
+                    let dearest = t.iter().map(price).max().unwrap_or(0);
+                    (cost.saturating_add(dearest), n + 1)
+                }
+            })
+    };
     Reservation {
-        tokens: req.input_tokens + req.output_tokens,
+        tokens: one.saturating_mul(answers.max(1)),
         cost_micros: cost,
     }
 }
@@ -495,6 +518,7 @@ pub fn from_cache(hit: CacheEntry) -> Generation {
         system_fingerprint: None,
         tool_calls: Vec::new(),
         billed_tokens: 0,
+        billed_micros: 0,
     }
 }
 
@@ -503,7 +527,7 @@ pub fn settlement(g: &Generation) -> (u64, u64) {
     if g.info.cached {
         (0, 0)
     } else {
-        (g.billed_tokens, g.info.cost_micros.unwrap_or(0))
+        (g.billed_tokens, g.billed_micros)
     }
 }
 

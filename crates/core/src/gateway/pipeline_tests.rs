@@ -442,17 +442,36 @@ fn an_unreadable_table_explores_with_a_warning_and_the_default_is_unchanged() {
 // ---- reservation ----
 
 #[test]
-fn the_reservation_is_the_worst_case_cost_from_max_tokens_and_the_dearest_price() {
+fn the_reservation_is_every_answer_the_request_may_pay_for_from_max_tokens() {
     let mut w = World::new();
     w.fake.script("best", vec![ok_json(GOOD, "stop")]);
     let (s, _) = w.ask("key_a", with(body(false), "max_tokens", json!(100)));
     let req = ChatRequest::from_value(&with(body(false), "max_tokens", json!(100))).unwrap();
     let route = RouteRequest::from_chat(&req, Tier::Comprehensive);
     assert_eq!(route.output_tokens, 100);
-    // The dearest priced candidate ($10/1M both ways) sets the cost.
-    let expected = (route.input_tokens + 100) * 10;
-    assert_eq!(s.reservation.tokens, route.input_tokens + 100);
-    assert_eq!(s.reservation.cost_micros, expected);
+    let one = route.input_tokens + 100;
+    // The quality gate may turn down the comprehensive answer ($10/1M both
+    // ways), then the enhanced one ($1/1M), then take the basic one
+    // (unpriced): three answers, each billed.
+    assert_eq!(s.reservation.tokens, 3 * one);
+    assert_eq!(s.reservation.cost_micros, one * 10 + one);
+}
+
+#[test]
+fn a_stream_reserves_one_answer_at_the_dearest_price() {
+    // Streams are not gated: one answer, whichever candidate gives it.
+    let mut w = World::new();
+    w.fake.script(
+        "best",
+        vec![Reply::Http(200, Vec::new(), sse(GOOD, true), 5)],
+    );
+    let (s, _) = w.ask("key_a", with(body(true), "max_tokens", json!(100)));
+    let req = ChatRequest::from_value(&with(body(true), "max_tokens", json!(100))).unwrap();
+    let one = RouteRequest::from_chat(&req, Tier::Comprehensive).input_tokens + 100;
+    assert_eq!(
+        (s.reservation.tokens, s.reservation.cost_micros),
+        (one, one * 10)
+    );
 }
 
 #[test]

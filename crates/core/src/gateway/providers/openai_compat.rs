@@ -34,16 +34,15 @@ pub(super) fn chat_request(
     let mut body = req.upstream_body(model);
     if let Value::Object(obj) = &mut body {
         obj.insert("stream".to_owned(), Value::Bool(stream));
-        if req.output_limit().is_none() {
-            // The limit the budget reservation is for. OpenAI's own API takes
-            // `max_completion_tokens` (its reasoning models refuse
-            // `max_tokens`); other servers know `max_tokens`.
-            let field = if cfg.name == "openai" {
-                "max_completion_tokens"
-            } else {
-                "max_tokens"
-            };
-            obj.insert(field.to_owned(), json!(req.output_cap()));
+        // The limit the budget reservation is for: the client's, else DOL's.
+        // OpenAI's own API takes `max_completion_tokens` (its reasoning
+        // models refuse `max_tokens`, which the Messages entry point and many
+        // clients send); other servers know `max_tokens`.
+        if cfg.name == "openai" {
+            obj.remove("max_tokens");
+            obj.insert("max_completion_tokens".to_owned(), json!(req.output_cap()));
+        } else if req.output_limit().is_none() {
+            obj.insert("max_tokens".to_owned(), json!(req.output_cap()));
         }
         if stream {
             // Always ask for usage: DOL accounts cost even when the client did not ask.
@@ -371,10 +370,21 @@ mod tests {
         ));
         assert_eq!(b["max_tokens"], DEFAULT_OUTPUT_TOKENS);
         assert!(b.get("max_completion_tokens").is_none(), "{b}");
-        // The client's own limit goes as the client sent it.
+        // The client's own limit: as `max_completion_tokens` to OpenAI (its
+        // reasoning models refuse `max_tokens`), as sent to other servers.
         let own = request(json!({"model": "auto", "max_tokens": 50,
                                  "messages": [{"role": "user", "content": "hi"}]}));
         let b = body(&build(&openai, &own, "gpt-4o", false));
+        assert_eq!(
+            (b["max_completion_tokens"].clone(), b.get("max_tokens")),
+            (json!(50), None)
+        );
+        let b = body(&build(
+            &cfg(K, "http://127.0.0.1:9001/v1"),
+            &own,
+            "llama",
+            false,
+        ));
         assert_eq!(
             (b["max_tokens"].clone(), b.get("max_completion_tokens")),
             (json!(50), None)
