@@ -6,11 +6,12 @@
 //! `*.db` file with SQLite's online backup API in a single step, so every copy
 //! is one committed point in time of its file, taken while the host keeps
 //! serving reads. Every write acknowledged before the backup started is in it.
-//! The files are copied at one point in time together: the backup holds
-//! every file's write lock while it copies them (writers wait, readers carry
-//! on), so state an app keeps in step across files under a write lock — DOL
-//! publishes each flag version to key-value while it holds the database's
-//! write lock — is restored in step, never one file ahead of another.
+//! The files are copied at one point in time together ([`pinned_snapshots`]:
+//! a read snapshot pinned on each file while all their write locks are held
+//! for an instant), so state an app keeps in step across files under a
+//! write lock — DOL publishes each flag version to key-value while it holds
+//! the database's write lock — is restored in step, never one file ahead of
+//! another; writers wait microseconds, not the copy.
 //!
 //! The backup file is itself a SQLite database: `dol_backup_meta` (format,
 //! version, time) and `dol_backup_files(name, content)`, one row per snapshot,
@@ -116,81 +117,113 @@ fn write_backup(databases: &[(String, PathBuf)], partial: &Path) -> Result<Summa
             params![key, value],
         )?;
     }
-    // Every file's write lock, in name order (the host's writers take one
-    // file's lock at a time, so this order cannot deadlock with them), held
-    // until the last copy is taken.
-    let mut locks = Vec::with_capacity(databases.len());
-    for (_, path) in databases {
-        locks.push(write_lock(path).with_context(|| format!("locking {}", path.display()))?);
-    }
+    // One point in time for every file: a read snapshot is pinned on each
+    // while all their write locks are held, for an instant; the copies are
+    // then taken from those snapshots with no lock held.
+    let sources = pinned_snapshots(databases)?;
     let mut summary = Summary { files: Vec::new() };
-    for (name, path) in databases {
-        let bytes = snapshot(path).with_context(|| format!("snapshotting {}", path.display()))?;
+    for ((name, path), source) in databases.iter().zip(&sources) {
+        let bytes = snapshot(source).with_context(|| format!("snapshotting {}", path.display()))?;
         archive.execute(
             "INSERT INTO dol_backup_files (name, content) VALUES (?1, ?2)",
             params![name, bytes],
         )?;
         summary.files.push((name.clone(), bytes.len()));
     }
-    drop(locks);
+    drop(sources);
     archive.close().map_err(|(_, e)| e)?;
     Ok(summary)
 }
 
-/// A connection holding the write lock of the database at `path` (an open
-/// `BEGIN IMMEDIATE`, rolled back when dropped): no writer can commit until
-/// it is dropped, while readers, and so [`snapshot`], carry on.
-fn write_lock(path: &Path) -> Result<Connection> {
-    let lock = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    // Polled in short steps rather than with SQLite's busy handler, whose
-    // sleeps grow to 100 ms and would lose every race against a busy
-    // server's writers (as the host's own `wait_for_lock` does).
+/// One connection per database, each inside a read transaction that was
+/// started while the backup held every file's write lock, so the snapshots
+/// are one point in time together: state an app keeps in step across files
+/// under a write lock (DOL publishes each flag version to key-value while it
+/// holds the database's write lock) is seen in step. The locks are taken
+/// all or nothing without waiting — on a busy file every lock taken is let
+/// go and the whole set is tried again 50 µs later, so no order of the
+/// host's writers can deadlock with it — and released as soon as the
+/// snapshots are pinned: writers wait microseconds, not the copy.
+fn pinned_snapshots(databases: &[(String, PathBuf)]) -> Result<Vec<Connection>> {
+    let open = |path: &Path| -> Result<Connection> {
+        // Read-write without create: a WAL database needs its -shm file,
+        // and a missing file must be an error, never an empty new database.
+        let c = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening {}", path.display()))?;
+        Ok(c)
+    };
+    let mut sources = Vec::with_capacity(databases.len());
+    let mut locks = Vec::with_capacity(databases.len());
+    for (_, path) in databases {
+        sources.push(open(path)?);
+        locks.push(open(path)?);
+    }
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match lock.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => return Ok(lock),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy
-                    && std::time::Instant::now() < deadline =>
-            {
+        match lock_all(&locks) {
+            Ok(true) => break,
+            Ok(false) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(std::time::Duration::from_micros(50));
             }
-            Err(e) => return Err(e.into()),
+            Ok(false) => bail!(
+                "the databases stayed locked by writers for {} s",
+                LOCK_WAIT.as_secs()
+            ),
+            Err(e) => return Err(e),
         }
     }
+    let pinned = sources.iter().try_for_each(|source| {
+        // A read transaction holds its snapshot from its first read on.
+        source.execute_batch("BEGIN")?;
+        source.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+    });
+    for lock in &locks {
+        let _ = lock.execute_batch("ROLLBACK");
+    }
+    pinned?;
+    Ok(sources)
 }
 
-/// How long the backup waits for a file's write lock.
+/// Takes every connection's write lock (`BEGIN IMMEDIATE`) without waiting;
+/// `false`, with none of them held, when a writer holds one.
+fn lock_all(locks: &[Connection]) -> Result<bool> {
+    for (i, lock) in locks.iter().enumerate() {
+        match lock.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => {}
+            Err(e) => {
+                for held in &locks[..i] {
+                    let _ = held.execute_batch("ROLLBACK");
+                }
+                return match e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::DatabaseBusy =>
+                    {
+                        Ok(false)
+                    }
+                    other => Err(other.into()),
+                };
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// How long the backup tries to find every file free of writers at once.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// One committed point in time of the database at `path`, as file bytes.
-fn snapshot(path: &Path) -> Result<Vec<u8>> {
-    // Read-write without create: a WAL database needs its -shm file, and a
-    // missing file must be an error, never an empty new database.
-    let source = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    source.busy_timeout(std::time::Duration::from_secs(5))?;
+/// The database `source` as file bytes, read from the snapshot its open
+/// read transaction holds.
+fn snapshot(source: &Connection) -> Result<Vec<u8>> {
     let mut copy = Connection::open_in_memory()?;
     {
-        let backup = Backup::new(&source, &mut copy)?;
-        // All pages in one step: the copy is taken under one read snapshot,
-        // so writers never force it to restart and it is never torn.
-        let mut attempts = 0;
-        loop {
-            match backup.step(-1)? {
-                StepResult::Done => break,
-                StepResult::Busy | StepResult::Locked if attempts < 100 => {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                StepResult::More => continue,
-                other => bail!("the database stayed locked ({other:?})"),
-            }
+        let backup = Backup::new(source, &mut copy)?;
+        // All pages in one step, from the source's pinned snapshot.
+        match backup.step(-1)? {
+            StepResult::Done => {}
+            other => bail!("the copy did not complete ({other:?})"),
         }
     }
     // The in-memory copy is in rollback-journal mode; the file the host
