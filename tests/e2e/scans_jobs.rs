@@ -451,9 +451,21 @@ async fn scans_retention_deletes_old_rows_only() {
     assert_eq!(count("SELECT COUNT(*) FROM requests WHERE id = 'new'"), 1);
     assert_eq!(count("SELECT COUNT(*) FROM requests"), 1);
     assert_eq!(count("SELECT COUNT(*) FROM usage_minute"), 1);
-    // The 40-day hour, and the old minute's hour: the scan folded the minute
-    // (never folded, no alerts scan ran) into its hour before deleting it.
+    // The 40-day hour (with the old minute, which the scan folded into it
+    // before deleting the minute: no alerts scan had run) and the hour of
+    // the recent minute.
     assert_eq!(count("SELECT COUNT(*) FROM usage_hour"), 2);
+    let old_hour = old / 1_000 / 3_600 * 3_600;
+    assert_eq!(
+        db.query_row(
+            "SELECT SUM(requests) FROM usage_hour WHERE hour = ?1",
+            [old_hour],
+            |r| r.get::<_, i64>(0)
+        )
+        .unwrap(),
+        2,
+        "the 40-day hour's own request and the folded minute's"
+    );
     assert_eq!(count("SELECT COUNT(*) FROM outbox"), 2);
     assert_eq!(
         count("SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL"),
