@@ -433,6 +433,11 @@ fn completion_makes_the_variant_default_and_cancel_restores() {
     assert_eq!(cancel_again.status(), 409);
 }
 
+/// Carol restarts `FLAG`'s rollout at `at`.
+fn restart(db: &mut TestDb, kv: &mut MemoryKeyValue, at: i64) -> Result<Applied, RolloutError> {
+    admin(db, kv, FLAG, AdminOp::Restart, "carol", at)
+}
+
 /// Edits `FLAG` as the admin API does (refused under a rollout).
 fn edit_flag(db: &mut TestDb, kv: &mut MemoryKeyValue, edit: impl FnOnce(&mut Value)) {
     let mut def = flag_def(db);
@@ -455,15 +460,7 @@ fn restarting_a_finished_rollout_keeps_the_flag_edits_made_since_it_finished() {
     // After the cancel the admin gives the flag a targeting rule.
     let rule = json!({"if": [{"==": [{"var": "country"}, "fr"]}, "basic", null]});
     edit_flag(&mut db, &mut kv, |def| def["targeting"] = rule.clone());
-    let restarted = admin(
-        &mut db,
-        &mut kv,
-        FLAG,
-        AdminOp::Restart,
-        "carol",
-        T0 + 2 * MIN,
-    )
-    .unwrap();
+    let restarted = restart(&mut db, &mut kv, T0 + 2 * MIN).unwrap();
     assert_eq!(restarted.record.original_targeting, Some(rule.clone()));
     // Cancelling again gives back the admin's rule, not the one from before
     // the first start.
@@ -484,15 +481,7 @@ fn restarting_a_rollout_whose_variant_was_removed_is_refused_and_writes_nothing(
         count(&mut db, "audit_log"),
         count(&mut db, "outbox"),
     );
-    let refused = admin(
-        &mut db,
-        &mut kv,
-        FLAG,
-        AdminOp::Restart,
-        "carol",
-        T0 + 2 * MIN,
-    )
-    .unwrap_err();
+    let refused = restart(&mut db, &mut kv, T0 + 2 * MIN).unwrap_err();
     assert_eq!(refused.status(), 409, "{:?}", refused.body());
     assert!(
         refused.body().to_string().contains("enhanced"),
