@@ -699,6 +699,28 @@ async fn slash_commands_status_ack_resolve_emergency_and_usage() {
     );
     let r = slash(&host, "emergency off").await;
     assert!(r.body["text"].as_str().unwrap().contains("forced *off*"));
+    // Each change made from Slack is in the audit log, by the Slack user,
+    // as the same change through the operator routes would be.
+    let audited: Vec<(String, String, String)> = db(&host)
+        .prepare("SELECT kind, action, actor FROM audit_log WHERE actor LIKE 'slack:%' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (kind, action) in [("alert", "resolve"), ("emergency", "set")] {
+        assert!(
+            audited
+                .iter()
+                .any(|(k, a, who)| k == kind && a == action && who == "slack:ana"),
+            "{kind} {action} not audited: {audited:?}"
+        );
+    }
+    assert_eq!(
+        audited.iter().filter(|(k, _, _)| k == "emergency").count(),
+        2,
+        "on and off: {audited:?}"
+    );
 
     // Unknown subcommands get the usage, as an ephemeral 200.
     for text in ["frobnicate", "emergency maybe", "ack"] {

@@ -2,6 +2,8 @@
 //! command (`POST /webhooks/slack/commands`), both verified with Slack's v0
 //! signing scheme before anything else happens.
 
+use dol_core::audit::Record;
+use dol_core::observe::admin;
 use dol_core::observe::inbound::{self, FORM};
 use dol_core::observe::slack::{self, ActionKind, Command, PayloadError};
 use dol_core::observe::store::{self, EmergencyOverride};
@@ -10,7 +12,7 @@ use spin_sdk::http::Request;
 
 use crate::error::Rejection;
 use crate::reply::{FollowUp, Reply};
-use dol_spin_platform as platform;
+use dol_spin_platform::{self as platform, SpinSql};
 
 use crate::{db, flags, request};
 
@@ -32,13 +34,35 @@ fn verified(req: &Request) -> Result<&str, Rejection> {
     request::body_text(req)
 }
 
+/// The audit entry of a change made from Slack, appended after it as the
+/// operator routes append theirs (`ops::handle`), by the Slack user.
+fn audit(db: &mut SpinSql<'_>, who: &str, record: Record) {
+    platform::audit("alerts", db, who, record);
+}
+
 fn acknowledge(id: &str, who: &str) -> Result<String, Rejection> {
-    let done = db::with(|db| store::acknowledge_alert(db, id, who, platform::now_ms()))?;
+    let done = db::with(|db| {
+        let done = store::acknowledge_alert(db, id, who, platform::now_ms())?;
+        audit(
+            db,
+            who,
+            Record::new("alert", "ack", id).after(json!(done.alert)),
+        );
+        Ok(done)
+    })?;
     Ok(inbound::acknowledged_text(&done.alert, who))
 }
 
 fn resolve(id: &str, who: &str) -> Result<String, Rejection> {
-    let done = db::with(|db| store::resolve_alert(db, id, who, platform::now_ms()))?;
+    let done = db::with(|db| {
+        let done = store::resolve_alert(db, id, who, platform::now_ms())?;
+        audit(
+            db,
+            who,
+            Record::new("alert", "resolve", id).after(json!(done.alert)),
+        );
+        Ok(done)
+    })?;
     Ok(inbound::resolved_text(&done.alert, who))
 }
 
@@ -97,7 +121,18 @@ pub async fn command(req: &Request) -> Result<Reply, Rejection> {
             } else {
                 EmergencyOverride::Off
             };
-            db::with(|db| store::set_emergency_override(db, Some(mode), &who, platform::now_ms()))?;
+            // As `PUT /admin/emergency`: the override and its last change
+            // in one transaction, then the audit entry.
+            let conn = platform::open_db().map_err(|e| Rejection::Internal(format!("{e:#}")))?;
+            let db = &mut SpinSql(&conn);
+            admin::set_emergency(db, Some(mode), &who, platform::now_ms())
+                .map_err(|e| Rejection::Internal(e.to_string()))?;
+            let label = if on { "on" } else { "off" };
+            audit(
+                db,
+                &who,
+                Record::new("emergency", "set", "emergency").after(json!({ "mode": label })),
+            );
             inbound::emergency_text(mode, &who)
         }
     };

@@ -350,10 +350,15 @@ pub fn srm_check(observed: &[u64], weights: &[f64]) -> Result<Srm, StatsError> {
             "weights must be finite and not negative".into(),
         ));
     }
-    let total_w: f64 = weights.iter().sum();
-    if total_w <= 0.0 {
+    // Weights are relative: scaled by the largest first, so weights near
+    // f64::MAX (accepted by the definition, stored as written) cannot sum to
+    // infinity and turn every expected count into NaN (no mismatch ever).
+    let largest = weights.iter().copied().fold(0.0, f64::max);
+    if largest <= 0.0 {
         return Err(StatsError::Allocation("all weights are zero".into()));
     }
+    let weights: Vec<f64> = weights.iter().map(|w| w / largest).collect();
+    let total_w: f64 = weights.iter().sum();
     let total: u64 = observed.iter().sum();
     let expected: Vec<f64> = weights.iter().map(|w| total as f64 * w / total_w).collect();
     let df = (weights.iter().filter(|w| **w > 0.0).count() as u64).saturating_sub(1);

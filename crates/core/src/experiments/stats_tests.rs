@@ -181,6 +181,14 @@ fn srm_edge_cases() {
     assert!(srm_check(&[1, 2], &[0.0, 0.0]).is_err());
     assert!(srm_check(&[1, 2], &[-1.0, 2.0]).is_err());
     assert!(srm_check(&[1], &[1.0]).is_err());
+    // Weights near f64::MAX are as good as 1 and 1: the mismatch is found.
+    let huge = srm_check(&[73, 2], &[1e308, 1e308]).unwrap();
+    let unit = srm_check(&[73, 2], &[1.0, 1.0]).unwrap();
+    assert!(huge.mismatch && huge.p_value.is_finite(), "{huge:?}");
+    assert_eq!(
+        (huge.chi_square, huge.expected.clone()),
+        (unit.chi_square, unit.expected)
+    );
 }
 
 #[test]

@@ -910,6 +910,10 @@ pub fn apply_external(
     )
 }
 
+/// How far back an external alert's own start or end time is believed: the
+/// longest incident window (30 days).
+const PLAUSIBLE_PAST_MS: i64 = 30 * 86_400_000;
+
 /// [`apply_external`] for alerts from `source` (new states record it).
 pub fn apply_external_from(
     states: &mut Vec<AlertState>,
@@ -921,11 +925,18 @@ pub fn apply_external_from(
     let mut out = Vec::new();
     for a in incoming {
         let idx = states.iter().position(|s| s.fingerprint == a.fingerprint);
+        // The sender's clock is not ours: a time in the future, or older
+        // than the longest incident window, would skew MTTA and MTTR for
+        // good (an incident "fired" in 9999 stays in every window); such a
+        // time is taken as now.
+        let plausible =
+            |t: Option<i64>| t.filter(|t| *t <= now_ms && *t >= now_ms - PLAUSIBLE_PAST_MS);
         let at = if a.firing {
-            a.starts_at_ms.unwrap_or(now_ms)
+            plausible(a.starts_at_ms)
         } else {
-            a.ends_at_ms.unwrap_or(now_ms)
-        };
+            plausible(a.ends_at_ms)
+        }
+        .unwrap_or(now_ms);
         match (idx, a.firing) {
             (Some(i), true) => {
                 let Some(s) = states.get_mut(i) else { continue };

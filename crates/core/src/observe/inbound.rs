@@ -297,6 +297,7 @@ pub fn intake_json(outcome: &ExternalOutcome, received: usize) -> Value {
         "fired": outcome.fired,
         "resolved": outcome.resolved,
         "unchanged": outcome.unchanged,
+        "conflicting": outcome.conflicting,
         "queued_notifications": outcome.queued,
     })
 }

@@ -146,6 +146,9 @@ pub struct ExternalOutcome {
     /// Already in that state (a repeat), or a resolve of an unknown or
     /// non-firing alert: nothing changed.
     pub unchanged: Vec<String>,
+    /// Ids of alerts of another source (a rule's, an anomaly's, another
+    /// webhook's): left alone, since ids are per source.
+    pub conflicting: Vec<String>,
     /// Notifications queued in the outbox.
     pub queued: usize,
 }
@@ -599,21 +602,38 @@ pub fn apply_external_alerts(
 ) -> Result<ExternalOutcome, StoreError> {
     crate::storage::in_transaction(db, |db| {
         let mut states = Vec::new();
+        let mut conflicting: Vec<String> = Vec::new();
         for a in incoming {
             if states
                 .iter()
                 .any(|s: &AlertState| s.fingerprint == a.fingerprint)
+                || conflicting.contains(&a.fingerprint)
             {
                 continue;
             }
             if let Some(r) = get_alert(db, &a.fingerprint)? {
+                // An id of another source's alert: a webhook must not fire,
+                // resolve or rewrite a rule's (or another sender's) alert.
+                if r.state.source != source {
+                    conflicting.push(a.fingerprint.clone());
+                    continue;
+                }
                 states.push(r.state);
             }
         }
+        let incoming: Vec<ExternalAlert> = incoming
+            .iter()
+            .filter(|a| !conflicting.contains(&a.fingerprint))
+            .cloned()
+            .collect();
+        let incoming = incoming.as_slice();
         let before = states.clone();
         let silences = active_silences(db, now_ms)?;
         let notes = alerts::apply_external_from(&mut states, incoming, source, &silences, now_ms);
-        let mut outcome = ExternalOutcome::default();
+        let mut outcome = ExternalOutcome {
+            conflicting,
+            ..ExternalOutcome::default()
+        };
         for a in incoming {
             let fp = &a.fingerprint;
             let was = before.iter().find(|s| &s.fingerprint == fp);

@@ -371,6 +371,46 @@ fn a_failing_statement_rolls_the_whole_action_back() {
 }
 
 #[test]
+fn an_external_alert_cannot_fire_or_resolve_another_source_s_alert() {
+    // Ids are per source: a webhook naming a rule's fingerprint is listed as
+    // conflicting and the rule's alert is left as it was.
+    let mut db = db();
+    let rule = firing_state("r1", Severity::Critical, T0);
+    upsert_alert(&mut db, &rule, Some("rule says so"), T0).unwrap();
+    let out = apply_external_alerts(
+        &mut db,
+        AlertSource::Alertmanager,
+        &[external("r1", false), external("fp9", true)],
+        T0 + MIN,
+    )
+    .unwrap();
+    assert_eq!(out.conflicting, ["r1"]);
+    assert_eq!(out.fired, ["fp9"]);
+    let r = get_alert(&mut db, "r1").unwrap().unwrap();
+    assert_eq!(r.state, rule);
+    assert_eq!(r.summary, "rule says so");
+}
+
+#[test]
+fn an_external_alert_s_implausible_times_are_taken_as_now() {
+    // A sender's clock in the year 9999 (or 1970) would keep an incident in
+    // every window, or record 57 years of repair time.
+    let mut db = db();
+    let src = AlertSource::Alertmanager;
+    let mut future = external("fut", true);
+    future.starts_at_ms = Some(253_402_300_799_999);
+    let mut past = external("past", true);
+    past.starts_at_ms = Some(1);
+    let mut recent = external("recent", true);
+    recent.starts_at_ms = Some(T0 - 5 * MIN);
+    apply_external_alerts(&mut db, src, &[future, past, recent], T0).unwrap();
+    for (fp, fired) in [("fut", T0), ("past", T0), ("recent", T0 - 5 * MIN)] {
+        let r = get_alert(&mut db, fp).unwrap().unwrap();
+        assert_eq!(r.state.fired_at_ms, Some(fired), "{fp}");
+    }
+}
+
+#[test]
 fn external_alerts_dedup_by_fingerprint_and_resolve() {
     let mut db = db();
     let src = AlertSource::Alertmanager;

@@ -488,7 +488,7 @@ pub fn start_in(
     let plan = RolloutPlan::parse(body, &variants, default_variant)?;
     let record = RolloutRecord {
         flag_key: flag.to_owned(),
-        original_targeting: def.get("targeting").cloned(),
+        original_targeting: own_targeting(def),
         state: RolloutState::start(now_ms),
         plan,
         created_at_ms: now_ms,
@@ -697,7 +697,16 @@ fn current_targeting_for_restart(
             )));
         }
     }
-    Ok(def.get("targeting").cloned())
+    Ok(own_targeting(def))
+}
+
+/// The flag's own targeting, `None` when it has none: flagd reads `null`
+/// and `{}` as "no targeting" too, and a rollout that wrapped `{}` in its
+/// rule made every evaluation of the flag fail.
+fn own_targeting(def: &Value) -> Option<Value> {
+    def.get("targeting")
+        .filter(|t| !t.is_null() && t.as_object().is_none_or(|o| !o.is_empty()))
+        .cloned()
 }
 
 /// What the guard loop did for one rollout.

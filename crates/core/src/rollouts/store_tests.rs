@@ -469,6 +469,20 @@ fn restarting_a_finished_rollout_keeps_the_flag_edits_made_since_it_finished() {
 }
 
 #[test]
+fn a_flag_whose_targeting_is_an_empty_object_rolls_out_and_evaluates() {
+    // flagd reads `"targeting": {}` as no targeting; the rollout's rule once
+    // wrapped it and every evaluation of the flag failed.
+    let mut db = db();
+    let mut kv = MemoryKeyValue::default();
+    flag_store::load_latest(&mut db, T0).unwrap();
+    edit_flag(&mut db, &mut kv, |def| def["targeting"] = json!({}));
+    let applied = start(&mut db, &mut kv, FLAG, &plan(), "alice", T0).unwrap();
+    assert_eq!(applied.record.original_targeting, None);
+    let share = variant_share(&mut db);
+    assert!((60..=140).contains(&share), "{share} of 1000 at 10 %");
+}
+
+#[test]
 fn restarting_a_rollout_whose_variant_was_removed_is_refused_and_writes_nothing() {
     let (mut db, _) = started();
     let mut kv = MemoryKeyValue::default();
