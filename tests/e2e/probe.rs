@@ -14,6 +14,20 @@ fn probe() -> TestHostBuilder {
     TestHost::builder(PROBE_APP).variable("SPIN_VARIABLE_SECRET_TOKEN", "s3cret")
 }
 
+/// The row count of the probe's `slow_tx` table (what the slow write
+/// transactions committed).
+async fn slow_tx_rows(host: &TestHost) -> serde_json::Value {
+    let (status, body) = host
+        .send_json(
+            "POST",
+            "/probe/sqlite3/default",
+            "SELECT count(*) FROM slow_tx",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["rows"].clone()
+}
+
 /// Shuts down a host the test shared with its spawned requests, once they
 /// have all been awaited (so the test holds the last reference).
 async fn shut_down_shared(host: std::sync::Arc<TestHost>) {
@@ -344,15 +358,7 @@ async fn a_long_write_transaction_keeps_its_thread_until_it_commits() {
         let (status, body) = w.await.unwrap();
         assert_eq!(status, 200, "{body}");
     }
-    let (status, body) = host
-        .send_json(
-            "POST",
-            "/probe/sqlite3/default",
-            "SELECT count(*) FROM slow_tx",
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["rows"], serde_json::json!([[count]]));
+    assert_eq!(slow_tx_rows(&host).await, serde_json::json!([[count]]));
     shut_down_shared(host).await;
 }
 
@@ -367,15 +373,11 @@ async fn a_transaction_that_computes_past_the_busy_timeout_is_stopped_and_rolled
         .send_json("POST", "/probe/sqlite3-slow-tx/default/20000", "")
         .await;
     assert_eq!(status, 500, "{body}");
-    let (status, body) = host
-        .send_json(
-            "POST",
-            "/probe/sqlite3/default",
-            "SELECT count(*) FROM slow_tx",
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["rows"], serde_json::json!([[0]]), "rolled back");
+    assert_eq!(
+        slow_tx_rows(&host).await,
+        serde_json::json!([[0]]),
+        "rolled back"
+    );
     let (status, body) = host
         .send_json("POST", "/probe/sqlite3-slow-tx/default/10", "")
         .await;

@@ -40,30 +40,33 @@ fn audit(db: &mut SpinSql<'_>, who: &str, record: Record) {
     platform::audit("alerts", db, who, record);
 }
 
-fn acknowledge(id: &str, who: &str) -> Result<String, Rejection> {
-    let done = db::with(|db| {
-        let done = store::acknowledge_alert(db, id, who, platform::now_ms())?;
-        audit(
-            db,
-            who,
-            Record::new("alert", "ack", id).after(json!(done.alert)),
-        );
-        Ok(done)
-    })?;
-    Ok(inbound::acknowledged_text(&done.alert, who))
+/// What a Slack user does to an alert.
+#[derive(Clone, Copy)]
+enum AlertChange {
+    Acknowledge,
+    Resolve,
 }
 
-fn resolve(id: &str, who: &str) -> Result<String, Rejection> {
+/// Applies `change` to alert `id` for Slack user `who`, with its audit
+/// entry, and answers the text Slack shows.
+fn change_alert(id: &str, who: &str, change: AlertChange) -> Result<String, Rejection> {
     let done = db::with(|db| {
-        let done = store::resolve_alert(db, id, who, platform::now_ms())?;
+        let now = platform::now_ms();
+        let (done, action) = match change {
+            AlertChange::Acknowledge => (store::acknowledge_alert(db, id, who, now)?, "ack"),
+            AlertChange::Resolve => (store::resolve_alert(db, id, who, now)?, "resolve"),
+        };
         audit(
             db,
             who,
-            Record::new("alert", "resolve", id).after(json!(done.alert)),
+            Record::new("alert", action, id).after(json!(done.alert)),
         );
         Ok(done)
     })?;
-    Ok(inbound::resolved_text(&done.alert, who))
+    Ok(match change {
+        AlertChange::Acknowledge => inbound::acknowledged_text(&done.alert, who),
+        AlertChange::Resolve => inbound::resolved_text(&done.alert, who),
+    })
 }
 
 async fn kill(flag: &str, who: &str) -> Result<String, Rejection> {
@@ -77,8 +80,10 @@ pub async fn actions(req: &Request) -> Result<Reply, Rejection> {
     let action = slack::parse_interaction(verified(req)?)?;
     let who = inbound::slack_actor(&action.user_id, action.user_name.as_deref());
     let text = match &action.kind {
-        ActionKind::Acknowledge { alert_id } => acknowledge(alert_id, &who)?,
-        ActionKind::Resolve { alert_id } => resolve(alert_id, &who)?,
+        ActionKind::Acknowledge { alert_id } => {
+            change_alert(alert_id, &who, AlertChange::Acknowledge)?
+        }
+        ActionKind::Resolve { alert_id } => change_alert(alert_id, &who, AlertChange::Resolve)?,
         ActionKind::KillSwitch { flag_key } => kill(flag_key, &who).await?,
     };
     let mut reply = Reply::json(200, &json!({ "ok": true, "text": text }));
@@ -112,8 +117,8 @@ pub async fn command(req: &Request) -> Result<Reply, Rejection> {
                 platform::now_ms(),
             ))
         })?,
-        Command::Ack { alert_id } => acknowledge(&alert_id, &who)?,
-        Command::Resolve { alert_id } => resolve(&alert_id, &who)?,
+        Command::Ack { alert_id } => change_alert(&alert_id, &who, AlertChange::Acknowledge)?,
+        Command::Resolve { alert_id } => change_alert(&alert_id, &who, AlertChange::Resolve)?,
         Command::Kill { flag_key } => kill(&flag_key, &who).await?,
         Command::Emergency { on } => {
             let mode = if on {
