@@ -32,6 +32,7 @@ mod recommendations;
 mod replicas;
 mod replicas_crash;
 mod replicas_state_dir;
+mod reuse;
 mod rollouts;
 mod scans_jobs;
 mod sqlite_sandbox;

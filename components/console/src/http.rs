@@ -3,14 +3,12 @@
 
 use dol_core::error::Code;
 use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
 
 use dol_spin_platform as platform;
 
 use crate::{pages, session};
 
 /// Routes the console.
-#[http_component]
 fn handle(req: Request) -> Response {
     if let Err(too_large) = platform::check_body(&req, dol_core::hygiene::BODY_LIMIT) {
         return too_large;
@@ -42,3 +40,7 @@ fn get(req: &Request, rest: &str) -> Response {
         None => pages::sign_in(200, None),
     }
 }
+
+// The component's `wasi:http/handler@0.3.0` export (WASI 0.3: Spin and
+// `dol up` reuse the instance, with what it keeps, across requests).
+dol_spin_platform::http_service!(handle);

@@ -2,7 +2,7 @@
 //! cookies (`dol_core::console`) and pages whose scripts read the existing
 //! JSON APIs from the same origin. Every asset is built into the `.wasm`.
 
-// `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`
+// `dol_spin_platform::http_service!` expands to wit-bindgen export glue that needs `unsafe`
 // (raw canonical-ABI pointers, `#[export_name]`); the allow is scoped to that
 // module, which holds nothing else.
 #[allow(unsafe_code)]

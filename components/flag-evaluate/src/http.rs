@@ -2,14 +2,12 @@
 
 use dol_core::error::{ApiError, Code};
 use spin_sdk::http::{Request, Response};
-use spin_sdk::http_component;
 
 use dol_spin_platform as platform;
 
 use crate::{admin, ofrep};
 
 /// Routes a request to OFREP or the admin API.
-#[http_component]
 fn handle(req: Request) -> Response {
     if let Err(too_large) = platform::check_body(&req, dol_core::hygiene::BODY_LIMIT) {
         return too_large;
@@ -32,3 +30,7 @@ fn handle(req: Request) -> Response {
         )
     }
 }
+
+// The component's `wasi:http/handler@0.3.0` export (WASI 0.3: Spin and
+// `dol up` reuse the instance, with what it keeps, across requests).
+dol_spin_platform::http_service!(handle);

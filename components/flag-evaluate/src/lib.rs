@@ -4,7 +4,7 @@
 //! this crate only reads requests, talks to Spin's storage and writes
 //! responses.
 
-// `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`
+// `dol_spin_platform::http_service!` expands to wit-bindgen export glue that needs `unsafe`
 // (raw canonical-ABI pointers, `#[export_name]`); the allow is scoped to that
 // module, which holds nothing else but routing.
 mod admin;

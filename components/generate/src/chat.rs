@@ -5,15 +5,14 @@
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::Call;
 use dol_core::orgs::Role;
-use spin_sdk::http::ResponseOutparam;
 
-use crate::net::{self, SseClient};
+use crate::net::{self, ResponseSlot, SseClient};
 use crate::request::Incoming;
 use crate::{reply, run};
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Serves one generation request end to end.
-pub async fn serve(req: Incoming, out: ResponseOutparam, generate_route: bool) {
+pub async fn serve(req: Incoming, out: ResponseSlot, generate_route: bool) {
     let started_ms = u64::try_from(platform::now_ms()).unwrap_or(0);
     let mut ready = match run::open() {
         Ok(ready) => ready,

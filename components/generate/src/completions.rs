@@ -5,15 +5,14 @@
 
 use dol_core::gateway::completions_ingress::{self as ingress, CompletionsClient};
 use dol_core::gateway::pipeline::{Call, PipelineError};
-use spin_sdk::http::ResponseOutparam;
 
-use crate::net::{self, SseClient};
+use crate::net::{self, ResponseSlot, SseClient};
 use crate::request::Incoming;
 use crate::{reply, run};
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Serves one completions request end to end.
-pub async fn serve(req: Incoming, out: ResponseOutparam) {
+pub async fn serve(req: Incoming, out: ResponseSlot) {
     let started_ms = u64::try_from(platform::now_ms()).unwrap_or(0);
     let (mut ready, caller) = match run::open_authenticated(&req) {
         Ok(r) => r,

@@ -4,30 +4,50 @@ use dol_core::error::{ApiError, Code};
 use dol_core::gateway::offline;
 use dol_core::gateway::openai::ModelList;
 use dol_core::hygiene::Cors;
-use spin_sdk::http::{IncomingRequest, Method, ResponseOutparam};
-use spin_sdk::http_component;
+use spin_sdk::http::Method;
+use wasip3::http::types::{ErrorCode, Request as WasiRequest, Response as WasiResponse};
 
 use dol_core::gateway::store;
 use dol_core::orgs::Role;
 use dol_spin_platform::{self as platform, SpinSql};
 
+use crate::net::ResponseSlot;
 use crate::request::{self, Incoming};
 use crate::{
     admin, chat, completions, embeddings, events, feedback, images, messages, net, reply, responses,
 };
 
+/// The component's `wasi:http/handler@0.3.0` export (WASI 0.3: Spin and
+/// `dol up` reuse the instance, with what it keeps, across requests).
+struct Gateway;
+
+impl wasip3::exports::http::handler::Guest for Gateway {
+    /// Serves the request on a task of its own and returns the response's
+    /// head as soon as that task sends it; the task goes on writing the
+    /// body (a stream) and whatever trails the answer.
+    async fn handle(request: WasiRequest) -> Result<WasiResponse, ErrorCode> {
+        let (slot, head) = net::ResponseSlot::new();
+        wasip3::wit_bindgen::spawn(serve(request, slot));
+        head.await.map_err(|_| {
+            ErrorCode::InternalError(Some("the gateway ended without answering".to_owned()))
+        })
+    }
+}
+
+wasip3::http::service::export!(Gateway);
+
 /// Routes `/v1/...` (chat, completions, generate, embeddings, images, messages, responses, models, events, feedback) and `/admin/...`.
-#[http_component]
-async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+async fn serve(req: WasiRequest, mut out: ResponseSlot) {
     let req = match request::read(req).await {
         Ok(r) => r,
         Err(err) => return net::respond(out, reply::openai(&err)).await,
     };
     let path = req.path.trim_end_matches('/');
-    if path.starts_with("/v1/")
-        && let Err(response) = cors(&req)
-    {
-        return net::respond(out, response).await;
+    if path.starts_with("/v1/") {
+        match cors(&req) {
+            Ok(headers) => out.set_extra_headers(headers),
+            Err(response) => return net::respond(out, response).await,
+        }
     }
     match (path, &req.method) {
         ("/v1/chat/completions", Method::Post) => chat::serve(req, out, false).await,
@@ -64,9 +84,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 }
 
 /// CORS for browser clients of the OpenAI routes (`cors_allowed_origins`):
-/// answers a preflight (`Err` holds the response to send) or sets the headers
-/// every response to an allowed origin carries.
-fn cors(req: &Incoming) -> Result<(), spin_sdk::http::Response> {
+/// answers a preflight (`Err` holds the response to send) or gives the
+/// headers every response to an allowed origin carries.
+fn cors(req: &Incoming) -> Result<Vec<(String, String)>, spin_sdk::http::Response> {
     let origin = req.header("origin");
     let cors = match Cors::parse(&platform::var("cors_allowed_origins")) {
         Ok(cors) => cors,
@@ -75,7 +95,7 @@ fn cors(req: &Incoming) -> Result<(), spin_sdk::http::Response> {
         Err(err) if origin.is_some() => return Err(reply::openai(&err)),
         Err(err) => {
             eprintln!("generate: {}", err.message);
-            return Ok(());
+            return Ok(Vec::new());
         }
     };
     if req.method == Method::Options {
@@ -93,8 +113,7 @@ fn cors(req: &Incoming) -> Result<(), spin_sdk::http::Response> {
         }
         return Err(builder.build());
     }
-    net::set_extra_headers(cors.response_headers(origin));
-    Ok(())
+    Ok(cors.response_headers(origin))
 }
 
 /// `GET /v1/models`: the catalog's models of enabled providers, and always the offline model.

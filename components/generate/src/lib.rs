@@ -15,7 +15,8 @@ mod embeddings;
 mod events;
 mod feedback;
 mod flags;
-// spin-sdk's `#[http_component]` expands to an `#[export_name]` function.
+// The `wasi:http/handler@0.3.0` export glue (`wasip3::http::service::export!`)
+// expands to `#[export_name]` functions that need `unsafe`.
 #[allow(unsafe_code)]
 mod http;
 mod images;

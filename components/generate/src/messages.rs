@@ -8,9 +8,9 @@ use dol_core::gateway::anthropic_ingress::{self as ingress, AnthropicClient, Ant
 use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::{Call, ErrorReply};
 use dol_core::orgs::Role;
-use spin_sdk::http::{Response, ResponseOutparam};
+use spin_sdk::http::Response;
 
-use crate::net::{self, SseClient};
+use crate::net::{self, ResponseSlot, SseClient};
 use crate::request::Incoming;
 use crate::run;
 use dol_spin_platform::{self as platform, SpinSql};
@@ -27,7 +27,7 @@ fn anthropic(err: &ApiError) -> Response {
 }
 
 /// Serves one Messages request end to end.
-pub async fn serve(req: Incoming, out: ResponseOutparam) {
+pub async fn serve(req: Incoming, out: ResponseSlot) {
     let started_ms = u64::try_from(platform::now_ms()).unwrap_or(0);
     let mut ready = match run::open() {
         Ok(ready) => ready,

@@ -1,64 +1,96 @@
-//! Writing responses: a whole response, or an SSE stream whose head goes out
-//! on the first [`Downstream::start`]; and reading request headers.
-
-use std::pin::Pin;
+//! Writing responses over `wasi:http@0.3.0`: a whole response, or an SSE
+//! stream whose head goes out on the first [`Downstream::start`]; the
+//! entry point ([`crate::http`]) returns the head to the host as soon as
+//! one of them sends it, while the request's task goes on writing the body
+//! (and, after it, the book-keeping that trails the answer).
 
 use dol_core::gateway::engine::Downstream;
-use futures::SinkExt;
-use spin_sdk::http::{Fields, OutgoingResponse, ResponseOutparam};
+use futures::channel::oneshot;
+use wasip3::http::types::{ErrorCode, Fields, Response as WasiResponse};
+use wasip3::wit_bindgen::StreamWriter;
+use wasip3::{wit_future, wit_stream};
 
-thread_local! {
-    /// Headers every response to the current request carries (CORS for an
-    /// allowed browser origin). Spin runs one request per instance; the entry
-    /// point sets them first thing, so nothing leaks between requests.
-    static EXTRA_HEADERS: std::cell::RefCell<Vec<(String, String)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
+/// Where one request's response goes, with the headers every response to
+/// it carries (CORS for an allowed browser origin). Per request, not per
+/// instance: a reused instance serves other requests meanwhile.
+pub struct ResponseSlot {
+    head: oneshot::Sender<WasiResponse>,
+    extra_headers: Vec<(String, Vec<u8>)>,
 }
 
-/// Sets the headers every response to this request carries.
-pub fn set_extra_headers(headers: Vec<(String, String)>) {
-    EXTRA_HEADERS.with(|extra| *extra.borrow_mut() = headers);
-}
+impl ResponseSlot {
+    /// A slot and the receiver the entry point awaits the head on.
+    pub fn new() -> (Self, oneshot::Receiver<WasiResponse>) {
+        let (head, receiver) = oneshot::channel();
+        (
+            Self {
+                head,
+                extra_headers: Vec::new(),
+            },
+            receiver,
+        )
+    }
 
-fn extra_headers() -> Vec<(String, Vec<u8>)> {
-    EXTRA_HEADERS.with(|extra| {
-        extra
-            .borrow()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-            .collect()
-    })
-}
+    /// Sets the headers every response to this request carries.
+    pub fn set_extra_headers(&mut self, headers: Vec<(String, String)>) {
+        self.extra_headers = headers
+            .into_iter()
+            .map(|(name, value)| (name, value.into_bytes()))
+            .collect();
+    }
 
-type BodySink = Pin<Box<dyn futures::Sink<Vec<u8>, Error = wasi::io::streams::StreamError>>>;
+    /// Sends the head (`status`, `headers` and this slot's extra headers);
+    /// the body is written through the returned writer. `None` when the
+    /// head cannot be built (a header the host refuses) or nobody waits.
+    fn send_head(
+        self,
+        status: u16,
+        mut headers: Vec<(String, Vec<u8>)>,
+    ) -> Option<StreamWriter<u8>> {
+        headers.extend(self.extra_headers);
+        let fields = match Fields::from_list(&headers) {
+            Ok(fields) => fields,
+            Err(error) => {
+                eprintln!("generate: a response header is invalid: {error:?}");
+                return None;
+            }
+        };
+        let (writer, reader) = wit_stream::new::<u8>();
+        let (_, trailers) = wit_future::new::<Result<Option<Fields>, ErrorCode>>(|| Ok(None));
+        let (response, _sent) = WasiResponse::new(fields, Some(reader), trailers);
+        response.set_status_code(status).ok()?;
+        self.head.send(response).ok()?;
+        Some(writer)
+    }
+}
 
 /// A streamed response to the client: the head is sent on [`Downstream::start`].
 pub struct SseClient {
-    out: Option<ResponseOutparam>,
-    sink: Option<BodySink>,
+    slot: Option<ResponseSlot>,
+    body: Option<StreamWriter<u8>>,
     /// Whether the head was sent.
     pub started: bool,
 }
 
 impl SseClient {
     /// Wraps the response slot of the request.
-    pub fn new(out: ResponseOutparam) -> Self {
+    pub fn new(slot: ResponseSlot) -> Self {
         Self {
-            out: Some(out),
-            sink: None,
+            slot: Some(slot),
+            body: None,
             started: false,
         }
     }
 
     /// The response slot, when no head was sent (to answer with a plain response instead).
-    pub fn take_unstarted(&mut self) -> Option<ResponseOutparam> {
-        if self.started { None } else { self.out.take() }
+    pub fn take_unstarted(&mut self) -> Option<ResponseSlot> {
+        if self.started { None } else { self.slot.take() }
     }
 }
 
 impl Downstream for SseClient {
     async fn start(&mut self, headers: Vec<(String, String)>) -> bool {
-        let Some(out) = self.out.take() else {
+        let Some(slot) = self.slot.take() else {
             return false;
         };
         let mut list: Vec<(String, Vec<u8>)> = vec![
@@ -66,58 +98,30 @@ impl Downstream for SseClient {
             ("cache-control".to_owned(), b"no-cache".to_vec()),
         ];
         list.extend(headers.into_iter().map(|(k, v)| (k, v.into_bytes())));
-        list.extend(extra_headers());
-        let Ok(fields) = Fields::from_list(&list) else {
-            return false;
-        };
-        let response = OutgoingResponse::new(fields);
-        if response.set_status_code(200).is_err() {
-            return false;
-        }
-        self.sink = Some(Box::pin(response.take_body()));
-        out.set(response);
-        self.started = true;
-        true
+        self.body = slot.send_head(200, list);
+        self.started = self.body.is_some();
+        self.started
     }
 
     async fn send(&mut self, bytes: Vec<u8>) -> bool {
-        match self.sink.as_mut() {
-            Some(sink) => sink.send(bytes).await.is_ok(),
+        match self.body.as_mut() {
+            // What is left unwritten means the client went away.
+            Some(body) => body.write_all(bytes).await.is_empty(),
             None => false,
         }
     }
 }
 
-/// Header fields as `(lowercase name, text)` pairs.
-pub fn header_list(fields: &Fields) -> Vec<(String, String)> {
-    fields
-        .entries()
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k.to_ascii_lowercase(),
-                String::from_utf8_lossy(&v).into_owned(),
-            )
-        })
-        .collect()
-}
-
 /// Writes a complete response to the slot.
-pub async fn respond(out: ResponseOutparam, response: spin_sdk::http::Response) {
-    let mut list: Vec<(String, Vec<u8>)> = response
+pub async fn respond(slot: ResponseSlot, response: spin_sdk::http::Response) {
+    let headers: Vec<(String, Vec<u8>)> = response
         .headers()
         .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
         .collect();
-    list.extend(extra_headers());
-    let Ok(fields) = Fields::from_list(&list) else {
+    let status = *response.status();
+    let Some(mut body) = slot.send_head(status, headers) else {
         return;
     };
-    let outgoing = OutgoingResponse::new(fields);
-    if outgoing.set_status_code(*response.status()).is_err() {
-        return;
-    }
-    let body = response.into_body();
-    if let Err(e) = out.set_with_body(outgoing, body).await {
-        eprintln!("generate: writing the response failed: {e:?}");
-    }
+    // A client that went away leaves the rest unwritten: nothing to do.
+    drop(body.write_all(response.into_body()).await);
 }

@@ -7,15 +7,14 @@ use dol_core::gateway::intake;
 use dol_core::gateway::pipeline::{Call, PipelineError};
 use dol_core::gateway::responses_ingress::{self as ingress, ResponsesClient};
 use dol_core::orgs::Role;
-use spin_sdk::http::ResponseOutparam;
 
-use crate::net::{self, SseClient};
+use crate::net::{self, ResponseSlot, SseClient};
 use crate::request::Incoming;
 use crate::{reply, run};
 use dol_spin_platform::{self as platform, SpinSql};
 
 /// Serves one Responses request end to end.
-pub async fn serve(req: Incoming, out: ResponseOutparam) {
+pub async fn serve(req: Incoming, out: ResponseSlot) {
     let started_ms = u64::try_from(platform::now_ms()).unwrap_or(0);
     let mut ready = match run::open() {
         Ok(ready) => ready,

@@ -56,7 +56,7 @@ pub fn open_authenticated(req: &Incoming) -> Result<(Ready, Caller), Response> {
 /// A fresh request id ([`dol_core::gateway::intake::request_id`]).
 pub fn request_id(prefix: &str) -> String {
     let now_ms = u64::try_from(dol_spin_platform::now_ms()).unwrap_or(0);
-    dol_core::gateway::intake::request_id(prefix, now_ms, wasi::random::random::get_random_u64())
+    dol_core::gateway::intake::request_id(prefix, now_ms, wasip3::random::random::get_random_u64())
 }
 
 /// Runs the chat pipeline for `call`, answering through `client`.
@@ -96,5 +96,19 @@ pub async fn finish(
     };
     if let Some(unstarted) = client.take_unstarted() {
         net::respond(unstarted, render(&err)).await;
+    }
+}
+
+/// Fills `buf` with cryptographically secure random bytes. WASI 0.3's
+/// `get-random-bytes` may return fewer bytes than asked (at least one), so
+/// it is asked until `buf` is full.
+pub fn fill_random(buf: &mut [u8]) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let want = u64::try_from(buf.len() - filled).unwrap_or(u64::MAX);
+        let bytes = wasip3::random::random::get_random_bytes(want);
+        let take = bytes.len().min(buf.len() - filled);
+        buf[filled..filled + take].copy_from_slice(&bytes[..take]);
+        filled += take;
     }
 }

@@ -4,7 +4,6 @@
 use dol_core::health::{HealthReport, latest_scan};
 use dol_core::observe::usage::{self, Window};
 use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
 
 use dol_core::error::Code;
 use dol_spin_platform as platform;
@@ -12,7 +11,6 @@ use dol_spin_platform as platform;
 use crate::{checks, report};
 
 /// Routes the health endpoints.
-#[http_component]
 fn handle(req: Request) -> Response {
     let path = req.path().to_owned();
     let known = matches!(
@@ -122,3 +120,7 @@ fn internal(err: &anyhow::Error) -> Response {
     eprintln!("health: {err:#}");
     platform::error(Code::Internal, "internal error")
 }
+
+// The component's `wasi:http/handler@0.3.0` export (WASI 0.3: Spin and
+// `dol up` reuse the instance, with what it keeps, across requests).
+dol_spin_platform::http_service!(handle);

@@ -4,7 +4,7 @@
 //! `GET /metrics` (Prometheus text).
 
 mod checks;
-// `#[http_component]` expands to wit-bindgen export glue that needs `unsafe`
+// `dol_spin_platform::http_service!` expands to wit-bindgen export glue that needs `unsafe`
 // (raw canonical-ABI pointers, `#[export_name]`); the allow is scoped to that
 // module, which holds nothing else.
 #[allow(unsafe_code)]

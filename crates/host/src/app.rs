@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiBody, WasiHttp, WasiHttpView};
 
 use crate::bindings::wasi_2023_10_18::{WasiHttp20231018, WasiHttp20231018Pre};
@@ -30,6 +31,7 @@ use crate::engine::{Limits, TRANSACTION_TICKS_WITHOUT_YIELD, YIELD_AFTER_TICKS};
 use crate::instance::{ComponentGrants, InstanceState};
 use crate::outbound::{InternalDispatch, InternalTarget, OutboundClient, OutboundHooks};
 use crate::output::{PrefixedOutput, Target};
+use crate::reuse;
 use crate::storage::{DatabaseLocation, KeyValueBackend, StorageCatalog};
 
 /// Body of every response the host produces.
@@ -44,12 +46,24 @@ pub(crate) struct LoadedComponent {
     allowed_hosts: Arc<AllowedHosts>,
     pre: InstancePre<InstanceState>,
     handler: Option<HttpHandler>,
+    /// A WASI 0.3 component's dispatcher per serving thread (index
+    /// `server::current_worker() - 1`), made on its first request there.
+    reused: Vec<OnceLock<reuse::Handler>>,
     pub(crate) has_cron_export: bool,
 }
 
-/// The `wasi:http/incoming-handler` a component exports, by WASI version.
+/// The HTTP handler a component exports, by WASI version.
 #[derive(Clone)]
 enum HttpHandler {
+    /// `wasi:http/handler@0.3.0`: instances are reused (`reuse.rs`).
+    Reused(ServicePre<InstanceState>),
+    /// A WASI 0.2 `incoming-handler`: one instance per request.
+    PerRequest(PerRequestHandler),
+}
+
+/// The `wasi:http/incoming-handler` of a WASI 0.2 component, by release.
+#[derive(Clone)]
+enum PerRequestHandler {
     /// WASI 0.2 (any 0.2.x).
     Wasi0_2(ProxyPre<InstanceState>),
     /// The 0.2.0-rc-2023-10-18 release candidate, as Spin still serves it.
@@ -57,16 +71,21 @@ enum HttpHandler {
 }
 
 impl HttpHandler {
-    /// The handler `pre` exports: the current one first, as Spin looks.
+    /// The handler `pre` exports: the newest WASI first, as Spin looks.
     fn detect(pre: &InstancePre<InstanceState>) -> Option<Self> {
+        if let Ok(service) = ServicePre::new(pre.clone()) {
+            return Some(Self::Reused(service));
+        }
         if let Ok(proxy) = ProxyPre::new(pre.clone()) {
-            return Some(Self::Wasi0_2(proxy));
+            return Some(Self::PerRequest(PerRequestHandler::Wasi0_2(proxy)));
         }
         WasiHttp20231018Pre::new(pre.clone())
             .ok()
-            .map(Self::Wasi2023_10_18)
+            .map(|pre| Self::PerRequest(PerRequestHandler::Wasi2023_10_18(pre)))
     }
+}
 
+impl PerRequestHandler {
     /// Instantiates the component in `store` and calls its `handle`.
     async fn call(
         &self,
@@ -193,6 +212,9 @@ impl LoadedApp {
                     allowed_hosts,
                     pre,
                     handler,
+                    reused: (0..crate::server::worker_count())
+                        .map(|_| OnceLock::new())
+                        .collect(),
                     has_cron_export,
                 },
             );
@@ -210,7 +232,7 @@ impl LoadedApp {
     }
 
     /// A fresh store for one instance of `component`.
-    fn new_store(self: &Arc<Self>, component: &LoadedComponent) -> Store<InstanceState> {
+    pub(crate) fn new_store(self: &Arc<Self>, component: &LoadedComponent) -> Store<InstanceState> {
         let id = &component.grants.id;
         let mut wasi = WasiCtxBuilder::new();
         wasi.envs(&component.grants.environment)
@@ -254,17 +276,26 @@ impl LoadedApp {
         // busy timeout, after which every waiter has failed anyway) is
         // stopped, which rolls its transaction back: `BEGIN; loop {}` cannot
         // keep its thread or the lock. Past the time limit: a trap as well.
+        // A reused WASI 0.3 instance restarts the limit and the tick counts
+        // at each request it takes (`InstanceState::request_started`); with
+        // requests side by side, the latest one's.
         let limit = self.limits.request_timeout;
-        let started = std::time::Instant::now();
+        let mut counted_request: u64 = 0;
         let mut running_ticks: u64 = 0;
         let mut transaction_ticks: u64 = 0;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
-            if started.elapsed() >= limit {
+            let state = ctx.data();
+            if state.request_started_at.elapsed() >= limit {
                 return Ok(UpdateDeadline::Interrupt);
             }
+            if state.requests_started != counted_request {
+                counted_request = state.requests_started;
+                running_ticks = 0;
+                transaction_ticks = 0;
+            }
             running_ticks += 1;
-            let in_transaction = ctx.data().in_sqlite_transaction();
+            let in_transaction = state.in_sqlite_transaction();
             transaction_ticks = if in_transaction {
                 transaction_ticks + 1
             } else {
@@ -302,13 +333,18 @@ impl LoadedApp {
             .components
             .get(&route.component)
             .ok_or_else(|| anyhow!("route names unknown component {}", route.component))?;
-        let handler = component.handler.clone().ok_or_else(|| {
-            anyhow!(
-                "component {} has an HTTP route but does not export wasi:http/incoming-handler \
-                 (WASI 0.2 or 0.2.0-rc-2023-10-18)",
+        let handler = match &component.handler {
+            Some(HttpHandler::PerRequest(handler)) => handler.clone(),
+            Some(HttpHandler::Reused(pre)) => {
+                return self.handle_reused(component, pre, request).await;
+            }
+            None => bail!(
+                "component {} has an HTTP route but exports no wasi:http handler \
+                 (wasi:http/handler@0.3.0, or wasi:http/incoming-handler of WASI 0.2 or \
+                 0.2.0-rc-2023-10-18)",
                 route.component
-            )
-        })?;
+            ),
+        };
         let mut store = self.new_store(component);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store
@@ -348,6 +384,43 @@ impl LoadedApp {
                 Err(why.context(format!("component {component_id} failed")))
             }
         }
+    }
+
+    /// Serves one request with a WASI 0.3 component: on an instance of this
+    /// serving thread that may take another request, or a new one
+    /// (`reuse.rs`). Off the serving threads (in-process calls from tests)
+    /// every request gets its own dispatcher, so no instance outlives it.
+    async fn handle_reused<B>(
+        self: &Arc<Self>,
+        component: &LoadedComponent,
+        pre: &ServicePre<InstanceState>,
+        request: http::Request<B>,
+    ) -> Result<http::Response<ResponseBody>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let id = &component.grants.id;
+        let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+        let this_thread = crate::server::current_worker()
+            .checked_sub(1)
+            .and_then(|index| component.reused.get(index));
+        let result = match this_thread {
+            Some(slot) => {
+                slot.get_or_init(|| reuse::handler(self, id, pre.clone()))
+                    .handle((), request)
+                    .await
+            }
+            None => {
+                reuse::handler(self, id, pre.clone())
+                    .handle((), request)
+                    .await
+            }
+        };
+        let response = result
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("component {id} failed"))?;
+        Ok(response.map(|body| body.map_err(|error| anyhow!("{error:?}")).boxed_unsync()))
     }
 
     /// Calls `handle-cron-event` on `component` with `timestamp` (unix seconds).
@@ -416,6 +489,10 @@ fn link_host_interfaces(linker: &mut Linker<InstanceState>) -> Result<()> {
     )
     .map_err(anyhow::Error::from)?;
     crate::outbound::link_outgoing_handler(linker)?;
+    // WASI 0.3 beside 0.2: a `wasi:http/handler@0.3.0` component imports
+    // these (its outbound `wasi:http/client` goes through the same hooks).
+    wasmtime_wasi::p3::add_to_linker(linker).map_err(anyhow::Error::from)?;
+    wasmtime_wasi_http::p3::add_to_linker(linker).map_err(anyhow::Error::from)?;
     SpinHost::add_to_linker::<_, HasSelf<InstanceState>>(linker, |state| state)
         .map_err(anyhow::Error::from)
         .context("linking the Spin interfaces")?;

@@ -22,6 +22,8 @@ pub struct Limits {
     pub max_memory_bytes: usize,
     /// Instances the pooling allocator keeps slots for (concurrent requests).
     pub pooled_instances: u32,
+    /// How WASI 0.3 components' instances are reused (Spin's options).
+    pub reuse: crate::reuse::InstanceReuse,
 }
 
 impl Default for Limits {
@@ -30,6 +32,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(60),
             max_memory_bytes: 256 * 1024 * 1024,
             pooled_instances: 256,
+            reuse: crate::reuse::InstanceReuse::default(),
         }
     }
 }
@@ -81,6 +84,9 @@ pub fn build_engine(limits: &Limits, cache_dir: Option<&Path>) -> Result<Engine>
 fn base_config(cache_dir: Option<&Path>) -> Result<Config> {
     let mut config = Config::new();
     config.wasm_component_model(true);
+    // WASI 0.3 (`wasi:http/handler@0.3.0`): async lifts and lowers, streams
+    // and futures, as Spin 4 serves them.
+    config.wasm_component_model_async(true);
     config.epoch_interruption(true);
     if std::env::var_os("DOL_PERF_MAP").is_some() {
         // `perf` cannot name JIT-compiled guest code on its own: with

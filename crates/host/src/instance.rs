@@ -40,6 +40,13 @@ pub struct InstanceState {
     /// (they would wait for its write lock on the same thread it needs to
     /// finish) and is stopped if it computes for too long (`app.rs::new_store`).
     pub(crate) sqlite_transactions: Arc<std::sync::atomic::AtomicU32>,
+    /// When the request the instance serves started (its creation for an
+    /// instance of one request; a reused WASI 0.3 instance restarts it at
+    /// each request it accepts, `reuse.rs`).
+    pub(crate) request_started_at: std::time::Instant,
+    /// How many requests a reused instance has started: the epoch callback
+    /// restarts its per-request tick counts when this changes.
+    pub(crate) requests_started: u64,
 }
 
 impl InstanceState {
@@ -65,7 +72,16 @@ impl InstanceState {
             grants,
             storage,
             sqlite_transactions: Arc::default(),
+            request_started_at: std::time::Instant::now(),
+            requests_started: 0,
         }
+    }
+
+    /// A reused instance starts another request: its time limit and the
+    /// epoch callback's tick counts start again.
+    pub(crate) fn request_started(&mut self) {
+        self.request_started_at = std::time::Instant::now();
+        self.requests_started += 1;
     }
 
     /// Whether a SQLite transaction is open on any of this instance's connections.

@@ -23,6 +23,7 @@ mod outbound_pg;
 mod outbound_redis;
 mod output;
 mod pg_pool;
+pub mod reuse;
 mod server;
 mod spin_apis;
 mod storage;

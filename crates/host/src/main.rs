@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use dol_host::reuse::{IdleTimeout, InstanceReuse};
 use dol_host::{HostOptions, Limits};
 
 // Every request allocates a store, its WASI context and many small buffers
@@ -56,6 +57,19 @@ enum Command {
         /// Memory limit of one instance, in MiB.
         #[arg(long, default_value_t = 256)]
         max_memory_mib: usize,
+        /// Requests one instance of a WASI 0.3 component answers before it
+        /// is dropped (Spin's option and default; WASI 0.2 components get an
+        /// instance per request).
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+        max_instance_reuse_count: u32,
+        /// Requests one instance of a WASI 0.3 component answers at once.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+        max_instance_concurrent_reuse_count: u32,
+        /// How long an idle WASI 0.3 instance is kept for the next request:
+        /// seconds, or a number suffixed by `s`, `ms`, `us`, `ns`; or a range
+        /// (`1..8s`) each instance draws its own from.
+        #[arg(long, default_value = "1s")]
+        idle_instance_timeout: IdleTimeout,
     },
     /// Write a consistent snapshot of a state directory's SQLite databases and
     /// key-value store to one file, while `dol up` keeps serving.
@@ -118,6 +132,9 @@ fn main() -> Result<()> {
             build,
             request_timeout_secs,
             max_memory_mib,
+            max_instance_reuse_count,
+            max_instance_concurrent_reuse_count,
+            idle_instance_timeout,
         } => {
             if build {
                 let manifest = dol_manifest::manifest::load(&from)?;
@@ -129,6 +146,11 @@ fn main() -> Result<()> {
             options.limits = Limits {
                 request_timeout: Duration::from_secs(request_timeout_secs),
                 max_memory_bytes: max_memory_mib * 1024 * 1024,
+                reuse: InstanceReuse {
+                    max_requests: max_instance_reuse_count as usize,
+                    max_concurrent: max_instance_concurrent_reuse_count as usize,
+                    idle_timeout: idle_instance_timeout,
+                },
                 ..Limits::default()
             };
             let state_dir = match state_dir {

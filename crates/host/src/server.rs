@@ -240,6 +240,14 @@ fn spawn_worker(
                 while let Some(Accepted { stream, client }) = receiver.recv().await {
                     // Reap finished connections so the set does not grow.
                     while connections.try_join_next().is_some() {}
+                    // Small writes go out at once: a response's head and its
+                    // body can leave in separate writes (a WASI 0.3 body is
+                    // written after the head is returned), and Nagle's
+                    // algorithm would hold the second until the client's
+                    // delayed ACK (40 ms on Linux).
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!("connection from {client}: TCP_NODELAY: {error}");
+                    }
                     let stream = match tokio::net::TcpStream::from_std(stream) {
                         Ok(stream) => stream,
                         Err(error) => {

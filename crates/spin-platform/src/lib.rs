@@ -5,6 +5,7 @@
 
 mod db;
 pub mod net;
+pub mod service;
 
 use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
@@ -145,11 +146,15 @@ pub fn from_spin(value: Value) -> SqlValue {
 }
 
 /// The instance's one connection to the app's database (see [`Db::open`]),
-/// opened on first use and shared by every later caller. An instance serves
-/// one request or cron tick, so this is one connection per request: cheaper
-/// than an open per call, and what real Spin needs — it limits how many
-/// PostgreSQL connections an instance may hold at once, and a handler that
-/// opened a second one while holding the first would wait forever.
+/// opened on first use and shared by every later caller: every request a
+/// reused WASI 0.3 instance serves (up to 128 on Spin and `dol up`, some of
+/// them side by side), or the one request or cron tick of a WASI 0.2 one.
+/// Cheaper than an open per call or per request, and what real Spin needs —
+/// it limits how many PostgreSQL connections an instance may hold at once,
+/// and a handler that opened a second one while holding the first would
+/// wait forever. Sharing it between interleaved requests is safe because a
+/// transaction never spans an `.await` (`in_transaction` takes a plain
+/// closure).
 pub fn connection() -> anyhow::Result<std::rc::Rc<Db>> {
     thread_local! {
         static SHARED: std::cell::RefCell<Option<std::rc::Rc<Db>>> =

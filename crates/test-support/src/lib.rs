@@ -114,6 +114,7 @@ pub struct TestHostBuilder {
     listen_port: u16,
     request_timeout: Duration,
     max_memory_bytes: usize,
+    instance_reuse: dol_host::reuse::InstanceReuse,
     state_from: Option<PathBuf>,
     runtime_config: Option<PathBuf>,
     clock_start: Option<chrono::DateTime<chrono::Utc>>,
@@ -168,6 +169,13 @@ impl TestHostBuilder {
         self
     }
 
+    /// How WASI 0.3 instances are reused (`dol up --max-instance-reuse-count`
+    /// and its siblings; Spin's defaults otherwise).
+    pub fn instance_reuse(mut self, reuse: dol_host::reuse::InstanceReuse) -> Self {
+        self.instance_reuse = reuse;
+        self
+    }
+
     /// Starts the host, or returns the start-up error.
     pub async fn try_start(self) -> anyhow::Result<TestHost> {
         let state = tempfile::tempdir()?;
@@ -201,6 +209,7 @@ impl TestHostBuilder {
         options.clock = Arc::new(clock.clone());
         options.limits.request_timeout = self.request_timeout;
         options.limits.max_memory_bytes = self.max_memory_bytes;
+        options.limits.reuse = self.instance_reuse.clone();
         let app = dol_host::start(options).await?;
         Ok(TestHost {
             app,
@@ -241,6 +250,7 @@ impl TestHost {
             listen_port: 0,
             request_timeout: Duration::from_secs(30),
             max_memory_bytes: 128 * 1024 * 1024,
+            instance_reuse: dol_host::reuse::InstanceReuse::default(),
             state_from: None,
             runtime_config: None,
             clock_start: None,

@@ -19,7 +19,7 @@ pub fn create_key(
 ) -> Result<Response, ApiError> {
     let new = admin::parse_new_key(&json_body(req)?)?;
     let mut random = [0u8; 16];
-    random.copy_from_slice(&wasi::random::random::get_random_bytes(16));
+    crate::run::fill_random(&mut random);
     let (id, key) = admin::mint_key(random);
     // The stored row, never the secret; committed with the key or not at all.
     let row = audited(sql, actor, now, |tx| {

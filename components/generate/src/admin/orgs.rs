@@ -18,8 +18,7 @@ struct WasiNonces;
 
 impl NonceSource for WasiNonces {
     fn fill(&mut self, buf: &mut [u8; NONCE_LEN]) {
-        let bytes = wasi::random::random::get_random_bytes(NONCE_LEN as u64);
-        buf.copy_from_slice(&bytes[..NONCE_LEN]);
+        crate::run::fill_random(buf);
     }
 }
 
