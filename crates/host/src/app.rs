@@ -545,7 +545,7 @@ fn unsatisfied_import(
     };
     let message = format!(
         "component {id}: it imports `{import}`, which dol does not provide{within}; \
-         hint: dol provides WASI 0.2 with wasi:http and wasi:sockets, wasi:http and \
+         hint: dol provides WASI 0.2 and 0.3 with wasi:http and wasi:sockets, wasi:http and \
          wasi:io of WASI 0.2.0-rc-2023-10-18, and Spin's \
          key-value, SQLite, variables, Redis and PostgreSQL interfaces \
          (fermyon:spin/{{key-value,sqlite,variables,redis}}@2.0.0, \

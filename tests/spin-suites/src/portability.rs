@@ -22,6 +22,9 @@ use crate::{Options, Runtime, free_port, spawn_runtime, wait_ready};
 /// The admin token both runtimes get, so admin routes are exercised past auth.
 const ADMIN_TOKEN: &str = "portability-check";
 
+/// The bootstrap API key both runtimes are given (`bootstrap_api_key`).
+const API_KEY: &str = "portability-api-key";
+
 /// One request per route family of DOL's `spin.toml`: method, path, body.
 /// A 404 counts as "the route is missing" except where the component itself
 /// answers 404 (`/admin/requests/{id}` for an unknown id).
@@ -204,7 +207,10 @@ async fn run_pass(
             }
         }
     }
-    let envs = [("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN)];
+    let envs = [
+        ("SPIN_VARIABLE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("SPIN_VARIABLE_BOOTSTRAP_API_KEY", API_KEY),
+    ];
     let dol_work = tempfile::tempdir().context("creating a temporary directory")?;
     let spin_work = tempfile::tempdir().context("creating a temporary directory")?;
     let dol_listen = format!("127.0.0.1:{}", free_port()?);
@@ -282,6 +288,26 @@ async fn run_pass(
         }
     }
 
+    // A generation end to end (key check, admission, the offline tier,
+    // settlement), whole and streamed: the gateway is a WASI 0.3 component
+    // whose response head and body leave separately.
+    for (name, listen) in [("dol up", &dol_listen), ("spin up", &spin_listen)] {
+        for stream in [false, true] {
+            let line = match generation(&client, listen, stream).await {
+                Ok(()) => format!(
+                    "portability: ok      {name}: a chat completion (stream: {stream}) answered"
+                ),
+                Err(error) => {
+                    ok = false;
+                    format!(
+                        "portability: FAILED  {name}: a chat completion (stream: {stream}): {error:#}"
+                    )
+                }
+            };
+            report.push(line);
+        }
+    }
+
     // Flag evaluations are counted with wasi:keyvalue atomics (increment and
     // compare-and-swap): the live count must see every single evaluation on
     // both runtimes and backends.
@@ -339,6 +365,35 @@ async fn run_pass(
         if ok { "passed" } else { "FAILED" }
     ));
     Ok((ok, report))
+}
+
+/// One chat completion with the bootstrap key (the offline tier answers:
+/// no provider is configured): a 200 with the completion, or the SSE stream
+/// ending in `[DONE]`.
+async fn generation(client: &reqwest::Client, listen: &str, stream: bool) -> Result<()> {
+    let body = serde_json::json!({
+        "model": "auto",
+        "stream": stream,
+        "messages": [{"role": "user", "content": format!("portability check, stream {stream}")}],
+    });
+    let response = client
+        .post(format!("http://{listen}/v1/chat/completions"))
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .context("sending")?;
+    let status = response.status().as_u16();
+    let text = response.text().await.context("reading the answer")?;
+    let whole = if stream {
+        text.trim_end().ends_with("data: [DONE]")
+    } else {
+        text.contains("\"chat.completion\"")
+    };
+    if status != 200 || !whole {
+        bail!("status {status}: {}", text.chars().take(300).collect::<String>());
+    }
+    Ok(())
 }
 
 /// Sends `n` single OFREP evaluations of the seed's A/B flag to `listen` and
