@@ -190,6 +190,7 @@ impl HandlerState for Reuse {
             .components
             .get(&self.component)
             .ok_or_else(|| wasmtime::format_err!("no component {} in the app", self.component))?;
+        tracing::debug!("component {}: new instance", self.component);
         let mut store = app.new_store(component);
         let limits = &app.limits;
         // Instantiation is bounded like a request: a start function that
