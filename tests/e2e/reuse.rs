@@ -99,7 +99,14 @@ async fn an_idle_instance_is_dropped_after_the_idle_timeout() {
         .instance_reuse(reuse(128, Duration::from_millis(200)))
         .start()
         .await;
-    let before = by_instance(&counts(&host, 5).await);
+    // Kept between requests closer together than the timeout: ten
+    // requests, a few instances at most, one of them serving several.
+    let before = by_instance(&counts(&host, 10).await);
+    assert!(before.len() <= 5, "{before:?}");
+    assert!(
+        before.values().any(|served| served.len() >= 3),
+        "{before:?}"
+    );
     // Idle for longer than the timeout: none is kept, a new one answers.
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (later, served) = count(&host).await;
@@ -129,7 +136,11 @@ async fn a_trapped_instance_is_never_used_again() {
         .instance_reuse(reuse(128, Duration::from_secs(30)))
         .start()
         .await;
-    let (instance, _) = count(&host).await;
+    let seen = counts(&host, 5).await;
+    let (instance, served) = seen[seen.len() - 1];
+    // Reused before the trap: the instance had served more than one.
+    assert!(by_instance(&seen).len() <= 3, "{seen:?}");
+    assert!(served >= 1);
     trap(&host, instance).await;
     let after = counts(&host, 10).await;
     assert!(

@@ -648,3 +648,43 @@ async fn cors_body_limits_and_security_headers() {
     }
     host.app.shutdown().await;
 }
+
+/// A request whose body the client never finishes (it promises 1,000 bytes,
+/// sends 10 and stops sending) is a 400 naming the unreadable body, on the
+/// gateway and on a component behind the shared WASI 0.3 glue — never a
+/// handler run on a truncated body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_cut_short_is_a_400() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = start(&[]).await;
+    for path in ["/v1/chat/completions", "/admin/flags/f"] {
+        let mut stream = tokio::net::TcpStream::connect(host.app.local_addr())
+            .await
+            .unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nhost: dol\r\ncontent-type: application/json\r\n\
+             authorization: Bearer {ADMIN}\r\ncontent-length: 1000\r\n\r\n{{\"model\":"
+        );
+        let head = if path.starts_with("/v1/") {
+            head.replacen("PUT", "POST", 1)
+        } else {
+            head
+        };
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            stream.read_to_string(&mut answer),
+        )
+        .await
+        .expect("an answer within 30 s")
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+        assert!(
+            answer.contains("could not read the request body"),
+            "{path}: {answer}"
+        );
+    }
+    host.app.shutdown().await;
+}

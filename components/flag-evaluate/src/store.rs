@@ -3,7 +3,8 @@
 //! version, its evaluated document and one entry per flag
 //! (`dol_core::flags::store` says how publication stays in order), and each
 //! instance keeps the compiled set of the version it last saw (a fresh
-//! instance evaluating one flag reads and compiles that flag's entry only).
+//! instance evaluating one flag reads and compiles that flag's entry only;
+//! a reused instance asked for a second flag compiles the whole set).
 //! A steady-state evaluation therefore reads key-value only (one get with a
 //! warm instance, two with a fresh one) and runs no SQL query; any write
 //! bumps the version.
@@ -54,9 +55,10 @@ pub fn current() -> anyhow::Result<(i64, Rc<FlagSet>)> {
 }
 
 /// Like [`current`] for evaluating the one flag `key`: a fresh instance
-/// (every request's, on Spin and `dol up`) compiles only that flag from the
-/// published document instead of the whole set. The answer is the same;
-/// the set returned may know no other flag.
+/// compiles only that flag from the published document instead of the
+/// whole set; a reused one asked for another flag of the same version
+/// compiles the whole set, once. The answer is the same; the set returned
+/// may know no other flag.
 pub fn current_for(key: &str) -> anyhow::Result<(i64, Rc<FlagSet>)> {
     current_with(Some(key))
 }
@@ -67,6 +69,13 @@ fn current_with(only: Option<&str>) -> anyhow::Result<(i64, Rc<FlagSet>)> {
         if let Some(hit) = cached(version, only) {
             return Ok(hit);
         }
+        // A reused instance that already compiled another single flag of
+        // this version is evaluating several: compile the whole set once.
+        let only = if cached_version() == Some(version) {
+            None
+        } else {
+            only
+        };
         if let Some(document) = flag_store::published_document_for(&mut kv, version, only)? {
             let compiled = match only {
                 None => FlagSet::from_value(&document),
@@ -100,6 +109,11 @@ fn cached(version: i64, only: Option<&str>) -> Option<(i64, Rc<FlagSet>)> {
             .filter(|(v, k, _)| *v == version && (k.is_none() || k.as_deref() == only))
             .map(|(v, _, set)| (*v, Rc::clone(set)))
     })
+}
+
+/// The version of the set this instance holds, if any.
+fn cached_version() -> Option<i64> {
+    CACHE.with_borrow(|c| c.as_ref().map(|(v, _, _)| *v))
 }
 
 fn remember(version: i64, only: Option<&str>, set: FlagSet) -> (i64, Rc<FlagSet>) {

@@ -5,10 +5,10 @@
 //! (and, after it, the book-keeping that trails the answer).
 
 use dol_core::gateway::engine::Downstream;
+use dol_spin_platform::service;
 use futures::channel::oneshot;
-use wasip3::http::types::{ErrorCode, Fields, Response as WasiResponse};
+use wasip3::http::types::Response as WasiResponse;
 use wasip3::wit_bindgen::StreamWriter;
-use wasip3::{wit_future, wit_stream};
 
 /// Where one request's response goes, with the headers every response to
 /// it carries (CORS for an allowed browser origin). Per request, not per
@@ -48,17 +48,13 @@ impl ResponseSlot {
         mut headers: Vec<(String, Vec<u8>)>,
     ) -> Option<StreamWriter<u8>> {
         headers.extend(self.extra_headers);
-        let fields = match Fields::from_list(&headers) {
-            Ok(fields) => fields,
+        let (response, writer) = match service::response_head(status, &headers) {
+            Ok(head) => head,
             Err(error) => {
-                eprintln!("generate: a response header is invalid: {error:?}");
+                eprintln!("generate: {error:?}");
                 return None;
             }
         };
-        let (writer, reader) = wit_stream::new::<u8>();
-        let (_, trailers) = wit_future::new::<Result<Option<Fields>, ErrorCode>>(|| Ok(None));
-        let (response, _sent) = WasiResponse::new(fields, Some(reader), trailers);
-        response.set_status_code(status).ok()?;
         self.head.send(response).ok()?;
         Some(writer)
     }

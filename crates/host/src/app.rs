@@ -276,9 +276,10 @@ impl LoadedApp {
         // busy timeout, after which every waiter has failed anyway) is
         // stopped, which rolls its transaction back: `BEGIN; loop {}` cannot
         // keep its thread or the lock. Past the time limit: a trap as well.
-        // A reused WASI 0.3 instance restarts the limit and the tick counts
-        // at each request it takes (`InstanceState::request_started`); with
-        // requests side by side, the latest one's.
+        // A reused WASI 0.3 instance restarts the clock and the tick counts
+        // at each request it takes (`InstanceState::request_started`); each
+        // of its requests' own limit is kept by `reuse.rs`, which marks the
+        // instance overdue when one runs past it.
         let limit = self.limits.request_timeout;
         let mut counted_request: u64 = 0;
         let mut running_ticks: u64 = 0;
@@ -286,7 +287,9 @@ impl LoadedApp {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |ctx| {
             let state = ctx.data();
-            if state.request_started_at.elapsed() >= limit {
+            if state.request_started_at.elapsed() >= limit
+                || state.overdue.load(std::sync::atomic::Ordering::Relaxed)
+            {
                 return Ok(UpdateDeadline::Interrupt);
             }
             if state.requests_started != counted_request {
@@ -388,8 +391,9 @@ impl LoadedApp {
 
     /// Serves one request with a WASI 0.3 component: on an instance of this
     /// serving thread that may take another request, or a new one
-    /// (`reuse.rs`). Off the serving threads (in-process calls from tests)
-    /// every request gets its own dispatcher, so no instance outlives it.
+    /// (`reuse.rs`). Off the serving threads (in-process calls from cron
+    /// runs and tests) a request gets an instance of its own, dropped when
+    /// it is done.
     async fn handle_reused<B>(
         self: &Arc<Self>,
         component: &LoadedComponent,
@@ -412,7 +416,7 @@ impl LoadedApp {
                     .await
             }
             None => {
-                reuse::handler(self, id, pre.clone())
+                reuse::single_use_handler(self, id, pre.clone())
                     .handle((), request)
                     .await
             }

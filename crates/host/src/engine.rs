@@ -20,7 +20,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Largest linear memory one instance may grow to.
     pub max_memory_bytes: usize,
-    /// Instances the pooling allocator keeps slots for (concurrent requests).
+    /// Instances the pooling allocator keeps slots for: one per WASI 0.2
+    /// request in flight, plus the live WASI 0.3 instances (busy, or kept
+    /// idle for reuse up to their idle timeout).
     pub pooled_instances: u32,
     /// How WASI 0.3 components' instances are reused (Spin's options).
     pub reuse: crate::reuse::InstanceReuse,

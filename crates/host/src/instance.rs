@@ -47,6 +47,12 @@ pub struct InstanceState {
     /// How many requests a reused instance has started: the epoch callback
     /// restarts its per-request tick counts when this changes.
     pub(crate) requests_started: u64,
+    /// Set when one of a reused instance's requests ran past the request
+    /// time limit: the instance is then stopped — at the guest's next epoch
+    /// tick, or by the dispatcher's expiration check — with every request
+    /// it still runs, so no request outlives its limit because a newer one
+    /// restarted the clock (`reuse.rs`).
+    pub(crate) overdue: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl InstanceState {
@@ -74,11 +80,13 @@ impl InstanceState {
             sqlite_transactions: Arc::default(),
             request_started_at: std::time::Instant::now(),
             requests_started: 0,
+            overdue: Arc::default(),
         }
     }
 
-    /// A reused instance starts another request: its time limit and the
-    /// epoch callback's tick counts start again.
+    /// A reused instance starts another request: the epoch callback's
+    /// tick counts start again (its time limit is the request's own, kept
+    /// by `reuse.rs`, which sets [`Self::overdue`]).
     pub(crate) fn request_started(&mut self) {
         self.request_started_at = std::time::Instant::now();
         self.requests_started += 1;

@@ -13,6 +13,7 @@
 //! instance and its requests stay on the thread that owns the connection.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -158,6 +159,8 @@ pub(crate) struct Reuse {
     app: Weak<LoadedApp>,
     component: String,
     pre: ServicePre<InstanceState>,
+    /// One request per instance, dropped as soon as it is done.
+    single_use: bool,
 }
 
 /// The per-thread request dispatcher of one WASI 0.3 component.
@@ -173,6 +176,22 @@ pub(crate) fn handler(
         app: Arc::downgrade(app),
         component: component.to_owned(),
         pre,
+        single_use: false,
+    })
+}
+
+/// A dispatcher for one request off the serving threads: its instance
+/// takes that request only and is dropped when it is done.
+pub(crate) fn single_use_handler(
+    app: &Arc<LoadedApp>,
+    component: &str,
+    pre: ServicePre<InstanceState>,
+) -> Handler {
+    ProxyHandler::new(Reuse {
+        app: Arc::downgrade(app),
+        component: component.to_owned(),
+        pre,
+        single_use: true,
     })
 }
 
@@ -206,18 +225,26 @@ impl HandlerState for Reuse {
                 limits.request_timeout
             )
         })??;
+        let mut reuse = limits.reuse.clone();
+        if self.single_use {
+            reuse.max_requests = 1;
+            reuse.idle_timeout = IdleTimeout::fixed(Duration::ZERO);
+        }
+        let overdue = store.data().overdue.clone();
         Ok(Instance {
             store,
             proxy: Proxy::P3(proxy),
             view: InstanceState::http,
             expiration: Expiration::new(
                 limits.request_timeout,
-                limits.reuse.idle_timeout.draw(instance_seed()),
+                reuse.idle_timeout.draw(instance_seed()),
+                overdue.clone(),
             ),
             state: Worker {
                 component: self.component.clone(),
-                reuse: limits.reuse.clone(),
+                reuse,
                 request_timeout: limits.request_timeout,
+                overdue,
             },
         })
     }
@@ -242,6 +269,8 @@ pub(crate) struct Worker {
     component: String,
     reuse: InstanceReuse,
     request_timeout: Duration,
+    /// The instance's [`InstanceState::overdue`].
+    overdue: Arc<AtomicBool>,
 }
 
 impl WorkerState for Worker {
@@ -267,7 +296,16 @@ impl WorkerState for Worker {
         // The epoch callback's yield and transaction budgets count per
         // request, not per instance.
         store.data_mut().request_started();
-        Box::pin(tokio::time::sleep(self.request_timeout))
+        // Past its limit the request gets its 500 (the dispatcher's doing)
+        // and the instance is marked overdue, which stops it with whatever
+        // it still runs for that request (a WASI 0.3 task goes on after an
+        // expiry otherwise, and could still write, e.g. settle a charge,
+        // after the client was told it failed).
+        let (limit, overdue) = (self.request_timeout, self.overdue.clone());
+        Box::pin(async move {
+            tokio::time::sleep(limit).await;
+            overdue.store(true, Ordering::Relaxed);
+        })
     }
 
     fn drop(&self, store: wasmtime::Store<InstanceState>, result: wasmtime::Result<()>) {
@@ -295,14 +333,17 @@ pub(crate) struct Expiration {
     request_timeout: Duration,
     idle_timeout: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// The instance's [`InstanceState::overdue`]: one request past its limit.
+    overdue: Arc<AtomicBool>,
 }
 
 impl Expiration {
-    fn new(request_timeout: Duration, idle_timeout: Duration) -> Self {
+    fn new(request_timeout: Duration, idle_timeout: Duration, overdue: Arc<AtomicBool>) -> Self {
         Self {
             request_timeout,
             idle_timeout,
             timer: Box::pin(tokio::time::sleep(request_timeout)),
+            overdue,
         }
     }
 }
@@ -314,6 +355,9 @@ impl WorkerExpiration for Expiration {
         status: WorkerStatus,
         since: Instant,
     ) -> Poll<()> {
+        if self.overdue.load(Ordering::Relaxed) {
+            return Poll::Ready(());
+        }
         let allowed = match status {
             WorkerStatus::Idle => self.idle_timeout,
             WorkerStatus::Requests | WorkerStatus::PostReturn => self.request_timeout,
@@ -387,6 +431,7 @@ mod tests {
                 idle_timeout: IdleTimeout::fixed(Duration::from_secs(1)),
             },
             request_timeout: Duration::from_secs(60),
+            overdue: Arc::default(),
         };
         assert!(matches!(
             worker.should_accept_request(0, 0),

@@ -128,8 +128,19 @@ fn from_pg(value: &DbValue) -> Result<SqlValue, String> {
 }
 
 /// A `spin:postgres` error as text: PostgreSQL's own message and code when
-/// the database answered.
+/// the database answered. An error the database did not answer (the
+/// connection failed or broke) also marks the instance's connection for
+/// replacing ([`crate::connection`]): a reused instance would otherwise
+/// keep failing on it for every later request.
 fn pg_error(error: &pg4::PgError) -> String {
+    if matches!(
+        error,
+        pg4::PgError::ConnectionFailed(_)
+            | pg4::PgError::QueryFailed(pg4::QueryError::Text(_))
+            | pg4::PgError::Other(_)
+    ) {
+        crate::replace_connection();
+    }
     match error {
         pg4::PgError::QueryFailed(pg4::QueryError::DbError(db)) => {
             format!("{}: {}", db.code, db.message)

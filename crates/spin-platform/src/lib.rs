@@ -156,16 +156,27 @@ pub fn from_spin(value: Value) -> SqlValue {
 /// transaction never spans an `.await` (`in_transaction` takes a plain
 /// closure).
 pub fn connection() -> anyhow::Result<std::rc::Rc<Db>> {
-    thread_local! {
-        static SHARED: std::cell::RefCell<Option<std::rc::Rc<Db>>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    if let Some(db) = SHARED.with_borrow(Clone::clone) {
+    if let Some(db) = SHARED_CONNECTION.with_borrow(Clone::clone) {
         return Ok(db);
     }
     let db = std::rc::Rc::new(Db::open()?);
-    SHARED.set(Some(db.clone()));
+    SHARED_CONNECTION.set(Some(db.clone()));
     Ok(db)
+}
+
+thread_local! {
+    /// The instance's connection ([`connection`]), once opened.
+    static SHARED_CONNECTION: std::cell::RefCell<Option<std::rc::Rc<Db>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Forgets the instance's connection, so the next [`connection`] opens a
+/// new one: called when the database stopped answering on it (PostgreSQL
+/// restarted, a failover, an idle connection killed). Callers holding it
+/// finish with it; nothing else is lost, as no transaction outlives a
+/// statement's caller.
+pub(crate) fn replace_connection() {
+    SHARED_CONNECTION.set(None);
 }
 
 /// The instance's connection ([`connection`]), migrated on the first use

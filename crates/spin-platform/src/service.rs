@@ -15,7 +15,7 @@
 use dol_core::error::{ApiError, Code};
 use spin_sdk::http::{Method, Request, Response};
 use wasip3::http::types::{self as wasi, ErrorCode, Fields, Method as WasiMethod, Scheme};
-use wasip3::wit_bindgen::StreamResult;
+use wasip3::wit_bindgen::{StreamResult, StreamWriter};
 use wasip3::{wit_future, wit_stream};
 
 /// The largest request body read: the largest any route accepts
@@ -35,23 +35,52 @@ pub async fn serve(
     respond(response)
 }
 
+/// A request read whole: what [`read_parts`] gives.
+pub struct Parts {
+    /// The method.
+    pub method: Method,
+    /// The URI as spin-sdk gives it: `scheme://authority` and the path with
+    /// its query (or the path alone when the request names no authority).
+    pub uri: String,
+    /// The path with its query, as sent.
+    pub path_with_query: String,
+    /// The header fields in the order sent, repeated names kept.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 /// `request` as spin-sdk's buffered request (method, absolute URI, headers,
-/// body), or the 413 for a body over [`MAX_BODY`].
+/// body); see [`read_parts`] for the refusals.
 pub async fn read_request(request: wasi::Request) -> Result<Request, ApiError> {
+    let parts = read_parts(request).await?;
+    Ok(Request::builder()
+        .method(parts.method)
+        .uri(parts.uri)
+        .headers(parts.headers)
+        .body(parts.body)
+        .build())
+}
+
+/// Reads `request` whole: a 413 for a body over [`MAX_BODY`] (refused
+/// before it is read to the end, and never buffered past the limit), a 400
+/// for one the client did not finish sending (the stream ended with an
+/// error: a connection cut mid-body, a broken chunked encoding).
+pub async fn read_parts(request: wasi::Request) -> Result<Parts, ApiError> {
     let method = method(request.get_method());
     let uri = uri(&request);
+    let path_with_query = request.get_path_with_query().unwrap_or_default();
     let headers = request.get_headers().copy_all();
     let (_, body_done) = wit_future::new::<Result<(), ErrorCode>>(|| Ok(()));
-    let (mut body, _trailers) = wasi::Request::consume_body(request, body_done);
-    let mut bytes: Vec<u8> = Vec::new();
+    let (mut stream, ended) = wasi::Request::consume_body(request, body_done);
+    let mut body: Vec<u8> = Vec::new();
     loop {
-        // Read into spare room of at least 16 KiB, so a large body is a
-        // few reads, not one per byte of capacity.
-        let want = bytes.len() + 16 * 1024;
-        bytes.reserve(want.saturating_sub(bytes.capacity()));
-        let (status, buffer) = body.read(bytes).await;
-        bytes = buffer;
-        if bytes.len() > MAX_BODY {
+        // At most what still fits under the limit (plus one byte, to see
+        // that it is over), in chunks of up to 64 KiB.
+        let room = (MAX_BODY + 1 - body.len()).min(64 * 1024);
+        let (status, chunk) = stream.read(Vec::with_capacity(room)).await;
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
             return Err(ApiError::new(
                 Code::PayloadTooLarge,
                 format!(
@@ -66,12 +95,20 @@ pub async fn read_request(request: wasi::Request) -> Result<Request, ApiError> {
             StreamResult::Dropped | StreamResult::Cancelled => break,
         }
     }
-    Ok(Request::builder()
-        .method(method)
-        .uri(uri)
-        .headers(headers)
-        .body(bytes)
-        .build())
+    // The stream ends the same way whole or cut; the host says which here.
+    if let Err(error) = ended.await {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            format!("could not read the request body: {error:?}"),
+        ));
+    }
+    Ok(Parts {
+        method,
+        uri,
+        path_with_query,
+        headers,
+        body,
+    })
 }
 
 /// The request's URI as spin-sdk gives it: `scheme://authority` and the
@@ -113,22 +150,31 @@ fn respond(response: Response) -> Result<wasi::Response, ErrorCode> {
         .headers()
         .map(|(name, value)| (name.to_owned(), value.as_bytes().to_vec()))
         .collect();
-    let fields = Fields::from_list(&headers).map_err(|error| {
-        ErrorCode::InternalError(Some(format!("a response header is invalid: {error:?}")))
-    })?;
-    let status = *response.status();
+    let (answer, mut writer) = response_head(*response.status(), &headers)?;
     let body = response.into_body();
-    let (mut writer, reader) = wit_stream::new::<u8>();
-    let (_, trailers) = wit_future::new::<Result<Option<Fields>, ErrorCode>>(|| Ok(None));
-    let (answer, _sent) = wasi::Response::new(fields, Some(reader), trailers);
-    answer
-        .set_status_code(status)
-        .map_err(|()| ErrorCode::InternalError(Some(format!("invalid status {status}"))))?;
     wasip3::wit_bindgen::spawn(async move {
         // A client that went away leaves the rest unwritten: nothing to do.
         drop(writer.write_all(body).await);
     });
     Ok(answer)
+}
+
+/// A WASI response with `status` and `headers` (no trailers), and the
+/// writer of its body: the body ends when the writer is dropped.
+pub fn response_head(
+    status: u16,
+    headers: &[(String, Vec<u8>)],
+) -> Result<(wasi::Response, StreamWriter<u8>), ErrorCode> {
+    let fields = Fields::from_list(headers).map_err(|error| {
+        ErrorCode::InternalError(Some(format!("a response header is invalid: {error:?}")))
+    })?;
+    let (writer, reader) = wit_stream::new::<u8>();
+    let (_, trailers) = wit_future::new::<Result<Option<Fields>, ErrorCode>>(|| Ok(None));
+    let (response, _sent) = wasi::Response::new(fields, Some(reader), trailers);
+    response
+        .set_status_code(status)
+        .map_err(|()| ErrorCode::InternalError(Some(format!("invalid status {status}"))))?;
+    Ok((response, writer))
 }
 
 /// Exports `handler` (a `fn(spin_sdk::http::Request) -> spin_sdk::http::Response`)

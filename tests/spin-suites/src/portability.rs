@@ -391,7 +391,10 @@ async fn generation(client: &reqwest::Client, listen: &str, stream: bool) -> Res
         text.contains("\"chat.completion\"")
     };
     if status != 200 || !whole {
-        bail!("status {status}: {}", text.chars().take(300).collect::<String>());
+        bail!(
+            "status {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
     }
     Ok(())
 }
