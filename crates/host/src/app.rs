@@ -411,12 +411,12 @@ impl LoadedApp {
             .and_then(|index| component.reused.get(index));
         let result = match this_thread {
             Some(slot) => {
-                slot.get_or_init(|| reuse::handler(self, id, pre.clone()))
+                slot.get_or_init(|| reuse::handler(self, id, pre.clone(), false))
                     .handle((), request)
                     .await
             }
             None => {
-                reuse::single_use_handler(self, id, pre.clone())
+                reuse::handler(self, id, pre.clone(), true)
                     .handle((), request)
                     .await
             }

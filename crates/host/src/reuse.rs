@@ -166,32 +166,20 @@ pub(crate) struct Reuse {
 /// The per-thread request dispatcher of one WASI 0.3 component.
 pub(crate) type Handler = ProxyHandler<Reuse>;
 
-/// A dispatcher for `component` of `app`, which instantiates `pre`.
+/// A dispatcher for `component` of `app`, which instantiates `pre`. With
+/// `single_use` (requests off the serving threads) its instance takes one
+/// request only and is dropped when that is done.
 pub(crate) fn handler(
     app: &Arc<LoadedApp>,
     component: &str,
     pre: ServicePre<InstanceState>,
+    single_use: bool,
 ) -> Handler {
     ProxyHandler::new(Reuse {
         app: Arc::downgrade(app),
         component: component.to_owned(),
         pre,
-        single_use: false,
-    })
-}
-
-/// A dispatcher for one request off the serving threads: its instance
-/// takes that request only and is dropped when it is done.
-pub(crate) fn single_use_handler(
-    app: &Arc<LoadedApp>,
-    component: &str,
-    pre: ServicePre<InstanceState>,
-) -> Handler {
-    ProxyHandler::new(Reuse {
-        app: Arc::downgrade(app),
-        component: component.to_owned(),
-        pre,
-        single_use: true,
+        single_use,
     })
 }
 
