@@ -29,14 +29,11 @@ impl Incoming {
     }
 }
 
-/// Largest request body accepted.
-const MAX_BODY: usize = dol_core::hygiene::GATEWAY_BODY_LIMIT;
-
-/// Reads the whole request; a body over 4 MiB is a 413, one the client did
-/// not finish sending a 400.
+/// Reads the whole request; a body over 4 MiB
+/// (`dol_core::hygiene::GATEWAY_BODY_LIMIT`, `service::MAX_BODY`) is a 413,
+/// one the client did not finish sending a 400.
 pub async fn read(request: Request) -> Result<Incoming, ApiError> {
     let parts = dol_spin_platform::service::read_parts(request).await?;
-    dol_core::hygiene::check_body(parts.body.len(), MAX_BODY)?;
     // In the order sent, repeated names kept: `header` is the first value.
     let headers = parts
         .headers

@@ -4,11 +4,12 @@
 
 use dol_core::gateway::engine::{TransportError, Upstream};
 use dol_core::gateway::providers::HttpRequestSpec;
+use dol_spin_platform::service;
 use wasip3::clocks::monotonic_clock;
 use wasip3::http::client;
-use wasip3::http::types::{ErrorCode, Fields, Method, Request, Response, Scheme};
+use wasip3::http::types::{ErrorCode, Fields, Request, Response};
 use wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
-use wasip3::{wit_future, wit_stream};
+use wasip3::wit_future;
 
 use crate::timer::{sleep, timeout};
 
@@ -33,15 +34,6 @@ impl WasiUpstream {
     }
 }
 
-fn method(m: &str) -> Method {
-    match m {
-        "GET" => Method::Get,
-        "PUT" => Method::Put,
-        "DELETE" => Method::Delete,
-        _ => Method::Post,
-    }
-}
-
 fn transport_error(code: ErrorCode) -> TransportError {
     match code {
         ErrorCode::HttpRequestDenied => {
@@ -54,63 +46,10 @@ fn transport_error(code: ErrorCode) -> TransportError {
     }
 }
 
-/// `url` as scheme, authority and path with query; `None` unless absolute.
-fn split_url(url: &str) -> Option<(Scheme, String, String)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let scheme = match scheme.to_ascii_lowercase().as_str() {
-        "http" => Scheme::Http,
-        "https" => Scheme::Https,
-        other => Scheme::Other(other.to_owned()),
-    };
-    let (authority, path) = match rest.find(['/', '?']) {
-        Some(at) => (&rest[..at], rest[at..].to_owned()),
-        None => (rest, "/".to_owned()),
-    };
-    if authority.is_empty() {
-        return None;
-    }
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
-        path
-    };
-    Some((scheme, authority.to_owned(), path))
-}
-
 /// The outgoing request for `spec`, its body written by a spawned task.
 fn request(spec: &HttpRequestSpec) -> Result<Request, TransportError> {
-    let (scheme, authority, path) = split_url(&spec.url).ok_or_else(|| {
-        TransportError::Connect(format!("the provider URL {:?} is not absolute", spec.url))
-    })?;
-    let headers: Vec<(String, Vec<u8>)> = spec
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
-        .collect();
-    let fields = Fields::from_list(&headers)
-        .map_err(|error| TransportError::Connect(format!("a request header: {error:?}")))?;
-    let (mut body, contents) = wit_stream::new::<u8>();
-    let (_, trailers) = wit_future::new::<Result<Option<Fields>, ErrorCode>>(|| Ok(None));
-    let (request, _sent) = Request::new(fields, Some(contents), trailers, None);
-    let invalid = |what: &str| TransportError::Connect(format!("invalid {what} in {:?}", spec.url));
-    request
-        .set_method(&method(&spec.method))
-        .map_err(|()| invalid("method"))?;
-    request
-        .set_scheme(Some(&scheme))
-        .map_err(|()| invalid("scheme"))?;
-    request
-        .set_authority(Some(&authority))
-        .map_err(|()| invalid("authority"))?;
-    request
-        .set_path_with_query(Some(&path))
-        .map_err(|()| invalid("path"))?;
-    let payload = spec.body.clone();
-    wasip3::wit_bindgen::spawn(async move {
-        // The provider closing early leaves the rest unwritten; its answer says why.
-        drop(body.write_all(payload).await);
-    });
-    Ok(request)
+    service::outgoing_request(&spec.method, &spec.url, &spec.headers, spec.body.clone())
+        .map_err(|why| TransportError::Connect(format!("the provider request: {why}")))
 }
 
 impl Upstream for WasiUpstream {
@@ -196,36 +135,5 @@ impl Upstream for WasiUpstream {
 
     fn random_u64(&mut self) -> u64 {
         wasip3::random::random::get_random_u64()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provider_urls_split_into_scheme_authority_and_path() {
-        let split = |url: &str| {
-            split_url(url)
-                .map(|(scheme, authority, path)| (matches!(scheme, Scheme::Https), authority, path))
-        };
-        assert_eq!(
-            split("https://api.openai.com/v1/chat/completions"),
-            Some((true, "api.openai.com".into(), "/v1/chat/completions".into()))
-        );
-        assert_eq!(
-            split("http://127.0.0.1:3960/v1/models?x=1"),
-            Some((false, "127.0.0.1:3960".into(), "/v1/models?x=1".into()))
-        );
-        assert_eq!(
-            split("http://h.example"),
-            Some((false, "h.example".into(), "/".into()))
-        );
-        assert_eq!(
-            split("http://h.example?k=v"),
-            Some((false, "h.example".into(), "/?k=v".into()))
-        );
-        assert_eq!(split("/v1/x"), None);
-        assert_eq!(split("http:///v1"), None);
     }
 }
