@@ -55,6 +55,20 @@ async fn evaluations(host: &TestHost, flag: &str) -> Value {
     r.json().await.unwrap()
 }
 
+/// [`evaluations`] once its live total reaches `total`: the counts of an
+/// instance's answers are written together some milliseconds after the
+/// first (flag-evaluate's `FLUSH_AFTER_MS`). Fails after 5 s.
+async fn evaluations_reaching(host: &TestHost, flag: &str, total: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let live = evaluations(host, flag).await;
+        if live["total"].as_u64() >= Some(total) || std::time::Instant::now() >= deadline {
+            return live;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 fn label(flag: &str, variant: &str, reason: &str) -> String {
     format!("flag=\"{flag}\",variant=\"{variant}\",reason=\"{reason}\"")
 }
@@ -114,8 +128,15 @@ async fn flag_evaluations_are_counted_folded_once_and_exported() {
     assert!(before.is_empty(), "{before:?}");
     // The live counts already show them, read from the open minute keys.
     let variant = single["variant"].as_str().unwrap();
-    let live = evaluations(&host, "generation_experiment").await;
+    let live = evaluations_reaching(&host, "generation_experiment", 4).await;
     assert_eq!(live["variants"], json!({ variant: 4 }), "{live}");
+    // Every instance's batch is written before the fold below: the unknown
+    // flag's (another OFREP instance may have answered it) and the
+    // gateway's in-process one (with the bulk answer's, two).
+    let unknown = evaluations_reaching(&host, "%28unknown%29", 1).await;
+    assert_eq!(unknown["total"].as_u64(), Some(1), "{unknown}");
+    let pipeline = evaluations_reaching(&host, "generation_pipeline", 2).await;
+    assert_eq!(pipeline["total"].as_u64(), Some(2), "{pipeline}");
     assert_eq!(
         (live["total"].as_u64(), live["unfolded"].as_u64()),
         (Some(4), Some(4)),
@@ -245,7 +266,7 @@ async fn concurrent_single_evaluations_are_all_counted() {
     let variant = variant.as_str().unwrap();
     let expected = (CLIENTS * EACH) as u64;
 
-    let live = evaluations(&host, "generation_experiment").await;
+    let live = evaluations_reaching(&host, "generation_experiment", expected).await;
     assert_eq!(live["variants"], json!({ variant: expected }), "{live}");
     assert_eq!(live["unfolded"].as_u64(), Some(expected), "{live}");
 

@@ -1,39 +1,59 @@
 //! Counts evaluations for `dol_flag_evaluations_total`: atomic key-value
 //! counters per minute for a single evaluation, the minute's list for a
 //! bulk one (design, accuracy and folding into SQLite:
-//! `dol_core::observe::flag_counts`). Counting never fails a request: a
-//! storage error is logged and the evaluations of that request go
-//! uncounted.
+//! `dol_core::observe::flag_counts`). OFREP answers are gathered per
+//! instance and written together [`FLUSH_AFTER_MS`] after the first of
+//! them ([`flag_counts::Pending`]); the in-process evaluations are gathered
+//! the same way and written when the consumer calls `flush-counts`.
+//! Counting never fails a request: a storage error is logged and those
+//! evaluations go uncounted.
 
-use dol_core::observe::flag_counts::{self, Counts};
+use std::cell::RefCell;
+
+use dol_core::observe::flag_counts::{self, Counts, Pending};
 use serde_json::Value;
 
 use dol_spin_platform::{self as platform, WasiKv};
 
-/// Counts the evaluations of an OFREP answer body (single or bulk).
+/// How long an OFREP answer's count may wait for others to be written with
+/// it: at 4,000 evaluations a second, about 80 share one write. A crash
+/// loses at most this long's counts (telemetry; README "What a crash can
+/// lose").
+pub const FLUSH_AFTER_MS: u64 = 20;
+
+thread_local! {
+    /// The OFREP answers of this instance not yet counted in key-value.
+    static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
+}
+
+/// Counts the evaluations of an OFREP answer body (single or bulk), with
+/// the other answers of the next [`FLUSH_AFTER_MS`].
 pub fn record_ofrep(body: &Value) {
     let mut c = Counts::default();
     c.add_ofrep_body(body);
-    record(&c);
-}
-
-/// Counts one in-process evaluation.
-pub fn record_one(flag: &str, variant: Option<&str>, reason: &str, error_code: Option<&str>) {
-    let mut c = Counts::default();
-    c.add_evaluation(flag, variant, reason, error_code);
-    record(&c);
-}
-
-fn record(c: &Counts) {
-    if c.is_empty() {
-        return;
+    let now_s = platform::now_ms() / 1000;
+    if PENDING.with_borrow_mut(|pending| pending.add(&c, now_s)) {
+        dol_spin_platform::service::run_after(FLUSH_AFTER_MS, flush);
     }
-    let counted = WasiKv::open_default().and_then(|mut kv| {
-        flag_counts::record(&mut kv, c, platform::now_ms() / 1000).map_err(anyhow::Error::from)
-    });
-    if let Err(err) = counted {
+}
+
+/// Writes the gathered counts (OFREP answers and in-process evaluations).
+pub fn flush() {
+    let batch = PENDING.with_borrow_mut(Pending::take);
+    let written =
+        WasiKv::open_default().and_then(|mut kv| batch.flush(&mut kv).map_err(anyhow::Error::from));
+    if let Err(err) = written {
         eprintln!("flag-evaluate: counting evaluations failed: {err:#}");
     }
+}
+
+/// Counts one in-process evaluation; written by the consumer's next
+/// `flush-counts` ([`flush`]).
+pub fn add_one(flag: &str, variant: Option<&str>, reason: &str, error_code: Option<&str>) {
+    let mut c = Counts::default();
+    c.add_evaluation(flag, variant, reason, error_code);
+    let now_s = platform::now_ms() / 1000;
+    PENDING.with_borrow_mut(|pending| pending.add(&c, now_s));
 }
 
 /// `GET /admin/flags/{key}/evaluations`: the flag's evaluations per variant

@@ -41,7 +41,7 @@ impl Guest for Provider {
         };
         let now = u64::try_from(platform::now_ms() / 1000).unwrap_or_default();
         let evaluation = set.evaluate(&flag_key, &context, now);
-        crate::counting::record_one(
+        crate::counting::add_one(
             &flag_key,
             evaluation.variant.as_deref(),
             evaluation.reason.as_str(),
@@ -58,6 +58,10 @@ impl Guest for Provider {
             error_message: evaluation.error.map(|e| e.message),
             flag_set_version: version,
         }
+    }
+
+    fn flush_counts() {
+        crate::counting::flush();
     }
 
     fn declared_variants(flag_key: String) -> Result<Option<Vec<String>>, String> {

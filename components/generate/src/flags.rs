@@ -12,9 +12,34 @@ mod bindings {
     });
 }
 
+use std::cell::Cell;
+
 use dol_core::experiments::attribution::Served;
 use dol_core::gateway::tiers::EntryTier;
 use serde_json::json;
+
+/// How long the evaluations' counts wait to be written together (as the
+/// flag-evaluate component waits for its OFREP answers'): one write for
+/// the requests of these milliseconds instead of one per request.
+const FLUSH_COUNTS_AFTER_MS: u64 = 20;
+
+thread_local! {
+    /// Whether a `flush-counts` is scheduled on this instance.
+    static FLUSH_SCHEDULED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Evaluates `flag` in the composed evaluator and has the evaluation
+/// counted with the others of the next [`FLUSH_COUNTS_AFTER_MS`].
+fn evaluate(flag: &str, context: &str) -> bindings::dol::platform::flag_evaluator::Evaluation {
+    let evaluation = bindings::dol::platform::flag_evaluator::evaluate(flag, context);
+    if !FLUSH_SCHEDULED.replace(true) {
+        dol_spin_platform::service::run_after(FLUSH_COUNTS_AFTER_MS, || {
+            FLUSH_SCHEDULED.set(false);
+            bindings::dol::platform::flag_evaluator::flush_counts();
+        });
+    }
+    evaluation
+}
 
 /// The tier the flag serves for this caller (a tier or `auto`), with the variant name.
 pub fn entry_tier(
@@ -31,7 +56,7 @@ pub fn entry_tier(
         "keyId": key_id,
         "model": model,
     });
-    let e = bindings::dol::platform::flag_evaluator::evaluate(flag, &context.to_string());
+    let e = evaluate(flag, &context.to_string());
     if let Some(code) = &e.error_code {
         // A missing or broken flag must not break generation: fall back to the default tier.
         if code != "FLAG_NOT_FOUND" {
@@ -56,10 +81,7 @@ pub fn served_variant(
         "targetingKey".to_owned(),
         serde_json::Value::String(targeting_key.to_owned()),
     );
-    let e = bindings::dol::platform::flag_evaluator::evaluate(
-        flag,
-        &serde_json::Value::Object(ctx).to_string(),
-    );
+    let e = evaluate(flag, &serde_json::Value::Object(ctx).to_string());
     match (e.error_code.as_deref(), e.variant) {
         (Some("FLAG_NOT_FOUND"), _) => Served::NotFound,
         (Some(code), _) => Served::NoVariant(format!(

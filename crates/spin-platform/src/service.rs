@@ -35,6 +35,19 @@ pub async fn serve(
     respond(response)
 }
 
+/// Runs `work` about `delay_ms` milliseconds from now, on a task of the
+/// current request's instance (WASI 0.3: the task outlives the response,
+/// and Spin and `dol up` keep the instance until it ends). Work that
+/// batches the requests of those milliseconds — counters written once for
+/// many answers — schedules itself with this. Call it from a request's
+/// task (a handler or what it calls), not from a plain in-process export.
+pub fn run_after(delay_ms: u64, work: impl FnOnce() + 'static) {
+    wasip3::wit_bindgen::spawn(async move {
+        wasip3::clocks::monotonic_clock::wait_for(delay_ms.saturating_mul(1_000_000)).await;
+        work();
+    });
+}
+
 /// A request read whole: what [`read_parts`] gives.
 pub struct Parts {
     /// The method.

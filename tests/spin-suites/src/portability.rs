@@ -434,7 +434,17 @@ async fn single_evaluations_counted(
             bail!("the evaluation answered {status}");
         }
     }
-    Ok(live().await?.saturating_sub(before))
+    // The counts of an instance's answers are written together some
+    // milliseconds after the first (flag-evaluate's FLUSH_AFTER_MS): wait
+    // for them, up to 5 s, on both runtimes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let counted = live().await?.saturating_sub(before);
+        if counted >= n as u64 || std::time::Instant::now() >= deadline {
+            return Ok(counted);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// The scans claimed so far in the app's database, if any.

@@ -4,7 +4,9 @@
 //!
 //! The OFREP path reads key-value only and runs no SQL, and should stay
 //! that way; so the flag-evaluate component counts each answer in
-//! key-value, by minute, with [`record`]:
+//! key-value, by minute, with [`record`] (a reused instance gathers its
+//! answers' counts in [`Pending`] and records them together a moment
+//! later, so many answers share one increment):
 //!
 //! - an answer of at most [`EXACT_LABELS_MAX`] (flag, variant, reason)
 //!   labels (a single evaluation, the gateway's in-process one) adds to one
@@ -144,7 +146,15 @@ pub fn count_key(key: &str) -> Option<CountKey> {
 /// module's design). The caller logs an error; counting never fails a
 /// request.
 pub fn record(kv: &mut impl AtomicKeyValue, counts: &Counts, now_s: i64) -> Result<(), StoreError> {
-    let minute = minute_of(now_s);
+    record_in_minute(kv, counts, minute_of(now_s))
+}
+
+/// [`record`] for the minute that starts at `minute` (unix seconds).
+fn record_in_minute(
+    kv: &mut impl AtomicKeyValue,
+    counts: &Counts,
+    minute: i64,
+) -> Result<(), StoreError> {
     if counts.0.len() > EXACT_LABELS_MAX {
         return add_to_list(kv, counts, minute);
     }
@@ -214,6 +224,53 @@ fn index_label(kv: &mut impl AtomicKeyValue, minute: i64, label: &Label) -> Resu
         context: "write the counter index",
         message: format!("{key} kept changing ({INDEX_CAS_ATTEMPTS} attempts)"),
     })
+}
+
+/// Evaluation counts an instance has answered and not yet written, by
+/// minute: a reused instance (WASI 0.3) adds every answer here and writes
+/// them together a moment later ([`Pending::flush`]), so a burst of
+/// evaluations of one flag costs one counter increment, not one each. The
+/// counters stay exact (an increment by the batch's count); what a crash
+/// can lose is the batch not yet written (telemetry, never a flag).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending(BTreeMap<i64, Counts>);
+
+impl Pending {
+    /// Adds one answer's `counts` to the minute of `now_s`; returns whether
+    /// nothing was pending before, i.e. whether the caller must schedule a
+    /// flush (one is already scheduled otherwise).
+    pub fn add(&mut self, counts: &Counts, now_s: i64) -> bool {
+        if counts.is_empty() {
+            return false;
+        }
+        let was_empty = self.0.is_empty();
+        self.0.entry(minute_of(now_s)).or_default().merge(counts);
+        was_empty
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Takes what is pending, leaving this empty (the answers added while
+    /// the taken batch is written schedule the next flush).
+    pub fn take(&mut self) -> Self {
+        std::mem::take(self)
+    }
+
+    /// Writes every minute's counts with [`record`]'s rules (each minute on
+    /// its own, so a failed one does not cost the others); returns the
+    /// first error.
+    pub fn flush(&self, kv: &mut impl AtomicKeyValue) -> Result<(), StoreError> {
+        let mut first_error = None;
+        for (minute, counts) in &self.0 {
+            if let Err(err) = record_in_minute(kv, counts, *minute) {
+                first_error.get_or_insert(err);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
 }
 
 /// Evaluation counts by (flag, variant, reason).
@@ -737,6 +794,48 @@ mod tests {
             Counts::decode(std::str::from_utf8(&kv.entries[&minute_key(m)]).unwrap()),
             Some(bulk)
         );
+    }
+
+    #[test]
+    fn pending_answers_are_written_together_per_minute_and_stay_exact() {
+        let mut pending = Pending::default();
+        let single = counts(&[("a", "on", "STATIC", 1)]);
+        // The first answer asks for a flush; the others join it.
+        assert!(pending.add(&single, NOW_S));
+        for _ in 0..99 {
+            assert!(!pending.add(&single, NOW_S + 30));
+        }
+        // An answer that counts nothing (a bad request) schedules nothing.
+        assert!(!Pending::default().add(&Counts::default(), NOW_S));
+        // A batch that spans a minute's end counts each answer in its minute.
+        assert!(!pending.add(&single, NOW_S + 60));
+        let mut kv = MemoryKeyValue::default();
+        let batch = pending.take();
+        assert!(pending.is_empty());
+        batch.flush(&mut kv).unwrap();
+        let m = minute_of(NOW_S);
+        assert_eq!(counter(&mut kv, m, "a", "on", "STATIC"), Some(100));
+        assert_eq!(counter(&mut kv, m + 60, "a", "on", "STATIC"), Some(1));
+        assert_eq!(index(&kv, m).len(), 1);
+        // The next batch adds to the same counters.
+        assert!(pending.add(&single, NOW_S));
+        pending.take().flush(&mut kv).unwrap();
+        assert_eq!(counter(&mut kv, m, "a", "on", "STATIC"), Some(101));
+    }
+
+    #[test]
+    fn a_failed_minute_of_a_batch_does_not_cost_the_others() {
+        let mut pending = Pending::default();
+        pending.add(&counts(&[("a", "on", "STATIC", 1)]), NOW_S);
+        pending.add(&counts(&[("a", "on", "STATIC", 1)]), NOW_S + 60);
+        // The index of every minute is contended: both minutes are counted,
+        // the error is reported once.
+        let mut kv = Contended(MemoryKeyValue::default());
+        let err = pending.flush(&mut kv).unwrap_err();
+        assert!(err.to_string().contains("kept changing"), "{err}");
+        let m = minute_of(NOW_S);
+        assert_eq!(counter(&mut kv.0, m, "a", "on", "STATIC"), Some(1));
+        assert_eq!(counter(&mut kv.0, m + 60, "a", "on", "STATIC"), Some(1));
     }
 
     /// A store whose compare-and-swap always loses (another writer changes

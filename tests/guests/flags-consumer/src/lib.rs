@@ -21,7 +21,7 @@ mod http {
     use spin_sdk::http::{IntoResponse, Request, Response};
     use spin_sdk::http_component;
 
-    use crate::bindings::dol::platform::flag_evaluator::evaluate;
+    use crate::bindings::dol::platform::flag_evaluator::{evaluate, flush_counts};
 
     /// Evaluates the flag named by the last path segment.
     #[http_component]
@@ -34,6 +34,8 @@ mod http {
             .to_owned();
         let context = String::from_utf8_lossy(request.body()).into_owned();
         let evaluation = evaluate(&flag, &context);
+        // A fresh instance per request (WASI 0.2): counted at once.
+        flush_counts();
         let value: serde_json::Value = match &evaluation.value_json {
             Some(text) => serde_json::from_str(text)?,
             None => serde_json::Value::Null,
