@@ -12,6 +12,7 @@ Prints "all checks passed" at the end; any failure raises.
 import json
 import os
 import sys
+import time
 import urllib.request
 
 from selenium import webdriver
@@ -231,18 +232,36 @@ def admin_flow(c):
     assert header.find_element(By.XPATH, "..").get_attribute("aria-sort") == "descending"
     # Several series overlaid: one line per model, its points the API's
     # per-model figures (from the minute/hour aggregates), per metric.
-    for metric, by in (("p95Ms", "model"), ("p99Ms", "model"), ("avgQuality", "provider"), ("costUsd", "tier")):
-        c.choose("overlay-metric", metric)
-        c.choose("overlay-by", by)
-        groups = metrics["seriesBy"][by]
+    def overlay(metric, by):
+        """The lines drawn and the API's figures for them, read now."""
+        _, fresh = http("GET", "/api/metrics?window=1h")
+        groups = fresh["seriesBy"][by]
         want = {k: [v for v in g[metric] if v is not None] for k, g in groups.items()}
-        want = {k: v for k, v in want.items() if any(v)}
+        want = {k: [float(x) for x in v] for k, v in want.items() if any(v)}
         lines = c.d.find_elements(By.CSS_SELECTOR, "#overlay-chart g.line")
         drawn = {
             line.get_attribute("data-group"): [float(p.get_attribute("data-value")) for p in line.find_elements(By.TAG_NAME, "circle")]
             for line in lines
         }
-        assert drawn == {k: [float(x) for x in v] for k, v in want.items()}, (metric, by, drawn, want)
+        return drawn, want
+
+    for metric, by in (("p95Ms", "model"), ("p99Ms", "model"), ("avgQuality", "provider"), ("costUsd", "tier")):
+        c.choose("overlay-metric", metric)
+        c.choose("overlay-by", by)
+        # The series' minutes move with the clock: when a minute ends
+        # between the page's fetch and ours, the page catches up at its
+        # next refresh (every 5 s), so compare until both read the same
+        # minutes (at most three refreshes).
+        deadline = time.monotonic() + 16
+        while True:
+            try:
+                drawn, want = overlay(metric, by)
+            except StaleElementReferenceException:
+                drawn, want = None, {}
+            if drawn == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        assert drawn == want, (metric, by, drawn, want)
     assert len(c.d.find_elements(By.CSS_SELECTOR, ".legend li")) == len(want), "a legend entry per line"
     c.shot("analytics")
     c.no_console_errors("analytics")
