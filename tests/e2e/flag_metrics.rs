@@ -57,7 +57,7 @@ async fn evaluations(host: &TestHost, flag: &str) -> Value {
 
 /// [`evaluations`] once its live total reaches `total`: the counts of an
 /// instance's answers are written together some milliseconds after the
-/// first (flag-evaluate's `FLUSH_AFTER_MS`). Fails after 5 s.
+/// first (`dol_core::observe::flag_counts::FLUSH_AFTER_MS`). Fails after 5 s.
 async fn evaluations_reaching(host: &TestHost, flag: &str, total: u64) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {

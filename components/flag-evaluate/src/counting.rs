@@ -2,27 +2,22 @@
 //! counters per minute for a single evaluation, the minute's list for a
 //! bulk one (design, accuracy and folding into SQLite:
 //! `dol_core::observe::flag_counts`). OFREP answers are gathered per
-//! instance and written together [`FLUSH_AFTER_MS`] after the first of
-//! them ([`flag_counts::Pending`]); the in-process evaluations are gathered
+//! instance and written together [`flag_counts::FLUSH_AFTER_MS`] after
+//! the first of them ([`flag_counts::Pending`]); the in-process evaluations are gathered
 //! the same way and written when the consumer calls `flush-counts`.
 //! Counting never fails a request: a storage error is logged and those
 //! evaluations go uncounted.
 
 use std::cell::RefCell;
 
-use dol_core::observe::flag_counts::{self, Counts, Pending};
+use dol_core::observe::flag_counts::{self, Counts, FLUSH_AFTER_MS, Pending};
 use serde_json::Value;
 
 use dol_spin_platform::{self as platform, WasiKv};
 
-/// How long an OFREP answer's count may wait for others to be written with
-/// it: at 4,000 evaluations a second, about 80 share one write. A crash
-/// loses at most this long's counts (telemetry; README "What a crash can
-/// lose").
-pub const FLUSH_AFTER_MS: u64 = 20;
-
 thread_local! {
-    /// The OFREP answers of this instance not yet counted in key-value.
+    /// The evaluations of this instance (OFREP answers, in-process ones)
+    /// not yet counted in key-value.
     static PENDING: RefCell<Pending> = RefCell::new(Pending::default());
 }
 
@@ -40,6 +35,11 @@ pub fn record_ofrep(body: &Value) {
 /// Writes the gathered counts (OFREP answers and in-process evaluations).
 pub fn flush() {
     let batch = PENDING.with_borrow_mut(Pending::take);
+    // An in-process evaluation that failed before it was counted still
+    // asks for a flush: nothing to open storage for.
+    if batch.is_empty() {
+        return;
+    }
     let written =
         WasiKv::open_default().and_then(|mut kv| batch.flush(&mut kv).map_err(anyhow::Error::from));
     if let Err(err) = written {

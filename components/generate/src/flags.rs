@@ -18,25 +18,24 @@ use dol_core::experiments::attribution::Served;
 use dol_core::gateway::tiers::EntryTier;
 use serde_json::json;
 
-/// How long the evaluations' counts wait to be written together (as the
-/// flag-evaluate component waits for its OFREP answers'): one write for
-/// the requests of these milliseconds instead of one per request.
-const FLUSH_COUNTS_AFTER_MS: u64 = 20;
-
 thread_local! {
     /// Whether a `flush-counts` is scheduled on this instance.
     static FLUSH_SCHEDULED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Evaluates `flag` in the composed evaluator and has the evaluation
-/// counted with the others of the next [`FLUSH_COUNTS_AFTER_MS`].
+/// counted with the others of the next
+/// [`dol_core::observe::flag_counts::FLUSH_AFTER_MS`].
 fn evaluate(flag: &str, context: &str) -> bindings::dol::platform::flag_evaluator::Evaluation {
     let evaluation = bindings::dol::platform::flag_evaluator::evaluate(flag, context);
     if !FLUSH_SCHEDULED.replace(true) {
-        dol_spin_platform::service::run_after(FLUSH_COUNTS_AFTER_MS, || {
-            FLUSH_SCHEDULED.set(false);
-            bindings::dol::platform::flag_evaluator::flush_counts();
-        });
+        dol_spin_platform::service::run_after(
+            dol_core::observe::flag_counts::FLUSH_AFTER_MS,
+            || {
+                FLUSH_SCHEDULED.set(false);
+                bindings::dol::platform::flag_evaluator::flush_counts();
+            },
+        );
     }
     evaluation
 }

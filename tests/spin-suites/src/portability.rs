@@ -435,7 +435,7 @@ async fn single_evaluations_counted(
         }
     }
     // The counts of an instance's answers are written together some
-    // milliseconds after the first (flag-evaluate's FLUSH_AFTER_MS): wait
+    // milliseconds after the first (dol_core::observe::flag_counts::FLUSH_AFTER_MS): wait
     // for them, up to 5 s, on both runtimes.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
