@@ -55,6 +55,11 @@ pub fn build_guests() {
     let result = BUILT.get_or_init(|| {
         let output = Command::new(env!("CARGO"))
             .current_dir(workspace_root())
+            // CI builds the native crates with clippy-driver as the rustc
+            // wrapper (scripts/test); the guests were built without it by
+            // `dol build`, and keeping it would rebuild them all here.
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CLIPPY_ARGS")
             .args([
                 "build",
                 "--target",
