@@ -325,7 +325,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     let targets = candidates(req, &catalog, settings, &routing, now_ms)?;
     let want = reservation(req, &targets);
     let now_secs = now_ms / 1_000;
-    call.caller.admit(sql, want, now_secs)?;
+    let reserved = call.caller.admit(sql, want, now_secs)?;
     let mut warnings = Vec::new();
     let key = embeddings::cache_key(req, &req.model, &call.caller.id);
     let use_cache =
@@ -459,7 +459,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     let settled = store::Settlement {
         key_id: &call.caller.id,
         org_id: call.caller.org.as_ref().map(|o| o.id.as_str()),
-        want,
+        want: reserved,
         reserved_at_secs: now_secs,
         tokens,
         cost_micros,

@@ -246,7 +246,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     let targets = candidates(req, &catalog, settings, &routing, now_ms)?;
     let want = reservation(req, &targets);
     let now_secs = now_ms / 1_000;
-    call.caller.admit(sql, want, now_secs)?;
+    let reserved = call.caller.admit(sql, want, now_secs)?;
     let mut warnings = Vec::new();
     let result = attempts::run(upstream, &ImageJob(req), &targets, settings).await;
     let finished_ms = clock.now_ms();
@@ -328,7 +328,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     let settled = store::Settlement {
         key_id: &call.caller.id,
         org_id: call.caller.org.as_ref().map(|o| o.id.as_str()),
-        want,
+        want: reserved,
         reserved_at_secs: now_secs,
         tokens: 0,
         cost_micros: spent,

@@ -89,6 +89,13 @@ impl KeyLimits {
         }
         Ok(limits)
     }
+
+    /// Whether no limit is set: admission can refuse nothing, so it need
+    /// reserve nothing ([`counted_at_settlement`] counts the request when
+    /// it is settled instead).
+    pub fn is_unlimited(&self) -> bool {
+        *self == KeyLimits::default()
+    }
 }
 
 /// Counters stored for a key.
@@ -286,6 +293,28 @@ pub fn settle(
     u
 }
 
+/// Counts a request that admission reserved nothing for (a key, and org,
+/// with no limits: [`KeyLimits::is_unlimited`]) when it is settled at
+/// `now_secs`: admitted with an empty reservation and settled at once, by
+/// the same rules as a reserved one, so its counters end where a reserved
+/// request's do (one more request in the minute, `tokens` in the minute,
+/// `cost_micros` spent) and no other request's reservation is touched.
+pub fn counted_at_settlement(
+    stored: &Usage,
+    tokens: u64,
+    cost_micros: u64,
+    now_secs: u64,
+) -> Usage {
+    let nothing = Reservation::default();
+    let admitted = match admit(stored, &KeyLimits::default(), nothing, now_secs) {
+        Admission::Admit(next) => next,
+        // Without limits admission cannot refuse; should it ever, the
+        // request is still counted against the stored counters.
+        Admission::Refuse { .. } => stored.clone(),
+    };
+    settle(&admitted, nothing, now_secs, tokens, cost_micros, now_secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,5 +464,75 @@ mod tests {
             ),
             Admission::Admit(_)
         ));
+    }
+
+    #[test]
+    fn only_a_limit_makes_limits_limited() {
+        assert!(KeyLimits::default().is_unlimited());
+        for limits in [
+            KeyLimits {
+                requests_per_minute: Some(0),
+                ..KeyLimits::default()
+            },
+            KeyLimits {
+                tokens_per_minute: Some(u64::MAX),
+                ..KeyLimits::default()
+            },
+            KeyLimits {
+                monthly_budget_micros: Some(1),
+                ..KeyLimits::default()
+            },
+        ] {
+            assert!(!limits.is_unlimited(), "{limits:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_counted_at_settlement_ends_where_a_reserved_one_does() {
+        // Another request's reservation is outstanding in this minute.
+        let now = NOV_26_2026 + 30;
+        let stored = Usage {
+            window_start: NOV_26_2026,
+            window_requests: 3,
+            window_tokens: 500,
+            month: "2026-11".to_owned(),
+            spent_micros: 1_000,
+            reserved_micros: 400,
+        };
+        let counted = counted_at_settlement(&stored, 120, 70, now);
+        // Reserved and settled in the same second: the same counters.
+        let want = Reservation {
+            tokens: 900,
+            cost_micros: 300,
+        };
+        let Admission::Admit(reserved) = admit(&stored, &KeyLimits::default(), want, now) else {
+            panic!("no limits refuse nothing");
+        };
+        assert_eq!(counted, settle(&reserved, want, now, 120, 70, now));
+        assert_eq!(
+            counted,
+            Usage {
+                window_requests: 4,
+                window_tokens: 620,
+                spent_micros: 1_070,
+                // The other request's reservation is left alone.
+                reserved_micros: 400,
+                ..stored.clone()
+            }
+        );
+        // A new minute and a new month start their counters afresh; the
+        // old month's reservations lapse as they do for a reserved request.
+        let next_month = NOV_26_2026 + secs_to_next_month(NOV_26_2026) + 5;
+        assert_eq!(
+            counted_at_settlement(&stored, 120, 70, next_month),
+            Usage {
+                window_start: next_month - next_month % 60,
+                window_requests: 1,
+                window_tokens: 120,
+                month: "2026-12".to_owned(),
+                spent_micros: 70,
+                reserved_micros: 0,
+            }
+        );
     }
 }

@@ -132,12 +132,21 @@ impl Caller {
 
     /// Admits `want` for the key and its org at `now_secs` (one
     /// transaction, [`store::admit_with_org`]); a refusal is the error.
+    /// Returns what was reserved, for the request's [`store::Settlement`]:
+    /// `None` when neither the key nor its org has a limit, which nothing
+    /// could refuse — that request takes no write transaction here and is
+    /// counted when it is settled, so the counters come out the same.
+    /// Requests settled later (video jobs) reserve always.
     pub fn admit(
         &self,
         sql: &mut impl SqlExecutor,
         want: Reservation,
         now_secs: u64,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Option<Reservation>, PipelineError> {
+        let org_unlimited = self.org.as_ref().is_none_or(|o| o.limits.is_unlimited());
+        if self.limits.is_unlimited() && org_unlimited {
+            return Ok(None);
+        }
         match store::admit_with_org(
             sql,
             &self.id,
@@ -157,7 +166,7 @@ impl Caller {
                 retry_after_secs,
                 message,
             }),
-            Admission::Admit(_) => Ok(()),
+            Admission::Admit(_) => Ok(Some(want)),
         }
     }
 
@@ -742,29 +751,7 @@ where
 
     let want = reservation(&plan, request);
     let now_secs = now_ms / 1_000;
-    match store::admit_with_org(
-        sql,
-        &call.caller.id,
-        &call.caller.limits,
-        call.caller.org_limits(),
-        want,
-        now_secs,
-    )
-    .map_err(storage("admission"))?
-    {
-        Admission::Admit(_) => {}
-        Admission::Refuse {
-            limit,
-            retry_after_secs,
-            message,
-        } => {
-            return Err(PipelineError::Refused {
-                limit,
-                retry_after_secs,
-                message,
-            });
-        }
-    }
+    let reserved = call.caller.admit(sql, want, now_secs)?;
 
     let use_cache = settings.cache_ttl_secs > 0 && !cache::bypass(call.cache_control.as_deref());
     // Hashing the canonical request is work only a request that may use the
@@ -817,7 +804,7 @@ where
     let settled = store::Settlement {
         key_id: &call.caller.id,
         org_id,
-        want,
+        want: reserved,
         reserved_at_secs: now_secs,
         tokens,
         cost_micros,

@@ -179,6 +179,14 @@ impl World {
     }
 }
 
+/// Limits of just a monthly budget of `micros`.
+fn budget(micros: u64) -> KeyLimits {
+    KeyLimits {
+        monthly_budget_micros: Some(micros),
+        ..KeyLimits::default()
+    }
+}
+
 fn body(stream: bool) -> Value {
     let mut b = json!({
         "model": "auto",
@@ -582,11 +590,9 @@ impl Client for NotingClient {
     }
 }
 
-#[test]
-fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
-    let mut w = World::new();
+/// Serves one completion for `call`, noting every statement and the answer.
+fn noted(w: &mut World, call: &Call) -> Vec<String> {
     w.fake.script("best", vec![ok_json(GOOD, "stop")]);
-    let call = w.call("key_a", KeyLimits::default(), body(false));
     let events = Events::default();
     let mut client = NotingClient(Recorder::default(), events.clone());
     let io = Io {
@@ -596,16 +602,29 @@ fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
         flags: &mut w.flags,
         clock: &w.clock,
     };
-    let served = block_on(serve(io, &mut client, &call, &w.settings)).unwrap();
+    let served = block_on(serve(io, &mut client, call, &w.settings)).unwrap();
     assert!(served.warnings.is_empty(), "{:?}", served.warnings);
-    let events = events.borrow();
+    assert_eq!(client.0.status, Some(200));
+    events.take()
+}
+
+/// Where the write transactions of `events` begin.
+fn write_transactions(events: &[String]) -> Vec<usize> {
+    (0..events.len())
+        .filter(|&i| events[i].starts_with("BEGIN IMMEDIATE"))
+        .collect()
+}
+
+#[test]
+fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
+    let mut w = World::new();
+    let call = w.call("key_a", budget(1_000_000), body(false));
+    let events = noted(&mut w, &call);
     let at = |e: &str| events.iter().position(|x| x.starts_with(e)).unwrap();
     let answer = at("ANSWER");
     let record = at("INSERT INTO requests");
     // Two write transactions in all: admission, then book-keeping.
-    let begins: Vec<usize> = (0..events.len())
-        .filter(|&i| events[i].starts_with("BEGIN IMMEDIATE"))
-        .collect();
+    let begins = write_transactions(&events);
     assert_eq!(begins.len(), 2, "{events:?}");
     // Both lock only the rows they change (shared write lock on PostgreSQL);
     // the recorder keeps a statement's first three words.
@@ -621,7 +640,63 @@ fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
         .find(|&i| events[i] == "COMMIT")
         .unwrap();
     assert!(commit < answer, "{events:?}");
-    assert_eq!(client.0.status, Some(200));
+}
+
+#[test]
+fn a_key_and_org_without_limits_take_one_write_transaction_and_are_counted() {
+    let mut w = World::new();
+    let call = w.call("key_a", KeyLimits::default(), body(false));
+    let events = noted(&mut w, &call);
+    // Nothing to admit against: no reservation, only the book-keeping,
+    // committed before the answer.
+    let begins = write_transactions(&events);
+    assert_eq!(begins.len(), 1, "{events:?}");
+    let record = events
+        .iter()
+        .position(|x| x.starts_with("INSERT INTO requests"))
+        .unwrap();
+    let answer = events.iter().position(|x| x == "ANSWER").unwrap();
+    let commit = (record..events.len())
+        .find(|&i| events[i] == "COMMIT")
+        .unwrap();
+    assert!(begins[0] < record && commit < answer, "{events:?}");
+    // The key's counters end as a reserved request's would.
+    let u = w.usage("key_a");
+    assert_eq!(
+        (
+            u.window_requests,
+            u.window_tokens,
+            u.spent_micros,
+            u.reserved_micros
+        ),
+        (1, 60, 600, 0)
+    );
+    // A second request counts again.
+    let mut again = call.clone();
+    again.id = "chatcmpl-again".to_owned();
+    again.cache_control = Some("no-cache".to_owned());
+    let events = noted(&mut w, &again);
+    assert_eq!(write_transactions(&events).len(), 1, "{events:?}");
+    let u = w.usage("key_a");
+    assert_eq!((u.window_requests, u.spent_micros), (2, 1_200));
+}
+
+#[test]
+fn an_org_with_a_limit_reserves_for_its_unlimited_key() {
+    let mut w = World::new();
+    let mut call = w.call("key_a", KeyLimits::default(), body(false));
+    call.caller.org = Some(crate::orgs::Org {
+        id: "acme".to_owned(),
+        name: "Acme".to_owned(),
+        limits: budget(1_000_000),
+        allowed_models: Vec::new(),
+        created_at: 0,
+        updated_at: 0,
+    });
+    let events = noted(&mut w, &call);
+    assert_eq!(write_transactions(&events).len(), 2, "{events:?}");
+    let org = w.usage(&store::org_usage_key("acme"));
+    assert_eq!((org.spent_micros, org.reserved_micros), (600, 0));
 }
 
 // ---- settlement ----

@@ -470,7 +470,7 @@ pub fn settle_with_org(
         &Settlement {
             key_id,
             org_id,
-            want,
+            want: Some(want),
             reserved_at_secs,
             tokens: used.0,
             cost_micros: used.1,
@@ -491,8 +491,10 @@ pub struct Settlement<'a> {
     pub key_id: &'a str,
     /// The key's org, whose counters are settled with the key's.
     pub org_id: Option<&'a str>,
-    /// What admission reserved.
-    pub want: Reservation,
+    /// What admission reserved; `None` when it reserved nothing (a key and
+    /// org without limits, see [`crate::gateway::pipeline::Caller::admit`]):
+    /// the request is then counted here ([`keys::counted_at_settlement`]).
+    pub want: Option<Reservation>,
     /// When admission reserved it (unix seconds).
     pub reserved_at_secs: u64,
     /// Tokens the request actually used.
@@ -506,7 +508,8 @@ pub struct Settlement<'a> {
 /// The book-keeping of one answered request in one `BEGIN IMMEDIATE`
 /// transaction: the settlement ([`settle_with_org`]) and the telemetry rows
 /// ([`record`]), so a request takes the write lock twice (admission, then
-/// this) instead of four times. Either both are stored or neither; the
+/// this) instead of four times, and once when admission reserved nothing
+/// (no limits to admit against). Either both are stored or neither; the
 /// caller falls back to storing them apart, so a telemetry row that cannot
 /// be written never costs the settlement.
 pub fn settle_and_record(
@@ -530,14 +533,21 @@ fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
         let stored = usage_for_update(tx, row)?;
         // Bounded like the telemetry rows, so a provider reporting nonsense
         // usage charges the key what the records show, not i64::MAX.
-        let next = keys::settle(
-            &stored,
-            s.want,
-            s.reserved_at_secs,
+        let (tokens, cost_micros) = (
             s.tokens.min(MAX_PER_REQUEST),
             s.cost_micros.min(MAX_PER_REQUEST),
-            s.now_secs,
         );
+        let next = match s.want {
+            Some(want) => keys::settle(
+                &stored,
+                want,
+                s.reserved_at_secs,
+                tokens,
+                cost_micros,
+                s.now_secs,
+            ),
+            None => keys::counted_at_settlement(&stored, tokens, cost_micros, s.now_secs),
+        };
         write_usage(tx, row, &next)?;
     }
     Ok(())

@@ -370,7 +370,7 @@ fn racing_admissions_and_settlements_of_an_org_s_keys_stay_exact() {
                         let s = Settlement {
                             key_id: key,
                             org_id: Some("acme"),
-                            want: want(RESERVE),
+                            want: Some(want(RESERVE)),
                             reserved_at_secs: NOW_SECS,
                             tokens: 30,
                             cost_micros: SPENT,
@@ -401,6 +401,57 @@ fn racing_admissions_and_settlements_of_an_org_s_keys_stay_exact() {
     assert_eq!(count(&mut db, "requests"), i64::try_from(n).unwrap());
     let minute_requests = db.int("SELECT SUM(requests) FROM usage_minute", &[]);
     assert_eq!(minute_requests, i64::try_from(n).unwrap());
+}
+
+/// Requests admitted without a reservation (the key had no limits when they
+/// were admitted) settle beside requests that reserved (a budget set in
+/// between, on another replica): every request is counted once, every
+/// cost is spent once, and no reservation is released twice.
+#[test]
+fn unreserved_and_reserved_settlements_of_one_key_stay_exact() {
+    const THREADS: usize = 4;
+    const REQUESTS: usize = 6;
+    const RESERVE: u64 = 80;
+    const SPENT: u64 = 45;
+    let open = crate::test_db::shared("gateway-unreserved-race");
+    crate::migrate::apply(&mut open(), 1).unwrap();
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let mut db = open();
+            scope.spawn(move || {
+                for n in 0..REQUESTS {
+                    // Even threads' requests were admitted under no limits.
+                    let reserved = (thread % 2 == 1).then_some(want(RESERVE));
+                    if let Some(w) = reserved {
+                        let limits = budget(1_000_000);
+                        assert!(admitted(
+                            &admit(&mut db, "key_a", &limits, w, NOW_SECS).unwrap()
+                        ));
+                    }
+                    let mut r = record_at(&format!("u-{thread}-{n}"), NOW_MS as u64, 5);
+                    r.key_id = "key_a".into();
+                    let s = Settlement {
+                        key_id: "key_a",
+                        org_id: None,
+                        want: reserved,
+                        reserved_at_secs: NOW_SECS,
+                        tokens: 30,
+                        cost_micros: SPENT,
+                        now_secs: NOW_SECS,
+                    };
+                    settle_and_record(&mut db, &s, &r).unwrap();
+                }
+            });
+        }
+    });
+    let mut db = open();
+    let u = usage(&mut db, "key_a").unwrap();
+    let all = u64::try_from(THREADS * REQUESTS).unwrap();
+    assert_eq!(u.reserved_micros, 0);
+    assert_eq!(u.spent_micros, SPENT * all);
+    assert_eq!(u.window_requests, all);
+    assert_eq!(u.window_tokens, 30 * all);
+    assert_eq!(count(&mut db, "requests"), i64::try_from(all).unwrap());
 }
 
 // ---------------------------------------------------------------------------
@@ -648,7 +699,7 @@ fn the_subject_is_written_with_the_request_row_and_not_listed() {
     let settled = Settlement {
         key_id: "key_a",
         org_id: None,
-        want: Reservation::default(),
+        want: Some(Reservation::default()),
         reserved_at_secs: NOW_MS as u64 / 1_000,
         tokens: 30,
         cost_micros: 300,
@@ -688,7 +739,7 @@ fn settlement_and_telemetry_are_stored_together_in_one_transaction() {
     let s = Settlement {
         org_id: None,
         key_id: "key_a",
-        want: want(400),
+        want: Some(want(400)),
         reserved_at_secs: NOW_SECS,
         tokens: 30,
         cost_micros: 300,

@@ -708,7 +708,7 @@ fn a_new_org_of_a_deleted_org_s_id_starts_with_nothing_of_the_old_one() {
     let late = crate::gateway::store::Settlement {
         key_id: "key_a",
         org_id: Some("acme"),
-        want: want(400),
+        want: Some(want(400)),
         reserved_at_secs: NOW_SECS,
         tokens: 10,
         cost_micros: 60,
