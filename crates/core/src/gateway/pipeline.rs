@@ -384,7 +384,8 @@ impl From<&PipelineError> for ApiError {
 pub struct Served {
     /// The generation (from the cache or the engine).
     pub generation: Generation,
-    /// The reservation made before answering.
+    /// The worst case admission weighed before answering (reserved only
+    /// when the key or its org has a limit: [`Caller::admit`]).
     pub reservation: Reservation,
     /// The record written to `requests`.
     pub record: RequestRecord,
