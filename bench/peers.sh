@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # DOL against its peers: the same chat completion sent straight to the mock
-# provider (`mock-llm`), through `dol up` (a real key, no cache), through
+# provider (`mock-llm`), through `dol up` (a real key, no cache; again with a
+# key that has limits, which adds the admission transaction), through
 # Portkey's gateway (Node.js, from npm) and through LiteLLM's proxy (Python,
 # from PyPI, one worker), each warmed up, then loaded with wrk at concurrency
 # 1 and 16 in the same run, the other gateways paused (SIGSTOP) meanwhile so
@@ -92,6 +93,11 @@ wait_for "http://127.0.0.1:$LITELLM_PORT/health/liveliness" 180
 
 key=$(curl -sf -X POST -H 'authorization: Bearer bench-admin' -H 'content-type: application/json' \
   -d '{"name":"bench"}' "http://$DOL_ADDR/admin/keys" | sed -E 's/.*"key":"([^"]+)".*/\1/')
+# A key with limits (never reached here) takes the admission transaction a
+# key without limits skips: its row shows what limits cost.
+limited_key=$(curl -sf -X POST -H 'authorization: Bearer bench-admin' -H 'content-type: application/json' \
+  -d '{"name":"bench-limited","limits":{"requests_per_minute":1000000000,"monthly_budget_micros":1000000000000000}}' \
+  "http://$DOL_ADDR/admin/keys" | sed -E 's/.*"key":"([^"]+)".*/\1/')
 
 # script NAME HEADER... : a wrk Lua script posting the body with these headers.
 script() {
@@ -105,12 +111,14 @@ script() {
   } > "$f"
   echo "$f"
 }
-names=(direct dol portkey litellm)
+names=(direct dol dol_limited portkey litellm)
 declare -A url lua
 url[direct]=http://$MOCK_ADDR/v1/chat/completions
 lua[direct]=$(script direct "Authorization: Bearer bench-provider-key")
 url[dol]=http://$DOL_ADDR/v1/chat/completions
 lua[dol]=$(script dol "Authorization: Bearer $key" "Cache-Control: no-cache")
+url[dol_limited]=${url[dol]}
+lua[dol_limited]=$(script dol_limited "Authorization: Bearer $limited_key" "Cache-Control: no-cache")
 url[portkey]=http://127.0.0.1:$PORTKEY_PORT/v1/chat/completions
 lua[portkey]=$(script portkey "Authorization: Bearer bench-provider-key" \
   "x-portkey-provider: openai" "x-portkey-custom-host: http://$MOCK_ADDR/v1")
@@ -128,10 +136,10 @@ done
 # background work (LiteLLM's Python event loop, Node's timers, dol's
 # checkpointer) takes no CPU from the one being measured on 2 cores.
 only() {
-  local other
+  local other measured=${1%_limited}
   for other in dol portkey litellm; do
     # A gateway that died shows up as errors in its own measurement.
-    if [ "$other" = "$1" ]; then kill -CONT "${pid[$other]}" 2>/dev/null || true
+    if [ "$other" = "$measured" ]; then kill -CONT "${pid[$other]}" 2>/dev/null || true
     else kill -STOP "${pid[$other]}" 2>/dev/null || true; fi
   done
 }
@@ -150,6 +158,7 @@ printf '| %-28s | %-24s | %-15s | %-20s | %-10s | %-8s |\n' path "added p50 at c
 printf '|%s|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..30})" "$(printf -- '-%.0s' {1..26})" \
   "$(printf -- '-%.0s' {1..17})" "$(printf -- '-%.0s' {1..22})" "$(printf -- '-%.0s' {1..12})" "$(printf -- '-%.0s' {1..10})"
 label() { case $1 in direct) echo "straight to the mock";; dol) echo "dol up (real key, no cache)";;
+  dol_limited) echo "dol up (key with limits)";;
   portkey) echo "Portkey $PORTKEY_VERSION";; litellm) echo "LiteLLM proxy $LITELLM_VERSION";; esac; }
 for n in "${names[@]}"; do
   awk -v n="$(label "$n")" -v self="$n" -v p50="${p50[$n]}" -v p99="${p99[$n]}" -v d50="${p50[direct]}" \
