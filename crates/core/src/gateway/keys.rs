@@ -98,6 +98,17 @@ impl KeyLimits {
     }
 }
 
+#[cfg(test)]
+impl KeyLimits {
+    /// Limits of just a monthly budget of `micros`.
+    pub(crate) fn budget(micros: u64) -> KeyLimits {
+        KeyLimits {
+            monthly_budget_micros: Some(micros),
+            ..KeyLimits::default()
+        }
+    }
+}
+
 /// Counters stored for a key.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {

@@ -179,14 +179,6 @@ impl World {
     }
 }
 
-/// Limits of just a monthly budget of `micros`.
-fn budget(micros: u64) -> KeyLimits {
-    KeyLimits {
-        monthly_budget_micros: Some(micros),
-        ..KeyLimits::default()
-    }
-}
-
 fn body(stream: bool) -> Value {
     let mut b = json!({
         "model": "auto",
@@ -618,7 +610,7 @@ fn write_transactions(events: &[String]) -> Vec<usize> {
 #[test]
 fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
     let mut w = World::new();
-    let call = w.call("key_a", budget(1_000_000), body(false));
+    let call = w.call("key_a", KeyLimits::budget(1_000_000), body(false));
     let events = noted(&mut w, &call);
     let at = |e: &str| events.iter().position(|x| x.starts_with(e)).unwrap();
     let answer = at("ANSWER");
@@ -688,7 +680,7 @@ fn an_org_with_a_limit_reserves_for_its_unlimited_key() {
     call.caller.org = Some(crate::orgs::Org {
         id: "acme".to_owned(),
         name: "Acme".to_owned(),
-        limits: budget(1_000_000),
+        limits: KeyLimits::budget(1_000_000),
         allowed_models: Vec::new(),
         created_at: 0,
         updated_at: 0,

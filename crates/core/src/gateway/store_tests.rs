@@ -40,13 +40,6 @@ fn want(cost_micros: u64) -> Reservation {
     }
 }
 
-fn budget(micros: u64) -> KeyLimits {
-    KeyLimits {
-        monthly_budget_micros: Some(micros),
-        ..KeyLimits::default()
-    }
-}
-
 fn admitted(decision: &Admission) -> bool {
     matches!(decision, Admission::Admit(_))
 }
@@ -120,7 +113,7 @@ fn key_json_is_the_admin_shape() {
         id: "key_a".into(),
         name: "alpha".into(),
         prefix: "dol_sk_abcd…".into(),
-        limits: budget(5),
+        limits: KeyLimits::budget(5),
         created_at: 1,
         revoked_at: None,
         org_id: None,
@@ -176,7 +169,7 @@ fn the_request_limit_refuses_and_a_refusal_writes_nothing() {
 #[test]
 fn reservations_count_against_the_budget_until_settled() {
     let mut db = db();
-    let limits = budget(1_000);
+    let limits = KeyLimits::budget(1_000);
     // Two in-flight requests reserve 400 each: 800 committed.
     for _ in 0..2 {
         assert!(admitted(
@@ -217,13 +210,13 @@ fn reservations_count_against_the_budget_until_settled() {
 fn a_failed_write_rolls_the_admission_back() {
     let mut db = db();
     db.fail_on = Some("INSERT INTO key_usage");
-    let err = admit(&mut db, "k", &budget(1_000), want(10), NOW_SECS).unwrap_err();
+    let err = admit(&mut db, "k", &KeyLimits::budget(1_000), want(10), NOW_SECS).unwrap_err();
     assert!(matches!(err, GatewayStoreError::Statement(_)), "{err}");
     db.fail_on = None;
     assert_eq!(usage(&mut db, "k").unwrap(), Usage::default());
     // The lock was released: the next admission goes through.
     assert!(admitted(
-        &admit(&mut db, "k", &budget(1_000), want(10), NOW_SECS).unwrap()
+        &admit(&mut db, "k", &KeyLimits::budget(1_000), want(10), NOW_SECS).unwrap()
     ));
 }
 
@@ -250,8 +243,14 @@ fn concurrent_requests_cannot_overspend_the_budget() {
                     (0..ATTEMPTS)
                         .filter(|_| {
                             admitted(
-                                &admit(&mut db, "k", &budget(BUDGET), want(COST), NOW_SECS)
-                                    .unwrap(),
+                                &admit(
+                                    &mut db,
+                                    "k",
+                                    &KeyLimits::budget(BUDGET),
+                                    want(COST),
+                                    NOW_SECS,
+                                )
+                                .unwrap(),
                             )
                         })
                         .count()
@@ -296,7 +295,8 @@ fn a_usage_row_lock_holds_up_that_key_and_on_postgres_only_that_key() {
         let (done, finished) = mpsc::channel();
         let mut db = open();
         std::thread::spawn(move || {
-            let decision = admit(&mut db, key, &budget(1_000), want(10), NOW_SECS).unwrap();
+            let decision =
+                admit(&mut db, key, &KeyLimits::budget(1_000), want(10), NOW_SECS).unwrap();
             let _ = done.send(admitted(&decision));
         });
         finished
@@ -342,7 +342,7 @@ fn racing_admissions_and_settlements_of_an_org_s_keys_stay_exact() {
         &mut open(),
         "INSERT INTO orgs (id, name, created_at, updated_at) VALUES ('acme', 'Acme', 0, 0)",
     );
-    let org_limits = budget(ORG_BUDGET);
+    let org_limits = KeyLimits::budget(ORG_BUDGET);
     let admitted_total: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
             .map(|thread| {
@@ -423,7 +423,7 @@ fn unreserved_and_reserved_settlements_of_one_key_stay_exact() {
                     // Even threads' requests were admitted under no limits.
                     let reserved = (thread % 2 == 1).then_some(want(RESERVE));
                     if let Some(w) = reserved {
-                        let limits = budget(1_000_000);
+                        let limits = KeyLimits::budget(1_000_000);
                         assert!(admitted(
                             &admit(&mut db, "key_a", &limits, w, NOW_SECS).unwrap()
                         ));
@@ -732,7 +732,7 @@ fn the_subject_is_written_with_the_request_row_and_not_listed() {
 #[test]
 fn settlement_and_telemetry_are_stored_together_in_one_transaction() {
     let mut db = db();
-    let limits = budget(1_000);
+    let limits = KeyLimits::budget(1_000);
     assert!(admitted(
         &admit(&mut db, "key_a", &limits, want(400), NOW_SECS).unwrap()
     ));

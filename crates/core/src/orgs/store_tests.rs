@@ -22,13 +22,6 @@ use crate::test_db::{TestDb, count, db};
 const NOW_SECS: u64 = 1_795_651_200;
 const NOW_MS: i64 = 1_795_651_200_000;
 
-fn budget(micros: u64) -> KeyLimits {
-    KeyLimits {
-        monthly_budget_micros: Some(micros),
-        ..KeyLimits::default()
-    }
-}
-
 fn spec(limits: KeyLimits) -> OrgSpec {
     OrgSpec {
         name: "Acme".into(),
@@ -53,12 +46,29 @@ fn org(db: &mut TestDb, limits: KeyLimits) -> Org {
 #[test]
 fn orgs_are_created_replaced_listed_and_audited() {
     let mut db = db();
-    let (created, new) = put_org(&mut db, "acme", &spec(budget(5)), "alice", NOW_MS).unwrap();
+    let (created, new) = put_org(
+        &mut db,
+        "acme",
+        &spec(KeyLimits::budget(5)),
+        "alice",
+        NOW_MS,
+    )
+    .unwrap();
     assert!(new);
-    let (replaced, new) = put_org(&mut db, "acme", &spec(budget(9)), "bob", NOW_MS + 1).unwrap();
+    let (replaced, new) = put_org(
+        &mut db,
+        "acme",
+        &spec(KeyLimits::budget(9)),
+        "bob",
+        NOW_MS + 1,
+    )
+    .unwrap();
     assert!(!new);
     assert_eq!(replaced.created_at, created.created_at);
-    assert_eq!(get_org(&mut db, "acme").unwrap().unwrap().limits, budget(9));
+    assert_eq!(
+        get_org(&mut db, "acme").unwrap().unwrap().limits,
+        KeyLimits::budget(9)
+    );
     assert_eq!(list_orgs(&mut db).unwrap().len(), 1);
     assert!(get_org(&mut db, "none").unwrap().is_none());
     let audit = db
@@ -76,10 +86,10 @@ fn orgs_are_created_replaced_listed_and_audited() {
 #[test]
 fn the_org_budget_refuses_while_the_key_still_has_room() {
     let mut db = db();
-    let acme = org(&mut db, budget(100));
+    let acme = org(&mut db, KeyLimits::budget(100));
     let org_limits = Some((acme.id.as_str(), &acme.limits));
     // Two keys of the org, each with a large budget of its own.
-    let key = budget(1_000_000);
+    let key = KeyLimits::budget(1_000_000);
     for k in ["k1", "k2"] {
         assert!(matches!(
             admit_with_org(&mut db, k, &key, org_limits, want(40), NOW_SECS).unwrap(),
@@ -119,11 +129,11 @@ fn the_org_budget_refuses_while_the_key_still_has_room() {
 #[test]
 fn the_key_budget_still_refuses_first() {
     let mut db = db();
-    let acme = org(&mut db, budget(1_000_000));
+    let acme = org(&mut db, KeyLimits::budget(1_000_000));
     let decision = admit_with_org(
         &mut db,
         "k1",
-        &budget(10),
+        &KeyLimits::budget(10),
         Some((acme.id.as_str(), &acme.limits)),
         want(40),
         NOW_SECS,
@@ -147,7 +157,7 @@ fn concurrent_keys_of_an_org_never_overspend_its_budget() {
     const COST: u64 = 70;
     let open = crate::test_db::shared("org-budget");
     crate::migrate::apply(&mut open(), 1).unwrap();
-    let acme = org(&mut open(), budget(BUDGET));
+    let acme = org(&mut open(), KeyLimits::budget(BUDGET));
     let barrier = std::sync::Barrier::new(THREADS);
     let admitted: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
@@ -164,7 +174,7 @@ fn concurrent_keys_of_an_org_never_overspend_its_budget() {
                                 admit_with_org(
                                     &mut db,
                                     &key,
-                                    &budget(u64::MAX / 2),
+                                    &KeyLimits::budget(u64::MAX / 2),
                                     Some((acme.id.as_str(), &acme.limits)),
                                     want(COST),
                                     NOW_SECS
@@ -691,7 +701,7 @@ fn a_new_org_of_a_deleted_org_s_id_starts_with_nothing_of_the_old_one() {
         NOW_MS,
     )
     .unwrap();
-    let limits = budget(1_000_000);
+    let limits = KeyLimits::budget(1_000_000);
     let admitted = admit_with_org(
         &mut db,
         "key_a",
@@ -725,7 +735,14 @@ fn a_new_org_of_a_deleted_org_s_id_starts_with_nothing_of_the_old_one() {
     let totals = read_overview_in(&mut db, Window::Hour, NOW_SECS as i64, None).unwrap();
     let deployment = serde_json::to_value(totals).unwrap()["totals"]["requests"].clone();
 
-    let (_, created) = put_org(&mut db, "acme", &spec(budget(5)), "bob", NOW_MS + 2).unwrap();
+    let (_, created) = put_org(
+        &mut db,
+        "acme",
+        &spec(KeyLimits::budget(5)),
+        "bob",
+        NOW_MS + 2,
+    )
+    .unwrap();
     assert!(created);
     assert_eq!(org_usage(&mut db, "acme").unwrap(), Default::default());
     assert_eq!(count(&mut db, "requests"), 0);
