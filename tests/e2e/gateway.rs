@@ -716,6 +716,37 @@ async fn bad_input_gets_a_clear_openai_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_change_applies_to_the_next_request() {
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let g = start(&[&mock], &[]).await;
+    let (_, key) = g.new_key(json!({})).await;
+    let cost = |r: &Reply| -> u64 {
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.header("x-dol-cost-micros").parse().unwrap()
+    };
+    // Two answers at the seed price: the second from an instance that kept
+    // the catalog it read (dol_core::gateway::store::CatalogCache).
+    let seed_price = cost(&g.chat(&key, ask("gpt-4o", PROMPT)).await);
+    assert_eq!(cost(&g.chat(&key, ask("gpt-4o", PROMPT)).await), seed_price);
+    let doubled = json!({"tier": "comprehensive", "context_window": 128000, "input_usd_per_1m": 5.0, "output_usd_per_1m": 20.0, "capabilities": ["json", "streaming", "vision", "tools"]});
+    let r = g
+        .admin("PUT", "/admin/models/openai/gpt-4o", Some(&doubled))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let after = cost(&g.chat(&key, ask("gpt-4o", PROMPT)).await);
+    assert!(
+        after > seed_price && after.abs_diff(2 * seed_price) <= 2,
+        "seed {seed_price} µ$, after the change {after} µ$"
+    );
+    // A deleted model is gone from the very next request's routing.
+    let r = g.admin("DELETE", "/admin/models/openai/gpt-4o", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = g.chat(&key, ask("gpt-4o", PROMPT)).await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    g.host.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn templates_render_versions_and_run_the_same_pipeline() {
     let mock = MockLlm::start(Flavor::Gemini).await.unwrap();
     let g = start(&[&mock], &[]).await;

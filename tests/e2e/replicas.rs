@@ -125,6 +125,44 @@ async fn what_one_replica_writes_every_other_uses_at_once() {
     assert_eq!(requests, 2, "request rows");
 }
 
+/// The cost B charged for one `gpt-4o` answer to [`PROMPT`].
+async fn cost_of_one_answer(g: &Gateway, key: &str) -> u64 {
+    let r = g.chat(key, ask("gpt-4o", PROMPT)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.headers
+        .get("x-dol-cost-micros")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cost header: {:?}", r.headers))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_set_through_one_replica_is_charged_by_the_other_at_once() {
+    let Some(shared) = SharedBackends::fresh("replicas_prices", 1).await else {
+        return;
+    };
+    let mock = MockLlm::start(Flavor::OpenAi).await.unwrap();
+    let hosts = replicas(&shared, &mock, 2).await;
+    let (a, b) = (&hosts[0], &hosts[1]);
+    let (_, key) = new_key(a, json!({})).await;
+    // B's instances keep the catalog they read (dol_core::gateway::store::
+    // CatalogCache) while its stamp stands: two answers at the seed price.
+    let seed_price = cost_of_one_answer(b, &key).await;
+    assert_eq!(cost_of_one_answer(b, &key).await, seed_price);
+    // A doubles gpt-4o's price (seed: $2.50 / $10 per 1M tokens).
+    let doubled = json!({"tier": "comprehensive", "context_window": 128000, "input_usd_per_1m": 5.0, "output_usd_per_1m": 20.0, "capabilities": ["json", "streaming", "vision", "tools"]});
+    let r = a
+        .admin("PUT", "/admin/models/openai/gpt-4o", Some(&doubled))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // B's very next answer is charged at the new price (rounded per part).
+    let after = cost_of_one_answer(b, &key).await;
+    assert!(
+        after > seed_price && after.abs_diff(2 * seed_price) <= 2,
+        "seed {seed_price} µ$, after the change {after} µ$"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_and_budgets_hold_across_three_replicas_under_concurrent_load() {
     let Some(shared) = SharedBackends::fresh("replicas_limits", 2).await else {

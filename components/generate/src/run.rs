@@ -6,6 +6,7 @@
 
 use dol_core::error::ApiError;
 use dol_core::gateway::pipeline::{self, Call, Caller, Client, Io, PipelineError, Settings};
+use dol_core::gateway::store;
 use dol_core::orgs::Role;
 use dol_spin_platform::Db;
 use spin_sdk::http::Response;
@@ -59,6 +60,12 @@ pub fn request_id(prefix: &str) -> String {
     dol_core::gateway::intake::request_id(prefix, now_ms, wasip3::random::random::get_random_u64())
 }
 
+thread_local! {
+    /// The routable catalog this instance last read, shared by its requests
+    /// (`dol_core::gateway::store::CatalogCache`: re-read when its stamp changes).
+    static CATALOG: std::rc::Rc<std::cell::RefCell<store::CatalogCache>> = std::rc::Rc::default();
+}
+
 /// Runs the chat pipeline for `call`, answering through `client`.
 pub async fn pipeline(
     client: &mut impl Client,
@@ -67,12 +74,14 @@ pub async fn pipeline(
     call: &Call,
     settings: &Settings,
 ) -> Result<pipeline::Served, PipelineError> {
+    let catalog = CATALOG.with(std::rc::Rc::clone);
     let io = Io {
         sql,
         kv,
         upstream: &mut WasiUpstream::new(),
         flags: &mut InProcessFlags,
         clock: &WallClock,
+        catalog: &catalog,
     };
     pipeline::serve(io, client, call, settings).await
 }

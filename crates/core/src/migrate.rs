@@ -151,6 +151,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "bound_event_values",
         sql: include_str!("../../../migrations/0025_bound_event_values.sql"),
     },
+    Migration {
+        version: 26,
+        name: "catalog_stamp",
+        sql: include_str!("../../../migrations/0026_catalog_stamp.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -108,7 +108,7 @@ fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
             let before = catalog::entry(sql, provider, &model.join("/"), now)?;
             let target = format!("{provider}/{}", model.join("/"));
             audit::audited(sql, actor, now, |tx| {
-                if !store::delete_model_in(tx, provider, &model.join("/"))? {
+                if !store::delete_model_in(tx, provider, &model.join("/"), now)? {
                     return Err(not_found("no such catalog entry".to_owned()));
                 }
                 let mut record = audit::Record::new("model", "delete", target.clone());

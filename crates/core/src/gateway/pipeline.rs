@@ -243,6 +243,9 @@ pub struct Io<'a, S, K, U, F, C> {
     pub flags: &'a mut F,
     /// Wall clock.
     pub clock: &'a C,
+    /// The routable catalog as this instance last read it
+    /// ([`store::CatalogCache`]; borrowed only while it is read).
+    pub catalog: &'a std::cell::RefCell<store::CatalogCache>,
 }
 
 /// Why a request was refused before any answer was sent.
@@ -684,11 +687,14 @@ where
         upstream,
         flags,
         clock,
+        catalog,
     } = io;
     let mut warnings = Vec::new();
     let request = &call.request;
     let now_ms = clock.now_ms();
-    let catalog_entries = store::routable_catalog(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
+    let catalog_entries = catalog
+        .borrow_mut()
+        .routable(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
     let catalog_entries = call.caller.routable(catalog_entries, &request.model)?;
     let caller_providers = call.caller.providers(sql, settings)?;

@@ -93,6 +93,8 @@ struct World {
     fake: Fake,
     flags: Flags,
     clock: TestClock,
+    /// The instance's catalog cache, kept across the world's requests.
+    catalog: std::cell::RefCell<store::CatalogCache>,
     settings: Settings,
     next_id: u32,
 }
@@ -133,6 +135,7 @@ impl World {
             kv: MemoryKeyValue::default(),
             fake: Fake::new(),
             flags: Flags::default(),
+            catalog: std::cell::RefCell::default(),
             clock: TestClock(Cell::new(T0)),
             settings,
             next_id: 0,
@@ -163,6 +166,7 @@ impl World {
             upstream: &mut self.fake,
             flags: &mut self.flags,
             clock: &self.clock,
+            catalog: &self.catalog,
         };
         let served = block_on(serve(io, &mut client, call, &self.settings));
         (served, client)
@@ -517,6 +521,45 @@ fn a_success_settles_the_actual_cost_and_releases_the_reservation() {
 }
 
 #[test]
+fn an_instance_reads_the_catalog_once_and_a_price_change_applies_to_its_next_request() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    // Different prompts: none is answered from the response cache.
+    let (first, _) = w.ask(
+        "key_a",
+        prompt("Explain Rust ownership and borrowing with lifetimes"),
+    );
+    assert_eq!(first.record.cost_micros, Some(600));
+    // Unchanged catalog: the next request reads its stamp, not the models.
+    let call = w.call(
+        "key_a",
+        KeyLimits::default(),
+        prompt("Explain Rust lifetimes in detail"),
+    );
+    let events = noted(&mut w, &call);
+    // The recorder keeps a statement's first three words.
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.starts_with("SELECT provider, model")),
+        "{events:?}"
+    );
+    // An admin doubles `best`'s price: the same instance charges it at once.
+    let mut best = entry("best", Tier::Comprehensive, Some(20_000_000));
+    best.capabilities = store::catalog(&mut w.sql, 0)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.model == "best")
+        .unwrap()
+        .capabilities;
+    store::put_model(&mut w.sql, &best, i64::try_from(T0).unwrap()).unwrap();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let (after, _) = w.ask("key_a", prompt("Explain Rust borrowing with examples"));
+    assert_eq!(after.record.model, "best");
+    assert_eq!(after.record.cost_micros, Some(1_200));
+}
+
+#[test]
 fn an_upstream_failure_releases_the_reservation() {
     let mut w = World::new();
     w.fake.script("best", vec![status(500, None); 5]);
@@ -593,6 +636,7 @@ fn noted(w: &mut World, call: &Call) -> Vec<String> {
         upstream: &mut w.fake,
         flags: &mut w.flags,
         clock: &w.clock,
+        catalog: &w.catalog,
     };
     let served = block_on(serve(io, &mut client, call, &w.settings)).unwrap();
     assert!(served.warnings.is_empty(), "{:?}", served.warnings);

@@ -556,8 +556,11 @@ fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
 // ---------------------------------------------------------------------------
 // The model catalog
 
-const CATALOG_SELECT: &str = "SELECT provider, model, tier, input_price, output_price, \
-context_window, capabilities, image_prices FROM models";
+const CATALOG_COLUMNS: &str = "provider, model, tier, input_price, output_price, \
+context_window, capabilities, image_prices";
+
+/// How many columns [`CATALOG_COLUMNS`] names.
+const CATALOG_COLUMN_COUNT: usize = 8;
 
 /// Models discovery found that nobody has priced yet: a provider's list also
 /// holds embedding, audio and other non-chat models, so they are not routed
@@ -634,8 +637,69 @@ pub fn seed_catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<bool> {
         for e in &seed {
             upsert_model(tx, e, "seed", now_ms)?;
         }
+        stamp_catalog(tx, now_ms)?;
         Ok(true)
     })
+}
+
+/// The `control` key of the catalog's stamp: a random value every change
+/// of `models` replaces in its own transaction ([`stamp_catalog`]), so one
+/// stamp always names one content of the table — after a restore too.
+const CATALOG_STAMP_KEY: &str = "catalog_stamp";
+
+/// Gives the catalog a new random stamp ([`CatalogCache`]); every write of
+/// `models` calls it in the same transaction. SQL's `random()` (SQLite and
+/// PostgreSQL) makes the value, so the writers need no randomness passed in.
+pub fn stamp_catalog(
+    db: &mut impl SqlExecutor,
+    now_ms: i64,
+) -> std::result::Result<(), StatementError> {
+    run(
+        db,
+        "INSERT INTO control (key, value, updated_by, updated_at) \
+         VALUES (?, '\"' || CAST(random() AS TEXT) || '\"', 'catalog', ?) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+         updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+        &[text(CATALOG_STAMP_KEY), SqlValue::Integer(now_ms)],
+    )?;
+    Ok(())
+}
+
+/// The routable catalog as an instance last read it, with the stamp it was
+/// read under: while the stored stamp is the same, the table is too, and a
+/// request reads one `control` row instead of every model ([`Self::routable`]).
+#[derive(Debug, Clone, Default)]
+pub struct CatalogCache {
+    read: Option<(String, Vec<CatalogEntry>)>,
+}
+
+impl CatalogCache {
+    /// [`routable_catalog`], from this cache while the stored stamp is the
+    /// one it was read under, read again (and kept) otherwise. A catalog
+    /// without a stamp (none written since migration 26) is never kept.
+    pub fn routable(
+        &mut self,
+        db: &mut impl SqlExecutor,
+        now_ms: i64,
+    ) -> Result<Vec<CatalogEntry>> {
+        let rows = run(
+            db,
+            "SELECT value FROM control WHERE key = ?",
+            &[text(CATALOG_STAMP_KEY)],
+        )?;
+        let stored = match rows.first() {
+            Some(values) => Some(Row::new("control", values).text(0, "value")?.to_owned()),
+            None => None,
+        };
+        if let (Some(stored), Some((stamp, entries))) = (&stored, &self.read)
+            && stored == stamp
+        {
+            return Ok(entries.clone());
+        }
+        let (stamp, entries) = select_catalog_stamped(db, now_ms, ROUTABLE_FILTER)?;
+        self.read = stamp.map(|stamp| (stamp, entries.clone()));
+        Ok(entries)
+    }
 }
 
 fn select_catalog(
@@ -643,16 +707,40 @@ fn select_catalog(
     now_ms: i64,
     filter: &str,
 ) -> Result<Vec<CatalogEntry>> {
-    let select = format!("{CATALOG_SELECT} {filter} ORDER BY provider, model");
-    let mut rows = run(db, &select, &[])?;
+    Ok(select_catalog_stamped(db, now_ms, filter)?.1)
+}
+
+/// The catalog under `filter` and, read in the same statement (so the two
+/// agree), its stamp: `None` when the table has none yet or no row matched.
+fn select_catalog_stamped(
+    db: &mut impl SqlExecutor,
+    now_ms: i64,
+    filter: &str,
+) -> Result<(Option<String>, Vec<CatalogEntry>)> {
+    let select = format!(
+        "SELECT {CATALOG_COLUMNS}, (SELECT value FROM control WHERE key = ?) FROM models \
+         {filter} ORDER BY provider, model"
+    );
+    let stamp_key = [text(CATALOG_STAMP_KEY)];
+    let mut rows = run(db, &select, &stamp_key)?;
     // Rows mean the table is seeded; none may mean only that the filter
     // matched nothing, or that another replica seeded it since the select
     // (seed_catalog then says false): select again after seeding either way.
     if rows.is_empty() {
         seed_catalog(db, now_ms)?;
-        rows = run(db, &select, &[])?;
+        rows = run(db, &select, &stamp_key)?;
     }
-    rows.iter().map(|r| catalog_entry_from_row(r)).collect()
+    let stamp = match rows.first() {
+        Some(values) => Row::new("models", values)
+            .opt_text(CATALOG_COLUMN_COUNT, "catalog stamp")?
+            .map(str::to_owned),
+        None => None,
+    };
+    let entries = rows
+        .iter()
+        .map(|r| catalog_entry_from_row(r))
+        .collect::<Result<_>>()?;
+    Ok((stamp, entries))
 }
 
 /// The whole catalog by provider and model, seeded the first time.
@@ -669,13 +757,14 @@ pub fn routable_catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<Vec<Ca
 /// Creates or replaces one catalog entry (source `admin`).
 pub fn put_model(db: &mut impl SqlExecutor, entry: &CatalogEntry, now_ms: i64) -> Result<()> {
     seed_catalog(db, now_ms)?;
-    put_model_in(db, entry, now_ms)
+    in_transaction(db, |tx| put_model_in(tx, entry, now_ms))
 }
 
 /// [`put_model`] inside the caller's transaction, once the catalog is
 /// seeded ([`seed_catalog`], which takes a transaction of its own).
 pub fn put_model_in(tx: &mut impl SqlExecutor, entry: &CatalogEntry, now_ms: i64) -> Result<()> {
-    upsert_model(tx, entry, "admin", now_ms)
+    upsert_model(tx, entry, "admin", now_ms)?;
+    Ok(stamp_catalog(tx, now_ms)?)
 }
 
 /// Deletes one catalog entry; returns whether it existed.
@@ -686,12 +775,17 @@ pub fn delete_model(
     now_ms: i64,
 ) -> Result<bool> {
     seed_catalog(db, now_ms)?;
-    delete_model_in(db, provider, model)
+    in_transaction(db, |tx| delete_model_in(tx, provider, model, now_ms))
 }
 
 /// [`delete_model`] inside the caller's transaction, once the catalog is
 /// seeded ([`seed_catalog`]).
-pub fn delete_model_in(db: &mut impl SqlExecutor, provider: &str, model: &str) -> Result<bool> {
+pub fn delete_model_in(
+    db: &mut impl SqlExecutor,
+    provider: &str,
+    model: &str,
+    now_ms: i64,
+) -> Result<bool> {
     let key = [text(provider), text(model)];
     let existed = !run(
         db,
@@ -704,6 +798,7 @@ pub fn delete_model_in(db: &mut impl SqlExecutor, provider: &str, model: &str) -
         "DELETE FROM models WHERE provider = ? AND model = ?",
         &key,
     )?;
+    stamp_catalog(db, now_ms)?;
     Ok(existed)
 }
 

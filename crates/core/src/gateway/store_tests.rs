@@ -555,6 +555,117 @@ fn deleting_on_a_fresh_database_finds_the_seed_model() {
     assert!(delete_model(&mut db, "openai", "gpt-4o", NOW_MS).unwrap());
 }
 
+/// Counts the statements run through it.
+struct Counting<'a>(&'a mut TestDb, usize);
+
+impl SqlExecutor for Counting<'_> {
+    fn execute(&mut self, sql: &str, params: &[SqlValue]) -> Result<Vec<Vec<SqlValue>>, String> {
+        self.1 += 1;
+        self.0.execute(sql, params)
+    }
+}
+
+fn stamp(db: &mut TestDb) -> SqlValue {
+    scalar(db, "SELECT value FROM control WHERE key = 'catalog_stamp'")
+}
+
+#[test]
+fn the_catalog_cache_reads_one_row_while_the_stamp_stands() {
+    let mut db = db();
+    let mut cache = CatalogCache::default();
+    // The first read seeds, reads the catalog with its stamp and keeps it.
+    let first = cache.routable(&mut db, NOW_MS).unwrap();
+    assert_eq!(first, routable_catalog(&mut db, NOW_MS).unwrap());
+    let mut counting = Counting(&mut db, 0);
+    assert_eq!(cache.routable(&mut counting, NOW_MS).unwrap(), first);
+    assert_eq!(counting.1, 1, "only the stamp is read");
+    // A fresh cache (a new instance) reads the table: stamp, then catalog.
+    let mut counting = Counting(&mut db, 0);
+    assert_eq!(
+        CatalogCache::default()
+            .routable(&mut counting, NOW_MS)
+            .unwrap(),
+        first
+    );
+    assert_eq!(counting.1, 2);
+}
+
+#[test]
+fn every_catalog_change_is_seen_by_a_cache_that_read_before_it() {
+    let mut db = db();
+    let mut cache = CatalogCache::default();
+    let seeded = cache.routable(&mut db, NOW_MS).unwrap();
+    let keys = |entries: &[CatalogEntry]| -> BTreeSet<String> {
+        entries.iter().map(CatalogEntry::key).collect()
+    };
+
+    // An admin adds a model, then changes its price, then deletes it.
+    let before = stamp(&mut db);
+    put_model(&mut db, &entry("acme", "m1", Some(10)), NOW_MS).unwrap();
+    assert_ne!(stamp(&mut db), before);
+    let added = cache.routable(&mut db, NOW_MS).unwrap();
+    assert_eq!(added.len(), seeded.len() + 1);
+    put_model(&mut db, &entry("acme", "m1", Some(20)), NOW_MS).unwrap();
+    let priced = cache.routable(&mut db, NOW_MS).unwrap();
+    let m1 = priced.iter().find(|e| e.key() == "acme/m1").unwrap();
+    assert_eq!(m1.input_price, Some(20));
+    assert!(delete_model(&mut db, "acme", "m1", NOW_MS).unwrap());
+    assert_eq!(
+        keys(&cache.routable(&mut db, NOW_MS).unwrap()),
+        keys(&seeded)
+    );
+
+    // Discovery stamps too (its unpriced models are not routable, but the
+    // catalog changed).
+    let before = stamp(&mut db);
+    let diff = crate::observe::scans::ModelDiff {
+        provider: "openai".to_owned(),
+        added: vec![crate::gateway::providers::DiscoveredModel {
+            id: "found-later".to_owned(),
+            display_name: None,
+            context_window: None,
+            output_limit: None,
+            capabilities: BTreeSet::new(),
+        }],
+        removed: Vec::new(),
+        changed: Vec::new(),
+    };
+    crate::observe::scan_store::record_discovered(&mut db, &diff, NOW_MS).unwrap();
+    assert_ne!(stamp(&mut db), before);
+    assert_eq!(count(&mut db, "models WHERE model = 'found-later'"), 1);
+}
+
+#[test]
+fn a_catalog_without_a_stamp_is_read_every_time() {
+    let mut db = db();
+    let mut cache = CatalogCache::default();
+    let seeded = cache.routable(&mut db, NOW_MS).unwrap();
+    // A database whose stamp is gone (or a write that bypassed the store):
+    // nothing is kept, so a direct change shows on the next read.
+    sql(&mut db, "DELETE FROM control WHERE key = 'catalog_stamp'");
+    assert_eq!(cache.routable(&mut db, NOW_MS).unwrap(), seeded);
+    sql(&mut db, "DELETE FROM models WHERE model = 'gpt-4o'");
+    let after = cache.routable(&mut db, NOW_MS).unwrap();
+    assert_eq!(after.len(), seeded.len() - 1);
+    let mut counting = Counting(&mut db, 0);
+    cache.routable(&mut counting, NOW_MS).unwrap();
+    assert_eq!(counting.1, 2, "stamp, then the whole catalog");
+}
+
+#[test]
+fn the_migration_stamps_a_catalog_and_no_two_databases_alike() {
+    let mut one = db();
+    let mut two = db();
+    let (a, b) = (stamp(&mut one), stamp(&mut two));
+    assert!(matches!(&a, SqlValue::Text(t) if t.len() > 2), "{a:?}");
+    assert_ne!(a, b);
+    // The stamp is JSON, like every `control` value.
+    let SqlValue::Text(text) = a else {
+        unreachable!()
+    };
+    assert!(serde_json::from_str::<Value>(&text).unwrap().is_string());
+}
+
 // ---------------------------------------------------------------------------
 // Templates
 

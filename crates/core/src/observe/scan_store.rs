@@ -232,6 +232,7 @@ pub fn record_discovered(
                 ],
             )?;
         }
+        crate::gateway::store::stamp_catalog(tx, now_ms)?;
         Ok(())
     })
 }
