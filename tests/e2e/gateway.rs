@@ -725,7 +725,7 @@ async fn a_catalog_change_applies_to_the_next_request() {
         r.header("x-dol-cost-micros").parse().unwrap()
     };
     // Two answers at the seed price: the second from an instance that kept
-    // the catalog it read (dol_core::gateway::store::CatalogCache).
+    // the catalog it read (dol_core::gateway::store::InstanceCache).
     let seed_price = cost(&g.chat(&key, ask("gpt-4o", PROMPT)).await);
     assert_eq!(cost(&g.chat(&key, ask("gpt-4o", PROMPT)).await), seed_price);
     let doubled = json!({"tier": "comprehensive", "context_window": 128000, "input_usd_per_1m": 5.0, "output_usd_per_1m": 20.0, "capabilities": ["json", "streaming", "vision", "tools"]});

@@ -146,7 +146,7 @@ async fn a_price_set_through_one_replica_is_charged_by_the_other_at_once() {
     let (a, b) = (&hosts[0], &hosts[1]);
     let (_, key) = new_key(a, json!({})).await;
     // B's instances keep the catalog they read (dol_core::gateway::store::
-    // CatalogCache) while its stamp stands: two answers at the seed price.
+    // InstanceCache) while its stamp stands: two answers at the seed price.
     let seed_price = cost_of_one_answer(b, &key).await;
     assert_eq!(cost_of_one_answer(b, &key).await, seed_price);
     // A doubles gpt-4o's price (seed: $2.50 / $10 per 1M tokens).

@@ -61,9 +61,10 @@ pub fn request_id(prefix: &str) -> String {
 }
 
 thread_local! {
-    /// The routable catalog this instance last read, shared by its requests
-    /// (`dol_core::gateway::store::CatalogCache`: re-read when its stamp changes).
-    static CATALOG: std::rc::Rc<std::cell::RefCell<store::CatalogCache>> = std::rc::Rc::default();
+    /// What this instance keeps between its requests: the routable catalog
+    /// and org privacy settings (`dol_core::gateway::store::InstanceCache`:
+    /// each read again when its stamp changes).
+    static CACHE: std::rc::Rc<std::cell::RefCell<store::InstanceCache>> = std::rc::Rc::default();
 }
 
 /// Runs the chat pipeline for `call`, answering through `client`.
@@ -74,14 +75,14 @@ pub async fn pipeline(
     call: &Call,
     settings: &Settings,
 ) -> Result<pipeline::Served, PipelineError> {
-    let catalog = CATALOG.with(std::rc::Rc::clone);
+    let cache = CACHE.with(std::rc::Rc::clone);
     let io = Io {
         sql,
         kv,
         upstream: &mut WasiUpstream::new(),
         flags: &mut InProcessFlags,
         clock: &WallClock,
-        catalog: &catalog,
+        cache: &cache,
     };
     pipeline::serve(io, client, call, settings).await
 }

@@ -156,6 +156,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "catalog_stamp",
         sql: include_str!("../../../migrations/0026_catalog_stamp.sql"),
     },
+    Migration {
+        version: 27,
+        name: "org_settings_stamp",
+        sql: include_str!("../../../migrations/0027_org_settings_stamp.sql"),
+    },
 ];
 
 /// The bookkeeping table; created outside any transaction, idempotently.

@@ -195,6 +195,12 @@ pub fn save_settings_in(
     now_ms: i64,
 ) -> Result<OrgSettings, StatementError> {
     let before = load_settings(tx, org_id)?;
+    crate::gateway::store::stamp(
+        tx,
+        crate::gateway::store::ORG_SETTINGS_STAMP_KEY,
+        actor,
+        now_ms,
+    )?;
     run(
         tx,
         "INSERT INTO org_settings (org_id, store_bodies, mask_patterns, retention, updated_at, actor) \
@@ -238,6 +244,17 @@ pub fn log_request(
     logged: &Logged<'_>,
 ) -> Result<(), StatementError> {
     let settings = load_settings(db, org_id)?;
+    log_request_with(db, &settings, org_id, logged)
+}
+
+/// [`log_request`] with the org's `settings` already read (the chat
+/// pipeline keeps them per instance: `gateway::store::InstanceCache`).
+pub fn log_request_with(
+    db: &mut impl SqlExecutor,
+    settings: &OrgSettings,
+    org_id: &str,
+    logged: &Logged<'_>,
+) -> Result<(), StatementError> {
     if !settings.store_bodies {
         return Ok(());
     }

@@ -243,9 +243,10 @@ pub struct Io<'a, S, K, U, F, C> {
     pub flags: &'a mut F,
     /// Wall clock.
     pub clock: &'a C,
-    /// The routable catalog as this instance last read it
-    /// ([`store::CatalogCache`]; borrowed only while it is read).
-    pub catalog: &'a std::cell::RefCell<store::CatalogCache>,
+    /// What this instance keeps between requests: the routable catalog and
+    /// org privacy settings, each under its stamp ([`store::InstanceCache`];
+    /// borrowed only while it is read).
+    pub cache: &'a std::cell::RefCell<store::InstanceCache>,
 }
 
 /// Why a request was refused before any answer was sent.
@@ -687,16 +688,17 @@ where
         upstream,
         flags,
         clock,
-        catalog,
+        cache,
     } = io;
     let mut warnings = Vec::new();
     let request = &call.request;
     let now_ms = clock.now_ms();
-    let catalog_entries = catalog
+    // One statement: the catalog's and the settings' stamps, and emergency mode.
+    let begun = cache
         .borrow_mut()
-        .routable(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
+        .begin(sql, i64::try_from(now_ms).unwrap_or(i64::MAX))
         .map_err(storage("catalog"))?;
-    let catalog_entries = call.caller.routable(catalog_entries, &request.model)?;
+    let catalog_entries = call.caller.routable(begun.routable, &request.model)?;
     let caller_providers = call.caller.providers(sql, settings)?;
     let providers = catalog::enabled_providers(&caller_providers);
     let mut routing = store::routing_state(kv);
@@ -708,7 +710,7 @@ where
         &mut warnings,
     );
 
-    let emergency = crate::observe::store::emergency_active(sql).unwrap_or_else(|e| {
+    let emergency = begun.emergency.unwrap_or_else(|e| {
         // Unknown state: keep serving normally rather than failing every request.
         warnings.push(format!("reading emergency mode failed: {e}"));
         false
@@ -828,7 +830,11 @@ where
         // The key's org decides whether bodies are stored and how they are
         // masked; keys of no org use the default org's settings.
         let org = org_id.unwrap_or(crate::privacy::DEFAULT_ORG);
-        if let Err(e) = crate::privacy::log_request(sql, org, &logged) {
+        let logged_with = cache
+            .borrow_mut()
+            .org_settings(sql, org)
+            .and_then(|settings| crate::privacy::log_request_with(sql, &settings, org, &logged));
+        if let Err(e) = logged_with {
             warnings.push(format!("writing the request log failed: {e}"));
         }
     }

@@ -93,8 +93,8 @@ struct World {
     fake: Fake,
     flags: Flags,
     clock: TestClock,
-    /// The instance's catalog cache, kept across the world's requests.
-    catalog: std::cell::RefCell<store::CatalogCache>,
+    /// What the instance keeps across the world's requests.
+    cache: std::cell::RefCell<store::InstanceCache>,
     settings: Settings,
     next_id: u32,
 }
@@ -135,7 +135,7 @@ impl World {
             kv: MemoryKeyValue::default(),
             fake: Fake::new(),
             flags: Flags::default(),
-            catalog: std::cell::RefCell::default(),
+            cache: std::cell::RefCell::default(),
             clock: TestClock(Cell::new(T0)),
             settings,
             next_id: 0,
@@ -166,7 +166,7 @@ impl World {
             upstream: &mut self.fake,
             flags: &mut self.flags,
             clock: &self.clock,
-            catalog: &self.catalog,
+            cache: &self.cache,
         };
         let served = block_on(serve(io, &mut client, call, &self.settings));
         (served, client)
@@ -544,6 +544,17 @@ fn an_instance_reads_the_catalog_once_and_a_price_change_applies_to_its_next_req
             .any(|e| e.starts_with("SELECT provider, model")),
         "{events:?}"
     );
+    // One statement reads the stamps and emergency mode; the org's privacy
+    // settings are kept too.
+    let control_reads = events
+        .iter()
+        .filter(|e| e.starts_with("SELECT key, value"))
+        .count();
+    assert_eq!(control_reads, 1, "{events:?}");
+    assert!(
+        !events.iter().any(|e| e.starts_with("SELECT store_bodies")),
+        "{events:?}"
+    );
     // An admin doubles `best`'s price: the same instance charges it at once.
     let mut best = entry("best", Tier::Comprehensive, Some(20_000_000));
     best.capabilities = store::catalog(&mut w.sql, 0)
@@ -636,7 +647,7 @@ fn noted(w: &mut World, call: &Call) -> Vec<String> {
         upstream: &mut w.fake,
         flags: &mut w.flags,
         clock: &w.clock,
-        catalog: &w.catalog,
+        cache: &w.cache,
     };
     let served = block_on(serve(io, &mut client, call, &w.settings)).unwrap();
     assert!(served.warnings.is_empty(), "{:?}", served.warnings);

@@ -16,7 +16,7 @@
 //! [`in_row_locked_transaction`]): on PostgreSQL, requests of different keys
 //! no longer wait for each other, on any replica.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 use thiserror::Error;
@@ -647,58 +647,128 @@ pub fn seed_catalog(db: &mut impl SqlExecutor, now_ms: i64) -> Result<bool> {
 /// stamp always names one content of the table — after a restore too.
 const CATALOG_STAMP_KEY: &str = "catalog_stamp";
 
-/// Gives the catalog a new random stamp ([`CatalogCache`]); every write of
-/// `models` calls it in the same transaction. SQL's `random()` (SQLite and
-/// PostgreSQL) makes the value, so the writers need no randomness passed in.
+/// Gives the catalog a new random stamp ([`InstanceCache`]); every write of
+/// `models` calls it in the same transaction.
 pub fn stamp_catalog(
     db: &mut impl SqlExecutor,
+    now_ms: i64,
+) -> std::result::Result<(), StatementError> {
+    stamp(db, CATALOG_STAMP_KEY, "catalog", now_ms)
+}
+
+/// Gives the `control` row `key` a new random stamp, in the caller's
+/// transaction: the writers of what [`InstanceCache`] keeps call it with
+/// their write. SQL's `random()` (SQLite and PostgreSQL) makes the value,
+/// so the writers need no randomness passed in.
+pub fn stamp(
+    db: &mut impl SqlExecutor,
+    key: &str,
+    by: &str,
     now_ms: i64,
 ) -> std::result::Result<(), StatementError> {
     run(
         db,
         "INSERT INTO control (key, value, updated_by, updated_at) \
-         VALUES (?, '\"' || CAST(random() AS TEXT) || '\"', 'catalog', ?) \
+         VALUES (?, '\"' || CAST(random() AS TEXT) || '\"', ?, ?) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
          updated_by = excluded.updated_by, updated_at = excluded.updated_at",
-        &[text(CATALOG_STAMP_KEY), SqlValue::Integer(now_ms)],
+        &[text(key), text(by), SqlValue::Integer(now_ms)],
     )?;
     Ok(())
 }
 
-/// The routable catalog as an instance last read it, with the stamp it was
-/// read under: while the stored stamp is the same, the table is too, and a
-/// request reads one `control` row instead of every model ([`Self::routable`]).
+/// The `control` key of the org privacy settings' stamp (migration 27):
+/// every write of `org_settings` replaces it ([`stamp`]), so an instance
+/// keeps the settings it read while the stamp stands ([`InstanceCache`]).
+pub const ORG_SETTINGS_STAMP_KEY: &str = "org_settings_stamp";
+
+/// What a gateway instance keeps between its requests, each under the
+/// stamp it was read under: the routable catalog and the privacy settings
+/// of the orgs it served. A request reads both stamps — and emergency mode,
+/// which it needs fresh — in one statement ([`Self::begin`]), and reads a
+/// table again only when its stamp changed; a table without a stamp is
+/// never kept.
 #[derive(Debug, Clone, Default)]
-pub struct CatalogCache {
-    read: Option<(String, Vec<CatalogEntry>)>,
+pub struct InstanceCache {
+    catalog: Option<(String, Vec<CatalogEntry>)>,
+    settings: Option<(String, HashMap<String, crate::privacy::OrgSettings>)>,
+    /// The settings stamp the last [`Self::begin`] read.
+    settings_stamp: Option<String>,
 }
 
-impl CatalogCache {
-    /// [`routable_catalog`], from this cache while the stored stamp is the
-    /// one it was read under, read again (and kept) otherwise. A catalog
-    /// without a stamp (none written since migration 26) is never kept.
-    pub fn routable(
-        &mut self,
-        db: &mut impl SqlExecutor,
-        now_ms: i64,
-    ) -> Result<Vec<CatalogEntry>> {
+/// What [`InstanceCache::begin`] gives a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Begun {
+    /// The routable catalog ([`routable_catalog`]).
+    pub routable: Vec<CatalogEntry>,
+    /// Whether emergency mode is in force (`Err`: its rows are unreadable).
+    pub emergency: std::result::Result<bool, String>,
+}
+
+impl InstanceCache {
+    /// Reads the stamps and emergency mode in one statement, then the
+    /// routable catalog: kept while the stored stamp is the one it was read
+    /// under, read again (and kept) otherwise.
+    pub fn begin(&mut self, db: &mut impl SqlExecutor, now_ms: i64) -> Result<Begun> {
         let rows = run(
             db,
-            "SELECT value FROM control WHERE key = ?",
-            &[text(CATALOG_STAMP_KEY)],
+            "SELECT key, value FROM control WHERE key IN (?, ?, ?, ?)",
+            &[
+                text(CATALOG_STAMP_KEY),
+                text(ORG_SETTINGS_STAMP_KEY),
+                text(crate::observe::store::EMERGENCY_KEY),
+                text(crate::observe::store::EMERGENCY_AUTO_KEY),
+            ],
         )?;
-        let stored = match rows.first() {
-            Some(values) => Some(Row::new("control", values).text(0, "value")?.to_owned()),
-            None => None,
-        };
-        if let (Some(stored), Some((stamp, entries))) = (&stored, &self.read)
-            && stored == stamp
-        {
-            return Ok(entries.clone());
+        let mut catalog_stamp = None;
+        self.settings_stamp = None;
+        for values in &rows {
+            let row = Row::new("control", values);
+            let stamp = match row.text(0, "key")? {
+                CATALOG_STAMP_KEY => &mut catalog_stamp,
+                ORG_SETTINGS_STAMP_KEY => &mut self.settings_stamp,
+                _ => continue,
+            };
+            *stamp = Some(row.text(1, "value")?.to_owned());
         }
-        let (stamp, entries) = select_catalog_stamped(db, now_ms, ROUTABLE_FILTER)?;
-        self.read = stamp.map(|stamp| (stamp, entries.clone()));
-        Ok(entries)
+        let emergency =
+            crate::observe::store::emergency_from_rows(&rows).map_err(|e| e.to_string());
+        let routable = match (&catalog_stamp, &self.catalog) {
+            (Some(stored), Some((stamp, entries))) if stored == stamp => entries.clone(),
+            _ => {
+                let (stamp, entries) = select_catalog_stamped(db, now_ms, ROUTABLE_FILTER)?;
+                self.catalog = stamp.map(|stamp| (stamp, entries.clone()));
+                entries
+            }
+        };
+        Ok(Begun {
+            routable,
+            emergency,
+        })
+    }
+
+    /// The privacy settings of `org_id` ([`crate::privacy::load_settings`]):
+    /// kept under the settings stamp the last [`Self::begin`] read.
+    /// Settings read after that stamp are at least as new as it says, and
+    /// the next change of stamp drops them.
+    pub fn org_settings(
+        &mut self,
+        db: &mut impl SqlExecutor,
+        org_id: &str,
+    ) -> std::result::Result<crate::privacy::OrgSettings, StatementError> {
+        let Some(stamp) = &self.settings_stamp else {
+            return crate::privacy::load_settings(db, org_id);
+        };
+        let kept = match &mut self.settings {
+            Some((kept_stamp, kept)) if kept_stamp == stamp => kept,
+            other => &mut other.insert((stamp.clone(), HashMap::new())).1,
+        };
+        if let Some(settings) = kept.get(org_id) {
+            return Ok(settings.clone());
+        }
+        let settings = crate::privacy::load_settings(db, org_id)?;
+        kept.insert(org_id.to_owned(), settings.clone());
+        Ok(settings)
     }
 }
 

@@ -572,19 +572,20 @@ fn stamp(db: &mut TestDb) -> SqlValue {
 #[test]
 fn the_catalog_cache_reads_one_row_while_the_stamp_stands() {
     let mut db = db();
-    let mut cache = CatalogCache::default();
+    let mut cache = InstanceCache::default();
     // The first read seeds, reads the catalog with its stamp and keeps it.
-    let first = cache.routable(&mut db, NOW_MS).unwrap();
+    let first = cache.begin(&mut db, NOW_MS).unwrap().routable;
     assert_eq!(first, routable_catalog(&mut db, NOW_MS).unwrap());
     let mut counting = Counting(&mut db, 0);
-    assert_eq!(cache.routable(&mut counting, NOW_MS).unwrap(), first);
+    assert_eq!(cache.begin(&mut counting, NOW_MS).unwrap().routable, first);
     assert_eq!(counting.1, 1, "only the stamp is read");
     // A fresh cache (a new instance) reads the table: stamp, then catalog.
     let mut counting = Counting(&mut db, 0);
     assert_eq!(
-        CatalogCache::default()
-            .routable(&mut counting, NOW_MS)
-            .unwrap(),
+        InstanceCache::default()
+            .begin(&mut counting, NOW_MS)
+            .unwrap()
+            .routable,
         first
     );
     assert_eq!(counting.1, 2);
@@ -593,8 +594,8 @@ fn the_catalog_cache_reads_one_row_while_the_stamp_stands() {
 #[test]
 fn every_catalog_change_is_seen_by_a_cache_that_read_before_it() {
     let mut db = db();
-    let mut cache = CatalogCache::default();
-    let seeded = cache.routable(&mut db, NOW_MS).unwrap();
+    let mut cache = InstanceCache::default();
+    let seeded = cache.begin(&mut db, NOW_MS).unwrap().routable;
     let keys = |entries: &[CatalogEntry]| -> BTreeSet<String> {
         entries.iter().map(CatalogEntry::key).collect()
     };
@@ -603,15 +604,15 @@ fn every_catalog_change_is_seen_by_a_cache_that_read_before_it() {
     let before = stamp(&mut db);
     put_model(&mut db, &entry("acme", "m1", Some(10)), NOW_MS).unwrap();
     assert_ne!(stamp(&mut db), before);
-    let added = cache.routable(&mut db, NOW_MS).unwrap();
+    let added = cache.begin(&mut db, NOW_MS).unwrap().routable;
     assert_eq!(added.len(), seeded.len() + 1);
     put_model(&mut db, &entry("acme", "m1", Some(20)), NOW_MS).unwrap();
-    let priced = cache.routable(&mut db, NOW_MS).unwrap();
+    let priced = cache.begin(&mut db, NOW_MS).unwrap().routable;
     let m1 = priced.iter().find(|e| e.key() == "acme/m1").unwrap();
     assert_eq!(m1.input_price, Some(20));
     assert!(delete_model(&mut db, "acme", "m1", NOW_MS).unwrap());
     assert_eq!(
-        keys(&cache.routable(&mut db, NOW_MS).unwrap()),
+        keys(&cache.begin(&mut db, NOW_MS).unwrap().routable),
         keys(&seeded)
     );
 
@@ -638,17 +639,17 @@ fn every_catalog_change_is_seen_by_a_cache_that_read_before_it() {
 #[test]
 fn a_catalog_without_a_stamp_is_read_every_time() {
     let mut db = db();
-    let mut cache = CatalogCache::default();
-    let seeded = cache.routable(&mut db, NOW_MS).unwrap();
+    let mut cache = InstanceCache::default();
+    let seeded = cache.begin(&mut db, NOW_MS).unwrap().routable;
     // A database whose stamp is gone (or a write that bypassed the store):
     // nothing is kept, so a direct change shows on the next read.
     sql(&mut db, "DELETE FROM control WHERE key = 'catalog_stamp'");
-    assert_eq!(cache.routable(&mut db, NOW_MS).unwrap(), seeded);
+    assert_eq!(cache.begin(&mut db, NOW_MS).unwrap().routable, seeded);
     sql(&mut db, "DELETE FROM models WHERE model = 'gpt-4o'");
-    let after = cache.routable(&mut db, NOW_MS).unwrap();
+    let after = cache.begin(&mut db, NOW_MS).unwrap().routable;
     assert_eq!(after.len(), seeded.len() - 1);
     let mut counting = Counting(&mut db, 0);
-    cache.routable(&mut counting, NOW_MS).unwrap();
+    cache.begin(&mut counting, NOW_MS).unwrap();
     assert_eq!(counting.1, 2, "stamp, then the whole catalog");
 }
 
@@ -664,6 +665,96 @@ fn the_migration_stamps_a_catalog_and_no_two_databases_alike() {
         unreachable!()
     };
     assert!(serde_json::from_str::<Value>(&text).unwrap().is_string());
+}
+
+#[test]
+fn a_request_reads_its_stamps_and_emergency_mode_in_one_statement() {
+    use crate::observe::store::{EmergencyOverride, set_emergency_override};
+    let mut db = db();
+    let mut cache = InstanceCache::default();
+    let warm = cache.begin(&mut db, NOW_MS).unwrap();
+    assert_eq!(warm.emergency, Ok(false));
+    let settings = cache.org_settings(&mut db, "default").unwrap();
+    assert!(!settings.store_bodies);
+    // Warm: one statement for the catalog, emergency mode and the settings.
+    let mut counting = Counting(&mut db, 0);
+    let begun = cache.begin(&mut counting, NOW_MS).unwrap();
+    assert_eq!(
+        cache.org_settings(&mut counting, "default").unwrap(),
+        settings
+    );
+    assert_eq!(counting.1, 1, "the control rows only");
+    assert_eq!(begun.routable, warm.routable);
+    // Emergency mode is read fresh by every request, in that statement.
+    set_emergency_override(&mut db, Some(EmergencyOverride::On), "ops", NOW_MS).unwrap();
+    let mut counting = Counting(&mut db, 0);
+    assert_eq!(
+        cache.begin(&mut counting, NOW_MS).unwrap().emergency,
+        Ok(true)
+    );
+    assert_eq!(counting.1, 1);
+    // Its rows unreadable: the request is told, the catalog still served.
+    sql(
+        &mut db,
+        "UPDATE control SET value = 'not json' WHERE key = 'emergency_mode'",
+    );
+    let begun = cache.begin(&mut db, NOW_MS).unwrap();
+    assert!(begun.emergency.is_err(), "{:?}", begun.emergency);
+    assert_eq!(begun.routable, warm.routable);
+}
+
+#[test]
+fn every_settings_change_is_seen_by_an_instance_that_kept_them_before() {
+    use crate::privacy::{OrgSettings, load_settings, save_settings};
+    let mut db = db();
+    let mut cache = InstanceCache::default();
+    cache.begin(&mut db, NOW_MS).unwrap();
+    assert!(!cache.org_settings(&mut db, "default").unwrap().store_bodies);
+    // Saved through the store: the stamp changes, the next request re-reads.
+    let on = OrgSettings {
+        store_bodies: true,
+        ..OrgSettings::default()
+    };
+    save_settings(&mut db, "default", &on, "ops", NOW_MS).unwrap();
+    cache.begin(&mut db, NOW_MS).unwrap();
+    assert_eq!(cache.org_settings(&mut db, "default").unwrap(), on);
+    // An org deleted: its settings go, and so do the kept ones.
+    let spec = crate::orgs::OrgSpec {
+        name: "Acme".to_owned(),
+        limits: KeyLimits::default(),
+        allowed_models: Vec::new(),
+    };
+    crate::orgs::store::put_org(&mut db, "acme", &spec, "ops", NOW_MS).unwrap();
+    save_settings(&mut db, "acme", &on, "ops", NOW_MS).unwrap();
+    cache.begin(&mut db, NOW_MS).unwrap();
+    assert!(cache.org_settings(&mut db, "acme").unwrap().store_bodies);
+    crate::orgs::store::delete_org(&mut db, "acme", "ops", NOW_MS).unwrap();
+    cache.begin(&mut db, NOW_MS).unwrap();
+    assert_eq!(
+        cache.org_settings(&mut db, "acme").unwrap(),
+        load_settings(&mut db, "acme").unwrap()
+    );
+    assert!(!cache.org_settings(&mut db, "acme").unwrap().store_bodies);
+    // Without a stamp (gone, or a write that bypassed the store) nothing
+    // is kept: a direct change shows on the next read.
+    sql(
+        &mut db,
+        "DELETE FROM control WHERE key = 'org_settings_stamp'",
+    );
+    cache.begin(&mut db, NOW_MS).unwrap();
+    assert!(cache.org_settings(&mut db, "default").unwrap().store_bodies);
+    sql(
+        &mut db,
+        "UPDATE org_settings SET store_bodies = 0 WHERE org_id = 'default'",
+    );
+    let mut counting = Counting(&mut db, 0);
+    assert!(
+        !cache
+            .org_settings(&mut counting, "default")
+            .unwrap()
+            .store_bodies
+    );
+    assert_eq!(counting.1, 1, "read every time");
 }
 
 // ---------------------------------------------------------------------------

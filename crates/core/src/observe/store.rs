@@ -1119,12 +1119,23 @@ pub fn emergency_active(db: &mut impl SqlExecutor) -> Result<bool, StoreError> {
         "SELECT key, value FROM control WHERE key IN (?, ?)",
         &[text(EMERGENCY_KEY), text(EMERGENCY_AUTO_KEY)],
     )?;
+    emergency_from_rows(&rows)
+}
+
+/// Emergency mode from `control` rows (`key`, `value`) as read by
+/// [`emergency_active`] — or by a statement that read other keys with them
+/// (the gateway reads its stamps and these in one), whose rows are skipped.
+pub fn emergency_from_rows(rows: &[Vec<SqlValue>]) -> Result<bool, StoreError> {
     let mut forced = None;
     let mut automatic = false;
-    for values in &rows {
+    for values in rows {
         let r = Row::new("control", values);
+        let key = r.text(0, "key")?;
+        if key != EMERGENCY_KEY && key != EMERGENCY_AUTO_KEY {
+            continue;
+        }
         let value: Value = r.json(1, "value")?;
-        if r.text(0, "key")? == EMERGENCY_KEY {
+        if key == EMERGENCY_KEY {
             // Something unreadable under the override counts as automatic.
             forced = value
                 .get("mode")

@@ -56,9 +56,14 @@ fn migrations_create_the_tables_once() {
     for table in ["alert_states", "silences", "outbox"] {
         assert_eq!(count(&mut db, table), 0, "{table}");
     }
-    // `control` starts with the model catalog's stamp (migration 26) only.
-    assert_eq!(count(&mut db, "control"), 1);
+    // `control` starts with the model catalog's stamp (migration 26) and
+    // the org settings' (migration 27) only.
+    assert_eq!(count(&mut db, "control"), 2);
     assert_eq!(count(&mut db, "control WHERE key = 'catalog_stamp'"), 1);
+    assert_eq!(
+        count(&mut db, "control WHERE key = 'org_settings_stamp'"),
+        1
+    );
     let again = migrate::apply(&mut db, 2).unwrap();
     assert!(again.applied.is_empty());
     let latest = migrate::MIGRATIONS.last().map_or(0, |m| m.version);

@@ -317,6 +317,8 @@ fn erase_org_rows(tx: &mut impl SqlExecutor, id: &str, now_ms: i64) -> Result<Or
         "DELETE FROM key_usage WHERE key_id = ?",
         &[text(&gw::org_usage_key(id))],
     )?;
+    // Its settings are gone: instances keeping them read again.
+    gw::stamp(tx, gw::ORG_SETTINGS_STAMP_KEY, "org-delete", now_ms)?;
     Ok(deleted)
 }
 
