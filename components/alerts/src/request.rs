@@ -8,7 +8,7 @@ use dol_spin_platform as platform;
 /// The value of a secret Spin variable; an empty or unreadable one closes the
 /// route ([`Rejection::NotConfigured`], 503), it never opens it.
 pub fn secret(name: &'static str) -> Result<String, Rejection> {
-    match spin_sdk::variables::get(name) {
+    match platform::variables::get(name) {
         Ok(value) if !value.is_empty() => Ok(value),
         Ok(_) => Err(Rejection::NotConfigured(name)),
         Err(err) => {

@@ -16,7 +16,7 @@ const RATE_LIMIT_VARIABLE: &str = "ofrep_rate_limit_per_minute";
 
 /// The 429 response when this client is over its per-minute limit, else `None`.
 fn rate_limit(req: &Request, token: &str) -> Option<OfrepResponse> {
-    let raw = match spin_sdk::variables::get(RATE_LIMIT_VARIABLE) {
+    let raw = match platform::variables::get(RATE_LIMIT_VARIABLE) {
         Ok(raw) => raw,
         // An app that does not declare the variable simply has no limit.
         Err(spin_sdk::variables::Error::Undefined(_)) => return None,
@@ -55,7 +55,7 @@ fn rate_limit(req: &Request, token: &str) -> Option<OfrepResponse> {
 
 /// Handles `/ofrep/...`.
 pub fn handle(req: &Request) -> Response {
-    let token = match spin_sdk::variables::get(TOKEN_VARIABLE) {
+    let token = match platform::variables::get(TOKEN_VARIABLE) {
         Ok(t) => t,
         Err(err) => {
             eprintln!("flag-evaluate: reading variable {TOKEN_VARIABLE} failed: {err}");

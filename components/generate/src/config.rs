@@ -1,6 +1,6 @@
-//! The gateway's settings, read from Spin variables on every request (so a
-//! changed variable applies without a restart); parsing is
-//! `dol_core::gateway::settings`.
+//! The gateway's settings, from Spin variables (each read once per instance,
+//! `dol_spin_platform::variables`, so a changed variable reaches the
+//! instances made after it); parsing is `dol_core::gateway::settings`.
 
 pub use dol_core::gateway::pipeline::Settings;
 use dol_core::gateway::settings::SettingsError;

@@ -21,7 +21,7 @@ use dol_spin_platform::{self as platform, SpinKv, SpinSql};
 
 /// Settings and storage for one request.
 pub struct Ready {
-    /// The gateway's settings, read now (a changed variable applies at once).
+    /// The gateway's settings (their variables read once per instance).
     pub settings: Settings,
     /// The app's database, migrated.
     pub db: std::rc::Rc<Db>,

@@ -6,6 +6,7 @@
 mod db;
 pub mod net;
 pub mod service;
+pub mod variables;
 
 use dol_core::console::{self, AdminRequest};
 use dol_core::error::{ApiError, Code};
@@ -330,12 +331,13 @@ pub fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> 
         })
 }
 
-/// An optional setting's Spin variable; unset or undeclared reads as empty
+/// An optional setting's Spin variable (read once per instance:
+/// [`variables`]); unset or undeclared reads as empty
 /// (every setting DOL reads treats empty as "not configured" or "the
 /// default"), silently, since most apps leave most settings out. For a
 /// credential whose absence an operator must see, use [`variable`].
 pub fn var(name: &str) -> String {
-    spin_sdk::variables::get(name).unwrap_or_default()
+    variables::get(name).unwrap_or_default()
 }
 
 /// The BYOK master keys from the secret variables `credentials_master_key`
@@ -375,7 +377,7 @@ pub const VIEWER_TOKEN_VARIABLE: &str = "viewer_token";
 /// under `component`'s name, when it cannot be read, e.g. when the
 /// component does not declare it.
 pub fn variable(component: &str, name: &str) -> String {
-    spin_sdk::variables::get(name).unwrap_or_else(|err| {
+    variables::get(name).unwrap_or_else(|err| {
         eprintln!("{component}: reading variable {name} failed: {err}");
         String::new()
     })
