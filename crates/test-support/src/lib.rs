@@ -55,11 +55,10 @@ pub fn build_guests() {
     let result = BUILT.get_or_init(|| {
         let output = Command::new(env!("CARGO"))
             .current_dir(workspace_root())
-            // CI builds the native crates with clippy-driver as the rustc
-            // wrapper (scripts/test); the guests were built without it by
-            // `dol build`, and keeping it would rebuild them all here.
-            .env_remove("RUSTC_WORKSPACE_WRAPPER")
-            .env_remove("CLIPPY_ARGS")
+            // The environment is kept: CI builds everything, these guests
+            // included, with clippy-driver as the workspace's rustc wrapper
+            // (scripts/test), and a build without it would compile them all
+            // again here.
             .args([
                 "build",
                 "--target",
