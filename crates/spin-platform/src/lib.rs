@@ -27,15 +27,30 @@ impl SqlExecutor for SpinSql<'_> {
 }
 
 /// [`KeyValue`] over a Spin key-value store (`fermyon:spin/key-value@2.0.0`).
-pub struct SpinKv(pub spin_sdk::key_value::Store);
+pub struct SpinKv(std::rc::Rc<spin_sdk::key_value::Store>);
 
 impl SpinKv {
-    /// The app's `default` store.
+    /// The app's `default` store: opened on the instance's first use and
+    /// shared by every later caller, as the database [`connection`] is. A
+    /// gateway request opened it twice (its own reads and the composed flag
+    /// evaluator's), each an `open` and a drop host call; a store handle
+    /// stays valid for the instance's life (the host keeps the backend's
+    /// connections and reconnects them), and each of its calls completes
+    /// before another request's task can run.
     pub fn open_default() -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        Ok(Self(
+        thread_local! {
+            static DEFAULT_STORE: std::cell::RefCell<Option<std::rc::Rc<spin_sdk::key_value::Store>>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        if let Some(store) = DEFAULT_STORE.with_borrow(Clone::clone) {
+            return Ok(Self(store));
+        }
+        let store = std::rc::Rc::new(
             spin_sdk::key_value::Store::open_default().context("open key-value store")?,
-        ))
+        );
+        DEFAULT_STORE.set(Some(store.clone()));
+        Ok(Self(store))
     }
 }
 

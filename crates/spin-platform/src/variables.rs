@@ -16,7 +16,7 @@ use std::collections::HashMap;
 /// What one instance has read: each variable's value or its error, as the
 /// first read answered it.
 #[derive(Debug)]
-pub struct Memo<E> {
+struct Memo<E> {
     read: HashMap<String, Result<String, E>>,
 }
 
@@ -30,7 +30,7 @@ impl<E> Default for Memo<E> {
 
 impl<E: Clone> Memo<E> {
     /// `name`'s value: the remembered answer, else `lookup`'s (remembered).
-    pub fn get(
+    fn get(
         &mut self,
         name: &str,
         lookup: impl FnOnce(&str) -> Result<String, E>,
