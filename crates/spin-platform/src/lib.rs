@@ -31,26 +31,22 @@ pub struct SpinKv(std::rc::Rc<spin_sdk::key_value::Store>);
 
 impl SpinKv {
     /// The app's `default` store: opened on the instance's first use and
-    /// shared by every later caller, as the database [`connection`] is. A
-    /// gateway request opened it twice (its own reads and the composed flag
-    /// evaluator's), each an `open` and a drop host call; a store handle
-    /// stays valid for the instance's life (the host keeps the backend's
-    /// connections and reconnects them), and each of its calls completes
-    /// before another request's task can run.
+    /// shared by every later caller, as the database [`connection`] is, so
+    /// a request that reads key-value in several places (the gateway and
+    /// the flag evaluator composed into it) makes no `open` and drop host
+    /// calls of its own. A store handle stays valid for the instance's life
+    /// (the host keeps the backend's connections and reconnects them), and
+    /// each of its calls completes before another request's task can run.
     pub fn open_default() -> anyhow::Result<Self> {
         use anyhow::Context as _;
         thread_local! {
-            static DEFAULT_STORE: std::cell::RefCell<Option<std::rc::Rc<spin_sdk::key_value::Store>>> =
+            static DEFAULT_STORE: InstanceSlot<spin_sdk::key_value::Store> =
                 const { std::cell::RefCell::new(None) };
         }
-        if let Some(store) = DEFAULT_STORE.with_borrow(Clone::clone) {
-            return Ok(Self(store));
-        }
-        let store = std::rc::Rc::new(
-            spin_sdk::key_value::Store::open_default().context("open key-value store")?,
-        );
-        DEFAULT_STORE.set(Some(store.clone()));
-        Ok(Self(store))
+        instance_shared(&DEFAULT_STORE, || {
+            spin_sdk::key_value::Store::open_default().context("open key-value store")
+        })
+        .map(Self)
     }
 }
 
@@ -172,18 +168,32 @@ pub fn from_spin(value: Value) -> SqlValue {
 /// transaction never spans an `.await` (`in_transaction` takes a plain
 /// closure).
 pub fn connection() -> anyhow::Result<std::rc::Rc<Db>> {
-    if let Some(db) = SHARED_CONNECTION.with_borrow(Clone::clone) {
-        return Ok(db);
-    }
-    let db = std::rc::Rc::new(Db::open()?);
-    SHARED_CONNECTION.set(Some(db.clone()));
-    Ok(db)
+    instance_shared(&SHARED_CONNECTION, Db::open)
 }
 
 thread_local! {
     /// The instance's connection ([`connection`]), once opened.
-    static SHARED_CONNECTION: std::cell::RefCell<Option<std::rc::Rc<Db>>> =
-        const { std::cell::RefCell::new(None) };
+    static SHARED_CONNECTION: InstanceSlot<Db> = const { std::cell::RefCell::new(None) };
+}
+
+/// Where an instance keeps a handle it opens once and shares
+/// ([`instance_shared`]); `None` until the first use.
+type InstanceSlot<T> = std::cell::RefCell<Option<std::rc::Rc<T>>>;
+
+/// The handle kept in `slot`, opened with `open` on the instance's first
+/// use (a component instance runs on one thread, so a thread-local slot
+/// lives as long as the instance). A failed open keeps nothing: the next
+/// caller tries again.
+fn instance_shared<T>(
+    slot: &'static std::thread::LocalKey<InstanceSlot<T>>,
+    open: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<std::rc::Rc<T>> {
+    if let Some(handle) = slot.with_borrow(Clone::clone) {
+        return Ok(handle);
+    }
+    let handle = std::rc::Rc::new(open()?);
+    slot.set(Some(handle.clone()));
+    Ok(handle)
 }
 
 /// Forgets the instance's connection, so the next [`connection`] opens a
