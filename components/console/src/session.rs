@@ -100,10 +100,7 @@ pub fn login(req: &Request) -> Response {
     let viewer = platform::variable("console", platform::VIEWER_TOKEN_VARIABLE);
     match console::sign_in(&admin, &viewer, &presented) {
         SignIn::Granted(role) => {
-            let nonce: String = wasi::random::random::get_random_bytes(12)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let nonce = dol_core::hex::encode(&wasi::random::random::get_random_bytes(12));
             let key = console::signing_key(&admin, &viewer);
             let value = console::create(&key, role, now_secs(), &nonce);
             Response::builder()

@@ -69,8 +69,9 @@ pub(crate) fn query(req: &Request, name: &str) -> Result<Option<String>, ApiErro
 
 fn new_id() -> String {
     let bytes = wasi::random::random::get_random_bytes(16);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("video_{hex}")
+    let mut id = String::from("video_");
+    dol_core::hex::encode_into(&mut id, &bytes);
+    id
 }
 
 /// `POST /v1/videos/{id}/remix`.

@@ -13,6 +13,7 @@ pub mod experiments;
 pub mod flags;
 pub mod gateway;
 pub mod health;
+pub mod hex;
 pub mod hygiene;
 pub mod masking;
 pub mod migrate;

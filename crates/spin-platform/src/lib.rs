@@ -324,8 +324,9 @@ pub fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            // Exactly two digits: `u8::from_str_radix` would also take `%+1`.
+            let (high, low) = (*bytes.get(i + 1)?, *bytes.get(i + 2)?);
+            out.push(dol_core::hex::byte(high, low)?);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -491,4 +492,18 @@ pub fn response_json(response: &Response) -> Option<serde_json::Value> {
 /// Every route that reads a body checks it before parsing.
 pub fn check_body(req: &spin_sdk::http::Request, limit: usize) -> Result<(), Response> {
     dol_core::hygiene::check_body(req.body().len(), limit).map_err(|err| fail("", &err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_escapes_decode_with_exactly_two_hex_digits() {
+        assert_eq!(percent_decode("a%2Fb%c3%A9").as_deref(), Some("a/bé"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        for bad in ["%", "%4", "%zz", "%+1", "%-1", "%c3"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -102,8 +102,9 @@ pub fn key(request: &ChatRequest, scope: &str) -> String {
     h.update(scope.as_bytes());
     h.update([0u8]);
     h.update(canon.as_bytes());
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("gw:cache:{hex}")
+    let mut key = String::from("gw:cache:");
+    crate::hex::encode_into(&mut key, &h.finalize());
+    key
 }
 
 /// Whether the client asked to bypass the cache (`Cache-Control: no-cache` or `no-store`).

@@ -307,8 +307,9 @@ pub fn cache_key(req: &EmbeddingRequest, model: &str, scope: &str) -> String {
     h.update(scope.as_bytes());
     h.update([0u8]);
     h.update(canon.to_string().as_bytes());
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("gw:embcache:{hex}")
+    let mut key = String::from("gw:embcache:");
+    crate::hex::encode_into(&mut key, &h.finalize());
+    key
 }
 
 #[cfg(test)]

@@ -16,9 +16,7 @@ pub const KEY_PREFIX: &str = "dol_sk_";
 /// Builds a key from 16 random bytes supplied by the caller.
 pub fn format_key(random: [u8; 16]) -> String {
     let mut key = String::from(KEY_PREFIX);
-    for b in random {
-        key.push_str(&format!("{b:02x}"));
-    }
+    crate::hex::encode_into(&mut key, &random);
     key
 }
 
@@ -34,8 +32,7 @@ pub fn is_well_formed(key: &str) -> bool {
 
 /// The stored form of a key: lowercase hex SHA-256.
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&Sha256::digest(key.as_bytes()))
 }
 
 /// The part of a key safe to show and log (`dol_sk_1a2b…`).

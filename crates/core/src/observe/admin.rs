@@ -524,9 +524,10 @@ pub fn parse_silence(body: &str, created_by: &str, now_ms: i64) -> Result<Silenc
     h.update(created_by.as_bytes());
     h.update(now_ms.to_be_bytes());
     let digest = h.finalize();
-    let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let mut id = String::from("sil_");
+    crate::hex::encode_into(&mut id, &digest[..8]);
     Ok(Silence {
-        id: format!("sil_{id}"),
+        id,
         matchers,
         starts_at_ms,
         ends_at_ms,

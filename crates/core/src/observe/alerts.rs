@@ -362,8 +362,7 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
         h.update(v.as_bytes());
         h.update([0xff]);
     }
-    let d = h.finalize();
-    d.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&h.finalize()[..8])
 }
 
 /// Current values of metrics, by metric name and window (seconds).

@@ -68,17 +68,7 @@ pub fn hmac_sha256_hex(secret: &[u8], parts: &[&[u8]]) -> String {
     for p in parts {
         mac.update(p);
     }
-    hex(&mac.finalize().into_bytes())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
+    crate::hex::encode(&mac.finalize().into_bytes())
 }
 
 fn check_timestamp(timestamp: Option<&str>, now_secs: i64) -> Result<i64, VerifyError> {
@@ -309,15 +299,6 @@ pub struct SlackAction {
     pub response_url: Option<String>,
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 /// Decodes one `application/x-www-form-urlencoded` component (`+` is a
 /// space, `%XX` a byte; malformed escapes are kept literally).
 pub fn form_decode(s: &str) -> String {
@@ -328,8 +309,8 @@ pub fn form_decode(s: &str) -> String {
         match c {
             b'+' => out.push(b' '),
             b'%' => {
-                let hi = b.get(i + 1).copied().and_then(hex_val);
-                let lo = b.get(i + 2).copied().and_then(hex_val);
+                let hi = b.get(i + 1).copied().and_then(crate::hex::digit);
+                let lo = b.get(i + 2).copied().and_then(crate::hex::digit);
                 if let (Some(h), Some(l)) = (hi, lo) {
                     out.push(h << 4 | l);
                     i += 2;

@@ -16,6 +16,8 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use thiserror::Error;
 
+use crate::hex;
+
 /// Bytes of a nonce (AES-GCM's standard 96 bits).
 pub const NONCE_LEN: usize = 12;
 
@@ -77,15 +79,15 @@ impl MasterKey {
     /// Parses `ID:HEX`.
     fn parse(raw: &str, variable: &'static str, index: usize) -> Result<Self, CryptoError> {
         let bad = || CryptoError::MalformedKey { variable, index };
-        let (id, hex) = raw.trim().split_once(':').ok_or_else(bad)?;
+        let (id, digits) = raw.trim().split_once(':').ok_or_else(bad)?;
         let id_ok = (1..=32).contains(&id.len())
             && id
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !id_ok || hex.len() != 64 {
+        if !id_ok || digits.len() != 64 {
             return Err(bad());
         }
-        let bytes = from_hex(hex).ok_or_else(bad)?;
+        let bytes = hex::decode(digits).ok_or_else(bad)?;
         let mut key = [0u8; 32];
         key.copy_from_slice(&bytes);
         Ok(Self {
@@ -230,7 +232,7 @@ impl KeyRing {
             .unwrap_or_default();
         Sealed {
             key_id: self.current.id.clone(),
-            blob: format!("{V2}{}:{}", to_hex(&nonce), to_hex(&ct)),
+            blob: format!("{V2}{}:{}", hex::encode(&nonce), hex::encode(&ct)),
         }
     }
 
@@ -245,10 +247,10 @@ impl KeyRing {
             None => (sealed.blob.as_str(), slot.org_id.as_bytes().to_vec()),
         };
         let (nonce_hex, ct_hex) = blob.split_once(':').ok_or(CryptoError::Malformed)?;
-        let nonce: [u8; NONCE_LEN] = from_hex(nonce_hex)
+        let nonce: [u8; NONCE_LEN] = hex::decode(nonce_hex)
             .and_then(|n| n.try_into().ok())
             .ok_or(CryptoError::Malformed)?;
-        let ct = from_hex(ct_hex).ok_or(CryptoError::Malformed)?;
+        let ct = hex::decode(ct_hex).ok_or(CryptoError::Malformed)?;
         let payload = Payload {
             msg: &ct,
             aad: &aad,
@@ -259,20 +261,6 @@ impl KeyRing {
             .map_err(|_| CryptoError::WrongKey(key.id.clone()))?;
         String::from_utf8(plain).map_err(|_| CryptoError::Malformed)
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
 }
 
 /// Shortest credential whose last four characters are shown: of a shorter
@@ -362,7 +350,7 @@ pub(crate) mod tests {
             .unwrap();
         Sealed {
             key_id: ring.current_id().to_owned(),
-            blob: format!("{}:{}", to_hex(&nonce), to_hex(&ct)),
+            blob: format!("{}:{}", hex::encode(&nonce), hex::encode(&ct)),
         }
     }
 
