@@ -1057,7 +1057,9 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
             sql_bool(r.cached),
             sql_bool(r.stream),
             text(&r.variant),
-            text(&r.detail.to_string()),
+            // Straight into a buffer, not through `Display`'s formatter (a
+            // `Value` always serializes; the fallback never runs).
+            text(&serde_json::to_string(&r.detail).unwrap_or_else(|_| r.detail.to_string())),
             opt_per_request(r.baseline_cost_micros),
             r.difficulty.map_or(SqlValue::Null, |d| text(d.as_str())),
             r.subject.as_deref().map_or(SqlValue::Null, text),
