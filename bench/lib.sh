@@ -27,3 +27,22 @@ load() {
     /Non-2xx/ { bad = $4 }
     END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, bad }'
 }
+
+# cpu_ticks PID: the process's user + system CPU time so far, in clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+# load_with_cpu PID URL CONNECTIONS [WRK_ARGS...]: one load point as `load`
+# prints it, followed by PID's CPU time per request in µs over that run.
+load_with_cpu() {
+  local pid=$1 before after rps p50 p99 bad
+  shift
+  before=$(cpu_ticks "$pid")
+  read -r rps p50 p99 bad < <(load "$@")
+  after=$(cpu_ticks "$pid")
+  awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" \
+    -v rps="$rps" -v p50="$p50" -v p99="$p99" -v bad="$bad" 'BEGIN {
+      sub(/s$/, "", d)
+      printf "%s %s %s %s %.0f\n", rps, p50, p99, bad, (rps > 0 ? t / hz * 1e6 / (rps * d) : 0) }'
+}
