@@ -43,6 +43,11 @@ load_with_cpu() {
   after=$(cpu_ticks "$pid")
   awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v d="$DURATION" \
     -v rps="$rps" -v p50="$p50" -v p99="$p99" -v bad="$bad" 'BEGIN {
-      sub(/s$/, "", d)
+      # The duration as wrk takes it: seconds, or suffixed s, m or h.
+      unit = 1
+      if (d ~ /m$/) unit = 60
+      if (d ~ /h$/) unit = 3600
+      sub(/[smh]$/, "", d)
+      d *= unit
       printf "%s %s %s %s %.0f\n", rps, p50, p99, bad, (rps > 0 ? t / hz * 1e6 / (rps * d) : 0) }'
 }
