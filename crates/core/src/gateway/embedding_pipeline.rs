@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::attempts::{self, Job, Tried, bad, failed};
+use super::bookings::Booking;
 use super::catalog;
 use super::cost::{self, Cost};
 use super::embeddings::{self, Embedded, EmbeddingRequest};
@@ -23,7 +24,7 @@ use super::engine::{PlanError, Target, Upstream, is_auto_model};
 use super::keys::Reservation;
 use super::offline;
 use super::openai::{DolInfo, ErrorType};
-use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings};
+use super::pipeline::{Booked, Caller, Clock, PipelineError, ROUTING_ALPHA, Settings, book};
 use super::providers::ProviderFailure;
 use super::providers::embed::{self, Unsupported};
 use super::routing::{Candidate, CatalogEntry, RouteRequest, RoutingWeights, route};
@@ -56,8 +57,12 @@ pub struct EmbedServed {
     /// Response headers (`x-dol-*`) and OpenAI's response body, or the
     /// error to send (every provider of a pinned model failed).
     pub answer: Result<(Vec<(String, String)>, Value), PipelineError>,
-    /// The request record written.
+    /// The request record (written before the answer, or with
+    /// [`EmbedServed::trailing`]).
     pub record: RequestRecord,
+    /// The book-keeping the caller writes after the answer, in its
+    /// instance's batch ([`super::bookings`]); `None` when it was written.
+    pub trailing: Option<Booking>,
     /// Book-keeping failures (logged, not sent).
     pub warnings: Vec<String>,
 }
@@ -465,12 +470,30 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         cost_micros,
         now_secs: finished_ms / 1_000,
     };
-    if super::pipeline::book_keep(sql, &settled, &record, &mut warnings) {
-        log_inputs(sql, call, req, &record, &mut warnings);
+    let org = call
+        .caller
+        .org
+        .as_ref()
+        .map_or(crate::privacy::DEFAULT_ORG, |o| o.id.as_str());
+    let org_settings = crate::privacy::load_settings(sql, org);
+    // Unreadable settings: booked now, where the input log reports them.
+    let stores_bodies = org_settings.as_ref().map_or(true, |s| s.store_bodies);
+    let mut trailing = None;
+    match book(sql, &settled, &record, stores_bodies, &mut warnings) {
+        Booked::Trailing(booking) => trailing = Some(*booking),
+        Booked::Written { recorded: false } => {}
+        Booked::Written { recorded: true } => {
+            let logged = org_settings
+                .and_then(|settings| log_inputs(sql, &settings, org, call, req, &record));
+            if let Err(e) = logged {
+                warnings.push(format!("writing the request log failed: {e}"));
+            }
+        }
     }
     Ok(EmbedServed {
         answer: served,
         record,
+        trailing,
         warnings,
     })
 }
@@ -482,11 +505,12 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
 /// sent back.
 fn log_inputs(
     sql: &mut impl SqlExecutor,
+    settings: &crate::privacy::OrgSettings,
+    org: &str,
     call: &EmbedCall,
     req: &EmbeddingRequest,
     record: &RequestRecord,
-    warnings: &mut Vec<String>,
-) {
+) -> Result<(), crate::storage::StatementError> {
     let answer = if record.outcome == "failed" {
         String::new()
     } else {
@@ -499,14 +523,7 @@ fn log_inputs(
         prompt: &|| serde_json::to_value(&req.inputs).unwrap_or(Value::Null),
         answer: &answer,
     };
-    let org = call
-        .caller
-        .org
-        .as_ref()
-        .map_or(crate::privacy::DEFAULT_ORG, |o| o.id.as_str());
-    if let Err(e) = crate::privacy::log_request(sql, org, &logged) {
-        warnings.push(format!("writing the request log failed: {e}"));
-    }
+    crate::privacy::log_request_with(sql, settings, org, &logged)
 }
 
 #[cfg(test)]

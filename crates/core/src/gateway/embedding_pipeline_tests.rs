@@ -30,6 +30,8 @@ struct World {
     fake: Fake,
     clock: TestClock,
     settings: Settings,
+    /// Requests served so far: the next one's id is `emb-{n + 1}`.
+    served: u64,
 }
 
 fn embedding_entry(model: &str, price: Option<u64>) -> CatalogEntry {
@@ -83,10 +85,12 @@ impl World {
             fake: Fake::new(),
             clock: TestClock(Cell::new(T0)),
             settings,
+            served: 0,
         }
     }
 
     fn serve_with(&mut self, limits: KeyLimits, body: Value) -> Result<EmbedServed, PipelineError> {
+        self.served += 1;
         let call = EmbedCall {
             caller: Caller {
                 id: "key_a".to_owned(),
@@ -95,17 +99,28 @@ impl World {
             },
             request: EmbeddingRequest::from_json(body.to_string().as_bytes()).unwrap(),
             cache_control: None,
-            id: "emb-1".to_owned(),
+            id: format!("emb-{}", self.served),
             started_ms: self.clock.now_ms(),
         };
-        block_on(serve(
+        let served = block_on(serve(
             &mut self.sql,
             &mut self.kv,
             &mut self.fake,
             &self.clock,
             &call,
             &self.settings,
-        ))
+        ));
+        // What trails the answer is written as the instance's batch would.
+        if let Ok(EmbedServed {
+            trailing: Some(booking),
+            ..
+        }) = &served
+        {
+            let warnings =
+                crate::gateway::bookings::write(&mut self.sql, std::slice::from_ref(booking));
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+        served
     }
 
     fn serve(&mut self, body: Value) -> Result<EmbedServed, PipelineError> {

@@ -15,13 +15,14 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use super::attempts::{self, Job, bad, failed};
+use super::bookings::Booking;
 use super::catalog;
 use super::cost::Cost;
 use super::engine::{PlanError, RoutingState, Target, Upstream, is_auto_model};
 use super::images::{self, Image, ImageRequest};
 use super::keys::Reservation;
 use super::openai::{DolInfo, ErrorType};
-use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings};
+use super::pipeline::{Booked, Caller, Clock, PipelineError, ROUTING_ALPHA, Settings, book};
 use super::providers::image::{self as wire, Unsupported};
 use super::providers::{ProviderConfig, ProviderFailure};
 use super::routing::{Candidate, CatalogEntry, RouteRequest, RoutingWeights, route};
@@ -52,8 +53,12 @@ pub struct ImageServed {
     /// Response headers (`x-dol-*`) and OpenAI's response body, or the
     /// error to send (every candidate failed).
     pub answer: Result<(Vec<(String, String)>, Value), PipelineError>,
-    /// The request record written.
+    /// The request record (written before the answer, or with
+    /// [`ImageServed::trailing`]).
     pub record: RequestRecord,
+    /// The book-keeping the caller writes after the answer, in its
+    /// instance's batch ([`super::bookings`]); `None` when it was written.
+    pub trailing: Option<Booking>,
     /// Book-keeping failures (logged, not sent).
     pub warnings: Vec<String>,
 }
@@ -334,10 +339,15 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         cost_micros: spent,
         now_secs: finished_ms / 1_000,
     };
-    super::pipeline::book_keep(sql, &settled, &record, &mut warnings);
+    // No image request stores bodies: what it may not trail is a reservation.
+    let trailing = match book(sql, &settled, &record, false, &mut warnings) {
+        Booked::Trailing(booking) => Some(*booking),
+        Booked::Written { .. } => None,
+    };
     Ok(ImageServed {
         answer,
         record,
+        trailing,
         warnings,
     })
 }

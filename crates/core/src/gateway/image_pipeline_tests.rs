@@ -21,6 +21,8 @@ struct World {
     fake: Fake,
     clock: TestClock,
     settings: Settings,
+    /// Requests served so far: the next one's id is `img-{n + 1}`.
+    served: u64,
 }
 
 fn image_entry(model: &str, prices: &[(&str, u64)]) -> CatalogEntry {
@@ -77,10 +79,12 @@ impl World {
             fake: Fake::new(),
             clock: TestClock(Cell::new(T0)),
             settings,
+            served: 0,
         }
     }
 
     fn serve_with(&mut self, limits: KeyLimits, body: Value) -> Result<ImageServed, PipelineError> {
+        self.served += 1;
         let call = ImageCall {
             caller: Caller {
                 id: "key_a".to_owned(),
@@ -88,17 +92,28 @@ impl World {
                 org: None,
             },
             request: ImageRequest::from_json(body.to_string().as_bytes()).unwrap(),
-            id: "img-1".to_owned(),
+            id: format!("img-{}", self.served),
             started_ms: self.clock.now_ms(),
         };
-        block_on(serve(
+        let served = block_on(serve(
             &mut self.sql,
             &mut self.kv,
             &mut self.fake,
             &self.clock,
             &call,
             &self.settings,
-        ))
+        ));
+        // What trails the answer is written as the instance's batch would.
+        if let Ok(ImageServed {
+            trailing: Some(booking),
+            ..
+        }) = &served
+        {
+            let warnings =
+                crate::gateway::bookings::write(&mut self.sql, std::slice::from_ref(booking));
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
+        served
     }
 
     fn serve(&mut self, body: Value) -> Result<ImageServed, PipelineError> {

@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod anthropic_ingress;
 pub mod attempts;
+pub mod bookings;
 pub mod cache;
 pub mod catalog;
 pub mod circuit;

@@ -13,6 +13,7 @@
 use serde_json::Value;
 
 use super::attempts::storage;
+use super::bookings::Booking;
 use super::cache::{self, CacheEntry};
 use super::catalog::{self, ProviderSettings};
 use super::circuit::CircuitConfig;
@@ -391,8 +392,14 @@ pub struct Served {
     /// The worst case admission weighed before answering (reserved only
     /// when the key or its org has a limit: [`Caller::admit`]).
     pub reservation: Reservation,
-    /// The record written to `requests`.
+    /// The record written to `requests` (before the answer, or with
+    /// [`Served::trailing`]).
     pub record: RequestRecord,
+    /// The book-keeping the caller writes after the answer, in its
+    /// instance's batch ([`super::bookings::Pending`],
+    /// [`super::bookings::write`]);
+    /// `None` when it was written before the answer.
+    pub trailing: Option<Booking>,
     /// Book-keeping failures after the answer went out (logged, not sent).
     pub warnings: Vec<String>,
 }
@@ -639,8 +646,8 @@ async fn answer_from_cache(client: &mut impl Client, g: &Generation, call: &Call
 /// Settlement and telemetry in one write transaction; when that fails, each
 /// on its own, so a telemetry row that cannot be written never costs the
 /// settlement. Failures become warnings, never the caller's error. Returns
-/// whether the request's telemetry row was stored. Every route's pipeline
-/// (chat, embeddings, images) books through it.
+/// whether the request's telemetry row was stored. [`book`] and a trailing
+/// batch that failed ([`super::bookings::write`]) book through it.
 pub(crate) fn book_keep(
     sql: &mut impl SqlExecutor,
     settled: &store::Settlement<'_>,
@@ -662,6 +669,39 @@ pub(crate) fn book_keep(
             warnings.push(format!("recording telemetry failed: {e}"));
             false
         }
+    }
+}
+
+/// Where a request's book-keeping went ([`book`]).
+#[derive(Debug)]
+pub(crate) enum Booked {
+    /// Handed back to trail the answer in its instance's batch.
+    Trailing(Box<Booking>),
+    /// Written before the answer; `recorded`: its telemetry row was stored
+    /// (its body log may follow).
+    Written {
+        /// Whether the `requests` row was stored.
+        recorded: bool,
+    },
+}
+
+/// Books a request: hands its book-keeping back to trail the answer when
+/// it may ([`Booking::trailing`]: nothing reserved, no stored bodies —
+/// `stores_bodies`, `true` when the org's settings could not be read — and
+/// on time for the usage fold), else writes it now ([`book_keep`]). Every
+/// route's pipeline (chat, embeddings, images) books through it.
+pub(crate) fn book(
+    sql: &mut impl SqlExecutor,
+    settled: &store::Settlement<'_>,
+    record: &RequestRecord,
+    stores_bodies: bool,
+    warnings: &mut Vec<String>,
+) -> Booked {
+    match Booking::trailing(settled, record, stores_bodies) {
+        Some(booking) => Booked::Trailing(Box::new(booking)),
+        None => Booked::Written {
+            recorded: book_keep(sql, settled, record, warnings),
+        },
     }
 }
 
@@ -788,9 +828,10 @@ where
         .await
     };
 
-    // All book-keeping is written before the answer is finished: Spin stops
-    // an instance once its response body has gone out (README "What a crash
-    // can lose"), so nothing may trail it. Failures are reported, not sent.
+    // A request admitted against a limit (or whose org stores bodies) is
+    // booked before its answer is finished; one that reserved nothing is
+    // handed back to trail it in its instance's batch (`bookings`: README
+    // "What a crash can lose"). Failures are reported, not sent.
     let finished_ms = clock.now_ms();
     let (tokens, cost_micros) = settlement(&generation);
     let mut record = record(&generation, call, plan.entry, finished_ms, &variant);
@@ -819,23 +860,30 @@ where
         cost_micros,
         now_secs: finished_ms / 1_000,
     };
-    if book_keep(sql, &settled, &record, &mut warnings) {
-        let logged = crate::privacy::Logged {
-            request_id: &record.id,
-            subject: request.user.as_deref(),
-            ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
-            prompt: &|| serde_json::to_value(&request.messages).unwrap_or(Value::Null),
-            answer: &generation.content,
-        };
-        // The key's org decides whether bodies are stored and how they are
-        // masked; keys of no org use the default org's settings.
-        let org = org_id.unwrap_or(crate::privacy::DEFAULT_ORG);
-        let logged_with = cache
-            .borrow_mut()
-            .org_settings(sql, org)
-            .and_then(|settings| crate::privacy::log_request_with(sql, &settings, org, &logged));
-        if let Err(e) = logged_with {
-            warnings.push(format!("writing the request log failed: {e}"));
+    // The key's org decides whether bodies are stored and how they are
+    // masked; keys of no org use the default org's settings.
+    let org = org_id.unwrap_or(crate::privacy::DEFAULT_ORG);
+    let org_settings = cache.borrow_mut().org_settings(sql, org);
+    // Unreadable settings: booked now, where the body log reports them.
+    let stores_bodies = org_settings.as_ref().map_or(true, |s| s.store_bodies);
+    let mut trailing = None;
+    match book(sql, &settled, &record, stores_bodies, &mut warnings) {
+        Booked::Trailing(booking) => trailing = Some(*booking),
+        Booked::Written { recorded: false } => {}
+        Booked::Written { recorded: true } => {
+            let logged = crate::privacy::Logged {
+                request_id: &record.id,
+                subject: request.user.as_deref(),
+                ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
+                prompt: &|| serde_json::to_value(&request.messages).unwrap_or(Value::Null),
+                answer: &generation.content,
+            };
+            let logged_with = org_settings.and_then(|settings| {
+                crate::privacy::log_request_with(sql, &settings, org, &logged)
+            });
+            if let Err(e) = logged_with {
+                warnings.push(format!("writing the request log failed: {e}"));
+            }
         }
     }
     if !generation.info.cached {
@@ -881,6 +929,7 @@ where
         generation,
         reservation: want,
         record,
+        trailing,
         warnings,
     })
 }

@@ -7,6 +7,7 @@ use std::cell::Cell;
 use futures::executor::block_on;
 use serde_json::{Value, json};
 
+use super::bookings;
 use super::catalog::ProviderSettings;
 use super::engine::Downstream;
 use super::engine::tests::{Fake, GOOD, Reply, config, entry, ok_json, sse, status};
@@ -169,7 +170,30 @@ impl World {
             cache: &self.cache,
         };
         let served = block_on(serve(io, &mut client, call, &self.settings));
+        // What trails the answer is written as the instance's batch would.
+        if let Ok(Served {
+            trailing: Some(booking),
+            ..
+        }) = &served
+        {
+            let warnings = bookings::write(&mut self.sql, std::slice::from_ref(booking));
+            assert!(warnings.is_empty(), "{warnings:?}");
+        }
         (served, client)
+    }
+
+    /// Serves `call` and leaves what trails the answer unwritten.
+    fn serve_unbooked(&mut self, call: &Call) -> Served {
+        let mut client = Recorder::default();
+        let io = Io {
+            sql: &mut self.sql,
+            kv: &mut self.kv,
+            upstream: &mut self.fake,
+            flags: &mut self.flags,
+            clock: &self.clock,
+            cache: &self.cache,
+        };
+        block_on(serve(io, &mut client, call, &self.settings)).unwrap()
     }
 
     fn ask(&mut self, key: &str, body: Value) -> (Served, Recorder) {
@@ -652,6 +676,13 @@ fn noted(w: &mut World, call: &Call) -> Vec<String> {
     let served = block_on(serve(io, &mut client, call, &w.settings)).unwrap();
     assert!(served.warnings.is_empty(), "{:?}", served.warnings);
     assert_eq!(client.0.status, Some(200));
+    // What trails the answer, written as the instance's batch would: its
+    // statements follow `ANSWER`.
+    if let Some(booking) = served.trailing {
+        let sql = &mut Noting(&mut w.sql, events.clone());
+        let warnings = bookings::write(sql, &[booking]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
     events.take()
 }
 
@@ -690,12 +721,12 @@ fn settlement_and_the_record_are_one_transaction_written_before_the_answer() {
 }
 
 #[test]
-fn a_key_and_org_without_limits_take_one_write_transaction_and_are_counted() {
+fn a_key_and_org_without_limits_are_booked_after_the_answer_and_counted() {
     let mut w = World::new();
     let call = w.call("key_a", KeyLimits::default(), body(false));
     let events = noted(&mut w, &call);
-    // Nothing to admit against: no reservation, only the book-keeping,
-    // committed before the answer.
+    // Nothing to admit against: no reservation, and the book-keeping
+    // trails the answer, one transaction in the instance's batch.
     let begins = write_transactions(&events);
     assert_eq!(begins.len(), 1, "{events:?}");
     let record = events
@@ -703,10 +734,7 @@ fn a_key_and_org_without_limits_take_one_write_transaction_and_are_counted() {
         .position(|x| x.starts_with("INSERT INTO requests"))
         .unwrap();
     let answer = events.iter().position(|x| x == "ANSWER").unwrap();
-    let commit = (record..events.len())
-        .find(|&i| events[i] == "COMMIT")
-        .unwrap();
-    assert!(begins[0] < record && commit < answer, "{events:?}");
+    assert!(answer < begins[0] && begins[0] < record, "{events:?}");
     // The key's counters end as a reserved request's would.
     let u = w.usage("key_a");
     assert_eq!(
@@ -726,6 +754,28 @@ fn a_key_and_org_without_limits_take_one_write_transaction_and_are_counted() {
     assert_eq!(write_transactions(&events).len(), 1, "{events:?}");
     let u = w.usage("key_a");
     assert_eq!((u.window_requests, u.spent_micros), (2, 1_200));
+}
+
+#[test]
+fn what_trails_the_answer_is_not_written_until_the_batch_is() {
+    let mut w = World::new();
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let call = w.call("key_a", KeyLimits::default(), body(false));
+    let served = w.serve_unbooked(&call);
+    let booking = served.trailing.expect("a key without limits trails");
+    assert_eq!(booking.record, served.record);
+    assert!(store::request(&mut w.sql, &call.id).unwrap().is_none());
+    assert_eq!(w.usage("key_a").window_requests, 0);
+    assert!(bookings::write(&mut w.sql, &[booking]).is_empty());
+    assert!(store::request(&mut w.sql, &call.id).unwrap().is_some());
+    assert_eq!(w.usage("key_a").spent_micros, 600);
+    // A key with a limit is settled before its answer: nothing trails.
+    w.fake.script("best", vec![ok_json(GOOD, "stop")]);
+    let mut limited = w.call("key_b", KeyLimits::budget(1_000_000), body(false));
+    limited.cache_control = Some("no-cache".to_owned());
+    let served = w.serve_unbooked(&limited);
+    assert!(served.trailing.is_none());
+    assert!(store::request(&mut w.sql, &limited.id).unwrap().is_some());
 }
 
 #[test]

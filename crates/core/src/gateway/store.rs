@@ -16,12 +16,13 @@
 //! [`in_row_locked_transaction`]): on PostgreSQL, requests of different keys
 //! no longer wait for each other, on any replica.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::admin::NewKey;
+use super::bookings::Booking;
 use super::cache::CacheEntry;
 use super::catalog::{self, CatalogError};
 use super::engine::RoutingState;
@@ -525,6 +526,65 @@ pub fn settle_and_record(
     })
 }
 
+/// The trailing book-keeping of many requests
+/// ([`Booking`]: none reserved anything, none is late for
+/// the usage fold) in one row-locked write transaction: their `requests`
+/// rows and usage shares, then each usage row they settle read, settled
+/// for every booking in the order they were answered, and written once.
+/// Rows are locked in one order on every path — the usage aggregates by
+/// their conflict key, then key rows, then org rows (admission locks a key
+/// row before its org's; one request's book-keeping a minute row before
+/// its key's) — so on PostgreSQL two batches, or a batch and a request,
+/// never wait for each other in a cycle. Either all are stored or none.
+pub fn book_batch(db: &mut impl SqlExecutor, bookings: &[Booking]) -> Result<()> {
+    // One addition per usage row (and latency bucket), in the rows' order.
+    let mut additions: BTreeMap<_, UsageAddition> = BTreeMap::new();
+    let made: Vec<UsageAddition> = bookings.iter().map(|b| usage_addition(&b.record)).collect();
+    for add in &made {
+        match additions.get_mut(&add.place()) {
+            Some(sum) => sum.absorb(add),
+            None => {
+                additions.insert(add.place(), add.clone());
+            }
+        }
+    }
+    // Key rows before org rows, each set sorted; a row's bookings in the
+    // order they were answered (a stable grouping of `bookings`).
+    let mut usage_rows: BTreeMap<(bool, String), Vec<&Booking>> = BTreeMap::new();
+    for b in bookings {
+        usage_rows
+            .entry((false, b.key_id.clone()))
+            .or_default()
+            .push(b);
+        if let Some(org) = &b.org_id {
+            usage_rows
+                .entry((true, org_usage_key(org)))
+                .or_default()
+                .push(b);
+        }
+    }
+    in_row_locked_transaction(db, |tx| {
+        let records: Vec<&RequestRecord> = bookings.iter().map(|b| &b.record).collect();
+        insert_requests(tx, &records)?;
+        for add in additions.values() {
+            add_usage(tx, UsageTable::Minute, add, None)?;
+        }
+        for ((_, row), settled) in &usage_rows {
+            let mut usage = usage_for_update(tx, row)?;
+            for b in settled {
+                usage = keys::counted_at_settlement(
+                    &usage,
+                    b.tokens.min(MAX_PER_REQUEST),
+                    b.cost_micros.min(MAX_PER_REQUEST),
+                    b.now_secs,
+                );
+            }
+            write_usage(tx, row, &usage)?;
+        }
+        Ok(())
+    })
+}
+
 /// Settles the key's counters and, when it has an org, the org's, inside
 /// the caller's transaction.
 fn settle_in(tx: &mut impl SqlExecutor, s: &Settlement<'_>) -> Result<()> {
@@ -1021,50 +1081,79 @@ pub fn record(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
 /// Whether `r` ended more than the fold lag after its minute began, so its
 /// minute may already be folded into `usage_hour` (a very long stream, a
 /// clock step).
-fn may_be_folded(r: &RequestRecord) -> bool {
+pub(crate) fn may_be_folded(r: &RequestRecord) -> bool {
     r.latency_ms + 60_000 >= FOLD_LAG_SECS.unsigned_abs() * 1_000
+}
+
+/// The columns of a `requests` row as [`insert_requests`] writes them.
+const INSERTED_REQUEST_COLUMNS: &str = "id, ts, key_id, route, tier, entry_tier, provider, \
+model, attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
+cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
+baseline_cost_micros, difficulty, subject";
+
+/// How many values one `requests` row binds ([`INSERTED_REQUEST_COLUMNS`]).
+const INSERTED_REQUEST_VALUES: usize = 25;
+
+/// At most this many rows go into one `INSERT` ([`insert_requests`]): 2,500
+/// bound values, well under SQLite's and PostgreSQL's limits.
+const ROWS_PER_INSERT: usize = 100;
+
+/// `r`'s values in [`INSERTED_REQUEST_COLUMNS`]' order.
+fn request_row_values(r: &RequestRecord, into: &mut Vec<SqlValue>) {
+    into.extend([
+        text(&r.id),
+        uint(r.ts_ms),
+        text(&r.key_id),
+        text(&r.route),
+        text(r.tier.as_str()),
+        text(r.entry_tier.as_str()),
+        text(&r.provider),
+        text(&r.model),
+        uint(u64::from(r.attempts)),
+        per_request(r.latency_ms),
+        opt_per_request(r.ttft_ms),
+        per_request(r.prompt_tokens),
+        per_request(r.completion_tokens),
+        opt_per_request(r.cost_micros),
+        sql_bool(r.cost_micros.is_none()),
+        r.quality.map_or(SqlValue::Null, SqlValue::Real),
+        text(&r.outcome),
+        uint(u64::from(r.fallbacks)),
+        sql_bool(r.cached),
+        sql_bool(r.stream),
+        text(&r.variant),
+        // Straight into a buffer, not through `Display`'s formatter (a
+        // `Value` always serializes; the fallback never runs).
+        text(&serde_json::to_string(&r.detail).unwrap_or_else(|_| r.detail.to_string())),
+        opt_per_request(r.baseline_cost_micros),
+        r.difficulty.map_or(SqlValue::Null, |d| text(d.as_str())),
+        r.subject.as_deref().map_or(SqlValue::Null, text),
+    ]);
+}
+
+/// Inserts the `requests` rows of `records`, [`ROWS_PER_INSERT`] to a
+/// statement (one host call and one statement for a whole batch).
+fn insert_requests(db: &mut impl SqlExecutor, records: &[&RequestRecord]) -> Result<()> {
+    let one_row = format!("({})", ["?"; INSERTED_REQUEST_VALUES].join(", "));
+    for chunk in records.chunks(ROWS_PER_INSERT) {
+        let mut params = Vec::with_capacity(chunk.len() * INSERTED_REQUEST_VALUES);
+        for r in chunk {
+            request_row_values(r, &mut params);
+        }
+        let rows = vec![one_row.as_str(); chunk.len()].join(", ");
+        run(
+            db,
+            &format!("INSERT INTO requests ({INSERTED_REQUEST_COLUMNS}) VALUES {rows}"),
+            &params,
+        )?;
+    }
+    Ok(())
 }
 
 /// [`record`]'s statements, inside the caller's transaction when
 /// [`may_be_folded`].
 fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
-    run(
-        db,
-        "INSERT INTO requests (id, ts, key_id, route, tier, entry_tier, provider, model, \
-         attempts, latency_ms, ttft_ms, prompt_tokens, completion_tokens, cost_micros, \
-         cost_unknown, quality, outcome, fallbacks, cached, stream, variant, detail, \
-         baseline_cost_micros, difficulty, subject) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        &[
-            text(&r.id),
-            uint(r.ts_ms),
-            text(&r.key_id),
-            text(&r.route),
-            text(r.tier.as_str()),
-            text(r.entry_tier.as_str()),
-            text(&r.provider),
-            text(&r.model),
-            uint(u64::from(r.attempts)),
-            per_request(r.latency_ms),
-            opt_per_request(r.ttft_ms),
-            per_request(r.prompt_tokens),
-            per_request(r.completion_tokens),
-            opt_per_request(r.cost_micros),
-            sql_bool(r.cost_micros.is_none()),
-            r.quality.map_or(SqlValue::Null, SqlValue::Real),
-            text(&r.outcome),
-            uint(u64::from(r.fallbacks)),
-            sql_bool(r.cached),
-            sql_bool(r.stream),
-            text(&r.variant),
-            // Straight into a buffer, not through `Display`'s formatter (a
-            // `Value` always serializes; the fallback never runs).
-            text(&serde_json::to_string(&r.detail).unwrap_or_else(|_| r.detail.to_string())),
-            opt_per_request(r.baseline_cost_micros),
-            r.difficulty.map_or(SqlValue::Null, |d| text(d.as_str())),
-            r.subject.as_deref().map_or(SqlValue::Null, text),
-        ],
-    )?;
+    insert_requests(db, &[r])?;
     let add = usage_addition(r);
     if !may_be_folded(r) {
         // A request that ended within the fold lag of its minute's start
@@ -1080,8 +1169,12 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
 
 /// What one request adds to a usage row: the values in [`add_usage`]'s
 /// column order (its minute first) and its latency bucket's column.
+#[derive(Clone)]
 struct UsageAddition {
     minute: u64,
+    /// How many requests it adds (one; more when a batch's requests of one
+    /// row are added together, [`book_batch`]).
+    requests: u64,
     /// The request's API key: its org (migration 17) is looked up in the
     /// upsert itself, so the hot path stays one statement per aggregate.
     key_id: String,
@@ -1093,6 +1186,7 @@ fn usage_addition(r: &RequestRecord) -> UsageAddition {
     let (quality_sum, quality_n) = r.quality.map_or((0.0, 0), |q| (q, 1));
     UsageAddition {
         minute: r.minute(),
+        requests: 1,
         key_id: r.key_id.clone(),
         values: vec![
             text(r.tier.as_str()),
@@ -1117,6 +1211,41 @@ fn usage_addition(r: &RequestRecord) -> UsageAddition {
             )),
         ],
         bucket: latency_column(latency_bucket(r.latency_ms)),
+    }
+}
+
+impl UsageAddition {
+    /// The texts naming its row beside the minute and the key (tier,
+    /// provider, model, outcome, variant).
+    const NAMING_VALUES: usize = 5;
+
+    /// Where it goes: the minute, the naming texts, the key, the latency
+    /// bucket (additions with the same place can be added together).
+    fn place(&self) -> (u64, Vec<String>, &str, &'static str) {
+        let naming = self.values[..Self::NAMING_VALUES]
+            .iter()
+            .map(|v| match v {
+                SqlValue::Text(t) => t.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        (self.minute, naming, &self.key_id, self.bucket)
+    }
+
+    /// Adds `other`, which has the same [`place`](Self::place).
+    fn absorb(&mut self, other: &UsageAddition) {
+        self.requests += other.requests;
+        let counted = self.values.iter_mut().zip(&other.values);
+        for (mine, theirs) in counted.skip(Self::NAMING_VALUES) {
+            *mine = match (&*mine, theirs) {
+                (SqlValue::Integer(a), SqlValue::Integer(b)) => {
+                    SqlValue::Integer(a.saturating_add(*b))
+                }
+                (SqlValue::Real(a), SqlValue::Real(b)) => SqlValue::Real(a + b),
+                // Every counted column is built with one type above.
+                (kept, _) => kept.clone(),
+            };
+        }
     }
 }
 
@@ -1154,9 +1283,13 @@ fn add_usage(
     // The names spliced into the upsert are fixed above or `l` and a bucket
     // index (capped at `+Inf`): never anything a client sent.
     let bucket = add.bucket;
-    let mut params = Vec::with_capacity(add.values.len() + 3);
+    let mut params = Vec::with_capacity(add.values.len() + 5);
     params.push(uint(time));
-    params.extend(add.values.iter().cloned());
+    let (naming, counted) = add.values.split_at(UsageAddition::NAMING_VALUES);
+    params.extend(naming.iter().cloned());
+    params.push(uint(add.requests));
+    params.extend(counted.iter().cloned());
+    params.push(uint(add.requests));
     params.push(text(&add.key_id));
     if below_watermark.is_some() {
         params.push(uint(add.minute));
@@ -1168,11 +1301,11 @@ fn add_usage(
              requests, errors, fallbacks, cache_hits, latency_sum_ms, quality_sum, quality_n, \
              prompt_tokens, completion_tokens, cost_micros, cost_unknown, baseline_micros, {bucket}, \
              org_id) \
-             SELECT ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, \
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, \
              COALESCE((SELECT org_id FROM api_keys WHERE id = ?), '') {condition} \
              ON CONFLICT ({time_column}, tier, provider, model, outcome, variant, org_id) \
              DO UPDATE SET \
-             requests = {table_name}.requests + 1, errors = {table_name}.errors + excluded.errors, \
+             requests = {table_name}.requests + excluded.requests, errors = {table_name}.errors + excluded.errors, \
              fallbacks = {table_name}.fallbacks + excluded.fallbacks, \
              cache_hits = {table_name}.cache_hits + excluded.cache_hits, \
              latency_sum_ms = {table_name}.latency_sum_ms + excluded.latency_sum_ms, \
@@ -1182,7 +1315,7 @@ fn add_usage(
              completion_tokens = {table_name}.completion_tokens + excluded.completion_tokens, \
              cost_micros = {table_name}.cost_micros + excluded.cost_micros, \
              cost_unknown = {table_name}.cost_unknown + excluded.cost_unknown, \
-             baseline_micros = {table_name}.baseline_micros + excluded.baseline_micros, {bucket} = {table_name}.{bucket} + 1"
+             baseline_micros = {table_name}.baseline_micros + excluded.baseline_micros, {bucket} = {table_name}.{bucket} + excluded.{bucket}"
         ),
         &params,
     )?;
