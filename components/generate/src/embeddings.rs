@@ -44,6 +44,11 @@ pub async fn serve(req: &Incoming) -> Response {
     .await;
     match served {
         Err(e) => reply::error(&e),
-        Ok(s) => reply::answer(s.answer, &s.warnings),
+        Ok(s) => {
+            if let Some(booking) = s.trailing {
+                crate::books::trail(booking);
+            }
+            reply::answer(s.answer, &s.warnings)
+        }
     }
 }

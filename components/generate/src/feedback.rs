@@ -4,16 +4,18 @@
 //! model's feedback EWMA), answer 201 with what it was attributed to.
 
 use dol_core::error::ApiError;
-use dol_core::optimize::feedback;
+use dol_core::optimize::feedback::{self, FeedbackError};
 use dol_core::orgs::Role;
 use spin_sdk::http::Response;
 
 use crate::request::Incoming;
-use crate::{config, reply};
+use crate::{books, config, reply};
 use dol_spin_platform::{self as platform, SpinKv, SpinSql};
 
-/// Serves `POST /v1/feedback`.
-pub fn post_feedback(req: &Incoming) -> Response {
+/// Serves `POST /v1/feedback`. A request answered a moment ago may still
+/// have its booking pending (`crate::books`): an unknown id is looked up
+/// again once the trailing batches are written before it is refused.
+pub async fn post_feedback(req: &Incoming) -> Response {
     let settings = match config::load() {
         Ok(s) => s,
         Err(e) => return reply::openai(&ApiError::from(e)),
@@ -32,7 +34,17 @@ pub fn post_feedback(req: &Incoming) -> Response {
         Err(e) => return reply::openai(&ApiError::from(e)),
     };
     let now = u64::try_from(platform::now_ms()).unwrap_or(0);
-    match feedback::record(&mut SpinSql(&db), &input, &caller.id, now) {
+    let stored = books::find_answered(|| {
+        match feedback::record(&mut SpinSql(&db), &input, &caller.id, now) {
+            Ok(Err(FeedbackError::UnknownRequest(_))) => Ok(None),
+            other => other.map(Some),
+        }
+    })
+    .await
+    .map(|found| {
+        found.unwrap_or_else(|| Err(FeedbackError::UnknownRequest(input.request_id.clone())))
+    });
+    match stored {
         Ok(Ok(attributed)) => {
             // The feedback is stored either way; routing learns it when it can.
             let folded = SpinKv::open_default()

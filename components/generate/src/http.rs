@@ -62,7 +62,9 @@ async fn serve(req: WasiRequest, mut out: ResponseSlot) {
         ("/v1/models", Method::Get) => net::respond(out, models(&req)).await,
         ("/v1/events", Method::Post) => net::respond(out, events::post_events(&req)).await,
         ("/v1/events", _) => net::respond(out, platform::method_not_allowed("POST")).await,
-        ("/v1/feedback", Method::Post) => net::respond(out, feedback::post_feedback(&req)).await,
+        ("/v1/feedback", Method::Post) => {
+            net::respond(out, feedback::post_feedback(&req).await).await
+        }
         ("/v1/feedback", _) => net::respond(out, platform::method_not_allowed("POST")).await,
         (
             "/v1/chat/completions"
@@ -75,7 +77,7 @@ async fn serve(req: WasiRequest, mut out: ResponseSlot) {
             _,
         ) => net::respond(out, platform::method_not_allowed("POST")).await,
         ("/v1/models", _) => net::respond(out, platform::method_not_allowed("GET")).await,
-        (p, _) if p.starts_with("/admin/") => net::respond(out, admin::handle(&req)).await,
+        (p, _) if p.starts_with("/admin/") => net::respond(out, admin::handle(&req).await).await,
         _ => {
             let err = ApiError::new(Code::NotFound, format!("Unknown route {}", req.path));
             net::respond(out, reply::openai(&err)).await

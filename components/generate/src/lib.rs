@@ -7,6 +7,7 @@
 //! outbound calls, opening SQLite and key-value, variables).
 
 mod admin;
+mod books;
 mod chat;
 mod client;
 mod completions;

@@ -87,7 +87,8 @@ pub async fn pipeline(
     pipeline::serve(io, client, call, settings).await
 }
 
-/// Logs the book-keeping warnings, and answers when nothing was sent yet:
+/// Logs the book-keeping warnings, queues what trails the answer
+/// ([`crate::books::trail`]), and answers when nothing was sent yet:
 /// the refusal, or (defensively: the core always answers) a 500 — each
 /// rendered by `render` in the route's wire format.
 pub async fn finish(
@@ -95,14 +96,17 @@ pub async fn finish(
     served: Result<pipeline::Served, PipelineError>,
     render: impl Fn(&ApiError) -> Response,
 ) {
-    let err = match &served {
+    let err = match served {
         Ok(s) => {
             for warning in &s.warnings {
                 eprintln!("generate: {warning}");
             }
+            if let Some(booking) = s.trailing {
+                crate::books::trail(booking);
+            }
             ApiError::internal("the pipeline served without answering")
         }
-        Err(e) => ApiError::from(e),
+        Err(e) => ApiError::from(&e),
     };
     if let Some(unstarted) = client.take_unstarted() {
         net::respond(unstarted, render(&err)).await;

@@ -31,6 +31,7 @@ struct Cron;
 impl bindings::Guest for Cron {
     fn handle_cron_event(metadata: Metadata) -> Result<(), Error> {
         let mut failed = Vec::new();
+        crate::scan::await_trailing_bookings();
         for name in due_scans(metadata.timestamp) {
             let lease = match crate::scan::acquire(name, Trigger::Tick(metadata.timestamp)) {
                 Ok(Acquired::Granted(lease)) => lease,

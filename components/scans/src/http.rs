@@ -56,6 +56,7 @@ fn handle(req: Request) -> Response {
             return platform::error(Code::Internal, &format!("scan `{name}` could not start"));
         }
     };
+    crate::scan::await_trailing_bookings();
     match crate::scan::run_leased(&lease, platform::now_ms()) {
         Ok((run, summary)) => {
             let body = serde_json::json!({ "scan": run, "summary": summary });

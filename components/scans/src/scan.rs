@@ -77,6 +77,18 @@ pub fn acquire(name: &str, trigger: Trigger) -> anyhow::Result<Acquired> {
     )?)
 }
 
+/// Waits until the book-keeping that trails the answers given before now
+/// is written (`dol_core::gateway::bookings::SETTLED_AFTER_MS`: the
+/// gateway writes the rows of requests without limits in batches up to
+/// 20 ms after their answers), so a scan judges every request answered
+/// before its tick. Once per cron event or manual run, before the first
+/// scan reads.
+pub fn await_trailing_bookings() {
+    std::thread::sleep(std::time::Duration::from_millis(
+        dol_core::gateway::bookings::SETTLED_AFTER_MS,
+    ));
+}
+
 /// Runs scan `name` under `lease` (see [`run`]), then releases the lease
 /// whatever the outcome (a failed release only leaves it to lapse).
 pub fn run_leased(lease: &Lease, now: i64) -> anyhow::Result<(ScanRun, Value)> {

@@ -52,11 +52,39 @@ fn admin_request(req: &Incoming) -> AdminRequest<'_> {
     }
 }
 
-/// Handles `/admin/...`.
-pub fn handle(req: &Incoming) -> Response {
-    platform::admin_actor("generate", admin_request(req))
-        .and_then(|actor| route(req, &actor))
-        .unwrap_or_else(|err| platform::fail("generate", &err))
+/// Handles `/admin/...`. A route that reads one request or erases
+/// requests first waits for the bookings that trail answers given before
+/// it (`crate::books`), once the caller is known to be an admin.
+pub async fn handle(req: &Incoming) -> Response {
+    let actor = match platform::admin_actor("generate", admin_request(req)) {
+        Ok(actor) => actor,
+        Err(err) => return platform::fail("generate", &err),
+    };
+    let segments = segments(req);
+    match (segments.as_slice(), &req.method) {
+        (["requests", id], Method::Get) => {
+            // Found or not, the route then answers from what is stored.
+            let _ = crate::books::find_answered(|| {
+                let db = platform::open_db().map_err(|_| ())?;
+                store::request(&mut SpinSql(&db), id).map_err(|_| ())
+            })
+            .await;
+        }
+        (["subjects", _] | ["orgs", _, "subjects", _] | ["orgs", _], Method::Delete) => {
+            crate::books::settled().await;
+        }
+        _ => {}
+    }
+    route(req, &actor).unwrap_or_else(|err| platform::fail("generate", &err))
+}
+
+/// The path's segments after `/admin/`.
+fn segments(req: &Incoming) -> Vec<&str> {
+    req.path
+        .trim_start_matches("/admin/")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn not_found(message: String) -> ApiError {
@@ -68,12 +96,7 @@ pub(super) fn json_body(req: &Incoming) -> Result<Value, ApiError> {
 }
 
 fn route(req: &Incoming, actor: &str) -> Result<Response, ApiError> {
-    let segments: Vec<&str> = req
-        .path
-        .trim_start_matches("/admin/")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segments = segments(req);
     let db = platform::open_db().map_err(platform::internal)?;
     let sql = &mut SpinSql(&db);
     let now = platform::now_ms();
