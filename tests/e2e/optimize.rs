@@ -87,6 +87,17 @@ async fn savings_are_reported_and_feedback_is_attributed() {
     assert_eq!(s, 200, "{text}");
     assert!(!id.is_empty());
 
+    // The key has no limits: its row is read by id, which waits for the
+    // row that trails the answer; the metrics then hold it.
+    let (s, _, text) = send(
+        &host,
+        "GET",
+        &format!("/admin/requests/{id}"),
+        Some(ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{text}");
     let (s, _, text) = send(&host, "GET", "/api/metrics?window=1h", None, None).await;
     assert_eq!(s, 200, "{text}");
     let totals = &parse(&text)["totals"];

@@ -362,10 +362,23 @@ async fn assert_rolls_back(env: &Env, guards: Value, metric: &str, requests: usi
         }
     }
     let witness = witness.expect("a key served the variant at 50 %");
-    // Before the loop acts, the rollout's view shows the breach it will see.
-    let (_, view) = env
-        .admin("GET", &format!("/admin/flags/{FLAG}/rollout"), None)
-        .await;
+    // Before the loop acts, the rollout's view shows the breach it will see
+    // (once the rows that trail the answers by up to 20 ms are written).
+    let view = dol_test_support::eventually("the guard breaching in the view", || async {
+        let (_, view) = env
+            .admin("GET", &format!("/admin/flags/{FLAG}/rollout"), None)
+            .await;
+        let breaching = view["guards"].as_array().is_some_and(|g| {
+            g.iter()
+                .any(|g| g["metric"] == metric && g["state"] == "breaching")
+        });
+        if breaching {
+            Ok(view)
+        } else {
+            Err(view.to_string())
+        }
+    })
+    .await;
     assert!(
         view["guards"].as_array().is_some_and(|g| g
             .iter()

@@ -379,3 +379,25 @@ impl TestHost {
         )
     }
 }
+
+/// Polls `probe` every 10 ms until it gives `Ok`, for reads of what the
+/// gateway writes after its answers (README "What a crash can lose": the
+/// rows of a request whose key has no limits trail its answer by up to
+/// 20 ms, so aggregates — metrics, usage, the console — catch up a moment
+/// later); panics with `what` and the probe's last `Err` after 10 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match probe().await {
+            Ok(found) => return found,
+            Err(last) if std::time::Instant::now() >= deadline => {
+                panic!("{what}: not so after 10 s; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
