@@ -295,7 +295,7 @@ async fn run_pass(
         for stream in [false, true] {
             let line = match generation(&client, listen, stream).await {
                 Ok(()) => format!(
-                    "portability: ok      {name}: a chat completion (stream: {stream}) answered"
+                    "portability: ok      {name}: a chat completion (stream: {stream}) answered and recorded"
                 ),
                 Err(error) => {
                     ok = false;
@@ -369,7 +369,7 @@ async fn run_pass(
 
 /// One chat completion with the bootstrap key (the offline tier answers:
 /// no provider is configured): a 200 with the completion, or the SSE stream
-/// ending in `[DONE]`.
+/// ending in `[DONE]`, and then its request row, written after the answer.
 async fn generation(client: &reqwest::Client, listen: &str, stream: bool) -> Result<()> {
     let body = serde_json::json!({
         "model": "auto",
@@ -384,6 +384,11 @@ async fn generation(client: &reqwest::Client, listen: &str, stream: bool) -> Res
         .await
         .context("sending")?;
     let status = response.status().as_u16();
+    let id = response
+        .headers()
+        .get("x-dol-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let text = response.text().await.context("reading the answer")?;
     let whole = if stream {
         text.trim_end().ends_with("data: [DONE]")
@@ -395,6 +400,22 @@ async fn generation(client: &reqwest::Client, listen: &str, stream: bool) -> Res
             "status {status}: {}",
             text.chars().take(300).collect::<String>()
         );
+    }
+    // The bootstrap key has no limits: the request's row is written by its
+    // instance's batch after the answer (a WASI 0.3 task outliving the
+    // response), which the host must let finish; reading it by id waits
+    // for that batch.
+    let id = id.context("no x-dol-request-id")?;
+    let recorded = client
+        .get(format!("http://{listen}/admin/requests/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .context("reading the request's row")?
+        .status()
+        .as_u16();
+    if recorded != 200 {
+        bail!("the answered request {id} was not recorded after its answer: {recorded}");
     }
     Ok(())
 }
