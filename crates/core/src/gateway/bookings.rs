@@ -147,10 +147,18 @@ pub fn write(sql: &mut impl SqlExecutor, bookings: &[Booking]) -> Vec<String> {
     warnings
 }
 
+/// Writes `booking`, when there is one, as its instance's batch would
+/// (the pipelines' tests, after serving a request).
+#[cfg(test)]
+pub(crate) fn write_in_test(sql: &mut impl SqlExecutor, booking: Option<&Booking>) {
+    if let Some(booking) = booking {
+        let warnings = write(sql, std::slice::from_ref(booking));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
     use crate::gateway::keys::Reservation;
     use crate::storage::SqlValue;
@@ -160,14 +168,9 @@ mod tests {
 
     /// A finished request `id` of `key`, answered at `NOW_MS`.
     fn record(id: &str, key: &str) -> RequestRecord {
-        serde_json::from_value(json!({
-            "id": id, "ts_ms": NOW_MS, "key_id": key, "route": "chat", "tier": "basic",
-            "entry_tier": "basic", "provider": "offline", "model": "dol-basic", "attempts": 1,
-            "latency_ms": 20, "ttft_ms": null, "prompt_tokens": 7, "completion_tokens": 3,
-            "cost_micros": 5, "quality": null, "outcome": "success", "fallbacks": 0,
-            "cached": false, "stream": false, "variant": "-", "detail": {}
-        }))
-        .unwrap()
+        let mut r = crate::orgs::store_tests::record(id, key, NOW_MS.cast_signed());
+        (r.prompt_tokens, r.completion_tokens) = (7, 3);
+        r
     }
 
     fn booking(id: &str, key: &str, org: Option<&str>, cost_micros: u64) -> Booking {

@@ -24,7 +24,7 @@ use super::engine::{PlanError, Target, Upstream, is_auto_model};
 use super::keys::Reservation;
 use super::offline;
 use super::openai::{DolInfo, ErrorType};
-use super::pipeline::{Booked, Caller, Clock, PipelineError, ROUTING_ALPHA, Settings, book};
+use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings, book};
 use super::providers::ProviderFailure;
 use super::providers::embed::{self, Unsupported};
 use super::routing::{Candidate, CatalogEntry, RouteRequest, RoutingWeights, route};
@@ -478,16 +478,12 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
     let org_settings = crate::privacy::load_settings(sql, org);
     // Unreadable settings: booked now, where the input log reports them.
     let stores_bodies = org_settings.as_ref().map_or(true, |s| s.store_bodies);
-    let mut trailing = None;
-    match book(sql, &settled, &record, stores_bodies, &mut warnings) {
-        Booked::Trailing(booking) => trailing = Some(*booking),
-        Booked::Written { recorded: false } => {}
-        Booked::Written { recorded: true } => {
-            let logged = org_settings
-                .and_then(|settings| log_inputs(sql, &settings, org, call, req, &record));
-            if let Err(e) = logged {
-                warnings.push(format!("writing the request log failed: {e}"));
-            }
+    let (trailing, recorded_now) = book(sql, &settled, &record, stores_bodies, &mut warnings);
+    if recorded_now {
+        let logged =
+            org_settings.and_then(|settings| log_inputs(sql, &settings, org, call, req, &record));
+        if let Err(e) = logged {
+            warnings.push(format!("writing the request log failed: {e}"));
         }
     }
     Ok(EmbedServed {

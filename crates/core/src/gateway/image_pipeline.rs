@@ -22,7 +22,7 @@ use super::engine::{PlanError, RoutingState, Target, Upstream, is_auto_model};
 use super::images::{self, Image, ImageRequest};
 use super::keys::Reservation;
 use super::openai::{DolInfo, ErrorType};
-use super::pipeline::{Booked, Caller, Clock, PipelineError, ROUTING_ALPHA, Settings, book};
+use super::pipeline::{Caller, Clock, PipelineError, ROUTING_ALPHA, Settings, book};
 use super::providers::image::{self as wire, Unsupported};
 use super::providers::{ProviderConfig, ProviderFailure};
 use super::routing::{Candidate, CatalogEntry, RouteRequest, RoutingWeights, route};
@@ -340,10 +340,7 @@ pub async fn serve<S: SqlExecutor, K: KeyValue, U: Upstream, C: Clock>(
         now_secs: finished_ms / 1_000,
     };
     // No image request stores bodies: what it may not trail is a reservation.
-    let trailing = match book(sql, &settled, &record, false, &mut warnings) {
-        Booked::Trailing(booking) => Some(*booking),
-        Booked::Written { .. } => None,
-    };
+    let (trailing, _) = book(sql, &settled, &record, false, &mut warnings);
     Ok(ImageServed {
         answer,
         record,

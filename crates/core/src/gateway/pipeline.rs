@@ -672,36 +672,23 @@ pub(crate) fn book_keep(
     }
 }
 
-/// Where a request's book-keeping went ([`book`]).
-#[derive(Debug)]
-pub(crate) enum Booked {
-    /// Handed back to trail the answer in its instance's batch.
-    Trailing(Box<Booking>),
-    /// Written before the answer; `recorded`: its telemetry row was stored
-    /// (its body log may follow).
-    Written {
-        /// Whether the `requests` row was stored.
-        recorded: bool,
-    },
-}
-
 /// Books a request: hands its book-keeping back to trail the answer when
 /// it may ([`Booking::trailing`]: nothing reserved, no stored bodies —
 /// `stores_bodies`, `true` when the org's settings could not be read — and
-/// on time for the usage fold), else writes it now ([`book_keep`]). Every
-/// route's pipeline (chat, embeddings, images) books through it.
+/// on time for the usage fold), else writes it now ([`book_keep`]). Returns
+/// the booking to trail the answer, and whether the `requests` row was
+/// stored now (the body log may then follow). Every route's pipeline
+/// (chat, embeddings, images) books through it.
 pub(crate) fn book(
     sql: &mut impl SqlExecutor,
     settled: &store::Settlement<'_>,
     record: &RequestRecord,
     stores_bodies: bool,
     warnings: &mut Vec<String>,
-) -> Booked {
+) -> (Option<Booking>, bool) {
     match Booking::trailing(settled, record, stores_bodies) {
-        Some(booking) => Booked::Trailing(Box::new(booking)),
-        None => Booked::Written {
-            recorded: book_keep(sql, settled, record, warnings),
-        },
+        Some(booking) => (Some(booking), false),
+        None => (None, book_keep(sql, settled, record, warnings)),
     }
 }
 
@@ -866,24 +853,19 @@ where
     let org_settings = cache.borrow_mut().org_settings(sql, org);
     // Unreadable settings: booked now, where the body log reports them.
     let stores_bodies = org_settings.as_ref().map_or(true, |s| s.store_bodies);
-    let mut trailing = None;
-    match book(sql, &settled, &record, stores_bodies, &mut warnings) {
-        Booked::Trailing(booking) => trailing = Some(*booking),
-        Booked::Written { recorded: false } => {}
-        Booked::Written { recorded: true } => {
-            let logged = crate::privacy::Logged {
-                request_id: &record.id,
-                subject: request.user.as_deref(),
-                ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
-                prompt: &|| serde_json::to_value(&request.messages).unwrap_or(Value::Null),
-                answer: &generation.content,
-            };
-            let logged_with = org_settings.and_then(|settings| {
-                crate::privacy::log_request_with(sql, &settings, org, &logged)
-            });
-            if let Err(e) = logged_with {
-                warnings.push(format!("writing the request log failed: {e}"));
-            }
+    let (trailing, recorded_now) = book(sql, &settled, &record, stores_bodies, &mut warnings);
+    if recorded_now {
+        let logged = crate::privacy::Logged {
+            request_id: &record.id,
+            subject: request.user.as_deref(),
+            ts_ms: i64::try_from(call.started_ms).unwrap_or(i64::MAX),
+            prompt: &|| serde_json::to_value(&request.messages).unwrap_or(Value::Null),
+            answer: &generation.content,
+        };
+        let logged_with = org_settings
+            .and_then(|settings| crate::privacy::log_request_with(sql, &settings, org, &logged));
+        if let Err(e) = logged_with {
+            warnings.push(format!("writing the request log failed: {e}"));
         }
     }
     if !generation.info.cached {

@@ -12,7 +12,7 @@
 pub mod crypto;
 pub mod store;
 #[cfg(test)]
-mod store_tests;
+pub(crate) mod store_tests;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
