@@ -59,7 +59,7 @@ pub async fn find_answered<T, E>(
         if let Some(found) = find()? {
             return Ok(Some(found));
         }
-        wasip3::clocks::monotonic_clock::wait_for(delay_ms.saturating_mul(1_000_000)).await;
+        crate::timer::sleep(delay_ms).await;
     }
     find()
 }
@@ -70,6 +70,5 @@ pub async fn find_answered<T, E>(
 /// requests answered just before it.
 pub async fn settled() {
     write_pending();
-    wasip3::clocks::monotonic_clock::wait_for(bookings::SETTLED_AFTER_MS.saturating_mul(1_000_000))
-        .await;
+    crate::timer::sleep(bookings::SETTLED_AFTER_MS).await;
 }

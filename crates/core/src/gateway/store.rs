@@ -16,6 +16,7 @@
 //! [`in_row_locked_transaction`]): on PostgreSQL, requests of different keys
 //! no longer wait for each other, on any replica.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
@@ -539,12 +540,11 @@ pub fn settle_and_record(
 pub fn book_batch(db: &mut impl SqlExecutor, bookings: &[Booking]) -> Result<()> {
     // One addition per usage row (and latency bucket), in the rows' order.
     let mut additions: BTreeMap<_, UsageAddition> = BTreeMap::new();
-    let made: Vec<UsageAddition> = bookings.iter().map(|b| usage_addition(&b.record)).collect();
-    for add in &made {
-        match additions.get_mut(&add.place()) {
-            Some(sum) => sum.absorb(add),
-            None => {
-                additions.insert(add.place(), add.clone());
+    for add in bookings.iter().map(|b| usage_addition(&b.record)) {
+        match additions.entry(add.place()) {
+            Entry::Occupied(mut sum) => sum.get_mut().absorb(&add),
+            Entry::Vacant(place) => {
+                place.insert(add);
             }
         }
     }
@@ -1169,7 +1169,6 @@ fn record_in(db: &mut impl SqlExecutor, r: &RequestRecord) -> Result<()> {
 
 /// What one request adds to a usage row: the values in [`add_usage`]'s
 /// column order (its minute first) and its latency bucket's column.
-#[derive(Clone)]
 struct UsageAddition {
     minute: u64,
     /// How many requests it adds (one; more when a batch's requests of one
@@ -1221,15 +1220,16 @@ impl UsageAddition {
 
     /// Where it goes: the minute, the naming texts, the key, the latency
     /// bucket (additions with the same place can be added together).
-    fn place(&self) -> (u64, Vec<String>, &str, &'static str) {
+    fn place(&self) -> (u64, Vec<String>, String, &'static str) {
         let naming = self.values[..Self::NAMING_VALUES]
             .iter()
             .map(|v| match v {
                 SqlValue::Text(t) => t.clone(),
-                other => format!("{other:?}"),
+                // Every naming value is built as text ([`usage_addition`]).
+                _ => String::new(),
             })
             .collect();
-        (self.minute, naming, &self.key_id, self.bucket)
+        (self.minute, naming, self.key_id.clone(), self.bucket)
     }
 
     /// Adds `other`, which has the same [`place`](Self::place).
